@@ -1,0 +1,583 @@
+#!/usr/bin/env bash
+# Local infrastructure of the matchmaking platform, without Docker:
+#   - Apache Kafka, one node in KRaft mode (no ZooKeeper), on localhost:9092
+#     (PLAINTEXT; its controller on localhost:9093), run from Kafka's own jars
+#     fetched from Maven Central (deploy/local/kafka/pom.xml);
+#   - PostgreSQL (Debian's package, 15 or newer) on localhost:5432, its own
+#     cluster, user postgres / password postgres over TCP;
+#   - the service databases and the Kafka topics (with their `.dlq` topics).
+#
+# Usage: deploy/local/infra.sh up|down|status
+#   up      provision what is missing, start what is stopped, create databases
+#           and topics; idempotent (a second run only checks, in a few seconds).
+#   down    stop what `up` started (its pid files); data stays on disk.
+#   status  one line per component.
+#
+# State lives outside the repository, in $MATCHMAKING_STATE_DIR
+# (default /var/tmp/matchmaking): CI clones the repo under a private mktemp dir
+# that the postgres OS user cannot enter, and the jar cache is then shared by
+# every clone on this machine.
+#   kafka/jars/<version>-<pom hash>/   the broker's jars (cache)
+#   kafka/data/  kafka/logs/server.log  kafka/kafka.pid  kafka/server.properties
+#   postgres/data/  postgres/postgres.log   (owned by the postgres OS user)
+#   maven-repo/                          Maven's local repository
+#
+# Environment (kept simple on purpose):
+#   KAFKA_BOOTSTRAP_SERVERS  unset or localhost:9092 / 127.0.0.1:9092: run the
+#       local broker. Anything else is an existing Kafka: nothing is started,
+#       the topics are still created there.
+#   DATABASE_ADMIN_URL  a superuser URL used to create the databases (default
+#       postgresql://postgres:postgres@localhost:5432/postgres). If it, or any of
+#       REGISTRATION_/MATCHING_/SCHEDULING_/NOTIFICATION_DATABASE_URL, names a
+#       server other than localhost:5432, no local PostgreSQL is provisioned or
+#       started; the databases are then created only if DATABASE_ADMIN_URL is set.
+#   MATCHMAKING_STATE_DIR  where state lives (see above).
+#   KAFKA_HEAP_OPTS  the broker's heap (default -Xms256m -Xmx512m).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STATE_DIR="${MATCHMAKING_STATE_DIR:-/var/tmp/matchmaking}"
+
+DATABASES=(registration matching scheduling notification)
+# topic:partitions
+TOPICS=()
+for _t in registration matching scheduling notification; do
+    TOPICS+=("$_t.events:3" "$_t.events.dlq:1")
+done
+unset _t
+
+KAFKA_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+# Fixed KRaft cluster id: base64url of the 16 bytes "matchmaking-loca".
+KAFKA_CLUSTER_ID="bWF0Y2htYWtpbmctbG9jYQ"
+KAFKA_POM="$HERE/kafka/pom.xml"
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM")"
+DEPENDENCY_PLUGIN_VERSION="$(sed -n 's:.*<dependency.plugin.version>\(.*\)</dependency.plugin.version>.*:\1:p' "$KAFKA_POM")"
+KAFKA_DIR="$STATE_DIR/kafka"
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_LOGS="$KAFKA_DIR/logs"
+KAFKA_PID_FILE="$KAFKA_DIR/kafka.pid"
+KAFKA_PROPS="$KAFKA_DIR/server.properties"
+MAVEN_REPO="$STATE_DIR/maven-repo"
+# Short-lived JVMs (StorageTool, KafkaAdmin): start fast, stay small.
+TOOL_JAVA_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto
+                "-Dlog4j.configuration=file:$HERE/kafka/tools-log4j.properties")
+
+PG_PORT=5432
+PG_DIR="$STATE_DIR/postgres"
+PGDATA="$PG_DIR/data"
+PG_LOG="$PG_DIR/postgres.log"
+PG_MIN_MAJOR=15
+
+# ---------------------------------------------------------------- helpers --
+
+log() { printf '%s [infra] %s\n' "$(date +%T)" "$*"; }
+warn() { printf '%s [infra] WARNING: %s\n' "$(date +%T)" "$*" >&2; }
+die() { printf '%s [infra] ERROR: %s\n' "$(date +%T)" "$*" >&2; exit 1; }
+
+is_root() { [[ "$(id -u)" -eq 0 ]]; }
+
+# Seconds since $1 (an $EPOCHREALTIME), one decimal.
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+# True if the process runs: exists and is no zombie (on this kind of machine
+# PID 1 may reap orphans late, and kill -0 succeeds on a zombie).
+pid_alive() {
+    local state
+    state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+    [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# Runs a command as the postgres OS user (Postgres refuses to run as root),
+# from / since the caller's directory may be closed to that user.
+as_pg() {
+    if is_root; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        (cd / && "$@")
+    fi
+}
+
+apt_install() {
+    is_root || die "need root to install Debian packages: $*"
+    command -v apt-get >/dev/null || die "apt-get not found; install by hand: $*"
+    local t0=$EPOCHREALTIME
+    log "installing Debian packages: $* (apt-get update + install)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    log "installed $* in $(since "$t0")s"
+}
+
+need_java() {
+    command -v java >/dev/null && command -v javac >/dev/null && return 0
+    apt_install openjdk-17-jdk-headless
+}
+
+# host:port of a postgres URL (port 5432 when absent).
+url_hostport() {
+    local rest="${1#*://}"
+    rest="${rest%%/*}"
+    rest="${rest%%\?*}"
+    rest="${rest##*@}"
+    case "$rest" in
+        \[*\]:*) ;;
+        \[*\]) rest="$rest:5432" ;;
+        *:*) ;;
+        *) rest="$rest:5432" ;;
+    esac
+    printf '%s\n' "$rest"
+}
+
+# psql wants postgresql://, not SQLAlchemy-style postgresql+asyncpg://.
+psql_url() {
+    local scheme="${1%%://*}"
+    printf '%s://%s\n' "${scheme%%+*}" "${1#*://}"
+}
+
+# ------------------------------------------------------------ environment --
+
+KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-localhost:$KAFKA_PORT}"
+case "$KAFKA_BOOTSTRAP" in
+    "localhost:$KAFKA_PORT" | "127.0.0.1:$KAFKA_PORT") KAFKA_MODE=local ;;
+    *) KAFKA_MODE=external ;;
+esac
+
+PG_ADMIN_URL="$(psql_url "${DATABASE_ADMIN_URL:-postgresql://postgres:postgres@localhost:$PG_PORT/postgres}")"
+PG_MODE=local
+PG_EXTERNAL_REASON=""
+for _var in DATABASE_ADMIN_URL REGISTRATION_DATABASE_URL MATCHING_DATABASE_URL \
+            SCHEDULING_DATABASE_URL NOTIFICATION_DATABASE_URL; do
+    [[ -n "${!_var:-}" ]] || continue
+    case "$(url_hostport "${!_var}")" in
+        "localhost:$PG_PORT" | "127.0.0.1:$PG_PORT" | "[::1]:$PG_PORT" | ":$PG_PORT") ;;
+        *) PG_MODE=external; PG_EXTERNAL_REASON="$_var points to $(url_hostport "${!_var}")" ;;
+    esac
+done
+unset _var
+
+# ------------------------------------------------------------- postgresql --
+
+PG_BIN=""
+
+# The newest installed PostgreSQL >= 15: Debian's layout first, then PATH.
+find_pg_bin() {
+    local d major candidates=()
+    while IFS= read -r d; do candidates+=("$d"); done \
+        < <(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV)
+    if command -v postgres >/dev/null; then
+        candidates+=("$(dirname "$(readlink -f "$(command -v postgres)")")")
+    fi
+    for d in "${candidates[@]}"; do
+        [[ -x "$d/postgres" && -x "$d/initdb" && -x "$d/pg_ctl" ]] || continue
+        major="$("$d/postgres" --version | sed -n 's/.* \([0-9][0-9]*\)\.[0-9].*/\1/p')"
+        if [[ -n "$major" && "$major" -ge "$PG_MIN_MAJOR" ]]; then
+            PG_BIN="$d"
+            return 0
+        fi
+    done
+    return 1
+}
+
+ensure_pg_bin() {
+    find_pg_bin && return 0
+    # Debian's package creates and may start its own cluster "main" on 5432:
+    # stop whatever clusters the install started, ours runs from $PGDATA.
+    local before after
+    before="$(pg_lsclusters -h 2>/dev/null | awk '$4 == "online" { print $1 " " $2 }' || true)"
+    apt_install postgresql
+    after="$(pg_lsclusters -h 2>/dev/null | awk '$4 == "online" { print $1 " " $2 }' || true)"
+    local ver name
+    while read -r ver name; do
+        [[ -n "$ver" ]] || continue
+        grep -qx "$ver $name" <<<"$before" && continue
+        log "stopping Debian's cluster $ver/$name that the package install started"
+        pg_ctlcluster "$ver" "$name" stop || true
+    done <<<"$after"
+    find_pg_bin || die "PostgreSQL >= $PG_MIN_MAJOR not found after installing Debian's postgresql"
+}
+
+psql_bin() {
+    if [[ -n "$PG_BIN" && -x "$PG_BIN/psql" ]]; then
+        printf '%s\n' "$PG_BIN/psql"
+    elif find_pg_bin && [[ -x "$PG_BIN/psql" ]]; then
+        printf '%s\n' "$PG_BIN/psql"
+    elif command -v psql >/dev/null; then
+        command -v psql
+    else
+        apt_install postgresql-client >&2
+        command -v psql
+    fi
+}
+
+admin_psql() {
+    PGCONNECT_TIMEOUT=5 "$(psql_bin)" "$PG_ADMIN_URL" -X -q -A -t -v ON_ERROR_STOP=1 "$@"
+}
+
+# Pid of the postmaster of our cluster, if it runs.
+pg_pid() {
+    local pid
+    [[ -r "$PGDATA/postmaster.pid" ]] || return 1
+    pid="$(head -n 1 "$PGDATA/postmaster.pid")"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    pid_alive "$pid" && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == postgres* ]] || return 1
+    printf '%s\n' "$pid"
+}
+
+# After a crash or a kill -9 the server leaves lock files that name a dead
+# process (or one whose pid was reused); Postgres refuses to start then.
+# Called only when our server is not running and the port is free.
+pg_clear_stale_locks() {
+    local f pid
+    for f in "$PGDATA/postmaster.pid" "$PG_DIR/run/.s.PGSQL.$PG_PORT.lock" \
+             "/var/run/postgresql/.s.PGSQL.$PG_PORT.lock"; do
+        [[ -e "$f" ]] || continue
+        pid="$(head -n 1 "$f" 2>/dev/null | tr -d ' -')"
+        if [[ "$f" != "$PGDATA/postmaster.pid" && "$pid" =~ ^[0-9]+$ ]] && pid_alive "$pid" \
+                && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == postgres* ]]; then
+            continue
+        fi
+        warn "postgres: removing stale $f (process ${pid:-?} is gone)"
+        rm -f "$f"
+    done
+}
+
+pg_initdb() {
+    local t0=$EPOCHREALTIME locale_opt=(--no-locale)
+    locale -a 2>/dev/null | grep -qiE '^c\.utf-?8$' && locale_opt=(--locale=C.UTF-8)
+    log "postgres: initdb $PGDATA"
+    install -d -m 700 -o postgres -g postgres "$PGDATA" 2>/dev/null || mkdir -p -m 700 "$PGDATA"
+    local pwfile="$PG_DIR/.initdb-password"
+    printf 'postgres\n' >"$pwfile"
+    is_root && chown postgres:postgres "$pwfile"
+    chmod 600 "$pwfile"
+    as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --pwfile="$pwfile" \
+        --auth-local=peer --auth-host=scram-sha-256 --encoding=UTF8 "${locale_opt[@]}" \
+        >>"$PG_DIR/initdb.log" 2>&1 || { rm -f "$pwfile"; tail -n 20 "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
+    rm -f "$pwfile"
+    printf "\ninclude_if_exists = 'matchmaking.conf'\n" | as_pg tee -a "$PGDATA/postgresql.conf" >/dev/null
+    log "postgres: initdb done in $(since "$t0")s"
+}
+
+# Settings for local runs and tests, rewritten at every start.
+pg_write_conf() {
+    local sockets="$PG_DIR/run"
+    if [[ -d /var/run/postgresql ]] && as_pg test -w /var/run/postgresql; then
+        sockets="$sockets,/var/run/postgresql"
+    fi
+    as_pg tee "$PGDATA/matchmaking.conf" >/dev/null <<EOF
+# Written by deploy/local/infra.sh at each start: edit that script instead.
+listen_addresses = 'localhost'
+port = $PG_PORT
+unix_socket_directories = '$sockets'
+max_connections = 300
+shared_buffers = 256MB
+EOF
+}
+
+pg_up() {
+    local pid t0=$EPOCHREALTIME
+    if pid="$(pg_pid)"; then
+        log "postgres: already running (pid $pid, port $PG_PORT)"
+        return 0
+    fi
+    if port_open 127.0.0.1 "$PG_PORT"; then
+        if admin_psql -c 'SELECT 1' >/dev/null 2>&1; then
+            log "postgres: reusing the server already listening on localhost:$PG_PORT (not started by infra.sh)"
+            return 0
+        fi
+        die "port $PG_PORT is taken by a server that refuses postgres/postgres; stop it (e.g. pg_ctlcluster 15 main stop) or set DATABASE_ADMIN_URL"
+    fi
+    ensure_pg_bin
+    if is_root; then
+        install -d -m 755 "$STATE_DIR"
+        install -d -m 700 -o postgres -g postgres "$PG_DIR" "$PG_DIR/run"
+    else
+        mkdir -p "$PG_DIR/run"
+    fi
+    [[ -s "$PGDATA/PG_VERSION" ]] || pg_initdb
+    pg_write_conf
+    pg_clear_stale_locks
+    log "postgres: starting ($("$PG_BIN/postgres" --version), data $PGDATA)"
+    # 9>&-: the server must not inherit the lock of this script.
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$PG_LOG" -w -t 60 start >/dev/null 9>&-; then
+        tail -n 30 "$PG_LOG" >&2 || true
+        die "postgres did not start; see $PG_LOG"
+    fi
+    local i
+    for ((i = 0; i < 120; i++)); do
+        "$PG_BIN/pg_isready" -q -h localhost -p "$PG_PORT" && break
+        sleep 0.25
+    done
+    "$PG_BIN/pg_isready" -q -h localhost -p "$PG_PORT" || die "postgres not ready; see $PG_LOG"
+    log "postgres: ready on localhost:$PG_PORT (pid $(pg_pid), started in $(since "$t0")s)"
+}
+
+pg_create_databases() {
+    local list missing db
+    list="$(printf "'%s'," "${DATABASES[@]}")"
+    missing="$(admin_psql -c "SELECT d FROM unnest(ARRAY[${list%,}]) AS d
+                              WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = d)")" \
+        || die "cannot reach PostgreSQL at $(url_hostport "$PG_ADMIN_URL") as an admin"
+    for db in $missing; do
+        admin_psql -c "CREATE DATABASE \"$db\"" >/dev/null
+    done
+    missing="$(echo $missing)"
+    log "postgres: databases present: ${DATABASES[*]} (created: ${missing:-none})"
+}
+
+pg_down() {
+    local pid
+    if ! pid="$(pg_pid)"; then
+        log "postgres: not running (nothing started by infra.sh)"
+        return 0
+    fi
+    find_pg_bin || die "PostgreSQL binaries not found"
+    log "postgres: stopping pid $pid"
+    as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 stop >/dev/null
+    log "postgres: stopped (data kept in $PGDATA)"
+}
+
+# ------------------------------------------------------------------ kafka --
+
+KAFKA_JARS=""
+
+# The broker's jars, fetched once per (Kafka version, pom) into a shared cache.
+ensure_kafka_jars() {
+    local key t0=$EPOCHREALTIME
+    key="$KAFKA_VERSION-$(sha256sum "$KAFKA_POM" | cut -c1-12)"
+    KAFKA_JARS="$KAFKA_DIR/jars/$key"
+    [[ -f "$KAFKA_JARS/.complete" ]] && return 0
+    command -v mvn >/dev/null || apt_install maven
+    need_java
+    log "kafka: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central (mvn dependency:copy-dependencies)"
+    local tmp="$KAFKA_DIR/jars/.tmp-$key-$$"
+    rm -rf "$tmp"
+    mkdir -p "$tmp" "$MAVEN_REPO"
+    if ! mvn -B -q -Dstyle.color=never -f "$KAFKA_POM" \
+            -Dmaven.repo.local="$MAVEN_REPO" \
+            "org.apache.maven.plugins:maven-dependency-plugin:$DEPENDENCY_PLUGIN_VERSION:copy-dependencies" \
+            -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.log" 2>&1; then
+        cat "$tmp.log" >&2
+        rm -rf "$tmp"
+        die "mvn could not fetch the Kafka jars"
+    fi
+    rm -f "$tmp.log"
+    touch "$tmp/.complete"
+    rm -rf "$KAFKA_JARS"
+    mv "$tmp" "$KAFKA_JARS"
+    log "kafka: $(ls "$KAFKA_JARS"/*.jar | wc -l) jars in $KAFKA_JARS ($(since "$t0")s)"
+}
+
+# Compiles the readiness/topic helper once per (source, jars).
+KAFKA_ADMIN_CLASSES=""
+ensure_kafka_admin() {
+    local key
+    key="$(cat "$HERE/kafka/KafkaAdmin.java" | sha256sum | cut -c1-12)-$(basename "$KAFKA_JARS")"
+    KAFKA_ADMIN_CLASSES="$KAFKA_DIR/admin-classes/$key"
+    [[ -f "$KAFKA_ADMIN_CLASSES/KafkaAdmin.class" ]] && return 0
+    need_java
+    local tmp="$KAFKA_ADMIN_CLASSES.tmp-$$"
+    mkdir -p "$tmp"
+    javac -nowarn -d "$tmp" -cp "$KAFKA_JARS/*" "$HERE/kafka/KafkaAdmin.java"
+    rm -rf "$KAFKA_ADMIN_CLASSES"
+    mv "$tmp" "$KAFKA_ADMIN_CLASSES"
+}
+
+# Pid of our broker, if it runs (checked against /proc, not just the pid file).
+kafka_pid() {
+    local pid
+    [[ -s "$KAFKA_PID_FILE" ]] || return 1
+    pid="$(<"$KAFKA_PID_FILE")"
+    [[ "$pid" =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "kafka.Kafka $KAFKA_PROPS" || return 1
+    printf '%s\n' "$pid"
+}
+
+kafka_write_config() {
+    cp "$HERE/kafka/log4j.properties" "$KAFKA_DIR/log4j.properties"
+    cat >"$KAFKA_PROPS" <<EOF
+# Written by deploy/local/infra.sh at each start: edit that script instead.
+# One node that is both broker and KRaft controller.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@localhost:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://localhost:$KAFKA_PORT,CONTROLLER://localhost:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://localhost:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DATA
+
+# Single node: every replication factor and ISR is 1.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+default.replication.factor=1
+min.insync.replicas=1
+
+num.partitions=3
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
+kafka_start() {
+    local pid
+    if pid="$(kafka_pid)"; then
+        log "kafka: already running (pid $pid, port $KAFKA_PORT)"
+        return 0
+    fi
+    if port_open 127.0.0.1 "$KAFKA_PORT"; then
+        log "kafka: reusing the broker already listening on localhost:$KAFKA_PORT (not started by infra.sh)"
+        return 0
+    fi
+    rm -f "$KAFKA_PID_FILE"
+    need_java
+    mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
+    kafka_write_config
+    if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
+        log "kafka: formatting storage $KAFKA_DATA (cluster id $KAFKA_CLUSTER_ID)"
+        java "${TOOL_JAVA_OPTS[@]}" -cp "$KAFKA_JARS/*" kafka.tools.StorageTool format \
+            -t "$KAFKA_CLUSTER_ID" -c "$KAFKA_PROPS" --ignore-formatted >/dev/null
+    fi
+    log "kafka: starting Apache Kafka $KAFKA_VERSION (KRaft) on localhost:$KAFKA_PORT, log $KAFKA_LOGS/server.log"
+    # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of options
+    setsid nohup java ${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} \
+        -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+        -Dkafka.logs.dir="$KAFKA_LOGS" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
+        -cp "$KAFKA_JARS/*" kafka.Kafka "$KAFKA_PROPS" \
+        </dev/null >>"$KAFKA_LOGS/kafka.out" 2>&1 9>&- &
+    echo $! >"$KAFKA_PID_FILE"
+    KAFKA_STARTED_AT=$EPOCHREALTIME
+}
+
+kafka_wait_port() {
+    local i pid
+    [[ -n "${KAFKA_STARTED_AT:-}" ]] || return 0
+    pid="$(<"$KAFKA_PID_FILE")"
+    for ((i = 0; i < 360; i++)); do
+        port_open 127.0.0.1 "$KAFKA_PORT" && break
+        if ! pid_alive "$pid"; then
+            tail -n 30 "$KAFKA_LOGS/kafka.out" "$KAFKA_LOGS/server.log" >&2 2>/dev/null || true
+            rm -f "$KAFKA_PID_FILE"
+            die "kafka exited during startup; see $KAFKA_LOGS"
+        fi
+        sleep 0.25
+    done
+    port_open 127.0.0.1 "$KAFKA_PORT" || die "kafka: port $KAFKA_PORT not open after 90s; see $KAFKA_LOGS"
+    log "kafka: port $KAFKA_PORT open (pid $pid, $(since "$KAFKA_STARTED_AT")s after start)"
+}
+
+# Waits until the broker really serves (topics with leaders, group coordinator)
+# and creates the missing topics, in one JVM.
+kafka_ready_and_topics() {
+    local t0=$EPOCHREALTIME
+    ensure_kafka_admin
+    java "${TOOL_JAVA_OPTS[@]}" -cp "$KAFKA_ADMIN_CLASSES:$KAFKA_JARS/*" \
+        KafkaAdmin "$KAFKA_BOOTSTRAP" 120 "${TOPICS[@]}" \
+        || die "kafka at $KAFKA_BOOTSTRAP is not ready or the topics could not be created"
+    log "kafka: readiness check and topics took $(since "$t0")s"
+}
+
+kafka_down() {
+    local pid i
+    if ! pid="$(kafka_pid)"; then
+        rm -f "$KAFKA_PID_FILE"
+        log "kafka: not running (nothing started by infra.sh)"
+        return 0
+    fi
+    log "kafka: stopping pid $pid"
+    kill -TERM "$pid"
+    for ((i = 0; i < 120; i++)); do
+        pid_alive "$pid" || break
+        sleep 0.25
+    done
+    if pid_alive "$pid"; then
+        warn "kafka: still running after 30s, sending SIGKILL"
+        kill -KILL "$pid" || true
+    fi
+    rm -f "$KAFKA_PID_FILE"
+    log "kafka: stopped (data kept in $KAFKA_DATA)"
+}
+
+# --------------------------------------------------------------- commands --
+
+cmd_up() {
+    local t0=$EPOCHREALTIME
+    log "up: state in $STATE_DIR"
+    # Kafka's JVM boots in the background while PostgreSQL is handled.
+    if [[ "$KAFKA_MODE" == local ]]; then
+        ensure_kafka_jars
+        kafka_start
+    else
+        log "kafka: using the existing Kafka at $KAFKA_BOOTSTRAP (KAFKA_BOOTSTRAP_SERVERS); nothing started"
+        ensure_kafka_jars
+    fi
+
+    if [[ "$PG_MODE" == local ]]; then
+        pg_up
+        pg_create_databases
+    else
+        log "postgres: not provisioned ($PG_EXTERNAL_REASON)"
+        if [[ -n "${DATABASE_ADMIN_URL:-}" ]]; then
+            pg_create_databases
+        else
+            warn "postgres: DATABASE_ADMIN_URL not set, databases not created"
+        fi
+    fi
+
+    if [[ "$KAFKA_MODE" == local ]]; then kafka_wait_port; fi
+    kafka_ready_and_topics
+    log "up: done in $(since "$t0")s"
+}
+
+cmd_down() {
+    if [[ "$KAFKA_MODE" == local ]]; then kafka_down; else log "kafka: external ($KAFKA_BOOTSTRAP), left alone"; fi
+    if [[ "$PG_MODE" == local ]]; then pg_down; else log "postgres: external, left alone"; fi
+}
+
+cmd_status() {
+    local pid
+    if [[ "$KAFKA_MODE" == external ]]; then
+        printf '%-9s external  bootstrap=%s (KAFKA_BOOTSTRAP_SERVERS)\n' kafka "$KAFKA_BOOTSTRAP"
+    elif pid="$(kafka_pid)"; then
+        printf '%-9s running   pid=%s port=%s version=%s log=%s\n' kafka "$pid" "$KAFKA_PORT" \
+            "$KAFKA_VERSION" "$KAFKA_LOGS/server.log"
+    elif port_open 127.0.0.1 "$KAFKA_PORT"; then
+        printf '%-9s running   port=%s (not started by infra.sh)\n' kafka "$KAFKA_PORT"
+    else
+        printf '%-9s stopped   port=%s\n' kafka "$KAFKA_PORT"
+    fi
+    if [[ "$PG_MODE" == external ]]; then
+        printf '%-9s external  %s\n' postgres "$PG_EXTERNAL_REASON"
+    elif pid="$(pg_pid)"; then
+        printf '%-9s running   pid=%s port=%s data=%s\n' postgres "$pid" "$PG_PORT" "$PGDATA"
+    elif port_open 127.0.0.1 "$PG_PORT"; then
+        printf '%-9s running   port=%s (not started by infra.sh)\n' postgres "$PG_PORT"
+    else
+        printf '%-9s stopped   port=%s\n' postgres "$PG_PORT"
+    fi
+}
+
+main() {
+    local cmd="${1:-}"
+    case "$cmd" in
+        up | down | status) ;;
+        *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    esac
+    if [[ "$cmd" != status ]]; then
+        # One `up`/`down` at a time on this machine.
+        mkdir -p "$STATE_DIR"
+        exec 9>"$STATE_DIR/.infra.lock"
+        flock -w 600 9 || die "another infra.sh holds $STATE_DIR/.infra.lock"
+    fi
+    "cmd_$cmd"
+}
+
+main "$@"

@@ -1,0 +1,296 @@
+"""Registration's HTTP API: thin routes over the handlers and the projection."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from shared.auth import ADMIN_ID, Principal, digest, same_secret
+from shared.contracts.registration import (
+    Attendance,
+    Interval,
+    MeetingType,
+    OrganisationType,
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationWaitlisted,
+    RegistrationWithdrawn,
+    Session,
+)
+from shared.idempotency import request_fingerprint, run_once
+from shared.problems import ProblemError
+from shared.runtime import runtime_of
+from services.registration import handlers
+from services.registration.domain import RuleViolation, slot_grid
+
+router = APIRouter(prefix="/api")
+
+
+# -- request bodies -----------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewOrganiser(_Body):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class NewBrokerageEvent(_Body):
+    name: str = Field(min_length=1, max_length=300)
+    venue: str = Field(min_length=1, max_length=300)
+    time_zone: str = Field(examples=["Europe/Berlin"])
+    days: list[date] = Field(min_length=1, max_length=14)
+    sessions: list[Session] = Field(min_length=1, max_length=8)
+    slot_minutes: int = Field(ge=5, le=240)
+    tables: int = Field(ge=0, le=10_000)
+    meeting_types: list[MeetingType] = Field(min_length=1)
+    registration_deadline: datetime
+    max_meetings_per_participant: int | None = Field(default=None, ge=1)
+    request_expiry_hours: int = Field(default=48, ge=1)
+
+
+class Representative(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    phone: str | None = Field(default=None, max_length=50)
+    role: str | None = Field(default=None, max_length=200)
+
+
+class Profile(_Body):
+    organisation_type: OrganisationType
+    name: str = Field(min_length=1, max_length=300)
+    country: str = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")
+    sectors: list[str] = Field(default_factory=list, max_length=30)
+    technologies: list[str] = Field(default_factory=list, max_length=50)
+    value_chain_position: str | None = Field(default=None, max_length=200)
+    markets: list[str] = Field(default_factory=list, max_length=50)
+    offers: list[str] = Field(default_factory=list, max_length=20)
+    requests: list[str] = Field(default_factory=list, max_length=20)
+    attendance: Attendance = Attendance.ON_SITE
+    availability: list[Interval] = Field(default_factory=list, max_length=50)
+    representatives: list[Representative] = Field(min_length=1, max_length=10)
+
+    def split(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        data = self.model_dump(mode="json")
+        return data, data.pop("representatives")
+
+
+class DecisionBody(_Body):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+# -- authentication -----------------------------------------------------------
+
+
+async def principal(request: Request, authorization: Annotated[str | None, Header()] = None,
+                    x_api_key: Annotated[str | None, Header()] = None) -> Principal | None:
+    key = x_api_key or (authorization[7:] if authorization and
+                        authorization.lower().startswith("bearer ") else None)
+    if not key:
+        return None
+    runtime = runtime_of(request)
+    if same_secret(key, runtime.settings.platform_admin_key):
+        return Principal("admin", ADMIN_ID)
+    row = await runtime.pool.fetchrow(
+        "SELECT role, subject_id FROM api_keys WHERE key_digest = $1", digest(key)
+    )
+    if row is None:
+        raise ProblemError(401, "Unknown API key", "the API key is not valid")
+    return Principal(row["role"], row["subject_id"])
+
+
+async def required(who: Annotated[Principal | None, Depends(principal)]) -> Principal:
+    if who is None:
+        raise ProblemError(401, "API key required",
+                           "send your key in the X-API-Key header (or Authorization: Bearer)")
+    return who
+
+
+Caller = Annotated[Principal, Depends(required)]
+MaybeCaller = Annotated[Principal | None, Depends(principal)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+async def _command(request: Request, who: Principal | None, key: str | None, body: Any,
+                   command: handlers.Any, status: int = 200) -> JSONResponse:
+    runtime = runtime_of(request)
+    correlation_id = request.headers.get("x-correlation-id")
+
+    async def run(conn: asyncpg.Connection) -> tuple[int, Any]:
+        try:
+            return status, await command(conn, correlation_id)
+        except RuleViolation as exc:
+            raise ProblemError(exc.status, "Request breaks a rule", f"{exc.field}: {exc.reason}",
+                               errors=[{"field": exc.field, "reason": exc.reason}]) from exc
+        except handlers.NotFound as exc:
+            raise ProblemError(404, "Not found", str(exc)) from exc
+        except handlers.Forbidden as exc:
+            raise ProblemError(403, "Forbidden", str(exc)) from exc
+
+    code, payload = await run_once(
+        runtime.pool,
+        principal=who.label if who else "anonymous",
+        key=key,
+        fingerprint=request_fingerprint(request.method, request.url.path, body),
+        command=run,
+    )
+    return JSONResponse(payload, status_code=code)
+
+
+# -- organisers and events ----------------------------------------------------
+
+
+@router.post("/organisers", status_code=201, summary="Register an organiser (platform admin)")
+async def create_organiser(request: Request, body: NewOrganiser, who: Caller,
+                           idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    if who.role != "admin":
+        raise ProblemError(403, "Forbidden", "only the platform admin registers organisers")
+    return await _command(request, who, idempotency_key, body.model_dump(),
+                          lambda conn, cid: handlers.register_organiser(conn, body.name, cid), 201)
+
+
+@router.post("/events", status_code=201, summary="Create a brokerage event (organiser)")
+async def create_event(request: Request, body: NewBrokerageEvent, who: Caller,
+                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    definition = body.model_dump()
+    return await _command(
+        request, who, idempotency_key, body.model_dump(mode="json"),
+        lambda conn, cid: handlers.create_event(conn, who, definition, cid), 201,
+    )
+
+
+@router.get("/events", summary="List brokerage events")
+async def list_events(request: Request) -> list[dict[str, Any]]:
+    rows = await runtime_of(request).pool.fetch(
+        "SELECT definition FROM brokerage_events ORDER BY created_at"
+    )
+    return [json.loads(r["definition"]) for r in rows]
+
+
+@router.get("/events/{event_id}", summary="A brokerage event with its slot grid")
+async def get_event(request: Request, event_id: str) -> dict[str, Any]:
+    async with runtime_of(request).pool.acquire() as conn:
+        try:
+            event = await handlers.load_event(conn, event_id)
+        except handlers.NotFound as exc:
+            raise ProblemError(404, "Not found", str(exc)) from exc
+    slots = [{"start": s.start.isoformat(), "end": s.end.isoformat()} for s in slot_grid(event)]
+    return {**event.model_dump(mode="json"), "slots": slots}
+
+
+# -- registrations ------------------------------------------------------------
+
+
+@router.post("/events/{event_id}/registrations", status_code=201,
+             summary="Register an organisation for an event; returns its API key once")
+async def register(request: Request, event_id: str, body: Profile, who: MaybeCaller,
+                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    profile, representatives = body.split()
+    return await _command(
+        request, who, idempotency_key, body.model_dump(mode="json"),
+        lambda conn, cid: handlers.register_organisation(
+            conn, event_id, profile, representatives, cid), 201,
+    )
+
+
+@router.get("/events/{event_id}/registrations",
+            summary="Registrations of an event, filtered (organiser of the event)")
+async def list_registrations(
+    request: Request, event_id: str, who: Caller,
+    status: str | None = None, organisation_type: OrganisationType | None = None,
+    country: str | None = None, sector: str | None = None, attendance: Attendance | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, Any]]:
+    pool = runtime_of(request).pool
+    owner = await pool.fetchval(
+        "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id)
+    if owner is None:
+        raise ProblemError(404, "Not found", f"brokerage event {event_id} not found")
+    if who.role != "admin" and not (who.role == "organiser" and who.id == owner):
+        raise ProblemError(403, "Forbidden", "only the event's organiser lists its registrations")
+    rows = await pool.fetch(
+        "SELECT * FROM registrations WHERE event_id = $1"
+        " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR organisation_type = $3)"
+        " AND ($4::text IS NULL OR country = upper($4)) AND ($5::text IS NULL OR $5 = ANY(sectors))"
+        " AND ($6::text IS NULL OR attendance = $6)"
+        " ORDER BY registered_at, registration_id LIMIT $7 OFFSET $8",
+        event_id, status, organisation_type, country, sector, attendance, limit, offset,
+    )
+    return [_summary(r) for r in rows]
+
+
+@router.get("/registrations/{registration_id}", summary="One registration, with contact details")
+async def get_registration(request: Request, registration_id: str, who: Caller) -> dict[str, Any]:
+    async with runtime_of(request).pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM registrations WHERE registration_id = $1", registration_id)
+        if row is None:
+            raise ProblemError(404, "Not found", f"registration {registration_id} not found")
+        try:
+            await handlers.authorise(conn, who, await handlers.load_registration(
+                conn, registration_id), organisation_may=True)
+        except handlers.Forbidden as exc:
+            raise ProblemError(403, "Forbidden", str(exc)) from exc
+        profile = json.loads(row["profile"])
+        representatives = await handlers.representatives_of(
+            conn, registration_id, profile.pop("representatives_encrypted"))
+    return {**_summary(row), "profile": profile, "representatives": representatives}
+
+
+def _summary(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "registration_id": row["registration_id"], "event_id": row["event_id"],
+        "organisation_type": row["organisation_type"], "name": row["name"],
+        "country": row["country"], "sectors": row["sectors"], "attendance": row["attendance"],
+        "status": row["status"], "status_reason": row["status_reason"],
+        "erased": row["erased"], "registered_at": row["registered_at"].isoformat(),
+    }
+
+
+@router.patch("/registrations/{registration_id}", summary="Update the profile (the organisation)")
+async def update(request: Request, registration_id: str, body: Profile, who: Caller,
+                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    profile, representatives = body.split()
+    return await _command(
+        request, who, idempotency_key, body.model_dump(mode="json"),
+        lambda conn, cid: handlers.update_profile(
+            conn, who, registration_id, profile, representatives, cid),
+    )
+
+
+def _decision_route(path: str, decision: handlers.Decision, summary: str) -> None:
+    async def decide(request: Request, registration_id: str, who: Caller,
+                     body: DecisionBody | None = None,
+                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        reason = body.reason if body else None
+        return await _command(
+            request, who, idempotency_key, {"reason": reason},
+            lambda conn, cid: handlers.decide(conn, who, registration_id, decision, reason, cid),
+        )
+
+    router.add_api_route(f"/registrations/{{registration_id}}/{path}", decide,
+                         methods=["POST"], summary=summary, name=path)
+
+
+_decision_route("approve", RegistrationApproved, "Approve a registration (organiser)")
+_decision_route("reject", RegistrationRejected, "Reject a registration (organiser)")
+_decision_route("waitlist", RegistrationWaitlisted, "Waitlist a registration (organiser)")
+_decision_route("withdraw", RegistrationWithdrawn, "Withdraw (the organisation or organiser)")
+
+
+@router.delete("/registrations/{registration_id}/personal-data",
+               summary="Erase the representatives' contact details everywhere")
+async def erase(request: Request, registration_id: str, who: Caller) -> JSONResponse:
+    return await _command(
+        request, who, None, None,
+        lambda conn, cid: handlers.erase_personal_data(conn, who, registration_id, cid),
+    )

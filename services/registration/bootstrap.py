@@ -1,0 +1,30 @@
+"""Wires the registration service: runtime, routes, server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from shared.runtime import ServiceRuntime, create_app, serve
+from shared.settings import RegistrationSettings
+from services.registration.api import router
+
+NAME = "registration"
+
+
+def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
+    settings = settings or RegistrationSettings()
+    runtime = ServiceRuntime(NAME, settings, migrations=Path(__file__).parent / "migrations")
+    return create_app(
+        runtime,
+        title="Registration service",
+        description="Organisers create brokerage events; organisations register, "
+        "are approved, update their profiles, withdraw, and can have their personal data erased.",
+        routers=[router],
+    )
+
+
+def main() -> None:
+    settings = RegistrationSettings()
+    serve(build_app(settings), settings.service_host, settings.registration_port)

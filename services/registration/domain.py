@@ -1,0 +1,259 @@
+"""Registration's rules, pure: no I/O, no clock, no randomness passed in implicitly.
+
+Aggregates are rebuilt from their events (`apply`); decisions check the rules
+against that state and return the new events, or raise `RuleViolation` naming
+the field at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pycountry
+
+from shared.contracts.base import EventPayload
+from shared.contracts.registration import (
+    REGISTERED_BY_TYPE,
+    BrokerageEventCreated,
+    MeetingType,
+    OrganisationProfile,
+    PersonalDataErased,
+    ProfileUpdated,
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationWaitlisted,
+    RegistrationWithdrawn,
+    Session,
+)
+
+
+class RuleViolation(Exception):
+    def __init__(self, field: str, reason: str, status: int = 422) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.status = status
+
+
+# -- brokerage events ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    start: datetime  # aware, in the event's time zone
+    end: datetime
+
+
+def slot_grid(event: BrokerageEventCreated) -> list[Slot]:
+    """Every meeting slot of the event, in order."""
+    zone = ZoneInfo(event.time_zone)
+    step = timedelta(minutes=event.slot_minutes)
+    slots = []
+    for day in event.days:
+        for session in event.sessions:
+            start = datetime.combine(day, session.start, zone)
+            end = datetime.combine(day, session.end, zone)
+            while start + step <= end:
+                slots.append(Slot(start, start + step))
+                start += step
+    return slots
+
+
+def check_new_event(event: BrokerageEventCreated) -> BrokerageEventCreated:
+    """Validate a brokerage event's definition; return it unchanged when sound."""
+    if not event.name.strip():
+        raise RuleViolation("name", "must not be empty")
+    try:
+        ZoneInfo(event.time_zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise RuleViolation("time_zone", f"unknown IANA time zone {event.time_zone!r}") from exc
+    if not event.days:
+        raise RuleViolation("days", "at least one day is needed")
+    if len(set(event.days)) != len(event.days):
+        raise RuleViolation("days", "a day is listed twice")
+    if not event.sessions:
+        raise RuleViolation("sessions", "at least one session is needed")
+    if not 5 <= event.slot_minutes <= 240:
+        raise RuleViolation("slot_minutes", "must be between 5 and 240 minutes")
+    _check_sessions(event.sessions, event.slot_minutes)
+    if event.tables < 0:
+        raise RuleViolation("tables", "must not be negative")
+    if not event.meeting_types:
+        raise RuleViolation("meeting_types", "at least one meeting type is needed")
+    if event.registration_deadline.tzinfo is None:
+        raise RuleViolation("registration_deadline", "needs a time zone offset")
+    last_day_end = datetime.combine(max(event.days), time.max, ZoneInfo(event.time_zone))
+    if event.registration_deadline > last_day_end:
+        raise RuleViolation("registration_deadline", "is after the event's last day")
+    if event.max_meetings_per_participant is not None and event.max_meetings_per_participant < 1:
+        raise RuleViolation("max_meetings_per_participant", "must be at least 1")
+    if event.request_expiry_hours < 1:
+        raise RuleViolation("request_expiry_hours", "must be at least 1")
+    return event
+
+
+def _check_sessions(sessions: list[Session], slot_minutes: int) -> None:
+    ordered = sorted(sessions, key=lambda s: s.start)
+    for index, session in enumerate(ordered):
+        name = f"sessions[{sessions.index(session)}]"
+        if session.end <= session.start:
+            raise RuleViolation(name, "ends before it starts (sessions cannot cross midnight)")
+        minutes = _minutes(session.end) - _minutes(session.start)
+        if minutes < slot_minutes:
+            raise RuleViolation(name, f"is shorter than one {slot_minutes}-minute slot")
+        if minutes % slot_minutes:
+            raise RuleViolation(
+                name, f"lasts {minutes} minutes, not a whole number of {slot_minutes}-minute slots"
+            )
+        if index and ordered[index - 1].end > session.start:
+            raise RuleViolation(name, "overlaps the session before it")
+
+
+def _minutes(t: time) -> int:
+    return t.hour * 60 + t.minute
+
+
+# -- registrations ------------------------------------------------------------
+
+
+class Status:
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WAITLISTED = "waitlisted"
+    WITHDRAWN = "withdrawn"
+
+
+# Which decision may follow which status. Rejected organisations can be
+# reconsidered; withdrawn ones have left and must register again.
+ALLOWED = {
+    RegistrationApproved: {Status.PENDING, Status.WAITLISTED, Status.REJECTED},
+    RegistrationRejected: {Status.PENDING, Status.WAITLISTED, Status.APPROVED},
+    RegistrationWaitlisted: {Status.PENDING, Status.REJECTED},
+    RegistrationWithdrawn: {Status.PENDING, Status.WAITLISTED, Status.APPROVED, Status.REJECTED},
+}
+STATUS_AFTER = {
+    RegistrationApproved: Status.APPROVED,
+    RegistrationRejected: Status.REJECTED,
+    RegistrationWaitlisted: Status.WAITLISTED,
+    RegistrationWithdrawn: Status.WITHDRAWN,
+}
+
+
+@dataclass
+class Registration:
+    registration_id: str = ""
+    event_id: str = ""
+    status: str = ""
+    profile: OrganisationProfile | None = None
+    erased: bool = False
+    version: int = 0
+    history: list[str] = field(default_factory=list)
+
+    def apply(self, event: EventPayload) -> None:
+        self.version += 1
+        if isinstance(event, tuple(REGISTERED_BY_TYPE.values())):
+            self.registration_id = event.registration_id  # type: ignore[attr-defined]
+            self.event_id = event.event_id  # type: ignore[attr-defined]
+            self.profile = event.profile  # type: ignore[attr-defined]
+            self.status = Status.PENDING
+        elif isinstance(event, ProfileUpdated):
+            self.profile = event.profile
+        elif isinstance(event, PersonalDataErased):
+            self.erased = True
+        elif type(event) in STATUS_AFTER:
+            self.status = STATUS_AFTER[type(event)]  # type: ignore[index]
+        self.history.append(event.event_name)
+
+
+def check_profile(profile: OrganisationProfile, event: BrokerageEventCreated) -> None:
+    if not profile.name.strip():
+        raise RuleViolation("name", "must not be empty")
+    if pycountry.countries.get(alpha_2=profile.country.upper()) is None:
+        raise RuleViolation("country", f"{profile.country!r} is not an ISO 3166-1 alpha-2 code")
+    if profile.representative_count < 1:
+        raise RuleViolation("representatives", "at least one representative is needed")
+    first = datetime.combine(min(event.days), time.min, ZoneInfo(event.time_zone))
+    last = datetime.combine(max(event.days), time.max, ZoneInfo(event.time_zone))
+    for index, interval in enumerate(profile.availability):
+        where = f"availability[{index}]"
+        if interval.start.tzinfo is None or interval.end.tzinfo is None:
+            raise RuleViolation(where, "needs a time zone offset")
+        if interval.end <= interval.start:
+            raise RuleViolation(where, "ends before it starts")
+        if interval.end < first or interval.start > last:
+            raise RuleViolation(where, "lies outside the event's days")
+
+
+def register(
+    event: BrokerageEventCreated,
+    *,
+    registration_id: str,
+    profile: OrganisationProfile,
+    api_key_digest: str,
+    now: datetime,
+) -> EventPayload:
+    if now > event.registration_deadline:
+        raise RuleViolation(
+            "registration_deadline",
+            f"registration closed at {event.registration_deadline.isoformat()}",
+            status=409,
+        )
+    check_profile(profile, event)
+    registered = REGISTERED_BY_TYPE[profile.organisation_type]
+    return registered(
+        registration_id=registration_id,
+        event_id=event.event_id,
+        profile=profile.model_copy(update={"country": profile.country.upper()}),
+        api_key_digest=api_key_digest,
+    )
+
+
+def decide(
+    registration: Registration,
+    decision: type[RegistrationApproved | RegistrationRejected
+                   | RegistrationWaitlisted | RegistrationWithdrawn],
+    reason: str | None,
+) -> EventPayload:
+    if registration.status not in ALLOWED[decision]:
+        raise RuleViolation(
+            "status",
+            f"a {registration.status} registration cannot be {STATUS_AFTER[decision]}",
+            status=409,
+        )
+    return decision(
+        registration_id=registration.registration_id, event_id=registration.event_id, reason=reason
+    )
+
+
+def update_profile(
+    registration: Registration, profile: OrganisationProfile, event: BrokerageEventCreated
+) -> ProfileUpdated:
+    if registration.status == Status.WITHDRAWN:
+        raise RuleViolation("status", "a withdrawn registration cannot be changed", status=409)
+    assert registration.profile is not None
+    if profile.organisation_type != registration.profile.organisation_type:
+        raise RuleViolation("organisation_type", "cannot change after registering")
+    check_profile(profile, event)
+    return ProfileUpdated(
+        registration_id=registration.registration_id,
+        event_id=registration.event_id,
+        profile=profile.model_copy(update={"country": profile.country.upper()}),
+    )
+
+
+def erase(registration: Registration) -> PersonalDataErased:
+    if registration.erased:
+        raise RuleViolation("registration", "personal data already erased", status=409)
+    return PersonalDataErased(
+        registration_id=registration.registration_id, event_id=registration.event_id
+    )
+
+
+def event_days_span(event: BrokerageEventCreated) -> tuple[date, date]:
+    return min(event.days), max(event.days)
+
+
+MEETING_TYPES = list(MeetingType)

@@ -1,0 +1,262 @@
+"""Registration's command handlers: load, decide (domain), append + project in one transaction.
+
+Each handler runs on a connection already inside a transaction (see
+`shared.idempotency.run_once`), so events, outbox rows, projection rows and
+the idempotency record commit together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from shared import crypto, eventstore
+from shared.auth import Principal, new_api_key
+from shared.contracts import registry
+from shared.contracts.base import EventPayload
+from shared.contracts.registration import (
+    BrokerageEventCreated,
+    OrganisationProfile,
+    OrganiserRegistered,
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationWaitlisted,
+    RegistrationWithdrawn,
+)
+from shared.envelope import Envelope
+from services.registration import domain, projection
+from services.registration.domain import Registration, RuleViolation
+
+PAYLOADS = registry()
+
+Decision = type[RegistrationApproved | RegistrationRejected | RegistrationWaitlisted
+                | RegistrationWithdrawn]
+
+
+class NotFound(Exception):
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(f"{what} {ident} not found")
+        self.what = what
+        self.ident = ident
+
+
+class Forbidden(Exception):
+    pass
+
+
+def _stream(kind: str, ident: str) -> str:
+    return f"{kind}-{ident}"
+
+
+async def _record(
+    conn: asyncpg.Connection,
+    stream: str,
+    expected: int,
+    events: list[EventPayload],
+    *,
+    key: str,
+    correlation_id: str | None,
+) -> None:
+    envelopes = [
+        Envelope.wrap(e, key=key, subject=stream, correlation_id=correlation_id) for e in events
+    ]
+    await eventstore.append(conn, stream, expected, envelopes)
+    for event in events:
+        await projection.apply(conn, event)
+
+
+async def _load(conn: asyncpg.Connection, stream: str) -> list[EventPayload]:
+    stored = await eventstore.load(conn, stream)
+    return [PAYLOADS.parse(s.envelope.type, s.envelope.data) for s in stored]
+
+
+async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventCreated:
+    events = await _load(conn, _stream("brokerage-event", event_id))
+    if not events:
+        raise NotFound("brokerage event", event_id)
+    created = events[0]
+    assert isinstance(created, BrokerageEventCreated)
+    return created
+
+
+async def load_registration(conn: asyncpg.Connection, registration_id: str) -> Registration:
+    registration = Registration()
+    for event in await _load(conn, _stream("registration", registration_id)):
+        registration.apply(event)
+    if not registration.version:
+        raise NotFound("registration", registration_id)
+    return registration
+
+
+# -- commands -----------------------------------------------------------------
+
+
+async def register_organiser(
+    conn: asyncpg.Connection, name: str, correlation_id: str | None
+) -> dict[str, Any]:
+    if not name.strip():
+        raise RuleViolation("name", "must not be empty")
+    organiser_id = str(uuid.uuid4())
+    api_key, digest = new_api_key("org")
+    event = OrganiserRegistered(organiser_id=organiser_id, name=name.strip(), api_key_digest=digest)
+    await _record(conn, _stream("organiser", organiser_id), 0, [event],
+                  key=organiser_id, correlation_id=correlation_id)
+    return {"organiser_id": organiser_id, "name": event.name, "api_key": api_key}
+
+
+async def create_event(
+    conn: asyncpg.Connection, principal: Principal, definition: dict[str, Any],
+    correlation_id: str | None,
+) -> dict[str, Any]:
+    if principal.role != "organiser":
+        raise Forbidden("only an organiser creates brokerage events")
+    event_id = str(uuid.uuid4())
+    created = domain.check_new_event(
+        BrokerageEventCreated(event_id=event_id, organiser_id=principal.id, **definition)
+    )
+    await _record(conn, _stream("brokerage-event", event_id), 0, [created],
+                  key=event_id, correlation_id=correlation_id)
+    return created.model_dump(mode="json")
+
+
+async def register_organisation(
+    conn: asyncpg.Connection,
+    event_id: str,
+    profile: dict[str, Any],
+    representatives: list[dict[str, Any]],
+    correlation_id: str | None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    event = await load_event(conn, event_id)
+    registration_id = str(uuid.uuid4())
+    key = crypto.new_key()
+    sealed = crypto.seal(key, representatives, subject=registration_id)
+    api_key, digest = new_api_key("reg")
+    registered = domain.register(
+        event,
+        registration_id=registration_id,
+        profile=OrganisationProfile(
+            **profile,
+            representatives_encrypted=sealed,
+            representative_count=len(representatives),
+        ),
+        api_key_digest=digest,
+        now=now or datetime.now(UTC),
+    )
+    await conn.execute(
+        "INSERT INTO subject_keys (subject_id, key) VALUES ($1, $2)", registration_id, key
+    )
+    try:
+        async with conn.transaction():
+            await _record(conn, _stream("registration", registration_id), 0, [registered],
+                          key=event_id, correlation_id=correlation_id)
+    except asyncpg.UniqueViolationError as exc:
+        raise RuleViolation(
+            "name", "this organisation is already registered for the event", status=409
+        ) from exc
+    return {"registration_id": registration_id, "event_id": event_id, "status": "pending",
+            "api_key": api_key}
+
+
+async def decide(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    registration_id: str,
+    decision: Decision,
+    reason: str | None,
+    correlation_id: str | None,
+) -> dict[str, Any]:
+    registration = await load_registration(conn, registration_id)
+    await authorise(conn, principal, registration, organisation_may=decision is RegistrationWithdrawn)
+    event = domain.decide(registration, decision, reason)
+    await _record(conn, _stream("registration", registration_id), registration.version, [event],
+                  key=registration.event_id, correlation_id=correlation_id)
+    return {"registration_id": registration_id, "status": domain.STATUS_AFTER[decision]}
+
+
+async def update_profile(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    registration_id: str,
+    profile: dict[str, Any],
+    representatives: list[dict[str, Any]],
+    correlation_id: str | None,
+) -> dict[str, Any]:
+    registration = await load_registration(conn, registration_id)
+    await authorise(conn, principal, registration, organisation_may=True, organiser_may=False)
+    event = await load_event(conn, registration.event_id)
+    key = await _subject_key(conn, registration_id)
+    if key is None:
+        raise RuleViolation("registration", "personal data was erased", status=409)
+    updated = domain.update_profile(
+        registration,
+        OrganisationProfile(
+            **profile,
+            representatives_encrypted=crypto.seal(key, representatives, subject=registration_id),
+            representative_count=len(representatives),
+        ),
+        event,
+    )
+    await _record(conn, _stream("registration", registration_id), registration.version, [updated],
+                  key=registration.event_id, correlation_id=correlation_id)
+    return {"registration_id": registration_id, "status": registration.status}
+
+
+async def erase_personal_data(
+    conn: asyncpg.Connection, principal: Principal, registration_id: str,
+    correlation_id: str | None,
+) -> dict[str, Any]:
+    registration = await load_registration(conn, registration_id)
+    await authorise(conn, principal, registration, organisation_may=True, organiser_may=False)
+    erased = domain.erase(registration)
+    await conn.execute("DELETE FROM subject_keys WHERE subject_id = $1", registration_id)
+    await _record(conn, _stream("registration", registration_id), registration.version, [erased],
+                  key=registration.event_id, correlation_id=correlation_id)
+    return {"registration_id": registration_id, "erased": True}
+
+
+# -- authorisation ------------------------------------------------------------
+
+
+async def authorise(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    registration: Registration,
+    *,
+    organisation_may: bool,
+    organiser_may: bool = True,
+) -> None:
+    if principal.role == "admin":
+        return
+    if principal.role == "organisation" and organisation_may:
+        if principal.id == registration.registration_id:
+            return
+    if principal.role == "organiser" and organiser_may:
+        owner = await conn.fetchval(
+            "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", registration.event_id
+        )
+        if owner == principal.id:
+            return
+    raise Forbidden("this key may not act on this registration")
+
+
+async def _subject_key(conn: asyncpg.Connection, registration_id: str) -> bytes | None:
+    key: bytes | None = await conn.fetchval(
+        "SELECT key FROM subject_keys WHERE subject_id = $1", registration_id
+    )
+    return key
+
+
+async def representatives_of(
+    conn: asyncpg.Connection, registration_id: str, sealed: str
+) -> list[dict[str, Any]] | None:
+    """The decrypted contact details, or None once erased."""
+    key = await _subject_key(conn, registration_id)
+    try:
+        value: list[dict[str, Any]] = crypto.open_sealed(key, sealed, subject=registration_id)
+    except crypto.KeyErased:
+        return None
+    return value

@@ -1,0 +1,3 @@
+from services.scheduling.bootstrap import main
+
+main()

@@ -1,0 +1,56 @@
+"""PostgreSQL connection pool and per-service migrations, applied on start."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import asyncpg
+
+PLUMBING_MIGRATIONS = Path(__file__).parent / "sql"
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+    assert pool is not None
+    return pool
+
+
+def _lock_id(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def advisory_lock_id(name: str) -> int:
+    """A stable 64-bit advisory lock id for `name`."""
+    return _lock_id(name)
+
+
+async def migrate(pool: asyncpg.Pool, *directories: Path) -> list[str]:
+    """Apply the plumbing migrations, then each directory's `*.sql` files in name order.
+
+    Each file runs once, in its own transaction, under an advisory lock so that
+    two processes starting together do not race.
+    """
+    applied: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _lock_id("schema-migrations"))
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            for directory in (PLUMBING_MIGRATIONS, *directories):
+                for path in sorted(directory.glob("*.sql")):
+                    name = f"{directory.parent.name}/{directory.name}/{path.name}"
+                    if name in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(path.read_text())
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (name) VALUES ($1)", name
+                        )
+                    applied.append(name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id("schema-migrations"))
+    return applied

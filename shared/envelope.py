@@ -1,0 +1,146 @@
+"""CloudEvents 1.0 envelope in Kafka binary mode.
+
+The record value is the JSON payload; the context attributes travel as `ce_*`
+headers, plus `content-type`, the W3C `traceparent`/`tracestate` and our
+correlation/causation extensions. The record key is the brokerage event's id so
+that everything about one matchmaking event stays in order within a topic.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.contracts.base import EventPayload
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+
+Headers = list[tuple[str, bytes]]
+
+
+class MalformedEnvelope(ValueError):
+    """A Kafka record that is not a CloudEvent we can read."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: str
+    source: str
+    type: str
+    key: str
+    data: dict[str, Any]
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    subject: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @classmethod
+    def wrap(
+        cls,
+        payload: EventPayload,
+        *,
+        key: str,
+        subject: str | None = None,
+        event_id: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Envelope:
+        return cls(
+            id=event_id or str(uuid.uuid4()),
+            source=f"/services/{payload.producer}",
+            type=payload.ce_type(),
+            key=key,
+            data=payload.model_dump(mode="json"),
+            subject=subject,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+
+    def with_trace(self, traceparent: str | None, tracestate: str | None = None) -> Envelope:
+        return replace(self, traceparent=traceparent, tracestate=tracestate)
+
+    # -- Kafka binary mode -------------------------------------------------
+
+    def kafka_headers(self) -> Headers:
+        headers: Headers = [
+            ("ce_specversion", SPEC_VERSION.encode()),
+            ("ce_id", self.id.encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_type", self.type.encode()),
+            ("ce_time", self.time.isoformat().encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+        ]
+        optional = {
+            "ce_subject": self.subject,
+            "ce_correlationid": self.correlation_id,
+            "ce_causationid": self.causation_id,
+            "traceparent": self.traceparent,
+            "tracestate": self.tracestate,
+        }
+        headers += [(name, value.encode()) for name, value in optional.items() if value]
+        return headers
+
+    def kafka_value(self) -> bytes:
+        return json.dumps(self.data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_kafka(
+        cls, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+    ) -> Envelope:
+        found = {name: raw.decode("utf-8", "replace") for name, raw in headers}
+        missing = [n for n in ("ce_id", "ce_source", "ce_type") if not found.get(n)]
+        if missing:
+            raise MalformedEnvelope(f"missing CloudEvents headers: {', '.join(missing)}")
+        if found.get("ce_specversion") != SPEC_VERSION:
+            raise MalformedEnvelope(f"unsupported specversion {found.get('ce_specversion')!r}")
+        try:
+            data = json.loads(value or b"null")
+        except ValueError as exc:
+            raise MalformedEnvelope(f"value is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise MalformedEnvelope("value is not a JSON object")
+        try:
+            time = datetime.fromisoformat(found["ce_time"]) if "ce_time" in found else None
+        except ValueError as exc:
+            raise MalformedEnvelope(f"bad ce_time: {exc}") from exc
+        return cls(
+            id=found["ce_id"],
+            source=found["ce_source"],
+            type=found["ce_type"],
+            key=(key or b"").decode(),
+            data=data,
+            time=time or datetime.now(UTC),
+            subject=found.get("ce_subject"),
+            correlation_id=found.get("ce_correlationid"),
+            causation_id=found.get("ce_causationid"),
+            traceparent=found.get("traceparent"),
+            tracestate=found.get("tracestate"),
+        )
+
+    # -- storage (outbox rows, event metadata) -----------------------------
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "key": self.key,
+            "data": self.data,
+            "time": self.time.isoformat(),
+            "subject": self.subject,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "traceparent": self.traceparent,
+            "tracestate": self.tracestate,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Envelope:
+        return cls(**{**record, "time": datetime.fromisoformat(record["time"])})

@@ -1,0 +1,274 @@
+"""Inbox consumer: each consumed event applied exactly once to the service's database.
+
+Per fetched batch, one transaction records every new event id in `inbox` and
+runs its handler; Kafka offsets are committed only after that transaction
+commits (auto-commit is off). A redelivered event finds its id recorded and is
+skipped. A handler that keeps failing sends its message, after a bounded number
+of attempts, to `<topic>.dlq` with the error in the headers, and the partition
+moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from shared import metrics
+from shared.contracts.base import EventPayload
+from shared.contracts.registry import PayloadRegistry
+from shared.envelope import Envelope, MalformedEnvelope
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+Handler = Callable[[asyncpg.Connection, Envelope, EventPayload], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a consumer listens to: handlers by CloudEvents type, across `topics`."""
+
+    topics: tuple[str, ...]
+    handlers: Mapping[str, Handler]
+    registry: PayloadRegistry
+
+
+class _BatchFailed(Exception):
+    """A handler raised in the fast path: redo the batch message by message."""
+
+
+@dataclass
+class _Message:
+    record: ConsumerRecord[bytes, bytes]
+    envelope: Envelope | None
+    error: str | None  # why it could not be read, if it could not
+
+    @property
+    def message_id(self) -> str:
+        if self.envelope is None:
+            r = self.record
+            return f"kafka:{r.topic}/{r.partition}/{r.offset}"
+        return f"{self.envelope.source}#{self.envelope.id}"
+
+
+class InboxConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        dsn_pool: asyncpg.Pool,
+        bootstrap_servers: str,
+        subscription: Subscription,
+        dlq_producer: AIOKafkaProducer,
+        max_attempts: int = 3,
+        batch_size: int = 500,
+        instance_id: str | None = None,
+        retry_backoff: float = 0.2,
+    ) -> None:
+        self.name = name
+        self._pool = dsn_pool
+        self._subscription = subscription
+        self._dlq = dlq_producer
+        self._max_attempts = max_attempts
+        self._batch_size = batch_size
+        self._retry_backoff = retry_backoff
+        self._consumer = AIOKafkaConsumer(
+            *subscription.topics,
+            bootstrap_servers=bootstrap_servers,
+            group_id=name,
+            group_instance_id=instance_id,
+            client_id=instance_id or name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        self.started = False
+
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment())
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+        await self._consumer.stop()
+
+    async def run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=500, max_records=self._batch_size)
+            records = [r for rs in batch.values() for r in rs]
+            if not records:
+                continue
+            fetched = time.perf_counter()
+            try:
+                await self.process(records)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database is unreachable or the transaction failed as a
+                # whole: nothing was committed, so read the batch again later.
+                log.exception("%s: batch failed; will retry", self.name)
+                for tp, rs in batch.items():
+                    self._consumer.seek(tp, rs[0].offset)
+                await asyncio.sleep(self._retry_backoff * 5)
+                continue
+            await self._commit(batch)
+            self._observe(batch, fetched)
+
+    async def process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply a batch in one transaction; fall back to one savepoint per message."""
+        messages = [self._read(r) for r in records]
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for message in await self._claim(conn, messages):
+                    try:
+                        await self._apply(conn, message)
+                    except Exception as exc:
+                        raise _BatchFailed from exc
+        except _BatchFailed:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for message in await self._claim(conn, messages):
+                    await self._apply_carefully(conn, message)
+
+    def _read(self, record: ConsumerRecord[bytes, bytes]) -> _Message:
+        try:
+            envelope = Envelope.from_kafka(record.key, record.value, record.headers)
+        except MalformedEnvelope as exc:
+            return _Message(record, None, str(exc))
+        return _Message(record, envelope, None)
+
+    async def _claim(self, conn: asyncpg.Connection, messages: list[_Message]) -> list[_Message]:
+        """Record the batch's ids in the inbox; return the messages not seen before."""
+        rows = await conn.fetch(
+            "INSERT INTO inbox (consumer, message_id, topic, partition, \"offset\")"
+            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[])"
+            " ON CONFLICT DO NOTHING RETURNING message_id",
+            self.name,
+            [m.message_id for m in messages],
+            [m.record.topic for m in messages],
+            [m.record.partition for m in messages],
+            [m.record.offset for m in messages],
+        )
+        fresh = {r["message_id"] for r in rows}
+        seen: set[str] = set()
+        out = []
+        for m in messages:  # a batch may itself carry a repeat
+            if m.message_id in fresh and m.message_id not in seen:
+                seen.add(m.message_id)
+                out.append(m)
+        return out
+
+    async def _apply(self, conn: asyncpg.Connection, message: _Message) -> None:
+        if message.envelope is None:
+            raise MalformedEnvelope(message.error or "unreadable")
+        envelope = message.envelope
+        handler = self._subscription.handlers.get(envelope.type)
+        if handler is None and not self._subscription.registry.knows(envelope.type):
+            return  # an event type this service does not care about
+        parent = propagate.extract(
+            {"traceparent": envelope.traceparent or "", "tracestate": envelope.tracestate or ""}
+        )
+        r = message.record
+        with tracer.start_as_current_span(
+            f"process {r.topic}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": r.topic,
+                "messaging.destination.partition.id": str(r.partition),
+                "messaging.kafka.offset": r.offset,
+                "messaging.consumer.group.name": self.name,
+                "messaging.message.id": envelope.id,
+                "cloudevents.event_type": envelope.type,
+            },
+        ):
+            if handler is None:
+                return
+            payload = self._subscription.registry.parse(envelope.type, envelope.data)
+            await handler(conn, envelope, payload)
+        metrics.EVENTS_PROCESSED.labels(self.name, r.topic, envelope.type).inc()
+
+    async def _apply_carefully(self, conn: asyncpg.Connection, message: _Message) -> None:
+        error: BaseException | None = None
+        attempts = 0
+        while attempts < self._max_attempts:
+            attempts += 1
+            try:
+                async with conn.transaction():  # a savepoint
+                    await self._apply(conn, message)
+                return
+            except MalformedEnvelope as exc:
+                error = exc
+                break  # no retry can make an unreadable message readable
+            except (asyncpg.PostgresConnectionError, OSError):
+                raise  # not the message's fault: fail the batch, retry it later
+            except Exception as exc:
+                error = exc
+                metrics.EVENT_PROCESSING_ERRORS.labels(self.name, message.record.topic).inc()
+                log.warning("%s: attempt %d failed for %s: %s", self.name, attempts,
+                            message.message_id, exc)
+                await asyncio.sleep(self._retry_backoff * attempts)
+        assert error is not None
+        await self._dead_letter(message, error, attempts)
+        await conn.execute(
+            "UPDATE inbox SET outcome = 'dead_lettered' WHERE consumer = $1 AND message_id = $2",
+            self.name,
+            message.message_id,
+        )
+
+    async def _dead_letter(self, message: _Message, error: BaseException, attempts: int) -> None:
+        r = message.record
+        headers = list(r.headers) + [
+            ("dlq_error", f"{type(error).__name__}: {error}".encode()[:4000]),
+            ("dlq_error_type", type(error).__name__.encode()),
+            ("dlq_stacktrace", "".join(traceback.format_exception(error)).encode()[-8000:]),
+            ("dlq_attempts", str(attempts).encode()),
+            ("dlq_consumer", self.name.encode()),
+            ("dlq_original_topic", r.topic.encode()),
+            ("dlq_original_partition", str(r.partition).encode()),
+            ("dlq_original_offset", str(r.offset).encode()),
+        ]
+        # Awaited before the transaction commits: once the offset moves on, the
+        # dead letter is safely on Kafka.
+        await (await self._dlq.send(f"{r.topic}.dlq", value=r.value, key=r.key, headers=headers))
+        metrics.DEAD_LETTERS.labels(self.name, r.topic).inc()
+        log.error("%s: %s sent to %s.dlq after %d attempts: %s", self.name,
+                  message.message_id, r.topic, attempts, error)
+
+    async def _commit(self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # A rebalance took the partitions away: whoever gets them re-reads
+            # from the last commit, and the inbox drops what we applied.
+            log.warning("%s: offset commit failed (%s); the inbox absorbs the replay",
+                        self.name, exc)
+
+    def _observe(
+        self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]], fetched: float
+    ) -> None:
+        elapsed = time.perf_counter() - fetched
+        for tp, rs in batch.items():
+            # Every event of the batch waited until the batch committed.
+            metrics.EVENT_PROCESSING_SECONDS.labels(self.name, tp.topic).observe(elapsed)
+            end = self._consumer.highwater(tp)
+            if end is not None:
+                metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                    max(end - rs[-1].offset - 1, 0)
+                )

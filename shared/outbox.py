@@ -1,0 +1,180 @@
+"""Transactional outbox: rows written with the events, published by one relay per service.
+
+The relay reads *unpublished* rows in id order rather than tailing `id > last`:
+a bigserial becomes visible in commit order, not id order, so a high-water mark
+would skip a row whose transaction commits late. One relay per service holds a
+PostgreSQL advisory lock, which keeps per-key order; others wait as standbys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+
+from shared import metrics
+from shared.db import advisory_lock_id
+from shared.envelope import Envelope
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+
+def stamp_trace(envelope: Envelope) -> Envelope:
+    """Record the current trace context on the envelope, unless it has one."""
+    if envelope.traceparent:
+        return envelope
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    if "traceparent" not in carrier:
+        return envelope
+    return envelope.with_trace(carrier["traceparent"], carrier.get("tracestate"))
+
+
+def topic_of(envelope: Envelope) -> str:
+    # `/services/registration` publishes to `registration.events`.
+    return f"{envelope.source.rsplit('/', 1)[-1]}.events"
+
+
+async def add(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
+    """Write outbox rows in the caller's transaction."""
+    await conn.executemany(
+        "INSERT INTO outbox (event_id, topic, key, envelope) VALUES ($1, $2, $3, $4::jsonb)",
+        [(e.id, topic_of(e), e.key, json.dumps(e.to_record())) for e in envelopes],
+    )
+
+
+def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+    # Idempotent producer: acks from all in-sync replicas, no duplicates on
+    # retry, and per-partition order kept across retries.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        dsn: str,
+        producer: AIOKafkaProducer,
+        service: str,
+        *,
+        batch_size: int = 1000,
+        poll_interval: float = 1.0,
+        standby_interval: float = 2.0,
+    ) -> None:
+        self._dsn = dsn
+        self._producer = producer
+        self._service = service
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._standby_interval = standby_interval
+        self._wakeup = asyncio.Event()
+        self.is_leader = False
+
+    async def run(self) -> None:
+        """Publish forever; survives lost connections by starting over."""
+        while True:
+            try:
+                await self._run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay of %s failed; restarting", self._service)
+                self.is_leader = False
+                await asyncio.sleep(self._standby_interval)
+
+    async def _run_once(self) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        try:
+            lock = advisory_lock_id(f"outbox-relay:{self._service}")
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock):
+                await asyncio.sleep(self._standby_interval)
+            self.is_leader = True
+            await conn.add_listener("outbox", self._on_notify)
+            while True:
+                self._wakeup.clear()
+                while await self.publish_pending(conn) == self._batch_size:
+                    pass
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+                except TimeoutError:
+                    pass  # polling fallback: a lost NOTIFY costs one interval at most
+        finally:
+            self.is_leader = False
+            await conn.close()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def publish_pending(self, conn: asyncpg.Connection) -> int:
+        """Publish one batch of unpublished rows; return how many were published."""
+        rows = await conn.fetch(
+            "SELECT id, topic, envelope FROM outbox WHERE published_at IS NULL"
+            " ORDER BY id LIMIT $1",
+            self._batch_size,
+        )
+        if not rows:
+            metrics.OUTBOX_BACKLOG.labels(self._service).set(0)
+            return 0
+        deliveries = []
+        for row in rows:
+            envelope = Envelope.from_record(json.loads(row["envelope"]))
+            deliveries.append(await self._send(row["topic"], envelope))
+        # Wait for every acknowledgement before marking anything: a crash here
+        # republishes the batch, and consumers drop the repeats through their inbox.
+        await asyncio.gather(*deliveries)
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+            [r["id"] for r in rows],
+        )
+        metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
+        backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        metrics.OUTBOX_BACKLOG.labels(self._service).set(backlog)
+        return len(rows)
+
+    async def _send(self, topic: str, envelope: Envelope) -> asyncio.Future[object]:
+        # Restore the originating request's trace so the publish span, and every
+        # consumer span after it, joins that trace.
+        parent = propagate.extract(
+            {"traceparent": envelope.traceparent or "", "tracestate": envelope.tracestate or ""}
+        )
+        with tracer.start_as_current_span(
+            f"publish {topic}",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "publish",
+                "messaging.destination.name": topic,
+                "messaging.message.id": envelope.id,
+                "messaging.kafka.message.key": envelope.key,
+                "cloudevents.event_type": envelope.type,
+            },
+        ):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            published = replace(
+                envelope,
+                traceparent=carrier.get("traceparent", envelope.traceparent),
+                tracestate=carrier.get("tracestate", envelope.tracestate),
+            )
+            future: asyncio.Future[object] = await self._producer.send(
+                topic,
+                value=published.kafka_value(),
+                key=published.key.encode(),
+                headers=published.kafka_headers(),
+            )
+        return future

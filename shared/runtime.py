@@ -1,0 +1,167 @@
+"""Bootstrap shared by every service: pool, migrations, relay, consumers, HTTP app.
+
+A service's bootstrap module builds a `ServiceRuntime` with its own migrations
+and subscriptions, hands it to `create_app` with its routers, and calls `serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared import problems, telemetry
+from shared.db import create_pool, migrate
+from shared.inbox import InboxConsumer, Subscription
+from shared.outbox import OutboxRelay, create_producer
+from shared.settings import PlatformSettings, database_url
+
+log = logging.getLogger(__name__)
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        name: str,
+        settings: PlatformSettings,
+        *,
+        migrations: Path,
+        subscriptions: Sequence[Subscription] = (),
+        instance_id: str | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.dsn = database_url(settings, name)
+        self._migrations = migrations
+        self._subscriptions = subscriptions
+        self._instance_id = instance_id or f"{name}-{socket.gethostname()}"
+        self._pool: asyncpg.Pool | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[InboxConsumer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "runtime not started"
+        return self._pool
+
+    async def start(self) -> None:
+        telemetry.configure(self.name, self.settings)
+        self._pool = await create_pool(self.dsn, max_size=20)
+        applied = await migrate(self._pool, self._migrations)
+        if applied:
+            log.info("%s: applied migrations %s", self.name, applied)
+        self._producer = create_producer(self.settings.kafka_bootstrap_servers, self.name)
+        await self._producer.start()
+        self.relay = OutboxRelay(self.dsn, self._producer, self.name)
+        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
+        for index, subscription in enumerate(self._subscriptions):
+            consumer = InboxConsumer(
+                name=self.name if index == 0 else f"{self.name}-{index}",
+                dsn_pool=self._pool,
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                subscription=subscription,
+                dlq_producer=self._producer,
+                max_attempts=self.settings.consumer_max_attempts,
+                instance_id=f"{self._instance_id}-{index}",
+            )
+            await consumer.start()
+            self.consumers.append(consumer)
+            self._tasks.append(asyncio.create_task(consumer.run(), name=consumer.name))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for consumer in self.consumers:
+            await consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._pool is not None:
+            await self._pool.close()
+        telemetry.shutdown()
+
+    async def readiness(self) -> dict[str, bool]:
+        checks: dict[str, bool] = {}
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                checks["database"] = await conn.fetchval("SELECT true")
+        except Exception:
+            checks["database"] = False
+        checks["kafka"] = self._producer is not None and not self._producer._closed
+        checks["relay"] = bool(self._tasks) and not self._tasks[0].done()
+        checks["consumers"] = all(c.started for c in self.consumers)
+        return checks
+
+
+def ops_router(runtime: ServiceRuntime) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health", summary="Liveness: the process answers")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.name}
+
+    @router.get("/ready", summary="Readiness: database, Kafka, relay and consumers are up")
+    async def ready() -> JSONResponse:
+        checks = await runtime.readiness()
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics_text() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    problems.install(app)
+    app.include_router(ops_router(runtime))
+    for router in routers:
+        app.include_router(router)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,ready,metrics")
+    return app
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
