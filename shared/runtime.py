@@ -70,7 +70,8 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         for index, subscription in enumerate(self._subscriptions):
             consumer = InboxConsumer(
-                name=self.name if index == 0 else f"{self.name}-{index}",
+                name=(self.name if index == 0 else f"{self.name}-{index}")
+                + self.settings.consumer_group_suffix,
                 dsn_pool=self._pool,
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 subscription=subscription,

@@ -39,6 +39,9 @@ class PlatformSettings(BaseSettings):
     telemetry_jsonl_path: str = "var/telemetry/spans.jsonl"
     # Consumer behaviour: attempts before a message goes to `<topic>.dlq`.
     consumer_max_attempts: int = 3
+    # Appended to each consumer group's name, so that a second copy of the
+    # platform (a test run beside a running demo) reads the topics on its own.
+    consumer_group_suffix: str = ""
 
 
 class RegistrationSettings(PlatformSettings):

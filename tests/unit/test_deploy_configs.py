@@ -824,7 +824,14 @@ def test_grafana_container(compose_services: dict[str, dict[str, Any]]) -> None:
     mounts = {
         (COMPOSE_FILE.parent / source).resolve(): target for source, target in _bind_mounts(grafana)
     }
-    assert mounts.get(GRAFANA_PROVISIONING) == "/etc/grafana/provisioning"
+    for kind in ("datasources", "dashboards"):
+        assert mounts.get(GRAFANA_PROVISIONING / kind) == f"/etc/grafana/provisioning/{kind}"
+    home = _environment(grafana).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home is not None:
+        dashboards_target = mounts.get(GRAFANA_DASHBOARD.parent)
+        assert dashboards_target is not None, "deploy/grafana/dashboards is not mounted"
+        relative = Path(str(home)).relative_to(dashboards_target)
+        assert (GRAFANA_DASHBOARD.parent / relative).is_file(), f"no home dashboard {home}"
 
 
 def test_grafana_datasources(

@@ -1,0 +1,192 @@
+"""Fixtures of the integration tests: a fresh database and fresh topics per test.
+
+Configuration (environment variables):
+  KAFKA_BOOTSTRAP_SERVERS   the broker (default localhost:9092)
+  TEST_DATABASE_ADMIN_URL   a superuser DSN used to create and drop the per-test
+                            databases (default postgresql://postgres:postgres@localhost:5432/postgres)
+  ALLOW_SKIP_INTEGRATION=1  skip, rather than fail, when either is unreachable
+
+The infrastructure itself is started by `bash deploy/local/infra.sh up`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.db import create_pool, migrate
+from tests.integration.support import FreshDatabase, FreshTopics, Infra, Processes
+
+TEST_MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@localhost:5432/postgres"
+EVENT_PARTITIONS = 3
+
+
+def _redact(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return dsn
+
+
+def _docker_note() -> str:
+    if shutil.which("docker") is None:
+        return ""
+    try:
+        answered = subprocess.run(
+            ["docker", "info"], capture_output=True, timeout=5, check=False
+        ).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    if not answered:
+        return ""
+    return (
+        " (A Docker engine answers here: testcontainers, a dev dependency, could start"
+        " Kafka and PostgreSQL for the tests; that path is not implemented.)"
+    )
+
+
+async def _check_postgres(dsn: str) -> str | None:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+    except Exception as exc:
+        return f"PostgreSQL at {_redact(dsn)} is unreachable: {exc!r}"
+    await conn.close()
+    return None
+
+
+async def _check_kafka(bootstrap_servers: str) -> str | None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(admin.start(), 10)
+        await asyncio.wait_for(admin.describe_cluster(), 10)
+    except Exception as exc:
+        return f"Kafka at {bootstrap_servers} is unreachable: {exc!r}"
+    finally:
+        await admin.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+async def infra() -> Infra:
+    """The real broker and server, checked once; fail (or skip) if either is missing."""
+    found = Infra(
+        bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        admin_dsn=os.environ.get("TEST_DATABASE_ADMIN_URL", DEFAULT_ADMIN_URL),
+    )
+    problems = [
+        p
+        for p in await asyncio.gather(
+            _check_postgres(found.admin_dsn), _check_kafka(found.bootstrap_servers)
+        )
+        if p
+    ]
+    if problems:
+        message = (
+            "integration tests need the real Kafka broker and PostgreSQL server: "
+            + "; ".join(problems)
+            + ". Start them with `bash deploy/local/infra.sh up`, or point"
+            " KAFKA_BOOTSTRAP_SERVERS / TEST_DATABASE_ADMIN_URL at running ones."
+            " Set ALLOW_SKIP_INTEGRATION=1 to skip these tests instead of failing."
+            + _docker_note()
+        )
+        if os.environ.get("ALLOW_SKIP_INTEGRATION") == "1":
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+    return found
+
+
+@pytest.fixture(scope="session")
+async def kafka_admin(infra: Infra) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database(infra: Infra) -> AsyncIterator[FreshDatabase]:
+    """A fresh database `test_<uuid>` with the plumbing and `test_projection` migrated."""
+    name = f"test_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(infra.admin_dsn, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = urlsplit(infra.admin_dsn)._replace(path=f"/{name}").geturl()
+    try:
+        pool = await create_pool(dsn)
+        try:
+            await migrate(pool, TEST_MIGRATIONS)
+            yield FreshDatabase(name=name, dsn=dsn, pool=pool)
+        finally:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except TimeoutError:
+                pool.terminate()
+    finally:
+        admin = await asyncpg.connect(infra.admin_dsn, timeout=10)
+        try:
+            # FORCE: a killed subprocess or a stuck test may leave sessions behind.
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def topics(infra: Infra, kafka_admin: AIOKafkaAdminClient) -> AsyncIterator[FreshTopics]:
+    """`t<hex>.events` (3 partitions) and `t<hex>.events.dlq`, deleted afterwards."""
+    producer = f"t{uuid.uuid4().hex[:16]}"
+    made = FreshTopics(
+        producer=producer,
+        events=f"{producer}.events",
+        dlq=f"{producer}.events.dlq",
+        partitions=EVENT_PARTITIONS,
+    )
+    response = await kafka_admin.create_topics(
+        [NewTopic(made.events, EVENT_PARTITIONS, 1), NewTopic(made.dlq, 1, 1)]
+    )
+    errors = [(t[0], t[1]) for t in response.topic_errors if t[1] != 0]
+    assert not errors, f"could not create topics: {errors}"
+    await _wait_for_leaders(kafka_admin, [made.events, made.dlq])
+    try:
+        yield made
+    finally:
+        await kafka_admin.delete_topics([made.events, made.dlq])
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    for _ in range(200):
+        described = await admin.describe_topics(names)
+        ready = [
+            t
+            for t in described
+            if t["error_code"] == 0 and t["partitions"]
+            and all(p["leader"] >= 0 for p in t["partitions"])
+        ]
+        if len(ready) == len(names):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"topics {names} have no leaders after 10s")
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.kill_all()

@@ -1,0 +1,72 @@
+"""Run an `InboxConsumer` into `test_projection` until killed; a helper of `test_crash.py`.
+
+    python -m tests.integration.procs.consumer_proc --dsn DSN --bootstrap HOST:PORT \
+        --producer NAME --group GROUP [--instance-id ID] [--batch-size 100] [--delay 0.001]
+
+The handler is `tests.integration.support.apply_counter` for `CounterIncremented`
+events of `--producer` on `<producer>.events`; `--delay` sleeps per event inside
+the batch's transaction so that a SIGKILL lands mid-batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import asyncpg
+
+from shared.contracts.base import EventPayload
+from shared.db import create_pool
+from shared.envelope import Envelope
+from shared.inbox import InboxConsumer, Subscription
+from shared.outbox import create_producer
+from tests.integration.support import apply_counter, counter_model, registry_for
+
+
+async def main(args: argparse.Namespace) -> None:
+    model = counter_model(args.producer)
+
+    async def handler(conn: asyncpg.Connection, envelope: Envelope, payload: EventPayload) -> None:
+        if args.delay > 0:
+            await asyncio.sleep(args.delay)
+        await apply_counter(conn, envelope, payload)
+
+    pool = await create_pool(args.dsn)
+    dlq = create_producer(args.bootstrap, client_id=f"{args.group}-dlq")
+    await dlq.start()
+    consumer = InboxConsumer(
+        name=args.group,
+        dsn_pool=pool,
+        bootstrap_servers=args.bootstrap,
+        subscription=Subscription(
+            topics=(model.topic(),),
+            handlers={model.ce_type(): handler},
+            registry=registry_for(model),
+        ),
+        dlq_producer=dlq,
+        batch_size=args.batch_size,
+        instance_id=args.instance_id,
+        retry_backoff=0.05,
+    )
+    await consumer.start()
+    print("consumer started", flush=True)
+    try:
+        await consumer.run()
+    finally:
+        await consumer.stop()
+        await dlq.stop()
+        await pool.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--producer", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--instance-id", default=None)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--delay", type=float, default=0.0)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,253 @@
+"""Helpers shared by the integration tests and their subprocess helpers (`procs/`).
+
+Nothing here talks to a fake: the payload model, the projection handler, the
+Kafka readers and the polling helper all run against the real broker and server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import RecordMetadata
+
+from shared.contracts.base import EventPayload
+from shared.contracts.registry import PayloadRegistry
+from shared.envelope import Envelope
+
+Record = ConsumerRecord[bytes, bytes]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class CounterIncremented(EventPayload):
+    """The test event: `amount` added to the counter `counter`.
+
+    `stream`/`n` record which event-store stream and version an event was
+    appended as, so a reader of the topic can check per-stream order; `poison`
+    makes the test handlers raise.
+    """
+
+    event_name: ClassVar[str] = "CounterIncremented"
+
+    counter: str
+    amount: int = 1
+    stream: str = ""
+    n: int = 0
+    poison: bool = False
+
+
+def counter_model(producer: str) -> type[CounterIncremented]:
+    """`CounterIncremented` as published by `producer` (so on topic `<producer>.events`)."""
+    model = type(
+        "CounterIncremented",
+        (CounterIncremented,),
+        {"producer": producer, "__module__": __name__},
+    )
+    return model
+
+
+def registry_for(model: type[EventPayload]) -> PayloadRegistry:
+    return PayloadRegistry([model])
+
+
+async def apply_counter(
+    conn: asyncpg.Connection, envelope: Envelope, payload: EventPayload
+) -> None:
+    """The projection handler: add the event's amount to its counter's row."""
+    assert isinstance(payload, CounterIncremented)
+    await conn.execute(
+        "INSERT INTO test_projection (key, count, last_event) VALUES ($1, $2, $3)"
+        " ON CONFLICT (key) DO UPDATE"
+        " SET count = test_projection.count + EXCLUDED.count, last_event = EXCLUDED.last_event",
+        payload.counter,
+        payload.amount,
+        envelope.id,
+    )
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]],
+    *,
+    limit: float = 60.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> float:
+    """Poll `predicate` until it holds; fail after `limit` seconds. Return the wait."""
+    started = time.monotonic()
+    deadline = started + limit
+    while True:
+        if await predicate():
+            return time.monotonic() - started
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit:.0f}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def send_envelope(
+    producer: AIOKafkaProducer, topic: str, envelope: Envelope
+) -> RecordMetadata:
+    """Produce one envelope in CloudEvents binary mode and wait for the ack."""
+    metadata: RecordMetadata = await producer.send_and_wait(
+        topic,
+        value=envelope.kafka_value(),
+        key=envelope.key.encode(),
+        headers=envelope.kafka_headers(),
+    )
+    return metadata
+
+
+async def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
+    """The end offset (next offset to be written) of every partition of `topic`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        ends = await consumer.end_offsets(partitions)
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(bootstrap_servers: str, topic: str, *, limit: float = 30.0) -> list[Record]:
+    """Every record of `topic` from the beginning up to its current end.
+
+    Reads without a consumer group (manual assignment), so nothing is committed.
+    Returns the records ordered by (partition, offset).
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[Record] = []
+        deadline = time.monotonic() + limit
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out reading {topic}: {len(records)} records so far")
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for rs in batch.values():
+                records.extend(rs)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        records.sort(key=lambda r: (r.partition, r.offset))
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    found = consumer.partitions_for_topic(topic)
+    if not found:
+        # Not in the cached metadata yet: ask the broker.
+        await consumer._client.force_metadata_update()
+        found = consumer.partitions_for_topic(topic)
+    if not found:
+        raise AssertionError(f"topic {topic} does not exist")
+    return [TopicPartition(topic, p) for p in sorted(found)]
+
+
+async def committed_offsets(admin: AIOKafkaAdminClient, group: str, topic: str) -> dict[int, int]:
+    """The offsets the consumer group `group` has committed on `topic`, by partition."""
+    offsets = await admin.list_consumer_group_offsets(group)
+    return {
+        tp.partition: om.offset
+        for tp, om in offsets.items()
+        if tp.topic == topic and om.offset >= 0
+    }
+
+
+def headers_of(record: Record) -> dict[str, str]:
+    return {name: value.decode() for name, value in record.headers}
+
+
+def value_of(record: Record) -> dict[str, Any]:
+    data = json.loads(record.value or b"null")
+    assert isinstance(data, dict)
+    return data
+
+
+def duplicates(ids: Sequence[str]) -> int:
+    return len(ids) - len(set(ids))
+
+
+async def projection(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+    rows = await conn.fetch("SELECT key, count FROM test_projection")
+    return {r["key"]: r["count"] for r in rows}
+
+
+@dataclass(frozen=True)
+class Infra:
+    bootstrap_servers: str
+    admin_dsn: str
+
+
+@dataclass(frozen=True)
+class FreshDatabase:
+    name: str
+    dsn: str
+    pool: asyncpg.Pool
+
+
+@dataclass(frozen=True)
+class FreshTopics:
+    producer: str  # the unique producer name: envelopes from `/services/<producer>`
+    events: str  # `<producer>.events`, where `shared.outbox.topic_of` sends them
+    dlq: str  # `<producer>.events.dlq`
+    partitions: int
+
+
+class Processes:
+    """Subprocesses a test starts; any still alive at the end are SIGKILLed."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self._started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, module: str, *args: str, name: str) -> subprocess.Popen[bytes]:
+        """Run `python -m <module> <args>` from the repository root; output to a log file."""
+        log_path = self._log_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        self._started.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self._log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    @staticmethod
+    async def kill(proc: subprocess.Popen[bytes]) -> int:
+        proc.send_signal(signal.SIGKILL)
+        return await asyncio.to_thread(proc.wait)
+
+    def kill_all(self) -> None:
+        for proc in self._started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
