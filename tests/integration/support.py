@@ -7,6 +7,7 @@ Kafka readers and the polling helper all run against the real broker and server.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import signal
@@ -78,17 +79,23 @@ async def apply_counter(
 
 
 async def wait_until(
-    predicate: Callable[[], Awaitable[bool]],
+    predicate: Callable[[], bool | Awaitable[bool]],
     *,
     limit: float = 60.0,
     interval: float = 0.05,
     what: str = "condition",
 ) -> float:
-    """Poll `predicate` until it holds; fail after `limit` seconds. Return the wait."""
+    """Poll `predicate` (plain or async) until it holds; fail after `limit` seconds.
+
+    Returns how long it took.
+    """
     started = time.monotonic()
     deadline = started + limit
     while True:
-        if await predicate():
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
             return time.monotonic() - started
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {limit:.0f}s waiting for {what}")

@@ -1,0 +1,354 @@
+"""Registration end to end: HTTP → event store + outbox → Kafka → matching in another process.
+
+Both services run as real subprocesses on their own fresh databases, against
+the real broker, with their own consumer group and span file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.integration.support import Infra
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "e2e-admin-key"
+TRACE_ID = uuid.uuid4().hex
+TRACEPARENT = f"00-{TRACE_ID}-{uuid.uuid4().hex[:16]}-01"
+
+
+@dataclass
+class Platform:
+    registration: str
+    matching: str
+    registration_dsn: str
+    spans: Path
+    bootstrap_servers: str
+
+
+async def _create_db(admin_dsn: str, name: str) -> str:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlsplit(admin_dsn)._replace(path=f"/{name}").geturl()
+
+
+async def _drop_db(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def platform(infra: Infra, tmp_path_factory: pytest.TempPathFactory
+                   ) -> AsyncIterator[Platform]:
+    run = uuid.uuid4().hex[:10]
+    names = {"registration": f"e2e_reg_{run}", "matching": f"e2e_match_{run}"}
+    dsns = {svc: await _create_db(infra.admin_dsn, db) for svc, db in names.items()}
+    logs = tmp_path_factory.mktemp("e2e")
+    spans = logs / "spans.jsonl"
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "PLATFORM_ADMIN_KEY": ADMIN_KEY,
+        "REGISTRATION_DATABASE_URL": dsns["registration"],
+        "MATCHING_DATABASE_URL": dsns["matching"],
+        "REGISTRATION_PORT": "18001",
+        "MATCHING_PORT": "18002",
+        "CONSUMER_GROUP_SUFFIX": f"-e2e-{run}",
+        "OTEL_TRACES_EXPORTER": "jsonl",
+        "TELEMETRY_JSONL_PATH": str(spans),
+    }
+    procs = {
+        svc: subprocess.Popen([sys.executable, "-m", f"services.{svc}"], cwd=REPO, env=env,
+                              stdout=(logs / f"{svc}.log").open("wb"), stderr=subprocess.STDOUT)
+        for svc in names
+    }
+    urls = {"registration": "http://127.0.0.1:18001", "matching": "http://127.0.0.1:18002"}
+    try:
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + 60
+            for svc, url in urls.items():
+                while True:
+                    assert procs[svc].poll() is None, (logs / f"{svc}.log").read_text()
+                    try:
+                        if (await http.get(f"{url}/ready")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, f"{svc} not ready"
+                    await asyncio.sleep(0.2)
+        yield Platform(urls["registration"], urls["matching"], dsns["registration"], spans,
+                       infra.bootstrap_servers)
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for db in names.values():
+            await _drop_db(infra.admin_dsn, db)
+
+
+def event_definition(**changes: Any) -> dict[str, Any]:
+    first = date.today() + timedelta(days=30)
+    return {
+        "name": "Cluster Matchmaking (e2e)", "venue": "Hannover", "time_zone": "Europe/Berlin",
+        "days": [first.isoformat(), (first + timedelta(days=1)).isoformat()],
+        "sessions": [{"start": "10:00", "end": "12:00"}, {"start": "14:00", "end": "17:00"}],
+        "slot_minutes": 30, "tables": 20, "meeting_types": ["Cluster2Cluster", "Business2Cluster"],
+        "registration_deadline": (datetime.now(UTC) + timedelta(days=10)).isoformat(),
+        **changes,
+    }
+
+
+def organisation(**changes: Any) -> dict[str, Any]:
+    return {"organisation_type": "cluster", "name": f"Cluster {uuid.uuid4().hex[:6]}",
+            "country": "de", "sectors": ["photonics"], "offers": ["laser welding"],
+            "representatives": [{"name": "Ann Example", "email": "ann@example.org"}], **changes}
+
+
+async def organiser(http: httpx.AsyncClient, p: Platform) -> dict[str, str]:
+    r = await http.post(f"{p.registration}/api/organisers", json={"name": "EEN"},
+                        headers={"X-API-Key": ADMIN_KEY})
+    assert r.status_code == 201, r.text
+    return {"X-API-Key": r.json()["api_key"]}
+
+
+async def new_event(http: httpx.AsyncClient, p: Platform, key: dict[str, str],
+                    **changes: Any) -> str:
+    r = await http.post(f"{p.registration}/api/events", json=event_definition(**changes),
+                        headers=key)
+    assert r.status_code == 201, r.text
+    event_id: str = r.json()["event_id"]
+    return event_id
+
+
+async def events_stored(p: Platform) -> int:
+    conn = await asyncpg.connect(p.registration_dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM events"))
+    finally:
+        await conn.close()
+
+
+async def find_record(bootstrap: str, subject: str, ce_type_suffix: str) -> Any:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition("registration.events", p)
+                 for p in consumer.partitions_for_topic("registration.events") or {0, 1, 2}]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    h = {k: v.decode() for k, v in r.headers}
+                    if h.get("ce_subject") == subject and h["ce_type"].endswith(ce_type_suffix):
+                        return r
+        raise AssertionError(f"no {ce_type_suffix} for {subject} on registration.events")
+    finally:
+        await consumer.stop()
+
+
+async def test_registration_reaches_kafka_and_another_service_with_its_trace(
+    platform: Platform,
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        key = await organiser(http, platform)
+        event_id = await new_event(http, platform, key)
+        r = await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
+                            json=organisation(), headers={"traceparent": TRACEPARENT})
+        assert r.status_code == 201, r.text
+        registration_id = r.json()["registration_id"]
+        assert r.json()["api_key"].startswith("reg_")
+
+        record = await find_record(platform.bootstrap_servers,
+                                   f"registration-{registration_id}", "ClusterRegistered.v1")
+        headers = {k: v.decode() for k, v in record.headers}
+        assert headers["ce_specversion"] == "1.0"
+        assert headers["ce_source"] == "/services/registration"
+        assert headers["ce_type"] == "eu.matchmaking.registration.ClusterRegistered.v1"
+        assert headers["content-type"] == "application/json"
+        assert record.key.decode() == event_id
+        assert headers["traceparent"].split("-")[1] == TRACE_ID
+        value = json.loads(record.value)
+        assert value["registration_id"] == registration_id
+        assert "ann@example.org" not in record.value.decode()  # sealed personal data
+
+        deadline = time.monotonic() + 20
+        while True:
+            known = (await http.get(
+                f"{platform.matching}/api/events/{event_id}/participants")).json()
+            if known:
+                break
+            assert time.monotonic() < deadline, "matching never learnt of the registration"
+            await asyncio.sleep(0.2)
+        assert known[0]["registration_id"] == registration_id
+
+    deadline = time.monotonic() + 10
+    while True:  # the span processors flush every half second
+        spans = [json.loads(line) for line in platform.spans.read_text().splitlines()] \
+            if platform.spans.exists() else []
+        ours = [s for s in spans if s["trace_id"] == TRACE_ID]
+        if {"registration", "matching"} <= {s["service"] for s in ours} and any(
+                s["name"] == "process registration.events" for s in ours):
+            break
+        assert time.monotonic() < deadline, f"trace incomplete: {[s['name'] for s in ours]}"
+        await asyncio.sleep(0.5)
+    ids = {s["span_id"] for s in ours}
+    roots = [s for s in ours if s["parent_span_id"] not in ids]
+    assert len(roots) == 1, f"one connected trace expected, roots: {[s['name'] for s in roots]}"
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"country": "ZZ"}, "country"),
+    ({"name": ""}, "name"),
+    ({"representatives": []}, "representatives"),
+    ({"representatives": [{"name": "A", "email": "not-an-email"}]}, "representatives[0].email"),
+    ({"organisation_type": "government"}, "organisation_type"),
+])
+async def test_bad_registrations_get_problem_details_and_store_nothing(
+    platform: Platform, changes: dict[str, Any], field: str
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        event_id = await new_event(http, platform, await organiser(http, platform))
+        before = await events_stored(platform)
+        r = await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
+                            json=organisation(**changes))
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["status"] == 422
+    assert field in [e["field"] for e in problem["errors"]], problem
+    assert await events_stored(platform) == before
+
+
+async def test_bad_event_definitions_and_closed_or_duplicate_registrations(
+    platform: Platform,
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        key = await organiser(http, platform)
+        before = await events_stored(platform)
+        r = await http.post(f"{platform.registration}/api/events", headers=key, json=(
+            event_definition(sessions=[{"start": "10:00", "end": "10:45"}])))
+        assert r.status_code == 422
+        assert r.json()["errors"][0]["field"] == "sessions[0]"
+        r = await http.post(f"{platform.registration}/api/events", headers=key,
+                            json=event_definition(time_zone="Europe/Atlantis"))
+        assert r.status_code == 422
+        assert r.json()["errors"][0]["field"] == "time_zone"
+        assert await events_stored(platform) == before
+
+        closed = await new_event(http, platform, key, registration_deadline=(
+            datetime.now(UTC) - timedelta(hours=1)).isoformat())
+        r = await http.post(f"{platform.registration}/api/events/{closed}/registrations",
+                            json=organisation())
+        assert r.status_code == 409
+        assert r.json()["errors"][0]["field"] == "registration_deadline"
+
+        event_id = await new_event(http, platform, key)
+        body = organisation(name="Baltic ICT Alliance", country="LT")
+        assert (await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
+                                json=body)).status_code == 201
+        before = await events_stored(platform)
+        r = await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
+                            json={**body, "name": "baltic ict alliance"})
+        assert r.status_code == 409
+        assert r.json()["errors"][0]["field"] == "name"
+        assert await events_stored(platform) == before
+
+
+async def test_idempotency_key_replays_the_first_result(platform: Platform) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        event_id = await new_event(http, platform, await organiser(http, platform))
+        url = f"{platform.registration}/api/events/{event_id}/registrations"
+        body = organisation()
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        answers = await asyncio.gather(*[http.post(url, json=body, headers=headers)
+                                         for _ in range(5)])
+        assert {a.status_code for a in answers} == {201}
+        assert len({a.json()["registration_id"] for a in answers}) == 1
+        before = await events_stored(platform)
+        again = await http.post(url, json=body, headers=headers)
+        assert again.json() == answers[0].json()
+        other = await http.post(url, json=organisation(), headers=headers)
+        assert other.status_code == 422
+        assert await events_stored(platform) == before
+
+
+async def test_keys_act_only_on_their_own_events_and_registrations(platform: Platform) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        alice, bob = await organiser(http, platform), await organiser(http, platform)
+        event_id = await new_event(http, platform, alice)
+        r = await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
+                            json=organisation())
+        registration_id, own_key = r.json()["registration_id"], r.json()["api_key"]
+        base = f"{platform.registration}/api/registrations/{registration_id}"
+        assert (await http.post(f"{base}/approve")).status_code == 401
+        assert (await http.post(f"{base}/approve", headers={"X-API-Key": "nope"})).status_code == 401
+        assert (await http.post(f"{base}/approve", headers=bob)).status_code == 403
+        assert (await http.post(f"{base}/approve",
+                                headers={"X-API-Key": own_key})).status_code == 403
+        assert (await http.get(f"{platform.registration}/api/events/{event_id}/registrations",
+                               headers=bob)).status_code == 403
+        ok = await http.post(f"{base}/approve", headers=alice)
+        assert ok.status_code == 200 and ok.json()["status"] == "approved"
+        again = await http.post(f"{base}/approve", headers=alice)
+        assert again.status_code == 409
+        withdrawn = await http.post(f"{base}/withdraw", headers={"X-API-Key": own_key})
+        assert withdrawn.json()["status"] == "withdrawn"
+        listed = await http.get(f"{platform.registration}/api/events/{event_id}/registrations",
+                                params={"status": "withdrawn"}, headers=alice)
+        assert [x["registration_id"] for x in listed.json()] == [registration_id]
+
+
+async def test_erasure_makes_contact_details_unreadable(platform: Platform) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        alice = await organiser(http, platform)
+        event_id = await new_event(http, platform, alice)
+        r = await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
+                            json=organisation())
+        registration_id, own = r.json()["registration_id"], {"X-API-Key": r.json()["api_key"]}
+        url = f"{platform.registration}/api/registrations/{registration_id}"
+        seen = (await http.get(url, headers=alice)).json()
+        assert seen["representatives"][0]["email"] == "ann@example.org"
+        erased = await http.delete(f"{url}/personal-data", headers=own)
+        assert erased.status_code == 200, erased.text
+        after = (await http.get(url, headers=alice)).json()
+        assert after["representatives"] is None and after["erased"] is True
+    conn = await asyncpg.connect(platform.registration_dsn)
+    try:
+        stored = await conn.fetch("SELECT data::text FROM events WHERE stream_id = $1",
+                                  f"registration-{registration_id}")
+        assert stored and all("ann@example.org" not in r["data"] for r in stored)
+        assert await conn.fetchval("SELECT count(*) FROM subject_keys WHERE subject_id = $1",
+                                   registration_id) == 0
+    finally:
+        await conn.close()
