@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv infra-up infra-down infra-status
+.PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench lint asyncapi
 
 # .venv from uv.lock, with the system python3 (uv never downloads a Python).
 venv:
@@ -24,3 +24,40 @@ infra-down:
 
 infra-status:
 	@bash deploy/local/infra.sh status
+
+# The whole platform: infrastructure, then the four services; returns when all are ready.
+up: venv infra-up
+	@bash deploy/local/services.sh up
+
+# Stop the services, then the infrastructure (data stays on disk).
+down:
+	@bash deploy/local/services.sh down
+	@bash deploy/local/infra.sh down
+
+status:
+	@bash deploy/local/infra.sh status
+	@bash deploy/local/services.sh status
+
+# The platform's main job on local defaults (see scripts/demo.py); leaves it running.
+demo: up
+	@.venv/bin/python scripts/demo.py
+
+# Unit, contract and integration tests; integration tests use the real Kafka and
+# PostgreSQL that infra-up starts (they fail, not skip, when those are missing).
+test: venv infra-up
+	@.venv/bin/python -m pytest -p no:cacheprovider
+
+test-unit: venv
+	@.venv/bin/python -m pytest -p no:cacheprovider tests/unit
+
+# Throughput and latency of the backbone on the local stack (figures in var/bench/).
+bench: venv infra-up
+	@.venv/bin/python -m bench.backbone
+
+lint: venv
+	@.venv/bin/ruff check .
+	@.venv/bin/mypy shared services scripts
+
+# Regenerate the checked-in AsyncAPI documents from the payload models.
+asyncapi: venv
+	@.venv/bin/python -m shared.asyncapi

@@ -31,9 +31,13 @@ def document(producer: str, models: list[type[EventPayload]]) -> dict[str, Any]:
             + (model.__doc__ or "").strip(),
             schema=model,
         )
-    spec = AsyncAPI(broker, title=f"{producer} events", version="1.0.0",
-                    description=f"Events published by the {producer} service on Kafka, as "
-                    "CloudEvents 1.0 in binary mode (ce_* headers, JSON value).")
+    spec = AsyncAPI(
+        broker,
+        title=f"{producer} events",
+        version="1.0.0",
+        description=f"Events published by the {producer} service on Kafka, as "
+        "CloudEvents 1.0 in binary mode (ce_* headers, JSON value).",
+    )
     generated: dict[str, Any] = spec.to_specification().to_jsonable()
     return generated
 

@@ -47,9 +47,7 @@ async def migrate(pool: asyncpg.Pool, *directories: Path) -> list[str]:
                         continue
                     async with conn.transaction():
                         await conn.execute(path.read_text())
-                        await conn.execute(
-                            "INSERT INTO schema_migrations (name) VALUES ($1)", name
-                        )
+                        await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
                     applied.append(name)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id("schema-migrations"))

@@ -104,7 +104,9 @@ async def load(conn: asyncpg.Connection, stream_id: str) -> list[StoredEvent]:
         StoredEvent(
             stream_id=r["stream_id"],
             version=r["version"],
-            envelope=Envelope.from_record({**json.loads(r["metadata"]), "data": json.loads(r["data"])}),
+            envelope=Envelope.from_record(
+                {**json.loads(r["metadata"]), "data": json.loads(r["data"])}
+            ),
         )
         for r in rows
     ]

@@ -37,23 +37,31 @@ async def run_once(
         if key is None:
             return await command(conn)
         if len(key) > 255:
-            raise ProblemError(400, "Invalid Idempotency-Key", "longer than 255 characters",
-                               errors=[{"field": "Idempotency-Key", "reason": "too long"}])
+            raise ProblemError(
+                400,
+                "Invalid Idempotency-Key",
+                "longer than 255 characters",
+                errors=[{"field": "Idempotency-Key", "reason": "too long"}],
+            )
         claimed = await conn.fetchval(
             "INSERT INTO idempotency_keys (principal, key, request_hash) VALUES ($1, $2, $3)"
             " ON CONFLICT DO NOTHING RETURNING true",
-            principal, key, fingerprint,
+            principal,
+            key,
+            fingerprint,
         )
         if not claimed:
             row = await conn.fetchrow(
                 "SELECT request_hash, status_code, response_body FROM idempotency_keys"
                 " WHERE principal = $1 AND key = $2",
-                principal, key,
+                principal,
+                key,
             )
             assert row is not None
             if row["request_hash"] != fingerprint:
                 raise ProblemError(
-                    422, "Idempotency-Key reused",
+                    422,
+                    "Idempotency-Key reused",
                     "this Idempotency-Key was used for a different request",
                     errors=[{"field": "Idempotency-Key", "reason": "used for another request"}],
                 )
@@ -62,6 +70,9 @@ async def run_once(
         await conn.execute(
             "UPDATE idempotency_keys SET status_code = $3, response_body = $4::jsonb"
             " WHERE principal = $1 AND key = $2",
-            principal, key, status, json.dumps(body, default=str),
+            principal,
+            key,
+            status,
+            json.dumps(body, default=str),
         )
         return status, body

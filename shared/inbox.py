@@ -21,7 +21,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from shared import metrics
 from shared.contracts.base import EventPayload
@@ -153,7 +153,7 @@ class InboxConsumer:
     async def _claim(self, conn: asyncpg.Connection, messages: list[_Message]) -> list[_Message]:
         """Record the batch's ids in the inbox; return the messages not seen before."""
         rows = await conn.fetch(
-            "INSERT INTO inbox (consumer, message_id, topic, partition, \"offset\")"
+            'INSERT INTO inbox (consumer, message_id, topic, partition, "offset")'
             " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[])"
             " ON CONFLICT DO NOTHING RETURNING message_id",
             self.name,
@@ -220,8 +220,9 @@ class InboxConsumer:
             except Exception as exc:
                 error = exc
                 metrics.EVENT_PROCESSING_ERRORS.labels(self.name, message.record.topic).inc()
-                log.warning("%s: attempt %d failed for %s: %s", self.name, attempts,
-                            message.message_id, exc)
+                log.warning(
+                    "%s: attempt %d failed for %s: %s", self.name, attempts, message.message_id, exc
+                )
                 await asyncio.sleep(self._retry_backoff * attempts)
         assert error is not None
         await self._dead_letter(message, error, attempts)
@@ -233,7 +234,8 @@ class InboxConsumer:
 
     async def _dead_letter(self, message: _Message, error: BaseException, attempts: int) -> None:
         r = message.record
-        headers = list(r.headers) + [
+        headers = [
+            *r.headers,
             ("dlq_error", f"{type(error).__name__}: {error}".encode()[:4000]),
             ("dlq_error_type", type(error).__name__.encode()),
             ("dlq_stacktrace", "".join(traceback.format_exception(error)).encode()[-8000:]),
@@ -247,18 +249,27 @@ class InboxConsumer:
         # dead letter is safely on Kafka.
         await (await self._dlq.send(f"{r.topic}.dlq", value=r.value, key=r.key, headers=headers))
         metrics.DEAD_LETTERS.labels(self.name, r.topic).inc()
-        log.error("%s: %s sent to %s.dlq after %d attempts: %s", self.name,
-                  message.message_id, r.topic, attempts, error)
+        log.error(
+            "%s: %s sent to %s.dlq after %d attempts: %s",
+            self.name,
+            message.message_id,
+            r.topic,
+            attempts,
+            error,
+        )
 
-    async def _commit(self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def _commit(
+        self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items()}
         try:
             await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions away: whoever gets them re-reads
             # from the last commit, and the inbox drops what we applied.
-            log.warning("%s: offset commit failed (%s); the inbox absorbs the replay",
-                        self.name, exc)
+            log.warning(
+                "%s: offset commit failed (%s); the inbox absorbs the replay", self.name, exc
+            )
 
     def _observe(
         self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]], fetched: float

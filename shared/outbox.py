@@ -100,7 +100,9 @@ class OutboxRelay:
         conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
         try:
             lock = advisory_lock_id(f"outbox-relay:{self._service}")
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock):
+            # Standby until the active relay's session ends (polling is the only
+            # way to wait on a try-lock without holding a transaction open).
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock):  # noqa: ASYNC110
                 await asyncio.sleep(self._standby_interval)
             self.is_leader = True
             await conn.add_listener("outbox", self._on_notify)

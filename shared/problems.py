@@ -34,8 +34,9 @@ class ProblemError(Exception):
 
 def invalid(field: str, reason: str, *, status: int = 422) -> ProblemError:
     """A request whose `field` is wrong for `reason`."""
-    return ProblemError(status, "Invalid request", f"{field}: {reason}",
-                        errors=[{"field": field, "reason": reason}])
+    return ProblemError(
+        status, "Invalid request", f"{field}: {reason}", errors=[{"field": field, "reason": reason}]
+    )
 
 
 def problem_response(request: Request, problem: ProblemError) -> JSONResponse:

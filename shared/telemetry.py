@@ -75,8 +75,10 @@ def span_to_dict(span: ReadableSpan) -> dict[str, object]:
         "start_time": span.start_time,
         "end_time": span.end_time,
         "status": span.status.status_code.name,
-        "attributes": {k: v if isinstance(v, str | int | float | bool) else list(v)  # type: ignore[arg-type]
-                       for k, v in (span.attributes or {}).items()},
+        "attributes": {
+            k: v if isinstance(v, str | int | float | bool) else list(v)  # type: ignore[arg-type]
+            for k, v in (span.attributes or {}).items()
+        },
     }
 
 
@@ -113,13 +115,17 @@ def configure(service: str, settings: PlatformSettings) -> None:
     resource = Resource.create({"service.name": service})
     provider = TracerProvider(
         resource=resource,
-        sampler=ParentBased(root=NoOrphanQueries(), remote_parent_sampled=ALWAYS_ON,
-                            remote_parent_not_sampled=ALWAYS_OFF),
+        sampler=ParentBased(
+            root=NoOrphanQueries(),
+            remote_parent_sampled=ALWAYS_ON,
+            remote_parent_not_sampled=ALWAYS_OFF,
+        ),
     )
     if settings.otel_traces_exporter == "jsonl":
         provider.add_span_processor(
-            BatchSpanProcessor(JsonLinesSpanExporter(settings.telemetry_jsonl_path),
-                               schedule_delay_millis=500)
+            BatchSpanProcessor(
+                JsonLinesSpanExporter(settings.telemetry_jsonl_path), schedule_delay_millis=500
+            )
         )
     elif settings.otel_traces_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -132,7 +138,7 @@ def configure(service: str, settings: PlatformSettings) -> None:
     )
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
-    AsyncPGInstrumentor().instrument()
+    AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     _configured = service
 
 

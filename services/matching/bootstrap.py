@@ -6,12 +6,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.matching import projection
+from services.matching.api import router
 from shared.contracts import registry
 from shared.inbox import Subscription
 from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import MatchingSettings
-from services.matching import projection
-from services.matching.api import router
 
 NAME = "matching"
 
@@ -19,12 +19,17 @@ NAME = "matching"
 def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     settings = settings or MatchingSettings()
     runtime = ServiceRuntime(
-        NAME, settings, migrations=Path(__file__).parent / "migrations",
+        NAME,
+        settings,
+        migrations=Path(__file__).parent / "migrations",
         subscriptions=[Subscription(("registration.events",), projection.HANDLERS, registry())],
     )
-    return create_app(runtime, title="Matching service",
-                      description="Who should meet whom, and the meeting-request lifecycle.",
-                      routers=[router])
+    return create_app(
+        runtime,
+        title="Matching service",
+        description="Who should meet whom, and the meeting-request lifecycle.",
+        routers=[router],
+    )
 
 
 def main() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 
+from services.notification import projection
 from shared.contracts import registry
 from shared.inbox import Subscription
 from shared.runtime import ServiceRuntime, create_app, runtime_of, serve
 from shared.settings import NotificationSettings
-from services.notification import projection
 
 NAME = "notification"
 router = APIRouter(prefix="/api")
@@ -21,19 +21,26 @@ router = APIRouter(prefix="/api")
 async def recipients(request: Request, event_id: str) -> list[dict[str, Any]]:
     rows = await runtime_of(request).pool.fetch(
         "SELECT registration_id, name, status, erased FROM recipients WHERE event_id = $1"
-        " ORDER BY name", event_id)
+        " ORDER BY name",
+        event_id,
+    )
     return [dict(r) for r in rows]
 
 
 def build_app(settings: NotificationSettings | None = None) -> FastAPI:
     settings = settings or NotificationSettings()
     runtime = ServiceRuntime(
-        NAME, settings, migrations=Path(__file__).parent / "migrations",
+        NAME,
+        settings,
+        migrations=Path(__file__).parent / "migrations",
         subscriptions=[Subscription(("registration.events",), projection.HANDLERS, registry())],
     )
-    return create_app(runtime, title="Notification service",
-                      description="Emails, webhooks and calendars, each sent exactly once.",
-                      routers=[router])
+    return create_app(
+        runtime,
+        title="Notification service",
+        description="Emails, webhooks and calendars, each sent exactly once.",
+        routers=[router],
+    )
 
 
 def main() -> None:

@@ -7,8 +7,10 @@ import asyncpg
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
+    DecisionBase,
     PersonalDataErased,
     ProfileUpdated,
+    RegisteredBase,
     RegistrationApproved,
     RegistrationRejected,
     RegistrationWaitlisted,
@@ -26,12 +28,15 @@ STATUS = {
 
 
 async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, RegisteredBase)
     await conn.execute(
         "INSERT INTO recipients (registration_id, event_id, name, status,"
         " representatives_encrypted) VALUES ($1, $2, $3, 'pending', $4)"
         " ON CONFLICT (registration_id) DO NOTHING",
-        e.registration_id, e.event_id, e.profile.name,  # type: ignore[attr-defined]
-        e.profile.representatives_encrypted,  # type: ignore[attr-defined]
+        e.registration_id,
+        e.event_id,
+        e.profile.name,
+        e.profile.representatives_encrypted,
     )
 
 
@@ -40,14 +45,18 @@ async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayl
     await conn.execute(
         "UPDATE recipients SET name = $2, representatives_encrypted = $3"
         " WHERE registration_id = $1",
-        e.registration_id, e.profile.name, e.profile.representatives_encrypted,
+        e.registration_id,
+        e.profile.name,
+        e.profile.representatives_encrypted,
     )
 
 
 async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, DecisionBase)
     await conn.execute(
         "UPDATE recipients SET status = $2 WHERE registration_id = $1",
-        e.registration_id, STATUS[type(e)],  # type: ignore[attr-defined, index]
+        e.registration_id,
+        STATUS[type(e)],
     )
 
 

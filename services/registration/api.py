@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -11,6 +12,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from services.registration import handlers
+from services.registration.domain import RuleViolation, slot_grid
 from shared.auth import ADMIN_ID, Principal, digest, same_secret
 from shared.contracts.registration import (
     Attendance,
@@ -26,8 +29,6 @@ from shared.contracts.registration import (
 from shared.idempotency import request_fingerprint, run_once
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
-from services.registration import handlers
-from services.registration.domain import RuleViolation, slot_grid
 
 router = APIRouter(prefix="/api")
 
@@ -90,10 +91,14 @@ class DecisionBody(_Body):
 # -- authentication -----------------------------------------------------------
 
 
-async def principal(request: Request, authorization: Annotated[str | None, Header()] = None,
-                    x_api_key: Annotated[str | None, Header()] = None) -> Principal | None:
-    key = x_api_key or (authorization[7:] if authorization and
-                        authorization.lower().startswith("bearer ") else None)
+async def principal(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Principal | None:
+    key = x_api_key or (
+        authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None
+    )
     if not key:
         return None
     runtime = runtime_of(request)
@@ -109,8 +114,11 @@ async def principal(request: Request, authorization: Annotated[str | None, Heade
 
 async def required(who: Annotated[Principal | None, Depends(principal)]) -> Principal:
     if who is None:
-        raise ProblemError(401, "API key required",
-                           "send your key in the X-API-Key header (or Authorization: Bearer)")
+        raise ProblemError(
+            401,
+            "API key required",
+            "send your key in the X-API-Key header (or Authorization: Bearer)",
+        )
     return who
 
 
@@ -119,8 +127,14 @@ MaybeCaller = Annotated[Principal | None, Depends(principal)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
-async def _command(request: Request, who: Principal | None, key: str | None, body: Any,
-                   command: handlers.Any, status: int = 200) -> JSONResponse:
+async def _command(
+    request: Request,
+    who: Principal | None,
+    key: str | None,
+    body: Any,
+    command: Callable[[asyncpg.Connection, str | None], Awaitable[Any]],
+    status: int = 200,
+) -> JSONResponse:
     runtime = runtime_of(request)
     correlation_id = request.headers.get("x-correlation-id")
 
@@ -128,8 +142,12 @@ async def _command(request: Request, who: Principal | None, key: str | None, bod
         try:
             return status, await command(conn, correlation_id)
         except RuleViolation as exc:
-            raise ProblemError(exc.status, "Request breaks a rule", f"{exc.field}: {exc.reason}",
-                               errors=[{"field": exc.field, "reason": exc.reason}]) from exc
+            raise ProblemError(
+                exc.status,
+                "Request breaks a rule",
+                f"{exc.field}: {exc.reason}",
+                errors=[{"field": exc.field, "reason": exc.reason}],
+            ) from exc
         except handlers.NotFound as exc:
             raise ProblemError(404, "Not found", str(exc)) from exc
         except handlers.Forbidden as exc:
@@ -149,21 +167,33 @@ async def _command(request: Request, who: Principal | None, key: str | None, bod
 
 
 @router.post("/organisers", status_code=201, summary="Register an organiser (platform admin)")
-async def create_organiser(request: Request, body: NewOrganiser, who: Caller,
-                           idempotency_key: IdempotencyKey = None) -> JSONResponse:
+async def create_organiser(
+    request: Request, body: NewOrganiser, who: Caller, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
     if who.role != "admin":
         raise ProblemError(403, "Forbidden", "only the platform admin registers organisers")
-    return await _command(request, who, idempotency_key, body.model_dump(),
-                          lambda conn, cid: handlers.register_organiser(conn, body.name, cid), 201)
+    return await _command(
+        request,
+        who,
+        idempotency_key,
+        body.model_dump(),
+        lambda conn, cid: handlers.register_organiser(conn, body.name, cid),
+        201,
+    )
 
 
 @router.post("/events", status_code=201, summary="Create a brokerage event (organiser)")
-async def create_event(request: Request, body: NewBrokerageEvent, who: Caller,
-                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
+async def create_event(
+    request: Request, body: NewBrokerageEvent, who: Caller, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
     definition = body.model_dump()
     return await _command(
-        request, who, idempotency_key, body.model_dump(mode="json"),
-        lambda conn, cid: handlers.create_event(conn, who, definition, cid), 201,
+        request,
+        who,
+        idempotency_key,
+        body.model_dump(mode="json"),
+        lambda conn, cid: handlers.create_event(conn, who, definition, cid),
+        201,
     )
 
 
@@ -189,30 +219,51 @@ async def get_event(request: Request, event_id: str) -> dict[str, Any]:
 # -- registrations ------------------------------------------------------------
 
 
-@router.post("/events/{event_id}/registrations", status_code=201,
-             summary="Register an organisation for an event; returns its API key once")
-async def register(request: Request, event_id: str, body: Profile, who: MaybeCaller,
-                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
+@router.post(
+    "/events/{event_id}/registrations",
+    status_code=201,
+    summary="Register an organisation for an event; returns its API key once",
+)
+async def register(
+    request: Request,
+    event_id: str,
+    body: Profile,
+    who: MaybeCaller,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     profile, representatives = body.split()
     return await _command(
-        request, who, idempotency_key, body.model_dump(mode="json"),
+        request,
+        who,
+        idempotency_key,
+        body.model_dump(mode="json"),
         lambda conn, cid: handlers.register_organisation(
-            conn, event_id, profile, representatives, cid), 201,
+            conn, event_id, profile, representatives, cid
+        ),
+        201,
     )
 
 
-@router.get("/events/{event_id}/registrations",
-            summary="Registrations of an event, filtered (organiser of the event)")
+@router.get(
+    "/events/{event_id}/registrations",
+    summary="Registrations of an event, filtered (organiser of the event)",
+)
 async def list_registrations(
-    request: Request, event_id: str, who: Caller,
-    status: str | None = None, organisation_type: OrganisationType | None = None,
-    country: str | None = None, sector: str | None = None, attendance: Attendance | None = None,
+    request: Request,
+    event_id: str,
+    who: Caller,
+    status: str | None = None,
+    organisation_type: OrganisationType | None = None,
+    country: str | None = None,
+    sector: str | None = None,
+    attendance: Attendance | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     pool = runtime_of(request).pool
     owner = await pool.fetchval(
-        "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id)
+        "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id
+    )
     if owner is None:
         raise ProblemError(404, "Not found", f"brokerage event {event_id} not found")
     if who.role != "admin" and not (who.role == "organiser" and who.id == owner):
@@ -223,7 +274,14 @@ async def list_registrations(
         " AND ($4::text IS NULL OR country = upper($4)) AND ($5::text IS NULL OR $5 = ANY(sectors))"
         " AND ($6::text IS NULL OR attendance = $6)"
         " ORDER BY registered_at, registration_id LIMIT $7 OFFSET $8",
-        event_id, status, organisation_type, country, sector, attendance, limit, offset,
+        event_id,
+        status,
+        organisation_type,
+        country,
+        sector,
+        attendance,
+        limit,
+        offset,
     )
     return [_summary(r) for r in rows]
 
@@ -232,53 +290,86 @@ async def list_registrations(
 async def get_registration(request: Request, registration_id: str, who: Caller) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT * FROM registrations WHERE registration_id = $1", registration_id)
+            "SELECT * FROM registrations WHERE registration_id = $1", registration_id
+        )
         if row is None:
             raise ProblemError(404, "Not found", f"registration {registration_id} not found")
         try:
-            await handlers.authorise(conn, who, await handlers.load_registration(
-                conn, registration_id), organisation_may=True)
+            await handlers.authorise(
+                conn,
+                who,
+                await handlers.load_registration(conn, registration_id),
+                organisation_may=True,
+            )
         except handlers.Forbidden as exc:
             raise ProblemError(403, "Forbidden", str(exc)) from exc
         profile = json.loads(row["profile"])
         representatives = await handlers.representatives_of(
-            conn, registration_id, profile.pop("representatives_encrypted"))
+            conn, registration_id, profile.pop("representatives_encrypted")
+        )
     return {**_summary(row), "profile": profile, "representatives": representatives}
 
 
 def _summary(row: asyncpg.Record) -> dict[str, Any]:
     return {
-        "registration_id": row["registration_id"], "event_id": row["event_id"],
-        "organisation_type": row["organisation_type"], "name": row["name"],
-        "country": row["country"], "sectors": row["sectors"], "attendance": row["attendance"],
-        "status": row["status"], "status_reason": row["status_reason"],
-        "erased": row["erased"], "registered_at": row["registered_at"].isoformat(),
+        "registration_id": row["registration_id"],
+        "event_id": row["event_id"],
+        "organisation_type": row["organisation_type"],
+        "name": row["name"],
+        "country": row["country"],
+        "sectors": row["sectors"],
+        "attendance": row["attendance"],
+        "status": row["status"],
+        "status_reason": row["status_reason"],
+        "erased": row["erased"],
+        "registered_at": row["registered_at"].isoformat(),
     }
 
 
 @router.patch("/registrations/{registration_id}", summary="Update the profile (the organisation)")
-async def update(request: Request, registration_id: str, body: Profile, who: Caller,
-                 idempotency_key: IdempotencyKey = None) -> JSONResponse:
+async def update(
+    request: Request,
+    registration_id: str,
+    body: Profile,
+    who: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     profile, representatives = body.split()
     return await _command(
-        request, who, idempotency_key, body.model_dump(mode="json"),
+        request,
+        who,
+        idempotency_key,
+        body.model_dump(mode="json"),
         lambda conn, cid: handlers.update_profile(
-            conn, who, registration_id, profile, representatives, cid),
+            conn, who, registration_id, profile, representatives, cid
+        ),
     )
 
 
 def _decision_route(path: str, decision: handlers.Decision, summary: str) -> None:
-    async def decide(request: Request, registration_id: str, who: Caller,
-                     body: DecisionBody | None = None,
-                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    async def decide(
+        request: Request,
+        registration_id: str,
+        who: Caller,
+        body: DecisionBody | None = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
         reason = body.reason if body else None
         return await _command(
-            request, who, idempotency_key, {"reason": reason},
+            request,
+            who,
+            idempotency_key,
+            {"reason": reason},
             lambda conn, cid: handlers.decide(conn, who, registration_id, decision, reason, cid),
         )
 
-    router.add_api_route(f"/registrations/{{registration_id}}/{path}", decide,
-                         methods=["POST"], summary=summary, name=path)
+    router.add_api_route(
+        f"/registrations/{{registration_id}}/{path}",
+        decide,
+        methods=["POST"],
+        summary=summary,
+        name=path,
+    )
 
 
 _decision_route("approve", RegistrationApproved, "Approve a registration (organiser)")
@@ -287,10 +378,15 @@ _decision_route("waitlist", RegistrationWaitlisted, "Waitlist a registration (or
 _decision_route("withdraw", RegistrationWithdrawn, "Withdraw (the organisation or organiser)")
 
 
-@router.delete("/registrations/{registration_id}/personal-data",
-               summary="Erase the representatives' contact details everywhere")
+@router.delete(
+    "/registrations/{registration_id}/personal-data",
+    summary="Erase the representatives' contact details everywhere",
+)
 async def erase(request: Request, registration_id: str, who: Caller) -> JSONResponse:
     return await _command(
-        request, who, None, None,
+        request,
+        who,
+        None,
+        None,
         lambda conn, cid: handlers.erase_personal_data(conn, who, registration_id, cid),
     )

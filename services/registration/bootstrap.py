@@ -6,9 +6,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.registration.api import router
 from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import RegistrationSettings
-from services.registration.api import router
 
 NAME = "registration"
 

@@ -213,8 +213,9 @@ def register(
 
 def decide(
     registration: Registration,
-    decision: type[RegistrationApproved | RegistrationRejected
-                   | RegistrationWaitlisted | RegistrationWithdrawn],
+    decision: type[
+        RegistrationApproved | RegistrationRejected | RegistrationWaitlisted | RegistrationWithdrawn
+    ],
     reason: str | None,
 ) -> EventPayload:
     if registration.status not in ALLOWED[decision]:

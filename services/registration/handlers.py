@@ -13,6 +13,8 @@ from typing import Any
 
 import asyncpg
 
+from services.registration import domain, projection
+from services.registration.domain import Registration, RuleViolation
 from shared import crypto, eventstore
 from shared.auth import Principal, new_api_key
 from shared.contracts import registry
@@ -27,13 +29,12 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
 )
 from shared.envelope import Envelope
-from services.registration import domain, projection
-from services.registration.domain import Registration, RuleViolation
 
 PAYLOADS = registry()
 
-Decision = type[RegistrationApproved | RegistrationRejected | RegistrationWaitlisted
-                | RegistrationWithdrawn]
+Decision = type[
+    RegistrationApproved | RegistrationRejected | RegistrationWaitlisted | RegistrationWithdrawn
+]
 
 
 class NotFound(Exception):
@@ -102,13 +103,21 @@ async def register_organiser(
     organiser_id = str(uuid.uuid4())
     api_key, digest = new_api_key("org")
     event = OrganiserRegistered(organiser_id=organiser_id, name=name.strip(), api_key_digest=digest)
-    await _record(conn, _stream("organiser", organiser_id), 0, [event],
-                  key=organiser_id, correlation_id=correlation_id)
+    await _record(
+        conn,
+        _stream("organiser", organiser_id),
+        0,
+        [event],
+        key=organiser_id,
+        correlation_id=correlation_id,
+    )
     return {"organiser_id": organiser_id, "name": event.name, "api_key": api_key}
 
 
 async def create_event(
-    conn: asyncpg.Connection, principal: Principal, definition: dict[str, Any],
+    conn: asyncpg.Connection,
+    principal: Principal,
+    definition: dict[str, Any],
     correlation_id: str | None,
 ) -> dict[str, Any]:
     if principal.role != "organiser":
@@ -117,8 +126,14 @@ async def create_event(
     created = domain.check_new_event(
         BrokerageEventCreated(event_id=event_id, organiser_id=principal.id, **definition)
     )
-    await _record(conn, _stream("brokerage-event", event_id), 0, [created],
-                  key=event_id, correlation_id=correlation_id)
+    await _record(
+        conn,
+        _stream("brokerage-event", event_id),
+        0,
+        [created],
+        key=event_id,
+        correlation_id=correlation_id,
+    )
     return created.model_dump(mode="json")
 
 
@@ -151,14 +166,24 @@ async def register_organisation(
     )
     try:
         async with conn.transaction():
-            await _record(conn, _stream("registration", registration_id), 0, [registered],
-                          key=event_id, correlation_id=correlation_id)
+            await _record(
+                conn,
+                _stream("registration", registration_id),
+                0,
+                [registered],
+                key=event_id,
+                correlation_id=correlation_id,
+            )
     except asyncpg.UniqueViolationError as exc:
         raise RuleViolation(
             "name", "this organisation is already registered for the event", status=409
         ) from exc
-    return {"registration_id": registration_id, "event_id": event_id, "status": "pending",
-            "api_key": api_key}
+    return {
+        "registration_id": registration_id,
+        "event_id": event_id,
+        "status": "pending",
+        "api_key": api_key,
+    }
 
 
 async def decide(
@@ -170,10 +195,18 @@ async def decide(
     correlation_id: str | None,
 ) -> dict[str, Any]:
     registration = await load_registration(conn, registration_id)
-    await authorise(conn, principal, registration, organisation_may=decision is RegistrationWithdrawn)
+    await authorise(
+        conn, principal, registration, organisation_may=decision is RegistrationWithdrawn
+    )
     event = domain.decide(registration, decision, reason)
-    await _record(conn, _stream("registration", registration_id), registration.version, [event],
-                  key=registration.event_id, correlation_id=correlation_id)
+    await _record(
+        conn,
+        _stream("registration", registration_id),
+        registration.version,
+        [event],
+        key=registration.event_id,
+        correlation_id=correlation_id,
+    )
     return {"registration_id": registration_id, "status": domain.STATUS_AFTER[decision]}
 
 
@@ -200,21 +233,35 @@ async def update_profile(
         ),
         event,
     )
-    await _record(conn, _stream("registration", registration_id), registration.version, [updated],
-                  key=registration.event_id, correlation_id=correlation_id)
+    await _record(
+        conn,
+        _stream("registration", registration_id),
+        registration.version,
+        [updated],
+        key=registration.event_id,
+        correlation_id=correlation_id,
+    )
     return {"registration_id": registration_id, "status": registration.status}
 
 
 async def erase_personal_data(
-    conn: asyncpg.Connection, principal: Principal, registration_id: str,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    registration_id: str,
     correlation_id: str | None,
 ) -> dict[str, Any]:
     registration = await load_registration(conn, registration_id)
     await authorise(conn, principal, registration, organisation_may=True, organiser_may=False)
     erased = domain.erase(registration)
     await conn.execute("DELETE FROM subject_keys WHERE subject_id = $1", registration_id)
-    await _record(conn, _stream("registration", registration_id), registration.version, [erased],
-                  key=registration.event_id, correlation_id=correlation_id)
+    await _record(
+        conn,
+        _stream("registration", registration_id),
+        registration.version,
+        [erased],
+        key=registration.event_id,
+        correlation_id=correlation_id,
+    )
     return {"registration_id": registration_id, "erased": True}
 
 

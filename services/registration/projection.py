@@ -6,6 +6,7 @@ import json
 
 import asyncpg
 
+from services.registration.domain import STATUS_AFTER
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
@@ -18,25 +19,31 @@ from shared.contracts.registration import (
     RegistrationWaitlisted,
     RegistrationWithdrawn,
 )
-from services.registration.domain import STATUS_AFTER
 
 _REGISTERED = tuple(REGISTERED_BY_TYPE.values())
-_DECISIONS = (RegistrationApproved, RegistrationRejected, RegistrationWaitlisted,
-              RegistrationWithdrawn)
+_DECISIONS = (
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationWaitlisted,
+    RegistrationWithdrawn,
+)
 
 
 async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
     if isinstance(event, OrganiserRegistered):
         await conn.execute(
             "INSERT INTO organisers (organiser_id, name) VALUES ($1, $2)",
-            event.organiser_id, event.name,
+            event.organiser_id,
+            event.name,
         )
         await _grant(conn, event.api_key_digest, "organiser", event.organiser_id)
     elif isinstance(event, BrokerageEventCreated):
         await conn.execute(
             "INSERT INTO brokerage_events (event_id, organiser_id, definition)"
             " VALUES ($1, $2, $3::jsonb)",
-            event.event_id, event.organiser_id, event.model_dump_json(),
+            event.event_id,
+            event.organiser_id,
+            event.model_dump_json(),
         )
     elif isinstance(event, _REGISTERED):
         p = event.profile
@@ -44,8 +51,14 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
             "INSERT INTO registrations (registration_id, event_id, organisation_type, name,"
             " country, sectors, attendance, status, profile)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8::jsonb)",
-            event.registration_id, event.event_id, p.organisation_type.value, p.name,
-            p.country, p.sectors, p.attendance.value, p.model_dump_json(),
+            event.registration_id,
+            event.event_id,
+            p.organisation_type.value,
+            p.name,
+            p.country,
+            p.sectors,
+            p.attendance.value,
+            p.model_dump_json(),
         )
         await _grant(conn, event.api_key_digest, "organisation", event.registration_id)
     elif isinstance(event, ProfileUpdated):
@@ -53,19 +66,24 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
         await conn.execute(
             "UPDATE registrations SET name = $2, country = $3, sectors = $4, attendance = $5,"
             " profile = $6::jsonb, updated_at = now() WHERE registration_id = $1",
-            event.registration_id, p.name, p.country, p.sectors, p.attendance.value,
+            event.registration_id,
+            p.name,
+            p.country,
+            p.sectors,
+            p.attendance.value,
             p.model_dump_json(),
         )
     elif isinstance(event, _DECISIONS):
         await conn.execute(
             "UPDATE registrations SET status = $2, status_reason = $3, updated_at = now()"
             " WHERE registration_id = $1",
-            event.registration_id, STATUS_AFTER[type(event)], event.reason,
+            event.registration_id,
+            STATUS_AFTER[type(event)],
+            event.reason,
         )
     elif isinstance(event, PersonalDataErased):
         await conn.execute(
-            "UPDATE registrations SET erased = true, updated_at = now()"
-            " WHERE registration_id = $1",
+            "UPDATE registrations SET erased = true, updated_at = now() WHERE registration_id = $1",
             event.registration_id,
         )
 
@@ -73,7 +91,9 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
 async def _grant(conn: asyncpg.Connection, digest: str, role: str, subject: str) -> None:
     await conn.execute(
         "INSERT INTO api_keys (key_digest, role, subject_id) VALUES ($1, $2, $3)",
-        digest, role, subject,
+        digest,
+        role,
+        subject,
     )
 
 

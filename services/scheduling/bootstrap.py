@@ -7,33 +7,42 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 
+from services.scheduling import projection
 from shared.contracts import registry
 from shared.inbox import Subscription
 from shared.runtime import ServiceRuntime, create_app, runtime_of, serve
 from shared.settings import SchedulingSettings
-from services.scheduling import projection
 
 NAME = "scheduling"
 router = APIRouter(prefix="/api")
 
 
-@router.get("/events/{event_id}/attendees", summary="Attendees of an event, as scheduling knows them")
+@router.get(
+    "/events/{event_id}/attendees", summary="Attendees of an event, as scheduling knows them"
+)
 async def attendees(request: Request, event_id: str) -> list[dict[str, Any]]:
     rows = await runtime_of(request).pool.fetch(
         "SELECT registration_id, attendance, approved FROM attendees WHERE event_id = $1"
-        " ORDER BY registration_id", event_id)
+        " ORDER BY registration_id",
+        event_id,
+    )
     return [dict(r) for r in rows]
 
 
 def build_app(settings: SchedulingSettings | None = None) -> FastAPI:
     settings = settings or SchedulingSettings()
     runtime = ServiceRuntime(
-        NAME, settings, migrations=Path(__file__).parent / "migrations",
+        NAME,
+        settings,
+        migrations=Path(__file__).parent / "migrations",
         subscriptions=[Subscription(("registration.events",), projection.HANDLERS, registry())],
     )
-    return create_app(runtime, title="Scheduling service",
-                      description="Conflict-free agendas for each brokerage event.",
-                      routers=[router])
+    return create_app(
+        runtime,
+        title="Scheduling service",
+        description="Conflict-free agendas for each brokerage event.",
+        routers=[router],
+    )
 
 
 def main() -> None:

@@ -10,8 +10,10 @@ from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
+    DecisionBase,
     OrganisationProfile,
     ProfileUpdated,
+    RegisteredBase,
     RegistrationApproved,
     RegistrationRejected,
     RegistrationWaitlisted,
@@ -26,8 +28,12 @@ async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayloa
     await conn.execute(
         "INSERT INTO event_grids (event_id, time_zone, days, sessions, slot_minutes, tables)"
         " VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6) ON CONFLICT (event_id) DO NOTHING",
-        e.event_id, e.time_zone, json.dumps([d.isoformat() for d in e.days]),
-        json.dumps([s.model_dump(mode="json") for s in e.sessions]), e.slot_minutes, e.tables,
+        e.event_id,
+        e.time_zone,
+        json.dumps([d.isoformat() for d in e.days]),
+        json.dumps([s.model_dump(mode="json") for s in e.sessions]),
+        e.slot_minutes,
+        e.tables,
     )
 
 
@@ -36,11 +42,15 @@ def _constraints(p: OrganisationProfile) -> tuple[str, str]:
 
 
 async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
-    attendance, availability = _constraints(e.profile)  # type: ignore[attr-defined]
+    assert isinstance(e, RegisteredBase)
+    attendance, availability = _constraints(e.profile)
     await conn.execute(
         "INSERT INTO attendees (registration_id, event_id, attendance, availability)"
         " VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (registration_id) DO NOTHING",
-        e.registration_id, e.event_id, attendance, availability,  # type: ignore[attr-defined]
+        e.registration_id,
+        e.event_id,
+        attendance,
+        availability,
     )
 
 
@@ -48,16 +58,19 @@ async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayl
     assert isinstance(e, ProfileUpdated)
     attendance, availability = _constraints(e.profile)
     await conn.execute(
-        "UPDATE attendees SET attendance = $2, availability = $3::jsonb"
-        " WHERE registration_id = $1",
-        e.registration_id, attendance, availability,
+        "UPDATE attendees SET attendance = $2, availability = $3::jsonb WHERE registration_id = $1",
+        e.registration_id,
+        attendance,
+        availability,
     )
 
 
 async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, DecisionBase)
     await conn.execute(
         "UPDATE attendees SET approved = $2 WHERE registration_id = $1",
-        e.registration_id, isinstance(e, RegistrationApproved),  # type: ignore[attr-defined]
+        e.registration_id,
+        isinstance(e, RegistrationApproved),
     )
 
 
@@ -65,6 +78,13 @@ HANDLERS: dict[str, Handler] = {
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
-    **{t.ce_type(): on_decision for t in (RegistrationApproved, RegistrationRejected,
-                                          RegistrationWaitlisted, RegistrationWithdrawn)},
+    **{
+        t.ce_type(): on_decision
+        for t in (
+            RegistrationApproved,
+            RegistrationRejected,
+            RegistrationWaitlisted,
+            RegistrationWithdrawn,
+        )
+    },
 }

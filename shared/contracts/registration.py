@@ -96,32 +96,32 @@ class OrganisationProfile(_Part):
     representative_count: int
 
 
-class _Registered(_RegistrationEvent):
+class RegisteredBase(_RegistrationEvent):
     registration_id: str
     event_id: str
     profile: OrganisationProfile
     api_key_digest: str
 
 
-class ClusterRegistered(_Registered):
+class ClusterRegistered(RegisteredBase):
     event_name: ClassVar[str] = "ClusterRegistered"
 
 
-class BusinessRegistered(_Registered):
+class BusinessRegistered(RegisteredBase):
     event_name: ClassVar[str] = "BusinessRegistered"
 
 
-class ResearchOrganisationRegistered(_Registered):
+class ResearchOrganisationRegistered(RegisteredBase):
     event_name: ClassVar[str] = "ResearchOrganisationRegistered"
 
 
-class OrganisationRegistered(_Registered):
+class OrganisationRegistered(RegisteredBase):
     """An organisation of type `other`."""
 
     event_name: ClassVar[str] = "OrganisationRegistered"
 
 
-REGISTERED_BY_TYPE: dict[OrganisationType, type[_Registered]] = {
+REGISTERED_BY_TYPE: dict[OrganisationType, type[RegisteredBase]] = {
     OrganisationType.CLUSTER: ClusterRegistered,
     OrganisationType.BUSINESS: BusinessRegistered,
     OrganisationType.RESEARCH: ResearchOrganisationRegistered,
@@ -136,25 +136,25 @@ class ProfileUpdated(_RegistrationEvent):
     profile: OrganisationProfile
 
 
-class _Decision(_RegistrationEvent):
+class DecisionBase(_RegistrationEvent):
     registration_id: str
     event_id: str
     reason: str | None = None
 
 
-class RegistrationApproved(_Decision):
+class RegistrationApproved(DecisionBase):
     event_name: ClassVar[str] = "RegistrationApproved"
 
 
-class RegistrationRejected(_Decision):
+class RegistrationRejected(DecisionBase):
     event_name: ClassVar[str] = "RegistrationRejected"
 
 
-class RegistrationWaitlisted(_Decision):
+class RegistrationWaitlisted(DecisionBase):
     event_name: ClassVar[str] = "RegistrationWaitlisted"
 
 
-class RegistrationWithdrawn(_Decision):
+class RegistrationWithdrawn(DecisionBase):
     event_name: ClassVar[str] = "RegistrationWithdrawn"
 
 

@@ -44,9 +44,12 @@ def _docker_note() -> str:
     if shutil.which("docker") is None:
         return ""
     try:
-        answered = subprocess.run(
-            ["docker", "info"], capture_output=True, timeout=5, check=False
-        ).returncode == 0
+        answered = (
+            subprocess.run(
+                ["docker", "info"], capture_output=True, timeout=5, check=False
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     if not answered:
@@ -98,8 +101,7 @@ async def infra() -> Infra:
             + "; ".join(problems)
             + ". Start them with `bash deploy/local/infra.sh up`, or point"
             " KAFKA_BOOTSTRAP_SERVERS / TEST_DATABASE_ADMIN_URL at running ones."
-            " Set ALLOW_SKIP_INTEGRATION=1 to skip these tests instead of failing."
-            + _docker_note()
+            " Set ALLOW_SKIP_INTEGRATION=1 to skip these tests instead of failing." + _docker_note()
         )
         if os.environ.get("ALLOW_SKIP_INTEGRATION") == "1":
             pytest.skip(message)
@@ -174,7 +176,8 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> Non
         ready = [
             t
             for t in described
-            if t["error_code"] == 0 and t["partitions"]
+            if t["error_code"] == 0
+            and t["partitions"]
             and all(p["leader"] >= 0 for p in t["partitions"])
         ]
         if len(ready) == len(names):

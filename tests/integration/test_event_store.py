@@ -55,7 +55,9 @@ async def _race(
             return conflict
 
     try:
-        tasks = [asyncio.create_task(attempt(c, b)) for c, b in zip(connections, batches, strict=True)]
+        tasks = [
+            asyncio.create_task(attempt(c, b)) for c, b in zip(connections, batches, strict=True)
+        ]
         await asyncio.sleep(0.05)
         go.set()
         return await asyncio.gather(*tasks)
@@ -92,12 +94,18 @@ async def test_concurrent_appends_exactly_one_wins_each_version(
             assert [s.version for s in stored] == list(range(1, expected + EVENTS_PER_APPEND + 1))
             assert [s.envelope.id for s in stored[expected:]] == winner_ids
             loser_ids = [e.id for i, b in enumerate(batches) if i != winners[0] for e in b]
-            assert await conn.fetchval(
-                "SELECT count(*) FROM events WHERE event_id = ANY($1::uuid[])", loser_ids
-            ) == 0
-            assert await conn.fetchval(
-                "SELECT count(*) FROM outbox WHERE event_id = ANY($1::text[])", loser_ids
-            ) == 0
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM events WHERE event_id = ANY($1::uuid[])", loser_ids
+                )
+                == 0
+            )
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM outbox WHERE event_id = ANY($1::text[])", loser_ids
+                )
+                == 0
+            )
             assert await conn.fetchval("SELECT count(*) FROM outbox") == len(stored)
         expected += EVENTS_PER_APPEND
 

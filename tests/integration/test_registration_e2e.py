@@ -62,8 +62,9 @@ async def _drop_db(admin_dsn: str, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-async def platform(infra: Infra, tmp_path_factory: pytest.TempPathFactory
-                   ) -> AsyncIterator[Platform]:
+async def platform(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Platform]:
     run = uuid.uuid4().hex[:10]
     names = {"registration": f"e2e_reg_{run}", "matching": f"e2e_match_{run}"}
     dsns = {svc: await _create_db(infra.admin_dsn, db) for svc, db in names.items()}
@@ -83,8 +84,13 @@ async def platform(infra: Infra, tmp_path_factory: pytest.TempPathFactory
         "TELEMETRY_JSONL_PATH": str(spans),
     }
     procs = {
-        svc: subprocess.Popen([sys.executable, "-m", f"services.{svc}"], cwd=REPO, env=env,
-                              stdout=(logs / f"{svc}.log").open("wb"), stderr=subprocess.STDOUT)
+        svc: subprocess.Popen(
+            [sys.executable, "-m", f"services.{svc}"],
+            cwd=REPO,
+            env=env,
+            stdout=(logs / f"{svc}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         for svc in names
     }
     urls = {"registration": "http://127.0.0.1:18001", "matching": "http://127.0.0.1:18002"}
@@ -101,8 +107,13 @@ async def platform(infra: Infra, tmp_path_factory: pytest.TempPathFactory
                         pass
                     assert time.monotonic() < deadline, f"{svc} not ready"
                     await asyncio.sleep(0.2)
-        yield Platform(urls["registration"], urls["matching"], dsns["registration"], spans,
-                       infra.bootstrap_servers)
+        yield Platform(
+            urls["registration"],
+            urls["matching"],
+            dsns["registration"],
+            spans,
+            infra.bootstrap_servers,
+        )
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -118,32 +129,45 @@ async def platform(infra: Infra, tmp_path_factory: pytest.TempPathFactory
 def event_definition(**changes: Any) -> dict[str, Any]:
     first = date.today() + timedelta(days=30)
     return {
-        "name": "Cluster Matchmaking (e2e)", "venue": "Hannover", "time_zone": "Europe/Berlin",
+        "name": "Cluster Matchmaking (e2e)",
+        "venue": "Hannover",
+        "time_zone": "Europe/Berlin",
         "days": [first.isoformat(), (first + timedelta(days=1)).isoformat()],
         "sessions": [{"start": "10:00", "end": "12:00"}, {"start": "14:00", "end": "17:00"}],
-        "slot_minutes": 30, "tables": 20, "meeting_types": ["Cluster2Cluster", "Business2Cluster"],
+        "slot_minutes": 30,
+        "tables": 20,
+        "meeting_types": ["Cluster2Cluster", "Business2Cluster"],
         "registration_deadline": (datetime.now(UTC) + timedelta(days=10)).isoformat(),
         **changes,
     }
 
 
 def organisation(**changes: Any) -> dict[str, Any]:
-    return {"organisation_type": "cluster", "name": f"Cluster {uuid.uuid4().hex[:6]}",
-            "country": "de", "sectors": ["photonics"], "offers": ["laser welding"],
-            "representatives": [{"name": "Ann Example", "email": "ann@example.org"}], **changes}
+    return {
+        "organisation_type": "cluster",
+        "name": f"Cluster {uuid.uuid4().hex[:6]}",
+        "country": "de",
+        "sectors": ["photonics"],
+        "offers": ["laser welding"],
+        "representatives": [{"name": "Ann Example", "email": "ann@example.org"}],
+        **changes,
+    }
 
 
 async def organiser(http: httpx.AsyncClient, p: Platform) -> dict[str, str]:
-    r = await http.post(f"{p.registration}/api/organisers", json={"name": "EEN"},
-                        headers={"X-API-Key": ADMIN_KEY})
+    r = await http.post(
+        f"{p.registration}/api/organisers", json={"name": "EEN"}, headers={"X-API-Key": ADMIN_KEY}
+    )
     assert r.status_code == 201, r.text
     return {"X-API-Key": r.json()["api_key"]}
 
 
-async def new_event(http: httpx.AsyncClient, p: Platform, key: dict[str, str],
-                    **changes: Any) -> str:
-    r = await http.post(f"{p.registration}/api/events", json=event_definition(**changes),
-                        headers=key)
+async def new_event(
+    http: httpx.AsyncClient, p: Platform, key: dict[str, str], **changes: Any
+) -> str:
+    r = await http.post(
+        f"{p.registration}/api/events", json=event_definition(**changes), headers=key
+    )
     assert r.status_code == 201, r.text
     event_id: str = r.json()["event_id"]
     return event_id
@@ -161,8 +185,10 @@ async def find_record(bootstrap: str, subject: str, ce_type_suffix: str) -> Any:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [TopicPartition("registration.events", p)
-                 for p in consumer.partitions_for_topic("registration.events") or {0, 1, 2}]
+        parts = [
+            TopicPartition("registration.events", p)
+            for p in consumer.partitions_for_topic("registration.events") or {0, 1, 2}
+        ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         deadline = time.monotonic() + 20
@@ -183,14 +209,18 @@ async def test_registration_reaches_kafka_and_another_service_with_its_trace(
     async with httpx.AsyncClient(timeout=10) as http:
         key = await organiser(http, platform)
         event_id = await new_event(http, platform, key)
-        r = await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
-                            json=organisation(), headers={"traceparent": TRACEPARENT})
+        r = await http.post(
+            f"{platform.registration}/api/events/{event_id}/registrations",
+            json=organisation(),
+            headers={"traceparent": TRACEPARENT},
+        )
         assert r.status_code == 201, r.text
         registration_id = r.json()["registration_id"]
         assert r.json()["api_key"].startswith("reg_")
 
-        record = await find_record(platform.bootstrap_servers,
-                                   f"registration-{registration_id}", "ClusterRegistered.v1")
+        record = await find_record(
+            platform.bootstrap_servers, f"registration-{registration_id}", "ClusterRegistered.v1"
+        )
         headers = {k: v.decode() for k, v in record.headers}
         assert headers["ce_specversion"] == "1.0"
         assert headers["ce_source"] == "/services/registration"
@@ -204,8 +234,9 @@ async def test_registration_reaches_kafka_and_another_service_with_its_trace(
 
         deadline = time.monotonic() + 20
         while True:
-            known = (await http.get(
-                f"{platform.matching}/api/events/{event_id}/participants")).json()
+            known = (
+                await http.get(f"{platform.matching}/api/events/{event_id}/participants")
+            ).json()
             if known:
                 break
             assert time.monotonic() < deadline, "matching never learnt of the registration"
@@ -214,11 +245,15 @@ async def test_registration_reaches_kafka_and_another_service_with_its_trace(
 
     deadline = time.monotonic() + 10
     while True:  # the span processors flush every half second
-        spans = [json.loads(line) for line in platform.spans.read_text().splitlines()] \
-            if platform.spans.exists() else []
+        spans = (
+            [json.loads(line) for line in platform.spans.read_text().splitlines()]
+            if platform.spans.exists()
+            else []
+        )
         ours = [s for s in spans if s["trace_id"] == TRACE_ID]
         if {"registration", "matching"} <= {s["service"] for s in ours} and any(
-                s["name"] == "process registration.events" for s in ours):
+            s["name"] == "process registration.events" for s in ours
+        ):
             break
         assert time.monotonic() < deadline, f"trace incomplete: {[s['name'] for s in ours]}"
         await asyncio.sleep(0.5)
@@ -227,21 +262,26 @@ async def test_registration_reaches_kafka_and_another_service_with_its_trace(
     assert len(roots) == 1, f"one connected trace expected, roots: {[s['name'] for s in roots]}"
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"country": "ZZ"}, "country"),
-    ({"name": ""}, "name"),
-    ({"representatives": []}, "representatives"),
-    ({"representatives": [{"name": "A", "email": "not-an-email"}]}, "representatives[0].email"),
-    ({"organisation_type": "government"}, "organisation_type"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"country": "ZZ"}, "country"),
+        ({"name": ""}, "name"),
+        ({"representatives": []}, "representatives"),
+        ({"representatives": [{"name": "A", "email": "not-an-email"}]}, "representatives[0].email"),
+        ({"organisation_type": "government"}, "organisation_type"),
+    ],
+)
 async def test_bad_registrations_get_problem_details_and_store_nothing(
     platform: Platform, changes: dict[str, Any], field: str
 ) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         event_id = await new_event(http, platform, await organiser(http, platform))
         before = await events_stored(platform)
-        r = await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
-                            json=organisation(**changes))
+        r = await http.post(
+            f"{platform.registration}/api/events/{event_id}/registrations",
+            json=organisation(**changes),
+        )
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
     problem = r.json()
@@ -256,30 +296,46 @@ async def test_bad_event_definitions_and_closed_or_duplicate_registrations(
     async with httpx.AsyncClient(timeout=10) as http:
         key = await organiser(http, platform)
         before = await events_stored(platform)
-        r = await http.post(f"{platform.registration}/api/events", headers=key, json=(
-            event_definition(sessions=[{"start": "10:00", "end": "10:45"}])))
+        r = await http.post(
+            f"{platform.registration}/api/events",
+            headers=key,
+            json=(event_definition(sessions=[{"start": "10:00", "end": "10:45"}])),
+        )
         assert r.status_code == 422
         assert r.json()["errors"][0]["field"] == "sessions[0]"
-        r = await http.post(f"{platform.registration}/api/events", headers=key,
-                            json=event_definition(time_zone="Europe/Atlantis"))
+        r = await http.post(
+            f"{platform.registration}/api/events",
+            headers=key,
+            json=event_definition(time_zone="Europe/Atlantis"),
+        )
         assert r.status_code == 422
         assert r.json()["errors"][0]["field"] == "time_zone"
         assert await events_stored(platform) == before
 
-        closed = await new_event(http, platform, key, registration_deadline=(
-            datetime.now(UTC) - timedelta(hours=1)).isoformat())
-        r = await http.post(f"{platform.registration}/api/events/{closed}/registrations",
-                            json=organisation())
+        closed = await new_event(
+            http,
+            platform,
+            key,
+            registration_deadline=(datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        )
+        r = await http.post(
+            f"{platform.registration}/api/events/{closed}/registrations", json=organisation()
+        )
         assert r.status_code == 409
         assert r.json()["errors"][0]["field"] == "registration_deadline"
 
         event_id = await new_event(http, platform, key)
         body = organisation(name="Baltic ICT Alliance", country="LT")
-        assert (await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
-                                json=body)).status_code == 201
+        assert (
+            await http.post(
+                f"{platform.registration}/api/events/{event_id}/registrations", json=body
+            )
+        ).status_code == 201
         before = await events_stored(platform)
-        r = await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
-                            json={**body, "name": "baltic ict alliance"})
+        r = await http.post(
+            f"{platform.registration}/api/events/{event_id}/registrations",
+            json={**body, "name": "baltic ict alliance"},
+        )
         assert r.status_code == 409
         assert r.json()["errors"][0]["field"] == "name"
         assert await events_stored(platform) == before
@@ -291,8 +347,9 @@ async def test_idempotency_key_replays_the_first_result(platform: Platform) -> N
         url = f"{platform.registration}/api/events/{event_id}/registrations"
         body = organisation()
         headers = {"Idempotency-Key": uuid.uuid4().hex}
-        answers = await asyncio.gather(*[http.post(url, json=body, headers=headers)
-                                         for _ in range(5)])
+        answers = await asyncio.gather(
+            *[http.post(url, json=body, headers=headers) for _ in range(5)]
+        )
         assert {a.status_code for a in answers} == {201}
         assert len({a.json()["registration_id"] for a in answers}) == 1
         before = await events_stored(platform)
@@ -307,25 +364,35 @@ async def test_keys_act_only_on_their_own_events_and_registrations(platform: Pla
     async with httpx.AsyncClient(timeout=10) as http:
         alice, bob = await organiser(http, platform), await organiser(http, platform)
         event_id = await new_event(http, platform, alice)
-        r = await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
-                            json=organisation())
+        r = await http.post(
+            f"{platform.registration}/api/events/{event_id}/registrations", json=organisation()
+        )
         registration_id, own_key = r.json()["registration_id"], r.json()["api_key"]
         base = f"{platform.registration}/api/registrations/{registration_id}"
         assert (await http.post(f"{base}/approve")).status_code == 401
-        assert (await http.post(f"{base}/approve", headers={"X-API-Key": "nope"})).status_code == 401
+        assert (
+            await http.post(f"{base}/approve", headers={"X-API-Key": "nope"})
+        ).status_code == 401
         assert (await http.post(f"{base}/approve", headers=bob)).status_code == 403
-        assert (await http.post(f"{base}/approve",
-                                headers={"X-API-Key": own_key})).status_code == 403
-        assert (await http.get(f"{platform.registration}/api/events/{event_id}/registrations",
-                               headers=bob)).status_code == 403
+        assert (
+            await http.post(f"{base}/approve", headers={"X-API-Key": own_key})
+        ).status_code == 403
+        assert (
+            await http.get(
+                f"{platform.registration}/api/events/{event_id}/registrations", headers=bob
+            )
+        ).status_code == 403
         ok = await http.post(f"{base}/approve", headers=alice)
         assert ok.status_code == 200 and ok.json()["status"] == "approved"
         again = await http.post(f"{base}/approve", headers=alice)
         assert again.status_code == 409
         withdrawn = await http.post(f"{base}/withdraw", headers={"X-API-Key": own_key})
         assert withdrawn.json()["status"] == "withdrawn"
-        listed = await http.get(f"{platform.registration}/api/events/{event_id}/registrations",
-                                params={"status": "withdrawn"}, headers=alice)
+        listed = await http.get(
+            f"{platform.registration}/api/events/{event_id}/registrations",
+            params={"status": "withdrawn"},
+            headers=alice,
+        )
         assert [x["registration_id"] for x in listed.json()] == [registration_id]
 
 
@@ -333,8 +400,9 @@ async def test_erasure_makes_contact_details_unreadable(platform: Platform) -> N
     async with httpx.AsyncClient(timeout=10) as http:
         alice = await organiser(http, platform)
         event_id = await new_event(http, platform, alice)
-        r = await http.post(f"{platform.registration}/api/events/{event_id}/registrations",
-                            json=organisation())
+        r = await http.post(
+            f"{platform.registration}/api/events/{event_id}/registrations", json=organisation()
+        )
         registration_id, own = r.json()["registration_id"], {"X-API-Key": r.json()["api_key"]}
         url = f"{platform.registration}/api/registrations/{registration_id}"
         seen = (await http.get(url, headers=alice)).json()
@@ -345,10 +413,15 @@ async def test_erasure_makes_contact_details_unreadable(platform: Platform) -> N
         assert after["representatives"] is None and after["erased"] is True
     conn = await asyncpg.connect(platform.registration_dsn)
     try:
-        stored = await conn.fetch("SELECT data::text FROM events WHERE stream_id = $1",
-                                  f"registration-{registration_id}")
+        stored = await conn.fetch(
+            "SELECT data::text FROM events WHERE stream_id = $1", f"registration-{registration_id}"
+        )
         assert stored and all("ann@example.org" not in r["data"] for r in stored)
-        assert await conn.fetchval("SELECT count(*) FROM subject_keys WHERE subject_id = $1",
-                                   registration_id) == 0
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM subject_keys WHERE subject_id = $1", registration_id
+            )
+            == 0
+        )
     finally:
         await conn.close()

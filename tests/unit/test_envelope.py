@@ -28,9 +28,13 @@ class ThingHappenedV2(EventPayload):
 
 
 def test_round_trip_through_kafka_headers() -> None:
-    envelope = Envelope.wrap(ThingHappened(thing_id="t1"), key="event-1", subject="thing-t1",
-                             correlation_id="c1", causation_id="x1").with_trace(
-        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    envelope = Envelope.wrap(
+        ThingHappened(thing_id="t1"),
+        key="event-1",
+        subject="thing-t1",
+        correlation_id="c1",
+        causation_id="x1",
+    ).with_trace("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     headers = dict(envelope.kafka_headers())
     assert headers["ce_type"] == b"eu.matchmaking.things.ThingHappened.v1"
     assert headers["ce_specversion"] == b"1.0"
@@ -43,15 +47,20 @@ def test_round_trip_through_kafka_headers() -> None:
 
 
 @pytest.mark.parametrize("headers", [[], [("ce_id", b"1"), ("ce_source", b"/s")]])
-def test_records_without_cloudevents_headers_are_malformed(headers: list[tuple[str, bytes]]) -> None:
+def test_records_without_cloudevents_headers_are_malformed(
+    headers: list[tuple[str, bytes]],
+) -> None:
     with pytest.raises(MalformedEnvelope):
         Envelope.from_kafka(None, b"{}", headers)
 
 
 def test_registry_upcasts_old_versions() -> None:
     registry = PayloadRegistry([ThingHappenedV2])
-    registry.register_upcaster(ThingHappened.ce_type(), ThingHappenedV2.ce_type(),
-                               lambda data: {**data, "colour": "unknown"})
+    registry.register_upcaster(
+        ThingHappened.ce_type(),
+        ThingHappenedV2.ce_type(),
+        lambda data: {**data, "colour": "unknown"},
+    )
     parsed = registry.parse(ThingHappened.ce_type(), {"thing_id": "t1"})
     assert parsed == ThingHappenedV2(thing_id="t1", colour="unknown")
     with pytest.raises(UnknownEventType):

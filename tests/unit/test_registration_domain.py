@@ -21,11 +21,16 @@ from shared.contracts.registration import (
 
 def hannover(**changes: Any) -> BrokerageEventCreated:
     fields: dict[str, Any] = dict(
-        event_id="e1", organiser_id="o1", name="European Cluster Matchmaking",
-        venue="HANNOVER MESSE", time_zone="Europe/Berlin",
+        event_id="e1",
+        organiser_id="o1",
+        name="European Cluster Matchmaking",
+        venue="HANNOVER MESSE",
+        time_zone="Europe/Berlin",
         days=[date(2015, 4, 13), date(2015, 4, 14)],
         sessions=[Session(start=time(10), end=time(12)), Session(start=time(14), end=time(17))],
-        slot_minutes=30, tables=20, meeting_types=["Cluster2Cluster", "Business2Cluster"],
+        slot_minutes=30,
+        tables=20,
+        meeting_types=["Cluster2Cluster", "Business2Cluster"],
         registration_deadline=datetime(2015, 4, 1, tzinfo=UTC),
     )
     return BrokerageEventCreated(**{**fields, **changes})
@@ -33,9 +38,18 @@ def hannover(**changes: Any) -> BrokerageEventCreated:
 
 def profile(**changes: Any) -> OrganisationProfile:
     fields: dict[str, Any] = dict(
-        organisation_type="cluster", name="Photonics Valley", country="de", sectors=["photonics"],
-        technologies=[], value_chain_position=None, markets=[], offers=["laser welding"],
-        requests=[], attendance="on_site", availability=[], representatives_encrypted="x",
+        organisation_type="cluster",
+        name="Photonics Valley",
+        country="de",
+        sectors=["photonics"],
+        technologies=[],
+        value_chain_position=None,
+        markets=[],
+        offers=["laser welding"],
+        requests=[],
+        attendance="on_site",
+        availability=[],
+        representatives_encrypted="x",
         representative_count=1,
     )
     return OrganisationProfile(**{**fields, **changes})
@@ -56,8 +70,15 @@ def test_slot_grid_covers_each_session_of_each_day() -> None:
         ({"sessions": [Session(start=time(17), end=time(10))]}, "sessions[0]"),
         ({"sessions": [Session(start=time(10), end=time(10, 45))]}, "sessions[0]"),
         ({"sessions": [Session(start=time(10), end=time(10, 15))]}, "sessions[0]"),
-        ({"sessions": [Session(start=time(10), end=time(12)),
-                       Session(start=time(11), end=time(13))]}, "sessions[1]"),
+        (
+            {
+                "sessions": [
+                    Session(start=time(10), end=time(12)),
+                    Session(start=time(11), end=time(13)),
+                ]
+            },
+            "sessions[1]",
+        ),
         ({"days": []}, "days"),
         ({"registration_deadline": datetime(2015, 5, 1, tzinfo=UTC)}, "registration_deadline"),
         ({"meeting_types": []}, "meeting_types"),
@@ -70,35 +91,60 @@ def test_unsound_event_definitions_name_the_field(changes: dict[str, Any], field
 
 
 def test_register_emits_the_type_specific_event_with_normalised_country() -> None:
-    event = domain.register(hannover(), registration_id="r1", profile=profile(),
-                            api_key_digest="d", now=datetime(2015, 3, 1, tzinfo=UTC))
+    event = domain.register(
+        hannover(),
+        registration_id="r1",
+        profile=profile(),
+        api_key_digest="d",
+        now=datetime(2015, 3, 1, tzinfo=UTC),
+    )
     assert isinstance(event, ClusterRegistered)
     assert event.profile.country == "DE"
 
 
 def test_registration_after_the_deadline_is_refused() -> None:
     with pytest.raises(RuleViolation) as caught:
-        domain.register(hannover(), registration_id="r1", profile=profile(), api_key_digest="d",
-                        now=datetime(2015, 4, 2, tzinfo=UTC))
+        domain.register(
+            hannover(),
+            registration_id="r1",
+            profile=profile(),
+            api_key_digest="d",
+            now=datetime(2015, 4, 2, tzinfo=UTC),
+        )
     assert (caught.value.field, caught.value.status) == ("registration_deadline", 409)
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"country": "ZZ"}, "country"),
-    ({"name": ""}, "name"),
-    ({"representative_count": 0}, "representatives"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"country": "ZZ"}, "country"),
+        ({"name": ""}, "name"),
+        ({"representative_count": 0}, "representatives"),
+    ],
+)
 def test_bad_profiles_name_the_field(changes: dict[str, Any], field: str) -> None:
     with pytest.raises(RuleViolation) as caught:
-        domain.register(hannover(), registration_id="r1", profile=profile(**changes),
-                        api_key_digest="d", now=datetime(2015, 3, 1, tzinfo=UTC))
+        domain.register(
+            hannover(),
+            registration_id="r1",
+            profile=profile(**changes),
+            api_key_digest="d",
+            now=datetime(2015, 3, 1, tzinfo=UTC),
+        )
     assert caught.value.field == field
 
 
 def test_decisions_follow_the_status_rules() -> None:
     registration = Registration()
-    registration.apply(domain.register(hannover(), registration_id="r1", profile=profile(),
-                                       api_key_digest="d", now=datetime(2015, 3, 1, tzinfo=UTC)))
+    registration.apply(
+        domain.register(
+            hannover(),
+            registration_id="r1",
+            profile=profile(),
+            api_key_digest="d",
+            now=datetime(2015, 3, 1, tzinfo=UTC),
+        )
+    )
     registration.apply(domain.decide(registration, RegistrationApproved, None))
     assert registration.status == "approved"
     with pytest.raises(RuleViolation):

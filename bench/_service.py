@@ -1,0 +1,57 @@
+"""Run a service exactly as `python -m services.<name>` does, on an isolated events topic.
+
+    BENCH_REGISTRATION_TOPIC=bench1234.registration.events python -m bench._service matching
+
+`bench.backbone` starts registration and matching through this wrapper so that
+its thousands of registrations go to a topic of its own (created and deleted by
+the benchmark) instead of the shared `registration.events`, which the
+services of a running demo or test suite on this machine consume. The only
+change is the topic name: `shared.outbox.topic_of` maps `registration.events`
+to the bench topic, and matching's subscription reads that topic instead.
+Everything else (settings, runtime, relay, inbox, handlers) is the shipped code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+SHARED_TOPIC = "registration.events"
+
+
+def main() -> None:
+    if len(sys.argv) != 2 or sys.argv[1] not in ("registration", "matching"):
+        sys.exit("usage: python -m bench._service registration|matching")
+    service = sys.argv[1]
+    topic = os.environ.get("BENCH_REGISTRATION_TOPIC")
+    if not topic:
+        sys.exit("BENCH_REGISTRATION_TOPIC is not set")
+
+    from shared import outbox
+
+    shipped_topic_of = outbox.topic_of
+
+    def topic_of(envelope: Any) -> str:
+        name = shipped_topic_of(envelope)
+        return topic if name == SHARED_TOPIC else name
+
+    outbox.topic_of = topic_of  # `outbox.add` looks the name up at call time
+
+    if service == "registration":
+        from services.registration import bootstrap
+    else:
+        from services.matching import bootstrap
+
+        shipped_subscription = bootstrap.Subscription
+
+        def subscription(topics: tuple[str, ...], *args: Any, **kwargs: Any) -> Any:
+            renamed = tuple(topic if t == SHARED_TOPIC else t for t in topics)
+            return shipped_subscription(renamed, *args, **kwargs)
+
+        bootstrap.Subscription = subscription  # type: ignore[assignment,misc]
+    bootstrap.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""The inbox consumer against the real broker and server: exactly-once effects,
+dead letters after bounded attempts, and offsets committed only after the
+database transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.contracts.base import EventPayload
+from shared.envelope import Envelope
+from shared.inbox import Handler, InboxConsumer, Subscription
+from shared.outbox import create_producer
+from tests.integration.support import (
+    CounterIncremented,
+    FreshDatabase,
+    FreshTopics,
+    Infra,
+    apply_counter,
+    committed_offsets,
+    counter_model,
+    headers_of,
+    projection,
+    read_topic,
+    registry_for,
+    send_envelope,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+MAX_ATTEMPTS = 3
+
+
+class Harness:
+    """One test's consumer group, its producer of test events and its handler calls."""
+
+    def __init__(
+        self,
+        infra: Infra,
+        database: FreshDatabase,
+        topics: FreshTopics,
+        admin: AIOKafkaAdminClient,
+        producer: AIOKafkaProducer,
+    ) -> None:
+        self.infra = infra
+        self.database = database
+        self.topics = topics
+        self.admin = admin
+        self.producer = producer
+        self.model = counter_model(topics.producer)
+        self.group = f"g-{uuid.uuid4().hex[:12]}"
+        self.calls: Counter[str] = Counter()  # handler invocations by event id
+        self._consumer: InboxConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def counting(self, inner: Handler = apply_counter) -> Handler:
+        async def handler(conn: asyncpg.Connection, env: Envelope, payload: EventPayload) -> None:
+            self.calls[env.id] += 1
+            await inner(conn, env, payload)
+
+        return handler
+
+    async def start(self, handler: Handler | None = None, *, batch_size: int = 500) -> None:
+        self._consumer = InboxConsumer(
+            name=self.group,
+            dsn_pool=self.database.pool,
+            bootstrap_servers=self.infra.bootstrap_servers,
+            subscription=Subscription(
+                topics=(self.topics.events,),
+                handlers={self.model.ce_type(): handler or self.counting()},
+                registry=registry_for(self.model),
+            ),
+            dlq_producer=self.producer,
+            max_attempts=MAX_ATTEMPTS,
+            batch_size=batch_size,
+            retry_backoff=0.01,
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._consumer.run(), name=self.group)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    def event(self, counter: str, amount: int = 1, *, poison: bool = False) -> Envelope:
+        return Envelope.wrap(self.model(counter=counter, amount=amount, poison=poison), key=counter)
+
+    async def send(self, envelope: Envelope) -> tuple[int, int]:
+        """Produce `envelope`; return its (partition, offset)."""
+        meta = await send_envelope(self.producer, self.topics.events, envelope)
+        return meta.partition, meta.offset
+
+    async def committed(self) -> dict[int, int]:
+        return await committed_offsets(self.admin, self.group, self.topics.events)
+
+    async def wait_committed(self, total: int, *, limit: float = 60) -> None:
+        """Until the group's committed offsets cover `total` records."""
+
+        async def covered() -> bool:
+            return sum((await self.committed()).values()) >= total
+
+        await wait_until(covered, limit=limit, what=f"{self.group} to commit {total} records")
+
+    async def inbox(self) -> list[asyncpg.Record]:
+        return await self.database.pool.fetch(
+            'SELECT message_id, partition, "offset", outcome FROM inbox WHERE consumer = $1'
+            ' ORDER BY partition, "offset"',
+            self.group,
+        )
+
+
+@pytest.fixture
+async def harness(
+    infra: Infra, database: FreshDatabase, topics: FreshTopics, kafka_admin: AIOKafkaAdminClient
+) -> AsyncIterator[Harness]:
+    producer = create_producer(infra.bootstrap_servers, client_id="inbox-test")
+    await producer.start()
+    made = Harness(infra, database, topics, kafka_admin, producer)
+    try:
+        yield made
+    finally:
+        await made.stop()
+        await producer.stop()
+
+
+async def test_the_same_event_twice_changes_the_projection_once(harness: Harness) -> None:
+    await harness.start()
+    once = harness.event("c1", 5)
+    # Twice back to back (likely one batch), then again after it was applied
+    # (certainly another batch).
+    await harness.send(once)
+    await harness.send(once)
+    await harness.wait_committed(2)
+    assert await projection(harness.database.pool) == {"c1": 5}
+
+    await harness.send(once)
+    other = harness.event("c2", 7)
+    await harness.send(other)
+    await harness.wait_committed(4)
+
+    assert await projection(harness.database.pool) == {"c1": 5, "c2": 7}
+    assert harness.calls == {once.id: 1, other.id: 1}
+    rows = await harness.inbox()
+    assert sorted(r["message_id"] for r in rows) == sorted(
+        f"{e.source}#{e.id}" for e in (once, other)
+    )
+    assert {r["outcome"] for r in rows} == {"processed"}
+
+
+async def test_a_failing_handler_dead_letters_after_max_attempts_and_the_partition_moves_on(
+    harness: Harness,
+) -> None:
+    async def fragile(conn: asyncpg.Connection, env: Envelope, payload: EventPayload) -> None:
+        assert isinstance(payload, CounterIncremented)
+        if payload.poison:
+            raise ValueError(f"cannot count {payload.counter}")
+        await apply_counter(conn, env, payload)
+
+    await harness.start(harness.counting(fragile))
+    good1, poison, good2 = (
+        harness.event("p", 1),
+        harness.event("p", 100, poison=True),
+        harness.event("p", 10),
+    )
+    sent = [await harness.send(e) for e in (good1, poison, good2)]
+    assert len({p for p, _ in sent}) == 1, "one key, one partition"
+    await harness.wait_committed(3)
+
+    assert await projection(harness.database.pool) == {"p": 11}
+    assert harness.calls[poison.id] == MAX_ATTEMPTS
+    assert harness.calls[good2.id] >= 1
+
+    dead = await read_topic(harness.infra.bootstrap_servers, harness.topics.dlq)
+    assert len(dead) == 1
+    headers = headers_of(dead[0])
+    partition, offset = sent[1]
+    assert headers["ce_id"] == poison.id, "the original headers travel along"
+    assert headers["dlq_error"] == "ValueError: cannot count p"
+    assert headers["dlq_error_type"] == "ValueError"
+    assert "ValueError" in headers["dlq_stacktrace"]
+    assert headers["dlq_attempts"] == str(MAX_ATTEMPTS)
+    assert headers["dlq_consumer"] == harness.group
+    assert headers["dlq_original_topic"] == harness.topics.events
+    assert headers["dlq_original_partition"] == str(partition)
+    assert headers["dlq_original_offset"] == str(offset)
+    assert dead[0].value == poison.kafka_value() and dead[0].key == b"p"
+
+    outcomes = {r["message_id"]: r["outcome"] for r in await harness.inbox()}
+    assert outcomes == {
+        f"{good1.source}#{good1.id}": "processed",
+        f"{poison.source}#{poison.id}": "dead_lettered",
+        f"{good2.source}#{good2.id}": "processed",
+    }
+
+
+async def test_unreadable_records_are_dead_lettered_at_once_and_the_partition_moves_on(
+    harness: Harness,
+) -> None:
+    await harness.start()
+    topic = harness.topics.events
+    bare = await harness.producer.send_and_wait(topic, value=b'{"counter": "u"}', key=b"u")
+    not_json = harness.event("u", 1000)
+    garbled = await harness.producer.send_and_wait(
+        topic, value=b"not json", key=b"u", headers=not_json.kafka_headers()
+    )
+    good = harness.event("u", 3)
+    await harness.send(good)
+    assert bare.partition == garbled.partition
+    await harness.wait_committed(3)
+
+    assert await projection(harness.database.pool) == {"u": 3}
+    dead = await read_topic(harness.infra.bootstrap_servers, harness.topics.dlq)
+    assert len(dead) == 2
+    by_offset = {int(headers_of(r)["dlq_original_offset"]): headers_of(r) for r in dead}
+    assert set(by_offset) == {bare.offset, garbled.offset}
+    for headers in by_offset.values():
+        # No retry can make an unreadable record readable: one attempt.
+        assert headers["dlq_attempts"] == "1"
+        assert headers["dlq_error_type"] == "MalformedEnvelope"
+        assert headers["dlq_original_partition"] == str(bare.partition)
+    assert "missing CloudEvents headers" in by_offset[bare.offset]["dlq_error"]
+    assert "not JSON" in by_offset[garbled.offset]["dlq_error"]
+
+    outcomes = {r["message_id"]: r["outcome"] for r in await harness.inbox()}
+    assert outcomes == {
+        f"kafka:{topic}/{bare.partition}/{bare.offset}": "dead_lettered",
+        f"{not_json.source}#{not_json.id}": "dead_lettered",
+        f"{good.source}#{good.id}": "processed",
+    }
+
+
+async def test_offsets_are_committed_only_after_the_transaction_commits(
+    harness: Harness,
+) -> None:
+    pool = harness.database.pool
+    # A deferred foreign key fails at COMMIT, after every handler succeeded.
+    await pool.execute(
+        "CREATE TABLE gate (id int PRIMARY KEY);"
+        " CREATE TABLE gated (id int REFERENCES gate DEFERRABLE INITIALLY DEFERRED)"
+    )
+
+    async def gated(conn: asyncpg.Connection, env: Envelope, payload: EventPayload) -> None:
+        await apply_counter(conn, env, payload)
+        await conn.execute("INSERT INTO gated VALUES (1)")
+
+    await harness.start(harness.counting(gated))
+    events = [harness.event(f"k{i % 3}", 1) for i in range(6)]
+    for e in events:
+        await harness.send(e)
+
+    # The transaction keeps failing at commit: the batch is read again and again,
+    # and neither the projection, the inbox nor the offsets move.
+    await wait_until(
+        lambda: all(harness.calls[e.id] >= 3 for e in events),
+        limit=30,
+        what="the batch to be retried",
+    )
+    assert await harness.committed() == {}
+    assert await projection(pool) == {}
+    assert await harness.inbox() == []
+
+    await pool.execute("INSERT INTO gate VALUES (1)")
+    await harness.wait_committed(len(events))
+    assert await projection(pool) == {"k0": 2, "k1": 2, "k2": 2}
+    assert len(await harness.inbox()) == len(events)
+
+
+async def test_a_committed_offset_always_has_its_transaction_behind_it(
+    harness: Harness,
+) -> None:
+    """Watch offsets and the inbox while a consumer works through small batches.
+
+    Whenever Kafka shows offset N committed on a partition, the inbox, read
+    after that, already holds every record of that partition below N.
+    """
+
+    async def slowish(conn: asyncpg.Connection, env: Envelope, payload: EventPayload) -> None:
+        await asyncio.sleep(0.001)
+        await apply_counter(conn, env, payload)
+
+    total = 300
+    events = [harness.event(f"k{i % 10}", 1) for i in range(total)]
+    await asyncio.gather(*(harness.send(e) for e in events))
+    await harness.start(harness.counting(slowish), batch_size=20)
+
+    observed: set[tuple[int, int]] = set()
+
+    async def consistent_and_done() -> bool:
+        committed = await harness.committed()
+        rows = await harness.inbox()
+        stored: dict[int, set[int]] = {}
+        for r in rows:
+            stored.setdefault(r["partition"], set()).add(r["offset"])
+        for partition, offset in committed.items():
+            observed.add((partition, offset))
+            missing = set(range(offset)) - stored.get(partition, set())
+            assert not missing, f"offset {offset} committed on {partition}, rows missing: {missing}"
+        return sum(committed.values()) >= total
+
+    await wait_until(consistent_and_done, limit=60, interval=0.01, what="all records committed")
+    assert len(observed) >= 6, f"too few distinct commits observed: {sorted(observed)}"
+    assert sum((await projection(harness.database.pool)).values()) == total
+    assert all(harness.calls[e.id] == 1 for e in events)
