@@ -50,7 +50,21 @@ def main() -> None:
             return shipped_subscription(renamed, *args, **kwargs)
 
         bootstrap.Subscription = subscription  # type: ignore[assignment,misc]
-    bootstrap.main()
+    profile = os.environ.get("BENCH_PROFILE_FILE")
+    if not profile:
+        bootstrap.main()
+        return
+    # cProfile the whole process (uvicorn returns from run() on SIGTERM, so the
+    # stats are written on a graceful stop).
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        bootstrap.main()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile)
 
 
 if __name__ == "__main__":

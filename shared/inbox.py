@@ -46,6 +46,11 @@ class Subscription:
 class _BatchFailed(Exception):
     """A handler raised in the fast path: redo the batch message by message."""
 
+    def __init__(self, message_id: str, error: Exception) -> None:
+        super().__init__(message_id)
+        self.message_id = message_id
+        self.error = error
+
 
 @dataclass
 class _Message:
@@ -137,11 +142,12 @@ class InboxConsumer:
                     try:
                         await self._apply(conn, message)
                     except Exception as exc:
-                        raise _BatchFailed from exc
-        except _BatchFailed:
+                        raise _BatchFailed(message.message_id, exc) from exc
+        except _BatchFailed as failed:
             async with self._pool.acquire() as conn, conn.transaction():
                 for message in await self._claim(conn, messages):
-                    await self._apply_carefully(conn, message)
+                    first = failed.error if message.message_id == failed.message_id else None
+                    await self._apply_carefully(conn, message, failed_first=first)
 
     def _read(self, record: ConsumerRecord[bytes, bytes]) -> _Message:
         try:
@@ -203,10 +209,26 @@ class InboxConsumer:
             await handler(conn, envelope, payload)
         metrics.EVENTS_PROCESSED.labels(self.name, r.topic, envelope.type).inc()
 
-    async def _apply_carefully(self, conn: asyncpg.Connection, message: _Message) -> None:
-        error: BaseException | None = None
+    async def _apply_carefully(
+        self,
+        conn: asyncpg.Connection,
+        message: _Message,
+        *,
+        failed_first: Exception | None = None,
+    ) -> None:
+        # A failure in the batch's fast path was this message's first attempt.
+        error: BaseException | None = failed_first
         attempts = 0
-        while attempts < self._max_attempts:
+        if failed_first is not None and not isinstance(
+            failed_first, asyncpg.PostgresConnectionError | OSError
+        ):
+            attempts = 1
+            if not isinstance(failed_first, MalformedEnvelope):
+                metrics.EVENT_PROCESSING_ERRORS.labels(self.name, message.record.topic).inc()
+        # No retry can make an unreadable message readable.
+        while attempts < self._max_attempts and not isinstance(error, MalformedEnvelope):
+            if attempts:
+                await asyncio.sleep(self._retry_backoff * attempts)
             attempts += 1
             try:
                 async with conn.transaction():  # a savepoint
@@ -214,7 +236,6 @@ class InboxConsumer:
                 return
             except MalformedEnvelope as exc:
                 error = exc
-                break  # no retry can make an unreadable message readable
             except (asyncpg.PostgresConnectionError, OSError):
                 raise  # not the message's fault: fail the batch, retry it later
             except Exception as exc:
@@ -223,7 +244,6 @@ class InboxConsumer:
                 log.warning(
                     "%s: attempt %d failed for %s: %s", self.name, attempts, message.message_id, exc
                 )
-                await asyncio.sleep(self._retry_backoff * attempts)
         assert error is not None
         await self._dead_letter(message, error, attempts)
         await conn.execute(

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -28,7 +28,7 @@ from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -115,16 +115,31 @@ async def send_envelope(
     return metadata
 
 
-async def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
-    """The end offset (next offset to be written) of every partition of `topic`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = await _partitions(consumer, topic)
-        ends = await consumer.end_offsets(partitions)
+class EndOffsets:
+    """A long-lived client asking the broker for the end offsets of `topic`."""
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers, enable_auto_commit=False
+        )
+        self._topic = topic
+        self._partitions: list[TopicPartition] = []
+
+    async def __aenter__(self) -> EndOffsets:
+        await self._consumer.start()
+        self._partitions = await _partitions(self._consumer, self._topic)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._consumer.stop()
+
+    async def by_partition(self) -> dict[int, int]:
+        """The next offset to be written, per partition."""
+        ends = await self._consumer.end_offsets(self._partitions)
         return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
+
+    async def total(self) -> int:
+        return sum((await self.by_partition()).values())
 
 
 async def read_topic(bootstrap_servers: str, topic: str, *, limit: float = 30.0) -> list[Record]:

@@ -5,7 +5,9 @@
 
 The handler is `tests.integration.support.apply_counter` for `CounterIncremented`
 events of `--producer` on `<producer>.events`; `--delay` sleeps per event inside
-the batch's transaction so that a SIGKILL lands mid-batch.
+the batch's transaction so that a SIGKILL lands mid-batch; `--commit-delay`
+sleeps between a batch's database commit and its offset commit, widening the
+window in which a kill leaves the database ahead of the committed offsets.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
+from aiokafka import ConsumerRecord, TopicPartition
 
 from shared.contracts.base import EventPayload
 from shared.db import create_pool
@@ -22,6 +27,18 @@ from shared.envelope import Envelope
 from shared.inbox import InboxConsumer, Subscription
 from shared.outbox import create_producer
 from tests.integration.support import apply_counter, counter_model, registry_for
+
+
+class SlowCommitConsumer(InboxConsumer):
+    def __init__(self, *, commit_delay: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._commit_delay = commit_delay
+
+    async def _commit(
+        self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        await asyncio.sleep(self._commit_delay)
+        await super()._commit(batch)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -35,7 +52,8 @@ async def main(args: argparse.Namespace) -> None:
     pool = await create_pool(args.dsn)
     dlq = create_producer(args.bootstrap, client_id=f"{args.group}-dlq")
     await dlq.start()
-    consumer = InboxConsumer(
+    consumer = SlowCommitConsumer(
+        commit_delay=args.commit_delay,
         name=args.group,
         dsn_pool=pool,
         bootstrap_servers=args.bootstrap,
@@ -68,5 +86,6 @@ if __name__ == "__main__":
     parser.add_argument("--instance-id", default=None)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--commit-delay", type=float, default=0.0)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(main(parser.parse_args()))

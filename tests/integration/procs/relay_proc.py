@@ -27,7 +27,7 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.sleep(args.send_delay)
             return await send(*a, **kw)
 
-        producer.send = slow_send  # type: ignore[method-assign]
+        producer.send = slow_send
     await producer.start()
     relay = OutboxRelay(
         args.dsn,
