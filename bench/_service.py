@@ -9,6 +9,10 @@ services of a running demo or test suite on this machine consume. The only
 change is the topic name: `shared.outbox.topic_of` maps `registration.events`
 to the bench topic, and matching's subscription reads that topic instead.
 Everything else (settings, runtime, relay, inbox, handlers) is the shipped code.
+
+What-if knobs for experiments (unset: the shipped behaviour):
+  BENCH_PRODUCER_LINGER_MS   linger.ms of the runtime's producer (shipped: 5)
+  BENCH_PROFILE_FILE         cProfile the process, stats written on SIGTERM
 """
 
 from __future__ import annotations
@@ -38,6 +42,22 @@ def main() -> None:
 
     outbox.topic_of = topic_of  # `outbox.add` looks the name up at call time
 
+    linger = os.environ.get("BENCH_PRODUCER_LINGER_MS")
+    if linger is not None:
+        # What-if knob for the benchmark: the runtime's producer (relay and DLQ)
+        # with another linger.ms than shared.outbox.create_producer's 5 ms.
+        from shared import runtime
+
+        shipped_create_producer = outbox.create_producer
+
+        def create_producer(bootstrap_servers: str, client_id: str) -> Any:
+            producer = shipped_create_producer(bootstrap_servers, client_id)
+            # aiokafka keeps linger.ms, in seconds, on its accumulator only.
+            producer._message_accumulator._linger_time = int(linger) / 1000
+            return producer
+
+        runtime.create_producer = create_producer
+
     if service == "registration":
         from services.registration import bootstrap
     else:
@@ -54,10 +74,13 @@ def main() -> None:
     if not profile:
         bootstrap.main()
         return
-    # cProfile the whole process (uvicorn returns from run() on SIGTERM, so the
-    # stats are written on a graceful stop).
+    # BENCH_PROFILE_FILE: cProfile the whole process, stats written on SIGTERM.
     import cProfile
+    import signal
 
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with this
+    # no-op as the handler it restores, main() returns and the stats get written.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     profiler = cProfile.Profile()
     profiler.enable()
     try:

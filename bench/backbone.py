@@ -59,7 +59,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
@@ -852,29 +852,32 @@ class LoadClient:
     once a backlog builds; sharding over small pools keeps its cost per request flat.
     """
 
-    def __init__(self, kind: str, base_url: str, *, shards: int = 16, per_shard: int = 16) -> None:
+    def __init__(self, kind: str, base_urls: Sequence[str], *, shards: int = 16,
+                 per_shard: int = 16) -> None:
+        """Requests go round-robin over `base_urls` (instances of one service)."""
         self.kind = kind
         self._next = 0
         self._httpx: list[httpx.AsyncClient] = []
-        self._raw: RawHttpClient | None = None
+        self._raw: list[RawHttpClient] = []
         if kind == "raw":
-            self._raw = RawHttpClient(base_url, shards * per_shard)
+            self._raw = [RawHttpClient(url, shards * per_shard) for url in base_urls]
         else:
             limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-            self._httpx = [httpx.AsyncClient(base_url=base_url, timeout=180, limits=limits)
-                           for _ in range(shards)]
+            self._httpx = [httpx.AsyncClient(base_url=base_urls[i % len(base_urls)], timeout=180,
+                                             limits=limits)
+                           for i in range(max(shards, len(base_urls)))]
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        if self._raw is not None:
-            return await self._raw.post(path, body)
-        self._next = (self._next + 1) % len(self._httpx)
-        response = await self._httpx[self._next].post(
+        self._next += 1
+        if self._raw:
+            return await self._raw[self._next % len(self._raw)].post(path, body)
+        response = await self._httpx[self._next % len(self._httpx)].post(
             path, content=body, headers={"content-type": "application/json"})
         return response.status_code, response.content
 
     async def close(self) -> None:
-        if self._raw is not None:
-            await self._raw.close()
+        for raw in self._raw:
+            await raw.close()
         for client in self._httpx:
             await client.aclose()
 
@@ -943,17 +946,18 @@ def bucket_quantile(buckets: dict[float, float], q: float) -> float | None:
 
 
 async def start_service(
-    res: Resources, service: str, env: dict[str, str], wrapped: bool, log_dir: Path
+    res: Resources, service: str, env: dict[str, str], wrapped: bool, log_dir: Path,
+    name: str,
 ) -> subprocess.Popen[bytes]:
     module = ["-m", "bench._service", service] if wrapped else ["-m", f"services.{service}"]
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = open(log_dir / f"{service}-{res.hex}.log", "wb")  # noqa: SIM115
+    log_file = open(log_dir / f"{name}-{res.hex}.log", "wb")
     proc = subprocess.Popen(
         [str(VENV_PYTHON), *module], cwd=REPO, env=env, stdout=log_file,
         stderr=subprocess.STDOUT, start_new_session=True,
     )
     log_file.close()
-    res.processes.append((service, proc))
+    res.processes.append((name, proc))
     return proc
 
 
@@ -982,16 +986,23 @@ class Platform:
     profiles: dict[str, Path]
 
 
-async def start_platform(res: Resources, isolated: bool, profile: str | None) -> Platform:
-    suffix = f"-bench{res.hex}"
-    reg_db = await res.create_database(f"bench_{res.hex}_registration")
-    match_db = await res.create_database(f"bench_{res.hex}_matching")
+async def start_platform(
+    res: Resources, label: str, isolated: bool, profile: str | None, extra_env: dict[str, str],
+    registration_instances: int = 1,
+) -> Platform:
+    """Start registration (K instances) and matching on fresh databases, named after `label`."""
+    suffix = f"-bench{res.hex}-{label}"
+    reg_db = await res.create_database(f"bench_{res.hex}_{label}_registration")
+    match_db = await res.create_database(f"bench_{res.hex}_{label}_matching")
     topic = "registration.events"
     if isolated:
-        topic = await res.create_topic(f"bench{res.hex}.registration.events")
+        topic = await res.create_topic(f"bench{res.hex}.{label}.registration.events")
         await res.create_topic(f"{topic}.dlq", 1)
     admin_key = f"bench-admin-{uuid.uuid4().hex}"
+    # Extra registration instances share its database; one relay holds the lock.
     ports = {"registration": free_port(), "matching": free_port()}
+    for k in range(2, registration_instances + 1):
+        ports[f"registration-{k}"] = free_port()
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
@@ -1007,17 +1018,22 @@ async def start_platform(res: Resources, isolated: bool, profile: str | None) ->
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("BENCH_PROFILE_FILE", None)
+    env.update(extra_env)
     group = f"matching{suffix}"
     res.groups.append(group)
     procs, profiles = {}, {}
-    for service in ports:
+    for service, port in ports.items():
+        module = service.split("-")[0]
         service_env = env
+        if service.startswith("registration"):
+            service_env = {**env, "REGISTRATION_PORT": str(port)}
         if profile == service:
             profiles[service] = OUT_DIR / f"{service}.prof"
             profiles[service].unlink(missing_ok=True)
-            service_env = {**env, "BENCH_PROFILE_FILE": str(profiles[service])}
-        wrapped = isolated or profile == service
-        procs[service] = await start_service(res, service, service_env, wrapped, OUT_DIR / "logs")
+            service_env = {**service_env, "BENCH_PROFILE_FILE": str(profiles[service])}
+        wrapped = isolated or profile == service or any(k.startswith("BENCH_") for k in extra_env)
+        procs[service] = await start_service(res, module, service_env, wrapped, OUT_DIR / "logs",
+                                             service)
     urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=5) as probe:
@@ -1072,7 +1088,8 @@ async def step_end_to_end(
     res: Resources, p: Platform, rate: float, duration: float, warmup: float, offset: int,
     client_kind: str,
 ) -> dict[str, Any]:
-    client = LoadClient(client_kind, p.urls["registration"])
+    client = LoadClient(client_kind, [url for name, url in p.urls.items()
+                                      if name.startswith("registration")])
     try:
         return await _phase(res, p, rate, duration, warmup, offset, client)
     finally:
@@ -1093,8 +1110,8 @@ async def _phase(
             await asyncio.sleep(1.0)
 
         metrics_before = (await scrape.get(f"{p.urls['matching']}/metrics")).text
-        cpu = CpuWindow(labels={p.procs["registration"].pid: "registration service",
-                                p.procs["matching"].pid: "matching service"})
+        cpu = CpuWindow(labels={proc.pid: f"{name.split('-')[0]} service"
+                                for name, proc in p.procs.items()})
         cpu.start()
         count = int(rate * duration)
         client_cpu = time.process_time()
@@ -1182,12 +1199,51 @@ async def _phase(
         "participants_projected": participants,
         "drain_after_last_response_s": round(drain, 2),
         "cpu": cpu_used,
+        "cpu_ms_per_command": {k: round(1000 * v / count, 2) for k, v in cpu_used["cpu_s"].items()
+                               if not k.startswith("other")},
     }
+
+
+def profile_by_package(path: Path) -> list[tuple[str, float]]:
+    """Own time (tottime) summed per library / stdlib module / repo package."""
+    stats = pstats.Stats(str(path))
+    totals: dict[str, float] = {}
+    for (filename, _, function), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if filename == "~":
+            key = ("idle: epoll" if "epoll" in function
+                   else "syscalls: socket send/recv" if re.search(r"'(send|recv)\w*' of '_socket", function)
+                   else "C builtins (json, asyncpg protocol, ...)")
+        elif "site-packages/" in filename:
+            key = filename.split("site-packages/")[1].split("/")[0]
+        elif "/lib/python3" in filename:
+            key = "stdlib " + re.split(r"/lib/python3\.\d+/", filename)[1].split("/")[0]
+        elif str(REPO) in filename:
+            key = "repo " + "/".join(Path(filename).relative_to(REPO).parts[:2])
+        else:
+            key = filename
+        totals[key] = totals.get(key, 0.0) + tottime
+    return sorted(totals.items(), key=lambda kv: -kv[1])
+
+
+# What-if configurations of step 5: description, extra environment of the services.
+WHATIFS: dict[str, tuple[str, dict[str, str]]] = {
+    "linger0": ("relay producer linger.ms 0 instead of 5 (bench._service knob)",
+                {"BENCH_PRODUCER_LINGER_MS": "0"}),
+    "notrace": ("OTEL_SDK_DISABLED=true: no spans at all", {"OTEL_SDK_DISABLED": "true"}),
+    "notrace_linger0": ("no spans and relay linger.ms 0",
+                        {"OTEL_SDK_DISABLED": "true", "BENCH_PRODUCER_LINGER_MS": "0"}),
+}
 
 
 def print_profile(path: Path, title: str, top: int = 30) -> str:
     stream = io.StringIO()
     stream.write(f"\n==== cProfile: {title} ({path.relative_to(REPO)}) ====\n")
+    grouped = profile_by_package(path)
+    busy = sum(v for k, v in grouped if k != "idle: epoll")
+    stream.write(f"own time by package (busy total {busy:.2f}s, excluding idle epoll):\n")
+    for key, value in grouped[:20]:
+        share = "" if key == "idle: epoll" else f"{100 * value / busy:5.1f}%"
+        stream.write(f"  {value:8.3f}s {share:>6}  {key}\n")
     stats = pstats.Stats(str(path), stream=stream).strip_dirs()
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(top + 15)
@@ -1283,11 +1339,11 @@ def render(results: dict[str, Any]) -> str:
                        ("inbox", "4"), ("inbox_batch_prototype", "4b")):
         if key in s and s[key].get("cpu"):
             w(f"  {label:<3}{fmt_cpu(s[key]['cpu'])}\n")
-    if "end_to_end" in s:
-        e = s["end_to_end"]
-        w(f"\n5  HTTP command -> event consumed by matching "
-          f"({'isolated topic ' + e['topic'] if e['isolated_topic'] else e['topic']};"
-          f" services ready in {e['services_ready_seconds']}s, first event reached matching"
+    for e in s.get("end_to_end", []):
+        w(f"\n5  [{e['config']}: {e['description']}] HTTP command -> event consumed by matching\n"
+          f"   ({'isolated topic ' + e['topic'] if e['isolated_topic'] else e['topic']};"
+          f" {e['registration_instances']} registration process(es); services ready in"
+          f" {e['services_ready_seconds']}s; first event reached matching"
           f" {e['first_event_to_matching_seconds'] * 1000:.0f} ms after creation)\n")
         for r in e["phases"]:
             w(f"\n   {r['target_rate']:g} commands/s: {r['commands']} commands (after "
@@ -1313,9 +1369,25 @@ def render(results: dict[str, Any]) -> str:
             w(f"   matching: {b['batches']} batches; fetch->commit per batch p50 <="
               f" {b['p50_le_s']}s, p99 <= {b['p99_le_s']}s (histogram buckets)\n")
             w(f"   cpu: {fmt_cpu(r['cpu'])}\n")
-            if r["target_rate"] == 500:
+            per = ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_command"].items() if v >= 0.05)
+            w(f"   cpu ms per command: {per}\n")
+            if r["target_rate"] == 500 and e["config"] == "main":
                 met = r["send_to_consumed"]["p99_ms"] <= 50 and r["ok"] == r["commands"]
                 w(f"   target p99 <= 50 ms at 500/s: {'MET' if met else 'MISSED'}\n")
+    w("\ntargets:\n")
+    if "inbox" in s:
+        v = s["inbox"]["events_per_s"]
+        w(f"  inbox >= 10,000 events/s on {results['machine']['cores']} cores:"
+          f" {'MET' if v >= 10_000 else 'MISSED'} ({v:,}/s shipped"
+          + (f"; {s['inbox_batch_prototype']['events_per_s']:,}/s with the batch-handler prototype"
+             if "inbox_batch_prototype" in s else "") + ")\n")
+    for e in s.get("end_to_end", []):
+        for r in e["phases"]:
+            if e["config"] == "main" and r["target_rate"] == 500:
+                p99 = r["send_to_consumed"]["p99_ms"]
+                w(f"  E2E p99 <= 50 ms at 500 commands/s ({r['client']} client):"
+                  f" {'MET' if p99 <= 50 else 'MISSED'} (p99 {p99:,} ms; completed"
+                  f" {r['completed_rate']}/s)\n")
     if results.get("cleanup_problems"):
         w(f"\ncleanup problems: {results['cleanup_problems']}\n")
     if results.get("error"):
@@ -1338,8 +1410,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_info(),
         "config": {
             "events": args.events, "inbox_batch_size": args.inbox_batch,
-            "relay_batch_size": args.relay_batch, "rate": args.rate,
-            "duration_s": args.duration, "warmup_s": args.warmup, "client": args.client,
+            "relay_batch_size": args.relay_batch, "phases": args.phases,
+            "duration_s": args.duration, "warmup_s": args.warmup,
+            "registration_instances": args.registration_instances, "whatif": args.whatif,
+            "service_env": args.service_env,
             "isolated_topic": not args.shared_topic, "steps": sorted(steps),
             "telemetry": "off (no tracer provider)" if args.no_telemetry else
             "as services with OTEL_TRACES_EXPORTER=none (spans made, not exported)",
@@ -1353,7 +1427,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     in_process = ("relay", "inbox", "client")
     profiler = cProfile.Profile() if args.profile in in_process else None
     service_profiles: list[str] = []
-    rates = [float(x) for x in str(args.rate).split(",")]
+    phases = []
+    for spec in args.phases.split(","):
+        rate, _, client_kind = spec.partition(":")
+        phases.append((float(rate), client_kind or "httpx"))
     try:
         n = args.events
         if 1 in steps or 2 in steps:
@@ -1383,35 +1460,52 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     out["inbox_batch_prototype"] = await step_inbox(
                         res, db, n, args.inbox_batch, batched=True)
         if 5 in steps:
-            log.info("5: starting registration and matching")
-            platform_ = await start_platform(res, not args.shared_topic, args.profile)
-            e2e: dict[str, Any] = {
-                "isolated_topic": not args.shared_topic,
-                "topic": platform_.topic,
-                "consumer_group": platform_.group,
-                "services_ready_seconds": round(platform_.ready_s, 2),
-                "first_event_to_matching_seconds": round(platform_.first_event_s, 3),
-                "phases": [],
-            }
-            out["end_to_end"] = e2e
-            if profiler and args.profile == "client":
-                profiler.enable()
+            # The shipped configuration with every phase, then each what-if on
+            # fresh services with its 150/s (or lowest-rate) phase only.
+            configs: list[tuple[str, dict[str, str], list[tuple[float, str]]]] = [
+                ("main", dict(kv.split("=", 1) for kv in args.service_env), phases)]
+            low = sorted(phases, key=lambda p: (p[0], p[1] != "raw"))[:1]
+            for name in filter(None, args.whatif.split(",")):
+                configs.append((name, WHATIFS[name][1], low))
+            out["end_to_end"] = []
             offset = 0
-            for rate in rates:
-                log.info("5: %g commands/s for %gs (after %gs warm-up)", rate, args.duration,
-                         args.warmup)
-                phase = await step_end_to_end(res, platform_, rate, args.duration, args.warmup,
-                                              offset, args.client)
-                offset += phase["commands"] + phase["warmup_commands"]
-                e2e["phases"].append(phase)
-            if profiler:
-                profiler.disable()
-            for _, proc in res.processes:  # stop now: a profiled service writes its stats
-                await stop_process(proc)
-            for service, path in platform_.profiles.items():
-                if path.exists():
-                    service_profiles.append(print_profile(path, f"{service} service"))
-                    results.setdefault("profile_files", []).append(str(path.relative_to(REPO)))
+            for label, extra_env, config_phases in configs:
+                log.info("5 [%s]: starting registration and matching %s", label, extra_env or "")
+                platform_ = await start_platform(
+                    res, label, not args.shared_topic, args.profile if label == "main" else None,
+                    extra_env, args.registration_instances)
+                e2e: dict[str, Any] = {
+                    "config": label,
+                    "description": WHATIFS[label][0] if label in WHATIFS else "as shipped"
+                    + (f" with {' '.join(args.service_env)}" if args.service_env else ""),
+                    "service_env": extra_env,
+                    "isolated_topic": not args.shared_topic,
+                    "topic": platform_.topic,
+                    "consumer_group": platform_.group,
+                    "registration_instances": args.registration_instances, "whatif": args.whatif,
+                    "services_ready_seconds": round(platform_.ready_s, 2),
+                    "first_event_to_matching_seconds": round(platform_.first_event_s, 3),
+                    "phases": [],
+                }
+                out["end_to_end"].append(e2e)
+                if profiler and args.profile == "client" and label == "main":
+                    profiler.enable()
+                for rate, client_kind in config_phases:
+                    log.info("5 [%s]: %g commands/s for %gs (after %gs warm-up), %s client",
+                             label, rate, args.duration, args.warmup, client_kind)
+                    phase = await step_end_to_end(res, platform_, rate, args.duration,
+                                                  args.warmup, offset, client_kind)
+                    offset += phase["commands"] + phase["warmup_commands"]
+                    e2e["phases"].append(phase)
+                if profiler:
+                    profiler.disable()
+                for proc in platform_.procs.values():  # a profiled service writes its stats
+                    await stop_process(proc)
+                for service, path in platform_.profiles.items():
+                    if path.exists():
+                        service_profiles.append(print_profile(path, f"{service} service"))
+                        results.setdefault("profile_files", []).append(
+                            str(path.relative_to(REPO)))
     except asyncio.CancelledError:
         results["error"] = "interrupted"
         log.warning("interrupted", exc_info=True)
@@ -1447,16 +1541,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="InboxConsumer batch_size in step 4 (its default is 500)")
     parser.add_argument("--relay-batch", type=int, default=1000,
                         help="OutboxRelay batch_size in step 3 (its default is 1000)")
-    parser.add_argument("--rate", default="500,150",
-                        help="commands/s in step 5; several (comma-separated) run one after"
-                        " the other on the same services (default 500,150)")
+    parser.add_argument("--phases", default=None,
+                        help="step 5 load phases, RATE:CLIENT comma-separated, run one after the"
+                        " other on the same services; CLIENT is httpx (httpx.AsyncClient) or raw"
+                        " (a minimal keep-alive HTTP/1.1 client using ~10x less CPU)"
+                        " (default 500:httpx,150:httpx,500:raw,150:raw; --quick: 500:httpx,150:raw)")
     parser.add_argument("--duration", type=float, default=None,
-                        help="seconds of commands in step 5 (default 15)")
+                        help="seconds of commands per step-5 phase (default 10)")
     parser.add_argument("--warmup", type=float, default=None,
                         help="seconds of warm-up commands in step 5, not measured (default 2)")
-    parser.add_argument("--client", choices=("httpx", "raw"), default="httpx",
-                        help="step 5 load generator: httpx.AsyncClient (default) or a minimal"
-                        " keep-alive HTTP/1.1 client using far less CPU")
+    parser.add_argument("--whatif", default=None,
+                        help="step 5: after the shipped configuration, run the lowest-rate phase"
+                        f" again on fresh services changed by each of: {', '.join(WHATIFS)}"
+                        " (comma-separated; default linger0; --quick: none; '' for none)")
+    parser.add_argument("--registration-instances", type=int, default=1,
+                        help="step 5: run K registration processes on one database, commands"
+                        " spread round-robin (what horizontal scaling buys on this machine)")
+    parser.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="step 5: extra environment for both services, e.g."
+                        " OTEL_SDK_DISABLED=true (repeatable)")
     parser.add_argument("--shared-topic", action="store_true",
                         help="step 5: run the services unchanged on the shared "
                         "registration.events topic (pollutes it for other consumers)")
@@ -1471,7 +1574,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.events is None:
         args.events = 2000 if args.quick else 20000
     if args.duration is None:
-        args.duration = 2.0 if args.quick else 15.0
+        args.duration = 2.0 if args.quick else 10.0
+    if args.phases is None:
+        args.phases = "500:httpx,150:raw" if args.quick else "500:httpx,150:httpx,500:raw,150:raw"
+    if args.whatif is None:
+        args.whatif = "" if args.quick else "linger0"
+    unknown = [w for w in args.whatif.split(",") if w and w not in WHATIFS]
+    if unknown:
+        parser.error(f"unknown --whatif {unknown}; choose from {', '.join(WHATIFS)}")
     if args.warmup is None:
         args.warmup = 0.5 if args.quick else 2.0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
