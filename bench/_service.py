@@ -56,8 +56,9 @@ def main() -> None:
             producer._message_accumulator._linger_time = int(linger) / 1000
             return producer
 
-        runtime.create_producer = create_producer
+        runtime.create_producer = create_producer  # type: ignore[attr-defined]
 
+    bootstrap: Any
     if service == "registration":
         from services.registration import bootstrap
     else:
@@ -69,7 +70,7 @@ def main() -> None:
             renamed = tuple(topic if t == SHARED_TOPIC else t for t in topics)
             return shipped_subscription(renamed, *args, **kwargs)
 
-        bootstrap.Subscription = subscription  # type: ignore[assignment,misc]
+        bootstrap.Subscription = subscription
     profile = os.environ.get("BENCH_PROFILE_FILE")
     if not profile:
         bootstrap.main()

@@ -15,16 +15,22 @@ started by `bash deploy/local/infra.sh up`):
   4. inbox         an `InboxConsumer` applies those N events to a counter
                    projection (one upsert per event), timed from partition
                    assignment until the projection has counted all N;
-     4b.           the same with a bench-only prototype of a *batch* handler API
-                   (one statement per fetched batch), to show what it would gain;
+     4b.           the same with batch handlers (one statement per fetched batch):
+                   `shared.inbox`'s own if it has them (bench/inbox-batch-handlers.patch),
+                   else a bench-only prototype subclass;
   5. end to end    the registration and matching services as subprocesses on
-                   fresh databases; registrations POSTed at a steady rate
-                   (open loop); per command, the time from sending the request
-                   until matching's inbox recorded the event (`inbox.processed_at`).
+                   fresh databases; registrations POSTed open-loop at a steady
+                   rate, in phases (`--phases 500:httpx,150:raw`: rate and load
+                   client); per command, the time from sending the request until
+                   matching's inbox recorded the event (`inbox.processed_at`), with
+                   the stages in between; then each `--whatif` configuration
+                   (e.g. relay linger.ms 0) on fresh services at the lowest rate.
 
-Everything it creates (databases `bench_<hex>*`, topics `bench<hex>.*` and
-`b<hex>.events`, consumer groups, service processes) is removed at the end,
-also on failure or Ctrl-C. Results: a table on stdout and var/bench/backbone.json.
+The services run through `bench._service`, which only renames their events topic
+to one of the run's own (see there). Everything the run creates (databases
+`bench_<hex>*`, topics `bench<hex>.*` and `b<hex>.events`, consumer groups,
+service processes) is removed at the end, also on failure or Ctrl-C. Results: a
+table on stdout and var/bench/backbone.json; service logs in var/bench/logs/.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, ClassVar
@@ -109,15 +116,17 @@ def pct(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
+def summary_ms(values_s: Sequence[float]) -> dict[str, float | None]:
     ms = [v * 1000 for v in values_s]
+    if not ms:
+        return dict.fromkeys(("count", "p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"))
     return {
         "count": len(ms),
         "p50_ms": round(pct(ms, 50), 2),
         "p95_ms": round(pct(ms, 95), 2),
         "p99_ms": round(pct(ms, 99), 2),
-        "max_ms": round(max(ms), 2) if ms else math.nan,
-        "mean_ms": round(sum(ms) / len(ms), 2) if ms else math.nan,
+        "max_ms": round(max(ms), 2),
+        "mean_ms": round(sum(ms) / len(ms), 2),
     }
 
 
@@ -265,7 +274,9 @@ def padding_for(model: type[Counted]) -> str:
     return "x" * max(VALUE_BYTES - len(probe.kafka_value()), 0)
 
 
-async def apply_counted(conn: asyncpg.Connection, envelope: Envelope, payload: EventPayload) -> None:
+async def apply_counted(
+    conn: asyncpg.Connection, envelope: Envelope, payload: EventPayload
+) -> None:
     """Projection handler, one statement per event: add the amount to the counter's row."""
     assert isinstance(payload, Counted)
     await conn.execute(
@@ -281,6 +292,10 @@ async def apply_counted(conn: asyncpg.Connection, envelope: Envelope, payload: E
 # -- prototype: a batch-handler API for the inbox (bench only, not shipped) ---
 
 BatchHandler = Callable[[asyncpg.Connection, list[tuple[Envelope, EventPayload]]], Awaitable[None]]
+
+
+class _RunFailed(Exception):
+    """A handler raised in the prototype's fast path."""
 
 
 class BatchInboxConsumer(InboxConsumer):
@@ -305,8 +320,10 @@ class BatchInboxConsumer(InboxConsumer):
                 try:
                     await self._apply_runs(conn, fresh)
                 except Exception as exc:
-                    raise inbox._BatchFailed from exc
-        except inbox._BatchFailed:
+                    raise _RunFailed from exc
+        except _RunFailed:
+            # A batch handler's failure names no message: every message of the
+            # batch gets its full attempts on the shipped careful path.
             async with self._pool.acquire() as conn, conn.transaction():
                 for message in await self._claim(conn, messages):
                     await self._apply_carefully(conn, message)
@@ -334,10 +351,20 @@ class BatchInboxConsumer(InboxConsumer):
             parent = propagate.extract(
                 {"traceparent": envelope.traceparent or "", "tracestate": envelope.tracestate or ""}
             )
-            with inbox.tracer.start_as_current_span(
-                f"process {r.topic}", context=parent, kind=SpanKind.CONSUMER,
-                attributes={"messaging.system": "kafka", "messaging.destination.name": r.topic,
-                            "messaging.message.id": envelope.id},
+            with inbox.tracer.start_as_current_span(  # as InboxConsumer._apply
+                f"process {r.topic}",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": r.topic,
+                    "messaging.destination.partition.id": str(r.partition),
+                    "messaging.kafka.offset": r.offset,
+                    "messaging.consumer.group.name": self.name,
+                    "messaging.message.id": envelope.id,
+                    "cloudevents.event_type": envelope.type,
+                },
             ):
                 payload = self._subscription.registry.parse(envelope.type, envelope.data)
             run.append((envelope, payload))
@@ -360,7 +387,9 @@ async def apply_counted_batch(
         " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])"
         " ON CONFLICT (key) DO UPDATE SET count = bench_projection_batch.count + EXCLUDED.count,"
         " last_event = EXCLUDED.last_event",
-        list(totals), [v[0] for v in totals.values()], [v[1] for v in totals.values()],
+        list(totals),
+        [v[0] for v in totals.values()],
+        [v[1] for v in totals.values()],
     )
 
 
@@ -379,6 +408,8 @@ class Resources:
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.cleanups: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.group_wait = 25.0  # seconds to wait for a static member to expire
 
     async def kafka_admin(self) -> AIOKafkaAdminClient:
         if self.admin is None:
@@ -398,6 +429,7 @@ class Resources:
         consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
         await consumer.start()
         try:
+
             async def ready() -> bool:
                 await consumer._client.force_metadata_update()
                 return len(consumer.partitions_for_topic(name) or ()) == partitions
@@ -430,8 +462,9 @@ class Resources:
         for what, action in reversed(self.cleanups):
             await self._attempt(what, action)
         for name, proc in reversed(self.processes):
-            await self._attempt(f"process {name}", lambda p=proc: stop_process(p))
+            await self._attempt(f"process {name}", partial(stop_process, proc))
         if self.databases:
+
             async def drop() -> None:
                 conn = await asyncpg.connect(ADMIN_DSN)
                 try:
@@ -447,7 +480,10 @@ class Resources:
                 admin = await self.kafka_admin()
             if admin is not None:
                 if self.groups:
-                    await self._attempt("consumer groups", lambda: delete_groups(admin, self.groups))
+                    await self._attempt(
+                        "consumer groups",
+                        lambda: delete_groups(admin, self.groups, self.group_wait, self.notes),
+                    )
                 if self.topics:
                     await self._attempt("topics", lambda: admin.delete_topics(self.topics))
         if self.admin is not None:
@@ -455,15 +491,17 @@ class Resources:
                 await self.admin.close()
 
 
-async def delete_groups(admin: AIOKafkaAdminClient, groups: list[str]) -> None:
+async def delete_groups(
+    admin: AIOKafkaAdminClient, groups: list[str], wait: float, notes: list[str]
+) -> None:
     # aiokafka's admin client has no delete_consumer_groups: send DeleteGroups ourselves.
     from aiokafka.protocol.admin import DeleteGroupsRequest
 
     failed = []
     for group in groups:
         # A static member (matching's consumer has a group.instance.id) stays in
-        # its group until its session times out: retry NON_EMPTY_GROUP (68) a while.
-        deadline = time.monotonic() + 25
+        # its group until its session times out (10 s): retry NON_EMPTY_GROUP (68).
+        deadline = time.monotonic() + wait
         while True:
             node = await admin.find_coordinator(group)
             response = await admin._send_request_to_node(node, DeleteGroupsRequest([group]))
@@ -473,7 +511,15 @@ async def delete_groups(admin: AIOKafkaAdminClient, groups: list[str]) -> None:
             if 68 in codes and time.monotonic() < deadline:
                 await asyncio.sleep(1.0)
                 continue
-            failed.append((group, codes))
+            if 68 in codes:
+                # Its topic is gone, so once the session expires Kafka drops the
+                # group's offsets and then the empty group by itself.
+                notes.append(
+                    f"consumer group {group} still had its static member; left to"
+                    " expire on its own (its topic is deleted)"
+                )
+            else:
+                failed.append((group, codes))
             break
     if failed:
         raise RuntimeError(f"could not delete consumer groups {failed}")
@@ -618,7 +664,9 @@ async def prepare_pipeline(res: Resources, n: int) -> tuple[PipelineDb, dict[str
             by_stream.setdefault(e.key, []).append(e)
         async with pool.acquire() as conn, conn.transaction():
             for stream, envelopes in by_stream.items():
-                versions[stream] = await eventstore.append(conn, stream, versions[stream], envelopes)
+                versions[stream] = await eventstore.append(
+                    conn, stream, versions[stream], envelopes
+                )
         seq += size
     written = time.perf_counter() - t0
     rows = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
@@ -647,6 +695,7 @@ async def step_relay(res: Resources, db: PipelineDb, n: int, batch_size: int) ->
     t0 = time.perf_counter()
     task = asyncio.create_task(relay.run(), name="bench-relay")
     try:
+
         async def done() -> bool:
             if task.done():
                 task.result()  # surface a crash
@@ -688,10 +737,19 @@ async def step_inbox(
         batch_size=batch_size,
     )
     consumer: InboxConsumer
-    if batched:
+    handler_kind = "shipped (1 upsert per event)"
+    if batched and "batch_handlers" in getattr(Subscription, "__dataclass_fields__", {}):
+        # shared.inbox has the batch-handler API (the patch proposed in bench/README.md).
+        kwargs["subscription"] = Subscription(  # type: ignore[call-arg]
+            (db.topic,), {}, registry, batch_handlers={db.model.ce_type(): apply_counted_batch}
+        )
+        consumer = InboxConsumer(**kwargs)
+        handler_kind = "shared.inbox batch_handlers (1 upsert per batch)"
+    elif batched:
         consumer = BatchInboxConsumer(
             batch_handlers={db.model.ce_type(): apply_counted_batch}, **kwargs
         )
+        handler_kind = "bench prototype of batch handlers (1 upsert per batch)"
     else:
         consumer = InboxConsumer(**kwargs)
     res.groups.append(name)
@@ -718,6 +776,7 @@ async def step_inbox(
     t0 = time.perf_counter()
     task = asyncio.create_task(consumer.run(), name=name)
     try:
+
         async def done() -> bool:
             if task.done():
                 task.result()
@@ -744,7 +803,7 @@ async def step_inbox(
         "group_join_seconds": round(join, 3),
         "projection_total": int(total or 0),
         "inbox_rows": claimed,
-        "handler": "batch prototype (1 upsert per batch)" if batched else "shipped (1 upsert per event)",
+        "handler": handler_kind,
         "cpu": cpu_used,
     }
 
@@ -794,7 +853,8 @@ class RawHttpClient:
         self._max = max_connections
         self._open = 0
         self._idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-            asyncio.Queue())
+            asyncio.Queue()
+        )
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._idle.empty() and self._open < self._max:
@@ -852,8 +912,9 @@ class LoadClient:
     once a backlog builds; sharding over small pools keeps its cost per request flat.
     """
 
-    def __init__(self, kind: str, base_urls: Sequence[str], *, shards: int = 16,
-                 per_shard: int = 16) -> None:
+    def __init__(
+        self, kind: str, base_urls: Sequence[str], *, shards: int = 16, per_shard: int = 16
+    ) -> None:
         """Requests go round-robin over `base_urls` (instances of one service)."""
         self.kind = kind
         self._next = 0
@@ -863,16 +924,20 @@ class LoadClient:
             self._raw = [RawHttpClient(url, shards * per_shard) for url in base_urls]
         else:
             limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-            self._httpx = [httpx.AsyncClient(base_url=base_urls[i % len(base_urls)], timeout=180,
-                                             limits=limits)
-                           for i in range(max(shards, len(base_urls)))]
+            self._httpx = [
+                httpx.AsyncClient(
+                    base_url=base_urls[i % len(base_urls)], timeout=180, limits=limits
+                )
+                for i in range(max(shards, len(base_urls)))
+            ]
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         self._next += 1
         if self._raw:
             return await self._raw[self._next % len(self._raw)].post(path, body)
         response = await self._httpx[self._next % len(self._httpx)].post(
-            path, content=body, headers={"content-type": "application/json"})
+            path, content=body, headers={"content-type": "application/json"}
+        )
         return response.status_code, response.content
 
     async def close(self) -> None:
@@ -945,16 +1010,24 @@ def bucket_quantile(buckets: dict[float, float], q: float) -> float | None:
     return math.inf
 
 
-async def start_service(
-    res: Resources, service: str, env: dict[str, str], wrapped: bool, log_dir: Path,
+def start_service(
+    res: Resources,
+    service: str,
+    env: dict[str, str],
+    wrapped: bool,
+    log_dir: Path,
     name: str,
 ) -> subprocess.Popen[bytes]:
     module = ["-m", "bench._service", service] if wrapped else ["-m", f"services.{service}"]
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = open(log_dir / f"{name}-{res.hex}.log", "wb")
+    log_file = open(log_dir / f"{name}.log", "wb")
     proc = subprocess.Popen(
-        [str(VENV_PYTHON), *module], cwd=REPO, env=env, stdout=log_file,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        [str(VENV_PYTHON), *module],
+        cwd=REPO,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     log_file.close()
     res.processes.append((name, proc))
@@ -987,7 +1060,11 @@ class Platform:
 
 
 async def start_platform(
-    res: Resources, label: str, isolated: bool, profile: str | None, extra_env: dict[str, str],
+    res: Resources,
+    label: str,
+    isolated: bool,
+    profile: str | None,
+    extra_env: dict[str, str],
     registration_instances: int = 1,
 ) -> Platform:
     """Start registration (K instances) and matching on fresh databases, named after `label`."""
@@ -1032,16 +1109,20 @@ async def start_platform(
             profiles[service].unlink(missing_ok=True)
             service_env = {**service_env, "BENCH_PROFILE_FILE": str(profiles[service])}
         wrapped = isolated or profile == service or any(k.startswith("BENCH_") for k in extra_env)
-        procs[service] = await start_service(res, module, service_env, wrapped, OUT_DIR / "logs",
-                                             service)
+        procs[service] = start_service(
+            res, module, service_env, wrapped, OUT_DIR / "logs", f"{label}-{service}"
+        )
     urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     started = time.perf_counter()
     async with httpx.AsyncClient(timeout=5) as probe:
         for service, url in urls.items():
+
             async def ready(service: str = service, url: str = url) -> bool:
                 if procs[service].poll() is not None:
-                    raise RuntimeError(f"{service} exited with {procs[service].returncode};"
-                                       f" see var/bench/logs/{service}-{res.hex}.log")
+                    raise RuntimeError(
+                        f"{service} exited with {procs[service].returncode};"
+                        f" see var/bench/logs/{label}-{service}.log"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     return (await probe.get(f"{url}/ready")).status_code == 200
                 return False
@@ -1055,41 +1136,62 @@ async def start_platform(
         res.add_cleanup("registration probe", reg_conn.close)
 
         base = urls["registration"]
-        r = await probe.post(f"{base}/api/organisers", json={"name": f"Bench organiser {res.hex}"},
-                             headers={"X-API-Key": admin_key})
+        r = await probe.post(
+            f"{base}/api/organisers",
+            json={"name": f"Bench organiser {res.hex}"},
+            headers={"X-API-Key": admin_key},
+        )
         r.raise_for_status()
         organiser_key = r.json()["api_key"]
         first_day = date.today() + timedelta(days=60)
-        r = await probe.post(f"{base}/api/events", headers={"X-API-Key": organiser_key}, json={
-            "name": f"Bench brokerage event {res.hex}",
-            "venue": "Benchmark hall",
-            "time_zone": "Europe/Berlin",
-            "days": [first_day.isoformat(), (first_day + timedelta(days=1)).isoformat()],
-            "sessions": [{"start": "09:00", "end": "12:00"}, {"start": "13:00", "end": "17:00"}],
-            "slot_minutes": 30,
-            "tables": 100,
-            "meeting_types": ["Business2Business", "Cluster2Cluster"],
-            "registration_deadline": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
-        })
+        r = await probe.post(
+            f"{base}/api/events",
+            headers={"X-API-Key": organiser_key},
+            json={
+                "name": f"Bench brokerage event {res.hex}",
+                "venue": "Benchmark hall",
+                "time_zone": "Europe/Berlin",
+                "days": [first_day.isoformat(), (first_day + timedelta(days=1)).isoformat()],
+                "sessions": [
+                    {"start": "09:00", "end": "12:00"},
+                    {"start": "13:00", "end": "17:00"},
+                ],
+                "slot_minutes": 30,
+                "tables": 100,
+                "meeting_types": ["Business2Business", "Cluster2Cluster"],
+                "registration_deadline": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+            },
+        )
         r.raise_for_status()
         event_id = r.json()["event_id"]
 
     async def matching_knows_event() -> bool:
-        return bool(await match_conn.fetchval(
-            "SELECT count(*) FROM brokerage_events WHERE event_id = $1", event_id))
+        return bool(
+            await match_conn.fetchval(
+                "SELECT count(*) FROM brokerage_events WHERE event_id = $1", event_id
+            )
+        )
 
-    first_event_s = await wait_for(matching_knows_event, limit=60, interval=0.01,
-                                   what="matching to learn the brokerage event")
-    return Platform(urls, procs, reg_conn, match_conn, group, topic, event_id, ready_s,
-                    first_event_s, profiles)
+    first_event_s = await wait_for(
+        matching_knows_event, limit=60, interval=0.01, what="matching to learn the brokerage event"
+    )
+    return Platform(
+        urls, procs, reg_conn, match_conn, group, topic, event_id, ready_s, first_event_s, profiles
+    )
 
 
 async def step_end_to_end(
-    res: Resources, p: Platform, rate: float, duration: float, warmup: float, offset: int,
+    res: Resources,
+    p: Platform,
+    rate: float,
+    duration: float,
+    warmup: float,
+    offset: int,
     client_kind: str,
 ) -> dict[str, Any]:
-    client = LoadClient(client_kind, [url for name, url in p.urls.items()
-                                      if name.startswith("registration")])
+    client = LoadClient(
+        client_kind, [url for name, url in p.urls.items() if name.startswith("registration")]
+    )
     try:
         return await _phase(res, p, rate, duration, warmup, offset, client)
     finally:
@@ -1097,7 +1199,12 @@ async def step_end_to_end(
 
 
 async def _phase(
-    res: Resources, p: Platform, rate: float, duration: float, warmup: float, offset: int,
+    res: Resources,
+    p: Platform,
+    rate: float,
+    duration: float,
+    warmup: float,
+    offset: int,
     client: LoadClient,
 ) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=10) as scrape:
@@ -1110,8 +1217,9 @@ async def _phase(
             await asyncio.sleep(1.0)
 
         metrics_before = (await scrape.get(f"{p.urls['matching']}/metrics")).text
-        cpu = CpuWindow(labels={proc.pid: f"{name.split('-')[0]} service"
-                                for name, proc in p.procs.items()})
+        cpu = CpuWindow(
+            labels={proc.pid: f"{name.split('-')[0]} service" for name, proc in p.procs.items()}
+        )
         cpu.start()
         count = int(rate * duration)
         client_cpu = time.process_time()
@@ -1120,31 +1228,43 @@ async def _phase(
         answered_all = time.time()
         ok = [s for s in sent if s.status == 201 and s.registration_id]
         streams = [f"registration-{s.registration_id}" for s in ok]
-        by_reg = {r["registration_id"]: r for r in await p.reg_conn.fetch(REGISTRATION_ROWS, streams)}
-        message_ids = [f"/services/registration#{by_reg[s.registration_id]['ce_id']}"
-                       for s in ok if s.registration_id in by_reg]
+        by_reg = {
+            r["registration_id"]: r for r in await p.reg_conn.fetch(REGISTRATION_ROWS, streams)
+        }
+        message_ids = [
+            f"/services/registration#{by_reg[s.registration_id]['ce_id']}"
+            for s in ok
+            if s.registration_id in by_reg
+        ]
 
         async def all_consumed() -> bool:
             got = await p.match_conn.fetchval(
                 "SELECT count(*) FROM inbox WHERE consumer = $1 AND message_id = ANY($2::text[])",
-                p.group, message_ids)
+                p.group,
+                message_ids,
+            )
             return int(got) >= len(message_ids)
 
-        drain = await wait_for(all_consumed, limit=180, interval=0.05,
-                               what="matching to consume every registration")
+        drain = await wait_for(
+            all_consumed, limit=180, interval=0.05, what="matching to consume every registration"
+        )
         cpu_used = cpu.stop()
         metrics_after = (await scrape.get(f"{p.urls['matching']}/metrics")).text
     # published_at is set once the relay's whole batch is acked: read it again now.
     by_reg = {r["registration_id"]: r for r in await p.reg_conn.fetch(REGISTRATION_ROWS, streams)}
     consumed = {
-        r["message_id"]: r["processed"] for r in await p.match_conn.fetch(
+        r["message_id"]: r["processed"]
+        for r in await p.match_conn.fetch(
             "SELECT message_id, extract(epoch FROM processed_at)::float8 AS processed"
             " FROM inbox WHERE consumer = $1 AND message_id = ANY($2::text[])",
-            p.group, message_ids)
+            p.group,
+            message_ids,
+        )
     }
     participants = await p.match_conn.fetchval(
         "SELECT count(*) FROM participants WHERE registration_id = ANY($1::text[])",
-        [s.registration_id for s in ok])
+        [s.registration_id for s in ok],
+    )
 
     e2e, http, ingress, to_published, pub_to_consumed, resp_to_consumed = [], [], [], [], [], []
     for s in ok:
@@ -1199,8 +1319,11 @@ async def _phase(
         "participants_projected": participants,
         "drain_after_last_response_s": round(drain, 2),
         "cpu": cpu_used,
-        "cpu_ms_per_command": {k: round(1000 * v / count, 2) for k, v in cpu_used["cpu_s"].items()
-                               if not k.startswith("other")},
+        "cpu_ms_per_command": {
+            k: round(1000 * v / count, 2)
+            for k, v in cpu_used["cpu_s"].items()
+            if not k.startswith("other")
+        },
     }
 
 
@@ -1210,9 +1333,13 @@ def profile_by_package(path: Path) -> list[tuple[str, float]]:
     totals: dict[str, float] = {}
     for (filename, _, function), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
         if filename == "~":
-            key = ("idle: epoll" if "epoll" in function
-                   else "syscalls: socket send/recv" if re.search(r"'(send|recv)\w*' of '_socket", function)
-                   else "C builtins (json, asyncpg protocol, ...)")
+            key = (
+                "idle: epoll"
+                if "epoll" in function
+                else "syscalls: socket send/recv"
+                if re.search(r"'(send|recv)\w*' of '_socket", function)
+                else "C builtins (json, asyncpg protocol, ...)"
+            )
         elif "site-packages/" in filename:
             key = filename.split("site-packages/")[1].split("/")[0]
         elif "/lib/python3" in filename:
@@ -1227,11 +1354,15 @@ def profile_by_package(path: Path) -> list[tuple[str, float]]:
 
 # What-if configurations of step 5: description, extra environment of the services.
 WHATIFS: dict[str, tuple[str, dict[str, str]]] = {
-    "linger0": ("relay producer linger.ms 0 instead of 5 (bench._service knob)",
-                {"BENCH_PRODUCER_LINGER_MS": "0"}),
+    "linger0": (
+        "relay producer linger.ms 0 instead of 5 (bench._service knob)",
+        {"BENCH_PRODUCER_LINGER_MS": "0"},
+    ),
     "notrace": ("OTEL_SDK_DISABLED=true: no spans at all", {"OTEL_SDK_DISABLED": "true"}),
-    "notrace_linger0": ("no spans and relay linger.ms 0",
-                        {"OTEL_SDK_DISABLED": "true", "BENCH_PRODUCER_LINGER_MS": "0"}),
+    "notrace_linger0": (
+        "no spans and relay linger.ms 0",
+        {"OTEL_SDK_DISABLED": "true", "BENCH_PRODUCER_LINGER_MS": "0"},
+    ),
 }
 
 
@@ -1276,8 +1407,10 @@ def machine_info() -> dict[str, Any]:
         "memory": mem,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
-        "packages": {p: version(p) for p in ("aiokafka", "asyncpg", "httpx", "fastapi",
-                                             "uvicorn", "opentelemetry-sdk")},
+        "packages": {
+            p: version(p)
+            for p in ("aiokafka", "asyncpg", "httpx", "fastapi", "uvicorn", "opentelemetry-sdk")
+        },
         "kafka_bootstrap": BOOTSTRAP,
     }
 
@@ -1286,8 +1419,10 @@ def fmt_cpu(cpu: dict[str, Any] | None) -> str:
     if not cpu:
         return ""
     parts = [f"{k} {v:.1f}s" for k, v in cpu["cpu_s"].items() if v >= 0.05]
-    return (f"machine {cpu['machine_busy_pct']:.0f}% busy of {cpu['cores']} cores over "
-            f"{cpu['wall_s']:.1f}s; " + ", ".join(parts))
+    return (
+        f"machine {cpu['machine_busy_pct']:.0f}% busy of {cpu['cores']} cores over "
+        f"{cpu['wall_s']:.1f}s; " + ", ".join(parts)
+    )
 
 
 def render(results: dict[str, Any]) -> str:
@@ -1295,63 +1430,103 @@ def render(results: dict[str, Any]) -> str:
     w = out.write
     m = results["machine"]
     w("\nEvent backbone benchmark  " + results["started_at"] + "\n")
-    w(f"machine: {m['cores']} x {m['cpu_model']}, {m['memory']} RAM, load avg at start "
-      f"{m['loadavg_at_start']}, Python {m['python']}, aiokafka {m['packages']['aiokafka']},"
-      f" asyncpg {m['packages']['asyncpg']}\n")
-    w(f"N = {results['config']['events']} events; tracing: "
-      f"{results['config']['telemetry']}\n\n")
+    w(
+        f"machine: {m['cores']} x {m['cpu_model']}, {m['memory']} RAM, load avg at start "
+        f"{m['loadavg_at_start']}, Python {m['python']}, aiokafka {m['packages']['aiokafka']},"
+        f" asyncpg {m['packages']['asyncpg']}\n"
+    )
+    w(f"N = {results['config']['events']} events; tracing: {results['config']['telemetry']}\n\n")
     rows = []
     s = results["steps"]
     if "raw_produce" in s:
         r = s["raw_produce"]
-        rows.append(("1  raw aiokafka produce (idempotent, acks=all)", r["events_per_s"],
-                     f"{r['events']} rec in {r['seconds']}s, value {r['value_bytes_avg']} B +"
-                     f" headers {r['header_bytes_avg']} B, {r['mb_per_s']} MB/s"))
+        rows.append(
+            (
+                "1  raw aiokafka produce (idempotent, acks=all)",
+                r["events_per_s"],
+                f"{r['events']} rec in {r['seconds']}s, value {r['value_bytes_avg']} B +"
+                f" headers {r['header_bytes_avg']} B, {r['mb_per_s']} MB/s",
+            )
+        )
     if "raw_consume" in s:
         r = s["raw_consume"]
-        rows.append(("2  raw aiokafka consume (getmany, no DB)", r["events_per_s"],
-                     f"{r['seconds']}s, {r['getmany_calls']} getmany calls; Envelope.from_kafka"
-                     f" {r['envelope_decode_us_per_event']} us/event"))
+        rows.append(
+            (
+                "2  raw aiokafka consume (getmany, no DB)",
+                r["events_per_s"],
+                f"{r['seconds']}s, {r['getmany_calls']} getmany calls; Envelope.from_kafka"
+                f" {r['envelope_decode_us_per_event']} us/event",
+            )
+        )
     if "outbox_prewrite" in s:
         r = s["outbox_prewrite"]
-        rows.append(("   (setup) eventstore.append + outbox rows", r["events_per_s"],
-                     f"{r['seconds']}s, {r['transaction_size']} events per transaction"))
+        rows.append(
+            (
+                "   (setup) eventstore.append + outbox rows",
+                r["events_per_s"],
+                f"{r['seconds']}s, {r['transaction_size']} events per transaction",
+            )
+        )
     if "outbox_relay" in s:
         r = s["outbox_relay"]
-        rows.append(("3  outbox -> Kafka (OutboxRelay)", r["events_per_s"],
-                     f"{r['seconds']}s, relay batch_size {r['relay_batch_size']}"))
+        rows.append(
+            (
+                "3  outbox -> Kafka (OutboxRelay)",
+                r["events_per_s"],
+                f"{r['seconds']}s, relay batch_size {r['relay_batch_size']}",
+            )
+        )
     if "inbox" in s:
         r = s["inbox"]
-        rows.append(("4  Kafka -> projection (InboxConsumer)", r["events_per_s"],
-                     f"{r['seconds']}s, batch_size {r['batch_size_setting']}, avg batch "
-                     f"{r['avg_batch']}, group join {r['group_join_seconds']}s"))
+        rows.append(
+            (
+                "4  Kafka -> projection (InboxConsumer)",
+                r["events_per_s"],
+                f"{r['seconds']}s, batch_size {r['batch_size_setting']}, avg batch "
+                f"{r['avg_batch']}, group join {r['group_join_seconds']}s",
+            )
+        )
     if "inbox_batch_prototype" in s:
         r = s["inbox_batch_prototype"]
-        rows.append(("4b same, prototype batch handler (bench only)", r["events_per_s"],
-                     f"{r['seconds']}s, batch_size {r['batch_size_setting']}, avg batch "
-                     f"{r['avg_batch']}"))
+        rows.append(
+            (
+                "4b same, batch handler (1 statement per batch)",
+                r["events_per_s"],
+                f"{r['seconds']}s, batch_size {r['batch_size_setting']}, avg batch "
+                f"{r['avg_batch']}; {r['handler']}",
+            )
+        )
     w(f"{'step':<50} {'events/s':>10}  details\n")
     w(f"{'-' * 50} {'-' * 10}  {'-' * 60}\n")
     for name, rate, detail in rows:
         w(f"{name:<50} {rate:>10,}  {detail}\n")
     w("\nCPU during each step (all processes on the machine, from /proc):\n")
-    for key, label in (("raw_produce", "1"), ("raw_consume", "2"), ("outbox_relay", "3"),
-                       ("inbox", "4"), ("inbox_batch_prototype", "4b")):
+    for key, label in (
+        ("raw_produce", "1"),
+        ("raw_consume", "2"),
+        ("outbox_relay", "3"),
+        ("inbox", "4"),
+        ("inbox_batch_prototype", "4b"),
+    ):
         if key in s and s[key].get("cpu"):
             w(f"  {label:<3}{fmt_cpu(s[key]['cpu'])}\n")
     for e in s.get("end_to_end", []):
-        w(f"\n5  [{e['config']}: {e['description']}] HTTP command -> event consumed by matching\n"
-          f"   ({'isolated topic ' + e['topic'] if e['isolated_topic'] else e['topic']};"
-          f" {e['registration_instances']} registration process(es); services ready in"
-          f" {e['services_ready_seconds']}s; first event reached matching"
-          f" {e['first_event_to_matching_seconds'] * 1000:.0f} ms after creation)\n")
+        w(
+            f"\n5  [{e['config']}: {e['description']}] HTTP command -> event consumed by matching\n"
+            f"   ({'isolated topic ' + e['topic'] if e['isolated_topic'] else e['topic']};"
+            f" {e['registration_instances']} registration process(es); services ready in"
+            f" {e['services_ready_seconds']}s; first event reached matching"
+            f" {e['first_event_to_matching_seconds'] * 1000:.0f} ms after creation)\n"
+        )
         for r in e["phases"]:
-            w(f"\n   {r['target_rate']:g} commands/s: {r['commands']} commands (after "
-              f"{r['warmup_commands']} warm-up); achieved send rate {r['achieved_send_rate']}/s,"
-              f" completed {r['completed_rate']}/s; ok {r['ok']},"
-              f" errors {sum(r['errors'].values())}; drained {r['drain_after_last_response_s']}s"
-              f" after the last response; client {r['client']} used"
-              f" {r['client_cpu_ms_per_command']} ms CPU per command\n")
+            w(
+                f"\n   {r['target_rate']:g} commands/s: {r['commands']} commands (after "
+                f"{r['warmup_commands']} warm-up); achieved send rate {r['achieved_send_rate']}/s,"
+                f" completed {r['completed_rate']}/s; ok {r['ok']},"
+                f" errors {sum(r['errors'].values())}; drained {r['drain_after_last_response_s']}s"
+                f" after the last response; client {r['client']} used"
+                f" {r['client_cpu_ms_per_command']} ms CPU per command\n"
+            )
             w(f"   {'latency (ms)':<44} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}\n")
             for key, label in (
                 ("send_schedule_lag", "client send lag vs open-loop schedule"),
@@ -1362,34 +1537,50 @@ def render(results: dict[str, Any]) -> str:
                 ("http_response_to_consumed", "HTTP response -> consumed"),
                 ("published_to_consumed", "published(acked) -> consumed"),
             ):
-                v = r[key]
-                w(f"   {label:<44} {v['p50_ms']:>8} {v['p95_ms']:>8} {v['p99_ms']:>8}"
-                  f" {v['max_ms']:>8}\n")
+                v = {k: "-" if x is None else str(x) for k, x in r[key].items()}
+                w(
+                    f"   {label:<44} {v['p50_ms']:>8} {v['p95_ms']:>8} {v['p99_ms']:>8}"
+                    f" {v['max_ms']:>8}\n"
+                )
             b = r["matching_batch_fetch_to_commit"]
-            w(f"   matching: {b['batches']} batches; fetch->commit per batch p50 <="
-              f" {b['p50_le_s']}s, p99 <= {b['p99_le_s']}s (histogram buckets)\n")
+            w(
+                f"   matching: {b['batches']} batches; fetch->commit per batch p50 <="
+                f" {b['p50_le_s']}s, p99 <= {b['p99_le_s']}s (histogram buckets)\n"
+            )
             w(f"   cpu: {fmt_cpu(r['cpu'])}\n")
             per = ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_command"].items() if v >= 0.05)
             w(f"   cpu ms per command: {per}\n")
             if r["target_rate"] == 500 and e["config"] == "main":
-                met = r["send_to_consumed"]["p99_ms"] <= 50 and r["ok"] == r["commands"]
+                p99 = r["send_to_consumed"]["p99_ms"]
+                met = p99 is not None and p99 <= 50 and r["ok"] == r["commands"]
                 w(f"   target p99 <= 50 ms at 500/s: {'MET' if met else 'MISSED'}\n")
     w("\ntargets:\n")
     if "inbox" in s:
         v = s["inbox"]["events_per_s"]
-        w(f"  inbox >= 10,000 events/s on {results['machine']['cores']} cores:"
-          f" {'MET' if v >= 10_000 else 'MISSED'} ({v:,}/s shipped"
-          + (f"; {s['inbox_batch_prototype']['events_per_s']:,}/s with the batch-handler prototype"
-             if "inbox_batch_prototype" in s else "") + ")\n")
+        w(
+            f"  inbox >= 10,000 events/s on {results['machine']['cores']} cores:"
+            f" {'MET' if v >= 10_000 else 'MISSED'} ({v:,}/s shipped"
+            + (
+                f"; {s['inbox_batch_prototype']['events_per_s']:,}/s with the batch handlers"
+                if "inbox_batch_prototype" in s
+                else ""
+            )
+            + ")\n"
+        )
     for e in s.get("end_to_end", []):
         for r in e["phases"]:
             if e["config"] == "main" and r["target_rate"] == 500:
                 p99 = r["send_to_consumed"]["p99_ms"]
-                w(f"  E2E p99 <= 50 ms at 500 commands/s ({r['client']} client):"
-                  f" {'MET' if p99 <= 50 else 'MISSED'} (p99 {p99:,} ms; completed"
-                  f" {r['completed_rate']}/s)\n")
+                met = p99 is not None and p99 <= 50 and r["ok"] == r["commands"]
+                w(
+                    f"  E2E p99 <= 50 ms at 500 commands/s ({r['client']} client):"
+                    f" {'MET' if met else 'MISSED'} (p99 {p99!s} ms; completed"
+                    f" {r['completed_rate']}/s)\n"
+                )
     if results.get("cleanup_problems"):
         w(f"\ncleanup problems: {results['cleanup_problems']}\n")
+    for note in results.get("cleanup_notes", []):
+        w(f"\ncleanup note: {note}\n")
     if results.get("error"):
         w(f"\nFAILED: {results['error']}\n")
     return out.getvalue()
@@ -1403,20 +1594,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     hex_id = uuid.uuid4().hex[:10]
     RUN_DB_TAG = f"bench_{hex_id}"
     res = Resources(hex_id)
+    if args.quick:
+        res.group_wait = 0.0
     steps = {int(x) for x in args.steps.split(",")}
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "run_id": hex_id,
         "machine": machine_info(),
         "config": {
-            "events": args.events, "inbox_batch_size": args.inbox_batch,
-            "relay_batch_size": args.relay_batch, "phases": args.phases,
-            "duration_s": args.duration, "warmup_s": args.warmup,
-            "registration_instances": args.registration_instances, "whatif": args.whatif,
+            "events": args.events,
+            "inbox_batch_size": args.inbox_batch,
+            "relay_batch_size": args.relay_batch,
+            "phases": args.phases,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "registration_instances": args.registration_instances,
+            "whatif": args.whatif,
             "service_env": args.service_env,
-            "isolated_topic": not args.shared_topic, "steps": sorted(steps),
-            "telemetry": "off (no tracer provider)" if args.no_telemetry else
-            "as services with OTEL_TRACES_EXPORTER=none (spans made, not exported)",
+            "isolated_topic": not args.shared_topic,
+            "steps": sorted(steps),
+            "telemetry": "off (no tracer provider)"
+            if args.no_telemetry
+            else "as services with OTEL_TRACES_EXPORTER=none (spans made, not exported)",
             "profile": args.profile,
         },
         "steps": {},
@@ -1456,33 +1655,45 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if profiler:
                     profiler.disable()
                 if not args.no_prototype:
-                    log.info("4b: inbox consumer with a prototype batch handler")
+                    log.info("4b: inbox consumer with batch handlers")
                     out["inbox_batch_prototype"] = await step_inbox(
-                        res, db, n, args.inbox_batch, batched=True)
+                        res, db, n, args.inbox_batch, batched=True
+                    )
         if 5 in steps:
             # The shipped configuration with every phase, then each what-if on
             # fresh services with its 150/s (or lowest-rate) phase only.
             configs: list[tuple[str, dict[str, str], list[tuple[float, str]]]] = [
-                ("main", dict(kv.split("=", 1) for kv in args.service_env), phases)]
+                ("main", dict(kv.split("=", 1) for kv in args.service_env), phases)
+            ]
             low = sorted(phases, key=lambda p: (p[0], p[1] != "raw"))[:1]
             for name in filter(None, args.whatif.split(",")):
                 configs.append((name, WHATIFS[name][1], low))
             out["end_to_end"] = []
             offset = 0
+            for old_log in (OUT_DIR / "logs").glob("*.log"):  # the previous run's
+                old_log.unlink()
             for label, extra_env, config_phases in configs:
                 log.info("5 [%s]: starting registration and matching %s", label, extra_env or "")
                 platform_ = await start_platform(
-                    res, label, not args.shared_topic, args.profile if label == "main" else None,
-                    extra_env, args.registration_instances)
+                    res,
+                    label,
+                    not args.shared_topic,
+                    args.profile if label == "main" else None,
+                    extra_env,
+                    args.registration_instances,
+                )
                 e2e: dict[str, Any] = {
                     "config": label,
-                    "description": WHATIFS[label][0] if label in WHATIFS else "as shipped"
+                    "description": WHATIFS[label][0]
+                    if label in WHATIFS
+                    else "as shipped"
                     + (f" with {' '.join(args.service_env)}" if args.service_env else ""),
                     "service_env": extra_env,
                     "isolated_topic": not args.shared_topic,
                     "topic": platform_.topic,
                     "consumer_group": platform_.group,
-                    "registration_instances": args.registration_instances, "whatif": args.whatif,
+                    "registration_instances": args.registration_instances,
+                    "whatif": args.whatif,
                     "services_ready_seconds": round(platform_.ready_s, 2),
                     "first_event_to_matching_seconds": round(platform_.first_event_s, 3),
                     "phases": [],
@@ -1491,10 +1702,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if profiler and args.profile == "client" and label == "main":
                     profiler.enable()
                 for rate, client_kind in config_phases:
-                    log.info("5 [%s]: %g commands/s for %gs (after %gs warm-up), %s client",
-                             label, rate, args.duration, args.warmup, client_kind)
-                    phase = await step_end_to_end(res, platform_, rate, args.duration,
-                                                  args.warmup, offset, client_kind)
+                    log.info(
+                        "5 [%s]: %g commands/s for %gs (after %gs warm-up), %s client",
+                        label,
+                        rate,
+                        args.duration,
+                        args.warmup,
+                        client_kind,
+                    )
+                    phase = await step_end_to_end(
+                        res, platform_, rate, args.duration, args.warmup, offset, client_kind
+                    )
                     offset += phase["commands"] + phase["warmup_commands"]
                     e2e["phases"].append(phase)
                 if profiler:
@@ -1504,8 +1722,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for service, path in platform_.profiles.items():
                     if path.exists():
                         service_profiles.append(print_profile(path, f"{service} service"))
-                        results.setdefault("profile_files", []).append(
-                            str(path.relative_to(REPO)))
+                        results.setdefault("profile_files", []).append(str(path.relative_to(REPO)))
     except asyncio.CancelledError:
         results["error"] = "interrupted"
         log.warning("interrupted", exc_info=True)
@@ -1517,9 +1734,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log.info("cleaning up")
         await asyncio.shield(res.close())
         results["cleanup_problems"] = res.problems
-        results["created"] = {"topics": res.topics, "databases": res.databases,
-                              "consumer_groups": res.groups,
-                              "processes": [name for name, _ in res.processes]}
+        results["cleanup_notes"] = res.notes
+        results["created"] = {
+            "topics": res.topics,
+            "databases": res.databases,
+            "consumer_groups": res.groups,
+            "processes": [name for name, _ in res.processes],
+        }
         if profiler is not None:
             OUT_DIR.mkdir(parents=True, exist_ok=True)
             path = OUT_DIR / f"{args.profile}.prof"
@@ -1532,51 +1753,101 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.backbone", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.backbone", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--events", type=int, default=None, help="N for steps 1-4 (default 20000)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: N=2000, 2 s of commands at 500/s")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test (~15 s): N=2000, two 2-s phases at 150/s, no what-if",
+    )
     parser.add_argument("--steps", default="1,2,3,4,5", help="which steps to run, e.g. 3,4")
-    parser.add_argument("--inbox-batch", type=int, default=2000,
-                        help="InboxConsumer batch_size in step 4 (its default is 500)")
-    parser.add_argument("--relay-batch", type=int, default=1000,
-                        help="OutboxRelay batch_size in step 3 (its default is 1000)")
-    parser.add_argument("--phases", default=None,
-                        help="step 5 load phases, RATE:CLIENT comma-separated, run one after the"
-                        " other on the same services; CLIENT is httpx (httpx.AsyncClient) or raw"
-                        " (a minimal keep-alive HTTP/1.1 client using ~10x less CPU)"
-                        " (default 500:httpx,150:httpx,500:raw,150:raw; --quick: 500:httpx,150:raw)")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="seconds of commands per step-5 phase (default 10)")
-    parser.add_argument("--warmup", type=float, default=None,
-                        help="seconds of warm-up commands in step 5, not measured (default 2)")
-    parser.add_argument("--whatif", default=None,
-                        help="step 5: after the shipped configuration, run the lowest-rate phase"
-                        f" again on fresh services changed by each of: {', '.join(WHATIFS)}"
-                        " (comma-separated; default linger0; --quick: none; '' for none)")
-    parser.add_argument("--registration-instances", type=int, default=1,
-                        help="step 5: run K registration processes on one database, commands"
-                        " spread round-robin (what horizontal scaling buys on this machine)")
-    parser.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="step 5: extra environment for both services, e.g."
-                        " OTEL_SDK_DISABLED=true (repeatable)")
-    parser.add_argument("--shared-topic", action="store_true",
-                        help="step 5: run the services unchanged on the shared "
-                        "registration.events topic (pollutes it for other consumers)")
-    parser.add_argument("--no-prototype", action="store_true", help="skip step 4b")
-    parser.add_argument("--no-telemetry", action="store_true",
-                        help="steps 3-4 without a tracer provider (spans become no-ops)")
-    parser.add_argument("--profile", choices=("relay", "inbox", "client", "registration", "matching"),
-                        help="cProfile step 3 (relay), 4 (inbox), step 5's load generator (client)"
-                        " or a service process; inflates the profiled part; stats to var/bench/")
-    parser.add_argument("--json", type=Path, default=OUT_DIR / "backbone.json")
+    parser.add_argument(
+        "--inbox-batch",
+        type=int,
+        default=2000,
+        help="InboxConsumer batch_size in step 4 (its default is 500)",
+    )
+    parser.add_argument(
+        "--relay-batch",
+        type=int,
+        default=1000,
+        help="OutboxRelay batch_size in step 3 (its default is 1000)",
+    )
+    parser.add_argument(
+        "--phases",
+        default=None,
+        help="step 5 load phases, RATE:CLIENT comma-separated, run one after the"
+        " other on the same services; CLIENT is httpx (httpx.AsyncClient) or raw"
+        " (a minimal keep-alive HTTP/1.1 client using ~10x less CPU)"
+        " (default 500:httpx,150:httpx,500:raw,150:raw; --quick: 150:httpx,150:raw)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds of commands per step-5 phase (default 10)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds of warm-up commands in step 5, not measured (default 2)",
+    )
+    parser.add_argument(
+        "--whatif",
+        default=None,
+        help="step 5: after the shipped configuration, run the lowest-rate phase"
+        f" again on fresh services changed by each of: {', '.join(WHATIFS)}"
+        " (comma-separated; default linger0; --quick: none; '' for none)",
+    )
+    parser.add_argument(
+        "--registration-instances",
+        type=int,
+        default=1,
+        help="step 5: run K registration processes on one database, commands"
+        " spread round-robin (what horizontal scaling buys on this machine)",
+    )
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="step 5: extra environment for both services, e.g."
+        " OTEL_SDK_DISABLED=true (repeatable)",
+    )
+    parser.add_argument(
+        "--shared-topic",
+        action="store_true",
+        help="step 5: run the services unchanged on the shared "
+        "registration.events topic (pollutes it for other consumers)",
+    )
+    parser.add_argument("--no-prototype", action="store_true", help="skip step 4b (batch handlers)")
+    parser.add_argument(
+        "--no-telemetry",
+        action="store_true",
+        help="steps 3-4 without a tracer provider (spans become no-ops)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("relay", "inbox", "client", "registration", "matching"),
+        help="cProfile step 3 (relay), 4 (inbox), step 5's load generator (client)"
+        " or a service process; inflates the profiled part; stats to var/bench/",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=OUT_DIR / "backbone.json",
+        help="where to write the results (default var/bench/backbone.json)",
+    )
     args = parser.parse_args(argv)
     if args.events is None:
         args.events = 2000 if args.quick else 20000
     if args.duration is None:
         args.duration = 2.0 if args.quick else 10.0
     if args.phases is None:
-        args.phases = "500:httpx,150:raw" if args.quick else "500:httpx,150:httpx,500:raw,150:raw"
+        args.phases = "150:httpx,150:raw" if args.quick else "500:httpx,150:httpx,500:raw,150:raw"
     if args.whatif is None:
         args.whatif = "" if args.quick else "linger0"
     unknown = [w for w in args.whatif.split(",") if w and w not in WHATIFS]
@@ -1584,8 +1855,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown --whatif {unknown}; choose from {', '.join(WHATIFS)}")
     if args.warmup is None:
         args.warmup = 0.5 if args.quick else 2.0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per request
 
