@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from services.registration import handlers
-from services.registration.domain import RuleViolation, slot_grid
-from shared.auth import ADMIN_ID, Principal, digest, same_secret
+from services.registration.domain import slot_grid
+from shared.api import Caller, IdempotencyKey, MaybeCaller, run_command
 from shared.contracts.registration import (
     Attendance,
     Interval,
@@ -26,7 +25,7 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
     Session,
 )
-from shared.idempotency import request_fingerprint, run_once
+from shared.errors import Forbidden, NotFound
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
 
@@ -88,81 +87,6 @@ class DecisionBody(_Body):
     reason: str | None = Field(default=None, max_length=2000)
 
 
-# -- authentication -----------------------------------------------------------
-
-
-async def principal(
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> Principal | None:
-    key = x_api_key or (
-        authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None
-    )
-    if not key:
-        return None
-    runtime = runtime_of(request)
-    if same_secret(key, runtime.settings.platform_admin_key):
-        return Principal("admin", ADMIN_ID)
-    row = await runtime.pool.fetchrow(
-        "SELECT role, subject_id FROM api_keys WHERE key_digest = $1", digest(key)
-    )
-    if row is None:
-        raise ProblemError(401, "Unknown API key", "the API key is not valid")
-    return Principal(row["role"], row["subject_id"])
-
-
-async def required(who: Annotated[Principal | None, Depends(principal)]) -> Principal:
-    if who is None:
-        raise ProblemError(
-            401,
-            "API key required",
-            "send your key in the X-API-Key header (or Authorization: Bearer)",
-        )
-    return who
-
-
-Caller = Annotated[Principal, Depends(required)]
-MaybeCaller = Annotated[Principal | None, Depends(principal)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-
-
-async def _command(
-    request: Request,
-    who: Principal | None,
-    key: str | None,
-    body: Any,
-    command: Callable[[asyncpg.Connection, str | None], Awaitable[Any]],
-    status: int = 200,
-) -> JSONResponse:
-    runtime = runtime_of(request)
-    correlation_id = request.headers.get("x-correlation-id")
-
-    async def run(conn: asyncpg.Connection) -> tuple[int, Any]:
-        try:
-            return status, await command(conn, correlation_id)
-        except RuleViolation as exc:
-            raise ProblemError(
-                exc.status,
-                "Request breaks a rule",
-                f"{exc.field}: {exc.reason}",
-                errors=[{"field": exc.field, "reason": exc.reason}],
-            ) from exc
-        except handlers.NotFound as exc:
-            raise ProblemError(404, "Not found", str(exc)) from exc
-        except handlers.Forbidden as exc:
-            raise ProblemError(403, "Forbidden", str(exc)) from exc
-
-    code, payload = await run_once(
-        runtime.pool,
-        principal=who.label if who else "anonymous",
-        key=key,
-        fingerprint=request_fingerprint(request.method, request.url.path, body),
-        command=run,
-    )
-    return JSONResponse(payload, status_code=code)
-
-
 # -- organisers and events ----------------------------------------------------
 
 
@@ -172,7 +96,7 @@ async def create_organiser(
 ) -> JSONResponse:
     if who.role != "admin":
         raise ProblemError(403, "Forbidden", "only the platform admin registers organisers")
-    return await _command(
+    return await run_command(
         request,
         who,
         idempotency_key,
@@ -187,7 +111,7 @@ async def create_event(
     request: Request, body: NewBrokerageEvent, who: Caller, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     definition = body.model_dump()
-    return await _command(
+    return await run_command(
         request,
         who,
         idempotency_key,
@@ -210,7 +134,7 @@ async def get_event(request: Request, event_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
         try:
             event = await handlers.load_event(conn, event_id)
-        except handlers.NotFound as exc:
+        except NotFound as exc:
             raise ProblemError(404, "Not found", str(exc)) from exc
     slots = [{"start": s.start.isoformat(), "end": s.end.isoformat()} for s in slot_grid(event)]
     return {**event.model_dump(mode="json"), "slots": slots}
@@ -232,7 +156,7 @@ async def register(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     profile, representatives = body.split()
-    return await _command(
+    return await run_command(
         request,
         who,
         idempotency_key,
@@ -301,7 +225,7 @@ async def get_registration(request: Request, registration_id: str, who: Caller) 
                 await handlers.load_registration(conn, registration_id),
                 organisation_may=True,
             )
-        except handlers.Forbidden as exc:
+        except Forbidden as exc:
             raise ProblemError(403, "Forbidden", str(exc)) from exc
         profile = json.loads(row["profile"])
         representatives = await handlers.representatives_of(
@@ -335,7 +259,7 @@ async def update(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     profile, representatives = body.split()
-    return await _command(
+    return await run_command(
         request,
         who,
         idempotency_key,
@@ -355,7 +279,7 @@ def _decision_route(path: str, decision: handlers.Decision, summary: str) -> Non
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         reason = body.reason if body else None
-        return await _command(
+        return await run_command(
             request,
             who,
             idempotency_key,
@@ -383,7 +307,7 @@ _decision_route("withdraw", RegistrationWithdrawn, "Withdraw (the organisation o
     summary="Erase the representatives' contact details everywhere",
 )
 async def erase(request: Request, registration_id: str, who: Caller) -> JSONResponse:
-    return await _command(
+    return await run_command(
         request,
         who,
         None,

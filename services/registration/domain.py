@@ -8,7 +8,7 @@ the field at fault.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pycountry
@@ -17,7 +17,6 @@ from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
-    MeetingType,
     OrganisationProfile,
     PersonalDataErased,
     ProfileUpdated,
@@ -27,15 +26,7 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
     Session,
 )
-
-
-class RuleViolation(Exception):
-    def __init__(self, field: str, reason: str, status: int = 422) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-        self.status = status
-
+from shared.errors import RuleViolation
 
 # -- brokerage events ---------------------------------------------------------
 
@@ -251,10 +242,3 @@ def erase(registration: Registration) -> PersonalDataErased:
     return PersonalDataErased(
         registration_id=registration.registration_id, event_id=registration.event_id
     )
-
-
-def event_days_span(event: BrokerageEventCreated) -> tuple[date, date]:
-    return min(event.days), max(event.days)
-
-
-MEETING_TYPES = list(MeetingType)

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from services.registration import domain, projection
-from services.registration.domain import Registration, RuleViolation
+from services.registration.domain import Registration
 from shared import crypto, eventstore
 from shared.auth import Principal, new_api_key
 from shared.contracts import registry
@@ -29,23 +29,13 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
 )
 from shared.envelope import Envelope
+from shared.errors import Forbidden, NotFound, RuleViolation
 
 PAYLOADS = registry()
 
 Decision = type[
     RegistrationApproved | RegistrationRejected | RegistrationWaitlisted | RegistrationWithdrawn
 ]
-
-
-class NotFound(Exception):
-    def __init__(self, what: str, ident: str) -> None:
-        super().__init__(f"{what} {ident} not found")
-        self.what = what
-        self.ident = ident
-
-
-class Forbidden(Exception):
-    pass
 
 
 def _stream(kind: str, ident: str) -> str:

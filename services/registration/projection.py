@@ -7,6 +7,7 @@ import json
 import asyncpg
 
 from services.registration.domain import STATUS_AFTER
+from shared.api import record_key
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
@@ -36,7 +37,7 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
             event.organiser_id,
             event.name,
         )
-        await _grant(conn, event.api_key_digest, "organiser", event.organiser_id)
+        await record_key(conn, event.api_key_digest, "organiser", event.organiser_id)
     elif isinstance(event, BrokerageEventCreated):
         await conn.execute(
             "INSERT INTO brokerage_events (event_id, organiser_id, definition)"
@@ -60,7 +61,7 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
             p.attendance.value,
             p.model_dump_json(),
         )
-        await _grant(conn, event.api_key_digest, "organisation", event.registration_id)
+        await record_key(conn, event.api_key_digest, "organisation", event.registration_id)
     elif isinstance(event, ProfileUpdated):
         p = event.profile
         await conn.execute(
@@ -86,15 +87,6 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
             "UPDATE registrations SET erased = true, updated_at = now() WHERE registration_id = $1",
             event.registration_id,
         )
-
-
-async def _grant(conn: asyncpg.Connection, digest: str, role: str, subject: str) -> None:
-    await conn.execute(
-        "INSERT INTO api_keys (key_digest, role, subject_id) VALUES ($1, $2, $3)",
-        digest,
-        role,
-        subject,
-    )
 
 
 def profile_of(row: asyncpg.Record) -> dict[str, object]:

@@ -1,12 +1,5 @@
 -- Registration's projections, updated in the same transaction as its events.
 
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_digest  text PRIMARY KEY,
-    role        text NOT NULL,   -- organiser | organisation
-    subject_id  text NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-
 CREATE TABLE IF NOT EXISTS organisers (
     organiser_id text PRIMARY KEY,
     name         text NOT NULL,
