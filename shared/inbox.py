@@ -43,6 +43,28 @@ class Subscription:
     registry: PayloadRegistry
 
 
+def combine(*handler_maps: Mapping[str, Handler]) -> dict[str, Handler]:
+    """One handler per event type that runs each map's handler in turn, in one transaction."""
+    chains: dict[str, list[Handler]] = {}
+    for handlers in handler_maps:
+        for ce_type, handler in handlers.items():
+            chains.setdefault(ce_type, []).append(handler)
+
+    def chain(steps: list[Handler]) -> Handler:
+        if len(steps) == 1:
+            return steps[0]
+
+        async def run_all(
+            conn: asyncpg.Connection, envelope: Envelope, payload: EventPayload
+        ) -> None:
+            for step in steps:
+                await step(conn, envelope, payload)
+
+        return run_all
+
+    return {ce_type: chain(steps) for ce_type, steps in chains.items()}
+
+
 class _BatchFailed(Exception):
     """A handler raised in the fast path: redo the batch message by message."""
 
