@@ -1,7 +1,9 @@
 """Inbox consumer: each consumed event applied exactly once to the service's database.
 
 Per fetched batch, one transaction records every new event id in `inbox` and
-runs its handler; Kafka offsets are committed only after that transaction
+runs its handler; a subscription may also give *batch handlers*, which apply a
+run of consecutive events of one type in a single call (one SQL statement
+instead of one per event). Kafka offsets are committed only after that transaction
 commits (auto-commit is off). A redelivered event finds its id recorded and is
 skipped. A handler that keeps failing sends its message, after a bounded number
 of attempts, to `<topic>.dlq` with the error in the headers, and the partition
@@ -14,14 +16,15 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 
 from shared import metrics
 from shared.contracts.base import EventPayload
@@ -32,15 +35,26 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 Handler = Callable[[asyncpg.Connection, Envelope, EventPayload], Awaitable[None]]
+BatchHandler = Callable[
+    [asyncpg.Connection, Sequence[tuple[Envelope, EventPayload]]], Awaitable[None]
+]
 
 
 @dataclass(frozen=True)
 class Subscription:
-    """What a consumer listens to: handlers by CloudEvents type, across `topics`."""
+    """What a consumer listens to: handlers by CloudEvents type, across `topics`.
+
+    `batch_handlers` (optional) apply, in the batch's transaction, each run of
+    consecutive new events of their type in one call, in order. A batch handler
+    must have the same effect as its events applied one by one. If it raises,
+    the batch is redone message by message, each through `handlers` (or the
+    batch handler with a one-event run when a type has no per-event handler).
+    """
 
     topics: tuple[str, ...]
     handlers: Mapping[str, Handler]
     registry: PayloadRegistry
+    batch_handlers: Mapping[str, BatchHandler] = field(default_factory=dict)
 
 
 def combine(*handler_maps: Mapping[str, Handler]) -> dict[str, Handler]:
@@ -160,11 +174,15 @@ class InboxConsumer:
         messages = [self._read(r) for r in records]
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                for message in await self._claim(conn, messages):
-                    try:
-                        await self._apply(conn, message)
-                    except Exception as exc:
-                        raise _BatchFailed(message.message_id, exc) from exc
+                fresh = await self._claim(conn, messages)
+                if self._subscription.batch_handlers:
+                    await self._apply_runs(conn, fresh)
+                else:
+                    for message in fresh:
+                        try:
+                            await self._apply(conn, message)
+                        except Exception as exc:
+                            raise _BatchFailed(message.message_id, exc) from exc
         except _BatchFailed as failed:
             async with self._pool.acquire() as conn, conn.transaction():
                 for message in await self._claim(conn, messages):
@@ -199,18 +217,45 @@ class InboxConsumer:
                 out.append(m)
         return out
 
-    async def _apply(self, conn: asyncpg.Connection, message: _Message) -> None:
-        if message.envelope is None:
-            raise MalformedEnvelope(message.error or "unreadable")
-        envelope = message.envelope
-        handler = self._subscription.handlers.get(envelope.type)
-        if handler is None and not self._subscription.registry.knows(envelope.type):
-            return  # an event type this service does not care about
+    async def _apply_runs(self, conn: asyncpg.Connection, messages: list[_Message]) -> None:
+        """The fast path with batch handlers: one call per run of same-type events."""
+        batch_handlers = self._subscription.batch_handlers
+        run: list[tuple[Envelope, EventPayload]] = []
+        run_type = ""
+
+        async def flush() -> None:
+            if run:
+                try:
+                    await batch_handlers[run_type](conn, run)
+                except Exception as exc:
+                    # No single message is to blame: each gets all its attempts.
+                    raise _BatchFailed("", exc) from exc
+                run.clear()
+
+        for message in messages:
+            envelope = message.envelope
+            if envelope is None or envelope.type not in batch_handlers:
+                await flush()
+                try:
+                    await self._apply(conn, message)
+                except Exception as exc:
+                    raise _BatchFailed(message.message_id, exc) from exc
+                continue
+            if envelope.type != run_type:
+                await flush()
+                run_type = envelope.type
+            with self._span(message, envelope):
+                payload = self._subscription.registry.parse(envelope.type, envelope.data)
+            run.append((envelope, payload))
+            metrics.EVENTS_PROCESSED.labels(self.name, message.record.topic, envelope.type).inc()
+        await flush()
+
+    def _span(self, message: _Message, envelope: Envelope) -> AbstractContextManager[Span]:
         parent = propagate.extract(
             {"traceparent": envelope.traceparent or "", "tracestate": envelope.tracestate or ""}
         )
         r = message.record
-        with tracer.start_as_current_span(
+        return tracer.start_as_current_span(
             f"process {r.topic}",
             context=parent,
             kind=SpanKind.CONSUMER,
@@ -224,12 +269,27 @@ class InboxConsumer:
                 "messaging.message.id": envelope.id,
                 "cloudevents.event_type": envelope.type,
             },
-        ):
-            if handler is None:
+        )
+
+    async def _apply(self, conn: asyncpg.Connection, message: _Message) -> None:
+        if message.envelope is None:
+            raise MalformedEnvelope(message.error or "unreadable")
+        envelope = message.envelope
+        handler = self._subscription.handlers.get(envelope.type)
+        batch_handler = self._subscription.batch_handlers.get(envelope.type)
+        if handler is None and batch_handler is None:
+            if not self._subscription.registry.knows(envelope.type):
+                return  # an event type this service does not care about
+        with self._span(message, envelope):
+            if handler is None and batch_handler is None:
                 return
             payload = self._subscription.registry.parse(envelope.type, envelope.data)
-            await handler(conn, envelope, payload)
-        metrics.EVENTS_PROCESSED.labels(self.name, r.topic, envelope.type).inc()
+            if handler is not None:
+                await handler(conn, envelope, payload)
+            else:
+                assert batch_handler is not None
+                await batch_handler(conn, [(envelope, payload)])
+        metrics.EVENTS_PROCESSED.labels(self.name, message.record.topic, envelope.type).inc()
 
     async def _apply_carefully(
         self,

@@ -59,7 +59,8 @@ def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         enable_idempotence=True,
         acks="all",
-        linger_ms=5,
+        # The relay batches what it reads from the table; lingering only adds latency.
+        linger_ms=0,
         max_batch_size=1024 * 1024,
     )
 

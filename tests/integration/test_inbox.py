@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import pytest
@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
-from shared.inbox import Handler, InboxConsumer, Subscription
+from shared.inbox import BatchHandler, Handler, InboxConsumer, Subscription
 from shared.outbox import create_producer
 from tests.integration.support import (
     CounterIncremented,
@@ -68,7 +68,13 @@ class Harness:
 
         return handler
 
-    async def start(self, handler: Handler | None = None, *, batch_size: int = 500) -> None:
+    async def start(
+        self,
+        handler: Handler | None = None,
+        *,
+        batch_size: int = 500,
+        batch_handler: BatchHandler | None = None,
+    ) -> None:
         self._consumer = InboxConsumer(
             name=self.group,
             dsn_pool=self.database.pool,
@@ -77,6 +83,7 @@ class Harness:
                 topics=(self.topics.events,),
                 handlers={self.model.ce_type(): handler or self.counting()},
                 registry=registry_for(self.model),
+                batch_handlers={self.model.ce_type(): batch_handler} if batch_handler else {},
             ),
             dlq_producer=self.producer,
             max_attempts=MAX_ATTEMPTS,
@@ -316,3 +323,47 @@ async def test_a_committed_offset_always_has_its_transaction_behind_it(
     assert len(observed) >= 6, f"too few distinct commits observed: {sorted(observed)}"
     assert sum((await projection(harness.database.pool)).values()) == total
     assert all(harness.calls[e.id] == 1 for e in events)
+
+
+async def test_batch_handlers_apply_runs_once_and_fall_back_per_message_on_poison(
+    harness: Harness,
+) -> None:
+    runs: list[int] = []
+
+    async def add_all(
+        conn: asyncpg.Connection, items: Sequence[tuple[Envelope, EventPayload]]
+    ) -> None:
+        runs.append(len(items))
+        payloads = [p for _, p in items]
+        assert all(isinstance(p, CounterIncremented) for p in payloads)
+        if any(p.poison for p in payloads):  # type: ignore[attr-defined]
+            raise ValueError("poison in the run")
+        await conn.executemany(
+            "INSERT INTO test_projection (key, count, last_event) VALUES ($1, $2, $3)"
+            " ON CONFLICT (key) DO UPDATE SET count = test_projection.count + EXCLUDED.count",
+            [(p.counter, p.amount, e.id) for e, p in items],  # type: ignore[attr-defined]
+        )
+
+    async def one_by_one(conn: asyncpg.Connection, env: Envelope, payload: EventPayload) -> None:
+        assert isinstance(payload, CounterIncremented)
+        if payload.poison:
+            raise ValueError("poison")
+        await apply_counter(conn, env, payload)
+
+    await harness.start(harness.counting(one_by_one), batch_handler=add_all)
+    events = [harness.event("b", 1) for _ in range(200)]
+    for event in events:
+        await harness.send(event)
+    await harness.send(events[0])  # a repeat is skipped by the inbox
+    await harness.wait_committed(201)
+    assert await projection(harness.database.pool) == {"b": 200}
+    assert max(runs) > 1, "consecutive events were applied in one call"
+
+    poison = harness.event("b", 1000, poison=True)
+    after = harness.event("b", 5)
+    await harness.send(poison)
+    await harness.send(after)
+    await harness.wait_committed(203)
+    assert await projection(harness.database.pool) == {"b": 205}
+    dead = await read_topic(harness.infra.bootstrap_servers, harness.topics.dlq)
+    assert [headers_of(r)["ce_id"] for r in dead] == [poison.id]
