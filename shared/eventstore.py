@@ -59,14 +59,19 @@ async def append(
     if not envelopes:
         return expected_version
     ids = [e.id for e in envelopes]
-    stored = await conn.fetchval(
-        "SELECT count(*) FROM events WHERE event_id = ANY($1::uuid[])", ids
+    # One round trip for both checks: are these events stored already, and
+    # where does the stream stand?
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM events WHERE event_id = ANY($2::uuid[])) AS stored,"
+        " (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) AS actual",
+        stream_id,
+        ids,
     )
-    if stored == len(ids):
-        return await current_version(conn, stream_id)
-    actual = await current_version(conn, stream_id)
-    if actual != expected_version:
-        raise ConcurrencyConflict(stream_id, expected_version, actual)
+    assert row is not None
+    if row["stored"] == len(ids):
+        return int(row["actual"])
+    if row["actual"] != expected_version:
+        raise ConcurrencyConflict(stream_id, expected_version, row["actual"])
     envelopes = [outbox.stamp_trace(e) for e in envelopes]
     rows = [
         (

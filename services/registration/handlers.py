@@ -155,15 +155,15 @@ async def register_organisation(
         "INSERT INTO subject_keys (subject_id, key) VALUES ($1, $2)", registration_id, key
     )
     try:
-        async with conn.transaction():
-            await _record(
-                conn,
-                _stream("registration", registration_id),
-                0,
-                [registered],
-                key=event_id,
-                correlation_id=correlation_id,
-            )
+        # No savepoint needed: the refusal rolls the whole command back.
+        await _record(
+            conn,
+            _stream("registration", registration_id),
+            0,
+            [registered],
+            key=event_id,
+            correlation_id=correlation_id,
+        )
     except asyncpg.UniqueViolationError as exc:
         raise RuleViolation(
             "name", "this organisation is already registered for the event", status=409
