@@ -173,7 +173,11 @@ def main() -> None:
         )
         show(
             "Notification's projection",
-            check(http.get(f"{NOTIFICATION}/api/events/{event_id}/recipients")),
+            check(
+                http.get(
+                    f"{NOTIFICATION}/api/events/{event_id}/recipients", headers=as_organiser
+                )
+            ),
         )
         print(
             "\nThe platform keeps running: APIs on ports 8001-8004 (/docs for each);"

@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import uvicorn
@@ -30,6 +31,10 @@ from shared.settings import PlatformSettings, database_url
 
 log = logging.getLogger(__name__)
 
+# A service's own long-running task (e.g. a periodic sweep), started after the
+# consumers and cancelled on stop, like the relay.
+BackgroundTask = Callable[["ServiceRuntime"], Coroutine[Any, Any, None]]
+
 
 class ServiceRuntime:
     def __init__(
@@ -39,6 +44,7 @@ class ServiceRuntime:
         *,
         migrations: Path,
         subscriptions: Sequence[Subscription] = (),
+        background: Sequence[BackgroundTask] = (),
         instance_id: str | None = None,
     ) -> None:
         self.name = name
@@ -46,12 +52,14 @@ class ServiceRuntime:
         self.dsn = database_url(settings, name)
         self._migrations = migrations
         self._subscriptions = subscriptions
+        self._background = background
         self._instance_id = instance_id or f"{name}-{socket.gethostname()}"
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
         self.consumers: list[InboxConsumer] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._background_tasks: list[asyncio.Task[None]] = []
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -82,6 +90,11 @@ class ServiceRuntime:
             await consumer.start()
             self.consumers.append(consumer)
             self._tasks.append(asyncio.create_task(consumer.run(), name=consumer.name))
+        for task in self._background:
+            label = getattr(task, "__name__", "background")
+            started = asyncio.create_task(task(self), name=f"{self.name}-{label}")
+            self._background_tasks.append(started)
+            self._tasks.append(started)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -107,6 +120,8 @@ class ServiceRuntime:
         checks["kafka"] = self._producer is not None and not self._producer._closed
         checks["relay"] = bool(self._tasks) and not self._tasks[0].done()
         checks["consumers"] = all(c.started for c in self.consumers)
+        if self._background_tasks:
+            checks["background"] = not any(t.done() for t in self._background_tasks)
         return checks
 
 

@@ -52,6 +52,8 @@ class RegistrationSettings(PlatformSettings):
 class MatchingSettings(PlatformSettings):
     matching_database_url: str = LOCAL_DATABASE.format(name="matching")
     matching_port: int = SERVICE_PORTS["matching"]
+    # How often unanswered meeting requests are checked for expiry.
+    matching_expiry_sweep_seconds: float = Field(default=60.0, gt=0)
 
 
 class SchedulingSettings(PlatformSettings):
@@ -62,6 +64,30 @@ class SchedulingSettings(PlatformSettings):
 class NotificationSettings(PlatformSettings):
     notification_database_url: str = LOCAL_DATABASE.format(name="notification")
     notification_port: int = SERVICE_PORTS["notification"]
+    # Contact details are fetched at send time from registration's API (admin key).
+    registration_url: str = "http://127.0.0.1:8001"
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_sender: str = "Matchmaking <noreply@matchmaking.local>"
+    smtp_timeout_seconds: float = 30.0
+    # Where links in messages point (unsubscribe, calendar feed): this service's public URL.
+    public_base_url: str = "http://127.0.0.1:8004"
+    notification_link_secret: str = Field(
+        default="local-link-secret",
+        description="Signs unsubscribe and calendar-feed links (set a secret one in production).",
+    )
+    reminder_lead_minutes: float = 60.0
+    # Messages about domain events older than this when consumed (a new consumer
+    # group reading the topics' history) are not sent; reminders still are.
+    notification_stale_after_hours: float = Field(default=72.0, gt=0)
+    digest_hour: int = Field(default=8, ge=0, le=23)  # local hour of the daily digest
+    # The delivery queue: attempts before a delivery fails for good, and the first
+    # retry's delay (doubling after each failed attempt, capped at an hour).
+    delivery_max_attempts: int = Field(default=8, ge=1)
+    delivery_backoff_seconds: float = Field(default=30.0, gt=0)
+    delivery_workers: int = Field(default=4, ge=1)
+    delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_timeout_seconds: float = 10.0
 
 
 SETTINGS_BY_SERVICE: dict[str, type[PlatformSettings]] = {

@@ -1,4 +1,5 @@
-"""Wires the matching service: runtime with its subscription to registration.events."""
+"""Wires the matching service: runtime with its subscription to registration.events,
+the expiry sweeper, and the routes (meeting requests, recommendations)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.matching import projection
+from services.matching import expiry, handlers, projection, recommendations
 from services.matching.api import router
+from services.matching.recommendations_api import router as recommendations_router
 from shared.contracts import registry
-from shared.inbox import Subscription
+from shared.inbox import Subscription, combine
 from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import MatchingSettings
 
@@ -18,17 +20,24 @@ NAME = "matching"
 
 def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     settings = settings or MatchingSettings()
+    # On each registration event, in one transaction: the projection first, then
+    # matching's reactions (a participant who leaves has its requests and meetings
+    # cancelled), then the recommendation lists.
+    on_registration = combine(
+        projection.HANDLERS, handlers.ON_REGISTRATION_EVENTS, recommendations.HANDLERS
+    )
     runtime = ServiceRuntime(
         NAME,
         settings,
         migrations=Path(__file__).parent / "migrations",
-        subscriptions=[Subscription(("registration.events",), projection.HANDLERS, registry())],
+        subscriptions=[Subscription(("registration.events",), on_registration, registry())],
+        background=[expiry.sweeper],
     )
     return create_app(
         runtime,
         title="Matching service",
         description="Who should meet whom, and the meeting-request lifecycle.",
-        routers=[router],
+        routers=[router, recommendations_router],
     )
 
 

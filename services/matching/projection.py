@@ -1,19 +1,30 @@
-"""Matching's projection of registration's events: events and their participants.
+"""Matching's read model: registration's events (brokerage events, participants, API
+keys) and matching's own meeting-request events.
 
 Registration publishes everything about one brokerage event in order on one
-partition, so a decision never arrives before its registration here.
+partition, so a decision never arrives before its registration here. Matching's
+own events are projected in the transaction that appends them (`apply`).
 """
 
 from __future__ import annotations
 
 import asyncpg
 
+from shared.api import record_key
 from shared.contracts.base import EventPayload
+from shared.contracts.matching import (
+    MeetingAccepted,
+    MeetingCancelled,
+    MeetingDeclined,
+    MeetingRequested,
+    MeetingRequestExpired,
+)
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
     OrganisationProfile,
+    OrganiserRegistered,
     PersonalDataErased,
     ProfileUpdated,
     RegisteredBase,
@@ -33,13 +44,19 @@ STATUS = {
 }
 
 
+async def on_organiser_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, OrganiserRegistered)
+    await record_key(conn, e.api_key_digest, "organiser", e.organiser_id)
+
+
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
     assert isinstance(e, BrokerageEventCreated)
     await conn.execute(
-        "INSERT INTO brokerage_events (event_id, name, meeting_types,"
-        " max_meetings_per_participant, request_expiry_hours) VALUES ($1, $2, $3, $4, $5)"
+        "INSERT INTO brokerage_events (event_id, organiser_id, name, meeting_types,"
+        " max_meetings_per_participant, request_expiry_hours) VALUES ($1, $2, $3, $4, $5, $6)"
         " ON CONFLICT (event_id) DO NOTHING",
         e.event_id,
+        e.organiser_id,
         e.name,
         [t.value for t in e.meeting_types],
         e.max_meetings_per_participant,
@@ -74,6 +91,7 @@ async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) 
         e.event_id,
         *_profile_values(profile),
     )
+    await record_key(conn, e.api_key_digest, "organisation", e.registration_id)
 
 
 async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -97,6 +115,7 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
 
 
 HANDLERS: dict[str, Handler] = {
+    OrganiserRegistered.ce_type(): on_organiser_registered,
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
@@ -104,3 +123,65 @@ HANDLERS: dict[str, Handler] = {
 }
 # PersonalDataErased needs nothing here: matching keeps no contact details.
 IGNORED = (PersonalDataErased,)
+
+
+# -- matching's own events ------------------------------------------------------
+
+
+async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
+    """Project one of matching's events, in the transaction that appends it."""
+    if isinstance(event, MeetingRequested):
+        await conn.execute(
+            "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
+            " status, meeting_type, message, expires_at)"
+            " VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7)",
+            event.request_id,
+            event.event_id,
+            event.requester_id,
+            event.recipient_id,
+            event.meeting_type.value,
+            event.message,
+            event.expires_at,
+        )
+    elif isinstance(event, MeetingAccepted):
+        # A request accepted, or a meeting an organiser arranged (its first event).
+        await conn.execute(
+            "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
+            " status, meeting_type, mode, arranged_by_organiser, mutual, decided_by)"
+            " VALUES ($1, $2, $3, $4, 'accepted', $5, $6, $7, $8, $9)"
+            " ON CONFLICT (request_id) DO UPDATE SET status = 'accepted', mode = EXCLUDED.mode,"
+            " arranged_by_organiser = EXCLUDED.arranged_by_organiser,"
+            " mutual = EXCLUDED.mutual, decided_by = EXCLUDED.decided_by, updated_at = now()",
+            event.request_id,
+            event.event_id,
+            event.requester_id,
+            event.recipient_id,
+            event.meeting_type.value,
+            event.mode.value,
+            event.arranged_by_organiser,
+            event.mutual,
+            event.accepted_by,
+        )
+    elif isinstance(event, MeetingDeclined):
+        await _set_status(conn, event.request_id, "declined", event.recipient_id, event.reason)
+    elif isinstance(event, MeetingCancelled):
+        await _set_status(conn, event.request_id, "cancelled", event.cancelled_by, event.reason)
+    elif isinstance(event, MeetingRequestExpired):
+        await _set_status(conn, event.request_id, "expired", None, None)
+
+
+async def _set_status(
+    conn: asyncpg.Connection,
+    request_id: str,
+    status: str,
+    decided_by: str | None,
+    reason: str | None,
+) -> None:
+    await conn.execute(
+        "UPDATE meeting_requests SET status = $2, decided_by = $3, reason = $4,"
+        " updated_at = now() WHERE request_id = $1",
+        request_id,
+        status,
+        decided_by,
+        reason,
+    )

@@ -1,44 +1,51 @@
-"""Wires the notification service: runtime with its subscription to registration.events."""
+"""Wires the notification service: one subscription to the other services' topics, the sender.
+
+The consumer applies each event's projection handlers and then its notice
+handlers, in one transaction with the inbox row; the sender runs beside it as
+the runtime's background task.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI
 
-from services.notification import projection
+from services.notification import handlers, projection, sender
+from services.notification.api import router
+from services.notification.channels.email import mail_domain
 from shared.contracts import registry
-from shared.inbox import Subscription
-from shared.runtime import ServiceRuntime, create_app, runtime_of, serve
+from shared.inbox import Subscription, combine
+from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import NotificationSettings
 
 NAME = "notification"
-router = APIRouter(prefix="/api")
-
-
-@router.get("/events/{event_id}/recipients", summary="Recipients of an event (no contact details)")
-async def recipients(request: Request, event_id: str) -> list[dict[str, Any]]:
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT registration_id, name, status, erased FROM recipients WHERE event_id = $1"
-        " ORDER BY name",
-        event_id,
-    )
-    return [dict(r) for r in rows]
+TOPICS = ("registration.events", "matching.events", "scheduling.events")
 
 
 def build_app(settings: NotificationSettings | None = None) -> FastAPI:
     settings = settings or NotificationSettings()
+    config = handlers.Config(
+        mail_domain=mail_domain(settings.smtp_sender),
+        reminder_lead_minutes=settings.reminder_lead_minutes,
+        digest_hour=settings.digest_hour,
+        stale_after=timedelta(hours=settings.notification_stale_after_hours),
+    )
     runtime = ServiceRuntime(
         NAME,
         settings,
         migrations=Path(__file__).parent / "migrations",
-        subscriptions=[Subscription(("registration.events",), projection.HANDLERS, registry())],
+        subscriptions=[
+            Subscription(TOPICS, combine(projection.HANDLERS, handlers.build(config)), registry())
+        ],
+        background=[sender.run],
     )
     return create_app(
         runtime,
         title="Notification service",
-        description="Emails, webhooks and calendars, each sent exactly once.",
+        description="Emails, calendar entries and webhooks about registrations, meeting "
+        "requests and agendas: each sent once per recipient, from a durable delivery queue.",
         routers=[router],
     )
 

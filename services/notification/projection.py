@@ -1,13 +1,24 @@
-"""Notification's projection of registration's events: recipients and their state."""
+"""Notification's projections of the other services' events.
+
+- recipients: whom it may write to (contact details stay sealed; erasure is recorded);
+- brokerage events: names, venues and time zones, and who organises them;
+- API keys of organisers and organisations, so their keys work on this API;
+- meetings: each meeting's calendar state (see `domain.Meeting`), saved by the
+  handlers in the same transaction as the messages it leads to.
+"""
 
 from __future__ import annotations
 
 import asyncpg
 
+from services.notification.domain import Meeting, Placement
+from shared.api import record_key
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
+    BrokerageEventCreated,
     DecisionBase,
+    OrganiserRegistered,
     PersonalDataErased,
     ProfileUpdated,
     RegisteredBase,
@@ -27,6 +38,24 @@ STATUS = {
 }
 
 
+async def on_organiser(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, OrganiserRegistered)
+    await record_key(conn, e.api_key_digest, "organiser", e.organiser_id)
+
+
+async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, BrokerageEventCreated)
+    await conn.execute(
+        "INSERT INTO brokerage_events (event_id, organiser_id, name, venue, time_zone)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        e.event_id,
+        e.organiser_id,
+        e.name,
+        e.venue,
+        e.time_zone,
+    )
+
+
 async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
     assert isinstance(e, RegisteredBase)
     await conn.execute(
@@ -38,6 +67,7 @@ async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) 
         e.profile.name,
         e.profile.representatives_encrypted,
     )
+    await record_key(conn, e.api_key_digest, "organisation", e.registration_id)
 
 
 async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -70,8 +100,57 @@ async def on_erased(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> N
 
 
 HANDLERS: dict[str, Handler] = {
+    OrganiserRegistered.ce_type(): on_organiser,
+    BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,
     PersonalDataErased.ce_type(): on_erased,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
     **{t.ce_type(): on_decision for t in STATUS},
 }
+
+
+# -- meetings --------------------------------------------------------------------
+
+
+async def load_meeting(conn: asyncpg.Connection, meeting_id: str) -> Meeting | None:
+    row = await conn.fetchrow("SELECT * FROM meetings WHERE meeting_id = $1 FOR UPDATE", meeting_id)
+    if row is None:
+        return None
+    placement = None
+    if row["slot_start"] is not None:
+        placement = Placement(row["slot_start"], row["slot_end"], row["table_no"], row["mode"])
+    return Meeting(
+        meeting_id=row["meeting_id"],
+        event_id=row["event_id"],
+        participants=tuple(row["participants"]),
+        placement=placement,
+        placed=row["placed"],
+        sequence=row["sequence"],
+        live=row["live"],
+        cancelled=row["cancelled"],
+    )
+
+
+async def save_meeting(conn: asyncpg.Connection, m: Meeting) -> None:
+    p = m.placement
+    await conn.execute(
+        "INSERT INTO meetings (meeting_id, event_id, participants, slot_start, slot_end,"
+        " table_no, mode, placed, sequence, live, cancelled)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " ON CONFLICT (meeting_id) DO UPDATE SET participants = EXCLUDED.participants,"
+        " slot_start = EXCLUDED.slot_start, slot_end = EXCLUDED.slot_end,"
+        " table_no = EXCLUDED.table_no, mode = EXCLUDED.mode, placed = EXCLUDED.placed,"
+        " sequence = EXCLUDED.sequence, live = EXCLUDED.live, cancelled = EXCLUDED.cancelled,"
+        " updated_at = now()",
+        m.meeting_id,
+        m.event_id,
+        list(m.participants),
+        p.start if p else None,
+        p.end if p else None,
+        p.table if p else None,
+        p.mode if p else None,
+        m.placed,
+        m.sequence,
+        m.live,
+        m.cancelled,
+    )

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from services.registration import handlers
+from services.registration import contacts, handlers
 from services.registration.domain import slot_grid
 from shared.api import Caller, IdempotencyKey, MaybeCaller, run_command
 from shared.contracts.registration import (
@@ -232,6 +232,36 @@ async def get_registration(request: Request, registration_id: str, who: Caller) 
             conn, registration_id, profile.pop("representatives_encrypted")
         )
     return {**_summary(row), "profile": profile, "representatives": representatives}
+
+
+@router.get(
+    "/registrations/{registration_id}/contacts",
+    summary="An organisation's contact details (itself, the event's organiser, the admin,"
+    " or an organisation with an accepted meeting with it)",
+)
+async def get_contacts(request: Request, registration_id: str, who: Caller) -> dict[str, Any]:
+    async with runtime_of(request).pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM registrations WHERE registration_id = $1", registration_id
+        )
+        if row is None:
+            raise ProblemError(404, "Not found", f"registration {registration_id} not found")
+        try:
+            await contacts.authorise(conn, who, registration_id, row["event_id"])
+        except Forbidden as exc:
+            raise ProblemError(403, "Forbidden", str(exc)) from exc
+        profile = json.loads(row["profile"])
+        representatives = await handlers.representatives_of(
+            conn, registration_id, profile["representatives_encrypted"]
+        )
+    return {
+        "registration_id": registration_id,
+        "event_id": row["event_id"],
+        "name": row["name"],
+        "organisation_type": row["organisation_type"],
+        "country": row["country"],
+        "representatives": representatives,  # None once the personal data is erased
+    }
 
 
 def _summary(row: asyncpg.Record) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Wires the registration service: runtime, routes, server."""
+"""Wires the registration service: runtime, its subscription to matching.events, routes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.registration import contacts
 from services.registration.api import router
+from shared.contracts import registry
+from shared.inbox import Subscription
 from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import RegistrationSettings
 
@@ -15,7 +18,13 @@ NAME = "registration"
 
 def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
     settings = settings or RegistrationSettings()
-    runtime = ServiceRuntime(NAME, settings, migrations=Path(__file__).parent / "migrations")
+    runtime = ServiceRuntime(
+        NAME,
+        settings,
+        migrations=Path(__file__).parent / "migrations",
+        # Accepted meetings, which open an organisation's contact details to the other side.
+        subscriptions=[Subscription(("matching.events",), contacts.HANDLERS, registry())],
+    )
     return create_app(
         runtime,
         title="Registration service",

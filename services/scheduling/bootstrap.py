@@ -1,4 +1,9 @@
-"""Wires the scheduling service: runtime with its subscription to registration.events."""
+"""Wires the scheduling service: one subscription to registration.events and matching.events
+(the projection, then placement and release), and the agenda's routes.
+
+Both topics go through one consumer so that a process applies one batch at a time: the
+handlers lock brokerage events one after another within a batch's transaction.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 
-from services.scheduling import projection
+from services.scheduling import handlers
+from services.scheduling.api import router as agenda_router
 from shared.contracts import registry
 from shared.inbox import Subscription
 from shared.runtime import ServiceRuntime, create_app, runtime_of, serve
@@ -35,13 +41,15 @@ def build_app(settings: SchedulingSettings | None = None) -> FastAPI:
         NAME,
         settings,
         migrations=Path(__file__).parent / "migrations",
-        subscriptions=[Subscription(("registration.events",), projection.HANDLERS, registry())],
+        subscriptions=[
+            Subscription(("registration.events", "matching.events"), handlers.HANDLERS, registry())
+        ],
     )
     return create_app(
         runtime,
         title="Scheduling service",
         description="Conflict-free agendas for each brokerage event.",
-        routers=[router],
+        routers=[router, agenda_router],
     )
 
 

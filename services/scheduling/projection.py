@@ -1,4 +1,8 @@
-"""Scheduling's projection of registration's events: event grids and attendees' constraints."""
+"""Scheduling's projection of registration's events: event grids, attendees' constraints, keys.
+
+API keys issued by registration (organisers', organisations') are learnt here so that
+organisers and participants authenticate to scheduling with the keys they have.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,14 @@ import json
 
 import asyncpg
 
+from shared.api import record_key
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
     OrganisationProfile,
+    OrganiserRegistered,
     ProfileUpdated,
     RegisteredBase,
     RegistrationApproved,
@@ -23,17 +29,25 @@ from shared.envelope import Envelope
 from shared.inbox import Handler
 
 
+async def on_organiser_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, OrganiserRegistered)
+    await record_key(conn, e.api_key_digest, "organiser", e.organiser_id)
+
+
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
     assert isinstance(e, BrokerageEventCreated)
     await conn.execute(
-        "INSERT INTO event_grids (event_id, time_zone, days, sessions, slot_minutes, tables)"
-        " VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+        "INSERT INTO event_grids (event_id, time_zone, days, sessions, slot_minutes, tables,"
+        " organiser_id, max_meetings) VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6, $7, $8)"
+        " ON CONFLICT (event_id) DO NOTHING",
         e.event_id,
         e.time_zone,
         json.dumps([d.isoformat() for d in e.days]),
         json.dumps([s.model_dump(mode="json") for s in e.sessions]),
         e.slot_minutes,
         e.tables,
+        e.organiser_id,
+        e.max_meetings_per_participant,
     )
 
 
@@ -52,6 +66,7 @@ async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) 
         attendance,
         availability,
     )
+    await record_key(conn, e.api_key_digest, "organisation", e.registration_id)
 
 
 async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -75,6 +90,7 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
 
 
 HANDLERS: dict[str, Handler] = {
+    OrganiserRegistered.ce_type(): on_organiser_registered,
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},

@@ -1,0 +1,641 @@
+"""Scheduling benchmark: the optimiser against the greedy baseline and OR-Tools CP-SAT.
+
+    .venv/bin/python -m bench.scheduling            # all sizes, ~3 min
+    .venv/bin/python -m bench.scheduling --quick    # small sizes, short limits, ~20 s
+
+Generates seeded instances of several sizes (a 61-meeting cluster event up to
+BIO International scale), runs every method on each, verifies every schedule with
+the independent checker (`services.scheduling.solver.check`) and prints a table;
+all figures go to `var/bench/scheduling.json`. CP-SAT gets the same time limit as
+the optimiser (for its search; building the model is timed on top) and runs only
+where its model is of a reasonable size. Each instance also gets an upper bound on
+the summed priority (CP-SAT on the problem without slots and tables; CP-SAT's own
+bound where that is lower): a result marked '=' places provably the most priority,
+and with 0 idle it is optimal. The machine may be shared: compare methods within
+one run, and read the load averages printed at the start and end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from services.scheduling.solver.check import Report, check
+from services.scheduling.solver.greedy import greedy
+from services.scheduling.solver.model import (
+    Assignment,
+    Instance,
+    Schedule,
+    Unscheduled,
+    parse_instance,
+)
+from services.scheduling.solver.optimise import Stats, optimise
+
+OUT = Path("var/bench/scheduling.json")
+
+
+# --------------------------------------------------------------------------- instances
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    participants: int
+    meetings: int
+    days: int
+    sessions_per_day: int
+    slots_per_session: int
+    tables: int
+    remote_share: float  # participants who can only meet online
+    limited_share: float  # participants with availability limits
+    capped_share: float  # participants whose max_meetings is below their accepted meetings
+    fixed: int  # meetings the organiser has locked
+    time_limit: float  # seconds for the optimiser and for CP-SAT
+    cpsat: bool  # whether CP-SAT runs on it
+
+
+SPECS = [
+    # Hannover 2015: 19-25 clusters, 61 meetings, 2 days, a few remote (online) ones
+    Spec("cluster-61", 22, 61, 2, 2, 6, 20, 0.27, 0.25, 0.1, 2, 10.0, True),
+    # a cluster event with heavy demand: 15 meetings each, and 10 tables for 24 slots,
+    # fewer table-slots than onsite meetings, so which meetings to leave out matters
+    Spec("cluster-dense-300", 40, 300, 2, 2, 6, 10, 0.15, 0.4, 0.2, 4, 10.0, True),
+    # Copenhagen 2014: 433 meetings among 300 participants
+    Spec("copenhagen-433", 300, 433, 2, 2, 8, 40, 0.1, 0.2, 0.05, 4, 10.0, True),
+    # EEN brokerage at a large fair (Space Tech Expo Bremen 2019)
+    Spec("fair-2500", 700, 2500, 2, 2, 8, 100, 0.08, 0.2, 0.05, 10, 10.0, True),
+    # BIO-Europe: 32 slots (2 days x 2 sessions x 8), 600 tables
+    Spec("bio-europe-18000", 3500, 18000, 2, 2, 8, 600, 0.08, 0.2, 0.05, 30, 10.0, False),
+    # the same meetings among fewer, busier participants; tables 95% full; more limits
+    Spec("bio-europe-tight", 2600, 18000, 2, 2, 8, 540, 0.06, 0.35, 0.05, 30, 10.0, False),
+    # BIO International: 48 slots (3 days x 2 sessions x 8), 1,200 tables
+    Spec("bio-48500", 16000, 48500, 3, 2, 8, 1200, 0.08, 0.2, 0.05, 50, 60.0, False),
+]
+QUICK = [
+    Spec("cluster-61", 22, 61, 2, 2, 6, 20, 0.27, 0.25, 0.1, 2, 2.0, True),
+    Spec("cluster-dense-300", 40, 300, 2, 2, 6, 10, 0.15, 0.4, 0.2, 4, 3.0, True),
+    Spec("fair-2500", 700, 2500, 2, 2, 8, 100, 0.08, 0.2, 0.05, 10, 3.0, True),
+]
+
+
+def generate(spec: Spec, seed: int = 1) -> dict[str, Any]:
+    """A random instance in the JSON format, reproducible from (spec, seed)."""
+    rng = random.Random(f"{spec.name}/{seed}")
+    sessions: list[dict[str, Any]] = []
+    day0 = datetime.fromisoformat("2015-04-13T09:00:00+02:00")
+    session_slots: list[list[str]] = []
+    for d in range(spec.days):
+        for s in range(spec.sessions_per_day):
+            sid = f"d{d + 1}-s{s + 1}"
+            start = day0 + timedelta(days=d, hours=5 * s)
+            slots = []
+            for k in range(spec.slots_per_session):
+                begin = start + timedelta(minutes=30 * k)
+                slots.append(
+                    {
+                        "id": f"{sid}-{k + 1:02d}",
+                        "start": begin.isoformat(),
+                        "end": (begin + timedelta(minutes=30)).isoformat(),
+                    }
+                )
+            session_slots.append([t["id"] for t in slots])
+            sessions.append({"id": sid, "slots": slots})
+    all_slots = [t for ts in session_slots for t in ts]
+
+    n = spec.participants
+    width = len(str(n))
+    pids = [f"p{i + 1:0{width}d}" for i in range(n)]
+    remote = {i for i in range(n) if rng.random() < spec.remote_share}
+    available: list[list[str] | None] = []
+    for _ in range(n):
+        if rng.random() >= spec.limited_share:
+            available.append(None)
+            continue
+        kind = rng.random()
+        if kind < 0.4 and spec.days > 1:  # misses a day
+            day = rng.randrange(spec.days)
+            per_day = spec.sessions_per_day * spec.slots_per_session
+            av = [t for k, t in enumerate(all_slots) if k // per_day != day]
+        elif kind < 0.7:  # misses a session
+            gone = set(rng.choice(session_slots))
+            av = [t for t in all_slots if t not in gone]
+        else:  # arrives late / leaves early in a few sessions
+            av = []
+            for ts in session_slots:
+                if rng.random() < 0.5:
+                    cut = rng.randrange(1, max(2, len(ts) // 2))
+                    av.extend(ts[cut:] if rng.random() < 0.5 else ts[:-cut])
+                else:
+                    av.extend(ts)
+        available.append(av)
+    n_avail = [len(all_slots) if a is None else len(a) for a in available]
+
+    # heavy-tailed appetite; nobody is asked for more than ~85% of their slots
+    weight = [rng.paretovariate(2.0) for _ in range(n)]
+    limit = [max(1, int(0.85 * k)) for k in n_avail]
+    degree = [0] * n
+    pairs: set[tuple[int, int]] = set()
+    cum: list[float] = []
+    total = 0.0
+    for w in weight:
+        total += w
+        cum.append(total)
+    attempts = 0
+    while len(pairs) < spec.meetings and attempts < 200 * spec.meetings:
+        attempts += 1
+        a, b = rng.choices(range(n), cum_weights=cum, k=2)
+        if a == b or degree[a] >= limit[a] or degree[b] >= limit[b]:
+            continue
+        key = (min(a, b), max(a, b))
+        if key in pairs:
+            continue
+        pairs.add(key)
+        degree[a] += 1
+        degree[b] += 1
+    pair_list = sorted(pairs)
+    rng.shuffle(pair_list)  # acceptance order
+
+    caps: list[int | None] = []
+    for i in range(n):
+        if degree[i] >= 3 and rng.random() < spec.capped_share:
+            caps.append(degree[i] - rng.randint(1, 2))  # oversubscribed
+        elif rng.random() < 0.3:
+            caps.append(degree[i] + rng.randint(0, 3))
+        else:
+            caps.append(None)
+
+    meetings: list[dict[str, Any]] = []
+    for k, (a, b) in enumerate(pair_list):
+        meetings.append(
+            {
+                "id": f"m{k + 1:0{len(str(spec.meetings))}d}",
+                "participants": [pids[a], pids[b]],
+                "mode": "online" if a in remote or b in remote else "onsite",
+                "priority": rng.choices((1, 2, 3), weights=(6, 3, 1))[0],
+                "fixed": None,
+            }
+        )
+
+    # lock a few meetings where they fit (respecting availability, caps and tables)
+    busy: set[tuple[int, str]] = set()
+    n_fixed = [0] * n
+    onsite_in: dict[str, set[int]] = {}
+    locked = 0
+    for k in rng.sample(range(len(pair_list)), len(pair_list)):
+        if locked >= spec.fixed:
+            break
+        pair = pair_list[k]
+        meeting = meetings[k]
+        if any(caps[i] is not None and n_fixed[i] >= (caps[i] or 0) for i in pair):
+            continue
+        options = [
+            slot
+            for slot in all_slots
+            if all(
+                (available[i] is None or slot in (available[i] or ())) and (i, slot) not in busy
+                for i in pair
+            )
+        ]
+        if not options:
+            continue
+        slot = rng.choice(options)
+        table: int | None = None
+        if meeting["mode"] == "onsite":
+            taken = onsite_in.setdefault(slot, set())
+            if len(taken) >= spec.tables:
+                continue
+            if rng.random() < 0.5:
+                table = rng.choice([x for x in range(1, spec.tables + 1) if x not in taken])
+            taken.add(table or -k - 1)  # a fixed meeting without a table still uses one
+        for i in pair:
+            busy.add((i, slot))
+            n_fixed[i] += 1
+        meeting["fixed"] = {"slot": slot, "table": table}
+        locked += 1
+
+    participants = [
+        {"id": pids[i], "available": available[i], "max_meetings": caps[i]} for i in range(n)
+    ]
+    return {
+        "name": spec.name,
+        "tables": spec.tables,
+        "sessions": sessions,
+        "participants": participants,
+        "meetings": meetings,
+    }
+
+
+# --------------------------------------------------------------------------- CP-SAT
+
+
+def cpsat(instance: Instance, time_limit: float, seed: int = 0) -> tuple[Schedule, dict[str, Any]]:
+    """OR-Tools CP-SAT on the same problem: x[m,t] booleans, one slot per meeting at most
+    (exactly the locked one if fixed), a participant in one meeting per slot, caps,
+    tables as a per-slot capacity; idle with booleans per participant and slot:
+    `before` >= any meeting earlier in the session (or now), `after` >= any later
+    (or now), `gap` >= before + after - 1 - busy. Minimising pushes them down to their
+    true values, so the summed gaps are the idle slots. Objective: maximise
+    priority * BIG - idle, BIG exceeding any possible idle total."""
+    from ortools.sat.python import cp_model
+
+    started = time.monotonic()
+    model = cp_model.CpModel()
+    slots = [t.id for s in instance.sessions for t in s.slots]
+    index = {t: k for k, t in enumerate(slots)}
+    sessions = [[index[t.id] for t in s.slots] for s in instance.sessions]
+    avail = {
+        q.id: set(range(len(slots))) if q.available is None else {index[t] for t in q.available}
+        for q in instance.participants
+    }
+    x: dict[tuple[str, int], Any] = {}
+    per_part_slot: dict[tuple[str, int], list[Any]] = {}
+    per_part: dict[str, list[Any]] = {}
+    onsite_at: dict[int, list[Any]] = {}
+    priority_terms = []
+    for m in instance.meetings:
+        common = set.intersection(*(avail[pid] for pid in m.participants))
+        if m.fixed is not None:
+            common = {index[m.fixed.slot]}
+        here = []
+        for t in sorted(common):
+            v = model.new_bool_var(f"x_{m.id}_{t}")
+            x[(m.id, t)] = v
+            here.append(v)
+            for pid in m.participants:
+                per_part_slot.setdefault((pid, t), []).append(v)
+                per_part.setdefault(pid, []).append(v)
+            if m.onsite:
+                onsite_at.setdefault(t, []).append(v)
+            priority_terms.append(m.priority * v)
+        if m.fixed is not None:
+            model.add(sum(here) == 1)
+        elif here:
+            model.add_at_most_one(here)
+    for vs in per_part_slot.values():
+        if len(vs) > 1:
+            model.add_at_most_one(vs)
+    for p in instance.participants:
+        if p.max_meetings is not None and len(per_part.get(p.id, [])) > p.max_meetings:
+            model.add(sum(per_part[p.id]) <= p.max_meetings)
+    for vs in onsite_at.values():
+        if len(vs) > instance.tables:
+            model.add(sum(vs) <= instance.tables)
+
+    gaps = []
+    for p in instance.participants:
+        for sess in sessions:
+            busy = [per_part_slot.get((p.id, t), []) for t in sess]
+            if sum(1 for b in busy if b) < 3:
+                continue  # no gap possible without a slot in between
+            before = [model.new_bool_var("") for _ in sess]
+            after = [model.new_bool_var("") for _ in sess]
+            for k, b in enumerate(busy):
+                for v in b:
+                    model.add_implication(v, before[k])
+                    model.add_implication(v, after[k])
+                if k:
+                    model.add_implication(before[k - 1], before[k])
+                    model.add_implication(after[k], after[k - 1])
+            for k in range(1, len(sess) - 1):
+                g = model.new_bool_var("")
+                model.add(g >= before[k] + after[k] - 1 - sum(busy[k]))
+                gaps.append(g)
+    big = len(gaps) + 1
+    model.maximize(big * sum(priority_terms) - sum(gaps))
+    built = time.monotonic() - started
+
+    class Progress(cp_model.CpSolverSolutionCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.best_at = 0.0
+
+        def on_solution_callback(self) -> None:
+            self.best_at = self.wall_time
+
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = time_limit
+    solver.parameters.num_workers = 2
+    solver.parameters.random_seed = seed
+    progress = Progress()
+    status = solver.solve(model, progress)
+    bound = solver.best_objective_bound
+    info: dict[str, Any] = {
+        "best_at": round(built + progress.best_at, 3),
+        # what the bound proves: priority <= ub; and idle >= idle_lb if priority == ub
+        "priority_ub": -(-int(bound) // big) if status != cp_model.UNKNOWN else None,
+        "idle_lb": (-(-int(bound) // big)) * big - int(bound)
+        if status != cp_model.UNKNOWN
+        else None,
+        "status": solver.status_name(status),
+        "build_s": round(built, 3),
+        "variables": len(model.proto.variables),
+        "constraints": len(model.proto.constraints),
+        "best_bound": solver.best_objective_bound
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+        else None,
+        "objective": solver.objective_value
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+        else None,
+        "big": big,
+    }
+    schedule = Schedule()
+    info["solved"] = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    if not info["solved"]:
+        return schedule, info
+    chosen: dict[str, int] = {}
+    for (mid, t), v in x.items():
+        if solver.value(v):
+            chosen[mid] = t
+    # tables: locked numbers first, then the lowest free ones
+    taken: dict[int, set[int]] = {}
+    for m in instance.meetings:
+        if m.id in chosen and m.fixed is not None and m.fixed.table is not None:
+            taken.setdefault(chosen[m.id], set()).add(m.fixed.table)
+    for m in instance.meetings:
+        if m.id not in chosen:
+            schedule.unscheduled.append(Unscheduled(m.id, "not placed by CP-SAT"))
+            continue
+        t = chosen[m.id]
+        table: int | None = None
+        if m.onsite:
+            if m.fixed is not None and m.fixed.table is not None:
+                table = m.fixed.table
+            else:
+                used = taken.setdefault(t, set())
+                table = 1
+                while table in used:
+                    table += 1
+                used.add(table)
+        schedule.assignments.append(Assignment(m.id, slots[t], table))
+    return schedule, info
+
+
+def priority_bound(instance: Instance, time_limit: float = 30.0) -> int | None:
+    """An upper bound on the summed priority: the problem without slots and tables
+    (caps, common availability, at most one meeting per available slot of each
+    participant, fixed meetings in), solved by CP-SAT; None if it is not solved."""
+    from ortools.sat.python import cp_model
+
+    model = cp_model.CpModel()
+    n_slots = len(instance.slots)
+    avail = {
+        q.id: None if q.available is None else q.available for q in instance.participants
+    }
+    x = {m.id: model.new_bool_var(m.id) for m in instance.meetings}
+    mine: dict[str, list[Any]] = {}
+    for m in instance.meetings:
+        sets = [a for pid in m.participants if (a := avail[pid]) is not None]
+        if m.fixed is not None:
+            model.add(x[m.id] == 1)
+        elif sets and not frozenset.intersection(*sets):
+            model.add(x[m.id] == 0)
+        for pid in m.participants:
+            mine.setdefault(pid, []).append(x[m.id])
+    for q in instance.participants:
+        vs = mine.get(q.id, [])
+        room = n_slots if q.available is None else len(q.available)
+        if q.max_meetings is not None:
+            room = min(room, q.max_meetings)
+        if len(vs) > room:
+            model.add(sum(vs) <= room)
+    model.maximize(sum(m.priority * x[m.id] for m in instance.meetings))
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = time_limit
+    solver.parameters.num_workers = 2
+    status = solver.solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    return int(solver.best_objective_bound + 1e-6)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class Row:
+    instance: str
+    method: str
+    meetings: int
+    placed: int
+    priority: int
+    priority_total: int
+    idle: int
+    seconds: float
+    best_at: float  # seconds until the final result was first reached
+    valid: bool
+    violations: list[str]
+    extra: dict[str, Any]
+
+
+def run(
+    spec: Spec,
+    instance: Instance,
+    method: str,
+    solve: Callable[[], tuple[Schedule, dict[str, Any]]],
+) -> Row:
+    started = time.monotonic()
+    schedule, extra = solve()
+    seconds = time.monotonic() - started
+    if not extra.get("solved", True):  # CP-SAT without a solution: nothing to check
+        return Row(spec.name, method, len(instance.meetings), 0, 0,
+                   sum(m.priority for m in instance.meetings), 0, round(seconds, 2),
+                   round(seconds, 2), False, ["no solution"], extra)
+    report: Report = check(instance, schedule)
+    return Row(
+        instance=spec.name,
+        method=method,
+        meetings=len(instance.meetings),
+        placed=report.scheduled,
+        priority=report.priority,
+        priority_total=sum(m.priority for m in instance.meetings),
+        idle=report.idle,
+        seconds=round(seconds, 2),
+        best_at=round(float(extra.get("best_at", seconds)), 2),
+        valid=report.valid,
+        violations=[v.message for v in report.violations[:10]],
+        extra=extra,
+    )
+
+
+def _line(row: Row, bound: int | None) -> str:
+    if not row.extra.get("solved", True):
+        return (
+            f"{row.instance:<18} {row.method:<9} {'-':>13} {'-':>16} {'-':>7}"
+            f" {row.seconds:>8.2f} {'-':>8} {'-':>6}"
+        )
+    mark = "=" if bound is not None and row.priority == bound else " "
+    return (
+        f"{row.instance:<18} {row.method:<9} {f'{row.placed}/{row.meetings}':>13}"
+        f" {f'{row.priority}{mark}/{row.priority_total}':>16} {row.idle:>7}"
+        f" {row.seconds:>8.2f} {row.best_at:>8.2f} {'yes' if row.valid else 'NO':>6}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="small sizes and short time limits")
+    ap.add_argument("--only", help="comma-separated instance names to run")
+    ap.add_argument("--seed", type=int, default=1, help="instance generator seed")
+    ap.add_argument("--no-cpsat", action="store_true", help="skip CP-SAT everywhere")
+    ap.add_argument("--save-instances", type=Path, help="write the instances' JSON here")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+
+    specs = QUICK if args.quick else SPECS
+    if args.only:
+        wanted = args.only.split(",")
+        by_name = {s.name: s for s in QUICK + SPECS}  # full-size specs win
+        unknown = [w for w in wanted if w not in by_name]
+        if unknown:
+            ap.error(f"unknown instance(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
+        specs = [by_name[w] for w in wanted]
+    load_start = os.getloadavg()
+    print(
+        f"# load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}"
+        f" ({os.cpu_count()} cores); the machine may be shared: compare within this run",
+        flush=True,
+    )
+    rows: list[Row] = []
+    instances: list[dict[str, Any]] = []
+    header = (
+        f"{'instance':<18} {'method':<9} {'placed':>13} {'priority':>16} {'idle':>7}"
+        f" {'time (s)':>8} {'best (s)':>8} {'valid':>6}"
+    )
+    print(header)
+    print("-" * len(header), flush=True)
+    for spec in specs:
+        t0 = time.monotonic()
+        doc = generate(spec, args.seed)
+        instance = parse_instance(doc)
+        gen_s = time.monotonic() - t0
+        if args.save_instances:
+            args.save_instances.mkdir(parents=True, exist_ok=True)
+            (args.save_instances / f"{spec.name}.json").write_text(json.dumps(doc))
+        t0 = time.monotonic()
+        bound = priority_bound(instance)
+        bound_s = time.monotonic() - t0
+        n_onsite = sum(1 for m in instance.meetings if m.onsite)
+        n_slots = len(instance.slots)
+        info: dict[str, Any] = {
+            "name": spec.name,
+            "spec": asdict(spec),
+            "participants": len(instance.participants),
+            "meetings": len(instance.meetings),
+            "onsite": n_onsite,
+            "fixed": sum(1 for m in instance.meetings if m.fixed is not None),
+            "capped": sum(1 for q in instance.participants if q.max_meetings is not None),
+            "limited": sum(1 for q in instance.participants if q.available is not None),
+            "slots": n_slots,
+            "tables": instance.tables,
+            "table_load": round(n_onsite / max(1, n_slots * instance.tables), 3),
+            "priority_bound": bound,
+            "bound_s": round(bound_s, 2),
+            "generated_s": round(gen_s, 2),
+        }
+        instances.append(info)
+
+        def do_greedy(inst: Instance = instance) -> tuple[Schedule, dict[str, Any]]:
+            return greedy(inst), {}
+
+        def do_optimise(
+            inst: Instance = instance, limit: float = spec.time_limit
+        ) -> tuple[Schedule, dict[str, Any]]:
+            stats = Stats()
+            schedule = optimise(inst, time_limit=limit, seed=0, stats=stats)
+            return schedule, asdict(stats)
+
+        methods: list[tuple[str, Callable[[], tuple[Schedule, dict[str, Any]]]]] = [
+            ("greedy", do_greedy),
+            ("optimise", do_optimise),
+        ]
+        skip_reason = None
+        if args.no_cpsat:
+            skip_reason = "skipped (--no-cpsat)"
+        elif not spec.cpsat:
+            skip_reason = (
+                f"skipped: {len(instance.meetings)} meetings x {n_slots} slots is far past what"
+                " its model handles in the limit (it found no solution at all for 2,500)"
+            )
+        else:
+
+            def do_cpsat(
+                inst: Instance = instance, limit: float = spec.time_limit
+            ) -> tuple[Schedule, dict[str, Any]]:
+                return cpsat(inst, limit)
+
+            methods.append(("cp-sat", do_cpsat))
+        done = [run(spec, instance, method, solve) for method, solve in methods]
+        for row in done:
+            ub = row.extra.get("priority_ub") if row.extra.get("solved") else None
+            if ub is not None and (bound is None or ub < bound):
+                bound = ub  # CP-SAT's bound is tighter than the relaxation's
+        info["priority_bound_best"] = bound
+        for row in done:
+            rows.append(row)
+            method = row.method
+            line = _line(row, bound)
+            if method == "cp-sat":
+                x = row.extra
+                if x["status"] in ("OPTIMAL", "FEASIBLE"):
+                    line += f"  {x['status'].lower()}, proves priority <= {x['priority_ub']}"
+                    if x["priority_ub"] == row.priority:
+                        line += f" and idle >= {x['idle_lb']}"
+                else:
+                    line += f"  {x['status'].lower()}: no solution within {spec.time_limit:.0f} s"
+            print(line, flush=True)
+            if not row.valid and row.extra.get("solved", True):
+                for v in row.violations:
+                    print(f"    violation: {v}")
+        if skip_reason:
+            print(f"{spec.name:<18} {'cp-sat':<9} {skip_reason}", flush=True)
+    load_end = os.getloadavg()
+    print(
+        f"# load average at end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}"
+    )
+    print(
+        "# placed: meetings scheduled; priority: summed priority placed / of all meetings,"
+        " '=' where it equals the best upper bound known (the relaxation's below, or CP-SAT's"
+        " where lower); idle: idle slots summed over participants and"
+        " sessions; time: wall time of the method; best: when its final result was reached"
+    )
+    for x in instances:
+        print(
+            f"# {x['name']}: {x['participants']} participants, {x['meetings']} meetings"
+            f" ({x['onsite']} onsite, {x['fixed']} fixed), {x['slots']} slots, {x['tables']}"
+            f" tables (onsite load {x['table_load']:.0%}), {x['capped']} capped and"
+            f" {x['limited']} with limited availability; priority <= {x['priority_bound']}"
+            f" (relaxation: no slots or tables); time limit {x['spec']['time_limit']:.0f} s"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "when": datetime.now().astimezone().isoformat(timespec="seconds"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_start": load_start,
+                    "load_end": load_end,
+                },
+                "instances": instances,
+                "results": [asdict(r) for r in rows],
+            },
+            indent=2,
+        )
+    )
+    print(f"# results in {args.out}")
+    return 0 if all(r.valid for r in rows if r.extra.get("solved", True)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

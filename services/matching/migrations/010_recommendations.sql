@@ -1,0 +1,33 @@
+-- Recommendations: each participant's text vectors, and each approved
+-- participant's ranked list of partners (services/matching/recommendations.py).
+
+-- One vector per request and per offer (float32 little-endian, `dimension` wide,
+-- in the order of participants.requests / participants.offers). `digest` covers
+-- the texts and the model, so a profile update re-embeds only when they changed.
+CREATE TABLE IF NOT EXISTS participant_vectors (
+    registration_id text PRIMARY KEY,
+    event_id        text NOT NULL,
+    model           text NOT NULL,
+    digest          text NOT NULL,
+    dimension       integer NOT NULL,
+    request_vectors bytea NOT NULL,
+    offer_vectors   bytea NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS participant_vectors_by_event ON participant_vectors (event_id);
+
+-- The best K partners of an approved participant, best first (ties by partner id).
+-- Reasons are worded when the list is read, from both profiles and their vectors.
+CREATE TABLE IF NOT EXISTS recommendation_lists (
+    registration_id text PRIMARY KEY,
+    event_id        text NOT NULL,
+    partner_ids     text[] NOT NULL,
+    scores          real[] NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CHECK (cardinality(partner_ids) = cardinality(scores))
+);
+
+CREATE INDEX IF NOT EXISTS recommendation_lists_by_event ON recommendation_lists (event_id);
+-- "Which lists hold this participant?" when it changes or leaves.
+CREATE INDEX IF NOT EXISTS recommendation_lists_by_partner
+    ON recommendation_lists USING gin (partner_ids);

@@ -1,0 +1,1 @@
+"""Ways out of the service: email (SMTP), calendar entries (iCalendar), webhooks (HTTP)."""

@@ -1,0 +1,45 @@
+"""Contact details, fetched from registration's API at send time and never stored here.
+
+Registration seals representatives' details with a key per registration and
+destroys the key on erasure; it is the only service that can read them. After
+erasure it answers with no representatives, and nothing is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+
+class ContactsUnavailable(Exception):
+    """Registration could not be asked (down, slow, 5xx): try again later."""
+
+
+@dataclass(frozen=True)
+class Contacts:
+    emails: tuple[str, ...]
+    why_none: str = ""  # when there are no emails: why
+
+
+class RegistrationContacts:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, admin_key: str) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._key = admin_key
+
+    async def of(self, registration_id: str) -> Contacts:
+        url = f"{self._base}/api/registrations/{registration_id}/contacts"
+        try:
+            response = await self._http.get(url, headers={"X-API-Key": self._key})
+        except httpx.HTTPError as exc:
+            raise ContactsUnavailable(f"registration unreachable: {exc!r}") from exc
+        if response.status_code == 404:
+            return Contacts((), "registration unknown to the registration service")
+        if response.status_code != 200:
+            raise ContactsUnavailable(f"registration answered {response.status_code}")
+        representatives = response.json().get("representatives")
+        if representatives is None:
+            return Contacts((), "personal data erased: no contact details")
+        emails = tuple(dict.fromkeys(r["email"] for r in representatives if r.get("email")))
+        return Contacts(emails, "" if emails else "no representative has an email address")

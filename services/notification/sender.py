@@ -1,0 +1,369 @@
+"""The background sender: claims due deliveries, sends them, records the outcome.
+
+Workers (`delivery_workers`) each loop: in one transaction, lock one due row
+(`FOR UPDATE SKIP LOCKED`), send it, record sent / retry later / failed /
+skipped, commit. They wake on NOTIFY from the deliveries trigger and poll as a
+fallback, so a timer (a reminder, a digest, a retry) fires within one poll
+interval of its time, whether or not the process was restarted meanwhile.
+
+What this guarantees: a delivery row is sent until an attempt succeeds or its
+attempts run out, and never by two workers at once. If the process dies after
+the SMTP server (or webhook receiver) accepted a message but before the commit,
+the row is still pending and is sent again, with the same Message-ID (or
+webhook-id): at least once, at most once more per crash, recognisably the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import httpx
+
+from services.notification import domain, queue, reads
+from services.notification.channels import calendar, email, webhooks
+from services.notification.contacts import ContactsUnavailable, RegistrationContacts
+from services.notification.domain import CalendarEntry, Kind
+from services.notification.queue import Delivery
+from services.notification.templates import (
+    Rendered,
+    RenderInput,
+    calendar_summary,
+    render,
+    render_digest,
+)
+from shared.contracts.notification import Channel
+from shared.runtime import ServiceRuntime
+from shared.settings import NotificationSettings
+
+log = logging.getLogger(__name__)
+
+
+class Skip(Exception):
+    """Nothing to send, on purpose; the reason goes to the delivery log."""
+
+
+class Transient(Exception):
+    """This attempt failed; try again after the backoff (or fail after the last attempt)."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Links:
+    base_url: str
+    secret: str
+
+    def unsubscribe(self, registration_id: str) -> str:
+        token = domain.sign_link(self.secret, "unsubscribe", registration_id, "*")
+        return f"{self.base_url}/unsubscribe/{token}"
+
+    def feed(self, registration_id: str) -> str:
+        token = domain.sign_link(self.secret, "feed", registration_id)
+        return f"{self.base_url}/calendar/{token}.ics"
+
+
+class Sender:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        settings: NotificationSettings,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self._s = settings
+        self._http = http
+        self._contacts = RegistrationContacts(
+            http, settings.registration_url, settings.platform_admin_key
+        )
+        self._links = Links(settings.public_base_url.rstrip("/"), settings.notification_link_secret)
+        self._domain = email.mail_domain(settings.smtp_sender)
+        self._wakeup = asyncio.Event()
+
+    # -- loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        listener: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        try:
+            await listener.add_listener("deliveries", self._notified)
+            workers = [
+                asyncio.create_task(self._work(), name=f"notification-sender-{n}")
+                for n in range(self._s.delivery_workers)
+            ]
+            try:
+                await asyncio.gather(*workers)
+            finally:
+                for worker in workers:
+                    worker.cancel()
+        finally:
+            await listener.close()
+
+    def _notified(self, *_: object) -> None:
+        # Wake every waiting worker: they all wait on the current event.
+        self._wakeup.set()
+        self._wakeup = asyncio.Event()
+
+    async def _work(self) -> None:
+        while True:
+            wakeup = self._wakeup
+            try:
+                busy = await self.send_one()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("notification sender: a delivery could not be processed")
+                busy = False
+            if not busy:
+                try:
+                    await asyncio.wait_for(wakeup.wait(), self._s.delivery_poll_seconds)
+                except TimeoutError:
+                    pass
+
+    async def send_one(self) -> bool:
+        """Claim and process one due delivery; False when none is due."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            delivery = await queue.claim(conn)
+            if delivery is None:
+                return False
+            try:
+                async with conn.transaction():  # a savepoint
+                    await self._process(conn, delivery)
+            except (asyncpg.PostgresConnectionError, OSError):
+                raise  # the row stays locked until the connection goes, then is due again
+            except Exception as exc:
+                # A fault of ours (a bug, bad data): count it as a failed attempt, so
+                # the row backs off and ends as failed instead of blocking the queue.
+                log.exception("delivery %s could not be processed", delivery.delivery_id)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                await self._failed_attempt(conn, delivery, reason, permanent=False)
+            return True
+
+    async def _process(self, conn: asyncpg.Connection, d: Delivery) -> None:
+        batch = await queue.claim_digest(conn, d) if d.digest else [d]
+        sent: Sequence[Delivery] = batch
+        try:
+            if d.channel is Channel.WEBHOOK:
+                message_id = await self._webhook(conn, d)
+            elif d.digest:
+                message_id, sent = await self._digest(conn, batch)
+            else:
+                message_id = await self._email(conn, d)
+        except Skip as skip:
+            for one in batch:
+                await queue.skipped(conn, one, str(skip))
+            return
+        except Transient as exc:
+            for one in batch:
+                await self._failed_attempt(conn, one, str(exc), permanent=exc.permanent)
+            return
+        for one in sent:
+            await queue.sent(conn, one, message_id)
+
+    async def _failed_attempt(
+        self, conn: asyncpg.Connection, d: Delivery, reason: str, *, permanent: bool
+    ) -> None:
+        attempts = d.attempts + 1
+        if permanent or attempts >= self._s.delivery_max_attempts:
+            log.warning("delivery %s failed after %d attempts: %s", d.delivery_id, attempts, reason)
+            await queue.failed(conn, d, reason)
+        else:
+            delay = domain.backoff(attempts, self._s.delivery_backoff_seconds)
+            await queue.retry(conn, d, delay, reason)
+
+    # -- email ----------------------------------------------------------------
+
+    async def _check(self, conn: asyncpg.Connection, d: Delivery) -> reads.Preferences:
+        who = await reads.recipient(conn, d.recipient)
+        if who.erased:
+            raise Skip("personal data erased")
+        prefs = await reads.preferences(conn, d.recipient)
+        if not domain.wants(Kind(d.template), prefs.muted, prefs.unsubscribed):
+            raise Skip("unsubscribed" if prefs.unsubscribed else f"{d.template} muted")
+        if d.template == Kind.MEETING_REMINDER:
+            await self._check_reminder(conn, d)
+        return prefs
+
+    async def _check_reminder(self, conn: asyncpg.Connection, d: Delivery) -> None:
+        start = datetime.fromisoformat(d.context["facts"]["start"])
+        row = await conn.fetchrow(
+            "SELECT slot_start, placed, cancelled FROM meetings WHERE meeting_id = $1",
+            d.meeting_id,
+        )
+        if row is None or not row["placed"] or row["cancelled"] or row["slot_start"] != start:
+            raise Skip("the meeting is no longer at this time")
+        if datetime.now(UTC) >= start:
+            raise Skip("the meeting has already started")
+
+    async def _addresses(self, d: Delivery) -> tuple[str, ...]:
+        try:
+            found = await self._contacts.of(d.recipient)
+        except ContactsUnavailable as exc:
+            raise Transient(str(exc)) from exc
+        if not found.emails:
+            raise Skip(found.why_none)
+        return found.emails
+
+    async def _render(
+        self, conn: asyncpg.Connection, d: Delivery, prefs: reads.Preferences, *, standalone: bool
+    ) -> tuple[Rendered, CalendarEntry | None, str]:
+        ctx = d.context
+        facts = ctx["facts"]
+        people = [
+            d.recipient,
+            *facts.get("participants", []),
+            *(facts[k] for k in ("requester_id", "recipient_id") if facts.get(k)),
+        ]
+        known = await reads.names(conn, people)
+        entry = CalendarEntry.from_json(ctx["calendar"]) if ctx.get("calendar") else None
+        agenda = []
+        if d.template == Kind.AGENDA_PUBLISHED:
+            agenda = [a.item for a in await reads.agenda(conn, d.recipient)]
+        data = RenderInput(
+            kind=Kind(d.template),
+            recipient_id=d.recipient,
+            recipient_name=known.get(d.recipient, "participant"),
+            time_zone=prefs.time_zone,
+            event=await reads.event_info(conn, d.event_id),
+            facts=facts,
+            names=known,
+            calendar=entry,
+            unsubscribe_url=self._links.unsubscribe(d.recipient),
+            feed_url=self._links.feed(d.recipient),
+            agenda=agenda,
+        )
+        return render(data, standalone=standalone), entry, calendar_summary(data)
+
+    async def _email(self, conn: asyncpg.Connection, d: Delivery) -> str:
+        prefs = await self._check(conn, d)
+        to = await self._addresses(d)
+        rendered, entry, summary = await self._render(conn, d, prefs, standalone=True)
+        attachment = None
+        if entry is not None:
+            event = await reads.event_info(conn, d.event_id)
+            ics = calendar.entry_ics(
+                entry,
+                summary=summary,
+                location=_location(entry, event.venue),
+                organizer=email.envelope_sender(self._s.smtp_sender),
+                attendees=to,
+            )
+            attachment = email.Calendar(entry.method, ics)
+        await self._smtp(d.message_id, to, rendered, d, attachment)
+        return d.message_id
+
+    async def _digest(
+        self, conn: asyncpg.Connection, batch: Sequence[Delivery]
+    ) -> tuple[str, list[Delivery]]:
+        first = batch[0]
+        who = await reads.recipient(conn, first.recipient)
+        if who.erased:
+            raise Skip("personal data erased")
+        prefs = await reads.preferences(conn, first.recipient)
+        if prefs.unsubscribed:
+            raise Skip("unsubscribed")
+        wanted = [d for d in batch if domain.wants(Kind(d.template), prefs.muted, False)]
+        for d in batch:
+            if d not in wanted:
+                await queue.skipped(conn, d, f"{d.template} muted")
+        if not wanted:
+            raise Skip("every message of the digest is muted")
+        to = await self._addresses(first)
+        parts = [(await self._render(conn, d, prefs, standalone=False))[0] for d in wanted]
+        event = await reads.event_info(conn, first.event_id)
+        rendered = render_digest(
+            who.name, event.name, parts, self._links.unsubscribe(first.recipient)
+        )
+        message_id = domain.digest_message_id(first.recipient, first.next_attempt_at, self._domain)
+        await self._smtp(message_id, to, rendered, first, None, kind="digest")
+        return message_id, wanted
+
+    async def _smtp(
+        self,
+        message_id: str,
+        to: Sequence[str],
+        rendered: Rendered,
+        d: Delivery,
+        attachment: email.Calendar | None,
+        *,
+        kind: str | None = None,
+    ) -> None:
+        msg = email.build(
+            sender=self._s.smtp_sender,
+            to=to,
+            rendered=rendered,
+            message_id=message_id,
+            date=datetime.now(UTC),
+            unsubscribe_url=self._links.unsubscribe(d.recipient),
+            kind=kind or d.template,
+            calendar=attachment,
+        )
+        try:
+            await email.send(
+                msg,
+                host=self._s.smtp_host,
+                port=self._s.smtp_port,
+                timeout_seconds=self._s.smtp_timeout_seconds,
+            )
+        except email.SendFailed as exc:
+            raise Transient(str(exc), permanent=exc.permanent) from exc
+
+    # -- webhooks ---------------------------------------------------------------
+
+    async def _webhook(self, conn: asyncpg.Connection, d: Delivery) -> str:
+        endpoint = await conn.fetchrow(
+            "SELECT url, secret, active FROM webhook_endpoints WHERE endpoint_id = $1::uuid",
+            d.recipient,
+        )
+        if endpoint is None or not endpoint["active"]:
+            raise Skip("the endpoint was removed")
+        body = webhook_body(d)
+        try:
+            await webhooks.post(
+                self._http,
+                endpoint["url"],
+                secret=endpoint["secret"],
+                webhook_id=d.message_id,
+                timestamp=int(datetime.now(UTC).timestamp()),
+                body=body,
+            )
+        except webhooks.WebhookFailed as exc:
+            raise Transient(str(exc), permanent=exc.permanent) from exc
+        return d.message_id
+
+
+def webhook_body(d: Delivery) -> bytes:
+    """The JSON posted for a webhook delivery: the same bytes on every attempt."""
+    ctx = d.context
+    data = {
+        "event_id": ctx["event_id"],
+        "meeting_id": ctx.get("meeting_id"),
+        "recipients": ctx.get("recipients", []),
+        **ctx.get("facts", {}),
+    }
+    if ctx.get("calendar"):
+        data["calendar"] = ctx["calendar"]
+    payload = {"type": d.template, "timestamp": ctx.get("occurred_at"), "data": data}
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _location(entry: CalendarEntry, venue: str) -> str:
+    if entry.mode == "online":
+        return "Online"
+    return f"Table {entry.table}, {venue}" if entry.table is not None else venue
+
+
+async def run(runtime: ServiceRuntime) -> None:
+    """The service's background task (see `ServiceRuntime(background=...)`)."""
+    settings = runtime.settings
+    assert isinstance(settings, NotificationSettings)
+    async with httpx.AsyncClient(timeout=settings.webhook_timeout_seconds) as http:
+        await Sender(runtime.pool, runtime.dsn, settings, http).run()

@@ -1,0 +1,203 @@
+"""Scheduling's rules around the solver, pure: instances from the projection, changes as events.
+
+The solver (`services.scheduling.solver`) decides where meetings go; this module turns the
+service's view of an event (grid, attendees, meetings) into a solver `Instance`, and the
+solver's answers into the events the service publishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from services.scheduling.grid import EventGrid, Interval, available_slots
+from services.scheduling.solver import (
+    Assignment,
+    Fixed,
+    Instance,
+    Meeting,
+    Participant,
+    Schedule,
+    Session,
+    Slot,
+)
+from shared.contracts.base import EventPayload
+from shared.contracts.matching import MeetingMode
+from shared.contracts.scheduling import (
+    MeetingUnschedulable,
+    ReleaseReason,
+    SlotAssigned,
+    SlotReleased,
+)
+
+Mode = Literal["onsite", "online"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attendee:
+    registration_id: str
+    attendance: str  # on_site | remote
+    availability: tuple[Interval, ...] = ()
+    approved: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    slot_id: str
+    table: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgendaMeeting:
+    """A meeting as the projection holds it."""
+
+    meeting_id: str
+    participants: tuple[str, ...]
+    mode: Mode
+    status: str  # pending | placed | unscheduled | cancelled
+    place: Place | None = None
+    locked: bool = False
+
+
+def meeting_mode(mode: str, attendances: Sequence[str]) -> Mode:
+    """Online when matching says so or any side attends remotely; else on site."""
+    if mode == MeetingMode.ONLINE.value or any(a == "remote" for a in attendances):
+        return "online"
+    return "onsite"
+
+
+def build_instance(
+    grid: EventGrid,
+    attendees: Mapping[str, Attendee],
+    meetings: Sequence[AgendaMeeting],
+) -> Instance:
+    """The solver's instance: the event's grid, the meetings' participants and the meetings.
+
+    A locked meeting is fixed where it is; an unknown attendee is available throughout.
+    """
+    sessions = tuple(
+        Session(sid, tuple(Slot(s.id, s.start.isoformat(), s.end.isoformat()) for s in slots))
+        for sid, slots in grid.sessions_of_slots()
+    )
+    ids: dict[str, None] = {}
+    for m in meetings:
+        for pid in m.participants:
+            ids.setdefault(pid, None)
+    participants = tuple(
+        Participant(
+            pid,
+            available_slots(grid, attendees[pid].availability) if pid in attendees else None,
+            grid.max_meetings,
+        )
+        for pid in ids
+    )
+    return Instance(
+        name=grid.event_id,
+        tables=grid.tables,
+        sessions=sessions,
+        participants=participants,
+        meetings=tuple(
+            Meeting(
+                m.meeting_id,
+                m.participants,
+                m.mode,
+                fixed=Fixed(m.place.slot_id, m.place.table) if m.locked and m.place else None,
+            )
+            for m in meetings
+        ),
+    )
+
+
+def current_schedule(meetings: Sequence[AgendaMeeting]) -> Schedule:
+    """The placed meetings as a solver schedule."""
+    return Schedule(
+        [Assignment(m.meeting_id, m.place.slot_id, m.place.table) for m in meetings if m.place]
+    )
+
+
+# -- changes ---------------------------------------------------------------------------
+
+ChangeKind = Literal["assigned", "moved", "released", "unscheduled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a re-optimisation does to one meeting.
+
+    assigned: had no place, has one now; moved: another slot or table; released: had a place,
+    has none now; unscheduled: had none and still has none (the reason may differ).
+    """
+
+    meeting_id: str
+    kind: ChangeKind
+    place: Place | None = None
+    reason: str | None = None
+
+
+def diff(before: Mapping[str, Place | None], after: Schedule) -> list[Change]:
+    """The changes from `before` (every meeting's place, or None) to the schedule `after`.
+
+    Meetings that stay where they are produce no change.
+    """
+    changes: list[Change] = []
+    for a in after.assignments:
+        new = Place(a.slot, a.table)
+        old = before.get(a.meeting)
+        if old is None:
+            changes.append(Change(a.meeting, "assigned", new))
+        elif old != new:
+            changes.append(Change(a.meeting, "moved", new))
+    for u in after.unscheduled:
+        kind: ChangeKind = "released" if before.get(u.meeting) is not None else "unscheduled"
+        changes.append(Change(u.meeting, kind, reason=u.reason))
+    return changes
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+def slot_assigned(grid: EventGrid, meeting: AgendaMeeting, place: Place) -> SlotAssigned:
+    slot = grid.by_id[place.slot_id]
+    return SlotAssigned(
+        meeting_id=meeting.meeting_id,
+        event_id=grid.event_id,
+        participants=list(meeting.participants),
+        slot_start=slot.start,
+        slot_end=slot.end,
+        table=place.table,
+        mode=MeetingMode(meeting.mode),
+    )
+
+
+def slot_released(grid: EventGrid, meeting: AgendaMeeting, reason: ReleaseReason) -> SlotReleased:
+    return SlotReleased(
+        meeting_id=meeting.meeting_id,
+        event_id=grid.event_id,
+        participants=list(meeting.participants),
+        reason=reason,
+    )
+
+
+def unschedulable(grid: EventGrid, meeting: AgendaMeeting, reason: str) -> MeetingUnschedulable:
+    return MeetingUnschedulable(
+        meeting_id=meeting.meeting_id,
+        event_id=grid.event_id,
+        participants=list(meeting.participants),
+        reason=reason,
+    )
+
+
+def events_of(
+    grid: EventGrid, meetings: Mapping[str, AgendaMeeting], changes: Sequence[Change]
+) -> list[EventPayload]:
+    """The events announcing a re-optimisation's changes (none for still-unscheduled)."""
+    out: list[EventPayload] = []
+    for c in changes:
+        meeting = meetings[c.meeting_id]
+        if c.kind in ("assigned", "moved"):
+            assert c.place is not None
+            out.append(slot_assigned(grid, meeting, c.place))
+        elif c.kind == "released":
+            out.append(slot_released(grid, meeting, ReleaseReason.REOPTIMISED))
+    return out

@@ -1,0 +1,149 @@
+"""Read side of the agenda: the event's grid, a participant's agenda, the unscheduled."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+
+from services.scheduling.grid import EventGrid
+from services.scheduling.handlers import authorise_organiser, load_grid
+from shared.auth import Principal
+from shared.errors import NotFound, RuleViolation
+
+
+async def _grid(conn: asyncpg.Connection, event_id: str) -> EventGrid:
+    grid = await load_grid(conn, event_id)
+    if grid is None:
+        raise NotFound("brokerage event", event_id)
+    return grid
+
+
+def _meeting(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "meeting_id": row["meeting_id"],
+        "participants": list(row["participants"]),
+        "mode": row["mode"],
+        "table": row["table_no"],
+        "locked": row["locked"],
+    }
+
+
+async def agenda(conn: asyncpg.Connection, principal: Principal, event_id: str) -> dict[str, Any]:
+    """Slots x tables, with the online meetings of each slot beside its tables."""
+    grid = await _grid(conn, event_id)
+    authorise_organiser(principal, grid)
+    rows = await conn.fetch(
+        "SELECT * FROM meetings WHERE event_id = $1 AND status = 'placed'"
+        " ORDER BY slot_start, table_no NULLS LAST, meeting_id",
+        event_id,
+    )
+    by_slot: dict[str, list[asyncpg.Record]] = {}
+    for r in rows:
+        by_slot.setdefault(r["slot_id"], []).append(r)
+    slots = []
+    for s in grid.slots:
+        here = by_slot.get(s.id, [])
+        tables: dict[int, dict[str, Any]] = {
+            r["table_no"]: _meeting(r) for r in here if r["table_no"] is not None
+        }
+        slots.append(
+            {
+                "slot_id": s.id,
+                "start": s.start.isoformat(),
+                "end": s.end.isoformat(),
+                "tables": [
+                    {"table": n, "meeting": tables.get(n)} for n in range(1, grid.tables + 1)
+                ],
+                "online": [_meeting(r) for r in here if r["table_no"] is None],
+            }
+        )
+    counts = await conn.fetch(
+        "SELECT status, count(*) AS n FROM meetings WHERE event_id = $1 GROUP BY status",
+        event_id,
+    )
+    return {
+        "event_id": event_id,
+        "time_zone": grid.time_zone,
+        "tables": grid.tables,
+        "published": grid.published,
+        "counts": {r["status"]: r["n"] for r in counts},
+        "slots": slots,
+    }
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise RuleViolation("tz", f"unknown time zone {name!r}") from exc
+
+
+async def participant_agenda(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    event_id: str,
+    registration_id: str,
+    tz: str | None,
+) -> dict[str, Any]:
+    """A participant's meetings, times in the event's zone and in `tz` (default: the event's)."""
+    grid = await _grid(conn, event_id)
+    if not (principal.role == "organisation" and principal.id == registration_id):
+        authorise_organiser(principal, grid)
+    own = _zone(tz) if tz else grid.zone
+    rows = await conn.fetch(
+        "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants)"
+        " AND status = 'placed' ORDER BY slot_start",
+        event_id,
+        registration_id,
+    )
+
+    def times(prefix: str, start: datetime, end: datetime, zone: ZoneInfo) -> dict[str, str]:
+        return {
+            f"{prefix}start": start.astimezone(zone).isoformat(),
+            f"{prefix}end": end.astimezone(zone).isoformat(),
+        }
+
+    return {
+        "event_id": event_id,
+        "registration_id": registration_id,
+        "time_zone": grid.time_zone,
+        "local_time_zone": str(own),
+        "published": grid.published,
+        "meetings": [
+            {
+                "meeting_id": r["meeting_id"],
+                "with": [p for p in r["participants"] if p != registration_id],
+                "mode": r["mode"],
+                "table": r["table_no"],
+                "slot_id": r["slot_id"],
+                **times("", r["slot_start"], r["slot_end"], grid.zone),
+                **times("local_", r["slot_start"], r["slot_end"], own),
+            }
+            for r in rows
+        ],
+    }
+
+
+async def unscheduled(
+    conn: asyncpg.Connection, principal: Principal, event_id: str
+) -> list[dict[str, Any]]:
+    grid = await _grid(conn, event_id)
+    authorise_organiser(principal, grid)
+    rows = await conn.fetch(
+        "SELECT * FROM meetings WHERE event_id = $1 AND status IN ('unscheduled', 'pending')"
+        " ORDER BY accepted_at, meeting_id",
+        event_id,
+    )
+    return [
+        {
+            "meeting_id": r["meeting_id"],
+            "participants": list(r["participants"]),
+            "mode": r["mode"],
+            "status": r["status"],
+            "reason": r["reason"] or "waiting for the event's definition",
+        }
+        for r in rows
+    ]

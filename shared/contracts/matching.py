@@ -1,0 +1,113 @@
+"""Events published by the matching service on `matching.events`.
+
+One stream per meeting request (`meeting-request-<request_id>`); the record key
+is the brokerage event's id. Every event names the request, the brokerage event
+and both participants (registration ids), so a consumer needs no other topic to
+know who is concerned. `MeetingAccepted` is the one event that says "these two
+meet": it also carries what scheduling needs (each side's attendance and
+organisation type, the meeting type and whether it is held on site or online),
+whether the participants agreed or an organiser arranged it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.contracts.base import EventPayload
+from shared.contracts.registration import Attendance, MeetingType, OrganisationType
+
+
+class MeetingMode(StrEnum):
+    ONSITE = "onsite"  # both participants attend on site: a table is needed
+    ONLINE = "online"  # at least one attends remotely
+
+
+class CancelledBy(StrEnum):
+    PARTICIPANT = "participant"  # one of the two sides
+    ORGANISER = "organiser"  # the event's organiser
+    ADMIN = "admin"  # the platform admin
+    SYSTEM = "system"  # matching itself, e.g. a participant withdrew or was rejected
+
+
+class MeetingParty(BaseModel):
+    """One side of an agreed meeting, as scheduling needs it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    registration_id: str
+    name: str
+    organisation_type: OrganisationType
+    attendance: Attendance
+
+
+class _MatchingEvent(EventPayload):
+    producer: ClassVar[str] = "matching"
+
+    request_id: str
+    event_id: str
+    requester_id: str
+    recipient_id: str
+
+
+class MeetingRequested(_MatchingEvent):
+    """A participant asks another for a meeting; it expires unanswered at `expires_at`."""
+
+    event_name: ClassVar[str] = "MeetingRequested"
+    meeting_type: MeetingType
+    message: str | None = None
+    expires_at: datetime
+
+
+class MeetingAccepted(_MatchingEvent):
+    """The two participants will meet: accepted by the recipient, or arranged by an organiser.
+
+    `participants` lists both sides, requester first. `mode` is `onsite` when both
+    attend on site, else `online`. `mutual` marks a request accepted because the
+    recipient asked for the same meeting; `arranged_by_organiser` one created (or
+    confirmed) by the event's organiser, whose id is then `accepted_by`.
+    """
+
+    event_name: ClassVar[str] = "MeetingAccepted"
+    meeting_type: MeetingType
+    mode: MeetingMode
+    participants: list[MeetingParty]
+    accepted_by: str
+    arranged_by_organiser: bool = False
+    mutual: bool = False
+
+
+class MeetingDeclined(_MatchingEvent):
+    """The recipient declined the request."""
+
+    event_name: ClassVar[str] = "MeetingDeclined"
+    reason: str | None = None
+
+
+class MeetingCancelled(_MatchingEvent):
+    """A pending request withdrawn, or an agreed meeting called off (`was_accepted`)."""
+
+    event_name: ClassVar[str] = "MeetingCancelled"
+    cancelled_by: str  # registration id, organiser id, "admin" or "matching"
+    cancelled_by_role: CancelledBy
+    reason: str | None = None
+    was_accepted: bool
+
+
+class MeetingRequestExpired(_MatchingEvent):
+    """The request stayed unanswered past the event's `request_expiry_hours`."""
+
+    event_name: ClassVar[str] = "MeetingRequestExpired"
+    expired_at: datetime
+
+
+MATCHING_EVENTS: list[type[EventPayload]] = [
+    MeetingRequested,
+    MeetingAccepted,
+    MeetingDeclined,
+    MeetingCancelled,
+    MeetingRequestExpired,
+]

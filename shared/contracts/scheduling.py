@@ -1,0 +1,83 @@
+"""Events published by the scheduling service on `scheduling.events`.
+
+A meeting is identified by matching's meeting-request id: `meeting_id` is the
+`request_id` of the `MeetingAccepted` that made it. The record key is the
+brokerage event's id, so every placement of one event's meetings stays in order.
+
+A move is not an event of its own: **a `SlotAssigned` for a meeting that already
+has a slot is a move** to the new slot (and table). Consumers compare it with
+the slot they know; the same slot and table again is a repeat and changes
+nothing. This keeps one event for "the meeting is now here", whether scheduling
+placed it right after acceptance, re-optimised the agenda or an organiser moved
+it by hand.
+
+`participants` lists both sides' registration ids (requester first, as in
+`MeetingAccepted.participants`), so a consumer needs no other topic to know who
+is concerned. Slot times are timezone-aware datetimes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import AwareDatetime
+
+from shared.contracts.base import EventPayload
+from shared.contracts.matching import MeetingMode
+
+
+class ReleaseReason(StrEnum):
+    MEETING_CANCELLED = "meeting_cancelled"  # matching cancelled the meeting (MeetingCancelled)
+    PARTICIPANT_UNAVAILABLE = "participant_unavailable"  # withdrew, rejected, availability
+    ORGANISER = "organiser"  # the organiser took it off the agenda
+    REOPTIMISED = "reoptimised"  # a full re-optimisation found no slot for it any more
+
+
+class _SchedulingEvent(EventPayload):
+    producer: ClassVar[str] = "scheduling"
+
+    meeting_id: str  # matching's request_id
+    event_id: str
+    participants: list[str]  # registration ids, requester first
+
+
+class SlotAssigned(_SchedulingEvent):
+    """The meeting is placed in this slot (and table, on site); again for a meeting = a move."""
+
+    event_name: ClassVar[str] = "SlotAssigned"
+    slot_start: AwareDatetime
+    slot_end: AwareDatetime
+    table: int | None = None  # None for online meetings
+    mode: MeetingMode
+
+
+class SlotReleased(_SchedulingEvent):
+    """The meeting no longer has a slot; `reason` says why."""
+
+    event_name: ClassVar[str] = "SlotReleased"
+    reason: ReleaseReason
+
+
+class MeetingUnschedulable(_SchedulingEvent):
+    """No slot could be found for an agreed meeting (no shared free slot, caps, tables)."""
+
+    event_name: ClassVar[str] = "MeetingUnschedulable"
+    reason: str
+
+
+class AgendaPublished(EventPayload):
+    """The organiser published the event's agenda; participants may now rely on it."""
+
+    producer: ClassVar[str] = "scheduling"
+    event_name: ClassVar[str] = "AgendaPublished"
+    event_id: str
+    published_at: AwareDatetime
+
+
+SCHEDULING_EVENTS: list[type[EventPayload]] = [
+    SlotAssigned,
+    SlotReleased,
+    MeetingUnschedulable,
+    AgendaPublished,
+]

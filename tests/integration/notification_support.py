@@ -1,0 +1,496 @@
+"""What the notification tests run against, all real and in process or as a subprocess.
+
+- `SmtpSink`: a real SMTP server (aiosmtpd) on a free port in the test's event
+  loop; it keeps every message it accepted and can be told to stall a session.
+- `MiniHttp`: a tiny HTTP/1.1 server (asyncio streams) for the webhook receiver
+  and for registration's contacts endpoint.
+- `ServiceProcess`: `python -m services.notification` (or another service) on a fresh database,
+  with its own consumer group, pointed at the above.
+- `World`: one brokerage event's domain events, as the other services would
+  publish them, produced to the real topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from email.message import Message
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
+
+from shared.auth import digest
+from shared.contracts.base import EventPayload
+from shared.contracts.matching import (
+    CancelledBy,
+    MeetingAccepted,
+    MeetingCancelled,
+    MeetingMode,
+    MeetingParty,
+    MeetingRequested,
+)
+from shared.contracts.registration import (
+    Attendance,
+    BrokerageEventCreated,
+    ClusterRegistered,
+    MeetingType,
+    OrganisationProfile,
+    OrganisationType,
+    OrganiserRegistered,
+    RegistrationApproved,
+)
+from shared.contracts.registration import (
+    Session as EventSession,
+)
+from shared.contracts.scheduling import ReleaseReason, SlotAssigned, SlotReleased
+from shared.envelope import Envelope
+from tests.integration.support import REPO_ROOT, send_envelope, wait_until
+
+ADMIN_KEY = "notification-test-admin-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# -- SMTP ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mail:
+    rcpt_tos: tuple[str, ...]
+    message: Message
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.message["X-Matchmaking-Kind"])
+
+    def part(self, content_type: str) -> str | None:
+        for p in self.message.walk():
+            if p.get_content_type() == content_type:
+                payload = p.get_payload(decode=True)
+                assert isinstance(payload, bytes)
+                return payload.decode()
+        return None
+
+
+# Given a message's recipients: None to accept it, "before" to stall before
+# keeping it (the client never finishes), "after" to keep it and then stall
+# (the client never hears the 250).
+Staller = Callable[[tuple[str, ...]], str | None]
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.mails: list[Mail] = []
+        self.seen_data: list[tuple[str, ...]] = []  # every DATA, accepted or not
+        self.stall: Staller = lambda _: None
+        self._release = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        rcpts = tuple(envelope.rcpt_tos)
+        self.seen_data.append(rcpts)
+        mode = self.stall(rcpts)
+        if mode == "before":
+            await self._release.wait()
+            return "451 try again later"
+        content = envelope.content
+        assert isinstance(content, bytes)
+        self.mails.append(Mail(rcpts, email.message_from_bytes(content)))
+        if mode == "after":
+            await self._release.wait()
+        return "250 OK"
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="sink.test", loop=loop), "127.0.0.1", 0
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def release(self) -> None:
+        self._release.set()
+
+    async def stop(self) -> None:
+        self.release()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    def to(self, address: str) -> list[Mail]:
+        return [m for m in self.mails if address in m.rcpt_tos]
+
+
+# -- HTTP ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.monotonic()
+
+
+Responder = Callable[[HttpRequest], Awaitable[tuple[int, bytes]]]
+
+
+class MiniHttp:
+    """Enough HTTP/1.1 for a test: one request per connection, a JSON answer."""
+
+    def __init__(self, respond: Responder) -> None:
+        self.requests: list[HttpRequest] = []
+        self._respond = respond
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {
+                k.strip().lower(): v.strip()
+                for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)
+            }
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            request = HttpRequest(method, path, headers, body, time.monotonic())
+            self.requests.append(request)
+            status, answer = await self._respond(request)
+            writer.write(
+                f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(answer)}\r\nconnection: close\r\n\r\n".encode()
+                + answer
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+class Contacts:
+    """Registration's contacts endpoint: representatives by registration id (None: erased)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, list[dict[str, str]] | None] = {}
+        self.http = MiniHttp(self._respond)
+
+    async def _respond(self, request: HttpRequest) -> tuple[int, bytes]:
+        if request.headers.get("x-api-key") != ADMIN_KEY:
+            return 401, b"{}"
+        parts = request.path.strip("/").split("/")  # api/registrations/<id>/contacts
+        if len(parts) != 4 or parts[3] != "contacts" or parts[2] not in self.by_id:
+            return 404, b'{"title": "Not found"}'
+        answer = {"registration_id": parts[2], "representatives": self.by_id[parts[2]]}
+        return 200, json.dumps(answer).encode()
+
+
+# -- the service ---------------------------------------------------------------------
+
+
+async def create_database(admin_dsn: str) -> tuple[str, str]:
+    name = f"test_ntf_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name, urlsplit(admin_dsn)._replace(path=f"/{name}").geturl()
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+class ServiceProcess:
+    """`python -m services.<service>` (notification unless told otherwise) on a free port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, service: str = "notification") -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.service = service
+        self.env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            f"{service.upper()}_PORT": str(self.port),
+            "PUBLIC_BASE_URL": self.url,
+            "PLATFORM_ADMIN_KEY": ADMIN_KEY,
+            "OTEL_TRACES_EXPORTER": "none",
+            **env,
+        }
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.service}"],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        async with httpx.AsyncClient() as http:
+
+            async def ready() -> bool:
+                assert self.proc is not None and self.proc.poll() is None, self.log()
+                try:
+                    return (await http.get(f"{self.url}/ready")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(ready, limit=60, interval=0.2, what=f"{self.service} ready")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(self.proc.wait)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.proc.wait), 15)
+            except TimeoutError:
+                await self.kill()
+
+
+def service_env(
+    *, dsn: str, bootstrap: str, smtp_port: int, registration_url: str, **extra: str
+) -> dict[str, str]:
+    return {
+        "NOTIFICATION_DATABASE_URL": dsn,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CONSUMER_GROUP_SUFFIX": f"-ntest-{uuid.uuid4().hex[:10]}",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "SMTP_SENDER": "Matchmaking <noreply@notify.test>",
+        "REGISTRATION_URL": registration_url,
+        "DELIVERY_POLL_SECONDS": "0.2",
+        **extra,
+    }
+
+
+# -- the domain events of one brokerage event ------------------------------------------
+
+
+@dataclass
+class World:
+    """A brokerage event, its organiser and participants, and a producer to publish with."""
+
+    producer: AIOKafkaProducer
+    contacts: Contacts
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    organiser_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    organiser_key: str = field(default_factory=lambda: f"org_{uuid.uuid4().hex}")
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    sent: list[Envelope] = field(default_factory=list)
+
+    def email_of(self, name: str) -> str:
+        return f"{name.lower()}-{self.tag}@example.org"
+
+    async def publish(self, payload: EventPayload, *, event_id: str | None = None) -> Envelope:
+        envelope = Envelope.wrap(payload, key=self.event_id, event_id=event_id)
+        await self.republish(envelope)
+        return envelope
+
+    async def republish(self, envelope: Envelope) -> None:
+        self.sent.append(envelope)
+        await send_envelope(self.producer, envelope_topic(envelope), envelope)
+
+    async def open_event(self, start_day: date | None = None) -> None:
+        day = start_day or (datetime.now(UTC) + timedelta(days=30)).date()
+        await self.publish(
+            OrganiserRegistered(
+                organiser_id=self.organiser_id,
+                name="EEN",
+                api_key_digest=digest(self.organiser_key),
+            )
+        )
+        await self.publish(
+            BrokerageEventCreated(
+                event_id=self.event_id,
+                organiser_id=self.organiser_id,
+                name=f"Cluster Matchmaking {self.tag}",
+                venue="Hall 2",
+                time_zone="Europe/Berlin",
+                days=[day],
+                sessions=[EventSession(start=dtime(9), end=dtime(17))],
+                slot_minutes=30,
+                tables=10,
+                meeting_types=[MeetingType.CLUSTER2CLUSTER],
+                registration_deadline=datetime.now(UTC) + timedelta(days=10),
+            )
+        )
+
+    async def register(self, name: str, *, erased: bool = False) -> str:
+        registration_id = str(uuid.uuid4())
+        self.contacts.by_id[registration_id] = (
+            None if erased else [{"name": f"{name} Rep", "email": self.email_of(name)}]
+        )
+        profile = OrganisationProfile(
+            organisation_type=OrganisationType.CLUSTER,
+            name=f"{name} Cluster",
+            country="DE",
+            sectors=[],
+            technologies=[],
+            value_chain_position=None,
+            markets=[],
+            offers=[],
+            requests=[],
+            attendance=Attendance.ON_SITE,
+            availability=[],
+            representatives_encrypted="sealed",
+            representative_count=1,
+        )
+        await self.publish(
+            ClusterRegistered(
+                registration_id=registration_id,
+                event_id=self.event_id,
+                profile=profile,
+                api_key_digest=digest(f"reg-{registration_id}"),
+            )
+        )
+        return registration_id
+
+    async def approve(self, registration_id: str) -> Envelope:
+        return await self.publish(
+            RegistrationApproved(registration_id=registration_id, event_id=self.event_id)
+        )
+
+    # -- meetings --
+
+    async def request(self, meeting_id: str, a: str, b: str) -> Envelope:
+        return await self.publish(
+            MeetingRequested(
+                request_id=meeting_id,
+                event_id=self.event_id,
+                requester_id=a,
+                recipient_id=b,
+                meeting_type=MeetingType.CLUSTER2CLUSTER,
+                expires_at=datetime.now(UTC) + timedelta(days=2),
+            )
+        )
+
+    async def accept(self, meeting_id: str, a: str, b: str) -> Envelope:
+        def party(rid: str) -> MeetingParty:
+            return MeetingParty(
+                registration_id=rid,
+                name=rid,
+                organisation_type=OrganisationType.CLUSTER,
+                attendance=Attendance.ON_SITE,
+            )
+
+        return await self.publish(
+            MeetingAccepted(
+                request_id=meeting_id,
+                event_id=self.event_id,
+                requester_id=a,
+                recipient_id=b,
+                meeting_type=MeetingType.CLUSTER2CLUSTER,
+                mode=MeetingMode.ONSITE,
+                participants=[party(a), party(b)],
+                accepted_by=b,
+            )
+        )
+
+    async def place(
+        self, meeting_id: str, a: str, b: str, start: datetime, table: int = 1
+    ) -> Envelope:
+        return await self.publish(
+            SlotAssigned(
+                meeting_id=meeting_id,
+                event_id=self.event_id,
+                participants=[a, b],
+                slot_start=start,
+                slot_end=start + timedelta(minutes=30),
+                table=table,
+                mode=MeetingMode.ONSITE,
+            )
+        )
+
+    async def cancel(self, meeting_id: str, a: str, b: str, by: str) -> Envelope:
+        return await self.publish(
+            MeetingCancelled(
+                request_id=meeting_id,
+                event_id=self.event_id,
+                requester_id=a,
+                recipient_id=b,
+                cancelled_by=by,
+                cancelled_by_role=CancelledBy.PARTICIPANT,
+                reason="plans changed",
+                was_accepted=True,
+            )
+        )
+
+    async def release(self, meeting_id: str, a: str, b: str, reason: ReleaseReason) -> Envelope:
+        return await self.publish(
+            SlotReleased(
+                meeting_id=meeting_id, event_id=self.event_id, participants=[a, b], reason=reason
+            )
+        )
+
+
+def envelope_topic(envelope: Envelope) -> str:
+    return f"{envelope.source.rsplit('/', 1)[-1]}.events"
+
+
+async def deliveries(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
+    finally:
+        await conn.close()

@@ -1,0 +1,390 @@
+"""Notification end to end: domain events on the real topics → the service → real SMTP / HTTP.
+
+The service runs as a subprocess on a fresh database with its own consumer
+group; the test publishes the other services' events itself (unique brokerage
+event ids, keys and addresses, so whatever else is on the topics does not
+matter), and reads what arrived at an in-process SMTP server and webhook
+receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import icalendar
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared.contracts.scheduling import AgendaPublished, ReleaseReason
+from tests.integration.notification_support import (
+    ADMIN_KEY,
+    Contacts,
+    HttpRequest,
+    Mail,
+    MiniHttp,
+    ServiceProcess,
+    SmtpSink,
+    World,
+    create_database,
+    deliveries,
+    drop_database,
+    service_env,
+)
+from tests.integration.support import Infra, wait_until
+
+pytestmark = pytest.mark.integration
+
+MAX_ATTEMPTS = 4
+BACKOFF = 0.3
+ADMIN = {"X-API-Key": ADMIN_KEY}
+
+
+@dataclass
+class Stack:
+    smtp: SmtpSink
+    contacts: Contacts
+    hooks: MiniHttp
+    service: ServiceProcess
+    producer: AIOKafkaProducer
+    dsn: str
+
+    def world(self) -> World:
+        return World(self.producer, self.contacts)
+
+    async def mails(self, address: str, count: int, *, settle: float = 1.0) -> list[Mail]:
+        """Wait for `count` messages to `address`, then a moment for any extra to show."""
+        await wait_until(
+            lambda: len(self.smtp.to(address)) >= count,
+            limit=60,
+            what=f"{count} messages to {address} (got {[m.kind for m in self.smtp.to(address)]})",
+        )
+        await asyncio.sleep(settle)
+        return self.smtp.to(address)
+
+
+_flaky_seen: set[str] = set()
+
+
+async def _hook_answer(request: HttpRequest) -> tuple[int, bytes]:
+    if request.path.startswith("/fail"):
+        return 500, b'{"error": "down"}'
+    if request.path.startswith("/flaky"):
+        first = request.headers["webhook-id"] not in _flaky_seen
+        _flaky_seen.add(request.headers["webhook-id"])
+        return (503, b"{}") if first else (200, b"{}")
+    return 200, b"{}"
+
+
+@pytest.fixture(scope="module")
+async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    smtp, contacts, hooks = SmtpSink(), Contacts(), MiniHttp(_hook_answer)
+    await smtp.start()
+    await contacts.http.start()
+    await hooks.start()
+    name, dsn = await create_database(infra.admin_dsn)
+    logs = tmp_path_factory.mktemp("notification")
+    service = ServiceProcess(
+        service_env(
+            dsn=dsn,
+            bootstrap=infra.bootstrap_servers,
+            smtp_port=smtp.port,
+            registration_url=contacts.http.url,
+            DELIVERY_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
+            DELIVERY_BACKOFF_SECONDS=str(BACKOFF),
+        ),
+        Path(logs) / "notification.log",
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=infra.bootstrap_servers, enable_idempotence=True, acks="all"
+    )
+    await producer.start()
+    try:
+        await service.start()
+        yield Stack(smtp, contacts, hooks, service, producer, dsn)
+    finally:
+        await service.stop()
+        await producer.stop()
+        await smtp.stop()
+        await contacts.http.stop()
+        await hooks.stop()
+        await drop_database(infra.admin_dsn, name)
+
+
+def _calendar(mail: Mail) -> tuple[str, str, int, datetime]:
+    """METHOD, UID, SEQUENCE and DTSTART of the message's text/calendar part."""
+    text = mail.part("text/calendar")
+    assert text is not None, f"{mail.kind} carries no calendar entry"
+    cal = icalendar.Calendar.from_ical(text)
+    (event,) = cal.walk("VEVENT")
+    return str(cal["METHOD"]), str(event["UID"]), int(event["SEQUENCE"]), event.decoded("DTSTART")
+
+
+def _slot(days: int, hour: int) -> datetime:
+    day = (datetime.now(UTC) + timedelta(days=days)).date()
+    return datetime(day.year, day.month, day.day, hour, tzinfo=ZoneInfo("Europe/Berlin"))
+
+
+async def test_meeting_accepted_placed_moved_cancelled_updates_one_calendar_entry(
+    stack: Stack,
+) -> None:
+    w = stack.world()
+    await w.open_event()
+    a, b = await w.register("Alpha"), await w.register("Beta")
+    alpha, beta = w.email_of("Alpha"), w.email_of("Beta")
+    await stack.mails(alpha, 1, settle=0)
+    await stack.mails(beta, 1, settle=0)  # both known: names render from here on
+
+    meeting = str(uuid.uuid4())
+    await w.request(meeting, a, b)
+    await stack.mails(beta, 2, settle=0)
+    await w.accept(meeting, a, b)
+    await stack.mails(alpha, 2, settle=0)
+    first, second = _slot(30, 10), _slot(30, 14)
+    await w.place(meeting, a, b, first, table=3)
+    await stack.mails(alpha, 3, settle=0)
+    await w.place(meeting, a, b, second, table=5)  # a move
+    await stack.mails(alpha, 4, settle=0)
+    await w.place(meeting, a, b, second, table=5)  # the same slot again: nothing new
+    await w.cancel(meeting, a, b, by=a)
+    await w.release(meeting, a, b, ReleaseReason.MEETING_CANCELLED)  # its CANCEL went already
+
+    got_a, got_b = await stack.mails(alpha, 5), await stack.mails(beta, 5)
+    assert [m.kind for m in got_a] == [
+        "application.received",
+        "meeting_request.accepted",
+        "meeting.placed",
+        "meeting.moved",
+        "meeting.cancelled",
+    ]
+    assert [m.kind for m in got_b] == [
+        "application.received",
+        "meeting_request.received",
+        "meeting.placed",
+        "meeting.moved",
+        "meeting.cancelled",
+    ]
+    uid = f"meeting-{meeting}@meetings.matchmaking"
+    for mails in (got_a, got_b):
+        assert len({m.message_id for m in mails}) == 5
+        assert all(m.part("text/calendar") is None for m in mails[:2])
+        assert [_calendar(m)[:3] for m in mails[2:]] == [
+            ("REQUEST", uid, 0),
+            ("REQUEST", uid, 1),
+            ("CANCEL", uid, 2),
+        ]
+        assert _calendar(mails[2])[3] == first and _calendar(mails[3])[3] == second
+    placed_text = got_a[2].part("text/plain") or ""
+    assert "Beta Cluster" in placed_text and "10:00-10:30 (Europe/Berlin)" in placed_text
+    assert "Alpha Cluster" in (got_b[3].part("text/plain") or "")
+
+    # The reminders were durable timers: two per placement, each called off in turn.
+    reminders = await deliveries(
+        stack.dsn,
+        "SELECT status, last_error FROM deliveries"
+        " WHERE meeting_id = $1 AND template = 'meeting.reminder' ORDER BY created_at",
+        meeting,
+    )
+    assert [r["status"] for r in reminders] == ["cancelled"] * 4
+    assert [r["last_error"] for r in reminders[:2]] == ["superseded by meeting.moved"] * 2
+    # Whichever of matching's cancellation and scheduling's release came first.
+    assert {r["last_error"] for r in reminders[2:]} <= {"meeting cancelled", "slot released"}
+
+
+async def test_the_same_event_twice_sends_each_message_once_and_erasure_sends_nothing(
+    stack: Stack,
+) -> None:
+    w = stack.world()
+    await w.open_event()
+    a = await w.register("Gamma")
+    erased = await w.register("Delta", erased=True)
+    approval = await w.approve(a)
+    await w.republish(approval)  # the same domain event (same source and id) again
+    await w.republish(approval)
+    await w.approve(erased)
+
+    got = await stack.mails(w.email_of("Gamma"), 2, settle=1.5)
+    assert sorted(m.kind for m in got) == ["application.approved", "application.received"]
+    assert stack.smtp.to(w.email_of("Delta")) == []
+
+    async with httpx.AsyncClient(base_url=stack.service.url, timeout=10) as http:
+        own = {"X-API-Key": f"reg-{a}"}
+        log = (await http.get(f"/api/registrations/{a}/notifications", headers=own)).json()
+        assert sorted((d["kind"], d["status"]) for d in log) == [
+            ("application.approved", "sent"),
+            ("application.received", "sent"),
+        ]
+        assert {d["message_id"] for d in log} == {m.message_id for m in got}
+        other = {"X-API-Key": f"reg-{erased}"}
+        denied = await http.get(f"/api/registrations/{a}/notifications", headers=other)
+        assert denied.status_code == 403
+
+        async def skipped() -> bool:
+            rows = (
+                await http.get(f"/api/registrations/{erased}/notifications", headers=ADMIN)
+            ).json()
+            return len(rows) == 2 and all(r["status"] == "skipped" for r in rows)
+
+        await wait_until(skipped, limit=30, what="the erased registration's deliveries skipped")
+        rows = (await http.get(f"/api/registrations/{erased}/notifications", headers=ADMIN)).json()
+        assert {r["last_error"] for r in rows} == {"personal data erased: no contact details"}
+
+
+def _verify(secret: str, request: HttpRequest) -> bool:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    h = request.headers
+    signed = f"{h['webhook-id']}.{h['webhook-timestamp']}.".encode() + request.body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return h["webhook-signature"] == f"v1,{expected}"
+
+
+async def test_a_failing_webhook_is_retried_with_backoff_then_marked_failed(stack: Stack) -> None:
+    w = stack.world()
+    await w.open_event()
+    organiser = {"X-API-Key": w.organiser_key}
+    async with httpx.AsyncClient(base_url=stack.service.url, timeout=10) as http:
+
+        async def register(path: str, types: list[str]) -> dict[str, str]:
+            body = {"url": f"{stack.hooks.url}{path}", "event_types": types}
+            response = await http.post(
+                f"/api/events/{w.event_id}/webhooks", json=body, headers=organiser
+            )
+            assert response.status_code == 201, response.text
+            created: dict[str, str] = response.json()
+            return created
+
+        async def organiser_known() -> bool:
+            r = await http.get(f"/api/events/{w.event_id}/webhooks", headers=organiser)
+            return r.status_code == 200
+
+        await wait_until(organiser_known, limit=30, what="the organiser's key and event known")
+        failing = await register(f"/fail/{w.tag}", ["meeting.placed"])
+        flaky = await register(f"/flaky/{w.tag}", ["application.approved"])
+        assert failing["secret"].startswith("whsec_")
+        listed = (await http.get(f"/api/events/{w.event_id}/webhooks", headers=organiser)).json()
+        assert "secret" not in listed[0]
+        bad = await http.post(
+            f"/api/events/{w.event_id}/webhooks",
+            json={"url": stack.hooks.url, "event_types": ["no.such"]},
+            headers=organiser,
+        )
+        assert bad.status_code == 422
+
+        a, b = await w.register("Kappa"), await w.register("Lambda")
+        await w.approve(a)
+        meeting = str(uuid.uuid4())
+        await w.place(meeting, a, b, _slot(30, 11))
+
+        def of(endpoint: dict[str, str]) -> list[HttpRequest]:
+            return [
+                r for r in stack.hooks.requests if r.path == endpoint["url"][len(stack.hooks.url) :]
+            ]
+
+        async def settled(endpoint: dict[str, str], status: str) -> bool:
+            url = f"/api/events/{w.event_id}/webhooks/{endpoint['id']}/deliveries"
+            rows = (await http.get(url, headers=organiser)).json()
+            return len(rows) == 1 and rows[0]["status"] == status
+
+        await wait_until(lambda: settled(failing, "failed"), limit=60, what="webhook failed")
+        await wait_until(lambda: settled(flaky, "sent"), limit=60, what="flaky webhook sent")
+        url = f"/api/events/{w.event_id}/webhooks/{failing['id']}/deliveries"
+        (row,) = (await http.get(url, headers=organiser)).json()
+        assert row["attempts"] == MAX_ATTEMPTS and row["last_error"] == "HTTP 500"
+        assert row["kind"] == "meeting.placed"
+
+    tries = of(failing)
+    assert len(tries) == MAX_ATTEMPTS
+    assert len({t.headers["webhook-id"] for t in tries}) == 1
+    assert all(_verify(failing["secret"], t) for t in tries)
+    assert len({t.body for t in tries}) == 1
+    body = json.loads(tries[0].body)
+    assert body["type"] == "meeting.placed" and body["data"]["meeting_id"] == meeting
+    assert body["data"]["calendar"]["method"] == "REQUEST"
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(tries)]
+    for n, gap in enumerate(gaps):  # base, 2·base, 4·base (polling adds a little)
+        assert BACKOFF * 2**n * 0.9 <= gap <= BACKOFF * 2**n + 1.5, gaps
+    flaky_tries = of(flaky)
+    assert [len(flaky_tries), len({t.headers["webhook-id"] for t in flaky_tries})] == [2, 1]
+    assert all(_verify(flaky["secret"], t) for t in flaky_tries)
+
+    outcomes = await deliveries(
+        stack.dsn,
+        "SELECT event_type, data->>'recipient_id' AS endpoint, (data->>'attempts')::int AS n"
+        " FROM events WHERE data->>'event_id' = $1 AND data->>'channel' = 'webhook'",
+        w.event_id,
+    )
+    assert sorted(
+        (r["event_type"].split(".")[3], r["endpoint"], r["n"]) for r in outcomes
+    ) == sorted(
+        [("NotificationFailed", failing["id"], MAX_ATTEMPTS), ("NotificationSent", flaky["id"], 2)]
+    )
+
+
+async def test_preferences_time_zone_feed_agenda_and_unsubscribe(stack: Stack) -> None:
+    w = stack.world()
+    await w.open_event()
+    a, b = await w.register("Eta"), await w.register("Theta")
+    eta, theta = w.email_of("Eta"), w.email_of("Theta")
+    await stack.mails(eta, 1, settle=0)
+    await stack.mails(theta, 1, settle=0)
+    own = {"X-API-Key": f"reg-{a}"}
+    async with httpx.AsyncClient(base_url=stack.service.url, timeout=10) as http:
+        prefs = {"time_zone": "America/New_York", "muted": ["application.approved"]}
+        r = await http.put(f"/api/registrations/{a}/preferences", json=prefs, headers=own)
+        assert r.status_code == 200, r.text
+        links = r.json()
+        bad = await http.put(
+            f"/api/registrations/{a}/preferences", json={"time_zone": "Mars/Base"}, headers=own
+        )
+        assert bad.status_code == 422
+
+        await w.approve(a)  # muted: logged as skipped, not sent
+        await w.approve(b)
+        meeting, start = str(uuid.uuid4()), _slot(30, 9)
+        await w.place(meeting, a, b, start, table=7)
+        got = await stack.mails(eta, 2, settle=0)
+        text = got[1].part("text/plain") or ""
+        assert got[1].kind == "meeting.placed"
+        assert "09:00-09:30 (Europe/Berlin)" in text
+        assert "03:00-03:30 your time (America/New_York)" in text
+
+        feed = await http.get(links["calendar_feed_url"].removeprefix(stack.service.url))
+        assert feed.status_code == 200 and feed.headers["content-type"].startswith("text/calendar")
+        (event,) = icalendar.Calendar.from_ical(feed.text).walk("VEVENT")
+        assert str(event["UID"]) == f"meeting-{meeting}@meetings.matchmaking"
+        assert event.decoded("DTSTART") == start
+        assert (await http.get("/calendar/forged.token.ics")).status_code == 404
+
+        await stack.mails(theta, 3, settle=0)  # both approvals are in
+        await w.publish(AgendaPublished(event_id=w.event_id, published_at=datetime.now(UTC)))
+        agenda = (await stack.mails(theta, 4, settle=0))[-1]
+        await stack.mails(eta, 3, settle=0)
+        assert agenda.kind == "agenda.published"
+        assert "Eta Cluster, table 7, Hall 2" in (agenda.part("text/plain") or "")
+
+        path = links["unsubscribe_url"].removeprefix(stack.service.url)
+        assert (await http.get(path)).status_code == 200  # a page with a button
+        assert (await http.post(path)).status_code == 200
+        await w.release(meeting, a, b, ReleaseReason.ORGANISER)
+        await stack.mails(theta, 5, settle=1.5)
+        assert [m.kind for m in stack.smtp.to(eta)] == [
+            "application.received",
+            "meeting.placed",
+            "agenda.published",
+        ]
+        log = (await http.get(f"/api/registrations/{a}/notifications", headers=own)).json()
+        reasons = {d["kind"]: (d["status"], d["last_error"]) for d in log}
+        assert reasons["application.approved"] == ("skipped", "application.approved muted")
+        assert reasons["agenda.published"][0] == "sent"
+        assert reasons["meeting.released"] == ("skipped", "unsubscribed")

@@ -1,0 +1,370 @@
+"""Recommendations over the real PostgreSQL: registration events in, ranked lists out.
+
+Each test gets a fresh database with matching's migrations; registration's
+events go through the projection's handlers and then the recommendation
+handlers, one transaction per event as the inbox consumer runs them. After
+every step the stored lists must equal the lists computed from scratch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.matching import projection, recommendations
+from services.matching.recommend.scoring import K
+from services.matching.recommend.topk import Entry, TopList
+from services.matching.recommendations_api import router
+from shared import problems
+from shared.auth import digest
+from shared.contracts.base import EventPayload
+from shared.contracts.registration import (
+    REGISTERED_BY_TYPE,
+    Attendance,
+    BrokerageEventCreated,
+    MeetingType,
+    OrganisationProfile,
+    OrganisationType,
+    ProfileUpdated,
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationWithdrawn,
+    Session,
+)
+from shared.db import create_pool, migrate
+from shared.envelope import Envelope
+from shared.inbox import combine
+from tests.integration.support import Infra
+
+pytestmark = pytest.mark.integration
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "matching" / "migrations"
+HANDLERS = combine(projection.HANDLERS, recommendations.HANDLERS)
+ADMIN_KEY = "test-admin-key"
+
+
+@pytest.fixture
+async def matching_db(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
+    """A fresh database `test_<uuid>` with the plumbing and matching's migrations."""
+    name = f"test_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(infra.admin_dsn, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = urlsplit(infra.admin_dsn)._replace(path=f"/{name}").geturl()
+    try:
+        pool = await create_pool(dsn)
+        try:
+            await migrate(pool, MIGRATIONS)
+            yield pool
+        finally:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except TimeoutError:
+                pool.terminate()
+    finally:
+        admin = await asyncpg.connect(infra.admin_dsn, timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def apply(pool: asyncpg.Pool, event: EventPayload, key: str = "e1") -> None:
+    """One event through the handlers, in one transaction (as the inbox consumer does)."""
+    envelope = Envelope.wrap(event, key=key)
+    async with pool.acquire() as conn, conn.transaction():
+        await HANDLERS[event.ce_type()](conn, envelope, event)
+
+
+def brokerage_event(event_id: str, types: list[MeetingType]) -> BrokerageEventCreated:
+    return BrokerageEventCreated(
+        event_id=event_id,
+        organiser_id="org-1",
+        name="Cluster matchmaking",
+        venue="Hannover",
+        time_zone="Europe/Berlin",
+        days=[date(2030, 4, 13)],
+        sessions=[Session(start=time(10), end=time(12))],
+        slot_minutes=30,
+        tables=10,
+        meeting_types=types,
+        registration_deadline=datetime(2030, 4, 1, tzinfo=UTC),
+    )
+
+
+def org(
+    name: str,
+    kind: OrganisationType,
+    *,
+    country: str = "DE",
+    sectors: tuple[str, ...] = (),
+    offers: tuple[str, ...] = (),
+    requests: tuple[str, ...] = (),
+    position: str | None = None,
+) -> OrganisationProfile:
+    return OrganisationProfile(
+        organisation_type=kind,
+        name=name,
+        country=country,
+        sectors=list(sectors),
+        technologies=[],
+        value_chain_position=position,
+        markets=[],
+        offers=list(offers),
+        requests=list(requests),
+        attendance=Attendance.ON_SITE,
+        availability=[],
+        representatives_encrypted="sealed",
+        representative_count=1,
+    )
+
+
+def registered(rid: str, profile: OrganisationProfile, event_id: str = "e1") -> EventPayload:
+    model = REGISTERED_BY_TYPE[profile.organisation_type]
+    return model(
+        registration_id=rid, event_id=event_id, profile=profile, api_key_digest=digest(f"key-{rid}")
+    )
+
+
+B = OrganisationType.BUSINESS
+C = OrganisationType.CLUSTER
+R = OrganisationType.RESEARCH
+
+PROFILES: dict[str, OrganisationProfile] = {
+    "r01": org(
+        "VoltLoop Mobility",
+        B,
+        country="FR",
+        sectors=("automotive",),
+        offers=("electric scooters for sharing fleets",),
+        requests=("partners to recycle end-of-life lithium-ion batteries",),
+        position="OEM of electric scooters",
+    ),
+    "r02": org(
+        "Hydromet Recovery",
+        B,
+        country="SK",
+        sectors=("circular economy",),
+        offers=("hydrometallurgical recovery of cobalt, nickel and lithium from spent EV cells",),
+        requests=("buyers for high-purity metal sulphates",),
+        position="recycling service provider",
+    ),
+    "r03": org(
+        "Composita Moulding",
+        B,
+        sectors=("automotive", "plastics"),
+        offers=("we mould CFRP composite panels for vehicle chassis",),
+        requests=("resin formulators with low-VOC epoxies",),
+        position="tier 2 supplier",
+    ),
+    "r04": org(
+        "Institute for Electrochemistry",
+        R,
+        country="AT",
+        sectors=("energy",),
+        offers=("electron microscopy and materials characterisation",),
+        requests=("industrial partners for field tests",),
+    ),
+    "r05": org(
+        "Danube Photonics Cluster",
+        C,
+        country="AT",
+        sectors=("photonics",),
+        offers=("access to 60 photonics SMEs",),
+        requests=("partners for smart lighting projects",),
+    ),
+    "r06": org(
+        "Baltic ICT Alliance",
+        C,
+        country="LT",
+        sectors=("ICT",),
+        offers=("industrial IoT software developers",),
+        requests=("manufacturers wanting to digitise production",),
+    ),
+    "r07": org(
+        "Chemicals Co",
+        B,
+        country="PL",
+        sectors=("chemicals",),
+        offers=("low-VOC epoxy resins",),
+        requests=("buyers of specialty resins",),
+        position="materials producer",
+    ),
+}
+
+
+async def stored_lists(pool: asyncpg.Pool, event_id: str = "e1") -> dict[str, TopList]:
+    rows = await pool.fetch(
+        "SELECT registration_id, partner_ids, scores FROM recommendation_lists WHERE event_id = $1",
+        event_id,
+    )
+    return {
+        r["registration_id"]: [
+            Entry.of(p, s) for p, s in zip(r["partner_ids"], r["scores"], strict=True)
+        ]
+        for r in rows
+    }
+
+
+async def from_scratch(pool: asyncpg.Pool, event_id: str = "e1") -> dict[str, TopList]:
+    async with pool.acquire() as conn:
+        ranker = await recommendations.load_ranker(conn, event_id)
+    return ranker.all_lists(K)
+
+
+async def assert_current(pool: asyncpg.Pool, event_id: str = "e1") -> dict[str, TopList]:
+    stored = await stored_lists(pool, event_id)
+    assert stored == await from_scratch(pool, event_id)
+    return stored
+
+
+def partners_of(lists: dict[str, TopList], rid: str) -> list[str]:
+    return [e.partner for e in lists.get(rid, [])]
+
+
+async def register_all(pool: asyncpg.Pool, ids: list[str], event_id: str = "e1") -> None:
+    for rid in ids:
+        await apply(pool, registered(rid, PROFILES[rid], event_id), event_id)
+
+
+async def test_lists_follow_registrations(matching_db: asyncpg.Pool) -> None:
+    pool = matching_db
+    await apply(pool, brokerage_event("e1", list(MeetingType)))
+    await register_all(pool, list(PROFILES))
+    assert await pool.fetchval("SELECT count(*) FROM participant_vectors") == len(PROFILES)
+    assert await stored_lists(pool) == {}  # nobody approved yet
+
+    for rid in ["r01", "r02", "r03", "r04", "r05"]:
+        await apply(pool, RegistrationApproved(registration_id=rid, event_id="e1"))
+        await assert_current(pool)
+    lists = await stored_lists(pool)
+    assert set(lists) == {"r01", "r02", "r03", "r04", "r05"}
+    assert partners_of(lists, "r01")[0] == "r02"  # batteries to recycle ↔ metal recovery
+
+    # a new approved participant shows up in others' lists
+    await apply(pool, RegistrationApproved(registration_id="r07", event_id="e1"))
+    lists = await assert_current(pool)
+    assert partners_of(lists, "r03")[0] == "r07"  # asks for low-VOC epoxies, r07 offers them
+
+    # a withdrawn one disappears everywhere
+    await apply(pool, RegistrationWithdrawn(registration_id="r02", event_id="e1"))
+    lists = await assert_current(pool)
+    assert "r02" not in lists and all("r02" not in partners_of(lists, o) for o in lists)
+
+    # a profile update moves it in the lists
+    changed = PROFILES["r05"].model_copy(
+        update={"offers": ["recycling of lithium batteries from e-scooters"]}
+    )
+    await apply(pool, ProfileUpdated(registration_id="r05", event_id="e1", profile=changed))
+    lists = await assert_current(pool)
+    assert partners_of(lists, "r01")[0] == "r05"
+
+    # a rejected pending registration changes nothing
+    before = await stored_lists(pool)
+    await apply(pool, RegistrationRejected(registration_id="r06", event_id="e1"))
+    assert await assert_current(pool) == before
+
+
+async def test_a_cluster2cluster_event_recommends_only_clusters_to_clusters(
+    matching_db: asyncpg.Pool,
+) -> None:
+    pool = matching_db
+    await apply(pool, brokerage_event("e1", [MeetingType.CLUSTER2CLUSTER]))
+    await register_all(pool, list(PROFILES))
+    for rid in PROFILES:
+        await apply(pool, RegistrationApproved(registration_id=rid, event_id="e1"))
+    lists = await assert_current(pool)
+    assert partners_of(lists, "r05") == ["r06"] and partners_of(lists, "r06") == ["r05"]
+    assert all(not partners_of(lists, rid) for rid in PROFILES if rid not in ("r05", "r06"))
+
+
+async def test_partners_requested_or_met_are_left_out(matching_db: asyncpg.Pool) -> None:
+    pool = matching_db
+    await apply(pool, brokerage_event("e1", list(MeetingType)))
+    await register_all(pool, list(PROFILES))
+    for rid in PROFILES:
+        await apply(pool, RegistrationApproved(registration_id=rid, event_id="e1"))
+    subject = recommendations.Subject("r01", "e1", "approved")
+    async with pool.acquire() as conn:
+        first = [e.partner for e in await recommendations.ranked_partners(conn, subject, 10)]
+    assert first[0] == "r02"
+    await pool.execute(
+        "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id, status,"
+        " meeting_type) VALUES ('m1', 'e1', 'r02', 'r01', 'pending', 'Business2Business')"
+    )
+    async with pool.acquire() as conn:  # reads leave the pair out at once
+        after = [e.partner for e in await recommendations.ranked_partners(conn, subject, 10)]
+        assert after == [p for p in first if p != "r02"]
+        async with conn.transaction():  # and the lists once the request side tells us
+            await recommendations.refresh_pair(conn, "e1", "r01", "r02")
+    lists = await assert_current(pool)
+    assert "r02" not in partners_of(lists, "r01") and "r01" not in partners_of(lists, "r02")
+
+
+def client(pool: asyncpg.Pool) -> httpx.AsyncClient:
+    app = FastAPI()
+    problems.install(app)
+    app.include_router(router)
+    app.state.runtime = SimpleNamespace(
+        pool=pool, settings=SimpleNamespace(platform_admin_key=ADMIN_KEY)
+    )
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://matching")
+
+
+async def test_api(matching_db: asyncpg.Pool) -> None:
+    pool = matching_db
+    await apply(pool, brokerage_event("e1", list(MeetingType)))
+    await pool.execute("UPDATE brokerage_events SET organiser_id = 'org-1'")
+    await register_all(pool, list(PROFILES))
+    for rid in ["r01", "r02", "r03", "r04"]:
+        await apply(pool, RegistrationApproved(registration_id=rid, event_id="e1"))
+    for key, role, subject in [
+        ("key-r01", "organisation", "r01"),
+        ("key-r06", "organisation", "r06"),
+        ("key-org-1", "organiser", "org-1"),
+        ("key-org-2", "organiser", "org-2"),
+    ]:
+        await pool.execute(
+            "INSERT INTO api_keys (key_digest, role, subject_id) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            digest(key),
+            role,
+            subject,
+        )
+    async with client(pool) as http:
+        mine = await http.get("/api/me/recommendations?limit=2", headers={"X-API-Key": "key-r01"})
+        assert mine.status_code == 200, mine.text
+        body: dict[str, Any] = mine.json()
+        assert body["registration_id"] == "r01" and len(body["recommendations"]) == 2
+        top = body["recommendations"][0]
+        assert top["registration_id"] == "r02" and top["meeting_type"] == "Business2Business"
+        assert top["reasons"][0].startswith(
+            "your request for “partners to recycle end-of-life lithium-ion batteries” matches"
+            " their offer of “hydrometallurgical recovery"
+        )
+
+        pending = await http.get("/api/me/recommendations", headers={"X-API-Key": "key-r06"})
+        assert pending.status_code == 409
+        assert (await http.get("/api/me/recommendations")).status_code == 401
+
+        path = "/api/events/e1/participants/r01/recommendations"
+        assert (await http.get(path, headers={"X-API-Key": "key-org-1"})).status_code == 200
+        assert (await http.get(path, headers={"X-API-Key": ADMIN_KEY})).status_code == 200
+        assert (await http.get(path, headers={"X-API-Key": "key-org-2"})).status_code == 403
+        other = "/api/events/e2/participants/r01/recommendations"
+        assert (await http.get(other, headers={"X-API-Key": ADMIN_KEY})).status_code == 404
+        limit = await http.get(path + "?limit=500", headers={"X-API-Key": ADMIN_KEY})
+        assert limit.status_code == 422

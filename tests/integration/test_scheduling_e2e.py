@@ -1,0 +1,268 @@
+"""The scheduling service end to end: a subprocess on a fresh database, over the real broker.
+
+The test plays registration and matching: it produces their events for a fresh brokerage
+event onto `registration.events` and `matching.events` (accepts and cancels from several
+tasks at once), then checks through scheduling's API that the agenda is valid, that
+SlotAssigned events reach `scheduling.events`, and that lock, re-optimisation and
+publication work, with a cancellation after publication releasing its slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.scheduling import domain
+from services.scheduling.domain import AgendaMeeting, Attendee, Place
+from services.scheduling.grid import EventGrid
+from services.scheduling.solver import Schedule, check
+from shared.auth import digest
+from shared.contracts.base import EventPayload
+from shared.envelope import Envelope
+from tests.integration.support import Infra, read_topic, send_envelope, wait_until
+from tests.unit.scheduling_service import factories as f
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PORT = 18033
+ADMIN_KEY = "e2e-scheduling-admin-key"
+BERLIN = ZoneInfo("Europe/Berlin")
+MORNING = (datetime(2031, 6, 2, 9, tzinfo=BERLIN), datetime(2031, 6, 2, 12, tzinfo=BERLIN))
+
+
+async def _admin(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def service(infra: Infra, tmp_path: Path) -> AsyncIterator[str]:
+    run = uuid.uuid4().hex[:10]
+    db = f"e2e_sched_{run}"
+    await _admin(infra.admin_dsn, f'CREATE DATABASE "{db}"')
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "PLATFORM_ADMIN_KEY": ADMIN_KEY,
+        "SCHEDULING_DATABASE_URL": urlsplit(infra.admin_dsn)._replace(path=f"/{db}").geturl(),
+        "SCHEDULING_PORT": str(PORT),
+        "CONSUMER_GROUP_SUFFIX": f"-e2e-{run}",
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+    log = tmp_path / "scheduling.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.scheduling"],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{PORT}"
+    try:
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    if (await http.get(f"{url}/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "scheduling not ready"
+                await asyncio.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        await _admin(infra.admin_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def _valid(agenda: dict[str, Any], grid: EventGrid, attendees: dict[str, Attendee]) -> Schedule:
+    """Rebuild instance and schedule from the API's agenda; the checker must find no fault."""
+    meetings: list[AgendaMeeting] = []
+    for slot in agenda["slots"]:
+        cells = [(c["table"], c["meeting"]) for c in slot["tables"] if c["meeting"]]
+        cells += [(None, m) for m in slot["online"]]
+        for table, m in cells:
+            assert m["table"] == table
+            place = Place(slot["slot_id"], table)
+            meetings.append(
+                AgendaMeeting(m["meeting_id"], tuple(m["participants"]), m["mode"], "placed", place)
+            )
+    instance = domain.build_instance(grid, attendees, meetings)
+    schedule = domain.current_schedule(meetings)
+    report = check(instance, schedule)
+    assert report.valid, report.violations
+    for m in meetings:
+        remote = any(attendees[p].attendance == "remote" for p in m.participants)
+        assert m.mode == ("online" if remote else "onsite")
+    return schedule
+
+
+async def test_agenda_over_the_broker(infra: Infra, service: str) -> None:
+    eid = f"ev-e2e-{uuid.uuid4().hex[:12]}"
+    org_key, admin = f"org-key-{eid}", {"X-API-Key": ADMIN_KEY}
+    organiser = {"X-API-Key": org_key}
+    people = [f"{eid}-p{i}" for i in range(8)]
+    remote = {people[6], people[7]}
+    keys = {p: {"X-API-Key": f"key-{p}"} for p in people}
+    registration: list[EventPayload] = [
+        f.organiser(f"organiser-{eid}", digest(org_key)),
+        f.event(eid, f"organiser-{eid}", tables=2, cap=4),
+    ]
+    for p in people:
+        avail = (MORNING,) if p == people[0] else ()
+        registration.append(
+            f.registered(
+                eid, p, digest(keys[p]["X-API-Key"]), remote=p in remote, availability=avail
+            )
+        )
+        registration.append(f.approved(eid, p))
+    grid = EventGrid(
+        eid,
+        f"organiser-{eid}",
+        "Europe/Berlin",
+        (f.DAY,),
+        tuple((s.start, s.end) for s in f.event(eid, "x").sessions),
+        30,
+        2,
+        4,
+    )
+    attendees = {
+        p: Attendee(p, "remote" if p in remote else "on_site", (MORNING,) if p == people[0] else ())
+        for p in people
+    }
+    pairs = [(a, b) for i, a in enumerate(people) for b in people[i + 1 :]][::2]  # 14 meetings
+    cancelled = {f"{eid}-m{k}" for k in (1, 5, 9)}
+
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for payload in registration:
+            await send_envelope(producer, "registration.events", Envelope.wrap(payload, key=eid))
+
+        async def play(task: int) -> None:  # accepts, and some cancels, from four tasks
+            for k in range(task, len(pairs), 4):
+                a, b = pairs[k]
+                mid = f"{eid}-m{k}"
+                accept = f.accepted(eid, mid, a, b, remote=(a in remote, b in remote))
+                await send_envelope(producer, "matching.events", Envelope.wrap(accept, key=eid))
+                if mid in cancelled:
+                    cancel = Envelope.wrap(f.cancelled(eid, mid, a, b), key=eid)
+                    await send_envelope(producer, "matching.events", cancel)
+
+        await asyncio.gather(*(play(t) for t in range(4)))
+
+        async with httpx.AsyncClient(base_url=f"{service}/api", timeout=30) as http:
+
+            async def agenda() -> dict[str, Any]:
+                r = await http.get(f"/events/{eid}/agenda", headers=organiser)
+                assert r.status_code in (200, 401, 404), r.text  # 401/404: not caught up
+                return r.json() if r.status_code == 200 else {"counts": {}}
+
+            async def settled() -> bool:
+                counts: dict[str, int] = (await agenda())["counts"]
+                return counts.get("cancelled", 0) == 3 and sum(counts.values()) == len(pairs)
+
+            await wait_until(settled, limit=60, interval=0.2, what="scheduling to catch up")
+            first = await agenda()
+            schedule = _valid(first, grid, attendees)
+            assert len(schedule.assignments) + first["counts"].get("unscheduled", 0) == 11
+            placed = {a.meeting for a in schedule.assignments}
+            assert not placed & cancelled
+
+            # Reads: the unscheduled list, a participant's agenda in two zones, auth.
+            r = await http.get(f"/events/{eid}/unscheduled", headers=organiser)
+            assert r.status_code == 200 and all(u["reason"] for u in r.json())
+            me = people[1]
+            url = f"/events/{eid}/participants/{me}/agenda"
+            mine = await http.get(url, headers=keys[me], params={"tz": "America/New_York"})
+            assert mine.status_code == 200, mine.text
+            for m in mine.json()["meetings"]:
+                start = datetime.fromisoformat(m["start"])
+                assert start == datetime.fromisoformat(m["local_start"])
+                assert m["local_start"].endswith("-04:00") and m["start"].endswith("+02:00")
+            assert (await http.get(url, headers=keys[people[2]])).status_code == 403
+            assert (await http.get(f"/events/{eid}/agenda", headers=keys[me])).status_code == 403
+            bad = await http.get(url, headers=keys[me], params={"tz": "Mars/Olympus"})
+            assert bad.status_code == 422 and bad.headers["content-type"].startswith(
+                "application/problem+json"
+            )
+
+            # Lock one meeting, re-optimise: it stays; the agenda stays valid.
+            locked = schedule.assignments[0]
+            r = await http.post(f"/events/{eid}/meetings/{locked.meeting}/lock", headers=organiser)
+            assert r.status_code == 200, r.text
+            r = await http.post(
+                f"/events/{eid}/reoptimise", headers=organiser, json={"time_limit_seconds": 1}
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["placed"] >= len(schedule.assignments)
+            after = _valid(await agenda(), grid, attendees)
+            assert locked in after.assignments
+
+            # Publish; then re-optimisation is refused and a cancellation releases its slot.
+            r = await http.post(f"/events/{eid}/publish", headers=organiser)
+            assert r.status_code == 200, r.text
+            r = await http.post(f"/events/{eid}/reoptimise", headers=admin)
+            assert r.status_code == 409, r.text
+            gone = next(a for a in after.assignments if a.meeting != locked.meeting)
+            k = int(gone.meeting.rsplit("-m", 1)[1])
+            cancel = Envelope.wrap(f.cancelled(eid, gone.meeting, *pairs[k]), key=eid)
+            await send_envelope(producer, "matching.events", cancel)
+
+            async def released() -> bool:
+                return bool((await agenda())["counts"].get("cancelled", 0) == 4)
+
+            await wait_until(released, limit=30, interval=0.2, what="the release")
+            final = _valid(await agenda(), grid, attendees)
+            assert {a.meeting for a in final.assignments} == {
+                a.meeting for a in after.assignments
+            } - {gone.meeting}
+    finally:
+        await producer.stop()
+
+    # The events on scheduling.events for this brokerage event.
+    async def published() -> list[dict[str, Any]]:
+        records = await read_topic(infra.bootstrap_servers, "scheduling.events")
+        mine = [r for r in records if r.key == eid.encode()]
+        return [{"type": dict(r.headers)["ce_type"].decode(), **json.loads(r.value)} for r in mine]
+
+    async def all_there() -> bool:
+        types = [e["type"] for e in await published()]
+        return any(t.endswith("AgendaPublished.v1") for t in types) and any(
+            t.endswith("SlotReleased.v1") for t in types
+        )
+
+    await wait_until(all_there, limit=30, interval=0.5, what="scheduling.events")
+    events = await published()
+    assigned = [e for e in events if e["type"].endswith("SlotAssigned.v1")]
+    assert {e["meeting_id"] for e in assigned} >= {a.meeting for a in schedule.assignments}
+    releases = [e for e in events if e["type"].endswith("SlotReleased.v1")]
+    assert {"meeting_id": gone.meeting, "reason": "meeting_cancelled"}.items() <= releases[
+        -1
+    ].items()

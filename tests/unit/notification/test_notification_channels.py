@@ -1,0 +1,202 @@
+"""Rendering, iCalendar entries, the email's MIME shape, and Standard Webhooks signatures."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+import icalendar
+
+from services.notification.channels import calendar, email, webhooks
+from services.notification.domain import CalendarEntry, Kind, Method, meeting_uid
+from services.notification.templates import (
+    AgendaItem,
+    EventInfo,
+    RenderInput,
+    render,
+    render_digest,
+    when,
+)
+
+EVENT = EventInfo("ev-1", "Cluster Matchmaking <Hannover>", "Hall 2", "Europe/Berlin")
+START = datetime(2026, 4, 14, 8, 0, tzinfo=UTC)  # 10:00 in Berlin
+STAMP = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def entry(method: Method = Method.REQUEST, sequence: int = 0) -> CalendarEntry:
+    return CalendarEntry(
+        uid=meeting_uid("req-1"),
+        sequence=sequence,
+        method=method,
+        start=START,
+        end=START + timedelta(minutes=30),
+        table=4,
+        mode="onsite",
+        stamp=STAMP,
+    )
+
+
+def placed_input(**changes: Any) -> RenderInput:
+    values: dict[str, Any] = {
+        "kind": Kind.MEETING_PLACED,
+        "recipient_id": "a",
+        "recipient_name": "Alpha Cluster",
+        "time_zone": None,
+        "event": EVENT,
+        "facts": {
+            "participants": ["a", "b"],
+            "start": START.isoformat(),
+            "end": (START + timedelta(minutes=30)).isoformat(),
+            "table": 4,
+            "mode": "onsite",
+        },
+        "names": {"a": "Alpha Cluster", "b": "Beta & Co"},
+        "calendar": entry(),
+        "unsubscribe_url": "https://n.example/unsubscribe/t",
+        "feed_url": "https://n.example/calendar/f.ics",
+    }
+    values.update(changes)
+    return RenderInput(**values)
+
+
+def test_times_in_the_events_zone_and_the_recipients_own() -> None:
+    end = START + timedelta(minutes=30)
+    assert when(START, end, "Europe/Berlin", None) == "Tue 14 Apr 2026, 10:00-10:30 (Europe/Berlin)"
+    both = when(START, end, "Europe/Berlin", "America/New_York")
+    assert both.endswith("04:00-04:30 your time (America/New_York)")
+    far = when(START, end, "Europe/Berlin", "Pacific/Auckland")
+    assert "Tue 14 Apr" in far and "20:00-20:30 your time" in far
+
+
+def test_placed_message_names_the_other_side_time_and_place_and_escapes_html() -> None:
+    out = render(placed_input(time_zone="Europe/London"))
+    assert out.subject.startswith("Meeting with Beta & Co: Tue 14 Apr 2026, 10:00-10:30")
+    assert "09:00-09:30 your time (Europe/London)" in out.text
+    assert "table 4, Hall 2" in out.text
+    assert "https://n.example/unsubscribe/t" in out.text
+    assert "https://n.example/calendar/f.ics" in out.text
+    assert "Beta &amp; Co" in out.html and "Beta & Co" not in out.html
+    assert "&lt;Hannover&gt;" in out.html
+
+
+def test_every_kind_renders() -> None:
+    facts = {
+        "participants": ["a", "b"],
+        "requester_id": "b",
+        "recipient_id": "a",
+        "start": START.isoformat(),
+        "end": (START + timedelta(minutes=30)).isoformat(),
+        "table": None,
+        "mode": "online",
+        "previous": {
+            "start": (START - timedelta(hours=1)).isoformat(),
+            "end": START.isoformat(),
+            "table": None,
+            "mode": "online",
+        },
+        "expires_at": START.isoformat(),
+        "reason": "overbooked",
+        "message": "Let us talk about lasers",
+    }
+    agenda = [AgendaItem("m", "Beta & Co", START, START + timedelta(minutes=30), 3, "onsite")]
+    for kind in Kind:
+        out = render(placed_input(kind=kind, facts=facts, agenda=agenda))
+        assert out.subject and "Dear Alpha Cluster," in out.text, kind
+    requested = render(placed_input(kind=Kind.REQUEST_RECEIVED, facts=facts))
+    assert "Let us talk about lasers" in requested.text
+    assert "Please answer by Tue 14 Apr 2026, 10:00 (Europe/Berlin)" in requested.text
+    published = render(placed_input(kind=Kind.AGENDA_PUBLISHED, facts=facts, agenda=agenda))
+    assert "10:00-10:30 (Europe/Berlin): Beta & Co, table 3, Hall 2" in published.text
+
+
+def test_digest_gathers_parts_without_their_greetings() -> None:
+    parts = [
+        render(placed_input(kind=Kind.APPLICATION_APPROVED, facts={}), standalone=False),
+        render(placed_input(kind=Kind.APPLICATION_RECEIVED, facts={}), standalone=False),
+    ]
+    out = render_digest("Alpha Cluster", "Fair", parts, "https://u")
+    assert out.subject == "Fair: 2 updates"
+    assert out.text.count("Dear Alpha Cluster") == 1
+    assert all(p.subject in out.text and html.escape(p.subject) in out.html for p in parts)
+
+
+def _vevent(ics: bytes, method: str) -> Any:
+    cal = icalendar.Calendar.from_ical(ics)
+    assert str(cal["METHOD"]) == method
+    (event,) = cal.walk("VEVENT")
+    return event
+
+
+def test_calendar_entries_update_and_cancel_one_uid() -> None:
+    made = calendar.entry_ics(
+        entry(), summary="Meeting", location="Table 4", organizer="n@x.org", attendees=["a@x.org"]
+    )
+    gone = calendar.entry_ics(
+        entry(Method.CANCEL, 2), summary="Meeting", location="Table 4", organizer="n@x.org"
+    )
+    first, last = _vevent(made, "REQUEST"), _vevent(gone, "CANCEL")
+    assert str(first["UID"]) == str(last["UID"]) == "meeting-req-1@meetings.matchmaking"
+    assert (int(first["SEQUENCE"]), int(last["SEQUENCE"])) == (0, 2)
+    assert (str(first["STATUS"]), str(last["STATUS"])) == ("CONFIRMED", "CANCELLED")
+    assert first.decoded("DTSTART") == START
+    assert first.decoded("DTSTAMP") == STAMP
+    assert str(first["ATTENDEE"]) == "mailto:a@x.org"
+
+
+def test_feed_lists_the_agenda() -> None:
+    item = calendar.FeedItem(
+        "req-1", 3, "Meeting", START, START + timedelta(minutes=30), "T", STAMP
+    )
+    cal = icalendar.Calendar.from_ical(calendar.feed_ics("Fair: Alpha", [item]))
+    assert "METHOD" not in cal
+    (event,) = cal.walk("VEVENT")
+    assert str(event["UID"]) == meeting_uid("req-1") and int(event["SEQUENCE"]) == 3
+
+
+def test_email_carries_text_html_and_the_calendar_twice() -> None:
+    ics = calendar.entry_ics(entry(), summary="M", location="T", organizer="n@x.org")
+    msg = email.build(
+        sender="Matchmaking <noreply@x.org>",
+        to=["a@example.org", "b@example.org"],
+        rendered=render(placed_input()),
+        message_id="<abc@x.org>",
+        date=STAMP,
+        unsubscribe_url="https://u",
+        kind="meeting.placed",
+        calendar=email.Calendar(Method.REQUEST, ics),
+    )
+    parsed: Message = message_from_bytes(msg.as_bytes())
+    assert parsed["Message-ID"] == "<abc@x.org>"
+    assert parsed["List-Unsubscribe"] == "<https://u>"
+    types = [part.get_content_type() for part in parsed.walk()]
+    assert types == [
+        "multipart/mixed",
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+        "text/calendar",
+        "application/ics",
+    ]
+    cal_part = next(p for p in parsed.walk() if p.get_content_type() == "text/calendar")
+    assert cal_part.get_param("method") == "REQUEST"
+    assert email.mail_domain("Matchmaking <noreply@x.org>") == "x.org"
+
+
+def test_webhook_signature_matches_a_vector_computed_by_hand() -> None:
+    # Computed independently with openssl, following the Standard Webhooks spec:
+    #   key = base64-decode of the secret after "whsec_"
+    #   printf '%s' 'msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{"test": 2432232314}' \
+    #     | openssl dgst -sha256 -mac HMAC -macopt hexkey:<key as hex> -binary | base64
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    assert webhooks.signature(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == expected
+    headers = webhooks.headers(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body)
+    assert headers["webhook-id"] == "msg_p5jXN8AQM9LWM0D4loKWxJek"
+    assert headers["webhook-timestamp"] == "1614265330"
+    assert headers["webhook-signature"] == expected
+    assert webhooks.signature(secret, "msg_other", 1614265330, body) != expected
+    assert webhooks.new_secret().startswith("whsec_")
