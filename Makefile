@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench lint asyncapi
+.PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi
 
 # .venv from uv.lock, with the system python3 (uv never downloads a Python).
 venv:
@@ -53,6 +53,14 @@ test-unit: venv
 # Throughput and latency of the backbone on the local stack (figures in var/bench/).
 bench: venv infra-up
 	@.venv/bin/python -m bench.backbone
+
+# Solver vs greedy baseline vs CP-SAT on generated events, checked independently.
+bench-scheduling: venv
+	@.venv/bin/python -m bench.scheduling
+
+# Recommendations: 5,000 participants from scratch, one new registration, recall@10.
+bench-recommendations: venv infra-up
+	@.venv/bin/python -m bench.recommendations
 
 lint: venv
 	@.venv/bin/ruff check .

@@ -19,7 +19,20 @@ port_of() {
   echo "${!var:-${PORT[$1]}}"
 }
 
+# A local mail catcher so notification has an SMTP server to deliver to; the
+# messages it receives are printed to var/log/mail.log. Skipped when SMTP_HOST
+# points at a real server.
+mail_up() {
+  [[ -n "${SMTP_HOST:-}" && "${SMTP_HOST}" != "localhost" && "${SMTP_HOST}" != "127.0.0.1" ]] \
+    && return 0
+  if alive mail; then return 0; fi
+  nohup .venv/bin/python -m aiosmtpd -n -l "127.0.0.1:${SMTP_PORT:-1025}" >>"$LOG/mail.log" 2>&1 &
+  echo $! >"$RUN/mail.pid"
+  echo "mail: catcher started on 127.0.0.1:${SMTP_PORT:-1025} (messages in $LOG/mail.log)"
+}
+
 up() {
+  mail_up
   for name in "${SERVICES[@]}"; do
     if alive "$name"; then
       echo "$name: already running (pid $(cat "$RUN/$name.pid"))"
@@ -48,7 +61,7 @@ up() {
 }
 
 down() {
-  for name in "${SERVICES[@]}"; do
+  for name in "${SERVICES[@]}" mail; do
     if alive "$name"; then
       local pid
       pid=$(cat "$RUN/$name.pid")

@@ -85,10 +85,11 @@ class _Labels:
 
     def jaccard(self, rows: Rows) -> npt.NDArray[np.float32]:
         inter = self.matrix[rows] @ self.matrix.T
-        union = self.sizes[rows, None] + self.sizes[None, :] - inter
-        out = np.zeros_like(inter)
-        np.divide(inter, union, out=out, where=union > 0)
-        return out
+        union = self.sizes[rows, None] + self.sizes[None, :]
+        union -= inter
+        np.maximum(union, 1, out=union)  # no labels on either side: 0 / 1
+        inter /= union
+        return inter
 
 
 _GRID = 4096.0  # vector components are kept as multiples of 1/4096 ...
@@ -153,6 +154,16 @@ def _best_per_row_group(by_item: Scores, local: Rows, counts: Rows) -> Scores:
         out[who] = np.maximum(out[who], by_item[local[who] + s])
     out *= _UNSHRINK
     return np.maximum(out, 0, out=out)
+
+
+def _transpose(matrix: Scores, tile: int = 256) -> Scores:
+    """A contiguous transpose, tile by tile (a plain one misses the cache on every element)."""
+    rows, cols = matrix.shape
+    out = np.empty((cols, rows), dtype=matrix.dtype)
+    for r in range(0, rows, tile):
+        for c in range(0, cols, tile):
+            out[c : c + tile, r : r + tile] = matrix[r : r + tile, c : c + tile].T
+    return out
 
 
 class Ranker:
@@ -293,7 +304,7 @@ class Ranker:
         for start in range(0, n, block):
             rows = np.arange(start, min(n, start + block), dtype=np.intp)
             forward[rows] = self.request_to_offer(rows)
-        backward = np.ascontiguousarray(forward.T)  # text(j → i) at [i, j]
+        backward = _transpose(forward)  # text(j → i) at [i, j]
         out: dict[str, TopList] = {}
         for start in range(0, n, block):
             rows = np.arange(start, min(n, start + block), dtype=np.intp)
