@@ -11,17 +11,21 @@ status are taken from the event), only for the others.
   waitlisting or withdrawal updates the stored top-K lists incrementally
   (`recommend.incremental`): the participant's own list, the lists that held
   it, and the lists it now enters. Nothing else of the event is recomputed.
-* `refresh_pair` is for the meeting-request side: after a request between two
-  participants is made or ends, their two lists are computed anew. Reads also
-  leave out pending and accepted pairs, so lists are right even without it.
+* `PAIR_HANDLERS` (matching's own events, on `matching.events`): after a
+  request between two participants is made or ends, their two lists are
+  computed anew (`refresh_pair`). Reads also leave out pending and accepted
+  pairs, so lists never show them even before that.
 
-One transaction-scoped advisory lock per brokerage event serialises changes to
-that event's lists.
+A row per brokerage event (`recommendation_state`), locked for the
+transaction, serialises changes to that event's lists; its token lets the
+process reuse the participants it loaded last time (see `_States`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,12 +41,18 @@ from services.matching.recommend.profiles import (
     TextEncoder,
     embed,
     from_bytes,
-    texts_digest,
     to_bytes,
 )
 from services.matching.recommend.scoring import K, Ranker, meeting_type
 from services.matching.recommend.topk import Entry, TopList, insert
 from shared.contracts.base import EventPayload
+from shared.contracts.matching import (
+    MeetingAccepted,
+    MeetingCancelled,
+    MeetingDeclined,
+    MeetingRequested,
+    MeetingRequestExpired,
+)
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     DecisionBase,
@@ -54,7 +64,6 @@ from shared.contracts.registration import (
     RegistrationWaitlisted,
     RegistrationWithdrawn,
 )
-from shared.db import advisory_lock_id
 from shared.envelope import Envelope
 from shared.inbox import Handler
 
@@ -111,22 +120,22 @@ async def _embed(profiles: Sequence[Profile]) -> list[Participant]:
     return await asyncio.to_thread(embed, profiles, encode)
 
 
-async def _store_vectors(
-    conn: asyncpg.Connection, event_id: str, ps: Sequence[Participant]
-) -> None:
+async def store_vectors(conn: asyncpg.Connection, event_id: str, ps: Sequence[Participant]) -> None:
     await conn.executemany(
-        "INSERT INTO participant_vectors (registration_id, event_id, model, digest, dimension,"
-        " request_vectors, offer_vectors) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        "INSERT INTO participant_vectors (registration_id, event_id, model, requests, offers,"
+        " dimension, request_vectors, offer_vectors) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         " ON CONFLICT (registration_id) DO UPDATE SET model = EXCLUDED.model,"
-        " digest = EXCLUDED.digest, dimension = EXCLUDED.dimension,"
-        " request_vectors = EXCLUDED.request_vectors, offer_vectors = EXCLUDED.offer_vectors",
+        " requests = EXCLUDED.requests, offers = EXCLUDED.offers,"
+        " dimension = EXCLUDED.dimension, request_vectors = EXCLUDED.request_vectors,"
+        " offer_vectors = EXCLUDED.offer_vectors",
         [
             (
                 p.id,
                 event_id,
                 MODEL,
-                texts_digest(p.profile, MODEL),
-                minilm.DIMENSION,
+                list(p.profile.requests),
+                list(p.profile.offers),
+                int(p.request_vectors.shape[1]),
                 to_bytes(p.request_vectors),
                 to_bytes(p.offer_vectors),
             )
@@ -140,8 +149,8 @@ async def with_vectors(
 ) -> list[Participant]:
     """`profiles` with their stored vectors; missing or stale ones are embedded and stored."""
     rows = await conn.fetch(
-        "SELECT registration_id, digest, dimension, request_vectors, offer_vectors"
-        " FROM participant_vectors WHERE registration_id = ANY($1::text[])",
+        "SELECT registration_id, model, requests, offers, dimension, request_vectors,"
+        " offer_vectors FROM participant_vectors WHERE registration_id = ANY($1::text[])",
         [p.registration_id for p in profiles],
     )
     stored = {r["registration_id"]: r for r in rows}
@@ -149,7 +158,11 @@ async def with_vectors(
     stale: list[Profile] = []
     for p in profiles:
         row = stored.get(p.registration_id)
-        if row is None or row["digest"] != texts_digest(p, MODEL):
+        if row is None or (row["model"], tuple(row["requests"]), tuple(row["offers"])) != (
+            MODEL,
+            p.requests,
+            p.offers,
+        ):
             stale.append(p)
             continue
         dim = row["dimension"]
@@ -158,7 +171,7 @@ async def with_vectors(
         )
     if stale:
         fresh = await _embed(stale)
-        await _store_vectors(conn, event_id, fresh)
+        await store_vectors(conn, event_id, fresh)
         out.update((p.id, p) for p in fresh)
     return [out[p.registration_id] for p in profiles]
 
@@ -188,56 +201,119 @@ async def engaged_pairs(conn: asyncpg.Connection, event_id: str) -> list[tuple[s
     return [(r["requester_id"], r["recipient_id"]) for r in rows]
 
 
-async def load_ranker(
-    conn: asyncpg.Connection,
-    event_id: str,
-    *,
-    subject: Profile | None = None,
-    subject_approved: bool | None = None,
-) -> Ranker:
-    """The event's approved participants as a `Ranker`.
+async def load_participants(conn: asyncpg.Connection, event_id: str) -> dict[str, Participant]:
+    """The event's approved participants with their vectors, from the database.
 
-    `subject` (with `subject_approved`) is the participant an event is about: its
-    profile and status come from that event rather than from the projection.
+    Vectors that are missing (registered before this code ran) or stale are
+    embedded and stored now.
     """
-    types = await conn.fetchval(
-        "SELECT meeting_types FROM brokerage_events WHERE event_id = $1", event_id
-    )
     rows = await conn.fetch(
-        f"SELECT {_PROFILE_COLUMNS}, v.digest, v.dimension, v.request_vectors, v.offer_vectors"
+        f"SELECT {_PROFILE_COLUMNS}, v.dimension, v.request_vectors, v.offer_vectors,"
+        " (v.model = $2 AND v.requests = p.requests AND v.offers = p.offers) AS fresh"
         " FROM participants p LEFT JOIN participant_vectors v USING (registration_id)"
-        " WHERE p.event_id = $1 AND p.status = 'approved' ORDER BY p.registration_id",
+        " WHERE p.event_id = $1 AND p.status = 'approved'",
         event_id,
+        MODEL,
     )
-    participants: list[Participant] = []
+    out: dict[str, Participant] = {}
     missing: list[Profile] = []
     for row in rows:
         profile = profile_from_row(row)
-        if subject is not None and profile.registration_id == subject.registration_id:
-            continue
-        if row["digest"] is None or row["digest"] != texts_digest(profile, MODEL):
+        if not row["fresh"]:
             missing.append(profile)
             continue
         dim = row["dimension"]
-        participants.append(
-            Participant(
-                profile,
-                from_bytes(row["request_vectors"], dim),
-                from_bytes(row["offer_vectors"], dim),
-            )
+        out[profile.registration_id] = Participant(
+            profile, from_bytes(row["request_vectors"], dim), from_bytes(row["offer_vectors"], dim)
         )
-    if subject is not None and subject_approved:
-        missing.append(subject)
-    if missing:  # registered before this code ran, or the event is about them
-        participants.extend(await with_vectors(conn, event_id, missing))
-        participants.sort(key=lambda p: p.id)
-    return Ranker(participants, types or [], await engaged_pairs(conn, event_id))
+    if missing:
+        out.update((p.id, p) for p in await with_vectors(conn, event_id, missing))
+    return out
 
 
-async def _lock(conn: asyncpg.Connection, event_id: str) -> None:
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1)", advisory_lock_id(f"recommendations:{event_id}")
+async def _meeting_types(conn: asyncpg.Connection, event_id: str) -> list[str]:
+    types: list[str] | None = await conn.fetchval(
+        "SELECT meeting_types FROM brokerage_events WHERE event_id = $1", event_id
     )
+    return types or []
+
+
+async def ranker_of(
+    conn: asyncpg.Connection, event_id: str, participants: dict[str, Participant]
+) -> Ranker:
+    ordered = [participants[k] for k in sorted(participants)]
+    return Ranker(
+        ordered, await _meeting_types(conn, event_id), await engaged_pairs(conn, event_id)
+    )
+
+
+async def load_ranker(conn: asyncpg.Connection, event_id: str) -> Ranker:
+    """The event's approved participants as a `Ranker`, straight from the database."""
+    return await ranker_of(conn, event_id, await load_participants(conn, event_id))
+
+
+class _States:
+    """The last few events' participants as this process left them, by state token.
+
+    Every change to an event's lists writes a new random token in
+    `recommendation_state` (in the same transaction) and keeps the participants
+    here under it. A later change that reads the same token from the database
+    uses them instead of loading thousands of rows again; any other token (a
+    rolled-back transaction, another instance's change) means load afresh.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+        self._by_event: OrderedDict[str, tuple[str, dict[str, Participant]]] = OrderedDict()
+
+    def get(self, event_id: str, token: str | None) -> dict[str, Participant] | None:
+        found = self._by_event.get(event_id)
+        if found is None or token is None or found[0] != token:
+            return None
+        self._by_event.move_to_end(event_id)
+        return dict(found[1])
+
+    def put(self, event_id: str, token: str, participants: dict[str, Participant]) -> None:
+        self._by_event[event_id] = (token, participants)
+        self._by_event.move_to_end(event_id)
+        while len(self._by_event) > self._size:
+            self._by_event.popitem(last=False)
+
+    def clear(self) -> None:
+        self._by_event.clear()
+
+
+states = _States()
+
+
+async def _lock(conn: asyncpg.Connection, event_id: str) -> str | None:
+    """Lock the event's recommendation state row (serialises its changes); its token."""
+    await conn.execute(
+        "INSERT INTO recommendation_state (event_id, token) VALUES ($1, NULL)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        event_id,
+    )
+    token: str | None = await conn.fetchval(
+        "SELECT token FROM recommendation_state WHERE event_id = $1 FOR UPDATE", event_id
+    )
+    return token
+
+
+async def _participants(
+    conn: asyncpg.Connection, event_id: str, token: str | None
+) -> dict[str, Participant]:
+    cached = states.get(event_id, token)
+    return cached if cached is not None else await load_participants(conn, event_id)
+
+
+async def _save(
+    conn: asyncpg.Connection, event_id: str, participants: dict[str, Participant]
+) -> None:
+    token = uuid.uuid4().hex
+    await conn.execute(
+        "UPDATE recommendation_state SET token = $2 WHERE event_id = $1", event_id, token
+    )
+    states.put(event_id, token, participants)
 
 
 # -- applying changes -------------------------------------------------------------
@@ -313,8 +389,12 @@ async def refresh(
     subject: Profile,
     approved: bool,
 ) -> Plan:
-    """Bring the event's lists up to date after `subject` changed (joined, updated, left)."""
-    await _lock(conn, event_id)
+    """Bring the event's lists up to date after `subject` changed (joined, updated, left).
+
+    The subject's profile and status come from the event being handled, not
+    from the projection, so the order of the handlers does not matter for it.
+    """
+    token = await _lock(conn, event_id)
     rid = subject.registration_id
     holders = await _holders(conn, event_id, rid)
     had_list = await conn.fetchval(
@@ -322,27 +402,36 @@ async def refresh(
     )
     if not approved and not holders and not had_list:
         return Plan()  # was never in the lists: nothing to take out
-    ranker = await load_ranker(conn, event_id, subject=subject, subject_approved=approved)
+    participants = await _participants(conn, event_id, token)
+    if approved:
+        participants[rid] = (await with_vectors(conn, event_id, [subject]))[0]
+    else:
+        participants.pop(rid, None)
+    ranker = await ranker_of(conn, event_id, participants)
     floors = await _floors(conn, event_id) if approved else {}
     change = incremental.plan(ranker, rid, holders, floors, K)
     await store(conn, event_id, change)
+    await _save(conn, event_id, participants)
     return change
 
 
 async def refresh_pair(conn: asyncpg.Connection, event_id: str, a: str, b: str) -> None:
     """A meeting request between `a` and `b` was made or ended: recompute both lists."""
-    await _lock(conn, event_id)
-    ranker = await load_ranker(conn, event_id)
+    token = await _lock(conn, event_id)
+    participants = await _participants(conn, event_id, token)
+    ranker = await ranker_of(conn, event_id, participants)
     await store(conn, event_id, incremental.plan_pair(ranker, a, b, K))
+    await _save(conn, event_id, participants)
 
 
 async def rebuild_event(conn: asyncpg.Connection, event_id: str) -> int:
     """Every list of the event from scratch (repair or backfill); returns how many."""
     await _lock(conn, event_id)
-    ranker = await load_ranker(conn, event_id)
-    lists = ranker.all_lists(K)
+    participants = await load_participants(conn, event_id)
+    lists = (await ranker_of(conn, event_id, participants)).all_lists(K)
     await conn.execute("DELETE FROM recommendation_lists WHERE event_id = $1", event_id)
     await _write_lists(conn, event_id, lists)
+    await _save(conn, event_id, participants)
     return len(lists)
 
 
@@ -396,6 +485,27 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+_MEETING_EVENTS = (
+    MeetingRequested,
+    MeetingAccepted,
+    MeetingDeclined,
+    MeetingCancelled,
+    MeetingRequestExpired,
+)
+
+
+async def on_meeting_event(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    """A pair became engaged (requested, accepted) or free again (declined, cancelled, expired)."""
+    assert isinstance(e, _MEETING_EVENTS)
+    await refresh_pair(conn, e.event_id, e.requester_id, e.recipient_id)
+
+
+PAIR_HANDLERS: dict[str, Handler] = {t.ce_type(): on_meeting_event for t in _MEETING_EVENTS}
+"""For a subscription to matching's own topic (`matching.events`): keeps the two lists
+of a pair right as requests come and go. Without it reads still leave out pending
+and accepted pairs, but a pair freed again only returns when its lists are recomputed."""
+
+
 # -- reads ----------------------------------------------------------------------
 
 
@@ -415,8 +525,16 @@ async def subject_of(conn: asyncpg.Connection, registration_id: str) -> Subject 
 
 
 async def _engaged_with(conn: asyncpg.Connection, event_id: str, rid: str) -> set[str]:
-    pairs = await engaged_pairs(conn, event_id)
-    return {b if a == rid else a for a, b in pairs if rid in (a, b)}
+    if not await _has_meeting_requests(conn):
+        return set()
+    rows = await conn.fetch(
+        "SELECT requester_id, recipient_id FROM meeting_requests WHERE event_id = $1"
+        " AND status = ANY($2::text[]) AND (requester_id = $3 OR recipient_id = $3)",
+        event_id,
+        list(ENGAGED_STATUSES),
+        rid,
+    )
+    return {r["recipient_id"] if r["requester_id"] == rid else r["requester_id"] for r in rows}
 
 
 async def _stored_list(conn: asyncpg.Connection, rid: str) -> TopList | None:
@@ -447,7 +565,11 @@ async def ranked_partners(conn: asyncpg.Connection, subject: Subject, limit: int
         # a full list that lost entries may hide partners further down: recompute then
         if len(kept) >= limit or len(stored) < K:
             return kept[:limit]
-    ranker = await load_ranker(conn, subject.event_id)
+    token = await conn.fetchval(
+        "SELECT token FROM recommendation_state WHERE event_id = $1", subject.event_id
+    )
+    participants = await _participants(conn, subject.event_id, token)
+    ranker = await ranker_of(conn, subject.event_id, participants)
     if subject.registration_id not in ranker.index:
         return []
     return ranker.list_for(subject.registration_id, K)[:limit]

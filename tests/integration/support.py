@@ -177,6 +177,27 @@ async def read_topic(bootstrap_servers: str, topic: str, *, limit: float = 30.0)
         await consumer.stop()
 
 
+async def start_groups_at_end(bootstrap_servers: str, groups: dict[str, Sequence[str]]) -> None:
+    """Commit, for each consumer group, the current end offsets of its topics.
+
+    A service started afterwards with that (fresh) group reads only what is
+    written from now on, instead of replaying the shared topics' history from
+    the beginning, which grows with every test run and gets slower as handlers
+    get heavier.
+    """
+    for group, topics in groups.items():
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            partitions = [tp for topic in topics for tp in await _partitions(consumer, topic)]
+            consumer.assign(partitions)
+            await consumer.commit(await consumer.end_offsets(partitions))
+        finally:
+            await consumer.stop()
+
+
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     found = consumer.partitions_for_topic(topic)
     if not found:

@@ -29,7 +29,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.integration.support import Infra, Record, headers_of, wait_until
+from tests.integration.support import (
+    Infra,
+    Record,
+    headers_of,
+    start_groups_at_end,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +92,14 @@ async def platform(
         "OTEL_TRACES_EXPORTER": "jsonl",
         "TELEMETRY_JSONL_PATH": str(spans),
     }
+    # Fresh consumer groups that skip the shared topics' history (only this run matters).
+    await start_groups_at_end(
+        infra.bootstrap_servers,
+        {
+            f"matching{env['CONSUMER_GROUP_SUFFIX']}": ["registration.events"],
+            f"registration{env['CONSUMER_GROUP_SUFFIX']}": [MATCHING_EVENTS],
+        },
+    )
     procs = {
         svc: subprocess.Popen(
             [sys.executable, "-m", f"services.{svc}"],

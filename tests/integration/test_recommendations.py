@@ -29,6 +29,7 @@ from services.matching.recommendations_api import router
 from shared import problems
 from shared.auth import digest
 from shared.contracts.base import EventPayload
+from shared.contracts.matching import MeetingDeclined, MeetingRequested
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     Attendance,
@@ -307,11 +308,27 @@ async def test_partners_requested_or_met_are_left_out(matching_db: asyncpg.Pool)
     )
     async with pool.acquire() as conn:  # reads leave the pair out at once
         after = [e.partner for e in await recommendations.ranked_partners(conn, subject, 10)]
-        assert after == [p for p in first if p != "r02"]
-        async with conn.transaction():  # and the lists once the request side tells us
-            await recommendations.refresh_pair(conn, "e1", "r01", "r02")
+    assert after == [p for p in first if p != "r02"]
+    pair = dict(request_id="m1", event_id="e1", requester_id="r02", recipient_id="r01")
+    requested = MeetingRequested(
+        **pair,
+        meeting_type=MeetingType.BUSINESS2BUSINESS,
+        expires_at=datetime(2030, 4, 2, tzinfo=UTC),
+    )
+    await apply_pair_event(pool, requested)  # and the lists once matching's event arrives
     lists = await assert_current(pool)
     assert "r02" not in partners_of(lists, "r01") and "r01" not in partners_of(lists, "r02")
+
+    await pool.execute("UPDATE meeting_requests SET status = 'declined'")
+    await apply_pair_event(pool, MeetingDeclined(**pair))  # free again: back in the lists
+    lists = await assert_current(pool)
+    assert partners_of(lists, "r01")[0] == "r02"
+
+
+async def apply_pair_event(pool: asyncpg.Pool, event: EventPayload) -> None:
+    envelope = Envelope.wrap(event, key="e1")
+    async with pool.acquire() as conn, conn.transaction():
+        await recommendations.PAIR_HANDLERS[event.ce_type()](conn, envelope, event)
 
 
 def client(pool: asyncpg.Pool) -> httpx.AsyncClient:
@@ -368,3 +385,30 @@ async def test_api(matching_db: asyncpg.Pool) -> None:
         assert (await http.get(other, headers={"X-API-Key": ADMIN_KEY})).status_code == 404
         limit = await http.get(path + "?limit=500", headers={"X-API-Key": ADMIN_KEY})
         assert limit.status_code == 422
+
+
+class Boom(Exception):
+    pass
+
+
+async def test_a_rolled_back_change_leaves_no_trace(matching_db: asyncpg.Pool) -> None:
+    """The process keeps the participants it saw; a rolled-back change must not leak into it."""
+    pool = matching_db
+    await apply(pool, brokerage_event("e1", list(MeetingType)))
+    await register_all(pool, list(PROFILES))
+    for rid in ["r01", "r02", "r03"]:
+        await apply(pool, RegistrationApproved(registration_id=rid, event_id="e1"))
+    event = RegistrationApproved(registration_id="r07", event_id="e1")
+    with pytest.raises(Boom):
+        async with pool.acquire() as conn, conn.transaction():
+            await HANDLERS[event.ce_type()](conn, Envelope.wrap(event, key="e1"), event)
+            raise Boom  # e.g. a later handler of the batch failed
+    await apply(pool, RegistrationApproved(registration_id="r04", event_id="e1"))
+    lists = await assert_current(pool)
+    assert set(lists) == {"r01", "r02", "r03", "r04"}
+    assert all("r07" not in partners_of(lists, o) for o in lists)
+
+    # another instance changed the event meanwhile: the token is no longer ours
+    await pool.execute("UPDATE recommendation_state SET token = 'theirs'")
+    await apply(pool, RegistrationWithdrawn(registration_id="r03", event_id="e1"))
+    await assert_current(pool)

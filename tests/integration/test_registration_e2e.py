@@ -25,7 +25,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.integration.support import Infra
+from tests.integration.support import Infra, start_groups_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +83,14 @@ async def platform(
         "OTEL_TRACES_EXPORTER": "jsonl",
         "TELEMETRY_JSONL_PATH": str(spans),
     }
+    # Fresh consumer groups that skip the shared topics' history (only this run matters).
+    await start_groups_at_end(
+        infra.bootstrap_servers,
+        {
+            f"matching-e2e-{run}": ["registration.events"],
+            f"registration-e2e-{run}": ["matching.events"],
+        },
+    )
     procs = {
         svc: subprocess.Popen(
             [sys.executable, "-m", f"services.{svc}"],

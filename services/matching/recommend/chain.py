@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from enum import IntEnum
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +78,7 @@ _KEYWORDS: list[tuple[Stage, list[str]]] = [
 _INDUSTRY = (Stage.SUPPLY, Stage.MANUFACTURING, Stage.SERVICE)
 
 
+@lru_cache(maxsize=8192)
 def stage_of(position: str | None, organisation_type: str) -> Stage:
     if organisation_type == "cluster":
         return Stage.INTERMEDIARY

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from services.matching.recommend import wordpiece
+from services.matching.recommend import blas, wordpiece
 
 Vectors = npt.NDArray[np.float32]
 
@@ -169,6 +169,7 @@ class SentenceEncoder:
             ln2_b=_f32(t[f"{p}output.LayerNorm.bias"]),
         )
 
+    @blas.single_thread
     def encode(self, texts: list[str], batch_tokens: int = 1024) -> Vectors:
         """One vector per text; texts of similar length are batched together."""
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +14,7 @@ TextEncoder = Callable[[list[str]], Vectors]
 """Texts → one L2-normalised row per text (the sentence model, or TF-IDF for comparison)."""
 
 
+@lru_cache(maxsize=65536)
 def clean(value: str) -> str:
     """A label as compared: lower case, single spaces."""
     return " ".join(value.lower().split())
@@ -45,12 +45,6 @@ class Participant:
     @property
     def id(self) -> str:
         return self.profile.registration_id
-
-
-def texts_digest(profile: Profile, model: str) -> str:
-    """Changes when the texts to embed (or the model) change."""
-    data = json.dumps([model, list(profile.requests), list(profile.offers)], ensure_ascii=False)
-    return hashlib.sha256(data.encode()).hexdigest()
 
 
 def embed(profiles: Sequence[Profile], encode: TextEncoder) -> list[Participant]:
