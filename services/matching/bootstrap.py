@@ -30,7 +30,12 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         NAME,
         settings,
         migrations=Path(__file__).parent / "migrations",
-        subscriptions=[Subscription(("registration.events",), on_registration, registry())],
+        subscriptions=[
+            Subscription(("registration.events",), on_registration, registry()),
+            # Matching's own events: a pair's lists are recomputed when a request
+            # between them is made or ends (consumer group `matching-1`).
+            Subscription(("matching.events",), recommendations.PAIR_HANDLERS, registry()),
+        ],
         background=[expiry.sweeper],
     )
     return create_app(

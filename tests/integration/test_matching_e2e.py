@@ -97,6 +97,7 @@ async def platform(
         infra.bootstrap_servers,
         {
             f"matching{env['CONSUMER_GROUP_SUFFIX']}": ["registration.events"],
+            f"matching-1{env['CONSUMER_GROUP_SUFFIX']}": [MATCHING_EVENTS],
             f"registration{env['CONSUMER_GROUP_SUFFIX']}": [MATCHING_EVENTS],
         },
     )

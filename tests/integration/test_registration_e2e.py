@@ -88,6 +88,7 @@ async def platform(
         infra.bootstrap_servers,
         {
             f"matching-e2e-{run}": ["registration.events"],
+            f"matching-1-e2e-{run}": ["matching.events"],
             f"registration-e2e-{run}": ["matching.events"],
         },
     )

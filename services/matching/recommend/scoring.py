@@ -108,7 +108,11 @@ def _exact(vectors: Vectors) -> Vectors:
     lists kept incrementally equal lists computed from scratch, ties included.
     The rounding moves a cosine by about 1e-4.
     """
-    return (np.round(vectors * (_SHRINK * _GRID)) / _GRID).astype(np.float32)
+    out = np.array(vectors, dtype=np.float32)  # a copy, rounded in place
+    out *= np.float32(_SHRINK * _GRID)
+    np.rint(out, out=out)
+    out *= np.float32(1 / _GRID)  # a power of two: exact
+    return out
 
 
 def _stack(blocks: Sequence[Vectors], dimension: int) -> tuple[Vectors, Rows]:
@@ -117,7 +121,7 @@ def _stack(blocks: Sequence[Vectors], dimension: int) -> tuple[Vectors, Rows]:
     starts = np.zeros(len(parts), dtype=np.intp)
     if parts:
         starts[1:] = np.cumsum([len(p) for p in parts])[:-1]
-        return _exact(np.concatenate(parts)), starts
+        return _exact(np.concatenate(parts, dtype=np.float32)), starts
     return np.zeros((0, dimension), dtype=np.float32), starts
 
 
