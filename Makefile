@@ -25,7 +25,7 @@ infra-down:
 infra-status:
 	@bash deploy/local/infra.sh status
 
-# The whole platform: infrastructure, then the four services; returns when all are ready.
+# The whole platform: infrastructure, then the five services; returns when all are ready.
 up: venv infra-up
 	@bash deploy/local/services.sh up
 
@@ -38,9 +38,11 @@ status:
 	@bash deploy/local/infra.sh status
 	@bash deploy/local/services.sh status
 
-# The platform's main job on local defaults (see scripts/demo.py); leaves it running.
+# The platform's main job on local defaults: replays the HANNOVER MESSE 2015 cluster
+# matchmaking through the public APIs and prints the report (scripts/replay_hannover.py);
+# leaves the platform running.
 demo: up
-	@.venv/bin/python scripts/demo.py
+	@.venv/bin/python -m scripts.replay_hannover
 
 # Unit, contract and integration tests; integration tests use the real Kafka and
 # PostgreSQL that infra-up starts (they fail, not skip, when those are missing).

@@ -12,12 +12,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_DATABASE = "postgresql://postgres:postgres@localhost:5432/{name}"
 
-# Service name -> local HTTP port. 8000 is kept for the read side / dashboard.
+# Service name -> local HTTP port. 8000 is the read side (reporting).
 SERVICE_PORTS: dict[str, int] = {
     "registration": 8001,
     "matching": 8002,
     "scheduling": 8003,
     "notification": 8004,
+    "reporting": 8000,
 }
 
 
@@ -90,11 +91,17 @@ class NotificationSettings(PlatformSettings):
     webhook_timeout_seconds: float = 10.0
 
 
+class ReportingSettings(PlatformSettings):
+    reporting_database_url: str = LOCAL_DATABASE.format(name="reporting")
+    reporting_port: int = SERVICE_PORTS["reporting"]
+
+
 SETTINGS_BY_SERVICE: dict[str, type[PlatformSettings]] = {
     "registration": RegistrationSettings,
     "matching": MatchingSettings,
     "scheduling": SchedulingSettings,
     "notification": NotificationSettings,
+    "reporting": ReportingSettings,
 }
 
 

@@ -38,10 +38,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STATE_DIR="${MATCHMAKING_STATE_DIR:-/var/tmp/matchmaking}"
 
-DATABASES=(registration matching scheduling notification)
+DATABASES=(registration matching scheduling notification reporting)
 # topic:partitions
 TOPICS=()
-for _t in registration matching scheduling notification; do
+for _t in registration matching scheduling notification reporting; do
     TOPICS+=("$_t.events:3" "$_t.events.dlq:1")
 done
 unset _t

@@ -5,3 +5,4 @@ CREATE DATABASE registration;
 CREATE DATABASE matching;
 CREATE DATABASE scheduling;
 CREATE DATABASE notification;
+CREATE DATABASE reporting;

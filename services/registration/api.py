@@ -83,6 +83,18 @@ class Profile(_Body):
         return data, data.pop("representatives")
 
 
+class NewSideProgrammeItem(_Body):
+    title: str = Field(min_length=1, max_length=300)
+    kind: str = Field(default="guided_tour", min_length=1, max_length=50)
+    start: datetime
+    end: datetime
+    capacity: int | None = Field(default=None, ge=1)
+
+
+class JoinBody(_Body):
+    registration_id: str = Field(min_length=1, max_length=100)
+
+
 class DecisionBody(_Body):
     reason: str | None = Field(default=None, max_length=2000)
 
@@ -147,6 +159,8 @@ async def get_event(request: Request, event_id: str) -> dict[str, Any]:
     "/events/{event_id}/registrations",
     status_code=201,
     summary="Register an organisation for an event; returns its API key once",
+    description="Open to anyone until the registration deadline; afterwards only the event's"
+    " organiser (or the platform admin) may still register an organisation.",
 )
 async def register(
     request: Request,
@@ -162,7 +176,7 @@ async def register(
         idempotency_key,
         body.model_dump(mode="json"),
         lambda conn, cid: handlers.register_organisation(
-            conn, event_id, profile, representatives, cid
+            conn, event_id, profile, representatives, cid, principal=who
         ),
         201,
     )
@@ -344,3 +358,72 @@ async def erase(request: Request, registration_id: str, who: Caller) -> JSONResp
         None,
         lambda conn, cid: handlers.erase_personal_data(conn, who, registration_id, cid),
     )
+
+
+# -- side programme -----------------------------------------------------------
+
+
+@router.post(
+    "/events/{event_id}/side-programme",
+    status_code=201,
+    summary="Add a side programme item, e.g. a guided tour (organiser)",
+)
+async def add_side_programme_item(
+    request: Request,
+    event_id: str,
+    body: NewSideProgrammeItem,
+    who: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    definition = body.model_dump()
+    return await run_command(
+        request,
+        who,
+        idempotency_key,
+        body.model_dump(mode="json"),
+        lambda conn, cid: handlers.add_side_programme_item(conn, who, event_id, definition, cid),
+        201,
+    )
+
+
+@router.post(
+    "/events/{event_id}/side-programme/{item_id}/participants",
+    summary="Join a side programme item (the organisation, or the organiser for it);"
+    " its time is then blocked for meetings",
+)
+async def join_side_programme(
+    request: Request,
+    event_id: str,
+    item_id: str,
+    body: JoinBody,
+    who: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await run_command(
+        request,
+        who,
+        idempotency_key,
+        body.model_dump(),
+        lambda conn, cid: handlers.join_side_programme(
+            conn, who, event_id, item_id, body.registration_id, cid
+        ),
+    )
+
+
+@router.get("/events/{event_id}/side-programme", summary="An event's side programme")
+async def side_programme(request: Request, event_id: str) -> list[dict[str, Any]]:
+    rows = await runtime_of(request).pool.fetch(
+        "SELECT * FROM side_programme WHERE event_id = $1 ORDER BY starts_at, title", event_id
+    )
+    return [
+        {
+            "item_id": r["item_id"],
+            "title": r["title"],
+            "kind": r["kind"],
+            "start": r["starts_at"].isoformat(),
+            "end": r["ends_at"].isoformat(),
+            "capacity": r["capacity"],
+            "participants": len(r["participants"]),
+        }
+        for r in rows
+    ]

@@ -25,6 +25,8 @@ from shared.contracts.registration import (
     RegistrationWaitlisted,
     RegistrationWithdrawn,
     Session,
+    SideProgrammeItemAdded,
+    SideProgrammeJoined,
 )
 from shared.errors import RuleViolation
 
@@ -185,8 +187,11 @@ def register(
     profile: OrganisationProfile,
     api_key_digest: str,
     now: datetime,
+    by_organiser: bool = False,
 ) -> EventPayload:
-    if now > event.registration_deadline:
+    """A registration; after the deadline only the event's organiser may still register one
+    (`by_organiser`): late entries agreed with the organiser, or an event imported afterwards."""
+    if now > event.registration_deadline and not by_organiser:
         raise RuleViolation(
             "registration_deadline",
             f"registration closed at {event.registration_deadline.isoformat()}",
@@ -241,4 +246,77 @@ def erase(registration: Registration) -> PersonalDataErased:
         raise RuleViolation("registration", "personal data already erased", status=409)
     return PersonalDataErased(
         registration_id=registration.registration_id, event_id=registration.event_id
+    )
+
+
+# -- side programme -------------------------------------------------------------
+
+
+@dataclass
+class SideProgrammeItem:
+    """A side programme item rebuilt from its stream `side-programme-<item_id>`."""
+
+    added: SideProgrammeItemAdded | None = None
+    participants: list[str] = field(default_factory=list)
+    version: int = 0
+
+    def apply(self, event: EventPayload) -> None:
+        if isinstance(event, SideProgrammeItemAdded):
+            self.added = event
+        elif isinstance(event, SideProgrammeJoined):
+            self.participants.append(event.registration_id)
+        self.version += 1
+
+
+def add_side_programme_item(
+    event: BrokerageEventCreated,
+    *,
+    item_id: str,
+    title: str,
+    kind: str,
+    start: datetime,
+    end: datetime,
+    capacity: int | None,
+) -> SideProgrammeItemAdded:
+    if not title.strip():
+        raise RuleViolation("title", "must not be empty")
+    if start.tzinfo is None or end.tzinfo is None:
+        raise RuleViolation("start", "needs a time zone offset")
+    if end <= start:
+        raise RuleViolation("end", "is not after the start")
+    zone = ZoneInfo(event.time_zone)
+    first = datetime.combine(min(event.days), time.min, zone)
+    last = datetime.combine(max(event.days), time.max, zone)
+    if start < first or end > last:
+        raise RuleViolation("start", "lies outside the event's days")
+    if capacity is not None and capacity < 1:
+        raise RuleViolation("capacity", "must be at least 1")
+    return SideProgrammeItemAdded(
+        event_id=event.event_id,
+        item_id=item_id,
+        title=title.strip(),
+        kind=kind,
+        start=start,
+        end=end,
+        capacity=capacity,
+    )
+
+
+def join_side_programme(item: SideProgrammeItem, registration: Registration) -> SideProgrammeJoined:
+    added = item.added
+    assert added is not None
+    if registration.event_id != added.event_id:
+        raise RuleViolation("registration_id", "is not registered for this event")
+    if registration.status != Status.APPROVED:
+        raise RuleViolation("status", "only approved participants join", status=409)
+    if registration.registration_id in item.participants:
+        raise RuleViolation("registration_id", "has joined this item already", status=409)
+    if added.capacity is not None and len(item.participants) >= added.capacity:
+        raise RuleViolation("capacity", "the item is full", status=409)
+    return SideProgrammeJoined(
+        event_id=added.event_id,
+        item_id=added.item_id,
+        registration_id=registration.registration_id,
+        start=added.start,
+        end=added.end,
     )

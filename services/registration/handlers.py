@@ -134,8 +134,14 @@ async def register_organisation(
     representatives: list[dict[str, Any]],
     correlation_id: str | None,
     now: datetime | None = None,
+    principal: Principal | None = None,
 ) -> dict[str, Any]:
     event = await load_event(conn, event_id)
+    # The event's organiser (or the admin) may register organisations after the deadline.
+    by_organiser = principal is not None and (
+        principal.role == "admin"
+        or (principal.role == "organiser" and principal.id == event.organiser_id)
+    )
     registration_id = str(uuid.uuid4())
     key = crypto.new_key()
     sealed = crypto.seal(key, representatives, subject=registration_id)
@@ -150,6 +156,7 @@ async def register_organisation(
         ),
         api_key_digest=digest,
         now=now or datetime.now(UTC),
+        by_organiser=by_organiser,
     )
     await conn.execute(
         "INSERT INTO subject_keys (subject_id, key) VALUES ($1, $2)", registration_id, key
@@ -297,3 +304,61 @@ async def representatives_of(
     except crypto.KeyErased:
         return None
     return value
+
+
+# -- side programme -------------------------------------------------------------
+
+
+async def add_side_programme_item(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    event_id: str,
+    definition: dict[str, Any],
+    correlation_id: str | None,
+) -> dict[str, Any]:
+    event = await load_event(conn, event_id)
+    if principal.role != "admin" and not (
+        principal.role == "organiser" and principal.id == event.organiser_id
+    ):
+        raise Forbidden("only the event's organiser adds side programme items")
+    item_id = str(uuid.uuid4())
+    added = domain.add_side_programme_item(event, item_id=item_id, **definition)
+    await _record(
+        conn,
+        _stream("side-programme", item_id),
+        0,
+        [added],
+        key=event_id,
+        correlation_id=correlation_id,
+    )
+    return added.model_dump(mode="json")
+
+
+async def join_side_programme(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    event_id: str,
+    item_id: str,
+    registration_id: str,
+    correlation_id: str | None,
+) -> dict[str, Any]:
+    item = domain.SideProgrammeItem()
+    for stored in await _load(conn, _stream("side-programme", item_id)):
+        item.apply(stored)
+    if item.added is None or item.added.event_id != event_id:
+        raise NotFound("side programme item", item_id)
+    registration = await load_registration(conn, registration_id)
+    await authorise(conn, principal, registration, organisation_may=True)
+    joined = domain.join_side_programme(item, registration)
+    try:
+        await _record(
+            conn,
+            _stream("side-programme", item_id),
+            item.version,
+            [joined],
+            key=event_id,
+            correlation_id=correlation_id,
+        )
+    except eventstore.ConcurrencyConflict as exc:
+        raise RuleViolation("item_id", "joined by someone else meanwhile; try again", 409) from exc
+    return joined.model_dump(mode="json")

@@ -19,6 +19,8 @@ from shared.contracts.registration import (
     RegistrationRejected,
     RegistrationWaitlisted,
     RegistrationWithdrawn,
+    SideProgrammeItemAdded,
+    SideProgrammeJoined,
 )
 
 _REGISTERED = tuple(REGISTERED_BY_TYPE.values())
@@ -85,6 +87,25 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
     elif isinstance(event, PersonalDataErased):
         await conn.execute(
             "UPDATE registrations SET erased = true, updated_at = now() WHERE registration_id = $1",
+            event.registration_id,
+        )
+    elif isinstance(event, SideProgrammeItemAdded):
+        await conn.execute(
+            "INSERT INTO side_programme (item_id, event_id, title, kind, starts_at, ends_at,"
+            " capacity) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            event.item_id,
+            event.event_id,
+            event.title,
+            event.kind,
+            event.start,
+            event.end,
+            event.capacity,
+        )
+    elif isinstance(event, SideProgrammeJoined):
+        await conn.execute(
+            "UPDATE side_programme SET participants = array_append(participants, $2)"
+            " WHERE item_id = $1",
+            event.item_id,
             event.registration_id,
         )
 

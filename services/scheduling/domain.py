@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from services.scheduling.grid import EventGrid, Interval, available_slots
+from services.scheduling.grid import EventGrid, Interval, usable_slots
 from services.scheduling.solver import (
     Assignment,
     Fixed,
@@ -40,6 +40,7 @@ class Attendee:
     attendance: str  # on_site | remote
     availability: tuple[Interval, ...] = ()
     approved: bool = True
+    blocked: tuple[Interval, ...] = ()  # side programme items joined
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,9 @@ def build_instance(
     participants = tuple(
         Participant(
             pid,
-            available_slots(grid, attendees[pid].availability) if pid in attendees else None,
+            usable_slots(grid, attendees[pid].availability, attendees[pid].blocked)
+            if pid in attendees
+            else None,
             grid.max_meetings,
         )
         for pid in ids

@@ -87,6 +87,20 @@ def available_slots(grid: EventGrid, intervals: Sequence[Interval]) -> frozenset
     return frozenset(s.id for s in grid.slots if any(a <= s.start and s.end <= b for a, b in spans))
 
 
+def usable_slots(
+    grid: EventGrid, available: Sequence[Interval], blocked: Sequence[Interval]
+) -> frozenset[str] | None:
+    """`available_slots` without the slots overlapping one of `blocked` (side programme)."""
+    slots = available_slots(grid, available)
+    if not blocked:
+        return slots
+    zone = grid.zone
+    spans = [(_aware(a, zone), _aware(b, zone)) for a, b in blocked]
+    busy = {s.id for s in grid.slots if any(s.start < b and a < s.end for a, b in spans)}
+    every = slots if slots is not None else frozenset(s.id for s in grid.slots)
+    return every - busy
+
+
 def parse_intervals(raw: Iterable[dict[str, str]]) -> tuple[Interval, ...]:
     """Intervals as stored (JSON objects with ISO `start` and `end`)."""
     return tuple(

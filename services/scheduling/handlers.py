@@ -31,8 +31,9 @@ from shared.contracts.registration import (
     BrokerageEventCreated,
     RegistrationRejected,
     RegistrationWithdrawn,
+    SideProgrammeJoined,
 )
-from shared.contracts.scheduling import AgendaPublished, ReleaseReason
+from shared.contracts.scheduling import AgendaPublished, ReleaseReason, SlotAssigned
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
 from shared.errors import Forbidden, NotFound, RuleViolation
@@ -79,7 +80,7 @@ async def load_grid(conn: asyncpg.Connection, event_id: str) -> EventGrid | None
 
 async def load_attendees(conn: asyncpg.Connection, event_id: str) -> dict[str, Attendee]:
     rows = await conn.fetch(
-        "SELECT registration_id, attendance, availability, approved FROM attendees"
+        "SELECT registration_id, attendance, availability, approved, blocked FROM attendees"
         " WHERE event_id = $1",
         event_id,
     )
@@ -89,6 +90,7 @@ async def load_attendees(conn: asyncpg.Connection, event_id: str) -> dict[str, A
             r["attendance"],
             parse_intervals(json.loads(r["availability"])),
             r["approved"],
+            parse_intervals(json.loads(r["blocked"])),
         )
         for r in rows
     }
@@ -279,7 +281,48 @@ async def on_participant_left(conn: asyncpg.Connection, env: Envelope, e: EventP
     await emit(conn, e.event_id, events, correlation_id=env.correlation_id, causation_id=env.id)
 
 
+async def on_side_programme_joined(
+    conn: asyncpg.Connection, env: Envelope, e: EventPayload
+) -> None:
+    """The participant is busy then: its meetings in that time move to another slot
+    (a SlotAssigned to the new place), or become unschedulable."""
+    assert isinstance(e, SideProgrammeJoined)
+    await lock_event(conn, e.event_id)
+    grid = await load_grid(conn, e.event_id)
+    if grid is None or grid.published:
+        # Nothing placed yet; or the agenda is published and nothing moves by itself
+        # any more. Either way the blocked time applies to every later placement.
+        return
+    rows = await conn.fetch(
+        "SELECT meeting_id FROM meetings WHERE event_id = $1 AND $2 = ANY(participants)"
+        " AND status = 'placed' AND slot_start < $4 AND $3 < slot_end ORDER BY meeting_id",
+        e.event_id,
+        e.registration_id,
+        e.start,
+        e.end,
+    )
+    events: list[EventPayload] = []
+    for row in rows:
+        await conn.execute(
+            "UPDATE meetings SET status = 'pending', slot_id = NULL, slot_start = NULL,"
+            " slot_end = NULL, table_no = NULL, locked = false, updated_at = now()"
+            " WHERE meeting_id = $1",
+            row["meeting_id"],
+        )
+        moved = await place_one(conn, grid, row["meeting_id"])
+        if not isinstance(moved, SlotAssigned):
+            # No other slot: the meeting leaves the agenda (released), then is unschedulable.
+            meeting = await load_meeting(conn, row["meeting_id"])
+            assert meeting is not None
+            events.append(
+                domain.slot_released(grid, meeting, ReleaseReason.PARTICIPANT_UNAVAILABLE)
+            )
+        events.append(moved)
+    await emit(conn, e.event_id, events, correlation_id=env.correlation_id, causation_id=env.id)
+
+
 ON_EVENTS: dict[str, Handler] = {
+    SideProgrammeJoined.ce_type(): on_side_programme_joined,
     BrokerageEventCreated.ce_type(): on_event_created,
     RegistrationWithdrawn.ce_type(): on_participant_left,
     RegistrationRejected.ce_type(): on_participant_left,

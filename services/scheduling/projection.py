@@ -24,6 +24,7 @@ from shared.contracts.registration import (
     RegistrationRejected,
     RegistrationWaitlisted,
     RegistrationWithdrawn,
+    SideProgrammeJoined,
 )
 from shared.envelope import Envelope
 from shared.inbox import Handler
@@ -89,7 +90,19 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
     )
 
 
+async def on_side_programme_joined(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, SideProgrammeJoined)
+    interval = {"start": e.start.isoformat(), "end": e.end.isoformat()}
+    await conn.execute(
+        "UPDATE attendees SET blocked = blocked || $2::jsonb"
+        " WHERE registration_id = $1 AND NOT blocked @> $2::jsonb",
+        e.registration_id,
+        json.dumps([interval]),
+    )
+
+
 HANDLERS: dict[str, Handler] = {
+    SideProgrammeJoined.ce_type(): on_side_programme_joined,
     OrganiserRegistered.ce_type(): on_organiser_registered,
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,

@@ -5,6 +5,7 @@ from shared.contracts.matching import MATCHING_EVENTS
 from shared.contracts.notification import NOTIFICATION_EVENTS
 from shared.contracts.registration import REGISTRATION_EVENTS
 from shared.contracts.registry import PayloadRegistry
+from shared.contracts.reporting import REPORTING_EVENTS
 from shared.contracts.scheduling import SCHEDULING_EVENTS
 
 ALL_EVENTS: list[type[EventPayload]] = [
@@ -12,6 +13,7 @@ ALL_EVENTS: list[type[EventPayload]] = [
     *MATCHING_EVENTS,
     *SCHEDULING_EVENTS,
     *NOTIFICATION_EVENTS,
+    *REPORTING_EVENTS,
 ]
 
 

@@ -166,6 +166,31 @@ class PersonalDataErased(_RegistrationEvent):
     event_id: str
 
 
+class SideProgrammeItemAdded(_RegistrationEvent):
+    """The organiser adds a side programme item (a guided tour, ...) at a fixed time."""
+
+    event_name: ClassVar[str] = "SideProgrammeItemAdded"
+    event_id: str
+    item_id: str
+    title: str
+    kind: str  # e.g. guided_tour
+    start: datetime
+    end: datetime
+    capacity: int | None = None
+
+
+class SideProgrammeJoined(_RegistrationEvent):
+    """A participant joins a side programme item: it is busy from `start` to `end`,
+    so no meeting of its may take place then."""
+
+    event_name: ClassVar[str] = "SideProgrammeJoined"
+    event_id: str
+    item_id: str
+    registration_id: str
+    start: datetime
+    end: datetime
+
+
 REGISTRATION_EVENTS: list[type[EventPayload]] = [
     OrganiserRegistered,
     BrokerageEventCreated,
@@ -179,4 +204,6 @@ REGISTRATION_EVENTS: list[type[EventPayload]] = [
     RegistrationWaitlisted,
     RegistrationWithdrawn,
     PersonalDataErased,
+    SideProgrammeItemAdded,
+    SideProgrammeJoined,
 ]

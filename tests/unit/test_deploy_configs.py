@@ -58,6 +58,7 @@ EVENT_TOPICS = (
     "matching.events",
     "scheduling.events",
     "notification.events",
+    "reporting.events",
 )
 EVENT_TOPIC_PARTITIONS = 3
 DLQ_PARTITIONS = 1

@@ -114,6 +114,31 @@ def test_registration_after_the_deadline_is_refused() -> None:
     assert (caught.value.field, caught.value.status) == ("registration_deadline", 409)
 
 
+def test_the_organiser_may_register_after_the_deadline() -> None:
+    event = domain.register(
+        hannover(),
+        registration_id="r1",
+        profile=profile(),
+        api_key_digest="d",
+        now=datetime(2026, 11, 25, tzinfo=UTC),
+        by_organiser=True,
+    )
+    assert isinstance(event, ClusterRegistered)
+
+
+def test_the_organiser_override_still_checks_the_profile() -> None:
+    with pytest.raises(RuleViolation) as caught:
+        domain.register(
+            hannover(),
+            registration_id="r1",
+            profile=profile(country="ZZ"),
+            api_key_digest="d",
+            now=datetime(2026, 11, 25, tzinfo=UTC),
+            by_organiser=True,
+        )
+    assert caught.value.field == "country"
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [

@@ -1,0 +1,188 @@
+"""Reporting's commands: attendance, meetings not held, feedback and outcomes.
+
+Each runs inside the request's transaction (`shared.api.run_command`): it checks who
+may act against the projections, appends the event to its stream (event store +
+outbox, so it reaches `reporting.events`) and updates the projection in the same
+transaction, so the report reflects a command as soon as it returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from shared import eventstore
+from shared.auth import Principal
+from shared.contracts.base import EventPayload
+from shared.contracts.reporting import (
+    AgreementKind,
+    AttendanceRecorded,
+    MeetingFeedbackGiven,
+    MeetingMarkedNotHeld,
+    Outcome,
+    OutcomeReported,
+    Rating,
+)
+from shared.envelope import Envelope
+from shared.errors import Forbidden, NotFound, RuleViolation
+
+
+async def _append(
+    conn: asyncpg.Connection, stream: str, event: EventPayload, key: str, cid: str | None
+) -> None:
+    version = await eventstore.current_version(conn, stream)
+    envelope = Envelope.wrap(event, key=key, subject=stream, correlation_id=cid)
+    try:
+        await eventstore.append(conn, stream, version, [envelope])
+    except eventstore.ConcurrencyConflict as exc:
+        raise RuleViolation("stream", "changed concurrently; try again", status=409) from exc
+
+
+async def _organiser_of(conn: asyncpg.Connection, who: Principal, event_id: str) -> None:
+    owner = await conn.fetchval(
+        "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id
+    )
+    if owner is None:
+        raise NotFound("brokerage event", event_id)
+    if who.role != "admin" and not (who.role == "organiser" and who.id == owner):
+        raise Forbidden("only the event's organiser records this")
+
+
+async def record_attendance(
+    conn: asyncpg.Connection,
+    who: Principal,
+    event_id: str,
+    registration_id: str,
+    attended: bool,
+    cid: str | None,
+) -> dict[str, Any]:
+    await _organiser_of(conn, who, event_id)
+    known = await conn.fetchval(
+        "SELECT event_id FROM registrations WHERE registration_id = $1", registration_id
+    )
+    if known != event_id:
+        raise NotFound("registration", registration_id)
+    event = AttendanceRecorded(
+        event_id=event_id, registration_id=registration_id, attended=attended, recorded_by=who.id
+    )
+    await _append(conn, f"event-report-{event_id}", event, event_id, cid)
+    await conn.execute(
+        "INSERT INTO attendance (event_id, registration_id, attended) VALUES ($1, $2, $3)"
+        " ON CONFLICT (event_id, registration_id) DO UPDATE SET attended = $3",
+        event_id,
+        registration_id,
+        attended,
+    )
+    return {"registration_id": registration_id, "attended": attended}
+
+
+async def _meeting(conn: asyncpg.Connection, event_id: str, meeting_id: str) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "SELECT * FROM meetings WHERE meeting_id = $1 AND event_id = $2", meeting_id, event_id
+    )
+    if row is None:
+        raise NotFound("meeting", meeting_id)
+    return row
+
+
+async def mark_not_held(
+    conn: asyncpg.Connection,
+    who: Principal,
+    event_id: str,
+    meeting_id: str,
+    reason: str | None,
+    cid: str | None,
+) -> dict[str, Any]:
+    await _organiser_of(conn, who, event_id)
+    await _meeting(conn, event_id, meeting_id)
+    event = MeetingMarkedNotHeld(
+        event_id=event_id, meeting_id=meeting_id, reason=reason, recorded_by=who.id
+    )
+    await _append(conn, f"event-report-{event_id}", event, event_id, cid)
+    await conn.execute(
+        "INSERT INTO not_held (meeting_id, event_id, reason) VALUES ($1, $2, $3)"
+        " ON CONFLICT (meeting_id) DO UPDATE SET reason = $3",
+        meeting_id,
+        event_id,
+        reason,
+    )
+    return {"meeting_id": meeting_id, "held": False}
+
+
+async def _side(conn: asyncpg.Connection, who: Principal, event_id: str, meeting_id: str) -> str:
+    """The registration id the caller speaks for in this meeting."""
+    meeting = await _meeting(conn, event_id, meeting_id)
+    if who.role != "organisation" or who.id not in meeting["participants"]:
+        raise Forbidden("only the meeting's participants rate it or report its outcome")
+    side: str = who.id
+    return side
+
+
+async def give_feedback(
+    conn: asyncpg.Connection,
+    who: Principal,
+    event_id: str,
+    meeting_id: str,
+    rating: Rating,
+    comment: str | None,
+    cid: str | None,
+) -> dict[str, Any]:
+    side = await _side(conn, who, event_id, meeting_id)
+    event = MeetingFeedbackGiven(
+        event_id=event_id,
+        meeting_id=meeting_id,
+        registration_id=side,
+        rating=rating,
+        comment=comment,
+    )
+    await _append(conn, f"meeting-feedback-{meeting_id}", event, event_id, cid)
+    await conn.execute(
+        "INSERT INTO feedback (meeting_id, registration_id, event_id, rating, comment)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (meeting_id, registration_id)"
+        " DO UPDATE SET rating = $4, comment = $5",
+        meeting_id,
+        side,
+        event_id,
+        rating.value,
+        comment,
+    )
+    return {"meeting_id": meeting_id, "registration_id": side, "rating": rating.value}
+
+
+async def report_outcome(
+    conn: asyncpg.Connection,
+    who: Principal,
+    event_id: str,
+    meeting_id: str,
+    outcome: Outcome,
+    kind: AgreementKind | None,
+    note: str | None,
+    cid: str | None,
+) -> dict[str, Any]:
+    if outcome is Outcome.AGREEMENT_REACHED and kind is None:
+        raise RuleViolation("kind", "an agreement needs its kind")
+    if outcome is not Outcome.AGREEMENT_REACHED and kind is not None:
+        raise RuleViolation("kind", "only an agreement has a kind")
+    side = await _side(conn, who, event_id, meeting_id)
+    event = OutcomeReported(
+        event_id=event_id,
+        meeting_id=meeting_id,
+        registration_id=side,
+        outcome=outcome,
+        kind=kind,
+        note=note,
+    )
+    await _append(conn, f"meeting-feedback-{meeting_id}", event, event_id, cid)
+    await conn.execute(
+        "INSERT INTO outcomes (meeting_id, registration_id, event_id, outcome, kind, note)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (meeting_id, registration_id)"
+        " DO UPDATE SET outcome = $4, kind = $5, note = $6",
+        meeting_id,
+        side,
+        event_id,
+        outcome.value,
+        kind.value if kind else None,
+        note,
+    )
+    return {"meeting_id": meeting_id, "registration_id": side, "outcome": outcome.value}

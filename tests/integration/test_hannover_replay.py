@@ -1,0 +1,195 @@
+"""The HANNOVER MESSE 2015 replay end to end: registration, matching, scheduling and
+reporting as subprocesses on fresh databases and the real broker, driven only through
+their HTTP APIs by `scripts/replay_hannover.py`; the report must give the seed's figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from scripts.replay_hannover import SEED, TOURS, Urls, clashes, replay, seed_figures
+from tests.integration.support import Infra, start_groups_at_end
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "e2e-hannover-admin-key"
+PORTS = {"registration": 19001, "matching": 19002, "scheduling": 19003, "reporting": 19000}
+# Each service's consumer group and the topics it reads.
+GROUPS = {
+    "registration": ["matching.events"],
+    "matching": ["registration.events"],
+    "scheduling": ["registration.events", "matching.events"],
+    "reporting": ["registration.events", "matching.events", "scheduling.events"],
+}
+
+
+async def _admin(admin_dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def platform(infra: Infra, tmp_path: Path) -> AsyncIterator[Urls]:
+    run = uuid.uuid4().hex[:10]
+    names = {svc: f"e2e_hm_{svc[:5]}_{run}" for svc in PORTS}
+    for db in names.values():
+        await _admin(infra.admin_dsn, f'CREATE DATABASE "{db}"')
+    suffix = f"-e2e-hannover-{run}"
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "PLATFORM_ADMIN_KEY": ADMIN_KEY,
+        "CONSUMER_GROUP_SUFFIX": suffix,
+        "OTEL_TRACES_EXPORTER": "none",
+        **{
+            f"{svc.upper()}_DATABASE_URL": urlsplit(infra.admin_dsn)
+            ._replace(path=f"/{db}")
+            .geturl()
+            for svc, db in names.items()
+        },
+        **{f"{svc.upper()}_PORT": str(port) for svc, port in PORTS.items()},
+    }
+    await start_groups_at_end(
+        infra.bootstrap_servers, {f"{svc}{suffix}": topics for svc, topics in GROUPS.items()}
+    )
+    procs = {
+        svc: subprocess.Popen(
+            [sys.executable, "-m", f"services.{svc}"],
+            cwd=REPO,
+            env=env,
+            stdout=(tmp_path / f"{svc}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for svc in PORTS
+    }
+    urls = {svc: f"http://127.0.0.1:{port}" for svc, port in PORTS.items()}
+    try:
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + 60
+            for svc, url in urls.items():
+                while True:
+                    assert procs[svc].poll() is None, (tmp_path / f"{svc}.log").read_text()
+                    try:
+                        if (await http.get(f"{url}/ready")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, f"{svc} not ready"
+                    await asyncio.sleep(0.2)
+        yield Urls(urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"])
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for db in names.values():
+            await _admin(infra.admin_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:
+    done = await replay(platform, ADMIN_KEY, log=lambda _: None)
+    report = done.report
+
+    assert seed_figures(report) == SEED
+    assert report["participation_basis"] == "attendance recorded by the organiser"
+    assert report["applied"]["organisations"] == 31  # 25 clusters + 6 businesses
+    assert report["participated"]["organisations"] == 25
+    assert "RO" in report["applied"]["by_country"]
+    assert "RO" not in report["participated"]["by_country"]
+    assert report["meetings"]["by_type"]["business2business"] == 0
+    assert report["meetings"]["not_held"] == 2
+    assert report["meetings"]["funnel"]["placed"] == {
+        "cluster2cluster": 45,
+        "business2cluster": 18,
+        "business2business": 0,
+    }
+    assert set(report["participated"]["sectors"]) >= {
+        "ICT",
+        "automotive",
+        "aerospace",
+        "nanotechnology",
+        "photonics",
+        "furniture and habitat",
+        "environment",
+        "new materials",
+        "mechanical engineering",
+    }
+    assert report["feedback"]["responses"] == 2 * 61 + 1
+    assert sorted(item["participants"] for item in report["side_programme"]) == [6, 8]
+    assert report["outcomes"]["agreements_by_kind"]["joint_funding_proposal"] > 0
+
+    async with httpx.AsyncClient(base_url=platform.reporting) as http:
+        listed = (await http.get("/api/events")).json()
+        assert {"event_id": done.event_id, "name": report["event"]["name"]}.items() <= next(
+            e for e in listed if e["event_id"] == done.event_id
+        ).items()
+        page = await http.get(f"/events/{done.event_id}/report")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert "HANNOVER MESSE" in page.text
+        markdown = (await http.get(f"/api/events/{done.event_id}/report.md")).text
+        assert "| Clusters applied | 25 |" in markdown
+        assert "| Meetings held | 61 |" in markdown
+        # No meeting of a tour's participant during the tour (the second tour was joined
+        # after the meetings were placed: scheduling moved the clashing ones).
+        busy = {
+            rid: (TOURS[t]["start"], TOURS[t]["end"])
+            for t, members in enumerate(done.tours.values())
+            for rid in members
+        }
+        placed = (await http.get(f"/api/events/{done.event_id}/meetings")).json()
+        assert len(placed) == 63 and all(m["placed"] for m in placed)
+        assert clashes(placed, busy) == []
+        # Feedback only from a meeting's participants; attendance only by the organiser.
+        meeting_id, first, _ = done.meetings[0]
+        stranger = done.keys[done.remote[0]]
+        refused = await http.post(
+            f"/api/events/{done.event_id}/meetings/{meeting_id}/feedback",
+            headers={"X-API-Key": stranger},
+            json={"rating": "no_interest"},
+        )
+        assert refused.status_code == 403
+        refused = await http.post(
+            f"/api/events/{done.event_id}/attendance",
+            headers={"X-API-Key": done.keys[first]},
+            json={"registration_id": first},
+        )
+        assert refused.status_code == 403
+        unkind = await http.post(
+            f"/api/events/{done.event_id}/meetings/{meeting_id}/outcome",
+            headers={"X-API-Key": done.keys[first]},
+            json={"outcome": "agreement_reached"},
+        )
+        assert unkind.status_code == 422
+
+    # Registration after the deadline: refused to anyone but the event's organiser.
+    async with httpx.AsyncClient(base_url=platform.registration) as http:
+        late = await http.post(
+            f"/api/events/{done.event_id}/registrations",
+            json={
+                "organisation_type": "cluster",
+                "name": "Late Cluster",
+                "country": "DE",
+                "representatives": [{"name": "Late", "email": "late@example.org"}],
+            },
+        )
+        assert late.status_code == 409
