@@ -63,7 +63,7 @@ from shared.contracts.registration import (
 )
 from shared.contracts.scheduling import ReleaseReason, SlotAssigned, SlotReleased
 from shared.envelope import Envelope
-from tests.integration.support import REPO_ROOT, send_envelope, wait_until
+from tests.integration.support import REPO_ROOT, send_envelope, start_groups_at_end, wait_until
 
 ADMIN_KEY = "notification-test-admin-key"
 
@@ -269,8 +269,20 @@ class ServiceProcess:
         }
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self._started = False
 
     async def start(self) -> None:
+        if not self._started:
+            # A fresh consumer group would replay the shared topics' whole history
+            # (every earlier test's events); start it at their end instead. Only
+            # on the first start: a restart must resume from its own commits.
+            suffix = self.env.get("CONSUMER_GROUP_SUFFIX", "")
+            topics = GROUP_TOPICS.get(self.service, [])
+            if suffix and topics:
+                await start_groups_at_end(
+                    self.env["KAFKA_BOOTSTRAP_SERVERS"], {f"{self.service}{suffix}": topics}
+                )
+            self._started = True
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.service}"],
@@ -305,6 +317,13 @@ class ServiceProcess:
                 await asyncio.wait_for(asyncio.to_thread(self.proc.wait), 15)
             except TimeoutError:
                 await self.kill()
+
+
+# The topics each service's first consumer group reads.
+GROUP_TOPICS: dict[str, list[str]] = {
+    "notification": ["registration.events", "matching.events", "scheduling.events"],
+    "registration": ["matching.events"],
+}
 
 
 def service_env(

@@ -35,7 +35,13 @@ from services.scheduling.solver import Schedule, check
 from shared.auth import digest
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
-from tests.integration.support import Infra, read_topic, send_envelope, wait_until
+from tests.integration.support import (
+    Infra,
+    read_topic,
+    send_envelope,
+    start_groups_at_end,
+    wait_until,
+)
 from tests.unit.scheduling_service import factories as f
 
 pytestmark = pytest.mark.integration
@@ -70,6 +76,11 @@ async def service(infra: Infra, tmp_path: Path) -> AsyncIterator[str]:
         "CONSUMER_GROUP_SUFFIX": f"-e2e-{run}",
         "OTEL_TRACES_EXPORTER": "none",
     }
+    # A fresh group would replay the shared topics' history; only this run matters.
+    await start_groups_at_end(
+        infra.bootstrap_servers,
+        {f"scheduling-e2e-{run}": ["registration.events", "matching.events"]},
+    )
     log = tmp_path / "scheduling.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.scheduling"],
