@@ -14,12 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeAlias
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
@@ -294,3 +296,45 @@ class Processes:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+@asynccontextmanager
+async def running_services(
+    env: Mapping[str, str], urls: Mapping[str, str], log_dir: Path, *, limit: float = 60
+) -> AsyncIterator[None]:
+    """Run `python -m services.<name>` for each of `urls` until all answer /ready.
+
+    Stops them (SIGTERM, then SIGKILL after 15 s) on the way out.
+    """
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdout=(log_dir / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for name in urls
+    }
+    try:
+        async with httpx.AsyncClient() as http:
+            deadline = time.monotonic() + limit
+            for name, url in urls.items():
+                while True:
+                    assert procs[name].poll() is None, (log_dir / f"{name}.log").read_text()
+                    try:
+                        if (await http.get(f"{url}/ready")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, f"{name} not ready"
+                    await asyncio.sleep(0.2)
+        yield
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

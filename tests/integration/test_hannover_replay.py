@@ -5,11 +5,7 @@ their HTTP APIs by `scripts/replay_hannover.py`; the report must give the seed's
 
 from __future__ import annotations
 
-import asyncio
 import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +16,7 @@ import httpx
 import pytest
 
 from scripts.replay_hannover import SEED, TOURS, Urls, clashes, replay, seed_figures
-from tests.integration.support import Infra, start_groups_at_end
+from tests.integration.support import Infra, running_services, start_groups_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -69,39 +65,13 @@ async def platform(infra: Infra, tmp_path: Path) -> AsyncIterator[Urls]:
     await start_groups_at_end(
         infra.bootstrap_servers, {f"{svc}{suffix}": topics for svc, topics in GROUPS.items()}
     )
-    procs = {
-        svc: subprocess.Popen(
-            [sys.executable, "-m", f"services.{svc}"],
-            cwd=REPO,
-            env=env,
-            stdout=(tmp_path / f"{svc}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for svc in PORTS
-    }
     urls = {svc: f"http://127.0.0.1:{port}" for svc, port in PORTS.items()}
     try:
-        async with httpx.AsyncClient() as http:
-            deadline = time.monotonic() + 60
-            for svc, url in urls.items():
-                while True:
-                    assert procs[svc].poll() is None, (tmp_path / f"{svc}.log").read_text()
-                    try:
-                        if (await http.get(f"{url}/ready")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert time.monotonic() < deadline, f"{svc} not ready"
-                    await asyncio.sleep(0.2)
-        yield Urls(urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"])
+        async with running_services(env, urls, tmp_path):
+            yield Urls(
+                urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"]
+            )
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         for db in names.values():
             await _admin(infra.admin_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 

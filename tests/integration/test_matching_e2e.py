@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +31,7 @@ from tests.integration.support import (
     Infra,
     Record,
     headers_of,
+    running_services,
     start_groups_at_end,
     wait_until,
 )
@@ -101,39 +100,13 @@ async def platform(
             f"registration{env['CONSUMER_GROUP_SUFFIX']}": [MATCHING_EVENTS],
         },
     )
-    procs = {
-        svc: subprocess.Popen(
-            [sys.executable, "-m", f"services.{svc}"],
-            cwd=REPO,
-            env=env,
-            stdout=(logs / f"{svc}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for svc in names
-    }
     urls = {svc: f"http://127.0.0.1:{port}" for svc, port in PORTS.items()}
     try:
-        async with httpx.AsyncClient() as http:
-            deadline = time.monotonic() + 60
-            for svc, url in urls.items():
-                while True:
-                    assert procs[svc].poll() is None, (logs / f"{svc}.log").read_text()
-                    try:
-                        if (await http.get(f"{url}/ready")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert time.monotonic() < deadline, f"{svc} not ready"
-                    await asyncio.sleep(0.2)
-        yield Platform(urls["registration"], urls["matching"], dsns, spans, infra.bootstrap_servers)
+        async with running_services(env, urls, logs):
+            yield Platform(
+                urls["registration"], urls["matching"], dsns, spans, infra.bootstrap_servers
+            )
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         for db in names.values():
             await _admin(infra.admin_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,7 +23,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.integration.support import Infra, start_groups_at_end
+from tests.integration.support import Infra, running_services, start_groups_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -92,45 +90,17 @@ async def platform(
             f"registration-e2e-{run}": ["matching.events"],
         },
     )
-    procs = {
-        svc: subprocess.Popen(
-            [sys.executable, "-m", f"services.{svc}"],
-            cwd=REPO,
-            env=env,
-            stdout=(logs / f"{svc}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for svc in names
-    }
     urls = {"registration": "http://127.0.0.1:18001", "matching": "http://127.0.0.1:18002"}
     try:
-        async with httpx.AsyncClient() as http:
-            deadline = time.monotonic() + 60
-            for svc, url in urls.items():
-                while True:
-                    assert procs[svc].poll() is None, (logs / f"{svc}.log").read_text()
-                    try:
-                        if (await http.get(f"{url}/ready")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert time.monotonic() < deadline, f"{svc} not ready"
-                    await asyncio.sleep(0.2)
-        yield Platform(
-            urls["registration"],
-            urls["matching"],
-            dsns["registration"],
-            spans,
-            infra.bootstrap_servers,
-        )
+        async with running_services(env, urls, logs):
+            yield Platform(
+                urls["registration"],
+                urls["matching"],
+                dsns["registration"],
+                spans,
+                infra.bootstrap_servers,
+            )
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         for db in names.values():
             await _drop_db(infra.admin_dsn, db)
 
