@@ -28,6 +28,7 @@ from shared.auth import Principal
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted, MeetingCancelled
 from shared.contracts.registration import (
+    REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     RegistrationRejected,
     RegistrationWithdrawn,
@@ -215,23 +216,30 @@ async def on_meeting_accepted(conn: asyncpg.Connection, env: Envelope, e: EventP
         domain.meeting_mode(e.mode.value, attendances),
     )
     grid = await load_grid(conn, e.event_id)
-    if inserted is None or grid is None:
-        return  # a repeat; or the grid is not known yet: placed when it arrives
+    if inserted is None or grid is None or not all(i in known for i in ids):
+        # A repeat; or the grid or a participant's registration (its availability)
+        # has not reached us yet — topics are not ordered with each other: the
+        # meeting waits and is placed when they arrive.
+        return
     event = await place_one(conn, grid, e.request_id)
     await emit(conn, e.event_id, [event], correlation_id=env.correlation_id, causation_id=env.id)
 
 
-async def on_event_created(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
-    """Meetings accepted before the event's grid reached us are placed now."""
-    assert isinstance(e, BrokerageEventCreated)
-    await lock_event(conn, e.event_id)
-    grid = await load_grid(conn, e.event_id)
-    assert grid is not None  # the projection ran first
+async def place_waiting(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
+    """Meetings accepted before the event's grid or a participant's registration
+    reached us are placed once everything they need is known."""
+    event_id: str = e.event_id  # type: ignore[attr-defined]
+    await lock_event(conn, event_id)
+    grid = await load_grid(conn, event_id)
+    if grid is None:
+        return
+    known = await load_attendees(conn, event_id)
     events = [
         await place_one(conn, grid, m.meeting_id)
-        for m in await load_meetings(conn, e.event_id, ("pending",))
+        for m in await load_meetings(conn, event_id, ("pending",))
+        if all(p in known for p in m.participants)
     ]
-    await emit(conn, e.event_id, events, correlation_id=env.correlation_id, causation_id=env.id)
+    await emit(conn, event_id, events, correlation_id=env.correlation_id, causation_id=env.id)
 
 
 async def _release(
@@ -323,7 +331,8 @@ async def on_side_programme_joined(
 
 ON_EVENTS: dict[str, Handler] = {
     SideProgrammeJoined.ce_type(): on_side_programme_joined,
-    BrokerageEventCreated.ce_type(): on_event_created,
+    BrokerageEventCreated.ce_type(): place_waiting,
+    **{t.ce_type(): place_waiting for t in REGISTERED_BY_TYPE.values()},
     RegistrationWithdrawn.ce_type(): on_participant_left,
     RegistrationRejected.ce_type(): on_participant_left,
     MeetingAccepted.ce_type(): on_meeting_accepted,
