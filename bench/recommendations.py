@@ -473,21 +473,38 @@ async def step_database(f: Figures, participants: list[Participant], newcomer: P
         for _ in range(3):  # approve and withdraw again: samples, warm and cold
             warm.append(await _apply(pool, approve))
             await _apply(pool, withdraw)
+        restarted, warm_ups = [], []
         for _ in range(2):
             recommendations.states.clear()  # as after a restart: the event is loaded first
             cold.append(await _apply(pool, approve))
             await _apply(pool, withdraw)
+        for _ in range(2):
+            recommendations.states.clear()  # a restart, with the service's warm-up
+            with timed() as w:
+                await recommendations.warm_up(pool)
+            warm_ups.append(w["wall"])
+            restarted.append(await _apply(pool, approve))
+            await _apply(pool, withdraw)
         await _apply(pool, approve)
-        for label, samples in (("", warm), ("_cold", cold)):
+        for label, samples, note in (
+            ("", warm, ""),
+            ("_cold", cold, " (first change after a restart, no warm-up)"),
+            ("_restart", restarted, " (first change after a restart with warm-up)"),
+        ):
             median = statistics.median(samples)
             every = ", ".join(f"{x * 1e3:.0f}" for x in samples)
             f.add(
                 f"db_approved{label}_ms",
-                "database: Approved N+1 → lists updated"
-                + (" (first change after a restart)" if label else ""),
+                "database: Approved N+1 → lists updated" + note,
                 median * 1e3,
                 f"{median * 1e3:.0f} ms (median of {every})",
             )
+        f.add(
+            "warm_up_s",
+            "database: the service's warm-up at start (model + event preload)",
+            max(warm_ups),
+            f"{max(warm_ups):.2f} s",
+        )
         async with pool.acquire() as conn:
             ranker = await recommendations.load_ranker(conn, EVENT)
         stored = await _stored(pool)

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 # A service's own long-running task (e.g. a periodic sweep), started after the
 # consumers and cancelled on stop, like the relay.
 BackgroundTask = Callable[["ServiceRuntime"], Coroutine[Any, Any, None]]
+# Work done once at start, before the consumers (e.g. loading caches), so the first
+# events consumed are handled as fast as later ones. A failure is logged, not fatal:
+# warming up only saves time.
+WarmUp = Callable[["ServiceRuntime"], Coroutine[Any, Any, None]]
 
 
 class ServiceRuntime:
@@ -45,6 +49,7 @@ class ServiceRuntime:
         migrations: Path,
         subscriptions: Sequence[Subscription] = (),
         background: Sequence[BackgroundTask] = (),
+        warm_up: Sequence[WarmUp] = (),
         instance_id: str | None = None,
     ) -> None:
         self.name = name
@@ -53,6 +58,7 @@ class ServiceRuntime:
         self._migrations = migrations
         self._subscriptions = subscriptions
         self._background = background
+        self._warm_up = warm_up
         self._instance_id = instance_id or f"{name}-{socket.gethostname()}"
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -72,6 +78,11 @@ class ServiceRuntime:
         applied = await migrate(self._pool, self._migrations)
         if applied:
             log.info("%s: applied migrations %s", self.name, applied)
+        for step in self._warm_up:
+            try:
+                await step(self)
+            except Exception:
+                log.exception("%s: warm-up %s failed", self.name, getattr(step, "__name__", step))
         self._producer = create_producer(self.settings.kafka_bootstrap_servers, self.name)
         await self._producer.start()
         self.relay = OutboxRelay(self.dsn, self._producer, self.name)

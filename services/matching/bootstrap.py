@@ -3,6 +3,7 @@ the expiry sweeper, and the routes (meeting requests, recommendations)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -16,6 +17,12 @@ from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import MatchingSettings
 
 NAME = "matching"
+log = logging.getLogger(__name__)
+
+
+async def warm_recommendations(runtime: ServiceRuntime) -> None:
+    events = await recommendations.warm_up(runtime.pool)
+    log.info("matching: model warm, participants preloaded for %d events", len(events))
 
 
 def build_app(settings: MatchingSettings | None = None) -> FastAPI:
@@ -37,6 +44,7 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
             Subscription(("matching.events",), recommendations.PAIR_HANDLERS, registry()),
         ],
         background=[expiry.sweeper],
+        warm_up=[warm_recommendations],
     )
     return create_app(
         runtime,

@@ -263,7 +263,7 @@ class _States:
     """
 
     def __init__(self, size: int = 4) -> None:
-        self._size = size
+        self.size = size
         self._by_event: OrderedDict[str, tuple[str, dict[str, Participant]]] = OrderedDict()
 
     def get(self, event_id: str, token: str | None) -> dict[str, Participant] | None:
@@ -276,7 +276,7 @@ class _States:
     def put(self, event_id: str, token: str, participants: dict[str, Participant]) -> None:
         self._by_event[event_id] = (token, participants)
         self._by_event.move_to_end(event_id)
-        while len(self._by_event) > self._size:
+        while len(self._by_event) > self.size:
             self._by_event.popitem(last=False)
 
     def clear(self) -> None:
@@ -311,9 +311,35 @@ async def _save(
 ) -> None:
     token = uuid.uuid4().hex
     await conn.execute(
-        "UPDATE recommendation_state SET token = $2 WHERE event_id = $1", event_id, token
+        "UPDATE recommendation_state SET token = $2, changed_at = now() WHERE event_id = $1",
+        event_id,
+        token,
     )
     states.put(event_id, token, participants)
+
+
+async def warm_up(pool: asyncpg.Pool) -> list[str]:
+    """Make the first change after a start as fast as the later ones.
+
+    Runs the sentence model once (its first call allocates its buffers) and loads
+    the participants of the events whose lists changed most recently into `states`
+    under their current tokens; returns those events' ids. A change made meanwhile
+    by another process writes a new token, so a stale preload is never used.
+    """
+    await asyncio.to_thread(text_encoder(), ["warm up"])
+    rows = await pool.fetch(
+        "SELECT event_id FROM recommendation_state WHERE token IS NOT NULL"
+        " ORDER BY changed_at DESC LIMIT $1",
+        states.size,
+    )
+    for row in reversed(rows):  # the most recent last, so it stays longest
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            token = await conn.fetchval(
+                "SELECT token FROM recommendation_state WHERE event_id = $1", row["event_id"]
+            )
+            participants = await load_participants(conn, row["event_id"])
+        states.put(row["event_id"], token, participants)
+    return [r["event_id"] for r in rows]
 
 
 # -- applying changes -------------------------------------------------------------

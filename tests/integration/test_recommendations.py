@@ -412,3 +412,33 @@ async def test_a_rolled_back_change_leaves_no_trace(matching_db: asyncpg.Pool) -
     await pool.execute("UPDATE recommendation_state SET token = 'theirs'")
     await apply(pool, RegistrationWithdrawn(registration_id="r03", event_id="e1"))
     await assert_current(pool)
+
+
+async def test_warm_up_preloads_the_events_changed_last_and_a_later_change_is_still_right(
+    matching_db: asyncpg.Pool,
+) -> None:
+    pool = matching_db
+    for event_id in ("e1", "e2"):
+        await apply(pool, brokerage_event(event_id, list(MeetingType)), event_id)
+        for rid in ["r01", "r02", "r03"]:
+            await apply(pool, registered(f"{event_id}-{rid}", PROFILES[rid], event_id), event_id)
+            await apply(
+                pool, RegistrationApproved(registration_id=f"{event_id}-{rid}", event_id=event_id)
+            )
+    recommendations.states.clear()  # as in a process that has just started
+
+    warmed = await recommendations.warm_up(pool)
+
+    assert warmed == ["e2", "e1"]  # most recently changed first
+    for event_id in warmed:
+        token = await pool.fetchval(
+            "SELECT token FROM recommendation_state WHERE event_id = $1", event_id
+        )
+        preloaded = recommendations.states.get(event_id, token)
+        assert preloaded is not None
+        assert sorted(preloaded) == [f"{event_id}-{r}" for r in ("r01", "r02", "r03")]
+    # the preload is used by the next change, and the lists stay equal to from scratch
+    await apply(pool, registered("e1-r07", PROFILES["r07"], "e1"), "e1")
+    await apply(pool, RegistrationApproved(registration_id="e1-r07", event_id="e1"))
+    lists = await assert_current(pool, "e1")
+    assert "e1-r07" in lists
