@@ -6,18 +6,22 @@ registration's events, so a key issued by registration works everywhere.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 
 from shared.auth import ADMIN_ID, Principal, digest, same_secret
 from shared.errors import Forbidden, NotFound, RuleViolation
 from shared.idempotency import request_fingerprint, run_once
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
+
+CORRELATION_HEADER = "X-Correlation-Id"
 
 Command = Callable[[asyncpg.Connection, str | None], Awaitable[Any]]
 
@@ -94,7 +98,7 @@ async def run_command(
 ) -> JSONResponse:
     """Run `command` in one transaction, at most once per Idempotency-Key."""
     runtime = runtime_of(request)
-    correlation_id = request.headers.get("x-correlation-id")
+    correlation_id = correlation_of(request)
 
     async def run(conn: asyncpg.Connection) -> tuple[int, Any]:
         try:
@@ -109,4 +113,19 @@ async def run_command(
         fingerprint=request_fingerprint(request.method, request.url.path, body),
         command=run,
     )
-    return JSONResponse(payload, status_code=code)
+    return JSONResponse(payload, status_code=code, headers={CORRELATION_HEADER: correlation_id})
+
+
+def correlation_of(request: Request) -> str:
+    """The command's correlation id: the caller's `X-Correlation-Id`, else the trace id.
+
+    Every event the command causes, in every service, carries it, and the
+    request's span records it, so `python -m shared.traces` finds the trace by it.
+    """
+    span = trace.get_current_span()
+    context = span.get_span_context()
+    given = request.headers.get(CORRELATION_HEADER)
+    correlation_id = given or (format(context.trace_id, "032x") if context.is_valid else None)
+    correlation_id = correlation_id or str(uuid.uuid4())
+    span.set_attribute("correlation.id", correlation_id)
+    return correlation_id

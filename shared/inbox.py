@@ -13,6 +13,7 @@ moves on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind
 
@@ -30,9 +31,13 @@ from shared import metrics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope, MalformedEnvelope
+from shared.outbox import conversation
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
+
+# Seconds between two reports of the consumer lag (each asks for every partition's position).
+LAG_INTERVAL = 2.0
 
 Handler = Callable[[asyncpg.Connection, Envelope, EventPayload], Awaitable[None]]
 BatchHandler = Callable[
@@ -134,6 +139,8 @@ class InboxConsumer:
             isolation_level="read_committed",
         )
         self.started = False
+        self._lag_reported_at = 0.0
+        self._lag_partitions: set[TopicPartition] = set()
 
     @property
     def assignment(self) -> set[TopicPartition]:
@@ -141,6 +148,16 @@ class InboxConsumer:
 
     async def start(self) -> None:
         await self._consumer.start()
+        # Export zeros from the start, so dashboards show "none" rather than "no data"
+        # and rate() sees the first failure.
+        for topic in self._subscription.topics:
+            metrics.EVENT_PROCESSING_SECONDS.labels(self.name, topic)
+            metrics.EVENT_PROCESSING_ERRORS.labels(self.name, topic)
+            metrics.DEAD_LETTERS.labels(self.name, topic)
+        handled = {*self._subscription.handlers, *self._subscription.batch_handlers}
+        for model in self._subscription.registry.models():
+            if model.ce_type() in handled and model.topic() in self._subscription.topics:
+                metrics.EVENTS_PROCESSED.labels(self.name, model.topic(), model.ce_type())
         self.started = True
 
     async def stop(self) -> None:
@@ -150,24 +167,58 @@ class InboxConsumer:
     async def run(self) -> None:
         while True:
             batch = await self._consumer.getmany(timeout_ms=500, max_records=self._batch_size)
-            records = [r for rs in batch.values() for r in rs]
-            if not records:
-                continue
-            fetched = time.perf_counter()
+            if any(batch.values()):
+                await self._consume(batch)
+            # Also while idle or stuck on a failing batch, when lag matters most.
+            await self._report_lag()
+
+    async def _consume(
+        self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        fetched = time.perf_counter()
+        try:
+            await self.process([r for rs in batch.values() for r in rs])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The database is unreachable or the transaction failed as a
+            # whole: nothing was committed, so read the batch again later.
+            log.exception("%s: batch failed; will retry", self.name)
+            for tp, rs in batch.items():
+                self._consumer.seek(tp, rs[0].offset)
+            await asyncio.sleep(self._retry_backoff * 5)
+            return
+        await self._commit(batch)
+        self._observe(batch, fetched)
+
+    async def _report_lag(self) -> None:
+        """Set `consumer_lag` per assigned partition: its end minus our position.
+
+        After a batch commits the position is what has been applied; after a
+        failed batch it was sought back to the batch's start. At most once per
+        LAG_INTERVAL; partitions a rebalance took away stop being reported.
+        """
+        now = time.monotonic()
+        if now - self._lag_reported_at < LAG_INTERVAL:
+            return
+        self._lag_reported_at = now
+        assigned = self._consumer.assignment()
+        for tp in self._lag_partitions - assigned:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
+        self._lag_partitions = set()
+        for tp in assigned:
+            end = self._consumer.highwater(tp)
+            if end is None:
+                continue  # no fetch answered for it yet
             try:
-                await self.process(records)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The database is unreachable or the transaction failed as a
-                # whole: nothing was committed, so read the batch again later.
-                log.exception("%s: batch failed; will retry", self.name)
-                for tp, rs in batch.items():
-                    self._consumer.seek(tp, rs[0].offset)
-                await asyncio.sleep(self._retry_backoff * 5)
-                continue
-            await self._commit(batch)
-            self._observe(batch, fetched)
+                position = await asyncio.wait_for(self._consumer.position(tp), 1)
+            except (KafkaError, IllegalStateError, TimeoutError):
+                continue  # being reassigned: the next report has it
+            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                max(end - position, 0)
+            )
+            self._lag_partitions.add(tp)
 
     async def process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply a batch in one transaction; fall back to one savepoint per message."""
@@ -268,6 +319,7 @@ class InboxConsumer:
                 "messaging.consumer.group.name": self.name,
                 "messaging.message.id": envelope.id,
                 "cloudevents.event_type": envelope.type,
+                **conversation(envelope),
             },
         )
 
@@ -377,11 +429,6 @@ class InboxConsumer:
         self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]], fetched: float
     ) -> None:
         elapsed = time.perf_counter() - fetched
-        for tp, rs in batch.items():
+        for tp in batch:
             # Every event of the batch waited until the batch committed.
             metrics.EVENT_PROCESSING_SECONDS.labels(self.name, tp.topic).observe(elapsed)
-            end = self._consumer.highwater(tp)
-            if end is not None:
-                metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
-                    max(end - rs[-1].offset - 1, 0)
-                )

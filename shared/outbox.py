@@ -38,6 +38,16 @@ def stamp_trace(envelope: Envelope) -> Envelope:
     return envelope.with_trace(carrier["traceparent"], carrier.get("tracestate"))
 
 
+def conversation(envelope: Envelope) -> dict[str, str]:
+    """The span attribute naming the envelope's correlation id, if it has one.
+
+    `python -m shared.traces` finds a trace by it.
+    """
+    if not envelope.correlation_id:
+        return {}
+    return {"messaging.message.conversation_id": envelope.correlation_id}
+
+
 def topic_of(envelope: Envelope) -> str:
     # `/services/registration` publishes to `registration.events`.
     return f"{envelope.source.rsplit('/', 1)[-1]}.events"
@@ -84,6 +94,8 @@ class OutboxRelay:
         self._standby_interval = standby_interval
         self._wakeup = asyncio.Event()
         self.is_leader = False
+        # Exported from the start (zero), so a dashboard shows the service before it publishes.
+        metrics.OUTBOX_PUBLISHED.labels(service)
 
     async def run(self) -> None:
         """Publish forever; survives lost connections by starting over."""
@@ -132,6 +144,12 @@ class OutboxRelay:
         if not rows:
             metrics.OUTBOX_BACKLOG.labels(self._service).set(0)
             return 0
+        # Counted before sending: while Kafka is unreachable the backlog shows how
+        # much is waiting, instead of the last figure before the outage.
+        backlog = len(rows)
+        if backlog == self._batch_size:
+            backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        metrics.OUTBOX_BACKLOG.labels(self._service).set(backlog)
         deliveries = []
         for row in rows:
             envelope = Envelope.from_record(json.loads(row["envelope"]))
@@ -144,8 +162,8 @@ class OutboxRelay:
             [r["id"] for r in rows],
         )
         metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
-        backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        metrics.OUTBOX_BACKLOG.labels(self._service).set(backlog)
+        # Rows committed meanwhile are counted by the next round, within a poll interval.
+        metrics.OUTBOX_BACKLOG.labels(self._service).set(max(backlog - len(rows), 0))
         return len(rows)
 
     async def _send(self, topic: str, envelope: Envelope) -> asyncio.Future[object]:
@@ -165,6 +183,7 @@ class OutboxRelay:
                 "messaging.message.id": envelope.id,
                 "messaging.kafka.message.key": envelope.key,
                 "cloudevents.event_type": envelope.type,
+                **conversation(envelope),
             },
         ):
             carrier: dict[str, str] = {}

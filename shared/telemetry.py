@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from opentelemetry import metrics, trace
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
@@ -28,7 +30,7 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     SamplingResult,
 )
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.util.types import Attributes
 
 from shared.settings import PlatformSettings
@@ -140,6 +142,48 @@ def configure(service: str, settings: PlatformSettings) -> None:
 
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     _configured = service
+
+
+def current_context() -> dict[str, str]:
+    """The current trace context as W3C headers (empty outside any span).
+
+    Stored beside work that is done later by another task (a delivery row), so
+    that the work's spans can rejoin the trace that caused it.
+    """
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+@contextmanager
+def resumed_span(
+    name: str,
+    carrier: Mapping[str, str] | None,
+    *,
+    follows: bool = False,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Attributes = None,
+) -> Iterator[Span]:
+    """A current span continuing the trace in `carrier` (from `current_context`).
+
+    As its child; or, with `follows` (a timer firing long after its cause), as
+    the root of a new trace with a link to the cause, so a trace does not stretch
+    over days.
+    """
+    parent = propagate.extract(dict(carrier or {}))
+    cause = trace.get_current_span(parent).get_span_context()
+    tracer = trace.get_tracer(__name__)
+    if follows:
+        links = [Link(cause)] if cause.is_valid else []
+        with tracer.start_as_current_span(
+            name, context=Context(), kind=kind, attributes=attributes, links=links
+        ) as span:
+            yield span
+        return
+    with tracer.start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes
+    ) as span:
+        yield span
 
 
 def shutdown() -> None:

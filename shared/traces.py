@@ -1,9 +1,11 @@
 """Print one trace from the local span file as a tree.
 
-    python -m shared.traces TRACE_ID_OR_EVENT_ID [--file var/telemetry/spans.jsonl]
+    python -m shared.traces TRACE_ID|EVENT_ID|CORRELATION_ID [--file var/telemetry/spans.jsonl]
 
 An event id (CloudEvents id) finds the trace whose publish or process spans
-carry it as `messaging.message.id`.
+carry it as `messaging.message.id`; a correlation id (a command's
+`X-Correlation-Id`, by default its trace id) the traces whose request or
+messages carry it.
 """
 
 from __future__ import annotations
@@ -22,10 +24,16 @@ def load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+# Span attributes that name what a trace is about: an event's id, a correlation id.
+KEY_ATTRIBUTES = ("messaging.message.id", "messaging.message.conversation_id", "correlation.id")
+
+
 def find_trace(spans: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    trace_ids = {s["trace_id"] for s in spans if s["trace_id"] == key}
-    trace_ids |= {
-        s["trace_id"] for s in spans if s["attributes"].get("messaging.message.id") == key
+    """The spans of every trace `key` names: a trace id, an event id or a correlation id."""
+    trace_ids = {
+        s["trace_id"]
+        for s in spans
+        if s["trace_id"] == key or any(s["attributes"].get(a) == key for a in KEY_ATTRIBUTES)
     }
     return [s for s in spans if s["trace_id"] in trace_ids]
 
@@ -49,7 +57,7 @@ def render(spans: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("key", help="a trace id or an event id")
+    parser.add_argument("key", help="a trace id, an event id or a correlation id")
     parser.add_argument("--file", default=PlatformSettings().telemetry_jsonl_path)
     args = parser.parse_args()
     spans = find_trace(load(Path(args.file)), args.key)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from shared import telemetry
+
 
 class ContactsUnavailable(Exception):
     """Registration could not be asked (down, slow, 5xx): try again later."""
@@ -31,7 +33,9 @@ class RegistrationContacts:
     async def of(self, registration_id: str) -> Contacts:
         url = f"{self._base}/api/registrations/{registration_id}/contacts"
         try:
-            response = await self._http.get(url, headers={"X-API-Key": self._key})
+            # With the trace context, registration's side of the call joins the send's trace.
+            headers = {"X-API-Key": self._key, **telemetry.current_context()}
+            response = await self._http.get(url, headers=headers)
         except httpx.HTTPError as exc:
             raise ContactsUnavailable(f"registration unreachable: {exc!r}") from exc
         if response.status_code == 404:

@@ -34,3 +34,19 @@ def test_a_trace_found_by_event_id_prints_as_a_tree() -> None:
         "  registration: registration publish (1.0 ms)",
         "    matching: matching process (1.0 ms)",
     ]
+
+
+def test_a_trace_found_by_correlation_id_from_the_request_or_a_message() -> None:
+    spans = [
+        span("a", None, "registration POST", 0, **{"correlation.id": "corr-1"}),
+        span("b", "a", "registration publish", 1),
+        {
+            **span("c", None, "notification send", 2),
+            "trace_id": "t3",
+            "attributes": {"messaging.message.conversation_id": "corr-1"},
+        },
+        {**span("z", None, "other", 0), "trace_id": "t2"},
+    ]
+    assert {s["span_id"] for s in find_trace(spans, "corr-1")} == {"a", "b", "c"}
+    assert {s["span_id"] for s in find_trace(spans, "t2")} == {"z"}
+    assert find_trace(spans, "nothing") == []
