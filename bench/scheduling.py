@@ -388,9 +388,7 @@ def priority_bound(instance: Instance, time_limit: float = 30.0) -> int | None:
 
     model = cp_model.CpModel()
     n_slots = len(instance.slots)
-    avail = {
-        q.id: None if q.available is None else q.available for q in instance.participants
-    }
+    avail = {q.id: None if q.available is None else q.available for q in instance.participants}
     x = {m.id: model.new_bool_var(m.id) for m in instance.meetings}
     mine: dict[str, list[Any]] = {}
     for m in instance.meetings:
@@ -447,9 +445,20 @@ def run(
     schedule, extra = solve()
     seconds = time.monotonic() - started
     if not extra.get("solved", True):  # CP-SAT without a solution: nothing to check
-        return Row(spec.name, method, len(instance.meetings), 0, 0,
-                   sum(m.priority for m in instance.meetings), 0, round(seconds, 2),
-                   round(seconds, 2), False, ["no solution"], extra)
+        return Row(
+            spec.name,
+            method,
+            len(instance.meetings),
+            0,
+            0,
+            sum(m.priority for m in instance.meetings),
+            0,
+            round(seconds, 2),
+            round(seconds, 2),
+            False,
+            ["no solution"],
+            extra,
+        )
     report: Report = check(instance, schedule)
     return Row(
         instance=spec.name,
@@ -599,9 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         if skip_reason:
             print(f"{spec.name:<18} {'cp-sat':<9} {skip_reason}", flush=True)
     load_end = os.getloadavg()
-    print(
-        f"# load average at end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}"
-    )
+    print(f"# load average at end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     print(
         "# placed: meetings scheduled; priority: summed priority placed / of all meetings,"
         " '=' where it equals the best upper bound known (the relaxation's below, or CP-SAT's"

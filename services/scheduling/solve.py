@@ -27,13 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("instance", help="instance JSON file, or - for standard input")
     ap.add_argument(
-        "--time-limit", type=float, default=10.0, metavar="SECONDS",
+        "--time-limit",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
         help="wall time from reading the instance to the schedule (default 10; the"
         " optimiser may stop earlier when it is done)",
     )
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument(
-        "--max-moves", type=int, default=None, metavar="N",
+        "--max-moves",
+        type=int,
+        default=None,
+        metavar="N",
         help="also stop the local search after N moves (for exactly reproducible output)",
     )
     ap.add_argument("--greedy", action="store_true", help="the first-come baseline instead")

@@ -225,8 +225,9 @@ class State:
         total = 0
         for b in self.busy:
             if b:
-                for a, tab, mask in zip(p.session_start, p.session_idle, p.session_mask,
-                                        strict=True):
+                for a, tab, mask in zip(
+                    p.session_start, p.session_idle, p.session_mask, strict=True
+                ):
                     total += tab[(b & mask) >> a]
         return total
 
@@ -252,7 +253,7 @@ class State:
             bit = 1 << t
             delta = 0
             lonely = 0  # participants with no meeting next to t
-            near = ((bit << 1) | (bit >> 1))
+            near = (bit << 1) | (bit >> 1)
             for i in parts:
                 b = self.busy[i]
                 delta += table[((b | bit) >> sh) & w] - table[(b >> sh) & w]
@@ -290,8 +291,10 @@ class State:
             for i in parts:
                 other = self.at[i * p.n_slots + t]
                 if other >= 0:
-                    return (f"fixed in {p.slot_ids[t]}, where {p.part_ids[i]} already has"
-                            f" {p.meeting_ids[other]}")
+                    return (
+                        f"fixed in {p.slot_ids[t]}, where {p.part_ids[i]} already has"
+                        f" {p.meeting_ids[other]}"
+                    )
             if p.onsite[m] and self.table_full >> t & 1:
                 return f"fixed in {p.slot_ids[t]}, where no table is free"
             if p.fixed_table[m] and self._table_taken(t, p.fixed_table[m]):

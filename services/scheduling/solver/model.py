@@ -302,8 +302,8 @@ def _check_fixed(instance: Instance) -> None:
                 other = table_at.get((slot, m.fixed.table))
                 if other is not None:
                     raise _fail(
-                        w, f"fixed meetings {other} and {m.id} share table {m.fixed.table}"
-                        f" in {slot}"
+                        w,
+                        f"fixed meetings {other} and {m.id} share table {m.fixed.table} in {slot}",
                     )
                 table_at[(slot, m.fixed.table)] = m.id
 

@@ -248,7 +248,8 @@ class Optimiser:
         for i in blocked:
             mine = sorted(
                 (
-                    c for c in p.by_part[i]
+                    c
+                    for c in p.by_part[i]
                     if st.slot_of[c] >= 0 and p.fixed_slot[c] < 0 and c not in banned
                 ),
                 key=lambda c: (p.prio[c] - self._waiting(c, parts, banned), p.prio[c], c),
@@ -256,9 +257,11 @@ class Optimiser:
             if not mine:
                 return False
             choices.append(mine[:4])
-        combos = [[c] for c in choices[0]] if len(choices) == 1 else [
-            [a, b] if a != b else [a] for a in choices[0] for b in choices[1]
-        ]
+        combos = (
+            [[c] for c in choices[0]]
+            if len(choices) == 1
+            else [[a, b] if a != b else [a] for a in choices[0] for b in choices[1]]
+        )
         for out in combos:
             lost = sum(p.prio[c] for c in out)
             for c in out:
@@ -273,9 +276,12 @@ class Optimiser:
                             continue
                         nxt = sorted(
                             (
-                                k for k in p.by_part[j]
-                                if st.slot_of[k] < 0 and self.common[k]
-                                and k not in banned and k not in out
+                                k
+                                for k in p.by_part[j]
+                                if st.slot_of[k] < 0
+                                and self.common[k]
+                                and k not in banned
+                                and k not in out
                             ),
                             key=lambda k: (-p.prio[k], k),
                         )
@@ -296,7 +302,10 @@ class Optimiser:
                 continue
             for k in p.by_part[j]:
                 if (
-                    k != c and st.slot_of[k] < 0 and p.prio[k] > best and self.common[k]
+                    k != c
+                    and st.slot_of[k] < 0
+                    and p.prio[k] > best
+                    and self.common[k]
                     and k not in banned
                     and all(st.count[x] < p.cap[x] for x in p.parts[k] if x != j)
                 ):
@@ -483,8 +492,10 @@ class Optimiser:
                     b = busy[i]
                     nb = b ^ both
                     delta += (
-                        tab0[(nb >> sh0) & w0] - tab0[(b >> sh0) & w0]
-                        + tab1[(nb >> sh1) & w1] - tab1[(b >> sh1) & w1]
+                        tab0[(nb >> sh0) & w0]
+                        - tab0[(b >> sh0) & w0]
+                        + tab1[(nb >> sh1) & w1]
+                        - tab1[(b >> sh1) & w1]
                     )
             if delta > 0:
                 continue
@@ -555,7 +566,8 @@ class Optimiser:
         st = self.state
         return sorted(
             (
-                m for m in range(p.n_meetings)
+                m
+                for m in range(p.n_meetings)
                 if st.slot_of[m] < 0 and self.common[m] and p.fixed_slot[m] < 0
             ),
             key=lambda m: (-p.prio[m], m),

@@ -25,16 +25,41 @@ def small_doc() -> Doc:
             {"id": "d", "available": None, "max_meetings": None},
         ],
         "meetings": [
-            {"id": "m1", "participants": ["a", "b"], "mode": "onsite", "priority": 1,
-             "fixed": None},
-            {"id": "m2", "participants": ["a", "c"], "mode": "online", "priority": 2,
-             "fixed": None},
-            {"id": "m3", "participants": ["b", "c"], "mode": "onsite", "priority": 1,
-             "fixed": {"slot": "am2", "table": 2}},
-            {"id": "m4", "participants": ["c", "d"], "mode": "onsite", "priority": 3,
-             "fixed": None},
-            {"id": "m5", "participants": ["a", "d"], "mode": "onsite", "priority": 1,
-             "fixed": None},
+            {
+                "id": "m1",
+                "participants": ["a", "b"],
+                "mode": "onsite",
+                "priority": 1,
+                "fixed": None,
+            },
+            {
+                "id": "m2",
+                "participants": ["a", "c"],
+                "mode": "online",
+                "priority": 2,
+                "fixed": None,
+            },
+            {
+                "id": "m3",
+                "participants": ["b", "c"],
+                "mode": "onsite",
+                "priority": 1,
+                "fixed": {"slot": "am2", "table": 2},
+            },
+            {
+                "id": "m4",
+                "participants": ["c", "d"],
+                "mode": "onsite",
+                "priority": 3,
+                "fixed": None,
+            },
+            {
+                "id": "m5",
+                "participants": ["a", "d"],
+                "mode": "onsite",
+                "priority": 1,
+                "fixed": None,
+            },
         ],
     }
 
@@ -55,9 +80,7 @@ def instances(draw: st.DrawFn, max_participants: int = 7, max_meetings: int = 14
     n_people = draw(st.integers(2, max_participants))
     people: list[Doc] = []
     for i in range(n_people):
-        available = draw(
-            st.one_of(st.none(), st.lists(st.sampled_from(slot_ids), unique=True))
-        )
+        available = draw(st.one_of(st.none(), st.lists(st.sampled_from(slot_ids), unique=True)))
         cap = draw(st.one_of(st.none(), st.integers(0, 4)))
         people.append({"id": f"p{i}", "available": available, "max_meetings": cap})
     pairs = draw(

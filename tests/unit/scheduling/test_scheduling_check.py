@@ -49,8 +49,7 @@ def test_idle_counts_gaps_inside_a_session_only() -> None:
 def _replace(meeting: str, slot: str, table: int | None) -> Callable[[Schedule], None]:
     def change(s: Schedule) -> None:
         s.assignments = [
-            Assignment(meeting, slot, table) if a.meeting == meeting else a
-            for a in s.assignments
+            Assignment(meeting, slot, table) if a.meeting == meeting else a for a in s.assignments
         ]
 
     return change

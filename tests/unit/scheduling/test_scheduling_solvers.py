@@ -19,9 +19,7 @@ from services.scheduling.solver.model import (
 from services.scheduling.solver.optimise import Stats, optimise
 from services.scheduling.solver.place import place
 
-SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _valid(instance: Instance, schedule: Schedule) -> Report:
@@ -51,8 +49,9 @@ def test_greedy_is_valid(doc: Doc) -> None:
 def test_optimise_is_valid_and_never_worse_than_greedy(doc: Doc, seed: int) -> None:
     instance = parse_instance(doc)
     stats = Stats()
-    best = _valid(instance, optimise(instance, time_limit=5, seed=seed, max_moves=3000,
-                                     stats=stats))
+    best = _valid(
+        instance, optimise(instance, time_limit=5, seed=seed, max_moves=3000, stats=stats)
+    )
     base = _valid(instance, greedy(instance))
     assert best.score >= base.score
 
@@ -96,8 +95,9 @@ def test_place_fills_a_gap_in_an_optimised_schedule(doc: Doc, data: st.DataObjec
         state.add(problem.meeting_index[a.meeting], problem.slot_index[a.slot])
     m = problem.meeting_index[out.meeting]
     # the least added idle of all free slots
-    least = min(state.added_idle(m, t) for t in range(problem.n_slots)
-                if state.free_slots(m) >> t & 1)
+    least = min(
+        state.added_idle(m, t) for t in range(problem.n_slots) if state.free_slots(m) >> t & 1
+    )
     assert state.added_idle(m, problem.slot_index[result.slot]) == least
     full = Schedule(
         [*rest.assignments, result],
@@ -141,20 +141,26 @@ def test_place_picks_the_slot_adding_least_idle() -> None:
     assert place(instance, existing, "c") == Assignment("c", "t2", None)  # fills p007's gap
     existing = Schedule([Assignment("a", "t3", None)])
     assert place(instance, existing, "c") in (
-        Assignment("c", "t2", None), Assignment("c", "t4", None),
+        Assignment("c", "t2", None),
+        Assignment("c", "t4", None),
     )  # next to p007's meeting, not t1 which leaves a gap
 
 
 def test_unschedulable_reasons() -> None:
     instance = _two_sessions(
-        a=["p007", "p044"], e=["p007", "p050"], b=["p031", "p044"], f=["p031", "p050"],
+        a=["p007", "p044"],
+        e=["p007", "p050"],
+        b=["p031", "p044"],
+        f=["p031", "p050"],
         c=["p007", "p031"],
     )
     # p007 is busy in t1, t2 and p031 in t3, t4
     existing = Schedule(
         [
-            Assignment("a", "t1", None), Assignment("e", "t2", None),
-            Assignment("b", "t3", None), Assignment("f", "t4", None),
+            Assignment("a", "t1", None),
+            Assignment("e", "t2", None),
+            Assignment("b", "t3", None),
+            Assignment("f", "t4", None),
         ]
     )
     assert place(instance, existing, "c") == Unscheduled(
@@ -189,9 +195,7 @@ def test_unschedulable_for_caps_availability_and_tables() -> None:
     assert place(instance, Schedule(), "xy") == Unscheduled(
         "xy", "x and y have no available slot in common"
     )
-    assert place(instance, Schedule(), "uv") == Unscheduled(
-        "uv", "u is not available in any slot"
-    )
+    assert place(instance, Schedule(), "uv") == Unscheduled("uv", "u is not available in any slot")
     one = Schedule([Assignment("zw", "t1", 1)])
     assert place(instance, one, "zv") == Unscheduled(
         "zv", "z already has its maximum of 1 meetings"
