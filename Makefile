@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi
+.PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi browser
 
 # .venv from uv.lock, with the system python3 (uv never downloads a Python).
 venv:
@@ -46,11 +46,15 @@ demo: up
 
 # Unit, contract and integration tests; integration tests use the real Kafka and
 # PostgreSQL that infra-up starts (they fail, not skip, when those are missing).
-test: venv infra-up
+test: venv infra-up browser
 	@.venv/bin/python -m pytest -p no:cacheprovider
 
 test-unit: venv
 	@.venv/bin/python -m pytest -p no:cacheprovider tests/unit
+
+# Debian's chromium for the dashboard's browser test (Playwright drives /usr/bin/chromium).
+browser:
+	@bash deploy/local/browser.sh
 
 # Throughput and latency of the backbone on the local stack (figures in var/bench/).
 bench: venv infra-up
@@ -66,8 +70,14 @@ bench-recommendations: venv infra-up
 
 lint: venv
 	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy shared services scripts
 
 # Regenerate the checked-in AsyncAPI documents from the payload models.
 asyncapi: venv
 	@.venv/bin/python -m shared.asyncapi
+
+# Regenerate the Grafana dashboards (deploy/grafana/dashboards/*.json) from scripts/dashboards.py.
+.PHONY: dashboards
+dashboards: venv
+	@.venv/bin/python -m scripts.dashboards

@@ -400,6 +400,15 @@ async def replay(
                 json={"rating": "did_not_take_place"},
             )
         )
+        # The organiser asks the read side to invite everyone to rate their meetings
+        # (notification emails each participant the list of its meetings).
+        invited = _ok(
+            await http.post(
+                f"{urls.reporting}/api/events/{event_id}/feedback-invitations",
+                headers=as_organiser,
+            )
+        )
+        log(f"feedback invitations: {invited['participants']} participants asked to rate")
         held = [m for m in state.meetings if m not in (skipped_c2c, skipped_b2c)]
         for index, (meeting_id, first, second) in enumerate(held):
             for side_index, side in enumerate((first, second)):
@@ -483,6 +492,7 @@ def main() -> int:
     print(markdown.text)
     figures = seed_figures(done.report)
     differ = {k: (v, SEED[k]) for k, v in figures.items() if v != SEED[k]}
+    print(f"Dashboard:   {urls.reporting}/events/{done.event_id}/dashboard")
     print(f"Report page: {urls.reporting}/events/{done.event_id}/report")
     print(f"Report JSON: {urls.reporting}/api/events/{done.event_id}/report")
     if differ:

@@ -82,6 +82,7 @@ class NotificationSettings(PlatformSettings):
     # group reading the topics' history) are not sent; reminders still are.
     notification_stale_after_hours: float = Field(default=72.0, gt=0)
     digest_hour: int = Field(default=8, ge=0, le=23)  # local hour of the daily digest
+    digest_minute: int = Field(default=0, ge=0, le=59)  # and its minute
     # The delivery queue: attempts before a delivery fails for good, and the first
     # retry's delay (doubling after each failed attempt, capped at an hour).
     delivery_max_attempts: int = Field(default=8, ge=1)
@@ -94,6 +95,9 @@ class NotificationSettings(PlatformSettings):
 class ReportingSettings(PlatformSettings):
     reporting_database_url: str = LOCAL_DATABASE.format(name="reporting")
     reporting_port: int = SERVICE_PORTS["reporting"]
+    # Reporting's public URL, for the rating links in feedback invitations; empty:
+    # the URL the organiser's request came in on.
+    reporting_public_url: str = ""
 
 
 SETTINGS_BY_SERVICE: dict[str, type[PlatformSettings]] = {

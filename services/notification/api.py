@@ -303,8 +303,17 @@ async def put_preferences(
             ZoneInfo(body.time_zone)
         except (ZoneInfoNotFoundError, ValueError):
             raise invalid("time_zone", f"unknown IANA time zone {body.time_zone!r}") from None
-    async with runtime_of(request).pool.acquire() as conn:
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         await _may_read(conn, who, registration_id, organiser_may=False)
+        if not body.digest:
+            # Messages held for a digest that is no longer wanted go now, together (one
+            # digest email), instead of waiting for the digest hour.
+            await conn.execute(
+                "UPDATE deliveries SET next_attempt_at = now(), updated_at = now()"
+                " WHERE recipient = $1 AND digest AND status = 'pending'"
+                " AND next_attempt_at > now()",
+                registration_id,
+            )
         await conn.execute(
             "INSERT INTO preferences (registration_id, muted, digest, time_zone, unsubscribed)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (registration_id) DO UPDATE"

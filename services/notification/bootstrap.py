@@ -21,7 +21,7 @@ from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import NotificationSettings
 
 NAME = "notification"
-TOPICS = ("registration.events", "matching.events", "scheduling.events")
+TOPICS = ("registration.events", "matching.events", "scheduling.events", "reporting.events")
 
 
 def build_app(settings: NotificationSettings | None = None) -> FastAPI:
@@ -30,6 +30,7 @@ def build_app(settings: NotificationSettings | None = None) -> FastAPI:
         mail_domain=mail_domain(settings.smtp_sender),
         reminder_lead_minutes=settings.reminder_lead_minutes,
         digest_hour=settings.digest_hour,
+        digest_minute=settings.digest_minute,
         stale_after=timedelta(hours=settings.notification_stale_after_hours),
     )
     runtime = ServiceRuntime(

@@ -43,6 +43,7 @@ from shared.contracts.registration import (
     RegistrationRejected,
     RegistrationWaitlisted,
 )
+from shared.contracts.reporting import FeedbackInvitationsRequested
 from shared.contracts.scheduling import (
     AgendaPublished,
     MeetingUnschedulable,
@@ -71,11 +72,14 @@ class Kind(StrEnum):
     MEETING_UNSCHEDULABLE = "meeting.unschedulable"
     AGENDA_PUBLISHED = "agenda.published"
     MEETING_REMINDER = "meeting.reminder"
+    FEEDBACK_INVITATION = "feedback.invitation"
 
 
 # Kinds a webhook endpoint may subscribe to: everything that is a fact about the
-# event (a reminder is only a timer of ours).
-WEBHOOK_KINDS = frozenset(Kind) - {Kind.MEETING_REMINDER}
+# event. A reminder is only a timer of ours; a feedback invitation is one message
+# per participant with facts of its own (the organiser's request behind it is on
+# reporting.events for whoever wants it).
+WEBHOOK_KINDS = frozenset(Kind) - {Kind.MEETING_REMINDER, Kind.FEEDBACK_INVITATION}
 # Kinds never held back for the daily digest: a calendar entry or a reminder that
 # arrives the next morning is worse than useless.
 IMMEDIATE_KINDS = frozenset(
@@ -270,6 +274,40 @@ def agenda_published(e: AgendaPublished, approved: tuple[str, ...]) -> Notice:
     )
 
 
+def feedback_invitations(e: FeedbackInvitationsRequested) -> list[Notice]:
+    """One invitation per listed participant, naming that participant's meetings to rate.
+
+    The recipient's dedupe key carries the round's domain event, so a redelivered
+    round sends nothing twice and a later round (a reminder) is new.
+    """
+    return [
+        Notice(
+            Kind.FEEDBACK_INVITATION,
+            e.event_id,
+            (p.registration_id,),
+            {
+                "round_id": e.round_id,
+                "round": e.round,
+                "event_title": e.event_title,
+                "time_zone": e.time_zone,
+                "meetings": [
+                    {
+                        "meeting_id": m.meeting_id,
+                        "partner_id": m.partner_id,
+                        "partner_name": m.partner_name,
+                        "start": m.slot_start.isoformat(),
+                        "end": m.slot_end.isoformat(),
+                        "feedback_url": m.feedback_url,
+                    }
+                    for m in p.meetings
+                ],
+            },
+        )
+        for p in e.participants
+        if p.meetings
+    ]
+
+
 # -- meetings and their calendar entries ---------------------------------------
 
 
@@ -453,13 +491,13 @@ def backoff(attempts: int, base_seconds: float, cap_seconds: float = 3600.0) -> 
     return float(min(cap_seconds, base_seconds * 2 ** max(attempts - 1, 0)))
 
 
-def next_digest_at(now: datetime, zone: str, hour: int) -> datetime:
-    """The next `hour`:00 in `zone` strictly after `now`."""
+def next_digest_at(now: datetime, zone: str, hour: int, minute: int = 0) -> datetime:
+    """The next `hour`:`minute` in `zone` strictly after `now`."""
     tz = ZoneInfo(zone)
     local = now.astimezone(tz)
-    candidate = datetime.combine(local.date(), time(hour), tz)
+    candidate = datetime.combine(local.date(), time(hour, minute), tz)
     if candidate <= local:
-        candidate = datetime.combine(local.date() + timedelta(days=1), time(hour), tz)
+        candidate = datetime.combine(local.date() + timedelta(days=1), time(hour, minute), tz)
     return candidate
 
 

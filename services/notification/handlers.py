@@ -4,7 +4,8 @@ They run after the projection handlers of the same event (see `bootstrap`), in
 one transaction with the inbox row: the deliveries exist exactly when the event
 counts as consumed. One email delivery per recipient, one webhook delivery per
 subscribed endpoint, and for a placed or moved meeting one reminder per
-participant, due `reminder_lead_minutes` before it starts.
+participant, due `reminder_lead_minutes` before it starts. A round of feedback
+invitations (reporting.events) is one notice per invited participant.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from services.notification.queue import NewDelivery, cancel_pending, enqueue
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingCancelled
 from shared.contracts.notification import Channel
+from shared.contracts.reporting import FeedbackInvitationsRequested
 from shared.contracts.scheduling import AgendaPublished, SlotAssigned, SlotReleased
 from shared.envelope import Envelope
 from shared.inbox import Handler
@@ -33,6 +35,7 @@ class Config:
     mail_domain: str
     reminder_lead_minutes: float
     digest_hour: int
+    digest_minute: int = 0
     stale_after: timedelta = timedelta(hours=72)
 
 
@@ -66,7 +69,9 @@ async def _emails(
         due = None
         if digest:
             zone = digesters[recipient] or event_zone
-            due = domain.next_digest_at(datetime.now(UTC), zone, config.digest_hour)
+            due = domain.next_digest_at(
+                datetime.now(UTC), zone, config.digest_hour, config.digest_minute
+            )
         rows.append(
             NewDelivery(
                 delivery_id=domain.delivery_id(key),
@@ -210,9 +215,15 @@ def build(config: Config) -> dict[str, Handler]:
         ids = tuple(r["registration_id"] for r in approved)
         await deliver(conn, config, envelope, domain.agenda_published(e, ids))
 
+    async def feedback(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
+        assert isinstance(e, FeedbackInvitationsRequested)
+        for notice in domain.feedback_invitations(e):
+            await deliver(conn, config, envelope, notice)
+
     handlers: dict[str, Handler] = {t.ce_type(): stateless for t in domain.STATELESS}
     handlers[SlotAssigned.ce_type()] = slot_assigned
     handlers[SlotReleased.ce_type()] = slot_released
     handlers[MeetingCancelled.ce_type()] = cancelled
     handlers[AgendaPublished.ce_type()] = agenda
+    handlers[FeedbackInvitationsRequested.ce_type()] = feedback
     return handlers

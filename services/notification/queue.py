@@ -21,8 +21,9 @@ from typing import Any
 import asyncpg
 from prometheus_client import Counter
 
-from shared import eventstore
+from shared import eventstore, telemetry
 from shared.contracts.notification import Channel, NotificationFailed, NotificationSent
+from shared.db import advisory_lock_id
 from shared.envelope import Envelope
 
 # Outcomes of delivery attempts, for the dashboards (counted as recorded; a
@@ -90,9 +91,23 @@ _COLUMNS = (
 )
 
 
+# Keys in a delivery's context (webhook bodies leave them out): the trace that
+# caused it (W3C headers), so the sender's span joins that trace, and whether it
+# is a timer (due later: a reminder, a digest), whose send starts a linked trace.
+TRACE_KEY = "trace"
+TIMER_KEY = "trace_timer"
+
+
+def _with_trace(context: dict[str, Any], cause: dict[str, str], due: datetime | None) -> str:
+    if not cause:
+        return json.dumps(context)
+    return json.dumps({**context, TRACE_KEY: cause, TIMER_KEY: due is not None})
+
+
 async def enqueue(conn: asyncpg.Connection, rows: Sequence[NewDelivery]) -> None:
     if not rows:
         return
+    cause = telemetry.current_context()
     await conn.executemany(
         "INSERT INTO deliveries (delivery_id, cause_id, recipient, channel, template, event_id,"
         " meeting_id, context, message_id, digest, next_attempt_at)"
@@ -107,7 +122,7 @@ async def enqueue(conn: asyncpg.Connection, rows: Sequence[NewDelivery]) -> None
                 r.template,
                 r.event_id,
                 r.meeting_id,
-                json.dumps(r.context),
+                _with_trace(r.context, cause, r.due),
                 r.message_id,
                 r.digest,
                 r.due,
@@ -140,13 +155,24 @@ async def claim(conn: asyncpg.Connection) -> Delivery | None:
     return Delivery.of(row) if row else None
 
 
+async def lock_digest(conn: asyncpg.Connection, first: Delivery) -> bool:
+    """Whether this transaction may put `first`'s digest together (no other one is)."""
+    key = advisory_lock_id(f"digest|{first.recipient}|{first.event_id}")
+    locked: bool = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key)
+    return locked
+
+
 async def claim_digest(conn: asyncpg.Connection, first: Delivery) -> list[Delivery]:
-    """`first` and the recipient's other due digest rows, locked, oldest first."""
+    """`first` and the recipient's other due digest rows, locked, oldest first.
+
+    Under `lock_digest`. It waits for rows another sender holds: that sender
+    claimed one, found the digest lock taken and lets go at once.
+    """
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM deliveries"
         " WHERE status = 'pending' AND digest AND channel = 'email' AND recipient = $1"
         " AND event_id = $2 AND next_attempt_at <= now() AND delivery_id <> $3"
-        " ORDER BY created_at FOR UPDATE SKIP LOCKED",
+        " ORDER BY created_at FOR UPDATE",
         first.recipient,
         first.event_id,
         first.delivery_id,

@@ -19,11 +19,13 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 import httpx
+from opentelemetry.trace import Span
 
 from services.notification import domain, queue, reads
 from services.notification.channels import calendar, email, webhooks
@@ -37,6 +39,7 @@ from services.notification.templates import (
     render,
     render_digest,
 )
+from shared import telemetry
 from shared.contracts.notification import Channel
 from shared.runtime import ServiceRuntime
 from shared.settings import NotificationSettings
@@ -134,9 +137,16 @@ class Sender:
             delivery = await queue.claim(conn)
             if delivery is None:
                 return False
+            if delivery.digest and not await queue.lock_digest(conn, delivery):
+                # Another worker is putting this recipient's digest together: it waits
+                # for this row, which it gets when this transaction ends, now. Had both
+                # gone on, each would send part of the digest under one Message-ID,
+                # and mail clients would show only one of the two.
+                return False
             try:
                 async with conn.transaction():  # a savepoint
-                    await self._process(conn, delivery)
+                    with _span(delivery):
+                        await self._process(conn, delivery)
             except (asyncpg.PostgresConnectionError, OSError):
                 raise  # the row stays locked until the connection goes, then is due again
             except Exception as exc:
@@ -148,13 +158,14 @@ class Sender:
             return True
 
     async def _process(self, conn: asyncpg.Connection, d: Delivery) -> None:
-        batch = await queue.claim_digest(conn, d) if d.digest else [d]
-        sent: Sequence[Delivery] = batch
+        batch = await self._digest_batch(conn, d) if d.digest else [d]
+        if not batch:
+            return  # every message of the digest is muted (each logged as skipped)
         try:
             if d.channel is Channel.WEBHOOK:
                 message_id = await self._webhook(conn, d)
             elif d.digest:
-                message_id, sent = await self._digest(conn, batch)
+                message_id = await self._digest(conn, batch)
             else:
                 message_id = await self._email(conn, d)
         except Skip as skip:
@@ -165,8 +176,22 @@ class Sender:
             for one in batch:
                 await self._failed_attempt(conn, one, str(exc), permanent=exc.permanent)
             return
-        for one in sent:
+        for one in batch:
             await queue.sent(conn, one, message_id)
+
+    async def _digest_batch(self, conn: asyncpg.Connection, first: Delivery) -> list[Delivery]:
+        """The recipient's due digest rows, locked; muted kinds are logged as skipped here,
+        so that a failed attempt later counts only against the messages it was to carry."""
+        batch = await queue.claim_digest(conn, first)
+        who = await reads.recipient(conn, first.recipient)
+        prefs = await reads.preferences(conn, first.recipient)
+        if who.erased or prefs.unsubscribed:
+            return batch  # `_digest` skips them all, saying why
+        wanted = [d for d in batch if domain.wants(Kind(d.template), prefs.muted, False)]
+        for d in batch:
+            if d not in wanted:
+                await queue.skipped(conn, d, f"{d.template} muted")
+        return wanted
 
     async def _failed_attempt(
         self, conn: asyncpg.Connection, d: Delivery, reason: str, *, permanent: bool
@@ -260,9 +285,7 @@ class Sender:
         await self._smtp(d.message_id, to, rendered, d, attachment)
         return d.message_id
 
-    async def _digest(
-        self, conn: asyncpg.Connection, batch: Sequence[Delivery]
-    ) -> tuple[str, list[Delivery]]:
+    async def _digest(self, conn: asyncpg.Connection, batch: Sequence[Delivery]) -> str:
         first = batch[0]
         who = await reads.recipient(conn, first.recipient)
         if who.erased:
@@ -270,21 +293,15 @@ class Sender:
         prefs = await reads.preferences(conn, first.recipient)
         if prefs.unsubscribed:
             raise Skip("unsubscribed")
-        wanted = [d for d in batch if domain.wants(Kind(d.template), prefs.muted, False)]
-        for d in batch:
-            if d not in wanted:
-                await queue.skipped(conn, d, f"{d.template} muted")
-        if not wanted:
-            raise Skip("every message of the digest is muted")
         to = await self._addresses(first)
-        parts = [(await self._render(conn, d, prefs, standalone=False))[0] for d in wanted]
+        parts = [(await self._render(conn, d, prefs, standalone=False))[0] for d in batch]
         event = await reads.event_info(conn, first.event_id)
         rendered = render_digest(
             who.name, event.name, parts, self._links.unsubscribe(first.recipient)
         )
         message_id = domain.digest_message_id(first.recipient, first.next_attempt_at, self._domain)
         await self._smtp(message_id, to, rendered, first, None, kind="digest")
-        return message_id, wanted
+        return message_id
 
     async def _smtp(
         self,
@@ -338,6 +355,25 @@ class Sender:
         except webhooks.WebhookFailed as exc:
             raise Transient(str(exc), permanent=exc.permanent) from exc
         return d.message_id
+
+
+def _span(d: Delivery) -> AbstractContextManager[Span]:
+    """The attempt's span, in the trace of the event that caused the delivery.
+
+    A timer (a reminder, a digest) fires long after its cause: it starts a trace
+    of its own, linked to the cause.
+    """
+    return telemetry.resumed_span(
+        f"send {d.channel.value}",
+        d.context.get(queue.TRACE_KEY),
+        follows=d.digest or bool(d.context.get(queue.TIMER_KEY)),
+        attributes={
+            "notification.delivery_id": d.delivery_id,
+            "notification.kind": d.template,
+            "notification.cause_id": d.cause_id,
+            "notification.attempt": d.attempts + 1,
+        },
+    )
 
 
 def webhook_body(d: Delivery) -> bytes:

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.notification.domain import CalendarEntry, Kind, Method
+from shared.contracts.reporting import Rating
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,44 @@ def _reminder(r: RenderInput) -> tuple[str, list[Block]]:
     ]
 
 
+# How a participant rates a meeting at reporting's endpoint, in plain words.
+RATING_WORDS = {
+    Rating.DID_NOT_TAKE_PLACE: "the meeting did not take place",
+    Rating.NO_INTEREST: "no interest",
+    Rating.INFORMATIVE_NO_COOPERATION: "informative, but no cooperation in sight",
+    Rating.COOPERATION_POSSIBLE: "cooperation possible",
+}
+
+
+def _feedback_invitation(r: RenderInput) -> tuple[str, list[Block]]:
+    # The round carries the event's name and zone as reporting knew them, so the
+    # message reads right even before registration's events have reached us.
+    f = r.facts
+    name = f.get("event_title") or r.event.name
+    zone = f.get("time_zone") or r.event.time_zone
+    meetings = f.get("meetings", [])
+    count = f"{len(meetings)} meeting{'s' if len(meetings) != 1 else ''}"
+    subject = f"How did your meetings at {name} go?"
+    if f.get("round", 1) > 1:
+        subject = f"Reminder: {subject[0].lower()}{subject[1:]}"
+    blocks: list[Block] = [
+        f"The organiser of {name} asks you to rate your {count} there:",
+    ]
+    for m in meetings:
+        at = when(
+            datetime.fromisoformat(m["start"]), datetime.fromisoformat(m["end"]), zone, r.time_zone
+        )
+        blocks.append(f"{at}: {m['partner_name']} - rate it at {m['feedback_url']}")
+    ratings = "; ".join(f'"{k.value}" ({words})' for k, words in RATING_WORDS.items())
+    blocks += [
+        "To rate a meeting, POST to its address with your organisation's API key"
+        ' (X-API-Key header) a JSON body such as {"rating": "cooperation_possible",'
+        ' "comment": "optional"}. The rating is one of: ' + ratings + ".",
+        "Rating again replaces your earlier rating. Your answers go into the event's report.",
+    ]
+    return subject, blocks
+
+
 TEMPLATES: dict[Kind, Template] = {
     Kind.APPLICATION_RECEIVED: _received,
     Kind.APPLICATION_APPROVED: _approved,
@@ -283,6 +322,7 @@ TEMPLATES: dict[Kind, Template] = {
     Kind.MEETING_UNSCHEDULABLE: _unschedulable,
     Kind.AGENDA_PUBLISHED: _agenda,
     Kind.MEETING_REMINDER: _reminder,
+    Kind.FEEDBACK_INVITATION: _feedback_invitation,
 }
 
 

@@ -1,9 +1,10 @@
 """Reporting's HTTP API: events, the event report (JSON, Markdown, HTML), and the
-attendance / feedback / outcome commands."""
+attendance / feedback / outcome commands, and the organiser's feedback invitations."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -16,6 +17,7 @@ from shared.api import Caller, IdempotencyKey, run_command
 from shared.contracts.reporting import AgreementKind, Outcome, Rating
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
+from shared.settings import ReportingSettings
 
 router = APIRouter()
 
@@ -59,6 +61,7 @@ async def list_events(request: Request) -> list[dict[str, Any]]:
             "venue": r["venue"],
             "days": json.loads(r["days"]),
             "report": f"/events/{r['event_id']}/report",
+            "dashboard": f"/events/{r['event_id']}/dashboard",
         }
         for r in rows
     ]
@@ -222,4 +225,34 @@ async def report_outcome(
         lambda conn, cid: handlers.report_outcome(
             conn, who, event_id, meeting_id, body.outcome, body.kind, body.note, cid
         ),
+    )
+
+
+def _feedback_url(request: Request, event_id: str) -> Callable[[str], str]:
+    settings = runtime_of(request).settings
+    assert isinstance(settings, ReportingSettings)
+    base = (settings.reporting_public_url or str(request.base_url)).rstrip("/")
+    return lambda meeting_id: f"{base}/api/events/{event_id}/meetings/{meeting_id}/feedback"
+
+
+@router.post(
+    "/api/events/{event_id}/feedback-invitations",
+    status_code=202,
+    summary="Invite the participants to rate their held meetings (organiser); each call is a "
+    "new round, and notification emails each invited participant once per round",
+)
+async def request_feedback_invitations(
+    request: Request,
+    event_id: str,
+    who: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    url = _feedback_url(request, event_id)
+    return await run_command(
+        request,
+        who,
+        idempotency_key,
+        {},
+        lambda conn, cid: handlers.request_feedback_invitations(conn, who, event_id, url, cid),
+        202,
     )

@@ -1,4 +1,4 @@
-"""Reporting's commands: attendance, meetings not held, feedback and outcomes.
+"""Reporting's commands: attendance, meetings not held, feedback, outcomes, feedback invitations.
 
 Each runs inside the request's transaction (`shared.api.run_command`): it checks who
 may act against the projections, appends the event to its stream (event store +
@@ -8,16 +8,22 @@ transaction, so the report reflects a command as soon as it returns.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from services.reporting import invitations
+from services.reporting.live import notify
 from shared import eventstore
 from shared.auth import Principal
 from shared.contracts.base import EventPayload
 from shared.contracts.reporting import (
     AgreementKind,
     AttendanceRecorded,
+    FeedbackInvitationsRequested,
     MeetingFeedbackGiven,
     MeetingMarkedNotHeld,
     Outcome,
@@ -37,6 +43,8 @@ async def _append(
         await eventstore.append(conn, stream, version, [envelope])
     except eventstore.ConcurrencyConflict as exc:
         raise RuleViolation("stream", "changed concurrently; try again", status=409) from exc
+    # Every command appends here: its event's dashboards update when the command commits.
+    await notify(conn, key)
 
 
 async def _organiser_of(conn: asyncpg.Connection, who: Principal, event_id: str) -> None:
@@ -186,3 +194,78 @@ async def report_outcome(
         note,
     )
     return {"meeting_id": meeting_id, "registration_id": side, "outcome": outcome.value}
+
+
+async def request_feedback_invitations(
+    conn: asyncpg.Connection,
+    who: Principal,
+    event_id: str,
+    feedback_url: Callable[[str], str],
+    cid: str | None,
+) -> dict[str, Any]:
+    """A new round of invitations to rate the meetings held (notification sends them)."""
+    await _organiser_of(conn, who, event_id)
+    event = await conn.fetchrow(
+        "SELECT name, time_zone FROM brokerage_events WHERE event_id = $1", event_id
+    )
+    rows = await conn.fetch(
+        "SELECT m.meeting_id, m.participants, p.slot_start, p.slot_end"
+        " FROM meetings m JOIN placements p USING (meeting_id)"
+        " WHERE m.event_id = $1 AND NOT m.cancelled AND p.placed"
+        " AND NOT EXISTS (SELECT 1 FROM not_held n WHERE n.meeting_id = m.meeting_id)",
+        event_id,
+    )
+    held = invitations.held_and_ended(rows, datetime.now(UTC))
+    if not held:
+        raise RuleViolation(
+            "meetings", "the event has no held meetings to rate (none has ended yet)", status=409
+        )
+    names = {
+        r["registration_id"]: r["name"]
+        for r in await conn.fetch(
+            "SELECT registration_id, name FROM registrations WHERE event_id = $1", event_id
+        )
+    }
+    rated = {
+        (r["meeting_id"], r["registration_id"])
+        for r in await conn.fetch(
+            "SELECT meeting_id, registration_id FROM feedback WHERE event_id = $1", event_id
+        )
+    }
+    invited = invitations.invitations(held, names, rated, feedback_url)
+    if not invited:
+        raise RuleViolation(
+            "meetings", "every held meeting has been rated by both of its sides", status=409
+        )
+    last = await conn.fetchval(
+        "SELECT coalesce(max(round), 0) FROM feedback_rounds WHERE event_id = $1", event_id
+    )
+    requested = FeedbackInvitationsRequested(
+        event_id=event_id,
+        round_id=str(uuid.uuid4()),
+        round=last + 1,
+        requested_by=who.id,
+        event_title=event["name"],
+        time_zone=event["time_zone"],
+        participants=invited,
+    )
+    # The event's report stream serialises rounds: a concurrent request gets a 409.
+    await _append(conn, f"event-report-{event_id}", requested, event_id, cid)
+    meetings = len({m.meeting_id for p in invited for m in p.meetings})
+    await conn.execute(
+        "INSERT INTO feedback_rounds (round_id, event_id, round, requested_by, participants,"
+        " meetings) VALUES ($1, $2, $3, $4, $5, $6)",
+        requested.round_id,
+        event_id,
+        requested.round,
+        who.id,
+        len(invited),
+        meetings,
+    )
+    return {
+        "round_id": requested.round_id,
+        "round": requested.round,
+        "participants": len(invited),
+        "meetings": meetings,
+        "invited": {p.registration_id: [m.meeting_id for m in p.meetings] for p in invited},
+    }

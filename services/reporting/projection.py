@@ -198,4 +198,6 @@ HANDLERS: dict[str, Handler] = {
     SlotReleased.ce_type(): on_slot_released,
 }
 
-TOPICS = ("registration.events", "matching.events", "scheduling.events")
+# Everything reporting's consumer reads; notification.events feeds only the dashboard's
+# notification counts (`dashboard_projection`).
+TOPICS = ("registration.events", "matching.events", "scheduling.events", "notification.events")

@@ -247,6 +247,7 @@ def page(report: Mapping[str, Any]) -> str:
         ".tiles div{border:1px solid #ccc;border-radius:6px;padding:.6em 1em}</style>",
         "</head><body>",
         f"<h1>Event report</h1><p>{esc(_title(report))}</p>",
+        f"<p><a href='/events/{esc(report['event']['event_id'])}/dashboard'>Live dashboard</a></p>",
         "<div class='tiles'>",
     ]
     for label, value in (

@@ -12,8 +12,11 @@ A meeting is identified by matching's request id, as in `scheduling.events`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from shared.contracts.base import EventPayload
 
@@ -81,9 +84,49 @@ class OutcomeReported(_ReportingEvent):
     note: str | None = None
 
 
+class MeetingToRate(BaseModel):
+    """A held meeting, as the invited side saw it: with whom, when, where to rate it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    meeting_id: str
+    partner_id: str
+    partner_name: str  # the other side's organisation name, as registered
+    slot_start: datetime
+    slot_end: datetime
+    feedback_url: str  # reporting's endpoint for this meeting's rating (POST, the side's key)
+
+
+class InvitedParticipant(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    registration_id: str
+    meetings: list[MeetingToRate]
+
+
+class FeedbackInvitationsRequested(_ReportingEvent):
+    """The organiser asks the participants to rate their meetings: one round of invitations.
+
+    Each request is a new round (`round_id`, `round` counting from 1 per brokerage
+    event): a later round is a deliberate reminder. It lists, per participant, the
+    held meetings that participant has not rated yet (placed, ended, not cancelled,
+    not marked not held), with what a message needs, so a consumer waits for no
+    other topic. Participants with nothing left to rate are not listed.
+    """
+
+    event_name: ClassVar[str] = "FeedbackInvitationsRequested"
+    round_id: str
+    round: int
+    requested_by: str  # organiser id or "admin"
+    event_title: str  # the brokerage event's name
+    time_zone: str  # the brokerage event's IANA zone
+    participants: list[InvitedParticipant]
+
+
 REPORTING_EVENTS: list[type[EventPayload]] = [
     AttendanceRecorded,
     MeetingMarkedNotHeld,
     MeetingFeedbackGiven,
     OutcomeReported,
+    FeedbackInvitationsRequested,
 ]

@@ -38,6 +38,8 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
+from services.notification.bootstrap import TOPICS as notification_topics
+from services.reporting.projection import TOPICS as reporting_topics
 from shared.auth import digest
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import (
@@ -321,8 +323,9 @@ class ServiceProcess:
 
 # The topics each service's first consumer group reads.
 GROUP_TOPICS: dict[str, list[str]] = {
-    "notification": ["registration.events", "matching.events", "scheduling.events"],
+    "notification": list(notification_topics),
     "registration": ["matching.events"],
+    "reporting": list(reporting_topics),
 }
 
 

@@ -28,7 +28,12 @@ GROUPS = {
     "registration": ["matching.events"],
     "matching": ["registration.events"],
     "scheduling": ["registration.events", "matching.events"],
-    "reporting": ["registration.events", "matching.events", "scheduling.events"],
+    "reporting": [
+        "registration.events",
+        "matching.events",
+        "scheduling.events",
+        "notification.events",
+    ],
 }
 
 

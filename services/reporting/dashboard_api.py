@@ -1,0 +1,156 @@
+"""The organiser dashboard over HTTP: its JSON, its live stream and its page.
+
+The stream (Server-Sent Events) sends the whole dashboard when a client connects
+and again after each change of its event (`live.DashboardHub` wakes it), at most
+a few times a second however many events arrive, with a comment line every
+`HEARTBEAT_SECONDS` so proxies and the browser see the connection is alive. It
+ends when the client goes away (Starlette cancels it) or the server stops.
+Like the report, the dashboard is readable without a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+
+from services.reporting import dashboard_queries
+from services.reporting.live import DashboardHub
+from shared.problems import ProblemError
+from shared.runtime import runtime_of
+
+router = APIRouter(tags=["dashboard"])
+
+HEARTBEAT_SECONDS = 15.0
+# After a change, wait this long before re-reading: the rest of a burst folds into it.
+SETTLE_SECONDS = 0.25
+RETRY_MILLISECONDS = 2000
+STATIC_PATH = "/static/dashboard"
+
+
+def hub_of(request: Request) -> DashboardHub:
+    hub: DashboardHub = request.app.state.dashboard_hub
+    return hub
+
+
+async def _load(request: Request, event_id: str) -> dict[str, Any]:
+    found = await dashboard_queries.load(runtime_of(request).pool, event_id)
+    if found is None:
+        raise ProblemError(404, "Not found", f"brokerage event {event_id} not found")
+    return found
+
+
+def _message(data: dict[str, Any]) -> str:
+    # json.dumps writes no newline, so the whole document is one `data:` line.
+    return f"event: dashboard\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def _changes(
+    request: Request, hub: DashboardHub, event_id: str, first: dict[str, Any]
+) -> AsyncIterator[str]:
+    watcher = hub.watch(event_id)
+    try:
+        yield f"retry: {RETRY_MILLISECONDS}\n\n" + _message(first)
+        while not hub.closed.is_set():
+            try:
+                await asyncio.wait_for(watcher.changed.wait(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                yield ": heartbeat\n\n"
+                continue
+            if hub.closed.is_set():
+                break
+            await asyncio.sleep(SETTLE_SECONDS)
+            watcher.changed.clear()  # before reading: a change from now on is read next time
+            with contextlib.suppress(ProblemError):  # the event cannot vanish; if so, skip
+                yield _message(await _load(request, event_id))
+    finally:
+        hub.unwatch(watcher)
+
+
+@router.get("/api/events/{event_id}/dashboard", summary="The organiser dashboard's figures (JSON)")
+async def dashboard_json(request: Request, event_id: str) -> dict[str, Any]:
+    return await _load(request, event_id)
+
+
+@router.get(
+    "/api/events/{event_id}/dashboard/stream",
+    summary="The dashboard, again after every change (Server-Sent Events)",
+    response_class=StreamingResponse,
+)
+async def dashboard_stream(request: Request, event_id: str) -> StreamingResponse:
+    first = await _load(request, event_id)  # a 404 before the stream starts
+    return StreamingResponse(
+        _changes(request, hub_of(request), event_id, first),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def page(data: dict[str, Any]) -> str:
+    """The page: its figures are drawn by dashboard.js from the embedded JSON, then live."""
+    event = data["event"]
+    esc = html.escape
+    event_id = esc(event["event_id"])
+    # Inside <script>, "</script" or "<!--" would change how the rest is parsed.
+    embedded = json.dumps(data).replace("<", "\\u003c")
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Dashboard: {esc(event["name"])}</title>
+<link rel="stylesheet" href="{STATIC_PATH}/dashboard.css">
+</head>
+<body data-event-id="{event_id}"
+      data-stream="/api/events/{event_id}/dashboard/stream">
+<header>
+  <h1 id="title">{esc(event["name"])}</h1>
+  <p id="subtitle">{esc(event["venue"])}</p>
+  <p class="nav"><a href="/events/{event_id}/report">Event report</a>
+    · <a href="/api/events/{event_id}/dashboard">JSON</a>
+    · <span id="live" data-testid="live-status" role="status" aria-live="polite">connecting…</span>
+    <span id="updated" data-testid="updated-at"></span></p>
+</header>
+<main>
+  <section aria-labelledby="h-totals"><h2 id="h-totals" class="visually-hidden">Key figures</h2>
+    <div id="tiles" class="tiles" data-testid="tiles"></div></section>
+  <section aria-labelledby="h-applications"><h2 id="h-applications">Applications and approvals</h2>
+    <div class="charts">
+      <figure id="applications-country" data-testid="applications-country"></figure>
+      <figure id="applications-type" data-testid="applications-type"></figure>
+      <figure id="applications-sector" data-testid="applications-sector"></figure>
+    </div></section>
+  <section aria-labelledby="h-funnel"><h2 id="h-funnel">Meeting requests: the funnel</h2>
+    <div id="funnel" class="charts" data-testid="funnel"></div></section>
+  <section aria-labelledby="h-agenda"><h2 id="h-agenda">Agenda</h2>
+    <div id="agenda" data-testid="agenda"></div></section>
+  <section aria-labelledby="h-notifications"><h2 id="h-notifications">Notifications</h2>
+    <div id="notifications" data-testid="notifications"></div></section>
+  <section aria-labelledby="h-dead"><h2 id="h-dead">Dead-lettered messages</h2>
+    <div id="dead-letters" data-testid="dead-letters"></div></section>
+  <section aria-labelledby="h-feedback"><h2 id="h-feedback">Feedback and outcomes</h2>
+    <div class="charts">
+      <figure id="feedback" data-testid="feedback"></figure>
+      <figure id="outcomes" data-testid="outcomes"></figure>
+    </div></section>
+</main>
+<script type="application/json" id="dashboard-data">{embedded}</script>
+<script src="{STATIC_PATH}/dashboard.js"></script>
+</body>
+</html>
+"""
+
+
+@router.get(
+    "/events/{event_id}/dashboard",
+    summary="The organiser dashboard (HTML page, updates live)",
+    response_class=HTMLResponse,
+)
+async def dashboard_page(request: Request, event_id: str) -> HTMLResponse:
+    return HTMLResponse(page(await _load(request, event_id)))

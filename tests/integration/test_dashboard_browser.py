@@ -1,0 +1,377 @@
+"""The organiser dashboard in a real browser: headless Chromium (Debian's package, driven
+by Playwright) on a platform of registration, matching, scheduling and reporting run as
+subprocesses on fresh databases and the real broker. Everything is done through the
+public HTTP APIs; the page must show the figures, then follow further changes live,
+without a reload. A screenshot is kept in var/artefacts/dashboard.png.
+
+`make test` installs Chromium (`deploy/local/browser.sh`); without it the test skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from services.notification.bootstrap import TOPICS as NOTIFICATION_TOPICS
+from services.reporting import deadletters, projection
+from tests.integration.notification_support import SmtpSink
+from tests.integration.support import (
+    REPO_ROOT,
+    Infra,
+    running_services,
+    start_groups_at_end,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = REPO_ROOT / "var" / "artefacts" / "dashboard.png"
+ADMIN_KEY = "dashboard-browser-admin-key"
+PORTS = {
+    "registration": 19101,
+    "matching": 19102,
+    "scheduling": 19103,
+    "notification": 19104,
+    "reporting": 19100,
+}
+GROUPS = {
+    "registration": ["matching.events"],
+    "matching": ["registration.events"],
+    "matching-1": ["matching.events"],
+    "scheduling": ["registration.events", "matching.events"],
+    "notification": list(NOTIFICATION_TOPICS),
+    "reporting": list(projection.TOPICS),
+    "reporting-dead-letters": list(deadletters.TOPICS),
+}
+WAIT_MS = 45_000
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing: `make browser` (deploy/local/browser.sh) installs Debian's"
+        " chromium, which this test drives",
+        allow_module_level=True,
+    )
+playwright_api = pytest.importorskip("playwright.async_api")
+
+
+async def _admin(admin_dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def urls(infra: Infra, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+    run = uuid.uuid4().hex[:10]
+    names = {svc: f"e2e_dash_{svc[:5]}_{run}" for svc in PORTS}
+    for db in names.values():
+        await _admin(infra.admin_dsn, f'CREATE DATABASE "{db}"')
+    suffix = f"-e2e-dashboard-{run}"
+    smtp = SmtpSink()  # notification's mail goes here: the dashboard counts what it sent
+    await smtp.start()
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "PLATFORM_ADMIN_KEY": ADMIN_KEY,
+        "CONSUMER_GROUP_SUFFIX": suffix,
+        "OTEL_TRACES_EXPORTER": "none",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp.port),
+        "REGISTRATION_URL": f"http://127.0.0.1:{PORTS['registration']}",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{PORTS['notification']}",
+        "DELIVERY_POLL_SECONDS": "0.2",
+        **{
+            f"{svc.upper()}_DATABASE_URL": urlsplit(infra.admin_dsn)
+            ._replace(path=f"/{db}")
+            .geturl()
+            for svc, db in names.items()
+        },
+        **{f"{svc.upper()}_PORT": str(port) for svc, port in PORTS.items()},
+    }
+    await start_groups_at_end(
+        infra.bootstrap_servers, {f"{group}{suffix}": topics for group, topics in GROUPS.items()}
+    )
+    found = {svc: f"http://127.0.0.1:{port}" for svc, port in PORTS.items()}
+    try:
+        async with running_services(env, found, tmp_path):
+            yield found
+    finally:
+        await smtp.stop()
+        for db in names.values():
+            await _admin(infra.admin_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def _ok(response: httpx.Response) -> Any:
+    assert response.is_success, f"{response.request.url}: {response.status_code} {response.text}"
+    return response.json()
+
+
+@dataclass
+class Organiser:
+    """Drives the platform through its public APIs, as an organiser and its participants."""
+
+    http: httpx.AsyncClient
+    urls: dict[str, str]
+    key: str = ""
+    event_id: str = ""
+    keys: dict[str, str] = field(default_factory=dict)  # registration id -> its API key
+
+    def _as(self, key: str) -> dict[str, str]:
+        return {"X-API-Key": key}
+
+    async def create_event(self) -> None:
+        made = _ok(
+            await self.http.post(
+                f"{self.urls['registration']}/api/organisers",
+                headers=self._as(ADMIN_KEY),
+                json={"name": "Dashboard test organiser"},
+            )
+        )
+        self.key = made["api_key"]
+        first = date.today() + timedelta(days=40)
+        event = _ok(
+            await self.http.post(
+                f"{self.urls['registration']}/api/events",
+                headers=self._as(self.key),
+                json={
+                    "name": "Photonics & ICT matchmaking (dashboard test)",
+                    "venue": "Messe, Hall 2",
+                    "time_zone": "Europe/Berlin",
+                    "days": [first.isoformat()],
+                    "sessions": [{"start": "09:00", "end": "11:00"}],
+                    "slot_minutes": 30,
+                    "tables": 3,
+                    "meeting_types": ["Cluster2Cluster", "Business2Cluster", "Business2Business"],
+                    "registration_deadline": (datetime.now(UTC) + timedelta(days=20)).isoformat(),
+                },
+            )
+        )
+        self.event_id = event["event_id"]
+
+    async def register(
+        self, kind: str, name: str, country: str, sectors: list[str], *, remote: bool = False
+    ) -> str:
+        made = _ok(
+            await self.http.post(
+                f"{self.urls['registration']}/api/events/{self.event_id}/registrations",
+                json={
+                    "organisation_type": kind,
+                    "name": name,
+                    "country": country,
+                    "sectors": sectors,
+                    "technologies": sectors,
+                    "offers": [f"cooperation in {', '.join(sectors)}"],
+                    "requests": ["partners for joint projects"],
+                    "markets": ["EU"],
+                    "attendance": "remote" if remote else "on_site",
+                    "representatives": [{"name": f"Contact of {name}", "email": "c@x.example"}],
+                },
+            )
+        )
+        rid: str = made["registration_id"]
+        self.keys[rid] = made["api_key"]
+        return rid
+
+    async def approve(self, rid: str) -> None:
+        _ok(
+            await self.http.post(
+                f"{self.urls['registration']}/api/registrations/{rid}/approve",
+                headers=self._as(self.key),
+            )
+        )
+
+    async def meet(self, requester: str, recipient: str) -> str:
+        """Matching must know both as approved first (see `matching_knows`)."""
+        asked = _ok(
+            await self.http.post(
+                f"{self.urls['matching']}/api/events/{self.event_id}/meeting-requests",
+                headers=self._as(self.keys[requester]),
+                json={"recipient_id": recipient, "message": "Shall we meet?"},
+            )
+        )
+        _ok(
+            await self.http.post(
+                f"{self.urls['matching']}/api/meeting-requests/{asked['request_id']}/accept",
+                headers=self._as(self.keys[recipient]),
+            )
+        )
+        meeting_id: str = asked["request_id"]
+        return meeting_id
+
+    async def matching_knows(self, approved: int) -> bool:
+        rows = _ok(
+            await self.http.get(
+                f"{self.urls['matching']}/api/events/{self.event_id}/participants",
+                params={"status": "approved"},
+            )
+        )
+        return len(rows) == approved
+
+    async def dashboard(self) -> dict[str, Any]:
+        got: dict[str, Any] = _ok(
+            await self.http.get(f"{self.urls['reporting']}/api/events/{self.event_id}/dashboard")
+        )
+        return got
+
+
+async def _poll(what: str, check: Any, limit: float = 45.0) -> None:
+    await wait_until(check, limit=limit, interval=0.2, what=what)
+
+
+async def test_the_dashboard_shows_the_figures_and_follows_changes_live(
+    urls: dict[str, str],
+) -> None:
+    expect = playwright_api.expect
+    async with httpx.AsyncClient(timeout=30) as http:
+        org = Organiser(http, urls)
+        await org.create_event()
+        c1 = await org.register("cluster", "Harz Photonics Hub", "DE", ["photonics", "ICT"])
+        c2 = await org.register("cluster", "Rhône Optics Cluster", "FR", ["photonics"])
+        b1 = await org.register("business", "Calenberg Lasers GmbH", "DE", ["photonics"])
+        await org.register("research", "Etna Research Institute", "IT", ["ICT"])
+        for rid in (c1, c2, b1):
+            await org.approve(rid)
+
+        async def reporting_has_them() -> bool:
+            totals = (await org.dashboard())["totals"]
+            return bool(totals["applied"] == 4 and totals["approved"] == 3)
+
+        await _poll("reporting to learn the registrations", reporting_has_them)
+
+        # The JSON, the stream's first message, the links, a 404 for an unknown event.
+        missing = await http.get(f"{urls['reporting']}/api/events/nope/dashboard")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("application/problem+json")
+        listed = _ok(await http.get(f"{urls['reporting']}/api/events"))
+        mine = next(e for e in listed if e["event_id"] == org.event_id)
+        assert mine["dashboard"] == f"/events/{org.event_id}/dashboard"
+        report_page = await http.get(f"{urls['reporting']}/events/{org.event_id}/report")
+        assert f"/events/{org.event_id}/dashboard" in report_page.text
+        stream_url = f"{urls['reporting']}/api/events/{org.event_id}/dashboard/stream"
+        async with http.stream("GET", stream_url) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    assert '"applied":4' in line
+                    break
+
+        page_url = f"{urls['reporting']}/events/{org.event_id}/dashboard"
+        async with playwright_api.async_playwright() as pw:
+            profile = tempfile.mkdtemp(prefix="dashboard-chromium-")
+            context = await pw.chromium.launch_persistent_context(
+                profile,
+                executable_path=str(CHROMIUM),
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={"width": 1400, "height": 1000},
+            )
+            try:
+                page = context.pages[0] if context.pages else await context.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(page_url)
+                tid = page.get_by_test_id
+                await expect(tid("live-status")).to_have_text("live", timeout=WAIT_MS)
+                await expect(tid("value-applied")).to_have_text("4")
+                await expect(tid("value-approved")).to_have_text("3")
+                germany = tid("country-de")
+                assert await germany.get_attribute("data-total") == "2"
+                assert await germany.get_attribute("data-part") == "2"
+                assert await tid("type-research").get_attribute("data-part") == "0"
+                assert await tid("sector-photonics").get_attribute("data-total") == "3"
+                await expect(tid("funnel-all-requested")).to_have_attribute("data-value", "0")
+                # A marker the page keeps unless it is reloaded.
+                await page.evaluate("window.__notReloaded = true")
+
+                # A late registration, approved: the figures move without a reload.
+                b2 = await org.register(
+                    "business", "Loire Photonics SAS", "FR", ["photonics"], remote=True
+                )
+                await expect(tid("value-applied")).to_have_text("5", timeout=WAIT_MS)
+                await org.approve(b2)
+                await expect(tid("value-approved")).to_have_text("4", timeout=WAIT_MS)
+                await expect(tid("country-fr")).to_have_attribute("data-part", "2", timeout=WAIT_MS)
+
+                # A meeting requested, accepted and placed by scheduling: funnel and agenda.
+                await _poll("matching to learn the approvals", lambda: org.matching_knows(4))
+                meeting = await org.meet(c1, c2)
+                await expect(tid("funnel-all-placed")).to_have_attribute(
+                    "data-value", "1", timeout=WAIT_MS
+                )
+                await expect(tid("agenda-placed")).to_have_text("1", timeout=WAIT_MS)
+                grid = tid(f"agenda-{(date.today() + timedelta(days=40)).isoformat()}")
+                await expect(grid).to_contain_text("Harz Photonics Hub", timeout=WAIT_MS)
+                await expect(grid).to_contain_text("Rhône Optics Cluster")
+                await expect(tid("funnel-cluster2cluster-accepted")).to_have_attribute(
+                    "data-value", "1"
+                )
+
+                # Feedback from one side: the ratings chart follows.
+                _ok(
+                    await http.post(
+                        f"{urls['reporting']}/api/events/{org.event_id}/meetings/"
+                        f"{meeting}/feedback",
+                        headers={"X-API-Key": org.keys[c1]},
+                        json={"rating": "cooperation_possible"},
+                    )
+                )
+                await expect(tid("feedback-responses")).to_have_text("1", timeout=WAIT_MS)
+                await expect(tid("feedback-cluster2cluster")).to_have_attribute("data-total", "1")
+                await expect(tid("funnel-all-held")).to_have_attribute("data-value", "1")
+                _ok(
+                    await http.post(
+                        f"{urls['reporting']}/api/events/{org.event_id}/meetings/{meeting}/outcome",
+                        headers={"X-API-Key": org.keys[c2]},
+                        json={"outcome": "agreement_reached", "kind": "joint_event"},
+                    )
+                )
+                await expect(tid("outcomes-agreements")).to_have_text("1", timeout=WAIT_MS)
+                await expect(tid("agreement-joint-event")).to_have_attribute("data-total", "1")
+
+                # A meeting with a remote participant: online, beside the grid.
+                await org.meet(b2, c1)
+                await expect(tid("agenda-online")).to_have_text("1", timeout=WAIT_MS)
+                await expect(grid).to_contain_text("Loire Photonics SAS")
+                await expect(tid("funnel-business2cluster-placed")).to_have_attribute(
+                    "data-value", "1"
+                )
+
+                # Notification's messages (applications approved, meetings placed) are counted.
+                await expect(tid("notifications-sent")).not_to_have_text("0", timeout=WAIT_MS)
+                await expect(tid("notifications-kind")).to_contain_text("sent")
+
+                assert await page.evaluate("window.__notReloaded === true")
+                assert int(await page.evaluate("document.body.dataset.renders")) > 1
+                assert errors == []
+                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                await page.screenshot(path=str(SCREENSHOT), full_page=True)
+                print(f"dashboard screenshot: {SCREENSHOT}")
+            finally:
+                await context.close()
+                shutil.rmtree(profile, ignore_errors=True)
