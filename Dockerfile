@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# One image for all four services. The default command starts registration;
+# One image for all five services. The default command starts registration;
 # docker-compose.yml overrides `command` with `python -m services.<name>`.
 
 FROM python:3.11-slim
@@ -37,6 +37,6 @@ ENV PATH=/app/.venv/bin:$PATH \
 
 USER app
 
-EXPOSE 8001 8002 8003 8004
+EXPOSE 8000 8001 8002 8003 8004
 
 CMD ["python", "-m", "services.registration"]

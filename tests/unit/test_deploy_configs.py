@@ -56,7 +56,7 @@ GRAFANA_DASHBOARDS = REPO_ROOT / "deploy" / "grafana" / "dashboards"
 
 SERVICES: tuple[str, ...] = tuple(SERVICE_PORTS)
 
-# Compose services besides the four application services.
+# Compose services besides the application services.
 INFRA_SERVICES = (
     "kafka",
     "kafka-init",
@@ -391,7 +391,7 @@ def test_docker_compose_config_is_valid() -> None:
 
 
 # --------------------------------------------------------------------------
-# docker-compose.yml: the four application services
+# docker-compose.yml: the application services
 # --------------------------------------------------------------------------
 
 
@@ -694,6 +694,16 @@ def test_dockerfile_runtime() -> None:
     assert cmd, "Dockerfile has no CMD"
     argv = json.loads(cmd[-1])
     assert argv[:2] == ["python", "-m"] and argv[2].removeprefix("services.") in SERVICES
+
+
+def test_dockerfile_exposes_every_service_port() -> None:
+    exposed = {
+        int(port.split("/")[0])
+        for kw, args in _dockerfile_instructions()
+        if kw == "EXPOSE"
+        for port in args.split()
+    }
+    assert set(SERVICE_PORTS.values()) <= exposed, sorted(exposed)
 
 
 def test_dockerignore_keeps_build_inputs() -> None:
