@@ -492,7 +492,12 @@ def main() -> int:
     print(markdown.text)
     figures = seed_figures(done.report)
     differ = {k: (v, SEED[k]) for k, v in figures.items() if v != SEED[k]}
-    print(f"Dashboard:   {urls.reporting}/events/{done.event_id}/dashboard")
+    link = httpx.get(
+        f"{urls.reporting}/api/events/{done.event_id}/dashboard-link",
+        headers={"X-API-Key": done.organiser_key},
+        timeout=10,
+    )
+    print(f"Dashboard:   {urls.reporting}{_ok(link)['url']}")
     print(f"Report page: {urls.reporting}/events/{done.event_id}/report")
     print(f"Report JSON: {urls.reporting}/api/events/{done.event_id}/report")
     if differ:

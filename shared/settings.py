@@ -98,6 +98,10 @@ class ReportingSettings(PlatformSettings):
     # Reporting's public URL, for the rating links in feedback invitations; empty:
     # the URL the organiser's request came in on.
     reporting_public_url: str = ""
+    reporting_link_secret: str = Field(
+        default="local-dashboard-link-secret",
+        description="Signs the organiser's dashboard links (set a secret one in production).",
+    )
 
 
 SETTINGS_BY_SERVICE: dict[str, type[PlatformSettings]] = {

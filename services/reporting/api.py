@@ -62,6 +62,7 @@ async def list_events(request: Request) -> list[dict[str, Any]]:
             "days": json.loads(r["days"]),
             "report": f"/events/{r['event_id']}/report",
             "dashboard": f"/events/{r['event_id']}/dashboard",
+            "dashboard_link": f"/api/events/{r['event_id']}/dashboard-link",
         }
         for r in rows
     ]

@@ -5,7 +5,11 @@ and again after each change of its event (`live.DashboardHub` wakes it), at most
 a few times a second however many events arrive, with a comment line every
 `HEARTBEAT_SECONDS` so proxies and the browser see the connection is alive. It
 ends when the client goes away (Starlette cancels it) or the server stops.
-Like the report, the dashboard is readable without a key.
+
+Unlike the published report, the dashboard is the organiser's: it answers the
+event's organiser (or the admin) by API key, or anyone holding the event's signed
+dashboard link (`GET /api/events/{id}/dashboard-link`), which is what a browser
+uses, since a page and its EventSource cannot send an API key header.
 """
 
 from __future__ import annotations
@@ -15,15 +19,20 @@ import contextlib
 import html
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from services.reporting import dashboard_queries
 from services.reporting.live import DashboardHub
+from shared.api import Caller, MaybeCaller
+from shared.auth import Principal
+from shared.links import open_link, sign_link
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
+from shared.settings import ReportingSettings
 
 router = APIRouter(tags=["dashboard"])
 
@@ -32,6 +41,52 @@ HEARTBEAT_SECONDS = 15.0
 SETTLE_SECONDS = 0.25
 RETRY_MILLISECONDS = 2000
 STATIC_PATH = "/static/dashboard"
+
+
+LINK_PURPOSE = "dashboard"
+
+
+def _secret(request: Request) -> str:
+    settings = runtime_of(request).settings
+    assert isinstance(settings, ReportingSettings)
+    return settings.reporting_link_secret
+
+
+async def _organiser_of(request: Request, event_id: str) -> str | None:
+    owner: str | None = await runtime_of(request).pool.fetchval(
+        "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id
+    )
+    return owner
+
+
+def _may_see(who: Principal, owner: str | None) -> bool:
+    return who.role == "admin" or (who.role == "organiser" and who.id == owner)
+
+
+async def viewer(
+    request: Request,
+    event_id: str,
+    who: MaybeCaller,
+    token: Annotated[str | None, Query(description="the signed dashboard link's token")] = None,
+) -> str | None:
+    """Lets the event's organiser, the admin or a dashboard link's holder through; the token."""
+    if token is not None:
+        if open_link(_secret(request), LINK_PURPOSE, token) != [event_id]:
+            raise ProblemError(403, "Forbidden", "this dashboard link is not valid for the event")
+        return token
+    if who is None:
+        raise ProblemError(
+            401,
+            "API key or dashboard link required",
+            "send the organiser's key in X-API-Key, or open the link from"
+            f" GET /api/events/{event_id}/dashboard-link",
+        )
+    if not _may_see(who, await _organiser_of(request, event_id)):
+        raise ProblemError(403, "Forbidden", "only the event's organiser sees its dashboard")
+    return None
+
+
+Viewer = Annotated[str | None, Depends(viewer)]
 
 
 def hub_of(request: Request) -> DashboardHub:
@@ -73,8 +128,27 @@ async def _changes(
         hub.unwatch(watcher)
 
 
+@router.get(
+    "/api/events/{event_id}/dashboard-link",
+    summary="The event's signed dashboard link, to open in a browser or share (organiser)",
+)
+async def dashboard_link(request: Request, event_id: str, who: Caller) -> dict[str, str]:
+    owner = await _organiser_of(request, event_id)
+    if owner is None:
+        raise ProblemError(404, "Not found", f"brokerage event {event_id} not found")
+    if not _may_see(who, owner):
+        raise ProblemError(403, "Forbidden", "only the event's organiser sees its dashboard")
+    token = sign_link(_secret(request), LINK_PURPOSE, event_id)
+    query = f"?token={quote(token)}"
+    return {
+        "url": f"/events/{event_id}/dashboard{query}",
+        "json": f"/api/events/{event_id}/dashboard{query}",
+        "stream": f"/api/events/{event_id}/dashboard/stream{query}",
+    }
+
+
 @router.get("/api/events/{event_id}/dashboard", summary="The organiser dashboard's figures (JSON)")
-async def dashboard_json(request: Request, event_id: str) -> dict[str, Any]:
+async def dashboard_json(request: Request, event_id: str, _: Viewer) -> dict[str, Any]:
     return await _load(request, event_id)
 
 
@@ -83,7 +157,7 @@ async def dashboard_json(request: Request, event_id: str) -> dict[str, Any]:
     summary="The dashboard, again after every change (Server-Sent Events)",
     response_class=StreamingResponse,
 )
-async def dashboard_stream(request: Request, event_id: str) -> StreamingResponse:
+async def dashboard_stream(request: Request, event_id: str, _: Viewer) -> StreamingResponse:
     first = await _load(request, event_id)  # a 404 before the stream starts
     return StreamingResponse(
         _changes(request, hub_of(request), event_id, first),
@@ -92,11 +166,15 @@ async def dashboard_stream(request: Request, event_id: str) -> StreamingResponse
     )
 
 
-def page(data: dict[str, Any]) -> str:
-    """The page: its figures are drawn by dashboard.js from the embedded JSON, then live."""
+def page(data: dict[str, Any], token: str | None = None) -> str:
+    """The page: its figures are drawn by dashboard.js from the embedded JSON, then live.
+
+    With the link's `token`, the page's own requests (stream, JSON) carry it too.
+    """
     event = data["event"]
     esc = html.escape
     event_id = esc(event["event_id"])
+    query = esc(f"?token={quote(token)}") if token else ""
     # Inside <script>, "</script" or "<!--" would change how the rest is parsed.
     embedded = json.dumps(data).replace("<", "\\u003c")
     return f"""<!doctype html>
@@ -108,12 +186,12 @@ def page(data: dict[str, Any]) -> str:
 <link rel="stylesheet" href="{STATIC_PATH}/dashboard.css">
 </head>
 <body data-event-id="{event_id}"
-      data-stream="/api/events/{event_id}/dashboard/stream">
+      data-stream="/api/events/{event_id}/dashboard/stream{query}">
 <header>
   <h1 id="title">{esc(event["name"])}</h1>
   <p id="subtitle">{esc(event["venue"])}</p>
   <p class="nav"><a href="/events/{event_id}/report">Event report</a>
-    · <a href="/api/events/{event_id}/dashboard">JSON</a>
+    · <a href="/api/events/{event_id}/dashboard{query}">JSON</a>
     · <span id="live" data-testid="live-status" role="status" aria-live="polite">connecting…</span>
     <span id="updated" data-testid="updated-at"></span></p>
 </header>
@@ -152,5 +230,5 @@ def page(data: dict[str, Any]) -> str:
     summary="The organiser dashboard (HTML page, updates live)",
     response_class=HTMLResponse,
 )
-async def dashboard_page(request: Request, event_id: str) -> HTMLResponse:
-    return HTMLResponse(page(await _load(request, event_id)))
+async def dashboard_page(request: Request, event_id: str, token: Viewer) -> HTMLResponse:
+    return HTMLResponse(page(await _load(request, event_id), token))

@@ -235,7 +235,10 @@ class Organiser:
 
     async def dashboard(self) -> dict[str, Any]:
         got: dict[str, Any] = _ok(
-            await self.http.get(f"{self.urls['reporting']}/api/events/{self.event_id}/dashboard")
+            await self.http.get(
+                f"{self.urls['reporting']}/api/events/{self.event_id}/dashboard",
+                headers=self._as(self.key),
+            )
         )
         return got
 
@@ -264,16 +267,56 @@ async def test_the_dashboard_shows_the_figures_and_follows_changes_live(
 
         await _poll("reporting to learn the registrations", reporting_has_them)
 
+        # Only the organiser (or the admin, or a signed link's holder) sees the dashboard.
+        base = f"{urls['reporting']}/api/events"
+        link = _ok(
+            await http.get(f"{base}/{org.event_id}/dashboard-link", headers=org._as(org.key))
+        )
+        token = link["url"].split("?token=", 1)[1]
+        refused = {
+            "no key": await http.get(f"{base}/{org.event_id}/dashboard"),
+            "a participant's key": await http.get(
+                f"{base}/{org.event_id}/dashboard", headers=org._as(org.keys[c1])
+            ),
+            "a forged token": await http.get(
+                f"{base}/{org.event_id}/dashboard", params={"token": token[:-4] + "AAAA"}
+            ),
+            "another event's path": await http.get(
+                f"{base}/other-event/dashboard", params={"token": token}
+            ),
+            "a participant asking for the link": await http.get(
+                f"{base}/{org.event_id}/dashboard-link", headers=org._as(org.keys[c1])
+            ),
+            "no key on the page": await http.get(
+                f"{urls['reporting']}/events/{org.event_id}/dashboard"
+            ),
+        }
+        codes = {why: r.status_code for why, r in refused.items()}
+        assert codes == {
+            "no key": 401,
+            "a participant's key": 403,
+            "a forged token": 403,
+            "another event's path": 403,
+            "a participant asking for the link": 403,
+            "no key on the page": 401,
+        }
+        assert all(
+            r.headers["content-type"].startswith("application/problem+json")
+            for r in refused.values()
+        )
         # The JSON, the stream's first message, the links, a 404 for an unknown event.
-        missing = await http.get(f"{urls['reporting']}/api/events/nope/dashboard")
+        missing = await http.get(f"{base}/nope/dashboard", headers=org._as(ADMIN_KEY))
         assert missing.status_code == 404
         assert missing.headers["content-type"].startswith("application/problem+json")
+        by_link = _ok(await http.get(f"{urls['reporting']}{link['json']}"))
+        assert by_link["totals"]["applied"] == 4
         listed = _ok(await http.get(f"{urls['reporting']}/api/events"))
         mine = next(e for e in listed if e["event_id"] == org.event_id)
         assert mine["dashboard"] == f"/events/{org.event_id}/dashboard"
+        assert mine["dashboard_link"] == f"/api/events/{org.event_id}/dashboard-link"
         report_page = await http.get(f"{urls['reporting']}/events/{org.event_id}/report")
         assert f"/events/{org.event_id}/dashboard" in report_page.text
-        stream_url = f"{urls['reporting']}/api/events/{org.event_id}/dashboard/stream"
+        stream_url = f"{urls['reporting']}{link['stream']}"
         async with http.stream("GET", stream_url) as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
             async for line in stream.aiter_lines():
@@ -281,7 +324,7 @@ async def test_the_dashboard_shows_the_figures_and_follows_changes_live(
                     assert '"applied":4' in line
                     break
 
-        page_url = f"{urls['reporting']}/events/{org.event_id}/dashboard"
+        page_url = f"{urls['reporting']}{link['url']}"  # as the organiser opens it
         async with playwright_api.async_playwright() as pw:
             profile = tempfile.mkdtemp(prefix="dashboard-chromium-")
             context = await pw.chromium.launch_persistent_context(

@@ -124,6 +124,16 @@ async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:
         markdown = (await http.get(f"/api/events/{done.event_id}/report.md")).text
         assert "| Clusters applied | 25 |" in markdown
         assert "| Meetings held | 61 |" in markdown
+        # The organiser's dashboard, opened through its signed link, tells the same story.
+        link = (
+            await http.get(
+                f"/api/events/{done.event_id}/dashboard-link",
+                headers={"X-API-Key": done.organiser_key},
+            )
+        ).json()
+        totals = (await http.get(link["json"])).json()["totals"]
+        assert totals["applied"] == report["applied"]["organisations"]
+        assert (totals["meetings_placed"], totals["meetings_held"]) == (63, 61)
         # No meeting of a tour's participant during the tour (the second tour was joined
         # after the meetings were placed: scheduling moved the clashing ones).
         busy = {
