@@ -25,7 +25,13 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.db import create_pool, migrate
-from tests.integration.support import FreshDatabase, FreshTopics, Infra, Processes
+from tests.integration.support import (
+    FreshDatabase,
+    FreshTopics,
+    Infra,
+    Processes,
+    sole_scheduler,
+)
 
 TEST_MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@localhost:5432/postgres"
@@ -146,6 +152,17 @@ async def database(infra: Infra) -> AsyncIterator[FreshDatabase]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture(scope="module")
+async def scheduler_lock(infra: Infra) -> AsyncIterator[None]:
+    """For fixtures that run a scheduling service or play its part (see `sole_scheduler`).
+
+    A fixture that lists it holds the lock before its consumer groups start at the
+    topics' end and until its services have stopped (to the end of the module).
+    """
+    async with sole_scheduler(infra.bootstrap_servers):
+        yield
 
 
 @pytest.fixture

@@ -39,6 +39,8 @@ from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from services.notification.bootstrap import TOPICS as notification_topics
+from services.notification.domain import reminder_cause
+from services.notification.handlers import cause_of
 from services.reporting.projection import TOPICS as reporting_topics
 from shared.auth import digest
 from shared.contracts.base import EventPayload
@@ -507,6 +509,21 @@ class World:
 
 def envelope_topic(envelope: Envelope) -> str:
     return f"{envelope.source.rsplit('/', 1)[-1]}.events"
+
+
+async def foreign_causes(dsn: str, world: World, meeting_id: str) -> list[str]:
+    """Causes of the meeting's deliveries that are not events `world` published.
+
+    Empty when the test's events are the meeting's whole story; anything else is
+    another producer acting on it (a scheduling service placing the accepted
+    meeting), which makes the test's expected messages wrong, not the service.
+    """
+    ours = {cause_of(e) for e in world.sent}
+    ours |= {reminder_cause(c) for c in ours}
+    rows = await deliveries(
+        dsn, "SELECT DISTINCT cause_id FROM deliveries WHERE meeting_id = $1", meeting_id
+    )
+    return sorted(r["cause_id"] for r in rows if r["cause_id"] not in ours)
 
 
 async def deliveries(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:

@@ -7,18 +7,21 @@ Kafka readers and the polling helper all run against the real broker and server.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import inspect
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TextIO, TypeAlias
 
 import asyncpg
 import httpx
@@ -296,6 +299,57 @@ class Processes:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+# -- one scheduler per broker ---------------------------------------------------------
+
+# Locks held by this process, by path: (open lock file, holders).
+_SCHEDULER_LOCKS: dict[Path, tuple[TextIO, int]] = {}
+
+
+def _scheduler_lock_path(bootstrap_servers: str) -> Path:
+    digest = hashlib.sha256(bootstrap_servers.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"matchmaking-scheduler-{digest}.lock"
+
+
+@asynccontextmanager
+async def sole_scheduler(bootstrap_servers: str, *, limit: float = 240) -> AsyncIterator[None]:
+    """Be the only scheduler of the shared topics on this broker while the block runs.
+
+    The topics are shared by every test run on a broker, and a scheduling service
+    does not only read them: it places every meeting accepted on `matching.events`,
+    whoever published the acceptance, and publishes its own SlotAssigned. A test
+    that stands in for scheduling (publishing the SlotAssigned itself) would get
+    those placements as extra moves; two scheduling services would each place the
+    other's meetings. So a test that runs a scheduling service, or plays its part
+    for accepted meetings, holds this lock (a file lock, so it holds across test
+    runs on one machine; re-entrant within a process).
+    """
+    path = _scheduler_lock_path(bootstrap_servers)
+    held, holders = _SCHEDULER_LOCKS.get(path, (None, 0))
+    if held is None:
+        held = path.open("a")
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    held.close()
+                    raise AssertionError(
+                        f"another test run kept the scheduler lock {path} for {limit:.0f}s"
+                    ) from None
+                await asyncio.sleep(0.5)
+    _SCHEDULER_LOCKS[path] = (held, holders + 1)
+    try:
+        yield
+    finally:
+        held, holders = _SCHEDULER_LOCKS.pop(path)
+        if holders > 1:
+            _SCHEDULER_LOCKS[path] = (held, holders - 1)
+        else:
+            held.close()  # closing the file releases the lock
 
 
 @asynccontextmanager

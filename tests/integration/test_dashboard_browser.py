@@ -86,7 +86,7 @@ async def _admin(admin_dsn: str, sql: str) -> None:
 
 
 @pytest.fixture
-async def urls(infra: Infra, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
+async def urls(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[dict[str, str]]:
     run = uuid.uuid4().hex[:10]
     names = {svc: f"e2e_dash_{svc[:5]}_{run}" for svc in PORTS}
     for db in names.values():

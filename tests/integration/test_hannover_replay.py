@@ -46,7 +46,7 @@ async def _admin(admin_dsn: str, sql: str) -> None:
 
 
 @pytest.fixture
-async def platform(infra: Infra, tmp_path: Path) -> AsyncIterator[Urls]:
+async def platform(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[Urls]:
     run = uuid.uuid4().hex[:10]
     names = {svc: f"e2e_hm_{svc[:5]}_{run}" for svc in PORTS}
     for db in names.values():

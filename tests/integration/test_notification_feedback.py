@@ -58,7 +58,7 @@ class Platform:
 
 
 @pytest.fixture
-async def platform(infra: Infra, tmp_path: Path) -> AsyncIterator[Platform]:
+async def platform(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[Platform]:
     smtp, contacts = SmtpSink(), Contacts()
     await smtp.start()
     await contacts.http.start()

@@ -4,7 +4,11 @@ The service runs as a subprocess on a fresh database with its own consumer
 group; the test publishes the other services' events itself (unique brokerage
 event ids, keys and addresses, so whatever else is on the topics does not
 matter), and reads what arrived at an in-process SMTP server and webhook
-receiver.
+receiver. Other services do not only read those topics, though: a scheduling
+service of another test run would place the meeting this module accepts and
+announce its own SlotAssigned, an extra move. So the module holds the broker's
+scheduler lock (`scheduler_lock`), and the calendar test checks that every
+message about its meeting came from an event it published.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from tests.integration.notification_support import (
     create_database,
     deliveries,
     drop_database,
+    foreign_causes,
     service_env,
 )
 from tests.integration.support import Infra, wait_until
@@ -88,7 +93,9 @@ async def _hook_answer(request: HttpRequest) -> tuple[int, bytes]:
 
 
 @pytest.fixture(scope="module")
-async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory, scheduler_lock: None
+) -> AsyncIterator[Stack]:
     smtp, contacts, hooks = SmtpSink(), Contacts(), MiniHttp(_hook_answer)
     await smtp.start()
     await contacts.http.start()
@@ -161,6 +168,9 @@ async def test_meeting_accepted_placed_moved_cancelled_updates_one_calendar_entr
     await w.release(meeting, a, b, ReleaseReason.MEETING_CANCELLED)  # its CANCEL went already
 
     got_a, got_b = await stack.mails(alpha, 5), await stack.mails(beta, 5)
+    # After the mails were read, so any message among them has its delivery row.
+    foreign = await foreign_causes(stack.dsn, w, meeting)
+    assert foreign == [], f"messages caused by events this test did not publish: {foreign}"
     assert [m.kind for m in got_a] == [
         "application.received",
         "meeting_request.accepted",

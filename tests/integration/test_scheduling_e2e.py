@@ -62,7 +62,7 @@ async def _admin(dsn: str, sql: str) -> None:
 
 
 @pytest.fixture
-async def service(infra: Infra, tmp_path: Path) -> AsyncIterator[str]:
+async def service(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[str]:
     run = uuid.uuid4().hex[:10]
     db = f"e2e_sched_{run}"
     await _admin(infra.admin_dsn, f'CREATE DATABASE "{db}"')

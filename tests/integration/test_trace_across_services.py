@@ -79,7 +79,7 @@ async def _admin(admin_dsn: str, sql: str) -> None:
 
 @pytest.fixture(scope="module")
 async def platform(
-    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory, scheduler_lock: None
 ) -> AsyncIterator[Platform]:
     tmp_path = tmp_path_factory.mktemp("trace")
     run = uuid.uuid4().hex[:10]
