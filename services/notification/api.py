@@ -21,12 +21,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from services.notification import domain, reads
+from services.notification import reads
 from services.notification.channels import calendar, webhooks
 from services.notification.domain import WEBHOOK_KINDS, Kind
 from services.notification.sender import Links
 from shared.api import Caller, IdempotencyKey, run_command
 from shared.auth import Principal
+from shared.links import open_link
 from shared.problems import ProblemError, invalid
 from shared.runtime import runtime_of
 from shared.settings import NotificationSettings
@@ -333,7 +334,7 @@ async def put_preferences(
 
 
 def _token(request: Request, purpose: str, token: str) -> str:
-    parts = domain.open_link(_settings(request).notification_link_secret, purpose, token)
+    parts = open_link(_settings(request).notification_link_secret, purpose, token)
     if not parts or not parts[0]:
         raise ProblemError(404, "Not found", "this link is not valid")
     return parts[0]

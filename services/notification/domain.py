@@ -16,9 +16,7 @@ Identities derived here, never stored as random values:
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -504,36 +502,3 @@ def next_digest_at(now: datetime, zone: str, hour: int, minute: int = 0) -> date
 def wants(kind: Kind, muted: frozenset[str], unsubscribed: bool) -> bool:
     """Whether a recipient's preferences let this kind of message through."""
     return not unsubscribed and kind.value not in muted
-
-
-# -- signed links (unsubscribe, calendar feed) -----------------------------------
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def sign_link(secret: str, purpose: str, *parts: str) -> str:
-    """A token for a link that works without logging in: the parts, and their HMAC."""
-    body = ":".join(parts)
-    mac = hmac.new(secret.encode(), f"{purpose}:{body}".encode(), hashlib.sha256).digest()
-    return f"{_b64(body.encode())}.{_b64(mac[:18])}"
-
-
-def open_link(secret: str, purpose: str, token: str) -> list[str] | None:
-    """The parts of a token signed for `purpose`, or None if it is not genuine."""
-    try:
-        encoded, mac = token.split(".", 1)
-        body = _unb64(encoded).decode()
-        expected = hmac.new(secret.encode(), f"{purpose}:{body}".encode(), hashlib.sha256).digest()[
-            :18
-        ]
-        if not hmac.compare_digest(expected, _unb64(mac)):
-            return None
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return body.split(":")

@@ -41,6 +41,7 @@ from services.notification.templates import (
 )
 from shared import telemetry
 from shared.contracts.notification import Channel
+from shared.links import sign_link
 from shared.runtime import ServiceRuntime
 from shared.settings import NotificationSettings
 
@@ -65,11 +66,11 @@ class Links:
     secret: str
 
     def unsubscribe(self, registration_id: str) -> str:
-        token = domain.sign_link(self.secret, "unsubscribe", registration_id, "*")
+        token = sign_link(self.secret, "unsubscribe", registration_id, "*")
         return f"{self.base_url}/unsubscribe/{token}"
 
     def feed(self, registration_id: str) -> str:
-        token = domain.sign_link(self.secret, "feed", registration_id)
+        token = sign_link(self.secret, "feed", registration_id)
         return f"{self.base_url}/calendar/{token}.ics"
 
 
