@@ -7,7 +7,7 @@ instead of one per event). Kafka offsets are committed only after that transacti
 commits (auto-commit is off). A redelivered event finds its id recorded and is
 skipped. A handler that keeps failing sends its message, after a bounded number
 of attempts, to `<topic>.dlq` with the error in the headers, and the partition
-moves on.
+moves on (`<topic>` as read, so with any TOPIC_PREFIX it carries).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope, MalformedEnvelope
 from shared.outbox import conversation
+from shared.topics import prefixed
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -120,8 +121,12 @@ class InboxConsumer:
         batch_size: int = 500,
         instance_id: str | None = None,
         retry_backoff: float = 0.2,
+        topic_prefix: str = "",
     ) -> None:
         self.name = name
+        # The prefix the subscription's topics carry (`shared.topics`): payload models
+        # name canonical topics.
+        self._topic_prefix = topic_prefix
         self._pool = dsn_pool
         self._subscription = subscription
         self._dlq = dlq_producer
@@ -156,8 +161,9 @@ class InboxConsumer:
             metrics.DEAD_LETTERS.labels(self.name, topic)
         handled = {*self._subscription.handlers, *self._subscription.batch_handlers}
         for model in self._subscription.registry.models():
-            if model.ce_type() in handled and model.topic() in self._subscription.topics:
-                metrics.EVENTS_PROCESSED.labels(self.name, model.topic(), model.ce_type())
+            topic = prefixed(self._topic_prefix, model.topic())
+            if model.ce_type() in handled and topic in self._subscription.topics:
+                metrics.EVENTS_PROCESSED.labels(self.name, topic, model.ce_type())
         self.started = True
 
     async def stop(self) -> None:

@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind
 from shared import metrics
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
+from shared.topics import prefixed
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -49,7 +50,8 @@ def conversation(envelope: Envelope) -> dict[str, str]:
 
 
 def topic_of(envelope: Envelope) -> str:
-    # `/services/registration` publishes to `registration.events`.
+    # `/services/registration` publishes to `registration.events` (the canonical name,
+    # kept in the outbox row; the relay sends it under its topic prefix).
     return f"{envelope.source.rsplit('/', 1)[-1]}.events"
 
 
@@ -85,8 +87,11 @@ class OutboxRelay:
         batch_size: int = 1000,
         poll_interval: float = 1.0,
         standby_interval: float = 2.0,
+        topic_prefix: str = "",
     ) -> None:
         self._dsn = dsn
+        # Prepended to each row's topic when sending (`shared.topics`, TOPIC_PREFIX).
+        self._topic_prefix = topic_prefix
         self._producer = producer
         self._service = service
         self._batch_size = batch_size
@@ -153,7 +158,8 @@ class OutboxRelay:
         deliveries = []
         for row in rows:
             envelope = Envelope.from_record(json.loads(row["envelope"]))
-            deliveries.append(await self._send(row["topic"], envelope))
+            topic = prefixed(self._topic_prefix, row["topic"])
+            deliveries.append(await self._send(topic, envelope))
         # Wait for every acknowledgement before marking anything: a crash here
         # republishes the batch, and consumers drop the repeats through their inbox.
         await asyncio.gather(*deliveries)

@@ -12,6 +12,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from shared.db import create_pool, migrate
 from shared.inbox import InboxConsumer, Subscription
 from shared.outbox import OutboxRelay, create_producer
 from shared.settings import PlatformSettings, database_url
+from shared.topics import prefixed_all
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +87,12 @@ class ServiceRuntime:
                 log.exception("%s: warm-up %s failed", self.name, getattr(step, "__name__", step))
         self._producer = create_producer(self.settings.kafka_bootstrap_servers, self.name)
         await self._producer.start()
-        self.relay = OutboxRelay(self.dsn, self._producer, self.name)
+        prefix = self.settings.topic_prefix
+        self.relay = OutboxRelay(self.dsn, self._producer, self.name, topic_prefix=prefix)
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         for index, subscription in enumerate(self._subscriptions):
+            # Subscriptions name canonical topics; the consumers read them under the prefix.
+            subscription = replace(subscription, topics=prefixed_all(prefix, subscription.topics))
             consumer = InboxConsumer(
                 name=(self.name if index == 0 else f"{self.name}-{index}")
                 + self.settings.consumer_group_suffix,
@@ -97,6 +102,7 @@ class ServiceRuntime:
                 dlq_producer=self._producer,
                 max_attempts=self.settings.consumer_max_attempts,
                 instance_id=f"{self._instance_id}-{index}",
+                topic_prefix=prefix,
             )
             await consumer.start()
             self.consumers.append(consumer)

@@ -41,8 +41,13 @@ class PlatformSettings(BaseSettings):
     # Consumer behaviour: attempts before a message goes to `<topic>.dlq`.
     consumer_max_attempts: int = 3
     # Appended to each consumer group's name, so that a second copy of the
-    # platform (a test run beside a running demo) reads the topics on its own.
+    # platform reads the same topics on its own (the tests run several side by side).
     consumer_group_suffix: str = ""
+    topic_prefix: str = Field(
+        default="",
+        description="Prepended to every topic name; lets a test suite or a second platform"
+        " share a broker without seeing each other's events (see shared.topics).",
+    )
 
 
 class RegistrationSettings(PlatformSettings):

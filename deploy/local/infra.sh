@@ -39,12 +39,14 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STATE_DIR="${MATCHMAKING_STATE_DIR:-/var/tmp/matchmaking}"
 
 DATABASES=(registration matching scheduling notification reporting)
-# topic:partitions
+# topic:partitions, from deploy/topics.txt (the integration tests read it too)
 TOPICS=()
-for _t in registration matching scheduling notification reporting; do
-    TOPICS+=("$_t.events:3" "$_t.events.dlq:1")
-done
-unset _t
+while IFS= read -r _line || [[ -n "$_line" ]]; do
+    _line="${_line%%#*}"
+    _line="${_line//[[:space:]]/}"
+    if [[ -n "$_line" ]]; then TOPICS+=("$_line"); fi
+done < "$HERE/../topics.txt"
+unset _line
 
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093

@@ -2,13 +2,15 @@
 
 A service's inbox sends a message it gave up on to `<topic>.dlq`, with the original
 key and value and the error in `dlq_*` headers (`shared.inbox`). Reporting reads
-those topics with a consumer group of its own and stores one row per record
-(keyed by topic, partition and offset, so a re-read stores nothing), committing
-offsets only after the rows are. Records are keyed by their brokerage event's id
-(see `shared.envelope`), so that key attributes a dead letter to an event; one with
-any other key (an organiser's id, none, garbage) is platform-wide. Any record,
-however malformed, is stored as well as it can be read: this consumer is the one
-place where malformed records must not stop anything.
+those topics under the platform's TOPIC_PREFIX (`shared.topics`), so a platform
+counts its own dead letters and not those of another sharing the broker (a test
+suite). It reads them with a consumer group of its own and stores one row per record
+(keyed by topic, partition and offset, so a re-read stores nothing; the topic as on
+Kafka, prefix included), committing offsets only after the rows are. Records are
+keyed by their brokerage event's id (see `shared.envelope`), so that key attributes
+a dead letter to an event; one with any other key (an organiser's id, none, garbage)
+is platform-wide. Any record, however malformed, is stored as well as it can be
+read: this consumer is the one place where malformed records must not stop anything.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from aiokafka.errors import KafkaError
 
 from services.reporting.live import notify
 from shared.runtime import ServiceRuntime
+from shared.topics import prefixed_all
 
 log = logging.getLogger(__name__)
 
 SERVICES = ("registration", "matching", "scheduling", "notification", "reporting")
+# Canonical names; read under the platform's TOPIC_PREFIX (`topics_of`).
 TOPICS = tuple(f"{service}.events.dlq" for service in SERVICES)
 _TEXT_LIMIT = 2000
 _RETRY_SECONDS = 5.0
@@ -154,6 +158,11 @@ def group_of(runtime: ServiceRuntime) -> str:
     return f"{runtime.name}-dead-letters{runtime.settings.consumer_group_suffix}"
 
 
+def topics_of(runtime: ServiceRuntime) -> tuple[str, ...]:
+    """The `.dlq` topics of this platform: under its TOPIC_PREFIX, like the inbox's."""
+    return prefixed_all(runtime.settings.topic_prefix, TOPICS)
+
+
 async def consume(runtime: ServiceRuntime) -> None:
     """Background task: the dead-letter consumer, restarted after any failure."""
     while True:
@@ -161,7 +170,7 @@ async def consume(runtime: ServiceRuntime) -> None:
             pool=runtime.pool,
             bootstrap_servers=runtime.settings.kafka_bootstrap_servers,
             group=group_of(runtime),
-            topics=TOPICS,
+            topics=topics_of(runtime),
         )
         try:
             await consumer.run()

@@ -6,7 +6,10 @@ Configuration (environment variables):
                             databases (default postgresql://postgres:postgres@localhost:5432/postgres)
   ALLOW_SKIP_INTEGRATION=1  skip, rather than fail, when either is unreachable
 
-The infrastructure itself is started by `bash deploy/local/infra.sh up`.
+The infrastructure itself is started by `bash deploy/local/infra.sh up`. The
+service processes the tests start run under TOPIC_PREFIX=`test.`
+(`support.TEST_TOPIC_PREFIX`): the `infra` fixture creates those topics
+(deploy/topics.txt, prefixed) once per session if they are missing.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from tests.integration.support import (
     FreshTopics,
     Infra,
     Processes,
+    platform_topics,
     sole_scheduler,
+    topic_under_test,
 )
 
 TEST_MIGRATIONS = Path(__file__).parent / "migrations"
@@ -112,7 +117,25 @@ async def infra() -> Infra:
         if os.environ.get("ALLOW_SKIP_INTEGRATION") == "1":
             pytest.skip(message)
         pytest.fail(message, pytrace=False)
+    await _create_test_topics(found.bootstrap_servers)
     return found
+
+
+async def _create_test_topics(bootstrap_servers: str) -> None:
+    """The platform's topics under the tests' prefix, with the same partitions; idempotent."""
+    wanted = {topic_under_test(name): n for name, n in platform_topics().items()}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        missing = sorted(set(wanted) - set(await admin.list_topics()))
+        if missing:
+            response = await admin.create_topics([NewTopic(t, wanted[t], 1) for t in missing])
+            # 36: TOPIC_ALREADY_EXISTS (a concurrent test run created it meanwhile).
+            errors = [(t[0], t[1]) for t in response.topic_errors if t[1] not in (0, 36)]
+            assert not errors, f"could not create the test topics: {errors}"
+        await _wait_for_leaders(admin, sorted(wanted))
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

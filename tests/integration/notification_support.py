@@ -7,7 +7,8 @@
 - `ServiceProcess`: `python -m services.notification` (or another service) on a fresh database,
   with its own consumer group, pointed at the above.
 - `World`: one brokerage event's domain events, as the other services would
-  publish them, produced to the real topics.
+  publish them, produced to the real topics under TEST_TOPIC_PREFIX (where the
+  test services read them).
 """
 
 from __future__ import annotations
@@ -67,7 +68,15 @@ from shared.contracts.registration import (
 )
 from shared.contracts.scheduling import ReleaseReason, SlotAssigned, SlotReleased
 from shared.envelope import Envelope
-from tests.integration.support import REPO_ROOT, send_envelope, start_groups_at_end, wait_until
+from tests.integration.support import (
+    REPO_ROOT,
+    TEST_TOPIC_PREFIX,
+    send_envelope,
+    start_groups_at_end,
+    topic_under_test,
+    topics_under_test,
+    wait_until,
+)
 
 ADMIN_KEY = "notification-test-admin-key"
 
@@ -270,6 +279,7 @@ class ServiceProcess:
             "PLATFORM_ADMIN_KEY": ADMIN_KEY,
             "OTEL_TRACES_EXPORTER": "none",
             **env,
+            "TOPIC_PREFIX": TEST_TOPIC_PREFIX,
         }
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -277,7 +287,7 @@ class ServiceProcess:
 
     async def start(self) -> None:
         if not self._started:
-            # A fresh consumer group would replay the shared topics' whole history
+            # A fresh consumer group would replay the test topics' whole history
             # (every earlier test's events); start it at their end instead. Only
             # on the first start: a restart must resume from its own commits.
             suffix = self.env.get("CONSUMER_GROUP_SUFFIX", "")
@@ -323,11 +333,11 @@ class ServiceProcess:
                 await self.kill()
 
 
-# The topics each service's first consumer group reads.
+# The topics each service's first consumer group reads (under the test prefix).
 GROUP_TOPICS: dict[str, list[str]] = {
-    "notification": list(notification_topics),
-    "registration": ["matching.events"],
-    "reporting": list(reporting_topics),
+    "notification": topics_under_test(notification_topics),
+    "registration": topics_under_test(["matching.events"]),
+    "reporting": topics_under_test(reporting_topics),
 }
 
 
@@ -508,7 +518,8 @@ class World:
 
 
 def envelope_topic(envelope: Envelope) -> str:
-    return f"{envelope.source.rsplit('/', 1)[-1]}.events"
+    """Where the envelope's producer would publish it, as a test service (prefixed)."""
+    return topic_under_test(f"{envelope.source.rsplit('/', 1)[-1]}.events")
 
 
 async def foreign_causes(dsn: str, world: World, meeting_id: str) -> list[str]:

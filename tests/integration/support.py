@@ -35,6 +35,33 @@ from shared.envelope import Envelope
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PLATFORM_TOPICS_FILE = REPO_ROOT / "deploy" / "topics.txt"
+
+# Every service process the integration tests start runs with TOPIC_PREFIX set to
+# this (`shared.topics`), so it reads and writes `test.registration.events` and so on,
+# never the platform's own topics: a running demo and the tests do not see each
+# other's events, and the tests leave no history in the platform's topics.
+TEST_TOPIC_PREFIX = "test."
+
+
+def topic_under_test(name: str) -> str:
+    """The test services' name of the platform topic `name`: `test.registration.events`."""
+    return f"{TEST_TOPIC_PREFIX}{name}"
+
+
+def topics_under_test(names: Sequence[str]) -> list[str]:
+    return [topic_under_test(name) for name in names]
+
+
+def platform_topics() -> dict[str, int]:
+    """The platform's topics -> partitions, from deploy/topics.txt (infra.sh reads it too)."""
+    found: dict[str, int] = {}
+    for line in PLATFORM_TOPICS_FILE.read_text().splitlines():
+        entry = "".join(line.split("#", 1)[0].split())
+        if entry:
+            name, partitions = entry.rsplit(":", 1)
+            found[name] = int(partitions)
+    return found
 
 
 class CounterIncremented(EventPayload):
@@ -186,9 +213,9 @@ async def start_groups_at_end(bootstrap_servers: str, groups: dict[str, Sequence
     """Commit, for each consumer group, the current end offsets of its topics.
 
     A service started afterwards with that (fresh) group reads only what is
-    written from now on, instead of replaying the shared topics' history from
+    written from now on, instead of replaying the test topics' history from
     the beginning, which grows with every test run and gets slower as handlers
-    get heavier.
+    get heavier. Give the topics as the services read them (`topic_under_test`).
     """
     for group, topics in groups.items():
         consumer = AIOKafkaConsumer(
@@ -314,11 +341,13 @@ def _scheduler_lock_path(bootstrap_servers: str) -> Path:
 
 @asynccontextmanager
 async def sole_scheduler(bootstrap_servers: str, *, limit: float = 240) -> AsyncIterator[None]:
-    """Be the only scheduler of the shared topics on this broker while the block runs.
+    """Be the only scheduler of the test topics on this broker while the block runs.
 
-    The topics are shared by every test run on a broker, and a scheduling service
-    does not only read them: it places every meeting accepted on `matching.events`,
-    whoever published the acceptance, and publishes its own SlotAssigned. A test
+    The test topics (`test.*`, TEST_TOPIC_PREFIX) are shared by every test run on a
+    broker (a platform outside the tests, such as a demo, has topics of its own and
+    is no concern), and a scheduling service does not only read them: it places
+    every meeting accepted on `test.matching.events`, whoever published the
+    acceptance, and publishes its own SlotAssigned. A test
     that stands in for scheduling (publishing the SlotAssigned itself) would get
     those placements as extra moves; two scheduling services would each place the
     other's meetings. So a test that runs a scheduling service, or plays its part
@@ -358,13 +387,14 @@ async def running_services(
 ) -> AsyncIterator[None]:
     """Run `python -m services.<name>` for each of `urls` until all answer /ready.
 
-    Stops them (SIGTERM, then SIGKILL after 15 s) on the way out.
+    They run under TEST_TOPIC_PREFIX. Stops them (SIGTERM, then SIGKILL after 15 s)
+    on the way out.
     """
     procs = {
         name: subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
             cwd=REPO_ROOT,
-            env=dict(env),
+            env={**env, "TOPIC_PREFIX": TEST_TOPIC_PREFIX},
             stdout=(log_dir / f"{name}.log").open("wb"),
             stderr=subprocess.STDOUT,
         )

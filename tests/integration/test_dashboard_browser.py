@@ -32,6 +32,7 @@ from tests.integration.support import (
     Infra,
     running_services,
     start_groups_at_end,
+    topics_under_test,
     wait_until,
 )
 
@@ -57,6 +58,7 @@ PORTS = {
     "notification": 19104,
     "reporting": 19100,
 }
+# Each consumer group (before the suffix) and the topics it reads, by canonical name.
 GROUPS = {
     "registration": ["matching.events"],
     "matching": ["registration.events"],
@@ -115,7 +117,8 @@ async def urls(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncItera
         **{f"{svc.upper()}_PORT": str(port) for svc, port in PORTS.items()},
     }
     await start_groups_at_end(
-        infra.bootstrap_servers, {f"{group}{suffix}": topics for group, topics in GROUPS.items()}
+        infra.bootstrap_servers,
+        {f"{group}{suffix}": topics_under_test(topics) for group, topics in GROUPS.items()},
     )
     found = {svc: f"http://127.0.0.1:{port}" for svc, port in PORTS.items()}
     try:

@@ -16,14 +16,20 @@ import httpx
 import pytest
 
 from scripts.replay_hannover import SEED, TOURS, Urls, clashes, replay, seed_figures
-from tests.integration.support import Infra, running_services, start_groups_at_end
+from tests.integration.support import (
+    Infra,
+    running_services,
+    start_groups_at_end,
+    topics_under_test,
+)
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "e2e-hannover-admin-key"
 PORTS = {"registration": 19001, "matching": 19002, "scheduling": 19003, "reporting": 19000}
-# Each service's consumer group and the topics it reads.
+# Each service's consumer group and the topics it reads (canonical names; the test
+# services read them under the test prefix).
 GROUPS = {
     "registration": ["matching.events"],
     "matching": ["registration.events"],
@@ -68,7 +74,8 @@ async def platform(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncI
         **{f"{svc.upper()}_PORT": str(port) for svc, port in PORTS.items()},
     }
     await start_groups_at_end(
-        infra.bootstrap_servers, {f"{svc}{suffix}": topics for svc, topics in GROUPS.items()}
+        infra.bootstrap_servers,
+        {f"{svc}{suffix}": topics_under_test(topics) for svc, topics in GROUPS.items()},
     )
     urls = {svc: f"http://127.0.0.1:{port}" for svc, port in PORTS.items()}
     try:

@@ -33,6 +33,7 @@ from tests.integration.support import (
     headers_of,
     running_services,
     start_groups_at_end,
+    topic_under_test,
     wait_until,
 )
 
@@ -41,7 +42,9 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "e2e-matching-admin-key"
 PORTS = {"registration": 18021, "matching": 18022}
-MATCHING_EVENTS = "matching.events"
+# The test services' topics (TOPIC_PREFIX, see support.TEST_TOPIC_PREFIX).
+MATCHING_EVENTS = topic_under_test("matching.events")
+REGISTRATION_EVENTS = topic_under_test("registration.events")
 CE = "eu.matchmaking.matching"
 
 Key = dict[str, str]
@@ -91,11 +94,11 @@ async def platform(
         "OTEL_TRACES_EXPORTER": "jsonl",
         "TELEMETRY_JSONL_PATH": str(spans),
     }
-    # Fresh consumer groups that skip the shared topics' history (only this run matters).
+    # Fresh consumer groups that skip the test topics' history (only this run matters).
     await start_groups_at_end(
         infra.bootstrap_servers,
         {
-            f"matching{env['CONSUMER_GROUP_SUFFIX']}": ["registration.events"],
+            f"matching{env['CONSUMER_GROUP_SUFFIX']}": [REGISTRATION_EVENTS],
             f"matching-1{env['CONSUMER_GROUP_SUFFIX']}": [MATCHING_EVENTS],
             f"registration{env['CONSUMER_GROUP_SUFFIX']}": [MATCHING_EVENTS],
         },
@@ -397,8 +400,9 @@ async def test_an_accepted_request_reaches_kafka_with_its_trace_and_opens_contac
         spans = [json.loads(line) for line in platform.spans.read_text().splitlines()]
         ours = [s for s in spans if s["trace_id"] == trace_id]
         return any(
-            s["service"] == "registration" and s["name"] == "process matching.events" for s in ours
-        ) and any(s["name"] == "publish matching.events" for s in ours)
+            s["service"] == "registration" and s["name"] == f"process {MATCHING_EVENTS}"
+            for s in ours
+        ) and any(s["name"] == f"publish {MATCHING_EVENTS}" for s in ours)
 
     await wait_until(whole_trace, limit=10, interval=0.5, what="the trace to reach registration")
 

@@ -1,4 +1,4 @@
-"""Notification end to end: domain events on the real topics → the service → real SMTP / HTTP.
+"""Notification end to end: domain events on the real (test.) topics → the service → SMTP / HTTP.
 
 The service runs as a subprocess on a fresh database with its own consumer
 group; the test publishes the other services' events itself (unique brokerage

@@ -1,7 +1,9 @@
 """Registration end to end: HTTP → event store + outbox → Kafka → matching in another process.
 
 Both services run as real subprocesses on their own fresh databases, against
-the real broker, with their own consumer group and span file.
+the real broker, with their own consumer group and span file, and under the
+tests' topic prefix: their events go to `test.registration.events`, never to the
+platform's own `registration.events`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.integration.support import Infra, running_services, start_groups_at_end
+from tests.integration.support import (
+    EndOffsets,
+    Infra,
+    running_services,
+    start_groups_at_end,
+    topic_under_test,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +39,10 @@ REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "e2e-admin-key"
 TRACE_ID = uuid.uuid4().hex
 TRACEPARENT = f"00-{TRACE_ID}-{uuid.uuid4().hex[:16]}-01"
+# The platform's topic, and the test services' name for it (TOPIC_PREFIX).
+PLATFORM_REGISTRATION_EVENTS = "registration.events"
+REGISTRATION_EVENTS = topic_under_test(PLATFORM_REGISTRATION_EVENTS)
+MATCHING_EVENTS = topic_under_test("matching.events")
 
 
 @dataclass
@@ -81,13 +93,13 @@ async def platform(
         "OTEL_TRACES_EXPORTER": "jsonl",
         "TELEMETRY_JSONL_PATH": str(spans),
     }
-    # Fresh consumer groups that skip the shared topics' history (only this run matters).
+    # Fresh consumer groups that skip the test topics' history (only this run matters).
     await start_groups_at_end(
         infra.bootstrap_servers,
         {
-            f"matching-e2e-{run}": ["registration.events"],
-            f"matching-1-e2e-{run}": ["matching.events"],
-            f"registration-e2e-{run}": ["matching.events"],
+            f"matching-e2e-{run}": [REGISTRATION_EVENTS],
+            f"matching-1-e2e-{run}": [MATCHING_EVENTS],
+            f"registration-e2e-{run}": [MATCHING_EVENTS],
         },
     )
     urls = {"registration": "http://127.0.0.1:18001", "matching": "http://127.0.0.1:18002"}
@@ -165,8 +177,8 @@ async def find_record(bootstrap: str, subject: str, ce_type_suffix: str) -> Any:
     await consumer.start()
     try:
         parts = [
-            TopicPartition("registration.events", p)
-            for p in consumer.partitions_for_topic("registration.events") or {0, 1, 2}
+            TopicPartition(REGISTRATION_EVENTS, p)
+            for p in consumer.partitions_for_topic(REGISTRATION_EVENTS) or {0, 1, 2}
         ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
@@ -177,7 +189,33 @@ async def find_record(bootstrap: str, subject: str, ce_type_suffix: str) -> Any:
                     h = {k: v.decode() for k, v in r.headers}
                     if h.get("ce_subject") == subject and h["ce_type"].endswith(ce_type_suffix):
                         return r
-        raise AssertionError(f"no {ce_type_suffix} for {subject} on registration.events")
+        raise AssertionError(f"no {ce_type_suffix} for {subject} on {REGISTRATION_EVENTS}")
+    finally:
+        await consumer.stop()
+
+
+async def keys_since(bootstrap: str, topic: str, since: dict[int, int]) -> list[str]:
+    """The key of every record written to `topic` after the offsets `since`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(since)]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        for tp in parts:
+            consumer.seek(tp, since[tp.partition])
+        keys: list[str] = []
+        pending = {tp for tp in parts if ends[tp] > since[tp.partition]}
+        deadline = time.monotonic() + 20
+        while pending:
+            assert time.monotonic() < deadline, f"timed out reading {topic}"
+            for records in (await consumer.getmany(*pending, timeout_ms=500)).values():
+                for r in records:
+                    keys.append((r.key or b"").decode(errors="replace"))
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        return keys
     finally:
         await consumer.stop()
 
@@ -185,6 +223,8 @@ async def find_record(bootstrap: str, subject: str, ce_type_suffix: str) -> Any:
 async def test_registration_reaches_kafka_and_another_service_with_its_trace(
     platform: Platform,
 ) -> None:
+    async with EndOffsets(platform.bootstrap_servers, PLATFORM_REGISTRATION_EVENTS) as ends:
+        before = await ends.by_partition()
     async with httpx.AsyncClient(timeout=10) as http:
         key = await organiser(http, platform)
         event_id = await new_event(http, platform, key)
@@ -210,6 +250,11 @@ async def test_registration_reaches_kafka_and_another_service_with_its_trace(
         value = json.loads(record.value)
         assert value["registration_id"] == registration_id
         assert "ann@example.org" not in record.value.decode()  # sealed personal data
+        # On the test services' topic only: the platform's own topic got none of this
+        # brokerage event's events (keyed by its id; whatever a running platform wrote
+        # there meanwhile is not ours).
+        written = await keys_since(platform.bootstrap_servers, PLATFORM_REGISTRATION_EVENTS, before)
+        assert event_id not in written
 
         deadline = time.monotonic() + 20
         while True:
@@ -236,7 +281,7 @@ async def test_registration_reaches_kafka_and_another_service_with_its_trace(
         ids = {s["span_id"] for s in ours}
         roots = [s for s in ours if s["parent_span_id"] not in ids]
         complete = {"registration", "matching"} <= {s["service"] for s in ours} and any(
-            s["name"] == "process registration.events" for s in ours
+            s["name"] == f"process {REGISTRATION_EVENTS}" for s in ours
         )
         if complete and len(roots) == 1:
             break

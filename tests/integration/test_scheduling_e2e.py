@@ -4,7 +4,9 @@ The test plays registration and matching: it produces their events for a fresh b
 event onto `registration.events` and `matching.events` (accepts and cancels from several
 tasks at once), then checks through scheduling's API that the agenda is valid, that
 SlotAssigned events reach `scheduling.events`, and that lock, re-optimisation and
-publication work, with a cancellation after publication releasing its slot.
+publication work, with a cancellation after publication releasing its slot. The
+service runs under the tests' topic prefix, so those are `test.registration.events`
+and so on.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ from shared.auth import digest
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from tests.integration.support import (
+    TEST_TOPIC_PREFIX,
     Infra,
     read_topic,
     send_envelope,
     start_groups_at_end,
+    topic_under_test,
     wait_until,
 )
 from tests.unit.scheduling_service import factories as f
@@ -49,6 +53,9 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 PORT = 18033
 ADMIN_KEY = "e2e-scheduling-admin-key"
+REGISTRATION_EVENTS = topic_under_test("registration.events")
+MATCHING_EVENTS = topic_under_test("matching.events")
+SCHEDULING_EVENTS = topic_under_test("scheduling.events")
 BERLIN = ZoneInfo("Europe/Berlin")
 MORNING = (datetime(2031, 6, 2, 9, tzinfo=BERLIN), datetime(2031, 6, 2, 12, tzinfo=BERLIN))
 
@@ -75,11 +82,12 @@ async def service(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIt
         "SCHEDULING_PORT": str(PORT),
         "CONSUMER_GROUP_SUFFIX": f"-e2e-{run}",
         "OTEL_TRACES_EXPORTER": "none",
+        "TOPIC_PREFIX": TEST_TOPIC_PREFIX,
     }
-    # A fresh group would replay the shared topics' history; only this run matters.
+    # A fresh group would replay the test topics' history; only this run matters.
     await start_groups_at_end(
         infra.bootstrap_servers,
-        {f"scheduling-e2e-{run}": ["registration.events", "matching.events"]},
+        {f"scheduling-e2e-{run}": [REGISTRATION_EVENTS, MATCHING_EVENTS]},
     )
     log = tmp_path / "scheduling.log"
     proc = subprocess.Popen(
@@ -174,17 +182,17 @@ async def test_agenda_over_the_broker(infra: Infra, service: str) -> None:
     await producer.start()
     try:
         for payload in registration:
-            await send_envelope(producer, "registration.events", Envelope.wrap(payload, key=eid))
+            await send_envelope(producer, REGISTRATION_EVENTS, Envelope.wrap(payload, key=eid))
 
         async def play(task: int) -> None:  # accepts, and some cancels, from four tasks
             for k in range(task, len(pairs), 4):
                 a, b = pairs[k]
                 mid = f"{eid}-m{k}"
                 accept = f.accepted(eid, mid, a, b, remote=(a in remote, b in remote))
-                await send_envelope(producer, "matching.events", Envelope.wrap(accept, key=eid))
+                await send_envelope(producer, MATCHING_EVENTS, Envelope.wrap(accept, key=eid))
                 if mid in cancelled:
                     cancel = Envelope.wrap(f.cancelled(eid, mid, a, b), key=eid)
-                    await send_envelope(producer, "matching.events", cancel)
+                    await send_envelope(producer, MATCHING_EVENTS, cancel)
 
         await asyncio.gather(*(play(t) for t in range(4)))
 
@@ -244,7 +252,7 @@ async def test_agenda_over_the_broker(infra: Infra, service: str) -> None:
             gone = next(a for a in after.assignments if a.meeting != locked.meeting)
             k = int(gone.meeting.rsplit("-m", 1)[1])
             cancel = Envelope.wrap(f.cancelled(eid, gone.meeting, *pairs[k]), key=eid)
-            await send_envelope(producer, "matching.events", cancel)
+            await send_envelope(producer, MATCHING_EVENTS, cancel)
 
             async def released() -> bool:
                 return bool((await agenda())["counts"].get("cancelled", 0) == 4)
@@ -257,9 +265,9 @@ async def test_agenda_over_the_broker(infra: Infra, service: str) -> None:
     finally:
         await producer.stop()
 
-    # The events on scheduling.events for this brokerage event.
+    # The events on (test.)scheduling.events for this brokerage event.
     async def published() -> list[dict[str, Any]]:
-        records = await read_topic(infra.bootstrap_servers, "scheduling.events")
+        records = await read_topic(infra.bootstrap_servers, SCHEDULING_EVENTS)
         mine = [r for r in records if r.key == eid.encode()]
         return [{"type": dict(r.headers)["ce_type"].decode(), **json.loads(r.value)} for r in mine]
 
@@ -269,7 +277,7 @@ async def test_agenda_over_the_broker(infra: Infra, service: str) -> None:
             t.endswith("SlotReleased.v1") for t in types
         )
 
-    await wait_until(all_there, limit=30, interval=0.5, what="scheduling.events")
+    await wait_until(all_there, limit=30, interval=0.5, what=SCHEDULING_EVENTS)
     events = await published()
     assigned = [e for e in events if e["type"].endswith("SlotAssigned.v1")]
     assert {e["meeting_id"] for e in assigned} >= {a.meeting for a in schedule.assignments}

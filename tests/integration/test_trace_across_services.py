@@ -40,6 +40,8 @@ from tests.integration.support import (
     Infra,
     running_services,
     start_groups_at_end,
+    topic_under_test,
+    topics_under_test,
     wait_until,
 )
 from tests.promql import series_used
@@ -50,7 +52,9 @@ ADMIN_KEY = "trace-test-admin-key"
 SERVICES = ("registration", "matching", "scheduling", "notification", "reporting")
 # The services that consume the approval (registration produces it).
 CONSUMERS = ("matching", "scheduling", "notification", "reporting")
-# Each consumer group (before the suffix) and the topics it reads.
+# Where the test services publish and read registration's events (TOPIC_PREFIX).
+REGISTRATION_EVENTS = topic_under_test("registration.events")
+# Each consumer group (before the suffix) and the topics it reads, by canonical name.
 GROUPS: dict[str, list[str]] = {
     "registration": ["matching.events"],
     "matching": ["registration.events"],
@@ -113,9 +117,10 @@ async def platform(
     }
     for db in databases.values():
         await _admin(infra.admin_dsn, f'CREATE DATABASE "{db}"')
-    # Fresh consumer groups that skip the shared topics' history.
+    # Fresh consumer groups that skip the test topics' history.
     await start_groups_at_end(
-        infra.bootstrap_servers, {f"{group}{suffix}": topics for group, topics in GROUPS.items()}
+        infra.bootstrap_servers,
+        {f"{group}{suffix}": topics_under_test(topics) for group, topics in GROUPS.items()},
     )
     try:
         async with running_services(env, urls, tmp_path):
@@ -245,7 +250,7 @@ async def test_an_approval_is_one_trace_across_the_services(platform: Platform) 
         s
         for s in publishes
         if s["service"] == "registration"
-        and s["attributes"]["messaging.destination.name"] == "registration.events"
+        and s["attributes"]["messaging.destination.name"] == REGISTRATION_EVENTS
         and s["attributes"]["messaging.message.id"] == approved_event_id
     ]
     assert len(approval_publish) == 1, _names(publishes)
@@ -268,7 +273,7 @@ async def test_an_approval_is_one_trace_across_the_services(platform: Platform) 
     assert sends, _names(trace)
     assert any(
         s["service"] == "notification"
-        and s["attributes"]["messaging.destination.name"] == "notification.events"
+        and s["attributes"]["messaging.destination.name"] == topic_under_test("notification.events")
         for s in publishes
     ), _names(publishes)
     # ... after asking registration for the applicant's address, in the same trace too.
@@ -281,9 +286,9 @@ async def test_an_approval_is_one_trace_across_the_services(platform: Platform) 
     by_event = _traces_cli(platform.spans, approved_event_id)
     assert by_correlation == by_event
     assert by_correlation.splitlines()[0].startswith("registration: ")
-    assert "registration: publish registration.events" in by_correlation
+    assert f"registration: publish {REGISTRATION_EVENTS}" in by_correlation
     for service in CONSUMERS:
-        assert f"{service}: process registration.events" in by_correlation, by_correlation
+        assert f"{service}: process {REGISTRATION_EVENTS}" in by_correlation, by_correlation
     assert f"notification: {sends[0]['name']}" in by_correlation
     assert len(by_correlation.splitlines()) == len(trace)
 

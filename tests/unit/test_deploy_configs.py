@@ -41,6 +41,7 @@ from scripts.dashboards import dashboards as generated_dashboards
 from scripts.dashboards import render as render_dashboard
 from shared.settings import SERVICE_PORTS, SETTINGS_BY_SERVICE
 from tests import promql
+from tests.integration.support import platform_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -610,6 +611,12 @@ def test_kafka_init_creates_topics(compose_services: dict[str, dict[str, Any]]) 
     advertised = _advertised_addresses(compose_services["kafka"])
     for server in re.findall(r"--bootstrap-server\s+(\S+)", script):
         assert _host_port(server) in advertised
+
+
+def test_topic_list_is_the_compose_one() -> None:
+    # deploy/topics.txt: what deploy/local/infra.sh creates, and the integration
+    # tests under their prefix.
+    assert platform_topics() == EXPECTED_TOPICS
 
 
 def _databases_created_by_init_script() -> set[str]:
