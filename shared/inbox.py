@@ -213,10 +213,14 @@ class InboxConsumer:
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
         self._lag_partitions = set()
-        for tp in assigned:
-            end = self._consumer.highwater(tp)
+        ends = {tp: self._consumer.highwater(tp) for tp in assigned}
+        unknown = [tp for tp, end in ends.items() if end is None]
+        if unknown:  # no fetch has answered for them yet (e.g. empty partitions): ask
+            with contextlib.suppress(KafkaError, IllegalStateError, TimeoutError):
+                ends.update(await asyncio.wait_for(self._consumer.end_offsets(unknown), 1))
+        for tp, end in ends.items():
             if end is None:
-                continue  # no fetch answered for it yet
+                continue  # the next report has it
             try:
                 position = await asyncio.wait_for(self._consumer.position(tp), 1)
             except (KafkaError, IllegalStateError, TimeoutError):
