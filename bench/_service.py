@@ -4,8 +4,9 @@
 
 `bench.backbone` starts registration and matching through this wrapper so that
 its thousands of registrations go to a topic of its own (created and deleted by
-the benchmark) instead of the shared `registration.events`, which the
-services of a running demo or test suite on this machine consume. The only
+the benchmark) instead of the platform's `registration.events`, which a running
+demo's services on this machine consume. (It predates `TOPIC_PREFIX`, which now
+does the same for whole platforms; the bench keeps its per-run topic.) The only
 change is the topic name: `shared.outbox.topic_of` maps `registration.events`
 to the bench topic, and matching's subscription reads that topic instead.
 Everything else (settings, runtime, relay, inbox, handlers) is the shipped code.
