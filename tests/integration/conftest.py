@@ -33,6 +33,7 @@ from tests.integration.support import (
     FreshTopics,
     Infra,
     Processes,
+    fresh_databases,
     platform_topics,
     sole_scheduler,
     topic_under_test,
@@ -152,13 +153,8 @@ async def kafka_admin(infra: Infra) -> AsyncIterator[AIOKafkaAdminClient]:
 async def database(infra: Infra) -> AsyncIterator[FreshDatabase]:
     """A fresh database `test_<uuid>` with the plumbing and `test_projection` migrated."""
     name = f"test_{uuid.uuid4().hex}"
-    admin = await asyncpg.connect(infra.admin_dsn, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = urlsplit(infra.admin_dsn)._replace(path=f"/{name}").geturl()
-    try:
+    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
+        dsn = dsns[name]
         pool = await create_pool(dsn)
         try:
             await migrate(pool, TEST_MIGRATIONS)
@@ -168,13 +164,6 @@ async def database(infra: Infra) -> AsyncIterator[FreshDatabase]:
                 await asyncio.wait_for(pool.close(), 10)
             except TimeoutError:
                 pool.terminate()
-    finally:
-        admin = await asyncpg.connect(infra.admin_dsn, timeout=10)
-        try:
-            # FORCE: a killed subprocess or a stuck test may leave sessions behind.
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,6 @@ from datetime import time as dtime
 from email.message import Message
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -39,10 +38,8 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from services.notification.bootstrap import TOPICS as notification_topics
 from services.notification.domain import reminder_cause
 from services.notification.handlers import cause_of
-from services.reporting.projection import TOPICS as reporting_topics
 from shared.auth import digest
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import (
@@ -68,15 +65,17 @@ from shared.contracts.registration import (
 )
 from shared.contracts.scheduling import ReleaseReason, SlotAssigned, SlotReleased
 from shared.envelope import Envelope
+from tests.integration import support
 from tests.integration.support import (
     REPO_ROOT,
     TEST_TOPIC_PREFIX,
+    consumer_groups,
     send_envelope,
-    start_groups_at_end,
+    start_service_groups_at_end,
     topic_under_test,
-    topics_under_test,
     wait_until,
 )
+from tests.integration.support import drop_database as drop_database
 
 ADMIN_KEY = "notification-test-admin-key"
 
@@ -159,6 +158,13 @@ class SmtpSink:
             self._server.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def __aenter__(self) -> SmtpSink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
 
     def to(self, address: str) -> list[Mail]:
         return [m for m in self.mails if address in m.rcpt_tos]
@@ -247,21 +253,9 @@ class Contacts:
 
 
 async def create_database(admin_dsn: str) -> tuple[str, str]:
+    """A fresh, empty database `test_ntf_<hex>`: its name and DSN."""
     name = f"test_ntf_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name, urlsplit(admin_dsn)._replace(path=f"/{name}").geturl()
-
-
-async def drop_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    return name, await support.create_database(admin_dsn, name)
 
 
 class ServiceProcess:
@@ -291,10 +285,9 @@ class ServiceProcess:
             # (every earlier test's events); start it at their end instead. Only
             # on the first start: a restart must resume from its own commits.
             suffix = self.env.get("CONSUMER_GROUP_SUFFIX", "")
-            topics = GROUP_TOPICS.get(self.service, [])
-            if suffix and topics:
-                await start_groups_at_end(
-                    self.env["KAFKA_BOOTSTRAP_SERVERS"], {f"{self.service}{suffix}": topics}
+            if suffix:
+                await start_service_groups_at_end(
+                    self.env["KAFKA_BOOTSTRAP_SERVERS"], consumer_groups([self.service]), suffix
                 )
             self._started = True
         with self.log_path.open("ab") as log:
@@ -331,14 +324,6 @@ class ServiceProcess:
                 await asyncio.wait_for(asyncio.to_thread(self.proc.wait), 15)
             except TimeoutError:
                 await self.kill()
-
-
-# The topics each service's first consumer group reads (under the test prefix).
-GROUP_TOPICS: dict[str, list[str]] = {
-    "notification": topics_under_test(notification_topics),
-    "registration": topics_under_test(["matching.events"]),
-    "reporting": topics_under_test(reporting_topics),
-}
 
 
 def service_env(

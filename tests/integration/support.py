@@ -17,11 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TextIO, TypeAlias
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -209,7 +211,7 @@ async def read_topic(bootstrap_servers: str, topic: str, *, limit: float = 30.0)
         await consumer.stop()
 
 
-async def start_groups_at_end(bootstrap_servers: str, groups: dict[str, Sequence[str]]) -> None:
+async def start_groups_at_end(bootstrap_servers: str, groups: Mapping[str, Sequence[str]]) -> None:
     """Commit, for each consumer group, the current end offsets of its topics.
 
     A service started afterwards with that (fresh) group reads only what is
@@ -422,3 +424,146 @@ async def running_services(
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+# -- a platform of service processes on fresh databases ---------------------------------
+
+
+def consumer_groups(services: Iterable[str]) -> dict[str, list[str]]:
+    """The consumer groups the services run (before CONSUMER_GROUP_SUFFIX) -> their topics.
+
+    Canonical topic names, as the services subscribe to them. A service's first
+    subscription is the group `<service>`, a second one `<service>-1`
+    (`shared.runtime`); reporting's dead-letter reader has a group of its own
+    (`services.reporting.deadletters.group_of`).
+    """
+    # Imported here: the subprocess helpers (`procs/`) import this module and need none of it.
+    from services.notification.bootstrap import TOPICS as NOTIFICATION_TOPICS
+    from services.reporting import deadletters, projection
+
+    by_service: dict[str, dict[str, list[str]]] = {
+        "registration": {"registration": ["matching.events"]},
+        "matching": {"matching": ["registration.events"], "matching-1": ["matching.events"]},
+        "scheduling": {"scheduling": ["registration.events", "matching.events"]},
+        "notification": {"notification": list(NOTIFICATION_TOPICS)},
+        "reporting": {
+            "reporting": list(projection.TOPICS),
+            "reporting-dead-letters": list(deadletters.TOPICS),
+        },
+    }
+    return {group: topics for svc in services for group, topics in by_service[svc].items()}
+
+
+async def start_service_groups_at_end(
+    bootstrap_servers: str, groups: Mapping[str, Sequence[str]], suffix: str
+) -> None:
+    """`start_groups_at_end` for services run with CONSUMER_GROUP_SUFFIX `suffix`.
+
+    `groups` as `consumer_groups` gives them: names before the suffix, canonical topics.
+    """
+    await start_groups_at_end(
+        bootstrap_servers,
+        {f"{group}{suffix}": topics_under_test(topics) for group, topics in groups.items()},
+    )
+
+
+def database_dsn(admin_dsn: str, name: str) -> str:
+    """The DSN of database `name` on the server `admin_dsn` points at."""
+    return urlsplit(admin_dsn)._replace(path=f"/{name}").geturl()
+
+
+async def _admin(admin_dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def create_database(admin_dsn: str, name: str) -> str:
+    """Create the (empty) database `name`; its DSN."""
+    await _admin(admin_dsn, f'CREATE DATABASE "{name}"')
+    return database_dsn(admin_dsn, name)
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    # FORCE: a killed subprocess or a stuck test may leave sessions behind.
+    await _admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def fresh_databases(
+    admin_dsn: str, names: Mapping[str, str]
+) -> AsyncIterator[dict[str, str]]:
+    """Create the databases `names` (key -> database name); yield key -> DSN; drop them after."""
+    dsns: dict[str, str] = {}
+    try:
+        for key, name in names.items():
+            dsns[key] = await create_database(admin_dsn, name)
+        yield dsns
+    finally:
+        for name in names.values():
+            await drop_database(admin_dsn, name)
+
+
+@dataclass(frozen=True)
+class RunningPlatform:
+    urls: dict[str, str]  # service -> http://127.0.0.1:<port>
+    dsns: dict[str, str]  # service -> its fresh database
+    bootstrap_servers: str
+    spans: Path  # where the services write their spans (JSON lines) if told to
+
+
+@asynccontextmanager
+async def service_platform(
+    infra: Infra,
+    services: Mapping[str, int],
+    log_dir: Path,
+    *,
+    label: str,
+    admin_key: str,
+    env: Mapping[str, str] | None = None,
+    spans: bool = False,
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> AsyncIterator[RunningPlatform]:
+    """Run `services` (name -> port) as subprocesses on fresh databases while the block runs.
+
+    The databases (`<label>_<service>_<run>`) and the consumer groups (suffix
+    `-<label>-<run>`) are new to this run; the groups, `groups` (canonical names ->
+    canonical topics; by default `consumer_groups(services)`), start at the test
+    topics' end, so the services read only what is written from now on. The
+    services run under TEST_TOPIC_PREFIX (`running_services`) with the admin key
+    `admin_key`, their spans written to `<log_dir>/spans.jsonl` if `spans` (else
+    none), notification pointed at registration and at its own URL, and `env` on top.
+    The databases are dropped afterwards, also when anything fails.
+    """
+    run = uuid.uuid4().hex[:10]
+    suffix = f"-{label}-{run}"
+    urls = {svc: f"http://127.0.0.1:{port}" for svc, port in services.items()}
+    names = {svc: f"{label.replace('-', '_')}_{svc[:5]}_{run}" for svc in services}
+    spans_at = log_dir / "spans.jsonl"
+    wiring = {"PUBLIC_BASE_URL": urls["notification"]} if "notification" in urls else {}
+    if "notification" in urls and "registration" in urls:
+        wiring["REGISTRATION_URL"] = urls["registration"]
+    async with fresh_databases(infra.admin_dsn, names) as dsns:
+        full_env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+            "PLATFORM_ADMIN_KEY": admin_key,
+            "CONSUMER_GROUP_SUFFIX": suffix,
+            "OTEL_TRACES_EXPORTER": "none",
+            **(
+                {"OTEL_TRACES_EXPORTER": "jsonl", "TELEMETRY_JSONL_PATH": str(spans_at)}
+                if spans
+                else {}
+            ),
+            **wiring,
+            **(env or {}),
+            **{f"{svc.upper()}_DATABASE_URL": dsn for svc, dsn in dsns.items()},
+            **{f"{svc.upper()}_PORT": str(port) for svc, port in services.items()},
+        }
+        chosen = consumer_groups(services) if groups is None else groups
+        await start_service_groups_at_end(infra.bootstrap_servers, chosen, suffix)
+        async with running_services(full_env, urls, log_dir):
+            yield RunningPlatform(urls, dsns, infra.bootstrap_servers, spans_at)

@@ -9,30 +9,22 @@ without a reload. A screenshot is kept in var/artefacts/dashboard.png.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 
-from services.notification.bootstrap import TOPICS as NOTIFICATION_TOPICS
-from services.reporting import deadletters, projection
 from tests.integration.notification_support import SmtpSink
 from tests.integration.support import (
     REPO_ROOT,
     Infra,
-    running_services,
-    start_groups_at_end,
-    topics_under_test,
+    service_platform,
     wait_until,
 )
 
@@ -58,16 +50,6 @@ PORTS = {
     "notification": 19104,
     "reporting": 19100,
 }
-# Each consumer group (before the suffix) and the topics it reads, by canonical name.
-GROUPS = {
-    "registration": ["matching.events"],
-    "matching": ["registration.events"],
-    "matching-1": ["matching.events"],
-    "scheduling": ["registration.events", "matching.events"],
-    "notification": list(NOTIFICATION_TOPICS),
-    "reporting": list(projection.TOPICS),
-    "reporting-dead-letters": list(deadletters.TOPICS),
-}
 WAIT_MS = 45_000
 
 if not CHROMIUM.exists():
@@ -79,55 +61,25 @@ if not CHROMIUM.exists():
 playwright_api = pytest.importorskip("playwright.async_api")
 
 
-async def _admin(admin_dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def urls(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[dict[str, str]]:
-    run = uuid.uuid4().hex[:10]
-    names = {svc: f"e2e_dash_{svc[:5]}_{run}" for svc in PORTS}
-    for db in names.values():
-        await _admin(infra.admin_dsn, f'CREATE DATABASE "{db}"')
-    suffix = f"-e2e-dashboard-{run}"
-    smtp = SmtpSink()  # notification's mail goes here: the dashboard counts what it sent
-    await smtp.start()
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "PLATFORM_ADMIN_KEY": ADMIN_KEY,
-        "CONSUMER_GROUP_SUFFIX": suffix,
-        "OTEL_TRACES_EXPORTER": "none",
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp.port),
-        "REGISTRATION_URL": f"http://127.0.0.1:{PORTS['registration']}",
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{PORTS['notification']}",
-        "DELIVERY_POLL_SECONDS": "0.2",
-        **{
-            f"{svc.upper()}_DATABASE_URL": urlsplit(infra.admin_dsn)
-            ._replace(path=f"/{db}")
-            .geturl()
-            for svc, db in names.items()
-        },
-        **{f"{svc.upper()}_PORT": str(port) for svc, port in PORTS.items()},
-    }
-    await start_groups_at_end(
-        infra.bootstrap_servers,
-        {f"{group}{suffix}": topics_under_test(topics) for group, topics in GROUPS.items()},
-    )
-    found = {svc: f"http://127.0.0.1:{port}" for svc, port in PORTS.items()}
-    try:
-        async with running_services(env, found, tmp_path):
-            yield found
-    finally:
-        await smtp.stop()
-        for db in names.values():
-            await _admin(infra.admin_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    # notification's mail goes to `smtp`: the dashboard counts what it sent
+    async with (
+        SmtpSink() as smtp,
+        service_platform(
+            infra,
+            PORTS,
+            tmp_path,
+            label="e2e-dashboard",
+            admin_key=ADMIN_KEY,
+            env={
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(smtp.port),
+                "DELIVERY_POLL_SECONDS": "0.2",
+            },
+        ) as platform,
+    ):
+        yield platform.urls
 
 
 def _ok(response: httpx.Response) -> Any:

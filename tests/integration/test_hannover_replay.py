@@ -5,87 +5,28 @@ their HTTP APIs by `scripts/replay_hannover.py`; the report must give the seed's
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 
 from scripts.replay_hannover import SEED, TOURS, Urls, clashes, replay, seed_figures
-from tests.integration.support import (
-    Infra,
-    running_services,
-    start_groups_at_end,
-    topics_under_test,
-)
+from tests.integration.support import Infra, service_platform
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "e2e-hannover-admin-key"
 PORTS = {"registration": 19001, "matching": 19002, "scheduling": 19003, "reporting": 19000}
-# Each service's consumer group and the topics it reads (canonical names; the test
-# services read them under the test prefix).
-GROUPS = {
-    "registration": ["matching.events"],
-    "matching": ["registration.events"],
-    "scheduling": ["registration.events", "matching.events"],
-    "reporting": [
-        "registration.events",
-        "matching.events",
-        "scheduling.events",
-        "notification.events",
-    ],
-}
-
-
-async def _admin(admin_dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
 async def platform(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[Urls]:
-    run = uuid.uuid4().hex[:10]
-    names = {svc: f"e2e_hm_{svc[:5]}_{run}" for svc in PORTS}
-    for db in names.values():
-        await _admin(infra.admin_dsn, f'CREATE DATABASE "{db}"')
-    suffix = f"-e2e-hannover-{run}"
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "PLATFORM_ADMIN_KEY": ADMIN_KEY,
-        "CONSUMER_GROUP_SUFFIX": suffix,
-        "OTEL_TRACES_EXPORTER": "none",
-        **{
-            f"{svc.upper()}_DATABASE_URL": urlsplit(infra.admin_dsn)
-            ._replace(path=f"/{db}")
-            .geturl()
-            for svc, db in names.items()
-        },
-        **{f"{svc.upper()}_PORT": str(port) for svc, port in PORTS.items()},
-    }
-    await start_groups_at_end(
-        infra.bootstrap_servers,
-        {f"{svc}{suffix}": topics_under_test(topics) for svc, topics in GROUPS.items()},
-    )
-    urls = {svc: f"http://127.0.0.1:{port}" for svc, port in PORTS.items()}
-    try:
-        async with running_services(env, urls, tmp_path):
-            yield Urls(
-                urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"]
-            )
-    finally:
-        for db in names.values():
-            await _admin(infra.admin_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    async with service_platform(
+        infra, PORTS, tmp_path, label="e2e-hannover", admin_key=ADMIN_KEY
+    ) as running:
+        urls = running.urls
+        yield Urls(urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"])
 
 
 async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:

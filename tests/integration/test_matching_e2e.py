@@ -12,34 +12,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pytest import TempPathFactory
 
 from tests.integration.support import (
     Infra,
     Record,
     headers_of,
-    running_services,
-    start_groups_at_end,
+    service_platform,
     topic_under_test,
     wait_until,
 )
+from tests.integration.support import RunningPlatform as Platform
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "e2e-matching-admin-key"
 PORTS = {"registration": 18021, "matching": 18022}
 # The test services' topics (TOPIC_PREFIX, see support.TEST_TOPIC_PREFIX).
@@ -50,68 +47,18 @@ CE = "eu.matchmaking.matching"
 Key = dict[str, str]
 
 
-@dataclass
-class Platform:
-    registration: str
-    matching: str
-    dsns: dict[str, str]
-    spans: Path
-    bootstrap_servers: str
-
-
-async def _admin(admin_dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
-async def platform(
-    infra: Infra, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Platform]:
-    run = uuid.uuid4().hex[:10]
-    names = {"registration": f"e2e_mreg_{run}", "matching": f"e2e_mmatch_{run}"}
-    for db in names.values():
-        await _admin(infra.admin_dsn, f'CREATE DATABASE "{db}"')
-    dsns = {
-        svc: urlsplit(infra.admin_dsn)._replace(path=f"/{db}").geturl() for svc, db in names.items()
-    }
-    logs = tmp_path_factory.mktemp("matching-e2e")
-    spans = logs / "spans.jsonl"
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "PLATFORM_ADMIN_KEY": ADMIN_KEY,
-        "REGISTRATION_DATABASE_URL": dsns["registration"],
-        "MATCHING_DATABASE_URL": dsns["matching"],
-        "REGISTRATION_PORT": str(PORTS["registration"]),
-        "MATCHING_PORT": str(PORTS["matching"]),
-        "MATCHING_EXPIRY_SWEEP_SECONDS": "1",
-        "CONSUMER_GROUP_SUFFIX": f"-e2e-{run}",
-        "OTEL_TRACES_EXPORTER": "jsonl",
-        "TELEMETRY_JSONL_PATH": str(spans),
-    }
-    # Fresh consumer groups that skip the test topics' history (only this run matters).
-    await start_groups_at_end(
-        infra.bootstrap_servers,
-        {
-            f"matching{env['CONSUMER_GROUP_SUFFIX']}": [REGISTRATION_EVENTS],
-            f"matching-1{env['CONSUMER_GROUP_SUFFIX']}": [MATCHING_EVENTS],
-            f"registration{env['CONSUMER_GROUP_SUFFIX']}": [MATCHING_EVENTS],
-        },
-    )
-    urls = {svc: f"http://127.0.0.1:{port}" for svc, port in PORTS.items()}
-    try:
-        async with running_services(env, urls, logs):
-            yield Platform(
-                urls["registration"], urls["matching"], dsns, spans, infra.bootstrap_servers
-            )
-    finally:
-        for db in names.values():
-            await _admin(infra.admin_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+async def platform(infra: Infra, tmp_path_factory: TempPathFactory) -> AsyncIterator[Platform]:
+    async with service_platform(
+        infra,
+        PORTS,
+        tmp_path_factory.mktemp("matching-e2e"),
+        label="e2e-matching",
+        admin_key=ADMIN_KEY,
+        spans=True,
+        env={"MATCHING_EXPIRY_SWEEP_SECONDS": "1"},
+    ) as running:
+        yield running
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -137,11 +84,13 @@ class World:
 
     async def post(self, path: str, key: Key | None, body: Any = None, **kw: Any) -> Any:
         return await self.http.post(
-            f"{self.p.matching}/api{path}", json=body, headers={**(key or {}), **kw}
+            f"{self.p.urls['matching']}/api{path}", json=body, headers={**(key or {}), **kw}
         )
 
     async def get(self, path: str, key: Key, **params: Any) -> Any:
-        return await self.http.get(f"{self.p.matching}/api{path}", headers=key, params=params)
+        return await self.http.get(
+            f"{self.p.urls['matching']}/api{path}", headers=key, params=params
+        )
 
     async def ask(self, requester: Org, recipient: Org, **headers: str) -> Any:
         return await self.post(
@@ -163,7 +112,7 @@ class World:
             "attendance": attendance,
             "representatives": [{"name": f"Rep {tag}", "email": email}],
         }
-        reg = self.p.registration
+        reg = self.p.urls["registration"]
         r = await self.http.post(f"{reg}/api/events/{self.event_id}/registrations", json=body)
         assert r.status_code == 201, r.text
         org = Org(r.json()["registration_id"], {"X-API-Key": r.json()["api_key"]}, email, "pending")
@@ -181,7 +130,7 @@ class World:
             r = await self.get(f"/events/{self.event_id}/meeting-requests", self.organiser)
             if r.status_code != 200:
                 return False
-            url = f"{self.p.matching}/api/events/{self.event_id}/participants"
+            url = f"{self.p.urls['matching']}/api/events/{self.event_id}/participants"
             listed = (await self.http.get(url)).json()
             return {x["registration_id"]: x["status"] for x in listed} == expected
 
@@ -189,7 +138,8 @@ class World:
 
     async def contacts(self, of: Org, key: Key) -> Any:
         return await self.http.get(
-            f"{self.p.registration}/api/registrations/{of.registration_id}/contacts", headers=key
+            f"{self.p.urls['registration']}/api/registrations/{of.registration_id}/contacts",
+            headers=key,
         )
 
 
@@ -203,7 +153,7 @@ async def world(
     **event: Any,
 ) -> World:
     r = await http.post(
-        f"{p.registration}/api/organisers",
+        f"{p.urls['registration']}/api/organisers",
         json={"name": "EEN"},
         headers={"X-API-Key": ADMIN_KEY},
     )
@@ -222,7 +172,7 @@ async def world(
         "registration_deadline": (datetime.now(UTC) + timedelta(days=10)).isoformat(),
         **event,
     }
-    r = await http.post(f"{p.registration}/api/events", json=definition, headers=organiser)
+    r = await http.post(f"{p.urls['registration']}/api/events", json=definition, headers=organiser)
     assert r.status_code == 201, r.text
     w = World(http, p, organiser, r.json()["event_id"], [])
     modes = attendance or []
@@ -306,7 +256,7 @@ async def test_an_accepted_request_reaches_kafka_with_its_trace_and_opens_contac
             http, platform, ["cluster", "business", "cluster"], attendance=["on_site", "remote"]
         )
         a, b, c = w.orgs
-        ready = (await http.get(f"{platform.matching}/ready")).json()
+        ready = (await http.get(f"{platform.urls['matching']}/ready")).json()
         assert ready["checks"]["background"] is True  # the expiry sweeper runs
 
         # Recommendations appear for the approved participants, with reasons.

@@ -10,111 +10,47 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pytest import TempPathFactory
 
 from tests.integration.support import (
     EndOffsets,
     Infra,
-    running_services,
-    start_groups_at_end,
+    service_platform,
     topic_under_test,
 )
+from tests.integration.support import RunningPlatform as Platform
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "e2e-admin-key"
 TRACE_ID = uuid.uuid4().hex
 TRACEPARENT = f"00-{TRACE_ID}-{uuid.uuid4().hex[:16]}-01"
 # The platform's topic, and the test services' name for it (TOPIC_PREFIX).
 PLATFORM_REGISTRATION_EVENTS = "registration.events"
 REGISTRATION_EVENTS = topic_under_test(PLATFORM_REGISTRATION_EVENTS)
-MATCHING_EVENTS = topic_under_test("matching.events")
-
-
-@dataclass
-class Platform:
-    registration: str
-    matching: str
-    registration_dsn: str
-    spans: Path
-    bootstrap_servers: str
-
-
-async def _create_db(admin_dsn: str, name: str) -> str:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return urlsplit(admin_dsn)._replace(path=f"/{name}").geturl()
-
-
-async def _drop_db(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")
-async def platform(
-    infra: Infra, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Platform]:
-    run = uuid.uuid4().hex[:10]
-    names = {"registration": f"e2e_reg_{run}", "matching": f"e2e_match_{run}"}
-    dsns = {svc: await _create_db(infra.admin_dsn, db) for svc, db in names.items()}
-    logs = tmp_path_factory.mktemp("e2e")
-    spans = logs / "spans.jsonl"
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "PLATFORM_ADMIN_KEY": ADMIN_KEY,
-        "REGISTRATION_DATABASE_URL": dsns["registration"],
-        "MATCHING_DATABASE_URL": dsns["matching"],
-        "REGISTRATION_PORT": "18001",
-        "MATCHING_PORT": "18002",
-        "CONSUMER_GROUP_SUFFIX": f"-e2e-{run}",
-        "OTEL_TRACES_EXPORTER": "jsonl",
-        "TELEMETRY_JSONL_PATH": str(spans),
-    }
-    # Fresh consumer groups that skip the test topics' history (only this run matters).
-    await start_groups_at_end(
-        infra.bootstrap_servers,
-        {
-            f"matching-e2e-{run}": [REGISTRATION_EVENTS],
-            f"matching-1-e2e-{run}": [MATCHING_EVENTS],
-            f"registration-e2e-{run}": [MATCHING_EVENTS],
-        },
-    )
-    urls = {"registration": "http://127.0.0.1:18001", "matching": "http://127.0.0.1:18002"}
-    try:
-        async with running_services(env, urls, logs):
-            yield Platform(
-                urls["registration"],
-                urls["matching"],
-                dsns["registration"],
-                spans,
-                infra.bootstrap_servers,
-            )
-    finally:
-        for db in names.values():
-            await _drop_db(infra.admin_dsn, db)
+async def platform(infra: Infra, tmp_path_factory: TempPathFactory) -> AsyncIterator[Platform]:
+    async with service_platform(
+        infra,
+        {"registration": 18001, "matching": 18002},
+        tmp_path_factory.mktemp("e2e"),
+        label="e2e-registration",
+        admin_key=ADMIN_KEY,
+        spans=True,
+    ) as running:
+        yield running
 
 
 def event_definition(**changes: Any) -> dict[str, Any]:
@@ -147,7 +83,9 @@ def organisation(**changes: Any) -> dict[str, Any]:
 
 async def organiser(http: httpx.AsyncClient, p: Platform) -> dict[str, str]:
     r = await http.post(
-        f"{p.registration}/api/organisers", json={"name": "EEN"}, headers={"X-API-Key": ADMIN_KEY}
+        f"{p.urls['registration']}/api/organisers",
+        json={"name": "EEN"},
+        headers={"X-API-Key": ADMIN_KEY},
     )
     assert r.status_code == 201, r.text
     return {"X-API-Key": r.json()["api_key"]}
@@ -157,7 +95,7 @@ async def new_event(
     http: httpx.AsyncClient, p: Platform, key: dict[str, str], **changes: Any
 ) -> str:
     r = await http.post(
-        f"{p.registration}/api/events", json=event_definition(**changes), headers=key
+        f"{p.urls['registration']}/api/events", json=event_definition(**changes), headers=key
     )
     assert r.status_code == 201, r.text
     event_id: str = r.json()["event_id"]
@@ -165,7 +103,7 @@ async def new_event(
 
 
 async def events_stored(p: Platform) -> int:
-    conn = await asyncpg.connect(p.registration_dsn)
+    conn = await asyncpg.connect(p.dsns["registration"])
     try:
         return int(await conn.fetchval("SELECT count(*) FROM events"))
     finally:
@@ -229,7 +167,7 @@ async def test_registration_reaches_kafka_and_another_service_with_its_trace(
         key = await organiser(http, platform)
         event_id = await new_event(http, platform, key)
         r = await http.post(
-            f"{platform.registration}/api/events/{event_id}/registrations",
+            f"{platform.urls['registration']}/api/events/{event_id}/registrations",
             json=organisation(),
             headers={"traceparent": TRACEPARENT},
         )
@@ -259,7 +197,7 @@ async def test_registration_reaches_kafka_and_another_service_with_its_trace(
         deadline = time.monotonic() + 20
         while True:
             known = (
-                await http.get(f"{platform.matching}/api/events/{event_id}/participants")
+                await http.get(f"{platform.urls['matching']}/api/events/{event_id}/participants")
             ).json()
             if known:
                 break
@@ -309,7 +247,7 @@ async def test_bad_registrations_get_problem_details_and_store_nothing(
         event_id = await new_event(http, platform, await organiser(http, platform))
         before = await events_stored(platform)
         r = await http.post(
-            f"{platform.registration}/api/events/{event_id}/registrations",
+            f"{platform.urls['registration']}/api/events/{event_id}/registrations",
             json=organisation(**changes),
         )
     assert r.status_code == 422, r.text
@@ -327,14 +265,14 @@ async def test_bad_event_definitions_and_closed_or_duplicate_registrations(
         key = await organiser(http, platform)
         before = await events_stored(platform)
         r = await http.post(
-            f"{platform.registration}/api/events",
+            f"{platform.urls['registration']}/api/events",
             headers=key,
             json=(event_definition(sessions=[{"start": "10:00", "end": "10:45"}])),
         )
         assert r.status_code == 422
         assert r.json()["errors"][0]["field"] == "sessions[0]"
         r = await http.post(
-            f"{platform.registration}/api/events",
+            f"{platform.urls['registration']}/api/events",
             headers=key,
             json=event_definition(time_zone="Europe/Atlantis"),
         )
@@ -349,7 +287,8 @@ async def test_bad_event_definitions_and_closed_or_duplicate_registrations(
             registration_deadline=(datetime.now(UTC) - timedelta(hours=1)).isoformat(),
         )
         r = await http.post(
-            f"{platform.registration}/api/events/{closed}/registrations", json=organisation()
+            f"{platform.urls['registration']}/api/events/{closed}/registrations",
+            json=organisation(),
         )
         assert r.status_code == 409
         assert r.json()["errors"][0]["field"] == "registration_deadline"
@@ -358,12 +297,12 @@ async def test_bad_event_definitions_and_closed_or_duplicate_registrations(
         body = organisation(name="Baltic ICT Alliance", country="LT")
         assert (
             await http.post(
-                f"{platform.registration}/api/events/{event_id}/registrations", json=body
+                f"{platform.urls['registration']}/api/events/{event_id}/registrations", json=body
             )
         ).status_code == 201
         before = await events_stored(platform)
         r = await http.post(
-            f"{platform.registration}/api/events/{event_id}/registrations",
+            f"{platform.urls['registration']}/api/events/{event_id}/registrations",
             json={**body, "name": "baltic ict alliance"},
         )
         assert r.status_code == 409
@@ -374,7 +313,7 @@ async def test_bad_event_definitions_and_closed_or_duplicate_registrations(
 async def test_idempotency_key_replays_the_first_result(platform: Platform) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         event_id = await new_event(http, platform, await organiser(http, platform))
-        url = f"{platform.registration}/api/events/{event_id}/registrations"
+        url = f"{platform.urls['registration']}/api/events/{event_id}/registrations"
         body = organisation()
         headers = {"Idempotency-Key": uuid.uuid4().hex}
         answers = await asyncio.gather(
@@ -395,10 +334,11 @@ async def test_keys_act_only_on_their_own_events_and_registrations(platform: Pla
         alice, bob = await organiser(http, platform), await organiser(http, platform)
         event_id = await new_event(http, platform, alice)
         r = await http.post(
-            f"{platform.registration}/api/events/{event_id}/registrations", json=organisation()
+            f"{platform.urls['registration']}/api/events/{event_id}/registrations",
+            json=organisation(),
         )
         registration_id, own_key = r.json()["registration_id"], r.json()["api_key"]
-        base = f"{platform.registration}/api/registrations/{registration_id}"
+        base = f"{platform.urls['registration']}/api/registrations/{registration_id}"
         assert (await http.post(f"{base}/approve")).status_code == 401
         assert (
             await http.post(f"{base}/approve", headers={"X-API-Key": "nope"})
@@ -409,7 +349,7 @@ async def test_keys_act_only_on_their_own_events_and_registrations(platform: Pla
         ).status_code == 403
         assert (
             await http.get(
-                f"{platform.registration}/api/events/{event_id}/registrations", headers=bob
+                f"{platform.urls['registration']}/api/events/{event_id}/registrations", headers=bob
             )
         ).status_code == 403
         ok = await http.post(f"{base}/approve", headers=alice)
@@ -419,7 +359,7 @@ async def test_keys_act_only_on_their_own_events_and_registrations(platform: Pla
         withdrawn = await http.post(f"{base}/withdraw", headers={"X-API-Key": own_key})
         assert withdrawn.json()["status"] == "withdrawn"
         listed = await http.get(
-            f"{platform.registration}/api/events/{event_id}/registrations",
+            f"{platform.urls['registration']}/api/events/{event_id}/registrations",
             params={"status": "withdrawn"},
             headers=alice,
         )
@@ -431,17 +371,18 @@ async def test_erasure_makes_contact_details_unreadable(platform: Platform) -> N
         alice = await organiser(http, platform)
         event_id = await new_event(http, platform, alice)
         r = await http.post(
-            f"{platform.registration}/api/events/{event_id}/registrations", json=organisation()
+            f"{platform.urls['registration']}/api/events/{event_id}/registrations",
+            json=organisation(),
         )
         registration_id, own = r.json()["registration_id"], {"X-API-Key": r.json()["api_key"]}
-        url = f"{platform.registration}/api/registrations/{registration_id}"
+        url = f"{platform.urls['registration']}/api/registrations/{registration_id}"
         seen = (await http.get(url, headers=alice)).json()
         assert seen["representatives"][0]["email"] == "ann@example.org"
         erased = await http.delete(f"{url}/personal-data", headers=own)
         assert erased.status_code == 200, erased.text
         after = (await http.get(url, headers=alice)).json()
         assert after["representatives"] is None and after["erased"] is True
-    conn = await asyncpg.connect(platform.registration_dsn)
+    conn = await asyncpg.connect(platform.dsns["registration"])
     try:
         stored = await conn.fetch(
             "SELECT data::text FROM events WHERE stream_id = $1", f"registration-{registration_id}"

@@ -13,19 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -38,11 +32,10 @@ from shared.auth import digest
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from tests.integration.support import (
-    TEST_TOPIC_PREFIX,
     Infra,
     read_topic,
     send_envelope,
-    start_groups_at_end,
+    service_platform,
     topic_under_test,
     wait_until,
 )
@@ -50,7 +43,6 @@ from tests.unit.scheduling_service import factories as f
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 PORT = 18033
 ADMIN_KEY = "e2e-scheduling-admin-key"
 REGISTRATION_EVENTS = topic_under_test("registration.events")
@@ -60,64 +52,12 @@ BERLIN = ZoneInfo("Europe/Berlin")
 MORNING = (datetime(2031, 6, 2, 9, tzinfo=BERLIN), datetime(2031, 6, 2, 12, tzinfo=BERLIN))
 
 
-async def _admin(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def service(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[str]:
-    run = uuid.uuid4().hex[:10]
-    db = f"e2e_sched_{run}"
-    await _admin(infra.admin_dsn, f'CREATE DATABASE "{db}"')
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "PLATFORM_ADMIN_KEY": ADMIN_KEY,
-        "SCHEDULING_DATABASE_URL": urlsplit(infra.admin_dsn)._replace(path=f"/{db}").geturl(),
-        "SCHEDULING_PORT": str(PORT),
-        "CONSUMER_GROUP_SUFFIX": f"-e2e-{run}",
-        "OTEL_TRACES_EXPORTER": "none",
-        "TOPIC_PREFIX": TEST_TOPIC_PREFIX,
-    }
-    # A fresh group would replay the test topics' history; only this run matters.
-    await start_groups_at_end(
-        infra.bootstrap_servers,
-        {f"scheduling-e2e-{run}": [REGISTRATION_EVENTS, MATCHING_EVENTS]},
-    )
-    log = tmp_path / "scheduling.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.scheduling"],
-        cwd=REPO,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{PORT}"
-    try:
-        async with httpx.AsyncClient() as http:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    if (await http.get(f"{url}/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "scheduling not ready"
-                await asyncio.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        await _admin(infra.admin_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    async with service_platform(
+        infra, {"scheduling": PORT}, tmp_path, label="e2e-scheduling", admin_key=ADMIN_KEY
+    ) as running:
+        yield running.urls["scheduling"]
 
 
 def _valid(agenda: dict[str, Any], grid: EventGrid, attendees: dict[str, Attendee]) -> Schedule:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -33,15 +31,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.dashboards import dashboards, file_of, uid_of
-from services.reporting.projection import TOPICS as REPORTING_TOPICS
 from tests.integration.notification_support import SmtpSink, free_port
 from tests.integration.support import (
     REPO_ROOT,
     Infra,
-    running_services,
-    start_groups_at_end,
+    service_platform,
     topic_under_test,
-    topics_under_test,
     wait_until,
 )
 from tests.promql import series_used
@@ -54,15 +49,6 @@ SERVICES = ("registration", "matching", "scheduling", "notification", "reporting
 CONSUMERS = ("matching", "scheduling", "notification", "reporting")
 # Where the test services publish and read registration's events (TOPIC_PREFIX).
 REGISTRATION_EVENTS = topic_under_test("registration.events")
-# Each consumer group (before the suffix) and the topics it reads, by canonical name.
-GROUPS: dict[str, list[str]] = {
-    "registration": ["matching.events"],
-    "matching": ["registration.events"],
-    "matching-1": ["matching.events"],
-    "scheduling": ["registration.events", "matching.events"],
-    "notification": ["registration.events", "matching.events", "scheduling.events"],
-    "reporting": list(REPORTING_TOPICS),
-}
 
 
 @dataclass
@@ -73,62 +59,28 @@ class Platform:
     smtp: SmtpSink
 
 
-async def _admin(admin_dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 async def platform(
     infra: Infra, tmp_path_factory: pytest.TempPathFactory, scheduler_lock: None
 ) -> AsyncIterator[Platform]:
-    tmp_path = tmp_path_factory.mktemp("trace")
-    run = uuid.uuid4().hex[:10]
-    databases = {svc: f"trace_{svc[:5]}_{run}" for svc in SERVICES}
-    dsns = {
-        svc: urlsplit(infra.admin_dsn)._replace(path=f"/{db}").geturl()
-        for svc, db in databases.items()
-    }
-    ports = {svc: free_port() for svc in SERVICES}
-    urls = {svc: f"http://127.0.0.1:{port}" for svc, port in ports.items()}
-    spans = tmp_path / "spans.jsonl"
-    smtp = SmtpSink()
-    await smtp.start()
-    suffix = f"-trace-{run}"
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "PLATFORM_ADMIN_KEY": ADMIN_KEY,
-        "CONSUMER_GROUP_SUFFIX": suffix,
-        "OTEL_TRACES_EXPORTER": "jsonl",
-        "TELEMETRY_JSONL_PATH": str(spans),
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp.port),
-        "SMTP_SENDER": "Matchmaking <noreply@trace.test>",
-        "REGISTRATION_URL": urls["registration"],
-        "PUBLIC_BASE_URL": urls["notification"],
-        "DELIVERY_POLL_SECONDS": "0.2",
-        **{f"{svc.upper()}_DATABASE_URL": dsn for svc, dsn in dsns.items()},
-        **{f"{svc.upper()}_PORT": str(port) for svc, port in ports.items()},
-    }
-    for db in databases.values():
-        await _admin(infra.admin_dsn, f'CREATE DATABASE "{db}"')
-    # Fresh consumer groups that skip the test topics' history.
-    await start_groups_at_end(
-        infra.bootstrap_servers,
-        {f"{group}{suffix}": topics_under_test(topics) for group, topics in GROUPS.items()},
-    )
-    try:
-        async with running_services(env, urls, tmp_path):
-            yield Platform(urls, dsns["registration"], spans, smtp)
-    finally:
-        await smtp.stop()
-        for db in databases.values():
-            await _admin(infra.admin_dsn, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    async with (
+        SmtpSink() as smtp,
+        service_platform(
+            infra,
+            {svc: free_port() for svc in SERVICES},
+            tmp_path_factory.mktemp("trace"),
+            label="trace",
+            admin_key=ADMIN_KEY,
+            spans=True,
+            env={
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(smtp.port),
+                "SMTP_SENDER": "Matchmaking <noreply@trace.test>",
+                "DELIVERY_POLL_SECONDS": "0.2",
+            },
+        ) as running,
+    ):
+        yield Platform(running.urls, running.dsns["registration"], running.spans, smtp)
 
 
 def _event_definition() -> dict[str, Any]:
