@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pycountry
 
-from services.reporting.report import RATINGS, TYPE_KEYS
+from services.reporting.report import RATINGS, TYPE_KEYS, held_meetings
 
 Row = Mapping[str, Any]
 
@@ -217,24 +217,6 @@ def feedback(
             {"meeting_type": name, **{r: counts.get(r, 0) for r in RATINGS}}
             for name, counts in stacked.items()
         ],
-    }
-
-
-def held_meetings(
-    meetings: Sequence[Row],
-    placements: Sequence[Row],
-    not_held: Sequence[Row],
-    ratings: Sequence[Row],
-) -> set[str]:
-    """Ids of held meetings, as the report defines them (agreed, placed, not said otherwise)."""
-    placed = {p["meeting_id"] for p in placements if p["placed"]}
-    said_not = {n["meeting_id"] for n in not_held} | {
-        f["meeting_id"] for f in ratings if f["rating"] == "did_not_take_place"
-    }
-    return {
-        m["meeting_id"]
-        for m in meetings
-        if not m["cancelled"] and m["meeting_id"] in placed and m["meeting_id"] not in said_not
     }
 
 

@@ -51,6 +51,24 @@ def _group(rows: Iterable[Row]) -> dict[str, Any]:
     }
 
 
+def held_meetings(
+    meetings: Sequence[Row],
+    placements: Sequence[Row],
+    not_held: Sequence[Row],
+    feedback: Sequence[Row],
+) -> set[str]:
+    """Ids of the held meetings (see "held" above); the dashboard uses it too."""
+    placed = {p["meeting_id"] for p in placements if p["placed"]}
+    said_not = {n["meeting_id"] for n in not_held} | {
+        f["meeting_id"] for f in feedback if f["rating"] == "did_not_take_place"
+    }
+    return {
+        m["meeting_id"]
+        for m in meetings
+        if not m["cancelled"] and m["meeting_id"] in placed and m["meeting_id"] not in said_not
+    }
+
+
 def build(
     event: Row,
     registrations: Sequence[Row],
@@ -64,11 +82,10 @@ def build(
     side_programme: Sequence[Row] = (),
 ) -> dict[str, Any]:
     placed = {p["meeting_id"] for p in placements if p["placed"]}
-    marked = {n["meeting_id"] for n in not_held}
-    said_not = {f["meeting_id"] for f in feedback if f["rating"] == "did_not_take_place"}
     agreed = [m for m in meetings if not m["cancelled"]]
     on_agenda = [m for m in agreed if m["meeting_id"] in placed]
-    held = [m for m in on_agenda if m["meeting_id"] not in marked | said_not]
+    held_ids = held_meetings(meetings, placements, not_held, feedback)
+    held = [m for m in on_agenda if m["meeting_id"] in held_ids]
     with_held = {p for m in held for p in m["participants"]}
     approved = [r for r in registrations if r["status"] == "approved"]
     came = {a["registration_id"]: a["attended"] for a in attendance}
