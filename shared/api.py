@@ -1,7 +1,8 @@
-"""HTTP plumbing shared by the services' APIs: who is calling, and running a command.
+"""HTTP plumbing shared by the services' APIs: running a command once, in one transaction.
 
-Every service keeps an `api_keys` table (digest → role, subject), filled from
-registration's events, so a key issued by registration works everywhere.
+Who is calling, and whether it may, is `shared.access`'s business (its guard runs
+before a route's body is read); `Caller`, `MaybeCaller` and `Granted` are
+re-exported here for the routes.
 """
 
 from __future__ import annotations
@@ -11,65 +12,24 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, Header, Request
+from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 
-from shared.auth import ADMIN_ID, Principal, digest, same_secret
+from shared.access.guard import Caller, Granted, MaybeCaller
+from shared.access.policy import Principal
 from shared.errors import Forbidden, NotFound, RuleViolation
 from shared.idempotency import request_fingerprint, run_once
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
+
+__all__ = ["Caller", "Granted", "IdempotencyKey", "MaybeCaller", "as_problem", "run_command"]
 
 CORRELATION_HEADER = "X-Correlation-Id"
 
 Command = Callable[[asyncpg.Connection, str | None], Awaitable[Any]]
 
 
-async def record_key(conn: asyncpg.Connection, key_digest: str, role: str, subject: str) -> None:
-    """Remember a key issued by registration (idempotent: events may be replayed)."""
-    await conn.execute(
-        "INSERT INTO api_keys (key_digest, role, subject_id) VALUES ($1, $2, $3)"
-        " ON CONFLICT (key_digest) DO NOTHING",
-        key_digest,
-        role,
-        subject,
-    )
-
-
-async def principal(
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> Principal | None:
-    key = x_api_key or (
-        authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None
-    )
-    if not key:
-        return None
-    runtime = runtime_of(request)
-    if same_secret(key, runtime.settings.platform_admin_key):
-        return Principal("admin", ADMIN_ID)
-    row = await runtime.pool.fetchrow(
-        "SELECT role, subject_id FROM api_keys WHERE key_digest = $1", digest(key)
-    )
-    if row is None:
-        raise ProblemError(401, "Unknown API key", "the API key is not valid")
-    return Principal(row["role"], row["subject_id"])
-
-
-async def required(who: Annotated[Principal | None, Depends(principal)]) -> Principal:
-    if who is None:
-        raise ProblemError(
-            401,
-            "API key required",
-            "send your key in the X-API-Key header (or Authorization: Bearer)",
-        )
-    return who
-
-
-Caller = Annotated[Principal, Depends(required)]
-MaybeCaller = Annotated[Principal | None, Depends(principal)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 

@@ -9,23 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
-from typing import Literal
 
-Role = Literal["admin", "organiser", "organisation"]
+from shared.access.policy import ADMIN_ID, Principal, Role
 
-
-@dataclass(frozen=True)
-class Principal:
-    role: Role
-    id: str  # organiser id, registration id, or "admin"
-
-    @property
-    def label(self) -> str:
-        return f"{self.role}:{self.id}"
-
-
-ADMIN_ID = "admin"
+__all__ = ["ADMIN_ID", "Principal", "Role", "digest", "new_api_key", "same_secret"]
 
 
 def new_api_key(prefix: str) -> tuple[str, str]:

@@ -25,8 +25,9 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import problems, telemetry
+from shared.access import projection as access_projection
 from shared.db import create_pool, migrate
-from shared.inbox import InboxConsumer, Subscription
+from shared.inbox import InboxConsumer, Subscription, combine
 from shared.outbox import OutboxRelay, create_producer
 from shared.settings import PlatformSettings, database_url
 from shared.topics import prefixed_all
@@ -91,6 +92,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(self.dsn, self._producer, self.name, topic_prefix=prefix)
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         for index, subscription in enumerate(self._subscriptions):
+            subscription = with_access_projection(subscription)
             # Subscriptions name canonical topics; the consumers read them under the prefix.
             subscription = replace(subscription, topics=prefixed_all(prefix, subscription.topics))
             consumer = InboxConsumer(
@@ -140,6 +142,16 @@ class ServiceRuntime:
         if self._background_tasks:
             checks["background"] = not any(t.done() for t in self._background_tasks)
         return checks
+
+
+def with_access_projection(subscription: Subscription) -> Subscription:
+    """Every service that reads registration's events keeps the access projection
+    (`shared.access`) from them, in the same transaction as its own projections."""
+    if "registration.events" not in subscription.topics:
+        return subscription
+    return replace(
+        subscription, handlers=combine(access_projection.HANDLERS, subscription.handlers)
+    )
 
 
 def ops_router(runtime: ServiceRuntime) -> APIRouter:

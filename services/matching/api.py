@@ -1,30 +1,46 @@
-"""Matching's HTTP API: meeting requests (thin routes over the handlers and the projection).
+"""Matching's HTTP API: the participant directory and meeting requests (thin routes over
+the handlers and the projection).
 
-Participants act with their organisation's key (the requester is the caller);
-organisers with theirs, on their own events only; the platform admin on all.
+Who may call each route is declared with it (`shared.access`): participants act with
+their organisation's key (the requester is the caller); organisers with theirs, on
+their own events only; co-organisers read what concerns their support office.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+import asyncpg
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from services.matching import handlers
 from services.matching.domain import Status
-from shared.api import Caller, IdempotencyKey, as_problem, run_command
-from shared.contracts.registration import MeetingType
-from shared.errors import Forbidden, NotFound
-from shared.problems import ProblemError
+from shared.access.guard import AccessRouter, Target, own_registration, requires
+from shared.access.policy import Action, Principal, RegistrationStatus, Scope
+from shared.api import Caller, Granted, IdempotencyKey, as_problem, run_command
+from shared.bodies import RequestBody
+from shared.contracts.registration import DirectoryField, MeetingType
+from shared.errors import NotFound
 from shared.runtime import runtime_of
 
-router = APIRouter(prefix="/api")
+router = AccessRouter(prefix="/api")
+_Body = RequestBody
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+async def request_parties(
+    conn: asyncpg.Connection, path: Mapping[str, str], principal: Principal | None
+) -> Target | None:
+    """A meeting request concerns its event and its two participants."""
+    row = await conn.fetchrow(
+        "SELECT event_id, requester_id, recipient_id FROM meeting_requests WHERE request_id = $1",
+        path["request_id"],
+    )
+    if row is None:
+        return None
+    return Target(row["event_id"], (row["requester_id"], row["recipient_id"]))
 
 
 class NewMeetingRequest(_Body):
@@ -43,19 +59,55 @@ class NewMeeting(_Body):
 
 
 @router.get(
-    "/events/{event_id}/participants", summary="Participants of an event, as matching knows them"
+    "/events/{event_id}/participants",
+    summary="The participant directory: approved participants with what they publish",
+    description="Shown to the event's approved participants and its organisers. Each entry"
+    " has the name and organisation type, and the profile fields the participant chose to"
+    " publish. The event's lead organiser (or the admin) may also list other statuses with"
+    " `status`, and then sees every field and the status.",
+    openapi_extra=requires(Action.VIEW_DIRECTORY),
 )
 async def participants(
-    request: Request, event_id: str, status: str | None = None
+    request: Request,
+    event_id: str,
+    grant: Granted,
+    status: RegistrationStatus | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="words in name or profile")] = None,
+    country: Annotated[str | None, Query(max_length=2)] = None,
+    sector: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[dict[str, Any]]:
+    full = grant.sees_everything
     rows = await runtime_of(request).pool.fetch(
-        "SELECT registration_id, organisation_type, name, country, sectors, attendance, status"
-        " FROM participants WHERE event_id = $1 AND ($2::text IS NULL OR status = $2)"
+        "SELECT registration_id, organisation_type, name, country, sectors, technologies,"
+        " value_chain_position, markets, offers, requests, attendance, status, published"
+        " FROM participants WHERE event_id = $1 AND status = $2"
+        " AND ($3::text IS NULL OR concat_ws(' ', name, array_to_string(offers, ' '),"
+        "   array_to_string(requests, ' '), array_to_string(technologies, ' ')) ILIKE"
+        "   '%' || $3 || '%')"
+        " AND ($4::text IS NULL OR country = upper($4)) AND ($5::text IS NULL OR $5 = ANY(sectors))"
         " ORDER BY name",
         event_id,
-        status,
+        (status if full and status else RegistrationStatus.APPROVED).value,
+        q,
+        country,
+        sector,
     )
-    return [dict(r) for r in rows]
+    return [_entry(r, full) for r in rows]
+
+
+def _entry(row: asyncpg.Record, full: bool) -> dict[str, Any]:
+    published = set(row["published"]) if row["published"] is not None else set(DirectoryField)
+    entry = {
+        "registration_id": row["registration_id"],
+        "organisation_type": row["organisation_type"],
+        "name": row["name"],
+    }
+    for field in DirectoryField:
+        if full or field.value in published:
+            entry[field.value] = row[field.value]
+    if full:
+        entry["status"] = row["status"]
+    return entry
 
 
 # -- commands -----------------------------------------------------------------------
@@ -67,6 +119,7 @@ async def participants(
     summary="Ask another participant for a meeting (the calling organisation requests)",
     description="If the recipient's own request to the caller is pending, that request is "
     "accepted instead: two requests in opposite directions make one meeting.",
+    openapi_extra=requires(Action.ACT_AS_PARTICIPANT),
 )
 async def request_meeting(
     request: Request,
@@ -87,7 +140,11 @@ async def request_meeting(
     )
 
 
-@router.post("/meeting-requests/{request_id}/accept", summary="Accept a request (the recipient)")
+@router.post(
+    "/meeting-requests/{request_id}/accept",
+    summary="Accept a request (the recipient)",
+    openapi_extra=requires(Action.ACT_AS_PARTICIPANT, target=request_parties),
+)
 async def accept(
     request: Request, request_id: str, who: Caller, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -100,7 +157,11 @@ async def accept(
     )
 
 
-@router.post("/meeting-requests/{request_id}/decline", summary="Decline a request (the recipient)")
+@router.post(
+    "/meeting-requests/{request_id}/decline",
+    summary="Decline a request (the recipient)",
+    openapi_extra=requires(Action.ACT_AS_PARTICIPANT, target=request_parties),
+)
 async def decline(
     request: Request,
     request_id: str,
@@ -121,6 +182,7 @@ async def decline(
 @router.post(
     "/meeting-requests/{request_id}/cancel",
     summary="Cancel a pending request or an accepted meeting (either side, or the organiser)",
+    openapi_extra=requires(Action.CANCEL_MEETING, target=request_parties),
 )
 async def cancel(
     request: Request,
@@ -143,6 +205,7 @@ async def cancel(
     "/events/{event_id}/meetings",
     status_code=201,
     summary="Arrange a meeting between two participants, accepted at once (the organiser)",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
 async def arrange(
     request: Request,
@@ -167,23 +230,23 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
 
 
-@router.get("/meeting-requests/{request_id}", summary="One meeting request")
-async def get_request(request: Request, request_id: str, who: Caller) -> dict[str, Any]:
+@router.get(
+    "/meeting-requests/{request_id}",
+    summary="One meeting request (its two participants, their organisers)",
+    openapi_extra=requires(Action.VIEW_ACTIVITY, target=request_parties),
+)
+async def get_request(request: Request, request_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
         try:
-            found = await handlers.view(conn, request_id)
-            parties = (found["requester_id"], found["recipient_id"])
-            if not (who.role == "organisation" and who.id in parties):
-                event = await handlers.load_event(conn, found["event_id"])
-                handlers.authorise_organiser(who, event)
-        except (NotFound, Forbidden) as exc:
+            return await handlers.view(conn, request_id)
+        except NotFound as exc:
             raise as_problem(exc) from exc
-    return found
 
 
 @router.get(
     "/me/meeting-requests",
     summary="The calling organisation's meeting requests, incoming and/or outgoing, by status",
+    openapi_extra=requires(Action.ACT_AS_PARTICIPANT, target=own_registration),
 )
 async def my_requests(
     request: Request,
@@ -193,8 +256,6 @@ async def my_requests(
     limit: Limit = 200,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
-    if who.role != "organisation":
-        raise ProblemError(403, "Forbidden", "only an organisation's key has meeting requests")
     rows = await runtime_of(request).pool.fetch(
         "SELECT * FROM meeting_requests WHERE"
         " (($2::text IS NULL AND (requester_id = $1 OR recipient_id = $1))"
@@ -212,12 +273,14 @@ async def my_requests(
 
 @router.get(
     "/events/{event_id}/meeting-requests",
-    summary="All meeting requests of an event, filtered (the event's organiser)",
+    summary="Meeting requests of an event, filtered (its organisers; a co-organiser sees those"
+    " of its support office's participants, a participant its own)",
+    openapi_extra=requires(Action.VIEW_ACTIVITY),
 )
 async def event_requests(
     request: Request,
     event_id: str,
-    who: Caller,
+    grant: Granted,
     status: Status | None = None,
     participant_id: str | None = None,
     meeting_type: MeetingType | None = None,
@@ -225,25 +288,24 @@ async def event_requests(
     limit: Limit = 200,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
-    pool = runtime_of(request).pool
-    async with pool.acquire() as conn:
-        try:
-            handlers.authorise_organiser(who, await handlers.load_event(conn, event_id))
-        except (NotFound, Forbidden) as exc:
-            raise as_problem(exc) from exc
-        rows = await conn.fetch(
-            "SELECT * FROM meeting_requests WHERE event_id = $1"
-            " AND ($2::text IS NULL OR status = $2)"
-            " AND ($3::text IS NULL OR requester_id = $3 OR recipient_id = $3)"
-            " AND ($4::text IS NULL OR meeting_type = $4)"
-            " AND ($5::boolean IS NULL OR arranged_by_organiser = $5)"
-            " ORDER BY created_at, request_id LIMIT $6 OFFSET $7",
-            event_id,
-            status,
-            participant_id,
-            meeting_type,
-            arranged_by_organiser,
-            limit,
-            offset,
-        )
+    rows = await runtime_of(request).pool.fetch(
+        "SELECT m.* FROM meeting_requests m WHERE event_id = $1"
+        " AND ($2::text IS NULL OR status = $2)"
+        " AND ($3::text IS NULL OR requester_id = $3 OR recipient_id = $3)"
+        " AND ($4::text IS NULL OR meeting_type = $4)"
+        " AND ($5::boolean IS NULL OR arranged_by_organiser = $5)"
+        " AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM access_registrations a"
+        "   WHERE a.registration_id IN (requester_id, recipient_id) AND a.office_id = $8))"
+        " AND ($9::text IS NULL OR $9 IN (requester_id, recipient_id))"
+        " ORDER BY created_at, request_id LIMIT $6 OFFSET $7",
+        event_id,
+        status,
+        participant_id,
+        meeting_type,
+        arranged_by_organiser,
+        limit,
+        offset,
+        grant.office if grant.scope is Scope.OFFICE else None,
+        grant.registration_id if grant.scope is Scope.SELF else None,
+    )
     return [handlers.as_view(r) for r in rows]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncpg
 
-from shared.api import record_key
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import (
     MeetingAccepted,
@@ -24,7 +23,6 @@ from shared.contracts.registration import (
     BrokerageEventCreated,
     DecisionBase,
     OrganisationProfile,
-    OrganiserRegistered,
     PersonalDataErased,
     ProfileUpdated,
     RegisteredBase,
@@ -42,11 +40,6 @@ STATUS = {
     RegistrationWaitlisted: "waitlisted",
     RegistrationWithdrawn: "withdrawn",
 }
-
-
-async def on_organiser_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
-    assert isinstance(e, OrganiserRegistered)
-    await record_key(conn, e.api_key_digest, "organiser", e.organiser_id)
 
 
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -76,6 +69,7 @@ def _profile_values(p: OrganisationProfile) -> list[object]:
         p.offers,
         p.requests,
         p.attendance.value,
+        [f.value for f in p.published],
     ]
 
 
@@ -85,13 +79,13 @@ async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) 
     await conn.execute(
         "INSERT INTO participants (registration_id, event_id, organisation_type, name, country,"
         " sectors, technologies, value_chain_position, markets, offers, requests, attendance,"
-        " status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending')"
+        " published, status)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending')"
         " ON CONFLICT (registration_id) DO NOTHING",
         e.registration_id,
         e.event_id,
         *_profile_values(profile),
     )
-    await record_key(conn, e.api_key_digest, "organisation", e.registration_id)
 
 
 async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -99,7 +93,7 @@ async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayl
     await conn.execute(
         "UPDATE participants SET organisation_type = $2, name = $3, country = $4, sectors = $5,"
         " technologies = $6, value_chain_position = $7, markets = $8, offers = $9,"
-        " requests = $10, attendance = $11 WHERE registration_id = $1",
+        " requests = $10, attendance = $11, published = $12 WHERE registration_id = $1",
         e.registration_id,
         *_profile_values(e.profile),
     )
@@ -115,7 +109,6 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
 
 
 HANDLERS: dict[str, Handler] = {
-    OrganiserRegistered.ce_type(): on_organiser_registered,
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},

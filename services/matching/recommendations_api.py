@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 
 from services.matching import recommendations as recs
+from shared.access.guard import AccessRouter, own_registration, requires
+from shared.access.policy import Action
 from shared.api import Caller
-from shared.auth import Principal
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
 
-router = APIRouter(prefix="/api")
+router = AccessRouter(prefix="/api")
 
 Limit = Annotated[int, Query(ge=1, le=recs.MAX_LIMIT, description="How many partners")]
 
@@ -44,10 +45,9 @@ async def _answer(request: Request, subject: recs.Subject, limit: int) -> dict[s
     description="Only approved participants get recommendations. Partners already requested"
     " (pending) or met (accepted), withdrawn or rejected ones, and meeting types the event does"
     " not allow are left out.",
+    openapi_extra=requires(Action.ACT_AS_PARTICIPANT, target=own_registration),
 )
 async def my_recommendations(request: Request, who: Caller, limit: Limit = 10) -> dict[str, Any]:
-    if who.role != "organisation":
-        raise ProblemError(403, "Forbidden", "only an organisation's key has recommendations")
     async with runtime_of(request).pool.acquire() as conn:
         subject = await recs.subject_of(conn, who.id)
     if subject is None:
@@ -55,25 +55,14 @@ async def my_recommendations(request: Request, who: Caller, limit: Limit = 10) -
     return await _answer(request, subject, limit)
 
 
-async def _may_see(request: Request, who: Principal, event_id: str, registration_id: str) -> None:
-    if who.role == "admin" or (who.role == "organisation" and who.id == registration_id):
-        return
-    organiser = await runtime_of(request).pool.fetchval(
-        "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id
-    )
-    if who.role == "organiser" and organiser is not None and organiser == who.id:
-        return
-    raise ProblemError(403, "Forbidden", "only the event's organiser may see this")
-
-
 @router.get(
     "/events/{event_id}/participants/{registration_id}/recommendations",
-    summary="A participant's recommended partners (the event's organiser, or the admin)",
+    summary="A participant's recommended partners (itself, its organisers)",
+    openapi_extra=requires(Action.VIEW_REGISTRATION),
 )
 async def participant_recommendations(
-    request: Request, event_id: str, registration_id: str, who: Caller, limit: Limit = 10
+    request: Request, event_id: str, registration_id: str, limit: Limit = 10
 ) -> dict[str, Any]:
-    await _may_see(request, who, event_id, registration_id)
     async with runtime_of(request).pool.acquire() as conn:
         subject = await recs.subject_of(conn, registration_id)
     if subject is None or subject.event_id != event_id:

@@ -1,9 +1,11 @@
 """Notification's HTTP API: delivery logs, preferences, webhooks, calendar feeds, unsubscribe.
 
+Each route declares who may call it (`shared.access`):
 - organisers (and the admin) register webhook endpoints for their events and
   read each endpoint's deliveries; the secret is shown once, at creation;
-- an organisation (its own key), the event's organiser or the admin reads the
-  delivery log of a registration; the organisation sets its preferences;
+- an organisation (its own key), the event's organisers (a co-organiser for its
+  office) or the admin reads the delivery log of a registration; the organisation
+  sets its preferences;
 - `/calendar/{token}.ics` and `/unsubscribe/{token}` work without a key: the
   signed token in the link is the credential.
 """
@@ -17,26 +19,25 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, Field
 
 from services.notification import reads
 from services.notification.channels import calendar, webhooks
 from services.notification.domain import WEBHOOK_KINDS, Kind
 from services.notification.sender import Links
-from shared.api import Caller, IdempotencyKey, run_command
-from shared.auth import Principal
+from shared.access.guard import AccessRouter, requires
+from shared.access.policy import Action, Scope
+from shared.api import Caller, Granted, IdempotencyKey, run_command
+from shared.bodies import RequestBody
 from shared.links import open_link
 from shared.problems import ProblemError, invalid
 from shared.runtime import runtime_of
 from shared.settings import NotificationSettings
 
-router = APIRouter()
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+router = AccessRouter()
+_Body = RequestBody
 
 
 class NewWebhook(_Body):
@@ -62,40 +63,6 @@ def _links(request: Request) -> Links:
     return Links(s.public_base_url.rstrip("/"), s.notification_link_secret)
 
 
-# -- authorisation ----------------------------------------------------------------
-
-
-async def _organiser_of(conn: asyncpg.Connection, event_id: str) -> str:
-    owner: str | None = await conn.fetchval(
-        "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id
-    )
-    if owner is None:
-        raise ProblemError(404, "Not found", f"brokerage event {event_id} not found")
-    return owner
-
-
-async def _may_organise(conn: asyncpg.Connection, who: Principal, event_id: str) -> None:
-    owner = await _organiser_of(conn, event_id)
-    if who.role != "admin" and not (who.role == "organiser" and who.id == owner):
-        raise ProblemError(403, "Forbidden", "only the event's organiser may do this")
-
-
-async def _may_read(
-    conn: asyncpg.Connection, who: Principal, registration_id: str, *, organiser_may: bool = True
-) -> None:
-    if who.role == "admin" or (who.role == "organisation" and who.id == registration_id):
-        return
-    event_id = await conn.fetchval(
-        "SELECT event_id FROM recipients WHERE registration_id = $1", registration_id
-    )
-    if event_id is None:
-        raise ProblemError(404, "Not found", f"registration {registration_id} not found")
-    if organiser_may and who.role == "organiser":
-        if await _organiser_of(conn, event_id) == who.id:
-            return
-    raise ProblemError(403, "Forbidden", "this key may not see this registration's messages")
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -107,6 +74,7 @@ def _iso(value: datetime | None) -> str | None:
     "/api/events/{event_id}/webhooks",
     status_code=201,
     summary="Register a webhook endpoint (the event's organiser); the secret is shown once",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
 async def create_webhook(
     request: Request,
@@ -120,7 +88,6 @@ async def create_webhook(
         raise invalid("event_types", f"unknown event types {unknown}")
 
     async def command(conn: asyncpg.Connection, _: str | None) -> dict[str, Any]:
-        await _may_organise(conn, who, event_id)
         endpoint_id, secret = str(uuid.uuid4()), webhooks.new_secret()
         created = await conn.fetchval(
             "INSERT INTO webhook_endpoints (endpoint_id, event_id, url, kinds, secret, created_by)"
@@ -146,10 +113,13 @@ async def create_webhook(
     )
 
 
-@router.get("/api/events/{event_id}/webhooks", summary="The event's webhook endpoints")
-async def list_webhooks(request: Request, event_id: str, who: Caller) -> list[dict[str, Any]]:
+@router.get(
+    "/api/events/{event_id}/webhooks",
+    summary="The event's webhook endpoints",
+    openapi_extra=requires(Action.MANAGE_EVENT),
+)
+async def list_webhooks(request: Request, event_id: str) -> list[dict[str, Any]]:
     async with runtime_of(request).pool.acquire() as conn:
-        await _may_organise(conn, who, event_id)
         rows = await conn.fetch(
             "SELECT endpoint_id, url, kinds, active, created_at FROM webhook_endpoints"
             " WHERE event_id = $1 ORDER BY created_at",
@@ -184,12 +154,10 @@ async def _endpoint(conn: asyncpg.Connection, event_id: str, endpoint_id: str) -
 @router.delete(
     "/api/events/{event_id}/webhooks/{endpoint_id}",
     summary="Stop a webhook endpoint (pending deliveries are skipped)",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
-async def delete_webhook(
-    request: Request, event_id: str, endpoint_id: str, who: Caller
-) -> dict[str, Any]:
+async def delete_webhook(request: Request, event_id: str, endpoint_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
-        await _may_organise(conn, who, event_id)
         await _endpoint(conn, event_id, endpoint_id)
         await conn.execute(
             "UPDATE webhook_endpoints SET active = false WHERE endpoint_id = $1::uuid", endpoint_id
@@ -200,16 +168,15 @@ async def delete_webhook(
 @router.get(
     "/api/events/{event_id}/webhooks/{endpoint_id}/deliveries",
     summary="Deliveries to a webhook endpoint: status, attempts, next attempt, last error",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
 async def webhook_deliveries(
     request: Request,
     event_id: str,
     endpoint_id: str,
-    who: Caller,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     async with runtime_of(request).pool.acquire() as conn:
-        await _may_organise(conn, who, event_id)
         await _endpoint(conn, event_id, endpoint_id)
         rows = await conn.fetch(
             "SELECT * FROM deliveries WHERE recipient = $1 AND channel = 'webhook'"
@@ -242,31 +209,35 @@ def _delivery(r: asyncpg.Record) -> dict[str, Any]:
 
 
 @router.get(
-    "/api/events/{event_id}/recipients", summary="Recipients of an event (no contact details)"
+    "/api/events/{event_id}/recipients",
+    summary="Recipients of an event, no contact details (its organisers; a co-organiser its"
+    " office's, a participant itself)",
+    openapi_extra=requires(Action.VIEW_ACTIVITY),
 )
-async def recipients(request: Request, event_id: str, who: Caller) -> list[dict[str, Any]]:
-    async with runtime_of(request).pool.acquire() as conn:
-        await _may_organise(conn, who, event_id)
-        rows = await conn.fetch(
-            "SELECT registration_id, name, status, erased FROM recipients WHERE event_id = $1"
-            " ORDER BY name",
-            event_id,
-        )
+async def recipients(request: Request, event_id: str, grant: Granted) -> list[dict[str, Any]]:
+    rows = await runtime_of(request).pool.fetch(
+        "SELECT r.registration_id, name, r.status, erased FROM recipients r"
+        " LEFT JOIN access_registrations a USING (registration_id) WHERE r.event_id = $1"
+        " AND ($2::text IS NULL OR a.office_id = $2)"
+        " AND ($3::text IS NULL OR r.registration_id = $3) ORDER BY name",
+        event_id,
+        grant.office if grant.scope is Scope.OFFICE else None,
+        grant.registration_id if grant.scope is Scope.SELF else None,
+    )
     return [dict(r) for r in rows]
 
 
 @router.get(
     "/api/registrations/{registration_id}/notifications",
-    summary="Delivery log of a registration (the organisation, the event's organiser, admin)",
+    summary="Delivery log of a registration (the organisation, its organisers, admin)",
+    openapi_extra=requires(Action.VIEW_REGISTRATION),
 )
 async def delivery_log(
     request: Request,
     registration_id: str,
-    who: Caller,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     async with runtime_of(request).pool.acquire() as conn:
-        await _may_read(conn, who, registration_id)
         rows = await conn.fetch(
             "SELECT * FROM deliveries WHERE recipient = $1 AND channel = 'email'"
             " ORDER BY created_at, delivery_id LIMIT $2",
@@ -279,10 +250,10 @@ async def delivery_log(
 @router.get(
     "/api/registrations/{registration_id}/preferences",
     summary="Which messages, how often, in which time zone (the organisation)",
+    openapi_extra=requires(Action.ACT_AS_PARTICIPANT),
 )
-async def get_preferences(request: Request, registration_id: str, who: Caller) -> dict[str, Any]:
+async def get_preferences(request: Request, registration_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
-        await _may_read(conn, who, registration_id, organiser_may=False)
         prefs = await reads.preferences(conn, registration_id)
     links = _links(request)
     return {
@@ -295,9 +266,13 @@ async def get_preferences(request: Request, registration_id: str, who: Caller) -
     }
 
 
-@router.put("/api/registrations/{registration_id}/preferences", summary="Set the preferences")
+@router.put(
+    "/api/registrations/{registration_id}/preferences",
+    summary="Set the preferences (the organisation)",
+    openapi_extra=requires(Action.ACT_AS_PARTICIPANT),
+)
 async def put_preferences(
-    request: Request, registration_id: str, body: PreferencesBody, who: Caller
+    request: Request, registration_id: str, body: PreferencesBody
 ) -> dict[str, Any]:
     if body.time_zone is not None:
         try:
@@ -305,7 +280,6 @@ async def put_preferences(
         except (ZoneInfoNotFoundError, ValueError):
             raise invalid("time_zone", f"unknown IANA time zone {body.time_zone!r}") from None
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
-        await _may_read(conn, who, registration_id, organiser_may=False)
         if not body.digest:
             # Messages held for a digest that is no longer wanted go now, together (one
             # digest email), instead of waiting for the digest hour.
@@ -327,7 +301,7 @@ async def put_preferences(
             body.time_zone,
             body.unsubscribed,
         )
-    return await get_preferences(request, registration_id, who)
+    return await get_preferences(request, registration_id)
 
 
 # -- links that work without a key ------------------------------------------------------
@@ -344,6 +318,7 @@ def _token(request: Request, purpose: str, token: str) -> str:
     "/calendar/{token}.ics",
     summary="A participant's current agenda as an iCalendar feed (secret link)",
     response_class=Response,
+    openapi_extra=requires(Action.FOLLOW_LINK),
 )
 async def calendar_feed(request: Request, token: str) -> Response:
     registration_id = _token(request, "feed", token)
@@ -372,7 +347,10 @@ async def calendar_feed(request: Request, token: str) -> Response:
 
 
 @router.get(
-    "/unsubscribe/{token}", summary="Unsubscribe page (secret link)", response_class=HTMLResponse
+    "/unsubscribe/{token}",
+    summary="Unsubscribe page (secret link)",
+    response_class=HTMLResponse,
+    openapi_extra=requires(Action.FOLLOW_LINK),
 )
 async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     _token(request, "unsubscribe", token)
@@ -388,6 +366,7 @@ async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     "/unsubscribe/{token}",
     summary="Unsubscribe (secret link; RFC 8058 one-click)",
     response_class=HTMLResponse,
+    openapi_extra=requires(Action.FOLLOW_LINK),
 )
 async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     registration_id = _token(request, "unsubscribe", token)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncpg
 
 from services.notification.domain import Meeting, Placement
-from shared.api import record_key
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
@@ -40,7 +39,6 @@ STATUS = {
 
 async def on_organiser(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
     assert isinstance(e, OrganiserRegistered)
-    await record_key(conn, e.api_key_digest, "organiser", e.organiser_id)
 
 
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -67,7 +65,6 @@ async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) 
         e.profile.name,
         e.profile.representatives_encrypted,
     )
-    await record_key(conn, e.api_key_digest, "organisation", e.registration_id)
 
 
 async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:

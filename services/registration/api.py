@@ -7,15 +7,19 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import EmailStr, Field
 
 from services.registration import contacts, handlers
 from services.registration.domain import slot_grid
-from shared.api import Caller, IdempotencyKey, MaybeCaller, run_command
+from shared.access.guard import AccessRouter, requires
+from shared.access.policy import Action, RegistrationStatus, Scope
+from shared.api import Caller, Granted, IdempotencyKey, run_command
+from shared.bodies import RequestBody
 from shared.contracts.registration import (
     Attendance,
+    DirectoryField,
     Interval,
     MeetingType,
     OrganisationType,
@@ -24,19 +28,19 @@ from shared.contracts.registration import (
     RegistrationWaitlisted,
     RegistrationWithdrawn,
     Session,
+    SupportOffice,
 )
-from shared.errors import Forbidden, NotFound
+from shared.errors import NotFound
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
 
-router = APIRouter(prefix="/api")
+router = AccessRouter(prefix="/api")
 
 
 # -- request bodies -----------------------------------------------------------
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Body = RequestBody
 
 
 class NewOrganiser(_Body):
@@ -55,6 +59,12 @@ class NewBrokerageEvent(_Body):
     registration_deadline: datetime
     max_meetings_per_participant: int | None = Field(default=None, ge=1)
     request_expiry_hours: int = Field(default=48, ge=1)
+    support_offices: list[SupportOffice] = Field(
+        default_factory=list,
+        max_length=100,
+        description="EEN support offices co-organising the event, each with the countries"
+        " whose participants it looks after unless they choose another",
+    )
 
 
 class Representative(_Body):
@@ -77,10 +87,27 @@ class Profile(_Body):
     attendance: Attendance = Attendance.ON_SITE
     availability: list[Interval] = Field(default_factory=list, max_length=50)
     representatives: list[Representative] = Field(min_length=1, max_length=10)
+    published: list[DirectoryField] = Field(
+        default_factory=lambda: list(DirectoryField),
+        description="what the participant directory shows besides name and type",
+    )
 
     def split(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         data = self.model_dump(mode="json")
         return data, data.pop("representatives")
+
+
+class NewRegistration(Profile):
+    support_office: str | None = Field(
+        default=None,
+        max_length=100,
+        description="one of the event's support offices; by default the country rule's",
+    )
+
+    def split(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        data, representatives = super().split()
+        data.pop("support_office")
+        return data, representatives
 
 
 class NewSideProgrammeItem(_Body):
@@ -99,15 +126,28 @@ class DecisionBody(_Body):
     reason: str | None = Field(default=None, max_length=2000)
 
 
+class NewCoOrganiser(_Body):
+    office_id: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr | None = None
+
+
+class OfficeBody(_Body):
+    office_id: str = Field(min_length=1, max_length=100)
+
+
 # -- organisers and events ----------------------------------------------------
 
 
-@router.post("/organisers", status_code=201, summary="Register an organiser (platform admin)")
+@router.post(
+    "/organisers",
+    status_code=201,
+    summary="Register an organiser (platform admin)",
+    openapi_extra=requires(Action.CREATE_ORGANISER),
+)
 async def create_organiser(
     request: Request, body: NewOrganiser, who: Caller, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
-    if who.role != "admin":
-        raise ProblemError(403, "Forbidden", "only the platform admin registers organisers")
     return await run_command(
         request,
         who,
@@ -118,7 +158,12 @@ async def create_organiser(
     )
 
 
-@router.post("/events", status_code=201, summary="Create a brokerage event (organiser)")
+@router.post(
+    "/events",
+    status_code=201,
+    summary="Create a brokerage event (organiser)",
+    openapi_extra=requires(Action.CREATE_EVENT),
+)
 async def create_event(
     request: Request, body: NewBrokerageEvent, who: Caller, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -133,7 +178,7 @@ async def create_event(
     )
 
 
-@router.get("/events", summary="List brokerage events")
+@router.get("/events", summary="List brokerage events", openapi_extra=requires(Action.VIEW_PUBLIC))
 async def list_events(request: Request) -> list[dict[str, Any]]:
     rows = await runtime_of(request).pool.fetch(
         "SELECT definition FROM brokerage_events ORDER BY created_at"
@@ -141,7 +186,11 @@ async def list_events(request: Request) -> list[dict[str, Any]]:
     return [json.loads(r["definition"]) for r in rows]
 
 
-@router.get("/events/{event_id}", summary="A brokerage event with its slot grid")
+@router.get(
+    "/events/{event_id}",
+    summary="A brokerage event with its slot grid and support offices",
+    openapi_extra=requires(Action.VIEW_PUBLIC),
+)
 async def get_event(request: Request, event_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
         try:
@@ -160,23 +209,31 @@ async def get_event(request: Request, event_id: str) -> dict[str, Any]:
     status_code=201,
     summary="Register an organisation for an event; returns its API key once",
     description="Open to anyone until the registration deadline; afterwards only the event's"
-    " organiser (or the platform admin) may still register an organisation.",
+    " organisers (or the platform admin) may still register an organisation. A co-organiser"
+    " registers organisations for its own support office.",
+    openapi_extra=requires(Action.REGISTER),
 )
 async def register(
     request: Request,
     event_id: str,
-    body: Profile,
-    who: MaybeCaller,
+    body: NewRegistration,
+    grant: Granted,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     profile, representatives = body.split()
     return await run_command(
         request,
-        who,
+        grant.principal,
         idempotency_key,
         body.model_dump(mode="json"),
         lambda conn, cid: handlers.register_organisation(
-            conn, event_id, profile, representatives, cid, principal=who
+            conn,
+            event_id,
+            profile,
+            representatives,
+            cid,
+            grant=grant,
+            support_office=body.support_office,
         ),
         201,
     )
@@ -184,13 +241,16 @@ async def register(
 
 @router.get(
     "/events/{event_id}/registrations",
-    summary="Registrations of an event, filtered (organiser of the event)",
+    summary="Registrations of an event, filtered (its organisers; a co-organiser sees its"
+    " support office's)",
+    openapi_extra=requires(Action.VIEW_ACTIVITY),
 )
 async def list_registrations(
     request: Request,
     event_id: str,
-    who: Caller,
-    status: str | None = None,
+    grant: Granted,
+    status: RegistrationStatus | None = None,
+    support_office: str | None = None,
     organisation_type: OrganisationType | None = None,
     country: str | None = None,
     sector: str | None = None,
@@ -198,49 +258,44 @@ async def list_registrations(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
-    pool = runtime_of(request).pool
-    owner = await pool.fetchval(
-        "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id
-    )
-    if owner is None:
-        raise ProblemError(404, "Not found", f"brokerage event {event_id} not found")
-    if who.role != "admin" and not (who.role == "organiser" and who.id == owner):
-        raise ProblemError(403, "Forbidden", "only the event's organiser lists its registrations")
-    rows = await pool.fetch(
-        "SELECT * FROM registrations WHERE event_id = $1"
-        " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR organisation_type = $3)"
+    if grant.scope is Scope.OFFICE:
+        support_office = grant.office
+    rows = await runtime_of(request).pool.fetch(
+        "SELECT r.*, a.office_id FROM registrations r"
+        " JOIN access_registrations a USING (registration_id) WHERE r.event_id = $1"
+        " AND ($2::text IS NULL OR r.status = $2) AND ($3::text IS NULL OR organisation_type = $3)"
         " AND ($4::text IS NULL OR country = upper($4)) AND ($5::text IS NULL OR $5 = ANY(sectors))"
-        " AND ($6::text IS NULL OR attendance = $6)"
-        " ORDER BY registered_at, registration_id LIMIT $7 OFFSET $8",
+        " AND ($6::text IS NULL OR attendance = $6) AND ($7::text IS NULL OR a.office_id = $7)"
+        " AND ($8::text IS NULL OR r.registration_id = $8)"
+        " ORDER BY registered_at, registration_id LIMIT $9 OFFSET $10",
         event_id,
         status,
         organisation_type,
         country,
         sector,
         attendance,
+        support_office,
+        grant.registration_id if grant.scope is Scope.SELF else None,
         limit,
         offset,
     )
     return [_summary(r) for r in rows]
 
 
-@router.get("/registrations/{registration_id}", summary="One registration, with contact details")
-async def get_registration(request: Request, registration_id: str, who: Caller) -> dict[str, Any]:
+@router.get(
+    "/registrations/{registration_id}",
+    summary="One registration, with contact details",
+    openapi_extra=requires(Action.VIEW_REGISTRATION),
+)
+async def get_registration(request: Request, registration_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT * FROM registrations WHERE registration_id = $1", registration_id
+            "SELECT r.*, a.office_id FROM registrations r"
+            " JOIN access_registrations a USING (registration_id) WHERE registration_id = $1",
+            registration_id,
         )
         if row is None:
             raise ProblemError(404, "Not found", f"registration {registration_id} not found")
-        try:
-            await handlers.authorise(
-                conn,
-                who,
-                await handlers.load_registration(conn, registration_id),
-                organisation_may=True,
-            )
-        except Forbidden as exc:
-            raise ProblemError(403, "Forbidden", str(exc)) from exc
         profile = json.loads(row["profile"])
         representatives = await handlers.representatives_of(
             conn, registration_id, profile.pop("representatives_encrypted")
@@ -250,20 +305,17 @@ async def get_registration(request: Request, registration_id: str, who: Caller) 
 
 @router.get(
     "/registrations/{registration_id}/contacts",
-    summary="An organisation's contact details (itself, the event's organiser, the admin,"
-    " or an organisation with an accepted meeting with it)",
+    summary="An organisation's contact details (itself, the event's organisers, its support"
+    " office, the admin, or an organisation with an accepted meeting with it)",
+    openapi_extra=requires(Action.VIEW_REGISTRATION, target=contacts.with_partners),
 )
-async def get_contacts(request: Request, registration_id: str, who: Caller) -> dict[str, Any]:
+async def get_contacts(request: Request, registration_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT * FROM registrations WHERE registration_id = $1", registration_id
         )
         if row is None:
             raise ProblemError(404, "Not found", f"registration {registration_id} not found")
-        try:
-            await contacts.authorise(conn, who, registration_id, row["event_id"])
-        except Forbidden as exc:
-            raise ProblemError(403, "Forbidden", str(exc)) from exc
         profile = json.loads(row["profile"])
         representatives = await handlers.representatives_of(
             conn, registration_id, profile["representatives_encrypted"]
@@ -289,12 +341,17 @@ def _summary(row: asyncpg.Record) -> dict[str, Any]:
         "attendance": row["attendance"],
         "status": row["status"],
         "status_reason": row["status_reason"],
+        "support_office": row["office_id"],
         "erased": row["erased"],
         "registered_at": row["registered_at"].isoformat(),
     }
 
 
-@router.patch("/registrations/{registration_id}", summary="Update the profile (the organisation)")
+@router.patch(
+    "/registrations/{registration_id}",
+    summary="Update the profile (the organisation, or its organisers)",
+    openapi_extra=requires(Action.EDIT_PROFILE),
+)
 async def update(
     request: Request,
     registration_id: str,
@@ -309,12 +366,14 @@ async def update(
         idempotency_key,
         body.model_dump(mode="json"),
         lambda conn, cid: handlers.update_profile(
-            conn, who, registration_id, profile, representatives, cid
+            conn, registration_id, profile, representatives, cid
         ),
     )
 
 
-def _decision_route(path: str, decision: handlers.Decision, summary: str) -> None:
+def _decision_route(
+    path: str, decision: handlers.Decision, summary: str, action: Action = Action.VALIDATE
+) -> None:
     async def decide(
         request: Request,
         registration_id: str,
@@ -328,7 +387,7 @@ def _decision_route(path: str, decision: handlers.Decision, summary: str) -> Non
             who,
             idempotency_key,
             {"reason": reason},
-            lambda conn, cid: handlers.decide(conn, who, registration_id, decision, reason, cid),
+            lambda conn, cid: handlers.decide(conn, registration_id, decision, reason, cid),
         )
 
     router.add_api_route(
@@ -337,18 +396,25 @@ def _decision_route(path: str, decision: handlers.Decision, summary: str) -> Non
         methods=["POST"],
         summary=summary,
         name=path,
+        openapi_extra=requires(action),
     )
 
 
-_decision_route("approve", RegistrationApproved, "Approve a registration (organiser)")
-_decision_route("reject", RegistrationRejected, "Reject a registration (organiser)")
-_decision_route("waitlist", RegistrationWaitlisted, "Waitlist a registration (organiser)")
-_decision_route("withdraw", RegistrationWithdrawn, "Withdraw (the organisation or organiser)")
+_decision_route("approve", RegistrationApproved, "Approve a registration (organisers)")
+_decision_route("reject", RegistrationRejected, "Reject a registration (organisers)")
+_decision_route("waitlist", RegistrationWaitlisted, "Waitlist a registration (organisers)")
+_decision_route(
+    "withdraw",
+    RegistrationWithdrawn,
+    "Withdraw (the organisation or its organisers)",
+    Action.EDIT_PROFILE,
+)
 
 
 @router.delete(
     "/registrations/{registration_id}/personal-data",
     summary="Erase the representatives' contact details everywhere",
+    openapi_extra=requires(Action.ERASE),
 )
 async def erase(request: Request, registration_id: str, who: Caller) -> JSONResponse:
     return await run_command(
@@ -356,7 +422,7 @@ async def erase(request: Request, registration_id: str, who: Caller) -> JSONResp
         who,
         None,
         None,
-        lambda conn, cid: handlers.erase_personal_data(conn, who, registration_id, cid),
+        lambda conn, cid: handlers.erase_personal_data(conn, registration_id, cid),
     )
 
 
@@ -367,6 +433,7 @@ async def erase(request: Request, registration_id: str, who: Caller) -> JSONResp
     "/events/{event_id}/side-programme",
     status_code=201,
     summary="Add a side programme item, e.g. a guided tour (organiser)",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
 async def add_side_programme_item(
     request: Request,
@@ -381,7 +448,7 @@ async def add_side_programme_item(
         who,
         idempotency_key,
         body.model_dump(mode="json"),
-        lambda conn, cid: handlers.add_side_programme_item(conn, who, event_id, definition, cid),
+        lambda conn, cid: handlers.add_side_programme_item(conn, event_id, definition, cid),
         201,
     )
 
@@ -390,27 +457,32 @@ async def add_side_programme_item(
     "/events/{event_id}/side-programme/{item_id}/participants",
     summary="Join a side programme item (the organisation, or the organiser for it);"
     " its time is then blocked for meetings",
+    openapi_extra=requires(Action.EDIT_PROFILE),
 )
 async def join_side_programme(
     request: Request,
     event_id: str,
     item_id: str,
     body: JoinBody,
-    who: Caller,
+    grant: Granted,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     return await run_command(
         request,
-        who,
+        grant.principal,
         idempotency_key,
         body.model_dump(),
         lambda conn, cid: handlers.join_side_programme(
-            conn, who, event_id, item_id, body.registration_id, cid
+            conn, grant, event_id, item_id, body.registration_id, cid
         ),
     )
 
 
-@router.get("/events/{event_id}/side-programme", summary="An event's side programme")
+@router.get(
+    "/events/{event_id}/side-programme",
+    summary="An event's side programme",
+    openapi_extra=requires(Action.VIEW_PUBLIC),
+)
 async def side_programme(request: Request, event_id: str) -> list[dict[str, Any]]:
     rows = await runtime_of(request).pool.fetch(
         "SELECT * FROM side_programme WHERE event_id = $1 ORDER BY starts_at, title", event_id
@@ -427,3 +499,91 @@ async def side_programme(request: Request, event_id: str) -> list[dict[str, Any]
         }
         for r in rows
     ]
+
+
+# -- co-organisers and support offices (EEN) --------------------------------------------
+
+
+@router.post(
+    "/events/{event_id}/co-organisers",
+    status_code=201,
+    summary="Add a co-organiser for one of the event's support offices; returns its key once",
+    openapi_extra=requires(Action.MANAGE_CO_ORGANISERS),
+)
+async def add_co_organiser(
+    request: Request,
+    event_id: str,
+    body: NewCoOrganiser,
+    who: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await run_command(
+        request,
+        who,
+        idempotency_key,
+        body.model_dump(),
+        lambda conn, cid: handlers.add_co_organiser(
+            conn, event_id, body.office_id, body.name, body.email, cid
+        ),
+        201,
+    )
+
+
+@router.get(
+    "/events/{event_id}/co-organisers",
+    summary="The event's co-organisers (lead organiser)",
+    openapi_extra=requires(Action.MANAGE_CO_ORGANISERS),
+)
+async def list_co_organisers(request: Request, event_id: str) -> list[dict[str, Any]]:
+    rows = await runtime_of(request).pool.fetch(
+        "SELECT * FROM co_organisers WHERE event_id = $1 ORDER BY added_at", event_id
+    )
+    return [
+        {
+            "co_organiser_id": r["co_organiser_id"],
+            "office_id": r["office_id"],
+            "name": r["name"],
+            "email": r["email"],
+            "added_at": r["added_at"].isoformat(),
+            "removed": r["removed_at"] is not None,
+        }
+        for r in rows
+    ]
+
+
+@router.delete(
+    "/events/{event_id}/co-organisers/{co_organiser_id}",
+    summary="Remove a co-organiser: its key stops working",
+    openapi_extra=requires(Action.MANAGE_CO_ORGANISERS),
+)
+async def remove_co_organiser(
+    request: Request, event_id: str, co_organiser_id: str, who: Caller
+) -> JSONResponse:
+    return await run_command(
+        request,
+        who,
+        None,
+        None,
+        lambda conn, cid: handlers.remove_co_organiser(conn, event_id, co_organiser_id, cid),
+    )
+
+
+@router.post(
+    "/registrations/{registration_id}/support-office",
+    summary="Reassign a participant to another support office (lead organiser)",
+    openapi_extra=requires(Action.MANAGE_CO_ORGANISERS),
+)
+async def reassign_office(
+    request: Request,
+    registration_id: str,
+    body: OfficeBody,
+    who: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return await run_command(
+        request,
+        who,
+        idempotency_key,
+        body.model_dump(),
+        lambda conn, cid: handlers.reassign_office(conn, registration_id, body.office_id, cid),
+    )

@@ -3,19 +3,21 @@
 Registration owns the sealed contact details; matching owns the meetings. This
 module keeps, from `matching.events`, the pairs of registrations that have an
 accepted meeting (a cancellation removes the pair), and decides who may read a
-registration's contact details: the organisation itself, the event's organiser,
-the platform admin, and an organisation with an accepted meeting with it.
+registration's contact details besides the organisation itself and its organisers
+(`shared.access`): an organisation with an accepted meeting with it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import asyncpg
 
-from shared.auth import Principal
+from shared.access.guard import Target, from_path
+from shared.access.policy import Principal, Role
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted, MeetingCancelled
 from shared.envelope import Envelope
-from shared.errors import Forbidden
 from shared.inbox import Handler
 
 
@@ -53,22 +55,16 @@ async def have_met(conn: asyncpg.Connection, a: str, b: str) -> bool:
     return found
 
 
-async def authorise(
-    conn: asyncpg.Connection, principal: Principal, registration_id: str, event_id: str
-) -> None:
-    """Raise `Forbidden` unless `principal` may read `registration_id`'s contact details."""
-    if principal.role == "admin":
-        return
-    if principal.role == "organisation":
-        if principal.id == registration_id or await have_met(conn, principal.id, registration_id):
-            return
-    if principal.role == "organiser":
-        owner = await conn.fetchval(
-            "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id
-        )
-        if owner == principal.id:
-            return
-    raise Forbidden(
-        "contact details are shown to the organisation itself, the event's organiser and"
-        " organisations with an accepted meeting with it"
-    )
+async def with_partners(
+    conn: asyncpg.Connection, path: Mapping[str, str], principal: Principal | None
+) -> Target | None:
+    """The target of a contact-details request: the registration, and the caller too when
+    it has an accepted meeting with it (the policy lets a participant read what concerns
+    itself, and an accepted meeting makes the partner's contacts its concern)."""
+    target = await from_path(conn, path, principal)
+    if target is None or principal is None or principal.role is not Role.ORGANISATION:
+        return target
+    registration_id = path["registration_id"]
+    if principal.id != registration_id and await have_met(conn, principal.id, registration_id):
+        return Target(target.event_id, (*target.registrations, principal.id))
+    return target

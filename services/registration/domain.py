@@ -13,11 +13,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pycountry
 
+from shared.access.policy import RegistrationStatus
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
+    AssignedBy,
     BrokerageEventCreated,
+    CoOrganiserAdded,
+    CoOrganiserRemoved,
     OrganisationProfile,
+    ParticipantAssignedToSupportOffice,
     PersonalDataErased,
     ProfileUpdated,
     RegistrationApproved,
@@ -84,7 +89,26 @@ def check_new_event(event: BrokerageEventCreated) -> BrokerageEventCreated:
         raise RuleViolation("max_meetings_per_participant", "must be at least 1")
     if event.request_expiry_hours < 1:
         raise RuleViolation("request_expiry_hours", "must be at least 1")
+    _check_support_offices(event)
     return event
+
+
+def _check_support_offices(event: BrokerageEventCreated) -> None:
+    seen_ids: set[str] = set()
+    seen_countries: set[str] = set()
+    for index, office in enumerate(event.support_offices):
+        where = f"support_offices[{index}]"
+        if not office.office_id.strip() or not office.name.strip():
+            raise RuleViolation(where, "needs an office_id and a name")
+        if office.office_id in seen_ids:
+            raise RuleViolation(f"{where}.office_id", "is used twice")
+        seen_ids.add(office.office_id)
+        for country in office.countries:
+            if pycountry.countries.get(alpha_2=country.upper()) is None:
+                raise RuleViolation(f"{where}.countries", f"{country!r} is not an ISO 3166-1 code")
+            if country.upper() in seen_countries:
+                raise RuleViolation(f"{where}.countries", f"{country} is given to two offices")
+            seen_countries.add(country.upper())
 
 
 def _check_sessions(sessions: list[Session], slot_minutes: int) -> None:
@@ -111,12 +135,7 @@ def _minutes(t: time) -> int:
 # -- registrations ------------------------------------------------------------
 
 
-class Status:
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    WAITLISTED = "waitlisted"
-    WITHDRAWN = "withdrawn"
+Status = RegistrationStatus
 
 
 # Which decision may follow which status. Rejected organisations can be
@@ -141,6 +160,7 @@ class Registration:
     event_id: str = ""
     status: str = ""
     profile: OrganisationProfile | None = None
+    office_id: str | None = None
     erased: bool = False
     version: int = 0
     history: list[str] = field(default_factory=list)
@@ -156,6 +176,8 @@ class Registration:
             self.profile = event.profile
         elif isinstance(event, PersonalDataErased):
             self.erased = True
+        elif isinstance(event, ParticipantAssignedToSupportOffice):
+            self.office_id = event.office_id
         elif type(event) in STATUS_AFTER:
             self.status = STATUS_AFTER[type(event)]  # type: ignore[index]
         self.history.append(event.event_name)
@@ -204,6 +226,95 @@ def register(
         event_id=event.event_id,
         profile=profile.model_copy(update={"country": profile.country.upper()}),
         api_key_digest=api_key_digest,
+    )
+
+
+# -- support offices and co-organisers (EEN) -------------------------------------
+
+
+def office_for(
+    event: BrokerageEventCreated, registration_id: str, country: str, chosen: str | None
+) -> ParticipantAssignedToSupportOffice | None:
+    """The support office a new participant belongs to: its choice from the event's list,
+    else the office whose countries include its own, else none (the lead organiser's)."""
+    offices = {o.office_id: o for o in event.support_offices}
+    if chosen is not None:
+        if chosen not in offices:
+            raise RuleViolation("support_office", "is not one of the event's support offices")
+        by, office_id = AssignedBy.PARTICIPANT, chosen
+    else:
+        ruled = [o for o in event.support_offices if country.upper() in o.countries]
+        if not ruled:
+            return None
+        by, office_id = AssignedBy.COUNTRY_RULE, ruled[0].office_id
+    return ParticipantAssignedToSupportOffice(
+        registration_id=registration_id,
+        event_id=event.event_id,
+        office_id=office_id,
+        assigned_by=by,
+    )
+
+
+def reassign_office(
+    event: BrokerageEventCreated, registration: Registration, office_id: str
+) -> ParticipantAssignedToSupportOffice:
+    if office_id not in {o.office_id for o in event.support_offices}:
+        raise RuleViolation("office_id", "is not one of the event's support offices")
+    if registration.office_id == office_id:
+        raise RuleViolation("office_id", "the participant belongs to this office already", 409)
+    return ParticipantAssignedToSupportOffice(
+        registration_id=registration.registration_id,
+        event_id=registration.event_id,
+        office_id=office_id,
+        assigned_by=AssignedBy.ORGANISER,
+    )
+
+
+@dataclass
+class CoOrganiser:
+    """A co-organiser rebuilt from its stream `co-organiser-<id>`."""
+
+    added: CoOrganiserAdded | None = None
+    removed: bool = False
+    version: int = 0
+
+    def apply(self, event: EventPayload) -> None:
+        if isinstance(event, CoOrganiserAdded):
+            self.added = event
+        elif isinstance(event, CoOrganiserRemoved):
+            self.removed = True
+        self.version += 1
+
+
+def add_co_organiser(
+    event: BrokerageEventCreated,
+    *,
+    co_organiser_id: str,
+    office_id: str,
+    name: str,
+    email: str | None,
+    api_key_digest: str,
+) -> CoOrganiserAdded:
+    if office_id not in {o.office_id for o in event.support_offices}:
+        raise RuleViolation("office_id", "is not one of the event's support offices")
+    if not name.strip():
+        raise RuleViolation("name", "must not be empty")
+    return CoOrganiserAdded(
+        co_organiser_id=co_organiser_id,
+        event_id=event.event_id,
+        office_id=office_id,
+        name=name.strip(),
+        email=email,
+        api_key_digest=api_key_digest,
+    )
+
+
+def remove_co_organiser(co_organiser: CoOrganiser) -> CoOrganiserRemoved:
+    assert co_organiser.added is not None
+    if co_organiser.removed:
+        raise RuleViolation("co_organiser_id", "was removed already", status=409)
+    return CoOrganiserRemoved(
+        co_organiser_id=co_organiser.added.co_organiser_id, event_id=co_organiser.added.event_id
     )
 
 

@@ -16,7 +16,8 @@ import asyncpg
 from services.registration import domain, projection
 from services.registration.domain import Registration
 from shared import crypto, eventstore
-from shared.auth import Principal, new_api_key
+from shared.access.policy import Grant, Principal, Relation
+from shared.auth import new_api_key
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
@@ -73,6 +74,15 @@ async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventC
     return created
 
 
+async def load_co_organiser(conn: asyncpg.Connection, co_organiser_id: str) -> domain.CoOrganiser:
+    co_organiser = domain.CoOrganiser()
+    for event in await _load(conn, _stream("co-organiser", co_organiser_id)):
+        co_organiser.apply(event)
+    if co_organiser.added is None:
+        raise NotFound("co-organiser", co_organiser_id)
+    return co_organiser
+
+
 async def load_registration(conn: asyncpg.Connection, registration_id: str) -> Registration:
     registration = Registration()
     for event in await _load(conn, _stream("registration", registration_id)):
@@ -110,8 +120,6 @@ async def create_event(
     definition: dict[str, Any],
     correlation_id: str | None,
 ) -> dict[str, Any]:
-    if principal.role != "organiser":
-        raise Forbidden("only an organiser creates brokerage events")
     event_id = str(uuid.uuid4())
     created = domain.check_new_event(
         BrokerageEventCreated(event_id=event_id, organiser_id=principal.id, **definition)
@@ -134,13 +142,15 @@ async def register_organisation(
     representatives: list[dict[str, Any]],
     correlation_id: str | None,
     now: datetime | None = None,
-    principal: Principal | None = None,
+    grant: Grant | None = None,
+    support_office: str | None = None,
 ) -> dict[str, Any]:
     event = await load_event(conn, event_id)
-    # The event's organiser (or the admin) may register organisations after the deadline.
-    by_organiser = principal is not None and (
-        principal.role == "admin"
-        or (principal.role == "organiser" and principal.id == event.organiser_id)
+    # The event's organisers (or the admin) may register organisations after the deadline.
+    by_organiser = grant is not None and grant.relation in (
+        Relation.ADMIN,
+        Relation.LEAD_ORGANISER,
+        Relation.CO_ORGANISER,
     )
     registration_id = str(uuid.uuid4())
     key = crypto.new_key()
@@ -158,6 +168,10 @@ async def register_organisation(
         now=now or datetime.now(UTC),
         by_organiser=by_organiser,
     )
+    # A co-organiser registering a participant registers it for its own office.
+    if grant is not None and grant.relation is Relation.CO_ORGANISER:
+        support_office = grant.office
+    assigned = domain.office_for(event, registration_id, profile["country"], support_office)
     await conn.execute(
         "INSERT INTO subject_keys (subject_id, key) VALUES ($1, $2)", registration_id, key
     )
@@ -167,7 +181,7 @@ async def register_organisation(
             conn,
             _stream("registration", registration_id),
             0,
-            [registered],
+            [registered] if assigned is None else [registered, assigned],
             key=event_id,
             correlation_id=correlation_id,
         )
@@ -179,22 +193,19 @@ async def register_organisation(
         "registration_id": registration_id,
         "event_id": event_id,
         "status": "pending",
+        "support_office": assigned.office_id if assigned else None,
         "api_key": api_key,
     }
 
 
 async def decide(
     conn: asyncpg.Connection,
-    principal: Principal,
     registration_id: str,
     decision: Decision,
     reason: str | None,
     correlation_id: str | None,
 ) -> dict[str, Any]:
     registration = await load_registration(conn, registration_id)
-    await authorise(
-        conn, principal, registration, organisation_may=decision is RegistrationWithdrawn
-    )
     event = domain.decide(registration, decision, reason)
     await _record(
         conn,
@@ -209,14 +220,12 @@ async def decide(
 
 async def update_profile(
     conn: asyncpg.Connection,
-    principal: Principal,
     registration_id: str,
     profile: dict[str, Any],
     representatives: list[dict[str, Any]],
     correlation_id: str | None,
 ) -> dict[str, Any]:
     registration = await load_registration(conn, registration_id)
-    await authorise(conn, principal, registration, organisation_may=True, organiser_may=False)
     event = await load_event(conn, registration.event_id)
     key = await _subject_key(conn, registration_id)
     if key is None:
@@ -243,12 +252,10 @@ async def update_profile(
 
 async def erase_personal_data(
     conn: asyncpg.Connection,
-    principal: Principal,
     registration_id: str,
     correlation_id: str | None,
 ) -> dict[str, Any]:
     registration = await load_registration(conn, registration_id)
-    await authorise(conn, principal, registration, organisation_may=True, organiser_may=False)
     erased = domain.erase(registration)
     await conn.execute("DELETE FROM subject_keys WHERE subject_id = $1", registration_id)
     await _record(
@@ -260,31 +267,6 @@ async def erase_personal_data(
         correlation_id=correlation_id,
     )
     return {"registration_id": registration_id, "erased": True}
-
-
-# -- authorisation ------------------------------------------------------------
-
-
-async def authorise(
-    conn: asyncpg.Connection,
-    principal: Principal,
-    registration: Registration,
-    *,
-    organisation_may: bool,
-    organiser_may: bool = True,
-) -> None:
-    if principal.role == "admin":
-        return
-    if principal.role == "organisation" and organisation_may:
-        if principal.id == registration.registration_id:
-            return
-    if principal.role == "organiser" and organiser_may:
-        owner = await conn.fetchval(
-            "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", registration.event_id
-        )
-        if owner == principal.id:
-            return
-    raise Forbidden("this key may not act on this registration")
 
 
 async def _subject_key(conn: asyncpg.Connection, registration_id: str) -> bytes | None:
@@ -311,16 +293,11 @@ async def representatives_of(
 
 async def add_side_programme_item(
     conn: asyncpg.Connection,
-    principal: Principal,
     event_id: str,
     definition: dict[str, Any],
     correlation_id: str | None,
 ) -> dict[str, Any]:
     event = await load_event(conn, event_id)
-    if principal.role != "admin" and not (
-        principal.role == "organiser" and principal.id == event.organiser_id
-    ):
-        raise Forbidden("only the event's organiser adds side programme items")
     item_id = str(uuid.uuid4())
     added = domain.add_side_programme_item(event, item_id=item_id, **definition)
     await _record(
@@ -336,7 +313,7 @@ async def add_side_programme_item(
 
 async def join_side_programme(
     conn: asyncpg.Connection,
-    principal: Principal,
+    grant: Grant,
     event_id: str,
     item_id: str,
     registration_id: str,
@@ -348,7 +325,8 @@ async def join_side_programme(
     if item.added is None or item.added.event_id != event_id:
         raise NotFound("side programme item", item_id)
     registration = await load_registration(conn, registration_id)
-    await authorise(conn, principal, registration, organisation_may=True)
+    if not grant.may_see(registration_id, registration.office_id):
+        raise Forbidden("this key may not act for this registration")
     joined = domain.join_side_programme(item, registration)
     try:
         await _record(
@@ -362,3 +340,78 @@ async def join_side_programme(
     except eventstore.ConcurrencyConflict as exc:
         raise RuleViolation("item_id", "joined by someone else meanwhile; try again", 409) from exc
     return joined.model_dump(mode="json")
+
+
+# -- co-organisers and support offices ----------------------------------------------
+
+
+async def add_co_organiser(
+    conn: asyncpg.Connection,
+    event_id: str,
+    office_id: str,
+    name: str,
+    email: str | None,
+    correlation_id: str | None,
+) -> dict[str, Any]:
+    event = await load_event(conn, event_id)
+    co_organiser_id = str(uuid.uuid4())
+    api_key, digest = new_api_key("coorg")
+    added = domain.add_co_organiser(
+        event,
+        co_organiser_id=co_organiser_id,
+        office_id=office_id,
+        name=name,
+        email=email,
+        api_key_digest=digest,
+    )
+    await _record(
+        conn,
+        _stream("co-organiser", co_organiser_id),
+        0,
+        [added],
+        key=event_id,
+        correlation_id=correlation_id,
+    )
+    return {
+        "co_organiser_id": co_organiser_id,
+        "event_id": event_id,
+        "office_id": office_id,
+        "name": added.name,
+        "api_key": api_key,
+    }
+
+
+async def remove_co_organiser(
+    conn: asyncpg.Connection, event_id: str, co_organiser_id: str, correlation_id: str | None
+) -> dict[str, Any]:
+    co_organiser = await load_co_organiser(conn, co_organiser_id)
+    assert co_organiser.added is not None
+    if co_organiser.added.event_id != event_id:
+        raise NotFound("co-organiser", co_organiser_id)
+    removed = domain.remove_co_organiser(co_organiser)
+    await _record(
+        conn,
+        _stream("co-organiser", co_organiser_id),
+        co_organiser.version,
+        [removed],
+        key=event_id,
+        correlation_id=correlation_id,
+    )
+    return {"co_organiser_id": co_organiser_id, "removed": True}
+
+
+async def reassign_office(
+    conn: asyncpg.Connection, registration_id: str, office_id: str, correlation_id: str | None
+) -> dict[str, Any]:
+    registration = await load_registration(conn, registration_id)
+    event = await load_event(conn, registration.event_id)
+    assigned = domain.reassign_office(event, registration, office_id)
+    await _record(
+        conn,
+        _stream("registration", registration_id),
+        registration.version,
+        [assigned],
+        key=registration.event_id,
+        correlation_id=correlation_id,
+    )
+    return {"registration_id": registration_id, "support_office": office_id}

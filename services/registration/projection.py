@@ -7,11 +7,13 @@ import json
 import asyncpg
 
 from services.registration.domain import STATUS_AFTER
-from shared.api import record_key
+from shared.access import projection as access
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
+    CoOrganiserAdded,
+    CoOrganiserRemoved,
     OrganiserRegistered,
     PersonalDataErased,
     ProfileUpdated,
@@ -33,13 +35,13 @@ _DECISIONS = (
 
 
 async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
+    await access.apply(conn, event)
     if isinstance(event, OrganiserRegistered):
         await conn.execute(
             "INSERT INTO organisers (organiser_id, name) VALUES ($1, $2)",
             event.organiser_id,
             event.name,
         )
-        await record_key(conn, event.api_key_digest, "organiser", event.organiser_id)
     elif isinstance(event, BrokerageEventCreated):
         await conn.execute(
             "INSERT INTO brokerage_events (event_id, organiser_id, definition)"
@@ -63,7 +65,6 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
             p.attendance.value,
             p.model_dump_json(),
         )
-        await record_key(conn, event.api_key_digest, "organisation", event.registration_id)
     elif isinstance(event, ProfileUpdated):
         p = event.profile
         await conn.execute(
@@ -107,6 +108,22 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
             " WHERE item_id = $1",
             event.item_id,
             event.registration_id,
+        )
+
+    elif isinstance(event, CoOrganiserAdded):
+        await conn.execute(
+            "INSERT INTO co_organisers (co_organiser_id, event_id, office_id, name, email)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            event.co_organiser_id,
+            event.event_id,
+            event.office_id,
+            event.name,
+            event.email,
+        )
+    elif isinstance(event, CoOrganiserRemoved):
+        await conn.execute(
+            "UPDATE co_organisers SET removed_at = now() WHERE co_organiser_id = $1",
+            event.co_organiser_id,
         )
 
 

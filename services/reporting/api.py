@@ -8,22 +8,22 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from services.reporting import handlers, report
-from shared.api import Caller, IdempotencyKey, run_command
+from shared.access.guard import AccessRouter, requires
+from shared.access.policy import Action, Grant, Relation, Scope
+from shared.api import Caller, Granted, IdempotencyKey, run_command
+from shared.bodies import RequestBody
 from shared.contracts.reporting import AgreementKind, Outcome, Rating
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
 from shared.settings import ReportingSettings
 
-router = APIRouter()
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+router = AccessRouter()
+_Body = RequestBody
 
 
 class AttendanceBody(_Body):
@@ -49,7 +49,11 @@ class OutcomeBody(_Body):
 # -- reads ----------------------------------------------------------------------------
 
 
-@router.get("/api/events", summary="Brokerage events known to reporting (ids and names)")
+@router.get(
+    "/api/events",
+    summary="Brokerage events known to reporting (ids and names)",
+    openapi_extra=requires(Action.VIEW_PUBLIC),
+)
 async def list_events(request: Request) -> list[dict[str, Any]]:
     rows = await runtime_of(request).pool.fetch(
         "SELECT event_id, name, venue, days FROM brokerage_events ORDER BY created_at"
@@ -69,6 +73,16 @@ async def list_events(request: Request) -> list[dict[str, Any]]:
 
 
 async def _report(request: Request, event_id: str) -> dict[str, Any]:
+    """The report; organisation names (of remote participants) only for its organisers:
+    the published report carries figures, no participant's data."""
+    built = await _build_report(request, event_id)
+    grant: Grant = request.state.grant
+    if grant.relation not in (Relation.ADMIN, Relation.LEAD_ORGANISER):
+        built["remote"] = {k: v for k, v in built["remote"].items() if k != "names"}
+    return built
+
+
+async def _build_report(request: Request, event_id: str) -> dict[str, Any]:
     async with (
         runtime_of(request).pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
@@ -94,15 +108,20 @@ async def _report(request: Request, event_id: str) -> dict[str, Any]:
         )
 
 
-@router.get("/api/events/{event_id}/report", summary="The event report (JSON)")
+@router.get(
+    "/api/events/{event_id}/report",
+    summary="The event report (JSON, public: figures only)",
+    openapi_extra=requires(Action.VIEW_PUBLIC),
+)
 async def report_json(request: Request, event_id: str) -> dict[str, Any]:
     return await _report(request, event_id)
 
 
 @router.get(
     "/api/events/{event_id}/report.md",
-    summary="The event report (Markdown)",
+    summary="The event report (Markdown, public: figures only)",
     response_class=PlainTextResponse,
+    openapi_extra=requires(Action.VIEW_PUBLIC),
 )
 async def report_markdown(request: Request, event_id: str) -> PlainTextResponse:
     return PlainTextResponse(
@@ -111,23 +130,35 @@ async def report_markdown(request: Request, event_id: str) -> PlainTextResponse:
 
 
 @router.get(
-    "/events/{event_id}/report", summary="The event report (HTML page)", response_class=HTMLResponse
+    "/events/{event_id}/report",
+    summary="The event report (HTML page, public: figures only)",
+    response_class=HTMLResponse,
+    openapi_extra=requires(Action.VIEW_PUBLIC),
 )
 async def report_page(request: Request, event_id: str) -> HTMLResponse:
     return HTMLResponse(report.page(await _report(request, event_id)))
 
 
 @router.get(
-    "/api/events/{event_id}/meetings", summary="Meetings of an event as reporting knows them"
+    "/api/events/{event_id}/meetings",
+    summary="Meetings of an event as reporting knows them (its organisers; a co-organiser"
+    " those of its office's participants, a participant its own)",
+    openapi_extra=requires(Action.VIEW_ACTIVITY),
 )
-async def meetings(request: Request, event_id: str) -> list[dict[str, Any]]:
+async def meetings(request: Request, event_id: str, grant: Granted) -> list[dict[str, Any]]:
     rows = await runtime_of(request).pool.fetch(
         "SELECT m.meeting_id, m.meeting_type, m.mode, m.participants, m.cancelled,"
         " coalesce(p.placed, false) AS placed, p.slot_start, p.slot_end, p.table_no,"
         " n.meeting_id IS NOT NULL AS marked_not_held"
         " FROM meetings m LEFT JOIN placements p USING (meeting_id)"
-        " LEFT JOIN not_held n USING (meeting_id) WHERE m.event_id = $1 ORDER BY p.slot_start",
+        " LEFT JOIN not_held n USING (meeting_id) WHERE m.event_id = $1"
+        " AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM access_registrations a"
+        "   WHERE a.registration_id = ANY(m.participants) AND a.office_id = $2))"
+        " AND ($3::text IS NULL OR $3 = ANY(m.participants))"
+        " ORDER BY p.slot_start",
         event_id,
+        grant.office if grant.scope is Scope.OFFICE else None,
+        grant.registration_id if grant.scope is Scope.SELF else None,
     )
     return [
         {
@@ -142,12 +173,17 @@ async def meetings(request: Request, event_id: str) -> list[dict[str, Any]]:
 # -- commands -------------------------------------------------------------------------
 
 
-@router.post("/api/events/{event_id}/attendance", summary="Record who came (organiser)")
+@router.post(
+    "/api/events/{event_id}/attendance",
+    summary="Record who came (organisers; a co-organiser for its office)",
+    openapi_extra=requires(Action.RECORD_ATTENDANCE),
+)
 async def record_attendance(
     request: Request,
     event_id: str,
     body: AttendanceBody,
     who: Caller,
+    grant: Granted,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     return await run_command(
@@ -156,7 +192,7 @@ async def record_attendance(
         idempotency_key,
         body.model_dump(),
         lambda conn, cid: handlers.record_attendance(
-            conn, who, event_id, body.registration_id, body.attended, cid
+            conn, grant, event_id, body.registration_id, body.attended, cid
         ),
     )
 
@@ -164,6 +200,7 @@ async def record_attendance(
 @router.post(
     "/api/events/{event_id}/meetings/{meeting_id}/not-held",
     summary="Record that a meeting did not take place (organiser)",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
 async def mark_not_held(
     request: Request,
@@ -186,6 +223,7 @@ async def mark_not_held(
 @router.post(
     "/api/events/{event_id}/meetings/{meeting_id}/feedback",
     summary="Rate a meeting (one of its participants)",
+    openapi_extra=requires(Action.GIVE_FEEDBACK),
 )
 async def give_feedback(
     request: Request,
@@ -209,6 +247,7 @@ async def give_feedback(
 @router.post(
     "/api/events/{event_id}/meetings/{meeting_id}/outcome",
     summary="Report what came of a meeting (one of its participants)",
+    openapi_extra=requires(Action.GIVE_FEEDBACK),
 )
 async def report_outcome(
     request: Request,
@@ -241,6 +280,7 @@ def _feedback_url(request: Request, event_id: str) -> Callable[[str], str]:
     status_code=202,
     summary="Invite the participants to rate their held meetings (organiser); each call is a "
     "new round, and notification emails each invited participant once per round",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
 async def request_feedback_invitations(
     request: Request,

@@ -6,8 +6,8 @@ a few times a second however many events arrive, with a comment line every
 `HEARTBEAT_SECONDS` so proxies and the browser see the connection is alive. It
 ends when the client goes away (Starlette cancels it) or the server stops.
 
-Unlike the published report, the dashboard is the organiser's: it answers the
-event's organiser (or the admin) by API key, or anyone holding the event's signed
+The dashboard is the organisers': it answers them by API key (the rule is
+`Action.VIEW_REPORT` in `shared.access`), or anyone holding the event's signed
 dashboard link (`GET /api/events/{id}/dashboard-link`), which is what a browser
 uses, since a page and its EventSource cannot send an API key header.
 """
@@ -22,19 +22,19 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from services.reporting import dashboard_queries
 from services.reporting.live import DashboardHub
-from shared.api import Caller, MaybeCaller
-from shared.auth import Principal
+from shared.access.guard import AccessRouter, requires
+from shared.access.policy import Action, Grant, Relation, Scope
 from shared.links import open_link, sign_link
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
 from shared.settings import ReportingSettings
 
-router = APIRouter(tags=["dashboard"])
+router = AccessRouter(tags=["dashboard"])
 
 HEARTBEAT_SECONDS = 15.0
 # After a change, wait this long before re-reading: the rest of a burst folds into it.
@@ -52,41 +52,18 @@ def _secret(request: Request) -> str:
     return settings.reporting_link_secret
 
 
-async def _organiser_of(request: Request, event_id: str) -> str | None:
-    owner: str | None = await runtime_of(request).pool.fetchval(
-        "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id
-    )
-    return owner
+async def link_grant(request: Request) -> Grant | None:
+    """The grant of a signed dashboard link in `?token=`, if the request carries one."""
+    token = request.query_params.get("token")
+    if token is None:
+        return None
+    event_id = request.path_params.get("event_id")
+    if open_link(_secret(request), LINK_PURPOSE, token) != [event_id]:
+        raise ProblemError(403, "Forbidden", "this dashboard link is not valid for the event")
+    return Grant(None, Relation.LEAD_ORGANISER, Scope.EVENT)
 
 
-def _may_see(who: Principal, owner: str | None) -> bool:
-    return who.role == "admin" or (who.role == "organiser" and who.id == owner)
-
-
-async def viewer(
-    request: Request,
-    event_id: str,
-    who: MaybeCaller,
-    token: Annotated[str | None, Query(description="the signed dashboard link's token")] = None,
-) -> str | None:
-    """Lets the event's organiser, the admin or a dashboard link's holder through; the token."""
-    if token is not None:
-        if open_link(_secret(request), LINK_PURPOSE, token) != [event_id]:
-            raise ProblemError(403, "Forbidden", "this dashboard link is not valid for the event")
-        return token
-    if who is None:
-        raise ProblemError(
-            401,
-            "API key or dashboard link required",
-            "send the organiser's key in X-API-Key, or open the link from"
-            f" GET /api/events/{event_id}/dashboard-link",
-        )
-    if not _may_see(who, await _organiser_of(request, event_id)):
-        raise ProblemError(403, "Forbidden", "only the event's organiser sees its dashboard")
-    return None
-
-
-Viewer = Annotated[str | None, Depends(viewer)]
+Token = Annotated[str | None, Query(description="the signed dashboard link's token")]
 
 
 def hub_of(request: Request) -> DashboardHub:
@@ -131,13 +108,9 @@ async def _changes(
 @router.get(
     "/api/events/{event_id}/dashboard-link",
     summary="The event's signed dashboard link, to open in a browser or share (organiser)",
+    openapi_extra=requires(Action.VIEW_REPORT),
 )
-async def dashboard_link(request: Request, event_id: str, who: Caller) -> dict[str, str]:
-    owner = await _organiser_of(request, event_id)
-    if owner is None:
-        raise ProblemError(404, "Not found", f"brokerage event {event_id} not found")
-    if not _may_see(who, owner):
-        raise ProblemError(403, "Forbidden", "only the event's organiser sees its dashboard")
+async def dashboard_link(request: Request, event_id: str) -> dict[str, str]:
     token = sign_link(_secret(request), LINK_PURPOSE, event_id)
     query = f"?token={quote(token)}"
     return {
@@ -147,8 +120,12 @@ async def dashboard_link(request: Request, event_id: str, who: Caller) -> dict[s
     }
 
 
-@router.get("/api/events/{event_id}/dashboard", summary="The organiser dashboard's figures (JSON)")
-async def dashboard_json(request: Request, event_id: str, _: Viewer) -> dict[str, Any]:
+@router.get(
+    "/api/events/{event_id}/dashboard",
+    summary="The organiser dashboard's figures (JSON)",
+    openapi_extra=requires(Action.VIEW_REPORT, link=link_grant),
+)
+async def dashboard_json(request: Request, event_id: str, token: Token = None) -> dict[str, Any]:
     return await _load(request, event_id)
 
 
@@ -156,8 +133,11 @@ async def dashboard_json(request: Request, event_id: str, _: Viewer) -> dict[str
     "/api/events/{event_id}/dashboard/stream",
     summary="The dashboard, again after every change (Server-Sent Events)",
     response_class=StreamingResponse,
+    openapi_extra=requires(Action.VIEW_REPORT, link=link_grant),
 )
-async def dashboard_stream(request: Request, event_id: str, _: Viewer) -> StreamingResponse:
+async def dashboard_stream(
+    request: Request, event_id: str, token: Token = None
+) -> StreamingResponse:
     first = await _load(request, event_id)  # a 404 before the stream starts
     return StreamingResponse(
         _changes(request, hub_of(request), event_id, first),
@@ -229,6 +209,7 @@ def page(data: dict[str, Any], token: str | None = None) -> str:
     "/events/{event_id}/dashboard",
     summary="The organiser dashboard (HTML page, updates live)",
     response_class=HTMLResponse,
+    openapi_extra=requires(Action.VIEW_REPORT, link=link_grant),
 )
-async def dashboard_page(request: Request, event_id: str, token: Viewer) -> HTMLResponse:
+async def dashboard_page(request: Request, event_id: str, token: Token = None) -> HTMLResponse:
     return HTMLResponse(page(await _load(request, event_id), token))

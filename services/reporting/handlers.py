@@ -18,7 +18,7 @@ import asyncpg
 from services.reporting import invitations
 from services.reporting.live import notify
 from shared import eventstore
-from shared.auth import Principal
+from shared.access.policy import Grant, Principal
 from shared.contracts.base import EventPayload
 from shared.contracts.reporting import (
     AgreementKind,
@@ -47,32 +47,25 @@ async def _append(
     await notify(conn, key)
 
 
-async def _organiser_of(conn: asyncpg.Connection, who: Principal, event_id: str) -> None:
-    owner = await conn.fetchval(
-        "SELECT organiser_id FROM brokerage_events WHERE event_id = $1", event_id
-    )
-    if owner is None:
-        raise NotFound("brokerage event", event_id)
-    if who.role != "admin" and not (who.role == "organiser" and who.id == owner):
-        raise Forbidden("only the event's organiser records this")
-
-
 async def record_attendance(
     conn: asyncpg.Connection,
-    who: Principal,
+    grant: Grant,
     event_id: str,
     registration_id: str,
     attended: bool,
     cid: str | None,
 ) -> dict[str, Any]:
-    await _organiser_of(conn, who, event_id)
-    known = await conn.fetchval(
-        "SELECT event_id FROM registrations WHERE registration_id = $1", registration_id
+    known = await conn.fetchrow(
+        "SELECT event_id, office_id FROM access_registrations WHERE registration_id = $1",
+        registration_id,
     )
-    if known != event_id:
+    if known is None or known["event_id"] != event_id:
         raise NotFound("registration", registration_id)
+    if not grant.may_see(registration_id, known["office_id"]):
+        raise Forbidden("this participant belongs to another support office")
+    by = grant.principal.id if grant.principal else "link"
     event = AttendanceRecorded(
-        event_id=event_id, registration_id=registration_id, attended=attended, recorded_by=who.id
+        event_id=event_id, registration_id=registration_id, attended=attended, recorded_by=by
     )
     await _append(conn, f"event-report-{event_id}", event, event_id, cid)
     await conn.execute(
@@ -102,7 +95,6 @@ async def mark_not_held(
     reason: str | None,
     cid: str | None,
 ) -> dict[str, Any]:
-    await _organiser_of(conn, who, event_id)
     await _meeting(conn, event_id, meeting_id)
     event = MeetingMarkedNotHeld(
         event_id=event_id, meeting_id=meeting_id, reason=reason, recorded_by=who.id
@@ -204,7 +196,6 @@ async def request_feedback_invitations(
     cid: str | None,
 ) -> dict[str, Any]:
     """A new round of invitations to rate the meetings held (notification sends them)."""
-    await _organiser_of(conn, who, event_id)
     event = await conn.fetchrow(
         "SELECT name, time_zone FROM brokerage_events WHERE event_id = $1", event_id
     )

@@ -12,14 +12,12 @@ import json
 
 import asyncpg
 
-from shared.api import record_key
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted, MeetingCancelled, MeetingRequested
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
-    OrganiserRegistered,
     ProfileUpdated,
     RegisteredBase,
     RegistrationApproved,
@@ -39,11 +37,6 @@ STATUS = {
     RegistrationWaitlisted: "waitlisted",
     RegistrationWithdrawn: "withdrawn",
 }
-
-
-async def on_organiser_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
-    assert isinstance(e, OrganiserRegistered)
-    await record_key(conn, e.api_key_digest, "organiser", e.organiser_id)
 
 
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -75,7 +68,6 @@ async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) 
         p.sectors,
         p.attendance.value,
     )
-    await record_key(conn, e.api_key_digest, "organisation", e.registration_id)
 
 
 async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -186,7 +178,6 @@ async def on_item_joined(conn: asyncpg.Connection, _: Envelope, e: EventPayload)
 HANDLERS: dict[str, Handler] = {
     SideProgrammeItemAdded.ce_type(): on_item_added,
     SideProgrammeJoined.ce_type(): on_item_joined,
-    OrganiserRegistered.ce_type(): on_organiser_registered,
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},

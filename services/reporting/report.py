@@ -192,7 +192,7 @@ def sections(report: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]]
                 (
                     "Could not come in person",
                     f"{remote['organisations']} ({remote['clusters']} clusters): "
-                    + (", ".join(remote["names"]) or "none"),
+                    + (", ".join(remote.get("names", [])) or "not published"),
                 ),
             ],
         ),

@@ -1,7 +1,8 @@
 """Scheduling's HTTP API: the agenda (read), and the organiser's commands on it.
 
-Organisers act with their key on their own events, the platform admin on all; a participant
-reads its own agenda with its organisation's key. Errors are problem details.
+Who may call each route is declared with it (`shared.access`): organisers act on their
+own events, the platform admin on all; co-organisers read their support office's part; a
+participant reads its own agenda with its organisation's key. Errors are problem details.
 """
 
 from __future__ import annotations
@@ -10,22 +11,24 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import asyncpg
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from services.scheduling import handlers, views
-from shared.api import Caller, IdempotencyKey, as_problem, run_command
+from shared.access.guard import AccessRouter, requires
+from shared.access.policy import Action
+from shared.api import Caller, Granted, IdempotencyKey, as_problem, run_command
+from shared.bodies import RequestBody
 from shared.errors import Forbidden, NotFound, RuleViolation
 from shared.runtime import runtime_of
 
-router = APIRouter(prefix="/api", tags=["agenda"])
+router = AccessRouter(prefix="/api", tags=["agenda"])
 
 T = TypeVar("T")
 
 
-class ReoptimiseBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReoptimiseBody(RequestBody):
     time_limit_seconds: float = Field(
         default=3.0, gt=0, le=60, description="Wall time the optimiser may use"
     )
@@ -44,33 +47,47 @@ async def _read(request: Request, query: Callable[[asyncpg.Connection], Awaitabl
 
 @router.get(
     "/events/{event_id}/agenda",
-    summary="The event's agenda: slots x tables, online meetings beside (the organiser)",
+    summary="The event's agenda: slots x tables, online meetings beside (its organisers; a"
+    " co-organiser sees its support office's meetings, a participant its own)",
+    openapi_extra=requires(Action.VIEW_ACTIVITY),
 )
-async def agenda(request: Request, event_id: str, who: Caller) -> dict[str, Any]:
-    return await _read(request, lambda conn: views.agenda(conn, who, event_id))
+async def agenda(request: Request, event_id: str, grant: Granted) -> dict[str, Any]:
+    return await _read(request, lambda conn: views.agenda(conn, grant, event_id))
 
 
 @router.get(
     "/events/{event_id}/participants/{registration_id}/agenda",
     summary="A participant's meetings, in the event's time zone and in `tz`",
+    openapi_extra=requires(Action.VIEW_REGISTRATION),
 )
 async def participant_agenda(
     request: Request,
     event_id: str,
     registration_id: str,
-    who: Caller,
     tz: Annotated[str | None, Query(description="IANA zone, e.g. Europe/Paris")] = None,
 ) -> dict[str, Any]:
     return await _read(
-        request, lambda conn: views.participant_agenda(conn, who, event_id, registration_id, tz)
+        request, lambda conn: views.participant_agenda(conn, event_id, registration_id, tz)
     )
 
 
 @router.get(
-    "/events/{event_id}/unscheduled", summary="Accepted meetings without a slot, with the reason"
+    "/events/{event_id}/unscheduled",
+    summary="Accepted meetings without a slot, with the reason",
+    openapi_extra=requires(Action.VIEW_ACTIVITY),
 )
-async def unscheduled(request: Request, event_id: str, who: Caller) -> list[dict[str, Any]]:
-    return await _read(request, lambda conn: views.unscheduled(conn, who, event_id))
+async def unscheduled(request: Request, event_id: str, grant: Granted) -> list[dict[str, Any]]:
+    return await _read(request, lambda conn: views.unscheduled(conn, grant, event_id))
+
+
+@router.get(
+    "/events/{event_id}/attendees",
+    summary="Attendees of an event, as scheduling knows them (organisers; a co-organiser its"
+    " office's, a participant itself)",
+    openapi_extra=requires(Action.VIEW_ACTIVITY),
+)
+async def attendees(request: Request, event_id: str, grant: Granted) -> list[dict[str, Any]]:
+    return await _read(request, lambda conn: views.attendees(conn, grant, event_id))
 
 
 # -- commands --------------------------------------------------------------------------
@@ -82,6 +99,7 @@ async def unscheduled(request: Request, event_id: str, who: Caller) -> list[dict
     description="Places as many meetings as possible with the least idle time, keeping locked"
     " meetings where they are; announces every move, release and new placement. 409 once the"
     " agenda is published.",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
 async def reoptimise(
     request: Request,
@@ -125,18 +143,21 @@ router.add_api_route(
     _lock_route(True),
     methods=["POST"],
     summary="Lock a placed meeting where it is (re-optimisation will not move it)",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
 router.add_api_route(
     "/events/{event_id}/meetings/{meeting_id}/unlock",
     _lock_route(False),
     methods=["POST"],
     summary="Unlock a meeting",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
 
 
 @router.post(
     "/events/{event_id}/publish",
     summary="Publish the agenda (AgendaPublished); from then on nothing moves automatically",
+    openapi_extra=requires(Action.MANAGE_EVENT),
 )
 async def publish(
     request: Request, event_id: str, who: Caller, idempotency_key: IdempotencyKey = None

@@ -8,31 +8,17 @@ handlers lock brokerage events one after another within a batch's transaction.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI
 
 from services.scheduling import handlers
 from services.scheduling.api import router as agenda_router
 from shared.contracts import registry
 from shared.inbox import Subscription
-from shared.runtime import ServiceRuntime, create_app, runtime_of, serve
+from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import SchedulingSettings
 
 NAME = "scheduling"
-router = APIRouter(prefix="/api")
-
-
-@router.get(
-    "/events/{event_id}/attendees", summary="Attendees of an event, as scheduling knows them"
-)
-async def attendees(request: Request, event_id: str) -> list[dict[str, Any]]:
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT registration_id, attendance, approved FROM attendees WHERE event_id = $1"
-        " ORDER BY registration_id",
-        event_id,
-    )
-    return [dict(r) for r in rows]
 
 
 def build_app(settings: SchedulingSettings | None = None) -> FastAPI:
@@ -49,7 +35,7 @@ def build_app(settings: SchedulingSettings | None = None) -> FastAPI:
         runtime,
         title="Scheduling service",
         description="Conflict-free agendas for each brokerage event.",
-        routers=[router, agenda_router],
+        routers=[agenda_router],
     )
 
 

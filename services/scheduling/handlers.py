@@ -37,7 +37,7 @@ from shared.contracts.registration import (
 from shared.contracts.scheduling import AgendaPublished, ReleaseReason, SlotAssigned
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
-from shared.errors import Forbidden, NotFound, RuleViolation
+from shared.errors import NotFound, RuleViolation
 from shared.inbox import Handler, combine
 
 LIVE = ("placed", "unscheduled")
@@ -346,24 +346,15 @@ HANDLERS: dict[str, Handler] = combine(projection.HANDLERS, ON_EVENTS)
 # -- organisers' commands ---------------------------------------------------------------
 
 
-def authorise_organiser(principal: Principal, grid: EventGrid) -> None:
-    if principal.role == "admin":
-        return
-    if principal.role == "organiser" and principal.id == grid.organiser_id:
-        return
-    raise Forbidden("only the event's organiser may do this")
-
-
 async def organised_event(
     conn: asyncpg.Connection, principal: Principal, event_id: str, *, lock: bool = True
 ) -> EventGrid:
-    """The event's grid, after checking the caller organises it (and locking it)."""
+    """The event's grid, locked (the route has checked the caller organises it)."""
     if lock:
         await lock_event(conn, event_id)
     grid = await load_grid(conn, event_id)
     if grid is None:
         raise NotFound("brokerage event", event_id)
-    authorise_organiser(principal, grid)
     return grid
 
 

@@ -10,14 +10,12 @@ import json
 
 import asyncpg
 
-from shared.api import record_key
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
     OrganisationProfile,
-    OrganiserRegistered,
     ProfileUpdated,
     RegisteredBase,
     RegistrationApproved,
@@ -28,11 +26,6 @@ from shared.contracts.registration import (
 )
 from shared.envelope import Envelope
 from shared.inbox import Handler
-
-
-async def on_organiser_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
-    assert isinstance(e, OrganiserRegistered)
-    await record_key(conn, e.api_key_digest, "organiser", e.organiser_id)
 
 
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -67,7 +60,6 @@ async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) 
         attendance,
         availability,
     )
-    await record_key(conn, e.api_key_digest, "organisation", e.registration_id)
 
 
 async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -103,7 +95,6 @@ async def on_side_programme_joined(conn: asyncpg.Connection, _: Envelope, e: Eve
 
 HANDLERS: dict[str, Handler] = {
     SideProgrammeJoined.ce_type(): on_side_programme_joined,
-    OrganiserRegistered.ce_type(): on_organiser_registered,
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from services.scheduling.grid import EventGrid
-from services.scheduling.handlers import authorise_organiser, load_grid
-from shared.auth import Principal
+from services.scheduling.handlers import load_grid
+from shared.access.policy import Grant, Scope
 from shared.errors import NotFound, RuleViolation
 
 
@@ -31,14 +31,29 @@ def _meeting(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def agenda(conn: asyncpg.Connection, principal: Principal, event_id: str) -> dict[str, Any]:
-    """Slots x tables, with the online meetings of each slot beside its tables."""
+def _within(grant: Grant) -> tuple[str, str | None, str | None]:
+    """A filter on meetings to those the grant covers: $2 an office, $3 a participant."""
+    return (
+        " AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM access_registrations a"
+        "   WHERE a.registration_id = ANY(participants) AND a.office_id = $2))"
+        " AND ($3::text IS NULL OR $3 = ANY(participants))",
+        grant.office if grant.scope is Scope.OFFICE else None,
+        grant.registration_id if grant.scope is Scope.SELF else None,
+    )
+
+
+async def agenda(conn: asyncpg.Connection, grant: Grant, event_id: str) -> dict[str, Any]:
+    """Slots x tables, with the online meetings of each slot beside its tables (a
+    co-organiser's view holds its office's participants' meetings only)."""
     grid = await _grid(conn, event_id)
-    authorise_organiser(principal, grid)
+    within, office, participant = _within(grant)
     rows = await conn.fetch(
         "SELECT * FROM meetings WHERE event_id = $1 AND status = 'placed'"
-        " ORDER BY slot_start, table_no NULLS LAST, meeting_id",
+        + within
+        + " ORDER BY slot_start, table_no NULLS LAST, meeting_id",
         event_id,
+        office,
+        participant,
     )
     by_slot: dict[str, list[asyncpg.Record]] = {}
     for r in rows:
@@ -61,8 +76,12 @@ async def agenda(conn: asyncpg.Connection, principal: Principal, event_id: str) 
             }
         )
     counts = await conn.fetch(
-        "SELECT status, count(*) AS n FROM meetings WHERE event_id = $1 GROUP BY status",
+        "SELECT status, count(*) AS n FROM meetings WHERE event_id = $1"
+        + within
+        + " GROUP BY status",
         event_id,
+        office,
+        participant,
     )
     return {
         "event_id": event_id,
@@ -83,15 +102,12 @@ def _zone(name: str) -> ZoneInfo:
 
 async def participant_agenda(
     conn: asyncpg.Connection,
-    principal: Principal,
     event_id: str,
     registration_id: str,
     tz: str | None,
 ) -> dict[str, Any]:
     """A participant's meetings, times in the event's zone and in `tz` (default: the event's)."""
     grid = await _grid(conn, event_id)
-    if not (principal.role == "organisation" and principal.id == registration_id):
-        authorise_organiser(principal, grid)
     own = _zone(tz) if tz else grid.zone
     rows = await conn.fetch(
         "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants)"
@@ -128,14 +144,17 @@ async def participant_agenda(
 
 
 async def unscheduled(
-    conn: asyncpg.Connection, principal: Principal, event_id: str
+    conn: asyncpg.Connection, grant: Grant, event_id: str
 ) -> list[dict[str, Any]]:
-    grid = await _grid(conn, event_id)
-    authorise_organiser(principal, grid)
+    await _grid(conn, event_id)
+    within, office, participant = _within(grant)
     rows = await conn.fetch(
         "SELECT * FROM meetings WHERE event_id = $1 AND status IN ('unscheduled', 'pending')"
-        " ORDER BY accepted_at, meeting_id",
+        + within
+        + " ORDER BY accepted_at, meeting_id",
         event_id,
+        office,
+        participant,
     )
     return [
         {
@@ -147,3 +166,17 @@ async def unscheduled(
         }
         for r in rows
     ]
+
+
+async def attendees(conn: asyncpg.Connection, grant: Grant, event_id: str) -> list[dict[str, Any]]:
+    """Attendance as scheduling knows it, within the grant."""
+    rows = await conn.fetch(
+        "SELECT t.registration_id, attendance, approved FROM attendees t"
+        " LEFT JOIN access_registrations a USING (registration_id) WHERE t.event_id = $1"
+        " AND ($2::text IS NULL OR a.office_id = $2)"
+        " AND ($3::text IS NULL OR t.registration_id = $3) ORDER BY t.registration_id",
+        event_id,
+        grant.office if grant.scope is Scope.OFFICE else None,
+        grant.registration_id if grant.scope is Scope.SELF else None,
+    )
+    return [dict(r) for r in rows]

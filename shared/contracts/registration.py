@@ -11,7 +11,7 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.base import EventPayload
 
@@ -50,6 +50,15 @@ class Interval(_Part):
     end: datetime
 
 
+class SupportOffice(_Part):
+    """A network's support office co-organising an event (in EEN, identified by its
+    network id), with the countries whose participants it looks after by default."""
+
+    office_id: str
+    name: str
+    countries: list[str] = Field(default_factory=list)  # ISO 3166-1 alpha-2; the country rule
+
+
 class _RegistrationEvent(EventPayload):
     producer: ClassVar[str] = "registration"
 
@@ -76,6 +85,21 @@ class BrokerageEventCreated(_RegistrationEvent):
     registration_deadline: datetime
     max_meetings_per_participant: int | None = None
     request_expiry_hours: int = 48
+    support_offices: list[SupportOffice] = Field(default_factory=list)
+
+
+class DirectoryField(StrEnum):
+    """Profile fields a participant may publish in the event's participant directory
+    (shown to the event's approved participants and organisers, never to the world)."""
+
+    COUNTRY = "country"
+    SECTORS = "sectors"
+    TECHNOLOGIES = "technologies"
+    VALUE_CHAIN_POSITION = "value_chain_position"
+    MARKETS = "markets"
+    OFFERS = "offers"
+    REQUESTS = "requests"
+    ATTENDANCE = "attendance"
 
 
 class OrganisationProfile(_Part):
@@ -94,6 +118,8 @@ class OrganisationProfile(_Part):
     availability: list[Interval]  # empty: available throughout the event
     representatives_encrypted: str
     representative_count: int
+    # What the directory shows besides name and organisation type (all, unless chosen).
+    published: list[DirectoryField] = Field(default_factory=lambda: list(DirectoryField))
 
 
 class RegisteredBase(_RegistrationEvent):
@@ -191,6 +217,40 @@ class SideProgrammeJoined(_RegistrationEvent):
     end: datetime
 
 
+class CoOrganiserAdded(_RegistrationEvent):
+    """The lead organiser gives a support office its own key for one event."""
+
+    event_name: ClassVar[str] = "CoOrganiserAdded"
+    co_organiser_id: str
+    event_id: str
+    office_id: str
+    name: str
+    email: str | None = None  # where registrations of its participants are announced
+    api_key_digest: str
+
+
+class CoOrganiserRemoved(_RegistrationEvent):
+    """The co-organiser's key stops working for the event."""
+
+    event_name: ClassVar[str] = "CoOrganiserRemoved"
+    co_organiser_id: str
+    event_id: str
+
+
+class AssignedBy(StrEnum):
+    PARTICIPANT = "participant"  # chosen at registration
+    COUNTRY_RULE = "country_rule"  # the event's rule for the participant's country
+    ORGANISER = "organiser"  # reassigned by the lead organiser
+
+
+class ParticipantAssignedToSupportOffice(_RegistrationEvent):
+    event_name: ClassVar[str] = "ParticipantAssignedToSupportOffice"
+    registration_id: str
+    event_id: str
+    office_id: str
+    assigned_by: AssignedBy
+
+
 REGISTRATION_EVENTS: list[type[EventPayload]] = [
     OrganiserRegistered,
     BrokerageEventCreated,
@@ -206,4 +266,7 @@ REGISTRATION_EVENTS: list[type[EventPayload]] = [
     PersonalDataErased,
     SideProgrammeItemAdded,
     SideProgrammeJoined,
+    CoOrganiserAdded,
+    CoOrganiserRemoved,
+    ParticipantAssignedToSupportOffice,
 ]

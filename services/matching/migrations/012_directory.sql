@@ -1,0 +1,2 @@
+-- The profile fields each participant publishes in the directory (NULL: all).
+ALTER TABLE participants ADD COLUMN IF NOT EXISTS published text[];

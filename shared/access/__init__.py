@@ -1,0 +1,1 @@
+"""One access model for every service: the policy (pure), its projection, its HTTP guard."""

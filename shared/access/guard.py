@@ -1,0 +1,282 @@
+"""The access model at the HTTP edge: every route declares an `Action`, and its
+request is authorised before anything else happens to it.
+
+    router = AccessRouter(prefix="/api")
+
+    @router.get("/events/{event_id}/meetings", openapi_extra=requires(Action.VIEW_ACTIVITY))
+    async def meetings(event_id: str, grant: Granted) -> ...
+
+`GuardedRoute` runs the check before FastAPI reads the body, so a caller without
+rights gets 401 or 403 and learns nothing from a 422. A route without a declared
+action cannot be built. The declaration is also written into the OpenAPI document
+(`x-access`), with the security schemes, so generated clients authenticate and the
+tenant-isolation test knows what each route allows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
+
+from shared.access.policy import (
+    ADMIN,
+    RULES,
+    Action,
+    Denied,
+    Grant,
+    Principal,
+    RegistrationStatus,
+    Role,
+    Subject,
+    decide,
+    standing_of,
+)
+from shared.auth import digest, same_secret
+from shared.problems import ProblemError, problem_response
+
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
+BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
+
+# Control characters (tab, newline and carriage return aside) never belong in an id,
+# a query or a text field; PostgreSQL refuses NUL outright.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request concerns: an event and, possibly, some of its registrations."""
+
+    event_id: str | None
+    registrations: tuple[str, ...] = ()
+
+
+# Finds a request's target from its path parameters and caller; None: not found.
+Resolver = Callable[
+    [asyncpg.Connection, Mapping[str, str], Principal | None], Awaitable[Target | None]
+]
+
+
+async def from_path(
+    conn: asyncpg.Connection, path: Mapping[str, str], principal: Principal | None
+) -> Target | None:
+    """The default target: `event_id` and `registration_id` path parameters, when present."""
+    event_id = path.get("event_id")
+    registration_id = path.get("registration_id")
+    if registration_id is not None:
+        owner = await conn.fetchval(
+            "SELECT event_id FROM access_registrations WHERE registration_id = $1",
+            registration_id,
+        )
+        if owner is None or (event_id is not None and owner != event_id):
+            return None
+        return Target(owner, (registration_id,))
+    if event_id is not None:
+        known = await conn.fetchval("SELECT 1 FROM access_events WHERE event_id = $1", event_id)
+        return Target(event_id) if known else None
+    return Target(None)
+
+
+async def own_registration(
+    conn: asyncpg.Connection, path: Mapping[str, str], principal: Principal | None
+) -> Target | None:
+    """`/me/...` routes: the caller's own registration (only an organisation has one)."""
+    if principal is None or principal.role is not Role.ORGANISATION:
+        return Target(None)
+    return await from_path(conn, {"registration_id": principal.id}, principal)
+
+
+# A signed link accepted instead of a key (e.g. the dashboard's): the grant it carries,
+# None when the request has no such link; raises a problem when the link is not valid.
+LinkOpener = Callable[[Request], Awaitable[Grant | None]]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    action: Action
+    target: Resolver = from_path
+    link: LinkOpener | None = None
+
+    def describe(self) -> dict[str, Any]:
+        rule = RULES[self.action]
+        return {
+            "action": self.action.name,
+            "summary": self.action.value,
+            "public": rule.public,
+            "signed_link": self.link is not None,
+            "allowed": {relation.name: grants.value for relation, grants in rule.by.items()},
+        }
+
+
+def requires(
+    action: Action, *, target: Resolver = from_path, link: LinkOpener | None = None
+) -> dict[str, Any]:
+    """A route's declaration, passed as `openapi_extra=` (see the module's docstring)."""
+    return {"x-access": Requirement(action, target, link)}
+
+
+async def identify(request: Request) -> Principal | None:
+    """The caller, from `X-API-Key` or `Authorization: Bearer`; None when no key is sent."""
+    authorization = request.headers.get("authorization", "")
+    key = request.headers.get("x-api-key") or (
+        authorization[7:] if authorization.lower().startswith("bearer ") else None
+    )
+    if not key:
+        return None
+    runtime = request.app.state.runtime
+    if same_secret(key, runtime.settings.platform_admin_key):
+        return ADMIN
+    row = await runtime.pool.fetchrow(
+        "SELECT role, subject_id FROM api_keys WHERE key_digest = $1 AND NOT revoked",
+        digest(key),
+    )
+    if row is None:
+        raise ProblemError(401, "Unknown API key", "the API key is not valid (or was revoked)")
+    return Principal(Role(row["role"]), row["subject_id"])
+
+
+async def authorise(request: Request, requirement: Requirement) -> Grant:
+    """Allow the request under the policy, or raise a 401/403/404 problem."""
+    if requirement.link is not None:
+        by_link = await requirement.link(request)
+        if by_link is not None:
+            return by_link
+    principal = await identify(request)
+    try:
+        if principal is None:
+            return decide(requirement.action, None, standing_of(None, **_NOBODY))
+        async with request.app.state.runtime.pool.acquire() as conn:
+            target = await requirement.target(conn, request.path_params, principal)
+            if target is None:
+                raise ProblemError(404, "Not found", f"nothing at {request.url.path}")
+            standing = await _standing(conn, principal, target.event_id)
+            subjects = await _subjects(conn, target.registrations)
+        return decide(requirement.action, principal, standing, subjects)
+    except Denied as denied:
+        title = "API key required" if denied.status == 401 else "Forbidden"
+        raise ProblemError(denied.status, title, denied.reason) from denied
+
+
+_NOBODY: dict[str, Any] = {"lead_organiser": None, "co_organiser_office": None, "own_status": None}
+
+
+async def _standing(conn: asyncpg.Connection, principal: Principal, event_id: str | None) -> Any:
+    if event_id is None:
+        return standing_of(principal, **_NOBODY)
+    lead = await conn.fetchval(
+        "SELECT organiser_id FROM access_events WHERE event_id = $1", event_id
+    )
+    office = None
+    status = None
+    if principal.role is Role.CO_ORGANISER:
+        office = await conn.fetchval(
+            "SELECT office_id FROM access_co_organisers"
+            " WHERE co_organiser_id = $1 AND event_id = $2 AND NOT removed",
+            principal.id,
+            event_id,
+        )
+    elif principal.role is Role.ORGANISATION:
+        found = await conn.fetchval(
+            "SELECT status FROM access_registrations WHERE registration_id = $1 AND event_id = $2",
+            principal.id,
+            event_id,
+        )
+        status = RegistrationStatus(found) if found is not None else None
+    return standing_of(
+        principal, lead_organiser=lead, co_organiser_office=office, own_status=status
+    )
+
+
+async def _subjects(conn: asyncpg.Connection, ids: tuple[str, ...]) -> tuple[Subject, ...]:
+    if not ids:
+        return ()
+    rows = await conn.fetch(
+        "SELECT registration_id, office_id FROM access_registrations"
+        " WHERE registration_id = ANY($1::text[])",
+        list(ids),
+    )
+    return tuple(Subject(r["registration_id"], r["office_id"]) for r in rows)
+
+
+def _check_parameters(request: Request) -> None:
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and CONTROL.search(value):
+            raise ProblemError(404, "Not found", f"{name}: no such resource")
+    for name, value in request.query_params.multi_items():
+        if CONTROL.search(value) or CONTROL.search(name):
+            raise ProblemError(
+                422,
+                "Invalid request",
+                f"{name}: control characters are not allowed",
+                errors=[{"field": name, "reason": "control characters are not allowed"}],
+            )
+
+
+async def _schemes(
+    _key: Annotated[str | None, Security(API_KEY)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+) -> None:
+    """Declares the security schemes in OpenAPI; `GuardedRoute` has already checked them."""
+
+
+class GuardedRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        extra = dict(kwargs.pop("openapi_extra", None) or {})
+        requirement = extra.pop("x-access", None)
+        if not isinstance(requirement, Requirement):
+            raise TypeError(f"route {path} declares no access requirement (openapi_extra=requires)")
+        self.requirement = requirement
+        extra["x-access"] = requirement.describe()
+        if RULES[requirement.action].public:
+            extra["security"] = [{}]  # the key is optional here
+        kwargs["dependencies"] = [*(kwargs.get("dependencies") or []), Depends(_schemes)]
+        super().__init__(path, endpoint, openapi_extra=extra, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        requirement = self.requirement
+
+        async def guarded(request: Request) -> Response:
+            try:
+                _check_parameters(request)
+                request.state.grant = await authorise(request, requirement)
+            except ProblemError as problem:
+                return problem_response(request, problem)
+            return await handle(request)
+
+        return guarded
+
+
+class AccessRouter(APIRouter):
+    """A router whose every route is guarded by the access model."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(route_class=GuardedRoute, **kwargs)
+
+
+def granted(request: Request) -> Grant:
+    grant: Grant = request.state.grant
+    return grant
+
+
+def caller(request: Request) -> Principal:
+    """The authenticated caller of a route whose rule needs a key."""
+    grant = granted(request)
+    assert grant.principal is not None
+    return grant.principal
+
+
+def maybe_caller(request: Request) -> Principal | None:
+    return granted(request).principal
+
+
+Granted = Annotated[Grant, Depends(granted)]
+Caller = Annotated[Principal, Depends(caller)]
+MaybeCaller = Annotated[Principal | None, Depends(maybe_caller)]

@@ -1,0 +1,146 @@
+"""The access projection: what every service needs to know to apply the policy.
+
+From registration's events each service keeps the keys (`api_keys`), who leads each
+event, its co-organisers with their support offices, and each registration's status
+and office. Registration applies these handlers to its own events in the command's
+transaction; the other services combine `HANDLERS` into their subscription to
+`registration.events`. Every handler is idempotent: events may be delivered again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import asyncpg
+
+from shared.access.policy import RegistrationStatus, Role
+from shared.contracts.base import EventPayload
+from shared.contracts.registration import (
+    REGISTERED_BY_TYPE,
+    BrokerageEventCreated,
+    CoOrganiserAdded,
+    CoOrganiserRemoved,
+    OrganiserRegistered,
+    ParticipantAssignedToSupportOffice,
+    RegisteredBase,
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationWaitlisted,
+    RegistrationWithdrawn,
+)
+from shared.envelope import Envelope
+from shared.inbox import Handler
+
+STATUS_AFTER: Mapping[type[EventPayload], RegistrationStatus] = {
+    RegistrationApproved: RegistrationStatus.APPROVED,
+    RegistrationRejected: RegistrationStatus.REJECTED,
+    RegistrationWaitlisted: RegistrationStatus.WAITLISTED,
+    RegistrationWithdrawn: RegistrationStatus.WITHDRAWN,
+}
+
+
+async def record_key(conn: asyncpg.Connection, key_digest: str, role: Role, subject: str) -> None:
+    """Remember a key issued by registration."""
+    await conn.execute(
+        "INSERT INTO api_keys (key_digest, role, subject_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (key_digest) DO NOTHING",
+        key_digest,
+        role.value,
+        subject,
+    )
+
+
+async def _organiser_registered(conn: asyncpg.Connection, e: OrganiserRegistered) -> None:
+    await record_key(conn, e.api_key_digest, Role.ORGANISER, e.organiser_id)
+
+
+async def _event_created(conn: asyncpg.Connection, e: BrokerageEventCreated) -> None:
+    await conn.execute(
+        "INSERT INTO access_events (event_id, organiser_id) VALUES ($1, $2)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        e.event_id,
+        e.organiser_id,
+    )
+
+
+async def _registered(conn: asyncpg.Connection, e: RegisteredBase) -> None:
+    await conn.execute(
+        "INSERT INTO access_registrations (registration_id, event_id) VALUES ($1, $2)"
+        " ON CONFLICT (registration_id) DO NOTHING",
+        e.registration_id,
+        e.event_id,
+    )
+    await record_key(conn, e.api_key_digest, Role.ORGANISATION, e.registration_id)
+
+
+async def _decided(conn: asyncpg.Connection, e: EventPayload) -> None:
+    await conn.execute(
+        "UPDATE access_registrations SET status = $2 WHERE registration_id = $1",
+        e.registration_id,  # type: ignore[attr-defined]
+        STATUS_AFTER[type(e)].value,
+    )
+
+
+async def _assigned(conn: asyncpg.Connection, e: ParticipantAssignedToSupportOffice) -> None:
+    await conn.execute(
+        "UPDATE access_registrations SET office_id = $2 WHERE registration_id = $1",
+        e.registration_id,
+        e.office_id,
+    )
+
+
+async def _co_organiser_added(conn: asyncpg.Connection, e: CoOrganiserAdded) -> None:
+    await conn.execute(
+        "INSERT INTO access_co_organisers (co_organiser_id, event_id, office_id)"
+        " VALUES ($1, $2, $3) ON CONFLICT (co_organiser_id) DO NOTHING",
+        e.co_organiser_id,
+        e.event_id,
+        e.office_id,
+    )
+    await record_key(conn, e.api_key_digest, Role.CO_ORGANISER, e.co_organiser_id)
+
+
+async def _co_organiser_removed(conn: asyncpg.Connection, e: CoOrganiserRemoved) -> None:
+    await conn.execute(
+        "UPDATE access_co_organisers SET removed = true WHERE co_organiser_id = $1",
+        e.co_organiser_id,
+    )
+    await conn.execute(
+        "UPDATE api_keys SET revoked = true WHERE role = $1 AND subject_id = $2",
+        Role.CO_ORGANISER.value,
+        e.co_organiser_id,
+    )
+
+
+async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
+    """Project one of registration's events into the access tables (others are ignored)."""
+    if isinstance(event, OrganiserRegistered):
+        await _organiser_registered(conn, event)
+    elif isinstance(event, BrokerageEventCreated):
+        await _event_created(conn, event)
+    elif isinstance(event, RegisteredBase):
+        await _registered(conn, event)
+    elif type(event) in STATUS_AFTER:
+        await _decided(conn, event)
+    elif isinstance(event, ParticipantAssignedToSupportOffice):
+        await _assigned(conn, event)
+    elif isinstance(event, CoOrganiserAdded):
+        await _co_organiser_added(conn, event)
+    elif isinstance(event, CoOrganiserRemoved):
+        await _co_organiser_removed(conn, event)
+
+
+async def _handle(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
+    await apply(conn, event)
+
+
+_PROJECTED: list[type[EventPayload]] = [
+    OrganiserRegistered,
+    BrokerageEventCreated,
+    *REGISTERED_BY_TYPE.values(),
+    *STATUS_AFTER,
+    ParticipantAssignedToSupportOffice,
+    CoOrganiserAdded,
+    CoOrganiserRemoved,
+]
+HANDLERS: dict[str, Handler] = {t.ce_type(): _handle for t in _PROJECTED}
