@@ -63,8 +63,8 @@ class NewMeeting(_Body):
     summary="The participant directory: approved participants with what they publish",
     description="Shown to the event's approved participants and its organisers. Each entry"
     " has the name and organisation type, and the profile fields the participant chose to"
-    " publish. The event's lead organiser (or the admin) may also list other statuses with"
-    " `status`, and then sees every field and the status.",
+    " publish. The event's lead organiser (or the admin) sees every registration, every field"
+    " and the status (filter with `status`).",
     openapi_extra=requires(Action.VIEW_DIRECTORY),
 )
 async def participants(
@@ -80,14 +80,14 @@ async def participants(
     rows = await runtime_of(request).pool.fetch(
         "SELECT registration_id, organisation_type, name, country, sectors, technologies,"
         " value_chain_position, markets, offers, requests, attendance, status, published"
-        " FROM participants WHERE event_id = $1 AND status = $2"
+        " FROM participants WHERE event_id = $1 AND ($2::text IS NULL OR status = $2)"
         " AND ($3::text IS NULL OR concat_ws(' ', name, array_to_string(offers, ' '),"
         "   array_to_string(requests, ' '), array_to_string(technologies, ' ')) ILIKE"
         "   '%' || $3 || '%')"
         " AND ($4::text IS NULL OR country = upper($4)) AND ($5::text IS NULL OR $5 = ANY(sectors))"
         " ORDER BY name",
         event_id,
-        (status if full and status else RegistrationStatus.APPROVED).value,
+        (status.value if status else None) if full else RegistrationStatus.APPROVED.value,
         q,
         country,
         sector,

@@ -89,7 +89,12 @@ async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:
             for t, members in enumerate(done.tours.values())
             for rid in members
         }
-        placed = (await http.get(f"/api/events/{done.event_id}/meetings")).json()
+        placed = (
+            await http.get(
+                f"/api/events/{done.event_id}/meetings",
+                headers={"X-API-Key": done.organiser_key},
+            )
+        ).json()
         assert len(placed) == 63 and all(m["placed"] for m in placed)
         assert clashes(placed, busy) == []
         # Feedback only from a meeting's participants; attendance only by the organiser.

@@ -131,7 +131,7 @@ class World:
             if r.status_code != 200:
                 return False
             url = f"{self.p.urls['matching']}/api/events/{self.event_id}/participants"
-            listed = (await self.http.get(url)).json()
+            listed = (await self.http.get(url, headers=self.organiser)).json()
             return {x["registration_id"]: x["status"] for x in listed} == expected
 
         await wait_until(known, limit=30, interval=0.1, what="matching to catch up")
@@ -380,7 +380,8 @@ async def test_refusals_are_problem_details_and_store_nothing(platform: Platform
         assert_problem(await w.ask(biz, c), 422, "meeting_type")
         assert_problem(await w.ask(a, b), 409, "recipient_id")  # already pending
         assert_problem(await w.ask(unapproved, a), 409, "requester_id")
-        assert_problem(await w.ask(elsewhere, a), 422, "requester_id")
+        # A participant of another event has no part in this one: refused before any rule.
+        assert_problem(await w.ask(elsewhere, a), 403)
         assert_problem(
             await w.post(
                 f"/events/{w.event_id}/meeting-requests",
@@ -401,15 +402,21 @@ async def test_refusals_are_problem_details_and_store_nothing(platform: Platform
         assert_problem(
             await w.post("/events/nope/meeting-requests", a.key, {"recipient_id": "x"}), 404
         )
+        # The requester is a party (the rule's "recipient" refuses it); c is not (the policy).
+        assert_problem(
+            await w.post(f"/meeting-requests/{request_id}/accept", a.key), 403, "recipient_id"
+        )
         for who in (a, c):
-            assert_problem(
-                await w.post(f"/meeting-requests/{request_id}/accept", who.key), 403, "recipient_id"
-            )
             assert_problem(await w.post(f"/meeting-requests/{request_id}/decline", who.key), 403)
+        assert_problem(await w.post(f"/meeting-requests/{request_id}/accept", c.key), 403)
         assert_problem(await w.post(f"/meeting-requests/{request_id}/cancel", c.key), 403)
         assert_problem(await w.post("/meeting-requests/nope/accept", b.key), 404)
         assert_problem(await w.get(f"/events/{w.event_id}/meeting-requests", other.organiser), 403)
-        assert_problem(await w.get(f"/events/{w.event_id}/meeting-requests", a.key), 403)
+        # A participant lists the event's requests that concern it, and no others.
+        own = await w.get(f"/events/{w.event_id}/meeting-requests", a.key)
+        assert own.status_code == 200 and [r["request_id"] for r in own.json()] == [request_id]
+        none = await w.get(f"/events/{w.event_id}/meeting-requests", c.key)
+        assert none.status_code == 200 and none.json() == []
         assert_problem(await w.get(f"/meeting-requests/{request_id}", c.key), 403)
         assert_problem(await w.get("/me/meeting-requests", w.organiser), 403)
         assert_problem(

@@ -27,6 +27,7 @@ from services.matching.recommend.scoring import K
 from services.matching.recommend.topk import Entry, TopList
 from services.matching.recommendations_api import router
 from shared import problems
+from shared.access import projection as access_projection
 from shared.auth import digest
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingDeclined, MeetingRequested
@@ -87,6 +88,7 @@ async def apply(pool: asyncpg.Pool, event: EventPayload, key: str = "e1") -> Non
     """One event through the handlers, in one transaction (as the inbox consumer does)."""
     envelope = Envelope.wrap(event, key=key)
     async with pool.acquire() as conn, conn.transaction():
+        await access_projection.apply(conn, event)  # what the runtime adds to a subscription
         await HANDLERS[event.ce_type()](conn, envelope, event)
 
 

@@ -197,7 +197,10 @@ async def test_registration_reaches_kafka_and_another_service_with_its_trace(
         deadline = time.monotonic() + 20
         while True:
             known = (
-                await http.get(f"{platform.urls['matching']}/api/events/{event_id}/participants")
+                await http.get(
+                    f"{platform.urls['matching']}/api/events/{event_id}/participants",
+                    headers={"X-API-Key": ADMIN_KEY},
+                )
             ).json()
             if known:
                 break
