@@ -8,6 +8,10 @@ participants request meetings and accept them (matching), scheduling places them
 the organiser records who came and which meetings did not take place, both sides
 rate their meetings and report outcomes (reporting). Then the report is printed.
 
+The event has two support offices (EEN): the Lower Saxony office (DE-NDS) looks
+after the German participants and a second office after the others (the country
+rule); each gets a co-organiser, and the report shows the figures by office.
+
 The organisations are fictional. The figures are the seed's: 25 clusters from nine
 countries applied, 19 clusters from eight countries took part, six could not come
 in person, and they held 44 Cluster2Cluster and 17 Business2Cluster meetings. Two
@@ -112,6 +116,17 @@ RATINGS = [
     "no_interest",
 ]
 
+# The host region's office looks after the German participants; a second EEN office
+# (fictional) after everyone else's, by the country rule.
+SUPPORT_OFFICES: list[dict[str, Any]] = [
+    {"office_id": "DE-NDS", "name": "EEN Lower Saxony", "countries": ["DE"]},
+    {
+        "office_id": "EEN-EU",
+        "name": "EEN partner offices abroad",
+        "countries": ["AT", "BE", "ES", "FR", "IT", "LT", "PL", "RO"],
+    },
+]
+
 EVENT = {
     "name": "European Cluster Matchmaking Event at HANNOVER MESSE 2015 (replay)",
     "venue": "HANNOVER MESSE, Technology Cooperation Days, Hannover, Germany",
@@ -122,6 +137,7 @@ EVENT = {
     "tables": 25,
     "meeting_types": ["Cluster2Cluster", "Business2Cluster"],
     "registration_deadline": "2015-03-27T23:59:00+01:00",
+    "support_offices": SUPPORT_OFFICES,
 }
 
 
@@ -173,7 +189,8 @@ class Replay:
     businesses: list[str] = field(default_factory=list)
     meetings: list[tuple[str, str, str]] = field(default_factory=list)  # (id, a, b)
     tours: dict[str, list[str]] = field(default_factory=dict)  # item id -> participants
-    report: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)  # as the lead organiser sees it
+    co_organisers: dict[str, str] = field(default_factory=dict)  # office id -> its key
 
 
 class ReplayError(RuntimeError):
@@ -242,6 +259,16 @@ async def replay(
         )
         state.event_id = event_id = event["event_id"]
         log(f"event {event['name']} ({event_id})")
+        for office in SUPPORT_OFFICES:
+            added = _ok(
+                await http.post(
+                    f"{urls.registration}/api/events/{event_id}/co-organisers",
+                    headers=as_organiser,
+                    json={"office_id": office["office_id"], "name": office["name"]},
+                )
+            )
+            state.co_organisers[office["office_id"]] = added["api_key"]
+        log(f"{len(state.co_organisers)} co-organisers added, one per support office")
 
         async def register(
             kind: str, cast: list[tuple[str, str, list[str]]], remote: bool
@@ -276,6 +303,7 @@ async def replay(
             rows = _ok(
                 await http.get(
                     f"{urls.matching}/api/events/{event_id}/participants",
+                    headers=as_organiser,
                     params={"status": "approved"},
                 )
             )
@@ -335,7 +363,11 @@ async def replay(
         log(f"{len(state.meetings)} meetings requested and accepted")
 
         async def all_placed() -> bool:
-            rows = _ok(await http.get(f"{urls.reporting}/api/events/{event_id}/meetings"))
+            rows = _ok(
+                await http.get(
+                    f"{urls.reporting}/api/events/{event_id}/meetings", headers=as_organiser
+                )
+            )
             placed: int = sum(r["placed"] for r in rows)
             return placed == len(state.meetings)
 
@@ -350,7 +382,11 @@ async def replay(
         seen: list[dict[str, Any]] = []
 
         async def tours_respected() -> bool:
-            seen[:] = _ok(await http.get(f"{urls.reporting}/api/events/{event_id}/meetings"))
+            seen[:] = _ok(
+                await http.get(
+                    f"{urls.reporting}/api/events/{event_id}/meetings", headers=as_organiser
+                )
+            )
             return all(r["placed"] for r in seen) and not clashes(seen, busy)
 
         try:
@@ -439,7 +475,9 @@ async def replay(
                     )
                 )
         log("attendance, feedback and outcomes recorded")
-        state.report = _ok(await http.get(f"{urls.reporting}/api/events/{event_id}/report"))
+        state.report = _ok(
+            await http.get(f"{urls.reporting}/api/events/{event_id}/report", headers=as_organiser)
+        )
     return state
 
 
@@ -472,6 +510,17 @@ def seed_figures(report: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def office_lines(report: dict[str, Any]) -> list[str]:
+    """The lead organiser's report figures by support office, one printed line each."""
+    return [
+        f"{o['name']} ({o['office_id']}): {o['registrations']} registrations,"
+        f" {o['approved']} approved, {o['meetings_requested']} meetings requested,"
+        f" {o['meetings_held']} held, {o['feedback_responses']} feedback responses,"
+        f" {o['agreements']} agreements"
+        for o in report.get("by_office", [])
+    ]
+
+
 SEED = {
     "applied clusters": 25,
     "applied countries": 9,
@@ -487,9 +536,17 @@ SEED = {
 def main() -> int:
     urls = Urls.from_env()
     done = asyncio.run(replay(urls, os.environ.get("PLATFORM_ADMIN_KEY", "local-admin-key")))
-    markdown = httpx.get(f"{urls.reporting}/api/events/{done.event_id}/report.md", timeout=10)
+    markdown = httpx.get(
+        f"{urls.reporting}/api/events/{done.event_id}/report.md",
+        headers={"X-API-Key": done.organiser_key},  # the lead's: with the figures by office
+        timeout=10,
+    )
     print()
     print(markdown.text)
+    print("Figures by support office:")
+    for line in office_lines(done.report):
+        print(f"  {line}")
+    print()
     figures = seed_figures(done.report)
     differ = {k: (v, SEED[k]) for k, v in figures.items() if v != SEED[k]}
     link = httpx.get(
@@ -498,6 +555,13 @@ def main() -> int:
         timeout=10,
     )
     print(f"Dashboard:   {urls.reporting}{_ok(link)['url']}")
+    for office, key in done.co_organisers.items():
+        mine = httpx.get(
+            f"{urls.reporting}/api/events/{done.event_id}/dashboard-link",
+            headers={"X-API-Key": key},
+            timeout=10,
+        )
+        print(f"  {office}:  {urls.reporting}{_ok(mine)['url']}")
     print(f"Report page: {urls.reporting}/events/{done.event_id}/report")
     print(f"Report JSON: {urls.reporting}/api/events/{done.event_id}/report")
     if differ:

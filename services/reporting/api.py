@@ -7,12 +7,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import Field
 
-from services.reporting import handlers, report
+from services.reporting import dashboard_queries, handlers, offices, report
 from shared.access.guard import AccessRouter, requires
 from shared.access.policy import Action, Grant, Relation, Scope
 from shared.api import Caller, Granted, IdempotencyKey, run_command
@@ -73,39 +72,46 @@ async def list_events(request: Request) -> list[dict[str, Any]]:
 
 
 async def _report(request: Request, event_id: str) -> dict[str, Any]:
-    """The report; organisation names (of remote participants) only for its organisers:
-    the published report carries figures, no participant's data."""
-    built = await _build_report(request, event_id)
+    """The report: public, with figures only. Its organisers see more: the lead organiser
+    (and the admin) the names of the remote participants and the figures by support
+    office; a co-organiser the report of its office's participants."""
     grant: Grant = request.state.grant
-    if grant.relation not in (Relation.ADMIN, Relation.LEAD_ORGANISER):
-        built["remote"] = {k: v for k, v in built["remote"].items() if k != "names"}
-    return built
-
-
-async def _build_report(request: Request, event_id: str) -> dict[str, Any]:
     async with (
         runtime_of(request).pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
-        event = await conn.fetchrow("SELECT * FROM brokerage_events WHERE event_id = $1", event_id)
-        if event is None:
+        data = await dashboard_queries.event_rows(conn, event_id)
+        if data is None:
             raise ProblemError(404, "Not found", f"brokerage event {event_id} not found")
-
-        async def rows(table: str) -> list[asyncpg.Record]:
-            return list(await conn.fetch(f"SELECT * FROM {table} WHERE event_id = $1", event_id))
-
-        return report.build(
-            {**dict(event), "days": json.loads(event["days"])},
-            await rows("registrations"),
-            await rows("meetings"),
-            await rows("placements"),
-            await rows("requests"),
-            await rows("attendance"),
-            await rows("not_held"),
-            await rows("feedback"),
-            await rows("outcomes"),
-            await rows("side_programme"),
+    if grant.relation in (Relation.ADMIN, Relation.LEAD_ORGANISER):
+        built = data.rows.report()
+        built["by_office"] = offices.by_office(data.rows, data.declared, data.office_of)
+        return built
+    office = await _co_organiser_office(request, event_id, grant)
+    if office is not None:
+        built = offices.share(data.rows, data.office_of, office).report()
+        listed = offices.offices_of(data.declared, data.office_of)
+        built["office"] = next(
+            (o for o in listed if o["office_id"] == office), {"office_id": office, "name": office}
         )
+    else:
+        built = data.rows.report()
+    built["remote"] = {k: v for k, v in built["remote"].items() if k != "names"}
+    return built
+
+
+async def _co_organiser_office(request: Request, event_id: str, grant: Grant) -> str | None:
+    """The support office of a caller who is one of the event's co-organisers."""
+    principal = grant.principal
+    if grant.relation is not Relation.CO_ORGANISER or principal is None:
+        return None
+    office: str | None = await runtime_of(request).pool.fetchval(
+        "SELECT office_id FROM access_co_organisers"
+        " WHERE co_organiser_id = $1 AND event_id = $2 AND NOT removed",
+        principal.id,
+        event_id,
+    )
+    return office
 
 
 @router.get(

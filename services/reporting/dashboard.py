@@ -110,10 +110,15 @@ def agenda(
     meetings: Sequence[Row],
     placements: Sequence[Row],
     held: set[str],
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The agenda: per day, one row per slot with the meeting at each table; online beside."""
+    """The agenda: per day, one row per slot with the meeting at each table; online beside.
+
+    `names` (registration -> organisation name) defaults to the registrations'; an
+    office's agenda is given the whole event's, for the other side of its meetings."""
     zone = ZoneInfo(event["time_zone"])
-    names = {r["registration_id"]: r["name"] for r in registrations}
+    if names is None:
+        names = {r["registration_id"]: r["name"] for r in registrations}
     by_id = {m["meeting_id"]: m for m in meetings if not m["cancelled"]}
     placed = [p for p in placements if p["placed"] and p["meeting_id"] in by_id]
     slots = {
@@ -233,6 +238,7 @@ def build(
     event_dead_letters: DeadLetters,
     platform_dead_letters: DeadLetters,
     generated_at: datetime,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     held = held_meetings(meetings, placements, not_held, ratings)
     flow = funnel(report)
@@ -250,7 +256,7 @@ def build(
         },
         "applications": applications(registrations),
         "funnel": flow,
-        "agenda": agenda(event, registrations, meetings, placements, held),
+        "agenda": agenda(event, registrations, meetings, placements, held, names),
         "notifications": sent,
         "dead_letters": {
             "event": _letters(event_dead_letters),

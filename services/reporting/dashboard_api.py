@@ -9,7 +9,9 @@ ends when the client goes away (Starlette cancels it) or the server stops.
 The dashboard is the organisers': it answers them by API key (the rule is
 `Action.VIEW_REPORT` in `shared.access`), or anyone holding the event's signed
 dashboard link (`GET /api/events/{id}/dashboard-link`), which is what a browser
-uses, since a page and its EventSource cannot send an API key header.
+uses, since a page and its EventSource cannot send an API key header. A
+co-organiser (by key or by its own link) sees its support office's participants
+only; the lead organiser sees the whole event, with figures by support office.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from services.reporting import dashboard_queries
 from services.reporting.live import DashboardHub
-from shared.access.guard import AccessRouter, requires
+from shared.access.guard import AccessRouter, Granted, requires
 from shared.access.policy import Action, Grant, Relation, Scope
 from shared.links import open_link, sign_link
 from shared.problems import ProblemError
@@ -53,14 +55,38 @@ def _secret(request: Request) -> str:
 
 
 async def link_grant(request: Request) -> Grant | None:
-    """The grant of a signed dashboard link in `?token=`, if the request carries one."""
+    """The grant of a signed dashboard link in `?token=`, if the request carries one.
+
+    A lead organiser's link (token parts [event id]) shows the whole event; a
+    co-organiser's ([event id, office]) its office's participants, and only while the
+    event has an active co-organiser for that office (removing it revokes the link)."""
     token = request.query_params.get("token")
     if token is None:
         return None
     event_id = request.path_params.get("event_id")
-    if open_link(_secret(request), LINK_PURPOSE, token) != [event_id]:
-        raise ProblemError(403, "Forbidden", "this dashboard link is not valid for the event")
-    return Grant(None, Relation.LEAD_ORGANISER, Scope.EVENT)
+    parts = open_link(_secret(request), LINK_PURPOSE, token)
+    if parts == [event_id]:
+        return Grant(None, Relation.LEAD_ORGANISER, Scope.EVENT)
+    if parts is not None and len(parts) == 2 and parts[0] == event_id:
+        office = parts[1]
+        active = await runtime_of(request).pool.fetchval(
+            "SELECT 1 FROM access_co_organisers"
+            " WHERE event_id = $1 AND office_id = $2 AND NOT removed LIMIT 1",
+            event_id,
+            office,
+        )
+        if active:
+            return Grant(None, Relation.CO_ORGANISER, Scope.OFFICE, office=office)
+    raise ProblemError(403, "Forbidden", "this dashboard link is not valid for the event")
+
+
+def office_of(grant: Grant) -> str | None:
+    """The support office a grant is limited to (None: the whole event)."""
+    if grant.scope is Scope.EVENT:
+        return None
+    if grant.scope is Scope.OFFICE and grant.office:
+        return grant.office
+    raise ProblemError(403, "Forbidden", "the dashboard is its organisers'")
 
 
 Token = Annotated[str | None, Query(description="the signed dashboard link's token")]
@@ -72,7 +98,8 @@ def hub_of(request: Request) -> DashboardHub:
 
 
 async def _load(request: Request, event_id: str) -> dict[str, Any]:
-    found = await dashboard_queries.load(runtime_of(request).pool, event_id)
+    grant: Grant = request.state.grant
+    found = await dashboard_queries.load(runtime_of(request).pool, event_id, office_of(grant))
     if found is None:
         raise ProblemError(404, "Not found", f"brokerage event {event_id} not found")
     return found
@@ -107,11 +134,14 @@ async def _changes(
 
 @router.get(
     "/api/events/{event_id}/dashboard-link",
-    summary="The event's signed dashboard link, to open in a browser or share (organiser)",
+    summary="The event's signed dashboard link, to open in a browser or share (organiser;"
+    " a co-organiser's link opens its support office's view)",
     openapi_extra=requires(Action.VIEW_REPORT),
 )
-async def dashboard_link(request: Request, event_id: str) -> dict[str, str]:
-    token = sign_link(_secret(request), LINK_PURPOSE, event_id)
+async def dashboard_link(request: Request, event_id: str, grant: Granted) -> dict[str, str]:
+    office = office_of(grant)
+    parts = (event_id,) if office is None else (event_id, office)
+    token = sign_link(_secret(request), LINK_PURPOSE, *parts)
     query = f"?token={quote(token)}"
     return {
         "url": f"/events/{event_id}/dashboard{query}",
@@ -157,6 +187,9 @@ def page(data: dict[str, Any], token: str | None = None) -> str:
     query = esc(f"?token={quote(token)}") if token else ""
     # Inside <script>, "</script" or "<!--" would change how the rest is parsed.
     embedded = json.dumps(data).replace("<", "\\u003c")
+    mine = data.get("office")
+    office = f"Support office: {mine['name']} ({mine['office_id']})" if mine else ""
+    hidden = "" if data.get("by_office") else " hidden"
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -170,6 +203,7 @@ def page(data: dict[str, Any], token: str | None = None) -> str:
 <header>
   <h1 id="title">{esc(event["name"])}</h1>
   <p id="subtitle">{esc(event["venue"])}</p>
+  <p id="office" data-testid="office">{esc(office)}</p>
   <p class="nav"><a href="/events/{event_id}/report">Event report</a>
     · <a href="/api/events/{event_id}/dashboard{query}">JSON</a>
     · <span id="live" data-testid="live-status" role="status" aria-live="polite">connecting…</span>
@@ -178,6 +212,9 @@ def page(data: dict[str, Any], token: str | None = None) -> str:
 <main>
   <section aria-labelledby="h-totals"><h2 id="h-totals" class="visually-hidden">Key figures</h2>
     <div id="tiles" class="tiles" data-testid="tiles"></div></section>
+  <section id="offices-section" aria-labelledby="h-offices"{hidden}>
+    <h2 id="h-offices">By support office</h2>
+    <div id="offices" data-testid="offices"></div></section>
   <section aria-labelledby="h-applications"><h2 id="h-applications">Applications and approvals</h2>
     <div class="charts">
       <figure id="applications-country" data-testid="applications-country"></figure>

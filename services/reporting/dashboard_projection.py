@@ -1,4 +1,5 @@
-"""Projections only the dashboard reads: the event's slot grid and notification outcomes.
+"""Projections only the dashboard reads: the event's slot grid, its support offices and
+notification outcomes.
 
 The grid handler runs after `projection.on_event_created` in the same transaction
 (`shared.inbox.combine`), which inserts the row it completes. Notification outcomes
@@ -13,7 +14,10 @@ import asyncpg
 
 from shared.contracts.base import EventPayload
 from shared.contracts.notification import NotificationFailed, NotificationSent
-from shared.contracts.registration import BrokerageEventCreated
+from shared.contracts.registration import (
+    BrokerageEventCreated,
+    ParticipantAssignedToSupportOffice,
+)
 from shared.envelope import Envelope
 from shared.inbox import Handler
 
@@ -21,13 +25,20 @@ from shared.inbox import Handler
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
     assert isinstance(e, BrokerageEventCreated)
     await conn.execute(
-        "UPDATE brokerage_events SET sessions = $2::jsonb, slot_minutes = $3, tables = $4"
-        " WHERE event_id = $1",
+        "UPDATE brokerage_events SET sessions = $2::jsonb, slot_minutes = $3, tables = $4,"
+        " support_offices = $5::jsonb WHERE event_id = $1",
         e.event_id,
         json.dumps([{"start": s.start.isoformat(), "end": s.end.isoformat()} for s in e.sessions]),
         e.slot_minutes,
         e.tables,
+        json.dumps([o.model_dump(mode="json") for o in e.support_offices]),
     )
+
+
+async def on_assigned(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    """Nothing to store (the access projection keeps the office): the handler is here so
+    the event's dashboards are woken (`live.notifying`) when a participant changes office."""
+    assert isinstance(e, ParticipantAssignedToSupportOffice)
 
 
 async def on_notification(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -47,4 +58,5 @@ HANDLERS: dict[str, Handler] = {
     BrokerageEventCreated.ce_type(): on_event_created,
     NotificationSent.ce_type(): on_notification,
     NotificationFailed.ce_type(): on_notification,
+    ParticipantAssignedToSupportOffice.ce_type(): on_assigned,
 }

@@ -96,11 +96,12 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
 async def on_requested(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
     assert isinstance(e, MeetingRequested)
     await conn.execute(
-        "INSERT INTO requests (request_id, event_id, meeting_type) VALUES ($1, $2, $3)"
-        " ON CONFLICT (request_id) DO NOTHING",
+        "INSERT INTO requests (request_id, event_id, meeting_type, participants)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (request_id) DO NOTHING",
         e.request_id,
         e.event_id,
         e.meeting_type.value,
+        [e.requester_id, e.recipient_id],
     )
 
 

@@ -173,6 +173,7 @@ def sections(report: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]]
         return ", ".join(f"{c} ({n})" for c, n in group["by_country"].items()) or "none"
 
     return [
+        *_office_heading(report),
         (
             "Applications",
             [
@@ -232,6 +233,43 @@ def sections(report: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]]
                 ],
             ],
         ),
+        *_by_office(report),
+    ]
+
+
+def _office_heading(report: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """A co-organiser's report says whose participants it counts."""
+    office = report.get("office")
+    if not office:
+        return []
+    return [
+        (
+            "Support office",
+            [(str(office["name"]), f"{office['office_id']}: its participants only")],
+        )
+    ]
+
+
+def _by_office(report: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The lead organiser's figures by support office, one line each."""
+    lines = report.get("by_office")
+    if lines is None:
+        return []
+    return [
+        (
+            "By support office",
+            [
+                (
+                    f"{line['name']} ({line['office_id']})" if line["office_id"] else line["name"],
+                    f"{line['registrations']} registrations, {line['approved']} approved,"
+                    f" {line['meetings_requested']} meetings requested,"
+                    f" {line['meetings_held']} held, {line['feedback_responses']} feedback"
+                    f" responses, {line['agreements']} agreements",
+                )
+                for line in lines
+            ]
+            or [("Offices", "none")],
+        )
     ]
 
 

@@ -2,7 +2,9 @@
 by Playwright) on a platform of registration, matching, scheduling and reporting run as
 subprocesses on fresh databases and the real broker. Everything is done through the
 public HTTP APIs; the page must show the figures, then follow further changes live,
-without a reload. A screenshot is kept in var/artefacts/dashboard.png.
+without a reload. A screenshot is kept in var/artefacts/dashboard.png. A co-organiser's
+link (EEN support offices) opens its office's participants only, also followed live
+(var/artefacts/dashboard-office.png).
 
 `make test` installs Chromium (`deploy/local/browser.sh`); without it the test skips.
 """
@@ -42,6 +44,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOT = REPO_ROOT / "var" / "artefacts" / "dashboard.png"
+OFFICE_SCREENSHOT = REPO_ROOT / "var" / "artefacts" / "dashboard-office.png"
+OFFICES = [
+    {"office_id": "DE-NDS", "name": "EEN Lower Saxony", "countries": ["DE"]},
+    {"office_id": "FR-IT", "name": "EEN France and Italy", "countries": ["FR", "IT"]},
+]
 ADMIN_KEY = "dashboard-browser-admin-key"
 PORTS = {
     "registration": 19101,
@@ -100,7 +107,7 @@ class Organiser:
     def _as(self, key: str) -> dict[str, str]:
         return {"X-API-Key": key}
 
-    async def create_event(self) -> None:
+    async def create_event(self, support_offices: list[dict[str, Any]] | None = None) -> None:
         made = _ok(
             await self.http.post(
                 f"{self.urls['registration']}/api/organisers",
@@ -124,6 +131,7 @@ class Organiser:
                     "tables": 3,
                     "meeting_types": ["Cluster2Cluster", "Business2Cluster", "Business2Business"],
                     "registration_deadline": (datetime.now(UTC) + timedelta(days=20)).isoformat(),
+                    "support_offices": support_offices or [],
                 },
             )
         )
@@ -183,11 +191,23 @@ class Organiser:
         rows = _ok(
             await self.http.get(
                 f"{self.urls['matching']}/api/events/{self.event_id}/participants",
+                headers=self._as(self.key),
                 params={"status": "approved"},
                 headers=self._as(ADMIN_KEY),
             )
         )
         return len(rows) == approved
+
+    async def add_co_organiser(self, office_id: str, name: str) -> dict[str, Any]:
+        """A support office's co-organiser for the event: its id and its key."""
+        added: dict[str, Any] = _ok(
+            await self.http.post(
+                f"{self.urls['registration']}/api/events/{self.event_id}/co-organisers",
+                headers=self._as(self.key),
+                json={"office_id": office_id, "name": name},
+            )
+        )
+        return added
 
     async def dashboard(self) -> dict[str, Any]:
         got: dict[str, Any] = _ok(
@@ -374,3 +394,136 @@ async def test_the_dashboard_shows_the_figures_and_follows_changes_live(
             finally:
                 await context.close()
                 shutil.rmtree(profile, ignore_errors=True)
+
+
+async def test_a_co_organisers_link_shows_its_support_offices_participants_only(
+    urls: dict[str, str],
+) -> None:
+    expect = playwright_api.expect
+    reporting = urls["reporting"]
+    base = f"{reporting}/api/events"
+    async with httpx.AsyncClient(timeout=30) as http:
+        org = Organiser(http, urls)
+        await org.create_event(OFFICES)
+        lower_saxony = await org.add_co_organiser("DE-NDS", "EEN Lower Saxony")
+        south_west = await org.add_co_organiser("FR-IT", "EEN France and Italy")
+        # By the country rule: two participants of DE-NDS, two of FR-IT.
+        c1 = await org.register("cluster", "Harz Photonics Hub", "DE", ["photonics", "ICT"])
+        c2 = await org.register("cluster", "Rhône Optics Cluster", "FR", ["photonics"])
+        b1 = await org.register("business", "Calenberg Lasers GmbH", "DE", ["photonics"])
+        await org.register("research", "Etna Research Institute", "IT", ["ICT"])
+        for rid in (c1, c2, b1):
+            await org.approve(rid)
+
+        async def offices_known() -> bool:
+            lines = (await org.dashboard()).get("by_office") or []
+            return [(o["office_id"], o["registrations"], o["approved"]) for o in lines] == [
+                ("DE-NDS", 2, 2),
+                ("FR-IT", 2, 1),
+            ]
+
+        await _poll("reporting to learn the registrations and offices", offices_known)
+
+        def as_office(co: dict[str, Any]) -> dict[str, str]:
+            return org._as(co["api_key"])
+
+        link = _ok(
+            await http.get(f"{base}/{org.event_id}/dashboard-link", headers=as_office(lower_saxony))
+        )
+        by_key = _ok(
+            await http.get(f"{base}/{org.event_id}/dashboard", headers=as_office(lower_saxony))
+        )
+        by_link = _ok(await http.get(f"{reporting}{link['json']}"))
+        for seen in (by_key, by_link):
+            assert seen["office"] == {"office_id": "DE-NDS", "name": "EEN Lower Saxony"}
+            assert (seen["totals"]["applied"], seen["totals"]["approved"]) == (2, 2)
+            assert [c["key"] for c in seen["applications"]["by_country"]] == ["DE"]
+            assert "by_office" not in seen and seen["notifications"]["sent"] == 0
+        lead_link = _ok(
+            await http.get(f"{base}/{org.event_id}/dashboard-link", headers=org._as(org.key))
+        )
+        assert lead_link["json"] != link["json"]
+        assert _ok(await http.get(f"{reporting}{lead_link['json']}"))["totals"]["applied"] == 4
+        # A co-organiser's report is its office's too; the public one has no office figures.
+        theirs = _ok(await http.get(f"{base}/{org.event_id}/report", headers=as_office(south_west)))
+        assert theirs["applied"]["organisations"] == 2 and theirs["office"]["office_id"] == "FR-IT"
+        assert "by_office" not in _ok(await http.get(f"{base}/{org.event_id}/report"))
+
+        async with playwright_api.async_playwright() as pw:
+            profile = tempfile.mkdtemp(prefix="dashboard-office-chromium-")
+            context = await pw.chromium.launch_persistent_context(
+                profile,
+                executable_path=str(CHROMIUM),
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={"width": 1400, "height": 1000},
+            )
+            try:
+                page = context.pages[0] if context.pages else await context.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(f"{reporting}{link['url']}")
+                tid = page.get_by_test_id
+                await expect(tid("live-status")).to_have_text("live", timeout=WAIT_MS)
+                await expect(tid("office")).to_contain_text("EEN Lower Saxony")
+                await expect(tid("value-applied")).to_have_text("2")
+                await expect(tid("value-approved")).to_have_text("2")
+                assert await tid("country-de").get_attribute("data-total") == "2"
+                await expect(tid("country-fr")).to_have_count(0)
+                await expect(tid("by-office")).to_have_count(0)
+                await page.evaluate("window.__notReloaded = true")
+
+                # A new participant of the office: its figures move live; another
+                # office's newcomer changes nothing here.
+                await org.register("business", "Hildesheim Optics GmbH", "DE", ["photonics"])
+                await expect(tid("value-applied")).to_have_text("3", timeout=WAIT_MS)
+                await org.register("business", "Torino Optics S.r.l.", "IT", ["photonics"])
+                await _poll(
+                    "the lead's dashboard to count 6 applications",
+                    lambda: _applied(org, 6),
+                )
+                await expect(tid("value-applied")).to_have_text("3")
+
+                # A meeting of its participant with another office's: on its agenda, with
+                # the other side's name.
+                await _poll("matching to learn the approvals", lambda: org.matching_knows(3))
+                await org.meet(c1, c2)
+                await expect(tid("funnel-all-placed")).to_have_attribute(
+                    "data-value", "1", timeout=WAIT_MS
+                )
+                grid = tid(f"agenda-{(date.today() + timedelta(days=40)).isoformat()}")
+                await expect(grid).to_contain_text("Rhône Optics Cluster", timeout=WAIT_MS)
+                assert await page.evaluate("window.__notReloaded === true")
+                assert errors == []
+                OFFICE_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                await page.screenshot(path=str(OFFICE_SCREENSHOT), full_page=True)
+
+                # The lead's page shows the figures by support office.
+                await page.goto(f"{reporting}{lead_link['url']}")
+                await expect(tid("value-applied")).to_have_text("6", timeout=WAIT_MS)
+                await expect(tid("office-de-nds-registrations")).to_have_text("3")
+                await expect(tid("office-fr-it-registrations")).to_have_text("3")
+                await expect(tid("office-de-nds-meetings_requested")).to_have_text("1")
+                await expect(tid("office-fr-it-meetings_requested")).to_have_text("1")
+                assert errors == []
+            finally:
+                await context.close()
+                shutil.rmtree(profile, ignore_errors=True)
+
+        # Removing the co-organiser revokes its link.
+        _ok(
+            await http.delete(
+                f"{urls['registration']}/api/events/{org.event_id}/co-organisers/"
+                f"{lower_saxony['co_organiser_id']}",
+                headers=org._as(org.key),
+            )
+        )
+
+        async def link_revoked() -> bool:
+            return (await http.get(f"{reporting}{link['json']}")).status_code == 403
+
+        await _poll("reporting to revoke the removed co-organiser's link", link_revoked)
+
+
+async def _applied(org: Organiser, count: int) -> bool:
+    return bool((await org.dashboard())["totals"]["applied"] == count)

@@ -11,7 +11,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scripts.replay_hannover import SEED, TOURS, Urls, clashes, replay, seed_figures
+from scripts.replay_hannover import (
+    BUSINESSES,
+    C2C_HELD,
+    ON_SITE_CLUSTERS,
+    REMOTE_CLUSTERS,
+    SEED,
+    TOURS,
+    Replay,
+    Urls,
+    clashes,
+    office_lines,
+    replay,
+    seed_figures,
+)
 from tests.integration.support import Infra, service_platform
 
 pytestmark = pytest.mark.integration
@@ -119,6 +132,8 @@ async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:
         )
         assert unkind.status_code == 422
 
+    await _check_support_offices(platform, done)
+
     # Registration after the deadline: refused to anyone but the event's organiser.
     async with httpx.AsyncClient(base_url=platform.registration) as http:
         late = await http.post(
@@ -131,3 +146,60 @@ async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:
             },
         )
         assert late.status_code == 409
+
+
+async def _check_support_offices(platform: Urls, done: Replay) -> None:
+    """Two support offices by the country rule: DE-NDS the German participants, EEN-EU
+    the others. The lead sees figures by office; each co-organiser's report and
+    dashboard link count its own participants only."""
+    cast = [
+        *zip(done.clusters, ON_SITE_CLUSTERS, strict=True),
+        *zip(done.remote, REMOTE_CLUSTERS, strict=True),
+        *zip(done.businesses, BUSINESSES, strict=True),
+    ]
+    office = {rid: "DE-NDS" if seed[1] == "DE" else "EEN-EU" for rid, seed in cast}
+    skipped = {done.meetings[C2C_HELD][0], done.meetings[-1][0]}
+    held = [m for m in done.meetings if m[0] not in skipped]
+
+    def expected(office_id: str) -> dict[str, int]:
+        members = {rid for rid, o in office.items() if o == office_id}
+        return {
+            "registrations": len(members),
+            "approved": len(members),
+            "meetings_requested": sum(bool({a, b} & members) for _, a, b in done.meetings),
+            "meetings_held": sum(bool({a, b} & members) for _, a, b in held),
+        }
+
+    lines = {line["office_id"]: line for line in done.report["by_office"]}
+    assert set(lines) == {"DE-NDS", "EEN-EU"}  # everyone has an office
+    for office_id, line in lines.items():
+        assert {k: line[k] for k in expected(office_id)} == expected(office_id)
+    assert lines["DE-NDS"]["registrations"] == 7
+    assert sum(line["registrations"] for line in lines.values()) == 31
+    assert len(office_lines(done.report)) == 2
+
+    async with httpx.AsyncClient(base_url=platform.reporting) as http:
+        public = (await http.get(f"/api/events/{done.event_id}/report")).json()
+        assert "by_office" not in public and "names" not in public["remote"]
+        lead_md = await http.get(
+            f"/api/events/{done.event_id}/report.md", headers={"X-API-Key": done.organiser_key}
+        )
+        assert "## By support office" in lead_md.text and "EEN Lower Saxony" in lead_md.text
+        for office_id, key in done.co_organisers.items():
+            mine = (
+                await http.get(f"/api/events/{done.event_id}/report", headers={"X-API-Key": key})
+            ).json()
+            assert mine["office"]["office_id"] == office_id and "by_office" not in mine
+            assert mine["applied"]["organisations"] == lines[office_id]["registrations"]
+            assert mine["meetings"]["held"] == lines[office_id]["meetings_held"]
+            link = (
+                await http.get(
+                    f"/api/events/{done.event_id}/dashboard-link", headers={"X-API-Key": key}
+                )
+            ).json()
+            board = (await http.get(link["json"])).json()
+            assert board["office"]["office_id"] == office_id and "by_office" not in board
+            assert board["totals"]["applied"] == lines[office_id]["registrations"]
+            assert board["totals"]["meetings_held"] == lines[office_id]["meetings_held"]
+            assert board["feedback"]["responses"] == lines[office_id]["feedback_responses"]
+            assert board["outcomes"]["agreements"] == lines[office_id]["agreements"]

@@ -324,9 +324,37 @@
     ];
   }
 
+  var OFFICE_COLUMNS = [
+    ["registrations", "registrations"], ["approved", "approved"],
+    ["meetings_requested", "meetings requested"], ["meetings_held", "meetings held"],
+    ["feedback_responses", "feedback responses"], ["agreements", "agreements"]
+  ];
+
+  function byOffice(rows) {
+    if (!rows || !rows.length) return el("p", {class: "note"}, "No support offices.");
+    return el("div", {class: "scroll"}, el("table", {class: "counts", "data-testid": "by-office"},
+      el("thead", {}, el("tr", {}, el("th", {scope: "col"}, "Support office"),
+        OFFICE_COLUMNS.map(function (c) { return el("th", {scope: "col"}, c[1]); }))),
+      el("tbody", {}, rows.map(function (r) {
+        var id = r.office_id || "none";
+        return el("tr", {"data-testid": "office-" + slug(id)},
+          el("th", {scope: "row"}, r.name + (r.office_id && r.office_id !== r.name ?
+            " (" + r.office_id + ")" : "")),
+          OFFICE_COLUMNS.map(function (c) {
+            return el("td", {"data-testid": "office-" + slug(id) + "-" + c[0]}, String(r[c[0]]));
+          }));
+      }))));
+  }
+
   function render(data) {
     var a = data.applications;
     document.getElementById("title").textContent = data.event.name;
+    var office = document.getElementById("office");
+    office.textContent = data.office ?
+      "Support office: " + data.office.name + " (" + data.office.office_id + "): its participants only" :
+      "";
+    document.getElementById("offices-section").hidden = !data.by_office;
+    if (data.by_office) fill("offices", byOffice(data.by_office));
     fill("tiles", tiles(data));
     fill("applications-country", pairedBars({
       title: "By country", totalName: "applied", partName: "approved",
