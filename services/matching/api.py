@@ -20,10 +20,9 @@ from services.matching import handlers
 from services.matching.domain import Status
 from shared.access.guard import AccessRouter, Target, own_registration, requires
 from shared.access.policy import Action, Principal, RegistrationStatus, Scope
-from shared.api import Caller, Granted, IdempotencyKey, as_problem, run_command
+from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
 from shared.contracts.registration import DirectoryField, MeetingType
-from shared.errors import NotFound
 from shared.runtime import runtime_of
 
 router = AccessRouter(prefix="/api")
@@ -237,10 +236,7 @@ Offset = Annotated[int, Query(ge=0)]
 )
 async def get_request(request: Request, request_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
-        try:
-            return await handlers.view(conn, request_id)
-        except NotFound as exc:
-            raise as_problem(exc) from exc
+        return await handlers.view(conn, request_id)
 
 
 @router.get(

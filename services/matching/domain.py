@@ -37,7 +37,7 @@ from shared.contracts.matching import (
     MeetingRequestExpired,
 )
 from shared.contracts.registration import Attendance, MeetingType, OrganisationType
-from shared.errors import RuleViolation
+from shared.errors import Conflict, NotAllowed, RuleViolation
 
 
 class Status(StrEnum):
@@ -172,11 +172,9 @@ def _check_pair(
     """Both approved for this event, two different organisations, a type the event allows."""
     for who, name in zip((first, second), fields, strict=True):
         if who.event_id != event.event_id:
-            raise RuleViolation(name, "is not registered for this brokerage event", status=422)
+            raise RuleViolation(name, "is not registered for this brokerage event")
         if who.status != APPROVED:
-            raise RuleViolation(
-                name, f"the registration is {who.status}, not approved for the event", status=409
-            )
+            raise Conflict(name, f"the registration is {who.status}, not approved for the event")
     if first.registration_id == second.registration_id:
         raise RuleViolation(fields[1], "a participant cannot meet itself")
     meeting_type = meeting_type_for(first.organisation_type, second.organisation_type)
@@ -196,10 +194,9 @@ def _check_caps(
         return
     for party in parties:
         if accepted.get(party.registration_id, 0) >= cap:
-            raise RuleViolation(
+            raise Conflict(
                 "max_meetings_per_participant",
                 f"{party.registration_id} already has {cap} accepted meetings, the event's cap",
-                status=409,
             )
 
 
@@ -207,15 +204,13 @@ def _check_no_open(open_request: MeetingRequest | None) -> None:
     if open_request is None:
         return
     if open_request.status == Status.ACCEPTED:
-        raise RuleViolation(
+        raise Conflict(
             "recipient_id",
             f"these two already have an accepted meeting ({open_request.request_id})",
-            status=409,
         )
-    raise RuleViolation(
+    raise Conflict(
         "recipient_id",
         f"a request between these two is already pending ({open_request.request_id})",
-        status=409,
     )
 
 
@@ -246,11 +241,9 @@ def _accepted(
 
 def _check_pending(request: MeetingRequest, now: datetime, action: str) -> None:
     if request.status != Status.PENDING:
-        raise RuleViolation("status", f"a {request.status} request cannot be {action}", status=409)
+        raise Conflict("status", f"a {request.status} request cannot be {action}")
     if request.expires_at is not None and now >= request.expires_at:
-        raise RuleViolation(
-            "expires_at", f"the request expired at {request.expires_at.isoformat()}", status=409
-        )
+        raise Conflict("expires_at", f"the request expired at {request.expires_at.isoformat()}")
 
 
 # -- decisions --------------------------------------------------------------------
@@ -312,7 +305,7 @@ def accept(
     now: datetime,
 ) -> MeetingAccepted:
     if by != request.recipient_id:
-        raise RuleViolation("recipient_id", "only the recipient accepts a request", status=403)
+        raise NotAllowed("recipient_id", "only the recipient accepts a request")
     _check_pending(request, now, "accepted")
     _check_pair(event, requester, recipient, fields=("requester_id", "recipient_id"))
     _check_caps(event, (requester, recipient), accepted)
@@ -323,7 +316,7 @@ def decline(
     request: MeetingRequest, *, by: str, reason: str | None, now: datetime
 ) -> MeetingDeclined:
     if by != request.recipient_id:
-        raise RuleViolation("recipient_id", "only the recipient declines a request", status=403)
+        raise NotAllowed("recipient_id", "only the recipient declines a request")
     _check_pending(request, now, "declined")
     return MeetingDeclined(
         request_id=request.request_id,
@@ -349,11 +342,9 @@ def cancel(
         or by.role in (CancelledBy.ADMIN, CancelledBy.SYSTEM)
     )
     if not allowed:
-        raise RuleViolation(
-            "request_id", "only one of the two participants or the organiser cancels", status=403
-        )
+        raise NotAllowed("request_id", "only one of the two participants or the organiser cancels")
     if request.status not in OPEN:
-        raise RuleViolation("status", f"a {request.status} request cannot be cancelled", status=409)
+        raise Conflict("status", f"a {request.status} request cannot be cancelled")
     return MeetingCancelled(
         request_id=request.request_id,
         event_id=request.event_id,
@@ -408,10 +399,9 @@ def arrange(
         )
         return Decision(open_request.request_id, open_request.version, [meeting])
     if open_request is not None:
-        raise RuleViolation(
+        raise Conflict(
             "participants",
             f"these two already have an accepted meeting ({open_request.request_id})",
-            status=409,
         )
     _check_caps(event, (first, second), accepted)
     fresh = MeetingRequest(

@@ -39,7 +39,7 @@ from shared.contracts.registration import (
 )
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
-from shared.errors import Forbidden, NotFound, RuleViolation
+from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 from shared.inbox import Handler
 
 PAYLOADS = registry()
@@ -77,9 +77,7 @@ async def record(
         await eventstore.append(conn, stream, decision.expected_version, envelopes)
     except eventstore.ConcurrencyConflict as exc:
         # Not expected under the locks below; a clear 409 rather than a 500 if it happens.
-        raise RuleViolation(
-            "request_id", "the request changed meanwhile; try again", status=409
-        ) from exc
+        raise Conflict("request_id", "the request changed meanwhile; try again") from exc
     for event in decision.events:
         await projection.apply(conn, event)
 
@@ -149,9 +147,7 @@ async def lock_participants(conn: asyncpg.Connection, ids: Sequence[str]) -> Non
                 advisory_lock_id(f"matching-participant:{ident}"),
             )
     except asyncpg.DeadlockDetectedError as exc:
-        raise RuleViolation(
-            "participants", "a concurrent change got in the way; try again", status=409
-        ) from exc
+        raise Conflict("participants", "a concurrent change got in the way; try again") from exc
 
 
 async def accepted_counts(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, int]:

@@ -30,7 +30,7 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
 )
 from shared.envelope import Envelope
-from shared.errors import Forbidden, NotFound, RuleViolation
+from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 
 PAYLOADS = registry()
 
@@ -186,9 +186,7 @@ async def register_organisation(
             correlation_id=correlation_id,
         )
     except asyncpg.UniqueViolationError as exc:
-        raise RuleViolation(
-            "name", "this organisation is already registered for the event", status=409
-        ) from exc
+        raise Conflict("name", "this organisation is already registered for the event") from exc
     return {
         "registration_id": registration_id,
         "event_id": event_id,
@@ -229,7 +227,7 @@ async def update_profile(
     event = await load_event(conn, registration.event_id)
     key = await _subject_key(conn, registration_id)
     if key is None:
-        raise RuleViolation("registration", "personal data was erased", status=409)
+        raise Conflict("registration", "personal data was erased")
     updated = domain.update_profile(
         registration,
         OrganisationProfile(
@@ -338,7 +336,7 @@ async def join_side_programme(
             correlation_id=correlation_id,
         )
     except eventstore.ConcurrencyConflict as exc:
-        raise RuleViolation("item_id", "joined by someone else meanwhile; try again", 409) from exc
+        raise Conflict("item_id", "joined by someone else meanwhile; try again") from exc
     return joined.model_dump(mode="json")
 
 

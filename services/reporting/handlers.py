@@ -31,7 +31,7 @@ from shared.contracts.reporting import (
     Rating,
 )
 from shared.envelope import Envelope
-from shared.errors import Forbidden, NotFound, RuleViolation
+from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 
 
 async def _append(
@@ -42,7 +42,7 @@ async def _append(
     try:
         await eventstore.append(conn, stream, version, [envelope])
     except eventstore.ConcurrencyConflict as exc:
-        raise RuleViolation("stream", "changed concurrently; try again", status=409) from exc
+        raise Conflict("stream", "changed concurrently; try again") from exc
     # Every command appends here: its event's dashboards update when the command commits.
     await notify(conn, key)
 
@@ -208,9 +208,7 @@ async def request_feedback_invitations(
     )
     held = invitations.held_and_ended(rows, datetime.now(UTC))
     if not held:
-        raise RuleViolation(
-            "meetings", "the event has no held meetings to rate (none has ended yet)", status=409
-        )
+        raise Conflict("meetings", "the event has no held meetings to rate (none has ended yet)")
     names = {
         r["registration_id"]: r["name"]
         for r in await conn.fetch(
@@ -225,9 +223,7 @@ async def request_feedback_invitations(
     }
     invited = invitations.invitations(held, names, rated, feedback_url)
     if not invited:
-        raise RuleViolation(
-            "meetings", "every held meeting has been rated by both of its sides", status=409
-        )
+        raise Conflict("meetings", "every held meeting has been rated by both of its sides")
     last = await conn.fetchval(
         "SELECT coalesce(max(round), 0) FROM feedback_rounds WHERE event_id = $1", event_id
     )
