@@ -18,6 +18,7 @@ from opentelemetry import trace
 
 from shared.access.guard import Caller, Granted, MaybeCaller
 from shared.access.policy import Principal
+from shared.envelope import ACTOR
 from shared.idempotency import request_fingerprint, run_once
 from shared.runtime import runtime_of
 
@@ -45,7 +46,11 @@ async def run_command(
 
     async def run(conn: asyncpg.Connection) -> tuple[int, Any]:
         # A domain refusal rolls the transaction back; the app's handler answers it.
-        return status, await command(conn, correlation_id)
+        acting = ACTOR.set(who.label if who else "anonymous")
+        try:
+            return status, await command(conn, correlation_id)
+        finally:
+            ACTOR.reset(acting)
 
     code, payload = await run_once(
         runtime.pool,

@@ -30,7 +30,7 @@ from opentelemetry.trace import Span, SpanKind
 from shared import metrics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
-from shared.envelope import Envelope, MalformedEnvelope
+from shared.envelope import ACTOR, Envelope, MalformedEnvelope
 from shared.outbox import conversation
 from shared.topics import prefixed
 
@@ -346,11 +346,16 @@ class InboxConsumer:
             if handler is None and batch_handler is None:
                 return
             payload = self._subscription.registry.parse(envelope.type, envelope.data)
-            if handler is not None:
-                await handler(conn, envelope, payload)
-            else:
-                assert batch_handler is not None
-                await batch_handler(conn, [(envelope, payload)])
+            # Events written in reaction carry the actor of the event they react to.
+            acting = ACTOR.set(envelope.actor)
+            try:
+                if handler is not None:
+                    await handler(conn, envelope, payload)
+                else:
+                    assert batch_handler is not None
+                    await batch_handler(conn, [(envelope, payload)])
+            finally:
+                ACTOR.reset(acting)
         metrics.EVENTS_PROCESSED.labels(self.name, message.record.topic, envelope.type).inc()
 
     async def _apply_carefully(

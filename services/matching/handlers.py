@@ -62,33 +62,27 @@ async def record(
     correlation_id: str | None,
     causation_id: str | None = None,
 ) -> None:
-    stream = stream_of(decision.request_id)
-    envelopes = [
-        Envelope.wrap(
-            e,
+    try:
+        await eventstore.record(
+            conn,
+            stream_of(decision.request_id),
+            decision.expected_version,
+            decision.events,
             key=event_id,
-            subject=stream,
             correlation_id=correlation_id,
             causation_id=causation_id,
+            project=projection.apply,
         )
-        for e in decision.events
-    ]
-    try:
-        await eventstore.append(conn, stream, decision.expected_version, envelopes)
     except eventstore.ConcurrencyConflict as exc:
         # Not expected under the locks below; a clear 409 rather than a 500 if it happens.
         raise Conflict("request_id", "the request changed meanwhile; try again") from exc
-    for event in decision.events:
-        await projection.apply(conn, event)
 
 
 # -- loading ----------------------------------------------------------------------
 
 
 async def load_request(conn: asyncpg.Connection, request_id: str) -> MeetingRequest:
-    request = MeetingRequest()
-    for stored in await eventstore.load(conn, stream_of(request_id)):
-        request.apply(PAYLOADS.parse(stored.envelope.type, stored.envelope.data))
+    request = await eventstore.load_into(conn, stream_of(request_id), PAYLOADS, MeetingRequest())
     if not request.version:
         raise NotFound("meeting request", request_id)
     return request

@@ -29,7 +29,6 @@ from shared.contracts.registration import (
     RegistrationWaitlisted,
     RegistrationWithdrawn,
 )
-from shared.envelope import Envelope
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 
 PAYLOADS = registry()
@@ -52,21 +51,19 @@ async def _record(
     key: str,
     correlation_id: str | None,
 ) -> None:
-    envelopes = [
-        Envelope.wrap(e, key=key, subject=stream, correlation_id=correlation_id) for e in events
-    ]
-    await eventstore.append(conn, stream, expected, envelopes)
-    for event in events:
-        await projection.apply(conn, event)
-
-
-async def _load(conn: asyncpg.Connection, stream: str) -> list[EventPayload]:
-    stored = await eventstore.load(conn, stream)
-    return [PAYLOADS.parse(s.envelope.type, s.envelope.data) for s in stored]
+    await eventstore.record(
+        conn,
+        stream,
+        expected,
+        events,
+        key=key,
+        correlation_id=correlation_id,
+        project=projection.apply,
+    )
 
 
 async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventCreated:
-    events = await _load(conn, _stream("brokerage-event", event_id))
+    events = await eventstore.load_events(conn, _stream("brokerage-event", event_id), PAYLOADS)
     if not events:
         raise NotFound("brokerage event", event_id)
     created = events[0]
@@ -75,18 +72,16 @@ async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventC
 
 
 async def load_co_organiser(conn: asyncpg.Connection, co_organiser_id: str) -> domain.CoOrganiser:
-    co_organiser = domain.CoOrganiser()
-    for event in await _load(conn, _stream("co-organiser", co_organiser_id)):
-        co_organiser.apply(event)
+    stream = _stream("co-organiser", co_organiser_id)
+    co_organiser = await eventstore.load_into(conn, stream, PAYLOADS, domain.CoOrganiser())
     if co_organiser.added is None:
         raise NotFound("co-organiser", co_organiser_id)
     return co_organiser
 
 
 async def load_registration(conn: asyncpg.Connection, registration_id: str) -> Registration:
-    registration = Registration()
-    for event in await _load(conn, _stream("registration", registration_id)):
-        registration.apply(event)
+    stream = _stream("registration", registration_id)
+    registration = await eventstore.load_into(conn, stream, PAYLOADS, Registration())
     if not registration.version:
         raise NotFound("registration", registration_id)
     return registration
@@ -317,9 +312,8 @@ async def join_side_programme(
     registration_id: str,
     correlation_id: str | None,
 ) -> dict[str, Any]:
-    item = domain.SideProgrammeItem()
-    for stored in await _load(conn, _stream("side-programme", item_id)):
-        item.apply(stored)
+    stream = _stream("side-programme", item_id)
+    item = await eventstore.load_into(conn, stream, PAYLOADS, domain.SideProgrammeItem())
     if item.added is None or item.added.event_id != event_id:
         raise NotFound("side programme item", item_id)
     registration = await load_registration(conn, registration_id)

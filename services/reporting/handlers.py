@@ -30,19 +30,13 @@ from shared.contracts.reporting import (
     OutcomeReported,
     Rating,
 )
-from shared.envelope import Envelope
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 
 
 async def _append(
     conn: asyncpg.Connection, stream: str, event: EventPayload, key: str, cid: str | None
 ) -> None:
-    version = await eventstore.current_version(conn, stream)
-    envelope = Envelope.wrap(event, key=key, subject=stream, correlation_id=cid)
-    try:
-        await eventstore.append(conn, stream, version, [envelope])
-    except eventstore.ConcurrencyConflict as exc:
-        raise Conflict("stream", "changed concurrently; try again") from exc
+    await eventstore.record(conn, stream, None, [event], key=key, correlation_id=cid)
     # Every command appends here: its event's dashboards update when the command commits.
     await notify(conn, key)
 

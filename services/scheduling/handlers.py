@@ -163,18 +163,15 @@ async def emit(
     """Append to the event's agenda stream (under the event's lock: no conflict)."""
     if not events:
         return
-    stream = stream_of(event_id)
-    envelopes = [
-        Envelope.wrap(
-            e,
-            key=event_id,
-            subject=stream,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-        )
-        for e in events
-    ]
-    await eventstore.append(conn, stream, await eventstore.current_version(conn, stream), envelopes)
+    await eventstore.record(
+        conn,
+        stream_of(event_id),
+        None,
+        events,
+        key=event_id,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+    )
 
 
 async def place_one(conn: asyncpg.Connection, grid: EventGrid, meeting_id: str) -> EventPayload:
