@@ -138,10 +138,10 @@ async def record(
     correlation_id: str | None = None,
     causation_id: str | None = None,
     project: Projector | None = None,
-) -> int:
+) -> list[Envelope]:
     """Wrap `events` in envelopes, append them after `expected_version` (None: after the
     stream's current version, for callers that hold a lock on it), and project each.
-    Returns the stream's new version. Raises `ConcurrencyConflict` if the stream moved."""
+    Returns the envelopes written. Raises `ConcurrencyConflict` if the stream moved."""
     if expected_version is None:
         expected_version = await current_version(conn, stream_id)
     envelopes = [
@@ -154,11 +154,11 @@ async def record(
         )
         for event in events
     ]
-    version = await append(conn, stream_id, expected_version, envelopes)
+    await append(conn, stream_id, expected_version, envelopes)
     if project is not None:
         for event in events:
             await project(conn, event)
-    return version
+    return envelopes
 
 
 class Aggregate(Protocol):

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.reporting import invitations
+from services.reporting import history, invitations
 from services.reporting.live import notify
 from shared import eventstore
 from shared.access.policy import Grant, Principal
@@ -36,7 +36,8 @@ from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 async def _append(
     conn: asyncpg.Connection, stream: str, event: EventPayload, key: str, cid: str | None
 ) -> None:
-    await eventstore.record(conn, stream, None, [event], key=key, correlation_id=cid)
+    written = await eventstore.record(conn, stream, None, [event], key=key, correlation_id=cid)
+    await history.remember_all(conn, written)
     # Every command appends here: its event's dashboards update when the command commits.
     await notify(conn, key)
 
