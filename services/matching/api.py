@@ -45,6 +45,11 @@ async def request_parties(
 class NewMeetingRequest(_Body):
     recipient_id: str = Field(min_length=1, max_length=100)
     message: str | None = Field(default=None, max_length=2000)
+    language: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2}$",
+        description="the language proposed for the meeting (ISO 639-1), sent with a message",
+    )
 
 
 class ReasonBody(_Body):
@@ -133,7 +138,7 @@ async def request_meeting(
         idempotency_key,
         body.model_dump(),
         lambda conn, cid: handlers.request_meeting(
-            conn, who, event_id, body.recipient_id, body.message, cid
+            conn, who, event_id, body.recipient_id, body.message, cid, language=body.language
         ),
         201,
     )

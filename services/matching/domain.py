@@ -35,6 +35,7 @@ from shared.contracts.matching import (
     MeetingParty,
     MeetingRequested,
     MeetingRequestExpired,
+    RequestMessage,
 )
 from shared.contracts.registration import Attendance, MeetingType, OrganisationType
 from shared.errors import Conflict, NotAllowed, RuleViolation
@@ -257,6 +258,7 @@ def request_meeting(
     request_id: str,
     message: str | None,
     open_request: MeetingRequest | None,
+    language: str | None = None,
     accepted: Mapping[str, int],
     now: datetime,
 ) -> Decision:
@@ -288,7 +290,7 @@ def request_meeting(
         requester_id=requester.registration_id,
         recipient_id=recipient.registration_id,
         meeting_type=meeting_type,
-        message=message,
+        message=None if message is None else RequestMessage(text=message, language=language),
         expires_at=expiry_of(event, now),
     )
     return Decision(request_id, 0, [requested])

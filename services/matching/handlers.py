@@ -236,6 +236,7 @@ async def request_meeting(
     message: str | None,
     correlation_id: str | None,
     now: datetime | None = None,
+    language: str | None = None,
 ) -> dict[str, Any]:
     if principal.role != "organisation":
         raise Forbidden("only a participating organisation requests meetings, with its own key")
@@ -252,6 +253,7 @@ async def request_meeting(
         recipient,
         request_id=str(uuid.uuid4()),
         message=message,
+        language=language,
         open_request=open_request,
         accepted=await accepted_counts(conn, [requester.registration_id, recipient_id]),
         now=now,

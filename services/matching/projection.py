@@ -133,7 +133,7 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
             event.requester_id,
             event.recipient_id,
             event.meeting_type.value,
-            event.message,
+            event.message.text if event.message else None,
             event.expires_at,
         )
     elif isinstance(event, MeetingAccepted):
