@@ -38,6 +38,7 @@ from shared.contracts.matching import (
     RequestMessage,
 )
 from shared.contracts.registration import Attendance, MeetingType, OrganisationType
+from shared.dispatch import StateChanges
 from shared.errors import Conflict, NotAllowed, RuleViolation
 
 
@@ -51,6 +52,16 @@ class Status(StrEnum):
 
 # A pair has at most one open request or meeting at a time.
 OPEN = frozenset({Status.PENDING, Status.ACCEPTED})
+OPEN_STATUSES = sorted(OPEN)  # for queries: `status = ANY($n::text[])`
+
+# The status each event leaves a request in: the aggregate and the projection both use it.
+STATUS_AFTER: dict[type[EventPayload], Status] = {
+    MeetingRequested: Status.PENDING,
+    MeetingAccepted: Status.ACCEPTED,
+    MeetingDeclined: Status.DECLINED,
+    MeetingCancelled: Status.CANCELLED,
+    MeetingRequestExpired: Status.EXPIRED,
+}
 
 APPROVED = "approved"  # the participant status that lets one meet others
 
@@ -107,23 +118,7 @@ class MeetingRequest:
     def apply(self, event: EventPayload) -> None:
         self.version += 1
         self.history.append(event.event_name)
-        if isinstance(event, MeetingRequested | MeetingAccepted):
-            self.request_id = event.request_id
-            self.event_id = event.event_id
-            self.requester_id = event.requester_id
-            self.recipient_id = event.recipient_id
-            self.meeting_type = event.meeting_type
-        if isinstance(event, MeetingRequested):
-            self.status = Status.PENDING
-            self.expires_at = event.expires_at
-        elif isinstance(event, MeetingAccepted):
-            self.status = Status.ACCEPTED
-        elif isinstance(event, MeetingDeclined):
-            self.status = Status.DECLINED
-        elif isinstance(event, MeetingCancelled):
-            self.status = Status.CANCELLED
-        elif isinstance(event, MeetingRequestExpired):
-            self.status = Status.EXPIRED
+        CHANGES.apply(self, event)
 
     @property
     def parties(self) -> tuple[str, str]:
@@ -131,6 +126,28 @@ class MeetingRequest:
 
     def involves(self, registration_id: str) -> bool:
         return registration_id in self.parties
+
+
+CHANGES = StateChanges[MeetingRequest]()
+
+
+@CHANGES.on(MeetingRequested, MeetingAccepted)
+def _opened(request: MeetingRequest, event: MeetingRequested | MeetingAccepted) -> None:
+    # A request's first event is MeetingRequested, or MeetingAccepted when an organiser
+    # arranged the meeting (or on its own when accepted): both name the pair.
+    request.request_id = event.request_id
+    request.event_id = event.event_id
+    request.requester_id = event.requester_id
+    request.recipient_id = event.recipient_id
+    request.meeting_type = event.meeting_type
+    request.status = STATUS_AFTER[type(event)]
+    if isinstance(event, MeetingRequested):
+        request.expires_at = event.expires_at
+
+
+@CHANGES.on(MeetingDeclined, MeetingCancelled, MeetingRequestExpired)
+def _closed(request: MeetingRequest, event: EventPayload) -> None:
+    request.status = STATUS_AFTER[type(event)]
 
 
 @dataclass(frozen=True)

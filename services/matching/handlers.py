@@ -148,9 +148,10 @@ async def accepted_counts(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[
     """Accepted meetings per participant (read under the participants' locks)."""
     rows = await conn.fetch(
         "SELECT p.id, count(m.request_id) AS n FROM unnest($1::text[]) AS p(id)"
-        " LEFT JOIN meeting_requests m ON m.status = 'accepted'"
+        " LEFT JOIN meeting_requests m ON m.status = $2"
         " AND (m.requester_id = p.id OR m.recipient_id = p.id) GROUP BY p.id",
         list(ids),
+        domain.Status.ACCEPTED.value,
     )
     return {r["id"]: int(r["n"]) for r in rows}
 
@@ -162,10 +163,11 @@ async def _open_between(
         "SELECT request_id FROM meeting_requests WHERE event_id = $1"
         " AND least(requester_id, recipient_id) = least($2::text, $3::text)"
         " AND greatest(requester_id, recipient_id) = greatest($2::text, $3::text)"
-        " AND status IN ('pending', 'accepted') FOR UPDATE",
+        " AND status = ANY($4::text[]) FOR UPDATE",
         event_id,
         a,
         b,
+        domain.OPEN_STATUSES,
     )
     return None if request_id is None else await load_request(conn, request_id)
 
@@ -381,9 +383,10 @@ async def on_participant_left(
     # so that none of its open requests is missed.
     await lock_participants(conn, [payload.registration_id])
     request_ids = await conn.fetch(
-        "SELECT request_id FROM meeting_requests WHERE status IN ('pending', 'accepted')"
+        "SELECT request_id FROM meeting_requests WHERE status = ANY($2::text[])"
         " AND (requester_id = $1 OR recipient_id = $1) ORDER BY request_id FOR UPDATE",
         payload.registration_id,
+        domain.OPEN_STATUSES,
     )
     left = "withdrew" if isinstance(payload, RegistrationWithdrawn) else "was rejected"
     for row in request_ids:
