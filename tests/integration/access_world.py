@@ -162,7 +162,10 @@ async def build_world(http: httpx.AsyncClient, urls: Mapping[str, str], admin_ke
         await http.post(
             f"{urls['notification']}/api/events/{event_a}/webhooks",
             headers=key(lead_a),
-            json={"url": "https://hooks.example.invalid/a", "event_types": ["application.approved"]},
+            json={
+                "url": "https://hooks.example.invalid/a",
+                "event_types": ["application.approved"],
+            },
         )
     )["id"]
     world_without_request = World(
