@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -69,6 +70,7 @@ class World:
     request_id: str  # a pending meeting request of A, north -> south
     item_id: str  # a side-programme item of A
     endpoint_id: str  # a webhook of A
+    dashboard_token_b: str  # the token of B's signed dashboard link
 
 
 def _event_body(name: str, offices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -168,6 +170,12 @@ async def build_world(http: httpx.AsyncClient, urls: Mapping[str, str], admin_ke
             },
         )
     )["id"]
+    link = ok(
+        await http.get(
+            f"{urls['reporting']}/api/events/{event_b}/dashboard-link", headers=key(organiser_b)
+        )
+    )
+    dashboard_token_b = parse_qs(urlsplit(link["json"]).query)["token"][0]
     world_without_request = World(
         admin_key,
         event_a,
@@ -182,6 +190,7 @@ async def build_world(http: httpx.AsyncClient, urls: Mapping[str, str], admin_ke
         request_id="",
         item_id=item_id,
         endpoint_id=endpoint_id,
+        dashboard_token_b=dashboard_token_b,
     )
     await wait_for_projections(http, urls, world_without_request)
     request_id = ok(

@@ -12,8 +12,9 @@ Bounded (few examples per operation, no deadline) so the whole takes a few minut
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
@@ -70,6 +72,18 @@ def real_ids(world: World) -> dict[str, str]:
     }
 
 
+def streams(definition: Mapping[str, Any]) -> bool:
+    """Whether the operation answers an endless stream (Server-Sent Events).
+
+    Such a response never ends, so a generated request could not be checked; these
+    operations are left out here (their refusals are in test_tenant_isolation).
+    """
+    return any(
+        "text/event-stream" in (response.get("content") or {})
+        for response in definition.get("responses", {}).values()
+    )
+
+
 def fuzz(live: Live) -> tuple[int, list[str]]:
     """Run every operation of every service; (cases sent, failures found)."""
     headers = {"X-API-Key": ADMIN_KEY}
@@ -81,7 +95,7 @@ def fuzz(live: Live) -> tuple[int, list[str]]:
         schema = schemathesis.openapi.from_dict(document)
         for result in schema.get_all_operations():
             operation = result.ok()
-            if operation.path in PLUMBING:
+            if operation.path in PLUMBING or streams(operation.definition.raw):
                 continue
             names = {p.name for p in operation.path_parameters}
             real = {n: ids[n] for n in names if n in ids}
@@ -126,13 +140,21 @@ def fuzz(live: Live) -> tuple[int, list[str]]:
 
                 try:
                     run()
+                except Unsatisfiable:
+                    # Invalid inputs asked of an operation with nothing to make invalid
+                    # (no parameters, no body): nothing was sent.
+                    if plan.startswith("valid"):
+                        raise
                 except Exception as failed:
                     failures.append(f"{service} {operation.label} ({plan}):\n{failed}")
                 sent += count[0]
     return sent, failures
 
 
+@pytest.mark.timeout(480)
 async def test_no_server_errors_and_responses_match_their_schemas(live: Live) -> None:
+    started = time.monotonic()
     sent, failures = await asyncio.to_thread(fuzz, live)
+    print(f"schemathesis: {sent} requests in {time.monotonic() - started:.0f}s")
     assert sent >= 300, f"only {sent} requests were generated"
     assert not failures, "\n\n".join(failures)

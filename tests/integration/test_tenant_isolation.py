@@ -264,6 +264,11 @@ async def test_positives_the_owners_see_their_data(live: Live) -> None:
             )
         )
         assert [h["id"] for h in hooks] == [w.endpoint_id]
+        own_link = await http.get(
+            f"{live.urls['reporting']}/api/events/{w.event_b}/dashboard",
+            params={"token": w.dashboard_token_b},
+        )
+        assert own_link.status_code == 200, own_link.text
 
 
 async def test_no_caller_reaches_event_a_without_rights(live: Live) -> None:
@@ -301,5 +306,17 @@ async def test_no_caller_reaches_event_a_without_rights(live: Live) -> None:
                     expected = 401 if caller.api_key is None else 403
                     if status != expected:
                         wrong.append(f"expected {expected} before the body is read: {said}")
+        # A signed link stands for a key only for its own event: B's dashboard link, or
+        # a token nobody signed, opens nothing of A.
+        for op in ops:
+            if not op.access["signed_link"]:
+                continue
+            url = live.urls[op.service] + fill(op.path, values)
+            for token in (live.world.dashboard_token_b, uuid.uuid4().hex):
+                response = await http.request(op.method, url, params={"token": token})
+                checked += 1
+                said = f"{op.label}?token=... (not A's): {response.status_code}"
+                if response.is_success or response.status_code >= 500:
+                    wrong.append(f"a signed link of another event (or none) opened: {said}")
     assert checked >= 150, checked
     assert not wrong, "\n".join(wrong)
