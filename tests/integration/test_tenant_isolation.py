@@ -32,7 +32,8 @@ from tests.integration.access_world import (
 )
 from tests.integration.support import Infra
 
-pytestmark = pytest.mark.integration
+# The module's platform may wait for the scheduler lock (up to 240 s) before it starts.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
 
 ADMIN_KEY = "tenant-isolation-admin-key"
 METHODS = frozenset({"get", "post", "put", "patch", "delete"})
