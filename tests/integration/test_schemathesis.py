@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
 ADMIN_KEY = "schemathesis-admin-key"
 EXAMPLES_WITH_IDS = 12  # per operation and generation mode
 EXAMPLES_GENERATED = 3
+EXAMPLES_WITH_NUL = 4
 CHECKS = [not_a_server_error, response_schema_conformance]
 
 
@@ -85,6 +86,27 @@ def streams(definition: Mapping[str, Any]) -> bool:
     )
 
 
+def _nul_in_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return value + "\x00"
+    if isinstance(value, list):
+        return [_nul_in_text(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _nul_in_text(v) for k, v in value.items()}
+    return value
+
+
+def with_nul(case: schemathesis.Case) -> schemathesis.Case:
+    """The case with a NUL character at the end of every string of its body.
+
+    PostgreSQL cannot store NUL; a service must refuse it (422), never pass it on (500).
+    Generated strings hold one too rarely for a small budget to find such a bug.
+    """
+    if isinstance(case.body, dict | list | str):
+        case.body = _nul_in_text(case.body)
+    return case
+
+
 def fuzz(live: Live) -> tuple[int, list[str]]:
     """Run every operation of every service; (cases sent, failures found)."""
     headers = {"X-API-Key": ADMIN_KEY}
@@ -113,6 +135,16 @@ def fuzz(live: Live) -> tuple[int, list[str]]:
                 ),
                 ("valid, all generated", operation.as_strategy(), EXAMPLES_GENERATED),
             ]
+            if operation.body:
+                plans.append(
+                    (
+                        "valid but for a NUL in every text",
+                        operation.as_strategy(GenerationMode.POSITIVE, path_parameters=real).map(
+                            with_nul
+                        ),
+                        EXAMPLES_WITH_NUL,
+                    )
+                )
             for plan, strategy, examples in plans:
                 count = [0]
 
