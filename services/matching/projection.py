@@ -20,6 +20,7 @@ from shared.contracts.matching import (
     MeetingRequestExpired,
 )
 from shared.contracts.registration import (
+    DECISIONS,
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
@@ -27,21 +28,10 @@ from shared.contracts.registration import (
     PersonalDataErased,
     ProfileUpdated,
     RegisteredBase,
-    RegistrationApproved,
-    RegistrationRejected,
-    RegistrationWaitlisted,
-    RegistrationWithdrawn,
 )
 from shared.dispatch import Projection
 from shared.envelope import Envelope
 from shared.inbox import Handler
-
-STATUS = {
-    RegistrationApproved: "approved",
-    RegistrationRejected: "rejected",
-    RegistrationWaitlisted: "waitlisted",
-    RegistrationWithdrawn: "withdrawn",
-}
 
 
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -106,7 +96,7 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
     await conn.execute(
         "UPDATE participants SET status = $2 WHERE registration_id = $1",
         e.registration_id,
-        STATUS[type(e)],
+        e.status_after,
     )
 
 
@@ -114,7 +104,7 @@ HANDLERS: dict[str, Handler] = {
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
-    **{t.ce_type(): on_decision for t in STATUS},
+    **{t.ce_type(): on_decision for t in DECISIONS},
 }
 # PersonalDataErased needs nothing here: matching keeps no contact details.
 IGNORED = (PersonalDataErased,)

@@ -16,15 +16,18 @@ import pycountry
 from shared.access.policy import RegistrationStatus
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
+    DECISIONS,
     REGISTERED_BY_TYPE,
     AssignedBy,
     BrokerageEventCreated,
     CoOrganiserAdded,
     CoOrganiserRemoved,
+    DecisionBase,
     OrganisationProfile,
     ParticipantAssignedToSupportOffice,
     PersonalDataErased,
     ProfileUpdated,
+    RegisteredBase,
     RegistrationApproved,
     RegistrationRejected,
     RegistrationWaitlisted,
@@ -33,6 +36,7 @@ from shared.contracts.registration import (
     SideProgrammeItemAdded,
     SideProgrammeJoined,
 )
+from shared.dispatch import StateChanges
 from shared.errors import Conflict, RuleViolation
 
 # -- brokerage events ---------------------------------------------------------
@@ -146,19 +150,13 @@ ALLOWED = {
     RegistrationWaitlisted: {Status.PENDING, Status.REJECTED},
     RegistrationWithdrawn: {Status.PENDING, Status.WAITLISTED, Status.APPROVED, Status.REJECTED},
 }
-STATUS_AFTER = {
-    RegistrationApproved: Status.APPROVED,
-    RegistrationRejected: Status.REJECTED,
-    RegistrationWaitlisted: Status.WAITLISTED,
-    RegistrationWithdrawn: Status.WITHDRAWN,
-}
 
 
 @dataclass
 class Registration:
     registration_id: str = ""
     event_id: str = ""
-    status: str = ""
+    status: Status | None = None
     profile: OrganisationProfile | None = None
     office_id: str | None = None
     erased: bool = False
@@ -167,20 +165,39 @@ class Registration:
 
     def apply(self, event: EventPayload) -> None:
         self.version += 1
-        if isinstance(event, tuple(REGISTERED_BY_TYPE.values())):
-            self.registration_id = event.registration_id  # type: ignore[attr-defined]
-            self.event_id = event.event_id  # type: ignore[attr-defined]
-            self.profile = event.profile  # type: ignore[attr-defined]
-            self.status = Status.PENDING
-        elif isinstance(event, ProfileUpdated):
-            self.profile = event.profile
-        elif isinstance(event, PersonalDataErased):
-            self.erased = True
-        elif isinstance(event, ParticipantAssignedToSupportOffice):
-            self.office_id = event.office_id
-        elif type(event) in STATUS_AFTER:
-            self.status = STATUS_AFTER[type(event)]  # type: ignore[index]
+        CHANGES.apply(self, event)
         self.history.append(event.event_name)
+
+
+CHANGES = StateChanges[Registration]()
+
+
+@CHANGES.on(*REGISTERED_BY_TYPE.values())
+def _registered(registration: Registration, event: RegisteredBase) -> None:
+    registration.registration_id = event.registration_id
+    registration.event_id = event.event_id
+    registration.profile = event.profile
+    registration.status = Status.PENDING
+
+
+@CHANGES.on(ProfileUpdated)
+def _profile_updated(registration: Registration, event: ProfileUpdated) -> None:
+    registration.profile = event.profile
+
+
+@CHANGES.on(PersonalDataErased)
+def _erased(registration: Registration, _: PersonalDataErased) -> None:
+    registration.erased = True
+
+
+@CHANGES.on(ParticipantAssignedToSupportOffice)
+def _assigned(registration: Registration, event: ParticipantAssignedToSupportOffice) -> None:
+    registration.office_id = event.office_id
+
+
+@CHANGES.on(*DECISIONS)
+def _decided(registration: Registration, event: DecisionBase) -> None:
+    registration.status = Status(event.status_after)
 
 
 def check_profile(profile: OrganisationProfile, event: BrokerageEventCreated) -> None:
@@ -326,7 +343,7 @@ def decide(
 ) -> EventPayload:
     if registration.status not in ALLOWED[decision]:
         raise Conflict(
-            "status", f"a {registration.status} registration cannot be {STATUS_AFTER[decision]}"
+            "status", f"a {registration.status} registration cannot be {decision.status_after}"
         )
     return decision(
         registration_id=registration.registration_id, event_id=registration.event_id, reason=reason

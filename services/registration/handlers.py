@@ -208,7 +208,7 @@ async def decide(
         key=registration.event_id,
         correlation_id=correlation_id,
     )
-    return {"registration_id": registration_id, "status": domain.STATUS_AFTER[decision]}
+    return {"registration_id": registration_id, "status": decision.status_after}
 
 
 async def update_profile(
