@@ -231,7 +231,14 @@ def decide(
     if grants is None:
         raise Denied(403, f"a caller who is {standing.relation.value} may not {action.value}")
     if rule.public:
-        return Grant(principal, standing.relation, Scope.PUBLIC)
+        # What is public, plus the caller's standing (a route may show its organisers more).
+        return Grant(
+            principal,
+            standing.relation,
+            Scope.PUBLIC,
+            office=standing.office,
+            registration_id=standing.registration_id,
+        )
     if grants is Grants.ALWAYS:
         return Grant(principal, standing.relation, Scope.EVENT)
     if grants is Grants.OWN_OFFICE:
