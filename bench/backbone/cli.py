@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="step 5: after the shipped configuration, run the lowest-rate phase"
         f" again on fresh services changed by each of: {', '.join(WHATIFS)}"
-        " (comma-separated; default linger0; --quick: none; '' for none)",
+        " (comma-separated; default linger5; --quick: none; '' for none)",
     )
     parser.add_argument(
         "--registration-instances",
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.phases is None:
         args.phases = "150:httpx,150:raw" if args.quick else "500:httpx,150:httpx,500:raw,150:raw"
     if args.whatif is None:
-        args.whatif = "" if args.quick else "linger0"
+        args.whatif = "" if args.quick else "linger5"
     unknown = [w for w in args.whatif.split(",") if w and w not in WHATIFS]
     if unknown:
         parser.error(f"unknown --whatif {unknown}; choose from {', '.join(WHATIFS)}")

@@ -11,8 +11,6 @@ from typing import Any
 
 import httpx
 
-# -- step 5: HTTP command -> event consumed --------------------------------------
-
 
 def registration_body(i: int, tag: str) -> dict[str, Any]:
     return {

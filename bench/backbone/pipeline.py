@@ -366,6 +366,3 @@ async def step_inbox(
         "handler": handler_kind,
         "cpu": cpu_used,
     }
-
-
-# -- step 5: HTTP command -> event consumed --------------------------------------

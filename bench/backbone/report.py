@@ -36,16 +36,30 @@ def profile_by_package(path: Path) -> list[tuple[str, float]]:
     return sorted(totals.items(), key=lambda kv: -kv[1])
 
 
+# The steps, by the names the results table and bench/README.md give them
+# (tests/unit/test_bench_readme.py checks the README names no other).
+STEPS: dict[str, str] = {
+    "1": "raw aiokafka produce",
+    "2": "raw aiokafka consume",
+    "3": "outbox -> Kafka",
+    "4": "Kafka -> projection",
+    "4b": "batch handlers",
+    "5": "HTTP command -> committed",
+}
+# What the README's step-5 table may name in its phase column: rates, load clients
+# (`bench.backbone.load.LoadClient`) and what-ifs.
+CLIENTS = ("httpx", "raw")
+
 # What-if configurations of step 5: description, extra environment of the services.
 WHATIFS: dict[str, tuple[str, dict[str, str]]] = {
-    "linger0": (
-        "relay producer linger.ms 0 instead of 5 (bench._service knob)",
-        {"BENCH_PRODUCER_LINGER_MS": "0"},
+    "linger5": (
+        "relay producer linger.ms 5 instead of 0 (the old default; bench._service knob)",
+        {"BENCH_PRODUCER_LINGER_MS": "5"},
     ),
     "notrace": ("OTEL_SDK_DISABLED=true: no spans at all", {"OTEL_SDK_DISABLED": "true"}),
-    "notrace_linger0": (
-        "no spans and relay linger.ms 0",
-        {"OTEL_SDK_DISABLED": "true", "BENCH_PRODUCER_LINGER_MS": "0"},
+    "notrace_linger5": (
+        "no spans and relay linger.ms 5",
+        {"OTEL_SDK_DISABLED": "true", "BENCH_PRODUCER_LINGER_MS": "5"},
     ),
 }
 
@@ -92,7 +106,7 @@ def render(results: dict[str, Any]) -> str:
         r = s["raw_produce"]
         rows.append(
             (
-                "1  raw aiokafka produce (idempotent, acks=all)",
+                f"1  {STEPS['1']} (idempotent, acks=all)",
                 r["events_per_s"],
                 f"{r['events']} rec in {r['seconds']}s, value {r['value_bytes_avg']} B +"
                 f" headers {r['header_bytes_avg']} B, {r['mb_per_s']} MB/s",
@@ -102,7 +116,7 @@ def render(results: dict[str, Any]) -> str:
         r = s["raw_consume"]
         rows.append(
             (
-                "2  raw aiokafka consume (getmany, no DB)",
+                f"2  {STEPS['2']} (getmany, no DB)",
                 r["events_per_s"],
                 f"{r['seconds']}s, {r['getmany_calls']} getmany calls; Envelope.from_kafka"
                 f" {r['envelope_decode_us_per_event']} us/event",
@@ -121,7 +135,7 @@ def render(results: dict[str, Any]) -> str:
         r = s["outbox_relay"]
         rows.append(
             (
-                "3  outbox -> Kafka (OutboxRelay)",
+                f"3  {STEPS['3']} (OutboxRelay)",
                 r["events_per_s"],
                 f"{r['seconds']}s, relay batch_size {r['relay_batch_size']}",
             )
@@ -130,7 +144,7 @@ def render(results: dict[str, Any]) -> str:
         r = s["inbox"]
         rows.append(
             (
-                "4  Kafka -> projection (InboxConsumer)",
+                f"4  {STEPS['4']} (InboxConsumer)",
                 r["events_per_s"],
                 f"{r['seconds']}s, batch_size {r['batch_size_setting']}, avg batch "
                 f"{r['avg_batch']}, group join {r['group_join_seconds']}s",
@@ -140,7 +154,7 @@ def render(results: dict[str, Any]) -> str:
         r = s["inbox_batch_prototype"]
         rows.append(
             (
-                "4b same, batch handler (1 statement per batch)",
+                f"4b same with {STEPS['4b']} (1 statement per batch)",
                 r["events_per_s"],
                 f"{r['seconds']}s, batch_size {r['batch_size_setting']}, avg batch "
                 f"{r['avg_batch']}; {r['handler']}",
@@ -162,7 +176,7 @@ def render(results: dict[str, Any]) -> str:
             w(f"  {label:<3}{fmt_cpu(s[key]['cpu'])}\n")
     for e in s.get("end_to_end", []):
         w(
-            f"\n5  [{e['config']}: {e['description']}] HTTP command -> event consumed by matching\n"
+            f"\n5  [{e['config']}: {e['description']}] {STEPS['5']} by matching\n"
             f"   ({'isolated topic ' + e['topic'] if e['isolated_topic'] else e['topic']};"
             f" {e['registration_instances']} registration process(es); services ready in"
             f" {e['services_ready_seconds']}s; first event reached matching"
@@ -183,9 +197,11 @@ def render(results: dict[str, Any]) -> str:
                 ("send_to_command_txn_start", "send -> command transaction start"),
                 ("http_latency", "HTTP request -> response (client)"),
                 ("send_to_published_acked", "send -> relay marked published (acked)"),
-                ("send_to_consumed", "send -> consumed (matching inbox) [E2E]"),
-                ("http_response_to_consumed", "HTTP response -> consumed"),
-                ("published_to_consumed", "published(acked) -> consumed"),
+                ("send_to_inbox_claim", "send -> matching's inbox claim (txn start)"),
+                ("inbox_claim_to_commit", "inbox claim -> commit (handlers, commit)"),
+                ("send_to_committed", "send -> matching committed [E2E]"),
+                ("http_response_to_committed", "HTTP response -> committed"),
+                ("published_to_committed", "published(acked) -> committed"),
             ):
                 v = {k: "-" if x is None else str(x) for k, x in r[key].items()}
                 w(
@@ -201,7 +217,7 @@ def render(results: dict[str, Any]) -> str:
             per = ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_command"].items() if v >= 0.05)
             w(f"   cpu ms per command: {per}\n")
             if r["target_rate"] == 500 and e["config"] == "main":
-                p99 = r["send_to_consumed"]["p99_ms"]
+                p99 = r["send_to_committed"]["p99_ms"]
                 met = p99 is not None and p99 <= 50 and r["ok"] == r["commands"]
                 w(f"   target p99 <= 50 ms at 500/s: {'MET' if met else 'MISSED'}\n")
     w("\ntargets:\n")
@@ -220,7 +236,7 @@ def render(results: dict[str, Any]) -> str:
     for e in s.get("end_to_end", []):
         for r in e["phases"]:
             if e["config"] == "main" and r["target_rate"] == 500:
-                p99 = r["send_to_consumed"]["p99_ms"]
+                p99 = r["send_to_committed"]["p99_ms"]
                 met = p99 is not None and p99 <= 50 and r["ok"] == r["commands"]
                 w(
                     f"  E2E p99 <= 50 ms at 500 commands/s ({r['client']} client):"
