@@ -15,20 +15,25 @@ started by `bash deploy/local/infra.sh up`):
   4. inbox         an `InboxConsumer` applies those N events to a counter
                    projection (one upsert per event), timed from partition
                    assignment until the projection has counted all N;
-     4b.           the same with batch handlers (one statement per fetched batch):
-                   `shared.inbox`'s own if it has them (bench/inbox-batch-handlers.patch),
-                   else a bench-only prototype subclass;
+     4b.           the same with `shared.inbox`'s batch handlers
+                   (`Subscription.batch_handlers`: one statement per run of
+                   same-type events);
   5. end to end    the registration and matching services as subprocesses on
                    fresh databases; registrations POSTed open-loop at a steady
                    rate, in phases (`--phases 500:httpx,150:raw`: rate and load
                    client); per command, the time from sending the request until
-                   matching's inbox recorded the event (`inbox.processed_at`), with
-                   the stages in between; then each `--whatif` configuration
-                   (e.g. relay linger.ms 0) on fresh services at the lowest rate.
+                   matching's transaction that applied the event has committed
+                   (stamped by `bench._service` after each batch), with the stages
+                   in between (the inbox claim, `inbox.processed_at`, among them);
+                   then each `--whatif` configuration (e.g. relay linger.ms 5) on
+                   fresh services at the lowest rate.
 
-The services run through `bench._service`, which only renames their events topic
-to one of the run's own (see there). Everything the run creates (databases
-`bench_<hex>*`, topics `bench<hex>.*` and `b<hex>.events`, consumer groups,
-service processes) is removed at the end, also on failure or Ctrl-C. Results: a
+Modules: `common`, `resources`, `pipeline` (steps 1-4), `load`, `end_to_end`
+(step 5), `report`, `cli`.
+
+The services run through `bench._service`, which renames their events topic to one
+of the run's own and stamps matching's commits (see there). Everything the run
+creates (databases `bench_<hex>*`, topics `bench<hex>.*` and `b<hex>.events`,
+consumer groups, service processes) is removed at the end, also on failure or Ctrl-C. Results: a
 table on stdout and var/bench/backbone.json; service logs in var/bench/logs/.
 """

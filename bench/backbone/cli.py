@@ -97,9 +97,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 out["inbox"] = await step_inbox(res, db, n, args.inbox_batch, batched=False)
                 if profiler:
                     profiler.disable()
-                if not args.no_prototype:
+                if not args.no_batch_handlers:
                     log.info("4b: inbox consumer with batch handlers")
-                    out["inbox_batch_prototype"] = await step_inbox(
+                    out["inbox_batch_handlers"] = await step_inbox(
                         res, db, n, args.inbox_batch, batched=True
                     )
         if 5 in steps:
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="step 5: run the services unchanged on the shared "
         "registration.events topic (pollutes it for other consumers)",
     )
-    parser.add_argument("--no-prototype", action="store_true", help="skip step 4b (batch handlers)")
+    parser.add_argument("--no-batch-handlers", action="store_true", help="skip step 4b (batch handlers)")
     parser.add_argument(
         "--no-telemetry",
         action="store_true",

@@ -150,8 +150,8 @@ def render(results: dict[str, Any]) -> str:
                 f"{r['avg_batch']}, group join {r['group_join_seconds']}s",
             )
         )
-    if "inbox_batch_prototype" in s:
-        r = s["inbox_batch_prototype"]
+    if "inbox_batch_handlers" in s:
+        r = s["inbox_batch_handlers"]
         rows.append(
             (
                 f"4b same with {STEPS['4b']} (1 statement per batch)",
@@ -170,7 +170,7 @@ def render(results: dict[str, Any]) -> str:
         ("raw_consume", "2"),
         ("outbox_relay", "3"),
         ("inbox", "4"),
-        ("inbox_batch_prototype", "4b"),
+        ("inbox_batch_handlers", "4b"),
     ):
         if key in s and s[key].get("cpu"):
             w(f"  {label:<3}{fmt_cpu(s[key]['cpu'])}\n")
@@ -227,8 +227,8 @@ def render(results: dict[str, Any]) -> str:
             f"  inbox >= 10,000 events/s on {results['machine']['cores']} cores:"
             f" {'MET' if v >= 10_000 else 'MISSED'} ({v:,}/s shipped"
             + (
-                f"; {s['inbox_batch_prototype']['events_per_s']:,}/s with the batch handlers"
-                if "inbox_batch_prototype" in s
+                f"; {s['inbox_batch_handlers']['events_per_s']:,}/s with the batch handlers"
+                if "inbox_batch_handlers" in s
                 else ""
             )
             + ")\n"
