@@ -266,7 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="step 5: run the services unchanged on the shared "
         "registration.events topic (pollutes it for other consumers)",
     )
-    parser.add_argument("--no-batch-handlers", action="store_true", help="skip step 4b (batch handlers)")
+    parser.add_argument(
+        "--no-batch-handlers", action="store_true", help="skip step 4b (batch handlers)"
+    )
     parser.add_argument(
         "--no-telemetry",
         action="store_true",
