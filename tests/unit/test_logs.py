@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from aiokafka import ConsumerRecord
 from opentelemetry.sdk.trace import TracerProvider
+from starlette.requests import Request
 
 from shared import logs
+from shared.api import correlation_of
+from shared.contracts.base import EventPayload
+from shared.envelope import Envelope
+from shared.inbox import InboxConsumer, _Message
 from shared.traces import log_lines
 
 
@@ -83,3 +90,46 @@ def test_a_trace_leads_to_its_log_lines(tmp_path: Path) -> None:
     )
     found = log_lines([log], {"t1"}, "c1")
     assert [r["message"] for r in found] == ["c", "in the trace"]
+
+
+class ThingHappened(EventPayload):
+    producer: ClassVar[str] = "things"
+    event_name: ClassVar[str] = "ThingHappened"
+    thing_id: str
+
+
+def test_a_consumed_event_logs_under_its_trace_and_correlation_id(
+    captured: io.StringIO,
+) -> None:
+    """The inbox's `process` span: the event's trace continues, its correlation id is set."""
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    envelope = Envelope.wrap(
+        ThingHappened(thing_id="t1"), key="t1", correlation_id="corr-7"
+    ).with_trace(traceparent)
+    record = ConsumerRecord(
+        "things.events", 0, 5, 0, 0, b"t1", b"{}", None, 2, 2, envelope.kafka_headers()
+    )
+    consumer = InboxConsumer.__new__(InboxConsumer)  # only `_span` is used: no Kafka, no pool
+    consumer.name = "matching"
+    with consumer._span(_Message(record, envelope, None), envelope):
+        logging.getLogger("services.matching.handlers").info("applied")
+    logging.getLogger("shared.inbox").info("between batches")
+    applied, between = lines(captured)
+    # With or without a tracer provider, the span continues the event's trace.
+    assert applied["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert applied["correlation_id"] == "corr-7"
+    assert between["correlation_id"] is None
+
+
+def test_a_command_logs_under_its_correlation_id(captured: io.StringIO) -> None:
+    request = Request(
+        {"type": "http", "method": "POST", "path": "/", "headers": [(b"x-correlation-id", b"c-9")]}
+    )
+
+    async def command() -> None:
+        correlation_of(request)
+        logging.getLogger("services.registration.api").info("registered")
+
+    asyncio.run(command())
+    (line,) = lines(captured)
+    assert line["correlation_id"] == "c-9"
