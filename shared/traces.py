@@ -91,17 +91,19 @@ def main() -> int:
         "--logs", nargs="*", type=Path, default=[], help="service logs (e.g. var/log/*.log)"
     )
     args = parser.parse_args()
-    spans = find_trace(load(Path(args.file)), args.key)
-    if not spans:
+    path = Path(args.file)
+    spans = find_trace(load(path), args.key) if path.exists() else []
+    if spans:
+        print(render(spans))
+    else:
         print(f"no trace for {args.key} in {args.file}", file=sys.stderr)
-        return 1
-    print(render(spans))
-    if args.logs:
-        records = log_lines(args.logs, {s["trace_id"] for s in spans}, args.key)
+    records: list[dict[str, Any]] = []
+    if args.logs:  # also without spans (not exported): the key may be a trace id
+        records = log_lines(args.logs, {s["trace_id"] for s in spans} | {args.key}, args.key)
         print(f"\n{len(records)} log lines")
         if records:
             print(render_logs(records))
-    return 0
+    return 0 if spans or records else 1
 
 
 if __name__ == "__main__":
