@@ -8,11 +8,13 @@ export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi browser
 
-# .venv from uv.lock, with the system python3 (uv never downloads a Python).
+# .venv from uv.lock, with the python3 found on PATH (uv never downloads a Python).
+# uv $(UV_VERSION) itself comes from PATH or from a private venv (deploy/local/uv.sh),
+# since Debian's Python refuses `pip3 install` (PEP 668).
 venv:
-	@command -v uv >/dev/null 2>&1 || pip3 install -q uv==$(UV_VERSION)
-	@hash -r; UV="$$(command -v uv || echo python3 -m uv)"; \
-	  $$UV sync --frozen --python python3
+	@UV="$$(bash deploy/local/uv.sh $(UV_VERSION))" && \
+	  PYTHON="$$(python3 -c 'import sys; print(sys.executable)')" && \
+	  "$$UV" sync --frozen --python "$$PYTHON"
 
 # Start Kafka and PostgreSQL, create the databases and topics (idempotent).
 infra-up:

@@ -4,7 +4,8 @@ subprocesses on fresh databases and the real broker. Everything is done through 
 public HTTP APIs; the page must show the figures, then follow further changes live,
 without a reload. A screenshot is kept in var/artefacts/dashboard.png.
 
-`make test` installs Chromium (`deploy/local/browser.sh`); without it the test skips.
+`make test` installs Chromium (`deploy/local/browser.sh`); where it cannot (not root, no
+sudo) the test skips, giving the reason browser.sh left in var/browser-unavailable.txt.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.notification_support import SmtpSink
+from tests.integration.notification_support import SmtpSink, free_port
 from tests.integration.support import (
     REPO_ROOT,
     Infra,
@@ -43,21 +44,25 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOT = REPO_ROOT / "var" / "artefacts" / "dashboard.png"
 ADMIN_KEY = "dashboard-browser-admin-key"
-PORTS = {
-    "registration": 19101,
-    "matching": 19102,
-    "scheduling": 19103,
-    "notification": 19104,
-    "reporting": 19100,
-}
+# Each on a free port, chosen when the platform starts.
+SERVICES = ("registration", "matching", "scheduling", "notification", "reporting")
 WAIT_MS = 45_000
 
-if not CHROMIUM.exists():
-    pytest.skip(
+# Why deploy/local/browser.sh did not install chromium, when it could not (not root, no sudo).
+BROWSER_UNAVAILABLE = REPO_ROOT / "var" / "browser-unavailable.txt"
+
+
+def _missing_browser_reason() -> str:
+    if BROWSER_UNAVAILABLE.exists():
+        return BROWSER_UNAVAILABLE.read_text().strip()
+    return (
         f"{CHROMIUM} is missing: `make browser` (deploy/local/browser.sh) installs Debian's"
-        " chromium, which this test drives",
-        allow_module_level=True,
+        " chromium, which this test drives"
     )
+
+
+if not CHROMIUM.exists():
+    pytest.skip(_missing_browser_reason(), allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.async_api")
 
 
@@ -68,7 +73,7 @@ async def urls(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncItera
         SmtpSink() as smtp,
         service_platform(
             infra,
-            PORTS,
+            {svc: free_port() for svc in SERVICES},
             tmp_path,
             label="e2e-dashboard",
             admin_key=ADMIN_KEY,
