@@ -5,6 +5,9 @@
 SHELL := /bin/bash
 UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
+# uv trusts the system's certificate store (as apt, pip and Maven do), so that a
+# proxy's authority added there (update-ca-certificates) is trusted too.
+export UV_SYSTEM_CERTS := 1
 
 .PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi browser
 

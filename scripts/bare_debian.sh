@@ -38,9 +38,15 @@ if [[ ! -x "$ROOTFS/usr/bin/python3" ]]; then
     log "debootstrap took ${SECONDS}s"
 fi
 
-# What the chroot needs from this machine: name resolution, /dev, /sys; /proc is
-# mounted by unshare for the new PID namespace.
+# What the chroot needs from this machine: name resolution, the certificate
+# authorities this machine added to its trust store (e.g. an egress proxy's, in
+# /usr/local/share/ca-certificates), /dev, /sys; /proc is mounted by unshare for
+# the new PID namespace.
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$ROOTFS/usr/local/share/ca-certificates/"
+    chroot "$ROOTFS" update-ca-certificates >/dev/null 2>&1
+fi
 [[ -e "$ROOTFS/etc/hosts" ]] || printf '127.0.0.1 localhost\n::1 localhost\n' >"$ROOTFS/etc/hosts"
 printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d"
 chmod +x "$ROOTFS/usr/sbin/policy-rc.d"
