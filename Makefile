@@ -52,12 +52,13 @@ demo: up
 # Unit, contract and integration tests; integration tests use the real Kafka and
 # PostgreSQL that infra-up starts (they fail, not skip, when those are missing).
 test: venv infra-up browser
-	@.venv/bin/python -m pytest -p no:cacheprovider
+	@.venv/bin/python -m pytest -p no:cacheprovider -rs
 
 test-unit: venv
 	@.venv/bin/python -m pytest -p no:cacheprovider tests/unit
 
-# Debian's chromium for the dashboard's browser test (Playwright drives /usr/bin/chromium).
+# Debian's chromium for the dashboard's browser test (Playwright drives /usr/bin/chromium);
+# without root or sudo it installs nothing and the test skips, saying why (-rs shows it).
 browser:
 	@bash deploy/local/browser.sh
 

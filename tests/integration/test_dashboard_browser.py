@@ -48,21 +48,18 @@ ADMIN_KEY = "dashboard-browser-admin-key"
 SERVICES = ("registration", "matching", "scheduling", "notification", "reporting")
 WAIT_MS = 45_000
 
-# Why deploy/local/browser.sh did not install chromium, when it could not (not root, no sudo).
+# Why deploy/local/browser.sh did not install chromium or the driver's library, when it
+# could not (not root, no sudo); it removes the file once both are there.
 BROWSER_UNAVAILABLE = REPO_ROOT / "var" / "browser-unavailable.txt"
 
-
-def _missing_browser_reason() -> str:
-    if BROWSER_UNAVAILABLE.exists():
-        return BROWSER_UNAVAILABLE.read_text().strip()
-    return (
-        f"{CHROMIUM} is missing: `make browser` (deploy/local/browser.sh) installs Debian's"
-        " chromium, which this test drives"
-    )
-
-
+if BROWSER_UNAVAILABLE.exists():
+    pytest.skip(BROWSER_UNAVAILABLE.read_text().strip(), allow_module_level=True)
 if not CHROMIUM.exists():
-    pytest.skip(_missing_browser_reason(), allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} is missing: `make browser` (deploy/local/browser.sh) installs Debian's"
+        " chromium, which this test drives",
+        allow_module_level=True,
+    )
 playwright_api = pytest.importorskip("playwright.async_api")
 
 
