@@ -5,9 +5,9 @@
 #     fetched from Maven Central (deploy/local/kafka/pom.xml);
 #   - PostgreSQL (Debian's package, 15 or newer) on localhost:5432, its own
 #     cluster, user postgres / password postgres over TCP;
-#   the ports are read from KAFKA_BOOTSTRAP_SERVERS and DATABASE_ADMIN_URL (below);
-#   deploy/local/ports.env sets every port of a second platform at once;
 #   - the service databases and the Kafka topics (with their `.dlq` topics).
+# The ports are read from KAFKA_BOOTSTRAP_SERVERS and DATABASE_ADMIN_URL (below);
+# deploy/local/ports.env sets every port of a second platform at once.
 #
 # Usage: deploy/local/infra.sh up|down|status
 #   up      provision what is missing, start what is stopped, create databases
@@ -33,7 +33,7 @@
 #   DATABASE_ADMIN_URL  a superuser URL used to create the databases (default
 #       postgresql://postgres:postgres@localhost:5432/postgres); on localhost, its
 #       port is the local server's. If it, or any of REGISTRATION_/MATCHING_/
-#       SCHEDULING_/NOTIFICATION_DATABASE_URL, names another server, no local
+#       SCHEDULING_/NOTIFICATION_/REPORTING_DATABASE_URL, names another server, no local
 #       PostgreSQL is provisioned or started; the databases are then created only
 #       if DATABASE_ADMIN_URL is set.
 #   MATCHMAKING_STATE_DIR  where state lives (see above).

@@ -10,6 +10,7 @@ sudo) the test skips, giving the reason browser.sh left in var/browser-unavailab
 
 from __future__ import annotations
 
+import ctypes.util
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -48,18 +49,33 @@ ADMIN_KEY = "dashboard-browser-admin-key"
 SERVICES = ("registration", "matching", "scheduling", "notification", "reporting")
 WAIT_MS = 45_000
 
-# Why deploy/local/browser.sh did not install chromium or the driver's library, when it
-# could not (not root, no sudo); it removes the file once both are there.
+# Why deploy/local/browser.sh did not install chromium or libatomic (which Playwright's
+# node driver links to), when it could not (not root, no sudo).
 BROWSER_UNAVAILABLE = REPO_ROOT / "var" / "browser-unavailable.txt"
 
-if BROWSER_UNAVAILABLE.exists():
-    pytest.skip(BROWSER_UNAVAILABLE.read_text().strip(), allow_module_level=True)
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: `make browser` (deploy/local/browser.sh) installs Debian's"
-        " chromium, which this test drives",
-        allow_module_level=True,
+
+def _missing_browser() -> str | None:
+    """Why the browser cannot run here, or None when it can."""
+    missing = [
+        name
+        for name, there in [
+            (str(CHROMIUM), CHROMIUM.exists()),
+            ("libatomic", ctypes.util.find_library("atomic") is not None),
+        ]
+        if not there
+    ]
+    if not missing:
+        return None
+    if BROWSER_UNAVAILABLE.exists():
+        return BROWSER_UNAVAILABLE.read_text().strip()
+    return (
+        f"{' and '.join(missing)} missing: `make browser` (deploy/local/browser.sh) installs"
+        " Debian's chromium and libatomic1, which this test needs"
     )
+
+
+if (_reason := _missing_browser()) is not None:
+    pytest.skip(_reason, allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.async_api")
 
 
