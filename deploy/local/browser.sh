@@ -26,7 +26,7 @@ fi
 
 unavailable() {
     local reason="missing ${missing[*]} (for $CHROMIUM and Playwright's driver)"
-    reason+=" and deploy/local/browser.sh cannot install it: $1"
+    reason+=" and deploy/local/browser.sh cannot install them: $1"
     mkdir -p "$(dirname "$REASON_FILE")"
     printf '%s\n' "$reason" >"$REASON_FILE"
     echo "browser.sh: $reason; the browser test will skip" >&2
