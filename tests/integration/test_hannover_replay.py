@@ -28,18 +28,24 @@ from scripts.replay_hannover import (
     replay,
     seed_figures,
 )
+from tests.integration.notification_support import free_port
 from tests.integration.support import Infra, service_platform
 
 pytestmark = pytest.mark.integration
 
 ADMIN_KEY = "e2e-hannover-admin-key"
-PORTS = {"registration": 19001, "matching": 19002, "scheduling": 19003, "reporting": 19000}
+# Each on a free port, chosen when the platform starts.
+SERVICES = ("registration", "matching", "scheduling", "reporting")
 
 
 @pytest.fixture
 async def platform(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[Urls]:
     async with service_platform(
-        infra, PORTS, tmp_path, label="e2e-hannover", admin_key=ADMIN_KEY
+        infra,
+        {svc: free_port() for svc in SERVICES},
+        tmp_path,
+        label="e2e-hannover",
+        admin_key=ADMIN_KEY,
     ) as running:
         urls = running.urls
         yield Urls(urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"])
