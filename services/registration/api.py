@@ -14,8 +14,8 @@ from pydantic import EmailStr, Field
 from services.registration import contacts, handlers
 from services.registration.domain import slot_grid
 from shared.access.guard import AccessRouter, requires
-from shared.access.policy import Action, RegistrationStatus, Scope
-from shared.api import Caller, Granted, IdempotencyKey, run_command
+from shared.access.policy import Action, RegistrationStatus, Role, Scope
+from shared.api import Caller, Granted, IdempotencyKey, MaybeCaller, run_command
 from shared.bodies import RequestBody
 from shared.contracts.registration import (
     Attendance,
@@ -587,3 +587,41 @@ async def reassign_office(
         body.model_dump(),
         lambda conn, cid: handlers.reassign_office(conn, registration_id, body.office_id, cid),
     )
+
+
+# -- who a key belongs to (the web portal signs in with it) ------------------------------
+
+
+@router.get(
+    "/me",
+    summary="Who the calling key belongs to: its role, id, and event (none without a key)",
+    openapi_extra=requires(Action.VIEW_PUBLIC),
+)
+async def who_am_i(request: Request, who: MaybeCaller) -> dict[str, Any]:
+    if who is None:
+        raise ProblemError(401, "No API key", "send a key in X-API-Key or Authorization")
+    me: dict[str, Any] = {"role": who.role.value, "id": who.id, "name": None, "event_id": None}
+    pool = runtime_of(request).pool
+    if who.role is Role.ORGANISATION:
+        row = await pool.fetchrow(
+            "SELECT name, event_id, status FROM registrations WHERE registration_id = $1", who.id
+        )
+        if row is not None:
+            me.update(name=row["name"], event_id=row["event_id"], status=row["status"])
+    elif who.role is Role.CO_ORGANISER:
+        row = await pool.fetchrow(
+            "SELECT name, event_id, office_id FROM co_organisers WHERE co_organiser_id = $1",
+            who.id,
+        )
+        if row is not None:
+            me.update(name=row["name"], event_id=row["event_id"], office_id=row["office_id"])
+    elif who.role is Role.ORGANISER:
+        me["name"] = await pool.fetchval(
+            "SELECT name FROM organisers WHERE organiser_id = $1", who.id
+        )
+        rows = await pool.fetch(
+            "SELECT event_id FROM brokerage_events WHERE organiser_id = $1 ORDER BY created_at",
+            who.id,
+        )
+        me["events"] = [r["event_id"] for r in rows]
+    return me
