@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi browser
+.PHONY: axe venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi browser
 
 # .venv from uv.lock, with the system python3 (uv never downloads a Python).
 venv:
@@ -43,10 +43,11 @@ status:
 # leaves the platform running.
 demo: up
 	@.venv/bin/python -m scripts.replay_hannover
+	@echo "Web portal (events, registration, agendas): http://127.0.0.1:$${PORTAL_PORT:-8005}/"
 
 # Unit, contract and integration tests; integration tests use the real Kafka and
 # PostgreSQL that infra-up starts (they fail, not skip, when those are missing).
-test: venv infra-up browser
+test: venv infra-up browser axe
 	@.venv/bin/python -m pytest -p no:cacheprovider
 
 test-unit: venv
@@ -55,6 +56,13 @@ test-unit: venv
 # Debian's chromium for the dashboard's browser test (Playwright drives /usr/bin/chromium).
 browser:
 	@bash deploy/local/browser.sh
+
+# axe-core (npm) for the portal's accessibility check in the browser test, under var/axe
+# (not committed); the test skips the check when it is missing.
+axe:
+	@test -f var/axe/node_modules/axe-core/axe.min.js || npm install --no-save --no-audit \
+	  --no-fund --prefix var/axe axe-core@4.14.1 >/dev/null 2>&1 \
+	  || echo "axe-core not installed (npm failed): the portal test skips its accessibility check"
 
 # Throughput and latency of the backbone on the local stack (figures in var/bench/).
 bench: venv infra-up

@@ -52,9 +52,7 @@ playwright_api = pytest.importorskip("playwright.async_api")
 
 
 @pytest.fixture
-async def urls(
-    infra: Infra, tmp_path: Path, scheduler_lock: None
-) -> AsyncIterator[dict[str, str]]:
+async def urls(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[dict[str, str]]:
     async with (
         SmtpSink() as smtp,
         service_platform(
