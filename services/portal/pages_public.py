@@ -108,7 +108,7 @@ async def signin(
         event_id=me.get("event_id") or "",
         office_id=me.get("office_id") or "",
     )
-    if back.startswith("/") and not back.startswith("//"):
+    if back.startswith("/") and not back.startswith(("//", "/\\")):
         target = back
     elif session.role == "organisation":
         target = f"/events/{session.event_id}/me"
