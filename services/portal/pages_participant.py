@@ -172,3 +172,65 @@ async def rate(
         json=body,
     )
     return back_to(f"/events/{event_id}/agenda", notice="rated")
+
+
+@router.post("/events/{event_id}/meetings/{meeting_id}/outcome")
+async def outcome(
+    request: Request,
+    event_id: str,
+    meeting_id: str,
+    result: Annotated[str, Form(alias="outcome")],
+    kind: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    session = _participant(request, event_id)
+    body: dict[str, Any] = {"outcome": result}
+    if result == "agreement_reached" and kind:
+        body["kind"] = kind
+    if note.strip():
+        body["note"] = note.strip()
+    await portal_of(request).api.post(
+        "reporting",
+        f"/api/events/{event_id}/meetings/{meeting_id}/outcome",
+        key=session.key,
+        json=body,
+    )
+    return back_to(f"/events/{event_id}/agenda", notice="outcome")
+
+
+@router.get("/events/{event_id}/preferences", response_class=HTMLResponse)
+async def preferences(request: Request, event_id: str) -> HTMLResponse:
+    session = _participant(request, event_id)
+    api = portal_of(request).api
+    event = await api.get("registration", f"/api/events/{event_id}")
+    prefs = await api.get(
+        "notification", f"/api/registrations/{session.id}/preferences", key=session.key
+    )
+    return render(request, "preferences.html", event=event, prefs=prefs)
+
+
+@router.post("/events/{event_id}/preferences")
+async def set_preferences(
+    request: Request,
+    event_id: str,
+    time_zone: Annotated[str, Form()] = "",
+    digest: Annotated[str, Form()] = "",
+    unsubscribed: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    session = _participant(request, event_id)
+    api = portal_of(request).api
+    path = f"/api/registrations/{session.id}/preferences"
+    now = await api.get("notification", path, key=session.key)
+    await api.call(
+        "notification",
+        "PUT",
+        path,
+        key=session.key,
+        json={
+            "muted": now.get("muted", []),
+            "digest": bool(digest),
+            "time_zone": time_zone.strip() or None,
+            "unsubscribed": bool(unsubscribed),
+        },
+    )
+    return back_to(f"/events/{event_id}/preferences", notice="saved")

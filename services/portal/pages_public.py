@@ -32,7 +32,13 @@ async def home(request: Request) -> HTMLResponse:
         event["open"] = _open(event)
     upcoming = [e for e in events if e["open"]]
     past = [e for e in events if not e["open"]]
-    return render(request, "home.html", upcoming=upcoming, past=past)
+    session = session_of(request)
+    organised: list[dict[str, Any]] = []
+    if session and session.role in ("organiser", "admin"):
+        me = await portal_of(request).api.get("registration", "/api/me", key=session.key)
+        leads = set(me.get("events", []))
+        organised = [e for e in events if session.role == "admin" or e["event_id"] in leads]
+    return render(request, "home.html", upcoming=upcoming, past=past, organised=organised)
 
 
 @router.get("/events/{event_id}", response_class=HTMLResponse)

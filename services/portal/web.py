@@ -98,6 +98,8 @@ NOTICES = {
     "declined": "The request was declined.",
     "cancelled": "The request was cancelled.",
     "rated": "Thank you: your rating was recorded.",
+    "outcome": "Thank you: the outcome was recorded.",
+    "saved": "Your preferences are saved.",
     "decided": "The decisions were recorded.",
     "nothing-chosen": "Choose at least one application first.",
     "locked": "The meeting is locked in its place.",
