@@ -56,13 +56,19 @@ async def decide(request: Request, event_id: str) -> RedirectResponse:
     if not ids:
         return back_to(f"/events/{event_id}/applications", notice="nothing-chosen")
     reason = str(form.get("reason", "")).strip()
-    for rid in ids:
-        await portal_of(request).api.post(
-            "registration",
-            f"/api/registrations/{rid}/{decision}",
-            key=session.key,
-            json={"reason": reason} if reason else None,
-        )
+    failed: list[str] = []
+    for rid in ids:  # one refusal (e.g. already decided) does not stop the others
+        try:
+            await portal_of(request).api.post(
+                "registration",
+                f"/api/registrations/{rid}/{decision}",
+                key=session.key,
+                json={"reason": reason} if reason else None,
+            )
+        except ApiError as exc:
+            failed.append(f"{rid}: {exc.detail}")
+    if failed:
+        raise ApiError(409, "Some decisions were refused", "; ".join(failed))
     return back_to(f"/events/{event_id}/applications", notice="decided")
 
 
