@@ -69,3 +69,41 @@ def profile_body(
     if event.get("support_offices") and form.get("support_office"):
         body["support_office"] = form["support_office"]
     return body
+
+
+def event_body(form: Mapping[str, str], meeting_types: list[str]) -> dict[str, Any]:
+    """The create-event form -> registration's body. Sessions `09:00-12:00` one per line;
+    support offices `DE-NDS; EEN Lower Saxony; DE, AT` one per line."""
+    sessions = []
+    for line in _list(form.get("sessions", ""), lines=True):
+        start, _, end = line.partition("-")
+        sessions.append({"start": start.strip(), "end": end.strip()})
+    offices = []
+    for line in _list(form.get("support_offices", ""), lines=True):
+        parts = [p.strip() for p in line.split(";")]
+        if len(parts) < 2:
+            raise ValueError(f"support offices: {line!r} is not like DE-NDS; Name; DE, AT")
+        countries = _list(parts[2].upper()) if len(parts) > 2 else []
+        offices.append({"office_id": parts[0], "name": parts[1], "countries": countries})
+    zone = form.get("time_zone", "").strip() or "UTC"
+    deadline = form.get("registration_deadline", "").strip()
+    try:
+        when = datetime.fromisoformat(deadline).replace(tzinfo=ZoneInfo(zone)).isoformat()
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"registration deadline: {deadline!r} is not a date and time") from exc
+    body: dict[str, Any] = {
+        "name": form.get("name", "").strip(),
+        "venue": form.get("venue", "").strip(),
+        "time_zone": zone,
+        "days": _list(form.get("days", "")),
+        "sessions": sessions,
+        "slot_minutes": int(form.get("slot_minutes") or 30),
+        "tables": int(form.get("tables") or 0),
+        "meeting_types": meeting_types,
+        "registration_deadline": when,
+        "request_expiry_hours": int(form.get("request_expiry_hours") or 48),
+        "support_offices": offices,
+    }
+    if cap := form.get("max_meetings_per_participant", "").strip():
+        body["max_meetings_per_participant"] = int(cap)
+    return body

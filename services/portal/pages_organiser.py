@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.portal.client import ApiError
+from services.portal.forms import event_body
 from services.portal.session import Session
 from services.portal.web import back_to, portal_of, render, signed_in
 
@@ -129,3 +130,38 @@ async def dashboard(request: Request, event_id: str) -> RedirectResponse:
 async def report(request: Request, event_id: str) -> RedirectResponse:
     api = portal_of(request).api
     return RedirectResponse(f"{api.public_reporting()}/events/{event_id}/report", status_code=303)
+
+
+MEETING_TYPES = ["Cluster2Cluster", "Business2Cluster", "Business2Business"]
+
+
+@router.get("/organise/new-event", response_class=HTMLResponse)
+async def new_event_form(request: Request) -> HTMLResponse:
+    signed_in(request, "organiser")
+    return render(
+        request, "new_event.html", form={}, types=MEETING_TYPES, chosen=MEETING_TYPES, error=None
+    )
+
+
+@router.post("/organise/new-event", response_model=None)
+async def new_event(request: Request) -> HTMLResponse | RedirectResponse:
+    session = signed_in(request, "organiser")
+    data = await request.form()
+    form = {k: v for k, v in data.items() if isinstance(v, str)}
+    chosen = [str(t) for t in data.getlist("meeting_types") if t in MEETING_TYPES]
+    try:
+        made = await portal_of(request).api.post(
+            "registration", "/api/events", key=session.key, json=event_body(form, chosen)
+        )
+    except (ApiError, ValueError) as exc:
+        error = exc.detail if isinstance(exc, ApiError) else str(exc)
+        return render(
+            request,
+            "new_event.html",
+            422,
+            form=form,
+            types=MEETING_TYPES,
+            chosen=chosen,
+            error=error,
+        )
+    return back_to(f"/events/{made['event_id']}", notice="event-created")

@@ -101,6 +101,7 @@ NOTICES = {
     "outcome": "Thank you: the outcome was recorded.",
     "saved": "Your preferences are saved.",
     "decided": "The decisions were recorded.",
+    "event-created": "The event is created and open for registration.",
     "nothing-chosen": "Choose at least one application first.",
     "locked": "The meeting is locked in its place.",
     "unlocked": "The meeting is unlocked.",

@@ -170,3 +170,30 @@ def test_the_session_is_sealed() -> None:
     assert sessions.open(sealed) == Session(key="k-secret", role="organisation", id="r1")
     assert Sessions("another secret").open(sealed) is None
     assert sessions.open(sealed[:-3] + "abc") is None
+
+
+def test_the_event_form_makes_registrations_body() -> None:
+    from services.portal.forms import event_body
+
+    body = event_body(
+        {
+            "name": "Days",
+            "venue": "Hall",
+            "time_zone": "Europe/Berlin",
+            "days": "2031-04-13, 2031-04-14",
+            "sessions": "09:00-12:00\n14:00 - 16:00",
+            "slot_minutes": "30",
+            "tables": "5",
+            "registration_deadline": "2031-04-01T18:00",
+            "support_offices": "DE-NDS; EEN Lower Saxony; de, at",
+            "max_meetings_per_participant": "8",
+        },
+        ["Business2Business"],
+    )
+    assert body["days"] == ["2031-04-13", "2031-04-14"]
+    assert body["sessions"][1] == {"start": "14:00", "end": "16:00"}
+    assert body["registration_deadline"] == "2031-04-01T18:00:00+02:00"
+    assert body["support_offices"][0]["countries"] == ["DE", "AT"]
+    assert body["max_meetings_per_participant"] == 8
+    with pytest.raises(ValueError, match="deadline"):
+        event_body({"registration_deadline": "soon"}, [])
