@@ -292,7 +292,18 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             await _shot(me, "agenda")
             await agenda.get_by_label("Rating").select_option("cooperation_possible")
             await agenda.get_by_role("button", name="Rate").click()
+            await expect(me.get_by_test_id("notice")).to_contain_text("rating was recorded")
+            await agenda.get_by_label("Outcome").select_option("agreement_reached")
+            await agenda.get_by_label("Kind of agreement").select_option("joint_event")
+            await agenda.get_by_role("button", name="Report").click()
+            await expect(me.get_by_test_id("notice")).to_contain_text("outcome was recorded")
+            await me.get_by_role("link", name="Notification preferences").click()
+            await me.fill("#time_zone", "America/New_York")
+            await me.get_by_label("One e-mail a day").check()
+            await me.get_by_role("button", name="Save").click()
             await expect(me.get_by_test_id("notice")).to_be_visible()
+            await expect(me.locator("#digest")).to_be_checked()
+            await _axe(me, "preferences", violations)
 
             # The organiser's grid shows it, with lock and re-optimise.
             await organiser.goto(f"{portal}/events/{eid}/grid")
@@ -301,6 +312,24 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             await expect(organiser.get_by_test_id("grid")).to_contain_text("locked")
             await _axe(organiser, "grid", violations)
             await _shot(organiser, "grid")
+            await organiser.get_by_role("button", name="Publish the agenda").click()
+            await expect(organiser.get_by_test_id("published")).to_be_visible()
+
+            # The organiser creates its next event in a form.
+            await organiser.goto(f"{portal}/")
+            await organiser.get_by_role("link", name="Create an event").click()
+            await organiser.fill("#name", "Photonics matchmaking, second edition")
+            await organiser.fill("#venue", "Messe, Hall 3")
+            await organiser.fill("#days", (date.today() + timedelta(days=90)).isoformat())
+            deadline = (date.today() + timedelta(days=80)).isoformat()
+            await organiser.fill("#registration_deadline", f"{deadline}T18:00")
+            await organiser.fill("#support_offices", "DE-NDS; EEN Lower Saxony; DE")
+            await _axe(organiser, "new-event", violations)
+            await organiser.get_by_role("button", name="Create the event").click()
+            await expect(organiser.get_by_role("heading", level=1)).to_have_text(
+                "Photonics matchmaking, second edition"
+            )
+            await expect(organiser.get_by_text("EEN Lower Saxony (DE)")).to_be_visible()
 
             # A co-organiser sees its office's participants only.
             await office.goto(f"{portal}/signin")
