@@ -244,6 +244,7 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             await organiser.goto(f"{portal}/events/{eid}/applications?status=pending")
             rows = organiser.get_by_test_id("applications")
             await expect(rows).to_contain_text("Harz Photonics Hub")
+            await expect(organiser.get_by_label("Choose all shown")).to_be_visible()  # portal.js
             await _axe(organiser, "applications", violations)
             await organiser.get_by_label("Choose Harz Photonics Hub").check()
             await organiser.get_by_role("button", name="Approve").click()
@@ -312,6 +313,7 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             await expect(organiser.get_by_test_id("grid")).to_contain_text("locked")
             await _axe(organiser, "grid", violations)
             await _shot(organiser, "grid")
+            organiser.once("dialog", lambda dialog: dialog.accept())  # portal.js asks first
             await organiser.get_by_role("button", name="Publish the agenda").click()
             await expect(organiser.get_by_test_id("published")).to_be_visible()
 
