@@ -31,6 +31,38 @@ EVENT = {
     "support_offices": [{"office_id": "DE-NDS", "name": "EEN Lower Saxony", "countries": ["DE"]}],
 }
 ME = {"role": "organisation", "id": "r1", "name": "Harz Hub", "event_id": "ev1"}
+LEAD = {"role": "organiser", "id": "o1", "name": "Lead", "event_id": None}
+APPLICATIONS = [
+    {
+        "registration_id": rid,
+        "name": name,
+        "organisation_type": "business",
+        "country": "DE",
+        "sectors": ["photonics"],
+        "support_office": "DE-NDS",
+        "status": status,
+    }
+    for rid, name, status in [("r1", "Harz Hub", "pending"), ("r2", "Loire SAS", "approved")]
+]
+AGENDA = {
+    "time_zone": "Europe/Berlin",
+    "tables": 2,
+    "published": False,
+    "slots": [
+        {
+            "start": "2031-04-13T09:00:00+02:00",
+            "tables": [
+                {
+                    "table": 1,
+                    "meeting": {"meeting_id": "m1", "participants": ["r1", "r2"], "locked": True},
+                },
+                {"table": 2, "meeting": None},
+            ],
+            "online": [],
+        }
+    ],
+}
+DECIDED: list[str] = []
 PARTICIPANT = {"registration_id": "r2", "name": "Loire SAS", "organisation_type": "business"}
 
 
@@ -112,7 +144,19 @@ def _services(request: httpx.Request) -> httpx.Response:
         "/api/registrations/r1/preferences": {"calendar_feed_url": "http://n/calendar/t.ics"},
     }
     if path == "/api/me":
+        if key == "organiser":
+            return httpx.Response(200, json={**LEAD, "events": ["ev1"]})
         return httpx.Response(200, json=ME) if key == "good" else _refused(401)
+    if path == "/api/events/ev1/registrations" and key == "organiser":
+        status = request.url.params.get("status")
+        return httpx.Response(200, json=[r for r in APPLICATIONS if status in (None, r["status"])])
+    if path == "/api/events/ev1/agenda":
+        return httpx.Response(200, json=AGENDA)
+    if path == "/api/events/ev1/unscheduled":
+        return httpx.Response(200, json=[])
+    if request.method == "POST" and path.endswith(("/approve", "/reject", "/waitlist")):
+        DECIDED.append(path)
+        return httpx.Response(200, json={})
     if path in answers:
         return httpx.Response(200, json=answers[path])
     return _refused(404)
@@ -197,3 +241,23 @@ def test_the_event_form_makes_registrations_body() -> None:
     assert body["max_meetings_per_participant"] == 8
     with pytest.raises(ValueError, match="deadline"):
         event_body({"registration_deadline": "soon"}, [])
+
+
+def test_organiser_pages_render_and_decide_in_bulk(client: TestClient) -> None:
+    client.post("/signin", data={"key": "organiser"})
+    home = client.get("/")
+    assert 'data-testid="organised-events"' in home.text and "Create an event" in home.text
+    pending = client.get("/events/ev1/applications?status=pending")
+    assert "Harz Hub" in pending.text and "Loire SAS" not in pending.text
+    decided = client.post(
+        "/events/ev1/applications",
+        data={"registration_id": ["r1", "r2"], "decision": "approve"},
+        follow_redirects=False,
+    )
+    assert decided.status_code == 303 and "notice=decided" in decided.headers["location"]
+    assert DECIDED[-2:] == ["/api/registrations/r1/approve", "/api/registrations/r2/approve"]
+    grid = client.get("/events/ev1/grid")
+    assert "Harz Hub · Loire SAS" in grid.text and ">Unlock<" in grid.text
+    assert "Re-optimise" in grid.text
+    assert client.get("/events/ev1/me").status_code == 403  # not a participant
+    assert client.get("/organise/new-event").status_code == 200
