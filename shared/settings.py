@@ -107,6 +107,9 @@ class ReportingSettings(PlatformSettings):
         default="local-dashboard-link-secret",
         description="Signs the organiser's dashboard links (set a secret one in production).",
     )
+    # The web portal's public URL: when set, feedback invitations link to its rating page
+    # (one click, after signing in) instead of the API address.
+    portal_public_url: str = ""
 
 
 class PortalSettings(BaseSettings):

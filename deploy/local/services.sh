@@ -33,6 +33,8 @@ mail_up() {
 
 up() {
   mail_up
+  # Feedback invitations link to the portal's rating page (reporting reads this).
+  export PORTAL_PUBLIC_URL="${PORTAL_PUBLIC_URL:-http://127.0.0.1:$(port_of portal)}"
   for name in "${SERVICES[@]}"; do
     if alive "$name"; then
       echo "$name: already running (pid $(cat "$RUN/$name.pid"))"

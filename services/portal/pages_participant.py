@@ -153,6 +153,27 @@ async def agenda(request: Request, event_id: str, tz: str = "") -> HTMLResponse:
     )
 
 
+@router.get("/events/{event_id}/meetings/{meeting_id}/rate", response_class=HTMLResponse)
+async def rate_page(request: Request, event_id: str, meeting_id: str) -> HTMLResponse:
+    """Where a feedback invitation links (reporting's PORTAL_PUBLIC_URL): one click rates."""
+    session = _participant(request, event_id)
+    api = portal_of(request).api
+    event = await api.get("registration", f"/api/events/{event_id}")
+    mine = await api.get(
+        "scheduling",
+        f"/api/events/{event_id}/participants/{session.id}/agenda",
+        key=session.key,
+    )
+    meeting = next((m for m in mine["meetings"] if m["meeting_id"] == meeting_id), None)
+    if meeting is None:
+        raise ApiError(404, "Not found", f"meeting {meeting_id} is not on your agenda")
+    names = await _names(api, session)
+    partner = ", ".join(names.get(p, p) for p in meeting["with"])
+    return render(
+        request, "rate.html", event=event, meeting=meeting, partner=partner, ratings=RATINGS
+    )
+
+
 @router.post("/events/{event_id}/meetings/{meeting_id}/feedback")
 async def rate(
     request: Request,

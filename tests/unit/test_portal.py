@@ -136,6 +136,8 @@ def _services(request: httpx.Request) -> httpx.Response:
                     "meeting_id": "m1",
                     "with": ["r2"],
                     "table": 1,
+                    "start": "2031-04-13T09:00:00+02:00",
+                    "end": "2031-04-13T09:30:00+02:00",
                     "local_start": "2031-04-13T09:00:00+02:00",
                     "local_end": "2031-04-13T09:30:00+02:00",
                 }
@@ -261,3 +263,11 @@ def test_organiser_pages_render_and_decide_in_bulk(client: TestClient) -> None:
     assert "Re-optimise" in grid.text
     assert client.get("/events/ev1/me").status_code == 403  # not a participant
     assert client.get("/organise/new-event").status_code == 200
+
+
+def test_the_rating_page_rates_with_one_click(client: TestClient) -> None:
+    client.post("/signin", data={"key": "good"})
+    page = client.get("/events/ev1/meetings/m1/rate")
+    assert "How did your meeting with Loire SAS go?" in page.text
+    assert page.text.count('name="rating"') == 4
+    assert client.get("/events/ev1/meetings/nope/rate").status_code == 404
