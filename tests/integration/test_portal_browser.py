@@ -342,6 +342,11 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             await expect(listed).to_contain_text("Calenberg Lasers GmbH")
             await expect(listed).not_to_contain_text("Rhône Optics Cluster")
             await _shot(office, "co-organiser")
+            # Its agenda grid: its participant's meeting, read only (no re-optimise).
+            await office.get_by_role("link", name="Agenda grid").first.click()
+            await expect(office.get_by_test_id("grid")).to_contain_text("Harz Photonics Hub")
+            await expect(office.get_by_role("button", name="Re-optimise")).to_have_count(0)
+            await _shot(office, "co-organiser-grid")
 
             # German, by the language switch.
             await page_.goto(f"{portal}/?lang=de")
