@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 # proxy's authority added there (update-ca-certificates) is trusted too.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi browser
+.PHONY: axe venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi browser
 
 # .venv from uv.lock, with the python3 found on PATH (uv never downloads a Python).
 # uv $(UV_VERSION) itself comes from PATH or from a private venv (deploy/local/uv.sh),
@@ -48,10 +48,11 @@ status:
 # leaves the platform running.
 demo: up
 	@.venv/bin/python -m scripts.replay_hannover
+	@echo "Web portal (events, registration, agendas): http://127.0.0.1:$${PORTAL_PORT:-8005}/"
 
 # Unit, contract and integration tests; integration tests use the real Kafka and
 # PostgreSQL that infra-up starts (they fail, not skip, when those are missing).
-test: venv infra-up browser
+test: venv infra-up browser axe
 	@.venv/bin/python -m pytest -p no:cacheprovider -rs
 
 test-unit: venv
@@ -61,6 +62,13 @@ test-unit: venv
 # without root or sudo it installs nothing and the test skips, saying why (-rs shows it).
 browser:
 	@bash deploy/local/browser.sh
+
+# axe-core (npm) for the portal's accessibility check in the browser test, under var/axe
+# (not committed); the test skips the check when it is missing.
+axe:
+	@test -f var/axe/node_modules/axe-core/axe.min.js || npm install --no-save --no-audit \
+	  --no-fund --prefix var/axe axe-core@4.14.1 >/dev/null 2>&1 \
+	  || echo "axe-core not installed (npm failed): the portal test skips its accessibility check"
 
 # Throughput and latency of the backbone on the local stack (figures in var/bench/).
 bench: venv infra-up

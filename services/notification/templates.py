@@ -296,6 +296,13 @@ def _feedback_invitation(r: RenderInput) -> tuple[str, list[Block]]:
         )
         blocks.append(f"{at}: {m['partner_name']} - rate it at {m['feedback_url']}")
     ratings = "; ".join(f'"{k.value}" ({words})' for k, words in RATING_WORDS.items())
+    if meetings and "/api/" not in meetings[0]["feedback_url"]:  # the web portal's pages
+        return subject, [
+            *blocks,
+            "Open a meeting's link, sign in with your organisation's key if asked, and choose"
+            " a rating: one click per meeting.",
+            "Rating again replaces your earlier rating. Your answers go into the event's report.",
+        ]
     blocks += [
         "To rate a meeting, POST to its address with your organisation's API key"
         ' (X-API-Key header) a JSON body such as {"rating": "cooperation_possible",'

@@ -492,3 +492,16 @@ async def reassign_office(
         body.model_dump(),
         lambda conn, cid: handlers.reassign_office(conn, registration_id, body.office_id, cid),
     )
+
+
+# -- who a key belongs to (the web portal signs in with it) ------------------------------
+
+
+@router.get(
+    "/me",
+    summary="Who the calling key belongs to: its role, id, name and event",
+    openapi_extra=requires(Action.WHO_AM_I),
+)
+async def who_am_i(request: Request, who: Caller) -> dict[str, Any]:
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.who_am_i(conn, who)

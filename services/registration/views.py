@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from services.registration import handlers
-from shared.access.policy import Grant, Scope
+from shared.access.policy import Grant, Principal, Role, Scope
 from shared.errors import NotFound
 
 
@@ -148,3 +148,31 @@ async def co_organisers(conn: asyncpg.Connection, event_id: str) -> list[dict[st
         }
         for r in rows
     ]
+
+
+async def who_am_i(conn: asyncpg.Connection, who: Principal) -> dict[str, Any]:
+    """Whom a key belongs to (the web portal signs in with it)."""
+    me: dict[str, Any] = {"role": who.role.value, "id": who.id, "name": None, "event_id": None}
+    if who.role is Role.ORGANISATION:
+        row = await conn.fetchrow(
+            "SELECT name, event_id, status FROM registrations WHERE registration_id = $1", who.id
+        )
+        if row is not None:
+            me.update(name=row["name"], event_id=row["event_id"], status=row["status"])
+    elif who.role is Role.CO_ORGANISER:
+        row = await conn.fetchrow(
+            "SELECT name, event_id, office_id FROM co_organisers WHERE co_organiser_id = $1",
+            who.id,
+        )
+        if row is not None:
+            me.update(name=row["name"], event_id=row["event_id"], office_id=row["office_id"])
+    elif who.role is Role.ORGANISER:
+        me["name"] = await conn.fetchval(
+            "SELECT name FROM organisers WHERE organiser_id = $1", who.id
+        )
+        rows = await conn.fetch(
+            "SELECT event_id FROM brokerage_events WHERE organiser_id = $1 ORDER BY created_at",
+            who.id,
+        )
+        me["events"] = [r["event_id"] for r in rows]
+    return me

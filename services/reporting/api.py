@@ -204,6 +204,9 @@ async def report_outcome(
 def _feedback_url(request: Request, event_id: str) -> Callable[[str], str]:
     settings = runtime_of(request).settings
     assert isinstance(settings, ReportingSettings)
+    if settings.portal_public_url:
+        portal = settings.portal_public_url.rstrip("/")
+        return lambda meeting_id: f"{portal}/events/{event_id}/meetings/{meeting_id}/rate"
     base = (settings.reporting_public_url or str(request.base_url)).rstrip("/")
     return lambda meeting_id: f"{base}/api/events/{event_id}/meetings/{meeting_id}/feedback"
 

@@ -86,6 +86,7 @@ class Action(StrEnum):
     VIEW_PUBLIC = "read public pages (events, programme)"
     FOLLOW_LINK = "open a signed link (the token in it is the credential)"
     REGISTER = "register an organisation (open until the deadline)"
+    WHO_AM_I = "read whom the calling key belongs to"
     CREATE_ORGANISER = "register an organiser"
     CREATE_EVENT = "create an event"
     MANAGE_EVENT = "manage the event (programme, webhooks, scheduling, invitations)"
@@ -124,6 +125,7 @@ RULES: Mapping[Action, Rule] = {
     Action.VIEW_PUBLIC: Rule(_EVERYONE, needs_key=False),
     Action.FOLLOW_LINK: Rule(_EVERYONE, needs_key=False),
     Action.REGISTER: Rule(_EVERYONE, needs_key=False),
+    Action.WHO_AM_I: Rule({r: Grants.ALWAYS for r in Relation if r is not Relation.ANONYMOUS}),
     Action.CREATE_ORGANISER: Rule({Relation.ADMIN: Grants.ALWAYS}),
     # Creating an event: any organiser's key (it becomes the event's lead organiser).
     Action.CREATE_EVENT: Rule({Relation.ORGANISER_ACCOUNT: Grants.ALWAYS}),
