@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.reporting import history, invitations
+from services.reporting import history, invitations, records
 from services.reporting.live import notify
 from shared import eventstore
 from shared.access.policy import Grant, Principal
@@ -36,7 +36,9 @@ from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 async def _append(
     conn: asyncpg.Connection, stream: str, event: EventPayload, key: str, cid: str | None
 ) -> None:
-    written = await eventstore.record(conn, stream, None, [event], key=key, correlation_id=cid)
+    written = await eventstore.record(
+        conn, stream, None, [event], key=key, correlation_id=cid, project=records.apply
+    )
     await history.remember_all(conn, written)
     # Every command appends here: its event's dashboards update when the command commits.
     await notify(conn, key)
@@ -63,13 +65,6 @@ async def record_attendance(
         event_id=event_id, registration_id=registration_id, attended=attended, recorded_by=by
     )
     await _append(conn, f"event-report-{event_id}", event, event_id, cid)
-    await conn.execute(
-        "INSERT INTO attendance (event_id, registration_id, attended) VALUES ($1, $2, $3)"
-        " ON CONFLICT (event_id, registration_id) DO UPDATE SET attended = $3",
-        event_id,
-        registration_id,
-        attended,
-    )
     return {"registration_id": registration_id, "attended": attended}
 
 
@@ -95,13 +90,6 @@ async def mark_not_held(
         event_id=event_id, meeting_id=meeting_id, reason=reason, recorded_by=who.id
     )
     await _append(conn, f"event-report-{event_id}", event, event_id, cid)
-    await conn.execute(
-        "INSERT INTO not_held (meeting_id, event_id, reason) VALUES ($1, $2, $3)"
-        " ON CONFLICT (meeting_id) DO UPDATE SET reason = $3",
-        meeting_id,
-        event_id,
-        reason,
-    )
     return {"meeting_id": meeting_id, "held": False}
 
 
@@ -132,16 +120,6 @@ async def give_feedback(
         comment=comment,
     )
     await _append(conn, f"meeting-feedback-{meeting_id}", event, event_id, cid)
-    await conn.execute(
-        "INSERT INTO feedback (meeting_id, registration_id, event_id, rating, comment)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (meeting_id, registration_id)"
-        " DO UPDATE SET rating = $4, comment = $5",
-        meeting_id,
-        side,
-        event_id,
-        rating.value,
-        comment,
-    )
     return {"meeting_id": meeting_id, "registration_id": side, "rating": rating.value}
 
 
@@ -169,17 +147,6 @@ async def report_outcome(
         note=note,
     )
     await _append(conn, f"meeting-feedback-{meeting_id}", event, event_id, cid)
-    await conn.execute(
-        "INSERT INTO outcomes (meeting_id, registration_id, event_id, outcome, kind, note)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (meeting_id, registration_id)"
-        " DO UPDATE SET outcome = $4, kind = $5, note = $6",
-        meeting_id,
-        side,
-        event_id,
-        outcome.value,
-        kind.value if kind else None,
-        note,
-    )
     return {"meeting_id": meeting_id, "registration_id": side, "outcome": outcome.value}
 
 
@@ -234,16 +201,6 @@ async def request_feedback_invitations(
     # The event's report stream serialises rounds: a concurrent request gets a 409.
     await _append(conn, f"event-report-{event_id}", requested, event_id, cid)
     meetings = len({m.meeting_id for p in invited for m in p.meetings})
-    await conn.execute(
-        "INSERT INTO feedback_rounds (round_id, event_id, round, requested_by, participants,"
-        " meetings) VALUES ($1, $2, $3, $4, $5, $6)",
-        requested.round_id,
-        event_id,
-        requested.round,
-        who.id,
-        len(invited),
-        meetings,
-    )
     return {
         "round_id": requested.round_id,
         "round": requested.round,

@@ -1,0 +1,341 @@
+"""Rebuild a service's projections from its events, beside the live ones (blue/green).
+
+1. A fresh schema (`rebuild`) gets the service's migrations.
+2. The service's own events are replayed from its event store through its projection,
+   in the order they were recorded.
+3. The topics it consumes are read from the start and every record the live service
+   applied (its inbox says which: dead-lettered ones and ones from before the service
+   existed are left out, as they were live) goes through its projection handlers,
+   in the order of the records' times.
+4. Each projection table is compared with the live one, row by row (columns the clock
+   fills, such as `created_at`, are left out), and every difference is reported.
+5. With `switch`, under locks that hold commands and consumers back for the moment it
+   takes, what the live service recorded or consumed meanwhile is replayed too, then
+   the live tables move to a `retired_<time>` schema and the rebuilt ones take their
+   place. The service keeps running: its statements are re-planned on the new tables.
+
+Reactions (handlers that decide and record new events) are not replayed: their
+decisions are in the event store already. Plans per service: `services/<name>/rebuild.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from shared.contracts.base import EventPayload
+from shared.contracts.registry import PayloadRegistry
+from shared.db import migrate
+from shared.envelope import Envelope, MalformedEnvelope
+from shared.inbox import Handler
+from shared.topics import prefixed_all
+
+Projector = Callable[[asyncpg.Connection, EventPayload], Awaitable[None]]
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a service's rebuild replays and compares."""
+
+    service: str
+    migrations: Path
+    tables: tuple[str, ...]  # the projection tables, rebuilt and compared
+    own: Projector | None  # one of the service's own events into its tables
+    topics: tuple[str, ...] = ()  # consumed topics (canonical names)
+    consumer: str = ""  # the live consumer's name (its inbox rows say what it applied)
+    consumed: Mapping[str, Handler] = field(default_factory=dict)  # projection handlers only
+    # Columns filled by the clock without a default (set by `now()` in an UPDATE).
+    volatile: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class Difference:
+    table: str
+    only_live: int
+    only_rebuilt: int
+    samples: list[str]
+
+
+@dataclass
+class Report:
+    service: str
+    schema: str
+    own_events: int = 0
+    consumed_events: int = 0
+    seconds: float = 0.0
+    differences: list[Difference] = field(default_factory=list)
+    switched_to: str | None = None
+
+    @property
+    def equal(self) -> bool:
+        return not self.differences
+
+    def lines(self) -> list[str]:
+        rate = (self.own_events + self.consumed_events) / self.seconds if self.seconds else 0.0
+        out = [
+            f"{self.service}: rebuilt {self.own_events} own and {self.consumed_events} consumed"
+            f" events into schema {self.schema} in {self.seconds:.2f}s ({rate:,.0f} events/s)"
+        ]
+        if self.equal:
+            out.append("  every projection table equals the live one")
+        for d in self.differences:
+            out.append(f"  {d.table}: {d.only_live} rows only live, {d.only_rebuilt} only rebuilt")
+            out += [f"    {sample}" for sample in d.samples]
+        if self.switched_to:
+            out.append(f"  switched: the live tables now hold the rebuild ({self.switched_to})")
+        return out
+
+
+async def _fresh_schema(dsn: str, schema: str, plan: Plan) -> asyncpg.Pool:
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await admin.close()
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=2, server_settings={"search_path": schema}
+    )
+    assert pool is not None
+    await migrate(pool, plan.migrations)
+    return pool
+
+
+@dataclass
+class _Own:
+    """The own events replayed so far (their ids), to replay only the rest later."""
+
+    done: set[str] = field(default_factory=set)
+
+
+async def replay_own(
+    source: asyncpg.Connection,
+    target: asyncpg.Pool,
+    plan: Plan,
+    registry: PayloadRegistry,
+    seen: _Own,
+) -> int:
+    """The service's events not replayed yet, in recorded order, through its projection."""
+    if plan.own is None:
+        return 0
+    rows = await source.fetch(
+        "SELECT event_id::text AS id, event_type, data FROM public.events"
+        " ORDER BY recorded_at, stream_id, version"
+    )
+    todo = [r for r in rows if r["id"] not in seen.done]
+    for start in range(0, len(todo), BATCH):
+        chunk = todo[start : start + BATCH]
+        async with target.acquire() as conn, conn.transaction():
+            for row in chunk:
+                if registry.knows(row["event_type"]):
+                    payload = registry.parse(row["event_type"], _json(row["data"]))
+                    await plan.own(conn, payload)
+        seen.done.update(r["id"] for r in chunk)
+    return len(todo)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    import json
+
+    data: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
+    return data
+
+
+async def _applied(source: asyncpg.Connection, consumer: str) -> set[str]:
+    rows = await source.fetch(
+        "SELECT message_id FROM public.inbox WHERE consumer = $1 AND outcome = 'processed'",
+        consumer,
+    )
+    return {r["message_id"] for r in rows}
+
+
+async def read_topics(
+    bootstrap: str,
+    topics: Sequence[str],
+    start: Mapping[TopicPartition, int] | None = None,
+) -> tuple[list[ConsumerRecord[bytes, bytes]], dict[TopicPartition, int]]:
+    """Every record of `topics` from `start` (default: the beginning) to their current end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
+        ]
+        consumer.assign(partitions)
+        end = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            if start and tp in start:
+                consumer.seek(tp, start[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while any(await consumer.position(tp) < end[tp] for tp in partitions):
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for tp, got in batch.items():
+                records += [r for r in got if r.offset < end[tp]]
+        return records, dict(end)
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()  # the topic's metadata, at once
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def apply_records(
+    target: asyncpg.Pool,
+    plan: Plan,
+    registry: PayloadRegistry,
+    records: Sequence[ConsumerRecord[bytes, bytes]],
+    applied: set[str],
+) -> int:
+    """The records the live consumer applied, in the order of their times."""
+    ordered = sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
+    count = 0
+    for start in range(0, len(ordered), BATCH):
+        async with target.acquire() as conn, conn.transaction():
+            for record in ordered[start : start + BATCH]:
+                try:
+                    envelope = Envelope.from_kafka(record.key, record.value, record.headers)
+                except MalformedEnvelope:
+                    continue
+                if f"{envelope.source}#{envelope.id}" not in applied and (
+                    envelope.id not in applied
+                ):
+                    continue
+                handler = plan.consumed.get(registry.current_type(envelope.type))
+                if handler is None:
+                    continue
+                await handler(conn, envelope, registry.parse(envelope.type, envelope.data))
+                count += 1
+    return count
+
+
+async def compare(conn: asyncpg.Connection, plan: Plan, live: str, rebuilt: str) -> list[Difference]:
+    """Row-by-row differences between each live table and its rebuilt twin."""
+    differences = []
+    for table in plan.tables:
+        columns = await conn.fetch(
+            "SELECT column_name, column_default FROM information_schema.columns"
+            " WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            live,
+            table,
+        )
+        skip = set(plan.volatile.get(table, ()))
+        compared = [
+            c["column_name"]
+            for c in columns
+            if c["column_name"] not in skip
+            and not (c["column_default"] or "").startswith(("now()", "nextval("))
+        ]
+        cols = ", ".join(f'"{c}"' for c in compared)
+        counts = []
+        samples: list[str] = []
+        for a, b in ((live, rebuilt), (rebuilt, live)):
+            query = f'SELECT {cols} FROM "{a}"."{table}" EXCEPT ALL SELECT {cols} FROM "{b}"."{table}"'
+            rows = await conn.fetch(f"SELECT * FROM ({query}) d LIMIT 3")
+            n = await conn.fetchval(f"SELECT count(*) FROM ({query}) d")
+            counts.append(int(n))
+            samples += [f"only in {a}: {dict(r)}" for r in rows]
+        if any(counts):
+            differences.append(Difference(table, counts[0], counts[1], samples))
+    return differences
+
+
+async def rebuild(
+    plan: Plan,
+    dsn: str,
+    bootstrap: str,
+    registry: PayloadRegistry,
+    *,
+    topic_prefix: str = "",
+    schema: str = "rebuild",
+    switch: bool = False,
+) -> Report:
+    report = Report(plan.service, schema)
+    began = time.perf_counter()
+    target = await _fresh_schema(dsn, schema, plan)
+    source = await asyncpg.connect(dsn)
+    try:
+        own = _Own()
+        report.own_events = await replay_own(source, target, plan, registry, own)
+        topics = prefixed_all(topic_prefix, plan.topics)
+        ends: dict[TopicPartition, int] = {}
+        applied: set[str] = set()
+        if topics:
+            applied = await _applied(source, plan.consumer)
+            records, ends = await read_topics(bootstrap, topics)
+            report.consumed_events = await apply_records(target, plan, registry, records, applied)
+        report.seconds = time.perf_counter() - began
+        if switch:
+            report.switched_to = await _switch(
+                source, target, plan, registry, bootstrap, topics, ends, applied, own, schema
+            )
+        report.differences = await compare(source, plan, "public", schema)
+    finally:
+        await source.close()
+        await target.close()
+    return report
+
+
+async def _switch(
+    source: asyncpg.Connection,
+    target: asyncpg.Pool,
+    plan: Plan,
+    registry: PayloadRegistry,
+    bootstrap: str,
+    topics: Sequence[str],
+    ends: Mapping[TopicPartition, int],
+    applied_before: set[str],
+    own: _Own,
+    schema: str,
+) -> str:
+    """Catch up under locks, then swap the tables; returns the retired schema's name."""
+    retired = f"retired_{datetime.now(UTC):%Y%m%d%H%M%S}"
+    async with source.transaction():
+        # Commands append to `events`, consumers insert into `inbox`: both wait now.
+        await source.execute("LOCK TABLE public.events, public.inbox IN EXCLUSIVE MODE")
+        await replay_own(source, target, plan, registry, own)
+        if topics:
+            applied = await _applied(source, plan.consumer)
+            records, _ = await read_topics(bootstrap, topics, ends)
+            await apply_records(target, plan, registry, records, applied - applied_before)
+        await source.execute(f'CREATE SCHEMA "{retired}"')
+        for table in plan.tables:
+            await source.execute(f'ALTER TABLE public."{table}" SET SCHEMA "{retired}"')
+            await source.execute(f'ALTER TABLE "{schema}"."{table}" SET SCHEMA public')
+    return retired
+
+
+def run(
+    plan: Plan, registry: PayloadRegistry, argv: Sequence[str], settings: Any, dsn: str
+) -> int:
+    """The command line of `python -m services.<name>.rebuild [--switch]`."""
+    switch = "--switch" in argv
+    report = asyncio.run(
+        rebuild(
+            plan,
+            dsn,
+            settings.kafka_bootstrap_servers,
+            registry,
+            topic_prefix=settings.topic_prefix,
+            switch=switch,
+        )
+    )
+    for line in report.lines():
+        print(line)
+    return 0 if report.equal else 1
