@@ -9,7 +9,9 @@ ends when the client goes away (Starlette cancels it) or the server stops.
 The dashboard is the organisers': it answers them by API key (the rule is
 `Action.VIEW_REPORT` in `shared.access`), or anyone holding the event's signed
 dashboard link (`GET /api/events/{id}/dashboard-link`), which is what a browser
-uses, since a page and its EventSource cannot send an API key header.
+uses, since a page and its EventSource cannot send an API key header. A link
+expires (`shared.links.LIFETIMES`) and `POST .../dashboard-link/revoke` voids every
+link of the event issued before it, answering with a fresh one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import html
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -29,7 +32,7 @@ from services.reporting import dashboard_queries
 from services.reporting.live import DashboardHub
 from shared.access.guard import AccessRouter, requires
 from shared.access.policy import Action, Grant, Relation, Scope
-from shared.links import open_link, sign_link
+from shared.links import LinkState, check_link, revoke_links, sign_link
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
 from shared.settings import ReportingSettings
@@ -58,8 +61,12 @@ async def link_grant(request: Request) -> Grant | None:
     if token is None:
         return None
     event_id = request.path_params.get("event_id")
-    if open_link(_secret(request), LINK_PURPOSE, token) != [event_id]:
+    pool = runtime_of(request).pool
+    state, link = await check_link(pool, _secret(request), LINK_PURPOSE, token)
+    if link is None or link.parts != (event_id,):
         raise ProblemError(403, "Forbidden", "this dashboard link is not valid for the event")
+    if state is not LinkState.VALID:
+        raise ProblemError(403, "Forbidden", f"this dashboard link is {state.value}")
     return Grant(None, Relation.LEAD_ORGANISER, Scope.EVENT)
 
 
@@ -111,13 +118,27 @@ async def _changes(
     openapi_extra=requires(Action.VIEW_REPORT),
 )
 async def dashboard_link(request: Request, event_id: str) -> dict[str, str]:
-    token = sign_link(_secret(request), LINK_PURPOSE, event_id)
+    return _link(request, event_id)
+
+
+def _link(request: Request, event_id: str, issued_at: datetime | None = None) -> dict[str, str]:
+    token = sign_link(_secret(request), LINK_PURPOSE, event_id, issued_at=issued_at)
     query = f"?token={quote(token)}"
     return {
         "url": f"/events/{event_id}/dashboard{query}",
         "json": f"/api/events/{event_id}/dashboard{query}",
         "stream": f"/api/events/{event_id}/dashboard/stream{query}",
     }
+
+
+@router.post(
+    "/api/events/{event_id}/dashboard-link/revoke",
+    summary="Void every dashboard link of the event issued so far; answers a fresh link",
+    openapi_extra=requires(Action.VIEW_REPORT),
+)
+async def revoke_dashboard_link(request: Request, event_id: str) -> dict[str, str]:
+    cutoff = await revoke_links(runtime_of(request).pool, [LINK_PURPOSE], event_id)
+    return _link(request, event_id, issued_at=cutoff)
 
 
 @router.get(
