@@ -136,7 +136,7 @@ async def test_one_invitation_per_participant_per_round_with_the_meetings_to_rat
     async with httpx.AsyncClient(base_url=p.reporting.url, timeout=10) as http:
 
         async def meetings() -> list[dict[str, Any]]:
-            r = await http.get(f"/api/events/{w.event_id}/meetings")
+            r = await http.get(f"/api/events/{w.event_id}/meetings", headers=organiser)
             rows: list[dict[str, Any]] = r.json() if r.status_code == 200 else []
             return rows
 
