@@ -184,6 +184,7 @@ class Organiser:
             await self.http.get(
                 f"{self.urls['matching']}/api/events/{self.event_id}/participants",
                 params={"status": "approved"},
+                headers=self._as(self.key),
             )
         )
         return len(rows) == approved
