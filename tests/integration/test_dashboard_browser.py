@@ -385,7 +385,7 @@ async def test_the_dashboard_shows_the_figures_and_follows_changes_live(
             assert gone.headers["content-type"].startswith("application/problem+json")
             assert "revoked" in gone.json()["detail"]
         assert fresh["json"] != link["json"]
-        assert _ok(await http.get(f"{urls['reporting']}{fresh['json']}"))["totals"]["applied"] == 4
+        assert _ok(await http.get(f"{urls['reporting']}{fresh['json']}"))["totals"]["applied"] == 5
         page_again = await http.get(f"{urls['reporting']}{fresh['url']}")
         assert page_again.status_code == 200
         newer = _ok(
