@@ -211,7 +211,6 @@ class Organiser:
                 f"{self.urls['matching']}/api/events/{self.event_id}/participants",
                 headers=self._as(self.key),
                 params={"status": "approved"},
-                headers=self._as(self.key),
             )
         )
         return len(rows) == approved
