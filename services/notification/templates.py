@@ -312,6 +312,22 @@ def _feedback_invitation(r: RenderInput) -> tuple[str, list[Block]]:
     return subject, blocks
 
 
+_ASSIGNED = {
+    "participant": "It chose your office when registering.",
+    "country_rule": "The event's rule for its country assigned it to your office.",
+}
+
+
+def _office_registration(r: RenderInput) -> tuple[str, list[Block]]:
+    f = r.facts
+    who = f.get("organisation") or _name(r, f.get("registration_id"))
+    return f"{who} registered for {r.event.name}", [
+        f"{who} registered for {r.event.name} and belongs to your office.",
+        _ASSIGNED.get(f.get("assigned_by", ""), "It was assigned to your office."),
+        "You can review and validate its registration with your co-organiser key.",
+    ]
+
+
 TEMPLATES: dict[Kind, Template] = {
     Kind.APPLICATION_RECEIVED: _received,
     Kind.APPLICATION_APPROVED: _approved,
@@ -330,6 +346,7 @@ TEMPLATES: dict[Kind, Template] = {
     Kind.AGENDA_PUBLISHED: _agenda,
     Kind.MEETING_REMINDER: _reminder,
     Kind.FEEDBACK_INVITATION: _feedback_invitation,
+    Kind.OFFICE_REGISTRATION: _office_registration,
 }
 
 
@@ -337,7 +354,8 @@ def _footer(r: RenderInput) -> list[Block]:
     blocks: list[Block] = []
     if r.calendar is not None and r.calendar.method is Method.REQUEST:
         blocks.append(Link("Your calendar feed (always current)", r.feed_url))
-    blocks.append(Link("Unsubscribe from these emails", r.unsubscribe_url))
+    if r.unsubscribe_url:  # a co-organiser's notices have none: they come with the role
+        blocks.append(Link("Unsubscribe from these emails", r.unsubscribe_url))
     return blocks
 
 

@@ -412,6 +412,24 @@ async def test_the_dashboard_shows_the_figures_and_follows_changes_live(
                 await context.close()
                 shutil.rmtree(profile, ignore_errors=True)
 
+        # Revoking the event's dashboard links: the old one stops working, a fresh one works.
+        revoke = f"{base}/{org.event_id}/dashboard-link/revoke"
+        assert (await http.post(revoke, headers=org._as(org.keys[c1]))).status_code == 403
+        fresh = _ok(await http.post(revoke, headers=org._as(org.key)))
+        for old in (link["json"], link["url"], link["stream"]):
+            gone = await http.get(f"{urls['reporting']}{old}")
+            assert gone.status_code == 403, old
+            assert gone.headers["content-type"].startswith("application/problem+json")
+            assert "revoked" in gone.json()["detail"]
+        assert fresh["json"] != link["json"]
+        assert _ok(await http.get(f"{urls['reporting']}{fresh['json']}"))["totals"]["applied"] == 5
+        page_again = await http.get(f"{urls['reporting']}{fresh['url']}")
+        assert page_again.status_code == 200
+        newer = _ok(
+            await http.get(f"{base}/{org.event_id}/dashboard-link", headers=org._as(org.key))
+        )
+        assert (await http.get(f"{urls['reporting']}{newer['json']}")).status_code == 200
+
 
 async def test_a_co_organisers_link_shows_its_support_offices_participants_only(
     urls: dict[str, str],
