@@ -21,8 +21,9 @@ decisions are in the event store already. Plans per service: `services/<name>/re
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,15 +32,15 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.db import migrate
 from shared.envelope import Envelope, MalformedEnvelope
 from shared.inbox import Handler
 from shared.topics import prefixed_all
 
-Projector = Callable[[asyncpg.Connection, EventPayload], Awaitable[None]]
 BATCH = 500
+# The access projection every service keeps (shared/access/projection.py).
+ACCESS_TABLES = ("api_keys", "access_events", "access_co_organisers", "access_registrations")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Plan:
     service: str
     migrations: Path
     tables: tuple[str, ...]  # the projection tables, rebuilt and compared
-    own: Projector | None  # one of the service's own events into its tables
+    own: Handler | None  # one of the service's own events into its tables
     topics: tuple[str, ...] = ()  # consumed topics (canonical names)
     consumer: str = ""  # the live consumer's name (its inbox rows say what it applied)
     consumed: Mapping[str, Handler] = field(default_factory=dict)  # projection handlers only
@@ -128,7 +129,7 @@ async def replay_own(
     if plan.own is None:
         return 0
     rows = await source.fetch(
-        "SELECT event_id::text AS id, event_type, data FROM public.events"
+        "SELECT event_id::text AS id, event_type, data, metadata FROM public.events"
         " ORDER BY recorded_at, stream_id, version"
     )
     todo = [r for r in rows if r["id"] not in seen.done]
@@ -137,17 +138,11 @@ async def replay_own(
         async with target.acquire() as conn, conn.transaction():
             for row in chunk:
                 if registry.knows(row["event_type"]):
-                    payload = registry.parse(row["event_type"], _json(row["data"]))
-                    await plan.own(conn, payload)
+                    data = json.loads(row["data"])
+                    envelope = Envelope.from_record({**json.loads(row["metadata"]), "data": data})
+                    await plan.own(conn, envelope, registry.parse(row["event_type"], data))
         seen.done.update(r["id"] for r in chunk)
     return len(todo)
-
-
-def _json(value: Any) -> dict[str, Any]:
-    import json
-
-    data: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
-    return data
 
 
 async def _applied(source: asyncpg.Connection, consumer: str) -> set[str]:
@@ -169,11 +164,13 @@ async def read_topics(
     )
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
-        ]
+        cluster = await consumer._client.fetch_all_metadata()  # every topic's partitions
+        partitions = []
+        for topic in topics:
+            numbers = cluster.partitions_for_topic(topic)
+            if not numbers:
+                raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
+            partitions += [TopicPartition(topic, p) for p in sorted(numbers)]
         consumer.assign(partitions)
         end = await consumer.end_offsets(partitions)
         for tp in partitions:
@@ -182,18 +179,13 @@ async def read_topics(
             else:
                 await consumer.seek_to_beginning(tp)
         records: list[ConsumerRecord[bytes, bytes]] = []
-        while any(await consumer.position(tp) < end[tp] for tp in partitions):
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for tp, got in batch.items():
                 records += [r for r in got if r.offset < end[tp]]
         return records, dict(end)
     finally:
         await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # the topic's metadata, at once
-    return consumer.partitions_for_topic(topic) or set()
 
 
 async def apply_records(
@@ -213,10 +205,8 @@ async def apply_records(
                     envelope = Envelope.from_kafka(record.key, record.value, record.headers)
                 except MalformedEnvelope:
                     continue
-                if f"{envelope.source}#{envelope.id}" not in applied and (
-                    envelope.id not in applied
-                ):
-                    continue
+                if f"{envelope.source}#{envelope.id}" not in applied:
+                    continue  # the live consumer did not apply it (or never saw it)
                 handler = plan.consumed.get(registry.current_type(envelope.type))
                 if handler is None:
                     continue
@@ -225,7 +215,9 @@ async def apply_records(
     return count
 
 
-async def compare(conn: asyncpg.Connection, plan: Plan, live: str, rebuilt: str) -> list[Difference]:
+async def compare(
+    conn: asyncpg.Connection, plan: Plan, live: str, rebuilt: str
+) -> list[Difference]:
     """Row-by-row differences between each live table and its rebuilt twin."""
     differences = []
     for table in plan.tables:
@@ -246,7 +238,9 @@ async def compare(conn: asyncpg.Connection, plan: Plan, live: str, rebuilt: str)
         counts = []
         samples: list[str] = []
         for a, b in ((live, rebuilt), (rebuilt, live)):
-            query = f'SELECT {cols} FROM "{a}"."{table}" EXCEPT ALL SELECT {cols} FROM "{b}"."{table}"'
+            query = (
+                f'SELECT {cols} FROM "{a}"."{table}" EXCEPT ALL SELECT {cols} FROM "{b}"."{table}"'
+            )
             rows = await conn.fetch(f"SELECT * FROM ({query}) d LIMIT 3")
             n = await conn.fetchval(f"SELECT count(*) FROM ({query}) d")
             counts.append(int(n))
@@ -263,6 +257,7 @@ async def rebuild(
     registry: PayloadRegistry,
     *,
     topic_prefix: str = "",
+    group_suffix: str = "",
     schema: str = "rebuild",
     switch: bool = False,
 ) -> Report:
@@ -277,15 +272,24 @@ async def rebuild(
         ends: dict[TopicPartition, int] = {}
         applied: set[str] = set()
         if topics:
-            applied = await _applied(source, plan.consumer)
+            applied = await _applied(source, plan.consumer + group_suffix)
             records, ends = await read_topics(bootstrap, topics)
             report.consumed_events = await apply_records(target, plan, registry, records, applied)
         report.seconds = time.perf_counter() - began
         if switch:
             report.switched_to = await _switch(
-                source, target, plan, registry, bootstrap, topics, ends, applied, own, schema
+                source,
+                target,
+                plan,
+                registry,
+                (bootstrap, topics, ends, plan.consumer + group_suffix),
+                applied,
+                own,
+                schema,
             )
-        report.differences = await compare(source, plan, "public", schema)
+        # After a switch the rebuild is live and the old tables are retired: compare those.
+        live, rebuilt = (report.switched_to, "public") if report.switched_to else ("public", schema)
+        report.differences = await compare(source, plan, live, rebuilt)
     finally:
         await source.close()
         await target.close()
@@ -297,22 +301,23 @@ async def _switch(
     target: asyncpg.Pool,
     plan: Plan,
     registry: PayloadRegistry,
-    bootstrap: str,
-    topics: Sequence[str],
-    ends: Mapping[TopicPartition, int],
+    consumed: tuple[str, Sequence[str], Mapping[TopicPartition, int], str],
     applied_before: set[str],
     own: _Own,
     schema: str,
 ) -> str:
     """Catch up under locks, then swap the tables; returns the retired schema's name."""
+    bootstrap, topics, _, consumer = consumed
     retired = f"retired_{datetime.now(UTC):%Y%m%d%H%M%S}"
     async with source.transaction():
         # Commands append to `events`, consumers insert into `inbox`: both wait now.
         await source.execute("LOCK TABLE public.events, public.inbox IN EXCLUSIVE MODE")
         await replay_own(source, target, plan, registry, own)
         if topics:
-            applied = await _applied(source, plan.consumer)
-            records, _ = await read_topics(bootstrap, topics, ends)
+            # What the live consumer applied meanwhile: past the first read's end, or
+            # before it if the consumer was behind then (so read from the start again).
+            applied = await _applied(source, consumer)
+            records, _ = await read_topics(bootstrap, topics)
             await apply_records(target, plan, registry, records, applied - applied_before)
         await source.execute(f'CREATE SCHEMA "{retired}"')
         for table in plan.tables:
@@ -321,9 +326,7 @@ async def _switch(
     return retired
 
 
-def run(
-    plan: Plan, registry: PayloadRegistry, argv: Sequence[str], settings: Any, dsn: str
-) -> int:
+def run(plan: Plan, registry: PayloadRegistry, argv: Sequence[str], settings: Any, dsn: str) -> int:
     """The command line of `python -m services.<name>.rebuild [--switch]`."""
     switch = "--switch" in argv
     report = asyncio.run(
@@ -333,6 +336,7 @@ def run(
             settings.kafka_bootstrap_servers,
             registry,
             topic_prefix=settings.topic_prefix,
+            group_suffix=settings.consumer_group_suffix,
             switch=switch,
         )
     )

@@ -620,6 +620,7 @@ class RunningPlatform:
     dsns: dict[str, str]  # service -> its fresh database
     bootstrap_servers: str
     spans: Path  # where the services write their spans (JSON lines) if told to
+    group_suffix: str = ""  # the services' CONSUMER_GROUP_SUFFIX
 
 
 @asynccontextmanager
@@ -674,4 +675,4 @@ async def service_platform(
         chosen = consumer_groups(services) if groups is None else groups
         await start_service_groups_at_end(infra.bootstrap_servers, chosen, suffix)
         async with running_services(full_env, urls, log_dir):
-            yield RunningPlatform(urls, dsns, infra.bootstrap_servers, spans_at)
+            yield RunningPlatform(urls, dsns, infra.bootstrap_servers, spans_at, suffix)

@@ -1,0 +1,66 @@
+"""`python -m services.reporting.rebuild [--switch]`: the read side rebuilt from the four
+topics it consumes and from its own event store (attendance, feedback, outcomes,
+invitation rounds), compared with the live tables (see `shared.rebuild`).
+
+Dead letters are not rebuilt: they come from the dead-letter topics, not the events."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import asyncpg
+
+from services.reporting import dashboard_projection, history, projection, records
+from shared.access import projection as access_projection
+from shared.contracts import registry
+from shared.contracts.base import EventPayload
+from shared.envelope import Envelope
+from shared.inbox import combine
+from shared.rebuild import ACCESS_TABLES, Plan, run
+from shared.settings import ReportingSettings, database_url
+
+
+async def _own(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
+    await records.apply(conn, event)
+    await history.remember(conn, envelope)
+
+
+PLAN = Plan(
+    service="reporting",
+    migrations=Path(__file__).parent / "migrations",
+    tables=(
+        "brokerage_events",
+        "registrations",
+        "meetings",
+        "placements",
+        "requests",
+        "attendance",
+        "not_held",
+        "feedback",
+        "outcomes",
+        "side_programme",
+        "notification_outcomes",
+        "feedback_rounds",
+        "history",
+        *ACCESS_TABLES,
+    ),
+    own=_own,
+    topics=projection.TOPICS,
+    consumer="reporting",
+    consumed=combine(
+        access_projection.HANDLERS,
+        projection.HANDLERS,
+        dashboard_projection.HANDLERS,
+        history.HANDLERS,
+    ),
+)
+
+
+def main() -> int:
+    settings = ReportingSettings()
+    return run(PLAN, registry(), sys.argv[1:], settings, database_url(settings, PLAN.service))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
