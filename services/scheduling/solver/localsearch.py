@@ -93,6 +93,8 @@ class LocalSearch(Chains):
                 if t0 < 0:
                     continue
                 cands = avail_slots[m]
+                if cands is None:
+                    cands = avail_slots[m] = list(bits(common[m]))
                 t1 = cands[int(rand() * len(cands))]
                 if t1 == t0:
                     continue

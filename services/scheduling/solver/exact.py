@@ -1,0 +1,332 @@
+"""The exact model: OR-Tools CP-SAT on the whole problem, for instances small enough.
+
+Variables: x[m, t] for each meeting m and each slot t it may take (allowed to it, all
+its participants available; only its locked slot if it is fixed). Rules: a meeting in
+one slot at most (exactly its locked one if fixed); a participant in one meeting per
+slot and at most `max_meetings` in all; per slot at most `tables` onsite meetings.
+Table numbers are given out afterwards (`State.number_tables`), as for the heuristic.
+
+Idle time: per participant, session and slot, booleans `before` (some meeting of the
+participant at or before the slot in the session), `after` (at or after) and `gap`
+(both, and no meeting in the slot); the summed gaps are the idle slots. Without a
+fairness bound only the directions the objective needs are stated (minimising pushes
+the gaps down to their true values); with `max_idle_spread` the three are exact, and
+the idle of each participant lies between a least and a most value at most
+`max_idle_spread` apart.
+
+Objective: maximise priority * BIG - idle, BIG exceeding any possible idle total
+(lexicographic). When the summed priority of the hint already meets an upper bound
+it is fixed, and only the idle time is minimised.
+
+`fits` is the size guard: the model is built only where its variables are few enough
+for the memory and the time left (the portfolio in `solve` decides).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from services.scheduling.solver.core import Problem, State, bits
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
+
+# The model is built only up to this many variables (about 0.5 s of Python to build
+# and a few hundred MB for CP-SAT at most); larger instances are the heuristic's.
+MAX_VARIABLES = 40_000
+# Seconds of building per variable, measured (with margin) on the forum instances.
+BUILD_SECONDS_PER_VARIABLE = 25e-6
+
+
+@dataclass(slots=True)
+class ExactResult:
+    slot_of: list[int] | None  # a schedule (slot per meeting, -1: out) or None
+    status: str  # CP-SAT's: OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN; or "skipped: ..."
+    priority_bound: int | None  # no schedule places more summed priority
+    idle_bound: int | None  # ... and none placing that much has less idle time
+    seconds: float = 0.0
+    build_seconds: float = 0.0
+    variables: int = 0
+
+
+def size(problem: Problem) -> int:
+    """The number of variables the model would have (an estimate for the gaps)."""
+    p = problem
+    common = [p.common_avail(m) if p.fixed_slot[m] < 0 else 1 for m in range(p.n_meetings)]
+    n_x = sum(c.bit_count() for c in common)
+    n_aux = 0
+    for i in range(p.n_parts):
+        reach = 0
+        for m in p.by_part[i]:
+            reach |= common[m] if p.fixed_slot[m] < 0 else 1 << p.fixed_slot[m]
+        for mask in p.session_mask:
+            k = (reach & mask).bit_count()
+            if k >= 3:
+                n_aux += 3 * k
+    return n_x + n_aux
+
+
+def fits(problem: Problem, seconds_left: float) -> tuple[bool, str]:
+    """Whether the exact model is worth building with `seconds_left`; and why not."""
+    n = size(problem)
+    if n > MAX_VARIABLES:
+        return False, f"{n} variables, more than {MAX_VARIABLES}"
+    build = n * BUILD_SECONDS_PER_VARIABLE
+    if seconds_left < 0.5 or build > 0.3 * seconds_left:
+        return False, f"{n} variables, about {build:.1f} s to build, {seconds_left:.1f} s left"
+    return True, f"{n} variables"
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def solve_exact(
+    problem: Problem,
+    deadline: float,
+    hint: State | None = None,
+    priority_ub: int | None = None,
+    seed: int = 0,
+    workers: int = 4,
+) -> ExactResult:
+    """CP-SAT until `deadline` (time.monotonic()); `hint` seeds it and is never lost:
+    the model asks for at least its summed priority. `priority_ub`, a known upper bound
+    on the summed priority, lets the model fix the priority when the hint meets it."""
+    started = time.monotonic()
+    try:
+        from ortools.sat.python import cp_model
+    except ImportError:  # pragma: no cover - ortools is a runtime dependency
+        return ExactResult(None, "skipped: ortools is not installed", None, None)
+    try:
+        built = _build(problem, deadline, hint, priority_ub)
+    except _OutOfTime:
+        return ExactResult(None, "skipped: out of time building the model", None, None)
+    model, x, big, fixed_priority = built
+    build_s = time.monotonic() - started
+    left = deadline - time.monotonic()
+    if left <= 0.05:
+        return ExactResult(None, "skipped: no time left to solve", None, None, build_s, build_s)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = left
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    status = solver.solve(model)
+    name = solver.status_name(status)
+    result = ExactResult(None, name, None, None, 0.0, build_s, len(model.proto.variables))
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        slot_of = [-1] * problem.n_meetings
+        for (m, t), v in x.items():
+            if solver.boolean_value(v):
+                slot_of[m] = t
+        result.slot_of = slot_of
+        bound = int(solver.best_objective_bound + 1e-6) if status == cp_model.FEASIBLE else None
+        if status == cp_model.OPTIMAL:
+            bound = round(solver.objective_value)
+        assert bound is not None
+        if fixed_priority is not None:  # objective: -idle at the fixed priority
+            result.priority_bound = priority_ub
+            result.idle_bound = -bound
+        else:
+            p_ub = -(-bound // big)
+            result.priority_bound = p_ub
+            result.idle_bound = p_ub * big - bound
+    elif status == cp_model.INFEASIBLE and hint is None:
+        result.priority_bound = 0
+    result.seconds = time.monotonic() - started
+    return result
+
+
+SPAN = False
+EXACT_GAPS = True
+
+
+def _span_idle(
+    model: cp_model.CpModel,
+    p: Problem,
+    at: dict[tuple[int, int], list[Any]],
+    hint: State | None,
+    deadline: float,
+) -> tuple[list[Any], int]:
+    """Idle per participant and session as an integer: last - first + 1 - meetings,
+    with first and last integers bounded by the slots of its meetings. Minimising pulls
+    first and last onto the true ones. Returns the idle variables and their summed
+    upper bounds."""
+    out: list[Any] = []
+    most = 0
+    for i in range(p.n_parts):
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+        for a, n in zip(p.session_start, p.session_len, strict=True):
+            used = [t for t in range(a, a + n) if (i, t) in at]
+            if len(used) < 3:
+                continue
+            lo, hi = used[0], used[-1]
+            first = model.new_int_var(lo, hi, "")
+            last = model.new_int_var(lo, hi, "")
+            xs = []
+            for t in used:
+                for v in at[(i, t)]:
+                    xs.append(v)
+                    if t < hi:
+                        model.add(first <= t).only_enforce_if(v)
+                    if t > lo:
+                        model.add(last >= t).only_enforce_if(v)
+            active = model.new_bool_var("")
+            model.add_bool_or(xs).only_enforce_if(active)
+            for v in xs:
+                model.add_implication(v, active)
+            idle = model.new_int_var(0, hi - lo - 1, "")
+            model.add(idle >= last - first + 1 - sum(xs)).only_enforce_if(active)
+            out.append(idle)
+            most += hi - lo - 1
+            if hint is not None:
+                b = hint.busy[i] & (((1 << n) - 1) << a)
+                if b:
+                    f = (b & -b).bit_length() - 1
+                    la = b.bit_length() - 1
+                    model.add_hint(first, f)
+                    model.add_hint(last, la)
+                    model.add_hint(active, True)
+                    model.add_hint(idle, la - f + 1 - b.bit_count())
+                else:
+                    model.add_hint(active, False)
+                    model.add_hint(idle, 0)
+    return out, most
+
+
+def _build(
+    problem: Problem, deadline: float, hint: State | None, priority_ub: int | None
+) -> tuple[cp_model.CpModel, dict[tuple[int, int], Any], int, int | None]:
+    from ortools.sat.python import cp_model
+
+    p = problem
+    model = cp_model.CpModel()
+    x: dict[tuple[int, int], Any] = {}
+    at: dict[tuple[int, int], list[Any]] = {}  # (participant, slot) -> x
+    mine: list[list[Any]] = [[] for _ in range(p.n_parts)]
+    onsite_at: list[list[Any]] = [[] for _ in range(p.n_slots)]
+    prio_terms: list[Any] = []
+    hinted = hint.slot_of if hint is not None else None
+    for m in range(p.n_meetings):
+        if m % 256 == 0 and time.monotonic() > deadline:
+            raise _OutOfTime
+        if p.fixed_slot[m] >= 0:
+            slots = 1 << p.fixed_slot[m]
+            if not p.common_avail_any(m) >> p.fixed_slot[m] & 1:
+                slots = 0
+        else:
+            slots = p.common_avail(m)
+        here = []
+        for t in bits(slots):
+            v = model.new_bool_var(f"x{m}_{t}")
+            x[(m, t)] = v
+            here.append(v)
+            for i in p.parts[m]:
+                at.setdefault((i, t), []).append(v)
+                mine[i].append(v)
+            if p.onsite[m]:
+                onsite_at[t].append(v)
+            prio_terms.append(p.prio[m] * v)
+            if hinted is not None:
+                model.add_hint(v, hinted[m] == t)
+        if len(here) > 1:
+            model.add_at_most_one(here)
+    for vs in at.values():
+        if len(vs) > 1:
+            model.add_at_most_one(vs)
+    for i in range(p.n_parts):
+        if len(mine[i]) > p.cap[i]:
+            model.add(sum(mine[i]) <= p.cap[i])
+    for vs in onsite_at:
+        if len(vs) > p.tables:
+            model.add(sum(vs) <= p.tables)
+    # fixed meetings: in their slot if they fit there at all (as the heuristic does)
+    if hint is not None:
+        for m in range(p.n_meetings):
+            if p.fixed_slot[m] >= 0 and hint.slot_of[m] >= 0:
+                model.add(x[(m, p.fixed_slot[m])] == 1)
+
+    exact = p.max_idle_spread is not None or EXACT_GAPS
+    gaps: list[Any] = []
+    idle_of: list[list[Any]] = [[] for _ in range(p.n_parts)]
+    big_idle = 0
+    if not exact and SPAN:
+        gaps, big_idle = _span_idle(model, p, at, hint, deadline)
+    for i in range(p.n_parts if exact or not SPAN else 0):
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+        busy_hint = hint.busy[i] if hint is not None else 0
+        for a, n in zip(p.session_start, p.session_len, strict=True):
+            busy = [at.get((i, t), []) for t in range(a, a + n)]
+            used = [k for k, b in enumerate(busy) if b]
+            if len(used) < 3:
+                continue
+            lo, hi = used[0], used[-1]
+            # only slots lo..hi matter: before/after are fixed outside
+            before: list[Any] = []
+            after: list[Any] = []
+            for _ in range(lo, hi + 1):
+                before.append(model.new_bool_var(""))
+                after.append(model.new_bool_var(""))
+            span = range(lo, hi + 1)
+            for j, k in enumerate(span):
+                for v in busy[k]:
+                    model.add_implication(v, before[j])
+                    model.add_implication(v, after[j])
+                if j:
+                    model.add_implication(before[j - 1], before[j])
+                    model.add_implication(after[j], after[j - 1])
+                if exact:
+                    # before[j] -> busy here or before[j-1]; after[j] likewise
+                    prev = [before[j - 1]] if j else []
+                    model.add_bool_or([*busy[k], *prev]).only_enforce_if(before[j])
+                    nxt = [after[j + 1]] if k < hi else []
+                    model.add_bool_or([*busy[k], *nxt]).only_enforce_if(after[j])
+            x_mask = busy_hint >> a
+            for j, k in enumerate(span):
+                if hint is not None:
+                    model.add_hint(before[j], bool(x_mask & ((2 << k) - 1)))
+                    model.add_hint(after[j], bool(x_mask >> k))
+                if k in (lo, hi):
+                    continue
+                g = model.new_bool_var("")
+                model.add(g >= before[j] + after[j] - 1 - sum(busy[k]))
+                if exact:
+                    model.add_implication(g, before[j])
+                    model.add_implication(g, after[j])
+                    for v in busy[k]:
+                        model.add_implication(v, g.negated())
+                if hint is not None:
+                    inside = bool(x_mask & ((1 << k) - 1)) and bool(x_mask >> (k + 1))
+                    model.add_hint(g, inside and not (x_mask >> k) & 1)
+                gaps.append(g)
+                idle_of[i].append(g)
+    if p.max_idle_spread is not None:
+        spread = p.max_idle_spread
+        assert spread is not None
+        n_max = max((len(g) for g in idle_of), default=0)
+        most = model.new_int_var(0, n_max, "most_idle")
+        least = model.new_int_var(0, n_max, "least_idle")
+        for i in range(p.n_parts):
+            total = sum(idle_of[i]) if idle_of[i] else 0
+            model.add(most >= total)
+            model.add(least <= total)
+        model.add(most - least <= spread)
+
+    priority = sum(prio_terms)
+    fixed_priority: int | None = None
+    if hint is not None and (not exact or hint.idle_spread() <= (p.max_idle_spread or 0)):
+        have = hint.priority()  # the hint is a solution: ask for no less
+        if priority_ub is not None and have >= priority_ub:
+            fixed_priority = have
+            model.add(priority == have)
+        else:
+            model.add(priority >= have)
+    big = (big_idle or len(gaps)) + 1
+    if fixed_priority is not None:
+        model.maximize(-sum(gaps))
+    else:
+        model.maximize(big * priority - sum(gaps))
+    return model, x, big, fixed_priority
