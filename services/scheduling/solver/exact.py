@@ -6,13 +6,13 @@ one slot at most (exactly its locked one if fixed); a participant in one meeting
 slot and at most `max_meetings` in all; per slot at most `tables` onsite meetings.
 Table numbers are given out afterwards (`State.number_tables`), as for the heuristic.
 
-Idle time: per participant, session and slot, booleans `before` (some meeting of the
-participant at or before the slot in the session), `after` (at or after) and `gap`
-(both, and no meeting in the slot); the summed gaps are the idle slots. Without a
-fairness bound only the directions the objective needs are stated (minimising pushes
-the gaps down to their true values); with `max_idle_spread` the three are exact, and
-the idle of each participant lies between a least and a most value at most
-`max_idle_spread` apart.
+Idle time: per participant, session and slot (between the first and the last slot any
+of its meetings could take), booleans `before` (some meeting of the participant at or
+before the slot in the session), `after` (at or after) and `gap` (both, and no meeting
+in the slot), each defined exactly (both directions: much stronger propagation than
+the one direction the objective needs, e.g. forumt-14's bound of 10 in seconds); the
+summed gaps are the idle slots. With `max_idle_spread` the idle of each participant
+lies between a least and a most value at most `max_idle_spread` apart.
 
 Objective: maximise priority * BIG - idle, BIG exceeding any possible idle total
 (lexicographic). When the summed priority of the hint already meets an upper bound
@@ -24,6 +24,7 @@ for the memory and the time left (the portfolio in `solve` decides).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,100 @@ class _OutOfTime(Exception):
     pass
 
 
+class ExactRun:
+    """One CP-SAT run: `build` (Python, holds the interpreter), then `solve`, which may
+    run in another thread (CP-SAT releases the interpreter lock) while the caller keeps
+    improving its own schedule; `stop` ends it early, `idle_lower_bound` is its proven
+    bound on the idle time so far when the priority is fixed."""
+
+    def __init__(self, problem: Problem, seed: int = 0, workers: int = 4) -> None:
+        self.problem = problem
+        self.seed = seed
+        self.workers = workers
+        self.started = time.monotonic()
+        self.model: cp_model.CpModel | None = None
+        self.x: dict[tuple[int, int], Any] = {}
+        self.big = 1
+        self.fixed_priority: int | None = None
+        self.priority_ub: int | None = None
+        self.build_seconds = 0.0
+        self.live_bound: float | None = None  # CP-SAT's objective bound, as it improves
+        self.solver: cp_model.CpSolver | None = None
+        self.skipped: str | None = None
+
+    def build(self, deadline: float, hint: State | None, priority_ub: int | None) -> bool:
+        """Build the model; False (and `skipped` says why) if it cannot be done in time."""
+        try:
+            from ortools.sat.python import cp_model
+        except ImportError:  # pragma: no cover - ortools is a runtime dependency
+            self.skipped = "skipped: ortools is not installed"
+            return False
+        try:
+            self.model, self.x, self.big, self.fixed_priority = _build(
+                self.problem, deadline, hint, priority_ub
+            )
+        except _OutOfTime:
+            self.skipped = "skipped: out of time building the model"
+            return False
+        self.priority_ub = priority_ub
+        self.solver = cp_model.CpSolver()
+        self.build_seconds = time.monotonic() - self.started
+        return True
+
+    def idle_lower_bound(self) -> int | None:
+        """No schedule at the fixed priority has less idle time (None: not known)."""
+        b = self.live_bound
+        if b is None or self.fixed_priority is None:
+            return None
+        return -math.floor(b + 1e-6)
+
+    def _on_bound(self, bound: float) -> None:
+        self.live_bound = bound
+
+    def stop(self) -> None:
+        if self.solver is not None:
+            self.solver.stop_search()
+
+    def solve(self, deadline: float) -> ExactResult:
+        from ortools.sat.python import cp_model
+
+        if self.model is None or self.solver is None:
+            return ExactResult(None, self.skipped or "skipped: not built", None, None)
+        problem = self.problem
+        build_s = self.build_seconds
+        # CP-SAT overshoots its limit a little, more so on a busy machine: keep a margin
+        left = 0.95 * (deadline - time.monotonic()) - 0.05
+        if left <= 0.05:
+            return ExactResult(None, "skipped: no time left to solve", None, None, build_s, build_s)
+        solver = self.solver
+        solver.parameters.max_time_in_seconds = left
+        solver.parameters.num_workers = self.workers
+        solver.parameters.random_seed = self.seed
+        solver.best_bound_callback = self._on_bound
+        status = solver.solve(self.model)
+        name = solver.status_name(status)
+        result = ExactResult(None, name, None, None, 0.0, build_s, len(self.model.proto.variables))
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            slot_of = [-1] * problem.n_meetings
+            for (m, t), v in self.x.items():
+                if solver.boolean_value(v):
+                    slot_of[m] = t
+            result.slot_of = slot_of
+            if status == cp_model.OPTIMAL:
+                bound = round(solver.objective_value)
+            else:
+                bound = math.floor(solver.best_objective_bound + 1e-6)
+            if self.fixed_priority is not None:  # objective: -idle at the fixed priority
+                result.priority_bound = self.priority_ub
+                result.idle_bound = -bound
+            else:
+                p_ub = -(-bound // self.big)
+                result.priority_bound = p_ub
+                result.idle_bound = p_ub * self.big - bound
+        result.seconds = time.monotonic() - self.started
+        return result
+
+
 def solve_exact(
     problem: Problem,
     deadline: float,
@@ -94,106 +189,10 @@ def solve_exact(
     """CP-SAT until `deadline` (time.monotonic()); `hint` seeds it and is never lost:
     the model asks for at least its summed priority. `priority_ub`, a known upper bound
     on the summed priority, lets the model fix the priority when the hint meets it."""
-    started = time.monotonic()
-    try:
-        from ortools.sat.python import cp_model
-    except ImportError:  # pragma: no cover - ortools is a runtime dependency
-        return ExactResult(None, "skipped: ortools is not installed", None, None)
-    try:
-        built = _build(problem, deadline, hint, priority_ub)
-    except _OutOfTime:
-        return ExactResult(None, "skipped: out of time building the model", None, None)
-    model, x, big, fixed_priority = built
-    build_s = time.monotonic() - started
-    left = deadline - time.monotonic()
-    if left <= 0.05:
-        return ExactResult(None, "skipped: no time left to solve", None, None, build_s, build_s)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = left
-    solver.parameters.num_workers = workers
-    solver.parameters.random_seed = seed
-    status = solver.solve(model)
-    name = solver.status_name(status)
-    result = ExactResult(None, name, None, None, 0.0, build_s, len(model.proto.variables))
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        slot_of = [-1] * problem.n_meetings
-        for (m, t), v in x.items():
-            if solver.boolean_value(v):
-                slot_of[m] = t
-        result.slot_of = slot_of
-        bound = int(solver.best_objective_bound + 1e-6) if status == cp_model.FEASIBLE else None
-        if status == cp_model.OPTIMAL:
-            bound = round(solver.objective_value)
-        assert bound is not None
-        if fixed_priority is not None:  # objective: -idle at the fixed priority
-            result.priority_bound = priority_ub
-            result.idle_bound = -bound
-        else:
-            p_ub = -(-bound // big)
-            result.priority_bound = p_ub
-            result.idle_bound = p_ub * big - bound
-    elif status == cp_model.INFEASIBLE and hint is None:
-        result.priority_bound = 0
-    result.seconds = time.monotonic() - started
-    return result
-
-
-SPAN = False
-EXACT_GAPS = True
-
-
-def _span_idle(
-    model: cp_model.CpModel,
-    p: Problem,
-    at: dict[tuple[int, int], list[Any]],
-    hint: State | None,
-    deadline: float,
-) -> tuple[list[Any], int]:
-    """Idle per participant and session as an integer: last - first + 1 - meetings,
-    with first and last integers bounded by the slots of its meetings. Minimising pulls
-    first and last onto the true ones. Returns the idle variables and their summed
-    upper bounds."""
-    out: list[Any] = []
-    most = 0
-    for i in range(p.n_parts):
-        if time.monotonic() > deadline:
-            raise _OutOfTime
-        for a, n in zip(p.session_start, p.session_len, strict=True):
-            used = [t for t in range(a, a + n) if (i, t) in at]
-            if len(used) < 3:
-                continue
-            lo, hi = used[0], used[-1]
-            first = model.new_int_var(lo, hi, "")
-            last = model.new_int_var(lo, hi, "")
-            xs = []
-            for t in used:
-                for v in at[(i, t)]:
-                    xs.append(v)
-                    if t < hi:
-                        model.add(first <= t).only_enforce_if(v)
-                    if t > lo:
-                        model.add(last >= t).only_enforce_if(v)
-            active = model.new_bool_var("")
-            model.add_bool_or(xs).only_enforce_if(active)
-            for v in xs:
-                model.add_implication(v, active)
-            idle = model.new_int_var(0, hi - lo - 1, "")
-            model.add(idle >= last - first + 1 - sum(xs)).only_enforce_if(active)
-            out.append(idle)
-            most += hi - lo - 1
-            if hint is not None:
-                b = hint.busy[i] & (((1 << n) - 1) << a)
-                if b:
-                    f = (b & -b).bit_length() - 1
-                    la = b.bit_length() - 1
-                    model.add_hint(first, f)
-                    model.add_hint(last, la)
-                    model.add_hint(active, True)
-                    model.add_hint(idle, la - f + 1 - b.bit_count())
-                else:
-                    model.add_hint(active, False)
-                    model.add_hint(idle, 0)
-    return out, most
+    run = ExactRun(problem, seed, workers)
+    if not run.build(deadline, hint, priority_ub):
+        return ExactResult(None, run.skipped or "skipped", None, None)
+    return run.solve(deadline)
 
 
 def _build(
@@ -248,13 +247,9 @@ def _build(
             if p.fixed_slot[m] >= 0 and hint.slot_of[m] >= 0:
                 model.add(x[(m, p.fixed_slot[m])] == 1)
 
-    exact = p.max_idle_spread is not None or EXACT_GAPS
     gaps: list[Any] = []
     idle_of: list[list[Any]] = [[] for _ in range(p.n_parts)]
-    big_idle = 0
-    if not exact and SPAN:
-        gaps, big_idle = _span_idle(model, p, at, hint, deadline)
-    for i in range(p.n_parts if exact or not SPAN else 0):
+    for i in range(p.n_parts):
         if time.monotonic() > deadline:
             raise _OutOfTime
         busy_hint = hint.busy[i] if hint is not None else 0
@@ -278,12 +273,11 @@ def _build(
                 if j:
                     model.add_implication(before[j - 1], before[j])
                     model.add_implication(after[j], after[j - 1])
-                if exact:
-                    # before[j] -> busy here or before[j-1]; after[j] likewise
-                    prev = [before[j - 1]] if j else []
-                    model.add_bool_or([*busy[k], *prev]).only_enforce_if(before[j])
-                    nxt = [after[j + 1]] if k < hi else []
-                    model.add_bool_or([*busy[k], *nxt]).only_enforce_if(after[j])
+                # before[j] -> busy here or before[j-1]; after[j] likewise
+                prev = [before[j - 1]] if j else []
+                model.add_bool_or([*busy[k], *prev]).only_enforce_if(before[j])
+                nxt = [after[j + 1]] if k < hi else []
+                model.add_bool_or([*busy[k], *nxt]).only_enforce_if(after[j])
             x_mask = busy_hint >> a
             for j, k in enumerate(span):
                 if hint is not None:
@@ -293,19 +287,17 @@ def _build(
                     continue
                 g = model.new_bool_var("")
                 model.add(g >= before[j] + after[j] - 1 - sum(busy[k]))
-                if exact:
-                    model.add_implication(g, before[j])
-                    model.add_implication(g, after[j])
-                    for v in busy[k]:
-                        model.add_implication(v, g.negated())
+                model.add_implication(g, before[j])
+                model.add_implication(g, after[j])
+                for v in busy[k]:
+                    model.add_implication(v, g.negated())
                 if hint is not None:
                     inside = bool(x_mask & ((1 << k) - 1)) and bool(x_mask >> (k + 1))
                     model.add_hint(g, inside and not (x_mask >> k) & 1)
                 gaps.append(g)
                 idle_of[i].append(g)
-    if p.max_idle_spread is not None:
-        spread = p.max_idle_spread
-        assert spread is not None
+    spread = p.max_idle_spread
+    if spread is not None:
         n_max = max((len(g) for g in idle_of), default=0)
         most = model.new_int_var(0, n_max, "most_idle")
         least = model.new_int_var(0, n_max, "least_idle")
@@ -317,14 +309,14 @@ def _build(
 
     priority = sum(prio_terms)
     fixed_priority: int | None = None
-    if hint is not None and (not exact or hint.idle_spread() <= (p.max_idle_spread or 0)):
+    if hint is not None and (spread is None or hint.idle_spread() <= spread):
         have = hint.priority()  # the hint is a solution: ask for no less
         if priority_ub is not None and have >= priority_ub:
             fixed_priority = have
             model.add(priority == have)
         else:
             model.add(priority >= have)
-    big = (big_idle or len(gaps)) + 1
+    big = len(gaps) + 1
     if fixed_priority is not None:
         model.maximize(-sum(gaps))
     else:

@@ -10,18 +10,20 @@ suffice. The moves of the main local search are chains of length two at most; lo
 ones reach the schedules with no idle time that tight events (every participant busy
 in nearly every slot) have, where short moves stall.
 
-`kempe_search` accepts a chain when the idle time does not grow (sideways moves let it
-drift), until the deadline or a long run without gain.
+`anneal` runs simulated annealing over such swaps (sideways swaps are always taken),
+keeping the best schedule seen.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
+from collections.abc import Callable
 
 from services.scheduling.solver.core import State
 
-MAX_CHAIN = 64
+MAX_CHAIN = 64  # longer chains are not tried (their cost grows with their length)
 
 
 def chain(state: State, m: int, b: int) -> list[int] | None:
@@ -51,50 +53,87 @@ def chain(state: State, m: int, b: int) -> list[int] | None:
     return out
 
 
-def kempe_search(state: State, deadline: float, seed: int = 0, stall: int = 20000) -> int:
-    """Improve `state`'s idle time by Kempe-chain moves; returns the idle time gained."""
+def anneal(
+    state: State,
+    deadline: float,
+    seed: int = 0,
+    enough: Callable[[int], bool] | None = None,
+    t0: float = 0.6,
+    t1: float = 0.05,
+) -> int:
+    """Simulated annealing over Kempe-chain swaps until `deadline`, or until
+    `enough(best idle)` says so (checked now and then): a swap adding d idle slots is
+    taken with probability exp(-d / temperature), the temperature falling geometrically
+    from t0 to t1; the best schedule seen is kept. Returns the idle time gained."""
     p = state.p
     rng = random.Random(seed)
     movable = [m for m in range(p.n_meetings) if state.slot_of[m] >= 0 and p.fixed_slot[m] < 0]
     if not movable or p.n_slots < 2:
         return 0
-    T = p.tables
-    gained = 0
-    since = 0
+    start = time.monotonic()
+    span = max(1e-3, deadline - start)
+    idle = best = state.idle()
+    first = best
+    best_slots = state.slot_of[:]
+    temp = t0
     tries = 0
-    while since < stall:
+    while best > 0:
         tries += 1
-        if tries % 64 == 0 and time.monotonic() > deadline:
-            break
-        since += 1
-        m = movable[int(rng.random() * len(movable))]
-        a = state.slot_of[m]
-        if a < 0:
-            continue
-        b = int(rng.random() * p.n_slots)
-        if b == a:
-            continue
-        moving = chain(state, m, b)
-        if moving is None:
-            continue
-        shift = 0  # onsite meetings moving from b to a, less those from a to b
-        for c in moving:
-            if p.onsite[c]:
-                shift += 1 if state.slot_of[c] == b else -1
-        if state.onsite_used[a] + shift > T or state.onsite_used[b] - shift > T:
-            continue
-        people = {j for c in moving for j in p.parts[c]}
-        before = sum(state.idle_of(j) for j in people)
-        targets = [(c, b if state.slot_of[c] == a else a) for c in moving]
-        _apply(state, targets)
-        after = sum(state.idle_of(j) for j in people)
-        if after > before:
-            _apply(state, [(c, b if t == a else a) for c, t in targets])
-            continue
-        if after < before:
-            gained += before - after
-            since = 0
-    return gained
+        if tries % 256 == 0:
+            now = time.monotonic()
+            if now > deadline or (enough is not None and enough(best)):
+                break
+            temp = t0 * (t1 / t0) ** ((now - start) / span)
+        delta = _move(state, rng, movable, temp)
+        idle += delta
+        if idle < best:
+            best = idle
+            best_slots = state.slot_of[:]
+    if idle > best:
+        _restore(state, best_slots)
+    return first - best
+
+
+def _move(
+    state: State,
+    rng: random.Random,
+    movable: list[int],
+    temp: float,
+) -> int:
+    """One random Kempe-chain swap; the idle time it adds (0 if none was made)."""
+    p = state.p
+    m = movable[int(rng.random() * len(movable))]
+    a = state.slot_of[m]
+    b = int(rng.random() * p.n_slots)
+    if b == a or a < 0:
+        return 0
+    moving = chain(state, m, b)
+    if moving is None:
+        return 0
+    shift = 0  # onsite meetings moving from b to a, less those from a to b
+    for c in moving:
+        if p.onsite[c]:
+            shift += 1 if state.slot_of[c] == b else -1
+    if state.onsite_used[a] + shift > p.tables or state.onsite_used[b] - shift > p.tables:
+        return 0
+    people = {j for c in moving for j in p.parts[c]}
+    before = sum(state.idle_of(j) for j in people)
+    targets = [(c, b if state.slot_of[c] == a else a) for c in moving]
+    _apply(state, targets)
+    after = sum(state.idle_of(j) for j in people)
+    if after > before and rng.random() >= math.exp((before - after) / temp):
+        _apply(state, [(c, b if t == a else a) for c, t in targets])
+        return 0
+    return after - before
+
+
+def _restore(state: State, slots: list[int]) -> None:
+    for m, t in enumerate(state.slot_of):
+        if t >= 0 and slots[m] != t:
+            state.remove(m)
+    for m, t in enumerate(slots):
+        if t >= 0 and state.slot_of[m] != t:
+            state.add(m, t)
 
 
 def _apply(state: State, targets: list[tuple[int, int]]) -> None:

@@ -5,13 +5,15 @@ the instance, the greedy baseline, the bound, construction, search, the exact mo
 fairness, rendering):
 
 1. If the exact model fits (`exact.fits`: its variables few enough for the memory and
-   for the time left), the heuristic gets the first 15 % of the time, then Kempe-chain
-   moves (`kempe`) until 40 % (both mostly stop by themselves earlier on such
-   instances); else the heuristic gets all of it.
+   for the time left), the heuristic gets the first 10 % of the time (it mostly stops
+   by itself earlier on such instances); else it gets all of it, and that is all.
 2. With `max_idle_spread`, the heuristic's schedule is made fair (`fairness.enforce`).
 3. Unless that schedule is already provably optimal (the summed priority at the upper
-   bound, no idle time), CP-SAT gets the rest of the time, hinted with it; its
-   schedule replaces the heuristic's only if it is better.
+   bound, no idle time), CP-SAT gets the rest of the time in a thread, hinted with it
+   (CP-SAT releases the interpreter lock); meanwhile, simulated annealing over
+   Kempe-chain swaps (`kempe`) improves a copy of the heuristic's schedule until it
+   meets the bound CP-SAT has proven so far (then CP-SAT is stopped too). The best of
+   the three schedules wins.
 
 The result says which schedule won, whether it is proven optimal, and the bound: no
 schedule places more summed priority than `priority_bound`, and none placing that much
@@ -20,6 +22,7 @@ has less idle time than `idle_bound`.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -31,8 +34,8 @@ from services.scheduling.solver.optimise import optimise_state
 
 # Shares of the time limit for the heuristic and then Kempe-chain moves, when the exact
 # model runs after them (both mostly stop by themselves much earlier).
-HEURISTIC_SHARE = 0.15
-KEMPE_SHARE = 0.25
+HEURISTIC_SHARE = 0.1
+KEMPE_SHARE = 0.4
 
 
 @dataclass(slots=True)
@@ -74,15 +77,11 @@ def solve(
     state = optimise_state(problem, heuristic_limit, seed, stats=stats, started=started)
     # the rendering costs about what the greedy baseline took; keep that back
     reserve = 0.01 + 3 * stats.greedy_seconds
-    if run_exact and not (
-        state.idle() == 0 and state.priority() >= (stats.priority_bound or sum(problem.prio))
-    ):
-        kempe_deadline = min(started + left * (HEURISTIC_SHARE + KEMPE_SHARE), deadline - reserve)
-        kempe.kempe_search(state, kempe_deadline, seed)
-    fair = True
+    lp_bound = stats.priority_bound or sum(problem.prio)
     if spread is not None:
         fair = fairness.enforce(state, spread, deadline - reserve)
-    lp_bound = stats.priority_bound or sum(problem.prio)
+    else:
+        fair = True
     priority, idle = state.priority(), state.idle()
     priority_bound = max(lp_bound, priority)
     idle_bound = 0
@@ -91,17 +90,19 @@ def solve(
     if fair and priority >= priority_bound and idle == 0:
         run_exact, status = False, "skipped: the heuristic's schedule is optimal"
     if run_exact:
-        found = exact.solve_exact(
-            problem, deadline - reserve, hint=state, priority_ub=lp_bound, seed=seed
-        )
+        found, state = _exact_beside_annealing(problem, state, deadline - reserve, lp_bound, seed)
         status = found.status
         if found.slot_of is not None:
             other = _state_of(problem, found.slot_of)
             other_fair = spread is None or other.idle_spread() <= spread
-            if (other_fair and not fair) or (other_fair == fair and other.score() > state.score()):
+            if spread is not None and not fair:
+                fair = state.idle_spread() <= spread
+            if (other_fair and not fair) or (
+                other_fair == fair and other.score() > state.score()
+            ):
                 state, fair = other, other_fair
-                priority, idle = state.priority(), state.idle()
                 method = "cp-sat"
+        priority, idle = state.priority(), state.idle()
         if found.priority_bound is not None:
             priority_bound = min(priority_bound, found.priority_bound)
             if found.idle_bound is not None and priority_bound == found.priority_bound:
@@ -125,6 +126,44 @@ def solve(
         fair=fair,
         stats=stats,
     )
+
+
+def _exact_beside_annealing(
+    problem: Problem, state: State, deadline: float, lp_bound: int, seed: int
+) -> tuple[exact.ExactResult, State]:
+    """CP-SAT, hinted with `state`, in a thread until `deadline`; meanwhile simulated
+    annealing over Kempe chains improves a copy of `state` (fairness permitting), until
+    it meets CP-SAT's bound. Returns CP-SAT's result and the better of the two states
+    by the heuristic's reckoning (the caller compares with CP-SAT's)."""
+    run = exact.ExactRun(problem, seed)
+    if not run.build(deadline, state, lp_bound):
+        return exact.ExactResult(None, run.skipped or "skipped", None, None), state
+    box: list[exact.ExactResult] = []
+    thread = threading.Thread(target=lambda: box.append(run.solve(deadline)), daemon=True)
+    thread.start()
+    spread = problem.max_idle_spread
+    if spread is None and state.priority() >= lp_bound:
+        mine = _copy(problem, state)
+
+        def enough(idle: int) -> bool:
+            bound = run.idle_lower_bound()
+            return not thread.is_alive() or (bound is not None and idle <= bound)
+
+        kempe.anneal(mine, deadline, seed, enough)
+        if mine.idle() < state.idle():
+            state = mine
+        bound = run.idle_lower_bound()
+        if state.idle() == 0 or (bound is not None and state.idle() <= bound):
+            run.stop()  # nothing left for CP-SAT to find
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if thread.is_alive():  # CP-SAT past its own limit (a busy machine): stop it now
+        run.stop()
+        thread.join()
+    return box[0], state
+
+
+def _copy(problem: Problem, state: State) -> State:
+    return _state_of(problem, state.slot_of)
 
 
 def _state_of(problem: Problem, slot_of: list[int]) -> State:
