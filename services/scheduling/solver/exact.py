@@ -25,6 +25,7 @@ for the memory and the time left (the portfolio in `solve` decides).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,9 +53,12 @@ class ExactResult:
     variables: int = 0
 
 
-def size(problem: Problem) -> int:
-    """The number of variables the model would have (an estimate for the gaps)."""
+def size(problem: Problem, most: int = MAX_VARIABLES) -> int:
+    """The number of variables the model would have (an estimate for the gaps); counting
+    stops past `most`."""
     p = problem
+    if p.n_meetings > most:
+        return p.n_meetings
     common = [p.common_avail(m) if p.fixed_slot[m] < 0 else 1 for m in range(p.n_meetings)]
     n_x = sum(c.bit_count() for c in common)
     n_aux = 0
@@ -73,6 +77,8 @@ def fits(problem: Problem, seconds_left: float) -> tuple[bool, str]:
     """Whether the exact model is worth building with `seconds_left`; and why not."""
     n = size(problem)
     if n > MAX_VARIABLES:
+        if n == problem.n_meetings:
+            return False, f"{n} meetings, more than {MAX_VARIABLES} variables"
         return False, f"{n} variables, more than {MAX_VARIABLES}"
     build = n * BUILD_SECONDS_PER_VARIABLE
     if seconds_left < 0.5 or build > 0.3 * seconds_left:
@@ -82,6 +88,36 @@ def fits(problem: Problem, seconds_left: float) -> tuple[bool, str]:
 
 class _OutOfTime(Exception):
     pass
+
+
+# OR-Tools takes 1-3 s to import (more on a busy machine): a thread does it, started as
+# soon as the exact model might run, while the heuristic works; the model is skipped if
+# the import is not done in time, so the time limit holds on a first call too.
+_imported = threading.Event()
+_importing: list[threading.Thread] = []
+_import_lock = threading.Lock()
+
+
+def _import() -> None:
+    try:
+        from ortools.sat.python import cp_model  # noqa: F401
+    finally:
+        _imported.set()
+
+
+def start_import() -> None:
+    """Import OR-Tools in the background (once)."""
+    with _import_lock:
+        if not _importing:
+            thread = threading.Thread(target=_import, name="ortools-import", daemon=True)
+            _importing.append(thread)
+            thread.start()
+
+
+def imported(timeout: float) -> bool:
+    """Whether OR-Tools is imported, waiting at most `timeout` seconds for it."""
+    start_import()
+    return _imported.wait(max(0.0, timeout))
 
 
 class ExactRun:
@@ -241,11 +277,15 @@ def _build(
     for vs in onsite_at:
         if len(vs) > p.tables:
             model.add(sum(vs) <= p.tables)
-    # fixed meetings: in their slot if they fit there at all (as the heuristic does)
-    if hint is not None:
-        for m in range(p.n_meetings):
-            if p.fixed_slot[m] >= 0 and hint.slot_of[m] >= 0:
-                model.add(x[(m, p.fixed_slot[m])] == 1)
+    # fixed meetings stay where they are locked (those that fit there, as the
+    # heuristic's `place_fixed` decides for an instance built in code)
+    placed = hint
+    if placed is None:
+        placed = State(p)
+        placed.place_fixed()
+    for m in range(p.n_meetings):
+        if p.fixed_slot[m] >= 0 and placed.slot_of[m] >= 0:
+            model.add(x[(m, p.fixed_slot[m])] == 1)
 
     gaps: list[Any] = []
     idle_of: list[list[Any]] = [[] for _ in range(p.n_parts)]

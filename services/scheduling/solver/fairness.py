@@ -8,9 +8,10 @@ repairs its schedule, in three steps:
 1. moves: take a meeting of a participant with the most idle time to another free
    slot, the move lowering (spread excess, total idle) the most, while one does;
 2. unscheduling, if moves are not enough: take out the meeting of such a participant
-   whose going lowers its idle time the most (lowest priority first among equals) —
-   an empty schedule is always fair, so this ends with the bound met unless the
-   fixed meetings alone break it;
+   whose going lowers its idle time the most (lowest priority first among equals);
+   if only fixed meetings are left to such a participant, all the others go (the fixed
+   meetings alone): so this ends with the bound met unless the fixed meetings alone
+   break it;
 3. re-insertion: meetings left out go back into free slots wherever the bound still
    holds.
 
@@ -113,7 +114,13 @@ def enforce(state: State, spread: int, deadline: float) -> bool:
                 if choice is None or k < choice[0]:
                     choice = (k, m)
         if choice is None:
-            break  # only fixed meetings left: they alone break the bound
+            # the most idle keep only fixed meetings, and others have filled gaps the
+            # fixed meetings leave: fall back to the fixed meetings alone
+            for m in range(p.n_meetings):
+                if state.slot_of[m] >= 0 and p.fixed_slot[m] < 0:
+                    state.remove(m)
+            idle = _Idle(state)
+            break
         m = choice[1]
         state.remove(m)
         idle.update(p.parts[m])

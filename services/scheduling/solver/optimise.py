@@ -113,18 +113,26 @@ def optimise_state(
     base = greedy_state(problem)
     greedy_s = time.monotonic() - t0
     deadline = started + time_limit - 3 * greedy_s - 0.01
+    if time.monotonic() >= deadline:  # no time for more than the baseline
+        if stats is not None:
+            stats.greedy_seconds = greedy_s
+            stats.used_greedy = True
+            stats.seconds = time.monotonic() - started
+        return base
     opt = Optimiser(problem, seed, max_moves)
     opt.stats.greedy_seconds = greedy_s
     if time.monotonic() < deadline:
         opt.run(deadline)
         opt.stats.best_at += opt.started - started
     st = opt.state
-    # anything that fits now without moving others goes in
+    # anything that fits now without moving others goes in (the earliest free slot,
+    # cheaper, once the deadline has passed)
+    late = time.monotonic() > deadline
     for m in range(problem.n_meetings):
         if st.slot_of[m] < 0 and problem.fixed_slot[m] < 0:
             free = st.free_slots(m)
             if free:
-                st.add(m, st.best_slot(m, free))
+                st.add(m, (free & -free).bit_length() - 1 if late else st.best_slot(m, free))
                 opt.stats.best_at = time.monotonic() - started
     result: State = st
     if base.score() > st.score():

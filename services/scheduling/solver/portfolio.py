@@ -69,7 +69,9 @@ def solve(
     run_exact, why = False, "skipped: not asked for"
     if use_exact and problem.n_meetings:
         run_exact, why = exact.fits(problem, deadline - time.monotonic())
-        if not run_exact:
+        if run_exact:
+            exact.start_import()
+        else:
             why = f"skipped: {why}"
     left = deadline - started
     heuristic_limit = left * HEURISTIC_SHARE if run_exact else left
@@ -89,6 +91,8 @@ def solve(
     status = why
     if fair and priority >= priority_bound and idle == 0:
         run_exact, status = False, "skipped: the heuristic's schedule is optimal"
+    if run_exact and not exact.imported(0.5 * (deadline - reserve - time.monotonic())):
+        run_exact, status = False, "skipped: OR-Tools was still being imported"
     if run_exact:
         found, state = _exact_beside_annealing(problem, state, deadline - reserve, lp_bound, seed)
         status = found.status
@@ -97,9 +101,7 @@ def solve(
             other_fair = spread is None or other.idle_spread() <= spread
             if spread is not None and not fair:
                 fair = state.idle_spread() <= spread
-            if (other_fair and not fair) or (
-                other_fair == fair and other.score() > state.score()
-            ):
+            if (other_fair and not fair) or (other_fair == fair and other.score() > state.score()):
                 state, fair = other, other_fair
                 method = "cp-sat"
         priority, idle = state.priority(), state.idle()
