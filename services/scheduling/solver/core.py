@@ -173,6 +173,15 @@ class State:
         # tables taken by number (only when placing into an existing, numbered schedule)
         self.table_of: dict[int, int] = {}
 
+    @classmethod
+    def of_slots(cls, problem: Problem, slot_of: list[int]) -> State:
+        """The state with meeting m in slot slot_of[m] (none where it is -1)."""
+        state = cls(problem)
+        for m, t in enumerate(slot_of):
+            if t >= 0:
+                state.add(m, t)
+        return state
+
     def copy_from(self, other: State) -> None:
         self.slot_of[:] = other.slot_of
         self.busy[:] = other.busy

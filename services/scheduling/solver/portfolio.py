@@ -10,10 +10,10 @@ fairness, rendering):
 2. With `max_idle_spread`, the heuristic's schedule is made fair (`fairness.enforce`).
 3. Unless that schedule is already provably optimal (the summed priority at the upper
    bound, no idle time), CP-SAT gets the rest of the time in a thread, hinted with it
-   (CP-SAT releases the interpreter lock); meanwhile, simulated annealing over
-   Kempe-chain swaps (`kempe`) improves a copy of the heuristic's schedule until it
-   meets the bound CP-SAT has proven so far (then CP-SAT is stopped too). The best of
-   the three schedules wins.
+   (CP-SAT releases the interpreter lock); meanwhile a second heuristic run, if the
+   first did not place all the priority it might, then simulated annealing over
+   Kempe-chain swaps (`kempe`) until the idle time meets the bound CP-SAT has proven
+   so far (then CP-SAT is stopped too). The best schedule wins.
 
 The result says which schedule won, whether it is proven optimal, and the bound: no
 schedule places more summed priority than `priority_bound`, and none placing that much
@@ -94,10 +94,10 @@ def solve(
     if run_exact and not exact.imported(0.5 * (deadline - reserve - time.monotonic())):
         run_exact, status = False, "skipped: OR-Tools was still being imported"
     if run_exact:
-        found, state = _exact_beside_annealing(problem, state, deadline - reserve, lp_bound, seed)
+        found, state = _exact_beside_heuristics(problem, state, deadline - reserve, lp_bound, seed)
         status = found.status
         if found.slot_of is not None:
-            other = _state_of(problem, found.slot_of)
+            other = State.of_slots(problem, found.slot_of)
             other_fair = spread is None or other.idle_spread() <= spread
             if spread is not None and not fair:
                 fair = state.idle_spread() <= spread
@@ -130,47 +130,45 @@ def solve(
     )
 
 
-def _exact_beside_annealing(
+def _exact_beside_heuristics(
     problem: Problem, state: State, deadline: float, lp_bound: int, seed: int
 ) -> tuple[exact.ExactResult, State]:
-    """CP-SAT, hinted with `state`, in a thread until `deadline`; meanwhile simulated
-    annealing over Kempe chains improves a copy of `state` (fairness permitting), until
-    it meets CP-SAT's bound. Returns CP-SAT's result and the better of the two states
-    by the heuristic's reckoning (the caller compares with CP-SAT's)."""
+    """CP-SAT, hinted with `state`, in a thread until `deadline`. Meanwhile, in this
+    thread: if `state` does not place all the priority it might, a second heuristic run
+    (another seed) with the time left; then, while the priority is at its bound,
+    simulated annealing over Kempe chains on a copy of the best state, until it meets
+    the idle bound CP-SAT has proven so far. Without a fairness bound only (neither
+    heeds it). Returns CP-SAT's result and the better of this thread's states (the
+    caller compares it with CP-SAT's)."""
     run = exact.ExactRun(problem, seed)
     if not run.build(deadline, state, lp_bound):
         return exact.ExactResult(None, run.skipped or "skipped", None, None), state
     box: list[exact.ExactResult] = []
     thread = threading.Thread(target=lambda: box.append(run.solve(deadline)), daemon=True)
     thread.start()
-    spread = problem.max_idle_spread
-    if spread is None and state.priority() >= lp_bound:
-        mine = _copy(problem, state)
+    if problem.max_idle_spread is None:
+        if state.priority() < lp_bound:
+            left = deadline - time.monotonic()
+            other = optimise_state(problem, left, seed + 1)
+            if other.score() > state.score():
+                state = other
+        if state.priority() >= lp_bound and time.monotonic() < deadline:
+            mine = State.of_slots(problem, state.slot_of)
 
-        def enough(idle: int) -> bool:
-            bound = run.idle_lower_bound()
-            return not thread.is_alive() or (bound is not None and idle <= bound)
+            def enough(idle: int) -> bool:
+                bound = run.idle_lower_bound()
+                return not thread.is_alive() or (bound is not None and idle <= bound)
 
-        kempe.anneal(mine, deadline, seed, enough)
-        if mine.idle() < state.idle():
-            state = mine
+            kempe.anneal(mine, deadline, seed, enough)
+            if mine.idle() < state.idle():
+                state = mine
         bound = run.idle_lower_bound()
-        if state.idle() == 0 or (bound is not None and state.idle() <= bound):
+        if state.priority() >= lp_bound and (
+            state.idle() == 0 or (bound is not None and state.idle() <= bound)
+        ):
             run.stop()  # nothing left for CP-SAT to find
     thread.join(max(0.0, deadline - time.monotonic()))
     if thread.is_alive():  # CP-SAT past its own limit (a busy machine): stop it now
         run.stop()
         thread.join()
     return box[0], state
-
-
-def _copy(problem: Problem, state: State) -> State:
-    return _state_of(problem, state.slot_of)
-
-
-def _state_of(problem: Problem, slot_of: list[int]) -> State:
-    state = State(problem)
-    for m, t in enumerate(slot_of):
-        if t >= 0:
-            state.add(m, t)
-    return state

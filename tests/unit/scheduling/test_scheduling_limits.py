@@ -16,10 +16,10 @@ from scheduling_cases import Doc, instances
 
 from bench.scheduling import SPECS, generate
 from services.scheduling.solver.check import check
-from services.scheduling.solver.core import Problem
+from services.scheduling.solver.core import Problem, State
 from services.scheduling.solver.exact import solve_exact
 from services.scheduling.solver.model import parse_instance, parse_instance_json, parse_schedule
-from services.scheduling.solver.portfolio import _state_of, solve
+from services.scheduling.solver.portfolio import solve
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = Path(__file__).parent / "data"
@@ -99,7 +99,7 @@ def test_the_bounds_never_cut_off_the_optimum(doc: Doc) -> None:
     best = solve_exact(problem, time.monotonic() + 20)
     if best.status != "OPTIMAL" or best.slot_of is None:
         return
-    opt = _state_of(problem, best.slot_of)
+    opt = State.of_slots(problem, best.slot_of)
     result = solve(instance, time_limit=1)
     assert (result.priority, -result.idle) <= (opt.priority(), -opt.idle())
     assert result.priority_bound >= opt.priority()
