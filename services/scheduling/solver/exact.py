@@ -114,6 +114,10 @@ def start_import() -> None:
             thread.start()
 
 
+def is_imported() -> bool:
+    return _imported.is_set()
+
+
 def imported(timeout: float) -> bool:
     """Whether OR-Tools is imported, waiting at most `timeout` seconds for it."""
     start_import()

@@ -58,19 +58,22 @@ def anneal(
     deadline: float,
     seed: int = 0,
     enough: Callable[[int], bool] | None = None,
+    start: float | None = None,
     t0: float = 0.6,
     t1: float = 0.05,
 ) -> int:
     """Simulated annealing over Kempe-chain swaps until `deadline`, or until
     `enough(best idle)` says so (checked now and then): a swap adding d idle slots is
     taken with probability exp(-d / temperature), the temperature falling geometrically
-    from t0 to t1; the best schedule seen is kept. Returns the idle time gained."""
+    from t0 at `start` (default now) to t1 at `deadline` — so that a run cut short by
+    `enough` can be resumed by another call with the same `start`; the best schedule
+    seen is kept. Returns the idle time gained."""
     p = state.p
     rng = random.Random(seed)
     movable = [m for m in range(p.n_meetings) if state.slot_of[m] >= 0 and p.fixed_slot[m] < 0]
     if not movable or p.n_slots < 2:
         return 0
-    start = time.monotonic()
+    start = time.monotonic() if start is None else start
     span = max(1e-3, deadline - start)
     idle = best = state.idle()
     first = best
@@ -83,7 +86,7 @@ def anneal(
             now = time.monotonic()
             if now > deadline or (enough is not None and enough(best)):
                 break
-            temp = t0 * (t1 / t0) ** ((now - start) / span)
+            temp = t0 * (t1 / t0) ** (max(0.0, now - start) / span)
         delta = _move(state, rng, movable, temp)
         idle += delta
         if idle < best:
@@ -117,14 +120,29 @@ def _move(
     if state.onsite_used[a] + shift > p.tables or state.onsite_used[b] - shift > p.tables:
         return 0
     people = {j for c in moving for j in p.parts[c]}
-    before = sum(state.idle_of(j) for j in people)
+    before = _idle_near(state, people, a, b)
     targets = [(c, b if state.slot_of[c] == a else a) for c in moving]
     _apply(state, targets)
-    after = sum(state.idle_of(j) for j in people)
+    after = _idle_near(state, people, a, b)
     if after > before and rng.random() >= math.exp((before - after) / temp):
         _apply(state, [(c, b if t == a else a) for c, t in targets])
         return 0
     return after - before
+
+
+def _idle_near(state: State, people: set[int], a: int, b: int) -> int:
+    """The idle time of `people` in the sessions of slots a and b (all a swap changes)."""
+    p = state.p
+    busy = state.busy
+    tab, sh, w = p.idle_at[a], p.shift[a], p.window[a]
+    total = 0
+    for j in people:
+        total += tab[(busy[j] >> sh) & w]
+    if p.slot_session[a] != p.slot_session[b]:
+        tab, sh, w = p.idle_at[b], p.shift[b], p.window[b]
+        for j in people:
+            total += tab[(busy[j] >> sh) & w]
+    return total
 
 
 def _restore(state: State, slots: list[int]) -> None:

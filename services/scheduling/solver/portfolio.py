@@ -91,11 +91,8 @@ def solve(
     status = why
     if fair and priority >= priority_bound and idle == 0:
         run_exact, status = False, "skipped: the heuristic's schedule is optimal"
-    if run_exact and not exact.imported(0.5 * (deadline - reserve - time.monotonic())):
-        run_exact, status = False, "skipped: OR-Tools was still being imported"
     if run_exact:
-        found, state = _exact_beside_heuristics(problem, state, deadline - reserve, lp_bound, seed)
-        status = found.status
+        found, state, status = _improve(problem, state, deadline - reserve, lp_bound, seed)
         if found.slot_of is not None:
             other = State.of_slots(problem, found.slot_of)
             other_fair = spread is None or other.idle_spread() <= spread
@@ -130,28 +127,41 @@ def solve(
     )
 
 
-def _exact_beside_heuristics(
+def _improve(
     problem: Problem, state: State, deadline: float, lp_bound: int, seed: int
-) -> tuple[exact.ExactResult, State]:
+) -> tuple[exact.ExactResult, State, str]:
     """CP-SAT, hinted with `state`, in a thread until `deadline`. Meanwhile, in this
     thread: if `state` does not place all the priority it might, a second heuristic run
     (another seed) with the time left; then, while the priority is at its bound,
     simulated annealing over Kempe chains on a copy of the best state, until it meets
-    the idle bound CP-SAT has proven so far. Without a fairness bound only (neither
-    heeds it). Returns CP-SAT's result and the better of this thread's states (the
-    caller compares it with CP-SAT's)."""
+    the idle bound CP-SAT has proven so far (without a fairness bound only: neither run
+    heeds it). While OR-Tools is still being imported (seconds on a busy machine), the
+    annealing goes on, and CP-SAT starts from its schedule; if the import takes more
+    than half the time left, there is no CP-SAT. Returns CP-SAT's result, the better of
+    this thread's states (the caller compares it with CP-SAT's) and CP-SAT's status."""
+    none = exact.ExactResult(None, "skipped", None, None)
+    anneals = problem.max_idle_spread is None
+    begun = time.monotonic()
+    mine = State.of_slots(problem, state.slot_of)
+    if not exact.is_imported():
+        if anneals and mine.priority() >= lp_bound:
+            kempe.anneal(mine, deadline, seed, lambda _: exact.is_imported(), begun)
+        if not exact.imported(0.5 * (deadline - time.monotonic())):
+            if anneals and mine.priority() >= lp_bound:
+                kempe.anneal(mine, deadline, seed + 1, None, begun)
+            return none, _better(mine, state), "skipped: OR-Tools was still being imported"
+    if mine.score() > state.score():
+        state = mine
     run = exact.ExactRun(problem, seed)
     if not run.build(deadline, state, lp_bound):
-        return exact.ExactResult(None, run.skipped or "skipped", None, None), state
+        return none, state, run.skipped or "skipped"
     box: list[exact.ExactResult] = []
     thread = threading.Thread(target=lambda: box.append(run.solve(deadline)), daemon=True)
     thread.start()
-    if problem.max_idle_spread is None:
+    if anneals:
         if state.priority() < lp_bound:
-            left = deadline - time.monotonic()
-            other = optimise_state(problem, left, seed + 1)
-            if other.score() > state.score():
-                state = other
+            other = optimise_state(problem, deadline - time.monotonic(), seed + 1)
+            state = _better(other, state)
         if state.priority() >= lp_bound and time.monotonic() < deadline:
             mine = State.of_slots(problem, state.slot_of)
 
@@ -159,9 +169,8 @@ def _exact_beside_heuristics(
                 bound = run.idle_lower_bound()
                 return not thread.is_alive() or (bound is not None and idle <= bound)
 
-            kempe.anneal(mine, deadline, seed, enough)
-            if mine.idle() < state.idle():
-                state = mine
+            kempe.anneal(mine, deadline, seed + 2, enough, begun)
+            state = _better(mine, state)
         bound = run.idle_lower_bound()
         if state.priority() >= lp_bound and (
             state.idle() == 0 or (bound is not None and state.idle() <= bound)
@@ -171,4 +180,8 @@ def _exact_beside_heuristics(
     if thread.is_alive():  # CP-SAT past its own limit (a busy machine): stop it now
         run.stop()
         thread.join()
-    return box[0], state
+    return box[0], state, box[0].status
+
+
+def _better(a: State, b: State) -> State:
+    return a if a.score() > b.score() else b
