@@ -144,6 +144,9 @@ def _improve(
     begun = time.monotonic()
     mine = State.of_slots(problem, state.slot_of)
     if not exact.is_imported():
+        if anneals and mine.priority() < lp_bound:
+            left = 0.5 * (deadline - time.monotonic())
+            mine = _better(optimise_state(problem, left, seed + 3), mine)
         if anneals and mine.priority() >= lp_bound:
             kempe.anneal(mine, deadline, seed, lambda _: exact.is_imported(), begun)
         if not exact.imported(0.5 * (deadline - time.monotonic())):
