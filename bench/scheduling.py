@@ -1,24 +1,31 @@
-"""Scheduling benchmark: the optimiser against the greedy baseline and OR-Tools CP-SAT.
+"""Scheduling benchmark: the published forum instances, then generated events.
 
-    .venv/bin/python -m bench.scheduling            # all sizes, ~3 min
-    .venv/bin/python -m bench.scheduling --quick    # small sizes, short limits, ~20 s
+    .venv/bin/python -m bench.scheduling                  # both suites, ~7 min
+    .venv/bin/python -m bench.scheduling --suite forum    # the 20 forums, <= 10 s each
+    .venv/bin/python -m bench.scheduling --quick --suite generated   # small, ~20 s
 
-Generates seeded instances of several sizes (a 61-meeting cluster event up to
-BIO International scale), runs every method on each, verifies every schedule with
-the independent checker (`services.scheduling.solver.check`) and prints a table;
-all figures go to `var/bench/scheduling.json`. CP-SAT gets the same time limit as
-the optimiser (for its search; building the model is timed on top) and runs only
-where its model is of a reasonable size. Each instance also gets an upper bound on
-the summed priority (CP-SAT on the problem without slots and tables; CP-SAT's own
-bound where that is lower): a result marked '=' places provably the most priority,
-and with 0 idle it is optimal. The machine may be shared: compare methods within
-one run, and read the load averages printed at the start and end.
+Forums (`bench.scheduling_forum`): the 20 B2B instances of Bofill et al. converted in
+`../shared/bench/b2b/`, solved by the portfolio (`services.scheduling.solver.portfolio`)
+at `--forum-limit` (10 s), against the best values known: meetings placed, idle,
+proven or not, the bound, time, idle per participant.
+
+Generated events: seeded instances of several sizes (a 61-meeting cluster event up
+to BIO International scale, one with time windows and a fairness bound); the
+portfolio ("optimise") against the greedy baseline and CP-SAT alone (the solver's
+exact model without a hint, given the same limit, its build included, only where
+its model is of a reasonable size). Every schedule is verified by the independent
+checker (`services.scheduling.solver.check`); all figures go to
+`var/bench/scheduling.json`. Each instance also gets an upper bound on the summed
+priority (CP-SAT on the problem without slots and tables; CP-SAT's own bound where
+that is lower): a result marked '=' places provably the most priority, and with 0
+idle it is optimal. On BIO International size the command line is also run with
+`--time-limit 0.5` and `2` (the limit check). The machine may be shared: compare
+methods within one run, and read the load averages printed at the start and end.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -33,6 +40,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.scheduling_forum import FORUM_DIR, idle_distribution, run_forum, summary
 from services.scheduling.solver.check import Report, check
 from services.scheduling.solver.core import Problem, State
 from services.scheduling.solver.exact import solve_exact
@@ -41,9 +49,7 @@ from services.scheduling.solver.model import (
     Instance,
     Schedule,
     parse_instance,
-    parse_instance_json,
 )
-from services.scheduling.solver.portfolio import Result
 from services.scheduling.solver.portfolio import solve as portfolio
 
 OUT = Path("var/bench/scheduling.json")
@@ -323,26 +329,6 @@ def priority_bound(instance: Instance, time_limit: float = 30.0) -> int | None:
 # --------------------------------------------------------------------------- running
 
 
-def _summary(result: Result) -> dict[str, Any]:
-    """What the portfolio says of its schedule (for the JSON and the table)."""
-    return {
-        "proven_optimal": result.proven_optimal,
-        "priority_ub": result.priority_bound,
-        "idle_lb": result.idle_bound,
-        "method": result.method,
-        "exact": result.exact_status,
-        "fair": result.fair,
-    }
-
-
-def idle_distribution(idle_by_participant: dict[str, int]) -> str:
-    """Participants by idle slots, e.g. "0:3412 1:80 2:8" (idle value: how many)."""
-    counts: dict[int, int] = {}
-    for v in idle_by_participant.values():
-        counts[v] = counts.get(v, 0) + 1
-    return " ".join(f"{v}:{n}" for v, n in sorted(counts.items()))
-
-
 @dataclass
 class Row:
     instance: str
@@ -506,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             inst: Instance = instance, limit: float = spec.time_limit
         ) -> tuple[Schedule, dict[str, Any]]:
             result = portfolio(inst, time_limit=limit, seed=0)
-            return result.schedule, {**asdict(result.stats), **_summary(result)}
+            return result.schedule, {**asdict(result.stats), **summary(result)}
 
         methods: list[tuple[str, Callable[[], tuple[Schedule, dict[str, Any]]]]] = [
             ("greedy", do_greedy),
@@ -611,78 +597,6 @@ def _save(
         )
     )
     return load_end
-
-
-# --------------------------------------------------------------------------- forums
-
-FORUM_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "b2b"
-
-
-def run_forum(directory: Path, limit: float) -> tuple[list[dict[str, Any]], bool]:
-    """The 20 published forum instances (Bofill et al.) at `limit` seconds each, against
-    the best values known (`best-known.txt`: meetings placed, meetings, idle)."""
-    best_file = directory / "best-known.txt"
-    if not best_file.exists():
-        print(f"# forum instances: {directory} not found, skipped", flush=True)
-        return [], True
-    best: dict[str, tuple[int, int]] = {}
-    for line in best_file.read_text().splitlines():
-        if line.strip():
-            name, placed, _, idle = line.split()
-            best[name] = (int(placed), int(idle))
-    header = (
-        f"{'forum instance':<24} {'placed':>9} {'idle':>5} {'best known':>10} {'proven':>7}"
-        f" {'bound':>9} {'by':>9} {'time (s)':>8} {'valid':>6}  idle per participant"
-    )
-    print(header)
-    print("-" * len(header), flush=True)
-    out: list[dict[str, Any]] = []
-    ok = True
-    for name in sorted(best):
-        path = directory / f"{name}.json.gz"
-        started = time.monotonic()
-        instance = parse_instance_json(gzip.decompress(path.read_bytes()))
-        result = portfolio(instance, time_limit=limit, started=started)
-        seconds = time.monotonic() - started
-        report = check(instance, result.schedule)
-        b_placed, b_idle = best[name]
-        behind = (report.scheduled, -report.idle) < (b_placed, -b_idle)
-        ok = ok and report.valid
-        mark = "<" if behind else ("=" if (report.scheduled, report.idle) == best[name] else ">")
-        print(
-            f"{name.removesuffix('.original'):<24}"
-            f" {f'{report.scheduled}/{len(instance.meetings)}':>9} {report.idle:>5}"
-            f" {f'{b_placed}/{b_idle} {mark}':>10} {'yes' if result.proven_optimal else 'no':>7}"
-            f" {f'{result.priority_bound}/{result.idle_bound}':>9} {result.method:>9}"
-            f" {seconds:>8.2f} {'yes' if report.valid else 'NO':>6}"
-            f"  {idle_distribution(report.idle_by_participant)}",
-            flush=True,
-        )
-        out.append(
-            {
-                "instance": name,
-                "meetings": len(instance.meetings),
-                "placed": report.scheduled,
-                "idle": report.idle,
-                "best_known": {"placed": b_placed, "idle": b_idle},
-                "behind_best_known": behind,
-                "seconds": round(seconds, 2),
-                "valid": report.valid,
-                "idle_by_participant": report.idle_by_participant,
-                **_summary(result),
-            }
-        )
-    n_behind = sum(1 for x in out if x["behind_best_known"])
-    n_proven = sum(1 for x in out if x["proven_optimal"])
-    print(
-        f"# {len(out)} forum instances at --time-limit {limit:g}: {n_behind} behind the best"
-        f" known, {n_proven} proven optimal. placed: meetings scheduled; best known: placed/"
-        "idle, '=' equal, '<' behind, '>' better; bound: no schedule places more meetings,"
-        " and none placing that many has less idle; by: whose schedule (heuristic with"
-        " annealing, or CP-SAT); idle per participant: idle slots:participants",
-        flush=True,
-    )
-    return out, ok
 
 
 def limit_check(seed: int) -> None:

@@ -9,11 +9,11 @@ fairness, rendering):
    by itself earlier on such instances); else it gets all of it, and that is all.
 2. With `max_idle_spread`, the heuristic's schedule is made fair (`fairness.enforce`).
 3. Unless that schedule is already provably optimal (the summed priority at the upper
-   bound, no idle time), CP-SAT gets the rest of the time in a thread, hinted with it
-   (CP-SAT releases the interpreter lock); meanwhile a second heuristic run, if the
-   first did not place all the priority it might, then simulated annealing over
-   Kempe-chain swaps (`kempe`) until the idle time meets the bound CP-SAT has proven
-   so far (then CP-SAT is stopped too). The best schedule wins.
+   bound, no idle time): for half the time left, a second heuristic run if the first
+   did not place all the priority it might, then simulated annealing over Kempe-chain
+   swaps (`kempe`); for the other half CP-SAT in a thread, hinted with the best
+   schedule so far, while the annealing goes on until the idle time meets the bound
+   CP-SAT has proven (then CP-SAT is stopped too). The best schedule wins.
 
 The result says which schedule won, whether it is proven optimal, and the bound: no
 schedule places more summed priority than `priority_bound`, and none placing that much
@@ -130,29 +130,37 @@ def solve(
 def _improve(
     problem: Problem, state: State, deadline: float, lp_bound: int, seed: int
 ) -> tuple[exact.ExactResult, State, str]:
-    """CP-SAT, hinted with `state`, in a thread until `deadline`. Meanwhile, in this
-    thread: if `state` does not place all the priority it might, a second heuristic run
-    (another seed) with the time left; then, while the priority is at its bound,
-    simulated annealing over Kempe chains on a copy of the best state, until it meets
-    the idle bound CP-SAT has proven so far (without a fairness bound only: neither run
-    heeds it). While OR-Tools is still being imported (seconds on a busy machine), the
-    annealing goes on, and CP-SAT starts from its schedule; if the import takes more
-    than half the time left, there is no CP-SAT. Returns CP-SAT's result, the better of
-    this thread's states (the caller compares it with CP-SAT's) and CP-SAT's status."""
+    """Improve `state` until `deadline`, in two halves. First alone: a second heuristic
+    run (another seed) if `state` does not place all the priority it might, then, while
+    the priority is at its bound, simulated annealing over Kempe chains (without a
+    fairness bound only: neither heeds it), on until OR-Tools is imported. Then CP-SAT,
+    hinted with the best schedule so far, in a thread (CP-SAT releases the interpreter
+    lock), while the annealing goes on until it meets the idle bound CP-SAT has proven.
+    No CP-SAT if the annealing reaches no idle time, or if the import takes more than
+    half the time left. Returns CP-SAT's result, the better of this thread's states (the
+    caller compares it with CP-SAT's) and CP-SAT's status."""
     none = exact.ExactResult(None, "skipped", None, None)
     anneals = problem.max_idle_spread is None
     begun = time.monotonic()
+    mid = begun + 0.5 * (deadline - begun)
     mine = State.of_slots(problem, state.slot_of)
-    if not exact.is_imported():
-        if anneals and mine.priority() < lp_bound:
-            left = 0.5 * (deadline - time.monotonic())
-            mine = _better(optimise_state(problem, left, seed + 3), mine)
+    # alone first (CP-SAT's workers would take most of the processor): half the time,
+    # and on until OR-Tools is imported
+    if anneals:
+        if mine.priority() < lp_bound:
+            mine = _better(optimise_state(problem, mid - time.monotonic(), seed + 3), mine)
+        if mine.priority() >= lp_bound:
+
+            def later(_: int) -> bool:
+                return time.monotonic() >= mid and exact.is_imported()
+
+            kempe.anneal(mine, deadline, seed, later, begun)
+            if mine.idle() == 0:
+                return none, _better(mine, state), "skipped: the annealed schedule is optimal"
+    if not exact.imported(0.5 * (deadline - time.monotonic())):
         if anneals and mine.priority() >= lp_bound:
-            kempe.anneal(mine, deadline, seed, lambda _: exact.is_imported(), begun)
-        if not exact.imported(0.5 * (deadline - time.monotonic())):
-            if anneals and mine.priority() >= lp_bound:
-                kempe.anneal(mine, deadline, seed + 1, None, begun)
-            return none, _better(mine, state), "skipped: OR-Tools was still being imported"
+            kempe.anneal(mine, deadline, seed + 1, None, begun)
+        return none, _better(mine, state), "skipped: OR-Tools was still being imported"
     if mine.score() > state.score():
         state = mine
     run = exact.ExactRun(problem, seed)
