@@ -32,10 +32,8 @@ from services.scheduling.solver.core import Problem, State
 from services.scheduling.solver.model import Instance, Schedule
 from services.scheduling.solver.optimise import optimise_state
 
-# Shares of the time limit for the heuristic and then Kempe-chain moves, when the exact
-# model runs after them (both mostly stop by themselves much earlier).
+# Share of the time limit for the heuristic when the exact model may run after it.
 HEURISTIC_SHARE = 0.1
-KEMPE_SHARE = 0.4
 
 
 @dataclass(slots=True)
@@ -46,7 +44,7 @@ class Result:
     proven_optimal: bool
     priority_bound: int  # no schedule places more summed priority
     idle_bound: int  # no schedule placing priority_bound has less idle time
-    method: str  # "heuristic" or "cp-sat": whose schedule it is
+    method: str  # "heuristic" (with annealing) or "cp-sat": whose schedule it is
     exact_status: str  # CP-SAT's status, or why it did not run
     seconds: float
     idle_by_participant: dict[str, int] = field(default_factory=dict)
