@@ -120,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
                 "exact": result.exact_status,
             }
             if args.stats:
-                idle = sorted(result.idle_by_participant.values())
+                counts: dict[int, int] = {}
+                for v in result.idle_by_participant.values():
+                    counts[v] = counts.get(v, 0) + 1
                 print(
-                    f"idle per participant: min {idle[0] if idle else 0},"
-                    f" max {idle[-1] if idle else 0}, "
-                    + " ".join(f"{k}:{v}" for k, v in result.idle_by_participant.items() if v),
+                    "idle per participant (idle slots:participants): "
+                    + " ".join(f"{v}:{n}" for v, n in sorted(counts.items())),
                     file=sys.stderr,
                 )
     sys.stdout.write(json.dumps(doc, indent=None if args.compact else 2) + "\n")

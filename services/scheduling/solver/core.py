@@ -110,8 +110,9 @@ class Problem:
         self.fixed_table: list[int] = []  # 0: any table (or online)
         self.allowed: list[int] = []  # the slots a meeting may take (its allowed_slots)
         self.by_part: list[list[int]] = [[] for _ in self.part_ids]
+        index = self.part_index
         for k, m in enumerate(instance.meetings):
-            ps = tuple(self.part_index[pid] for pid in m.participants)
+            ps = tuple([index[pid] for pid in m.participants])
             self.parts.append(ps)
             for i in ps:
                 self.by_part[i].append(k)
