@@ -74,7 +74,8 @@ axe:
 bench: venv infra-up
 	@.venv/bin/python -m bench.backbone
 
-# Solver vs greedy baseline vs CP-SAT on generated events, checked independently.
+# The 20 published forum instances against the best known (../shared/bench/b2b), then the
+# solver vs greedy baseline vs CP-SAT on generated events, all checked independently.
 bench-scheduling: venv
 	@.venv/bin/python -m bench.scheduling
 

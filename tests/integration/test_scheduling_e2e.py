@@ -184,6 +184,42 @@ async def test_agenda_over_the_broker(infra: Infra, service: str) -> None:
             after = _valid(await agenda(), grid, attendees)
             assert locked in after.assignments
 
+            # A time window for the meetings' type (Business2Business): not the first slot.
+            # Re-optimisation keeps every unlocked meeting out of it; the locked one stays.
+            first_slot = grid.slots[0].id
+            rest = [s.id for s in grid.slots[1:]]
+            rules = f"/events/{eid}/slot-rules"
+            r = await http.put(
+                f"{rules}/Business2Business", headers=organiser, json={"allowed_slots": rest}
+            )
+            assert r.status_code == 200 and r.json()["allowed_slots"] == rest, r.text
+            bad_slot = {"allowed_slots": ["nowhere"]}
+            r = await http.put(f"{rules}/Business2Business", headers=organiser, json=bad_slot)
+            assert r.status_code == 422, r.text
+            r = await http.put(
+                f"{rules}/Lunch2Lunch", headers=organiser, json={"allowed_slots": []}
+            )
+            assert r.status_code == 404, r.text
+            r = await http.get(rules, headers=organiser)
+            assert r.json()["windows"] == {"Business2Business": rest}, r.text
+            r = await http.post(
+                f"/events/{eid}/reoptimise",
+                headers=organiser,
+                json={"time_limit_seconds": 1, "max_idle_spread": 3},
+            )
+            assert r.status_code == 200, r.text
+            assert {"proven_optimal", "bound"} <= r.json().keys()
+            windowed = await agenda()
+            after = _valid(windowed, grid, attendees)
+            assert locked in after.assignments
+            assert all(
+                a.slot != first_slot for a in after.assignments if a.meeting != locked.meeting
+            )
+            idle = windowed["idle"]
+            assert idle["spread"] <= 3 and sum(idle["distribution"].values()) == len(
+                idle["by_participant"]
+            )
+
             # Publish; then re-optimisation is refused and a cancellation releases its slot.
             r = await http.post(f"/events/{eid}/publish", headers=organiser)
             assert r.status_code == 200, r.text
