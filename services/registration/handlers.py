@@ -146,6 +146,23 @@ async def register_organisation(
     support_office: str | None = None,
 ) -> dict[str, Any]:
     event = await load_event(conn, event_id)
+    return await register_prepared(
+        conn, event, profile, representatives, correlation_id, grant, support_office, now
+    )
+
+
+async def register_prepared(
+    conn: asyncpg.Connection,
+    event: BrokerageEventCreated,
+    profile: dict[str, Any],
+    representatives: list[dict[str, Any]],
+    correlation_id: str | None,
+    grant: Grant | None,
+    support_office: str | None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Register an organisation for an event already loaded (the import's many rows)."""
+    event_id = event.event_id
     # The event's organisers (or the admin) may register organisations after the deadline.
     by_organiser = grant is not None and grant.relation in (
         Relation.ADMIN,
