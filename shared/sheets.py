@@ -99,20 +99,21 @@ def _titles(sheets: Sequence[Sheet]) -> list[str]:
 
 
 def to_xlsx(sheets: Sequence[Sheet]) -> bytes:
-    """Sheets as one workbook: notes in the first rows, then bold headers, frozen."""
+    """Sheets as one workbook: bold, frozen headers in row 1, notes below the rows."""
     book = Workbook()
     book.remove(book.active)
     for sheet, title in zip(sheets, _titles(sheets), strict=True):
         ws = book.create_sheet(title)
-        for note in sheet.notes:
-            ws.append([note])
         ws.append(sheet.headers)
-        header_row = len(sheet.notes) + 1
         for col in range(1, len(sheet.headers) + 1):
-            ws.cell(row=header_row, column=col).font = Font(bold=True)
+            ws.cell(row=1, column=col).font = Font(bold=True)
         for row in sheet.rows:
             ws.append(row)
-        ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+        if sheet.notes:
+            ws.append([])
+            for note in sheet.notes:
+                ws.append([note])
+        ws.freeze_panes = "A2"
         for col, header in enumerate(sheet.headers, start=1):
             values = [len(str(r[col - 1])) for r in sheet.rows[:200] if r[col - 1] is not None]
             ws.column_dimensions[get_column_letter(col)].width = min(

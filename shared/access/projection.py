@@ -22,6 +22,7 @@ from shared.contracts.registration import (
     CoOrganiserRemoved,
     OrganiserRegistered,
     ParticipantAssignedToSupportOffice,
+    ProfileUpdated,
     RegisteredBase,
     RegistrationApproved,
     RegistrationRejected,
@@ -65,12 +66,21 @@ async def _event_created(conn: asyncpg.Connection, e: BrokerageEventCreated) -> 
 
 async def _registered(conn: asyncpg.Connection, e: RegisteredBase) -> None:
     await conn.execute(
-        "INSERT INTO access_registrations (registration_id, event_id) VALUES ($1, $2)"
+        "INSERT INTO access_registrations (registration_id, event_id, name) VALUES ($1, $2, $3)"
         " ON CONFLICT (registration_id) DO NOTHING",
         e.registration_id,
         e.event_id,
+        e.profile.name,
     )
     await record_key(conn, e.api_key_digest, Role.ORGANISATION, e.registration_id)
+
+
+async def _profile_updated(conn: asyncpg.Connection, e: ProfileUpdated) -> None:
+    await conn.execute(
+        "UPDATE access_registrations SET name = $2 WHERE registration_id = $1",
+        e.registration_id,
+        e.profile.name,
+    )
 
 
 async def _decided(conn: asyncpg.Connection, e: EventPayload) -> None:
@@ -122,6 +132,8 @@ async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
         await _registered(conn, event)
     elif type(event) in STATUS_AFTER:
         await _decided(conn, event)
+    elif isinstance(event, ProfileUpdated):
+        await _profile_updated(conn, event)
     elif isinstance(event, ParticipantAssignedToSupportOffice):
         await _assigned(conn, event)
     elif isinstance(event, CoOrganiserAdded):
@@ -140,6 +152,7 @@ _PROJECTED: list[type[EventPayload]] = [
     *REGISTERED_BY_TYPE.values(),
     *STATUS_AFTER,
     ParticipantAssignedToSupportOffice,
+    ProfileUpdated,
     CoOrganiserAdded,
     CoOrganiserRemoved,
 ]
