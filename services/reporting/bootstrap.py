@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from services.reporting import dashboard_projection, deadletters, live, projection
+from services.reporting import dashboard_projection, deadletters, live, projection, sheets
 from services.reporting.api import router
 from services.reporting.dashboard_api import STATIC_PATH
 from services.reporting.dashboard_api import router as dashboard_router
@@ -39,7 +39,7 @@ def build_app(settings: ReportingSettings | None = None) -> FastAPI:
         title="Reporting service",
         description="The read side: event reports, the organiser dashboard, attendance,"
         " feedback and outcomes.",
-        routers=[router, dashboard_router],
+        routers=[router, dashboard_router, sheets.router],
     )
     app.state.dashboard_hub = hub
     app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="dashboard-static")
