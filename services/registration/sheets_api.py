@@ -59,7 +59,9 @@ async def import_file(
     openapi_extra=requires(Action.VIEW_PUBLIC),
 )
 async def import_template(event_id: str, fmt: Format) -> Response:
-    return sheet_response(spreadsheet.template_sheets(), fmt, "registrations-template")
+    sheets = spreadsheet.template_sheets()
+    # CSV has one table: the columns; the XLSX explains them on a second sheet.
+    return sheet_response(sheets if fmt == "xlsx" else sheets[:1], fmt, "registrations-template")
 
 
 @router.get(

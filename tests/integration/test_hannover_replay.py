@@ -25,6 +25,7 @@ from scripts.replay_hannover import (
     replay,
     seed_figures,
 )
+from tests.integration.hannover_sheets import check_exports, check_import
 from tests.integration.support import Infra, service_platform
 
 pytestmark = pytest.mark.integration
@@ -146,6 +147,10 @@ async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:
             },
         )
         assert late.status_code == 409
+
+    # Spreadsheets: every export read back and checked; then a 200-row import.
+    await check_exports(platform, done)
+    await check_import(platform, done)
 
 
 async def _check_support_offices(platform: Urls, done: Replay) -> None:
