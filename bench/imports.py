@@ -158,8 +158,7 @@ async def bench(n: int) -> dict[str, Any]:
             try:
                 return await measure(f"http://127.0.0.1:{port}", n)
             finally:
-                proc.terminate()
-                proc.wait(timeout=20)
+                stop(proc)
     finally:
         await topics(bootstrap, prefix, create=False)
 
@@ -173,6 +172,15 @@ def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 async def measure(url: str, n: int) -> dict[str, Any]:

@@ -87,14 +87,21 @@ async def import_registrations(
             " upload with mode=valid-only to import the others",
             errors=refused,
         )
+    made = []
     created = []
     for row in plan.create:
         profile, representatives = bodies[row.line]
-        made = await handlers.register_prepared(
-            conn, event, profile, representatives, correlation_id, grant, row.support_office
+        made.append(
+            handlers.prepare_registration(
+                event, profile, representatives, grant, row.support_office
+            )
         )
-        created.append({"line": row.line, "name": profile["name"], "country": profile["country"]})
-        created[-1].update(made)
+        created.append(
+            {"line": row.line, "name": profile["name"], "country": profile["country"]}
+            | made[-1].answer
+        )
+    if made:
+        await handlers.record_registrations(conn, event_id, made, correlation_id)
     unchanged = []
     for row, registration_id in plan.unchanged:
         assert row.profile is not None
