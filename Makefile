@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi browser
+.PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import lint asyncapi browser
 
 # .venv from uv.lock, with the system python3 (uv never downloads a Python).
 venv:
@@ -40,7 +40,7 @@ status:
 
 # The platform's main job on local defaults: replays the HANNOVER MESSE 2015 cluster
 # matchmaking through the public APIs and prints the report (scripts/replay_hannover.py);
-# leaves the platform running.
+# leaves its exports (CSV, XLSX, PDF) in var/exports/ and the platform running.
 demo: up
 	@.venv/bin/python -m scripts.replay_hannover
 
@@ -67,6 +67,10 @@ bench-scheduling: venv
 # Recommendations: 5,000 participants from scratch, one new registration, recall@10.
 bench-recommendations: venv infra-up
 	@.venv/bin/python -m bench.recommendations
+
+# Spreadsheet import: 5,000 rows through a registration service (figures in var/bench/import.json).
+bench-import: venv infra-up
+	@.venv/bin/python -m bench.imports
 
 lint: venv
 	@.venv/bin/ruff check .

@@ -70,7 +70,7 @@ COLUMNS: list[Column] = [
         "the representative's email",
         "anna@example.org",
         required=True,
-        aliases=("email", "contact_email"),
+        aliases=("email", "e_mail", "contact_email"),
     ),
     Column("representative_phone", "optional", "+49 511 000000", aliases=("phone",)),
     Column("representative_role", "optional", "cluster manager", aliases=("role",)),
