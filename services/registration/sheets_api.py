@@ -7,6 +7,7 @@ import hashlib
 from typing import Annotated, Literal
 
 from fastapi import File, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from services.registration import sheet_views, spreadsheet
@@ -43,7 +44,7 @@ async def import_file(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     content = await file.read()
-    upload = read_table(content)
+    upload = await run_in_threadpool(read_table, content)  # parsing XLSX takes a while
     return await run_command(
         request,
         grant.principal,
