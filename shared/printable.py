@@ -32,8 +32,12 @@ def to_pdf(
     *,
     landscape: bool = False,
     widths: Sequence[int] | None = None,
+    narrow_first: bool = False,
 ) -> bytes:
-    """One page (or more) per sheet: the document's title, the sheet's, its notes, its table."""
+    """One page (or more) per sheet: the document's title, the sheet's, its notes, its table.
+
+    `widths`: relative column widths for every sheet; `narrow_first`: a narrow first column
+    (e.g. table numbers) and equal others, whatever each sheet's number of columns."""
     pdf = FPDF(orientation="L" if landscape else "P", format="A4")
     pdf.set_auto_page_break(auto=True, margin=12)
     pdf.set_title(title)
@@ -58,8 +62,9 @@ def to_pdf(
         if not sheet.rows:
             pdf.cell(0, 6, "(none)", new_x="LMARGIN", new_y="NEXT")
             continue
+        columns = (1, *[4] * (len(sheet.headers) - 1)) if narrow_first else widths
         with pdf.table(
-            col_widths=tuple(widths) if widths else None,
+            col_widths=tuple(columns) if columns else None,
             headings_style=FontFace(emphasis="BOLD", fill_color=(225, 225, 225)),
             line_height=5,
             text_align="LEFT",

@@ -46,7 +46,8 @@ async def table_plan(request: Request, event_id: str, fmt: Printable, grant: Gra
     grid, pages = await _read(request, lambda c: sheets.table_plan(c, grant, event_id))
     if fmt == "pdf":
         title = f"Table plan, times in {grid.time_zone}"
-        return download(to_pdf(title, pages, landscape=True), PDF, "table-plan.pdf")
+        body = to_pdf(title, pages, landscape=True, narrow_first=True)
+        return download(body, PDF, "table-plan.pdf")
     return sheet_response(pages, fmt, "table-plan", csv_label="session")
 
 

@@ -277,4 +277,59 @@ async def check_import(urls: Urls, done: Replay) -> None:
             assert time.monotonic() < deadline, (len(listed), report["applied"])
             await asyncio.sleep(0.5)
         assert "Imported Organisation 199" in {p["name"] for p in listed}
+        await _imported_meet(http, urls, done, answer["created"][1:3])
     print(f"import checked in {time.monotonic() - started:.1f}s")
+
+
+async def _imported_meet(
+    http: httpx.AsyncClient, urls: Urls, done: Replay, pair: list[dict[str, Any]]
+) -> None:
+    """Two imported organisations, approved, meet like any others: matching takes the
+    request, scheduling places it, and the agenda export (with one's own key) shows it."""
+    lead = {"X-API-Key": done.organiser_key}
+    first, second = pair
+    for made in pair:
+        approved = await http.post(
+            f"{urls.registration}/api/registrations/{made['registration_id']}/approve",
+            headers=lead,
+        )
+        assert approved.status_code == 200, approved.text
+    deadline = time.monotonic() + 60
+    while True:
+        listed = (
+            await http.get(
+                f"{urls.matching}/api/events/{done.event_id}/participants",
+                headers=lead,
+                params={"status": "approved"},
+            )
+        ).json()
+        if {first["registration_id"], second["registration_id"]} <= {
+            p["registration_id"] for p in listed
+        }:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.3)
+    asked = await http.post(
+        f"{urls.matching}/api/events/{done.event_id}/meeting-requests",
+        headers={"X-API-Key": first["api_key"]},
+        json={"recipient_id": second["registration_id"]},
+    )
+    assert asked.status_code in (200, 201), asked.text
+    accepted = await http.post(
+        f"{urls.matching}/api/meeting-requests/{asked.json()['request_id']}/accept",
+        headers={"X-API-Key": second["api_key"]},
+    )
+    assert accepted.status_code == 200, accepted.text
+    while True:
+        agenda = await http.get(
+            f"{urls.scheduling}/api/events/{done.event_id}/agendas.xlsx",
+            headers={"X-API-Key": first["api_key"]},
+        )
+        assert agenda.status_code == 200, agenda.text
+        sheets = xlsx(agenda.content)
+        assert list(sheets) == [first["name"]]  # its own agenda only
+        if len(sheets[first["name"]]) == 2:
+            break
+        assert time.monotonic() < deadline, "scheduling did not place the imported meeting"
+        await asyncio.sleep(0.3)
+    assert sheets[first["name"]][1][4] == second["name"]
