@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import httpx
 from openpyxl import Workbook, load_workbook
 from pypdf import PdfReader
@@ -195,7 +196,7 @@ def import_book() -> bytes:
     return out.getvalue()
 
 
-async def check_import(urls: Urls, done: Replay) -> None:
+async def check_import(urls: Urls, done: Replay, registration_dsn: str) -> None:
     started = time.monotonic()
     content = import_book()
     lead = {"X-API-Key": done.organiser_key}
@@ -237,6 +238,19 @@ async def check_import(urls: Urls, done: Replay) -> None:
         assert answer["correlation_id"] == correlation
         assert all(c["api_key"] and c["status"] == "pending" for c in answer["created"])
         assert await registrations() == 31 + 197
+        # One correlation id on all the upload's events: registered, and assigned an office.
+        conn = await asyncpg.connect(registration_dsn)
+        try:
+            tagged = await conn.fetch(
+                "SELECT event_type, count(*) AS n FROM events"
+                " WHERE metadata->>'correlation_id' = $1 GROUP BY event_type",
+                correlation,
+            )
+        finally:
+            await conn.close()
+        by_type = {r["event_type"].split(".")[-2]: r["n"] for r in tagged}
+        assert by_type.pop("ParticipantAssignedToSupportOffice") == 197, by_type
+        assert sum(by_type.values()) == 197  # ClusterRegistered, BusinessRegistered
         one = answer["created"][0]
         own = await http.get(
             f"/api/registrations/{one['registration_id']}", headers={"X-API-Key": one["api_key"]}

@@ -26,7 +26,7 @@ from scripts.replay_hannover import (
     seed_figures,
 )
 from tests.integration.hannover_sheets import check_exports, check_import
-from tests.integration.support import Infra, service_platform
+from tests.integration.support import Infra, RunningPlatform, service_platform
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +35,24 @@ PORTS = {"registration": 19001, "matching": 19002, "scheduling": 19003, "reporti
 
 
 @pytest.fixture
-async def platform(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[Urls]:
+async def running(
+    infra: Infra, tmp_path: Path, scheduler_lock: None
+) -> AsyncIterator[RunningPlatform]:
     async with service_platform(
         infra, PORTS, tmp_path, label="e2e-hannover", admin_key=ADMIN_KEY
     ) as running:
-        urls = running.urls
-        yield Urls(urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"])
+        yield running
 
 
-async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:
+@pytest.fixture
+def platform(running: RunningPlatform) -> Urls:
+    urls = running.urls
+    return Urls(urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"])
+
+
+async def test_the_replay_reports_the_seeds_figures(
+    platform: Urls, running: RunningPlatform
+) -> None:
     done = await replay(platform, ADMIN_KEY, log=lambda _: None)
     report = done.report
 
@@ -150,7 +159,7 @@ async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:
 
     # Spreadsheets: every export read back and checked; then a 200-row import.
     await check_exports(platform, done)
-    await check_import(platform, done)
+    await check_import(platform, done, running.dsns["registration"])
 
 
 async def _check_support_offices(platform: Urls, done: Replay) -> None:
