@@ -18,12 +18,11 @@ from opentelemetry import trace
 
 from shared.access.guard import Caller, Granted, MaybeCaller
 from shared.access.policy import Principal
-from shared.errors import Forbidden, NotFound, RuleViolation
+from shared.envelope import ACTOR
 from shared.idempotency import request_fingerprint, run_once
-from shared.problems import ProblemError
 from shared.runtime import runtime_of
 
-__all__ = ["Caller", "Granted", "IdempotencyKey", "MaybeCaller", "as_problem", "run_command"]
+__all__ = ["Caller", "Granted", "IdempotencyKey", "MaybeCaller", "run_command"]
 
 CORRELATION_HEADER = "X-Correlation-Id"
 
@@ -31,21 +30,6 @@ Command = Callable[[asyncpg.Connection, str | None], Awaitable[Any]]
 
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-
-
-def as_problem(exc: Exception) -> ProblemError:
-    if isinstance(exc, RuleViolation):
-        return ProblemError(
-            exc.status,
-            "Request breaks a rule",
-            f"{exc.field}: {exc.reason}",
-            errors=[{"field": exc.field, "reason": exc.reason}],
-        )
-    if isinstance(exc, NotFound):
-        return ProblemError(404, "Not found", str(exc))
-    if isinstance(exc, Forbidden):
-        return ProblemError(403, "Forbidden", str(exc))
-    raise exc
 
 
 async def run_command(
@@ -61,10 +45,12 @@ async def run_command(
     correlation_id = correlation_of(request)
 
     async def run(conn: asyncpg.Connection) -> tuple[int, Any]:
+        # A domain refusal rolls the transaction back; the app's handler answers it.
+        acting = ACTOR.set(who.label if who else "anonymous")
         try:
             return status, await command(conn, correlation_id)
-        except (RuleViolation, NotFound, Forbidden) as exc:
-            raise as_problem(exc) from exc
+        finally:
+            ACTOR.reset(acting)
 
     code, payload = await run_once(
         runtime.pool,

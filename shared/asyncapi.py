@@ -15,7 +15,7 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from shared.contracts import ALL_EVENTS
+from shared.contracts import ALL_EVENTS, SUPERSEDED
 from shared.contracts.base import EventPayload
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "asyncapi"
@@ -26,7 +26,9 @@ def document(producer: str, models: list[type[EventPayload]]) -> dict[str, Any]:
     for model in models:
         broker.publisher(
             model.topic(),
-            title=f"{model.topic()}:{model.event_name}",
+            # Versions after the first are named apart: both may be on the topic at once.
+            title=f"{model.topic()}:{model.event_name}"
+            + (f".v{model.event_version}" if model.event_version > 1 else ""),
             description=f"CloudEvents type `{model.ce_type()}`, record key: brokerage event id. "
             + (model.__doc__ or "").strip(),
             schema=model,
@@ -44,7 +46,8 @@ def document(producer: str, models: list[type[EventPayload]]) -> dict[str, Any]:
 
 def documents() -> dict[str, dict[str, Any]]:
     by_producer: dict[str, list[type[EventPayload]]] = defaultdict(list)
-    for model in ALL_EVENTS:
+    # Superseded versions stay documented: consumers still meet them on the topics.
+    for model in [*ALL_EVENTS, *SUPERSEDED]:
         by_producer[model.producer].append(model)
     return {producer: document(producer, models) for producer, models in by_producer.items()}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,11 @@ class MalformedEnvelope(ValueError):
     """A Kafka record that is not a CloudEvent we can read."""
 
 
+# The actor of the command or reaction being handled: set by the HTTP layer
+# (`shared.api.run_command`) and the inbox, read when an event is wrapped.
+ACTOR: ContextVar[str | None] = ContextVar("actor", default=None)
+
+
 @dataclass(frozen=True)
 class Envelope:
     id: str
@@ -40,6 +46,9 @@ class Envelope:
     causation_id: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
+    # Who caused it: the principal of the command (e.g. "organiser:<id>"), or the service
+    # whose reaction to another event it is (a CloudEvents extension, `ce_actor`).
+    actor: str | None = None
 
     @classmethod
     def wrap(
@@ -51,6 +60,7 @@ class Envelope:
         event_id: str | None = None,
         correlation_id: str | None = None,
         causation_id: str | None = None,
+        actor: str | None = None,
     ) -> Envelope:
         return cls(
             id=event_id or str(uuid.uuid4()),
@@ -61,6 +71,7 @@ class Envelope:
             subject=subject,
             correlation_id=correlation_id,
             causation_id=causation_id,
+            actor=actor or ACTOR.get(),
         )
 
     def with_trace(self, traceparent: str | None, tracestate: str | None = None) -> Envelope:
@@ -81,8 +92,10 @@ class Envelope:
             "ce_subject": self.subject,
             "ce_correlationid": self.correlation_id,
             "ce_causationid": self.causation_id,
+            "ce_actor": self.actor,
             "traceparent": self.traceparent,
             "tracestate": self.tracestate,
+            "actor": self.actor,
         }
         headers += [(name, value.encode()) for name, value in optional.items() if value]
         return headers
@@ -120,6 +133,7 @@ class Envelope:
             subject=found.get("ce_subject"),
             correlation_id=found.get("ce_correlationid"),
             causation_id=found.get("ce_causationid"),
+            actor=found.get("ce_actor"),
             traceparent=found.get("traceparent"),
             tracestate=found.get("tracestate"),
         )
@@ -139,6 +153,7 @@ class Envelope:
             "causation_id": self.causation_id,
             "traceparent": self.traceparent,
             "tracestate": self.tracestate,
+            "actor": self.actor,
         }
 
     @classmethod

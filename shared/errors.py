@@ -1,4 +1,5 @@
-"""The kinds of refusal a command handler can raise; the HTTP layer maps them to 4xx."""
+"""The kinds of refusal the domain and the handlers raise; `shared.problems` maps each to
+its problem document (422, 409, 403, 404) in one place, so the domain knows no HTTP."""
 
 from __future__ import annotations
 
@@ -6,11 +7,24 @@ from __future__ import annotations
 class RuleViolation(Exception):
     """The request breaks a rule; `field` names what is at fault."""
 
-    def __init__(self, field: str, reason: str, status: int = 422) -> None:
+    status = 422
+
+    def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
-        self.status = status
+
+
+class Conflict(RuleViolation):
+    """The request is sound but the state does not allow it now (e.g. already decided)."""
+
+    status = 409
+
+
+class NotAllowed(RuleViolation):
+    """A rule of the domain refuses this party (e.g. only the recipient accepts)."""
+
+    status = 403
 
 
 class NotFound(Exception):

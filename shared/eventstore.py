@@ -7,20 +7,25 @@ and projection updates, so the three commit or vanish together.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import asyncpg
 
 from shared import outbox
+from shared.contracts.base import EventPayload
+from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope
+from shared.errors import Conflict
 
 
-class ConcurrencyConflict(Exception):
-    """The stream moved on since the caller read it; nothing was written."""
+class ConcurrencyConflict(Conflict):
+    """The stream moved on since the caller read it; nothing was written (a 409 if
+    nobody retries: the caller read an older state)."""
 
     def __init__(self, stream_id: str, expected: int, actual: int | None = None) -> None:
-        super().__init__(f"stream {stream_id}: expected version {expected}, found {actual}")
+        super().__init__("stream", "changed meanwhile by another command; try again")
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
@@ -147,3 +152,69 @@ async def load(conn: asyncpg.Connection, stream_id: str) -> list[StoredEvent]:
         )
         for r in rows
     ]
+
+
+# -- one way to record and to load, for every service ------------------------------------
+
+# Applies one recorded event to the service's projection, in the same transaction.
+Projector = Callable[[asyncpg.Connection, EventPayload], Awaitable[None]]
+
+
+async def record(
+    conn: asyncpg.Connection,
+    stream_id: str,
+    expected_version: int | None,
+    events: Sequence[EventPayload],
+    *,
+    key: str,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    project: Projector | None = None,
+) -> list[Envelope]:
+    """Wrap `events` in envelopes, append them after `expected_version` (None: after the
+    stream's current version, for callers that hold a lock on it), and project each.
+    Returns the envelopes written. Raises `ConcurrencyConflict` if the stream moved."""
+    if expected_version is None:
+        expected_version = await current_version(conn, stream_id)
+    envelopes = [
+        Envelope.wrap(
+            event,
+            key=key,
+            subject=stream_id,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+        for event in events
+    ]
+    await append(conn, stream_id, expected_version, envelopes)
+    if project is not None:
+        for event in events:
+            await project(conn, event)
+    return envelopes
+
+
+class Aggregate(Protocol):
+    """A write model rebuilt from its stream: one `apply` per event, counting versions."""
+
+    version: int
+
+    def apply(self, event: EventPayload) -> None: ...
+
+
+A = TypeVar("A", bound=Aggregate)
+
+
+async def load_events(
+    conn: asyncpg.Connection, stream_id: str, registry: PayloadRegistry
+) -> list[EventPayload]:
+    """A stream's events as their newest payload versions (old ones upcast), in order."""
+    return [registry.parse(s.envelope.type, s.envelope.data) for s in await load(conn, stream_id)]
+
+
+async def load_into(
+    conn: asyncpg.Connection, stream_id: str, registry: PayloadRegistry, aggregate: A
+) -> A:
+    """`aggregate` with every event of the stream applied (its version counts them)."""
+    for event in await load_events(conn, stream_id, registry):
+        aggregate.apply(event)
+    return aggregate

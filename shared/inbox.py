@@ -30,7 +30,7 @@ from opentelemetry.trace import Span, SpanKind
 from shared import metrics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
-from shared.envelope import Envelope, MalformedEnvelope
+from shared.envelope import ACTOR, Envelope, MalformedEnvelope
 from shared.outbox import conversation
 from shared.topics import prefixed
 
@@ -295,16 +295,18 @@ class InboxConsumer:
 
         for message in messages:
             envelope = message.envelope
-            if envelope is None or envelope.type not in batch_handlers:
+            registry = self._subscription.registry
+            current = registry.current_type(envelope.type) if envelope is not None else ""
+            if envelope is None or current not in batch_handlers:
                 await flush()
                 try:
                     await self._apply(conn, message)
                 except Exception as exc:
                     raise _BatchFailed(message.message_id, exc) from exc
                 continue
-            if envelope.type != run_type:
+            if current != run_type:
                 await flush()
-                run_type = envelope.type
+                run_type = current
             with self._span(message, envelope):
                 payload = self._subscription.registry.parse(envelope.type, envelope.data)
             run.append((envelope, payload))
@@ -337,8 +339,10 @@ class InboxConsumer:
         if message.envelope is None:
             raise MalformedEnvelope(message.error or "unreadable")
         envelope = message.envelope
-        handler = self._subscription.handlers.get(envelope.type)
-        batch_handler = self._subscription.batch_handlers.get(envelope.type)
+        # Handlers are keyed by the current version; an old one is upcast when parsed.
+        current = self._subscription.registry.current_type(envelope.type)
+        handler = self._subscription.handlers.get(current)
+        batch_handler = self._subscription.batch_handlers.get(current)
         if handler is None and batch_handler is None:
             if not self._subscription.registry.knows(envelope.type):
                 return  # an event type this service does not care about
@@ -346,11 +350,16 @@ class InboxConsumer:
             if handler is None and batch_handler is None:
                 return
             payload = self._subscription.registry.parse(envelope.type, envelope.data)
-            if handler is not None:
-                await handler(conn, envelope, payload)
-            else:
-                assert batch_handler is not None
-                await batch_handler(conn, [(envelope, payload)])
+            # Events written in reaction carry the actor of the event they react to.
+            acting = ACTOR.set(envelope.actor)
+            try:
+                if handler is not None:
+                    await handler(conn, envelope, payload)
+                else:
+                    assert batch_handler is not None
+                    await batch_handler(conn, [(envelope, payload)])
+            finally:
+                ACTOR.reset(acting)
         metrics.EVENTS_PROCESSED.labels(self.name, message.record.topic, envelope.type).inc()
 
     async def _apply_carefully(

@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.errors import Forbidden, NotFound, RuleViolation
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -62,10 +64,33 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return out or "body"
 
 
+def from_domain(exc: RuleViolation | NotFound | Forbidden) -> ProblemError:
+    """The problem document for a domain refusal (the domain knows no HTTP)."""
+    if isinstance(exc, RuleViolation):
+        return ProblemError(
+            exc.status,
+            "Request breaks a rule",
+            f"{exc.field}: {exc.reason}",
+            errors=[{"field": exc.field, "reason": exc.reason}],
+        )
+    if isinstance(exc, NotFound):
+        return ProblemError(404, "Not found", str(exc))
+    return ProblemError(403, "Forbidden", str(exc))
+
+
 def install(app: FastAPI) -> None:
+    """Every error a route lets through becomes a problem document, in one place."""
+
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(request, exc)
+
+    async def _domain(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RuleViolation | NotFound | Forbidden)
+        return problem_response(request, from_domain(exc))
+
+    for refusal in (RuleViolation, NotFound, Forbidden):
+        app.add_exception_handler(refusal, _domain)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,10 +20,9 @@ from services.matching import handlers
 from services.matching.domain import Status
 from shared.access.guard import AccessRouter, Target, own_registration, requires
 from shared.access.policy import Action, Principal, RegistrationStatus, Scope
-from shared.api import Caller, Granted, IdempotencyKey, as_problem, run_command
+from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
 from shared.contracts.registration import DirectoryField, MeetingType
-from shared.errors import NotFound
 from shared.runtime import runtime_of
 
 router = AccessRouter(prefix="/api")
@@ -46,6 +45,11 @@ async def request_parties(
 class NewMeetingRequest(_Body):
     recipient_id: str = Field(min_length=1, max_length=100)
     message: str | None = Field(default=None, max_length=2000)
+    language: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2}$",
+        description="the language proposed for the meeting (ISO 639-1), sent with a message",
+    )
 
 
 class ReasonBody(_Body):
@@ -134,7 +138,7 @@ async def request_meeting(
         idempotency_key,
         body.model_dump(),
         lambda conn, cid: handlers.request_meeting(
-            conn, who, event_id, body.recipient_id, body.message, cid
+            conn, who, event_id, body.recipient_id, body.message, cid, language=body.language
         ),
         201,
     )
@@ -237,10 +241,7 @@ Offset = Annotated[int, Query(ge=0)]
 )
 async def get_request(request: Request, request_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
-        try:
-            return await handlers.view(conn, request_id)
-        except NotFound as exc:
-            raise as_problem(exc) from exc
+        return await handlers.view(conn, request_id)
 
 
 @router.get(

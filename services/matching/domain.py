@@ -35,9 +35,11 @@ from shared.contracts.matching import (
     MeetingParty,
     MeetingRequested,
     MeetingRequestExpired,
+    RequestMessage,
 )
 from shared.contracts.registration import Attendance, MeetingType, OrganisationType
-from shared.errors import RuleViolation
+from shared.dispatch import StateChanges
+from shared.errors import Conflict, NotAllowed, RuleViolation
 
 
 class Status(StrEnum):
@@ -50,6 +52,16 @@ class Status(StrEnum):
 
 # A pair has at most one open request or meeting at a time.
 OPEN = frozenset({Status.PENDING, Status.ACCEPTED})
+OPEN_STATUSES = sorted(OPEN)  # for queries: `status = ANY($n::text[])`
+
+# The status each event leaves a request in: the aggregate and the projection both use it.
+STATUS_AFTER: dict[type[EventPayload], Status] = {
+    MeetingRequested: Status.PENDING,
+    MeetingAccepted: Status.ACCEPTED,
+    MeetingDeclined: Status.DECLINED,
+    MeetingCancelled: Status.CANCELLED,
+    MeetingRequestExpired: Status.EXPIRED,
+}
 
 APPROVED = "approved"  # the participant status that lets one meet others
 
@@ -106,23 +118,7 @@ class MeetingRequest:
     def apply(self, event: EventPayload) -> None:
         self.version += 1
         self.history.append(event.event_name)
-        if isinstance(event, MeetingRequested | MeetingAccepted):
-            self.request_id = event.request_id
-            self.event_id = event.event_id
-            self.requester_id = event.requester_id
-            self.recipient_id = event.recipient_id
-            self.meeting_type = event.meeting_type
-        if isinstance(event, MeetingRequested):
-            self.status = Status.PENDING
-            self.expires_at = event.expires_at
-        elif isinstance(event, MeetingAccepted):
-            self.status = Status.ACCEPTED
-        elif isinstance(event, MeetingDeclined):
-            self.status = Status.DECLINED
-        elif isinstance(event, MeetingCancelled):
-            self.status = Status.CANCELLED
-        elif isinstance(event, MeetingRequestExpired):
-            self.status = Status.EXPIRED
+        CHANGES.apply(self, event)
 
     @property
     def parties(self) -> tuple[str, str]:
@@ -130,6 +126,28 @@ class MeetingRequest:
 
     def involves(self, registration_id: str) -> bool:
         return registration_id in self.parties
+
+
+CHANGES = StateChanges[MeetingRequest]()
+
+
+@CHANGES.on(MeetingRequested, MeetingAccepted)
+def _opened(request: MeetingRequest, event: MeetingRequested | MeetingAccepted) -> None:
+    # A request's first event is MeetingRequested, or MeetingAccepted when an organiser
+    # arranged the meeting (or on its own when accepted): both name the pair.
+    request.request_id = event.request_id
+    request.event_id = event.event_id
+    request.requester_id = event.requester_id
+    request.recipient_id = event.recipient_id
+    request.meeting_type = event.meeting_type
+    request.status = STATUS_AFTER[type(event)]
+    if isinstance(event, MeetingRequested):
+        request.expires_at = event.expires_at
+
+
+@CHANGES.on(MeetingDeclined, MeetingCancelled, MeetingRequestExpired)
+def _closed(request: MeetingRequest, event: EventPayload) -> None:
+    request.status = STATUS_AFTER[type(event)]
 
 
 @dataclass(frozen=True)
@@ -172,11 +190,9 @@ def _check_pair(
     """Both approved for this event, two different organisations, a type the event allows."""
     for who, name in zip((first, second), fields, strict=True):
         if who.event_id != event.event_id:
-            raise RuleViolation(name, "is not registered for this brokerage event", status=422)
+            raise RuleViolation(name, "is not registered for this brokerage event")
         if who.status != APPROVED:
-            raise RuleViolation(
-                name, f"the registration is {who.status}, not approved for the event", status=409
-            )
+            raise Conflict(name, f"the registration is {who.status}, not approved for the event")
     if first.registration_id == second.registration_id:
         raise RuleViolation(fields[1], "a participant cannot meet itself")
     meeting_type = meeting_type_for(first.organisation_type, second.organisation_type)
@@ -196,10 +212,9 @@ def _check_caps(
         return
     for party in parties:
         if accepted.get(party.registration_id, 0) >= cap:
-            raise RuleViolation(
+            raise Conflict(
                 "max_meetings_per_participant",
                 f"{party.registration_id} already has {cap} accepted meetings, the event's cap",
-                status=409,
             )
 
 
@@ -207,15 +222,13 @@ def _check_no_open(open_request: MeetingRequest | None) -> None:
     if open_request is None:
         return
     if open_request.status == Status.ACCEPTED:
-        raise RuleViolation(
+        raise Conflict(
             "recipient_id",
             f"these two already have an accepted meeting ({open_request.request_id})",
-            status=409,
         )
-    raise RuleViolation(
+    raise Conflict(
         "recipient_id",
         f"a request between these two is already pending ({open_request.request_id})",
-        status=409,
     )
 
 
@@ -246,11 +259,9 @@ def _accepted(
 
 def _check_pending(request: MeetingRequest, now: datetime, action: str) -> None:
     if request.status != Status.PENDING:
-        raise RuleViolation("status", f"a {request.status} request cannot be {action}", status=409)
+        raise Conflict("status", f"a {request.status} request cannot be {action}")
     if request.expires_at is not None and now >= request.expires_at:
-        raise RuleViolation(
-            "expires_at", f"the request expired at {request.expires_at.isoformat()}", status=409
-        )
+        raise Conflict("expires_at", f"the request expired at {request.expires_at.isoformat()}")
 
 
 # -- decisions --------------------------------------------------------------------
@@ -264,6 +275,7 @@ def request_meeting(
     request_id: str,
     message: str | None,
     open_request: MeetingRequest | None,
+    language: str | None = None,
     accepted: Mapping[str, int],
     now: datetime,
 ) -> Decision:
@@ -295,7 +307,7 @@ def request_meeting(
         requester_id=requester.registration_id,
         recipient_id=recipient.registration_id,
         meeting_type=meeting_type,
-        message=message,
+        message=None if message is None else RequestMessage(text=message, language=language),
         expires_at=expiry_of(event, now),
     )
     return Decision(request_id, 0, [requested])
@@ -312,7 +324,7 @@ def accept(
     now: datetime,
 ) -> MeetingAccepted:
     if by != request.recipient_id:
-        raise RuleViolation("recipient_id", "only the recipient accepts a request", status=403)
+        raise NotAllowed("recipient_id", "only the recipient accepts a request")
     _check_pending(request, now, "accepted")
     _check_pair(event, requester, recipient, fields=("requester_id", "recipient_id"))
     _check_caps(event, (requester, recipient), accepted)
@@ -323,7 +335,7 @@ def decline(
     request: MeetingRequest, *, by: str, reason: str | None, now: datetime
 ) -> MeetingDeclined:
     if by != request.recipient_id:
-        raise RuleViolation("recipient_id", "only the recipient declines a request", status=403)
+        raise NotAllowed("recipient_id", "only the recipient declines a request")
     _check_pending(request, now, "declined")
     return MeetingDeclined(
         request_id=request.request_id,
@@ -349,11 +361,9 @@ def cancel(
         or by.role in (CancelledBy.ADMIN, CancelledBy.SYSTEM)
     )
     if not allowed:
-        raise RuleViolation(
-            "request_id", "only one of the two participants or the organiser cancels", status=403
-        )
+        raise NotAllowed("request_id", "only one of the two participants or the organiser cancels")
     if request.status not in OPEN:
-        raise RuleViolation("status", f"a {request.status} request cannot be cancelled", status=409)
+        raise Conflict("status", f"a {request.status} request cannot be cancelled")
     return MeetingCancelled(
         request_id=request.request_id,
         event_id=request.event_id,
@@ -408,10 +418,9 @@ def arrange(
         )
         return Decision(open_request.request_id, open_request.version, [meeting])
     if open_request is not None:
-        raise RuleViolation(
+        raise Conflict(
             "participants",
             f"these two already have an accepted meeting ({open_request.request_id})",
-            status=409,
         )
     _check_caps(event, (first, second), accepted)
     fresh = MeetingRequest(

@@ -48,10 +48,11 @@ async def sweep(pool: asyncpg.Pool, now: datetime, *, batch_size: int = 200) -> 
 async def sweep_batch(conn: asyncpg.Connection, now: datetime, *, batch_size: int = 200) -> int:
     """One batch, in the caller's transaction."""
     rows = await conn.fetch(
-        "SELECT request_id FROM meeting_requests WHERE status = 'pending' AND expires_at <= $1"
+        "SELECT request_id FROM meeting_requests WHERE status = $3 AND expires_at <= $1"
         " ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
         batch_size,
+        domain.Status.PENDING.value,
     )
     count = 0
     for row in rows:

@@ -39,7 +39,7 @@ from shared.contracts.registration import (
 )
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
-from shared.errors import Forbidden, NotFound, RuleViolation
+from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 from shared.inbox import Handler
 
 PAYLOADS = registry()
@@ -62,35 +62,27 @@ async def record(
     correlation_id: str | None,
     causation_id: str | None = None,
 ) -> None:
-    stream = stream_of(decision.request_id)
-    envelopes = [
-        Envelope.wrap(
-            e,
+    try:
+        await eventstore.record(
+            conn,
+            stream_of(decision.request_id),
+            decision.expected_version,
+            decision.events,
             key=event_id,
-            subject=stream,
             correlation_id=correlation_id,
             causation_id=causation_id,
+            project=projection.apply,
         )
-        for e in decision.events
-    ]
-    try:
-        await eventstore.append(conn, stream, decision.expected_version, envelopes)
     except eventstore.ConcurrencyConflict as exc:
         # Not expected under the locks below; a clear 409 rather than a 500 if it happens.
-        raise RuleViolation(
-            "request_id", "the request changed meanwhile; try again", status=409
-        ) from exc
-    for event in decision.events:
-        await projection.apply(conn, event)
+        raise Conflict("request_id", "the request changed meanwhile; try again") from exc
 
 
 # -- loading ----------------------------------------------------------------------
 
 
 async def load_request(conn: asyncpg.Connection, request_id: str) -> MeetingRequest:
-    request = MeetingRequest()
-    for stored in await eventstore.load(conn, stream_of(request_id)):
-        request.apply(PAYLOADS.parse(stored.envelope.type, stored.envelope.data))
+    request = await eventstore.load_into(conn, stream_of(request_id), PAYLOADS, MeetingRequest())
     if not request.version:
         raise NotFound("meeting request", request_id)
     return request
@@ -149,18 +141,17 @@ async def lock_participants(conn: asyncpg.Connection, ids: Sequence[str]) -> Non
                 advisory_lock_id(f"matching-participant:{ident}"),
             )
     except asyncpg.DeadlockDetectedError as exc:
-        raise RuleViolation(
-            "participants", "a concurrent change got in the way; try again", status=409
-        ) from exc
+        raise Conflict("participants", "a concurrent change got in the way; try again") from exc
 
 
 async def accepted_counts(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, int]:
     """Accepted meetings per participant (read under the participants' locks)."""
     rows = await conn.fetch(
         "SELECT p.id, count(m.request_id) AS n FROM unnest($1::text[]) AS p(id)"
-        " LEFT JOIN meeting_requests m ON m.status = 'accepted'"
+        " LEFT JOIN meeting_requests m ON m.status = $2"
         " AND (m.requester_id = p.id OR m.recipient_id = p.id) GROUP BY p.id",
         list(ids),
+        domain.Status.ACCEPTED.value,
     )
     return {r["id"]: int(r["n"]) for r in rows}
 
@@ -172,10 +163,11 @@ async def _open_between(
         "SELECT request_id FROM meeting_requests WHERE event_id = $1"
         " AND least(requester_id, recipient_id) = least($2::text, $3::text)"
         " AND greatest(requester_id, recipient_id) = greatest($2::text, $3::text)"
-        " AND status IN ('pending', 'accepted') FOR UPDATE",
+        " AND status = ANY($4::text[]) FOR UPDATE",
         event_id,
         a,
         b,
+        domain.OPEN_STATUSES,
     )
     return None if request_id is None else await load_request(conn, request_id)
 
@@ -246,6 +238,7 @@ async def request_meeting(
     message: str | None,
     correlation_id: str | None,
     now: datetime | None = None,
+    language: str | None = None,
 ) -> dict[str, Any]:
     if principal.role != "organisation":
         raise Forbidden("only a participating organisation requests meetings, with its own key")
@@ -262,6 +255,7 @@ async def request_meeting(
         recipient,
         request_id=str(uuid.uuid4()),
         message=message,
+        language=language,
         open_request=open_request,
         accepted=await accepted_counts(conn, [requester.registration_id, recipient_id]),
         now=now,
@@ -389,9 +383,10 @@ async def on_participant_left(
     # so that none of its open requests is missed.
     await lock_participants(conn, [payload.registration_id])
     request_ids = await conn.fetch(
-        "SELECT request_id FROM meeting_requests WHERE status IN ('pending', 'accepted')"
+        "SELECT request_id FROM meeting_requests WHERE status = ANY($2::text[])"
         " AND (requester_id = $1 OR recipient_id = $1) ORDER BY request_id FOR UPDATE",
         payload.registration_id,
+        domain.OPEN_STATUSES,
     )
     left = "withdrew" if isinstance(payload, RegistrationWithdrawn) else "was rejected"
     for row in request_ids:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from services.matching.domain import STATUS_AFTER
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import (
     MeetingAccepted,
@@ -19,6 +20,7 @@ from shared.contracts.matching import (
     MeetingRequestExpired,
 )
 from shared.contracts.registration import (
+    DECISIONS,
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
@@ -26,20 +28,10 @@ from shared.contracts.registration import (
     PersonalDataErased,
     ProfileUpdated,
     RegisteredBase,
-    RegistrationApproved,
-    RegistrationRejected,
-    RegistrationWaitlisted,
-    RegistrationWithdrawn,
 )
+from shared.dispatch import Projection
 from shared.envelope import Envelope
 from shared.inbox import Handler
-
-STATUS = {
-    RegistrationApproved: "approved",
-    RegistrationRejected: "rejected",
-    RegistrationWaitlisted: "waitlisted",
-    RegistrationWithdrawn: "withdrawn",
-}
 
 
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -105,7 +97,7 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
     await conn.execute(
         "UPDATE participants SET status = $2 WHERE registration_id = $1",
         e.registration_id,
-        STATUS[type(e)],
+        e.status_after,
     )
 
 
@@ -113,7 +105,7 @@ HANDLERS: dict[str, Handler] = {
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
-    **{t.ce_type(): on_decision for t in STATUS},
+    **{t.ce_type(): on_decision for t in DECISIONS},
 }
 # PersonalDataErased needs nothing here: matching keeps no contact details.
 IGNORED = (PersonalDataErased,)
@@ -122,60 +114,76 @@ IGNORED = (PersonalDataErased,)
 # -- matching's own events ------------------------------------------------------
 
 
-async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
-    """Project one of matching's events, in the transaction that appends it."""
-    if isinstance(event, MeetingRequested):
-        await conn.execute(
-            "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
-            " status, meeting_type, message, expires_at)"
-            " VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7)",
-            event.request_id,
-            event.event_id,
-            event.requester_id,
-            event.recipient_id,
-            event.meeting_type.value,
-            event.message,
-            event.expires_at,
-        )
-    elif isinstance(event, MeetingAccepted):
-        # A request accepted, or a meeting an organiser arranged (its first event).
-        await conn.execute(
-            "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
-            " status, meeting_type, mode, arranged_by_organiser, mutual, decided_by)"
-            " VALUES ($1, $2, $3, $4, 'accepted', $5, $6, $7, $8, $9)"
-            " ON CONFLICT (request_id) DO UPDATE SET status = 'accepted', mode = EXCLUDED.mode,"
-            " arranged_by_organiser = EXCLUDED.arranged_by_organiser,"
-            " mutual = EXCLUDED.mutual, decided_by = EXCLUDED.decided_by, updated_at = now()",
-            event.request_id,
-            event.event_id,
-            event.requester_id,
-            event.recipient_id,
-            event.meeting_type.value,
-            event.mode.value,
-            event.arranged_by_organiser,
-            event.mutual,
-            event.accepted_by,
-        )
-    elif isinstance(event, MeetingDeclined):
-        await _set_status(conn, event.request_id, "declined", event.recipient_id, event.reason)
-    elif isinstance(event, MeetingCancelled):
-        await _set_status(conn, event.request_id, "cancelled", event.cancelled_by, event.reason)
-    elif isinstance(event, MeetingRequestExpired):
-        await _set_status(conn, event.request_id, "expired", None, None)
+PROJECTION = Projection()
+apply = PROJECTION.apply  # one of matching's events, in the transaction that records it
+
+
+@PROJECTION.on(MeetingRequested)
+async def _requested(conn: asyncpg.Connection, event: MeetingRequested) -> None:
+    await conn.execute(
+        "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
+        " status, meeting_type, message, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        event.request_id,
+        event.event_id,
+        event.requester_id,
+        event.recipient_id,
+        STATUS_AFTER[MeetingRequested].value,
+        event.meeting_type.value,
+        event.message.text if event.message else None,
+        event.expires_at,
+    )
+
+
+@PROJECTION.on(MeetingAccepted)
+async def _accepted(conn: asyncpg.Connection, event: MeetingAccepted) -> None:
+    # A request accepted, or a meeting an organiser arranged (its first event).
+    await conn.execute(
+        "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
+        " status, meeting_type, mode, arranged_by_organiser, mutual, decided_by)"
+        " VALUES ($1, $2, $3, $4, $10, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (request_id) DO UPDATE SET status = EXCLUDED.status, mode = EXCLUDED.mode,"
+        " arranged_by_organiser = EXCLUDED.arranged_by_organiser,"
+        " mutual = EXCLUDED.mutual, decided_by = EXCLUDED.decided_by, updated_at = now()",
+        event.request_id,
+        event.event_id,
+        event.requester_id,
+        event.recipient_id,
+        event.meeting_type.value,
+        event.mode.value,
+        event.arranged_by_organiser,
+        event.mutual,
+        event.accepted_by,
+        STATUS_AFTER[MeetingAccepted].value,
+    )
+
+
+@PROJECTION.on(MeetingDeclined)
+async def _declined(conn: asyncpg.Connection, event: MeetingDeclined) -> None:
+    await _set_status(conn, event, event.recipient_id, event.reason)
+
+
+@PROJECTION.on(MeetingCancelled)
+async def _cancelled(conn: asyncpg.Connection, event: MeetingCancelled) -> None:
+    await _set_status(conn, event, event.cancelled_by, event.reason)
+
+
+@PROJECTION.on(MeetingRequestExpired)
+async def _expired(conn: asyncpg.Connection, event: MeetingRequestExpired) -> None:
+    await _set_status(conn, event, None, None)
 
 
 async def _set_status(
     conn: asyncpg.Connection,
-    request_id: str,
-    status: str,
+    event: MeetingDeclined | MeetingCancelled | MeetingRequestExpired,
     decided_by: str | None,
     reason: str | None,
 ) -> None:
     await conn.execute(
         "UPDATE meeting_requests SET status = $2, decided_by = $3, reason = $4,"
         " updated_at = now() WHERE request_id = $1",
-        request_id,
-        status,
+        event.request_id,
+        STATUS_AFTER[type(event)].value,
         decided_by,
         reason,
     )

@@ -199,7 +199,8 @@ def _requested(e: EventPayload) -> Notice:
     facts = {
         **_request_facts(e),
         "meeting_type": e.meeting_type.value,
-        "message": e.message,
+        "message": e.message.text if e.message else None,
+        "language": e.message.language if e.message else None,
         "expires_at": e.expires_at.isoformat(),
     }
     return Notice(Kind.REQUEST_RECEIVED, e.event_id, (e.recipient_id,), facts, e.request_id)

@@ -14,6 +14,7 @@ import asyncpg
 from services.notification.domain import Meeting, Placement
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
+    DECISIONS,
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
@@ -21,20 +22,9 @@ from shared.contracts.registration import (
     PersonalDataErased,
     ProfileUpdated,
     RegisteredBase,
-    RegistrationApproved,
-    RegistrationRejected,
-    RegistrationWaitlisted,
-    RegistrationWithdrawn,
 )
 from shared.envelope import Envelope
 from shared.inbox import Handler
-
-STATUS = {
-    RegistrationApproved: "approved",
-    RegistrationRejected: "rejected",
-    RegistrationWaitlisted: "waitlisted",
-    RegistrationWithdrawn: "withdrawn",
-}
 
 
 async def on_organiser(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -83,7 +73,7 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
     await conn.execute(
         "UPDATE recipients SET status = $2 WHERE registration_id = $1",
         e.registration_id,
-        STATUS[type(e)],
+        e.status_after,
     )
 
 
@@ -102,7 +92,7 @@ HANDLERS: dict[str, Handler] = {
     ProfileUpdated.ce_type(): on_profile_updated,
     PersonalDataErased.ce_type(): on_erased,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
-    **{t.ce_type(): on_decision for t in STATUS},
+    **{t.ce_type(): on_decision for t in DECISIONS},
 }
 
 

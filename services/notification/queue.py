@@ -24,7 +24,6 @@ from prometheus_client import Counter
 from shared import eventstore, telemetry
 from shared.contracts.notification import Channel, NotificationFailed, NotificationSent
 from shared.db import advisory_lock_id
-from shared.envelope import Envelope
 
 # Outcomes of delivery attempts, for the dashboards (counted as recorded; a
 # transaction that then fails to commit is counted all the same).
@@ -260,5 +259,4 @@ async def _publish(
     conn: asyncpg.Connection, d: Delivery, event: NotificationSent | NotificationFailed
 ) -> None:
     causation = d.cause_id.rsplit("#", 1)[-1]
-    envelope = Envelope.wrap(event, key=d.event_id, subject=_stream(d), causation_id=causation)
-    await eventstore.append(conn, _stream(d), 0, [envelope])
+    await eventstore.record(conn, _stream(d), 0, [event], key=d.event_id, causation_id=causation)

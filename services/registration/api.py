@@ -29,7 +29,6 @@ from shared.contracts.registration import (
     Session,
     SupportOffice,
 )
-from shared.errors import NotFound
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
 
@@ -149,10 +148,7 @@ async def list_events(request: Request) -> list[dict[str, Any]]:
 )
 async def get_event(request: Request, event_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
-        try:
-            event = await handlers.load_event(conn, event_id)
-        except NotFound as exc:
-            raise ProblemError(404, "Not found", str(exc)) from exc
+        event = await handlers.load_event(conn, event_id)
     slots = [{"start": s.start.isoformat(), "end": s.end.isoformat()} for s in slot_grid(event)]
     return {**event.model_dump(mode="json"), "slots": slots}
 

@@ -16,15 +16,18 @@ import pycountry
 from shared.access.policy import RegistrationStatus
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
+    DECISIONS,
     REGISTERED_BY_TYPE,
     AssignedBy,
     BrokerageEventCreated,
     CoOrganiserAdded,
     CoOrganiserRemoved,
+    DecisionBase,
     OrganisationProfile,
     ParticipantAssignedToSupportOffice,
     PersonalDataErased,
     ProfileUpdated,
+    RegisteredBase,
     RegistrationApproved,
     RegistrationRejected,
     RegistrationWaitlisted,
@@ -33,7 +36,8 @@ from shared.contracts.registration import (
     SideProgrammeItemAdded,
     SideProgrammeJoined,
 )
-from shared.errors import RuleViolation
+from shared.dispatch import StateChanges
+from shared.errors import Conflict, RuleViolation
 
 # -- brokerage events ---------------------------------------------------------
 
@@ -146,19 +150,13 @@ ALLOWED = {
     RegistrationWaitlisted: {Status.PENDING, Status.REJECTED},
     RegistrationWithdrawn: {Status.PENDING, Status.WAITLISTED, Status.APPROVED, Status.REJECTED},
 }
-STATUS_AFTER = {
-    RegistrationApproved: Status.APPROVED,
-    RegistrationRejected: Status.REJECTED,
-    RegistrationWaitlisted: Status.WAITLISTED,
-    RegistrationWithdrawn: Status.WITHDRAWN,
-}
 
 
 @dataclass
 class Registration:
     registration_id: str = ""
     event_id: str = ""
-    status: str = ""
+    status: Status | None = None
     profile: OrganisationProfile | None = None
     office_id: str | None = None
     erased: bool = False
@@ -167,20 +165,39 @@ class Registration:
 
     def apply(self, event: EventPayload) -> None:
         self.version += 1
-        if isinstance(event, tuple(REGISTERED_BY_TYPE.values())):
-            self.registration_id = event.registration_id  # type: ignore[attr-defined]
-            self.event_id = event.event_id  # type: ignore[attr-defined]
-            self.profile = event.profile  # type: ignore[attr-defined]
-            self.status = Status.PENDING
-        elif isinstance(event, ProfileUpdated):
-            self.profile = event.profile
-        elif isinstance(event, PersonalDataErased):
-            self.erased = True
-        elif isinstance(event, ParticipantAssignedToSupportOffice):
-            self.office_id = event.office_id
-        elif type(event) in STATUS_AFTER:
-            self.status = STATUS_AFTER[type(event)]  # type: ignore[index]
+        CHANGES.apply(self, event)
         self.history.append(event.event_name)
+
+
+CHANGES = StateChanges[Registration]()
+
+
+@CHANGES.on(*REGISTERED_BY_TYPE.values())
+def _registered(registration: Registration, event: RegisteredBase) -> None:
+    registration.registration_id = event.registration_id
+    registration.event_id = event.event_id
+    registration.profile = event.profile
+    registration.status = Status.PENDING
+
+
+@CHANGES.on(ProfileUpdated)
+def _profile_updated(registration: Registration, event: ProfileUpdated) -> None:
+    registration.profile = event.profile
+
+
+@CHANGES.on(PersonalDataErased)
+def _erased(registration: Registration, _: PersonalDataErased) -> None:
+    registration.erased = True
+
+
+@CHANGES.on(ParticipantAssignedToSupportOffice)
+def _assigned(registration: Registration, event: ParticipantAssignedToSupportOffice) -> None:
+    registration.office_id = event.office_id
+
+
+@CHANGES.on(*DECISIONS)
+def _decided(registration: Registration, event: DecisionBase) -> None:
+    registration.status = Status(event.status_after)
 
 
 def check_profile(profile: OrganisationProfile, event: BrokerageEventCreated) -> None:
@@ -214,10 +231,9 @@ def register(
     """A registration; after the deadline only the event's organiser may still register one
     (`by_organiser`): late entries agreed with the organiser, or an event imported afterwards."""
     if now > event.registration_deadline and not by_organiser:
-        raise RuleViolation(
+        raise Conflict(
             "registration_deadline",
             f"registration closed at {event.registration_deadline.isoformat()}",
-            status=409,
         )
     check_profile(profile, event)
     registered = REGISTERED_BY_TYPE[profile.organisation_type]
@@ -261,7 +277,7 @@ def reassign_office(
     if office_id not in {o.office_id for o in event.support_offices}:
         raise RuleViolation("office_id", "is not one of the event's support offices")
     if registration.office_id == office_id:
-        raise RuleViolation("office_id", "the participant belongs to this office already", 409)
+        raise Conflict("office_id", "the participant belongs to this office already")
     return ParticipantAssignedToSupportOffice(
         registration_id=registration.registration_id,
         event_id=registration.event_id,
@@ -312,7 +328,7 @@ def add_co_organiser(
 def remove_co_organiser(co_organiser: CoOrganiser) -> CoOrganiserRemoved:
     assert co_organiser.added is not None
     if co_organiser.removed:
-        raise RuleViolation("co_organiser_id", "was removed already", status=409)
+        raise Conflict("co_organiser_id", "was removed already")
     return CoOrganiserRemoved(
         co_organiser_id=co_organiser.added.co_organiser_id, event_id=co_organiser.added.event_id
     )
@@ -326,10 +342,8 @@ def decide(
     reason: str | None,
 ) -> EventPayload:
     if registration.status not in ALLOWED[decision]:
-        raise RuleViolation(
-            "status",
-            f"a {registration.status} registration cannot be {STATUS_AFTER[decision]}",
-            status=409,
+        raise Conflict(
+            "status", f"a {registration.status} registration cannot be {decision.status_after}"
         )
     return decision(
         registration_id=registration.registration_id, event_id=registration.event_id, reason=reason
@@ -340,7 +354,7 @@ def update_profile(
     registration: Registration, profile: OrganisationProfile, event: BrokerageEventCreated
 ) -> ProfileUpdated:
     if registration.status == Status.WITHDRAWN:
-        raise RuleViolation("status", "a withdrawn registration cannot be changed", status=409)
+        raise Conflict("status", "a withdrawn registration cannot be changed")
     assert registration.profile is not None
     if profile.organisation_type != registration.profile.organisation_type:
         raise RuleViolation("organisation_type", "cannot change after registering")
@@ -354,7 +368,7 @@ def update_profile(
 
 def erase(registration: Registration) -> PersonalDataErased:
     if registration.erased:
-        raise RuleViolation("registration", "personal data already erased", status=409)
+        raise Conflict("registration", "personal data already erased")
     return PersonalDataErased(
         registration_id=registration.registration_id, event_id=registration.event_id
     )
@@ -419,11 +433,11 @@ def join_side_programme(item: SideProgrammeItem, registration: Registration) -> 
     if registration.event_id != added.event_id:
         raise RuleViolation("registration_id", "is not registered for this event")
     if registration.status != Status.APPROVED:
-        raise RuleViolation("status", "only approved participants join", status=409)
+        raise Conflict("status", "only approved participants join")
     if registration.registration_id in item.participants:
-        raise RuleViolation("registration_id", "has joined this item already", status=409)
+        raise Conflict("registration_id", "has joined this item already")
     if added.capacity is not None and len(item.participants) >= added.capacity:
-        raise RuleViolation("capacity", "the item is full", status=409)
+        raise Conflict("capacity", "the item is full")
     return SideProgrammeJoined(
         event_id=added.event_id,
         item_id=added.item_id,

@@ -31,7 +31,7 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
 )
 from shared.envelope import Envelope
-from shared.errors import Forbidden, NotFound, RuleViolation
+from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 
 PAYLOADS = registry()
 
@@ -53,21 +53,19 @@ async def _record(
     key: str,
     correlation_id: str | None,
 ) -> None:
-    envelopes = [
-        Envelope.wrap(e, key=key, subject=stream, correlation_id=correlation_id) for e in events
-    ]
-    await eventstore.append(conn, stream, expected, envelopes)
-    for event in events:
-        await projection.apply(conn, event)
-
-
-async def _load(conn: asyncpg.Connection, stream: str) -> list[EventPayload]:
-    stored = await eventstore.load(conn, stream)
-    return [PAYLOADS.parse(s.envelope.type, s.envelope.data) for s in stored]
+    await eventstore.record(
+        conn,
+        stream,
+        expected,
+        events,
+        key=key,
+        correlation_id=correlation_id,
+        project=projection.apply,
+    )
 
 
 async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventCreated:
-    events = await _load(conn, _stream("brokerage-event", event_id))
+    events = await eventstore.load_events(conn, _stream("brokerage-event", event_id), PAYLOADS)
     if not events:
         raise NotFound("brokerage event", event_id)
     created = events[0]
@@ -76,18 +74,16 @@ async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventC
 
 
 async def load_co_organiser(conn: asyncpg.Connection, co_organiser_id: str) -> domain.CoOrganiser:
-    co_organiser = domain.CoOrganiser()
-    for event in await _load(conn, _stream("co-organiser", co_organiser_id)):
-        co_organiser.apply(event)
+    stream = _stream("co-organiser", co_organiser_id)
+    co_organiser = await eventstore.load_into(conn, stream, PAYLOADS, domain.CoOrganiser())
     if co_organiser.added is None:
         raise NotFound("co-organiser", co_organiser_id)
     return co_organiser
 
 
 async def load_registration(conn: asyncpg.Connection, registration_id: str) -> Registration:
-    registration = Registration()
-    for event in await _load(conn, _stream("registration", registration_id)):
-        registration.apply(event)
+    stream = _stream("registration", registration_id)
+    registration = await eventstore.load_into(conn, stream, PAYLOADS, Registration())
     if not registration.version:
         raise NotFound("registration", registration_id)
     return registration
@@ -244,9 +240,7 @@ async def record_registrations(
             for event in m.events:
                 await projection.apply(conn, event)
     except asyncpg.UniqueViolationError as exc:
-        raise RuleViolation(
-            "name", "this organisation is already registered for the event", status=409
-        ) from exc
+        raise Conflict("name", "this organisation is already registered for the event") from exc
 
 
 async def register_prepared(
@@ -281,7 +275,7 @@ async def decide(
         key=registration.event_id,
         correlation_id=correlation_id,
     )
-    return {"registration_id": registration_id, "status": domain.STATUS_AFTER[decision]}
+    return {"registration_id": registration_id, "status": decision.status_after}
 
 
 async def update_profile(
@@ -295,7 +289,7 @@ async def update_profile(
     event = await load_event(conn, registration.event_id)
     key = await _subject_key(conn, registration_id)
     if key is None:
-        raise RuleViolation("registration", "personal data was erased", status=409)
+        raise Conflict("registration", "personal data was erased")
     updated = domain.update_profile(
         registration,
         OrganisationProfile(
@@ -385,9 +379,8 @@ async def join_side_programme(
     registration_id: str,
     correlation_id: str | None,
 ) -> dict[str, Any]:
-    item = domain.SideProgrammeItem()
-    for stored in await _load(conn, _stream("side-programme", item_id)):
-        item.apply(stored)
+    stream = _stream("side-programme", item_id)
+    item = await eventstore.load_into(conn, stream, PAYLOADS, domain.SideProgrammeItem())
     if item.added is None or item.added.event_id != event_id:
         raise NotFound("side programme item", item_id)
     registration = await load_registration(conn, registration_id)
@@ -404,7 +397,7 @@ async def join_side_programme(
             correlation_id=correlation_id,
         )
     except eventstore.ConcurrencyConflict as exc:
-        raise RuleViolation("item_id", "joined by someone else meanwhile; try again", 409) from exc
+        raise Conflict("item_id", "joined by someone else meanwhile; try again") from exc
     return joined.model_dump(mode="json")
 
 

@@ -63,7 +63,7 @@ async def import_registrations(
     if fields.missing:
         raise RuleViolation("file", f"missing column(s): {', '.join(fields.missing)}")
     if len(upload.rows) > MAX_ROWS:
-        raise RuleViolation("file", f"more than {MAX_ROWS} rows; split the file", status=413)
+        raise RuleViolation("file", f"more than {MAX_ROWS} rows; split the file")
     rows, bodies = _rows(upload, fields, grant)
     # Serialise imports into one event: two uploads of one file cannot both create a row.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('import:' || $1))", event_id)

@@ -6,125 +6,149 @@ import json
 
 import asyncpg
 
-from services.registration.domain import STATUS_AFTER
 from shared.access import projection as access
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
+    DECISIONS,
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     CoOrganiserAdded,
     CoOrganiserRemoved,
+    DecisionBase,
     OrganiserRegistered,
     PersonalDataErased,
     ProfileUpdated,
-    RegistrationApproved,
-    RegistrationRejected,
-    RegistrationWaitlisted,
-    RegistrationWithdrawn,
+    RegisteredBase,
     SideProgrammeItemAdded,
     SideProgrammeJoined,
 )
+from shared.dispatch import Projection
 
-_REGISTERED = tuple(REGISTERED_BY_TYPE.values())
-_DECISIONS = (
-    RegistrationApproved,
-    RegistrationRejected,
-    RegistrationWaitlisted,
-    RegistrationWithdrawn,
-)
+PROJECTION = Projection()
 
 
 async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
+    """Project one of registration's events, in the transaction that records it."""
     await access.apply(conn, event)
-    if isinstance(event, OrganiserRegistered):
-        await conn.execute(
-            "INSERT INTO organisers (organiser_id, name) VALUES ($1, $2)",
-            event.organiser_id,
-            event.name,
-        )
-    elif isinstance(event, BrokerageEventCreated):
-        await conn.execute(
-            "INSERT INTO brokerage_events (event_id, organiser_id, definition)"
-            " VALUES ($1, $2, $3::jsonb)",
-            event.event_id,
-            event.organiser_id,
-            event.model_dump_json(),
-        )
-    elif isinstance(event, _REGISTERED):
-        p = event.profile
-        await conn.execute(
-            "INSERT INTO registrations (registration_id, event_id, organisation_type, name,"
-            " country, sectors, attendance, status, profile)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8::jsonb)",
-            event.registration_id,
-            event.event_id,
-            p.organisation_type.value,
-            p.name,
-            p.country,
-            p.sectors,
-            p.attendance.value,
-            p.model_dump_json(),
-        )
-    elif isinstance(event, ProfileUpdated):
-        p = event.profile
-        await conn.execute(
-            "UPDATE registrations SET name = $2, country = $3, sectors = $4, attendance = $5,"
-            " profile = $6::jsonb, updated_at = now() WHERE registration_id = $1",
-            event.registration_id,
-            p.name,
-            p.country,
-            p.sectors,
-            p.attendance.value,
-            p.model_dump_json(),
-        )
-    elif isinstance(event, _DECISIONS):
-        await conn.execute(
-            "UPDATE registrations SET status = $2, status_reason = $3, updated_at = now()"
-            " WHERE registration_id = $1",
-            event.registration_id,
-            STATUS_AFTER[type(event)],
-            event.reason,
-        )
-    elif isinstance(event, PersonalDataErased):
-        await conn.execute(
-            "UPDATE registrations SET erased = true, updated_at = now() WHERE registration_id = $1",
-            event.registration_id,
-        )
-    elif isinstance(event, SideProgrammeItemAdded):
-        await conn.execute(
-            "INSERT INTO side_programme (item_id, event_id, title, kind, starts_at, ends_at,"
-            " capacity) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            event.item_id,
-            event.event_id,
-            event.title,
-            event.kind,
-            event.start,
-            event.end,
-            event.capacity,
-        )
-    elif isinstance(event, SideProgrammeJoined):
-        await conn.execute(
-            "UPDATE side_programme SET participants = array_append(participants, $2)"
-            " WHERE item_id = $1",
-            event.item_id,
-            event.registration_id,
-        )
+    await PROJECTION.apply(conn, event)
 
-    elif isinstance(event, CoOrganiserAdded):
-        await conn.execute(
-            "INSERT INTO co_organisers (co_organiser_id, event_id, office_id, name, email)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            event.co_organiser_id,
-            event.event_id,
-            event.office_id,
-            event.name,
-            event.email,
-        )
-    elif isinstance(event, CoOrganiserRemoved):
-        await conn.execute(
-            "UPDATE co_organisers SET removed_at = now() WHERE co_organiser_id = $1",
-            event.co_organiser_id,
-        )
+
+@PROJECTION.on(OrganiserRegistered)
+async def _organiser(conn: asyncpg.Connection, event: OrganiserRegistered) -> None:
+    await conn.execute(
+        "INSERT INTO organisers (organiser_id, name) VALUES ($1, $2)",
+        event.organiser_id,
+        event.name,
+    )
+
+
+@PROJECTION.on(BrokerageEventCreated)
+async def _event_created(conn: asyncpg.Connection, event: BrokerageEventCreated) -> None:
+    await conn.execute(
+        "INSERT INTO brokerage_events (event_id, organiser_id, definition)"
+        " VALUES ($1, $2, $3::jsonb)",
+        event.event_id,
+        event.organiser_id,
+        event.model_dump_json(),
+    )
+
+
+@PROJECTION.on(*REGISTERED_BY_TYPE.values())
+async def _registered(conn: asyncpg.Connection, event: RegisteredBase) -> None:
+    p = event.profile
+    await conn.execute(
+        "INSERT INTO registrations (registration_id, event_id, organisation_type, name,"
+        " country, sectors, attendance, status, profile)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8::jsonb)",
+        event.registration_id,
+        event.event_id,
+        p.organisation_type.value,
+        p.name,
+        p.country,
+        p.sectors,
+        p.attendance.value,
+        p.model_dump_json(),
+    )
+
+
+@PROJECTION.on(ProfileUpdated)
+async def _profile_updated(conn: asyncpg.Connection, event: ProfileUpdated) -> None:
+    p = event.profile
+    await conn.execute(
+        "UPDATE registrations SET name = $2, country = $3, sectors = $4, attendance = $5,"
+        " profile = $6::jsonb, updated_at = now() WHERE registration_id = $1",
+        event.registration_id,
+        p.name,
+        p.country,
+        p.sectors,
+        p.attendance.value,
+        p.model_dump_json(),
+    )
+
+
+@PROJECTION.on(*DECISIONS)
+async def _decided(conn: asyncpg.Connection, event: DecisionBase) -> None:
+    await conn.execute(
+        "UPDATE registrations SET status = $2, status_reason = $3, updated_at = now()"
+        " WHERE registration_id = $1",
+        event.registration_id,
+        event.status_after,
+        event.reason,
+    )
+
+
+@PROJECTION.on(PersonalDataErased)
+async def _erased(conn: asyncpg.Connection, event: PersonalDataErased) -> None:
+    await conn.execute(
+        "UPDATE registrations SET erased = true, updated_at = now() WHERE registration_id = $1",
+        event.registration_id,
+    )
+
+
+@PROJECTION.on(SideProgrammeItemAdded)
+async def _item_added(conn: asyncpg.Connection, event: SideProgrammeItemAdded) -> None:
+    await conn.execute(
+        "INSERT INTO side_programme (item_id, event_id, title, kind, starts_at, ends_at,"
+        " capacity) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        event.item_id,
+        event.event_id,
+        event.title,
+        event.kind,
+        event.start,
+        event.end,
+        event.capacity,
+    )
+
+
+@PROJECTION.on(SideProgrammeJoined)
+async def _item_joined(conn: asyncpg.Connection, event: SideProgrammeJoined) -> None:
+    await conn.execute(
+        "UPDATE side_programme SET participants = array_append(participants, $2)"
+        " WHERE item_id = $1",
+        event.item_id,
+        event.registration_id,
+    )
+
+
+@PROJECTION.on(CoOrganiserAdded)
+async def _co_organiser_added(conn: asyncpg.Connection, event: CoOrganiserAdded) -> None:
+    await conn.execute(
+        "INSERT INTO co_organisers (co_organiser_id, event_id, office_id, name, email)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        event.co_organiser_id,
+        event.event_id,
+        event.office_id,
+        event.name,
+        event.email,
+    )
+
+
+@PROJECTION.on(CoOrganiserRemoved)
+async def _co_organiser_removed(conn: asyncpg.Connection, event: CoOrganiserRemoved) -> None:
+    await conn.execute(
+        "UPDATE co_organisers SET removed_at = now() WHERE co_organiser_id = $1",
+        event.co_organiser_id,
+    )
 
 
 def profile_of(row: asyncpg.Record) -> dict[str, object]:

@@ -14,8 +14,7 @@ from services.registration import sheet_views, spreadsheet
 from services.registration.imports import ImportMode, import_registrations
 from shared.access.guard import AccessRouter, requires
 from shared.access.policy import Action
-from shared.api import Granted, IdempotencyKey, as_problem, run_command
-from shared.errors import NotFound
+from shared.api import Granted, IdempotencyKey, run_command
 from shared.runtime import runtime_of
 from shared.sheets import read_table, sheet_response
 
@@ -78,8 +77,5 @@ async def export_participants(
     grant: Granted,
 ) -> Response:
     async with runtime_of(request).pool.acquire() as conn:
-        try:
-            sheet = await sheet_views.participants(conn, grant, event_id)
-        except NotFound as exc:
-            raise as_problem(exc) from exc
+        sheet = await sheet_views.participants(conn, grant, event_id)
     return sheet_response([sheet], fmt, "participants")

@@ -9,10 +9,18 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from services.reporting import dashboard_projection, deadletters, live, projection, sheets
+from services.reporting import (
+    dashboard_projection,
+    deadletters,
+    history,
+    live,
+    projection,
+    sheets,
+)
 from services.reporting.api import router
 from services.reporting.dashboard_api import STATIC_PATH
 from services.reporting.dashboard_api import router as dashboard_router
+from services.reporting.history_api import router as history_router
 from shared.contracts import registry
 from shared.inbox import Subscription, combine
 from shared.runtime import ServiceRuntime, create_app
@@ -26,7 +34,9 @@ def build_app(settings: ReportingSettings | None = None) -> FastAPI:
     settings = settings or ReportingSettings()
     hub = live.DashboardHub()
     # Every projected event wakes its brokerage event's dashboards when its batch commits.
-    handlers = live.notifying(combine(projection.HANDLERS, dashboard_projection.HANDLERS))
+    handlers = live.notifying(
+        combine(projection.HANDLERS, dashboard_projection.HANDLERS, history.HANDLERS)
+    )
     runtime = ServiceRuntime(
         NAME,
         settings,
@@ -39,7 +49,7 @@ def build_app(settings: ReportingSettings | None = None) -> FastAPI:
         title="Reporting service",
         description="The read side: event reports, the organiser dashboard, attendance,"
         " feedback and outcomes.",
-        routers=[router, dashboard_router, sheets.router],
+        routers=[router, dashboard_router, history_router, sheets.router],
     )
     app.state.dashboard_hub = hub
     app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="dashboard-static")

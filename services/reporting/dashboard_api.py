@@ -163,6 +163,12 @@ async def dashboard_json(request: Request, event_id: str, token: Token = None) -
     "/api/events/{event_id}/dashboard/stream",
     summary="The dashboard, again after every change (Server-Sent Events)",
     response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "a stream that ends only when the client goes",
+        }
+    },
     openapi_extra=requires(Action.VIEW_REPORT, link=link_grant),
 )
 async def dashboard_stream(

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.reporting import invitations
+from services.reporting import history, invitations
 from services.reporting.live import notify
 from shared import eventstore
 from shared.access.policy import Grant, Principal
@@ -30,19 +30,14 @@ from shared.contracts.reporting import (
     OutcomeReported,
     Rating,
 )
-from shared.envelope import Envelope
-from shared.errors import Forbidden, NotFound, RuleViolation
+from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 
 
 async def _append(
     conn: asyncpg.Connection, stream: str, event: EventPayload, key: str, cid: str | None
 ) -> None:
-    version = await eventstore.current_version(conn, stream)
-    envelope = Envelope.wrap(event, key=key, subject=stream, correlation_id=cid)
-    try:
-        await eventstore.append(conn, stream, version, [envelope])
-    except eventstore.ConcurrencyConflict as exc:
-        raise RuleViolation("stream", "changed concurrently; try again", status=409) from exc
+    written = await eventstore.record(conn, stream, None, [event], key=key, correlation_id=cid)
+    await history.remember_all(conn, written)
     # Every command appends here: its event's dashboards update when the command commits.
     await notify(conn, key)
 
@@ -208,9 +203,7 @@ async def request_feedback_invitations(
     )
     held = invitations.held_and_ended(rows, datetime.now(UTC))
     if not held:
-        raise RuleViolation(
-            "meetings", "the event has no held meetings to rate (none has ended yet)", status=409
-        )
+        raise Conflict("meetings", "the event has no held meetings to rate (none has ended yet)")
     names = {
         r["registration_id"]: r["name"]
         for r in await conn.fetch(
@@ -225,9 +218,7 @@ async def request_feedback_invitations(
     }
     invited = invitations.invitations(held, names, rated, feedback_url)
     if not invited:
-        raise RuleViolation(
-            "meetings", "every held meeting has been rated by both of its sides", status=409
-        )
+        raise Conflict("meetings", "every held meeting has been rated by both of its sides")
     last = await conn.fetchval(
         "SELECT coalesce(max(round), 0) FROM feedback_rounds WHERE event_id = $1", event_id
     )

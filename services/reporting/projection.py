@@ -15,28 +15,18 @@ import asyncpg
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted, MeetingCancelled, MeetingRequested
 from shared.contracts.registration import (
+    DECISIONS,
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
     ProfileUpdated,
     RegisteredBase,
-    RegistrationApproved,
-    RegistrationRejected,
-    RegistrationWaitlisted,
-    RegistrationWithdrawn,
     SideProgrammeItemAdded,
     SideProgrammeJoined,
 )
 from shared.contracts.scheduling import SlotAssigned, SlotReleased
 from shared.envelope import Envelope
 from shared.inbox import Handler
-
-STATUS = {
-    RegistrationApproved: "approved",
-    RegistrationRejected: "rejected",
-    RegistrationWaitlisted: "waitlisted",
-    RegistrationWithdrawn: "withdrawn",
-}
 
 
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -89,7 +79,7 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
     await conn.execute(
         "UPDATE registrations SET status = $2 WHERE registration_id = $1",
         e.registration_id,
-        STATUS[type(e)],
+        e.status_after,
     )
 
 
@@ -182,7 +172,7 @@ HANDLERS: dict[str, Handler] = {
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
-    **{t.ce_type(): on_decision for t in STATUS},
+    **{t.ce_type(): on_decision for t in DECISIONS},
     MeetingRequested.ce_type(): on_requested,
     MeetingAccepted.ce_type(): on_accepted,
     MeetingCancelled.ce_type(): on_cancelled,

@@ -18,9 +18,8 @@ from pydantic import Field
 from services.scheduling import handlers, views
 from shared.access.guard import AccessRouter, requires
 from shared.access.policy import Action
-from shared.api import Caller, Granted, IdempotencyKey, as_problem, run_command
+from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
-from shared.errors import Forbidden, NotFound, RuleViolation
 from shared.runtime import runtime_of
 
 router = AccessRouter(prefix="/api", tags=["agenda"])
@@ -36,10 +35,7 @@ class ReoptimiseBody(RequestBody):
 
 async def _read(request: Request, query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     async with runtime_of(request).pool.acquire() as conn:
-        try:
-            return await query(conn)
-        except (RuleViolation, NotFound, Forbidden) as exc:
-            raise as_problem(exc) from exc
+        return await query(conn)
 
 
 # -- queries ---------------------------------------------------------------------------

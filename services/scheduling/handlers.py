@@ -37,7 +37,7 @@ from shared.contracts.registration import (
 from shared.contracts.scheduling import AgendaPublished, ReleaseReason, SlotAssigned
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
-from shared.errors import NotFound, RuleViolation
+from shared.errors import Conflict, NotFound
 from shared.inbox import Handler, combine
 
 LIVE = ("placed", "unscheduled")
@@ -163,18 +163,15 @@ async def emit(
     """Append to the event's agenda stream (under the event's lock: no conflict)."""
     if not events:
         return
-    stream = stream_of(event_id)
-    envelopes = [
-        Envelope.wrap(
-            e,
-            key=event_id,
-            subject=stream,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-        )
-        for e in events
-    ]
-    await eventstore.append(conn, stream, await eventstore.current_version(conn, stream), envelopes)
+    await eventstore.record(
+        conn,
+        stream_of(event_id),
+        None,
+        events,
+        key=event_id,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+    )
 
 
 async def place_one(conn: asyncpg.Connection, grid: EventGrid, meeting_id: str) -> EventPayload:
@@ -360,9 +357,7 @@ async def organised_event(
 
 def _published(grid: EventGrid, what: str) -> None:
     if grid.published:
-        raise RuleViolation(
-            "event_id", f"the agenda is published: {what} is no longer possible", status=409
-        )
+        raise Conflict("event_id", f"the agenda is published: {what} is no longer possible")
 
 
 async def reoptimise(
@@ -412,7 +407,7 @@ async def set_locked(
     if meeting is None or (await meeting_event(conn, meeting_id)) != event_id:
         raise NotFound("meeting", meeting_id)
     if locked and meeting.status != "placed":
-        raise RuleViolation("meeting_id", f"the meeting is {meeting.status}, not placed", 409)
+        raise Conflict("meeting_id", f"the meeting is {meeting.status}, not placed")
     await conn.execute(
         "UPDATE meetings SET locked = $2, updated_at = now() WHERE meeting_id = $1",
         meeting_id,

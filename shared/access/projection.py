@@ -9,35 +9,25 @@ transaction; the other services combine `HANDLERS` into their subscription to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import asyncpg
 
 from shared.access.policy import RegistrationStatus, Role
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
+    DECISIONS,
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     CoOrganiserAdded,
     CoOrganiserRemoved,
+    DecisionBase,
     OrganiserRegistered,
     ParticipantAssignedToSupportOffice,
     ProfileUpdated,
     RegisteredBase,
-    RegistrationApproved,
-    RegistrationRejected,
-    RegistrationWaitlisted,
-    RegistrationWithdrawn,
 )
+from shared.dispatch import Projection
 from shared.envelope import Envelope
 from shared.inbox import Handler
-
-STATUS_AFTER: Mapping[type[EventPayload], RegistrationStatus] = {
-    RegistrationApproved: RegistrationStatus.APPROVED,
-    RegistrationRejected: RegistrationStatus.REJECTED,
-    RegistrationWaitlisted: RegistrationStatus.WAITLISTED,
-    RegistrationWithdrawn: RegistrationStatus.WITHDRAWN,
-}
 
 
 async def record_key(conn: asyncpg.Connection, key_digest: str, role: Role, subject: str) -> None:
@@ -83,11 +73,11 @@ async def _profile_updated(conn: asyncpg.Connection, e: ProfileUpdated) -> None:
     )
 
 
-async def _decided(conn: asyncpg.Connection, e: EventPayload) -> None:
+async def _decided(conn: asyncpg.Connection, e: DecisionBase) -> None:
     await conn.execute(
         "UPDATE access_registrations SET status = $2 WHERE registration_id = $1",
-        e.registration_id,  # type: ignore[attr-defined]
-        STATUS_AFTER[type(e)].value,
+        e.registration_id,
+        RegistrationStatus(e.status_after).value,
     )
 
 
@@ -122,38 +112,20 @@ async def _co_organiser_removed(conn: asyncpg.Connection, e: CoOrganiserRemoved)
     )
 
 
-async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
-    """Project one of registration's events into the access tables (others are ignored)."""
-    if isinstance(event, OrganiserRegistered):
-        await _organiser_registered(conn, event)
-    elif isinstance(event, BrokerageEventCreated):
-        await _event_created(conn, event)
-    elif isinstance(event, RegisteredBase):
-        await _registered(conn, event)
-    elif type(event) in STATUS_AFTER:
-        await _decided(conn, event)
-    elif isinstance(event, ProfileUpdated):
-        await _profile_updated(conn, event)
-    elif isinstance(event, ParticipantAssignedToSupportOffice):
-        await _assigned(conn, event)
-    elif isinstance(event, CoOrganiserAdded):
-        await _co_organiser_added(conn, event)
-    elif isinstance(event, CoOrganiserRemoved):
-        await _co_organiser_removed(conn, event)
+PROJECTION = Projection()
+PROJECTION.on(OrganiserRegistered)(_organiser_registered)
+PROJECTION.on(BrokerageEventCreated)(_event_created)
+PROJECTION.on(*REGISTERED_BY_TYPE.values())(_registered)
+PROJECTION.on(*DECISIONS)(_decided)
+PROJECTION.on(ParticipantAssignedToSupportOffice)(_assigned)
+PROJECTION.on(ProfileUpdated)(_profile_updated)
+PROJECTION.on(CoOrganiserAdded)(_co_organiser_added)
+PROJECTION.on(CoOrganiserRemoved)(_co_organiser_removed)
+apply = PROJECTION.apply  # one of registration's events (others are ignored)
 
 
 async def _handle(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
     await apply(conn, event)
 
 
-_PROJECTED: list[type[EventPayload]] = [
-    OrganiserRegistered,
-    BrokerageEventCreated,
-    *REGISTERED_BY_TYPE.values(),
-    *STATUS_AFTER,
-    ParticipantAssignedToSupportOffice,
-    ProfileUpdated,
-    CoOrganiserAdded,
-    CoOrganiserRemoved,
-]
-HANDLERS: dict[str, Handler] = {t.ce_type(): _handle for t in _PROJECTED}
+HANDLERS: dict[str, Handler] = {t.ce_type(): _handle for t in PROJECTION.types}

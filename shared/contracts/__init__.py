@@ -1,13 +1,14 @@
 """Event payload schemas shared between services (contracts only, no rules)."""
 
 from shared.contracts.base import EventPayload
-from shared.contracts.matching import MATCHING_EVENTS
+from shared.contracts.matching import MATCHING_EVENTS, MATCHING_UPCASTERS
 from shared.contracts.notification import NOTIFICATION_EVENTS
 from shared.contracts.registration import REGISTRATION_EVENTS
-from shared.contracts.registry import PayloadRegistry
+from shared.contracts.registry import PayloadRegistry, Upcaster
 from shared.contracts.reporting import REPORTING_EVENTS
 from shared.contracts.scheduling import SCHEDULING_EVENTS
 
+# The current version of every event type.
 ALL_EVENTS: list[type[EventPayload]] = [
     *REGISTRATION_EVENTS,
     *MATCHING_EVENTS,
@@ -16,9 +17,18 @@ ALL_EVENTS: list[type[EventPayload]] = [
     *REPORTING_EVENTS,
 ]
 
+# Superseded versions, still in streams and topics: read as the current one.
+UPCASTERS: list[tuple[type[EventPayload], type[EventPayload], Upcaster]] = [
+    *MATCHING_UPCASTERS,
+]
+SUPERSEDED: list[type[EventPayload]] = [old for old, _, _ in UPCASTERS]
+
 
 def registry() -> PayloadRegistry:
-    return PayloadRegistry(ALL_EVENTS)
+    payloads = PayloadRegistry(ALL_EVENTS)
+    for old, new, upcast in UPCASTERS:
+        payloads.register_upcaster(old.ce_type(), new.ce_type(), upcast)
+    return payloads
 
 
-__all__ = ["ALL_EVENTS", "EventPayload", "PayloadRegistry", "registry"]
+__all__ = ["ALL_EVENTS", "SUPERSEDED", "UPCASTERS", "EventPayload", "PayloadRegistry", "registry"]

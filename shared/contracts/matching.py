@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import Attendance, MeetingType, OrganisationType
+from shared.contracts.registry import Upcaster
 
 
 class MeetingMode(StrEnum):
@@ -53,13 +54,39 @@ class _MatchingEvent(EventPayload):
     recipient_id: str
 
 
-class MeetingRequested(_MatchingEvent):
-    """A participant asks another for a meeting; it expires unanswered at `expires_at`."""
+class RequestMessage(BaseModel):
+    """What the requester writes, and the language it proposes for the meeting."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    text: str
+    language: str | None = None  # ISO 639-1, e.g. "de"; None: no preference
+
+
+class MeetingRequestedV1(_MatchingEvent):
+    """Version 1, superseded (read through `upcast_meeting_requested_v1`): the message was
+    plain text, with no language."""
 
     event_name: ClassVar[str] = "MeetingRequested"
     meeting_type: MeetingType
     message: str | None = None
     expires_at: datetime
+
+
+class MeetingRequested(_MatchingEvent):
+    """A participant asks another for a meeting; it expires unanswered at `expires_at`.
+
+    Version 2: the message carries the language the requester proposes for the meeting."""
+
+    event_name: ClassVar[str] = "MeetingRequested"
+    event_version: ClassVar[int] = 2
+    meeting_type: MeetingType
+    message: RequestMessage | None = None
+    expires_at: datetime
+
+
+def upcast_meeting_requested_v1(data: dict[str, Any]) -> dict[str, Any]:
+    text = data.get("message")
+    return {**data, "message": None if text is None else {"text": text, "language": None}}
 
 
 class MeetingAccepted(_MatchingEvent):
@@ -103,6 +130,11 @@ class MeetingRequestExpired(_MatchingEvent):
     event_name: ClassVar[str] = "MeetingRequestExpired"
     expired_at: datetime
 
+
+# Old versions still found in streams and topics: (old model, new model, upcaster).
+MATCHING_UPCASTERS: list[tuple[type[EventPayload], type[EventPayload], Upcaster]] = [
+    (MeetingRequestedV1, MeetingRequested, upcast_meeting_requested_v1),
+]
 
 MATCHING_EVENTS: list[type[EventPayload]] = [
     MeetingRequested,

@@ -163,6 +163,10 @@ class ProfileUpdated(_RegistrationEvent):
 
 
 class DecisionBase(_RegistrationEvent):
+    """A decision on a registration; `status_after` is the status it records (the
+    event's meaning, so that every consumer reads it the same way)."""
+
+    status_after: ClassVar[str]
     registration_id: str
     event_id: str
     reason: str | None = None
@@ -170,18 +174,30 @@ class DecisionBase(_RegistrationEvent):
 
 class RegistrationApproved(DecisionBase):
     event_name: ClassVar[str] = "RegistrationApproved"
+    status_after: ClassVar[str] = "approved"
 
 
 class RegistrationRejected(DecisionBase):
     event_name: ClassVar[str] = "RegistrationRejected"
+    status_after: ClassVar[str] = "rejected"
 
 
 class RegistrationWaitlisted(DecisionBase):
     event_name: ClassVar[str] = "RegistrationWaitlisted"
+    status_after: ClassVar[str] = "waitlisted"
 
 
 class RegistrationWithdrawn(DecisionBase):
     event_name: ClassVar[str] = "RegistrationWithdrawn"
+    status_after: ClassVar[str] = "withdrawn"
+
+
+DECISIONS: list[type[DecisionBase]] = [
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationWaitlisted,
+    RegistrationWithdrawn,
+]
 
 
 class PersonalDataErased(_RegistrationEvent):

@@ -31,6 +31,12 @@ class PayloadRegistry:
     def knows(self, ce_type: str) -> bool:
         return ce_type in self._models or ce_type in self._upcasters
 
+    def current_type(self, ce_type: str) -> str:
+        """The type an event of `ce_type` is read as: the newest version it upcasts to."""
+        while ce_type in self._upcasters:
+            ce_type = self._upcasters[ce_type][0]
+        return ce_type
+
     def models(self) -> list[type[EventPayload]]:
         return list(self._models.values())
 

@@ -5,8 +5,11 @@ their HTTP APIs by `scripts/replay_hannover.py`; the report must give the seed's
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -217,3 +220,52 @@ async def _check_support_offices(platform: Urls, done: Replay) -> None:
             assert board["totals"]["meetings_held"] == lines[office_id]["meetings_held"]
             assert board["feedback"]["responses"] == lines[office_id]["feedback_responses"]
             assert board["outcomes"]["agreements"] == lines[office_id]["agreements"]
+
+        await _check_history(http, done)
+
+
+async def _check_history(http: httpx.AsyncClient, done: Replay) -> None:
+    """The event's history reads back the replay: who did what, oldest first, paged; a
+    participant's own history; the agenda as it stood before any meeting was placed."""
+    lead = {"X-API-Key": done.organiser_key}
+    url = f"/api/events/{done.event_id}/history"
+    entries: list[dict[str, Any]] = []
+    cursor: str | None = "0"
+    while cursor is not None:
+        page = await http.get(url, params={"after": cursor, "limit": 500}, headers=lead)
+        assert page.status_code == 200, page.text
+        entries += page.json()["entries"]
+        cursor = page.json()["next_cursor"]
+    kinds = Counter(e["type"].split(".")[-2] for e in entries)
+    assert kinds["RegistrationApproved"] >= 25 and kinds["MeetingAccepted"] >= 63
+    approvals = [e for e in entries if e["type"].endswith(".RegistrationApproved.v1")]
+    assert all(e["actor"] and e["actor"].startswith("organiser:") for e in approvals)
+    assert all(e["correlation_id"] for e in approvals)
+    # A placement is caused by the acceptance: it carries the accepting participant.
+    placed = [e for e in entries if e["type"].endswith(".SlotAssigned.v1")]
+    assert placed and all(e["actor"] for e in placed)
+    # The other history: one participant's, through its own key; nobody else's.
+    rid = done.clusters[0]
+    own = await http.get(f"/api/registrations/{rid}/history", headers={"X-API-Key": done.keys[rid]})
+    assert own.status_code == 200
+    assert own.json()["entries"] and all(rid in e["registrations"] for e in own.json()["entries"])
+    other = done.clusters[1]
+    refused = await http.get(
+        f"/api/registrations/{other}/history", headers={"X-API-Key": done.keys[rid]}
+    )
+    assert refused.status_code == 403
+    assert (await http.get(url)).status_code == 401
+    # The agenda now, and before the first placement: from the events alone.
+    first = min(datetime.fromisoformat(e["occurred_at"]) for e in placed)
+    now = await http.get(
+        f"/api/events/{done.event_id}/agenda-at",
+        params={"at": datetime.now(UTC).isoformat()},
+        headers=lead,
+    )
+    assert len(now.json()["meetings"]) == 63
+    before = await http.get(
+        f"/api/events/{done.event_id}/agenda-at",
+        params={"at": (first - timedelta(microseconds=1)).isoformat()},
+        headers=lead,
+    )
+    assert before.json()["meetings"] == []

@@ -299,7 +299,7 @@ async def test_an_accepted_request_reaches_kafka_with_its_trace_and_opens_contac
             record = await tail.find(accepted)
             requested = await tail.find(
                 lambda rec: (
-                    headers_of(rec).get("ce_type") == f"{CE}.MeetingRequested.v1"
+                    headers_of(rec).get("ce_type") == f"{CE}.MeetingRequested.v2"
                     and headers_of(rec).get("ce_subject") == f"meeting-request-{request_id}"
                 )
             )
