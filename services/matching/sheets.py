@@ -15,7 +15,7 @@ from shared.access.guard import AccessRouter, Granted, requires
 from shared.access.policy import Action, Grant, Scope
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
-from shared.sheets import Cell, Sheet, local_time, sheet_response
+from shared.sheets import Cell, Sheet, documented, local_time, sheet_response
 
 router = AccessRouter(prefix="/api", tags=["spreadsheets"])
 
@@ -80,6 +80,8 @@ async def requests_sheet(conn: asyncpg.Connection, grant: Grant, event_id: str) 
 
 @router.get(
     "/events/{event_id}/meeting-requests/export.{fmt}",
+    response_class=Response,
+    responses=documented("csv", "xlsx"),
     summary="Meeting requests and their states as CSV or XLSX (its organisers; a co-organiser"
     " those of its office's participants, a participant its own)",
     openapi_extra=requires(Action.VIEW_ACTIVITY),

@@ -16,7 +16,7 @@ from shared.access.guard import AccessRouter, requires
 from shared.access.policy import Action
 from shared.api import Granted, IdempotencyKey, run_command
 from shared.runtime import runtime_of
-from shared.sheets import read_table, sheet_response
+from shared.sheets import documented, read_table, sheet_response
 
 router = AccessRouter(prefix="/api", tags=["spreadsheets"])
 
@@ -55,6 +55,8 @@ async def import_file(
 
 @router.get(
     "/events/{event_id}/registrations/import-template.{fmt}",
+    response_class=Response,
+    responses=documented("csv", "xlsx"),
     summary="The import template (CSV, or XLSX with a sheet explaining the columns)",
     openapi_extra=requires(Action.VIEW_PUBLIC),
 )
@@ -66,6 +68,8 @@ async def import_template(event_id: str, fmt: Format) -> Response:
 
 @router.get(
     "/events/{event_id}/registrations/export.{fmt}",
+    response_class=Response,
+    responses=documented("csv", "xlsx"),
     summary="The participants as CSV or XLSX, with their contact details (its organisers; a"
     " co-organiser its office's, a participant itself)",
     openapi_extra=requires(Action.VIEW_ACTIVITY),

@@ -15,7 +15,7 @@ from shared.access.guard import AccessRouter, Granted, requires
 from shared.access.policy import Action, Grant, Scope
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
-from shared.sheets import Cell, Sheet, sheet_response
+from shared.sheets import Cell, Sheet, documented, sheet_response
 
 router = AccessRouter(tags=["spreadsheets"])
 
@@ -114,6 +114,8 @@ async def build(request: Request, grant: Grant, event_id: str) -> list[Sheet]:
 
 @router.get(
     "/api/events/{event_id}/report.{fmt}",
+    response_class=Response,
+    responses=documented("csv", "xlsx"),
     summary="The report's figures as CSV or XLSX, with breakdowns by country, organisation"
     " type, sector and support office (organisers; a co-organiser its office's)",
     openapi_extra=requires(Action.VIEW_REPORT),

@@ -13,7 +13,7 @@ from services.scheduling.api import _read
 from shared.access.guard import AccessRouter, Granted, requires
 from shared.access.policy import Action
 from shared.printable import to_pdf
-from shared.sheets import PDF, download, sheet_response
+from shared.sheets import PDF, documented, download, sheet_response
 
 router = AccessRouter(prefix="/api", tags=["spreadsheets"])
 
@@ -22,6 +22,8 @@ Printable = Literal["csv", "xlsx", "pdf"]
 
 @router.get(
     "/events/{event_id}/agendas.{fmt}",
+    response_class=Response,
+    responses=documented("csv", "xlsx", "pdf"),
     summary="Each participant's agenda, one sheet (or PDF page) each, times in the event's"
     " zone (its organisers; a co-organiser its office's participants, a participant its own)",
     openapi_extra=requires(Action.VIEW_ACTIVITY),
@@ -38,6 +40,8 @@ async def agendas(request: Request, event_id: str, fmt: Printable, grant: Grante
 
 @router.get(
     "/events/{event_id}/table-plan.{fmt}",
+    response_class=Response,
+    responses=documented("csv", "xlsx", "pdf"),
     summary="The table plan for the help desk, one sheet (or PDF page) per session: who meets"
     " at which table when (its organisers; a co-organiser its office's meetings)",
     openapi_extra=requires(Action.VIEW_ACTIVITY),
@@ -53,6 +57,8 @@ async def table_plan(request: Request, event_id: str, fmt: Printable, grant: Gra
 
 @router.get(
     "/events/{event_id}/unscheduled.{fmt}",
+    response_class=Response,
+    responses=documented("csv", "xlsx"),
     summary="Meetings left unscheduled, with the reasons (CSV or XLSX)",
     openapi_extra=requires(Action.VIEW_ACTIVITY),
 )
