@@ -208,6 +208,7 @@ def path_values(world: World) -> dict[str, str]:
         "item_id": world.item_id,
         "co_organiser_id": world.co_organiser_north_id,
         "token": uuid.uuid4().hex,  # a signed link nobody issued
+        "fmt": "xlsx",  # exports: one of their formats
     }
 
 
