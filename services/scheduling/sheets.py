@@ -18,7 +18,7 @@ from shared.sheets import Cell, Sheet
 
 async def _names(conn: asyncpg.Connection, event_id: str) -> dict[str, str]:
     rows = await conn.fetch(
-        "SELECT registration_id, coalesce(name, registration_id) AS name"
+        "SELECT registration_id, coalesce(organisation_name, registration_id) AS name"
         " FROM access_registrations WHERE event_id = $1",
         event_id,
     )

@@ -56,7 +56,8 @@ async def _event_created(conn: asyncpg.Connection, e: BrokerageEventCreated) -> 
 
 async def _registered(conn: asyncpg.Connection, e: RegisteredBase) -> None:
     await conn.execute(
-        "INSERT INTO access_registrations (registration_id, event_id, name) VALUES ($1, $2, $3)"
+        "INSERT INTO access_registrations (registration_id, event_id, organisation_name)"
+        " VALUES ($1, $2, $3)"
         " ON CONFLICT (registration_id) DO NOTHING",
         e.registration_id,
         e.event_id,
@@ -67,7 +68,7 @@ async def _registered(conn: asyncpg.Connection, e: RegisteredBase) -> None:
 
 async def _profile_updated(conn: asyncpg.Connection, e: ProfileUpdated) -> None:
     await conn.execute(
-        "UPDATE access_registrations SET name = $2 WHERE registration_id = $1",
+        "UPDATE access_registrations SET organisation_name = $2 WHERE registration_id = $1",
         e.registration_id,
         e.profile.name,
     )
