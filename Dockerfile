@@ -37,6 +37,6 @@ ENV PATH=/app/.venv/bin:$PATH \
 
 USER app
 
-EXPOSE 8000 8001 8002 8003 8004
+EXPOSE 8000 8001 8002 8003 8004 8005
 
 CMD ["python", "-m", "services.registration"]

@@ -5,14 +5,19 @@
 SHELL := /bin/bash
 UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
+# uv trusts the system's certificate store (as apt, pip and Maven do), so that a
+# proxy's authority added there (update-ca-certificates) is trusted too.
+export UV_SYSTEM_CERTS := 1
 
-.PHONY: venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import lint asyncapi browser
+.PHONY: axe venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import lint asyncapi browser
 
-# .venv from uv.lock, with the system python3 (uv never downloads a Python).
+# .venv from uv.lock, with the python3 found on PATH (uv never downloads a Python).
+# uv $(UV_VERSION) itself comes from PATH or from a private venv (deploy/local/uv.sh),
+# since Debian's Python refuses `pip3 install` (PEP 668).
 venv:
-	@command -v uv >/dev/null 2>&1 || pip3 install -q uv==$(UV_VERSION)
-	@hash -r; UV="$$(command -v uv || echo python3 -m uv)"; \
-	  $$UV sync --frozen --python python3
+	@UV="$$(bash deploy/local/uv.sh $(UV_VERSION))" && \
+	  PYTHON="$$(python3 -c 'import sys; print(sys.executable)')" && \
+	  "$$UV" sync --frozen --python "$$PYTHON"
 
 # Start Kafka and PostgreSQL, create the databases and topics (idempotent).
 infra-up:
@@ -43,18 +48,27 @@ status:
 # leaves its exports (CSV, XLSX, PDF) in var/exports/ and the platform running.
 demo: up
 	@.venv/bin/python -m scripts.replay_hannover
+	@echo "Web portal (events, registration, agendas): http://127.0.0.1:$${PORTAL_PORT:-8005}/"
 
 # Unit, contract and integration tests; integration tests use the real Kafka and
 # PostgreSQL that infra-up starts (they fail, not skip, when those are missing).
-test: venv infra-up browser
-	@.venv/bin/python -m pytest -p no:cacheprovider
+test: venv infra-up browser axe
+	@.venv/bin/python -m pytest -p no:cacheprovider -rs
 
 test-unit: venv
 	@.venv/bin/python -m pytest -p no:cacheprovider tests/unit
 
-# Debian's chromium for the dashboard's browser test (Playwright drives /usr/bin/chromium).
+# Debian's chromium for the dashboard's browser test (Playwright drives /usr/bin/chromium);
+# without root or sudo it installs nothing and the test skips, saying why (-rs shows it).
 browser:
 	@bash deploy/local/browser.sh
+
+# axe-core (npm) for the portal's accessibility check in the browser test, under var/axe
+# (not committed); the test skips the check when it is missing.
+axe:
+	@test -f var/axe/node_modules/axe-core/axe.min.js || npm install --no-save --no-audit \
+	  --no-fund --prefix var/axe axe-core@4.14.1 >/dev/null 2>&1 \
+	  || echo "axe-core not installed (npm failed): the portal test skips its accessibility check"
 
 # Throughput and latency of the backbone on the local stack (figures in var/bench/).
 bench: venv infra-up

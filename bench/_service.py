@@ -11,8 +11,14 @@ change is the topic name: `shared.outbox.topic_of` maps `registration.events`
 to the bench topic, and matching's subscription reads that topic instead.
 Everything else (settings, runtime, relay, inbox, handlers) is the shipped code.
 
+Measurement (matching only):
+  BENCH_COMMITS_FILE         after each batch's transaction has committed, append
+                             "<message id>\t<unix time>" per event of the batch: when
+                             the event's handler work became visible (the end of the
+                             bench's end-to-end latency). One write per batch.
+
 What-if knobs for experiments (unset: the shipped behaviour):
-  BENCH_PRODUCER_LINGER_MS   linger.ms of the runtime's producer (shipped: 5)
+  BENCH_PRODUCER_LINGER_MS   linger.ms of the runtime's producer (shipped: 0)
   BENCH_PROFILE_FILE         cProfile the process, stats written on SIGTERM
 """
 
@@ -20,9 +26,37 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
+from aiokafka import ConsumerRecord
+
+from shared.inbox import InboxConsumer
+
 SHARED_TOPIC = "registration.events"
+
+
+def message_id(record: ConsumerRecord[bytes, bytes]) -> str:
+    """The inbox's id of a record (`source#id` of its CloudEvents headers)."""
+    headers = {name: value.decode() for name, value in record.headers}
+    return f"{headers.get('ce_source')}#{headers.get('ce_id')}"
+
+
+def stamping_consumer(path: str) -> type[InboxConsumer]:
+    """The shipped `InboxConsumer`, writing each batch's commit time to `path` after it."""
+
+    class CommitStampingConsumer(InboxConsumer):
+        async def process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+            await super().process(records)  # returns once the transaction has committed
+            committed = time.time()
+            lines = "".join(f"{message_id(r)}\t{committed:.6f}\n" for r in records)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, lines.encode())
+            finally:
+                os.close(fd)
+
+    return CommitStampingConsumer
 
 
 def main() -> None:
@@ -72,6 +106,11 @@ def main() -> None:
             return shipped_subscription(renamed, *args, **kwargs)
 
         bootstrap.Subscription = subscription
+        commits = os.environ.get("BENCH_COMMITS_FILE")
+        if commits:
+            from shared import runtime
+
+            setattr(runtime, "InboxConsumer", stamping_consumer(commits))  # noqa: B010
     profile = os.environ.get("BENCH_PROFILE_FILE")
     if not profile:
         bootstrap.main()

@@ -16,6 +16,7 @@ from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 
+from shared import logs
 from shared.access.guard import Caller, Granted, MaybeCaller
 from shared.access.policy import Principal
 from shared.envelope import ACTOR
@@ -74,4 +75,5 @@ def correlation_of(request: Request) -> str:
     correlation_id = given or (format(context.trace_id, "032x") if context.is_valid else None)
     correlation_id = correlation_id or str(uuid.uuid4())
     span.set_attribute("correlation.id", correlation_id)
+    logs.set_correlation(correlation_id)  # the request's later log lines carry it
     return correlation_id

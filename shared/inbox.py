@@ -17,8 +17,8 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -27,7 +27,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind
 
-from shared import metrics
+from shared import logs, metrics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import ACTOR, Envelope, MalformedEnvelope
@@ -313,27 +313,34 @@ class InboxConsumer:
             metrics.EVENTS_PROCESSED.labels(self.name, message.record.topic, envelope.type).inc()
         await flush()
 
-    def _span(self, message: _Message, envelope: Envelope) -> AbstractContextManager[Span]:
+    @contextmanager
+    def _span(self, message: _Message, envelope: Envelope) -> Iterator[Span]:
+        """The event's `process <topic>` span, continuing the trace the event carries;
+        log lines inside carry the event's correlation id (`shared.logs`)."""
         parent = propagate.extract(
             {"traceparent": envelope.traceparent or "", "tracestate": envelope.tracestate or ""}
         )
         r = message.record
-        return tracer.start_as_current_span(
-            f"process {r.topic}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": r.topic,
-                "messaging.destination.partition.id": str(r.partition),
-                "messaging.kafka.offset": r.offset,
-                "messaging.consumer.group.name": self.name,
-                "messaging.message.id": envelope.id,
-                "cloudevents.event_type": envelope.type,
-                **conversation(envelope),
-            },
-        )
+        with (
+            tracer.start_as_current_span(
+                f"process {r.topic}",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": r.topic,
+                    "messaging.destination.partition.id": str(r.partition),
+                    "messaging.kafka.offset": r.offset,
+                    "messaging.consumer.group.name": self.name,
+                    "messaging.message.id": envelope.id,
+                    "cloudevents.event_type": envelope.type,
+                    **conversation(envelope),
+                },
+            ) as span,
+            logs.correlation(envelope.correlation_id),
+        ):
+            yield span
 
     async def _apply(self, conn: asyncpg.Connection, message: _Message) -> None:
         if message.envelope is None:

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared import problems, telemetry
+from shared import logs, problems, telemetry
 from shared.access import projection as access_projection
 from shared.db import create_pool, migrate
 from shared.inbox import InboxConsumer, Subscription, combine
@@ -194,6 +194,7 @@ def create_app(
             await runtime.stop()
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.service_name = runtime.name
     problems.install(app)
     app.include_router(ops_router(runtime))
     for router in routers:
@@ -208,5 +209,11 @@ def runtime_of(request: Request) -> ServiceRuntime:
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    """Run the app with uvicorn, every log line as JSON with its ids (`shared.logs`)."""
+    logs.configure(service_of(app))
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, log_config=None)
+
+
+def service_of(app: FastAPI) -> str:
+    """The service's name, for its log lines (`create_app` records it)."""
+    return str(getattr(app.state, "service_name", app.title))

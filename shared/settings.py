@@ -107,6 +107,32 @@ class ReportingSettings(PlatformSettings):
         default="local-dashboard-link-secret",
         description="Signs the organiser's dashboard links (set a secret one in production).",
     )
+    # The web portal's public URL: when set, feedback invitations link to its rating page
+    # (one click, after signing in) instead of the API address.
+    portal_public_url: str = ""
+
+
+class PortalSettings(BaseSettings):
+    """The web portal (services/portal): no database, no broker; it calls the services'
+    public HTTP APIs. Not in SERVICE_PORTS: it is a front end, not a backbone service."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    service_host: str = "127.0.0.1"
+    portal_port: int = 8005
+    registration_url: str = "http://127.0.0.1:8001"
+    matching_url: str = "http://127.0.0.1:8002"
+    scheduling_url: str = "http://127.0.0.1:8003"
+    notification_url: str = "http://127.0.0.1:8004"
+    reporting_url: str = "http://127.0.0.1:8000"
+    # Where browsers reach reporting (dashboard and report links); empty: reporting_url.
+    reporting_public_url: str = ""
+    portal_session_secret: str = Field(
+        default="local-portal-session-secret",
+        description="Encrypts and signs the portal's session cookie, which holds the API key"
+        " (set a secret one in production).",
+    )
+    portal_secure_cookies: bool = False  # set behind HTTPS
 
 
 SETTINGS_BY_SERVICE: dict[str, type[PlatformSettings]] = {

@@ -1,11 +1,14 @@
 """Print one trace from the local span file as a tree.
 
     python -m shared.traces TRACE_ID|EVENT_ID|CORRELATION_ID [--file var/telemetry/spans.jsonl]
+                            [--logs var/log/*.log]
 
 An event id (CloudEvents id) finds the trace whose publish or process spans
 carry it as `messaging.message.id`; a correlation id (a command's
 `X-Correlation-Id`, by default its trace id) the traces whose request or
-messages carry it.
+messages carry it. With `--logs`, the services' JSON log lines (`shared.logs`) of
+those traces, or carrying that correlation id, follow the tree; a log line's
+`trace_id` or `correlation_id` is in turn a key for this command.
 """
 
 from __future__ import annotations
@@ -55,17 +58,52 @@ def render(spans: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def log_lines(paths: list[Path], trace_ids: set[str], key: str) -> list[dict[str, Any]]:
+    """The JSON log lines in `paths` logged in one of `trace_ids` or under correlation `key`,
+    oldest first (lines that are not JSON, e.g. a crash's output, are skipped)."""
+    found: list[dict[str, Any]] = []
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("trace_id") in trace_ids or record.get("correlation_id") == key:
+                found.append(record)
+    return sorted(found, key=lambda r: str(r.get("time", "")))
+
+
+def render_logs(records: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"{r.get('time')} {r.get('service')} {r.get('level')} {r.get('logger')}:"
+        f" {r.get('message')} (span {r.get('span_id')})"
+        for r in records
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("key", help="a trace id, an event id or a correlation id")
     parser.add_argument("--file", default=PlatformSettings().telemetry_jsonl_path)
+    parser.add_argument(
+        "--logs", nargs="*", type=Path, default=[], help="service logs (e.g. var/log/*.log)"
+    )
     args = parser.parse_args()
-    spans = find_trace(load(Path(args.file)), args.key)
-    if not spans:
+    path = Path(args.file)
+    spans = find_trace(load(path), args.key) if path.exists() else []
+    if spans:
+        print(render(spans))
+    else:
         print(f"no trace for {args.key} in {args.file}", file=sys.stderr)
-        return 1
-    print(render(spans))
-    return 0
+    records: list[dict[str, Any]] = []
+    if args.logs:  # also without spans (not exported): the key may be a trace id
+        records = log_lines(args.logs, {s["trace_id"] for s in spans} | {args.key}, args.key)
+        print(f"\n{len(records)} log lines")
+        if records:
+            print(render_logs(records))
+    return 0 if spans or records else 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@
 #   - PostgreSQL (Debian's package, 15 or newer) on localhost:5432, its own
 #     cluster, user postgres / password postgres over TCP;
 #   - the service databases and the Kafka topics (with their `.dlq` topics).
+# The ports are read from KAFKA_BOOTSTRAP_SERVERS and DATABASE_ADMIN_URL (below);
+# deploy/local/ports.env sets every port of a second platform at once.
 #
 # Usage: deploy/local/infra.sh up|down|status
 #   up      provision what is missing, start what is stopped, create databases
@@ -23,14 +25,17 @@
 #   maven-repo/                          Maven's local repository
 #
 # Environment (kept simple on purpose):
-#   KAFKA_BOOTSTRAP_SERVERS  unset or localhost:9092 / 127.0.0.1:9092: run the
-#       local broker. Anything else is an existing Kafka: nothing is started,
-#       the topics are still created there.
+#   KAFKA_BOOTSTRAP_SERVERS  unset (localhost:9092) or localhost:PORT /
+#       127.0.0.1:PORT: run the local broker on PORT (or reuse whatever Kafka
+#       already listens there). Anything else is an existing Kafka: nothing is
+#       started, the topics are still created there.
+#   KAFKA_CONTROLLER_PORT  the local broker's KRaft controller (default PORT + 1).
 #   DATABASE_ADMIN_URL  a superuser URL used to create the databases (default
-#       postgresql://postgres:postgres@localhost:5432/postgres). If it, or any of
-#       REGISTRATION_/MATCHING_/SCHEDULING_/NOTIFICATION_DATABASE_URL, names a
-#       server other than localhost:5432, no local PostgreSQL is provisioned or
-#       started; the databases are then created only if DATABASE_ADMIN_URL is set.
+#       postgresql://postgres:postgres@localhost:5432/postgres); on localhost, its
+#       port is the local server's. If it, or any of REGISTRATION_/MATCHING_/
+#       SCHEDULING_/NOTIFICATION_/REPORTING_DATABASE_URL, names another server, no local
+#       PostgreSQL is provisioned or started; the databases are then created only
+#       if DATABASE_ADMIN_URL is set.
 #   MATCHMAKING_STATE_DIR  where state lives (see above).
 #   KAFKA_HEAP_OPTS  the broker's heap (default -Xms256m -Xmx512m).
 set -euo pipefail
@@ -48,8 +53,6 @@ while IFS= read -r _line || [[ -n "$_line" ]]; do
 done < "$HERE/../topics.txt"
 unset _line
 
-KAFKA_PORT=9092
-KAFKA_CONTROLLER_PORT=9093
 # Fixed KRaft cluster id: base64url of the 16 bytes "matchmaking-loca".
 KAFKA_CLUSTER_ID="bWF0Y2htYWtpbmctbG9jYQ"
 KAFKA_POM="$HERE/kafka/pom.xml"
@@ -65,7 +68,6 @@ MAVEN_REPO="$STATE_DIR/maven-repo"
 TOOL_JAVA_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto
                 "-Dlog4j.configuration=file:$HERE/kafka/tools-log4j.properties")
 
-PG_PORT=5432
 PG_DIR="$STATE_DIR/postgres"
 PGDATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"
@@ -113,9 +115,9 @@ apt_install() {
     log "installed $* in $(since "$t0")s"
 }
 
-need_java() {
-    command -v java >/dev/null && command -v javac >/dev/null && return 0
-    apt_install openjdk-17-jdk-headless
+# Java, Maven, curl...: what the scripts need, declared in packages.sh.
+need_packages() {
+    bash "$HERE/packages.sh" infra || die "missing Debian packages (see above)"
 }
 
 # host:port of a postgres URL (port 5432 when absent).
@@ -141,17 +143,27 @@ psql_url() {
 
 # ------------------------------------------------------------ environment --
 
-KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-localhost:$KAFKA_PORT}"
-case "$KAFKA_BOOTSTRAP" in
-    "localhost:$KAFKA_PORT" | "127.0.0.1:$KAFKA_PORT") KAFKA_MODE=local ;;
-    *) KAFKA_MODE=external ;;
-esac
+KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-localhost:9092}"
+KAFKA_MODE=external
+KAFKA_PORT=9092
+if [[ "$KAFKA_BOOTSTRAP" =~ ^(localhost|127\.0\.0\.1):([0-9]+)$ ]]; then
+    KAFKA_MODE=local
+    KAFKA_PORT="${BASH_REMATCH[2]}"
+fi
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 
+# The local server's port: DATABASE_ADMIN_URL's when that names localhost.
+PG_PORT=5432
+_admin="$(url_hostport "${DATABASE_ADMIN_URL:-postgresql://localhost:$PG_PORT/postgres}")"
+case "$_admin" in
+    localhost:* | 127.0.0.1:*) PG_PORT="${_admin##*:}" ;;
+esac
+unset _admin
 PG_ADMIN_URL="$(psql_url "${DATABASE_ADMIN_URL:-postgresql://postgres:postgres@localhost:$PG_PORT/postgres}")"
 PG_MODE=local
 PG_EXTERNAL_REASON=""
 for _var in DATABASE_ADMIN_URL REGISTRATION_DATABASE_URL MATCHING_DATABASE_URL \
-            SCHEDULING_DATABASE_URL NOTIFICATION_DATABASE_URL; do
+            SCHEDULING_DATABASE_URL NOTIFICATION_DATABASE_URL REPORTING_DATABASE_URL; do
     [[ -n "${!_var:-}" ]] || continue
     case "$(url_hostport "${!_var}")" in
         "localhost:$PG_PORT" | "127.0.0.1:$PG_PORT" | "[::1]:$PG_PORT" | ":$PG_PORT") ;;
@@ -352,8 +364,6 @@ ensure_kafka_jars() {
     key="$KAFKA_VERSION-$(sha256sum "$KAFKA_POM" | cut -c1-12)"
     KAFKA_JARS="$KAFKA_DIR/jars/$key"
     [[ -f "$KAFKA_JARS/.complete" ]] && return 0
-    command -v mvn >/dev/null || apt_install maven
-    need_java
     log "kafka: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central (mvn dependency:copy-dependencies)"
     local tmp="$KAFKA_DIR/jars/.tmp-$key-$$"
     rm -rf "$tmp"
@@ -380,7 +390,6 @@ ensure_kafka_admin() {
     key="$(cat "$HERE/kafka/KafkaAdmin.java" | sha256sum | cut -c1-12)-$(basename "$KAFKA_JARS")"
     KAFKA_ADMIN_CLASSES="$KAFKA_DIR/admin-classes/$key"
     [[ -f "$KAFKA_ADMIN_CLASSES/KafkaAdmin.class" ]] && return 0
-    need_java
     local tmp="$KAFKA_ADMIN_CLASSES.tmp-$$"
     mkdir -p "$tmp"
     javac -nowarn -d "$tmp" -cp "$KAFKA_JARS/*" "$HERE/kafka/KafkaAdmin.java"
@@ -439,7 +448,6 @@ kafka_start() {
         return 0
     fi
     rm -f "$KAFKA_PID_FILE"
-    need_java
     mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
     kafka_write_config
     if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
@@ -513,6 +521,7 @@ kafka_down() {
 cmd_up() {
     local t0=$EPOCHREALTIME
     log "up: state in $STATE_DIR"
+    need_packages
     # Kafka's JVM boots in the background while PostgreSQL is handled.
     if [[ "$KAFKA_MODE" == local ]]; then
         ensure_kafka_jars

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Start, stop and show the five service processes of a local platform.
+# Start, stop and show the five service processes of a local platform, and the web portal.
 #   deploy/local/services.sh up|down|status
 # Each runs as `python -m services.<name>` from the repository, logging to
 # var/log/<name>.log; `up` returns when every service reports ready.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-SERVICES=(registration matching scheduling notification reporting)
-declare -A PORT=([registration]=8001 [matching]=8002 [scheduling]=8003 [notification]=8004 [reporting]=8000)
+SERVICES=(registration matching scheduling notification reporting portal)
+declare -A PORT=([registration]=8001 [matching]=8002 [scheduling]=8003 [notification]=8004 [reporting]=8000 [portal]=8005)
 RUN=var/run
 LOG=var/log
 mkdir -p "$RUN" "$LOG"
@@ -33,6 +33,8 @@ mail_up() {
 
 up() {
   mail_up
+  # Feedback invitations link to the portal's rating page (reporting reads this).
+  export PORTAL_PUBLIC_URL="${PORTAL_PUBLIC_URL:-http://127.0.0.1:$(port_of portal)}"
   for name in "${SERVICES[@]}"; do
     if alive "$name"; then
       echo "$name: already running (pid $(cat "$RUN/$name.pid"))"

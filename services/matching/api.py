@@ -16,13 +16,13 @@ from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from services.matching import handlers
+from services.matching import handlers, views
 from services.matching.domain import Status
 from shared.access.guard import AccessRouter, Target, own_registration, requires
-from shared.access.policy import Action, Principal, RegistrationStatus, Scope
+from shared.access.policy import Action, Principal, RegistrationStatus
 from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
-from shared.contracts.registration import DirectoryField, MeetingType
+from shared.contracts.registration import MeetingType
 from shared.runtime import runtime_of
 
 router = AccessRouter(prefix="/api")
@@ -80,38 +80,9 @@ async def participants(
     country: Annotated[str | None, Query(max_length=2)] = None,
     sector: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[dict[str, Any]]:
-    full = grant.sees_everything
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT registration_id, organisation_type, name, country, sectors, technologies,"
-        " value_chain_position, markets, offers, requests, attendance, status, published"
-        " FROM participants WHERE event_id = $1 AND ($2::text IS NULL OR status = $2)"
-        " AND ($3::text IS NULL OR concat_ws(' ', name, array_to_string(offers, ' '),"
-        "   array_to_string(requests, ' '), array_to_string(technologies, ' ')) ILIKE"
-        "   '%' || $3 || '%')"
-        " AND ($4::text IS NULL OR country = upper($4)) AND ($5::text IS NULL OR $5 = ANY(sectors))"
-        " ORDER BY name",
-        event_id,
-        (status.value if status else None) if full else RegistrationStatus.APPROVED.value,
-        q,
-        country,
-        sector,
-    )
-    return [_entry(r, full) for r in rows]
-
-
-def _entry(row: asyncpg.Record, full: bool) -> dict[str, Any]:
-    published = set(row["published"]) if row["published"] is not None else set(DirectoryField)
-    entry = {
-        "registration_id": row["registration_id"],
-        "organisation_type": row["organisation_type"],
-        "name": row["name"],
-    }
-    for field in DirectoryField:
-        if full or field.value in published:
-            entry[field.value] = row[field.value]
-    if full:
-        entry["status"] = row["status"]
-    return entry
+    wanted = views.DirectoryFilter(status, q, country, sector)
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.directory(conn, event_id, grant, wanted)
 
 
 # -- commands -----------------------------------------------------------------------
@@ -241,7 +212,7 @@ Offset = Annotated[int, Query(ge=0)]
 )
 async def get_request(request: Request, request_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
-        return await handlers.view(conn, request_id)
+        return await views.request(conn, request_id)
 
 
 @router.get(
@@ -257,19 +228,8 @@ async def my_requests(
     limit: Limit = 200,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT * FROM meeting_requests WHERE"
-        " (($2::text IS NULL AND (requester_id = $1 OR recipient_id = $1))"
-        "  OR ($2 = 'outgoing' AND requester_id = $1) OR ($2 = 'incoming' AND recipient_id = $1))"
-        " AND ($3::text IS NULL OR status = $3)"
-        " ORDER BY created_at DESC, request_id LIMIT $4 OFFSET $5",
-        who.id,
-        direction,
-        status,
-        limit,
-        offset,
-    )
-    return [handlers.as_view(r) for r in rows]
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.own_requests(conn, who.id, direction, status, limit, offset)
 
 
 @router.get(
@@ -289,24 +249,6 @@ async def event_requests(
     limit: Limit = 200,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT m.* FROM meeting_requests m WHERE event_id = $1"
-        " AND ($2::text IS NULL OR status = $2)"
-        " AND ($3::text IS NULL OR requester_id = $3 OR recipient_id = $3)"
-        " AND ($4::text IS NULL OR meeting_type = $4)"
-        " AND ($5::boolean IS NULL OR arranged_by_organiser = $5)"
-        " AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM access_registrations a"
-        "   WHERE a.registration_id IN (requester_id, recipient_id) AND a.office_id = $8))"
-        " AND ($9::text IS NULL OR $9 IN (requester_id, recipient_id))"
-        " ORDER BY created_at, request_id LIMIT $6 OFFSET $7",
-        event_id,
-        status,
-        participant_id,
-        meeting_type,
-        arranged_by_organiser,
-        limit,
-        offset,
-        grant.office if grant.scope is Scope.OFFICE else None,
-        grant.registration_id if grant.scope is Scope.SELF else None,
-    )
-    return [handlers.as_view(r) for r in rows]
+    wanted = views.RequestFilter(status, participant_id, meeting_type, arranged_by_organiser)
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.event_requests(conn, event_id, grant, wanted, limit, offset)

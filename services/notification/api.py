@@ -7,7 +7,8 @@ Each route declares who may call it (`shared.access`):
   office) or the admin reads the delivery log of a registration; the organisation
   sets its preferences;
 - `/calendar/{token}.ics` and `/unsubscribe/{token}` work without a key: the
-  signed token in the link is the credential.
+  signed token in the link is the credential, until it expires or the organisation
+  revokes its links (`POST /api/registrations/{id}/links/revoke`, fresh ones back).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from shared.access.guard import AccessRouter, requires
 from shared.access.policy import Action, Scope
 from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
-from shared.links import open_link
+from shared.links import LinkState, check_link, revoke_links
 from shared.problems import ProblemError, invalid
 from shared.runtime import runtime_of
 from shared.settings import NotificationSettings
@@ -58,9 +59,9 @@ def _settings(request: Request) -> NotificationSettings:
     return settings
 
 
-def _links(request: Request) -> Links:
+def _links(request: Request, issued_at: datetime | None = None) -> Links:
     s = _settings(request)
-    return Links(s.public_base_url.rstrip("/"), s.notification_link_secret)
+    return Links(s.public_base_url.rstrip("/"), s.notification_link_secret, issued_at)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -307,11 +308,30 @@ async def put_preferences(
 # -- links that work without a key ------------------------------------------------------
 
 
-def _token(request: Request, purpose: str, token: str) -> str:
-    parts = open_link(_settings(request).notification_link_secret, purpose, token)
-    if not parts or not parts[0]:
+@router.post(
+    "/api/registrations/{registration_id}/links/revoke",
+    summary="Void the registration's calendar-feed and unsubscribe links issued so far;"
+    " answers fresh ones (the organisation)",
+    openapi_extra=requires(Action.ACT_AS_PARTICIPANT),
+)
+async def revoke_registration_links(request: Request, registration_id: str) -> dict[str, str]:
+    pool = runtime_of(request).pool
+    cutoff = await revoke_links(pool, list(Links.PURPOSES), registration_id)
+    links = _links(request, issued_at=cutoff)
+    return {
+        "calendar_feed_url": links.feed(registration_id),
+        "unsubscribe_url": links.unsubscribe(registration_id),
+    }
+
+
+async def _token(request: Request, purpose: str, token: str) -> str:
+    secret = _settings(request).notification_link_secret
+    state, link = await check_link(runtime_of(request).pool, secret, purpose, token)
+    if link is None or not link.subject:
         raise ProblemError(404, "Not found", "this link is not valid")
-    return parts[0]
+    if state is not LinkState.VALID:
+        raise ProblemError(403, "Forbidden", f"this link is {state.value}")
+    return link.subject
 
 
 @router.get(
@@ -321,7 +341,7 @@ def _token(request: Request, purpose: str, token: str) -> str:
     openapi_extra=requires(Action.FOLLOW_LINK),
 )
 async def calendar_feed(request: Request, token: str) -> Response:
-    registration_id = _token(request, "feed", token)
+    registration_id = await _token(request, "feed", token)
     async with runtime_of(request).pool.acquire() as conn:
         who = await reads.recipient(conn, registration_id)
         event = await reads.event_info(conn, who.event_id or "")
@@ -353,7 +373,7 @@ async def calendar_feed(request: Request, token: str) -> Response:
     openapi_extra=requires(Action.FOLLOW_LINK),
 )
 async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
-    _token(request, "unsubscribe", token)
+    await _token(request, "unsubscribe", token)
     action = html.escape(str(request.url))
     return HTMLResponse(
         "<!doctype html><html><body><p>Stop all emails about this matchmaking event?</p>"
@@ -369,7 +389,7 @@ async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     openapi_extra=requires(Action.FOLLOW_LINK),
 )
 async def unsubscribe(request: Request, token: str) -> HTMLResponse:
-    registration_id = _token(request, "unsubscribe", token)
+    registration_id = await _token(request, "unsubscribe", token)
     await runtime_of(request).pool.execute(
         "INSERT INTO preferences (registration_id, unsubscribed) VALUES ($1, true)"
         " ON CONFLICT (registration_id) DO UPDATE SET unsubscribed = true, updated_at = now()",

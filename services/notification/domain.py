@@ -36,6 +36,8 @@ from shared.contracts.matching import (
 )
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
+    AssignedBy,
+    ParticipantAssignedToSupportOffice,
     RegisteredBase,
     RegistrationApproved,
     RegistrationRejected,
@@ -71,13 +73,19 @@ class Kind(StrEnum):
     AGENDA_PUBLISHED = "agenda.published"
     MEETING_REMINDER = "meeting.reminder"
     FEEDBACK_INVITATION = "feedback.invitation"
+    OFFICE_REGISTRATION = "office.participant_registered"  # to a support office's co-organiser
 
 
 # Kinds a webhook endpoint may subscribe to: everything that is a fact about the
 # event. A reminder is only a timer of ours; a feedback invitation is one message
 # per participant with facts of its own (the organiser's request behind it is on
-# reporting.events for whoever wants it).
-WEBHOOK_KINDS = frozenset(Kind) - {Kind.MEETING_REMINDER, Kind.FEEDBACK_INVITATION}
+# reporting.events for whoever wants it); an office's notice is for its co-organisers
+# (an application.received hook already tells of every registration).
+WEBHOOK_KINDS = frozenset(Kind) - {
+    Kind.MEETING_REMINDER,
+    Kind.FEEDBACK_INVITATION,
+    Kind.OFFICE_REGISTRATION,
+}
 # Kinds never held back for the daily digest: a calendar entry or a reminder that
 # arrives the next morning is worse than useless.
 IMMEDIATE_KINDS = frozenset(
@@ -264,6 +272,25 @@ def notice_for(event: EventPayload) -> Notice | None:
     """The notice of an event that needs no state (registrations, requests)."""
     mapper = STATELESS.get(type(event))
     return mapper(event) if mapper else None
+
+
+def office_registration(
+    e: ParticipantAssignedToSupportOffice, organisation: str | None, co_organisers: tuple[str, ...]
+) -> Notice | None:
+    """A support office's active co-organisers hear of a participant of theirs registering.
+
+    Only an assignment made as the participant registers (its own choice, or the
+    event's country rule) is a registration; an organiser's later reassignment is not.
+    """
+    if e.assigned_by is AssignedBy.ORGANISER or not co_organisers:
+        return None
+    facts = {
+        "registration_id": e.registration_id,
+        "organisation": organisation,
+        "office_id": e.office_id,
+        "assigned_by": e.assigned_by.value,
+    }
+    return Notice(Kind.OFFICE_REGISTRATION, e.event_id, co_organisers, facts)
 
 
 def agenda_published(e: AgendaPublished, approved: tuple[str, ...]) -> Notice:

@@ -5,7 +5,9 @@ one transaction with the inbox row: the deliveries exist exactly when the event
 counts as consumed. One email delivery per recipient, one webhook delivery per
 subscribed endpoint, and for a placed or moved meeting one reminder per
 participant, due `reminder_lead_minutes` before it starts. A round of feedback
-invitations (reporting.events) is one notice per invited participant.
+invitations (reporting.events) is one notice per invited participant. A
+participant assigned to a support office as it registers is announced to the
+office's active co-organisers (one email each).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from services.notification import domain, projection
+from services.notification import domain, projection, reads
 from services.notification.domain import IMMEDIATE_KINDS, Kind, Notice
 from services.notification.queue import NewDelivery, cancel_pending, enqueue
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingCancelled
 from shared.contracts.notification import Channel
+from shared.contracts.registration import ParticipantAssignedToSupportOffice
 from shared.contracts.reporting import FeedbackInvitationsRequested
 from shared.contracts.scheduling import AgendaPublished, SlotAssigned, SlotReleased
 from shared.envelope import Envelope
@@ -220,10 +223,18 @@ def build(config: Config) -> dict[str, Handler]:
         for notice in domain.feedback_invitations(e):
             await deliver(conn, config, envelope, notice)
 
+    async def office(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
+        assert isinstance(e, ParticipantAssignedToSupportOffice)
+        co_organisers = await projection.office_co_organisers(conn, e.event_id, e.office_id)
+        organisation = (await reads.names(conn, [e.registration_id])).get(e.registration_id)
+        notice = domain.office_registration(e, organisation, co_organisers)
+        await deliver(conn, config, envelope, notice)
+
     handlers: dict[str, Handler] = {t.ce_type(): stateless for t in domain.STATELESS}
     handlers[SlotAssigned.ce_type()] = slot_assigned
     handlers[SlotReleased.ce_type()] = slot_released
     handlers[MeetingCancelled.ce_type()] = cancelled
     handlers[AgendaPublished.ce_type()] = agenda
     handlers[FeedbackInvitationsRequested.ce_type()] = feedback
+    handlers[ParticipantAssignedToSupportOffice.ce_type()] = office
     return handlers

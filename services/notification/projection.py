@@ -3,6 +3,7 @@
 - recipients: whom it may write to (contact details stay sealed; erasure is recorded);
 - brokerage events: names, venues and time zones, and who organises them;
 - API keys of organisers and organisations, so their keys work on this API;
+- co-organisers: each support office's, with the address its notices go to;
 - meetings: each meeting's calendar state (see `domain.Meeting`), saved by the
   handlers in the same transaction as the messages it leads to.
 """
@@ -17,6 +18,8 @@ from shared.contracts.registration import (
     DECISIONS,
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
+    CoOrganiserAdded,
+    CoOrganiserRemoved,
     DecisionBase,
     OrganiserRegistered,
     PersonalDataErased,
@@ -86,7 +89,42 @@ async def on_erased(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> N
     )
 
 
+async def on_co_organiser_added(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, CoOrganiserAdded)
+    await conn.execute(
+        "INSERT INTO co_organisers (co_organiser_id, event_id, office_id, name, email)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (co_organiser_id) DO NOTHING",
+        e.co_organiser_id,
+        e.event_id,
+        e.office_id,
+        e.name,
+        e.email,
+    )
+
+
+async def on_co_organiser_removed(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, CoOrganiserRemoved)
+    await conn.execute(
+        "UPDATE co_organisers SET removed = true WHERE co_organiser_id = $1", e.co_organiser_id
+    )
+
+
+async def office_co_organisers(
+    conn: asyncpg.Connection, event_id: str, office_id: str
+) -> tuple[str, ...]:
+    """The office's active co-organisers that gave an address, in a stable order."""
+    rows = await conn.fetch(
+        "SELECT co_organiser_id FROM co_organisers WHERE event_id = $1 AND office_id = $2"
+        " AND NOT removed AND email IS NOT NULL ORDER BY co_organiser_id",
+        event_id,
+        office_id,
+    )
+    return tuple(r["co_organiser_id"] for r in rows)
+
+
 HANDLERS: dict[str, Handler] = {
+    CoOrganiserAdded.ce_type(): on_co_organiser_added,
+    CoOrganiserRemoved.ce_type(): on_co_organiser_removed,
     OrganiserRegistered.ce_type(): on_organiser,
     BrokerageEventCreated.ce_type(): on_event_created,
     ProfileUpdated.ce_type(): on_profile_updated,

@@ -62,15 +62,22 @@ class Transient(Exception):
 
 @dataclass(frozen=True)
 class Links:
+    """A participant's signed links; `issued_at`: when (default now), e.g. a revocation's time."""
+
     base_url: str
     secret: str
+    issued_at: datetime | None = None
+
+    PURPOSES = ("unsubscribe", "feed")
 
     def unsubscribe(self, registration_id: str) -> str:
-        token = sign_link(self.secret, "unsubscribe", registration_id, "*")
+        token = sign_link(
+            self.secret, "unsubscribe", registration_id, "*", issued_at=self.issued_at
+        )
         return f"{self.base_url}/unsubscribe/{token}"
 
     def feed(self, registration_id: str) -> str:
-        token = sign_link(self.secret, "feed", registration_id)
+        token = sign_link(self.secret, "feed", registration_id, issued_at=self.issued_at)
         return f"{self.base_url}/calendar/{token}.ics"
 
 
@@ -165,6 +172,8 @@ class Sender:
         try:
             if d.channel is Channel.WEBHOOK:
                 message_id = await self._webhook(conn, d)
+            elif d.template == Kind.OFFICE_REGISTRATION:
+                message_id = await self._office_email(conn, d)
             elif d.digest:
                 message_id = await self._digest(conn, batch)
             else:
@@ -286,6 +295,35 @@ class Sender:
         await self._smtp(d.message_id, to, rendered, d, attachment)
         return d.message_id
 
+    async def _office_email(self, conn: asyncpg.Connection, d: Delivery) -> str:
+        """A support office's notice: to its co-organiser's own address, as of now."""
+        row = await conn.fetchrow(
+            "SELECT name, email, removed FROM co_organisers WHERE co_organiser_id = $1",
+            d.recipient,
+        )
+        if row is None or row["removed"]:
+            raise Skip("the co-organiser was removed")
+        if not row["email"]:
+            raise Skip("the co-organiser gave no email address")
+        facts = d.context["facts"]
+        participant = await reads.recipient(conn, facts["registration_id"])
+        if participant.erased:
+            raise Skip("the participant's personal data was erased")
+        data = RenderInput(
+            kind=Kind.OFFICE_REGISTRATION,
+            recipient_id=d.recipient,
+            recipient_name=row["name"],
+            time_zone=None,
+            event=await reads.event_info(conn, d.event_id),
+            facts=facts,
+            names={participant.registration_id: participant.name},
+            calendar=None,
+            unsubscribe_url="",
+            feed_url="",
+        )
+        await self._smtp(d.message_id, (row["email"],), render(data), d, None, unsubscribe=False)
+        return d.message_id
+
     async def _digest(self, conn: asyncpg.Connection, batch: Sequence[Delivery]) -> str:
         first = batch[0]
         who = await reads.recipient(conn, first.recipient)
@@ -313,6 +351,7 @@ class Sender:
         attachment: email.Calendar | None,
         *,
         kind: str | None = None,
+        unsubscribe: bool = True,
     ) -> None:
         msg = email.build(
             sender=self._s.smtp_sender,
@@ -320,7 +359,7 @@ class Sender:
             rendered=rendered,
             message_id=message_id,
             date=datetime.now(UTC),
-            unsubscribe_url=self._links.unsubscribe(d.recipient),
+            unsubscribe_url=self._links.unsubscribe(d.recipient) if unsubscribe else None,
             kind=kind or d.template,
             calendar=attachment,
         )

@@ -296,6 +296,13 @@ def _feedback_invitation(r: RenderInput) -> tuple[str, list[Block]]:
         )
         blocks.append(f"{at}: {m['partner_name']} - rate it at {m['feedback_url']}")
     ratings = "; ".join(f'"{k.value}" ({words})' for k, words in RATING_WORDS.items())
+    if meetings and "/api/" not in meetings[0]["feedback_url"]:  # the web portal's pages
+        return subject, [
+            *blocks,
+            "Open a meeting's link, sign in with your organisation's key if asked, and choose"
+            " a rating: one click per meeting.",
+            "Rating again replaces your earlier rating. Your answers go into the event's report.",
+        ]
     blocks += [
         "To rate a meeting, POST to its address with your organisation's API key"
         ' (X-API-Key header) a JSON body such as {"rating": "cooperation_possible",'
@@ -303,6 +310,22 @@ def _feedback_invitation(r: RenderInput) -> tuple[str, list[Block]]:
         "Rating again replaces your earlier rating. Your answers go into the event's report.",
     ]
     return subject, blocks
+
+
+_ASSIGNED = {
+    "participant": "It chose your office when registering.",
+    "country_rule": "The event's rule for its country assigned it to your office.",
+}
+
+
+def _office_registration(r: RenderInput) -> tuple[str, list[Block]]:
+    f = r.facts
+    who = f.get("organisation") or _name(r, f.get("registration_id"))
+    return f"{who} registered for {r.event.name}", [
+        f"{who} registered for {r.event.name} and belongs to your office.",
+        _ASSIGNED.get(f.get("assigned_by", ""), "It was assigned to your office."),
+        "You can review and validate its registration with your co-organiser key.",
+    ]
 
 
 TEMPLATES: dict[Kind, Template] = {
@@ -323,6 +346,7 @@ TEMPLATES: dict[Kind, Template] = {
     Kind.AGENDA_PUBLISHED: _agenda,
     Kind.MEETING_REMINDER: _reminder,
     Kind.FEEDBACK_INVITATION: _feedback_invitation,
+    Kind.OFFICE_REGISTRATION: _office_registration,
 }
 
 
@@ -330,7 +354,8 @@ def _footer(r: RenderInput) -> list[Block]:
     blocks: list[Block] = []
     if r.calendar is not None and r.calendar.method is Method.REQUEST:
         blocks.append(Link("Your calendar feed (always current)", r.feed_url))
-    blocks.append(Link("Unsubscribe from these emails", r.unsubscribe_url))
+    if r.unsubscribe_url:  # a co-organiser's notices have none: they come with the role
+        blocks.append(Link("Unsubscribe from these emails", r.unsubscribe_url))
     return blocks
 
 

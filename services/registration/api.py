@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import EmailStr, Field
 
-from services.registration import contacts, handlers
+from services.registration import contacts, handlers, views
 from services.registration.bodies import NewRegistration, Profile
 from services.registration.domain import slot_grid
 from shared.access.guard import AccessRouter, requires
-from shared.access.policy import Action, RegistrationStatus, Scope
+from shared.access.policy import Action, RegistrationStatus
 from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
 from shared.contracts.registration import (
@@ -29,7 +27,6 @@ from shared.contracts.registration import (
     Session,
     SupportOffice,
 )
-from shared.problems import ProblemError
 from shared.runtime import runtime_of
 
 router = AccessRouter(prefix="/api")
@@ -135,10 +132,8 @@ async def create_event(
 
 @router.get("/events", summary="List brokerage events", openapi_extra=requires(Action.VIEW_PUBLIC))
 async def list_events(request: Request) -> list[dict[str, Any]]:
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT definition FROM brokerage_events ORDER BY created_at"
-    )
-    return [json.loads(r["definition"]) for r in rows]
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.events(conn)
 
 
 @router.get(
@@ -210,28 +205,11 @@ async def list_registrations(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
-    if grant.scope is Scope.OFFICE:
-        support_office = grant.office
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT r.*, a.office_id FROM registrations r"
-        " JOIN access_registrations a USING (registration_id) WHERE r.event_id = $1"
-        " AND ($2::text IS NULL OR r.status = $2) AND ($3::text IS NULL OR organisation_type = $3)"
-        " AND ($4::text IS NULL OR country = upper($4)) AND ($5::text IS NULL OR $5 = ANY(sectors))"
-        " AND ($6::text IS NULL OR attendance = $6) AND ($7::text IS NULL OR a.office_id = $7)"
-        " AND ($8::text IS NULL OR r.registration_id = $8)"
-        " ORDER BY registered_at, registration_id LIMIT $9 OFFSET $10",
-        event_id,
-        status,
-        organisation_type,
-        country,
-        sector,
-        attendance,
-        support_office,
-        grant.registration_id if grant.scope is Scope.SELF else None,
-        limit,
-        offset,
+    wanted = views.RegistrationFilter(
+        status, support_office, organisation_type, country, sector, attendance
     )
-    return [_summary(r) for r in rows]
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.registrations(conn, event_id, grant, wanted, limit, offset)
 
 
 @router.get(
@@ -241,18 +219,7 @@ async def list_registrations(
 )
 async def get_registration(request: Request, registration_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT r.*, a.office_id FROM registrations r"
-            " JOIN access_registrations a USING (registration_id) WHERE registration_id = $1",
-            registration_id,
-        )
-        if row is None:
-            raise ProblemError(404, "Not found", f"registration {registration_id} not found")
-        profile = json.loads(row["profile"])
-        representatives = await handlers.representatives_of(
-            conn, registration_id, profile.pop("representatives_encrypted")
-        )
-    return {**_summary(row), "profile": profile, "representatives": representatives}
+        return await views.registration(conn, registration_id)
 
 
 @router.get(
@@ -263,40 +230,7 @@ async def get_registration(request: Request, registration_id: str) -> dict[str, 
 )
 async def get_contacts(request: Request, registration_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT * FROM registrations WHERE registration_id = $1", registration_id
-        )
-        if row is None:
-            raise ProblemError(404, "Not found", f"registration {registration_id} not found")
-        profile = json.loads(row["profile"])
-        representatives = await handlers.representatives_of(
-            conn, registration_id, profile["representatives_encrypted"]
-        )
-    return {
-        "registration_id": registration_id,
-        "event_id": row["event_id"],
-        "name": row["name"],
-        "organisation_type": row["organisation_type"],
-        "country": row["country"],
-        "representatives": representatives,  # None once the personal data is erased
-    }
-
-
-def _summary(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "registration_id": row["registration_id"],
-        "event_id": row["event_id"],
-        "organisation_type": row["organisation_type"],
-        "name": row["name"],
-        "country": row["country"],
-        "sectors": row["sectors"],
-        "attendance": row["attendance"],
-        "status": row["status"],
-        "status_reason": row["status_reason"],
-        "support_office": row["office_id"],
-        "erased": row["erased"],
-        "registered_at": row["registered_at"].isoformat(),
-    }
+        return await views.contacts(conn, registration_id)
 
 
 @router.patch(
@@ -436,21 +370,8 @@ async def join_side_programme(
     openapi_extra=requires(Action.VIEW_PUBLIC),
 )
 async def side_programme(request: Request, event_id: str) -> list[dict[str, Any]]:
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT * FROM side_programme WHERE event_id = $1 ORDER BY starts_at, title", event_id
-    )
-    return [
-        {
-            "item_id": r["item_id"],
-            "title": r["title"],
-            "kind": r["kind"],
-            "start": r["starts_at"].isoformat(),
-            "end": r["ends_at"].isoformat(),
-            "capacity": r["capacity"],
-            "participants": len(r["participants"]),
-        }
-        for r in rows
-    ]
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.side_programme(conn, event_id)
 
 
 # -- co-organisers and support offices (EEN) --------------------------------------------
@@ -487,20 +408,8 @@ async def add_co_organiser(
     openapi_extra=requires(Action.MANAGE_CO_ORGANISERS),
 )
 async def list_co_organisers(request: Request, event_id: str) -> list[dict[str, Any]]:
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT * FROM co_organisers WHERE event_id = $1 ORDER BY added_at", event_id
-    )
-    return [
-        {
-            "co_organiser_id": r["co_organiser_id"],
-            "office_id": r["office_id"],
-            "name": r["name"],
-            "email": r["email"],
-            "added_at": r["added_at"].isoformat(),
-            "removed": r["removed_at"] is not None,
-        }
-        for r in rows
-    ]
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.co_organisers(conn, event_id)
 
 
 @router.delete(
@@ -539,3 +448,16 @@ async def reassign_office(
         body.model_dump(),
         lambda conn, cid: handlers.reassign_office(conn, registration_id, body.office_id, cid),
     )
+
+
+# -- who a key belongs to (the web portal signs in with it) ------------------------------
+
+
+@router.get(
+    "/me",
+    summary="Who the calling key belongs to: its role, id, name and event",
+    openapi_extra=requires(Action.WHO_AM_I),
+)
+async def who_am_i(request: Request, who: Caller) -> dict[str, Any]:
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.who_am_i(conn, who)

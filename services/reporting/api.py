@@ -3,7 +3,6 @@ attendance / feedback / outcome commands, and the organiser's feedback invitatio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,13 +10,12 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import Field
 
-from services.reporting import dashboard_queries, handlers, offices, report
+from services.reporting import handlers, report, views
 from shared.access.guard import AccessRouter, requires
-from shared.access.policy import Action, Grant, Relation, Scope
+from shared.access.policy import Action
 from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
 from shared.contracts.reporting import AgreementKind, Outcome, Rating
-from shared.problems import ProblemError
 from shared.runtime import runtime_of
 from shared.settings import ReportingSettings
 
@@ -54,64 +52,13 @@ class OutcomeBody(_Body):
     openapi_extra=requires(Action.VIEW_PUBLIC),
 )
 async def list_events(request: Request) -> list[dict[str, Any]]:
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT event_id, name, venue, days FROM brokerage_events ORDER BY created_at"
-    )
-    return [
-        {
-            "event_id": r["event_id"],
-            "name": r["name"],
-            "venue": r["venue"],
-            "days": json.loads(r["days"]),
-            "report": f"/events/{r['event_id']}/report",
-            "dashboard": f"/events/{r['event_id']}/dashboard",
-            "dashboard_link": f"/api/events/{r['event_id']}/dashboard-link",
-        }
-        for r in rows
-    ]
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.events(conn)
 
 
 async def _report(request: Request, event_id: str) -> dict[str, Any]:
-    """The report: public, with figures only. Its organisers see more: the lead organiser
-    (and the admin) the names of the remote participants and the figures by support
-    office; a co-organiser the report of its office's participants."""
-    grant: Grant = request.state.grant
-    async with (
-        runtime_of(request).pool.acquire() as conn,
-        conn.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        data = await dashboard_queries.event_rows(conn, event_id)
-        if data is None:
-            raise ProblemError(404, "Not found", f"brokerage event {event_id} not found")
-    if grant.relation in (Relation.ADMIN, Relation.LEAD_ORGANISER):
-        built = data.rows.report()
-        built["by_office"] = offices.by_office(data.rows, data.declared, data.office_of)
-        return built
-    office = await _co_organiser_office(request, event_id, grant)
-    if office is not None:
-        built = offices.share(data.rows, data.office_of, office).report()
-        listed = offices.offices_of(data.declared, data.office_of)
-        built["office"] = next(
-            (o for o in listed if o["office_id"] == office), {"office_id": office, "name": office}
-        )
-    else:
-        built = data.rows.report()
-    built["remote"] = {k: v for k, v in built["remote"].items() if k != "names"}
-    return built
-
-
-async def _co_organiser_office(request: Request, event_id: str, grant: Grant) -> str | None:
-    """The support office of a caller who is one of the event's co-organisers."""
-    principal = grant.principal
-    if grant.relation is not Relation.CO_ORGANISER or principal is None:
-        return None
-    office: str | None = await runtime_of(request).pool.fetchval(
-        "SELECT office_id FROM access_co_organisers"
-        " WHERE co_organiser_id = $1 AND event_id = $2 AND NOT removed",
-        principal.id,
-        event_id,
-    )
-    return office
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.report(conn, event_id, request.state.grant)
 
 
 @router.get(
@@ -152,28 +99,8 @@ async def report_page(request: Request, event_id: str) -> HTMLResponse:
     openapi_extra=requires(Action.VIEW_ACTIVITY),
 )
 async def meetings(request: Request, event_id: str, grant: Granted) -> list[dict[str, Any]]:
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT m.meeting_id, m.meeting_type, m.mode, m.participants, m.cancelled,"
-        " coalesce(p.placed, false) AS placed, p.slot_start, p.slot_end, p.table_no,"
-        " n.meeting_id IS NOT NULL AS marked_not_held"
-        " FROM meetings m LEFT JOIN placements p USING (meeting_id)"
-        " LEFT JOIN not_held n USING (meeting_id) WHERE m.event_id = $1"
-        " AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM access_registrations a"
-        "   WHERE a.registration_id = ANY(m.participants) AND a.office_id = $2))"
-        " AND ($3::text IS NULL OR $3 = ANY(m.participants))"
-        " ORDER BY p.slot_start",
-        event_id,
-        grant.office if grant.scope is Scope.OFFICE else None,
-        grant.registration_id if grant.scope is Scope.SELF else None,
-    )
-    return [
-        {
-            **dict(r),
-            "slot_start": r["slot_start"].isoformat() if r["slot_start"] else None,
-            "slot_end": r["slot_end"].isoformat() if r["slot_end"] else None,
-        }
-        for r in rows
-    ]
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.meetings(conn, event_id, grant)
 
 
 # -- commands -------------------------------------------------------------------------
@@ -277,6 +204,9 @@ async def report_outcome(
 def _feedback_url(request: Request, event_id: str) -> Callable[[str], str]:
     settings = runtime_of(request).settings
     assert isinstance(settings, ReportingSettings)
+    if settings.portal_public_url:
+        portal = settings.portal_public_url.rstrip("/")
+        return lambda meeting_id: f"{portal}/events/{event_id}/meetings/{meeting_id}/rate"
     base = (settings.reporting_public_url or str(request.base_url)).rstrip("/")
     return lambda meeting_id: f"{base}/api/events/{event_id}/meetings/{meeting_id}/feedback"
 

@@ -11,7 +11,9 @@ The dashboard is the organisers': it answers them by API key (the rule is
 dashboard link (`GET /api/events/{id}/dashboard-link`), which is what a browser
 uses, since a page and its EventSource cannot send an API key header. A
 co-organiser (by key or by its own link) sees its support office's participants
-only; the lead organiser sees the whole event, with figures by support office.
+only; the lead organiser sees the whole event, with figures by support office. A link
+expires (`shared.links.LIFETIMES`) and `POST .../dashboard-link/revoke` voids every
+link of the event issued before it, answering with a fresh one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import html
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -31,7 +34,7 @@ from services.reporting import dashboard_queries
 from services.reporting.live import DashboardHub
 from shared.access.guard import AccessRouter, Granted, requires
 from shared.access.policy import Action, Grant, Relation, Scope
-from shared.links import open_link, sign_link
+from shared.links import LinkState, check_link, revoke_links, sign_link
 from shared.problems import ProblemError
 from shared.runtime import runtime_of
 from shared.settings import ReportingSettings
@@ -64,20 +67,25 @@ async def link_grant(request: Request) -> Grant | None:
     if token is None:
         return None
     event_id = request.path_params.get("event_id")
-    parts = open_link(_secret(request), LINK_PURPOSE, token)
-    if parts == [event_id]:
+    pool = runtime_of(request).pool
+    state, link = await check_link(pool, _secret(request), LINK_PURPOSE, token)
+    if link is None or not link.parts or link.parts[0] != event_id or len(link.parts) > 2:
+        raise ProblemError(403, "Forbidden", "this dashboard link is not valid for the event")
+    if state is not LinkState.VALID:
+        raise ProblemError(403, "Forbidden", f"this dashboard link is {state.value}")
+    if len(link.parts) == 1:
         return Grant(None, Relation.LEAD_ORGANISER, Scope.EVENT)
-    if parts is not None and len(parts) == 2 and parts[0] == event_id:
-        office = parts[1]
-        active = await runtime_of(request).pool.fetchval(
-            "SELECT 1 FROM access_co_organisers"
-            " WHERE event_id = $1 AND office_id = $2 AND NOT removed LIMIT 1",
-            event_id,
-            office,
-        )
-        if active:
-            return Grant(None, Relation.CO_ORGANISER, Scope.OFFICE, office=office)
-    raise ProblemError(403, "Forbidden", "this dashboard link is not valid for the event")
+    # A co-organiser's link: its office's view, while the office has a co-organiser.
+    office = link.parts[1]
+    active = await pool.fetchval(
+        "SELECT 1 FROM access_co_organisers"
+        " WHERE event_id = $1 AND office_id = $2 AND NOT removed LIMIT 1",
+        event_id,
+        office,
+    )
+    if not active:
+        raise ProblemError(403, "Forbidden", "this dashboard link's office has no co-organiser")
+    return Grant(None, Relation.CO_ORGANISER, Scope.OFFICE, office=office)
 
 
 def office_of(grant: Grant) -> str | None:
@@ -139,15 +147,31 @@ async def _changes(
     openapi_extra=requires(Action.VIEW_REPORT),
 )
 async def dashboard_link(request: Request, event_id: str, grant: Granted) -> dict[str, str]:
-    office = office_of(grant)
+    return _link(request, event_id, office_of(grant))
+
+
+def _link(
+    request: Request, event_id: str, office: str | None, issued_at: datetime | None = None
+) -> dict[str, str]:
     parts = (event_id,) if office is None else (event_id, office)
-    token = sign_link(_secret(request), LINK_PURPOSE, *parts)
+    token = sign_link(_secret(request), LINK_PURPOSE, *parts, issued_at=issued_at)
     query = f"?token={quote(token)}"
     return {
         "url": f"/events/{event_id}/dashboard{query}",
         "json": f"/api/events/{event_id}/dashboard{query}",
         "stream": f"/api/events/{event_id}/dashboard/stream{query}",
     }
+
+
+@router.post(
+    "/api/events/{event_id}/dashboard-link/revoke",
+    summary="Void every dashboard link of the event issued so far, its co-organisers' too;"
+    " answers a fresh one (lead organiser)",
+    openapi_extra=requires(Action.MANAGE_EVENT),
+)
+async def revoke_dashboard_link(request: Request, event_id: str) -> dict[str, str]:
+    cutoff = await revoke_links(runtime_of(request).pool, [LINK_PURPOSE], event_id)
+    return _link(request, event_id, None, issued_at=cutoff)
 
 
 @router.get(

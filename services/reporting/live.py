@@ -23,10 +23,11 @@ import asyncpg
 import uvicorn
 from fastapi import FastAPI
 
+from shared import logs
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import Handler
-from shared.runtime import ServiceRuntime
+from shared.runtime import ServiceRuntime, service_of
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ class _Server(uvicorn.Server):
 
 def serve(app: FastAPI, host: str, port: int, hub: DashboardHub) -> None:
     """`shared.runtime.serve`, but the dashboards' streams end when the server stops."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
+    logs.configure(service_of(app))
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info", access_log=False, log_config=None
+    )
     _Server(config, hub).run()

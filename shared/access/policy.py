@@ -86,6 +86,7 @@ class Action(StrEnum):
     VIEW_PUBLIC = "read public pages (events, programme)"
     FOLLOW_LINK = "open a signed link (the token in it is the credential)"
     REGISTER = "register an organisation (open until the deadline)"
+    WHO_AM_I = "read whom the calling key belongs to"
     CREATE_ORGANISER = "register an organiser"
     CREATE_EVENT = "create an event"
     MANAGE_EVENT = "manage the event (programme, webhooks, scheduling, invitations)"
@@ -125,6 +126,7 @@ RULES: Mapping[Action, Rule] = {
     Action.VIEW_PUBLIC: Rule(_EVERYONE, needs_key=False),
     Action.FOLLOW_LINK: Rule(_EVERYONE, needs_key=False),
     Action.REGISTER: Rule(_EVERYONE, needs_key=False),
+    Action.WHO_AM_I: Rule({r: Grants.ALWAYS for r in Relation if r is not Relation.ANONYMOUS}),
     Action.CREATE_ORGANISER: Rule({Relation.ADMIN: Grants.ALWAYS}),
     # Creating an event: any organiser's key (it becomes the event's lead organiser).
     Action.CREATE_EVENT: Rule({Relation.ORGANISER_ACCOUNT: Grants.ALWAYS}),
@@ -234,7 +236,14 @@ def decide(
     if grants is None:
         raise Denied(403, f"a caller who is {standing.relation.value} may not {action.value}")
     if rule.public:
-        return Grant(principal, standing.relation, Scope.PUBLIC)
+        # What is public, plus the caller's standing (a route may show its organisers more).
+        return Grant(
+            principal,
+            standing.relation,
+            Scope.PUBLIC,
+            office=standing.office,
+            registration_id=standing.registration_id,
+        )
     if grants is Grants.ALWAYS:
         return Grant(principal, standing.relation, Scope.EVENT)
     if grants is Grants.OWN_OFFICE:

@@ -1,13 +1,18 @@
 """Fixtures of the integration tests: a fresh database and fresh topics per test.
 
-Configuration (environment variables):
-  KAFKA_BOOTSTRAP_SERVERS   the broker (default localhost:9092)
-  TEST_DATABASE_ADMIN_URL   a superuser DSN used to create and drop the per-test
-                            databases (default postgresql://postgres:postgres@localhost:5432/postgres)
-  ALLOW_SKIP_INTEGRATION=1  skip, rather than fail, when either is unreachable
+Where the broker and the server come from is decided once per session by
+`support.choose_infra`:
+  - KAFKA_BOOTSTRAP_SERVERS / TEST_DATABASE_ADMIN_URL (a superuser DSN used to create
+    and drop the per-test databases) name existing servers: those are used;
+  - otherwise the local ones, localhost:9092 and
+    postgresql://postgres:postgres@localhost:5432/postgres, that `make test` starts
+    with `bash deploy/local/infra.sh up`;
+  - if those do not answer and a Docker engine does, Kafka and PostgreSQL are started
+    for the session with testcontainers (`support.containers`);
+  - TEST_INFRA=environment|local|testcontainers forces one of these.
+Unreachable servers fail the tests; ALLOW_SKIP_INTEGRATION=1 skips them instead.
 
-The infrastructure itself is started by `bash deploy/local/infra.sh up`. The
-service processes the tests start run under TOPIC_PREFIX=`test.`
+The service processes the tests start run under TOPIC_PREFIX=`test.`
 (`support.TEST_TOPIC_PREFIX`): the `infra` fixture creates those topics
 (deploy/topics.txt, prefixed) once per session if they are missing.
 """
@@ -16,10 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,15 +36,19 @@ from tests.integration.support import (
     FreshDatabase,
     FreshTopics,
     Infra,
+    InfraSource,
     Processes,
+    choose_infra,
+    containers,
+    docker_engine_answers,
     fresh_databases,
+    named_infra,
     platform_topics,
     sole_scheduler,
     topic_under_test,
 )
 
 TEST_MIGRATIONS = Path(__file__).parent / "migrations"
-DEFAULT_ADMIN_URL = "postgresql://postgres:postgres@localhost:5432/postgres"
 EVENT_PARTITIONS = 3
 
 
@@ -50,26 +58,6 @@ def _redact(dsn: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return dsn
-
-
-def _docker_note() -> str:
-    if shutil.which("docker") is None:
-        return ""
-    try:
-        answered = (
-            subprocess.run(
-                ["docker", "info"], capture_output=True, timeout=5, check=False
-            ).returncode
-            == 0
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    if not answered:
-        return ""
-    return (
-        " (A Docker engine answers here: testcontainers, a dev dependency, could start"
-        " Kafka and PostgreSQL for the tests; that path is not implemented.)"
-    )
 
 
 async def _check_postgres(dsn: str) -> str | None:
@@ -93,33 +81,49 @@ async def _check_kafka(bootstrap_servers: str) -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-async def infra() -> Infra:
-    """The real broker and server, checked once; fail (or skip) if either is missing."""
-    found = Infra(
-        bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
-        admin_dsn=os.environ.get("TEST_DATABASE_ADMIN_URL", DEFAULT_ADMIN_URL),
+async def _problems(infra: Infra) -> list[str]:
+    found = await asyncio.gather(
+        _check_postgres(infra.admin_dsn), _check_kafka(infra.bootstrap_servers)
     )
-    problems = [
-        p
-        for p in await asyncio.gather(
-            _check_postgres(found.admin_dsn), _check_kafka(found.bootstrap_servers)
-        )
-        if p
-    ]
-    if problems:
-        message = (
-            "integration tests need the real Kafka broker and PostgreSQL server: "
-            + "; ".join(problems)
-            + ". Start them with `bash deploy/local/infra.sh up`, or point"
-            " KAFKA_BOOTSTRAP_SERVERS / TEST_DATABASE_ADMIN_URL at running ones."
-            " Set ALLOW_SKIP_INTEGRATION=1 to skip these tests instead of failing." + _docker_note()
-        )
-        if os.environ.get("ALLOW_SKIP_INTEGRATION") == "1":
-            pytest.skip(message)
-        pytest.fail(message, pytrace=False)
-    await _create_test_topics(found.bootstrap_servers)
-    return found
+    return [p for p in found if p]
+
+
+@pytest.fixture(scope="session")
+async def infra() -> AsyncIterator[Infra]:
+    """The real broker and server, chosen and checked once; fail (or skip) if either is missing."""
+    env = dict(os.environ)
+    local = named_infra({})
+
+    async def local_answers() -> bool:
+        return not await _problems(local)
+
+    async def docker_answers() -> bool:
+        return await asyncio.to_thread(docker_engine_answers)
+
+    source = await choose_infra(env, local_answers=local_answers, docker_answers=docker_answers)
+    with ExitStack() as stack:
+        if source is InfraSource.TESTCONTAINERS:
+            found = await asyncio.to_thread(stack.enter_context, containers())
+        else:
+            found = named_infra(env) if source is InfraSource.ENVIRONMENT else local
+        problems = await _problems(found)
+        if problems:
+            message = (
+                f"integration tests need the real Kafka broker and PostgreSQL server ({source}): "
+                + "; ".join(problems)
+                + ". Start them with `bash deploy/local/infra.sh up`, or point"
+                " KAFKA_BOOTSTRAP_SERVERS / TEST_DATABASE_ADMIN_URL at running ones, or run"
+                " a Docker engine (TEST_INFRA=testcontainers)."
+                " Set ALLOW_SKIP_INTEGRATION=1 to skip these tests instead of failing."
+            )
+            if os.environ.get("ALLOW_SKIP_INTEGRATION") == "1":
+                pytest.skip(message)
+            pytest.fail(message, pytrace=False)
+        await _create_test_topics(found.bootstrap_servers)
+        try:
+            yield found
+        finally:
+            await asyncio.to_thread(stack.close)
 
 
 async def _create_test_topics(bootstrap_servers: str) -> None:

@@ -6,11 +6,13 @@ without a reload. A screenshot is kept in var/artefacts/dashboard.png. A co-orga
 link (EEN support offices) opens its office's participants only, also followed live
 (var/artefacts/dashboard-office.png).
 
-`make test` installs Chromium (`deploy/local/browser.sh`); without it the test skips.
+`make test` installs Chromium (`deploy/local/browser.sh`); where it cannot (not root, no
+sudo) the test skips, giving the reason browser.sh left in var/browser-unavailable.txt.
 """
 
 from __future__ import annotations
 
+import ctypes.util
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -22,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.notification_support import SmtpSink
+from tests.integration.notification_support import SmtpSink, free_port
 from tests.integration.support import (
     REPO_ROOT,
     Infra,
@@ -50,21 +52,37 @@ OFFICES = [
     {"office_id": "FR-IT", "name": "EEN France and Italy", "countries": ["FR", "IT"]},
 ]
 ADMIN_KEY = "dashboard-browser-admin-key"
-PORTS = {
-    "registration": 19101,
-    "matching": 19102,
-    "scheduling": 19103,
-    "notification": 19104,
-    "reporting": 19100,
-}
+# Each on a free port, chosen when the platform starts.
+SERVICES = ("registration", "matching", "scheduling", "notification", "reporting")
 WAIT_MS = 45_000
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: `make browser` (deploy/local/browser.sh) installs Debian's"
-        " chromium, which this test drives",
-        allow_module_level=True,
+# Why deploy/local/browser.sh did not install chromium or libatomic (which Playwright's
+# node driver links to), when it could not (not root, no sudo).
+BROWSER_UNAVAILABLE = REPO_ROOT / "var" / "browser-unavailable.txt"
+
+
+def _missing_browser() -> str | None:
+    """Why the browser cannot run here, or None when it can."""
+    missing = [
+        name
+        for name, there in [
+            (str(CHROMIUM), CHROMIUM.exists()),
+            ("libatomic", ctypes.util.find_library("atomic") is not None),
+        ]
+        if not there
+    ]
+    if not missing:
+        return None
+    if BROWSER_UNAVAILABLE.exists():
+        return BROWSER_UNAVAILABLE.read_text().strip()
+    return (
+        f"{' and '.join(missing)} missing: `make browser` (deploy/local/browser.sh) installs"
+        " Debian's chromium and libatomic1, which this test needs"
     )
+
+
+if (_reason := _missing_browser()) is not None:
+    pytest.skip(_reason, allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.async_api")
 
 
@@ -75,7 +93,7 @@ async def urls(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncItera
         SmtpSink() as smtp,
         service_platform(
             infra,
-            PORTS,
+            {svc: free_port() for svc in SERVICES},
             tmp_path,
             label="e2e-dashboard",
             admin_key=ADMIN_KEY,
@@ -393,6 +411,24 @@ async def test_the_dashboard_shows_the_figures_and_follows_changes_live(
             finally:
                 await context.close()
                 shutil.rmtree(profile, ignore_errors=True)
+
+        # Revoking the event's dashboard links: the old one stops working, a fresh one works.
+        revoke = f"{base}/{org.event_id}/dashboard-link/revoke"
+        assert (await http.post(revoke, headers=org._as(org.keys[c1]))).status_code == 403
+        fresh = _ok(await http.post(revoke, headers=org._as(org.key)))
+        for old in (link["json"], link["url"], link["stream"]):
+            gone = await http.get(f"{urls['reporting']}{old}")
+            assert gone.status_code == 403, old
+            assert gone.headers["content-type"].startswith("application/problem+json")
+            assert "revoked" in gone.json()["detail"]
+        assert fresh["json"] != link["json"]
+        assert _ok(await http.get(f"{urls['reporting']}{fresh['json']}"))["totals"]["applied"] == 5
+        page_again = await http.get(f"{urls['reporting']}{fresh['url']}")
+        assert page_again.status_code == 200
+        newer = _ok(
+            await http.get(f"{base}/{org.event_id}/dashboard-link", headers=org._as(org.key))
+        )
+        assert (await http.get(f"{urls['reporting']}{newer['json']}")).status_code == 200
 
 
 async def test_a_co_organisers_link_shows_its_support_offices_participants_only(

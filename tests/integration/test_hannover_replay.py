@@ -29,12 +29,14 @@ from scripts.replay_hannover import (
     seed_figures,
 )
 from tests.integration.hannover_sheets import check_exports, check_import
+from tests.integration.notification_support import free_port
 from tests.integration.support import Infra, RunningPlatform, service_platform
 
 pytestmark = pytest.mark.integration
 
 ADMIN_KEY = "e2e-hannover-admin-key"
-PORTS = {"registration": 19001, "matching": 19002, "scheduling": 19003, "reporting": 19000}
+# Each on a free port, chosen when the platform starts.
+SERVICES = ("registration", "matching", "scheduling", "reporting")
 
 
 @pytest.fixture
@@ -42,7 +44,11 @@ async def running(
     infra: Infra, tmp_path: Path, scheduler_lock: None
 ) -> AsyncIterator[RunningPlatform]:
     async with service_platform(
-        infra, PORTS, tmp_path, label="e2e-hannover", admin_key=ADMIN_KEY
+        infra,
+        {svc: free_port() for svc in SERVICES},
+        tmp_path,
+        label="e2e-hannover",
+        admin_key=ADMIN_KEY,
     ) as running:
         yield running
 

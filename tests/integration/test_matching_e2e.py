@@ -25,6 +25,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pytest import TempPathFactory
 
+from tests.integration.notification_support import free_port
 from tests.integration.support import (
     Infra,
     Record,
@@ -38,7 +39,8 @@ from tests.integration.support import RunningPlatform as Platform
 pytestmark = pytest.mark.integration
 
 ADMIN_KEY = "e2e-matching-admin-key"
-PORTS = {"registration": 18021, "matching": 18022}
+# Each on a free port, chosen when the platform starts.
+SERVICES = ("registration", "matching")
 # The test services' topics (TOPIC_PREFIX, see support.TEST_TOPIC_PREFIX).
 MATCHING_EVENTS = topic_under_test("matching.events")
 REGISTRATION_EVENTS = topic_under_test("registration.events")
@@ -51,7 +53,7 @@ Key = dict[str, str]
 async def platform(infra: Infra, tmp_path_factory: TempPathFactory) -> AsyncIterator[Platform]:
     async with service_platform(
         infra,
-        PORTS,
+        {svc: free_port() for svc in SERVICES},
         tmp_path_factory.mktemp("matching-e2e"),
         label="e2e-matching",
         admin_key=ADMIN_KEY,

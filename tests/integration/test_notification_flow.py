@@ -398,3 +398,36 @@ async def test_preferences_time_zone_feed_agenda_and_unsubscribe(stack: Stack) -
         assert reasons["application.approved"] == ("skipped", "application.approved muted")
         assert reasons["agenda.published"][0] == "sent"
         assert reasons["meeting.released"] == ("skipped", "unsubscribed")
+
+
+async def test_revoked_links_stop_working_and_fresh_ones_work(stack: Stack) -> None:
+    w = stack.world()
+    await w.open_event()
+    a = await w.register("Iota")
+    own = {"X-API-Key": f"reg-{a}"}
+    async with httpx.AsyncClient(base_url=stack.service.url, timeout=10) as http:
+        old = (await http.get(f"/api/registrations/{a}/preferences", headers=own)).json()
+        feed, unsubscribe = (
+            old[k].removeprefix(stack.service.url) for k in ("calendar_feed_url", "unsubscribe_url")
+        )
+        assert (await http.get(feed)).status_code == 200
+        refused = await http.post(f"/api/registrations/{a}/links/revoke")
+        assert refused.status_code == 401
+        r = await http.post(f"/api/registrations/{a}/links/revoke", headers=own)
+        assert r.status_code == 200, r.text
+        fresh = r.json()
+        for path in (feed, unsubscribe):
+            gone = await http.get(path)
+            assert gone.status_code == 403, path
+            assert gone.headers["content-type"].startswith("application/problem+json")
+            assert "revoked" in gone.json()["detail"]
+        assert (await http.post(unsubscribe)).status_code == 403
+        new_feed = fresh["calendar_feed_url"].removeprefix(stack.service.url)
+        assert new_feed != feed
+        assert (await http.get(new_feed)).status_code == 200
+        new_unsubscribe = fresh["unsubscribe_url"].removeprefix(stack.service.url)
+        assert (await http.get(new_unsubscribe)).status_code == 200
+        again = (await http.get(f"/api/registrations/{a}/preferences", headers=own)).json()
+        assert (
+            await http.get(again["calendar_feed_url"].removeprefix(stack.service.url))
+        ).status_code == 200

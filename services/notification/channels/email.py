@@ -40,7 +40,7 @@ def build(
     rendered: Rendered,
     message_id: str,
     date: datetime,
-    unsubscribe_url: str,
+    unsubscribe_url: str | None,
     kind: str,
     calendar: Calendar | None = None,
 ) -> EmailMessage:
@@ -52,8 +52,9 @@ def build(
     msg["Date"] = format_datetime(date)
     msg["Auto-Submitted"] = "auto-generated"
     # RFC 2369 / RFC 8058: one-click unsubscribe, no login needed.
-    msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if unsubscribe_url:
+        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["X-Matchmaking-Kind"] = kind
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")

@@ -13,6 +13,7 @@ from services.matching.recommend.profiles import Profile, Vectors
 
 DATA = Path(__file__).parent / "data"
 LABELLED = DATA / "matching_labelled.json"
+HELD_OUT = DATA / "matching_heldout.json"  # written apart, never tuned on
 REFERENCE = DATA / "minilm_reference.json"
 
 

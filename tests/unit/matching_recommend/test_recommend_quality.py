@@ -9,7 +9,7 @@ and one lexical trap; 150 organisations in all (see its "about").
 from __future__ import annotations
 
 import pytest
-from recommend_cases import LABELLED, load_json
+from recommend_cases import HELD_OUT, LABELLED, load_json
 
 from services.matching.recommend import evaluation, minilm, tfidf
 from services.matching.recommend.evaluation import Labelled
@@ -39,3 +39,30 @@ def test_word_overlap_does_much_worse(labelled: Labelled) -> None:
     words = evaluation.recall_at(labelled, encode, 10, evaluation.TEXT_ONLY)
     sentences = evaluation.recall_at(labelled, minilm.encoder().encode, 10, evaluation.TEXT_ONLY)
     assert words.value <= sentences.value - 0.5
+
+
+# -- the held-out set: written apart from the tuned one, never used to tune ------------
+
+
+@pytest.fixture(scope="module")
+def held_out() -> Labelled:
+    return evaluation.load(load_json(HELD_OUT))
+
+
+def test_the_held_out_set_shares_no_organisation_or_sector_with_the_tuned_one(
+    labelled: Labelled, held_out: Labelled
+) -> None:
+    ids = {p.registration_id for p in held_out.profiles}
+    assert len(held_out.pairs) == 40 and len(ids) == len(held_out.profiles) == 120
+    assert all(r in ids and p in ids for r, p in held_out.pairs)
+    assert not ids & {p.registration_id for p in labelled.profiles}
+    tuned_sectors = {s for p in labelled.profiles for s in p.sectors}
+    assert not tuned_sectors & {s for p in held_out.profiles for s in p.sectors}
+
+
+def test_sentence_model_recall_at_10_on_the_held_out_set(held_out: Labelled) -> None:
+    """The figure to expect on profiles nobody tuned for (README: tuned vs held out)."""
+    encode = minilm.encoder().encode
+    assert evaluation.recall_at(held_out, encode, 10, evaluation.TEXT_ONLY).value >= 0.9
+    full = evaluation.recall_at(held_out, encode, 10)
+    assert full.value >= 0.9, full.ranks

@@ -125,3 +125,13 @@ def test_the_digest_time_has_minutes() -> None:
     assert domain.next_digest_at(now, "Asia/Kolkata", 12) == datetime(
         2026, 4, 14, 6, 30, tzinfo=UTC
     )
+
+
+def test_an_invitation_with_the_portals_links_says_one_click_not_an_api_call() -> None:
+    facts = domain.feedback_invitations(requested())[0].facts
+    portal = "https://portal.example/events/ev-1/meetings/{}/rate"
+    for m in facts["meetings"]:  # as reporting writes them when PORTAL_PUBLIC_URL is set
+        m["feedback_url"] = portal.format(m["meeting_id"])
+    out = render(_input(facts))
+    assert "Beta & Co - rate it at " + portal.format("m1") in out.text
+    assert "one click per meeting" in out.text and "X-API-Key" not in out.text

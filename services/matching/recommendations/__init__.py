@@ -1,0 +1,73 @@
+"""Recommendations kept current from registration's events, and read for the API.
+
+Wiring: `HANDLERS` run in the consumer's transaction after the participants
+projection (`combine(projection.HANDLERS, ..., recommendations.HANDLERS)`);
+they do not rely on that order for the participant concerned (its profile and
+status are taken from the event), only for the others.
+
+* A registration embeds the participant's requests and offers (sentence
+  vectors, `participant_vectors`); nothing else changes until it is approved.
+* Approval, a profile update of an approved participant, or its rejection,
+  waitlisting or withdrawal updates the stored top-K lists incrementally
+  (`recommend.incremental`): the participant's own list, the lists that held
+  it, and the lists it now enters. Nothing else of the event is recomputed.
+* `PAIR_HANDLERS` (matching's own events, on `matching.events`): after a
+  request between two participants is made or ends, their two lists are
+  computed anew (`refresh_pair`). Reads also leave out pending and accepted
+  pairs, so lists never show them even before that.
+
+A row per brokerage event (`recommendation_state`), locked for the
+transaction, serialises changes to that event's lists; its token lets the
+process reuse the participants it loaded last time (see `cache.States`).
+
+Modules: `store` (profiles, vectors, the event's participants, the stored lists),
+`cache` (the per-event lock and the participants kept by state token), `handlers`
+(incremental updates and the event handlers), `views` (reads for the API). The
+names below are the package's interface (bootstrap, the API, tests, benches).
+"""
+
+from services.matching.recommendations.cache import States, states, warm_up
+from services.matching.recommendations.handlers import (
+    HANDLERS,
+    PAIR_HANDLERS,
+    rebuild_event,
+    refresh,
+    refresh_pair,
+)
+from services.matching.recommendations.store import (
+    ENGAGED_STATUSES,
+    MAX_LIMIT,
+    MODEL,
+    load_participants,
+    load_ranker,
+    store_vectors,
+    with_vectors,
+)
+from services.matching.recommendations.views import (
+    Subject,
+    ranked_partners,
+    recommendations,
+    subject_of,
+)
+
+__all__ = [
+    "ENGAGED_STATUSES",
+    "HANDLERS",
+    "MAX_LIMIT",
+    "MODEL",
+    "PAIR_HANDLERS",
+    "States",
+    "Subject",
+    "load_participants",
+    "load_ranker",
+    "ranked_partners",
+    "rebuild_event",
+    "recommendations",
+    "refresh",
+    "refresh_pair",
+    "states",
+    "store_vectors",
+    "subject_of",
+    "warm_up",
+    "with_vectors",
+]

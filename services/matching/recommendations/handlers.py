@@ -1,0 +1,167 @@
+"""Recommendations kept current from registration's and matching's events: the
+incremental updates (`refresh`, `refresh_pair`, `rebuild_event`) and the handlers."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.matching.recommend import incremental
+from services.matching.recommend.incremental import Plan
+from services.matching.recommend.profiles import Profile
+from services.matching.recommend.scoring import K
+from services.matching.recommendations.cache import lock, participants_of, save
+from services.matching.recommendations.store import (
+    PROFILE_COLUMNS,
+    list_floors,
+    list_holders,
+    load_participants,
+    profile_from_payload,
+    profile_from_row,
+    ranker_of,
+    store_plan,
+    with_vectors,
+    write_lists,
+)
+from shared.contracts.base import EventPayload
+from shared.contracts.matching import (
+    MeetingAccepted,
+    MeetingCancelled,
+    MeetingDeclined,
+    MeetingRequested,
+    MeetingRequestExpired,
+)
+from shared.contracts.registration import (
+    REGISTERED_BY_TYPE,
+    DecisionBase,
+    ProfileUpdated,
+    RegisteredBase,
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationWaitlisted,
+    RegistrationWithdrawn,
+)
+from shared.envelope import Envelope
+from shared.inbox import Handler
+
+
+async def refresh(
+    conn: asyncpg.Connection,
+    event_id: str,
+    subject: Profile,
+    approved: bool,
+) -> Plan:
+    """Bring the event's lists up to date after `subject` changed (joined, updated, left).
+
+    The subject's profile and status come from the event being handled, not
+    from the projection, so the order of the handlers does not matter for it.
+    """
+    token = await lock(conn, event_id)
+    rid = subject.registration_id
+    holders = await list_holders(conn, event_id, rid)
+    had_list = await conn.fetchval(
+        "SELECT true FROM recommendation_lists WHERE registration_id = $1", rid
+    )
+    if not approved and not holders and not had_list:
+        return Plan()  # was never in the lists: nothing to take out
+    participants = await participants_of(conn, event_id, token)
+    if approved:
+        participants[rid] = (await with_vectors(conn, event_id, [subject]))[0]
+    else:
+        participants.pop(rid, None)
+    ranker = await ranker_of(conn, event_id, participants)
+    floors = await list_floors(conn, event_id) if approved else {}
+    change = incremental.plan(ranker, rid, holders, floors, K)
+    await store_plan(conn, event_id, change)
+    await save(conn, event_id, participants)
+    return change
+
+
+async def refresh_pair(conn: asyncpg.Connection, event_id: str, a: str, b: str) -> None:
+    """A meeting request between `a` and `b` was made or ended: recompute both lists."""
+    token = await lock(conn, event_id)
+    participants = await participants_of(conn, event_id, token)
+    ranker = await ranker_of(conn, event_id, participants)
+    await store_plan(conn, event_id, incremental.plan_pair(ranker, a, b, K))
+    await save(conn, event_id, participants)
+
+
+async def rebuild_event(conn: asyncpg.Connection, event_id: str) -> int:
+    """Every list of the event from scratch (repair or backfill); returns how many."""
+    await lock(conn, event_id)
+    participants = await load_participants(conn, event_id)
+    lists = (await ranker_of(conn, event_id, participants)).all_lists(K)
+    await conn.execute("DELETE FROM recommendation_lists WHERE event_id = $1", event_id)
+    await write_lists(conn, event_id, lists)
+    await save(conn, event_id, participants)
+    return len(lists)
+
+
+# -- handlers -------------------------------------------------------------------
+
+
+async def _status(conn: asyncpg.Connection, registration_id: str) -> str | None:
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM participants WHERE registration_id = $1", registration_id
+    )
+    return status
+
+
+async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, RegisteredBase)
+    await with_vectors(conn, e.event_id, [profile_from_payload(e.registration_id, e.profile)])
+
+
+async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, ProfileUpdated)
+    profile = profile_from_payload(e.registration_id, e.profile)
+    await with_vectors(conn, e.event_id, [profile])
+    if await _status(conn, e.registration_id) == "approved":
+        await refresh(conn, e.event_id, profile, approved=True)
+
+
+async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, DecisionBase)
+    row = await conn.fetchrow(
+        f"SELECT {PROFILE_COLUMNS} FROM participants p WHERE p.registration_id = $1",
+        e.registration_id,
+    )
+    if row is None:
+        return
+    approved = isinstance(e, RegistrationApproved)
+    await refresh(conn, e.event_id, profile_from_row(row), approved=approved)
+
+
+HANDLERS: dict[str, Handler] = {
+    ProfileUpdated.ce_type(): on_profile_updated,
+    **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
+    **{
+        t.ce_type(): on_decision
+        for t in (
+            RegistrationApproved,
+            RegistrationRejected,
+            RegistrationWaitlisted,
+            RegistrationWithdrawn,
+        )
+    },
+}
+
+
+_MEETING_EVENTS = (
+    MeetingRequested,
+    MeetingAccepted,
+    MeetingDeclined,
+    MeetingCancelled,
+    MeetingRequestExpired,
+)
+
+
+async def on_meeting_event(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    """A pair became engaged (requested, accepted) or free again (declined, cancelled, expired)."""
+    assert isinstance(e, _MEETING_EVENTS)
+    await refresh_pair(conn, e.event_id, e.requester_id, e.recipient_id)
+
+
+PAIR_HANDLERS: dict[str, Handler] = {t.ce_type(): on_meeting_event for t in _MEETING_EVENTS}
+"""For a subscription to matching's own topic (`matching.events`): keeps the two lists
+of a pair right as requests come and go. Without it reads still leave out pending
+and accepted pairs, but a pair freed again only returns when its lists are recomputed."""

@@ -1,0 +1,3 @@
+from services.portal.bootstrap import main
+
+main()

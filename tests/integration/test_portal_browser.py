@@ -1,0 +1,363 @@
+"""The web portal in a real browser (Debian's Chromium driven by Playwright) over a
+platform of the five services run as subprocesses on fresh databases and the real broker,
+with the portal as one more process. A participant registers in the browser, the
+organiser approves it in the browser, the participant requests a meeting with a
+recommended partner, the partner accepts in its own browser context, the meeting appears
+on the agenda once scheduling places it and is rated; a co-organiser sees only its
+office's participants. axe-core (npm, installed under var/axe by `make axe`) checks the
+main pages: no serious or critical violation. Screenshots in var/artefacts/portal-*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.notification_support import SmtpSink
+from tests.integration.support import REPO_ROOT, Infra, service_platform, wait_until
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+ARTEFACTS = REPO_ROOT / "var" / "artefacts"
+AXE = REPO_ROOT / "var" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+ADMIN_KEY = "portal-browser-admin-key"
+PORTS = {
+    "registration": 19321,
+    "matching": 19322,
+    "scheduling": 19323,
+    "notification": 19324,
+    "reporting": 19320,
+}
+PORTAL_PORT = 19325
+WAIT_MS = 45_000
+OFFICES = [
+    {"office_id": "DE-NDS", "name": "EEN Lower Saxony", "countries": ["DE"]},
+    {"office_id": "FR-IT", "name": "EEN France and Italy", "countries": ["FR", "IT"]},
+]
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: `make browser` installs it", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.async_api")
+
+
+@pytest.fixture
+async def urls(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[dict[str, str]]:
+    async with (
+        SmtpSink() as smtp,
+        service_platform(
+            infra,
+            PORTS,
+            tmp_path,
+            label="e2e-portal",
+            admin_key=ADMIN_KEY,
+            env={"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port)},
+        ) as platform,
+    ):
+        env = {
+            **os.environ,
+            **{f"{svc.upper()}_URL": url for svc, url in platform.urls.items()},
+            "PORTAL_PORT": str(PORTAL_PORT),
+            "PORTAL_SESSION_SECRET": "portal-browser-test-secret",
+        }
+        log = (tmp_path / "portal.log").open("wb")
+        portal = subprocess.Popen(
+            [sys.executable, "-m", "services.portal"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{PORTAL_PORT}"
+        try:
+            async with httpx.AsyncClient() as http:
+
+                async def ready() -> bool:
+                    assert portal.poll() is None, (tmp_path / "portal.log").read_text()
+                    try:
+                        return (await http.get(f"{url}/ready")).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                await wait_until(ready, limit=30, interval=0.2, what="the portal")
+            yield {**platform.urls, "portal": url}
+        finally:
+            portal.terminate()
+            portal.wait(timeout=15)
+
+
+def _ok(response: httpx.Response) -> Any:
+    assert response.is_success, f"{response.request.url}: {response.status_code} {response.text}"
+    return response.json()
+
+
+async def _set_up(http: httpx.AsyncClient, urls: dict[str, str]) -> dict[str, Any]:
+    """An organiser, its event with two support offices, a co-organiser, two approved
+    participants (one the partner to be recommended)."""
+    reg = urls["registration"]
+    organiser = _ok(
+        await http.post(
+            f"{reg}/api/organisers",
+            headers={"X-API-Key": ADMIN_KEY},
+            json={"name": "Portal test organiser"},
+        )
+    )
+    key = organiser["api_key"]
+    first = date.today() + timedelta(days=30)
+    event = _ok(
+        await http.post(
+            f"{reg}/api/events",
+            headers={"X-API-Key": key},
+            json={
+                "name": "Photonics matchmaking (portal test)",
+                "venue": "Messe, Hall 2",
+                "time_zone": "Europe/Berlin",
+                "days": [first.isoformat()],
+                "sessions": [{"start": "09:00", "end": "11:00"}],
+                "slot_minutes": 30,
+                "tables": 3,
+                "meeting_types": ["Cluster2Cluster", "Business2Cluster", "Business2Business"],
+                "registration_deadline": (datetime.now(UTC) + timedelta(days=20)).isoformat(),
+                "support_offices": OFFICES,
+            },
+        )
+    )
+    eid = event["event_id"]
+    co = _ok(
+        await http.post(
+            f"{reg}/api/events/{eid}/co-organisers",
+            headers={"X-API-Key": key},
+            json={"office_id": "DE-NDS", "name": "EEN Lower Saxony"},
+        )
+    )
+    partners = {}
+    for name, country, offers, requests in [
+        ("Rhône Optics Cluster", "FR", ["laser optics testing"], ["photonics start-ups"]),
+        ("Calenberg Lasers GmbH", "DE", ["industrial lasers"], ["distributors in France"]),
+    ]:
+        made = _ok(
+            await http.post(
+                f"{reg}/api/events/{eid}/registrations",
+                json={
+                    "organisation_type": "cluster" if "Cluster" in name else "business",
+                    "name": name,
+                    "country": country,
+                    "sectors": ["photonics"],
+                    "technologies": ["lasers"],
+                    "offers": offers,
+                    "requests": requests,
+                    "representatives": [{"name": f"Contact of {name}", "email": "c@x.example"}],
+                },
+            )
+        )
+        partners[name] = made
+        _ok(
+            await http.post(
+                f"{reg}/api/registrations/{made['registration_id']}/approve",
+                headers={"X-API-Key": key},
+            )
+        )
+    return {"key": key, "event_id": eid, "co_key": co["api_key"], "partners": partners}
+
+
+async def _axe(page: Any, name: str, found: dict[str, list[str]]) -> None:
+    """Run axe-core on the page; keep its serious and critical violations."""
+    if not AXE.exists():
+        return
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".filter(v => ['serious', 'critical'].includes(v.impact))"
+        ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
+    )
+    found[name] = list(result)
+
+
+async def _shot(page: Any, name: str) -> None:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTEFACTS / f"portal-{name}.png"), full_page=True)
+
+
+async def test_participants_and_organisers_do_their_job_in_the_browser(
+    urls: dict[str, str],
+) -> None:
+    expect = playwright_api.expect
+    portal = urls["portal"]
+    violations: dict[str, list[str]] = {}
+    async with httpx.AsyncClient(timeout=30) as http:
+        setup = await _set_up(http, urls)
+    eid = setup["event_id"]
+    rhone = setup["partners"]["Rhône Optics Cluster"]
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            contexts = [
+                await browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+                for _ in range(4)
+            ]
+            me, organiser, partner, office = [await c.new_page() for c in contexts]
+            errors: list[str] = []
+            for page in (me, organiser, partner, office):
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page_ = me
+
+            # Home -> event -> register with the full profile.
+            await page_.goto(portal)
+            await page_.get_by_role("link", name="Photonics matchmaking (portal test)").click()
+            await _axe(page_, "event", violations)
+            await page_.get_by_role("link", name="Register your organisation").click()
+            await page_.fill("#name", "Harz Photonics Hub")
+            await page_.select_option("#organisation_type", "cluster")
+            await page_.fill("#country", "DE")
+            await page_.select_option("#support_office", "DE-NDS")
+            await page_.fill("#sectors", "photonics, ICT")
+            await page_.fill("#technologies", "lasers, sensors")
+            await page_.fill("#offers", "photonics start-ups\nlaser sensor prototypes")
+            await page_.fill("#requests", "laser optics testing")
+            await page_.fill("#availability", f"{(date.today() + timedelta(days=30))} 09:00-11:00")
+            await page_.fill("#rep_name_1", "Hanna Harz")
+            await page_.fill("#rep_email_1", "hanna@harz.example")
+            await _axe(page_, "register", violations)
+            await _shot(page_, "register")
+            await page_.get_by_role("button", name="Register", exact=True).click()
+            await expect(page_.get_by_test_id("api-key")).to_be_visible()
+            await _shot(page_, "registered")
+            await page_.get_by_role("link", name="See your status").click()
+            await expect(page_.get_by_test_id("status")).to_have_text("pending")
+
+            # The organiser approves it in its browser.
+            await organiser.goto(f"{portal}/signin")
+            await organiser.fill("#key", setup["key"])
+            await organiser.get_by_role("button", name="Sign in").click()
+            await organiser.goto(f"{portal}/events/{eid}/applications?status=pending")
+            rows = organiser.get_by_test_id("applications")
+            await expect(rows).to_contain_text("Harz Photonics Hub")
+            await expect(organiser.get_by_label("Choose all shown")).to_be_visible()  # portal.js
+            await _axe(organiser, "applications", violations)
+            await organiser.get_by_label("Choose Harz Photonics Hub").check()
+            await organiser.get_by_role("button", name="Approve").click()
+            await expect(organiser.get_by_test_id("notice")).to_be_visible()
+            await organiser.goto(f"{portal}/events/{eid}/applications")
+            await expect(rows).to_contain_text("approved")
+            await _shot(organiser, "applications")
+
+            # The participant finds the recommended partner and asks for a meeting.
+            recommended = me.get_by_test_id(f"recommended-{rhone['registration_id']}")
+
+            async def recommended_shown() -> bool:
+                await me.goto(f"{portal}/events/{eid}/recommendations")
+                return await recommended.count() == 1
+
+            await wait_until(recommended_shown, limit=60, interval=1, what="the recommendation")
+            await expect(recommended.locator(".reasons li").first).to_be_visible()
+            await _axe(me, "recommendations", violations)
+            await _shot(me, "recommendations")
+            await recommended.get_by_role("button", name="Request a meeting").click()
+            await expect(me.get_by_test_id("notice")).to_be_visible()
+            await expect(me.get_by_test_id("outgoing")).to_contain_text("Rhône Optics Cluster")
+            await _axe(me, "me", violations)
+
+            # The partner accepts in its own browser context.
+            await partner.goto(f"{portal}/signin")
+            await partner.fill("#key", rhone["api_key"])
+            await partner.get_by_role("button", name="Sign in").click()
+            incoming = partner.get_by_test_id("incoming")
+            await expect(incoming).to_contain_text("Harz Photonics Hub")
+            await incoming.get_by_role("button", name="Accept").click()
+            await expect(partner.get_by_test_id("notice")).to_be_visible()
+            await _shot(partner, "accepted")
+
+            # Scheduling places it: on the participant's agenda; rated from there.
+            agenda = me.get_by_test_id("my-agenda")
+
+            async def placed() -> bool:
+                await me.goto(f"{portal}/events/{eid}/agenda?tz=America/New_York")
+                return await agenda.count() == 1
+
+            await wait_until(placed, limit=60, interval=1, what="the meeting on the agenda")
+            await expect(agenda).to_contain_text("Rhône Optics Cluster")
+            await expect(me.get_by_test_id("calendar-feed")).to_be_visible()
+            await _axe(me, "agenda", violations)
+            await _shot(me, "agenda")
+            await agenda.get_by_label("Rating").select_option("cooperation_possible")
+            await agenda.get_by_role("button", name="Rate").click()
+            await expect(me.get_by_test_id("notice")).to_contain_text("rating was recorded")
+            await agenda.get_by_label("Outcome").select_option("agreement_reached")
+            await agenda.get_by_label("Kind of agreement").select_option("joint_event")
+            await agenda.get_by_role("button", name="Report").click()
+            await expect(me.get_by_test_id("notice")).to_contain_text("outcome was recorded")
+            await me.get_by_role("link", name="Notification preferences").click()
+            await me.fill("#time_zone", "America/New_York")
+            await me.get_by_label("One e-mail a day").check()
+            await me.get_by_role("button", name="Save").click()
+            await expect(me.get_by_test_id("notice")).to_be_visible()
+            await expect(me.locator("#digest")).to_be_checked()
+            await _axe(me, "preferences", violations)
+
+            # The organiser's grid shows it, with lock and re-optimise.
+            await organiser.goto(f"{portal}/events/{eid}/grid")
+            await expect(organiser.get_by_test_id("grid")).to_contain_text("Harz Photonics Hub")
+            await organiser.get_by_role("button", name="Lock").first.click()
+            await expect(organiser.get_by_test_id("grid")).to_contain_text("locked")
+            await _axe(organiser, "grid", violations)
+            await _shot(organiser, "grid")
+            organiser.once("dialog", lambda dialog: dialog.accept())  # portal.js asks first
+            await organiser.get_by_role("button", name="Publish the agenda").click()
+            await expect(organiser.get_by_test_id("published")).to_be_visible()
+
+            # The organiser creates its next event in a form.
+            await organiser.goto(f"{portal}/")
+            await organiser.get_by_role("link", name="Create an event").click()
+            await organiser.fill("#name", "Photonics matchmaking, second edition")
+            await organiser.fill("#venue", "Messe, Hall 3")
+            await organiser.fill("#days", (date.today() + timedelta(days=90)).isoformat())
+            deadline = (date.today() + timedelta(days=80)).isoformat()
+            await organiser.fill("#registration_deadline", f"{deadline}T18:00")
+            await organiser.fill("#support_offices", "DE-NDS; EEN Lower Saxony; DE")
+            await _axe(organiser, "new-event", violations)
+            await organiser.get_by_role("button", name="Create the event").click()
+            await expect(organiser.get_by_role("heading", level=1)).to_have_text(
+                "Photonics matchmaking, second edition"
+            )
+            await expect(organiser.get_by_text("EEN Lower Saxony (DE)")).to_be_visible()
+
+            # A co-organiser sees its office's participants only.
+            await office.goto(f"{portal}/signin")
+            await office.fill("#key", setup["co_key"])
+            await office.get_by_role("button", name="Sign in").click()
+            listed = office.get_by_test_id("applications")
+            await expect(listed).to_contain_text("Harz Photonics Hub")
+            await expect(listed).to_contain_text("Calenberg Lasers GmbH")
+            await expect(listed).not_to_contain_text("Rhône Optics Cluster")
+            await _shot(office, "co-organiser")
+            # Its agenda grid: its participant's meeting, read only (no re-optimise).
+            await office.get_by_role("link", name="Agenda grid").first.click()
+            await expect(office.get_by_test_id("grid")).to_contain_text("Harz Photonics Hub")
+            await expect(office.get_by_role("button", name="Re-optimise")).to_have_count(0)
+            await _shot(office, "co-organiser-grid")
+
+            # German, by the language switch.
+            await page_.goto(f"{portal}/?lang=de")
+            await expect(page_.get_by_role("heading", level=1)).to_have_text(
+                "Matchmaking-Veranstaltungen"
+            )
+            await _axe(page_, "home", violations)
+            await _shot(page_, "home-de")
+            assert errors == []
+        finally:
+            await browser.close()
+    print(json.dumps(violations, indent=1))
+    if AXE.exists():
+        assert all(not found for found in violations.values()), violations
