@@ -28,8 +28,9 @@ from scripts.replay_hannover import (
     replay,
     seed_figures,
 )
+from tests.integration.hannover_sheets import check_exports, check_import
 from tests.integration.notification_support import free_port
-from tests.integration.support import Infra, service_platform
+from tests.integration.support import Infra, RunningPlatform, service_platform
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,9 @@ SERVICES = ("registration", "matching", "scheduling", "reporting")
 
 
 @pytest.fixture
-async def platform(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[Urls]:
+async def running(
+    infra: Infra, tmp_path: Path, scheduler_lock: None
+) -> AsyncIterator[RunningPlatform]:
     async with service_platform(
         infra,
         {svc: free_port() for svc in SERVICES},
@@ -47,11 +50,18 @@ async def platform(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncI
         label="e2e-hannover",
         admin_key=ADMIN_KEY,
     ) as running:
-        urls = running.urls
-        yield Urls(urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"])
+        yield running
 
 
-async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:
+@pytest.fixture
+def platform(running: RunningPlatform) -> Urls:
+    urls = running.urls
+    return Urls(urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"])
+
+
+async def test_the_replay_reports_the_seeds_figures(
+    platform: Urls, running: RunningPlatform
+) -> None:
     done = await replay(platform, ADMIN_KEY, log=lambda _: None)
     report = done.report
 
@@ -155,6 +165,10 @@ async def test_the_replay_reports_the_seeds_figures(platform: Urls) -> None:
             },
         )
         assert late.status_code == 409
+
+    # Spreadsheets: every export read back and checked; then a 200-row import.
+    await check_exports(platform, done)
+    await check_import(platform, done, running.dsns["registration"])
 
 
 async def _check_support_offices(platform: Urls, done: Replay) -> None:
