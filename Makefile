@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 # proxy's authority added there (update-ca-certificates) is trusted too.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: axe venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations lint asyncapi browser
+.PHONY: axe venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import lint asyncapi browser
 
 # .venv from uv.lock, with the python3 found on PATH (uv never downloads a Python).
 # uv $(UV_VERSION) itself comes from PATH or from a private venv (deploy/local/uv.sh),
@@ -45,7 +45,7 @@ status:
 
 # The platform's main job on local defaults: replays the HANNOVER MESSE 2015 cluster
 # matchmaking through the public APIs and prints the report (scripts/replay_hannover.py);
-# leaves the platform running.
+# leaves its exports (CSV, XLSX, PDF) in var/exports/ and the platform running.
 demo: up
 	@.venv/bin/python -m scripts.replay_hannover
 	@echo "Web portal (events, registration, agendas): http://127.0.0.1:$${PORTAL_PORT:-8005}/"
@@ -74,13 +74,18 @@ axe:
 bench: venv infra-up
 	@.venv/bin/python -m bench.backbone
 
-# Solver vs greedy baseline vs CP-SAT on generated events, checked independently.
+# The 20 published forum instances against the best known (../shared/bench/b2b), then the
+# solver vs greedy baseline vs CP-SAT on generated events, all checked independently.
 bench-scheduling: venv
 	@.venv/bin/python -m bench.scheduling
 
 # Recommendations: 5,000 participants from scratch, one new registration, recall@10.
 bench-recommendations: venv infra-up
 	@.venv/bin/python -m bench.recommendations
+
+# Spreadsheet import: 5,000 rows through a registration service (figures in var/bench/import.json).
+bench-import: venv infra-up
+	@.venv/bin/python -m bench.imports
 
 lint: venv
 	@.venv/bin/ruff check .

@@ -562,6 +562,11 @@ def main() -> int:
             timeout=10,
         )
         print(f"  {office}:  {urls.reporting}{_ok(mine)['url']}")
+    from scripts.hannover_exports import EXPORTS_DIR, fetch_exports, write_exports
+
+    files = asyncio.run(fetch_exports(urls, done.event_id, done.organiser_key, done.co_organisers))
+    saved = write_exports(EXPORTS_DIR, files)
+    print(f"Exports:     {len(saved)} files (CSV, XLSX, PDF) in {EXPORTS_DIR.resolve()}/")
     print(f"Report page: {urls.reporting}/events/{done.event_id}/report")
     print(f"Report JSON: {urls.reporting}/api/events/{done.event_id}/report")
     if differ:

@@ -104,6 +104,38 @@ async def append(
     return expected_version + len(envelopes)
 
 
+async def append_new_streams(
+    conn: asyncpg.Connection, streams: Sequence[tuple[str, Sequence[Envelope]]]
+) -> None:
+    """Start many new streams at once (a bulk command, e.g. a spreadsheet import): each
+    stream's events from version 1, in one batch, with their outbox rows. A stream that
+    exists already makes the whole call fail with `ConcurrencyConflict`."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("append must run inside a transaction")
+    stamped = [(sid, [outbox.stamp_trace(e) for e in envs]) for sid, envs in streams]
+    rows = [
+        (
+            stream_id,
+            version,
+            e.id,
+            e.type,
+            json.dumps(e.data),
+            json.dumps({k: v for k, v in e.to_record().items() if k != "data"}),
+        )
+        for stream_id, envelopes in stamped
+        for version, e in enumerate(envelopes, start=1)
+    ]
+    try:
+        await conn.executemany(
+            "INSERT INTO events (stream_id, version, event_id, event_type, data, metadata)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)",
+            rows,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise ConcurrencyConflict("(one of many new streams)", 0) from exc
+    await outbox.add(conn, [e for _, envelopes in stamped for e in envelopes])
+
+
 async def load(conn: asyncpg.Connection, stream_id: str) -> list[StoredEvent]:
     rows = await conn.fetch(
         "SELECT stream_id, version, data, metadata FROM events"

@@ -23,7 +23,7 @@ class ProblemError(Exception):
         title: str,
         detail: str | None = None,
         *,
-        errors: list[dict[str, str]] | None = None,
+        errors: list[dict[str, Any]] | None = None,
         type_: str = "about:blank",
     ) -> None:
         super().__init__(detail or title)

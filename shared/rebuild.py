@@ -72,6 +72,7 @@ class Report:
     schema: str
     own_events: int = 0
     consumed_events: int = 0
+    records_read: int = 0  # from the consumed topics, applied by the live consumer or not
     seconds: float = 0.0
     differences: list[Difference] = field(default_factory=list)
     switched_to: str | None = None
@@ -84,7 +85,8 @@ class Report:
         rate = (self.own_events + self.consumed_events) / self.seconds if self.seconds else 0.0
         out = [
             f"{self.service}: rebuilt {self.own_events} own and {self.consumed_events} consumed"
-            f" events into schema {self.schema} in {self.seconds:.2f}s ({rate:,.0f} events/s)"
+            f" events into schema {self.schema} in {self.seconds:.2f}s ({rate:,.0f} events/s);"
+            f" {self.records_read} records read from the consumed topics"
         ]
         if self.equal:
             out.append("  every projection table equals the live one")
@@ -172,6 +174,13 @@ async def read_topics(
                 raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
             partitions += [TopicPartition(topic, p) for p in sorted(numbers)]
         consumer.assign(partitions)
+        # The consumer's own metadata must know the topics before it asks for offsets
+        # (an unknown partition would answer an end of 0, and nothing would be read).
+        for _ in range(100):
+            if all(consumer._client.cluster.partitions_for_topic(t) for t in topics):
+                break
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
         end = await consumer.end_offsets(partitions)
         for tp in partitions:
             if start and tp in start:
@@ -274,6 +283,7 @@ async def rebuild(
         if topics:
             applied = await _applied(source, plan.consumer + group_suffix)
             records, ends = await read_topics(bootstrap, topics)
+            report.records_read = len(records)
             report.consumed_events = await apply_records(target, plan, registry, records, applied)
         report.seconds = time.perf_counter() - began
         if switch:

@@ -18,6 +18,7 @@ infra    mvn                    maven                 infra.sh: fetches Kafka's 
 infra    flock                  util-linux            infra.sh: one up/down at a time
 infra    runuser                util-linux            infra.sh: runs PostgreSQL as its own user
 infra    sha256sum              coreutils             infra.sh: cache keys
+infra    file:/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf fonts-dejavu-core  the printable PDFs (shared/printable.py): a font for every European name
 "
 
 present() {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.matching import expiry, handlers, projection, recommendations
+from services.matching import expiry, handlers, projection, recommendations, sheets
 from services.matching.api import router
 from services.matching.recommendations_api import router as recommendations_router
 from shared.contracts import registry
@@ -50,7 +50,7 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         runtime,
         title="Matching service",
         description="Who should meet whom, and the meeting-request lifecycle.",
-        routers=[router, recommendations_router],
+        routers=[sheets.router, router, recommendations_router],
     )
 
 

@@ -38,14 +38,15 @@ async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayloa
     assert isinstance(e, BrokerageEventCreated)
     await conn.execute(
         "INSERT INTO brokerage_events (event_id, organiser_id, name, meeting_types,"
-        " max_meetings_per_participant, request_expiry_hours) VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT (event_id) DO NOTHING",
+        " max_meetings_per_participant, request_expiry_hours, time_zone)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
         e.event_id,
         e.organiser_id,
         e.name,
         [t.value for t in e.meeting_types],
         e.max_meetings_per_participant,
         e.request_expiry_hours,
+        e.time_zone,
     )
 
 

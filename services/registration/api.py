@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import EmailStr, Field
 
 from services.registration import contacts, handlers, views
+from services.registration.bodies import NewRegistration, Profile
 from services.registration.domain import slot_grid
 from shared.access.guard import AccessRouter, requires
 from shared.access.policy import Action, RegistrationStatus
@@ -17,8 +18,6 @@ from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
 from shared.contracts.registration import (
     Attendance,
-    DirectoryField,
-    Interval,
     MeetingType,
     OrganisationType,
     RegistrationApproved,
@@ -61,49 +60,6 @@ class NewBrokerageEvent(_Body):
         description="EEN support offices co-organising the event, each with the countries"
         " whose participants it looks after unless they choose another",
     )
-
-
-class Representative(_Body):
-    name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
-    phone: str | None = Field(default=None, max_length=50)
-    role: str | None = Field(default=None, max_length=200)
-
-
-class Profile(_Body):
-    organisation_type: OrganisationType
-    name: str = Field(min_length=1, max_length=300)
-    country: str = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")
-    sectors: list[str] = Field(default_factory=list, max_length=30)
-    technologies: list[str] = Field(default_factory=list, max_length=50)
-    value_chain_position: str | None = Field(default=None, max_length=200)
-    markets: list[str] = Field(default_factory=list, max_length=50)
-    offers: list[str] = Field(default_factory=list, max_length=20)
-    requests: list[str] = Field(default_factory=list, max_length=20)
-    attendance: Attendance = Attendance.ON_SITE
-    availability: list[Interval] = Field(default_factory=list, max_length=50)
-    representatives: list[Representative] = Field(min_length=1, max_length=10)
-    published: list[DirectoryField] = Field(
-        default_factory=lambda: list(DirectoryField),
-        description="what the participant directory shows besides name and type",
-    )
-
-    def split(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        data = self.model_dump(mode="json")
-        return data, data.pop("representatives")
-
-
-class NewRegistration(Profile):
-    support_office: str | None = Field(
-        default=None,
-        max_length=100,
-        description="one of the event's support offices; by default the country rule's",
-    )
-
-    def split(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        data, representatives = super().split()
-        data.pop("support_office")
-        return data, representatives
 
 
 class NewSideProgrammeItem(_Body):

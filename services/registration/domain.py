@@ -445,3 +445,63 @@ def join_side_programme(item: SideProgrammeItem, registration: Registration) -> 
         start=added.start,
         end=added.end,
     )
+
+
+# -- spreadsheet import -----------------------------------------------------------------
+
+
+def organisation_key(name: str, country: str) -> tuple[str, str]:
+    """What makes two registrations of one event the same organisation (as the unique
+    index on the registrations says: the name regardless of case, and the country)."""
+    return name.lower(), country.upper()
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One data row of an upload: its registration, or why it could not be read."""
+
+    line: int
+    profile: OrganisationProfile | None
+    support_office: str | None = None
+    unreadable: RuleViolation | None = None
+
+
+@dataclass
+class ImportPlan:
+    """What an upload does: rows to create, rows already registered, rows refused."""
+
+    create: list[ImportRow] = field(default_factory=list)
+    unchanged: list[tuple[ImportRow, str]] = field(default_factory=list)  # with its registration
+    refused: list[tuple[int, str, str]] = field(default_factory=list)  # line, field, reason
+
+
+def plan_import(
+    event: BrokerageEventCreated, rows: list[ImportRow], registered: dict[tuple[str, str], str]
+) -> ImportPlan:
+    """Check every row with a single registration's rules; a row whose organisation is
+    registered already (`registered`: key -> registration id) is unchanged, a second row
+    for one organisation in the same upload is refused."""
+    plan = ImportPlan()
+    first_line: dict[tuple[str, str], int] = {}
+    for row in rows:
+        try:
+            if row.unreadable is not None:
+                raise row.unreadable
+            assert row.profile is not None
+            check_profile(row.profile, event)
+            office_for(event, "", row.profile.country, row.support_office)
+        except RuleViolation as refused:
+            plan.refused.append((row.line, refused.field, refused.reason))
+            continue
+        key = organisation_key(row.profile.name, row.profile.country)
+        if key in first_line:
+            plan.refused.append(
+                (row.line, "name", f"the same organisation as line {first_line[key]}")
+            )
+            continue
+        first_line[key] = row.line
+        if key in registered:
+            plan.unchanged.append((row, registered[key]))
+        else:
+            plan.create.append(row)
+    return plan

@@ -8,6 +8,7 @@ the idempotency record commit together.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from shared.contracts.registration import (
     RegistrationWaitlisted,
     RegistrationWithdrawn,
 )
+from shared.envelope import Envelope
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 
 PAYLOADS = registry()
@@ -141,6 +143,30 @@ async def register_organisation(
     support_office: str | None = None,
 ) -> dict[str, Any]:
     event = await load_event(conn, event_id)
+    return await register_prepared(
+        conn, event, profile, representatives, correlation_id, grant, support_office, now
+    )
+
+
+@dataclass(frozen=True)
+class NewRegistration:
+    """A registration decided but not yet recorded: its events, sealing key and answer."""
+
+    registration_id: str
+    key: bytes
+    events: list[EventPayload]
+    answer: dict[str, Any]
+
+
+def prepare_registration(
+    event: BrokerageEventCreated,
+    profile: dict[str, Any],
+    representatives: list[dict[str, Any]],
+    grant: Grant | None,
+    support_office: str | None,
+    now: datetime | None = None,
+) -> NewRegistration:
+    """Decide a registration for an event already loaded (no I/O: the import's many rows)."""
     # The event's organisers (or the admin) may register organisations after the deadline.
     by_organiser = grant is not None and grant.relation in (
         Relation.ADMIN,
@@ -167,28 +193,69 @@ async def register_organisation(
     if grant is not None and grant.relation is Relation.CO_ORGANISER:
         support_office = grant.office
     assigned = domain.office_for(event, registration_id, profile["country"], support_office)
-    await conn.execute(
-        "INSERT INTO subject_keys (subject_id, key) VALUES ($1, $2)", registration_id, key
+    return NewRegistration(
+        registration_id,
+        key,
+        [registered] if assigned is None else [registered, assigned],
+        {
+            "registration_id": registration_id,
+            "event_id": event.event_id,
+            "status": "pending",
+            "support_office": assigned.office_id if assigned else None,
+            "api_key": api_key,
+        },
     )
+
+
+async def record_registrations(
+    conn: asyncpg.Connection,
+    event_id: str,
+    made: list[NewRegistration],
+    correlation_id: str | None,
+) -> None:
+    """Record new registrations: keys, events (one batch), outbox rows, projection."""
+    await conn.executemany(
+        "INSERT INTO subject_keys (subject_id, key) VALUES ($1, $2)",
+        [(m.registration_id, m.key) for m in made],
+    )
+    streams = [
+        (
+            _stream("registration", m.registration_id),
+            [
+                Envelope.wrap(
+                    e,
+                    key=event_id,
+                    subject=_stream("registration", m.registration_id),
+                    correlation_id=correlation_id,
+                )
+                for e in m.events
+            ],
+        )
+        for m in made
+    ]
     try:
         # No savepoint needed: the refusal rolls the whole command back.
-        await _record(
-            conn,
-            _stream("registration", registration_id),
-            0,
-            [registered] if assigned is None else [registered, assigned],
-            key=event_id,
-            correlation_id=correlation_id,
-        )
+        await eventstore.append_new_streams(conn, streams)
+        for m in made:
+            for event in m.events:
+                await projection.apply(conn, event)
     except asyncpg.UniqueViolationError as exc:
         raise Conflict("name", "this organisation is already registered for the event") from exc
-    return {
-        "registration_id": registration_id,
-        "event_id": event_id,
-        "status": "pending",
-        "support_office": assigned.office_id if assigned else None,
-        "api_key": api_key,
-    }
+
+
+async def register_prepared(
+    conn: asyncpg.Connection,
+    event: BrokerageEventCreated,
+    profile: dict[str, Any],
+    representatives: list[dict[str, Any]],
+    correlation_id: str | None,
+    grant: Grant | None,
+    support_office: str | None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    made = prepare_registration(event, profile, representatives, grant, support_office, now)
+    await record_registrations(conn, event.event_id, [made], correlation_id)
+    return made.answer
 
 
 async def decide(

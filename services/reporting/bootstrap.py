@@ -9,7 +9,14 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from services.reporting import dashboard_projection, deadletters, history, live, projection
+from services.reporting import (
+    dashboard_projection,
+    deadletters,
+    history,
+    live,
+    projection,
+    sheets,
+)
 from services.reporting.api import router
 from services.reporting.dashboard_api import STATIC_PATH
 from services.reporting.dashboard_api import router as dashboard_router
@@ -42,7 +49,7 @@ def build_app(settings: ReportingSettings | None = None) -> FastAPI:
         title="Reporting service",
         description="The read side: event reports, the organiser dashboard, attendance,"
         " feedback and outcomes.",
-        routers=[router, dashboard_router, history_router],
+        routers=[router, dashboard_router, history_router, sheets.router],
     )
     app.state.dashboard_hub = hub
     app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="dashboard-static")

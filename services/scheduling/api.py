@@ -31,6 +31,17 @@ class ReoptimiseBody(RequestBody):
     time_limit_seconds: float = Field(
         default=3.0, gt=0, le=60, description="Wall time the optimiser may use"
     )
+    max_idle_spread: int | None = Field(
+        default=None,
+        ge=0,
+        description="Fairness: the idle slots of any two participants differ by at most this",
+    )
+
+
+class WindowBody(RequestBody):
+    allowed_slots: list[str] | None = Field(
+        description="Slot ids (as in the agenda) the meetings of this type may take; null: any"
+    )
 
 
 async def _read(request: Request, query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -106,13 +117,50 @@ async def reoptimise(
 ) -> JSONResponse:
     body = body or ReoptimiseBody()
     limit = body.time_limit_seconds
+    spread = body.max_idle_spread
     return await run_command(
         request,
         who,
         idempotency_key,
         body.model_dump(),
-        lambda conn, cid: handlers.reoptimise(conn, who, event_id, limit, cid),
+        lambda conn, cid: handlers.reoptimise(conn, who, event_id, limit, cid, spread),
     )
+
+
+@router.put(
+    "/events/{event_id}/slot-rules/{meeting_type}",
+    summary="A time window for a meeting type (e.g. Business2Cluster in the afternoon only)",
+    description="The meetings of this type (Cluster2Cluster, Business2Cluster,"
+    " Business2Business) may take only these slots from now on, in every placement;"
+    " re-optimise to move those already placed. `null` lifts the window. Locked meetings"
+    " stay where they are. Each change is recorded.",
+    openapi_extra=requires(Action.MANAGE_EVENT),
+)
+async def set_window(
+    request: Request,
+    event_id: str,
+    meeting_type: str,
+    body: WindowBody,
+    who: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    slots = body.allowed_slots
+    return await run_command(
+        request,
+        who,
+        idempotency_key,
+        body.model_dump(),
+        lambda conn, _: handlers.set_window(conn, who, event_id, meeting_type, slots),
+    )
+
+
+@router.get(
+    "/events/{event_id}/slot-rules",
+    summary="The time windows per meeting type in force (the organiser)",
+    openapi_extra=requires(Action.MANAGE_EVENT),
+)
+async def windows(request: Request, event_id: str) -> dict[str, Any]:
+    return await _read(request, lambda conn: views.windows(conn, event_id))
 
 
 def _lock_route(locked: bool) -> Callable[..., Awaitable[JSONResponse]]:

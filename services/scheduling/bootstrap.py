@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.scheduling import handlers
+from services.scheduling import handlers, sheets_api
 from services.scheduling.api import router as agenda_router
 from shared.contracts import registry
 from shared.inbox import Subscription
@@ -35,7 +35,7 @@ def build_app(settings: SchedulingSettings | None = None) -> FastAPI:
         runtime,
         title="Scheduling service",
         description="Conflict-free agendas for each brokerage event.",
-        routers=[agenda_router],
+        routers=[sheets_api.router, agenda_router],
     )
 
 

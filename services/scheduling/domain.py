@@ -30,6 +30,7 @@ from shared.contracts.scheduling import (
     SlotAssigned,
     SlotReleased,
 )
+from shared.errors import RuleViolation
 
 Mode = Literal["onsite", "online"]
 
@@ -59,6 +60,29 @@ class AgendaMeeting:
     status: str  # pending | placed | unscheduled | cancelled
     place: Place | None = None
     locked: bool = False
+    meeting_type: str | None = None  # matching's (Cluster2Cluster, ...); None if unknown
+
+
+# The organiser's time windows: meeting type -> the slot ids its meetings may take.
+Windows = Mapping[str, tuple[str, ...]]
+
+
+def window_slots(grid: EventGrid, slot_ids: Sequence[str]) -> tuple[str, ...]:
+    """A window's slots, checked against the grid and put in time order."""
+    unknown = [s for s in slot_ids if s not in grid.by_id]
+    if unknown:
+        raise RuleViolation("allowed_slots", f"unknown slot(s) {', '.join(unknown)}")
+    wanted = set(slot_ids)
+    return tuple(s.id for s in grid.slots if s.id in wanted)
+
+
+def allowed_for(meeting: AgendaMeeting, windows: Windows) -> frozenset[str] | None:
+    """The slots a meeting may take: its type's window; any slot for a locked meeting
+    (it stays where the organiser put it) or a type without a window."""
+    if meeting.locked or meeting.meeting_type is None:
+        return None
+    window = windows.get(meeting.meeting_type)
+    return None if window is None else frozenset(window)
 
 
 def meeting_mode(mode: str, attendances: Sequence[str]) -> Mode:
@@ -72,11 +96,15 @@ def build_instance(
     grid: EventGrid,
     attendees: Mapping[str, Attendee],
     meetings: Sequence[AgendaMeeting],
+    windows: Windows | None = None,
+    max_idle_spread: int | None = None,
 ) -> Instance:
     """The solver's instance: the event's grid, the meetings' participants and the meetings.
 
-    A locked meeting is fixed where it is; an unknown attendee is available throughout.
+    A locked meeting is fixed where it is; an unknown attendee is available throughout;
+    a meeting whose type has a window (`windows`) may take only its slots.
     """
+    windows = windows or {}
     sessions = tuple(
         Session(sid, tuple(Slot(s.id, s.start.isoformat(), s.end.isoformat()) for s in slots))
         for sid, slots in grid.sessions_of_slots()
@@ -106,9 +134,11 @@ def build_instance(
                 m.participants,
                 m.mode,
                 fixed=Fixed(m.place.slot_id, m.place.table) if m.locked and m.place else None,
+                allowed_slots=allowed_for(m, windows),
             )
             for m in meetings
         ),
+        max_idle_spread=max_idle_spread,
     )
 
 

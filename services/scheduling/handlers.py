@@ -22,7 +22,8 @@ import asyncpg
 from services.scheduling import domain, projection
 from services.scheduling.domain import AgendaMeeting, Attendee, Place
 from services.scheduling.grid import EventGrid, parse_intervals
-from services.scheduling.solver import Assignment, check, optimise, place
+from services.scheduling.solver import Assignment, check, place
+from services.scheduling.solver.portfolio import solve
 from shared import eventstore
 from shared.auth import Principal
 from shared.contracts.base import EventPayload
@@ -30,6 +31,7 @@ from shared.contracts.matching import MeetingAccepted, MeetingCancelled
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
+    MeetingType,
     RegistrationRejected,
     RegistrationWithdrawn,
     SideProgrammeJoined,
@@ -106,6 +108,7 @@ def as_meeting(row: asyncpg.Record) -> AgendaMeeting:
         status=row["status"],
         place=None if slot is None else Place(slot, row["table_no"]),
         locked=row["locked"],
+        meeting_type=row.get("meeting_type"),
     )
 
 
@@ -119,6 +122,20 @@ async def load_meetings(
         list(statuses),
     )
     return [as_meeting(r) for r in rows]
+
+
+async def load_windows(conn: asyncpg.Connection, event_id: str) -> dict[str, tuple[str, ...]]:
+    """The time windows in force: the latest change per meeting type (null: none)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (meeting_type) meeting_type, allowed_slots FROM slot_rule_changes"
+        " WHERE event_id = $1 ORDER BY meeting_type, seq DESC",
+        event_id,
+    )
+    return {
+        r["meeting_type"]: tuple(json.loads(r["allowed_slots"]))
+        for r in rows
+        if r["allowed_slots"] is not None
+    }
 
 
 async def load_meeting(conn: asyncpg.Connection, meeting_id: str) -> AgendaMeeting | None:
@@ -180,7 +197,10 @@ async def place_one(conn: asyncpg.Connection, grid: EventGrid, meeting_id: str) 
     target = await load_meeting(conn, meeting_id)
     assert target is not None
     instance = domain.build_instance(
-        grid, await load_attendees(conn, grid.event_id), [*placed, target]
+        grid,
+        await load_attendees(conn, grid.event_id),
+        [*placed, target],
+        await load_windows(conn, grid.event_id),
     )
     result = place(instance, domain.current_schedule(placed), meeting_id)
     if isinstance(result, Assignment):
@@ -204,13 +224,14 @@ async def on_meeting_accepted(conn: asyncpg.Connection, env: Envelope, e: EventP
         known[i].attendance for i in ids if i in known
     ]
     inserted = await conn.fetchval(
-        "INSERT INTO meetings (meeting_id, event_id, participants, mode, status)"
-        " VALUES ($1, $2, $3, $4, 'pending') ON CONFLICT (meeting_id) DO NOTHING"
+        "INSERT INTO meetings (meeting_id, event_id, participants, mode, status, meeting_type)"
+        " VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (meeting_id) DO NOTHING"
         " RETURNING meeting_id",
         e.request_id,
         e.event_id,
         ids,
         domain.meeting_mode(e.mode.value, attendances),
+        e.meeting_type.value,
     )
     grid = await load_grid(conn, e.event_id)
     if inserted is None or grid is None or not all(i in known for i in ids):
@@ -366,17 +387,31 @@ async def reoptimise(
     event_id: str,
     time_limit: float,
     correlation_id: str | None,
+    max_idle_spread: int | None = None,
 ) -> dict[str, Any]:
-    """Re-place every unlocked meeting; announce what changed."""
+    """Re-place every unlocked meeting (in the windows of their types, with idle time
+    spread over the participants by at most `max_idle_spread`); announce what changed."""
     grid = await organised_event(conn, principal, event_id)
     _published(grid, "re-optimisation")
     meetings = await load_meetings(conn, event_id)
-    instance = domain.build_instance(grid, await load_attendees(conn, event_id), meetings)
+    instance = domain.build_instance(
+        grid,
+        await load_attendees(conn, event_id),
+        meetings,
+        await load_windows(conn, event_id),
+        max_idle_spread,
+    )
     # CPU-bound: off the event loop, so the service keeps answering meanwhile.
-    schedule = await asyncio.to_thread(optimise, instance, time_limit)
+    result = await asyncio.to_thread(solve, instance, time_limit)
+    schedule = result.schedule
     report = check(instance, schedule)
     if not report.valid:  # never expected; refuse rather than publish a broken agenda
-        raise RuntimeError(f"the optimiser broke the rules: {report.violations[:3]}")
+        kinds = {v.kind for v in report.violations}
+        if kinds != {"idle-spread-exceeded"}:
+            raise RuntimeError(f"the optimiser broke the rules: {report.violations[:3]}")
+        raise Conflict(  # the locked meetings alone leave idle time too uneven
+            "max_idle_spread", report.violations[0].message
+        )
     changes = domain.diff({m.meeting_id: m.place for m in meetings}, schedule)
     by_id = {m.meeting_id: m for m in meetings}
     for c in changes:
@@ -391,8 +426,35 @@ async def reoptimise(
         "placed": len(schedule.assignments),
         "unscheduled": len(schedule.unscheduled),
         "idle_slots": report.idle,
+        "proven_optimal": result.proven_optimal,
+        "bound": {"meetings_priority": result.priority_bound, "idle_slots": result.idle_bound},
         **count,
     }
+
+
+async def set_window(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    event_id: str,
+    meeting_type: str,
+    allowed_slots: Sequence[str] | None,
+) -> dict[str, Any]:
+    """The organiser's time window for a meeting type (None: any slot again), recorded as
+    a change; it applies to every placement from now on (re-optimise to apply it to the
+    meetings already placed)."""
+    grid = await organised_event(conn, principal, event_id)
+    if meeting_type not in {t.value for t in MeetingType}:
+        raise NotFound("meeting type", meeting_type)
+    window = None if allowed_slots is None else domain.window_slots(grid, allowed_slots)
+    await conn.execute(
+        "INSERT INTO slot_rule_changes (event_id, meeting_type, allowed_slots, set_by)"
+        " VALUES ($1, $2, $3::jsonb, $4)",
+        event_id,
+        meeting_type,
+        None if window is None else json.dumps(list(window)),
+        principal.id,
+    )
+    return {"event_id": event_id, "meeting_type": meeting_type, "allowed_slots": window}
 
 
 async def set_locked(

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from services.scheduling.grid import EventGrid
-from services.scheduling.handlers import load_grid
+from services.scheduling.handlers import load_grid, load_windows
 from shared.access.policy import Grant, Scope
 from shared.errors import NotFound, RuleViolation
 
@@ -89,7 +89,46 @@ async def agenda(conn: asyncpg.Connection, grant: Grant, event_id: str) -> dict[
         "tables": grid.tables,
         "published": grid.published,
         "counts": {r["status"]: r["n"] for r in counts},
+        "idle": idle_summary(grid, [(list(r["participants"]), r["slot_id"]) for r in rows]),
         "slots": slots,
+    }
+
+
+def idle_summary(grid: EventGrid, placed: list[tuple[list[str], str]]) -> dict[str, Any]:
+    """Idle time per participant with placed meetings (free slots between its first and
+    last meeting of a session, summed over the sessions), its total and distribution."""
+    where: dict[str, tuple[str, int]] = {}
+    for sid, slots in grid.sessions_of_slots():
+        for k, s in enumerate(slots):
+            where[s.id] = (sid, k)
+    used: dict[tuple[str, str], list[int]] = {}
+    people: dict[str, None] = {}
+    for participants, slot_id in placed:
+        sid, k = where[slot_id]
+        for pid in participants:
+            people.setdefault(pid, None)
+            used.setdefault((pid, sid), []).append(k)
+    by_participant = dict.fromkeys(people, 0)
+    for (pid, _), ks in used.items():
+        by_participant[pid] += max(ks) - min(ks) + 1 - len(ks)
+    distribution: dict[str, int] = {}
+    for v in sorted(by_participant.values()):
+        distribution[str(v)] = distribution.get(str(v), 0) + 1
+    values = list(by_participant.values())
+    return {
+        "total": sum(values),
+        "max": max(values, default=0),
+        "spread": max(values, default=0) - min(values, default=0),
+        "distribution": distribution,  # idle slots -> participants with that many
+        "by_participant": by_participant,
+    }
+
+
+async def windows(conn: asyncpg.Connection, event_id: str) -> dict[str, Any]:
+    await _grid(conn, event_id)
+    return {
+        "event_id": event_id,
+        "windows": {t: list(w) for t, w in (await load_windows(conn, event_id)).items()},
     }
 
 

@@ -95,6 +95,7 @@ class Action(StrEnum):
     VIEW_REPORT = "read the event's report and dashboard"
     VIEW_DIRECTORY = "read the participant directory"
     VALIDATE = "approve, reject or waitlist a registration"
+    IMPORT_REGISTRATIONS = "register organisations from a spreadsheet"
     VIEW_REGISTRATION = "read one registration with its contacts and private data"
     EDIT_PROFILE = "edit or withdraw a registration"
     ERASE = "erase a registration's personal data"
@@ -135,6 +136,8 @@ RULES: Mapping[Action, Rule] = {
     Action.VIEW_REPORT: Rule(_ORGANISERS_AND_OFFICES),
     Action.VIEW_DIRECTORY: Rule({**_ORGANISERS_AND_OFFICES, Relation.PARTICIPANT: Grants.LISTED}),
     Action.VALIDATE: Rule(_ORGANISERS_AND_OFFICES),
+    # A co-organiser imports its own office's participants (the handler assigns them).
+    Action.IMPORT_REGISTRATIONS: Rule(_ORGANISERS_AND_OFFICES),
     Action.VIEW_REGISTRATION: Rule(
         {
             **_ORGANISERS_AND_OFFICES,

@@ -22,6 +22,7 @@ from shared.contracts.registration import (
     DecisionBase,
     OrganiserRegistered,
     ParticipantAssignedToSupportOffice,
+    ProfileUpdated,
     RegisteredBase,
 )
 from shared.dispatch import Projection
@@ -55,12 +56,22 @@ async def _event_created(conn: asyncpg.Connection, e: BrokerageEventCreated) -> 
 
 async def _registered(conn: asyncpg.Connection, e: RegisteredBase) -> None:
     await conn.execute(
-        "INSERT INTO access_registrations (registration_id, event_id) VALUES ($1, $2)"
+        "INSERT INTO access_registrations (registration_id, event_id, organisation_name)"
+        " VALUES ($1, $2, $3)"
         " ON CONFLICT (registration_id) DO NOTHING",
         e.registration_id,
         e.event_id,
+        e.profile.name,
     )
     await record_key(conn, e.api_key_digest, Role.ORGANISATION, e.registration_id)
+
+
+async def _profile_updated(conn: asyncpg.Connection, e: ProfileUpdated) -> None:
+    await conn.execute(
+        "UPDATE access_registrations SET organisation_name = $2 WHERE registration_id = $1",
+        e.registration_id,
+        e.profile.name,
+    )
 
 
 async def _decided(conn: asyncpg.Connection, e: DecisionBase) -> None:
@@ -108,6 +119,7 @@ PROJECTION.on(BrokerageEventCreated)(_event_created)
 PROJECTION.on(*REGISTERED_BY_TYPE.values())(_registered)
 PROJECTION.on(*DECISIONS)(_decided)
 PROJECTION.on(ParticipantAssignedToSupportOffice)(_assigned)
+PROJECTION.on(ProfileUpdated)(_profile_updated)
 PROJECTION.on(CoOrganiserAdded)(_co_organiser_added)
 PROJECTION.on(CoOrganiserRemoved)(_co_organiser_removed)
 apply = PROJECTION.apply  # one of registration's events (others are ignored)

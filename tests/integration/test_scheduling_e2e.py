@@ -166,7 +166,15 @@ async def test_agenda_over_the_broker(infra: Infra, service: str) -> None:
                 assert start == datetime.fromisoformat(m["local_start"])
                 assert m["local_start"].endswith("-04:00") and m["start"].endswith("+02:00")
             assert (await http.get(url, headers=keys[people[2]])).status_code == 403
-            assert (await http.get(f"/events/{eid}/agenda", headers=keys[me])).status_code == 403
+            # The event's agenda, as a participant sees it: its own meetings only.
+            own = await http.get(f"/events/{eid}/agenda", headers=keys[me])
+            assert own.status_code == 200
+            seen = [
+                m
+                for slot in own.json()["slots"]
+                for m in [t["meeting"] for t in slot["tables"] if t["meeting"]] + slot["online"]
+            ]
+            assert seen and all(me in m["participants"] for m in seen)
             bad = await http.get(url, headers=keys[me], params={"tz": "Mars/Olympus"})
             assert bad.status_code == 422 and bad.headers["content-type"].startswith(
                 "application/problem+json"
@@ -183,6 +191,42 @@ async def test_agenda_over_the_broker(infra: Infra, service: str) -> None:
             assert r.json()["placed"] >= len(schedule.assignments)
             after = _valid(await agenda(), grid, attendees)
             assert locked in after.assignments
+
+            # A time window for the meetings' type (Business2Business): not the first slot.
+            # Re-optimisation keeps every unlocked meeting out of it; the locked one stays.
+            first_slot = grid.slots[0].id
+            rest = [s.id for s in grid.slots[1:]]
+            rules = f"/events/{eid}/slot-rules"
+            r = await http.put(
+                f"{rules}/Business2Business", headers=organiser, json={"allowed_slots": rest}
+            )
+            assert r.status_code == 200 and r.json()["allowed_slots"] == rest, r.text
+            bad_slot = {"allowed_slots": ["nowhere"]}
+            r = await http.put(f"{rules}/Business2Business", headers=organiser, json=bad_slot)
+            assert r.status_code == 422, r.text
+            r = await http.put(
+                f"{rules}/Lunch2Lunch", headers=organiser, json={"allowed_slots": []}
+            )
+            assert r.status_code == 404, r.text
+            r = await http.get(rules, headers=organiser)
+            assert r.json()["windows"] == {"Business2Business": rest}, r.text
+            r = await http.post(
+                f"/events/{eid}/reoptimise",
+                headers=organiser,
+                json={"time_limit_seconds": 1, "max_idle_spread": 3},
+            )
+            assert r.status_code == 200, r.text
+            assert {"proven_optimal", "bound"} <= r.json().keys()
+            windowed = await agenda()
+            after = _valid(windowed, grid, attendees)
+            assert locked in after.assignments
+            assert all(
+                a.slot != first_slot for a in after.assignments if a.meeting != locked.meeting
+            )
+            idle = windowed["idle"]
+            assert idle["spread"] <= 3 and sum(idle["distribution"].values()) == len(
+                idle["by_participant"]
+            )
 
             # Publish; then re-optimisation is refused and a cancellation releases its slot.
             r = await http.post(f"/events/{eid}/publish", headers=organiser)

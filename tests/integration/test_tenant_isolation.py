@@ -207,7 +207,9 @@ def path_values(world: World) -> dict[str, str]:
         "endpoint_id": world.endpoint_id,
         "item_id": world.item_id,
         "co_organiser_id": world.co_organiser_north_id,
+        "meeting_type": "Business2Cluster",
         "token": uuid.uuid4().hex,  # a signed link nobody issued
+        "fmt": "xlsx",  # exports: one of their formats
     }
 
 

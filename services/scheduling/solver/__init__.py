@@ -4,7 +4,12 @@
 - `check`: an independent checker of the hard rules and the objective.
 - `greedy`: the first-accepted-first-placed baseline.
 - `place`: put one newly accepted meeting into an existing schedule.
-- `optimise`: the full re-optimisation (most priority placed, then least idle).
+- `optimise`: the heuristic re-optimisation (most priority placed, then least idle),
+  in steps: `construct`, `chains` (repair), `localsearch`, `ruin` (ruin and recreate).
+- `exact`: the CP-SAT model; `kempe`: Kempe-chain swaps (simulated annealing);
+  `fairness`: bringing a schedule within `max_idle_spread`.
+- `portfolio`: `solve`, all of them under one deadline; the best schedule, whether it
+  is proven optimal, and the bound.
 """
 
 from services.scheduling.solver.check import Report, Violation, check
@@ -29,6 +34,7 @@ from services.scheduling.solver.model import (
 )
 from services.scheduling.solver.optimise import optimise
 from services.scheduling.solver.place import place
+from services.scheduling.solver.portfolio import Result, solve
 
 __all__ = [
     "Assignment",
@@ -38,6 +44,7 @@ __all__ = [
     "Meeting",
     "Participant",
     "Report",
+    "Result",
     "Schedule",
     "Session",
     "Slot",
@@ -53,4 +60,5 @@ __all__ = [
     "place",
     "schedule_to_dict",
     "schedule_to_json",
+    "solve",
 ]

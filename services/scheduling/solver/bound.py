@@ -16,10 +16,13 @@ nothing. The optimiser stops early when it has reached this bound with no idle t
 
 from __future__ import annotations
 
+import time
+
 from services.scheduling.solver.core import Problem
 
 
-def priority_bound(problem: Problem, passes: int = 6) -> int:
+def priority_bound(problem: Problem, passes: int = 6, deadline: float = float("inf")) -> int:
+    """Any y is a valid dual: past `deadline` the passes stop, the bound stays valid."""
     p = problem
     valid = [bool(p.common_avail(m)) for m in range(p.n_meetings)]
     room = [min(p.cap[i], p.avail[i].bit_count()) for i in range(p.n_parts)]
@@ -27,6 +30,8 @@ def priority_bound(problem: Problem, passes: int = 6) -> int:
     y = [0] * p.n_parts
     tight = [i for i in range(p.n_parts) if len(mine[i]) > room[i]]
     for _ in range(passes):
+        if time.monotonic() > deadline:
+            break
         changed = False
         for i in tight:
             residual = sorted(

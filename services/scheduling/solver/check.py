@@ -34,6 +34,8 @@ KINDS = (
     "table-out-of-range",  # a table number outside 1..tables
     "fixed-moved",  # a fixed meeting not at its slot (or table)
     "fixed-unscheduled",  # a fixed meeting left unscheduled
+    "slot-not-allowed",  # a meeting in a slot outside its allowed_slots
+    "idle-spread-exceeded",  # participants' idle differs by more than max_idle_spread
 )
 
 
@@ -43,6 +45,8 @@ class Report:
     scheduled: int = 0
     priority: int = 0  # summed priority of the scheduled meetings (maximise)
     idle: int = 0  # idle slots, summed over participants and sessions (minimise)
+    # every participant of the instance: its idle slots, summed over sessions
+    idle_by_participant: dict[str, int] = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -99,6 +103,8 @@ def check(instance: Instance, schedule: Schedule) -> Report:
             continue
         report.scheduled += 1
         report.priority += m.priority
+        if m.allowed_slots is not None and a.slot not in m.allowed_slots:
+            flag("slot-not-allowed", f"{m.id} is in {a.slot}, not one of its allowed_slots")
         for pid in m.participants:
             attending[(pid, a.slot)].append(m.id)
             count[pid] += 1
@@ -135,6 +141,20 @@ def check(instance: Instance, schedule: Schedule) -> Report:
     positions: dict[tuple[str, str], set[int]] = defaultdict(set)
     for pid, slot_id in attending:
         positions[(pid, session_of[slot_id])].add(position[slot_id])
-    for used in positions.values():
-        report.idle += max(used) - min(used) + 1 - len(used)
+    idle_of = {p.id: 0 for p in instance.participants}
+    for (pid, _), used in positions.items():
+        gaps = max(used) - min(used) + 1 - len(used)
+        report.idle += gaps
+        idle_of[pid] += gaps
+    report.idle_by_participant = idle_of
+    spread = instance.max_idle_spread
+    if spread is not None and idle_of:
+        most = max(idle_of, key=lambda pid: (idle_of[pid], pid))
+        least = min(idle_of, key=lambda pid: (idle_of[pid], pid))
+        if idle_of[most] - idle_of[least] > spread:
+            flag(
+                "idle-spread-exceeded",
+                f"{most} has {idle_of[most]} idle slots and {least} {idle_of[least]},"
+                f" more than max_idle_spread {spread} apart",
+            )
     return report

@@ -98,10 +98,7 @@ class Problem:
             if p.available is None:
                 self.avail.append(self.all_slots)
             else:
-                mask = 0
-                for sid in p.available:
-                    mask |= 1 << self.slot_index[sid]
-                self.avail.append(mask)
+                self.avail.append(self.slot_mask(p.available))
             self.cap.append(NO_CAP if p.max_meetings is None else p.max_meetings)
 
         self.meeting_ids = [m.id for m in instance.meetings]
@@ -111,14 +108,20 @@ class Problem:
         self.prio: list[int] = []
         self.fixed_slot: list[int] = []
         self.fixed_table: list[int] = []  # 0: any table (or online)
+        self.allowed: list[int] = []  # the slots a meeting may take (its allowed_slots)
         self.by_part: list[list[int]] = [[] for _ in self.part_ids]
+        index = self.part_index
         for k, m in enumerate(instance.meetings):
-            ps = tuple(self.part_index[pid] for pid in m.participants)
+            ps = tuple([index[pid] for pid in m.participants])
             self.parts.append(ps)
             for i in ps:
                 self.by_part[i].append(k)
             self.onsite.append(m.onsite)
             self.prio.append(m.priority)
+            if m.allowed_slots is None:
+                self.allowed.append(self.all_slots)
+            else:
+                self.allowed.append(self.slot_mask(m.allowed_slots))
             if m.fixed is None:
                 self.fixed_slot.append(-1)
                 self.fixed_table.append(0)
@@ -127,8 +130,23 @@ class Problem:
                 self.fixed_table.append(m.fixed.table or 0)
         self.n_meetings = len(self.meeting_ids)
         self.n_parts = len(self.part_ids)
+        self.max_idle_spread = instance.max_idle_spread
+
+    def slot_mask(self, slot_ids: Iterable[str]) -> int:
+        mask = 0
+        for sid in slot_ids:
+            mask |= 1 << self.slot_index[sid]
+        return mask
 
     def common_avail(self, m: int) -> int:
+        """The slots meeting m may take: allowed to it, all its participants available."""
+        mask = self.allowed[m]
+        for i in self.parts[m]:
+            mask &= self.avail[i]
+        return mask
+
+    def common_avail_any(self, m: int) -> int:
+        """The slots all of meeting m's participants are available in (any slot)."""
         mask = self.all_slots
         for i in self.parts[m]:
             mask &= self.avail[i]
@@ -156,6 +174,15 @@ class State:
         # tables taken by number (only when placing into an existing, numbered schedule)
         self.table_of: dict[int, int] = {}
 
+    @classmethod
+    def of_slots(cls, problem: Problem, slot_of: list[int]) -> State:
+        """The state with meeting m in slot slot_of[m] (none where it is -1)."""
+        state = cls(problem)
+        for m, t in enumerate(slot_of):
+            if t >= 0:
+                state.add(m, t)
+        return state
+
     def copy_from(self, other: State) -> None:
         self.slot_of[:] = other.slot_of
         self.busy[:] = other.busy
@@ -168,7 +195,7 @@ class State:
     def free_slots(self, m: int) -> int:
         """Slots where meeting m could go now without moving anything."""
         p = self.p
-        mask = p.all_slots
+        mask = p.allowed[m]
         for i in p.parts[m]:
             if self.count[i] >= p.cap[i]:
                 return 0
@@ -230,6 +257,24 @@ class State:
                 ):
                     total += tab[(b & mask) >> a]
         return total
+
+    def idle_of(self, i: int) -> int:
+        """Participant i's idle slots, summed over the sessions."""
+        p = self.p
+        b = self.busy[i]
+        if not b:
+            return 0
+        return sum(
+            tab[(b & mask) >> a]
+            for a, tab, mask in zip(p.session_start, p.session_idle, p.session_mask, strict=True)
+        )
+
+    def idle_spread(self) -> int:
+        """Most idle of a participant minus least idle of a participant."""
+        if not self.busy:
+            return 0
+        idle = [self.idle_of(i) for i in range(self.p.n_parts)]
+        return max(idle) - min(idle)
 
     def priority(self) -> int:
         return sum(pr for pr, t in zip(self.p.prio, self.slot_of, strict=True) if t >= 0)
@@ -307,19 +352,24 @@ class State:
         for i in parts:
             if not p.avail[i]:
                 return f"{p.part_ids[i]} is not available in any slot"
+        if not p.allowed[m]:
+            return "its allowed_slots are empty"
         if not p.common_avail(m):
+            if p.allowed[m] != p.all_slots and p.common_avail_any(m):
+                return f"{p.names(parts)} are not available together in its allowed_slots"
             return f"{p.names(parts)} have no available slot in common"
         for i in parts:
             if not p.avail[i] & ~self.busy[i]:
                 return f"{p.part_ids[i]} has no free slot left"
-        free = p.all_slots
+        free = p.allowed[m]
         for i in parts:
             free &= p.avail[i] & ~self.busy[i]
         if not free:
+            within = "" if p.allowed[m] == p.all_slots else " in its allowed_slots"
             if len(parts) == 2:
                 a, b = parts
-                return f"{p.part_ids[a]} has no free slot in common with {p.part_ids[b]}"
-            return f"{p.names(parts)} have no free slot in common"
+                return f"{p.part_ids[a]} has no free slot in common with {p.part_ids[b]}{within}"
+            return f"{p.names(parts)} have no free slot in common{within}"
         if p.onsite[m] and not free & ~self.table_full:
             n = free.bit_count()
             where = "the slot" if n == 1 else f"any of the {n} slots"

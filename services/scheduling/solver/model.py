@@ -13,6 +13,11 @@ Conventions beyond the design document:
 - A meeting has at least two distinct participants.
 - A fixed onsite meeting with ``"table": null`` is locked to its slot only and
   may get any free table; a fixed online meeting must have ``"table": null``.
+- ``allowed_slots`` of a meeting (absent or null: any slot) lists the slots it may
+  take; a fixed meeting's slot must be one of them.
+- ``max_idle_spread`` of the instance (absent or null: no bound) bounds the fairness
+  of idle time: the idle slots of any two participants of the instance (summed over
+  sessions) differ by at most this many.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Meeting:
     mode: Mode = "onsite"
     priority: int = 1
     fixed: Fixed | None = None
+    allowed_slots: frozenset[str] | None = None  # None: any slot
 
     @property
     def onsite(self) -> bool:
@@ -76,6 +82,7 @@ class Instance:
     sessions: tuple[Session, ...]
     participants: tuple[Participant, ...]
     meetings: tuple[Meeting, ...]
+    max_idle_spread: int | None = None  # None: no fairness bound
 
     @property
     def slots(self) -> tuple[Slot, ...]:
@@ -175,6 +182,19 @@ def _unique(ids: Sequence[str], where: str, what: str) -> None:
         seen.add(x)
 
 
+def _slot_set(raw: object, where: str, known: frozenset[str]) -> frozenset[str] | None:
+    """A list of slot ids (or null) as a set."""
+    if raw is None:
+        return None
+    out: set[str] = set()
+    for k, a in enumerate(_list(raw, where)):
+        slot_id = _str(a, f"{where}[{k}]")
+        if slot_id not in known:
+            raise _fail(f"{where}[{k}]", f"unknown slot {slot_id!r}")
+        out.add(slot_id)
+    return frozenset(out)
+
+
 def parse_instance(data: object) -> Instance:
     """Build an `Instance` from a decoded JSON document; raise `InstanceError`."""
     doc = _obj(data, "instance")
@@ -212,16 +232,7 @@ def parse_instance(data: object) -> Instance:
         w = f"participants[{pi}]"
         p = _obj(raw_p, w)
         pid = _str(_required(p, "id", w), f"{w}.id")
-        raw_av = p.get("available")
-        available: frozenset[str] | None = None
-        if raw_av is not None:
-            av: set[str] = set()
-            for ai, a in enumerate(_list(raw_av, f"{w}.available")):
-                slot_id = _str(a, f"{w}.available[{ai}]")
-                if slot_id not in known_slots:
-                    raise _fail(f"{w}.available[{ai}]", f"unknown slot {slot_id!r}")
-                av.add(slot_id)
-            available = frozenset(av)
+        available = _slot_set(p.get("available"), f"{w}.available", known_slots)
         raw_cap = p.get("max_meetings")
         cap = None if raw_cap is None else _int(raw_cap, f"{w}.max_meetings", 0)
         participants.append(Participant(pid, available, cap))
@@ -263,10 +274,15 @@ def parse_instance(data: object) -> Instance:
             if ftable is not None and ftable > tables:
                 raise _fail(f"{wf}.table", f"table {ftable} does not exist (tables: {tables})")
             fixed = Fixed(fslot, ftable)
-        meetings.append(Meeting(mid, tuple(parts), mode, priority, fixed))
+        allowed = _slot_set(m.get("allowed_slots"), f"{w}.allowed_slots", known_slots)
+        if fixed is not None and allowed is not None and fixed.slot not in allowed:
+            raise _fail(f"{w}.fixed.slot", f"{fixed.slot!r} is not one of its allowed_slots")
+        meetings.append(Meeting(mid, tuple(parts), mode, priority, fixed, allowed))
     _unique([m.id for m in meetings], "meetings", "meeting")
+    raw_spread = doc.get("max_idle_spread")
+    spread = None if raw_spread is None else _int(raw_spread, "max_idle_spread", 0)
 
-    instance = Instance(name, tables, tuple(sessions), tuple(participants), tuple(meetings))
+    instance = Instance(name, tables, tuple(sessions), tuple(participants), tuple(meetings), spread)
     _check_fixed(instance)
     return instance
 
@@ -356,7 +372,7 @@ def parse_schedule_json(text: str | bytes) -> Schedule:
 
 
 def instance_to_dict(instance: Instance) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "name": instance.name,
         "tables": instance.tables,
         "sessions": [
@@ -383,10 +399,18 @@ def instance_to_dict(instance: Instance) -> dict[str, Any]:
                 "fixed": None
                 if m.fixed is None
                 else {"slot": m.fixed.slot, "table": m.fixed.table},
+                **(
+                    {}
+                    if m.allowed_slots is None
+                    else {"allowed_slots": _ordered(instance, m.allowed_slots)}
+                ),
             }
             for m in instance.meetings
         ],
     }
+    if instance.max_idle_spread is not None:
+        doc["max_idle_spread"] = instance.max_idle_spread
+    return doc
 
 
 def _ordered(instance: Instance, slot_ids: frozenset[str]) -> list[str]:

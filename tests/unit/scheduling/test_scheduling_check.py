@@ -8,7 +8,13 @@ import pytest
 from scheduling_cases import small_doc
 
 from services.scheduling.solver.check import KINDS, check
-from services.scheduling.solver.model import Assignment, Schedule, Unscheduled, parse_instance
+from services.scheduling.solver.model import (
+    Assignment,
+    Instance,
+    Schedule,
+    Unscheduled,
+    parse_instance,
+)
 
 INSTANCE = parse_instance(small_doc())
 
@@ -121,8 +127,44 @@ def test_each_violation_is_caught(change: Callable[[Schedule], None], kinds: set
     assert all(v.message for v in report.violations)
 
 
+def _windowed(spread: int | None) -> Instance:
+    doc = small_doc()
+    doc["meetings"][0]["allowed_slots"] = ["am1", "pm1"]
+    doc["max_idle_spread"] = spread
+    return parse_instance(doc)
+
+
+def test_a_meeting_outside_its_allowed_slots() -> None:
+    instance = _windowed(None)
+    assert check(instance, good()).valid  # m1 in am1
+    s = good()
+    _replace("m1", "am3", 1)(s)
+    _replace("m2", "am1", None)(s)
+    report = check(instance, s)
+    assert [v.kind for v in report.violations] == ["slot-not-allowed"]
+    assert "m1 is in am3" in report.violations[0].message
+
+
+def test_the_idle_spread_bound_and_the_idle_per_participant() -> None:
+    report = check(_windowed(1), good())
+    assert report.idle_by_participant == {"a": 1, "b": 0, "c": 0, "d": 0}
+    assert report.valid
+    s = good()
+    _replace("m5", "pm3", 1)(s)  # a: am1 . am3 | pm3, still 1
+    s.assignments.append(Assignment("m4", "pm1", 2))
+    s.unscheduled.clear()
+    s.assignments = [a for a in s.assignments if a.meeting != "m2"]
+    s.unscheduled.append(Unscheduled("m2", "out"))
+    # a: am1 | pm3 (0); c: am2 | pm1 (0); d: pm1 . pm3 (1)
+    report = check(_windowed(0), s)
+    assert report.idle_by_participant == {"a": 0, "b": 0, "c": 0, "d": 1}
+    assert [v.kind for v in report.violations] == ["idle-spread-exceeded"]
+    assert check(_windowed(1), s).valid
+
+
 def test_every_kind_is_covered() -> None:
-    assert set().union(*(k for _, _, k in BAD)) == set(KINDS)
+    covered = set().union(*(k for _, _, k in BAD)) | {"slot-not-allowed", "idle-spread-exceeded"}
+    assert covered == set(KINDS)
 
 
 def test_a_fixed_onsite_meeting_without_a_table_number_may_sit_at_any_table() -> None:

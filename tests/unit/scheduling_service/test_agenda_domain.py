@@ -128,3 +128,55 @@ def test_diff_names_every_change_and_nothing_else() -> None:
     move = next(e for e in assigned if e.meeting_id == "move")
     assert move.slot_start == datetime(2026, 3, 10, 9, 0, tzinfo=PARIS) and move.table == 2
     assert move.participants == ["x", "y"] and move.event_id == "ev1"
+
+
+def test_a_window_per_meeting_type_reaches_the_instance_and_the_placement() -> None:
+    from services.scheduling.solver import place
+
+    afternoon = domain.window_slots(GRID, ["d1-s2-02", "d1-s2-01", "d2-s2-01"])
+    assert afternoon == ("d1-s2-01", "d1-s2-02", "d2-s2-01")  # in time order
+    meetings = [
+        AgendaMeeting("m1", ("a", "b"), "onsite", "pending", meeting_type="Business2Cluster"),
+        AgendaMeeting("m2", ("a", "c"), "onsite", "pending", meeting_type="Cluster2Cluster"),
+        AgendaMeeting(
+            "m3",
+            ("b", "c"),
+            "onsite",
+            "placed",
+            Place("d1-s1-01", 1),
+            locked=True,
+            meeting_type="Business2Cluster",
+        ),
+    ]
+    windows = {"Business2Cluster": afternoon}
+    instance = domain.build_instance(GRID, {}, meetings, windows, max_idle_spread=1)
+    by_id = {m.id: m for m in instance.meetings}
+    assert by_id["m1"].allowed_slots == frozenset(afternoon)
+    assert by_id["m2"].allowed_slots is None  # no window for its type
+    assert by_id["m3"].allowed_slots is None  # locked: stays where it is
+    assert instance.max_idle_spread == 1
+    result = place(instance, domain.current_schedule(meetings), "m1")
+    assert isinstance(result, Assignment) and result.slot in afternoon
+
+
+def test_a_window_with_an_unknown_slot_is_refused() -> None:
+    import pytest
+
+    from shared.errors import RuleViolation
+
+    with pytest.raises(RuleViolation, match="unknown slot"):
+        domain.window_slots(GRID, ["d1-s1-01", "d9-s9-09"])
+
+
+def test_the_organiser_view_of_idle_time() -> None:
+    from services.scheduling.views import idle_summary
+
+    placed = [
+        (["a", "b"], "d1-s1-01"),
+        (["a", "c"], "d1-s1-03"),  # a idles in d1-s1-02
+        (["b", "c"], "d1-s2-01"),  # another session: no idle for b
+    ]
+    summary = idle_summary(GRID, placed)
+    assert summary["by_participant"] == {"a": 1, "b": 0, "c": 0}
+    assert summary["distribution"] == {"0": 2, "1": 1}
+    assert (summary["total"], summary["max"], summary["spread"]) == (1, 1, 1)

@@ -1,0 +1,161 @@
+"""Kempe-chain moves: exchange two slots along a chain of meetings.
+
+Take a meeting m in slot a and another slot b. The meetings of m's participants in b
+must go to a, the meetings of their participants in a to b, and so on: the chain is
+the connected set of meetings in a or b linked by shared participants (each
+participant has at most one meeting in each slot, so it is a path or a cycle). Swapping
+the chain's slots keeps every participant in one meeting per slot and every count
+under its cap; it is a move only if each meeting may take its new slot and the tables
+suffice. The moves of the main local search are chains of length two at most; longer
+ones reach the schedules with no idle time that tight events (every participant busy
+in nearly every slot) have, where short moves stall.
+
+`anneal` runs simulated annealing over such swaps (sideways swaps are always taken),
+keeping the best schedule seen.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+
+from services.scheduling.solver.core import State
+
+MAX_CHAIN = 64  # longer chains are not tried (their cost grows with their length)
+
+
+def chain(state: State, m: int, b: int) -> list[int] | None:
+    """The meetings to swap between m's slot and slot b, or None if they cannot."""
+    p = state.p
+    a = state.slot_of[m]
+    S = p.n_slots
+    out = [m]
+    seen = {m}
+    k = 0
+    while k < len(out):
+        c = out[k]
+        k += 1
+        here = state.slot_of[c]
+        other = b if here == a else a
+        if p.fixed_slot[c] >= 0 or not p.allowed[c] >> other & 1:
+            return None
+        for j in p.parts[c]:
+            if not p.avail[j] >> other & 1:
+                return None
+            d = state.at[j * S + other]
+            if d >= 0 and d not in seen:
+                seen.add(d)
+                out.append(d)
+                if len(out) > MAX_CHAIN:
+                    return None
+    return out
+
+
+def anneal(
+    state: State,
+    deadline: float,
+    seed: int = 0,
+    enough: Callable[[int], bool] | None = None,
+    start: float | None = None,
+    t0: float = 0.6,
+    t1: float = 0.05,
+) -> int:
+    """Simulated annealing over Kempe-chain swaps until `deadline`, or until
+    `enough(best idle)` says so (checked now and then): a swap adding d idle slots is
+    taken with probability exp(-d / temperature), the temperature falling geometrically
+    from t0 at `start` (default now) to t1 at `deadline` — so that a run cut short by
+    `enough` can be resumed by another call with the same `start`; the best schedule
+    seen is kept. Returns the idle time gained."""
+    p = state.p
+    rng = random.Random(seed)
+    movable = [m for m in range(p.n_meetings) if state.slot_of[m] >= 0 and p.fixed_slot[m] < 0]
+    if not movable or p.n_slots < 2:
+        return 0
+    start = time.monotonic() if start is None else start
+    span = max(1e-3, deadline - start)
+    idle = best = state.idle()
+    first = best
+    best_slots = state.slot_of[:]
+    temp = t0
+    tries = 0
+    while best > 0:
+        tries += 1
+        if tries % 256 == 0:
+            now = time.monotonic()
+            if now > deadline or (enough is not None and enough(best)):
+                break
+            temp = t0 * (t1 / t0) ** (max(0.0, now - start) / span)
+        delta = _move(state, rng, movable, temp)
+        idle += delta
+        if idle < best:
+            best = idle
+            best_slots = state.slot_of[:]
+    if idle > best:
+        _restore(state, best_slots)
+    return first - best
+
+
+def _move(
+    state: State,
+    rng: random.Random,
+    movable: list[int],
+    temp: float,
+) -> int:
+    """One random Kempe-chain swap; the idle time it adds (0 if none was made)."""
+    p = state.p
+    m = movable[int(rng.random() * len(movable))]
+    a = state.slot_of[m]
+    b = int(rng.random() * p.n_slots)
+    if b == a or a < 0:
+        return 0
+    moving = chain(state, m, b)
+    if moving is None:
+        return 0
+    shift = 0  # onsite meetings moving from b to a, less those from a to b
+    for c in moving:
+        if p.onsite[c]:
+            shift += 1 if state.slot_of[c] == b else -1
+    if state.onsite_used[a] + shift > p.tables or state.onsite_used[b] - shift > p.tables:
+        return 0
+    people = {j for c in moving for j in p.parts[c]}
+    before = _idle_near(state, people, a, b)
+    targets = [(c, b if state.slot_of[c] == a else a) for c in moving]
+    _apply(state, targets)
+    after = _idle_near(state, people, a, b)
+    if after > before and rng.random() >= math.exp((before - after) / temp):
+        _apply(state, [(c, b if t == a else a) for c, t in targets])
+        return 0
+    return after - before
+
+
+def _idle_near(state: State, people: set[int], a: int, b: int) -> int:
+    """The idle time of `people` in the sessions of slots a and b (all a swap changes)."""
+    p = state.p
+    busy = state.busy
+    tab, sh, w = p.idle_at[a], p.shift[a], p.window[a]
+    total = 0
+    for j in people:
+        total += tab[(busy[j] >> sh) & w]
+    if p.slot_session[a] != p.slot_session[b]:
+        tab, sh, w = p.idle_at[b], p.shift[b], p.window[b]
+        for j in people:
+            total += tab[(busy[j] >> sh) & w]
+    return total
+
+
+def _restore(state: State, slots: list[int]) -> None:
+    for m, t in enumerate(state.slot_of):
+        if t >= 0 and slots[m] != t:
+            state.remove(m)
+    for m, t in enumerate(slots):
+        if t >= 0 and state.slot_of[m] != t:
+            state.add(m, t)
+
+
+def _apply(state: State, targets: list[tuple[int, int]]) -> None:
+    for c, _ in targets:
+        state.remove(c)
+    for c, t in targets:
+        state.add(c, t)
