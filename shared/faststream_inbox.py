@@ -80,7 +80,9 @@ def _bound(step: type[_InboxStep], inbox: FastStreamInboxConsumer) -> BrokerMidd
 class AckMiddleware(_InboxStep):
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
         inbox = self.inbox
-        await inbox.applying.wait()  # start() joins; run() applies
+        if not await inbox.may_apply():
+            await msg.nack()  # stopping: whoever gets the partitions reads the batch again
+            return None
         fetched = time.perf_counter()
         try:
             await call_next(msg)
@@ -152,6 +154,7 @@ class FastStreamInboxConsumer(InboxCore):
         )
         self.retry_backoff = retry_backoff
         self.applying = asyncio.Event()
+        self.stopping = asyncio.Event()
         self.started = False
         # The middlewares, bound to this consumer; the first listed is the outermost.
         steps = [
@@ -179,6 +182,17 @@ class FastStreamInboxConsumer(InboxCore):
         )
         self.subscriber(self._handle)
 
+    async def may_apply(self) -> bool:
+        """Wait until `run()` runs (start() only joins the group); False when stopping."""
+        if not self.applying.is_set():
+            waits = [asyncio.ensure_future(e.wait()) for e in (self.applying, self.stopping)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+        return not self.stopping.is_set()
+
     @property
     def pool(self) -> asyncpg.Pool:
         return self._pool
@@ -189,6 +203,7 @@ class FastStreamInboxConsumer(InboxCore):
         return set(consumer.assignment()) if consumer is not None else set()
 
     async def start(self) -> None:
+        self.stopping.clear()
         await self.broker.start()
         self._export_zeros()
         self.started = True
@@ -196,6 +211,7 @@ class FastStreamInboxConsumer(InboxCore):
     async def stop(self) -> None:
         self.started = False
         self.applying.clear()
+        self.stopping.set()  # a batch waiting for run() gives up instead of holding the stop
         await self.broker.stop()
 
     async def run(self) -> None:
