@@ -113,6 +113,7 @@ class ServiceRuntime:
                 topic_prefix=prefix,
             )
             await consumer.start()
+            log.info("%s: consumer %s started (%s)", self.name, consumer.name, engine.__name__)
             self.consumers.append(consumer)
             self._tasks.append(asyncio.create_task(consumer.run(), name=consumer.name))
         for task in self._background:
