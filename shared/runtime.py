@@ -96,11 +96,7 @@ class ServiceRuntime:
             subscription = with_access_projection(subscription)
             # Subscriptions name canonical topics; the consumers read them under the prefix.
             subscription = replace(subscription, topics=prefixed_all(prefix, subscription.topics))
-            engine = (
-                FastStreamInboxConsumer
-                if self.settings.consumer_engine == "faststream"
-                else InboxConsumer
-            )
+            engine = consumer_class(self.settings)
             consumer = engine(
                 name=(self.name if index == 0 else f"{self.name}-{index}")
                 + self.settings.consumer_group_suffix,
@@ -149,6 +145,15 @@ class ServiceRuntime:
         if self._background_tasks:
             checks["background"] = not any(t.done() for t in self._background_tasks)
         return checks
+
+
+def consumer_class(
+    settings: PlatformSettings,
+) -> type[FastStreamInboxConsumer] | type[InboxConsumer]:
+    """The consumer engine CONSUMER_ENGINE names (both take the same arguments)."""
+    if settings.consumer_engine == "aiokafka":
+        return InboxConsumer
+    return FastStreamInboxConsumer
 
 
 def with_access_projection(subscription: Subscription) -> Subscription:

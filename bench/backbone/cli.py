@@ -212,9 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--engines",
-        default="aiokafka",
-        help="step 4: consumer engines to measure one after another, e.g."
-        " aiokafka,faststream (shared.inbox, shared.faststream_inbox)",
+        default="aiokafka,faststream",
+        help="step 4: consumer engines to measure one after another (default"
+        " aiokafka,faststream: shared.inbox, shared.faststream_inbox)",
     )
     parser.add_argument("--steps", default="1,2,3,4,5", help="which steps to run, e.g. 3,4")
     parser.add_argument(

@@ -8,8 +8,9 @@ events of `--producer` on `<producer>.events`; `--delay` sleeps per event inside
 the batch's transaction so that a SIGKILL lands mid-batch; `--commit-delay`
 sleeps between a batch's database commit and its offset commit, widening the
 window in which a kill leaves the database ahead of the committed offsets.
-CONSUMER_ENGINE=faststream runs `shared.faststream_inbox` instead of `shared.inbox`
-(e.g. `CONSUMER_ENGINE=faststream pytest tests/integration/test_crash.py`).
+The engine is the platform's (CONSUMER_ENGINE, `shared.settings`): FastStream
+(`shared.faststream_inbox`) by default, CONSUMER_ENGINE=aiokafka for `shared.inbox`
+(e.g. `CONSUMER_ENGINE=aiokafka pytest tests/integration/test_crash.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +31,7 @@ from shared.envelope import Envelope
 from shared.faststream_inbox import FastStreamInboxConsumer
 from shared.inbox import InboxConsumer, Subscription
 from shared.outbox import create_producer
+from shared.settings import PlatformSettings
 from tests.integration.support import apply_counter, counter_model, registry_for
 
 
@@ -69,7 +70,7 @@ async def main(args: argparse.Namespace) -> None:
     await dlq.start()
     engine: type[SlowCommitConsumer | SlowAckFastStreamConsumer] = (
         SlowAckFastStreamConsumer
-        if os.environ.get("CONSUMER_ENGINE") == "faststream"
+        if PlatformSettings().consumer_engine == "faststream"
         else SlowCommitConsumer
     )
     consumer = engine(
