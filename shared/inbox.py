@@ -8,6 +8,9 @@ commits (auto-commit is off). A redelivered event finds its id recorded and is
 skipped. A handler that keeps failing sends its message, after a bounded number
 of attempts, to `<topic>.dlq` with the error in the headers, and the partition
 moves on (`<topic>` as read, so with any TOPIC_PREFIX it carries).
+
+`InboxCore` is that processing; `InboxConsumer` runs it on aiokafka, and
+`shared.faststream_inbox` on FastStream (CONSUMER_ENGINE chooses, FastStream by default).
 """
 
 from __future__ import annotations
