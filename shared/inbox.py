@@ -8,6 +8,9 @@ commits (auto-commit is off). A redelivered event finds its id recorded and is
 skipped. A handler that keeps failing sends its message, after a bounded number
 of attempts, to `<topic>.dlq` with the error in the headers, and the partition
 moves on (`<topic>` as read, so with any TOPIC_PREFIX it carries).
+
+`InboxCore` is that processing; `InboxConsumer` runs it on aiokafka, and
+`shared.faststream_inbox` on FastStream (CONSUMER_ENGINE chooses, FastStream by default).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -108,18 +111,19 @@ class _Message:
         return f"{self.envelope.source}#{self.envelope.id}"
 
 
-class InboxConsumer:
+class InboxCore:
+    """What both consumer engines share: reading, claiming in the inbox, applying,
+    retrying and dead-lettering a batch of records. An engine (`InboxConsumer` here,
+    `shared.faststream_inbox` on FastStream) fetches the batches and commits offsets."""
+
     def __init__(
         self,
         *,
         name: str,
         dsn_pool: asyncpg.Pool,
-        bootstrap_servers: str,
         subscription: Subscription,
         dlq_producer: AIOKafkaProducer,
         max_attempts: int = 3,
-        batch_size: int = 500,
-        instance_id: str | None = None,
         retry_backoff: float = 0.2,
         topic_prefix: str = "",
     ) -> None:
@@ -131,30 +135,13 @@ class InboxConsumer:
         self._subscription = subscription
         self._dlq = dlq_producer
         self._max_attempts = max_attempts
-        self._batch_size = batch_size
         self._retry_backoff = retry_backoff
-        self._consumer = AIOKafkaConsumer(
-            *subscription.topics,
-            bootstrap_servers=bootstrap_servers,
-            group_id=name,
-            group_instance_id=instance_id,
-            client_id=instance_id or name,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
-        self.started = False
         self._lag_reported_at = 0.0
         self._lag_partitions: set[TopicPartition] = set()
 
-    @property
-    def assignment(self) -> set[TopicPartition]:
-        return set(self._consumer.assignment())
-
-    async def start(self) -> None:
-        await self._consumer.start()
-        # Export zeros from the start, so dashboards show "none" rather than "no data"
-        # and rate() sees the first failure.
+    def _export_zeros(self) -> None:
+        """Export zeros from the start, so dashboards show "none" rather than "no data"
+        and rate() sees the first failure."""
         for topic in self._subscription.topics:
             metrics.EVENT_PROCESSING_SECONDS.labels(self.name, topic)
             metrics.EVENT_PROCESSING_ERRORS.labels(self.name, topic)
@@ -164,40 +151,8 @@ class InboxConsumer:
             topic = prefixed(self._topic_prefix, model.topic())
             if model.ce_type() in handled and topic in self._subscription.topics:
                 metrics.EVENTS_PROCESSED.labels(self.name, topic, model.ce_type())
-        self.started = True
 
-    async def stop(self) -> None:
-        self.started = False
-        await self._consumer.stop()
-
-    async def run(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=500, max_records=self._batch_size)
-            if any(batch.values()):
-                await self._consume(batch)
-            # Also while idle or stuck on a failing batch, when lag matters most.
-            await self._report_lag()
-
-    async def _consume(
-        self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
-        fetched = time.perf_counter()
-        try:
-            await self.process([r for rs in batch.values() for r in rs])
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The database is unreachable or the transaction failed as a
-            # whole: nothing was committed, so read the batch again later.
-            log.exception("%s: batch failed; will retry", self.name)
-            for tp, rs in batch.items():
-                self._consumer.seek(tp, rs[0].offset)
-            await asyncio.sleep(self._retry_backoff * 5)
-            return
-        await self._commit(batch)
-        self._observe(batch, fetched)
-
-    async def _report_lag(self) -> None:
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Set `consumer_lag` per assigned partition: its end minus our position.
 
         After a batch commits the position is what has been applied; after a
@@ -208,21 +163,21 @@ class InboxConsumer:
         if now - self._lag_reported_at < LAG_INTERVAL:
             return
         self._lag_reported_at = now
-        assigned = self._consumer.assignment()
+        assigned = consumer.assignment()
         for tp in self._lag_partitions - assigned:
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
         self._lag_partitions = set()
-        ends = {tp: self._consumer.highwater(tp) for tp in assigned}
+        ends = {tp: consumer.highwater(tp) for tp in assigned}
         unknown = [tp for tp, end in ends.items() if end is None]
         if unknown:  # no fetch has answered for them yet (e.g. empty partitions): ask
             with contextlib.suppress(KafkaError, IllegalStateError, TimeoutError):
-                ends.update(await asyncio.wait_for(self._consumer.end_offsets(unknown), 1))
+                ends.update(await asyncio.wait_for(consumer.end_offsets(unknown), 1))
         for tp, end in ends.items():
             if end is None:
                 continue  # the next report has it
             try:
-                position = await asyncio.wait_for(self._consumer.position(tp), 1)
+                position = await asyncio.wait_for(consumer.position(tp), 1)
             except (KafkaError, IllegalStateError, TimeoutError):
                 continue  # being reassigned: the next report has it
             metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
@@ -230,25 +185,33 @@ class InboxConsumer:
             )
             self._lag_partitions.add(tp)
 
-    async def process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply a batch in one transaction; fall back to one savepoint per message."""
         messages = [self._read(r) for r in records]
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                fresh = await self._claim(conn, messages)
-                if self._subscription.batch_handlers:
-                    await self._apply_runs(conn, fresh)
-                else:
-                    for message in fresh:
-                        try:
-                            await self._apply(conn, message)
-                        except Exception as exc:
-                            raise _BatchFailed(message.message_id, exc) from exc
+                await self._apply_fresh(conn, await self._claim(conn, messages))
         except _BatchFailed as failed:
-            async with self._pool.acquire() as conn, conn.transaction():
-                for message in await self._claim(conn, messages):
-                    first = failed.error if message.message_id == failed.message_id else None
-                    await self._apply_carefully(conn, message, failed_first=first)
+            await self._redo_carefully(messages, failed)
+
+    async def _apply_fresh(self, conn: asyncpg.Connection, fresh: list[_Message]) -> None:
+        """The fast path: apply the batch's new messages; `_BatchFailed` if one fails."""
+        if self._subscription.batch_handlers:
+            await self._apply_runs(conn, fresh)
+            return
+        for message in fresh:
+            try:
+                await self._apply(conn, message)
+            except Exception as exc:
+                raise _BatchFailed(message.message_id, exc) from exc
+
+    async def _redo_carefully(self, messages: list[_Message], failed: _BatchFailed) -> None:
+        """The slow path, in a new transaction: each message in its own savepoint, with
+        its attempts, dead-lettered when they run out."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            for message in await self._claim(conn, messages):
+                first = failed.error if message.message_id == failed.message_id else None
+                await self._apply_carefully(conn, message, failed_first=first)
 
     def _read(self, record: ConsumerRecord[bytes, bytes]) -> _Message:
         try:
@@ -438,6 +401,90 @@ class InboxConsumer:
             error,
         )
 
+    def _observe(self, partitions: Iterable[TopicPartition], fetched: float) -> None:
+        elapsed = time.perf_counter() - fetched
+        for tp in partitions:
+            # Every event of the batch waited until the batch committed.
+            metrics.EVENT_PROCESSING_SECONDS.labels(self.name, tp.topic).observe(elapsed)
+
+
+class InboxConsumer(InboxCore):
+    def __init__(
+        self,
+        *,
+        name: str,
+        dsn_pool: asyncpg.Pool,
+        bootstrap_servers: str,
+        subscription: Subscription,
+        dlq_producer: AIOKafkaProducer,
+        max_attempts: int = 3,
+        batch_size: int = 500,
+        instance_id: str | None = None,
+        retry_backoff: float = 0.2,
+        topic_prefix: str = "",
+    ) -> None:
+        super().__init__(
+            name=name,
+            dsn_pool=dsn_pool,
+            subscription=subscription,
+            dlq_producer=dlq_producer,
+            max_attempts=max_attempts,
+            retry_backoff=retry_backoff,
+            topic_prefix=topic_prefix,
+        )
+        self._batch_size = batch_size
+        self._consumer = AIOKafkaConsumer(
+            *subscription.topics,
+            bootstrap_servers=bootstrap_servers,
+            group_id=name,
+            group_instance_id=instance_id,
+            client_id=instance_id or name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        self.started = False
+
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment())
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._export_zeros()
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+        await self._consumer.stop()
+
+    async def run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=500, max_records=self._batch_size)
+            if any(batch.values()):
+                await self._consume(batch)
+            # Also while idle or stuck on a failing batch, when lag matters most.
+            await self._report_lag(self._consumer)
+
+    async def _consume(
+        self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        fetched = time.perf_counter()
+        try:
+            await self.process([r for rs in batch.values() for r in rs])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The database is unreachable or the transaction failed as a
+            # whole: nothing was committed, so read the batch again later.
+            log.exception("%s: batch failed; will retry", self.name)
+            for tp, rs in batch.items():
+                self._consumer.seek(tp, rs[0].offset)
+            await asyncio.sleep(self._retry_backoff * 5)
+            return
+        await self._commit(batch)
+        self._observe(batch, fetched)
+
     async def _commit(
         self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
@@ -450,11 +497,3 @@ class InboxConsumer:
             log.warning(
                 "%s: offset commit failed (%s); the inbox absorbs the replay", self.name, exc
             )
-
-    def _observe(
-        self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]], fetched: float
-    ) -> None:
-        elapsed = time.perf_counter() - fetched
-        for tp in batch:
-            # Every event of the batch waited until the batch committed.
-            metrics.EVENT_PROCESSING_SECONDS.labels(self.name, tp.topic).observe(elapsed)

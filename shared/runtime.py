@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shared import logs, problems, telemetry
 from shared.access import projection as access_projection
 from shared.db import create_pool, migrate
+from shared.faststream_inbox import FastStreamInboxConsumer
 from shared.inbox import InboxConsumer, Subscription, combine
 from shared.outbox import OutboxRelay, create_producer
 from shared.settings import PlatformSettings, database_url
@@ -66,7 +67,7 @@ class ServiceRuntime:
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
-        self.consumers: list[InboxConsumer] = []
+        self.consumers: list[InboxConsumer | FastStreamInboxConsumer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._background_tasks: list[asyncio.Task[None]] = []
 
@@ -95,7 +96,8 @@ class ServiceRuntime:
             subscription = with_access_projection(subscription)
             # Subscriptions name canonical topics; the consumers read them under the prefix.
             subscription = replace(subscription, topics=prefixed_all(prefix, subscription.topics))
-            consumer = InboxConsumer(
+            engine = consumer_class(self.settings)
+            consumer = engine(
                 name=(self.name if index == 0 else f"{self.name}-{index}")
                 + self.settings.consumer_group_suffix,
                 dsn_pool=self._pool,
@@ -107,6 +109,7 @@ class ServiceRuntime:
                 topic_prefix=prefix,
             )
             await consumer.start()
+            log.info("%s: consumer %s started (%s)", self.name, consumer.name, engine.__name__)
             self.consumers.append(consumer)
             self._tasks.append(asyncio.create_task(consumer.run(), name=consumer.name))
         for task in self._background:
@@ -142,6 +145,15 @@ class ServiceRuntime:
         if self._background_tasks:
             checks["background"] = not any(t.done() for t in self._background_tasks)
         return checks
+
+
+def consumer_class(
+    settings: PlatformSettings,
+) -> type[FastStreamInboxConsumer] | type[InboxConsumer]:
+    """The consumer engine CONSUMER_ENGINE names (both take the same arguments)."""
+    if settings.consumer_engine == "aiokafka":
+        return InboxConsumer
+    return FastStreamInboxConsumer
 
 
 def with_access_projection(subscription: Subscription) -> Subscription:

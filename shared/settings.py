@@ -7,6 +7,8 @@ variables; a test checks that it does.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -43,6 +45,9 @@ class PlatformSettings(BaseSettings):
     # Appended to each consumer group's name, so that a second copy of the
     # platform reads the same topics on its own (the tests run several side by side).
     consumer_group_suffix: str = ""
+    # Which consumer runs the subscriptions: "faststream" (`shared.faststream_inbox`)
+    # or "aiokafka" (`shared.inbox`); same contract, see README's design notes.
+    consumer_engine: Literal["faststream", "aiokafka"] = "faststream"
     topic_prefix: str = Field(
         default="",
         description="Prepended to every topic name; lets a test suite or a second platform"

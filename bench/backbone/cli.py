@@ -91,17 +91,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if profiler:
                 profiler.disable()
             if 4 in steps:
-                log.info("4: inbox consumer, batch_size %d", args.inbox_batch)
-                if profiler and args.profile == "inbox":
-                    profiler.enable()
-                out["inbox"] = await step_inbox(res, db, n, args.inbox_batch, batched=False)
-                if profiler:
-                    profiler.disable()
-                if not args.no_batch_handlers:
-                    log.info("4b: inbox consumer with batch handlers")
-                    out["inbox_batch_handlers"] = await step_inbox(
-                        res, db, n, args.inbox_batch, batched=True
+                # Each engine in turn reads the same topic with its own group.
+                for engine in args.engines.split(","):
+                    suffix = "" if engine == "aiokafka" else f"_{engine}"
+                    log.info("4: inbox consumer (%s), batch_size %d", engine, args.inbox_batch)
+                    if profiler and args.profile == "inbox":
+                        profiler.enable()
+                    out[f"inbox{suffix}"] = await step_inbox(
+                        res, db, n, args.inbox_batch, batched=False, engine=engine
                     )
+                    if profiler:
+                        profiler.disable()
+                    if not args.no_batch_handlers:
+                        log.info("4b: inbox consumer (%s) with batch handlers", engine)
+                        out[f"inbox_batch_handlers{suffix}"] = await step_inbox(
+                            res, db, n, args.inbox_batch, batched=True, engine=engine
+                        )
         if 5 in steps:
             # The shipped configuration with every phase, then each what-if on
             # fresh services with its 150/s (or lowest-rate) phase only.
@@ -204,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick",
         action="store_true",
         help="smoke test (~15 s): N=2000, two 2-s phases at 150/s, no what-if",
+    )
+    parser.add_argument(
+        "--engines",
+        default="aiokafka,faststream",
+        help="step 4: consumer engines to measure one after another (default"
+        " aiokafka,faststream: shared.inbox, shared.faststream_inbox)",
     )
     parser.add_argument("--steps", default="1,2,3,4,5", help="which steps to run, e.g. 3,4")
     parser.add_argument(

@@ -31,6 +31,7 @@ from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.db import create_pool, migrate
 from shared.envelope import Envelope
+from shared.faststream_inbox import FastStreamInboxConsumer
 from shared.inbox import InboxConsumer, Subscription
 from shared.outbox import OutboxRelay, create_producer, topic_of
 
@@ -287,10 +288,25 @@ async def step_relay(res: Resources, db: PipelineDb, n: int, batch_size: int) ->
 
 
 async def step_inbox(
-    res: Resources, db: PipelineDb, n: int, batch_size: int, *, batched: bool
+    res: Resources,
+    db: PipelineDb,
+    n: int,
+    batch_size: int,
+    *,
+    batched: bool,
+    engine: str = "aiokafka",
 ) -> dict[str, Any]:
+    """Step 4: the inbox consumer reads the topic from the start into the projection.
+
+    `engine` "aiokafka" is `shared.inbox.InboxConsumer`, "faststream" is
+    `shared.faststream_inbox.FastStreamInboxConsumer` (each its own group; the
+    projection table is emptied first, so several engines can run one after another).
+    """
     table = "bench_projection_batch" if batched else "bench_projection"
+    await db.pool.execute(f"TRUNCATE {table}")
     name = f"bench-{res.hex}-inbox" + ("-batch" if batched else "")
+    if engine != "aiokafka":
+        name += f"-{engine}"
     dlq = create_producer(BOOTSTRAP, f"{name}-dlq")
     await dlq.start()
     res.add_cleanup(f"{name} dlq producer", dlq.stop)
@@ -311,7 +327,9 @@ async def step_inbox(
             (db.topic,), {}, registry, batch_handlers={db.model.ce_type(): apply_counted_batch}
         )
         handler_kind = "shared.inbox batch_handlers (1 upsert per batch)"
-    consumer = InboxConsumer(**kwargs)
+    consumer: InboxConsumer | FastStreamInboxConsumer = (
+        FastStreamInboxConsumer(**kwargs) if engine == "faststream" else InboxConsumer(**kwargs)
+    )
     res.groups.append(name)
     t_start = time.perf_counter()
     await consumer.start()
@@ -323,13 +341,22 @@ async def step_inbox(
     await wait_for(assigned, limit=60, interval=0.01, what=f"{name} partition assignment")
     join = time.perf_counter() - t_start
     batches: list[int] = []
-    process = consumer.process
+    if isinstance(consumer, FastStreamInboxConsumer):
+        read_all = consumer.read_all  # called once per fetched batch
 
-    async def counting_process(records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        batches.append(len(records))
-        await process(records)
+        def counting_read(records: tuple[ConsumerRecord[bytes, bytes], ...]) -> list[Any]:
+            batches.append(len(records))
+            return read_all(records)
 
-    consumer.process = counting_process  # type: ignore[method-assign]
+        consumer.read_all = counting_read  # type: ignore[method-assign]
+    else:
+        process = consumer.process
+
+        async def counting_process(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+            batches.append(len(records))
+            await process(records)
+
+        consumer.process = counting_process  # type: ignore[method-assign]
     probe = await asyncpg.connect(db.dsn)
     cpu = CpuWindow()
     cpu.start()
@@ -364,5 +391,6 @@ async def step_inbox(
         "projection_total": int(total or 0),
         "inbox_rows": claimed,
         "handler": handler_kind,
+        "engine": engine,
         "cpu": cpu_used,
     }

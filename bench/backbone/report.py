@@ -160,6 +160,17 @@ def render(results: dict[str, Any]) -> str:
                 f"{r['avg_batch']}; {r['handler']}",
             )
         )
+    for key, label in (("inbox_faststream", "4"), ("inbox_batch_handlers_faststream", "4b")):
+        if key in s:  # --engines with faststream
+            r = s[key]
+            rows.append(
+                (
+                    f"{label:<3}same on FastStream (shared.faststream_inbox)",
+                    r["events_per_s"],
+                    f"{r['seconds']}s, batch_size {r['batch_size_setting']}, avg batch "
+                    f"{r['avg_batch']}; {r['handler']}",
+                )
+            )
     w(f"{'step':<50} {'events/s':>10}  details\n")
     w(f"{'-' * 50} {'-' * 10}  {'-' * 60}\n")
     for name, rate, detail in rows:
@@ -171,6 +182,8 @@ def render(results: dict[str, Any]) -> str:
         ("outbox_relay", "3"),
         ("inbox", "4"),
         ("inbox_batch_handlers", "4b"),
+        ("inbox_faststream", "4f"),
+        ("inbox_batch_handlers_faststream", "4bf"),
     ):
         if key in s and s[key].get("cpu"):
             w(f"  {label:<3}{fmt_cpu(s[key]['cpu'])}\n")

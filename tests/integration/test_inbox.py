@@ -1,6 +1,7 @@
 """The inbox consumer against the real broker and server: exactly-once effects,
 dead letters after bounded attempts, and offsets committed only after the
-database transaction."""
+database transaction. Every scenario runs on both consumer engines: aiokafka
+(`shared.inbox`) and FastStream (`shared.faststream_inbox`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
+from shared.faststream_inbox import FastStreamInboxConsumer
 from shared.inbox import BatchHandler, Handler, InboxConsumer, Subscription
 from shared.outbox import create_producer
 from tests.integration.support import (
@@ -49,7 +51,9 @@ class Harness:
         topics: FreshTopics,
         admin: AIOKafkaAdminClient,
         producer: AIOKafkaProducer,
+        engine: str = "aiokafka",
     ) -> None:
+        self.engine = engine
         self.infra = infra
         self.database = database
         self.topics = topics
@@ -58,7 +62,7 @@ class Harness:
         self.model = counter_model(topics.producer)
         self.group = f"g-{uuid.uuid4().hex[:12]}"
         self.calls: Counter[str] = Counter()  # handler invocations by event id
-        self._consumer: InboxConsumer | None = None
+        self._consumer: InboxConsumer | FastStreamInboxConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
     def counting(self, inner: Handler = apply_counter) -> Handler:
@@ -75,7 +79,8 @@ class Harness:
         batch_size: int = 500,
         batch_handler: BatchHandler | None = None,
     ) -> None:
-        self._consumer = InboxConsumer(
+        engine = FastStreamInboxConsumer if self.engine == "faststream" else InboxConsumer
+        self._consumer = engine(
             name=self.group,
             dsn_pool=self.database.pool,
             bootstrap_servers=self.infra.bootstrap_servers,
@@ -130,13 +135,17 @@ class Harness:
         return rows
 
 
-@pytest.fixture
+@pytest.fixture(params=["aiokafka", "faststream"])
 async def harness(
-    infra: Infra, database: FreshDatabase, topics: FreshTopics, kafka_admin: AIOKafkaAdminClient
+    request: pytest.FixtureRequest,
+    infra: Infra,
+    database: FreshDatabase,
+    topics: FreshTopics,
+    kafka_admin: AIOKafkaAdminClient,
 ) -> AsyncIterator[Harness]:
     producer = create_producer(infra.bootstrap_servers, client_id="inbox-test")
     await producer.start()
-    made = Harness(infra, database, topics, kafka_admin, producer)
+    made = Harness(infra, database, topics, kafka_admin, producer, request.param)
     try:
         yield made
     finally:

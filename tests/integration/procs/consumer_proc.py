@@ -8,6 +8,9 @@ events of `--producer` on `<producer>.events`; `--delay` sleeps per event inside
 the batch's transaction so that a SIGKILL lands mid-batch; `--commit-delay`
 sleeps between a batch's database commit and its offset commit, widening the
 window in which a kill leaves the database ahead of the committed offsets.
+The engine is the platform's (CONSUMER_ENGINE, `shared.settings`): FastStream
+(`shared.faststream_inbox`) by default, CONSUMER_ENGINE=aiokafka for `shared.inbox`
+(e.g. `CONSUMER_ENGINE=aiokafka pytest tests/integration/test_crash.py`).
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from typing import Any
 
 import asyncpg
 from aiokafka import ConsumerRecord, TopicPartition
+from faststream.message import StreamMessage
 
 from shared.contracts.base import EventPayload
 from shared.db import create_pool
 from shared.envelope import Envelope
+from shared.faststream_inbox import FastStreamInboxConsumer
 from shared.inbox import InboxConsumer, Subscription
 from shared.outbox import create_producer
+from shared.settings import PlatformSettings
 from tests.integration.support import apply_counter, counter_model, registry_for
 
 
@@ -41,6 +47,16 @@ class SlowCommitConsumer(InboxConsumer):
         await super()._commit(batch)
 
 
+class SlowAckFastStreamConsumer(FastStreamInboxConsumer):
+    def __init__(self, *, commit_delay: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._commit_delay = commit_delay
+
+    async def acknowledge(self, msg: StreamMessage[Any]) -> None:
+        await asyncio.sleep(self._commit_delay)
+        await super().acknowledge(msg)
+
+
 async def main(args: argparse.Namespace) -> None:
     model = counter_model(args.producer)
 
@@ -52,7 +68,12 @@ async def main(args: argparse.Namespace) -> None:
     pool = await create_pool(args.dsn)
     dlq = create_producer(args.bootstrap, client_id=f"{args.group}-dlq")
     await dlq.start()
-    consumer = SlowCommitConsumer(
+    engine: type[SlowCommitConsumer | SlowAckFastStreamConsumer] = (
+        SlowAckFastStreamConsumer
+        if PlatformSettings().consumer_engine == "faststream"
+        else SlowCommitConsumer
+    )
+    consumer = engine(
         commit_delay=args.commit_delay,
         name=args.group,
         dsn_pool=pool,
@@ -68,7 +89,7 @@ async def main(args: argparse.Namespace) -> None:
         retry_backoff=0.05,
     )
     await consumer.start()
-    print("consumer started", flush=True)
+    print(f"consumer started ({engine.__name__})", flush=True)
     try:
         await consumer.run()
     finally:
