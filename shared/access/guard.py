@@ -15,6 +15,7 @@ tenant-isolation test knows what each route allows.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from shared.access.policy import (
     Principal,
     RegistrationStatus,
     Role,
+    Standing,
     Subject,
     decide,
     standing_of,
@@ -156,8 +158,7 @@ async def authorise(request: Request, requirement: Requirement) -> Grant:
             target = await requirement.target(conn, request.path_params, principal)
             if target is None:
                 raise ProblemError(404, "Not found", f"nothing at {request.url.path}")
-            standing = await _standing(conn, principal, target.event_id)
-            subjects = await _subjects(conn, target.registrations)
+            standing, subjects = await _standing(conn, principal, target)
         return decide(requirement.action, principal, standing, subjects)
     except Denied as denied:
         title = "API key required" if denied.status == 401 else "Forbidden"
@@ -167,42 +168,35 @@ async def authorise(request: Request, requirement: Requirement) -> Grant:
 _NOBODY: dict[str, Any] = {"lead_organiser": None, "co_organiser_office": None, "own_status": None}
 
 
-async def _standing(conn: asyncpg.Connection, principal: Principal, event_id: str | None) -> Any:
-    if event_id is None:
-        return standing_of(principal, **_NOBODY)
-    lead = await conn.fetchval(
-        "SELECT organiser_id FROM access_events WHERE event_id = $1", event_id
-    )
-    office = None
-    status = None
-    if principal.role is Role.CO_ORGANISER:
-        office = await conn.fetchval(
-            "SELECT office_id FROM access_co_organisers"
-            " WHERE co_organiser_id = $1 AND event_id = $2 AND NOT removed",
-            principal.id,
-            event_id,
-        )
-    elif principal.role is Role.ORGANISATION:
-        found = await conn.fetchval(
-            "SELECT status FROM access_registrations WHERE registration_id = $1 AND event_id = $2",
-            principal.id,
-            event_id,
-        )
-        status = RegistrationStatus(found) if found is not None else None
-    return standing_of(
-        principal, lead_organiser=lead, co_organiser_office=office, own_status=status
-    )
+# The caller's standing in the event and the subjects' offices, in one round trip.
+_STANDING = (
+    "SELECT (SELECT organiser_id FROM access_events WHERE event_id = $1) AS lead,"
+    " (SELECT office_id FROM access_co_organisers"
+    "   WHERE co_organiser_id = $2 AND event_id = $1 AND NOT removed) AS office,"
+    " (SELECT status FROM access_registrations"
+    "   WHERE registration_id = $2 AND event_id = $1) AS own_status,"
+    " (SELECT coalesce(json_agg(json_build_array(registration_id, office_id)), '[]')"
+    "   FROM access_registrations WHERE registration_id = ANY($3::text[]))::text AS subjects"
+)
 
 
-async def _subjects(conn: asyncpg.Connection, ids: tuple[str, ...]) -> tuple[Subject, ...]:
-    if not ids:
-        return ()
-    rows = await conn.fetch(
-        "SELECT registration_id, office_id FROM access_registrations"
-        " WHERE registration_id = ANY($1::text[])",
-        list(ids),
+async def _standing(
+    conn: asyncpg.Connection, principal: Principal, target: Target
+) -> tuple[Standing, tuple[Subject, ...]]:
+    row = await conn.fetchrow(_STANDING, target.event_id, principal.id, list(target.registrations))
+    assert row is not None
+    subjects = tuple(Subject(rid, office) for rid, office in json.loads(row["subjects"]))
+    if target.event_id is None:
+        return standing_of(principal, **_NOBODY), subjects
+    office = row["office"] if principal.role is Role.CO_ORGANISER else None
+    found = row["own_status"] if principal.role is Role.ORGANISATION else None
+    standing = standing_of(
+        principal,
+        lead_organiser=row["lead"],
+        co_organiser_office=office,
+        own_status=RegistrationStatus(found) if found is not None else None,
     )
-    return tuple(Subject(r["registration_id"], r["office_id"]) for r in rows)
+    return standing, subjects
 
 
 def _check_parameters(request: Request) -> None:
