@@ -1,11 +1,12 @@
 """Schemathesis against the five live services (issue 10): no 5xx, no response that
 breaks its own schema.
 
-The services run as subprocesses on fresh databases with the data of two events
-(`access_world`), and Schemathesis (its Python API) generates requests for every
-operation of each service's live OpenAPI document, sent with the platform admin's
-key: once with event A's real ids in the path (so the handlers behind the guard are
-reached) and valid, then invalid, query and body; once with everything generated.
+The services run as subprocesses on fresh databases with the data the HANNOVER replay
+creates and that of two more events (`access_world`), and Schemathesis (its Python
+API) generates requests for every operation of each service's live OpenAPI document,
+sent with the platform admin's key: once with event A's real ids in the path (so the
+handlers behind the guard are reached) and valid, then invalid, query and body; once
+with everything generated.
 Bounded (few examples per operation, no deadline) so the whole takes a few minutes.
 """
 
@@ -27,6 +28,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from scripts.replay_hannover import Urls, replay
 from tests.integration.access_world import PLUMBING, World, build_world, five_services, ok
 from tests.integration.support import Infra
 
@@ -56,6 +58,14 @@ async def live(
         five_services(infra, log_dir, label="schemathesis", admin_key=ADMIN_KEY) as p,
         httpx.AsyncClient(timeout=30) as http,
     ):
+        # The HANNOVER replay's data (an event with its registrations, meetings, agenda,
+        # feedback, offices), then the two events of the isolation test with their ids.
+        urls = p.urls
+        await replay(
+            Urls(urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"]),
+            ADMIN_KEY,
+            log=lambda _: None,
+        )
         world = await build_world(http, p.urls, ADMIN_KEY)
         documents = {svc: ok(await http.get(f"{url}/openapi.json")) for svc, url in p.urls.items()}
         yield Live(p.urls, world, documents)
