@@ -7,12 +7,14 @@
    applied (its inbox says which: dead-lettered ones and ones from before the service
    existed are left out, as they were live) goes through its projection handlers,
    in the order of the records' times.
-4. Each projection table is compared with the live one, row by row (columns the clock
-   fills, such as `created_at`, are left out), and every difference is reported.
-5. With `switch`, under locks that hold commands and consumers back for the moment it
-   takes, what the live service recorded or consumed meanwhile is replayed too, then
-   the live tables move to a `retired_<time>` schema and the rebuilt ones take their
-   place. The service keeps running: its statements are re-planned on the new tables.
+4. Under locks that hold commands and the consumer back for the moment it takes, what
+   the live service recorded or applied meanwhile is replayed too, so both sides stand
+   at the same point; each projection table is compared with the live one, row by row
+   (columns the clock fills, such as `created_at`, are left out), and every difference
+   is reported.
+5. With `switch`, before the comparison, the live tables move to a `retired_<time>`
+   schema and the rebuilt ones take their place. The service keeps running: its
+   statements are re-planned on the new tables.
 
 Reactions (handlers that decide and record new events) are not replayed: their
 decisions are in the event store already. Plans per service: `services/<name>/rebuild.py`.
@@ -278,47 +280,46 @@ async def rebuild(
         own = _Own()
         report.own_events = await replay_own(source, target, plan, registry, own)
         topics = prefixed_all(topic_prefix, plan.topics)
-        ends: dict[TopicPartition, int] = {}
         applied: set[str] = set()
         if topics:
             applied = await _applied(source, plan.consumer + group_suffix)
-            records, ends = await read_topics(bootstrap, topics)
+            records, _ = await read_topics(bootstrap, topics)
             report.records_read = len(records)
             report.consumed_events = await apply_records(target, plan, registry, records, applied)
         report.seconds = time.perf_counter() - began
-        if switch:
-            report.switched_to = await _switch(
-                source,
-                target,
-                plan,
-                registry,
-                (bootstrap, topics, ends, plan.consumer + group_suffix),
-                applied,
-                own,
-                schema,
-            )
-        # After a switch the rebuild is live and the old tables are retired: compare those.
-        live, rebuilt = (report.switched_to, "public") if report.switched_to else ("public", schema)
-        report.differences = await compare(source, plan, live, rebuilt)
+        report.switched_to, report.differences = await _settle(
+            source,
+            target,
+            plan,
+            registry,
+            (bootstrap, topics, plan.consumer + group_suffix),
+            applied,
+            own,
+            schema,
+            switch,
+        )
     finally:
         await source.close()
         await target.close()
     return report
 
 
-async def _switch(
+async def _settle(
     source: asyncpg.Connection,
     target: asyncpg.Pool,
     plan: Plan,
     registry: PayloadRegistry,
-    consumed: tuple[str, Sequence[str], Mapping[TopicPartition, int], str],
+    consumed: tuple[str, Sequence[str], str],
     applied_before: set[str],
     own: _Own,
     schema: str,
-) -> str:
-    """Catch up under locks, then swap the tables; returns the retired schema's name."""
-    bootstrap, topics, _, consumer = consumed
-    retired = f"retired_{datetime.now(UTC):%Y%m%d%H%M%S}"
+    swap: bool,
+) -> tuple[str | None, list[Difference]]:
+    """Under locks that hold commands and the consumer back: replay what they recorded or
+    applied meanwhile, so both sides stand at the same point, then compare (with `swap`,
+    swap the tables first and compare the retired ones with the new live ones). Returns
+    the retired schema's name (with `swap`) and the differences."""
+    bootstrap, topics, consumer = consumed
     async with source.transaction():
         # Commands append to `events`, consumers insert into `inbox`: both wait now.
         await source.execute("LOCK TABLE public.events, public.inbox IN EXCLUSIVE MODE")
@@ -327,13 +328,17 @@ async def _switch(
             # What the live consumer applied meanwhile: past the first read's end, or
             # before it if the consumer was behind then (so read from the start again).
             applied = await _applied(source, consumer)
-            records, _ = await read_topics(bootstrap, topics)
-            await apply_records(target, plan, registry, records, applied - applied_before)
+            if applied - applied_before:
+                records, _ = await read_topics(bootstrap, topics)
+                await apply_records(target, plan, registry, records, applied - applied_before)
+        if not swap:
+            return None, await compare(source, plan, "public", schema)
+        retired = f"retired_{datetime.now(UTC):%Y%m%d%H%M%S}"
         await source.execute(f'CREATE SCHEMA "{retired}"')
         for table in plan.tables:
             await source.execute(f'ALTER TABLE public."{table}" SET SCHEMA "{retired}"')
             await source.execute(f'ALTER TABLE "{schema}"."{table}" SET SCHEMA public')
-    return retired
+        return retired, await compare(source, plan, retired, "public")
 
 
 def run(plan: Plan, registry: PayloadRegistry, argv: Sequence[str], settings: Any, dsn: str) -> int:
