@@ -26,6 +26,7 @@ from services.scheduling.solver import (
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingMode
 from shared.contracts.scheduling import (
+    MeetingDropped,
     MeetingUnlocked,
     MeetingUnschedulable,
     ReleaseReason,
@@ -283,6 +284,22 @@ def slot_released(
         participants=list(meeting.participants),
         reason=reason,
         detail=detail,
+    )
+
+
+def leaves(event_id: str, meeting: AgendaMeeting, reason: ReleaseReason) -> EventPayload | None:
+    """A cancelled meeting (matching cancelled it, a participant left) leaves the agenda:
+    a SlotReleased if it had a slot, else a MeetingDropped; nothing if it is gone already."""
+    if meeting.status is MeetingStatus.CANCELLED:
+        return None
+    if meeting.status is MeetingStatus.PLACED:
+        return slot_released(event_id, meeting, reason)
+    return MeetingDropped(
+        meeting_id=meeting.meeting_id,
+        event_id=event_id,
+        participants=list(meeting.participants),
+        reason=reason,
+        mode=MeetingMode(meeting.mode),
     )
 
 

@@ -271,31 +271,33 @@ async def place_waiting(conn: asyncpg.Connection, env: Envelope, e: EventPayload
 
 
 async def on_meeting_cancelled(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
-    """A cancelled meeting gives up its slot (the projection then marks it cancelled)."""
+    """A cancelled meeting leaves the agenda (giving up its slot if it had one)."""
     assert isinstance(e, MeetingCancelled)
     if not e.was_accepted:
         return  # a pending request withdrawn: never ours
     agenda = await open_agenda(conn, e.event_id, cause=env)
     meeting = await load_meeting(conn, e.request_id)
-    if meeting is not None and meeting.status is MeetingStatus.PLACED:
-        released = domain.slot_released(e.event_id, meeting, ReleaseReason.MEETING_CANCELLED)
-        await agenda.record(conn, [released])
+    left = (
+        None
+        if meeting is None
+        else domain.leaves(e.event_id, meeting, ReleaseReason.MEETING_CANCELLED)
+    )
+    await agenda.record(conn, [] if left is None else [left])
 
 
 async def on_participant_left(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
-    """A withdrawn or rejected participant's placed meetings give up their slots (the
-    projection then marks all its meetings cancelled)."""
+    """A withdrawn or rejected participant's meetings leave the agenda (placed ones give up
+    their slots)."""
     assert isinstance(e, RegistrationWithdrawn | RegistrationRejected)
     agenda = await open_agenda(conn, e.event_id, cause=env)
     rows = await conn.fetch(
-        "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants)"
-        " AND status = $3 ORDER BY meeting_id",
+        "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants) ORDER BY meeting_id",
         e.event_id,
         e.registration_id,
-        MeetingStatus.PLACED.value,
     )
     why = ReleaseReason.PARTICIPANT_UNAVAILABLE
-    await agenda.record(conn, [domain.slot_released(e.event_id, as_meeting(r), why) for r in rows])
+    left = [domain.leaves(e.event_id, as_meeting(r), why) for r in rows]
+    await agenda.record(conn, [x for x in left if x is not None])
 
 
 async def on_side_programme_joined(
@@ -340,9 +342,9 @@ ON_EVENTS: dict[str, Handler] = {
     MeetingCancelled.ce_type(): on_meeting_cancelled,
 }
 
-# In one transaction per event: the projection (and the access projection the runtime
-# adds), scheduling's reactions, then the cancellations the reactions read before.
-HANDLERS: dict[str, Handler] = combine(projection.HANDLERS, ON_EVENTS, projection.AFTER_REACTIONS)
+# The projection first (and the access projection the runtime adds), then scheduling's
+# reactions, in one transaction per event.
+HANDLERS: dict[str, Handler] = combine(projection.HANDLERS, ON_EVENTS)
 
 
 # -- organisers' commands ---------------------------------------------------------------

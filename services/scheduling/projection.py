@@ -2,14 +2,16 @@
 
 - From registration's events: event grids, attendees' constraints (keys are learnt by
   the access projection the runtime adds).
-- From matching's: a meeting is known (pending) when it is accepted, and cancelled when
-  matching cancels it or a participant leaves — facts, no decisions.
+- From matching's: a meeting is known (pending) when it is accepted — a fact, no
+  decision (scheduling's reaction then places it and records where).
 - From its own agenda streams (`AGENDA`, applied by `eventstore.record`): placements,
-  moves, releases, unschedulable meetings, locks, time windows, publication.
+  moves, releases, unschedulable and dropped meetings, locks, time windows, publication.
 
-Every handler here is order-tolerant where the rebuild needs it (`shared.rebuild` replays
-the own events first, then the consumed ones): own events upsert the meeting row they
-concern, and the consumed ones never undo what an own event set.
+The two sources commute, as the rebuild needs (`shared.rebuild` replays the own events
+first, then the consumed ones): every own event that can come first for a meeting
+upserts its row with what the consumed event would have put there, and the consumed
+one, coming later, only fills in what is its alone (the meeting type, when accepted).
+A meeting's status changes through scheduling's own events only.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from services.scheduling.domain import (
     stays_locked,
 )
 from shared.contracts.base import EventPayload
-from shared.contracts.matching import MeetingAccepted, MeetingCancelled
+from shared.contracts.matching import MeetingAccepted
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
@@ -41,10 +43,10 @@ from shared.contracts.registration import (
 )
 from shared.contracts.scheduling import (
     AgendaPublished,
+    MeetingDropped,
     MeetingLocked,
     MeetingUnlocked,
     MeetingUnschedulable,
-    ReleaseReason,
     SlotAssigned,
     SlotReleased,
     TimeWindowSet,
@@ -141,44 +143,6 @@ async def on_meeting_accepted(conn: asyncpg.Connection, env: Envelope, e: EventP
     )
 
 
-async def _cancel(conn: asyncpg.Connection, where: str, reason: ReleaseReason, *args: str) -> None:
-    await conn.execute(
-        "UPDATE meetings SET status = $1, slot_id = NULL, slot_start = NULL, slot_end = NULL,"
-        " table_no = NULL, locked = false, reason = $2, updated_at = now()"
-        " WHERE status <> $1 AND " + where,
-        MeetingStatus.CANCELLED.value,
-        reason.value,
-        *args,
-    )
-
-
-async def on_meeting_cancelled(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
-    """Runs after the reaction (which records a SlotReleased if the meeting had a slot)."""
-    assert isinstance(e, MeetingCancelled)
-    if e.was_accepted:
-        await _cancel(conn, "meeting_id = $3", ReleaseReason.MEETING_CANCELLED, e.request_id)
-
-
-async def on_participant_left(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
-    """A withdrawn or rejected participant's meetings are cancelled (after the reaction)."""
-    assert isinstance(e, RegistrationWithdrawn | RegistrationRejected)
-    await _cancel(
-        conn,
-        "event_id = $3 AND $4 = ANY(participants)",
-        ReleaseReason.PARTICIPANT_UNAVAILABLE,
-        e.event_id,
-        e.registration_id,
-    )
-
-
-# Applied after scheduling's reactions to the same event (see handlers.HANDLERS).
-AFTER_REACTIONS: dict[str, Handler] = {
-    MeetingCancelled.ce_type(): on_meeting_cancelled,
-    RegistrationWithdrawn.ce_type(): on_participant_left,
-    RegistrationRejected.ce_type(): on_participant_left,
-}
-
-
 # -- scheduling's own events: the agenda ----------------------------------------------------
 
 AGENDA = Projection()
@@ -221,6 +185,23 @@ async def _unschedulable(conn: asyncpg.Connection, e: MeetingUnschedulable) -> N
         MeetingStatus.UNSCHEDULED.value,
         e.reason,
         stays_locked(MeetingStatus.UNSCHEDULED, True),
+    )
+
+
+@AGENDA.on(MeetingDropped)
+async def _dropped(conn: asyncpg.Connection, e: MeetingDropped) -> None:
+    await conn.execute(
+        "INSERT INTO meetings (meeting_id, event_id, participants, mode, status, reason)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (meeting_id) DO UPDATE"
+        " SET status = EXCLUDED.status, slot_id = NULL, slot_start = NULL, slot_end = NULL,"
+        " table_no = NULL, reason = EXCLUDED.reason, locked = $7, updated_at = now()",
+        e.meeting_id,
+        e.event_id,
+        e.participants,
+        e.mode.value,
+        MeetingStatus.CANCELLED.value,
+        e.reason.value,
+        stays_locked(MeetingStatus.CANCELLED, True),
     )
 
 

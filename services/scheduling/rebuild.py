@@ -42,7 +42,7 @@ PLAN = Plan(
     own=_own,
     topics=("registration.events", "matching.events"),
     consumer="scheduling",
-    consumed=combine(access_projection.HANDLERS, projection.HANDLERS, projection.AFTER_REACTIONS),
+    consumed=combine(access_projection.HANDLERS, projection.HANDLERS),
 )
 
 

@@ -69,6 +69,16 @@ class MeetingUnschedulable(_SchedulingEvent):
     mode: MeetingMode | None = None  # the mode the meeting would have (None: not said)
 
 
+class MeetingDropped(_SchedulingEvent):
+    """The agenda no longer holds a meeting that had no slot (pending or unschedulable):
+    matching cancelled it, or a participant left. (A meeting with a slot gets a
+    `SlotReleased` instead.)"""
+
+    event_name: ClassVar[str] = "MeetingDropped"
+    reason: ReleaseReason
+    mode: MeetingMode
+
+
 class MeetingLocked(_SchedulingEvent):
     """The organiser locked the placed meeting where it is: re-optimisation leaves it."""
 
@@ -110,6 +120,7 @@ SCHEDULING_EVENTS: list[type[EventPayload]] = [
     SlotReleased,
     MeetingUnschedulable,
     AgendaPublished,
+    MeetingDropped,
     MeetingLocked,
     MeetingUnlocked,
     TimeWindowSet,
