@@ -8,7 +8,7 @@ solver's answers into the events the service publishes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
@@ -26,13 +26,16 @@ from services.scheduling.solver import (
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingMode
 from shared.contracts.scheduling import (
+    AgendaPublished,
     MeetingDropped,
+    MeetingLocked,
     MeetingUnlocked,
     MeetingUnschedulable,
     ReleaseReason,
     SlotAssigned,
     SlotReleased,
 )
+from shared.dispatch import StateChanges
 from shared.errors import Conflict, RuleViolation
 
 Mode = Literal["onsite", "online"]
@@ -51,6 +54,65 @@ class MeetingStatus(StrEnum):
 LIVE = (MeetingStatus.PLACED, MeetingStatus.UNSCHEDULED)
 # The meetings listed as waiting for a slot.
 WAITING = (MeetingStatus.UNSCHEDULED, MeetingStatus.PENDING)
+
+
+# -- the agenda's history ----------------------------------------------------------------
+
+
+@dataclass
+class AgendaHistory:
+    """An event's agenda as its own stream tells it: the write model the organiser's
+    commands decide on (`eventstore.load_into`). A meeting the stream has not mentioned
+    yet is pending (it is known from matching's MeetingAccepted only)."""
+
+    version: int = 0
+    published: bool = False
+    status: dict[str, MeetingStatus] = field(default_factory=dict)
+    locked: set[str] = field(default_factory=set)
+
+    def apply(self, event: EventPayload) -> None:
+        self.version += 1
+        HISTORY.apply(self, event)
+
+    def status_of(self, meeting_id: str) -> MeetingStatus:
+        return self.status.get(meeting_id, MeetingStatus.PENDING)
+
+
+HISTORY = StateChanges[AgendaHistory]()
+
+
+@HISTORY.on(SlotAssigned)
+def _h_assigned(agenda: AgendaHistory, e: SlotAssigned) -> None:
+    agenda.status[e.meeting_id] = MeetingStatus.PLACED
+
+
+@HISTORY.on(SlotReleased, MeetingUnschedulable, MeetingDropped)
+def _h_left(agenda: AgendaHistory, e: SlotReleased | MeetingUnschedulable | MeetingDropped) -> None:
+    status = (
+        status_after_release(e.reason)
+        if isinstance(e, SlotReleased)
+        else MeetingStatus.UNSCHEDULED
+        if isinstance(e, MeetingUnschedulable)
+        else MeetingStatus.CANCELLED
+    )
+    agenda.status[e.meeting_id] = status
+    if not stays_locked(status, True):
+        agenda.locked.discard(e.meeting_id)
+
+
+@HISTORY.on(MeetingLocked)
+def _h_locked(agenda: AgendaHistory, e: MeetingLocked) -> None:
+    agenda.locked.add(e.meeting_id)
+
+
+@HISTORY.on(MeetingUnlocked)
+def _h_unlocked(agenda: AgendaHistory, e: MeetingUnlocked) -> None:
+    agenda.locked.discard(e.meeting_id)
+
+
+@HISTORY.on(AgendaPublished)
+def _h_published(agenda: AgendaHistory, _: AgendaPublished) -> None:
+    agenda.published = True
 
 
 # -- rules -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from services.scheduling.solver import Assignment, check, place
 from services.scheduling.solver.portfolio import solve
 from shared import eventstore
 from shared.auth import Principal
+from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted, MeetingCancelled
 from shared.contracts.registration import (
@@ -52,6 +53,8 @@ from shared.db import advisory_lock_id
 from shared.envelope import Envelope
 from shared.errors import Conflict, NotFound
 from shared.inbox import Handler, combine
+
+PAYLOADS = registry()
 
 
 def stream_of(event_id: str) -> str:
@@ -352,14 +355,18 @@ HANDLERS: dict[str, Handler] = combine(projection.HANDLERS, ON_EVENTS)
 
 async def organised_event(
     conn: asyncpg.Connection, event_id: str, correlation_id: str | None = None
-) -> tuple[Agenda, EventGrid]:
-    """The event's agenda, locked, and its grid (the route has checked the caller
-    organises it)."""
-    agenda = await open_agenda(conn, event_id, correlation_id=correlation_id)
+) -> tuple[Agenda, EventGrid, domain.AgendaHistory]:
+    """The event's agenda, locked, with its grid and its history folded from the stream
+    (the route has checked the caller organises it). Commands decide on the history and
+    record after the version they read."""
+    await lock_event(conn, event_id)
+    history = await eventstore.load_into(
+        conn, stream_of(event_id), PAYLOADS, domain.AgendaHistory()
+    )
     grid = await load_grid(conn, event_id)
     if grid is None:
         raise NotFound("brokerage event", event_id)
-    return agenda, grid
+    return Agenda(event_id, history.version, correlation_id), grid, history
 
 
 async def reoptimise(
@@ -372,8 +379,8 @@ async def reoptimise(
 ) -> dict[str, Any]:
     """Re-place every unlocked meeting (in the windows of their types, with idle time
     spread over the participants by at most `max_idle_spread`); record what changed."""
-    agenda, grid = await organised_event(conn, event_id, correlation_id)
-    domain.ensure_unpublished(grid.published, "re-optimisation")
+    agenda, grid, history = await organised_event(conn, event_id, correlation_id)
+    domain.ensure_unpublished(history.published, "re-optimisation")
     meetings = await load_meetings(conn, event_id)
     instance = domain.build_instance(
         grid,
@@ -419,7 +426,7 @@ async def set_window(
     """The organiser's time window for a meeting type (None: any slot again), recorded as
     an event; it applies to every placement from now on (re-optimise to apply it to the
     meetings already placed)."""
-    agenda, grid = await organised_event(conn, event_id, correlation_id)
+    agenda, grid, _ = await organised_event(conn, event_id, correlation_id)
     if meeting_type not in {t.value for t in MeetingType}:
         raise NotFound("meeting type", meeting_type)
     window = None if allowed_slots is None else domain.window_slots(grid, allowed_slots)
@@ -447,13 +454,13 @@ async def set_locked(
 ) -> dict[str, Any]:
     """Lock a placed meeting where it is (MeetingLocked), or unlock it (MeetingUnlocked);
     asking for the state it is in already records nothing."""
-    agenda, _ = await organised_event(conn, event_id, correlation_id)
+    agenda, _, history = await organised_event(conn, event_id, correlation_id)
     meeting = await load_meeting(conn, meeting_id)
     if meeting is None or (await meeting_event(conn, meeting_id)) != event_id:
         raise NotFound("meeting", meeting_id)
     if locked:
-        domain.ensure_lockable(meeting.status)
-    if meeting.locked != locked:
+        domain.ensure_lockable(history.status_of(meeting_id))
+    if (meeting_id in history.locked) != locked:
         who = list(meeting.participants)
         change: EventPayload = (
             MeetingLocked(
@@ -482,8 +489,8 @@ async def publish(
     correlation_id: str | None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    agenda, grid = await organised_event(conn, event_id, correlation_id)
-    domain.ensure_unpublished(grid.published, "publishing again")
+    agenda, _, history = await organised_event(conn, event_id, correlation_id)
+    domain.ensure_unpublished(history.published, "publishing again")
     published_at = now or datetime.now(UTC)
     await agenda.record(conn, [AgendaPublished(event_id=event_id, published_at=published_at)])
     return {"event_id": event_id, "published_at": published_at.isoformat()}
