@@ -132,14 +132,14 @@ def moves_by_itself(published: bool) -> bool:
 
 def ensure_lockable(status: MeetingStatus) -> None:
     """Only placed meetings can be locked (a lock keeps a meeting where it is)."""
-    if status is not MeetingStatus.PLACED:
+    if status != MeetingStatus.PLACED:
         raise Conflict("meeting_id", f"the meeting is {status.value}, not placed")
 
 
 def stays_locked(status: MeetingStatus, locked: bool) -> bool:
     """Auto-unlock: a lock holds while the meeting keeps a place; a meeting that loses
     its slot (released, unschedulable, cancelled) is unlocked with it."""
-    return locked and status is MeetingStatus.PLACED
+    return locked and status == MeetingStatus.PLACED
 
 
 def auto_unlock(event_id: str, meeting: AgendaMeeting) -> list[EventPayload]:
@@ -161,7 +161,7 @@ def status_after_release(reason: ReleaseReason) -> MeetingStatus:
     """A re-optimisation that finds no slot leaves the meeting unscheduled; any other
     release (cancelled, a participant left or is busy, the organiser) cancels it unless a
     later event says otherwise."""
-    if reason is ReleaseReason.REOPTIMISED:
+    if reason == ReleaseReason.REOPTIMISED:
         return MeetingStatus.UNSCHEDULED
     return MeetingStatus.CANCELLED
 
@@ -352,9 +352,9 @@ def slot_released(
 def leaves(event_id: str, meeting: AgendaMeeting, reason: ReleaseReason) -> EventPayload | None:
     """A cancelled meeting (matching cancelled it, a participant left) leaves the agenda:
     a SlotReleased if it had a slot, else a MeetingDropped; nothing if it is gone already."""
-    if meeting.status is MeetingStatus.CANCELLED:
+    if meeting.status == MeetingStatus.CANCELLED:
         return None
-    if meeting.status is MeetingStatus.PLACED:
+    if meeting.status == MeetingStatus.PLACED:
         return slot_released(event_id, meeting, reason)
     return MeetingDropped(
         meeting_id=meeting.meeting_id,

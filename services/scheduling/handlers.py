@@ -219,7 +219,7 @@ async def place_one(
         for m in await load_meetings(conn, grid.event_id, (MeetingStatus.PLACED,))
         if m.meeting_id != target.meeting_id
     ]
-    if target.status is MeetingStatus.PENDING:
+    if target.status == MeetingStatus.PENDING:
         known = [attendees[p].attendance for p in target.participants if p in attendees]
         target = replace(target, mode=domain.meeting_mode(target.mode, known))
     target = replace(target, place=None, locked=False)
@@ -238,7 +238,7 @@ def _ready(grid: EventGrid | None, known: dict[str, Attendee], meeting: AgendaMe
     other."""
     return (
         grid is not None
-        and meeting.status is MeetingStatus.PENDING
+        and meeting.status == MeetingStatus.PENDING
         and all(p in known for p in meeting.participants)
     )
 
