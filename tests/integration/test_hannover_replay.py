@@ -304,6 +304,7 @@ async def _check_rebuilds(running: RunningPlatform, done: Replay) -> None:
             topic_prefix=TEST_TOPIC_PREFIX,
             group_suffix=running.group_suffix,
         )
+        print(*report.lines(), sep="\n")  # the figures, with -s
         assert report.own_events + report.consumed_events > 0, report.lines()
         assert report.equal, "\n".join(report.lines())
     # The comparison sees a difference: one request fewer in matching's rebuild.
