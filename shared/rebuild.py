@@ -133,12 +133,11 @@ async def replay_own(
     if plan.own is None:
         return 0
     rows = await source.fetch(
-        "SELECT event_id::text AS id, event_type, data, metadata FROM public.events"
+        "SELECT event_id::text AS id, event_type, data, metadata, recorded_at FROM public.events"
         " ORDER BY recorded_at, stream_id, version"
     )
     todo = [r for r in rows if r["id"] not in seen.done]
-    for start in range(0, len(todo), BATCH):
-        chunk = todo[start : start + BATCH]
+    for chunk in _whole_transactions(todo):
         async with target.acquire() as conn, conn.transaction():
             for row in chunk:
                 if registry.knows(row["event_type"]):
@@ -147,6 +146,21 @@ async def replay_own(
                     await plan.own(conn, envelope, registry.parse(row["event_type"], data))
         seen.done.update(r["id"] for r in chunk)
     return len(todo)
+
+
+def _whole_transactions(rows: Sequence[asyncpg.Record]) -> list[Sequence[asyncpg.Record]]:
+    """Chunks of about `BATCH` events that never split what one live transaction recorded
+    (same `recorded_at`): a projection's deferred constraints hold at the end of each
+    live transaction only (scheduling's one meeting per table, across a re-optimisation)."""
+    chunks: list[Sequence[asyncpg.Record]] = []
+    start = 0
+    while start < len(rows):
+        end = min(start + BATCH, len(rows))
+        while end < len(rows) and rows[end]["recorded_at"] == rows[end - 1]["recorded_at"]:
+            end += 1
+        chunks.append(rows[start:end])
+        start = end
+    return chunks
 
 
 async def _applied(source: asyncpg.Connection, consumer: str) -> set[str]:

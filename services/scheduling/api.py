@@ -150,7 +150,7 @@ async def set_window(
         who,
         idempotency_key,
         body.model_dump(),
-        lambda conn, _: handlers.set_window(conn, who, event_id, meeting_type, slots),
+        lambda conn, cid: handlers.set_window(conn, who, event_id, meeting_type, slots, cid),
     )
 
 
@@ -176,7 +176,7 @@ def _lock_route(locked: bool) -> Callable[..., Awaitable[JSONResponse]]:
             who,
             idempotency_key,
             None,
-            lambda conn, _: handlers.set_locked(conn, who, event_id, meeting_id, locked),
+            lambda conn, cid: handlers.set_locked(conn, who, event_id, meeting_id, locked, cid),
         )
 
     return route

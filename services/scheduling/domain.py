@@ -8,7 +8,8 @@ solver's answers into the events the service publishes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal
 
 from services.scheduling.grid import EventGrid, Interval, usable_slots
@@ -25,14 +26,144 @@ from services.scheduling.solver import (
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingMode
 from shared.contracts.scheduling import (
+    AgendaPublished,
+    MeetingDropped,
+    MeetingLocked,
+    MeetingUnlocked,
     MeetingUnschedulable,
     ReleaseReason,
     SlotAssigned,
     SlotReleased,
 )
-from shared.errors import RuleViolation
+from shared.dispatch import StateChanges
+from shared.errors import Conflict, RuleViolation
 
 Mode = Literal["onsite", "online"]
+
+
+class MeetingStatus(StrEnum):
+    """Where a meeting stands on the agenda (the `meetings.status` column holds the values)."""
+
+    PENDING = "pending"  # accepted; the grid or a participant's registration not known yet
+    PLACED = "placed"  # has a slot (and a table, on site)
+    UNSCHEDULED = "unscheduled"  # no slot could be found
+    CANCELLED = "cancelled"  # cancelled by matching, or a participant left
+
+
+# The meetings a re-optimisation (re)places: the ones with a place or in want of one.
+LIVE = (MeetingStatus.PLACED, MeetingStatus.UNSCHEDULED)
+# The meetings listed as waiting for a slot.
+WAITING = (MeetingStatus.UNSCHEDULED, MeetingStatus.PENDING)
+
+
+# -- the agenda's history ----------------------------------------------------------------
+
+
+@dataclass
+class AgendaHistory:
+    """An event's agenda as its own stream tells it: the write model the organiser's
+    commands decide on (`eventstore.load_into`). A meeting the stream has not mentioned
+    yet is pending (it is known from matching's MeetingAccepted only)."""
+
+    version: int = 0
+    published: bool = False
+    status: dict[str, MeetingStatus] = field(default_factory=dict)
+    locked: set[str] = field(default_factory=set)
+
+    def apply(self, event: EventPayload) -> None:
+        self.version += 1
+        HISTORY.apply(self, event)
+
+    def status_of(self, meeting_id: str) -> MeetingStatus:
+        return self.status.get(meeting_id, MeetingStatus.PENDING)
+
+
+HISTORY = StateChanges[AgendaHistory]()
+
+
+@HISTORY.on(SlotAssigned)
+def _h_assigned(agenda: AgendaHistory, e: SlotAssigned) -> None:
+    agenda.status[e.meeting_id] = MeetingStatus.PLACED
+
+
+@HISTORY.on(SlotReleased, MeetingUnschedulable, MeetingDropped)
+def _h_left(agenda: AgendaHistory, e: SlotReleased | MeetingUnschedulable | MeetingDropped) -> None:
+    status = (
+        status_after_release(e.reason)
+        if isinstance(e, SlotReleased)
+        else MeetingStatus.UNSCHEDULED
+        if isinstance(e, MeetingUnschedulable)
+        else MeetingStatus.CANCELLED
+    )
+    agenda.status[e.meeting_id] = status
+    if not stays_locked(status, True):
+        agenda.locked.discard(e.meeting_id)
+
+
+@HISTORY.on(MeetingLocked)
+def _h_locked(agenda: AgendaHistory, e: MeetingLocked) -> None:
+    agenda.locked.add(e.meeting_id)
+
+
+@HISTORY.on(MeetingUnlocked)
+def _h_unlocked(agenda: AgendaHistory, e: MeetingUnlocked) -> None:
+    agenda.locked.discard(e.meeting_id)
+
+
+@HISTORY.on(AgendaPublished)
+def _h_published(agenda: AgendaHistory, _: AgendaPublished) -> None:
+    agenda.published = True
+
+
+# -- rules -----------------------------------------------------------------------------
+
+
+def ensure_unpublished(published: bool, what: str) -> None:
+    """Published means nothing moves: no re-optimisation, no second publication."""
+    if published:
+        raise Conflict("event_id", f"the agenda is published: {what} is no longer possible")
+
+
+def moves_by_itself(published: bool) -> bool:
+    """Whether the agenda still moves meetings by itself (e.g. out of a participant's
+    side-programme time): only until it is published."""
+    return not published
+
+
+def ensure_lockable(status: MeetingStatus) -> None:
+    """Only placed meetings can be locked (a lock keeps a meeting where it is)."""
+    if status != MeetingStatus.PLACED:
+        raise Conflict("meeting_id", f"the meeting is {status.value}, not placed")
+
+
+def stays_locked(status: MeetingStatus, locked: bool) -> bool:
+    """Auto-unlock: a lock holds while the meeting keeps a place; a meeting that loses
+    its slot (released, unschedulable, cancelled) is unlocked with it."""
+    return locked and status == MeetingStatus.PLACED
+
+
+def auto_unlock(event_id: str, meeting: AgendaMeeting) -> list[EventPayload]:
+    """A locked meeting that must move by itself (its participant became busy) loses its
+    lock first: a MeetingUnlocked by nobody (scheduling itself)."""
+    if not meeting.locked:
+        return []
+    return [
+        MeetingUnlocked(
+            meeting_id=meeting.meeting_id,
+            event_id=event_id,
+            participants=list(meeting.participants),
+            unlocked_by=None,
+        )
+    ]
+
+
+def status_after_release(reason: ReleaseReason) -> MeetingStatus:
+    """A re-optimisation that finds no slot leaves the meeting unscheduled; any other
+    release (cancelled, a participant left or is busy, the organiser) cancels it unless a
+    later event says otherwise."""
+    if reason == ReleaseReason.REOPTIMISED:
+        return MeetingStatus.UNSCHEDULED
+    return MeetingStatus.CANCELLED
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +188,11 @@ class AgendaMeeting:
     meeting_id: str
     participants: tuple[str, ...]
     mode: Mode
-    status: str  # pending | placed | unscheduled | cancelled
+    status: MeetingStatus
     place: Place | None = None
     locked: bool = False
     meeting_type: str | None = None  # matching's (Cluster2Cluster, ...); None if unknown
+    reason: str | None = None  # why unscheduled (or cancelled)
 
 
 # The organiser's time windows: meeting type -> the slot ids its meetings may take.
@@ -86,7 +218,8 @@ def allowed_for(meeting: AgendaMeeting, windows: Windows) -> frozenset[str] | No
 
 
 def meeting_mode(mode: str, attendances: Sequence[str]) -> Mode:
-    """Online when matching says so or any side attends remotely; else on site."""
+    """The online/on-site choice: online when matching says so or any side attends
+    remotely; else on site."""
     if mode == MeetingMode.ONLINE.value or any(a == "remote" for a in attendances):
         return "online"
     return "onsite"
@@ -200,15 +333,35 @@ def slot_assigned(grid: EventGrid, meeting: AgendaMeeting, place: Place) -> Slot
         slot_end=slot.end,
         table=place.table,
         mode=MeetingMode(meeting.mode),
+        slot_id=place.slot_id,
     )
 
 
-def slot_released(grid: EventGrid, meeting: AgendaMeeting, reason: ReleaseReason) -> SlotReleased:
+def slot_released(
+    event_id: str, meeting: AgendaMeeting, reason: ReleaseReason, detail: str | None = None
+) -> SlotReleased:
     return SlotReleased(
         meeting_id=meeting.meeting_id,
-        event_id=grid.event_id,
+        event_id=event_id,
         participants=list(meeting.participants),
         reason=reason,
+        detail=detail,
+    )
+
+
+def leaves(event_id: str, meeting: AgendaMeeting, reason: ReleaseReason) -> EventPayload | None:
+    """A cancelled meeting (matching cancelled it, a participant left) leaves the agenda:
+    a SlotReleased if it had a slot, else a MeetingDropped; nothing if it is gone already."""
+    if meeting.status == MeetingStatus.CANCELLED:
+        return None
+    if meeting.status == MeetingStatus.PLACED:
+        return slot_released(event_id, meeting, reason)
+    return MeetingDropped(
+        meeting_id=meeting.meeting_id,
+        event_id=event_id,
+        participants=list(meeting.participants),
+        reason=reason,
+        mode=MeetingMode(meeting.mode),
     )
 
 
@@ -218,13 +371,15 @@ def unschedulable(grid: EventGrid, meeting: AgendaMeeting, reason: str) -> Meeti
         event_id=grid.event_id,
         participants=list(meeting.participants),
         reason=reason,
+        mode=MeetingMode(meeting.mode),
     )
 
 
 def events_of(
     grid: EventGrid, meetings: Mapping[str, AgendaMeeting], changes: Sequence[Change]
 ) -> list[EventPayload]:
-    """The events announcing a re-optimisation's changes (none for still-unscheduled)."""
+    """The events recording a re-optimisation's changes (for a still-unscheduled meeting,
+    one only when its reason changed)."""
     out: list[EventPayload] = []
     for c in changes:
         meeting = meetings[c.meeting_id]
@@ -232,5 +387,7 @@ def events_of(
             assert c.place is not None
             out.append(slot_assigned(grid, meeting, c.place))
         elif c.kind == "released":
-            out.append(slot_released(grid, meeting, ReleaseReason.REOPTIMISED))
+            out.append(slot_released(grid.event_id, meeting, ReleaseReason.REOPTIMISED, c.reason))
+        elif c.reason != meeting.reason:
+            out.append(unschedulable(grid, meeting, c.reason or ""))
     return out

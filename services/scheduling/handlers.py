@@ -1,12 +1,15 @@
-"""Scheduling's handlers: lock the event, load, decide (solver + domain), update + append.
+"""Scheduling's handlers: lock the event, load, decide (solver + domain), record events.
 
-Every handler — a consumed event or an organiser's command — runs on a connection already
-inside a transaction (the inbox's, or `shared.idempotency.run_once`'s) and first takes a
-transaction-scoped advisory lock on the brokerage event. Under that lock it reads the
-event's meetings fresh (READ COMMITTED: every statement sees what earlier lock holders
-committed), asks the solver, updates the projection and appends the events to the stream
-`agenda-<event_id>`, so the events reach Kafka through the outbox with the changes they
-announce. Two accepts for one event can therefore never see the same free slot.
+Every handler — a reaction to a consumed event or an organiser's command — runs on a
+connection already inside a transaction (the inbox's, or `shared.idempotency.run_once`'s)
+and first takes a transaction-scoped advisory lock on the brokerage event. Under that lock
+it reads the event's agenda fresh (READ COMMITTED: every statement sees what earlier lock
+holders committed), asks the solver and the domain's rules, and records what it decided
+as events on the stream `agenda-<event_id>` at the version it read (optimistic
+concurrency); `eventstore.record` projects them into the tables (`projection.AGENDA`) in
+the same transaction, and the outbox takes them to Kafka. The tables change only through
+events: scheduling's own, or the ones it consumes (`projection.HANDLERS`). Two accepts for
+one event can never see the same free slot.
 """
 
 from __future__ import annotations
@@ -14,18 +17,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 import asyncpg
 
 from services.scheduling import domain, projection
-from services.scheduling.domain import AgendaMeeting, Attendee, Place
+from services.scheduling.domain import LIVE, AgendaMeeting, Attendee, MeetingStatus, Place
 from services.scheduling.grid import EventGrid, parse_intervals
 from services.scheduling.solver import Assignment, check, place
 from services.scheduling.solver.portfolio import solve
 from shared import eventstore
 from shared.auth import Principal
+from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted, MeetingCancelled
 from shared.contracts.registration import (
@@ -36,13 +41,20 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
     SideProgrammeJoined,
 )
-from shared.contracts.scheduling import AgendaPublished, ReleaseReason, SlotAssigned
+from shared.contracts.scheduling import (
+    AgendaPublished,
+    MeetingLocked,
+    MeetingUnlocked,
+    ReleaseReason,
+    SlotAssigned,
+    TimeWindowSet,
+)
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
 from shared.errors import Conflict, NotFound
 from shared.inbox import Handler, combine
 
-LIVE = ("placed", "unscheduled")
+PAYLOADS = registry()
 
 
 def stream_of(event_id: str) -> str:
@@ -77,7 +89,11 @@ def _grid(row: asyncpg.Record) -> EventGrid:
 
 
 async def load_grid(conn: asyncpg.Connection, event_id: str) -> EventGrid | None:
-    row = await conn.fetchrow("SELECT * FROM event_grids WHERE event_id = $1", event_id)
+    row = await conn.fetchrow(
+        "SELECT g.*, p.published_at FROM event_grids g"
+        " LEFT JOIN agenda_publications p USING (event_id) WHERE g.event_id = $1",
+        event_id,
+    )
     return None if row is None else _grid(row)
 
 
@@ -105,21 +121,22 @@ def as_meeting(row: asyncpg.Record) -> AgendaMeeting:
         meeting_id=row["meeting_id"],
         participants=tuple(row["participants"]),
         mode=row["mode"],
-        status=row["status"],
+        status=MeetingStatus(row["status"]),
         place=None if slot is None else Place(slot, row["table_no"]),
         locked=row["locked"],
         meeting_type=row.get("meeting_type"),
+        reason=row["reason"],
     )
 
 
 async def load_meetings(
-    conn: asyncpg.Connection, event_id: str, statuses: Sequence[str] = LIVE
+    conn: asyncpg.Connection, event_id: str, statuses: Sequence[MeetingStatus] = LIVE
 ) -> list[AgendaMeeting]:
     rows = await conn.fetch(
         "SELECT * FROM meetings WHERE event_id = $1 AND status = ANY($2::text[])"
         " ORDER BY accepted_at, meeting_id",
         event_id,
-        list(statuses),
+        [s.value for s in statuses],
     )
     return [as_meeting(r) for r in rows]
 
@@ -143,168 +160,147 @@ async def load_meeting(conn: asyncpg.Connection, meeting_id: str) -> AgendaMeeti
     return None if row is None else as_meeting(row)
 
 
-# -- writing ---------------------------------------------------------------------------
+# -- recording -------------------------------------------------------------------------
 
 
-async def save(
-    conn: asyncpg.Connection,
-    grid: EventGrid,
-    meeting_id: str,
-    status: str,
-    place_: Place | None = None,
-    reason: str | None = None,
-) -> None:
-    slot = grid.by_id[place_.slot_id] if place_ else None
-    await conn.execute(
-        "UPDATE meetings SET status = $2, slot_id = $3, slot_start = $4, slot_end = $5,"
-        " table_no = $6, reason = $7, locked = locked AND $2 = 'placed', updated_at = now()"
-        " WHERE meeting_id = $1",
-        meeting_id,
-        status,
-        slot.id if slot else None,
-        slot.start if slot else None,
-        slot.end if slot else None,
-        place_.table if place_ else None,
-        reason,
-    )
+@dataclass
+class Agenda:
+    """One event's agenda stream, opened under the event's lock at the version read then:
+    each `record` appends after that version (a conflict if the stream moved without the
+    lock, which the lock rules out) and projects the events into the tables."""
+
+    event_id: str
+    version: int
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+    async def record(self, conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
+        if not events:
+            return
+        await eventstore.record(
+            conn,
+            stream_of(self.event_id),
+            self.version,
+            events,
+            key=self.event_id,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            project=projection.AGENDA.apply,
+        )
+        self.version += len(events)
 
 
-async def emit(
+async def open_agenda(
     conn: asyncpg.Connection,
     event_id: str,
-    events: Sequence[EventPayload],
     *,
     correlation_id: str | None = None,
-    causation_id: str | None = None,
-) -> None:
-    """Append to the event's agenda stream (under the event's lock: no conflict)."""
-    if not events:
-        return
-    await eventstore.record(
-        conn,
-        stream_of(event_id),
-        None,
-        events,
-        key=event_id,
-        correlation_id=correlation_id,
-        causation_id=causation_id,
+    cause: Envelope | None = None,
+) -> Agenda:
+    """Lock the event and read where its agenda stream stands."""
+    await lock_event(conn, event_id)
+    return Agenda(
+        event_id,
+        await eventstore.current_version(conn, stream_of(event_id)),
+        cause.correlation_id if cause else correlation_id,
+        cause.id if cause else None,
     )
 
 
-async def place_one(conn: asyncpg.Connection, grid: EventGrid, meeting_id: str) -> EventPayload:
-    """Place one meeting among the placed ones, moving none of them (lock held)."""
-    placed = await load_meetings(conn, grid.event_id, ("placed",))
-    target = await load_meeting(conn, meeting_id)
-    assert target is not None
+async def place_one(
+    conn: asyncpg.Connection, grid: EventGrid, target: AgendaMeeting
+) -> EventPayload:
+    """Where one meeting goes among the placed ones, moving none of them (lock held): a
+    SlotAssigned, or a MeetingUnschedulable. A meeting placed for the first time gets its
+    mode from what scheduling knows of its participants (the online/on-site choice)."""
+    attendees = await load_attendees(conn, grid.event_id)
+    placed = [
+        m
+        for m in await load_meetings(conn, grid.event_id, (MeetingStatus.PLACED,))
+        if m.meeting_id != target.meeting_id
+    ]
+    if target.status == MeetingStatus.PENDING:
+        known = [attendees[p].attendance for p in target.participants if p in attendees]
+        target = replace(target, mode=domain.meeting_mode(target.mode, known))
+    target = replace(target, place=None, locked=False)
     instance = domain.build_instance(
-        grid,
-        await load_attendees(conn, grid.event_id),
-        [*placed, target],
-        await load_windows(conn, grid.event_id),
+        grid, attendees, [*placed, target], await load_windows(conn, grid.event_id)
     )
-    result = place(instance, domain.current_schedule(placed), meeting_id)
+    result = place(instance, domain.current_schedule(placed), target.meeting_id)
     if isinstance(result, Assignment):
-        where = Place(result.slot, result.table)
-        await save(conn, grid, meeting_id, "placed", where)
-        return domain.slot_assigned(grid, target, where)
-    await save(conn, grid, meeting_id, "unscheduled", reason=result.reason)
+        return domain.slot_assigned(grid, target, Place(result.slot, result.table))
     return domain.unschedulable(grid, target, result.reason)
+
+
+def _ready(grid: EventGrid | None, known: dict[str, Attendee], meeting: AgendaMeeting) -> bool:
+    """A pending meeting is placed once the event's grid and every participant's
+    registration (its availability) have reached us: topics are not ordered with each
+    other."""
+    return (
+        grid is not None
+        and meeting.status == MeetingStatus.PENDING
+        and all(p in known for p in meeting.participants)
+    )
 
 
 # -- reactions to matching's and registration's events ------------------------------------
 
 
 async def on_meeting_accepted(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
-    """Place the newly accepted meeting at once (also after publication)."""
+    """Place the newly accepted meeting (the projection has it pending) at once, also
+    after publication."""
     assert isinstance(e, MeetingAccepted)
-    await lock_event(conn, e.event_id)
-    ids = [p.registration_id for p in e.participants] or [e.requester_id, e.recipient_id]
-    known = await load_attendees(conn, e.event_id)
-    attendances = [p.attendance.value for p in e.participants] + [
-        known[i].attendance for i in ids if i in known
-    ]
-    inserted = await conn.fetchval(
-        "INSERT INTO meetings (meeting_id, event_id, participants, mode, status, meeting_type)"
-        " VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (meeting_id) DO NOTHING"
-        " RETURNING meeting_id",
-        e.request_id,
-        e.event_id,
-        ids,
-        domain.meeting_mode(e.mode.value, attendances),
-        e.meeting_type.value,
-    )
+    agenda = await open_agenda(conn, e.event_id, cause=env)
+    meeting = await load_meeting(conn, e.request_id)
     grid = await load_grid(conn, e.event_id)
-    if inserted is None or grid is None or not all(i in known for i in ids):
-        # A repeat; or the grid or a participant's registration (its availability)
-        # has not reached us yet — topics are not ordered with each other: the
-        # meeting waits and is placed when they arrive.
-        return
-    event = await place_one(conn, grid, e.request_id)
-    await emit(conn, e.event_id, [event], correlation_id=env.correlation_id, causation_id=env.id)
+    if meeting is None or not _ready(grid, await load_attendees(conn, e.event_id), meeting):
+        return  # a repeat, or it waits for the grid or a registration
+    assert grid is not None
+    await agenda.record(conn, [await place_one(conn, grid, meeting)])
 
 
 async def place_waiting(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
     """Meetings accepted before the event's grid or a participant's registration
     reached us are placed once everything they need is known."""
     event_id: str = e.event_id  # type: ignore[attr-defined]
-    await lock_event(conn, event_id)
+    agenda = await open_agenda(conn, event_id, cause=env)
     grid = await load_grid(conn, event_id)
     if grid is None:
         return
     known = await load_attendees(conn, event_id)
-    events = [
-        await place_one(conn, grid, m.meeting_id)
-        for m in await load_meetings(conn, event_id, ("pending",))
-        if all(p in known for p in m.participants)
-    ]
-    await emit(conn, event_id, events, correlation_id=env.correlation_id, causation_id=env.id)
-
-
-async def _release(
-    conn: asyncpg.Connection, grid: EventGrid | None, meeting: AgendaMeeting, why: ReleaseReason
-) -> list[EventPayload]:
-    """Cancel a meeting; a SlotReleased if it had a slot."""
-    await conn.execute(
-        "UPDATE meetings SET status = 'cancelled', slot_id = NULL, slot_start = NULL,"
-        " slot_end = NULL, table_no = NULL, locked = false, reason = $2, updated_at = now()"
-        " WHERE meeting_id = $1",
-        meeting.meeting_id,
-        why.value,
-    )
-    if meeting.place is None or grid is None:
-        return []
-    return [domain.slot_released(grid, meeting, why)]
+    for meeting in await load_meetings(conn, event_id, (MeetingStatus.PENDING,)):
+        if _ready(grid, known, meeting):
+            await agenda.record(conn, [await place_one(conn, grid, meeting)])
 
 
 async def on_meeting_cancelled(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
+    """A cancelled meeting leaves the agenda (giving up its slot if it had one)."""
     assert isinstance(e, MeetingCancelled)
     if not e.was_accepted:
         return  # a pending request withdrawn: never ours
-    await lock_event(conn, e.event_id)
+    agenda = await open_agenda(conn, e.event_id, cause=env)
     meeting = await load_meeting(conn, e.request_id)
-    if meeting is None or meeting.status == "cancelled":
-        return
-    grid = await load_grid(conn, e.event_id)
-    events = await _release(conn, grid, meeting, ReleaseReason.MEETING_CANCELLED)
-    await emit(conn, e.event_id, events, correlation_id=env.correlation_id, causation_id=env.id)
+    left = (
+        None
+        if meeting is None
+        else domain.leaves(e.event_id, meeting, ReleaseReason.MEETING_CANCELLED)
+    )
+    await agenda.record(conn, [] if left is None else [left])
 
 
 async def on_participant_left(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
-    """A withdrawn or rejected participant's meetings give up their slots."""
+    """A withdrawn or rejected participant's meetings leave the agenda (placed ones give up
+    their slots)."""
     assert isinstance(e, RegistrationWithdrawn | RegistrationRejected)
-    await lock_event(conn, e.event_id)
-    grid = await load_grid(conn, e.event_id)
+    agenda = await open_agenda(conn, e.event_id, cause=env)
     rows = await conn.fetch(
-        "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants)"
-        " AND status <> 'cancelled' ORDER BY meeting_id",
+        "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants) ORDER BY meeting_id",
         e.event_id,
         e.registration_id,
     )
-    events: list[EventPayload] = []
-    for row in rows:
-        meeting = as_meeting(row)
-        events += await _release(conn, grid, meeting, ReleaseReason.PARTICIPANT_UNAVAILABLE)
-    await emit(conn, e.event_id, events, correlation_id=env.correlation_id, causation_id=env.id)
+    why = ReleaseReason.PARTICIPANT_UNAVAILABLE
+    left = [domain.leaves(e.event_id, as_meeting(r), why) for r in rows]
+    await agenda.record(conn, [x for x in left if x is not None])
 
 
 async def on_side_programme_joined(
@@ -313,38 +309,30 @@ async def on_side_programme_joined(
     """The participant is busy then: its meetings in that time move to another slot
     (a SlotAssigned to the new place), or become unschedulable."""
     assert isinstance(e, SideProgrammeJoined)
-    await lock_event(conn, e.event_id)
+    agenda = await open_agenda(conn, e.event_id, cause=env)
     grid = await load_grid(conn, e.event_id)
-    if grid is None or grid.published:
+    if grid is None or not domain.moves_by_itself(grid.published):
         # Nothing placed yet; or the agenda is published and nothing moves by itself
         # any more. Either way the blocked time applies to every later placement.
         return
     rows = await conn.fetch(
-        "SELECT meeting_id FROM meetings WHERE event_id = $1 AND $2 = ANY(participants)"
-        " AND status = 'placed' AND slot_start < $4 AND $3 < slot_end ORDER BY meeting_id",
+        "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants)"
+        " AND status = $5 AND slot_start < $4 AND $3 < slot_end ORDER BY meeting_id",
         e.event_id,
         e.registration_id,
         e.start,
         e.end,
+        MeetingStatus.PLACED.value,
     )
-    events: list[EventPayload] = []
     for row in rows:
-        await conn.execute(
-            "UPDATE meetings SET status = 'pending', slot_id = NULL, slot_start = NULL,"
-            " slot_end = NULL, table_no = NULL, locked = false, updated_at = now()"
-            " WHERE meeting_id = $1",
-            row["meeting_id"],
-        )
-        moved = await place_one(conn, grid, row["meeting_id"])
+        meeting = as_meeting(row)
+        events: list[EventPayload] = domain.auto_unlock(e.event_id, meeting)
+        moved = await place_one(conn, grid, meeting)
         if not isinstance(moved, SlotAssigned):
             # No other slot: the meeting leaves the agenda (released), then is unschedulable.
-            meeting = await load_meeting(conn, row["meeting_id"])
-            assert meeting is not None
-            events.append(
-                domain.slot_released(grid, meeting, ReleaseReason.PARTICIPANT_UNAVAILABLE)
-            )
-        events.append(moved)
-    await emit(conn, e.event_id, events, correlation_id=env.correlation_id, causation_id=env.id)
+            why = ReleaseReason.PARTICIPANT_UNAVAILABLE
+            events.append(domain.slot_released(e.event_id, meeting, why))
+        await agenda.record(conn, [*events, moved])
 
 
 ON_EVENTS: dict[str, Handler] = {
@@ -357,7 +345,8 @@ ON_EVENTS: dict[str, Handler] = {
     MeetingCancelled.ce_type(): on_meeting_cancelled,
 }
 
-# The projection first, then scheduling's reactions, in one transaction per event.
+# The projection first (and the access projection the runtime adds), then scheduling's
+# reactions, in one transaction per event.
 HANDLERS: dict[str, Handler] = combine(projection.HANDLERS, ON_EVENTS)
 
 
@@ -365,20 +354,19 @@ HANDLERS: dict[str, Handler] = combine(projection.HANDLERS, ON_EVENTS)
 
 
 async def organised_event(
-    conn: asyncpg.Connection, principal: Principal, event_id: str, *, lock: bool = True
-) -> EventGrid:
-    """The event's grid, locked (the route has checked the caller organises it)."""
-    if lock:
-        await lock_event(conn, event_id)
+    conn: asyncpg.Connection, event_id: str, correlation_id: str | None = None
+) -> tuple[Agenda, EventGrid, domain.AgendaHistory]:
+    """The event's agenda, locked, with its grid and its history folded from the stream
+    (the route has checked the caller organises it). Commands decide on the history and
+    record after the version they read."""
+    await lock_event(conn, event_id)
+    history = await eventstore.load_into(
+        conn, stream_of(event_id), PAYLOADS, domain.AgendaHistory()
+    )
     grid = await load_grid(conn, event_id)
     if grid is None:
         raise NotFound("brokerage event", event_id)
-    return grid
-
-
-def _published(grid: EventGrid, what: str) -> None:
-    if grid.published:
-        raise Conflict("event_id", f"the agenda is published: {what} is no longer possible")
+    return Agenda(event_id, history.version, correlation_id), grid, history
 
 
 async def reoptimise(
@@ -390,9 +378,9 @@ async def reoptimise(
     max_idle_spread: int | None = None,
 ) -> dict[str, Any]:
     """Re-place every unlocked meeting (in the windows of their types, with idle time
-    spread over the participants by at most `max_idle_spread`); announce what changed."""
-    grid = await organised_event(conn, principal, event_id)
-    _published(grid, "re-optimisation")
+    spread over the participants by at most `max_idle_spread`); record what changed."""
+    agenda, grid, history = await organised_event(conn, event_id, correlation_id)
+    domain.ensure_unpublished(history.published, "re-optimisation")
     meetings = await load_meetings(conn, event_id)
     instance = domain.build_instance(
         grid,
@@ -414,12 +402,7 @@ async def reoptimise(
         )
     changes = domain.diff({m.meeting_id: m.place for m in meetings}, schedule)
     by_id = {m.meeting_id: m for m in meetings}
-    for c in changes:
-        status = "placed" if c.place else "unscheduled"
-        await save(conn, grid, c.meeting_id, status, c.place, c.reason)
-    await emit(
-        conn, event_id, domain.events_of(grid, by_id, changes), correlation_id=correlation_id
-    )
+    await agenda.record(conn, domain.events_of(grid, by_id, changes))
     count = {k: sum(c.kind == k for c in changes) for k in ("assigned", "moved", "released")}
     return {
         "event_id": event_id,
@@ -438,21 +421,25 @@ async def set_window(
     event_id: str,
     meeting_type: str,
     allowed_slots: Sequence[str] | None,
+    correlation_id: str | None = None,
 ) -> dict[str, Any]:
     """The organiser's time window for a meeting type (None: any slot again), recorded as
-    a change; it applies to every placement from now on (re-optimise to apply it to the
+    an event; it applies to every placement from now on (re-optimise to apply it to the
     meetings already placed)."""
-    grid = await organised_event(conn, principal, event_id)
+    agenda, grid, _ = await organised_event(conn, event_id, correlation_id)
     if meeting_type not in {t.value for t in MeetingType}:
         raise NotFound("meeting type", meeting_type)
     window = None if allowed_slots is None else domain.window_slots(grid, allowed_slots)
-    await conn.execute(
-        "INSERT INTO slot_rule_changes (event_id, meeting_type, allowed_slots, set_by)"
-        " VALUES ($1, $2, $3::jsonb, $4)",
-        event_id,
-        meeting_type,
-        None if window is None else json.dumps(list(window)),
-        principal.id,
+    await agenda.record(
+        conn,
+        [
+            TimeWindowSet(
+                event_id=event_id,
+                meeting_type=meeting_type,
+                allowed_slots=None if window is None else list(window),
+                set_by=principal.id,
+            )
+        ],
     )
     return {"event_id": event_id, "meeting_type": meeting_type, "allowed_slots": window}
 
@@ -463,18 +450,28 @@ async def set_locked(
     event_id: str,
     meeting_id: str,
     locked: bool,
+    correlation_id: str | None = None,
 ) -> dict[str, Any]:
-    await organised_event(conn, principal, event_id)
+    """Lock a placed meeting where it is (MeetingLocked), or unlock it (MeetingUnlocked);
+    asking for the state it is in already records nothing."""
+    agenda, _, history = await organised_event(conn, event_id, correlation_id)
     meeting = await load_meeting(conn, meeting_id)
     if meeting is None or (await meeting_event(conn, meeting_id)) != event_id:
         raise NotFound("meeting", meeting_id)
-    if locked and meeting.status != "placed":
-        raise Conflict("meeting_id", f"the meeting is {meeting.status}, not placed")
-    await conn.execute(
-        "UPDATE meetings SET locked = $2, updated_at = now() WHERE meeting_id = $1",
-        meeting_id,
-        locked,
-    )
+    if locked:
+        domain.ensure_lockable(history.status_of(meeting_id))
+    if (meeting_id in history.locked) != locked:
+        who = list(meeting.participants)
+        change: EventPayload = (
+            MeetingLocked(
+                meeting_id=meeting_id, event_id=event_id, participants=who, locked_by=principal.id
+            )
+            if locked
+            else MeetingUnlocked(
+                meeting_id=meeting_id, event_id=event_id, participants=who, unlocked_by=principal.id
+            )
+        )
+        await agenda.record(conn, [change])
     return {"meeting_id": meeting_id, "event_id": event_id, "locked": locked}
 
 
@@ -492,16 +489,8 @@ async def publish(
     correlation_id: str | None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    grid = await organised_event(conn, principal, event_id)
-    _published(grid, "publishing again")
+    agenda, _, history = await organised_event(conn, event_id, correlation_id)
+    domain.ensure_unpublished(history.published, "publishing again")
     published_at = now or datetime.now(UTC)
-    await conn.execute(
-        "UPDATE event_grids SET published_at = $2 WHERE event_id = $1", event_id, published_at
-    )
-    await emit(
-        conn,
-        event_id,
-        [AgendaPublished(event_id=event_id, published_at=published_at)],
-        correlation_id=correlation_id,
-    )
+    await agenda.record(conn, [AgendaPublished(event_id=event_id, published_at=published_at)])
     return {"event_id": event_id, "published_at": published_at.isoformat()}

@@ -1,7 +1,17 @@
-"""Scheduling's projection of registration's events: event grids, attendees' constraints, keys.
+"""Scheduling's projections: its tables are a fold of events, and only of events.
 
-API keys issued by registration (organisers', organisations') are learnt here so that
-organisers and participants authenticate to scheduling with the keys they have.
+- From registration's events: event grids, attendees' constraints (keys are learnt by
+  the access projection the runtime adds).
+- From matching's: a meeting is known (pending) when it is accepted — a fact, no
+  decision (scheduling's reaction then places it and records where).
+- From its own agenda streams (`AGENDA`, applied by `eventstore.record`): placements,
+  moves, releases, unschedulable and dropped meetings, locks, time windows, publication.
+
+The two sources commute, as the rebuild needs (`shared.rebuild` replays the own events
+first, then the consumed ones): every own event that can come first for a meeting
+upserts its row with what the consumed event would have put there, and the consumed
+one, coming later, only fills in what is its alone (the meeting type, when accepted).
+A meeting's status changes through scheduling's own events only.
 """
 
 from __future__ import annotations
@@ -10,7 +20,14 @@ import json
 
 import asyncpg
 
+from services.scheduling.domain import (
+    MeetingStatus,
+    meeting_mode,
+    status_after_release,
+    stays_locked,
+)
 from shared.contracts.base import EventPayload
+from shared.contracts.matching import MeetingAccepted
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
@@ -24,6 +41,17 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
     SideProgrammeJoined,
 )
+from shared.contracts.scheduling import (
+    AgendaPublished,
+    MeetingDropped,
+    MeetingLocked,
+    MeetingUnlocked,
+    MeetingUnschedulable,
+    SlotAssigned,
+    SlotReleased,
+    TimeWindowSet,
+)
+from shared.dispatch import Projection
 from shared.envelope import Envelope
 from shared.inbox import Handler
 
@@ -93,6 +121,136 @@ async def on_side_programme_joined(conn: asyncpg.Connection, _: Envelope, e: Eve
     )
 
 
+# -- matching's events: the meetings scheduling knows of -----------------------------------
+
+
+async def on_meeting_accepted(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
+    """A pending meeting (the reaction places it). Its mode as far as the event tells; the
+    placement decides it with what scheduling knows of the participants."""
+    assert isinstance(e, MeetingAccepted)
+    ids = [p.registration_id for p in e.participants] or [e.requester_id, e.recipient_id]
+    await conn.execute(
+        "INSERT INTO meetings (meeting_id, event_id, participants, mode, status, meeting_type,"
+        " accepted_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (meeting_id) DO UPDATE"
+        " SET meeting_type = EXCLUDED.meeting_type, accepted_at = EXCLUDED.accepted_at",
+        e.request_id,
+        e.event_id,
+        ids,
+        meeting_mode(e.mode.value, [p.attendance.value for p in e.participants]),
+        MeetingStatus.PENDING.value,
+        e.meeting_type.value,
+        env.time,
+    )
+
+
+# -- scheduling's own events: the agenda ----------------------------------------------------
+
+AGENDA = Projection()
+
+
+@AGENDA.on(SlotAssigned)
+async def _assigned(conn: asyncpg.Connection, e: SlotAssigned) -> None:
+    """Placed, or moved (a lock stays: locked meetings are never moved)."""
+    await conn.execute(
+        "INSERT INTO meetings (meeting_id, event_id, participants, mode, status, slot_id,"
+        " slot_start, slot_end, table_no) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (meeting_id) DO UPDATE SET mode = EXCLUDED.mode, status = EXCLUDED.status,"
+        " slot_id = EXCLUDED.slot_id, slot_start = EXCLUDED.slot_start,"
+        " slot_end = EXCLUDED.slot_end, table_no = EXCLUDED.table_no, reason = NULL,"
+        " updated_at = now()",
+        e.meeting_id,
+        e.event_id,
+        e.participants,
+        e.mode.value,
+        MeetingStatus.PLACED.value,
+        e.slot_id,
+        e.slot_start,
+        e.slot_end,
+        e.table,
+    )
+
+
+@AGENDA.on(MeetingUnschedulable)
+async def _unschedulable(conn: asyncpg.Connection, e: MeetingUnschedulable) -> None:
+    await conn.execute(
+        "INSERT INTO meetings (meeting_id, event_id, participants, mode, status, reason)"
+        " VALUES ($1, $2, $3, coalesce($4, 'onsite'), $5, $6) ON CONFLICT (meeting_id) DO UPDATE"
+        " SET mode = coalesce($4, meetings.mode), status = EXCLUDED.status, slot_id = NULL,"
+        " slot_start = NULL, slot_end = NULL, table_no = NULL, reason = EXCLUDED.reason,"
+        " locked = $7, updated_at = now()",
+        e.meeting_id,
+        e.event_id,
+        e.participants,
+        None if e.mode is None else e.mode.value,
+        MeetingStatus.UNSCHEDULED.value,
+        e.reason,
+        stays_locked(MeetingStatus.UNSCHEDULED, True),
+    )
+
+
+@AGENDA.on(MeetingDropped)
+async def _dropped(conn: asyncpg.Connection, e: MeetingDropped) -> None:
+    await conn.execute(
+        "INSERT INTO meetings (meeting_id, event_id, participants, mode, status, reason)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (meeting_id) DO UPDATE"
+        " SET status = EXCLUDED.status, slot_id = NULL, slot_start = NULL, slot_end = NULL,"
+        " table_no = NULL, reason = EXCLUDED.reason, locked = $7, updated_at = now()",
+        e.meeting_id,
+        e.event_id,
+        e.participants,
+        e.mode.value,
+        MeetingStatus.CANCELLED.value,
+        e.reason.value,
+        stays_locked(MeetingStatus.CANCELLED, True),
+    )
+
+
+@AGENDA.on(SlotReleased)
+async def _released(conn: asyncpg.Connection, e: SlotReleased) -> None:
+    status = status_after_release(e.reason)
+    await conn.execute(
+        "UPDATE meetings SET status = $2, slot_id = NULL, slot_start = NULL, slot_end = NULL,"
+        " table_no = NULL, locked = $3, reason = $4, updated_at = now() WHERE meeting_id = $1",
+        e.meeting_id,
+        status.value,
+        stays_locked(status, True),
+        e.detail or e.reason.value,
+    )
+
+
+@AGENDA.on(MeetingLocked, MeetingUnlocked)
+async def _lock(conn: asyncpg.Connection, e: MeetingLocked | MeetingUnlocked) -> None:
+    await conn.execute(
+        "UPDATE meetings SET locked = $2, updated_at = now() WHERE meeting_id = $1",
+        e.meeting_id,
+        isinstance(e, MeetingLocked),
+    )
+
+
+@AGENDA.on(TimeWindowSet)
+async def _window(conn: asyncpg.Connection, e: TimeWindowSet) -> None:
+    await conn.execute(
+        "INSERT INTO slot_rule_changes (event_id, meeting_type, allowed_slots, set_by)"
+        " VALUES ($1, $2, $3::jsonb, $4)",
+        e.event_id,
+        e.meeting_type,
+        None if e.allowed_slots is None else json.dumps(e.allowed_slots),
+        e.set_by,
+    )
+
+
+@AGENDA.on(AgendaPublished)
+async def _published(conn: asyncpg.Connection, e: AgendaPublished) -> None:
+    await conn.execute(
+        "INSERT INTO agenda_publications (event_id, published_at) VALUES ($1, $2)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        e.event_id,
+        e.published_at,
+    )
+
+
+# -- registration's events --------------------------------------------------------------
+
 HANDLERS: dict[str, Handler] = {
     SideProgrammeJoined.ce_type(): on_side_programme_joined,
     BrokerageEventCreated.ce_type(): on_event_created,
@@ -107,4 +265,5 @@ HANDLERS: dict[str, Handler] = {
             RegistrationWithdrawn,
         )
     },
+    MeetingAccepted.ce_type(): on_meeting_accepted,
 }

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from services.scheduling.domain import WAITING, MeetingStatus
 from services.scheduling.grid import EventGrid
 from services.scheduling.views import _grid, _within
 from shared.access.policy import Grant, Scope
@@ -29,12 +30,13 @@ async def _placed(conn: asyncpg.Connection, grant: Grant, event_id: str) -> list
     within, office, participant = _within(grant)
     return list(
         await conn.fetch(
-            "SELECT * FROM meetings WHERE event_id = $1 AND status = 'placed'"
+            "SELECT * FROM meetings WHERE event_id = $1 AND status = $4"
             + within
             + " ORDER BY slot_start, table_no NULLS LAST, meeting_id",
             event_id,
             office,
             participant,
+            MeetingStatus.PLACED.value,
         )
     )
 
@@ -64,9 +66,10 @@ async def participant_agendas(
         grant.registration_id if grant.scope is Scope.SELF else None,
     )
     meetings = await conn.fetch(
-        "SELECT * FROM meetings WHERE event_id = $1 AND status = 'placed'"
+        "SELECT * FROM meetings WHERE event_id = $1 AND status = $2"
         " ORDER BY slot_start, meeting_id",
         event_id,
+        MeetingStatus.PLACED.value,
     )
     by_participant: dict[str, list[asyncpg.Record]] = defaultdict(list)
     for m in meetings:
@@ -141,12 +144,13 @@ async def unscheduled_sheet(conn: asyncpg.Connection, grant: Grant, event_id: st
     names = await _names(conn, event_id)
     within, office, participant = _within(grant)
     rows = await conn.fetch(
-        "SELECT * FROM meetings WHERE event_id = $1 AND status IN ('unscheduled', 'pending')"
+        "SELECT * FROM meetings WHERE event_id = $1 AND status = ANY($4::text[])"
         + within
         + " ORDER BY accepted_at, meeting_id",
         event_id,
         office,
         participant,
+        [s.value for s in WAITING],
     )
     lines: list[list[Cell]] = [
         [

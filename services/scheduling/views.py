@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
+from services.scheduling.domain import WAITING, MeetingStatus
 from services.scheduling.grid import EventGrid
 from services.scheduling.handlers import load_grid, load_windows
 from shared.access.policy import Grant, Scope
@@ -48,12 +49,13 @@ async def agenda(conn: asyncpg.Connection, grant: Grant, event_id: str) -> dict[
     grid = await _grid(conn, event_id)
     within, office, participant = _within(grant)
     rows = await conn.fetch(
-        "SELECT * FROM meetings WHERE event_id = $1 AND status = 'placed'"
+        "SELECT * FROM meetings WHERE event_id = $1 AND status = $4"
         + within
         + " ORDER BY slot_start, table_no NULLS LAST, meeting_id",
         event_id,
         office,
         participant,
+        MeetingStatus.PLACED.value,
     )
     by_slot: dict[str, list[asyncpg.Record]] = {}
     for r in rows:
@@ -150,9 +152,10 @@ async def participant_agenda(
     own = _zone(tz) if tz else grid.zone
     rows = await conn.fetch(
         "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants)"
-        " AND status = 'placed' ORDER BY slot_start",
+        " AND status = $3 ORDER BY slot_start",
         event_id,
         registration_id,
+        MeetingStatus.PLACED.value,
     )
 
     def times(prefix: str, start: datetime, end: datetime, zone: ZoneInfo) -> dict[str, str]:
@@ -188,12 +191,13 @@ async def unscheduled(
     await _grid(conn, event_id)
     within, office, participant = _within(grant)
     rows = await conn.fetch(
-        "SELECT * FROM meetings WHERE event_id = $1 AND status IN ('unscheduled', 'pending')"
+        "SELECT * FROM meetings WHERE event_id = $1 AND status = ANY($4::text[])"
         + within
         + " ORDER BY accepted_at, meeting_id",
         event_id,
         office,
         participant,
+        [s.value for s in WAITING],
     )
     return [
         {

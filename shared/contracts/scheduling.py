@@ -50,6 +50,7 @@ class SlotAssigned(_SchedulingEvent):
     slot_end: AwareDatetime
     table: int | None = None  # None for online meetings
     mode: MeetingMode
+    slot_id: str | None = None  # the slot's id in the event's grid (as in the agenda)
 
 
 class SlotReleased(_SchedulingEvent):
@@ -57,6 +58,7 @@ class SlotReleased(_SchedulingEvent):
 
     event_name: ClassVar[str] = "SlotReleased"
     reason: ReleaseReason
+    detail: str | None = None  # for a re-optimisation: why no slot was left (the solver's)
 
 
 class MeetingUnschedulable(_SchedulingEvent):
@@ -64,6 +66,32 @@ class MeetingUnschedulable(_SchedulingEvent):
 
     event_name: ClassVar[str] = "MeetingUnschedulable"
     reason: str
+    mode: MeetingMode | None = None  # the mode the meeting would have (None: not said)
+
+
+class MeetingDropped(_SchedulingEvent):
+    """The agenda no longer holds a meeting that had no slot (pending or unschedulable):
+    matching cancelled it, or a participant left. (A meeting with a slot gets a
+    `SlotReleased` instead.)"""
+
+    event_name: ClassVar[str] = "MeetingDropped"
+    reason: ReleaseReason
+    mode: MeetingMode
+
+
+class MeetingLocked(_SchedulingEvent):
+    """The organiser locked the placed meeting where it is: re-optimisation leaves it."""
+
+    event_name: ClassVar[str] = "MeetingLocked"
+    locked_by: str  # the organiser's (or the admin's) id
+
+
+class MeetingUnlocked(_SchedulingEvent):
+    """The organiser unlocked the meeting: re-optimisation may move it again. (A meeting
+    that loses its slot is unlocked with it, without an event of its own.)"""
+
+    event_name: ClassVar[str] = "MeetingUnlocked"
+    unlocked_by: str | None = None  # None: scheduling itself (the meeting had to move)
 
 
 class AgendaPublished(EventPayload):
@@ -75,9 +103,25 @@ class AgendaPublished(EventPayload):
     published_at: AwareDatetime
 
 
+class TimeWindowSet(EventPayload):
+    """The organiser's time window for a meeting type: its meetings may take only these
+    slots from now on (`allowed_slots` None: any slot again)."""
+
+    producer: ClassVar[str] = "scheduling"
+    event_name: ClassVar[str] = "TimeWindowSet"
+    event_id: str
+    meeting_type: str
+    allowed_slots: list[str] | None  # slot ids of the event's grid, in time order
+    set_by: str  # the organiser's (or the admin's) id
+
+
 SCHEDULING_EVENTS: list[type[EventPayload]] = [
     SlotAssigned,
     SlotReleased,
     MeetingUnschedulable,
     AgendaPublished,
+    MeetingDropped,
+    MeetingLocked,
+    MeetingUnlocked,
+    TimeWindowSet,
 ]

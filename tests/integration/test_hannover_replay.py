@@ -32,6 +32,7 @@ from scripts.replay_hannover import (
 from services.matching import rebuild as matching_rebuild
 from services.registration import rebuild as registration_rebuild
 from services.reporting import rebuild as reporting_rebuild
+from services.scheduling import rebuild as scheduling_rebuild
 from shared.contracts import registry
 from shared.rebuild import compare, rebuild
 from tests.integration.hannover_sheets import check_exports, check_import
@@ -288,7 +289,13 @@ async def _check_history(http: httpx.AsyncClient, done: Replay) -> None:
 async def _check_rebuilds(running: RunningPlatform, done: Replay) -> None:
     """Every projection rebuilt from the events equals the live one, row by row; then
     registration's rebuilt tables are switched in while it runs, and it goes on working."""
-    for plan in (registration_rebuild.PLAN, matching_rebuild.PLAN, reporting_rebuild.PLAN):
+    plans = (
+        registration_rebuild.PLAN,
+        matching_rebuild.PLAN,
+        reporting_rebuild.PLAN,
+        scheduling_rebuild.PLAN,
+    )
+    for plan in plans:
         report = await rebuild(
             plan,
             running.dsns[plan.service],
@@ -297,6 +304,7 @@ async def _check_rebuilds(running: RunningPlatform, done: Replay) -> None:
             topic_prefix=TEST_TOPIC_PREFIX,
             group_suffix=running.group_suffix,
         )
+        print(*report.lines(), sep="\n")  # the figures, with -s
         assert report.own_events + report.consumed_events > 0, report.lines()
         assert report.equal, "\n".join(report.lines())
     # The comparison sees a difference: one request fewer in matching's rebuild.

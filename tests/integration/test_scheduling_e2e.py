@@ -25,7 +25,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.scheduling import domain
-from services.scheduling.domain import AgendaMeeting, Attendee, Place
+from services.scheduling.domain import AgendaMeeting, Attendee, MeetingStatus, Place
 from services.scheduling.grid import EventGrid
 from services.scheduling.solver import Schedule, check
 from shared.auth import digest
@@ -70,7 +70,13 @@ def _valid(agenda: dict[str, Any], grid: EventGrid, attendees: dict[str, Attende
             assert m["table"] == table
             place = Place(slot["slot_id"], table)
             meetings.append(
-                AgendaMeeting(m["meeting_id"], tuple(m["participants"]), m["mode"], "placed", place)
+                AgendaMeeting(
+                    m["meeting_id"],
+                    tuple(m["participants"]),
+                    m["mode"],
+                    MeetingStatus.PLACED,
+                    place,
+                )
             )
     instance = domain.build_instance(grid, attendees, meetings)
     schedule = domain.current_schedule(meetings)

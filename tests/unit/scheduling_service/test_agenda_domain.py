@@ -6,7 +6,7 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from services.scheduling import domain
-from services.scheduling.domain import AgendaMeeting, Attendee, Change, Place
+from services.scheduling.domain import AgendaMeeting, Attendee, Change, MeetingStatus, Place
 from services.scheduling.grid import EventGrid, available_slots
 from services.scheduling.solver import Assignment, Fixed, Schedule, Unscheduled, check
 from shared.contracts.scheduling import ReleaseReason, SlotAssigned, SlotReleased
@@ -50,7 +50,7 @@ def _m(mid: str, a: str, b: str, place: Place | None = None, **kw: object) -> Ag
     return AgendaMeeting(
         mid,
         (a, b),
-        status="placed" if place else "unscheduled",
+        status=MeetingStatus.PLACED if place else MeetingStatus.UNSCHEDULED,
         place=place,
         mode=kw.get("mode", "onsite"),  # type: ignore[arg-type]
         locked=bool(kw.get("locked", False)),
@@ -136,13 +136,17 @@ def test_a_window_per_meeting_type_reaches_the_instance_and_the_placement() -> N
     afternoon = domain.window_slots(GRID, ["d1-s2-02", "d1-s2-01", "d2-s2-01"])
     assert afternoon == ("d1-s2-01", "d1-s2-02", "d2-s2-01")  # in time order
     meetings = [
-        AgendaMeeting("m1", ("a", "b"), "onsite", "pending", meeting_type="Business2Cluster"),
-        AgendaMeeting("m2", ("a", "c"), "onsite", "pending", meeting_type="Cluster2Cluster"),
+        AgendaMeeting(
+            "m1", ("a", "b"), "onsite", MeetingStatus.PENDING, meeting_type="Business2Cluster"
+        ),
+        AgendaMeeting(
+            "m2", ("a", "c"), "onsite", MeetingStatus.PENDING, meeting_type="Cluster2Cluster"
+        ),
         AgendaMeeting(
             "m3",
             ("b", "c"),
             "onsite",
-            "placed",
+            MeetingStatus.PLACED,
             Place("d1-s1-01", 1),
             locked=True,
             meeting_type="Business2Cluster",
