@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -122,6 +123,7 @@ class InboxConsumer:
         instance_id: str | None = None,
         retry_backoff: float = 0.2,
         topic_prefix: str = "",
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         # The prefix the subscription's topics carry (`shared.topics`): payload models
@@ -135,7 +137,8 @@ class InboxConsumer:
         self._retry_backoff = retry_backoff
         self._consumer = AIOKafkaConsumer(
             *subscription.topics,
-            bootstrap_servers=bootstrap_servers,
+            # `kafka_options`: `shared.kafka.client_options` (bootstrap servers, security).
+            **{"bootstrap_servers": bootstrap_servers, **(kafka_options or {})},
             group_id=name,
             group_instance_id=instance_id,
             client_id=instance_id or name,
