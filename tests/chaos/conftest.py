@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="the whole fault matrix runs with `make chaos` (CHAOS=1)")
     for item in items:
-        if "chaos" in item.keywords:
+        if item.get_closest_marker("chaos") is not None:
             item.add_marker(skip)
 
 
