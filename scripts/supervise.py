@@ -15,7 +15,6 @@ SIGKILL after `--stop-timeout`) and then the supervisor. The child's pid is kept
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
