@@ -61,6 +61,7 @@ SERVICES: tuple[str, ...] = tuple(SERVICE_PORTS)
 INFRA_SERVICES = (
     "kafka",
     "kafka-init",
+    "mailpit",
     "postgres",
     "otel-collector",
     "jaeger",
