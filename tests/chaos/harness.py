@@ -152,15 +152,6 @@ async def drained(pool: asyncpg.Pool, writer: Writer, *, limit: float = 240.0) -
     )
 
 
-async def recovered(pool: asyncpg.Pool, backlog: int, since: float, limit: float = 240.0) -> float:
-    """Seconds from `since` until `backlog` events (all written before the fault) are applied."""
-    while time.monotonic() - since < limit:
-        if await applied(pool) >= backlog:
-            return time.monotonic() - since
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{backlog} events not applied {limit}s after the fault")
-
-
 async def tally(pool: asyncpg.Pool, writer: Writer) -> tuple[int, int]:
     """(lost, applied twice) from the projection against what was written."""
     counts = await projection(pool)

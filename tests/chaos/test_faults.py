@@ -28,7 +28,6 @@ from tests.chaos.harness import (
     drained,
     process_of_port,
     record,
-    recovered,
     relay_leader_port,
     state_dir,
     tally,
@@ -108,19 +107,20 @@ async def under_load(
     writing = asyncio.create_task(writer.run(seconds))
     await asyncio.sleep(fault_at)
     backlog, t_fault = writer.total, time.monotonic()
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, int]] = []
     sampling = asyncio.create_task(sample_lag(database.pool, writer, writing, samples))
     notes = await fault(run)
     await writing
     await sampling
     # Recovery: from the fault's start to the last moment the lag (written, not yet
     # applied) was above two seconds of load; 0 if the platform rode the fault out.
-    stalled = [t - t_fault for t, lag in samples if t >= t_fault and lag > 2 * rate]
+    stalled = [t - t_fault for t, lag, _ in samples if t >= t_fault and lag > 2 * rate]
     recovery = max(stalled, default=0.0)
     if not stalled:
         # The lag never built up: the time until the events written before it were in.
-        recovery = await recovered(database.pool, backlog, t_fault)
-    notes += f"; max lag {max((lag for _, lag in samples), default=0)} events"
+        caught_up = [t - t_fault for t, _, done in samples if t >= t_fault and done >= backlog]
+        recovery = min(caught_up, default=0.0)
+    notes += f"; max lag {max((lag for _, lag, _ in samples), default=0)} events"
     await drained(database.pool, writer)
     lost, twice = await tally(database.pool, writer)
     load = (
@@ -140,13 +140,15 @@ async def sample_lag(
     pool: asyncpg.Pool,
     writer: Writer,
     writing: asyncio.Task[None],
-    out: list[tuple[float, int]],
+    out: list[tuple[float, int, int]],
 ) -> None:
-    """(time, events written but not yet applied) every 0.2 s, until the lag is gone
-    after the writer stopped."""
+    """(time, events written but not yet applied, applied) every 0.2 s, until the lag
+    is gone after the writer stopped."""
     while True:
-        lag = writer.total - await applied(pool)
-        out.append((time.monotonic(), lag))
+        written = writer.total
+        done = await applied(pool)
+        lag = written - done
+        out.append((time.monotonic(), lag, done))
         if writing.done() and lag <= 0:
             return
         await asyncio.sleep(0.2)
