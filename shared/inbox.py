@@ -32,6 +32,7 @@ from shared import logs, metrics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import ACTOR, Envelope, MalformedEnvelope
+from shared.kafka import REQUEST_TIMEOUT_MS
 from shared.outbox import conversation
 from shared.topics import prefixed
 
@@ -141,6 +142,7 @@ class InboxConsumer:
             **{"bootstrap_servers": bootstrap_servers, **(kafka_options or {})},
             group_id=name,
             group_instance_id=instance_id,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
             client_id=instance_id or name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -15,6 +15,13 @@ from typing import Any, Protocol
 
 from aiokafka.helpers import create_ssl_context
 
+# How long a client waits for one broker's answer before it gives up on that broker,
+# refreshes metadata and retries elsewhere. The clients' 40 s default made a paused
+# (not dead) partition leader stall producers and fetches for the whole pause, although
+# the controller fences it after 9 s (broker.session.timeout.ms) and moves its
+# leaders; with 10 s the clients follow soon after (tests/chaos, docs/cluster.md).
+REQUEST_TIMEOUT_MS = 10_000
+
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 

@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind
 from shared import metrics
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
+from shared.kafka import REQUEST_TIMEOUT_MS
 from shared.topics import prefixed
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def create_producer(
     return AIOKafkaProducer(
         **{"bootstrap_servers": bootstrap_servers, **(options or {})},
         client_id=client_id,
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
         enable_idempotence=True,
         acks="all",
         # The relay batches what it reads from the table; lingering only adds latency.

@@ -146,7 +146,11 @@ async def sample_lag(
     is gone after the writer stopped."""
     while True:
         written = writer.total
-        done = await applied(pool)
+        try:
+            done = await applied(pool)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await asyncio.sleep(0.2)  # the database is the fault: no sample
+            continue
         lag = written - done
         out.append((time.monotonic(), lag, done))
         if writing.done() and lag <= 0:
