@@ -20,7 +20,7 @@ venv:
 	  "$$UV" sync --frozen --python "$$PYTHON"
 
 # Start Kafka and PostgreSQL, create the databases and topics (idempotent).
-infra-up:
+infra-up: venv
 	@bash deploy/local/infra.sh up
 
 # Stop what infra-up started; data stays on disk.
