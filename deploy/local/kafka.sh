@@ -200,32 +200,35 @@ kafka_ready_and_topics() {
     log "kafka: readiness check and topics took $(since "$t0")s"
 }
 
-kafka_stop() {
-    local node="$1" pid i dir
-    dir="$(kafka_node_dir "$node")"
-    if ! pid="$(kafka_pid "$node")"; then
-        rm -f "$dir/kafka.pid"
-        log "kafka: node $node not running (nothing started by infra.sh)"
-        return 0
-    fi
-    log "kafka: stopping node $node, pid $pid"
-    kill -TERM "$pid"
+# Stops every node at once: one by one, the last node would wait 30 s for a controller
+# quorum that left with the others before it could shut down cleanly.
+kafka_down() {
+    local node pid i pids=() nodes=()
+    for ((node = 1; node <= KAFKA_NODES; node++)); do
+        if pid="$(kafka_pid "$node")"; then
+            log "kafka: stopping node $node, pid $pid"
+            kill -TERM "$pid"
+            pids+=("$pid")
+            nodes+=("$node")
+        else
+            rm -f "$(kafka_node_dir "$node")/kafka.pid"
+            log "kafka: node $node not running (nothing started by infra.sh)"
+        fi
+    done
     for ((i = 0; i < 120; i++)); do
-        pid_alive "$pid" || break
+        local running=0
+        for pid in "${pids[@]}"; do pid_alive "$pid" && running=1; done
+        ((running)) || break
         sleep 0.25
     done
-    if pid_alive "$pid"; then
-        warn "kafka: node $node still running after 30s, sending SIGKILL"
-        kill -KILL "$pid" || true
-    fi
-    rm -f "$dir/kafka.pid"
-    log "kafka: node $node stopped (data kept in $dir/data)"
-}
-
-kafka_down() {
-    local node
-    # Last node first: the first one is the one a single-broker client knows.
-    for ((node = KAFKA_NODES; node >= 1; node--)); do kafka_stop "$node"; done
+    for i in "${!pids[@]}"; do
+        if pid_alive "${pids[i]}"; then
+            warn "kafka: node ${nodes[i]} still running after 30s, sending SIGKILL"
+            kill -KILL "${pids[i]}" || true
+        fi
+        rm -f "$(kafka_node_dir "${nodes[i]}")/kafka.pid"
+        log "kafka: node ${nodes[i]} stopped (data kept in $(kafka_node_dir "${nodes[i]}")/data)"
+    done
 }
 
 kafka_status() {
