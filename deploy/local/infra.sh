@@ -373,6 +373,7 @@ cmd_up() {
 
     if [[ "$KAFKA_MODE" == local ]]; then kafka_wait_ports; fi
     kafka_ready_and_topics
+    kafka_scram_user
     log "up: done in $(since "$t0")s"
 }
 

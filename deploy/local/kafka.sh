@@ -41,6 +41,12 @@ for ((_i = 0; _i < ${#KAFKA_PORTS[@]}; _i++)); do
     fi
 done
 unset _i
+# KAFKA_SCRAM=1: each node also listens with SASL_PLAINTEXT + SCRAM-SHA-512 on its
+# port + 50, for user KAFKA_SCRAM_USER (matchmaking) / KAFKA_SCRAM_PASSWORD, to test
+# the clients' security settings (shared.kafka) against a real broker.
+KAFKA_SCRAM="${KAFKA_SCRAM:-0}"
+KAFKA_SCRAM_USER="${KAFKA_SCRAM_USER:-matchmaking}"
+KAFKA_SCRAM_PASSWORD="${KAFKA_SCRAM_PASSWORD:-matchmaking-local-secret}"
 KAFKA_RF=$((KAFKA_NODES < 3 ? KAFKA_NODES : 3))
 KAFKA_MIN_ISR=$((KAFKA_RF >= 3 ? 2 : 1))
 
@@ -88,8 +94,14 @@ kafka_pid() {
 }
 
 kafka_write_config() {
-    local node="$1" dir voters="" i
+    local node="$1" dir voters="" i port="${KAFKA_PORTS[$1 - 1]}" sasl="" sasl_map="" sasl_conf=""
     dir="$(kafka_node_dir "$node")"
+    if [[ "$KAFKA_SCRAM" == 1 ]]; then
+        sasl=",SASL_PLAINTEXT://localhost:$((port + 50))"
+        sasl_map=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        sasl_conf="sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    fi
     for ((i = 0; i < KAFKA_NODES; i++)); do voters+="$((i + 1))@localhost:${KAFKA_CONTROLLER_PORTS[i]},"; done
     cp "$HERE/kafka/log4j.properties" "$dir/log4j.properties"
     cat >"$dir/server.properties" <<EOP
@@ -98,11 +110,12 @@ kafka_write_config() {
 process.roles=broker,controller
 node.id=$node
 controller.quorum.voters=${voters%,}
-listeners=PLAINTEXT://localhost:${KAFKA_PORTS[node - 1]},CONTROLLER://localhost:${KAFKA_CONTROLLER_PORTS[node - 1]}
-advertised.listeners=PLAINTEXT://localhost:${KAFKA_PORTS[node - 1]}
+listeners=PLAINTEXT://localhost:$port,CONTROLLER://localhost:${KAFKA_CONTROLLER_PORTS[node - 1]}$sasl
+advertised.listeners=PLAINTEXT://localhost:$port$sasl
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT$sasl_map
+$sasl_conf
 log.dirs=$dir/data
 
 # Replication: min(3, nodes) copies; with 3, an acks=all write needs 2 of them.
@@ -198,6 +211,17 @@ kafka_ready_and_topics() {
         "$python" -m shared.topics create --timeout 180) \
         || die "kafka at $KAFKA_BOOTSTRAP is not ready or the topics could not be created"
     log "kafka: readiness check and topics took $(since "$t0")s"
+}
+
+# KAFKA_SCRAM=1: the SCRAM user's credentials (idempotent: set again at each `up`).
+kafka_scram_user() {
+    [[ "$KAFKA_SCRAM" == 1 && "$KAFKA_MODE" == local ]] || return 0
+    java "${TOOL_JAVA_OPTS[@]}" -cp "$KAFKA_JARS/*" kafka.admin.ConfigCommand \
+        --bootstrap-server "$KAFKA_BOOTSTRAP" --alter --entity-type users \
+        --entity-name "$KAFKA_SCRAM_USER" \
+        --add-config "SCRAM-SHA-512=[iterations=4096,password=$KAFKA_SCRAM_PASSWORD]" >/dev/null \
+        || die "kafka: could not set the SCRAM credentials of $KAFKA_SCRAM_USER"
+    log "kafka: SCRAM-SHA-512 user $KAFKA_SCRAM_USER on ports +50 (SASL_PLAINTEXT)"
 }
 
 # Stops every node at once: one by one, the last node would wait 30 s for a controller
