@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 # proxy's authority added there (update-ca-certificates) is trusted too.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: axe venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import lint asyncapi browser
+.PHONY: chaos axe venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import lint asyncapi browse
 
 # .venv from uv.lock, with the python3 found on PATH (uv never downloads a Python).
 # uv $(UV_VERSION) itself comes from PATH or from a private venv (deploy/local/uv.sh),
@@ -20,7 +20,7 @@ venv:
 	  "$$UV" sync --frozen --python "$$PYTHON"
 
 # Start Kafka and PostgreSQL, create the databases and topics (idempotent).
-infra-up:
+infra-up: venv
 	@bash deploy/local/infra.sh up
 
 # Stop what infra-up started; data stays on disk.
@@ -31,6 +31,8 @@ infra-status:
 	@bash deploy/local/infra.sh status
 
 # The whole platform: infrastructure, then the five services; returns when all are ready.
+# KAFKA_BROKERS=3: a local three-node Kafka cluster (deploy/local/kafka.sh); REPLICAS=2:
+# two supervised processes of each service (deploy/local/services.sh).
 up: venv infra-up
 	@bash deploy/local/services.sh up
 
@@ -69,6 +71,15 @@ axe:
 	@test -f var/axe/node_modules/axe-core/axe.min.js || npm install --no-save --no-audit \
 	  --no-fund --prefix var/axe axe-core@4.14.1 >/dev/null 2>&1 \
 	  || echo "axe-core not installed (npm failed): the portal test skips its accessibility check"
+
+# The fault matrix (tests/chaos) on a local Kafka cluster of KAFKA_BROKERS (3) nodes that
+# infra.sh starts; never on the default ports' broker: source deploy/local/ports.env
+# first (e.g. MATCHMAKING_PORT_OFFSET=3000 KAFKA_BROKERS=3). Table: var/chaos/table.md.
+chaos: venv
+	@test "$${KAFKA_BROKERS:-1}" -ge 3 || { echo "make chaos needs KAFKA_BROKERS=3 and other ports: MATCHMAKING_PORT_OFFSET=3000 KAFKA_BROKERS=3 . deploy/local/ports.env" >&2; exit 2; }
+	@bash deploy/local/infra.sh up
+	@CHAOS=1 .venv/bin/python -m pytest -p no:cacheprovider -s -rs tests/chaos
+	@cat var/chaos/table.md
 
 # Throughput and latency of the backbone on the local stack (figures in var/bench/).
 bench: venv infra-up

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 
 from shared.inbox import LAG_INTERVAL, InboxCore, Subscription, _BatchFailed, _Message
+from shared.kafka import REQUEST_TIMEOUT_MS, faststream_security
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,7 @@ class FastStreamInboxConsumer(InboxCore):
         instance_id: str | None = None,
         retry_backoff: float = 0.2,
         topic_prefix: str = "",
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
             name=name,
@@ -160,8 +163,11 @@ class FastStreamInboxConsumer(InboxCore):
         steps = [
             _bound(step, self) for step in (AckMiddleware, DeadLetterMiddleware, InboxMiddleware)
         ]
+        options = kafka_options or {}
         self.broker = KafkaBroker(
-            bootstrap_servers,
+            options.get("bootstrap_servers", bootstrap_servers),
+            security=faststream_security(options),
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
             client_id=instance_id or name,
             middlewares=steps,
             logger=None,

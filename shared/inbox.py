@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -34,6 +35,7 @@ from shared import logs, metrics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import ACTOR, Envelope, MalformedEnvelope
+from shared.kafka import REQUEST_TIMEOUT_MS
 from shared.outbox import conversation
 from shared.topics import prefixed
 
@@ -422,6 +424,7 @@ class InboxConsumer(InboxCore):
         instance_id: str | None = None,
         retry_backoff: float = 0.2,
         topic_prefix: str = "",
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
             name=name,
@@ -435,9 +438,11 @@ class InboxConsumer(InboxCore):
         self._batch_size = batch_size
         self._consumer = AIOKafkaConsumer(
             *subscription.topics,
-            bootstrap_servers=bootstrap_servers,
+            # `kafka_options`: `shared.kafka.client_options` (bootstrap servers, security).
+            **{"bootstrap_servers": bootstrap_servers, **(kafka_options or {})},
             group_id=name,
             group_instance_id=instance_id,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
             client_id=instance_id or name,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

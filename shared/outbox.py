@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -22,9 +23,16 @@ from opentelemetry.trace import SpanKind
 from shared import metrics
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
+from shared.kafka import REQUEST_TIMEOUT_MS
 from shared.topics import prefixed
 
 log = logging.getLogger(__name__)
+
+LEASE_KEEPALIVES = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
 tracer = trace.get_tracer(__name__)
 
 
@@ -63,12 +71,16 @@ async def add(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
     )
 
 
-def create_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+def create_producer(
+    bootstrap_servers: str, client_id: str, options: Mapping[str, Any] | None = None
+) -> AIOKafkaProducer:
+    """`options`: `shared.kafka.client_options` (bootstrap servers and security)."""
     # Idempotent producer: acks from all in-sync replicas, no duplicates on
     # retry, and per-partition order kept across retries.
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
+        **{"bootstrap_servers": bootstrap_servers, **(options or {})},
         client_id=client_id,
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
         enable_idempotence=True,
         acks="all",
         # The relay batches what it reads from the table; lingering only adds latency.
@@ -86,7 +98,7 @@ class OutboxRelay:
         *,
         batch_size: int = 1000,
         poll_interval: float = 1.0,
-        standby_interval: float = 2.0,
+        standby_interval: float = 1.0,
         topic_prefix: str = "",
     ) -> None:
         self._dsn = dsn
@@ -115,7 +127,12 @@ class OutboxRelay:
                 await asyncio.sleep(self._standby_interval)
 
     async def _run_once(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        # The lock lives as long as this session. A process that dies closes its socket
+        # and PostgreSQL frees the lock at once; a host that vanishes is noticed by
+        # these keepalives (5 s idle, then 3 probes 2 s apart: about 11 s).
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._dsn, server_settings=LEASE_KEEPALIVES
+        )
         try:
             lock = advisory_lock_id(f"outbox-relay:{self._service}")
             # Standby until the active relay's session ends (polling is the only

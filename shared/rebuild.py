@@ -38,6 +38,7 @@ from shared.contracts.registry import PayloadRegistry
 from shared.db import migrate
 from shared.envelope import Envelope, MalformedEnvelope
 from shared.inbox import Handler
+from shared.kafka import client_options
 from shared.topics import prefixed_all
 
 BATCH = 500
@@ -175,10 +176,15 @@ async def read_topics(
     bootstrap: str,
     topics: Sequence[str],
     start: Mapping[TopicPartition, int] | None = None,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> tuple[list[ConsumerRecord[bytes, bytes]], dict[TopicPartition, int]]:
-    """Every record of `topics` from `start` (default: the beginning) to their current end."""
+    """Every record of `topics` from `start` (default: the beginning) to their current end.
+
+    `kafka_options`: `shared.kafka.client_options` (bootstrap servers, security)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+        **{"bootstrap_servers": bootstrap, **(kafka_options or {})},
+        enable_auto_commit=False,
+        group_id=None,
     )
     await consumer.start()
     try:
@@ -285,6 +291,7 @@ async def rebuild(
     group_suffix: str = "",
     schema: str = "rebuild",
     switch: bool = False,
+    kafka_options: Mapping[str, Any] | None = None,
 ) -> Report:
     report = Report(plan.service, schema)
     began = time.perf_counter()
@@ -297,7 +304,7 @@ async def rebuild(
         applied: set[str] = set()
         if topics:
             applied = await _applied(source, plan.consumer + group_suffix)
-            records, _ = await read_topics(bootstrap, topics)
+            records, _ = await read_topics(bootstrap, topics, kafka_options=kafka_options)
             report.records_read = len(records)
             report.consumed_events = await apply_records(target, plan, registry, records, applied)
         report.seconds = time.perf_counter() - began
@@ -306,7 +313,7 @@ async def rebuild(
             target,
             plan,
             registry,
-            (bootstrap, topics, plan.consumer + group_suffix),
+            (bootstrap, topics, plan.consumer + group_suffix, kafka_options),
             applied,
             own,
             schema,
@@ -323,7 +330,7 @@ async def _settle(
     target: asyncpg.Pool,
     plan: Plan,
     registry: PayloadRegistry,
-    consumed: tuple[str, Sequence[str], str],
+    consumed: tuple[str, Sequence[str], str, Mapping[str, Any] | None],
     applied_before: set[str],
     own: _Own,
     schema: str,
@@ -333,7 +340,7 @@ async def _settle(
     applied meanwhile, so both sides stand at the same point, then compare (with `swap`,
     swap the tables first and compare the retired ones with the new live ones). Returns
     the retired schema's name (with `swap`) and the differences."""
-    bootstrap, topics, consumer = consumed
+    bootstrap, topics, consumer, kafka_options = consumed
     async with source.transaction():
         # Commands append to `events`, consumers insert into `inbox`: both wait now.
         await source.execute("LOCK TABLE public.events, public.inbox IN EXCLUSIVE MODE")
@@ -343,7 +350,7 @@ async def _settle(
             # before it if the consumer was behind then (so read from the start again).
             applied = await _applied(source, consumer)
             if applied - applied_before:
-                records, _ = await read_topics(bootstrap, topics)
+                records, _ = await read_topics(bootstrap, topics, kafka_options=kafka_options)
                 await apply_records(target, plan, registry, records, applied - applied_before)
         if not swap:
             return None, await compare(source, plan, "public", schema)
@@ -367,6 +374,7 @@ def run(plan: Plan, registry: PayloadRegistry, argv: Sequence[str], settings: An
             topic_prefix=settings.topic_prefix,
             group_suffix=settings.consumer_group_suffix,
             switch=switch,
+            kafka_options=client_options(settings),
         )
     )
     for line in report.lines():

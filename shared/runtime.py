@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from shared.access import projection as access_projection
 from shared.db import create_pool, migrate
 from shared.faststream_inbox import FastStreamInboxConsumer
 from shared.inbox import InboxConsumer, Subscription, combine
+from shared.kafka import client_options
 from shared.outbox import OutboxRelay, create_producer
 from shared.settings import PlatformSettings, database_url
 from shared.topics import prefixed_all
@@ -63,7 +65,10 @@ class ServiceRuntime:
         self._subscriptions = subscriptions
         self._background = background
         self._warm_up = warm_up
-        self._instance_id = instance_id or f"{name}-{socket.gethostname()}"
+        # Static consumer member ids must be unique per process: two replicas on one
+        # host (or a restarted pod beside its old self) would otherwise fence each other.
+        replica = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._instance_id = instance_id or f"{name}-{replica}"
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
@@ -87,7 +92,10 @@ class ServiceRuntime:
                 await step(self)
             except Exception:
                 log.exception("%s: warm-up %s failed", self.name, getattr(step, "__name__", step))
-        self._producer = create_producer(self.settings.kafka_bootstrap_servers, self.name)
+        self.kafka_options = client_options(self.settings)
+        self._producer = create_producer(
+            self.settings.kafka_bootstrap_servers, self.name, self.kafka_options
+        )
         await self._producer.start()
         prefix = self.settings.topic_prefix
         self.relay = OutboxRelay(self.dsn, self._producer, self.name, topic_prefix=prefix)
@@ -107,6 +115,7 @@ class ServiceRuntime:
                 max_attempts=self.settings.consumer_max_attempts,
                 instance_id=f"{self._instance_id}-{index}",
                 topic_prefix=prefix,
+                kafka_options=self.kafka_options,
             )
             await consumer.start()
             log.info("%s: consumer %s started (%s)", self.name, consumer.name, engine.__name__)
@@ -140,8 +149,13 @@ class ServiceRuntime:
         except Exception:
             checks["database"] = False
         checks["kafka"] = self._producer is not None and not self._producer._closed
+        # A task that ended (it raised, or returned) no longer does its work: unready,
+        # so an orchestrator restarts the process instead of routing to a silent one.
         checks["relay"] = bool(self._tasks) and not self._tasks[0].done()
-        checks["consumers"] = all(c.started for c in self.consumers)
+        consumer_tasks = self._tasks[1 : 1 + len(self.consumers)]
+        checks["consumers"] = all(c.started for c in self.consumers) and not any(
+            t.done() for t in consumer_tasks
+        )
         if self._background_tasks:
             checks["background"] = not any(t.done() for t in self._background_tasks)
         return checks

@@ -30,6 +30,25 @@ class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     kafka_bootstrap_servers: str = "localhost:9092"
+    # Client security for a managed Kafka (`shared.kafka.client_options`); the local
+    # broker is PLAINTEXT. A CA file trusts a private authority (empty: the system's).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    # Topic creation (`python -m shared.topics create`): partitions of every
+    # `<service>.events` topic (the one place they are set), and the replication
+    # factor (0: min(3, brokers in the cluster)).
+    kafka_partitions: int = Field(default=6, ge=1)
+    kafka_replication_factor: int = Field(default=0, ge=0)
+    # This process among the service's replicas: part of its consumers' static member
+    # ids (empty: host name and pid, unique per process). A stable one (a StatefulSet's
+    # ordinal, services.sh's replica number) lets a restarted replica rejoin its
+    # consumer groups without a rebalance.
+    replica_id: str = ""
     platform_admin_key: str = Field(
         default="local-admin-key",
         description="API key of the platform administrator (set a secret one outside local mode).",

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Local infrastructure of the matchmaking platform, without Docker:
 #   - Apache Kafka, one node in KRaft mode (no ZooKeeper), on localhost:9092
-#     (PLAINTEXT; its controller on localhost:9093), run from Kafka's own jars
-#     fetched from Maven Central (deploy/local/kafka/pom.xml);
+#     (PLAINTEXT; its controller on localhost:9093), or KAFKA_BROKERS nodes
+#     (deploy/local/kafka.sh), run from Kafka's own jars fetched from Maven Central
+#     (deploy/local/kafka/pom.xml);
 #   - PostgreSQL (Debian's package, 15 or newer) on localhost:5432, its own
 #     cluster, user postgres / password postgres over TCP;
 #   - the service databases and the Kafka topics (with their `.dlq` topics).
@@ -29,7 +30,11 @@
 #       127.0.0.1:PORT: run the local broker on PORT (or reuse whatever Kafka
 #       already listens there). Anything else is an existing Kafka: nothing is
 #       started, the topics are still created there.
-#   KAFKA_CONTROLLER_PORT  the local broker's KRaft controller (default PORT + 1).
+#       A list of localhost addresses is a local cluster, one node per address.
+#   KAFKA_BROKERS  how many local KRaft nodes (default: as many as listed); with one
+#       address and KAFKA_BROKERS=N, node i listens on PORT + 100*(i-1). See kafka.sh.
+#   KAFKA_PARTITIONS, KAFKA_REPLICATION_FACTOR  the topics' (shared.topics, settings).
+#   KAFKA_CONTROLLER_PORT  the first node's KRaft controller (default PORT + 1).
 #   DATABASE_ADMIN_URL  a superuser URL used to create the databases (default
 #       postgresql://postgres:postgres@localhost:5432/postgres); on localhost, its
 #       port is the local server's. If it, or any of REGISTRATION_/MATCHING_/
@@ -44,14 +49,6 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STATE_DIR="${MATCHMAKING_STATE_DIR:-/var/tmp/matchmaking}"
 
 DATABASES=(registration matching scheduling notification reporting)
-# topic:partitions, from deploy/topics.txt (the integration tests read it too)
-TOPICS=()
-while IFS= read -r _line || [[ -n "$_line" ]]; do
-    _line="${_line%%#*}"
-    _line="${_line//[[:space:]]/}"
-    if [[ -n "$_line" ]]; then TOPICS+=("$_line"); fi
-done < "$HERE/../topics.txt"
-unset _line
 
 # Fixed KRaft cluster id: base64url of the 16 bytes "matchmaking-loca".
 KAFKA_CLUSTER_ID="bWF0Y2htYWtpbmctbG9jYQ"
@@ -59,12 +56,8 @@ KAFKA_POM="$HERE/kafka/pom.xml"
 KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM")"
 DEPENDENCY_PLUGIN_VERSION="$(sed -n 's:.*<dependency.plugin.version>\(.*\)</dependency.plugin.version>.*:\1:p' "$KAFKA_POM")"
 KAFKA_DIR="$STATE_DIR/kafka"
-KAFKA_DATA="$KAFKA_DIR/data"
-KAFKA_LOGS="$KAFKA_DIR/logs"
-KAFKA_PID_FILE="$KAFKA_DIR/kafka.pid"
-KAFKA_PROPS="$KAFKA_DIR/server.properties"
 MAVEN_REPO="$STATE_DIR/maven-repo"
-# Short-lived JVMs (StorageTool, KafkaAdmin): start fast, stay small.
+# Short-lived JVMs (StorageTool): start fast, stay small.
 TOOL_JAVA_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto
                 "-Dlog4j.configuration=file:$HERE/kafka/tools-log4j.properties")
 
@@ -143,14 +136,7 @@ psql_url() {
 
 # ------------------------------------------------------------ environment --
 
-KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-localhost:9092}"
-KAFKA_MODE=external
-KAFKA_PORT=9092
-if [[ "$KAFKA_BOOTSTRAP" =~ ^(localhost|127\.0\.0\.1):([0-9]+)$ ]]; then
-    KAFKA_MODE=local
-    KAFKA_PORT="${BASH_REMATCH[2]}"
-fi
-KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+# Kafka: KAFKA_BOOTSTRAP, KAFKA_MODE and the nodes' ports come from kafka.sh (below).
 
 # The local server's port: DATABASE_ADMIN_URL's when that names localhost.
 PG_PORT=5432
@@ -356,165 +342,8 @@ pg_down() {
 
 # ------------------------------------------------------------------ kafka --
 
-KAFKA_JARS=""
-
-# The broker's jars, fetched once per (Kafka version, pom) into a shared cache.
-ensure_kafka_jars() {
-    local key t0=$EPOCHREALTIME
-    key="$KAFKA_VERSION-$(sha256sum "$KAFKA_POM" | cut -c1-12)"
-    KAFKA_JARS="$KAFKA_DIR/jars/$key"
-    [[ -f "$KAFKA_JARS/.complete" ]] && return 0
-    log "kafka: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central (mvn dependency:copy-dependencies)"
-    local tmp="$KAFKA_DIR/jars/.tmp-$key-$$"
-    rm -rf "$tmp"
-    mkdir -p "$tmp" "$MAVEN_REPO"
-    if ! mvn -B -q -Dstyle.color=never -f "$KAFKA_POM" \
-            -Dmaven.repo.local="$MAVEN_REPO" \
-            "org.apache.maven.plugins:maven-dependency-plugin:$DEPENDENCY_PLUGIN_VERSION:copy-dependencies" \
-            -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.log" 2>&1; then
-        cat "$tmp.log" >&2
-        rm -rf "$tmp"
-        die "mvn could not fetch the Kafka jars"
-    fi
-    rm -f "$tmp.log"
-    touch "$tmp/.complete"
-    rm -rf "$KAFKA_JARS"
-    mv "$tmp" "$KAFKA_JARS"
-    log "kafka: $(ls "$KAFKA_JARS"/*.jar | wc -l) jars in $KAFKA_JARS ($(since "$t0")s)"
-}
-
-# Compiles the readiness/topic helper once per (source, jars).
-KAFKA_ADMIN_CLASSES=""
-ensure_kafka_admin() {
-    local key
-    key="$(cat "$HERE/kafka/KafkaAdmin.java" | sha256sum | cut -c1-12)-$(basename "$KAFKA_JARS")"
-    KAFKA_ADMIN_CLASSES="$KAFKA_DIR/admin-classes/$key"
-    [[ -f "$KAFKA_ADMIN_CLASSES/KafkaAdmin.class" ]] && return 0
-    local tmp="$KAFKA_ADMIN_CLASSES.tmp-$$"
-    mkdir -p "$tmp"
-    javac -nowarn -d "$tmp" -cp "$KAFKA_JARS/*" "$HERE/kafka/KafkaAdmin.java"
-    rm -rf "$KAFKA_ADMIN_CLASSES"
-    mv "$tmp" "$KAFKA_ADMIN_CLASSES"
-}
-
-# Pid of our broker, if it runs (checked against /proc, not just the pid file).
-kafka_pid() {
-    local pid
-    [[ -s "$KAFKA_PID_FILE" ]] || return 1
-    pid="$(<"$KAFKA_PID_FILE")"
-    [[ "$pid" =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "kafka.Kafka $KAFKA_PROPS" || return 1
-    printf '%s\n' "$pid"
-}
-
-kafka_write_config() {
-    cp "$HERE/kafka/log4j.properties" "$KAFKA_DIR/log4j.properties"
-    cat >"$KAFKA_PROPS" <<EOF
-# Written by deploy/local/infra.sh at each start: edit that script instead.
-# One node that is both broker and KRaft controller.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@localhost:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://localhost:$KAFKA_PORT,CONTROLLER://localhost:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://localhost:$KAFKA_PORT
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$KAFKA_DATA
-
-# Single node: every replication factor and ISR is 1.
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=10
-default.replication.factor=1
-min.insync.replicas=1
-
-num.partitions=3
-auto.create.topics.enable=false
-group.initial.rebalance.delay.ms=0
-EOF
-}
-
-kafka_start() {
-    local pid
-    if pid="$(kafka_pid)"; then
-        log "kafka: already running (pid $pid, port $KAFKA_PORT)"
-        return 0
-    fi
-    if port_open 127.0.0.1 "$KAFKA_PORT"; then
-        log "kafka: reusing the broker already listening on localhost:$KAFKA_PORT (not started by infra.sh)"
-        return 0
-    fi
-    rm -f "$KAFKA_PID_FILE"
-    mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
-    kafka_write_config
-    if [[ ! -f "$KAFKA_DATA/meta.properties" ]]; then
-        log "kafka: formatting storage $KAFKA_DATA (cluster id $KAFKA_CLUSTER_ID)"
-        java "${TOOL_JAVA_OPTS[@]}" -cp "$KAFKA_JARS/*" kafka.tools.StorageTool format \
-            -t "$KAFKA_CLUSTER_ID" -c "$KAFKA_PROPS" --ignore-formatted >/dev/null
-    fi
-    log "kafka: starting Apache Kafka $KAFKA_VERSION (KRaft) on localhost:$KAFKA_PORT, log $KAFKA_LOGS/server.log"
-    # shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of options
-    setsid nohup java ${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} \
-        -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-        -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
-        -Dkafka.logs.dir="$KAFKA_LOGS" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
-        -cp "$KAFKA_JARS/*" kafka.Kafka "$KAFKA_PROPS" \
-        </dev/null >>"$KAFKA_LOGS/kafka.out" 2>&1 9>&- &
-    echo $! >"$KAFKA_PID_FILE"
-    KAFKA_STARTED_AT=$EPOCHREALTIME
-}
-
-kafka_wait_port() {
-    local i pid
-    [[ -n "${KAFKA_STARTED_AT:-}" ]] || return 0
-    pid="$(<"$KAFKA_PID_FILE")"
-    for ((i = 0; i < 360; i++)); do
-        port_open 127.0.0.1 "$KAFKA_PORT" && break
-        if ! pid_alive "$pid"; then
-            tail -n 30 "$KAFKA_LOGS/kafka.out" "$KAFKA_LOGS/server.log" >&2 2>/dev/null || true
-            rm -f "$KAFKA_PID_FILE"
-            die "kafka exited during startup; see $KAFKA_LOGS"
-        fi
-        sleep 0.25
-    done
-    port_open 127.0.0.1 "$KAFKA_PORT" || die "kafka: port $KAFKA_PORT not open after 90s; see $KAFKA_LOGS"
-    log "kafka: port $KAFKA_PORT open (pid $pid, $(since "$KAFKA_STARTED_AT")s after start)"
-}
-
-# Waits until the broker really serves (topics with leaders, group coordinator)
-# and creates the missing topics, in one JVM.
-kafka_ready_and_topics() {
-    local t0=$EPOCHREALTIME
-    ensure_kafka_admin
-    java "${TOOL_JAVA_OPTS[@]}" -cp "$KAFKA_ADMIN_CLASSES:$KAFKA_JARS/*" \
-        KafkaAdmin "$KAFKA_BOOTSTRAP" 120 "${TOPICS[@]}" \
-        || die "kafka at $KAFKA_BOOTSTRAP is not ready or the topics could not be created"
-    log "kafka: readiness check and topics took $(since "$t0")s"
-}
-
-kafka_down() {
-    local pid i
-    if ! pid="$(kafka_pid)"; then
-        rm -f "$KAFKA_PID_FILE"
-        log "kafka: not running (nothing started by infra.sh)"
-        return 0
-    fi
-    log "kafka: stopping pid $pid"
-    kill -TERM "$pid"
-    for ((i = 0; i < 120; i++)); do
-        pid_alive "$pid" || break
-        sleep 0.25
-    done
-    if pid_alive "$pid"; then
-        warn "kafka: still running after 30s, sending SIGKILL"
-        kill -KILL "$pid" || true
-    fi
-    rm -f "$KAFKA_PID_FILE"
-    log "kafka: stopped (data kept in $KAFKA_DATA)"
-}
+# shellcheck source=deploy/local/kafka.sh
+. "$HERE/kafka.sh"
 
 # --------------------------------------------------------------- commands --
 
@@ -525,10 +354,9 @@ cmd_up() {
     # Kafka's JVM boots in the background while PostgreSQL is handled.
     if [[ "$KAFKA_MODE" == local ]]; then
         ensure_kafka_jars
-        kafka_start
+        kafka_start_all
     else
         log "kafka: using the existing Kafka at $KAFKA_BOOTSTRAP (KAFKA_BOOTSTRAP_SERVERS); nothing started"
-        ensure_kafka_jars
     fi
 
     if [[ "$PG_MODE" == local ]]; then
@@ -543,8 +371,9 @@ cmd_up() {
         fi
     fi
 
-    if [[ "$KAFKA_MODE" == local ]]; then kafka_wait_port; fi
+    if [[ "$KAFKA_MODE" == local ]]; then kafka_wait_ports; fi
     kafka_ready_and_topics
+    kafka_scram_user
     log "up: done in $(since "$t0")s"
 }
 
@@ -557,13 +386,8 @@ cmd_status() {
     local pid
     if [[ "$KAFKA_MODE" == external ]]; then
         printf '%-9s external  bootstrap=%s (KAFKA_BOOTSTRAP_SERVERS)\n' kafka "$KAFKA_BOOTSTRAP"
-    elif pid="$(kafka_pid)"; then
-        printf '%-9s running   pid=%s port=%s version=%s log=%s\n' kafka "$pid" "$KAFKA_PORT" \
-            "$KAFKA_VERSION" "$KAFKA_LOGS/server.log"
-    elif port_open 127.0.0.1 "$KAFKA_PORT"; then
-        printf '%-9s running   port=%s (not started by infra.sh)\n' kafka "$KAFKA_PORT"
     else
-        printf '%-9s stopped   port=%s\n' kafka "$KAFKA_PORT"
+        kafka_status
     fi
     if [[ "$PG_MODE" == external ]]; then
         printf '%-9s external  %s\n' postgres "$PG_EXTERNAL_REASON"

@@ -13,7 +13,6 @@ venv     file:/etc/ssl/certs/ca-certificates.crt ca-certificates  HTTPS to PyPI 
 infra    file:/etc/ssl/certs/ca-certificates.crt ca-certificates  HTTPS to PyPI and Maven Central
 infra    curl                   curl                  services.sh: readiness checks
 infra    java                   default-jdk-headless  infra.sh: the Kafka broker and its tools
-infra    javac                  default-jdk-headless  infra.sh: compiles kafka/KafkaAdmin.java
 infra    mvn                    maven                 infra.sh: fetches Kafka's jars from Maven Central
 infra    flock                  util-linux            infra.sh: one up/down at a time
 infra    runuser                util-linux            infra.sh: runs PostgreSQL as its own user

@@ -20,12 +20,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.reporting.live import notify
+from shared.kafka import client_options
 from shared.runtime import ServiceRuntime
 from shared.topics import prefixed_all
 
@@ -118,12 +120,18 @@ class DeadLetterConsumer:
     """Reads the `.dlq` topics into `dead_letters`; offsets committed after the insert."""
 
     def __init__(
-        self, *, pool: asyncpg.Pool, bootstrap_servers: str, group: str, topics: Sequence[str]
+        self,
+        *,
+        pool: asyncpg.Pool,
+        bootstrap_servers: str,
+        group: str,
+        topics: Sequence[str],
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._pool = pool
         self._consumer = AIOKafkaConsumer(
             *topics,
-            bootstrap_servers=bootstrap_servers,
+            **{"bootstrap_servers": bootstrap_servers, **(kafka_options or {})},
             group_id=group,
             client_id=group,
             enable_auto_commit=False,
@@ -169,6 +177,7 @@ async def consume(runtime: ServiceRuntime) -> None:
         consumer = DeadLetterConsumer(
             pool=runtime.pool,
             bootstrap_servers=runtime.settings.kafka_bootstrap_servers,
+            kafka_options=client_options(runtime.settings),
             group=group_of(runtime),
             topics=topics_of(runtime),
         )

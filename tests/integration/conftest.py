@@ -14,7 +14,8 @@ Unreachable servers fail the tests; ALLOW_SKIP_INTEGRATION=1 skips them instead.
 
 The service processes the tests start run under TOPIC_PREFIX=`test.`
 (`support.TEST_TOPIC_PREFIX`): the `infra` fixture creates those topics
-(deploy/topics.txt, prefixed) once per session if they are missing.
+(`shared.topics`, prefixed) once per session if they are missing, with the
+replication `python -m shared.topics create` uses (min(3, brokers)).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from shared import topics as shared_topics
 from shared.db import create_pool, migrate
 from tests.integration.support import (
     FreshDatabase,
@@ -132,13 +134,8 @@ async def _create_test_topics(bootstrap_servers: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
-        missing = sorted(set(wanted) - set(await admin.list_topics()))
-        if missing:
-            response = await admin.create_topics([NewTopic(t, wanted[t], 1) for t in missing])
-            # 36: TOPIC_ALREADY_EXISTS (a concurrent test run created it meanwhile).
-            errors = [(t[0], t[1]) for t in response.topic_errors if t[1] not in (0, 36)]
-            assert not errors, f"could not create the test topics: {errors}"
-        await _wait_for_leaders(admin, sorted(wanted))
+        # A concurrent test run may create some meanwhile: that is fine.
+        await shared_topics.create(admin, wanted, within=60)
     finally:
         await admin.close()
 
@@ -191,8 +188,15 @@ async def topics(infra: Infra, kafka_admin: AIOKafkaAdminClient) -> AsyncIterato
         dlq=f"{producer}.events.dlq",
         partitions=EVENT_PARTITIONS,
     )
+    # Replicated like the platform's topics on a cluster (1 on a single broker).
+    brokers = len((await kafka_admin.describe_cluster())["brokers"])
+    factor, min_isr = shared_topics.replication_for(brokers)
+    configs = {"min.insync.replicas": str(min_isr)}
     response = await kafka_admin.create_topics(
-        [NewTopic(made.events, EVENT_PARTITIONS, 1), NewTopic(made.dlq, 1, 1)]
+        [
+            NewTopic(made.events, EVENT_PARTITIONS, factor, topic_configs=configs),
+            NewTopic(made.dlq, 1, factor, topic_configs=configs),
+        ]
     )
     errors = [(t[0], t[1]) for t in response.topic_errors if t[1] != 0]
     assert not errors, f"could not create topics: {errors}"

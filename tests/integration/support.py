@@ -40,13 +40,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 
+from shared import topics as shared_topics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope
+from shared.settings import PlatformSettings
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PLATFORM_TOPICS_FILE = REPO_ROOT / "deploy" / "topics.txt"
 
 # Every service process the integration tests start runs with TOPIC_PREFIX set to
 # this (`shared.topics`), so it reads and writes `test.registration.events` and so on,
@@ -65,14 +66,9 @@ def topics_under_test(names: Sequence[str]) -> list[str]:
 
 
 def platform_topics() -> dict[str, int]:
-    """The platform's topics -> partitions, from deploy/topics.txt (infra.sh reads it too)."""
-    found: dict[str, int] = {}
-    for line in PLATFORM_TOPICS_FILE.read_text().splitlines():
-        entry = "".join(line.split("#", 1)[0].split())
-        if entry:
-            name, partitions = entry.rsplit(":", 1)
-            found[name] = int(partitions)
-    return found
+    """The platform's topics -> partitions (`shared.topics`, KAFKA_PARTITIONS), as
+    `python -m shared.topics create` makes them for infra.sh."""
+    return shared_topics.platform_topics(PlatformSettings().kafka_partitions)
 
 
 class CounterIncremented(EventPayload):

@@ -61,6 +61,7 @@ SERVICES: tuple[str, ...] = tuple(SERVICE_PORTS)
 INFRA_SERVICES = (
     "kafka",
     "kafka-init",
+    "mailpit",
     "postgres",
     "otel-collector",
     "jaeger",
@@ -76,7 +77,7 @@ EVENT_TOPICS = (
     "notification.events",
     "reporting.events",
 )
-EVENT_TOPIC_PARTITIONS = 3
+EVENT_TOPIC_PARTITIONS = 6  # KAFKA_PARTITIONS' default
 DLQ_PARTITIONS = 1
 EXPECTED_TOPICS: dict[str, int] = {
     **{topic: EVENT_TOPIC_PARTITIONS for topic in EVENT_TOPICS},
@@ -614,8 +615,8 @@ def test_kafka_init_creates_topics(compose_services: dict[str, dict[str, Any]]) 
 
 
 def test_topic_list_is_the_compose_one() -> None:
-    # deploy/topics.txt: what deploy/local/infra.sh creates, and the integration
-    # tests under their prefix.
+    # shared.topics: what `python -m shared.topics create` (infra.sh) creates, and the
+    # integration tests under their prefix.
     assert platform_topics() == EXPECTED_TOPICS
 
 
