@@ -65,6 +65,16 @@ def replication_for(brokers: int, wanted: int = 0) -> tuple[int, int]:
     return factor, 2 if factor >= 3 else 1
 
 
+def topic_configs(name: str, min_isr: int) -> dict[str, str]:
+    """A topic's settings. The services' event topics keep their events for ever: they
+    are what projections are rebuilt from (`shared.rebuild`); dead-letter topics keep
+    Kafka's default retention."""
+    configs = {"min.insync.replicas": str(min_isr)}
+    if name.endswith(".events"):
+        configs["retention.ms"] = "-1"
+    return configs
+
+
 async def create(
     admin: AIOKafkaAdminClient,
     wanted: Mapping[str, int],
@@ -86,9 +96,11 @@ async def create(
             factor, min_isr = replication_for(brokers, replication_factor)
             missing = sorted(set(wanted) - set(await admin.list_topics()))
             if missing:
-                configs = {"min.insync.replicas": str(min_isr)}
                 response = await admin.create_topics(
-                    [NewTopic(t, wanted[t], factor, topic_configs=configs) for t in missing]
+                    [
+                        NewTopic(t, wanted[t], factor, topic_configs=topic_configs(t, min_isr))
+                        for t in missing
+                    ]
                 )
                 fine = (0, TOPIC_ALREADY_EXISTS)
                 errors = [(t[0], t[1]) for t in response.topic_errors if t[1] not in fine]

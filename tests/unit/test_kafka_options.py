@@ -133,3 +133,11 @@ def test_faststream_gets_the_same_security() -> None:
     )
     assert isinstance(scram, SASLScram512) and not scram.use_ssl
     assert isinstance(faststream_security({"security_protocol": "SSL"}), BaseSecurity)
+
+
+def test_event_topics_keep_their_events() -> None:
+    from shared.topics import topic_configs
+
+    assert topic_configs("test.registration.events", 2)["retention.ms"] == "-1"
+    assert "retention.ms" not in topic_configs("registration.events.dlq", 2)
+    assert topic_configs("matching.events", 1)["min.insync.replicas"] == "1"
