@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from services.portal import pages_organiser, pages_participant, pages_public
+from services.portal import pages_organiser, pages_participant, pages_public, pages_sheets
 from services.portal.client import Api, ApiError
 from services.portal.session import Sessions
 from services.portal.web import Portal, SignInRequired, environment, render
@@ -38,7 +38,7 @@ def build_app(settings: PortalSettings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="Portal", docs_url=None, redoc_url=None, lifespan=lifespan)
-    for module in (pages_public, pages_participant, pages_organiser):
+    for module in (pages_public, pages_participant, pages_organiser, pages_sheets):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import httpx
 
@@ -13,13 +13,17 @@ Service = Literal["registration", "matching", "scheduling", "notification", "rep
 
 
 class ApiError(Exception):
-    """A service refused a call: its status and the problem's title and detail."""
+    """A service refused a call: its status, the problem's title and detail, and its
+    `errors` (each a field and reason, and for a spreadsheet's rows their line) if any."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(f"{status} {title}: {detail}")
         self.status = status
         self.title = title
         self.detail = detail
+        self.errors = errors or []
 
 
 @dataclass
@@ -62,6 +66,47 @@ class Api:
             return response.json() if response.content else None
         raise _problem(response)
 
+    async def upload(
+        self,
+        service: Service,
+        path: str,
+        file: tuple[str, IO[bytes], str],
+        *,
+        key: str,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """POST one file as `multipart/form-data` (field `file`), read from the file object
+        in chunks as it is sent (the upload is not held in memory)."""
+        try:
+            response = await self.http.post(
+                f"{self.base(service)}{path}",
+                headers={"X-API-Key": key},
+                params=params or {},
+                files={"file": file},
+            )
+        except httpx.TransportError as exc:
+            raise ApiError(503, "Service unavailable", f"{service}: {exc}") from exc
+        if response.is_success:
+            return response.json()
+        raise _problem(response)
+
+    async def download(self, service: Service, path: str, *, key: str) -> httpx.Response:
+        """GET a file, its body not read yet: the caller streams it on and closes it."""
+        request = self.http.build_request(
+            "GET", f"{self.base(service)}{path}", headers={"X-API-Key": key}
+        )
+        try:
+            response = await self.http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise ApiError(503, "Service unavailable", f"{service}: {exc}") from exc
+        if response.is_success:
+            return response
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        raise _problem(response)
+
     async def get(self, service: Service, path: str, **kw: Any) -> Any:
         return await self.call(service, "GET", path, **kw)
 
@@ -77,4 +122,6 @@ def _problem(response: httpx.Response) -> ApiError:
     if not isinstance(body, dict):
         body = {}
     title = str(body.get("title", response.reason_phrase))
-    return ApiError(response.status_code, title, str(body.get("detail", "")))
+    errors = body.get("errors")
+    listed = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    return ApiError(response.status_code, title, str(body.get("detail", "")), listed)

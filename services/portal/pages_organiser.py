@@ -20,7 +20,7 @@ FILTERS = ("status", "organisation_type", "country", "sector", "attendance", "su
 DECISIONS = {"approve", "reject", "waitlist"}
 
 
-def _organiser(request: Request, event_id: str) -> Session:
+def as_organiser(request: Request, event_id: str) -> Session:
     session = signed_in(request, *ORGANISERS)
     if session.role == "co_organiser" and session.event_id != event_id:
         raise ApiError(403, "Forbidden", "this key belongs to another event")
@@ -39,7 +39,7 @@ async def _registrations(request: Request, session: Session, event_id: str) -> l
 
 @router.get("/events/{event_id}/applications", response_class=HTMLResponse)
 async def applications(request: Request, event_id: str) -> HTMLResponse:
-    session = _organiser(request, event_id)
+    session = as_organiser(request, event_id)
     event = await portal_of(request).api.get("registration", f"/api/events/{event_id}")
     rows = await _registrations(request, session, event_id)
     chosen = {f: request.query_params.get(f, "") for f in FILTERS}
@@ -48,7 +48,7 @@ async def applications(request: Request, event_id: str) -> HTMLResponse:
 
 @router.post("/events/{event_id}/applications")
 async def decide(request: Request, event_id: str) -> RedirectResponse:
-    session = _organiser(request, event_id)
+    session = as_organiser(request, event_id)
     form = await request.form()
     decision = str(form.get("decision", ""))
     ids = [str(v) for v in form.getlist("registration_id")]
@@ -75,7 +75,7 @@ async def decide(request: Request, event_id: str) -> RedirectResponse:
 
 @router.get("/events/{event_id}/grid", response_class=HTMLResponse)
 async def grid(request: Request, event_id: str) -> HTMLResponse:
-    session = _organiser(request, event_id)
+    session = as_organiser(request, event_id)
     api = portal_of(request).api
     event = await api.get("registration", f"/api/events/{event_id}")
     agenda = await api.get("scheduling", f"/api/events/{event_id}/agenda", key=session.key)
@@ -102,7 +102,7 @@ async def grid(request: Request, event_id: str) -> HTMLResponse:
 
 @router.post("/events/{event_id}/grid/{verb}")
 async def manage(request: Request, event_id: str, verb: str) -> RedirectResponse:
-    session = _organiser(request, event_id)
+    session = as_organiser(request, event_id)
     api = portal_of(request).api
     if verb in ("reoptimise", "publish"):
         await api.post("scheduling", f"/api/events/{event_id}/{verb}", key=session.key)
@@ -120,7 +120,7 @@ async def manage(request: Request, event_id: str, verb: str) -> RedirectResponse
 @router.get("/events/{event_id}/dashboard")
 async def dashboard(request: Request, event_id: str) -> RedirectResponse:
     """To reporting's live dashboard, by the signed link it gives this key."""
-    session = _organiser(request, event_id)
+    session = as_organiser(request, event_id)
     api = portal_of(request).api
     link = await api.get("reporting", f"/api/events/{event_id}/dashboard-link", key=session.key)
     return RedirectResponse(f"{api.public_reporting()}{link['url']}", status_code=303)

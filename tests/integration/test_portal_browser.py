@@ -5,15 +5,20 @@ organiser approves it in the browser, the participant requests a meeting with a
 recommended partner, the partner accepts in its own browser context, the meeting appears
 on the agenda once scheduling places it and is rated; a co-organiser sees only its
 office's participants. axe-core (npm, installed under var/axe by `make axe`) checks the
-main pages: no serious or critical violation. Screenshots in var/artefacts/portal-*.png.
+main pages: no serious or critical violation. The organiser imports participants from an
+XLSX file (one row refused, reported with its line) and downloads an export, which opens
+with openpyxl. Screenshots in var/artefacts/portal-*.png.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from openpyxl import Workbook, load_workbook
 
 from tests.integration.notification_support import SmtpSink
 from tests.integration.support import REPO_ROOT, Infra, service_platform, wait_until
@@ -188,6 +194,64 @@ async def _shot(page: Any, name: str) -> None:
     await page.screenshot(path=str(ARTEFACTS / f"portal-{name}.png"), full_page=True)
 
 
+def _clients_book() -> bytes:
+    """A support office's clients: line 2 fine, line 3 with a country that is none."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Organisation type", "Name", "Country", "Representative name", "E-mail"])
+    sheet.append(["business", "Hildesheim Optics GmbH", "DE", "Ida Hildesheim", "ida@h.example"])
+    sheet.append(["business", "Nowhere Lasers Ltd", "XX", "Nora Nowhere", "nora@n.example"])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _cells(path: Path) -> set[Any]:
+    """Every value in an XLSX file (Playwright keeps a download under a name without
+    its extension, which openpyxl refuses: so it reads the bytes)."""
+    book = load_workbook(io.BytesIO(path.read_bytes()), read_only=True)
+    return {
+        c for sheet in book.worksheets for row in sheet.iter_rows(values_only=True) for c in row
+    }
+
+
+async def _import_and_export(page: Any, portal: str, eid: str, found: dict[str, list[str]]) -> None:
+    """The organiser imports an XLSX file from its event's page (the valid rows only: one
+    is refused, with its line) and downloads the participants as XLSX."""
+    expect = playwright_api.expect
+    await page.goto(f"{portal}/events/{eid}")
+    await page.get_by_role("link", name="Import participants").click()
+    await page.get_by_label("Import the valid rows only").check()
+    await page.get_by_label("CSV or XLSX file").set_input_files(
+        {
+            "name": "clients.xlsx",
+            "mimeType": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "buffer": _clients_book(),
+        }
+    )
+    await page.get_by_role("button", name="Import", exact=True).click()
+    await expect(page.get_by_test_id("import-result")).to_contain_text(
+        "2 row(s) read: 1 created, 0 unchanged, 1 refused."
+    )
+    refused = page.get_by_test_id("refused-line-3")
+    await expect(refused).to_contain_text("country")
+    await expect(page.get_by_test_id("key-line-2")).not_to_be_empty()
+    await _axe(page, "import", found)
+    await _shot(page, "import")
+
+    await page.get_by_role("link", name="Exports").first.click()
+    await expect(page.get_by_test_id("exports")).to_be_visible()
+    await _axe(page, "exports", found)
+    async with page.expect_download() as waiting:
+        await page.get_by_role("link", name="XLSX · Participants").click()
+    download = await waiting.value
+    assert download.suggested_filename == "participants.xlsx"
+    cells = await asyncio.to_thread(_cells, await download.path())
+    assert {"Hildesheim Optics GmbH", "Harz Photonics Hub"} <= cells
+    assert "Nowhere Lasers Ltd" not in cells
+
+
 async def test_participants_and_organisers_do_their_job_in_the_browser(
     urls: dict[str, str],
 ) -> None:
@@ -316,6 +380,11 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             organiser.once("dialog", lambda dialog: dialog.accept())  # portal.js asks first
             await organiser.get_by_role("button", name="Publish the agenda").click()
             await expect(organiser.get_by_test_id("published")).to_be_visible()
+
+            # Spreadsheets: an import with one refused row, and an export downloaded.
+            started = time.monotonic()
+            await _import_and_export(organiser, portal, eid, violations)
+            print(f"import and export in the browser: {time.monotonic() - started:.1f}s")
 
             # The organiser creates its next event in a form.
             await organiser.goto(f"{portal}/")
