@@ -47,9 +47,7 @@ PLAN = Plan(
     own=_own,
     topics=bootstrap.TOPICS,
     consumer=bootstrap.NAME,
-    consumed=combine(
-        access_projection.HANDLERS, projection.HANDLERS, projection.MEETING_HANDLERS
-    ),
+    consumed=combine(access_projection.HANDLERS, projection.HANDLERS, projection.MEETING_HANDLERS),
     volatile={"deliveries": ("sent_at",)},
 )
 
