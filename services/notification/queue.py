@@ -117,11 +117,24 @@ def _with_trace(
     return {**context, TRACE_KEY: cause, TIMER_KEY: due is not None}
 
 
-async def enqueue(conn: asyncpg.Connection, rows: Sequence[NewDelivery], cause: Envelope) -> None:
+async def enqueue(
+    conn: asyncpg.Connection, rows: Sequence[NewDelivery], cause: Envelope | None = None
+) -> None:
     """Record the decision to send each row's message (`NotificationQueued`, projected
-    into its delivery row); a row whose dedupe key was decided before is dropped."""
+    into its delivery row); a row whose dedupe key was decided before is dropped.
+    `cause`: the consumed event that led to them (their causation and correlation)."""
     if not rows:
         return
+    if conn.is_in_transaction():  # the consumer's
+        await _enqueue(conn, rows, cause)
+    else:
+        async with conn.transaction():
+            await _enqueue(conn, rows, cause)
+
+
+async def _enqueue(
+    conn: asyncpg.Connection, rows: Sequence[NewDelivery], cause: Envelope | None
+) -> None:
     unique = list({r.delivery_id: r for r in rows}.values())
     known = {
         str(r["delivery_id"])
@@ -153,8 +166,8 @@ async def enqueue(conn: asyncpg.Connection, rows: Sequence[NewDelivery], cause: 
             0,
             [event],
             key=r.event_id,
-            correlation_id=cause.correlation_id or cause.id,
-            causation_id=cause.id,
+            correlation_id=(cause.correlation_id or cause.id) if cause else None,
+            causation_id=cause.id if cause else None,
             project=OWN.apply,
         )
 
