@@ -113,7 +113,7 @@ dashboards: venv
 	@.venv/bin/python -m scripts.dashboards
 
 # Rebuild a service's projections from its events beside the live ones and compare them
-# (SERVICE=registration|matching|reporting; SWITCH=1 switches the rebuilt tables in).
+# (SERVICE=registration|matching|reporting|notification; SWITCH=1 switches the rebuilt tables in).
 .PHONY: rebuild
 rebuild: venv
 	@.venv/bin/python -m services.$(SERVICE).rebuild $(if $(SWITCH),--switch,)

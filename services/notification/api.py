@@ -24,7 +24,7 @@ from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AnyHttpUrl, Field
 
-from services.notification import reads
+from services.notification import commands, views
 from services.notification.channels import calendar, webhooks
 from services.notification.domain import WEBHOOK_KINDS, Kind
 from services.notification.sender import Links
@@ -64,10 +64,6 @@ def _links(request: Request, issued_at: datetime | None = None) -> Links:
     return Links(s.public_base_url.rstrip("/"), s.notification_link_secret, issued_at)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 # -- webhooks ---------------------------------------------------------------------
 
 
@@ -90,9 +86,8 @@ async def create_webhook(
 
     async def command(conn: asyncpg.Connection, _: str | None) -> dict[str, Any]:
         endpoint_id, secret = str(uuid.uuid4()), webhooks.new_secret()
-        created = await conn.fetchval(
-            "INSERT INTO webhook_endpoints (endpoint_id, event_id, url, kinds, secret, created_by)"
-            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
+        created = await commands.create_webhook(
+            conn,
             endpoint_id,
             event_id,
             str(body.url),
@@ -121,21 +116,7 @@ async def create_webhook(
 )
 async def list_webhooks(request: Request, event_id: str) -> list[dict[str, Any]]:
     async with runtime_of(request).pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT endpoint_id, url, kinds, active, created_at FROM webhook_endpoints"
-            " WHERE event_id = $1 ORDER BY created_at",
-            event_id,
-        )
-    return [
-        {
-            "id": str(r["endpoint_id"]),
-            "url": r["url"],
-            "event_types": r["kinds"],
-            "active": r["active"],
-            "created_at": r["created_at"].isoformat(),
-        }
-        for r in rows
-    ]
+        return await views.webhooks(conn, event_id)
 
 
 async def _endpoint(conn: asyncpg.Connection, event_id: str, endpoint_id: str) -> None:
@@ -143,12 +124,7 @@ async def _endpoint(conn: asyncpg.Connection, event_id: str, endpoint_id: str) -
         uuid.UUID(endpoint_id)
     except ValueError:
         raise ProblemError(404, "Not found", f"webhook {endpoint_id} not found") from None
-    found = await conn.fetchval(
-        "SELECT true FROM webhook_endpoints WHERE endpoint_id = $1::uuid AND event_id = $2",
-        endpoint_id,
-        event_id,
-    )
-    if not found:
+    if not await views.webhook_exists(conn, event_id, endpoint_id):
         raise ProblemError(404, "Not found", f"webhook {endpoint_id} not found")
 
 
@@ -160,9 +136,7 @@ async def _endpoint(conn: asyncpg.Connection, event_id: str, endpoint_id: str) -
 async def delete_webhook(request: Request, event_id: str, endpoint_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
         await _endpoint(conn, event_id, endpoint_id)
-        await conn.execute(
-            "UPDATE webhook_endpoints SET active = false WHERE endpoint_id = $1::uuid", endpoint_id
-        )
+        await commands.stop_webhook(conn, endpoint_id)
     return {"id": endpoint_id, "active": False}
 
 
@@ -179,31 +153,7 @@ async def webhook_deliveries(
 ) -> list[dict[str, Any]]:
     async with runtime_of(request).pool.acquire() as conn:
         await _endpoint(conn, event_id, endpoint_id)
-        rows = await conn.fetch(
-            "SELECT * FROM deliveries WHERE recipient = $1 AND channel = 'webhook'"
-            " ORDER BY created_at, delivery_id LIMIT $2",
-            endpoint_id,
-            limit,
-        )
-    return [_delivery(r) for r in rows]
-
-
-def _delivery(r: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(r["delivery_id"]),
-        "kind": r["template"],
-        "channel": r["channel"],
-        "status": r["status"],
-        "attempts": r["attempts"],
-        "message_id": r["message_id"],
-        "cause_id": r["cause_id"],
-        "meeting_id": r["meeting_id"],
-        "digest": r["digest"],
-        "next_attempt_at": _iso(r["next_attempt_at"]) if r["status"] == "pending" else None,
-        "last_error": r["last_error"],
-        "created_at": _iso(r["created_at"]),
-        "sent_at": _iso(r["sent_at"]),
-    }
+        return await views.deliveries(conn, endpoint_id, "webhook", limit)
 
 
 # -- recipients ---------------------------------------------------------------------
@@ -216,16 +166,13 @@ def _delivery(r: asyncpg.Record) -> dict[str, Any]:
     openapi_extra=requires(Action.VIEW_ACTIVITY),
 )
 async def recipients(request: Request, event_id: str, grant: Granted) -> list[dict[str, Any]]:
-    rows = await runtime_of(request).pool.fetch(
-        "SELECT r.registration_id, name, r.status, erased FROM recipients r"
-        " LEFT JOIN access_registrations a USING (registration_id) WHERE r.event_id = $1"
-        " AND ($2::text IS NULL OR a.office_id = $2)"
-        " AND ($3::text IS NULL OR r.registration_id = $3) ORDER BY name",
-        event_id,
-        grant.office if grant.scope is Scope.OFFICE else None,
-        grant.registration_id if grant.scope is Scope.SELF else None,
-    )
-    return [dict(r) for r in rows]
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.recipients(
+            conn,
+            event_id,
+            grant.office if grant.scope is Scope.OFFICE else None,
+            grant.registration_id if grant.scope is Scope.SELF else None,
+        )
 
 
 @router.get(
@@ -239,13 +186,7 @@ async def delivery_log(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     async with runtime_of(request).pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT * FROM deliveries WHERE recipient = $1 AND channel = 'email'"
-            " ORDER BY created_at, delivery_id LIMIT $2",
-            registration_id,
-            limit,
-        )
-    return [_delivery(r) for r in rows]
+        return await views.deliveries(conn, registration_id, "email", limit)
 
 
 @router.get(
@@ -255,7 +196,7 @@ async def delivery_log(
 )
 async def get_preferences(request: Request, registration_id: str) -> dict[str, Any]:
     async with runtime_of(request).pool.acquire() as conn:
-        prefs = await reads.preferences(conn, registration_id)
+        prefs = await views.preferences(conn, registration_id)
     links = _links(request)
     return {
         "muted": sorted(prefs.muted),
@@ -280,27 +221,14 @@ async def put_preferences(
             ZoneInfo(body.time_zone)
         except (ZoneInfoNotFoundError, ValueError):
             raise invalid("time_zone", f"unknown IANA time zone {body.time_zone!r}") from None
-    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
-        if not body.digest:
-            # Messages held for a digest that is no longer wanted go now, together (one
-            # digest email), instead of waiting for the digest hour.
-            await conn.execute(
-                "UPDATE deliveries SET next_attempt_at = now(), updated_at = now()"
-                " WHERE recipient = $1 AND digest AND status = 'pending'"
-                " AND next_attempt_at > now()",
-                registration_id,
-            )
-        await conn.execute(
-            "INSERT INTO preferences (registration_id, muted, digest, time_zone, unsubscribed)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (registration_id) DO UPDATE"
-            " SET muted = EXCLUDED.muted, digest = EXCLUDED.digest,"
-            " time_zone = EXCLUDED.time_zone, unsubscribed = EXCLUDED.unsubscribed,"
-            " updated_at = now()",
+    async with runtime_of(request).pool.acquire() as conn:
+        await commands.set_preferences(
+            conn,
             registration_id,
-            sorted({k.value for k in body.muted}),
-            body.digest,
-            body.time_zone,
-            body.unsubscribed,
+            muted=[k.value for k in body.muted],
+            digest=body.digest,
+            time_zone=body.time_zone,
+            unsubscribed=body.unsubscribed,
         )
     return await get_preferences(request, registration_id)
 
@@ -343,9 +271,9 @@ async def _token(request: Request, purpose: str, token: str) -> str:
 async def calendar_feed(request: Request, token: str) -> Response:
     registration_id = await _token(request, "feed", token)
     async with runtime_of(request).pool.acquire() as conn:
-        who = await reads.recipient(conn, registration_id)
-        event = await reads.event_info(conn, who.event_id or "")
-        entries = await reads.agenda(conn, registration_id)
+        who = await views.recipient(conn, registration_id)
+        event = await views.event_info(conn, who.event_id or "")
+        entries = await views.agenda(conn, registration_id)
     items = [
         calendar.FeedItem(
             meeting_id=e.item.meeting_id,
@@ -390,11 +318,8 @@ async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
 )
 async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     registration_id = await _token(request, "unsubscribe", token)
-    await runtime_of(request).pool.execute(
-        "INSERT INTO preferences (registration_id, unsubscribed) VALUES ($1, true)"
-        " ON CONFLICT (registration_id) DO UPDATE SET unsubscribed = true, updated_at = now()",
-        registration_id,
-    )
+    async with runtime_of(request).pool.acquire() as conn:
+        await commands.unsubscribe(conn, registration_id)
     return HTMLResponse(
         "<!doctype html><html><body><p>You are unsubscribed: we will send no more emails."
         "</p></body></html>"

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from services.notification import domain, projection, reads
+from services.notification import domain, projection, views
 from services.notification.domain import IMMEDIATE_KINDS, Kind, Notice
 from services.notification.queue import NewDelivery, cancel_pending, enqueue
 from shared.contracts.base import EventPayload
@@ -173,7 +173,7 @@ async def deliver(
         await cancel_pending(conn, notice.meeting_id, Kind.MEETING_REMINDER.value, reason)
         if notice.kind in (Kind.MEETING_PLACED, Kind.MEETING_MOVED):
             rows += await _reminders(config, cause, notice)
-    await enqueue(conn, rows)
+    await enqueue(conn, rows, envelope)
 
 
 def build(config: Config) -> dict[str, Handler]:
@@ -226,7 +226,7 @@ def build(config: Config) -> dict[str, Handler]:
     async def office(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
         assert isinstance(e, ParticipantAssignedToSupportOffice)
         co_organisers = await projection.office_co_organisers(conn, e.event_id, e.office_id)
-        organisation = (await reads.names(conn, [e.registration_id])).get(e.registration_id)
+        organisation = (await views.names(conn, [e.registration_id])).get(e.registration_id)
         notice = domain.office_registration(e, organisation, co_organisers)
         await deliver(conn, config, envelope, notice)
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncpg
 
+from services.notification import domain
 from services.notification.domain import Meeting, Placement
 from shared.contracts.base import EventPayload
+from shared.contracts.matching import MeetingCancelled
 from shared.contracts.registration import (
     DECISIONS,
     REGISTERED_BY_TYPE,
@@ -26,6 +28,7 @@ from shared.contracts.registration import (
     ProfileUpdated,
     RegisteredBase,
 )
+from shared.contracts.scheduling import SlotAssigned, SlotReleased
 from shared.envelope import Envelope
 from shared.inbox import Handler
 
@@ -179,3 +182,32 @@ async def save_meeting(conn: asyncpg.Connection, m: Meeting) -> None:
         m.live,
         m.cancelled,
     )
+
+
+# The meetings table alone, as the rebuild replays it: the live consumer's handlers
+# (`handlers.build`) make the same change and the messages it leads to, in one step.
+
+
+async def on_slot_assigned(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, SlotAssigned)
+    current = await load_meeting(conn, e.meeting_id)
+    await save_meeting(conn, domain.slot_assigned(current, e, envelope.time)[0])
+
+
+async def on_slot_released(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, SlotReleased)
+    current = await load_meeting(conn, e.meeting_id)
+    await save_meeting(conn, domain.slot_released(current, e, envelope.time)[0])
+
+
+async def on_cancelled(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, MeetingCancelled)
+    current = await load_meeting(conn, e.request_id)
+    await save_meeting(conn, domain.meeting_cancelled(current, e, envelope.time)[0])
+
+
+MEETING_HANDLERS: dict[str, Handler] = {
+    SlotAssigned.ce_type(): on_slot_assigned,
+    SlotReleased.ce_type(): on_slot_released,
+    MeetingCancelled.ce_type(): on_cancelled,
+}

@@ -1,13 +1,14 @@
-"""The delivery queue's SQL: rows in, due rows claimed, outcomes recorded with their events.
+"""The delivery queue: decisions and outcomes recorded as events, due rows claimed.
 
-Rows are written in the consumer's inbox transaction (`enqueue`), so a domain
-event's deliveries exist exactly when its inbox row does; the UNIQUE dedupe key
-drops a repeat. The sender claims one due row at a time with
-`FOR UPDATE SKIP LOCKED` and keeps that row lock while it sends: a second sender
-skips the row, and if the process dies mid-send the lock goes with its
-connection and the row is due again at once. The outcome (and its
-NotificationSent/NotificationFailed event, through the event store and outbox)
-commits in that same transaction.
+A decision to send (`enqueue`) is a `NotificationQueued` event in the delivery's own
+stream, recorded in the consumer's inbox transaction and projected into its
+`deliveries` row (`ledger`): a domain event's deliveries exist exactly when its inbox
+row does, and a dedupe key decided before is not decided again. The sender claims one
+due row at a time with `FOR UPDATE SKIP LOCKED` and keeps that row lock while it
+sends: a second sender skips the row, and if the process dies mid-send the lock goes
+with its connection and the row is due again at once. Each attempt's result (sent,
+attempt failed, failed, skipped) is an event in the delivery's stream, recorded and
+projected in that same transaction; the row lock is the work-table part.
 """
 
 from __future__ import annotations
@@ -15,15 +16,26 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from prometheus_client import Counter
 
+from services.notification.ledger import OWN, delivery_stream
 from shared import eventstore, telemetry
-from shared.contracts.notification import Channel, NotificationFailed, NotificationSent
+from shared.contracts.base import EventPayload
+from shared.contracts.notification import (
+    Channel,
+    NotificationAttemptFailed,
+    NotificationCancelled,
+    NotificationFailed,
+    NotificationQueued,
+    NotificationSent,
+    NotificationSkipped,
+)
 from shared.db import advisory_lock_id
+from shared.envelope import Envelope
 
 # Outcomes of delivery attempts, for the dashboards (counted as recorded; a
 # transaction that then fails to commit is counted all the same).
@@ -97,51 +109,82 @@ TRACE_KEY = "trace"
 TIMER_KEY = "trace_timer"
 
 
-def _with_trace(context: dict[str, Any], cause: dict[str, str], due: datetime | None) -> str:
+def _with_trace(
+    context: dict[str, Any], cause: dict[str, str], due: datetime | None
+) -> dict[str, Any]:
     if not cause:
-        return json.dumps(context)
-    return json.dumps({**context, TRACE_KEY: cause, TIMER_KEY: due is not None})
+        return context
+    return {**context, TRACE_KEY: cause, TIMER_KEY: due is not None}
 
 
-async def enqueue(conn: asyncpg.Connection, rows: Sequence[NewDelivery]) -> None:
+async def enqueue(
+    conn: asyncpg.Connection, rows: Sequence[NewDelivery], cause: Envelope | None = None
+) -> None:
+    """Record the decision to send each row's message (`NotificationQueued`, projected
+    into its delivery row); a row whose dedupe key was decided before is dropped.
+    `cause`: the consumed event that led to them (their causation and correlation)."""
     if not rows:
         return
-    cause = telemetry.current_context()
-    await conn.executemany(
-        "INSERT INTO deliveries (delivery_id, cause_id, recipient, channel, template, event_id,"
-        " meeting_id, context, message_id, digest, next_attempt_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, coalesce($11, now()))"
-        " ON CONFLICT (cause_id, recipient, channel, template) DO NOTHING",
-        [
-            (
-                r.delivery_id,
-                r.cause_id,
-                r.recipient,
-                r.channel.value,
-                r.template,
-                r.event_id,
-                r.meeting_id,
-                _with_trace(r.context, cause, r.due),
-                r.message_id,
-                r.digest,
-                r.due,
-            )
-            for r in rows
-        ],
-    )
+    if conn.is_in_transaction():  # the consumer's
+        await _enqueue(conn, rows, cause)
+    else:
+        async with conn.transaction():
+            await _enqueue(conn, rows, cause)
+
+
+async def _enqueue(
+    conn: asyncpg.Connection, rows: Sequence[NewDelivery], cause: Envelope | None
+) -> None:
+    unique = list({r.delivery_id: r for r in rows}.values())
+    known = {
+        str(r["delivery_id"])
+        for r in await conn.fetch(
+            "SELECT delivery_id FROM deliveries WHERE delivery_id = ANY($1::uuid[])",
+            [r.delivery_id for r in unique],
+        )
+    }
+    trace = telemetry.current_context()
+    for r in unique:
+        if r.delivery_id in known:
+            continue
+        event = NotificationQueued(
+            delivery_id=r.delivery_id,
+            event_id=r.event_id,
+            recipient_id=r.recipient,
+            channel=r.channel,
+            kind=r.template,
+            cause_id=r.cause_id,
+            meeting_id=r.meeting_id,
+            context=_with_trace(r.context, trace, r.due),
+            message_id=r.message_id,
+            digest=r.digest,
+            due=r.due,
+        )
+        await eventstore.record(
+            conn,
+            delivery_stream(r.delivery_id),
+            0,
+            [event],
+            key=r.event_id,
+            correlation_id=(cause.correlation_id or cause.id) if cause else None,
+            causation_id=cause.id if cause else None,
+            project=OWN.apply,
+        )
 
 
 async def cancel_pending(
     conn: asyncpg.Connection, meeting_id: str, template: str, reason: str
 ) -> None:
     """Call off a meeting's timers still waiting (a moved or cancelled meeting's reminders)."""
-    await conn.execute(
-        "UPDATE deliveries SET status = 'cancelled', last_error = $3, updated_at = now()"
-        " WHERE meeting_id = $1 AND template = $2 AND status = 'pending'",
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM deliveries"
+        " WHERE meeting_id = $1 AND template = $2 AND status = 'pending'"
+        " ORDER BY delivery_id FOR UPDATE",
         meeting_id,
         template,
-        reason,
     )
+    for d in map(Delivery.of, rows):
+        await _record(conn, d, NotificationCancelled(**_about(d), reason=reason))
 
 
 async def claim(conn: asyncpg.Connection) -> Delivery | None:
@@ -186,77 +229,56 @@ async def next_due(conn: asyncpg.Connection) -> datetime | None:
     return due
 
 
-def _stream(d: Delivery) -> str:
-    return f"delivery-{d.delivery_id}"
+def _about(d: Delivery) -> dict[str, Any]:
+    return {
+        "delivery_id": d.delivery_id,
+        "event_id": d.event_id,
+        "recipient_id": d.recipient,
+        "channel": d.channel,
+        "kind": d.template,
+        "cause_id": d.cause_id,
+    }
 
 
 async def sent(conn: asyncpg.Connection, d: Delivery, message_id: str) -> None:
     OUTCOMES.labels(d.channel.value, d.template, "sent").inc()
-    await conn.execute(
-        "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = now(),"
-        " message_id = $2, last_error = NULL, updated_at = now() WHERE delivery_id = $1",
-        d.delivery_id,
-        message_id,
-    )
-    event = NotificationSent(
-        delivery_id=d.delivery_id,
-        event_id=d.event_id,
-        recipient_id=d.recipient,
-        channel=d.channel,
-        kind=d.template,
-        cause_id=d.cause_id,
-        attempts=d.attempts + 1,
-        message_id=message_id,
-    )
-    await _publish(conn, d, event)
+    event = NotificationSent(**_about(d), attempts=d.attempts + 1, message_id=message_id)
+    await _record(conn, d, event)
 
 
 async def retry(conn: asyncpg.Connection, d: Delivery, delay_seconds: float, error: str) -> None:
     OUTCOMES.labels(d.channel.value, d.template, "retry").inc()
-    await conn.execute(
-        "UPDATE deliveries SET attempts = attempts + 1, last_error = $2,"
-        " next_attempt_at = now() + make_interval(secs => $3), updated_at = now()"
-        " WHERE delivery_id = $1",
-        d.delivery_id,
-        error[:2000],
-        delay_seconds,
+    event = NotificationAttemptFailed(
+        **_about(d),
+        attempts=d.attempts + 1,
+        reason=error[:2000],
+        retry_at=datetime.now(UTC) + timedelta(seconds=delay_seconds),
     )
+    await _record(conn, d, event)
 
 
 async def failed(conn: asyncpg.Connection, d: Delivery, reason: str) -> None:
     OUTCOMES.labels(d.channel.value, d.template, "failed").inc()
-    await conn.execute(
-        "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = $2,"
-        " updated_at = now() WHERE delivery_id = $1",
-        d.delivery_id,
-        reason[:2000],
-    )
-    event = NotificationFailed(
-        delivery_id=d.delivery_id,
-        event_id=d.event_id,
-        recipient_id=d.recipient,
-        channel=d.channel,
-        kind=d.template,
-        cause_id=d.cause_id,
-        attempts=d.attempts + 1,
-        reason=reason[:2000],
-    )
-    await _publish(conn, d, event)
+    event = NotificationFailed(**_about(d), attempts=d.attempts + 1, reason=reason[:2000])
+    await _record(conn, d, event)
 
 
 async def skipped(conn: asyncpg.Connection, d: Delivery, reason: str) -> None:
     """Nothing was sent, on purpose (erased, unsubscribed, muted, stale reminder)."""
     OUTCOMES.labels(d.channel.value, d.template, "skipped").inc()
-    await conn.execute(
-        "UPDATE deliveries SET status = 'skipped', last_error = $2, updated_at = now()"
-        " WHERE delivery_id = $1",
-        d.delivery_id,
-        reason,
-    )
+    await _record(conn, d, NotificationSkipped(**_about(d), reason=reason))
 
 
-async def _publish(
-    conn: asyncpg.Connection, d: Delivery, event: NotificationSent | NotificationFailed
-) -> None:
+async def _record(conn: asyncpg.Connection, d: Delivery, event: EventPayload) -> None:
+    """Append to the delivery's stream after its current version: the caller holds the
+    row's lock, so no other transaction appends to it meanwhile."""
     causation = d.cause_id.rsplit("#", 1)[-1]
-    await eventstore.record(conn, _stream(d), 0, [event], key=d.event_id, causation_id=causation)
+    await eventstore.record(
+        conn,
+        delivery_stream(d.delivery_id),
+        None,
+        [event],
+        key=d.event_id,
+        causation_id=causation,
+        project=OWN.apply,
+    )

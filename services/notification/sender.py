@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 from opentelemetry.trace import Span
 
-from services.notification import domain, queue, reads
+from services.notification import domain, queue, views
 from services.notification.channels import calendar, email, webhooks
 from services.notification.contacts import ContactsUnavailable, RegistrationContacts
 from services.notification.domain import CalendarEntry, Kind
@@ -193,8 +193,8 @@ class Sender:
         """The recipient's due digest rows, locked; muted kinds are logged as skipped here,
         so that a failed attempt later counts only against the messages it was to carry."""
         batch = await queue.claim_digest(conn, first)
-        who = await reads.recipient(conn, first.recipient)
-        prefs = await reads.preferences(conn, first.recipient)
+        who = await views.recipient(conn, first.recipient)
+        prefs = await views.preferences(conn, first.recipient)
         if who.erased or prefs.unsubscribed:
             return batch  # `_digest` skips them all, saying why
         wanted = [d for d in batch if domain.wants(Kind(d.template), prefs.muted, False)]
@@ -216,11 +216,11 @@ class Sender:
 
     # -- email ----------------------------------------------------------------
 
-    async def _check(self, conn: asyncpg.Connection, d: Delivery) -> reads.Preferences:
-        who = await reads.recipient(conn, d.recipient)
+    async def _check(self, conn: asyncpg.Connection, d: Delivery) -> views.Preferences:
+        who = await views.recipient(conn, d.recipient)
         if who.erased:
             raise Skip("personal data erased")
-        prefs = await reads.preferences(conn, d.recipient)
+        prefs = await views.preferences(conn, d.recipient)
         if not domain.wants(Kind(d.template), prefs.muted, prefs.unsubscribed):
             raise Skip("unsubscribed" if prefs.unsubscribed else f"{d.template} muted")
         if d.template == Kind.MEETING_REMINDER:
@@ -248,7 +248,7 @@ class Sender:
         return found.emails
 
     async def _render(
-        self, conn: asyncpg.Connection, d: Delivery, prefs: reads.Preferences, *, standalone: bool
+        self, conn: asyncpg.Connection, d: Delivery, prefs: views.Preferences, *, standalone: bool
     ) -> tuple[Rendered, CalendarEntry | None, str]:
         ctx = d.context
         facts = ctx["facts"]
@@ -257,17 +257,17 @@ class Sender:
             *facts.get("participants", []),
             *(facts[k] for k in ("requester_id", "recipient_id") if facts.get(k)),
         ]
-        known = await reads.names(conn, people)
+        known = await views.names(conn, people)
         entry = CalendarEntry.from_json(ctx["calendar"]) if ctx.get("calendar") else None
         agenda = []
         if d.template == Kind.AGENDA_PUBLISHED:
-            agenda = [a.item for a in await reads.agenda(conn, d.recipient)]
+            agenda = [a.item for a in await views.agenda(conn, d.recipient)]
         data = RenderInput(
             kind=Kind(d.template),
             recipient_id=d.recipient,
             recipient_name=known.get(d.recipient, "participant"),
             time_zone=prefs.time_zone,
-            event=await reads.event_info(conn, d.event_id),
+            event=await views.event_info(conn, d.event_id),
             facts=facts,
             names=known,
             calendar=entry,
@@ -283,7 +283,7 @@ class Sender:
         rendered, entry, summary = await self._render(conn, d, prefs, standalone=True)
         attachment = None
         if entry is not None:
-            event = await reads.event_info(conn, d.event_id)
+            event = await views.event_info(conn, d.event_id)
             ics = calendar.entry_ics(
                 entry,
                 summary=summary,
@@ -306,7 +306,7 @@ class Sender:
         if not row["email"]:
             raise Skip("the co-organiser gave no email address")
         facts = d.context["facts"]
-        participant = await reads.recipient(conn, facts["registration_id"])
+        participant = await views.recipient(conn, facts["registration_id"])
         if participant.erased:
             raise Skip("the participant's personal data was erased")
         data = RenderInput(
@@ -314,7 +314,7 @@ class Sender:
             recipient_id=d.recipient,
             recipient_name=row["name"],
             time_zone=None,
-            event=await reads.event_info(conn, d.event_id),
+            event=await views.event_info(conn, d.event_id),
             facts=facts,
             names={participant.registration_id: participant.name},
             calendar=None,
@@ -326,15 +326,15 @@ class Sender:
 
     async def _digest(self, conn: asyncpg.Connection, batch: Sequence[Delivery]) -> str:
         first = batch[0]
-        who = await reads.recipient(conn, first.recipient)
+        who = await views.recipient(conn, first.recipient)
         if who.erased:
             raise Skip("personal data erased")
-        prefs = await reads.preferences(conn, first.recipient)
+        prefs = await views.preferences(conn, first.recipient)
         if prefs.unsubscribed:
             raise Skip("unsubscribed")
         to = await self._addresses(first)
         parts = [(await self._render(conn, d, prefs, standalone=False))[0] for d in batch]
-        event = await reads.event_info(conn, first.event_id)
+        event = await views.event_info(conn, first.event_id)
         rendered = render_digest(
             who.name, event.name, parts, self._links.unsubscribe(first.recipient)
         )

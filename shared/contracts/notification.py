@@ -1,16 +1,22 @@
-"""Events published by the notification service on `notification.events`.
+"""Events of the notification service, in its event store and on `notification.events`.
 
-One event per delivery when it ends: sent, or failed for good after its last
-attempt. Deliveries that were never attempted because nobody could be written
-to (personal data erased, unsubscribed, message kind muted) end as `skipped` in
-the delivery log and publish nothing. No payload carries contact details: the
-recipient is a registration id (email) or a webhook endpoint id.
+A delivery's stream (`delivery-<id>`) starts with the decision to write to someone
+(`NotificationQueued`: the notice's frozen facts, its recipient, channel and dedupe
+key's identities, when it is due) and ends with its outcome: sent, failed for good
+after its last attempt, skipped on purpose (nothing could or should be sent:
+personal data erased, unsubscribed, kind muted, stale reminder) or cancelled (a
+reminder whose meeting moved). A failed attempt that will be retried is an event
+too (`NotificationAttemptFailed`), so the delivery log is a fold of the stream.
+A recipient's preferences (`preferences-<registration id>`) are events as well.
+No payload carries contact details: the recipient is a registration id (email), a
+co-organiser id or a webhook endpoint id.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from shared.contracts.base import EventPayload
 
@@ -20,7 +26,7 @@ class Channel(StrEnum):
     WEBHOOK = "webhook"
 
 
-class _NotificationEvent(EventPayload):
+class _DeliveryEvent(EventPayload):
     producer: ClassVar[str] = "notification"
 
     delivery_id: str
@@ -29,6 +35,21 @@ class _NotificationEvent(EventPayload):
     channel: Channel
     kind: str  # the message kind, e.g. "meeting.placed"
     cause_id: str  # what it is about: the domain event's `source#id` (or a reminder's)
+
+
+class NotificationQueued(_DeliveryEvent):
+    """The decision to send a message: made once per dedupe key (cause, recipient,
+    channel, kind), in the transaction that consumed its cause."""
+
+    event_name: ClassVar[str] = "NotificationQueued"
+    meeting_id: str | None = None
+    context: dict[str, Any]  # the notice's facts, frozen (and the causing trace)
+    message_id: str  # the email's Message-ID, or the webhook-id
+    digest: bool = False  # held for the recipient's daily digest
+    due: datetime | None = None  # a timer (a reminder, a digest); None: at once
+
+
+class _NotificationEvent(_DeliveryEvent):
     attempts: int
 
 
@@ -46,4 +67,61 @@ class NotificationFailed(_NotificationEvent):
     reason: str
 
 
-NOTIFICATION_EVENTS: list[type[EventPayload]] = [NotificationSent, NotificationFailed]
+class NotificationAttemptFailed(_NotificationEvent):
+    """An attempt failed; the next one is due at `retry_at` (backoff)."""
+
+    event_name: ClassVar[str] = "NotificationAttemptFailed"
+    reason: str
+    retry_at: datetime
+
+
+class NotificationSkipped(_DeliveryEvent):
+    """Nothing was sent, on purpose (erased, unsubscribed, muted, stale), and nothing will be."""
+
+    event_name: ClassVar[str] = "NotificationSkipped"
+    reason: str
+
+
+class NotificationCancelled(_DeliveryEvent):
+    """A timer called off before it fired (a moved or cancelled meeting's reminder)."""
+
+    event_name: ClassVar[str] = "NotificationCancelled"
+    reason: str
+
+
+class PreferencesSet(EventPayload):
+    """A recipient's choices, as a whole: muted kinds, daily digest, time zone."""
+
+    producer: ClassVar[str] = "notification"
+    event_name: ClassVar[str] = "PreferencesSet"
+    registration_id: str
+    muted: list[str]
+    digest: bool
+    time_zone: str | None
+    unsubscribed: bool
+
+
+class RecipientUnsubscribed(EventPayload):
+    """The recipient followed the unsubscribe link: no more emails (other choices kept)."""
+
+    producer: ClassVar[str] = "notification"
+    event_name: ClassVar[str] = "RecipientUnsubscribed"
+    registration_id: str
+
+
+DELIVERY_OUTCOMES: tuple[type[EventPayload], ...] = (
+    NotificationSent,
+    NotificationFailed,
+    NotificationSkipped,
+    NotificationCancelled,
+)
+NOTIFICATION_EVENTS: list[type[EventPayload]] = [
+    NotificationQueued,
+    NotificationSent,
+    NotificationFailed,
+    NotificationAttemptFailed,
+    NotificationSkipped,
+    NotificationCancelled,
+    PreferencesSet,
+    RecipientUnsubscribed,
+]

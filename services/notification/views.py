@@ -1,10 +1,14 @@
-"""Queries over notification's own tables that the sender and the API share."""
+"""Notification's reads, in one place: what the sender and the API routes ask its tables.
+
+The routes hold no SQL; each answer here is a plain value or a JSON-ready dict.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -98,3 +102,86 @@ async def agenda(conn: asyncpg.Connection, registration_id: str) -> list[AgendaE
         )
         items.append(AgendaEntry(item, r["sequence"], r["updated_at"]))
     return items
+
+
+# -- for the API ------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _delivery(r: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(r["delivery_id"]),
+        "kind": r["template"],
+        "channel": r["channel"],
+        "status": r["status"],
+        "attempts": r["attempts"],
+        "message_id": r["message_id"],
+        "cause_id": r["cause_id"],
+        "meeting_id": r["meeting_id"],
+        "digest": r["digest"],
+        "next_attempt_at": _iso(r["next_attempt_at"]) if r["status"] == "pending" else None,
+        "last_error": r["last_error"],
+        "created_at": _iso(r["created_at"]),
+        "sent_at": _iso(r["sent_at"]),
+    }
+
+
+async def deliveries(
+    conn: asyncpg.Connection, recipient: str, channel: str, limit: int
+) -> list[dict[str, Any]]:
+    """A recipient's delivery log on one channel, oldest first."""
+    rows = await conn.fetch(
+        "SELECT * FROM deliveries WHERE recipient = $1 AND channel = $2"
+        " ORDER BY created_at, delivery_id LIMIT $3",
+        recipient,
+        channel,
+        limit,
+    )
+    return [_delivery(r) for r in rows]
+
+
+async def webhooks(conn: asyncpg.Connection, event_id: str) -> list[dict[str, Any]]:
+    """The event's webhook endpoints (never their secrets)."""
+    rows = await conn.fetch(
+        "SELECT endpoint_id, url, kinds, active, created_at FROM webhook_endpoints"
+        " WHERE event_id = $1 ORDER BY created_at",
+        event_id,
+    )
+    return [
+        {
+            "id": str(r["endpoint_id"]),
+            "url": r["url"],
+            "event_types": r["kinds"],
+            "active": r["active"],
+            "created_at": r["created_at"].isoformat(),
+        }
+        for r in rows
+    ]
+
+
+async def webhook_exists(conn: asyncpg.Connection, event_id: str, endpoint_id: str) -> bool:
+    found: bool | None = await conn.fetchval(
+        "SELECT true FROM webhook_endpoints WHERE endpoint_id = $1::uuid AND event_id = $2",
+        endpoint_id,
+        event_id,
+    )
+    return bool(found)
+
+
+async def recipients(
+    conn: asyncpg.Connection, event_id: str, office: str | None, registration_id: str | None
+) -> list[dict[str, Any]]:
+    """An event's recipients, no contact details; only an office's, or only one, if given."""
+    rows = await conn.fetch(
+        "SELECT r.registration_id, name, r.status, erased FROM recipients r"
+        " LEFT JOIN access_registrations a USING (registration_id) WHERE r.event_id = $1"
+        " AND ($2::text IS NULL OR a.office_id = $2)"
+        " AND ($3::text IS NULL OR r.registration_id = $3) ORDER BY name",
+        event_id,
+        office,
+        registration_id,
+    )
+    return [dict(r) for r in rows]
