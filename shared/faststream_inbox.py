@@ -225,10 +225,11 @@ class FastStreamInboxConsumer(InboxCore):
         self.applying.set()
         try:
             while True:
-                await asyncio.sleep(LAG_INTERVAL)
                 consumer = self.subscriber.consumer
                 if consumer is not None:
-                    await self._report_lag(consumer)
+                    await self._report_lag(consumer)  # at most once per LAG_INTERVAL
+                # Soon again until the group has assigned partitions, then at the interval.
+                await asyncio.sleep(LAG_INTERVAL if self._lag_partitions else 0.2)
         finally:
             self.applying.clear()
 

@@ -164,8 +164,10 @@ class InboxCore:
         now = time.monotonic()
         if now - self._lag_reported_at < LAG_INTERVAL:
             return
-        self._lag_reported_at = now
         assigned = consumer.assignment()
+        if not assigned and not self._lag_partitions:
+            return  # not in the group yet: ask again soon, not in LAG_INTERVAL
+        self._lag_reported_at = now
         for tp in self._lag_partitions - assigned:
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))

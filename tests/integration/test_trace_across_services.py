@@ -254,11 +254,11 @@ async def _wait_for_participant(platform: Platform, event_id: str, registration_
     async with httpx.AsyncClient(base_url=platform.urls["matching"], timeout=10) as http:
 
         async def known() -> bool:
-            found = (
-                await http.get(
-                    f"/api/events/{event_id}/participants", headers={"X-API-Key": ADMIN_KEY}
-                )
-            ).json()
+            answer = await http.get(
+                f"/api/events/{event_id}/participants", headers={"X-API-Key": ADMIN_KEY}
+            )
+            # 404 until matching has learnt the event; then its participants.
+            found = answer.json() if answer.status_code == 200 else []
             return any(p["registration_id"] == registration_id for p in found)
 
         await wait_until(known, limit=30, what="matching to learn the registration")
