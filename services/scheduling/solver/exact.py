@@ -300,7 +300,9 @@ def _build(
         for a, n in zip(p.session_start, p.session_len, strict=True):
             busy = [at.get((i, t), []) for t in range(a, a + n)]
             used = [k for k, b in enumerate(busy) if b]
-            if len(used) < 3:
+            # Idle needs two meetings with a slot between them; that slot counts even
+            # when no meeting of the participant could be there.
+            if len(used) < 2 or used[-1] - used[0] < 2:
                 continue
             lo, hi = used[0], used[-1]
             # only slots lo..hi matter: before/after are fixed outside

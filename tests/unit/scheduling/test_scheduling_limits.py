@@ -105,3 +105,31 @@ def test_the_bounds_never_cut_off_the_optimum(doc: Doc) -> None:
     assert result.priority_bound >= opt.priority()
     if result.priority_bound == opt.priority():
         assert result.idle_bound <= opt.idle()
+
+
+def test_the_exact_model_counts_a_gap_no_meeting_could_fill() -> None:
+    """p0 meets p1 at s0t0 (p1's only slot) and p2 at s0t2 or s1t0. At s0t2, s0t1 is idle
+    although none of p0's meetings could take it; the exact model once missed that gap,
+    proved 1 idle slot optimal, and cut off the heuristic's 0 (found by hypothesis)."""
+    doc: Doc = {
+        "name": "gap-without-candidates",
+        "tables": 1,
+        "sessions": [
+            {"id": "s0", "slots": [{"id": "s0t0"}, {"id": "s0t1"}, {"id": "s0t2"}]},
+            {"id": "s1", "slots": [{"id": "s1t0"}]},
+        ],
+        "participants": [
+            {"id": "p0", "available": None, "max_meetings": None},
+            {"id": "p1", "available": ["s0t0"], "max_meetings": None},
+            {"id": "p2", "available": ["s0t0", "s0t2", "s1t0"], "max_meetings": None},
+        ],
+        "meetings": [
+            {"id": "m0", "participants": ["p0", "p1"], "mode": "onsite", "priority": 1},
+            {"id": "m1", "participants": ["p0", "p2"], "mode": "onsite", "priority": 1},
+        ],
+    }
+    problem = Problem(parse_instance(doc))
+    best = solve_exact(problem, time.monotonic() + 20)
+    assert best.status == "OPTIMAL" and best.slot_of is not None
+    exact = State.of_slots(problem, best.slot_of)
+    assert (exact.priority(), exact.idle()) == (2, 0)
