@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from services.matching.domain import OPEN_STATUSES
 from services.matching.recommend import minilm
 from services.matching.recommend.incremental import Floor, Plan
 from services.matching.recommend.profiles import (
@@ -23,8 +24,8 @@ from services.matching.recommend.topk import Entry, TopList, insert
 from shared.contracts.registration import OrganisationProfile
 
 MODEL = minilm.MODEL_NAME
-ENGAGED_STATUSES = ("pending", "accepted")
-"""Meeting requests that take a pair out of each other's lists."""
+# Meeting requests that take a pair out of each other's lists: the open ones (the domain's).
+ENGAGED_STATUSES = tuple(OPEN_STATUSES)
 MAX_LIMIT = K
 
 
