@@ -66,7 +66,9 @@ class PlatformSettings(BaseSettings):
     consumer_group_suffix: str = ""
     # Which consumer runs the subscriptions: "faststream" (`shared.faststream_inbox`)
     # or "aiokafka" (`shared.inbox`); same contract, see README's design notes.
-    consumer_engine: Literal["faststream", "aiokafka"] = "faststream"
+    # aiokafka by default: see README's design notes (a FastStream consumer hung at a cold
+    # broker's first start in a CI run); CONSUMER_ENGINE=faststream selects the port.
+    consumer_engine: Literal["faststream", "aiokafka"] = "aiokafka"
     topic_prefix: str = Field(
         default="",
         description="Prepended to every topic name; lets a test suite or a second platform"

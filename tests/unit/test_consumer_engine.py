@@ -10,8 +10,8 @@ from shared.runtime import consumer_class
 from shared.settings import PlatformSettings
 
 
-def test_faststream_is_the_default() -> None:
-    assert consumer_class(PlatformSettings()) is FastStreamInboxConsumer
+def test_aiokafka_is_the_default() -> None:
+    assert consumer_class(PlatformSettings()) is InboxConsumer
 
 
 def test_the_engine_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
