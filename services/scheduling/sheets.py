@@ -10,9 +10,9 @@ from typing import Any
 
 import asyncpg
 
-from services.scheduling.domain import WAITING, MeetingStatus
+from services.scheduling.domain import MeetingStatus
 from services.scheduling.grid import EventGrid
-from services.scheduling.views import _grid, _within
+from services.scheduling.views import _grid, _within, unscheduled
 from shared.access.policy import Grant, Scope
 from shared.sheets import Cell, Sheet
 
@@ -140,28 +140,19 @@ async def table_plan(
 
 
 async def unscheduled_sheet(conn: asyncpg.Connection, grant: Grant, event_id: str) -> Sheet:
-    await _grid(conn, event_id)
+    """The unscheduled meetings as `views.unscheduled` reads them, with names added."""
+    waiting = await unscheduled(conn, grant, event_id)
     names = await _names(conn, event_id)
-    within, office, participant = _within(grant)
-    rows = await conn.fetch(
-        "SELECT * FROM meetings WHERE event_id = $1 AND status = ANY($4::text[])"
-        + within
-        + " ORDER BY accepted_at, meeting_id",
-        event_id,
-        office,
-        participant,
-        [s.value for s in WAITING],
-    )
     lines: list[list[Cell]] = [
         [
-            r["meeting_id"],
-            "; ".join(names.get(p, p) for p in r["participants"]),
-            "; ".join(r["participants"]),
-            r["mode"],
-            r["status"],
-            r["reason"] or "waiting for the event's definition",
+            m["meeting_id"],
+            "; ".join(names.get(p, p) for p in m["participants"]),
+            "; ".join(m["participants"]),
+            m["mode"],
+            m["status"],
+            m["reason"],
         ]
-        for r in rows
+        for m in waiting
     ]
     headers = ["meeting_id", "participants", "registration_ids", "mode", "status", "reason"]
     return Sheet("Unscheduled meetings", headers, lines)
