@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 # proxy's authority added there (update-ca-certificates) is trusted too.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: chaos axe venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import lint asyncapi browse
+.PHONY: chaos axe k8s-tools test-cluster venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import lint asyncapi browse
 
 # .venv from uv.lock, with the python3 found on PATH (uv never downloads a Python).
 # uv $(UV_VERSION) itself comes from PATH or from a private venv (deploy/local/uv.sh),
@@ -53,9 +53,13 @@ demo: up
 	@echo "Web portal (events, registration, agendas): http://127.0.0.1:$${PORTAL_PORT:-8005}/"
 
 # Unit, contract and integration tests; integration tests use the real Kafka and
-# PostgreSQL that infra-up starts (they fail, not skip, when those are missing).
-test: venv infra-up browser axe
-	@.venv/bin/python -m pytest -p no:cacheprovider -rs
+# PostgreSQL that infra-up starts (they fail, not skip, when those are missing). Then
+# the representative faults of tests/chaos on a real 3-broker cluster on the ports of
+# offset CLUSTER_PORT_OFFSET (3000), which deploy/local/test-cluster.sh provisions with
+# infra.sh, and stops again if it started it (`make chaos` runs the whole matrix).
+test: venv infra-up browser axe k8s-tools
+	@.venv/bin/python -m pytest -p no:cacheprovider -rs --ignore=tests/chaos
+	@bash deploy/local/test-cluster.sh
 
 test-unit: venv
 	@.venv/bin/python -m pytest -p no:cacheprovider tests/unit
@@ -64,6 +68,11 @@ test-unit: venv
 # without root or sudo it installs nothing and the test skips, saying why (-rs shows it).
 browser:
 	@bash deploy/local/browser.sh
+
+# kubeconform and kustomize (go install, pinned) in var/tools/bin for the manifests' schema
+# test (tests/unit/test_k8s_schemas.py); without Go that test skips, saying why.
+k8s-tools:
+	@bash deploy/local/k8s-tools.sh
 
 # axe-core (npm) for the portal's accessibility check in the browser test, under var/axe
 # (not committed); the test skips the check when it is missing.
@@ -76,10 +85,15 @@ axe:
 # infra.sh starts; never on the default ports' broker: source deploy/local/ports.env
 # first (e.g. MATCHMAKING_PORT_OFFSET=3000 KAFKA_BROKERS=3). Table: var/chaos/table.md.
 chaos: venv
-	@test "$${KAFKA_BROKERS:-1}" -ge 3 || { echo "make chaos needs KAFKA_BROKERS=3 and other ports: MATCHMAKING_PORT_OFFSET=3000 KAFKA_BROKERS=3 . deploy/local/ports.env" >&2; exit 2; }
+	@nodes="$${KAFKA_BROKERS:-$$(tr ',' '\n' <<<"$${KAFKA_BOOTSTRAP_SERVERS:-x}" | wc -l)}"; \
+	  test "$$nodes" -ge 3 || { echo "make chaos needs KAFKA_BROKERS=3 and other ports: MATCHMAKING_PORT_OFFSET=3000 KAFKA_BROKERS=3 . deploy/local/ports.env" >&2; exit 2; }
 	@bash deploy/local/infra.sh up
 	@CHAOS=1 .venv/bin/python -m pytest -p no:cacheprovider -s -rs tests/chaos
 	@cat var/chaos/table.md
+
+# Only the cluster part of `make test` (the representative faults on the 3-broker cluster).
+test-cluster: venv
+	@bash deploy/local/test-cluster.sh
 
 # Throughput and latency of the backbone on the local stack (figures in var/bench/).
 bench: venv infra-up

@@ -63,6 +63,18 @@ ensure_kafka_jars() {
     key="$KAFKA_VERSION-$(sha256sum "$KAFKA_POM" | cut -c1-12)"
     KAFKA_JARS="$KAFKA_DIR/jars/$key"
     [[ -f "$KAFKA_JARS/.complete" ]] && return 0
+    # A second platform's state dir (ports.env) reuses the default one's jars when it has
+    # them: the same version and pom give the same files, and no download is needed.
+    local shared="${MATCHMAKING_SHARED_JARS:-/var/tmp/matchmaking/kafka/jars}/$key"
+    if [[ "$shared" != "$KAFKA_JARS" && -f "$shared/.complete" ]]; then
+        mkdir -p "$KAFKA_DIR/jars"
+        rm -rf "$KAFKA_JARS.tmp-$$"
+        cp -r "$shared" "$KAFKA_JARS.tmp-$$"
+        rm -rf "$KAFKA_JARS"
+        mv "$KAFKA_JARS.tmp-$$" "$KAFKA_JARS"
+        log "kafka: jars copied from $shared ($(since "$t0")s)"
+        return 0
+    fi
     log "kafka: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central (mvn dependency:copy-dependencies)"
     local tmp="$KAFKA_DIR/jars/.tmp-$key-$$"
     rm -rf "$tmp"

@@ -34,6 +34,14 @@ def state_dir() -> Path:
     return Path(os.environ.get("MATCHMAKING_STATE_DIR", "/var/tmp/matchmaking"))
 
 
+def node_count() -> int:
+    """KAFKA_BROKERS, else as many as KAFKA_BOOTSTRAP_SERVERS lists (as infra.sh counts:
+    `KAFKA_BROKERS=3 . deploy/local/ports.env` leaves only the list behind in bash)."""
+    named = os.environ.get("KAFKA_BROKERS", "")
+    listed = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    return int(named) if named else len([a for a in listed.split(",") if a.strip()])
+
+
 class Cluster:
     """The local KRaft nodes infra.sh started (KAFKA_BROKERS > 1): their pids by node."""
 
@@ -44,7 +52,7 @@ class Cluster:
     @classmethod
     def ours(cls) -> Cluster | None:
         """The cluster of this environment, if infra.sh runs one here with 3+ nodes."""
-        nodes = int(os.environ.get("KAFKA_BROKERS", "1") or 1)
+        nodes = node_count()
         if nodes < 3:
             return None
         cluster = cls(nodes)

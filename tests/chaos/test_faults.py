@@ -33,6 +33,7 @@ from tests.chaos.harness import (
     tally,
 )
 from tests.integration.support import (
+    EndOffsets,
     FreshDatabase,
     FreshTopics,
     Infra,
@@ -241,6 +242,54 @@ async def test_broker_killed_and_restarted_under_load(
         infra=infra, database=database, topics=topics, processes=processes,
         rate=150, seconds=45,
     )  # fmt: skip
+
+
+async def test_replica_killed_mid_batch_relay_leader_taken_over(
+    cluster: Cluster,
+    infra: Infra,
+    database: FreshDatabase,
+    topics: FreshTopics,
+    processes: Processes,
+) -> None:
+    """The second fault of `make test` (about half a minute): a service replica (its
+    relay, the leader, and one consumer) SIGKILLed while part of a batch is on Kafka
+    but not yet marked published; the standby relay takes over."""
+
+    async def fault(run: Run) -> str:
+        port = await relay_leader_port(database.pool, topics.producer)
+        assert port is not None, "no relay holds the lock"
+        pid = process_of_port(port, [p.pid for p in run.relays])
+        assert pid is not None, f"no relay process owns port {port}"
+        leader = next(p for p in run.relays if p.pid == pid)
+        async with EndOffsets(infra.bootstrap_servers, topics.events) as on_kafka:
+
+            async def mid_batch() -> bool:
+                marked = await database.pool.fetchval(
+                    "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"
+                )
+                return await on_kafka.total() - int(marked) >= 5
+
+            await wait_until(mid_batch, limit=30, interval=0.005, what="the relay mid-batch")
+            t0 = time.monotonic()
+            await asyncio.gather(run.processes.kill(leader), run.processes.kill(run.consumers[0]))
+        while True:
+            now = await relay_leader_port(database.pool, topics.producer)
+            if now is not None and now != port:
+                break
+            await asyncio.sleep(0.02)
+        takeover = time.monotonic() - t0
+        return (
+            "SIGKILL of a replica mid-batch (the relay leader and a consumer);"
+            f" the standby relay holds the lock {takeover:.2f}s later"
+        )
+
+    row = await under_load(
+        "replica killed mid-batch, relay leader taken over",
+        fault,
+        infra=infra, database=database, topics=topics, processes=processes,
+        relays=2, rate=100, seconds=20, fault_at=5, send_delay=0.005,
+    )  # fmt: skip
+    assert "published twice" in row.notes, f"the kill did not land mid-batch: {row}"
 
 
 @chaos

@@ -1,14 +1,12 @@
-"""deploy/k8s: rendered with kustomize (`kubectl kustomize`) and checked against the code.
+"""deploy/k8s: rendered with kustomize and checked against the code.
 
-No schema validator (kubeconform) is installed here, so the checks are structural:
-every service a Deployment with replicas, probes on /health and /ready, resource
-requests, its secrets by reference; topics created once by a Job.
+Structural checks: every service a Deployment with replicas, probes on /health and
+/ready, resource requests, its secrets by reference; topics created once by a Job.
+The schema checks (kubeconform, kubernetes-validate) are in test_k8s_schemas.py.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +14,13 @@ import pytest
 import yaml
 
 from shared.settings import SERVICE_PORTS
-
-K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl (kustomize) not installed")
+from tests.unit.test_k8s_schemas import K8S
+from tests.unit.test_k8s_schemas import render as render_text
 
 
 def render(path: Path) -> list[dict[str, Any]]:
-    assert KUBECTL is not None
-    out = subprocess.run(
-        [KUBECTL, "kustomize", str(path)], capture_output=True, text=True, check=True
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    """kustomize's output (var/tools/bin/kustomize, else `kubectl kustomize`; skips without)."""
+    return [doc for doc in yaml.safe_load_all(render_text(path)) if doc]
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
