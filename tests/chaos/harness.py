@@ -176,6 +176,7 @@ async def relay_leader_port(pool: asyncpg.Pool, service: str) -> int | None:
     port = await pool.fetchval(
         "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE l.locktype = 'advisory' AND l.granted"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         " AND ((l.classid::bigint << 32) | l.objid::bigint) = $1::bigint",
         lock,
     )

@@ -123,6 +123,7 @@ class SmtpSink:
         self.mails: list[Mail] = []
         self.seen_data: list[tuple[str, ...]] = []  # every DATA, accepted or not
         self.stall: Staller = lambda _: None
+        self.delay = 0.0  # seconds each message is held before it is kept (in flight)
         self._release = asyncio.Event()
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -134,6 +135,8 @@ class SmtpSink:
         if mode == "before":
             await self._release.wait()
             return "451 try again later"
+        if self.delay:
+            await asyncio.sleep(self.delay)
         content = envelope.content
         assert isinstance(content, bytes)
         self.mails.append(Mail(rcpts, email.message_from_bytes(content)))
