@@ -1,20 +1,22 @@
-"""Replica faults of the real scheduling and notification services on the cluster.
+"""Replica faults of the five real services on the cluster (fault 4 and 5 of the matrix).
 
 Two processes of one service (`python -m services.<name>`, REPLICA_ID 1 and 2) share
 its database and consumer group while the events of four brokerage events arrive
 (keyed by event, so the work spreads over partitions and so over replicas). Mid-stream
 the replica holding the outbox relay's lock is SIGKILLed while it works (scheduling: a
 batch of accepted meetings half placed; notification: messages in flight to the SMTP
-server), and a third replica is added. Then:
+server; the others: events half applied), and a third replica is added. Then:
   - scheduling: every accepted meeting placed exactly once (one `SlotAssigned` each in
     the event store), no participant or table booked twice in a slot;
   - notification: every registration confirmed by exactly one message (one Message-ID
     per recipient; a copy resent with the same Message-ID after the kill, which mail
     clients collapse, is counted in the notes);
-  - both: every event consumed once (inbox), the outbox drained, the projections
-    rebuilt from the events equal to the live ones (`shared.rebuild`).
+  - all five: every event of the topics the service reads applied (inbox), the outbox
+    drained, the projections rebuilt from the events (`shared.rebuild`) equal to the
+    live ones (an event applied twice would show there).
 The row in var/chaos/table.md: lost = meetings not placed / registrations without a
-message, duplicated = meetings placed twice / a second, different message.
+message / events not applied; duplicated = meetings placed twice / a second, different
+message / projection rows that differ from the rebuild.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from services.matching.rebuild import PLAN as MATCHING_PLAN
 from services.notification.rebuild import PLAN as NOTIFICATION_PLAN
+from services.registration.rebuild import PLAN as REGISTRATION_PLAN
+from services.reporting.rebuild import PLAN as REPORTING_PLAN
 from services.scheduling.rebuild import PLAN as SCHEDULING_PLAN
 from shared.contracts import registry
 from shared.contracts.scheduling import SlotAssigned
-from shared.rebuild import Plan, rebuild
+from shared.rebuild import Plan, Report, rebuild
 from tests.chaos.harness import Cluster, Row, process_of_port, record, relay_leader_port
 from tests.integration.notification_support import (
     Contacts,
@@ -41,9 +46,10 @@ from tests.integration.notification_support import (
     World,
     create_database,
     drop_database,
+    envelope_topic,
     service_env,
 )
-from tests.integration.support import TEST_TOPIC_PREFIX, Infra, wait_until
+from tests.integration.support import TEST_TOPIC_PREFIX, Infra, topic_under_test, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -100,15 +106,20 @@ async def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
 
 
 async def consumed_once_drained_and_rebuilt(
-    dsn: str, env: dict[str, str], consumer: str, worlds: list[World], plan: Plan
-) -> None:
+    dsn: str,
+    env: dict[str, str],
+    consumer: str,
+    worlds: list[World],
+    plan: Plan,
+    read: set[str] | None = None,
+) -> Report:
     """Every event the worlds published is in the inbox (once: it is the key), the outbox
-    is drained, and the projections rebuilt from the events equal the live ones."""
+    is drained; the projections rebuilt from the events, to compare with the live ones."""
     suffix = env["CONSUMER_GROUP_SUFFIX"]
     inbox = await fetch(dsn, "SELECT message_id FROM inbox WHERE consumer = $1", consumer + suffix)
-    consumed = {str(r["message_id"]).rsplit("/", 1)[-1] for r in inbox}
-    published = {e.id for w in worlds for e in w.sent}
-    assert {i for i in published if not any(m.endswith(i) for m in consumed)} == set()
+    consumed = {str(r["message_id"]).rsplit("#", 1)[-1] for r in inbox}
+    published = {e.id for w in worlds for e in w.sent if read is None or envelope_topic(e) in read}
+    assert published - consumed == set(), "events the consumer never applied"
 
     async def drained() -> bool:
         rows = await fetch(dsn, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
@@ -123,7 +134,7 @@ async def consumed_once_drained_and_rebuilt(
         topic_prefix=TEST_TOPIC_PREFIX,
         group_suffix=suffix,
     )
-    assert report.equal, "\n".join(report.lines())
+    return report
 
 
 async def test_scheduling_replica_killed_mid_batch_and_another_added(
@@ -210,7 +221,9 @@ async def test_scheduling_replica_killed_mid_batch_and_another_added(
             "SELECT slot_id, table_no FROM meetings WHERE status = 'placed'"
             " GROUP BY event_id, slot_id, table_no HAVING count(*) > 1",
         )
-        await consumed_once_drained_and_rebuilt(dsn, env, "scheduling", worlds, SCHEDULING_PLAN)
+        report = await consumed_once_drained_and_rebuilt(
+            dsn, env, "scheduling", worlds, SCHEDULING_PLAN
+        )
         row = Row(
             "scheduling replica SIGKILLed mid-batch (relay leader), a third added",
             f"{total} meetings accepted in {WORLDS} events at ~{WORLDS * 20}/s; 2 replicas, then 2",
@@ -219,11 +232,13 @@ async def test_scheduling_replica_killed_mid_batch_and_another_added(
             recovery,
             f"replica {killed} killed with {at_kill} of {sent_at_kill} accepted so far placed;"
             f" the relay lock taken over in {takeover:.2f}s; recovery = until all placed;"
-            f" {len(clashes)} participant and {len(tables)} table clashes; projections equal",
+            f" {len(clashes)} participant and {len(tables)} table clashes;"
+            f" rebuilt projections {'equal' if report.equal else 'DIFFERENT'}",
         )
         record(row)
         print(f"\n{row}")
         assert lost == 0 and twice == 0 and not clashes and not tables, row
+        assert report.equal, "\n".join(report.lines())
     finally:
         await replicas.stop()
         await producer.stop()
@@ -299,7 +314,9 @@ async def test_notification_replica_killed_mid_sending_and_another_added(
         assert {r["message_id"] for r in rows} == {
             i for ids in ids_by_recipient.values() for i in ids
         }
-        await consumed_once_drained_and_rebuilt(dsn, env, "notification", worlds, NOTIFICATION_PLAN)
+        report = await consumed_once_drained_and_rebuilt(
+            dsn, env, "notification", worlds, NOTIFICATION_PLAN
+        )
         row = Row(
             "notification replica SIGKILLed mid-send (relay leader), a third added",
             f"{len(addresses)} registrations in {WORLDS} events at ~{WORLDS * 10}/s;"
@@ -310,15 +327,114 @@ async def test_notification_replica_killed_mid_sending_and_another_added(
             f"replica {killed} killed with {in_flight} message(s) in flight;"
             f" the relay lock taken over in {takeover:.2f}s; {resent} resent with the same"
             " Message-ID (kept by the server, unrecorded at the kill); recovery = until every"
-            " registration confirmed; projections equal",
+            " registration confirmed;"
+            f" rebuilt projections {'equal' if report.equal else 'DIFFERENT'}",
         )
         record(row)
         print(f"\n{row}")
         assert lost == 0 and second == 0, row
+        assert report.equal, "\n".join(report.lines())
         assert resent <= workers, f"more copies than the killed replica had in flight: {row}"
     finally:
         await replicas.stop()
         await producer.stop()
         await smtp.stop()
+        await contacts.http.stop()
+        await drop_database(infra.admin_dsn, name)
+
+
+PLANS = {"registration": REGISTRATION_PLAN, "matching": MATCHING_PLAN, "reporting": REPORTING_PLAN}
+
+
+@pytest.mark.parametrize("service", sorted(PLANS))
+async def test_replica_killed_mid_stream_and_another_added(
+    service: str, cluster: Cluster, infra: Infra, tmp_path: Path
+) -> None:
+    """The other three services: their consumers and relays under the same fault; every
+    event of the topics they read applied once, outbox drained, projections equal."""
+    plan, per_world = PLANS[service], 30
+    name, dsn = await create_database(infra.admin_dsn)
+    env = {
+        **service_env(
+            dsn=dsn, bootstrap=infra.bootstrap_servers, smtp_port=1, registration_url="http://-"
+        ),
+        f"{service.upper()}_DATABASE_URL": dsn,
+    }
+    replicas = Replicas(service, env, tmp_path)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=infra.bootstrap_servers, enable_idempotence=True, acks="all"
+    )
+    await producer.start()
+    contacts = Contacts()
+    consumer = plan.consumer + env["CONSUMER_GROUP_SUFFIX"]
+    read = {topic_under_test(t) for t in plan.topics}
+    try:
+        await replicas.add()
+        await replicas.add()
+        worlds = [World(producer, contacts) for _ in range(WORLDS)]
+
+        async def stream() -> None:
+            for w in worlds:
+                await w.open_event()
+            people = [[await w.register(f"P{i}") for i in range(per_world)] for w in worlds]
+            for i in range(per_world - 1):
+                for w, who in zip(worlds, people, strict=True):
+                    await w.request(f"{w.tag}-{i}", who[i], who[i + 1])
+                    await w.accept(f"{w.tag}-{i}", who[i], who[i + 1])
+                await asyncio.sleep(0.05)
+
+        def expected() -> set[str]:
+            return {e.id for w in worlds for e in w.sent if envelope_topic(e) in read}
+
+        async def applied() -> set[str]:
+            rows = await fetch(
+                dsn, "SELECT message_id, outcome FROM inbox WHERE consumer = $1", consumer
+            )
+            return {str(r["message_id"]).rsplit("#", 1)[-1] for r in rows}
+
+        streaming = asyncio.create_task(stream())
+
+        async def some_applied() -> bool:
+            return len(await applied()) >= 40
+
+        await wait_until(some_applied, limit=90, what="40 events applied")
+        t_fault, at_kill = time.monotonic(), len(await applied())
+        killed, takeover = await replicas.kill_relay_leader(dsn)
+        await replicas.add()
+        await streaming
+
+        async def all_applied() -> bool:
+            return expected() <= await applied()
+
+        await wait_until(all_applied, limit=120, what=f"every event {service} reads applied")
+        recovery = time.monotonic() - t_fault
+        await replicas.stop()
+        outcomes = Counter(
+            str(r["outcome"])
+            for r in await fetch(dsn, "SELECT outcome FROM inbox WHERE consumer = $1", consumer)
+        )
+        lost = len(expected() - await applied())
+        report = await consumed_once_drained_and_rebuilt(
+            dsn, env, plan.consumer, worlds, plan, read
+        )
+        # An event applied twice would leave the live projection off the rebuilt one.
+        differing = sum(d.only_live + d.only_rebuilt for d in report.differences)
+        row = Row(
+            f"{service} replica SIGKILLed mid-stream (relay leader), a third added",
+            f"{len(expected())} events of {', '.join(sorted(plan.topics))} from {WORLDS}"
+            " events; 2 replicas, then 2",
+            lost,
+            differing,
+            recovery,
+            f"replica {killed} killed after {at_kill} events applied; the relay lock taken over"
+            f" in {takeover:.2f}s; inbox outcomes {dict(outcomes)}; recovery = until every event"
+            " applied; duplicated = projection rows differing from a rebuild from the events",
+        )
+        record(row)
+        print(f"\n{row}")
+        assert lost == 0 and report.equal, "\n".join(report.lines())
+    finally:
+        await replicas.stop()
+        await producer.stop()
         await contacts.http.stop()
         await drop_database(infra.admin_dsn, name)
