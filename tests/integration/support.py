@@ -292,7 +292,7 @@ DEFAULT_ADMIN_DSN = "postgresql://postgres:postgres@localhost:5432/postgres"
 # The containers' images: Kafka 3.9 (Confluent's 7.9 build, which testcontainers'
 # KafkaContainer runs) in KRaft mode, and the PostgreSQL of docker-compose.yml.
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"
-POSTGRES_IMAGE = "postgres:16"
+POSTGRES_IMAGE = "postgres:15"
 
 
 class InfraSource(StrEnum):
