@@ -405,6 +405,7 @@ async def test_postgres_restarted_under_load(
 
 
 @chaos
+@pytest.mark.timeout(600)  # 90 s of load, 60 s down, JVMs restarting: over 300 s when busy
 async def test_whole_cluster_down_for_a_minute(
     cluster: Cluster,
     infra: Infra,
