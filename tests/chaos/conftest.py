@@ -1,10 +1,12 @@
 """Fault tests on a real local Kafka cluster (KAFKA_BROKERS=3, deploy/local/kafka.sh).
 
 Run them all with `make chaos` (CHAOS=1); each writes its row to var/chaos/table.md.
-`make test` runs only `test_broker_killed_and_restarted_briefly`, and only when the
-environment names a cluster that infra.sh started here (KAFKA_BROKERS >= 3, its
-MATCHMAKING_STATE_DIR): the tests kill and pause broker processes, so they never run
-against a broker they did not start. See README, "Faults on a cluster".
+`make test` runs the ones not marked `chaos` (a broker killed and restarted; a replica
+killed mid-batch with the relay leader taken over) through deploy/local/test-cluster.sh,
+which provisions the cluster on offset 3000 first. The tests need a cluster that
+infra.sh started in this environment (3+ nodes, its MATCHMAKING_STATE_DIR) and skip,
+saying so, without one: they kill and pause broker processes, so they never run against
+a broker they did not start. See docs/cluster.md, "Faults on a cluster".
 """
 
 from __future__ import annotations
