@@ -81,11 +81,12 @@ async def store_vectors(conn: asyncpg.Connection, event_id: str, ps: Sequence[Pa
     """Store vectors with the texts they were computed from (current while those match)."""
     await conn.executemany(
         "INSERT INTO participant_vectors (registration_id, event_id, model, requests, offers,"
-        " dimension, request_vectors, offer_vectors) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " dimension, request_vectors, offer_vectors, embedded_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp())"
         " ON CONFLICT (registration_id) DO UPDATE SET model = EXCLUDED.model,"
         " requests = EXCLUDED.requests, offers = EXCLUDED.offers,"
         " dimension = EXCLUDED.dimension, request_vectors = EXCLUDED.request_vectors,"
-        " offer_vectors = EXCLUDED.offer_vectors, embedded_at = now()",
+        " offer_vectors = EXCLUDED.offer_vectors, embedded_at = EXCLUDED.embedded_at",
         [
             (
                 p.id,
