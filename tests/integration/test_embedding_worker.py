@@ -256,3 +256,26 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
     await wait_until(converged, limit=120, what="the restarted worker to finish")
     assert await pool.fetchval("SELECT count(*) FROM participant_vectors") == len(many)
     await assert_current(pool)
+
+
+async def test_the_worker_starts_over_after_a_database_error_and_ends_on_a_bug(
+    pool: asyncpg.Pool, database: FreshDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error restarts its loop; anything else ends the task, which the
+    runtime's readiness reports (`background`: a done task is down)."""
+    failures: list[Exception] = [
+        asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+        RuntimeError("a bug"),
+    ]
+    calls = 0
+
+    async def failing_due(conn: asyncpg.Connection, limit: int) -> None:
+        nonlocal calls
+        calls += 1
+        raise failures.pop(0)
+
+    monkeypatch.setattr(embedding, "due", failing_due)
+    worker = recommendations.Worker(pool, database.dsn, poll_interval=0.1, standby_interval=0.1)
+    with pytest.raises(RuntimeError, match="a bug"):
+        await asyncio.wait_for(worker.run(), 30)
+    assert calls == 2 and not worker.is_leader
