@@ -279,3 +279,34 @@ async def test_the_worker_starts_over_after_a_database_error_and_ends_on_a_bug(
     with pytest.raises(RuntimeError, match="a bug"):
         await asyncio.wait_for(worker.run(), 30)
     assert calls == 2 and not worker.is_leader
+
+
+async def test_a_run_of_registrations_is_queued_as_one_by_one(
+    pool: asyncpg.Pool, encoder: CountingEncoder
+) -> None:
+    await register_and_approve(pool, prefix="old-")
+    await recommendations.drain(pool)  # old-* have vectors: texts already embedded
+    queue = await pool.fetch("SELECT registration_id FROM embedding_queue")
+    assert queue == []
+    # New registrations, one of them with texts (and quotes) stored before, one twice.
+    tricky = PROFILES["r07"].model_copy(update={"requests": ['a "quoted", {odd} text\\']})
+    events = [
+        registered("n1", PROFILES["r01"]),
+        registered("n2", tricky),
+        registered("old-r03", PROFILES["r03"]),  # same texts as stored: nothing to do
+        registered("n1", PROFILES["r02"]),  # the last profile of n1 decides
+    ]
+    run = [(Envelope.wrap(e, key="e1"), e) for e in events]
+    async with pool.acquire() as conn, conn.transaction():
+        await recommendations.BATCH_HANDLERS[events[0].ce_type()](conn, run)
+    rows = await pool.fetch(
+        "SELECT registration_id, generation FROM embedding_queue ORDER BY registration_id"
+    )
+    assert [(r["registration_id"], r["generation"]) for r in rows] == [("n1", 1), ("n2", 1)]
+    # The texts compared as stored: the same tricky texts, once embedded, queue nothing.
+    await pool.execute("DELETE FROM embedding_queue")
+    await apply(pool, registered("n2", tricky))  # one by one (the projection is idempotent)
+    await recommendations.drain(pool)
+    async with pool.acquire() as conn, conn.transaction():
+        await recommendations.BATCH_HANDLERS[events[0].ce_type()](conn, run[1:3])
+    assert await queued(pool) == 0

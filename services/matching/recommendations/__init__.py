@@ -33,6 +33,7 @@ names below are the package's interface (bootstrap, the API, tests, benches).
 
 from services.matching.recommendations.cache import States, states, warm_up
 from services.matching.recommendations.handlers import (
+    BATCH_HANDLERS,
     HANDLERS,
     INLINE_HANDLERS,
     PAIR_HANDLERS,
@@ -59,6 +60,7 @@ from services.matching.recommendations.views import (
 from services.matching.recommendations.worker import Worker, drain, embed_due, recover
 
 __all__ = [
+    "BATCH_HANDLERS",
     "ENGAGED_STATUSES",
     "HANDLERS",
     "INLINE_HANDLERS",

@@ -15,6 +15,7 @@ read with, so texts changed meanwhile are embedded again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,35 @@ async def enqueue(conn: asyncpg.Connection, event_id: str, profile: Profile) -> 
         list(profile.offers),
     )
     return status != "INSERT 0 0"
+
+
+async def enqueue_many(conn: asyncpg.Connection, items: Sequence[tuple[str, Profile]]) -> int:
+    """`enqueue` for many (event id, profile) pairs in one statement; how many were queued.
+
+    The same as one by one in order: for a participant given twice, its last
+    profile decides (one statement cannot change a row twice).
+    """
+    last = {profile.registration_id: (event_id, profile) for event_id, profile in items}
+    if not last:
+        return 0
+    rows = list(last.values())
+    status: str = await conn.execute(
+        "INSERT INTO embedding_queue (registration_id, event_id)"
+        " SELECT d.id, d.event_id FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+        " AS d(id, event_id, requests, offers)"
+        " WHERE NOT EXISTS (SELECT 1 FROM participant_vectors v WHERE v.registration_id = d.id"
+        " AND v.model = $5"
+        " AND v.requests = ARRAY(SELECT jsonb_array_elements_text(d.requests::jsonb))"
+        " AND v.offers = ARRAY(SELECT jsonb_array_elements_text(d.offers::jsonb)))"
+        " ON CONFLICT (registration_id) DO UPDATE SET generation = embedding_queue.generation + 1,"
+        " queued_at = now(), attempts = 0, not_before = now()",
+        [p.registration_id for _, p in rows],
+        [event_id for event_id, _ in rows],
+        [json.dumps(p.requests) for _, p in rows],  # a list of texts per row, as JSON
+        [json.dumps(p.offers) for _, p in rows],
+        MODEL,
+    )
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def enqueue_missing(conn: asyncpg.Connection) -> int:
