@@ -17,7 +17,9 @@ before and after so figures can be compared within the run:
                   scratch; then the participant held by most lists withdraws;
   5. database     the same through the real handlers (projection + recommendations)
                   on a fresh database `bench_<hex>` holding the N participants, their
-                  vectors and lists: Registered (embeds), Approved (lists), Withdrawn;
+                  vectors and lists: Registered (queues the texts), Approved before
+                  the vectors landed, the embedding worker's round (embeds, stores,
+                  brings it into the lists), Approved again, Withdrawn;
                   each in its own transaction, as the inbox consumer runs them; warm
                   (the process kept the event's participants) and cold (it loads them);
   6. quality      recall@10 (and @1) of TF-IDF vs the sentence model, text signal alone
@@ -466,12 +468,24 @@ async def step_database(f: Figures, participants: list[Participant], newcomer: P
         reg = await _apply(pool, registered)
         f.add(
             "db_registered_ms",
-            "database: Registered N+1 (projection + embedding)",
+            "database: Registered N+1 (projection + queued for embedding)",
             reg * 1e3,
             f"{reg * 1e3:.0f} ms",
         )
         approve = RegistrationApproved(registration_id=rid, event_id=EVENT)
+        # Approved before its vectors landed: in no list yet (pending). The worker's
+        # round embeds it, stores the vectors and brings it into the lists.
+        await _apply(pool, approve)
+        with timed() as t:
+            await recommendations.drain(pool)
+        f.add(
+            "db_worker_landed_ms",
+            "database: worker round for approved N+1 (embed, store, enter lists)",
+            t["wall"] * 1e3,
+            f"{t['wall'] * 1e3:.0f} ms",
+        )
         withdraw = RegistrationWithdrawn(registration_id=rid, event_id=EVENT)
+        await _apply(pool, withdraw)
         warm, cold = [], []
         for _ in range(3):  # approve and withdraw again: samples, warm and cold
             warm.append(await _apply(pool, approve))

@@ -86,6 +86,13 @@ class MatchingSettings(PlatformSettings):
     matching_port: int = SERVICE_PORTS["matching"]
     # How often unanswered meeting requests are checked for expiry.
     matching_expiry_sweep_seconds: float = Field(default=60.0, gt=0)
+    # Sentence vectors: "worker" (the consumer queues, a background task embeds in
+    # batches) or "inline" (embedded in the consumer's transaction, the behaviour
+    # before the worker; kept to measure against, `bench.backbone --whatif`).
+    matching_embedding: Literal["worker", "inline"] = "worker"
+    # Participants embedded per model call, and the worker's polling fallback.
+    matching_embedding_batch: int = Field(default=64, ge=1, le=1024)
+    matching_embedding_poll_seconds: float = Field(default=1.0, gt=0)
 
 
 class SchedulingSettings(PlatformSettings):

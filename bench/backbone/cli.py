@@ -114,6 +114,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ("main", dict(kv.split("=", 1) for kv in args.service_env), phases)
             ]
             low = sorted(phases, key=lambda p: (p[0], p[1] != "raw"))[:1]
+            if args.whatif_phases == "all":
+                low = phases
             for name in filter(None, args.whatif.split(",")):
                 configs.append((name, WHATIFS[name][1], low))
             out["end_to_end"] = []
@@ -255,6 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="step 5: after the shipped configuration, run the lowest-rate phase"
         f" again on fresh services changed by each of: {', '.join(WHATIFS)}"
         " (comma-separated; default linger5; --quick: none; '' for none)",
+    )
+    parser.add_argument(
+        "--whatif-phases",
+        choices=("low", "all"),
+        default="low",
+        help="step 5: run each what-if at the lowest-rate phase only (default) or at"
+        " every phase (before/after at each rate in one run)",
     )
     parser.add_argument(
         "--registration-instances",

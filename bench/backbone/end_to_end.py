@@ -333,7 +333,20 @@ async def _phase(
         drain = await wait_for(
             all_committed, limit=180, interval=0.05, what="matching to commit every registration"
         )
-        cpu_used = cpu.stop()
+        ids = [s.registration_id for s in ok]
+
+        async def all_embedded() -> bool:
+            # The embedding worker stores the vectors after the commit (inline: in it).
+            got = await p.match_conn.fetchval(
+                "SELECT count(*) FROM participant_vectors WHERE registration_id = ANY($1::text[])",
+                ids,
+            )
+            return int(got) >= len(ids)
+
+        embedded = drain + await wait_for(
+            all_embedded, limit=180, interval=0.05, what="matching to store every vector"
+        )
+        cpu_used = cpu.stop()  # after the vectors: the embedding's CPU is counted either way
         metrics_after = (await scrape.get(f"{p.urls['matching']}/metrics")).text
     # published_at is set once the relay's whole batch is acked: read it again now.
     by_reg = {r["registration_id"]: r for r in await p.reg_conn.fetch(REGISTRATION_ROWS, streams)}
@@ -347,6 +360,14 @@ async def _phase(
         )
     }
     committed = read_commits(p.commits)
+    vectors = {
+        r["registration_id"]: r["embedded"]
+        for r in await p.match_conn.fetch(
+            "SELECT registration_id, extract(epoch FROM embedded_at)::float8 AS embedded"
+            " FROM participant_vectors WHERE registration_id = ANY($1::text[])",
+            [s.registration_id for s in ok],
+        )
+    }
     participants = await p.match_conn.fetchval(
         "SELECT count(*) FROM participants WHERE registration_id = ANY($1::text[])",
         [s.registration_id for s in ok],
@@ -358,6 +379,8 @@ async def _phase(
     to_claim: list[float] = []  # matching's inbox claim: its transaction's start
     claim_to_commit: list[float] = []  # the handlers and the commit
     e2e: list[float] = []  # send -> matching's transaction committed
+    to_vectors: list[float] = []  # send -> its vectors stored (the worker's transaction)
+    committed_to_vectors: list[float] = []
     resp_to_committed: list[float] = []
     pub_to_committed: list[float] = []
     for s in ok:
@@ -373,6 +396,11 @@ async def _phase(
             to_published.append(row["published"] - s.sent)
         if processed is not None:
             to_claim.append(processed - s.sent)
+        landed = vectors.get(s.registration_id or "")
+        if landed is not None:
+            to_vectors.append(landed - s.sent)
+            if done is not None:
+                committed_to_vectors.append(landed - done)
         if done is not None:
             e2e.append(done - s.sent)
             resp_to_committed.append(done - s.answered)
@@ -412,6 +440,10 @@ async def _phase(
         "send_to_committed": summary_ms(e2e),
         "http_response_to_committed": summary_ms(resp_to_committed),
         "published_to_committed": summary_ms(pub_to_committed),
+        "send_to_vectors": summary_ms(to_vectors),
+        "committed_to_vectors": summary_ms(committed_to_vectors),
+        "vectors_stored": len(vectors),
+        "vectors_drain_after_last_response_s": round(embedded, 2),
         "matching_batch_fetch_to_commit": {
             "batches": int(diff.get(math.inf, 0)),
             "p50_le_s": bucket_quantile(diff, 0.5),

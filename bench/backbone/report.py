@@ -57,6 +57,11 @@ WHATIFS: dict[str, tuple[str, dict[str, str]]] = {
         {"BENCH_PRODUCER_LINGER_MS": "5"},
     ),
     "notrace": ("OTEL_SDK_DISABLED=true: no spans at all", {"OTEL_SDK_DISABLED": "true"}),
+    "inline_embedding": (
+        "matching embeds each registration's texts in the consumer's transaction"
+        " (MATCHING_EMBEDDING=inline: the behaviour before the embedding worker)",
+        {"MATCHING_EMBEDDING": "inline"},
+    ),
     "notrace_linger5": (
         "no spans and relay linger.ms 5",
         {"OTEL_SDK_DISABLED": "true", "BENCH_PRODUCER_LINGER_MS": "5"},
@@ -215,7 +220,11 @@ def render(results: dict[str, Any]) -> str:
                 ("send_to_committed", "send -> matching committed [E2E]"),
                 ("http_response_to_committed", "HTTP response -> committed"),
                 ("published_to_committed", "published(acked) -> committed"),
+                ("send_to_vectors", "send -> matching's vectors stored"),
+                ("committed_to_vectors", "committed -> vectors stored"),
             ):
+                if key not in r:  # results of a bench from before the vectors were timed
+                    continue
                 v = {k: "-" if x is None else str(x) for k, x in r[key].items()}
                 w(
                     f"   {label:<44} {v['p50_ms']:>8} {v['p95_ms']:>8} {v['p99_ms']:>8}"
@@ -226,6 +235,12 @@ def render(results: dict[str, Any]) -> str:
                 f"   matching: {b['batches']} batches; fetch->commit per batch p50 <="
                 f" {b['p50_le_s']}s, p99 <= {b['p99_le_s']}s (histogram buckets)\n"
             )
+            if "vectors_drain_after_last_response_s" in r:
+                w(
+                    f"   matching: vectors of {r['vectors_stored']} registrations stored,"
+                    f" the last {r['vectors_drain_after_last_response_s']}s after the last"
+                    " response (cpu below counts until then)\n"
+                )
             w(f"   cpu: {fmt_cpu(r['cpu'])}\n")
             per = ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_command"].items() if v >= 0.05)
             w(f"   cpu ms per command: {per}\n")

@@ -25,14 +25,31 @@ async def warm_recommendations(runtime: ServiceRuntime) -> None:
     log.info("matching: model warm, participants preloaded for %d events", len(events))
 
 
+async def embedding_worker(runtime: ServiceRuntime) -> None:
+    """Sentence vectors in batches, off the consumer's path (`recommendations.worker`)."""
+    settings = runtime.settings
+    assert isinstance(settings, MatchingSettings)
+    worker = recommendations.Worker(
+        runtime.pool,
+        runtime.dsn,
+        batch_size=settings.matching_embedding_batch,
+        poll_interval=settings.matching_embedding_poll_seconds,
+    )
+    await worker.run()
+
+
 def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     settings = settings or MatchingSettings()
     # On each registration event, in one transaction: the projection first, then
     # matching's reactions (a participant who leaves has its requests and meetings
-    # cancelled), then the recommendation lists.
-    on_registration = combine(
-        projection.HANDLERS, handlers.ON_REGISTRATION_EVENTS, recommendations.HANDLERS
+    # cancelled), then the recommendation lists (new texts are only queued for the
+    # embedding worker, unless MATCHING_EMBEDDING=inline).
+    recommending = (
+        recommendations.INLINE_HANDLERS
+        if settings.matching_embedding == "inline"
+        else recommendations.HANDLERS
     )
+    on_registration = combine(projection.HANDLERS, handlers.ON_REGISTRATION_EVENTS, recommending)
     runtime = ServiceRuntime(
         NAME,
         settings,
@@ -43,7 +60,7 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
             # between them is made or ends (consumer group `matching-1`).
             Subscription(("matching.events",), recommendations.PAIR_HANDLERS, registry()),
         ],
-        background=[expiry.sweeper],
+        background=[expiry.sweeper, embedding_worker],
         warm_up=[warm_recommendations],
     )
     return create_app(

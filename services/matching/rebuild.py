@@ -1,8 +1,12 @@
 """`python -m services.matching.rebuild [--switch]`: matching's projections (participants,
 meeting requests, access) rebuilt from its event store and registration's events.
 
-Recommendation lists are not rebuilt here: they are computed by the model from the
-participants (and reused from stored vectors); they are not a fold of events."""
+Recommendation lists and sentence vectors are not rebuilt here: they are computed by
+the model from the participants, not a fold of events. The rebuilt participants reuse
+the stored vectors (`participant_vectors`, kept with the texts they were computed
+from): when the embedding worker starts it queues only participants whose current
+texts have none and brings approved participants without a list back into the lists
+(`recommendations.worker.recover`); nothing is embedded twice."""
 
 from __future__ import annotations
 

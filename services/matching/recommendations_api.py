@@ -32,10 +32,13 @@ async def _answer(request: Request, subject: recs.Subject, limit: int) -> dict[s
         raise _not_approved(subject)
     async with runtime_of(request).pool.acquire() as conn:
         items = await recs.recommendations(conn, subject, limit)
+        pending = not items and await recs.pending(conn, subject.registration_id)
     return {
         "registration_id": subject.registration_id,
         "event_id": subject.event_id,
         "recommendations": items,
+        # The profile's requests and offers are still being embedded: no list yet.
+        "pending": pending,
     }
 
 
@@ -44,7 +47,9 @@ async def _answer(request: Request, subject: recs.Subject, limit: int) -> dict[s
     summary="Partners the calling organisation should meet, best first, with reasons",
     description="Only approved participants get recommendations. Partners already requested"
     " (pending) or met (accepted), withdrawn or rejected ones, and meeting types the event does"
-    " not allow are left out.",
+    " not allow are left out. Right after a registration or a change of requests or offers the"
+    " texts are still being embedded (usually well under a second): the list is empty and"
+    " `pending` is true until they are, and the participant is not recommended to others yet.",
     openapi_extra=requires(Action.ACT_AS_PARTICIPANT, target=own_registration),
 )
 async def my_recommendations(request: Request, who: Caller, limit: Limit = 10) -> dict[str, Any]:

@@ -92,7 +92,13 @@ async def recommendations(request: Request, event_id: str) -> HTMLResponse:
     api = portal_of(request).api
     event = await api.get("registration", f"/api/events/{event_id}")
     got = await api.get("matching", "/api/me/recommendations", key=session.key)
-    return render(request, "recommendations.html", event=event, items=got["recommendations"])
+    return render(
+        request,
+        "recommendations.html",
+        event=event,
+        items=got["recommendations"],
+        pending=got.get("pending", False),
+    )
 
 
 @router.post("/events/{event_id}/requests")

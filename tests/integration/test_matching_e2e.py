@@ -261,10 +261,20 @@ async def test_an_accepted_request_reaches_kafka_with_its_trace_and_opens_contac
         ready = (await http.get(f"{platform.urls['matching']}/ready")).json()
         assert ready["checks"]["background"] is True  # the expiry sweeper runs
 
-        # Recommendations appear for the approved participants, with reasons.
-        recommended = await w.get("/me/recommendations", a.key)
-        assert recommended.status_code == 200, recommended.text
-        partners = {x["registration_id"]: x for x in recommended.json()["recommendations"]}
+        assert ready["checks"]["background"] is True  # and the embedding worker
+
+        # Recommendations appear for the approved participants, with reasons, once the
+        # embedding worker has landed their vectors (pending until then).
+        answers: list[dict[str, Any]] = []
+
+        async def recommended() -> bool:
+            r = await w.get("/me/recommendations", a.key)
+            assert r.status_code == 200, r.text
+            answers.append(r.json())
+            return not answers[-1]["pending"] and len(answers[-1]["recommendations"]) == 2
+
+        await wait_until(recommended, limit=30, interval=0.1, what="a's recommendations")
+        partners = {x["registration_id"]: x for x in answers[-1]["recommendations"]}
         assert set(partners) == {b.registration_id, c.registration_id}
         assert all(x["reasons"] for x in partners.values())
 

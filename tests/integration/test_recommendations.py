@@ -2,8 +2,11 @@
 
 Each test gets a fresh database with matching's migrations; registration's
 events go through the projection's handlers and then the recommendation
-handlers, one transaction per event as the inbox consumer runs them. After
-every step the stored lists must equal the lists computed from scratch.
+handlers, one transaction per event as the inbox consumer runs them. Texts are
+only queued there: `recommendations.drain` runs the embedding worker's rounds
+until nothing is due (the worker itself, with its NOTIFY, in
+test_embedding_worker.py). After every step the stored lists must equal the
+lists computed from scratch.
 """
 
 from __future__ import annotations
@@ -239,8 +242,10 @@ def partners_of(lists: dict[str, TopList], rid: str) -> list[str]:
 
 
 async def register_all(pool: asyncpg.Pool, ids: list[str], event_id: str = "e1") -> None:
+    """Register `ids`, then let the embedding worker catch up."""
     for rid in ids:
         await apply(pool, registered(rid, PROFILES[rid], event_id), event_id)
+    await recommendations.drain(pool)
 
 
 async def test_lists_follow_registrations(matching_db: asyncpg.Pool) -> None:
@@ -272,8 +277,18 @@ async def test_lists_follow_registrations(matching_db: asyncpg.Pool) -> None:
         update={"offers": ["recycling of lithium batteries from e-scooters"]}
     )
     await apply(pool, ProfileUpdated(registration_id="r05", event_id="e1", profile=changed))
+    lists = await assert_current(pool)  # new texts: out of every list until embedded
+    assert "r05" not in lists and all("r05" not in partners_of(lists, o) for o in lists)
+    assert await recommendations.drain(pool) == 1
     lists = await assert_current(pool)
     assert partners_of(lists, "r01")[0] == "r05"
+
+    # a change of other fields is applied at once, with the stored vectors
+    moved = changed.model_copy(update={"country": "LT"})
+    await apply(pool, ProfileUpdated(registration_id="r05", event_id="e1", profile=moved))
+    assert await pool.fetchval("SELECT count(*) FROM embedding_queue") == 0
+    lists = await assert_current(pool)
+    assert "r05" in lists and partners_of(lists, "r01")[0] == "r05"
 
     # a rejected pending registration changes nothing
     before = await stored_lists(pool)
@@ -368,6 +383,7 @@ async def test_api(matching_db: asyncpg.Pool) -> None:
         assert mine.status_code == 200, mine.text
         body: dict[str, Any] = mine.json()
         assert body["registration_id"] == "r01" and len(body["recommendations"]) == 2
+        assert body["pending"] is False
         top = body["recommendations"][0]
         assert top["registration_id"] == "r02" and top["meeting_type"] == "Business2Business"
         assert top["reasons"][0].startswith(
@@ -387,6 +403,19 @@ async def test_api(matching_db: asyncpg.Pool) -> None:
         assert (await http.get(other, headers={"X-API-Key": ADMIN_KEY})).status_code == 404
         limit = await http.get(path + "?limit=500", headers={"X-API-Key": ADMIN_KEY})
         assert limit.status_code == 422
+
+        # Approved before its texts were embedded: an empty list, pending, until they land.
+        await apply(pool, registered("r08", PROFILES["r07"]))
+        await apply(pool, RegistrationApproved(registration_id="r08", event_id="e1"))
+        early = await http.get("/api/me/recommendations", headers={"X-API-Key": "key-r08"})
+        assert early.status_code == 200, early.text
+        assert early.json()["recommendations"] == [] and early.json()["pending"] is True
+        await recommendations.drain(pool)
+        landed = (
+            await http.get("/api/me/recommendations", headers={"X-API-Key": "key-r08"})
+        ).json()
+        assert landed["pending"] is False
+        assert landed["recommendations"][0]["registration_id"] == "r03"  # epoxies
 
 
 class Boom(Exception):
@@ -424,6 +453,7 @@ async def test_warm_up_preloads_the_events_changed_last_and_a_later_change_is_st
         await apply(pool, brokerage_event(event_id, list(MeetingType)), event_id)
         for rid in ["r01", "r02", "r03"]:
             await apply(pool, registered(f"{event_id}-{rid}", PROFILES[rid], event_id), event_id)
+            await recommendations.drain(pool)
             await apply(
                 pool, RegistrationApproved(registration_id=f"{event_id}-{rid}", event_id=event_id)
             )
@@ -442,5 +472,8 @@ async def test_warm_up_preloads_the_events_changed_last_and_a_later_change_is_st
     # the preload is used by the next change, and the lists stay equal to from scratch
     await apply(pool, registered("e1-r07", PROFILES["r07"], "e1"), "e1")
     await apply(pool, RegistrationApproved(registration_id="e1-r07", event_id="e1"))
+    lists = await assert_current(pool, "e1")
+    assert "e1-r07" not in lists  # approved before its vectors landed: pending
+    await recommendations.drain(pool)  # they land, and the worker brings it in
     lists = await assert_current(pool, "e1")
     assert "e1-r07" in lists

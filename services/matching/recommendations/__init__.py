@@ -5,8 +5,12 @@ projection (`combine(projection.HANDLERS, ..., recommendations.HANDLERS)`);
 they do not rely on that order for the participant concerned (its profile and
 status are taken from the event), only for the others.
 
-* A registration embeds the participant's requests and offers (sentence
-  vectors, `participant_vectors`); nothing else changes until it is approved.
+* A registration (or a profile update with new requests or offers) only queues
+  the participant for embedding (`embedding_queue`); the embedding worker
+  (`worker`, a background task) embeds due participants in batches outside any
+  transaction, stores their sentence vectors (`participant_vectors`) and brings
+  the approved ones into the lists. Until its vectors land a participant is in
+  no list and has none: its recommendations read as empty with `pending`.
 * Approval, a profile update of an approved participant, or its rejection,
   waitlisting or withdrawal updates the stored top-K lists incrementally
   (`recommend.incremental`): the participant's own list, the lists that held
@@ -21,6 +25,7 @@ transaction, serialises changes to that event's lists; its token lets the
 process reuse the participants it loaded last time (see `cache.States`).
 
 Modules: `store` (profiles, vectors, the event's participants, the stored lists),
+`embedding` (the queue and one round's steps), `worker` (the background task),
 `cache` (the per-event lock and the participants kept by state token), `handlers`
 (incremental updates and the event handlers), `views` (reads for the API). The
 names below are the package's interface (bootstrap, the API, tests, benches).
@@ -28,7 +33,9 @@ names below are the package's interface (bootstrap, the API, tests, benches).
 
 from services.matching.recommendations.cache import States, states, warm_up
 from services.matching.recommendations.handlers import (
+    BATCH_HANDLERS,
     HANDLERS,
+    INLINE_HANDLERS,
     PAIR_HANDLERS,
     rebuild_event,
     refresh,
@@ -41,33 +48,42 @@ from services.matching.recommendations.store import (
     load_participants,
     load_ranker,
     store_vectors,
-    with_vectors,
+    stored_vectors,
 )
 from services.matching.recommendations.views import (
     Subject,
+    pending,
     ranked_partners,
     recommendations,
     subject_of,
 )
+from services.matching.recommendations.worker import Worker, drain, embed_due, recover
 
 __all__ = [
+    "BATCH_HANDLERS",
     "ENGAGED_STATUSES",
     "HANDLERS",
+    "INLINE_HANDLERS",
     "MAX_LIMIT",
     "MODEL",
     "PAIR_HANDLERS",
     "States",
     "Subject",
+    "Worker",
+    "drain",
+    "embed_due",
     "load_participants",
     "load_ranker",
+    "pending",
     "ranked_partners",
     "rebuild_event",
     "recommendations",
+    "recover",
     "refresh",
     "refresh_pair",
     "states",
     "store_vectors",
+    "stored_vectors",
     "subject_of",
     "warm_up",
-    "with_vectors",
 ]

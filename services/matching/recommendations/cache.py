@@ -64,7 +64,9 @@ async def participants_of(
     conn: asyncpg.Connection, event_id: str, token: str | None
 ) -> dict[str, Participant]:
     cached = states.get(event_id, token)
-    return cached if cached is not None else await store.load_participants(conn, event_id)
+    if cached is not None:
+        return cached
+    return await store.load_participants(conn, event_id, in_lists_only=True)
 
 
 async def save(
@@ -98,7 +100,7 @@ async def warm_up(pool: asyncpg.Pool) -> list[str]:
             token = await conn.fetchval(
                 "SELECT token FROM recommendation_state WHERE event_id = $1", row["event_id"]
             )
-            participants = await store.load_participants(conn, row["event_id"])
+            participants = await store.load_participants(conn, row["event_id"], in_lists_only=True)
         states.put(row["event_id"], token, participants)
     return [r["event_id"] for r in rows]
 

@@ -3,12 +3,15 @@ incremental updates (`refresh`, `refresh_pair`, `rebuild_event`) and the handler
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from services.matching.recommend import incremental
 from services.matching.recommend.incremental import Plan
 from services.matching.recommend.profiles import Profile
 from services.matching.recommend.scoring import K
+from services.matching.recommendations import embedding
 from services.matching.recommendations.cache import lock, participants_of, save
 from services.matching.recommendations.store import (
     PROFILE_COLUMNS,
@@ -19,7 +22,7 @@ from services.matching.recommendations.store import (
     profile_from_row,
     ranker_of,
     store_plan,
-    with_vectors,
+    stored_vectors,
     write_lists,
 )
 from shared.contracts.base import EventPayload
@@ -41,7 +44,7 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
 )
 from shared.envelope import Envelope
-from shared.inbox import Handler
+from shared.inbox import BatchHandler, Handler
 
 
 async def refresh(
@@ -54,22 +57,26 @@ async def refresh(
 
     The subject's profile and status come from the event being handled, not
     from the projection, so the order of the handlers does not matter for it.
+    An approved subject whose current texts have no stored vectors yet is
+    treated as absent (out of every list, no list of its own) until the
+    embedding worker stores them and calls this again.
     """
     token = await lock(conn, event_id)
     rid = subject.registration_id
+    found = (await stored_vectors(conn, [subject])).get(rid) if approved else None
     holders = await list_holders(conn, event_id, rid)
     had_list = await conn.fetchval(
         "SELECT true FROM recommendation_lists WHERE registration_id = $1", rid
     )
-    if not approved and not holders and not had_list:
-        return Plan()  # was never in the lists: nothing to take out
+    if found is None and not holders and not had_list:
+        return Plan()  # not in the lists and not to be: nothing to change
     participants = await participants_of(conn, event_id, token)
-    if approved:
-        participants[rid] = (await with_vectors(conn, event_id, [subject]))[0]
+    if found is not None:
+        participants[rid] = found
     else:
         participants.pop(rid, None)
     ranker = await ranker_of(conn, event_id, participants)
-    floors = await list_floors(conn, event_id) if approved else {}
+    floors = await list_floors(conn, event_id) if found is not None else {}
     change = incremental.plan(ranker, rid, holders, floors, K)
     await store_plan(conn, event_id, change)
     await save(conn, event_id, participants)
@@ -108,15 +115,47 @@ async def _status(conn: asyncpg.Connection, registration_id: str) -> str | None:
 
 async def on_registered(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
     assert isinstance(e, RegisteredBase)
-    await with_vectors(conn, e.event_id, [profile_from_payload(e.registration_id, e.profile)])
+    await embedding.enqueue(conn, e.event_id, profile_from_payload(e.registration_id, e.profile))
+
+
+async def on_registered_batch(
+    conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]
+) -> None:
+    """`on_registered` for a run of registrations: one statement queues them all."""
+    items = []
+    for _, e in run:
+        assert isinstance(e, RegisteredBase)
+        items.append((e.event_id, profile_from_payload(e.registration_id, e.profile)))
+    await embedding.enqueue_many(conn, items)
 
 
 async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
     assert isinstance(e, ProfileUpdated)
     profile = profile_from_payload(e.registration_id, e.profile)
-    await with_vectors(conn, e.event_id, [profile])
+    await embedding.enqueue(conn, e.event_id, profile)
     if await _status(conn, e.registration_id) == "approved":
+        # New texts: out of the lists until their vectors land (the worker brings it
+        # back); other fields only: its scores change now, with the stored vectors.
         await refresh(conn, e.event_id, profile, approved=True)
+
+
+async def _embed_now(conn: asyncpg.Connection, event_id: str, profile: Profile) -> None:
+    if await embedding.enqueue(conn, event_id, profile):
+        await embedding.embed_in(conn, [profile.registration_id])
+
+
+async def on_registered_inline(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
+    """The old path (`MATCHING_EMBEDDING=inline`): embed in the consumer's transaction."""
+    assert isinstance(e, RegisteredBase)
+    await _embed_now(conn, e.event_id, profile_from_payload(e.registration_id, e.profile))
+
+
+async def on_profile_updated_inline(
+    conn: asyncpg.Connection, env: Envelope, e: EventPayload
+) -> None:
+    assert isinstance(e, ProfileUpdated)
+    await _embed_now(conn, e.event_id, profile_from_payload(e.registration_id, e.profile))
+    await on_profile_updated(conn, env, e)  # the vectors are there: queues nothing
 
 
 async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -131,9 +170,7 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
     await refresh(conn, e.event_id, profile_from_row(row), approved=approved)
 
 
-HANDLERS: dict[str, Handler] = {
-    ProfileUpdated.ce_type(): on_profile_updated,
-    **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
+_DECISION_HANDLERS: dict[str, Handler] = {
     **{
         t.ce_type(): on_decision
         for t in (
@@ -144,6 +181,24 @@ HANDLERS: dict[str, Handler] = {
         )
     },
 }
+HANDLERS: dict[str, Handler] = {
+    ProfileUpdated.ce_type(): on_profile_updated,
+    **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
+    **_DECISION_HANDLERS,
+}
+"""Registration's events: texts are queued for the embedding worker (`worker.Worker`)."""
+BATCH_HANDLERS: dict[str, BatchHandler] = {
+    t.ce_type(): on_registered_batch for t in REGISTERED_BY_TYPE.values()
+}
+"""Runs of registrations (`Subscription.batch_handlers`): the same as `HANDLERS` one by
+one. Not wired yet: the runtime adds the access projection to per-event handlers only."""
+INLINE_HANDLERS: dict[str, Handler] = {
+    ProfileUpdated.ce_type(): on_profile_updated_inline,
+    **{t.ce_type(): on_registered_inline for t in REGISTERED_BY_TYPE.values()},
+    **_DECISION_HANDLERS,
+}
+"""The same, embedding in the consumer's transaction (the behaviour before the worker;
+kept as `MATCHING_EMBEDDING=inline` to measure against)."""
 
 
 _MEETING_EVENTS = (

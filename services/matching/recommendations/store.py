@@ -70,20 +70,23 @@ def profile_from_payload(registration_id: str, p: OrganisationProfile) -> Profil
     )
 
 
-async def _embed(profiles: Sequence[Profile]) -> list[Participant]:
+async def compute_vectors(profiles: Sequence[Profile]) -> list[Participant]:
+    """Embed `profiles` in one model call, in a thread (never inside a transaction)."""
     encode = text_encoder()
     # numpy releases the GIL: the event loop keeps serving while the model runs
     return await asyncio.to_thread(embed, profiles, encode)
 
 
 async def store_vectors(conn: asyncpg.Connection, event_id: str, ps: Sequence[Participant]) -> None:
+    """Store vectors with the texts they were computed from (current while those match)."""
     await conn.executemany(
         "INSERT INTO participant_vectors (registration_id, event_id, model, requests, offers,"
-        " dimension, request_vectors, offer_vectors) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " dimension, request_vectors, offer_vectors, embedded_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp())"
         " ON CONFLICT (registration_id) DO UPDATE SET model = EXCLUDED.model,"
         " requests = EXCLUDED.requests, offers = EXCLUDED.offers,"
         " dimension = EXCLUDED.dimension, request_vectors = EXCLUDED.request_vectors,"
-        " offer_vectors = EXCLUDED.offer_vectors",
+        " offer_vectors = EXCLUDED.offer_vectors, embedded_at = EXCLUDED.embedded_at",
         [
             (
                 p.id,
@@ -100,10 +103,14 @@ async def store_vectors(conn: asyncpg.Connection, event_id: str, ps: Sequence[Pa
     )
 
 
-async def with_vectors(
-    conn: asyncpg.Connection, event_id: str, profiles: Sequence[Profile]
-) -> list[Participant]:
-    """`profiles` with their stored vectors; missing or stale ones are embedded and stored."""
+async def stored_vectors(
+    conn: asyncpg.Connection, profiles: Sequence[Profile]
+) -> dict[str, Participant]:
+    """Those of `profiles` whose vectors of their current texts are stored, with them.
+
+    Never embeds: a profile left out is queued for the embedding worker
+    (`recommendations.embedding`), which ranks it once its vectors land.
+    """
     rows = await conn.fetch(
         "SELECT registration_id, model, requests, offers, dimension, request_vectors,"
         " offer_vectors FROM participant_vectors WHERE registration_id = ANY($1::text[])",
@@ -111,7 +118,6 @@ async def with_vectors(
     )
     stored = {r["registration_id"]: r for r in rows}
     out: dict[str, Participant] = {}
-    stale: list[Profile] = []
     for p in profiles:
         row = stored.get(p.registration_id)
         if row is None or (row["model"], tuple(row["requests"]), tuple(row["offers"])) != (
@@ -119,17 +125,12 @@ async def with_vectors(
             p.requests,
             p.offers,
         ):
-            stale.append(p)
             continue
         dim = row["dimension"]
         out[p.registration_id] = Participant(
             p, from_bytes(row["request_vectors"], dim), from_bytes(row["offer_vectors"], dim)
         )
-    if stale:
-        fresh = await _embed(stale)
-        await store_vectors(conn, event_id, fresh)
-        out.update((p.id, p) for p in fresh)
-    return [out[p.registration_id] for p in profiles]
+    return out
 
 
 PROFILE_COLUMNS = (
@@ -155,33 +156,36 @@ async def engaged_pairs(conn: asyncpg.Connection, event_id: str) -> list[tuple[s
     return [(r["requester_id"], r["recipient_id"]) for r in rows]
 
 
-async def load_participants(conn: asyncpg.Connection, event_id: str) -> dict[str, Participant]:
-    """The event's approved participants with their vectors, from the database.
+async def load_participants(
+    conn: asyncpg.Connection, event_id: str, *, in_lists_only: bool = False
+) -> dict[str, Participant]:
+    """The event's approved participants whose current texts have stored vectors.
 
-    Vectors that are missing (registered before this code ran) or stale are
-    embedded and stored now.
+    One whose vectors are missing or stale (not landed yet) is left out of every
+    list until the embedding worker stores them and brings it in (`worker`).
+    `in_lists_only`: only those brought in, i.e. with a list of their own (the
+    incremental updates rank these; a participant whose vectors landed a moment
+    ago is not among them until the worker brings it in, which then finds it by
+    its missing list, also after a crash).
     """
     rows = await conn.fetch(
-        f"SELECT {PROFILE_COLUMNS}, v.dimension, v.request_vectors, v.offer_vectors,"
-        " (v.model = $2 AND v.requests = p.requests AND v.offers = p.offers) AS fresh"
-        " FROM participants p LEFT JOIN participant_vectors v USING (registration_id)"
-        " WHERE p.event_id = $1 AND p.status = 'approved'",
+        f"SELECT {PROFILE_COLUMNS}, v.dimension, v.request_vectors, v.offer_vectors"
+        " FROM participants p JOIN participant_vectors v USING (registration_id)"
+        " WHERE p.event_id = $1 AND p.status = 'approved'"
+        " AND v.model = $2 AND v.requests = p.requests AND v.offers = p.offers"
+        " AND (NOT $3 OR EXISTS (SELECT 1 FROM recommendation_lists l"
+        " WHERE l.registration_id = p.registration_id))",
         event_id,
         MODEL,
+        in_lists_only,
     )
     out: dict[str, Participant] = {}
-    missing: list[Profile] = []
     for row in rows:
         profile = profile_from_row(row)
-        if not row["fresh"]:
-            missing.append(profile)
-            continue
         dim = row["dimension"]
         out[profile.registration_id] = Participant(
             profile, from_bytes(row["request_vectors"], dim), from_bytes(row["offer_vectors"], dim)
         )
-    if missing:
-        out.update((p.id, p) for p in await with_vectors(conn, event_id, missing))
     return out
 
 

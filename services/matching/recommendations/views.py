@@ -19,7 +19,7 @@ from services.matching.recommendations.store import (
     has_meeting_requests,
     profile_from_row,
     ranker_of,
-    with_vectors,
+    stored_vectors,
 )
 
 
@@ -89,6 +89,16 @@ async def ranked_partners(conn: asyncpg.Connection, subject: Subject, limit: int
     return ranker.list_for(subject.registration_id, K)[:limit]
 
 
+async def pending(conn: asyncpg.Connection, registration_id: str) -> bool:
+    """Whether the participant's current texts wait for their vectors (then it is in no
+    list and has none: the embedding worker brings it in when they land)."""
+    queued: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM embedding_queue WHERE registration_id = $1)",
+        registration_id,
+    )
+    return queued
+
+
 async def recommendations(
     conn: asyncpg.Connection, subject: Subject, limit: int = 10
 ) -> list[dict[str, Any]]:
@@ -103,8 +113,10 @@ async def recommendations(
     )
     profiles = {r["registration_id"]: profile_from_row(r) for r in rows}
     found = [profiles[i] for i in ids if i in profiles]
-    participants = {p.id: p for p in await with_vectors(conn, subject.event_id, found)}
-    me = participants[subject.registration_id]
+    participants = await stored_vectors(conn, found)
+    me = participants.get(subject.registration_id)
+    if me is None:  # its texts changed since the list was read: pending again
+        return []
     out: list[dict[str, Any]] = []
     for entry in entries:
         them = participants.get(entry.partner)
