@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -46,7 +47,7 @@ def stamping_consumer(path: str) -> type[InboxConsumer]:
     """The shipped `InboxConsumer`, writing each batch's commit time to `path` after it."""
 
     class CommitStampingConsumer(InboxConsumer):
-        async def process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
             await super().process(records)  # returns once the transaction has committed
             committed = time.time()
             lines = "".join(f"{message_id(r)}\t{committed:.6f}\n" for r in records)
@@ -85,8 +86,8 @@ def main() -> None:
 
         shipped_create_producer = outbox.create_producer
 
-        def create_producer(bootstrap_servers: str, client_id: str) -> Any:
-            producer = shipped_create_producer(bootstrap_servers, client_id)
+        def create_producer(bootstrap_servers: str, client_id: str, options: Any = None) -> Any:
+            producer = shipped_create_producer(bootstrap_servers, client_id, options)
             # aiokafka keeps linger.ms, in seconds, on its accumulator only.
             producer._message_accumulator._linger_time = int(linger) / 1000
             return producer
