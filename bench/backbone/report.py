@@ -57,6 +57,22 @@ WHATIFS: dict[str, tuple[str, dict[str, str]]] = {
         {"BENCH_PRODUCER_LINGER_MS": "5"},
     ),
     "notrace": ("OTEL_SDK_DISABLED=true: no spans at all", {"OTEL_SDK_DISABLED": "true"}),
+    "noexport": (
+        "OTEL_TRACES_EXPORTER=none: spans made, not exported",
+        {"OTEL_TRACES_EXPORTER": "none"},
+    ),
+    "sample_all": (
+        "OTEL_TRACES_SAMPLER=parentbased_always_on: every trace recorded",
+        {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+    ),
+    "sqlspans": (
+        "OTEL_INSTRUMENT_SQL=true: a span per SQL statement",
+        {"OTEL_INSTRUMENT_SQL": "true"},
+    ),
+    "old_tracing": (
+        "every trace recorded, with a span per SQL statement (the tracing before 2026-12-04)",
+        {"OTEL_TRACES_SAMPLER": "parentbased_always_on", "OTEL_INSTRUMENT_SQL": "true"},
+    ),
     "notrace_linger5": (
         "no spans and relay linger.ms 5",
         {"OTEL_SDK_DISABLED": "true", "BENCH_PRODUCER_LINGER_MS": "5"},
