@@ -19,7 +19,8 @@ Measurement (matching only):
 
 What-if knobs for experiments (unset: the shipped behaviour):
   BENCH_PRODUCER_LINGER_MS   linger.ms of the runtime's producer (shipped: 0)
-  BENCH_PROFILE_FILE         cProfile the process, stats written on SIGTERM
+  BENCH_PROFILE_FILE         cProfile the process (CPU time of its main thread), stats
+                             written on SIGTERM
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ def main() -> None:
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with this
     # no-op as the handler it restores, main() returns and the stats get written.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    profiler = cProfile.Profile()
+    # The event loop thread's CPU time, not wall time: on a busy machine a process is
+    # often preempted right after a write wakes PostgreSQL, and wall time would blame
+    # whatever function was running then.
+    profiler = cProfile.Profile(time.thread_time)
     profiler.enable()
     try:
         bootstrap.main()

@@ -255,20 +255,23 @@ class AccessRouter(APIRouter):
         super().__init__(route_class=GuardedRoute, **kwargs)
 
 
-def granted(request: Request) -> Grant:
+# Coroutines, though they do no I/O: FastAPI runs a plain function dependency in a
+# worker thread, a thread hand-off per request for reading an attribute.
+async def granted(request: Request) -> Grant:
     grant: Grant = request.state.grant
     return grant
 
 
-def caller(request: Request) -> Principal:
+async def caller(request: Request) -> Principal:
     """The authenticated caller of a route whose rule needs a key."""
-    grant = granted(request)
+    grant: Grant = request.state.grant
     assert grant.principal is not None
     return grant.principal
 
 
-def maybe_caller(request: Request) -> Principal | None:
-    return granted(request).principal
+async def maybe_caller(request: Request) -> Principal | None:
+    grant: Grant = request.state.grant
+    return grant.principal
 
 
 Granted = Annotated[Grant, Depends(granted)]
