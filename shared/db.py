@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -10,7 +11,13 @@ import asyncpg
 PLUMBING_MIGRATIONS = Path(__file__).parent / "sql"
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+) -> asyncpg.Pool:
     """A pool whose connections carry no session state from one user to the next.
 
     asyncpg's default reset on release is a round trip of its own (advisory unlock
@@ -21,7 +28,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     asyncpg does before any reset. Migrations' session lock is released by `migrate`.
     """
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, reset=_no_session_state
+        dsn, min_size=min_size, max_size=max_size, init=init, reset=_no_session_state
     )
     assert pool is not None
     return pool
