@@ -166,6 +166,7 @@ async def authorise(request: Request, requirement: Requirement) -> Grant:
                     None if admin else digest(key),
                     request.path_params,
                     own=requirement.target is own_registration,
+                    where=request.url.path,
                 )
             else:
                 principal = ADMIN if admin else await _principal(conn, digest(key))
@@ -221,7 +222,12 @@ _AT_ONCE = (
 
 
 async def _all_at_once(
-    conn: asyncpg.Connection, key_digest: str | None, path: Mapping[str, str], *, own: bool
+    conn: asyncpg.Connection,
+    key_digest: str | None,
+    path: Mapping[str, str],
+    *,
+    own: bool,
+    where: str,
 ) -> tuple[Principal, Target, Standing, tuple[Subject, ...]]:
     """What `_principal`, `from_path` (or `own_registration`) and `_standing` find."""
     event_id = None if own else path.get("event_id")
@@ -239,12 +245,12 @@ async def _all_at_once(
     if registration_id is not None:
         owner = row["event_id"]
         if owner is None or (event_id is not None and owner != event_id):
-            raise ProblemError(404, "Not found", "no such registration")
+            raise ProblemError(404, "Not found", f"nothing at {where}")
         target = Target(owner, (registration_id,))
         subjects: tuple[Subject, ...] = (Subject(registration_id, row["subject_office"]),)
     elif event_id is not None:
         if row["event_id"] is None:
-            raise ProblemError(404, "Not found", "no such event")
+            raise ProblemError(404, "Not found", f"nothing at {where}")
         target, subjects = Target(event_id), ()
     else:
         return principal, Target(None), standing_of(principal, **_NOBODY), ()
