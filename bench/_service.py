@@ -19,7 +19,8 @@ Measurement (matching only):
 
 What-if knobs for experiments (unset: the shipped behaviour):
   BENCH_PRODUCER_LINGER_MS   linger.ms of the runtime's producer (shipped: 0)
-  BENCH_PROFILE_FILE         cProfile the process, stats written on SIGTERM
+  BENCH_PROFILE_FILE         cProfile the process (CPU time of its main thread), stats
+                             written on SIGTERM
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -46,7 +48,7 @@ def stamping_consumer(path: str) -> type[InboxConsumer]:
     """The shipped `InboxConsumer`, writing each batch's commit time to `path` after it."""
 
     class CommitStampingConsumer(InboxConsumer):
-        async def process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
             await super().process(records)  # returns once the transaction has committed
             committed = time.time()
             lines = "".join(f"{message_id(r)}\t{committed:.6f}\n" for r in records)
@@ -85,8 +87,8 @@ def main() -> None:
 
         shipped_create_producer = outbox.create_producer
 
-        def create_producer(bootstrap_servers: str, client_id: str) -> Any:
-            producer = shipped_create_producer(bootstrap_servers, client_id)
+        def create_producer(bootstrap_servers: str, client_id: str, options: Any = None) -> Any:
+            producer = shipped_create_producer(bootstrap_servers, client_id, options)
             # aiokafka keeps linger.ms, in seconds, on its accumulator only.
             producer._message_accumulator._linger_time = int(linger) / 1000
             return producer
@@ -122,7 +124,10 @@ def main() -> None:
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with this
     # no-op as the handler it restores, main() returns and the stats get written.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    profiler = cProfile.Profile()
+    # The event loop thread's CPU time, not wall time: on a busy machine a process is
+    # often preempted right after a write wakes PostgreSQL, and wall time would blame
+    # whatever function was running then.
+    profiler = cProfile.Profile(time.thread_time)
     profiler.enable()
     try:
         bootstrap.main()

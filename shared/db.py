@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -10,10 +11,31 @@ import asyncpg
 PLUMBING_MIGRATIONS = Path(__file__).parent / "sql"
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+) -> asyncpg.Pool:
+    """A pool whose connections carry no session state from one user to the next.
+
+    asyncpg's default reset on release is a round trip of its own (advisory unlock
+    all, close cursors, unlisten, reset settings): one more per request than the
+    work needs. The platform keeps none of that on pooled connections (its locks are
+    transaction-scoped, LISTEN has connections of its own, nothing SETs a session
+    variable), so releasing only ends an open transaction and drops listeners, as
+    asyncpg does before any reset. Migrations' session lock is released by `migrate`.
+    """
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init, reset=_no_session_state
+    )
     assert pool is not None
     return pool
+
+
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """Called on release after asyncpg has rolled back any open transaction."""
 
 
 def _lock_id(name: str) -> int:
@@ -50,5 +72,9 @@ async def migrate(pool: asyncpg.Pool, *directories: Path) -> list[str]:
                         await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
                     applied.append(name)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id("schema-migrations"))
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id("schema-migrations"))
+            except BaseException:
+                conn.terminate()  # never back into the pool holding the lock
+                raise
     return applied

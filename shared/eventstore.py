@@ -78,30 +78,57 @@ async def append(
     if row["actual"] != expected_version:
         raise ConcurrencyConflict(stream_id, expected_version, row["actual"])
     envelopes = [outbox.stamp_trace(e) for e in envelopes]
-    rows = [
-        (
-            stream_id,
-            expected_version + offset,
-            e.id,
-            e.type,
-            json.dumps(e.data),
-            json.dumps({k: v for k, v in e.to_record().items() if k != "data"}),
-        )
-        for offset, e in enumerate(envelopes, start=1)
-    ]
     try:
         # The primary key (stream_id, version) makes a concurrent writer wait for
         # us and then fail here: exactly one append wins each version.
-        await conn.executemany(
-            "INSERT INTO events (stream_id, version, event_id, event_type, data, metadata)"
-            " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)",
-            rows,
-        )
+        await _store(conn, [(stream_id, expected_version + 1, envelopes)], publish=publish)
     except asyncpg.UniqueViolationError as exc:
         raise ConcurrencyConflict(stream_id, expected_version) from exc
-    if publish:
-        await outbox.add(conn, envelopes)
     return expected_version + len(envelopes)
+
+
+# The events as six arrays (one element per event), unnested into rows.
+_STORE_EVENTS = (
+    "INSERT INTO events (stream_id, version, event_id, event_type, data, metadata)"
+    " SELECT * FROM unnest($1::text[], $2::integer[], $3::uuid[], $4::text[],"
+    " $5::jsonb[], $6::jsonb[])"
+)
+# ... and their outbox rows in the same statement (one round trip; the CTE runs to
+# completion although nothing reads it, and a conflict undoes both).
+_STORE_AND_PUBLISH = f"WITH stored AS ({_STORE_EVENTS}) " + outbox.ROWS_FROM_ARRAYS.format(
+    7, 8, 9, 10
+)
+
+
+async def _store(
+    conn: asyncpg.Connection,
+    streams: Sequence[tuple[str, int, Sequence[Envelope]]],
+    *,
+    publish: bool,
+) -> None:
+    """Insert each stream's envelopes from the version given, with their outbox rows
+    (`publish`), in one statement."""
+    columns: list[list[object]] = [[], [], [], [], [], []]
+    for stream_id, first_version, envelopes in streams:
+        for version, e in enumerate(envelopes, start=first_version):
+            for column, value in zip(
+                columns,
+                (
+                    stream_id,
+                    version,
+                    e.id,
+                    e.type,
+                    json.dumps(e.data),
+                    json.dumps({k: v for k, v in e.to_record().items() if k != "data"}),
+                ),
+                strict=True,
+            ):
+                column.append(value)
+    if not publish:
+        await conn.execute(_STORE_EVENTS, *columns)
+        return
+    published = [e for _, _, envelopes in streams for e in envelopes]
+    await conn.execute(_STORE_AND_PUBLISH, *columns, *outbox.columns(published))
 
 
 async def append_new_streams(
@@ -112,28 +139,11 @@ async def append_new_streams(
     exists already makes the whole call fail with `ConcurrencyConflict`."""
     if not conn.is_in_transaction():
         raise RuntimeError("append must run inside a transaction")
-    stamped = [(sid, [outbox.stamp_trace(e) for e in envs]) for sid, envs in streams]
-    rows = [
-        (
-            stream_id,
-            version,
-            e.id,
-            e.type,
-            json.dumps(e.data),
-            json.dumps({k: v for k, v in e.to_record().items() if k != "data"}),
-        )
-        for stream_id, envelopes in stamped
-        for version, e in enumerate(envelopes, start=1)
-    ]
+    stamped = [(sid, 1, [outbox.stamp_trace(e) for e in envs]) for sid, envs in streams]
     try:
-        await conn.executemany(
-            "INSERT INTO events (stream_id, version, event_id, event_type, data, metadata)"
-            " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)",
-            rows,
-        )
+        await _store(conn, stamped, publish=True)
     except asyncpg.UniqueViolationError as exc:
         raise ConcurrencyConflict("(one of many new streams)", 0) from exc
-    await outbox.add(conn, [e for _, envelopes in stamped for e in envelopes])
 
 
 async def load(conn: asyncpg.Connection, stream_id: str) -> list[StoredEvent]:

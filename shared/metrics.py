@@ -22,3 +22,11 @@ CONSUMER_LAG = Gauge(
 DEAD_LETTERS = Counter("dead_letters", "Messages sent to a dead-letter topic", ["service", "topic"])
 OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox rows not yet published", ["service"])
 OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox rows published to Kafka", ["service"])
+# Every HTTP request but /health, /ready and /metrics (`shared.http_telemetry`); the
+# name and buckets are those OpenTelemetry's ASGI instrumentation exported before.
+HTTP_SERVER_DURATION = Histogram(
+    "http_server_duration_milliseconds",
+    "Duration of HTTP requests, from the request's arrival to the end of its response",
+    ["http_method", "http_status_code", "http_target"],
+    buckets=(0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000),
+)

@@ -63,12 +63,31 @@ def topic_of(envelope: Envelope) -> str:
     return f"{envelope.source.rsplit('/', 1)[-1]}.events"
 
 
+# The outbox rows of some envelopes, as four arrays (event ids, topics, keys, envelopes)
+# bound to $n.. $n+3 of a statement: `shared.eventstore` writes them in the statement
+# that stores the events.
+ROWS_FROM_ARRAYS = (
+    "INSERT INTO outbox (event_id, topic, key, envelope)"
+    " SELECT event_id, topic, key, envelope"
+    " FROM unnest(${0}::text[], ${1}::text[], ${2}::text[], ${3}::jsonb[])"
+    " WITH ORDINALITY AS row (event_id, topic, key, envelope, n) ORDER BY n"
+)
+
+
+def columns(envelopes: Sequence[Envelope]) -> list[list[str]]:
+    """The arrays `ROWS_FROM_ARRAYS` reads: ids, topics, keys, envelopes (in order: the
+    relay publishes by id)."""
+    return [
+        [e.id for e in envelopes],
+        [topic_of(e) for e in envelopes],
+        [e.key for e in envelopes],
+        [json.dumps(e.to_record()) for e in envelopes],
+    ]
+
+
 async def add(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
     """Write outbox rows in the caller's transaction."""
-    await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, key, envelope) VALUES ($1, $2, $3, $4::jsonb)",
-        [(e.id, topic_of(e), e.key, json.dumps(e.to_record())) for e in envelopes],
-    )
+    await conn.execute(ROWS_FROM_ARRAYS.format(1, 2, 3, 4), *columns(envelopes))
 
 
 def create_producer(

@@ -22,13 +22,14 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import logs, problems, telemetry
 from shared.access import projection as access_projection
 from shared.db import create_pool, migrate
 from shared.faststream_inbox import FastStreamInboxConsumer
+from shared.http_telemetry import RequestTelemetry
 from shared.inbox import InboxConsumer, Subscription, combine
 from shared.kafka import client_options
 from shared.outbox import OutboxRelay, create_producer
@@ -203,6 +204,14 @@ def ops_router(runtime: ServiceRuntime) -> APIRouter:
     return router
 
 
+NO_FASTAPI_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+
 def create_app(
     runtime: ServiceRuntime,
     *,
@@ -219,13 +228,21 @@ def create_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        # FastAPI's own OpenTelemetry spans and metrics (on whenever a provider is set)
+        # would trace every request a second time: `RequestTelemetry` does it once.
+        telemetry=NO_FASTAPI_TELEMETRY,
+    )
     app.state.service_name = runtime.name
     problems.install(app)
     app.include_router(ops_router(runtime))
     for router in routers:
         app.include_router(router)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,ready,metrics")
+    app.add_middleware(RequestTelemetry, excluded=("/health", "/ready", "/metrics"))
     return app
 
 

@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_DATABASE = "postgresql://postgres:postgres@localhost:5432/{name}"
 
+# The share of root requests and messages traced by default (OTEL_TRACES_SAMPLER_ARG).
+DEFAULT_TRACE_RATIO = 0.05
+
 # Service name -> local HTTP port. 8000 is the read side (reporting).
 SERVICE_PORTS: dict[str, int] = {
     "registration": 8001,
@@ -59,6 +62,23 @@ class PlatformSettings(BaseSettings):
     otel_traces_exporter: str = "jsonl"
     otel_exporter_otlp_endpoint: str = "http://localhost:4318"
     telemetry_jsonl_path: str = "var/telemetry/spans.jsonl"
+    # Which traces are recorded (`shared.telemetry.sampler`), by OpenTelemetry's standard
+    # variables: by default a request or message that arrives without a sampled trace
+    # context starts a recorded trace with probability OTEL_TRACES_SAMPLER_ARG, and
+    # everything it causes, in every service, follows that decision; a caller that sends
+    # a sampled `traceparent` is always traced. `parentbased_always_on` records everything.
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = "parentbased_traceidratio"
+    otel_traces_sampler_arg: float = Field(default=DEFAULT_TRACE_RATIO, ge=0, le=1)
+    # A span per SQL statement (asyncpg's instrumentation) inside the recorded traces:
+    # off by default, it cost more than the statements' own client work.
+    otel_instrument_sql: bool = False
     # Consumer behaviour: attempts before a message goes to `<topic>.dlq`.
     consumer_max_attempts: int = 3
     # Appended to each consumer group's name, so that a second copy of the

@@ -2,8 +2,15 @@
 
 `jsonl` writes one JSON object per finished span to a local file (no collector
 needed; `python -m shared.traces` prints a trace from it), `otlp` sends spans to
-a collector over OTLP/HTTP, `none` keeps tracing on but exports nothing.
-Metrics go to Prometheus' registry, served at /metrics.
+a collector over OTLP/HTTP, `none` keeps tracing on but exports nothing. Either
+exporter runs in the batch processor's thread: a request only hands its finished
+spans over.
+
+What is recorded is cheap by default: a share of the traces (`sampler`, set by the
+standard OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG variables; unsampled spans
+are not built, only their ids propagate) and no span per SQL statement unless
+OTEL_INSTRUMENT_SQL asks for them. Metrics go to Prometheus' registry, served at
+/metrics, whatever is sampled.
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ from opentelemetry.sdk.trace.sampling import (
     ParentBased,
     Sampler,
     SamplingResult,
+    TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind, get_current_span
 from opentelemetry.util.types import Attributes
 
 from shared.settings import PlatformSettings
@@ -85,15 +93,19 @@ def span_to_dict(span: ReadableSpan) -> dict[str, object]:
 
 
 class NoOrphanQueries(Sampler):
-    """Drops database spans that belong to no request or message.
+    """Drops client spans (database statements) that belong to no request or message,
+    and leaves every other decision to `then`.
 
     The relay's polling and the consumers' bookkeeping would otherwise fill the
-    trace store with one-span traces nobody asked for.
+    trace store with one-span traces nobody asked for (with OTEL_INSTRUMENT_SQL).
     """
+
+    def __init__(self, then: Sampler) -> None:
+        self._then = then
 
     def should_sample(
         self,
-        parent_context: object,
+        parent_context: Context | None,
         trace_id: int,
         name: str,
         kind: SpanKind | None = None,
@@ -101,12 +113,49 @@ class NoOrphanQueries(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: object = None,
     ) -> SamplingResult:
-        if kind == SpanKind.CLIENT:
+        orphan = not get_current_span(parent_context).get_span_context().is_valid
+        if kind == SpanKind.CLIENT and orphan:
             return SamplingResult(Decision.DROP)
-        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return self._then.should_sample(
+            parent_context,
+            trace_id,
+            name,
+            kind,
+            attributes,
+            links,
+            trace_state,  # type: ignore[arg-type]
+        )
 
     def get_description(self) -> str:
-        return "NoOrphanQueries"
+        return f"NoOrphanQueries{{{self._then.get_description()}}}"
+
+
+def sampler(name: str, ratio: float) -> Sampler:
+    """The sampler OTEL_TRACES_SAMPLER names (with OTEL_TRACES_SAMPLER_ARG the ratio of
+    the `traceidratio` ones), as OpenTelemetry's SDK reads those variables, except that
+    orphan database spans are always dropped and the ratio defaults to a low one
+    (`shared.settings.DEFAULT_TRACE_RATIO`) rather than 1.
+
+    `parentbased_*`: a span with a parent follows its parent's decision (so a trace is
+    recorded whole, across services, or not at all); the rest decides for root spans.
+    """
+    parent_based = name.startswith("parentbased_")
+    root_name = name.removeprefix("parentbased_")
+    roots: dict[str, Sampler] = {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": TraceIdRatioBased(ratio),
+    }
+    if root_name not in roots:
+        raise ValueError(f"OTEL_TRACES_SAMPLER: unknown sampler {name!r}")
+    root = roots[root_name]
+    if not parent_based:
+        return NoOrphanQueries(root)
+    return ParentBased(
+        root=NoOrphanQueries(root),
+        remote_parent_sampled=ALWAYS_ON,
+        remote_parent_not_sampled=ALWAYS_OFF,
+    )
 
 
 def configure(service: str, settings: PlatformSettings) -> None:
@@ -117,11 +166,7 @@ def configure(service: str, settings: PlatformSettings) -> None:
     resource = Resource.create({"service.name": service})
     provider = TracerProvider(
         resource=resource,
-        sampler=ParentBased(
-            root=NoOrphanQueries(),
-            remote_parent_sampled=ALWAYS_ON,
-            remote_parent_not_sampled=ALWAYS_OFF,
-        ),
+        sampler=sampler(settings.otel_traces_sampler, settings.otel_traces_sampler_arg),
     )
     if settings.otel_traces_exporter == "jsonl":
         provider.add_span_processor(
@@ -138,9 +183,10 @@ def configure(service: str, settings: PlatformSettings) -> None:
     metrics.set_meter_provider(
         MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()])
     )
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    if settings.otel_instrument_sql:
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
-    AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
+        AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     _configured = service
 
 

@@ -8,8 +8,11 @@ import contextlib
 import cProfile
 import json
 import logging
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -53,12 +56,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "warmup_s": args.warmup,
             "registration_instances": args.registration_instances,
             "whatif": args.whatif,
+            "compare": args.compare,
             "service_env": args.service_env,
             "isolated_topic": not args.shared_topic,
             "steps": sorted(steps),
             "telemetry": "off (no tracer provider)"
             if args.no_telemetry
-            else "as services with OTEL_TRACES_EXPORTER=none (spans made, not exported)",
+            else "steps 3-4: as services with OTEL_TRACES_EXPORTER=none (spans made, not"
+            " exported); step 5: the services' defaults (spans exported to a jsonl file)",
             "profile": args.profile,
         },
         "steps": {},
@@ -110,19 +115,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if 5 in steps:
             # The shipped configuration with every phase, then each what-if on
             # fresh services with its 150/s (or lowest-rate) phase only.
-            configs: list[tuple[str, dict[str, str], list[tuple[float, str]]]] = [
-                ("main", dict(kv.split("=", 1) for kv in args.service_env), phases)
+            shipped_env = dict(kv.split("=", 1) for kv in args.service_env)
+            configs: list[tuple[str, dict[str, str], list[tuple[float, str]], Path]] = [
+                ("main", shipped_env, phases, REPO)
             ]
             low = sorted(phases, key=lambda p: (p[0], p[1] != "raw"))[:1]
             if args.whatif_phases == "all":
                 low = phases
             for name in filter(None, args.whatif.split(",")):
-                configs.append((name, WHATIFS[name][1], low))
+                configs.append((name, WHATIFS[name][1], low, REPO))
+            for rev in filter(None, args.compare.split(",")):
+                label, tree = await checkout(res, rev)
+                configs.append((label, shipped_env, low, tree))
             out["end_to_end"] = []
             offset = 0
             for old_log in (OUT_DIR / "logs").glob("*.log"):  # the previous run's
                 old_log.unlink()
-            for label, extra_env, config_phases in configs:
+            for label, extra_env, config_phases, tree in configs:
                 log.info("5 [%s]: starting registration and matching %s", label, extra_env or "")
                 platform_ = await start_platform(
                     res,
@@ -131,12 +140,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     args.profile if label == "main" else None,
                     extra_env,
                     args.registration_instances,
+                    tree,
                 )
                 e2e: dict[str, Any] = {
                     "config": label,
                     "description": WHATIFS[label][0]
                     if label in WHATIFS
-                    else "as shipped"
+                    else ("as shipped" if tree == REPO else f"services from {tree.name}")
                     + (f" with {' '.join(args.service_env)}" if args.service_env else ""),
                     "service_env": extra_env,
                     "isolated_topic": not args.shared_topic,
@@ -202,6 +212,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+async def checkout(res: Resources, rev: str) -> tuple[str, Path]:
+    """A temporary worktree of this repository at `rev` (removed at cleanup), to run
+    the services of another revision beside this one's."""
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    tree = Path(tempfile.mkdtemp(prefix=f"bench-{sha[:8]}-"))
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", "--force", str(tree), sha],
+        capture_output=True,
+        check=True,
+    )
+
+    async def remove() -> None:
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(tree, ignore_errors=True)
+
+    res.add_cleanup(f"worktree {tree}", remove)
+    return f"at_{sha[:8]}", tree
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.backbone", description=(backbone.__doc__ or "").split("\n\n")[0]
@@ -264,6 +302,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="low",
         help="step 5: run each what-if at the lowest-rate phase only (default) or at"
         " every phase (before/after at each rate in one run)",
+    )
+    parser.add_argument(
+        "--compare",
+        default="",
+        metavar="REV[,REV...]",
+        help="step 5: after the shipped configuration (and the what-ifs), run the"
+        " lowest-rate phase on services from each git revision REV (a temporary"
+        " worktree, removed afterwards), e.g. main,HEAD~1: before/after in one run",
     )
     parser.add_argument(
         "--registration-instances",

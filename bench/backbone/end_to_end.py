@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import re
+import signal
 import subprocess
 import time
 import uuid
@@ -59,6 +61,9 @@ def bucket_quantile(buckets: dict[float, float], q: float) -> float | None:
     return math.inf
 
 
+LAUNCHER = Path(__file__).with_name("launch.py")
+
+
 def start_service(
     res: Resources,
     service: str,
@@ -66,13 +71,16 @@ def start_service(
     wrapped: bool,
     log_dir: Path,
     name: str,
+    tree: Path = REPO,
 ) -> subprocess.Popen[bytes]:
-    module = ["-m", "bench._service", service] if wrapped else ["-m", f"services.{service}"]
+    """Run `service` from the source tree `tree` (this checkout, or a `--compare`
+    revision), through `launch.py` (which counts its SQL statements)."""
+    module = [str(LAUNCHER), service] if wrapped else ["-m", f"services.{service}"]
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = open(log_dir / f"{name}.log", "wb")
     proc = subprocess.Popen(
         [str(VENV_PYTHON), *module],
-        cwd=REPO,
+        cwd=tree,
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -107,6 +115,9 @@ class Platform:
     first_event_s: float
     profiles: dict[str, Path]
     commits: Path  # matching's commit stamps ("message id<TAB>unix time" lines, bench._service)
+    statements: dict[int, Path]  # registration pid -> its statement counts (launch.py)
+    spans: Path  # the services' exported spans (their default exporter, jsonl)
+    registration_db: str
 
 
 async def start_platform(
@@ -116,8 +127,11 @@ async def start_platform(
     profile: str | None,
     extra_env: dict[str, str],
     registration_instances: int = 1,
+    tree: Path = REPO,
 ) -> Platform:
-    """Start registration (K instances) and matching on fresh databases, named after `label`."""
+    """Start registration (K instances) and matching on fresh databases, named after `label`,
+    from the source tree `tree`, with the services' default telemetry settings (spans
+    exported to `<label>-spans.jsonl`, removed with the run's other files)."""
     suffix = f"-bench{res.hex}-{label}"
     reg_db = await res.create_database(f"bench_{res.hex}_{label}_registration")
     match_db = await res.create_database(f"bench_{res.hex}_{label}_matching")
@@ -138,25 +152,33 @@ async def start_platform(
         "REGISTRATION_DATABASE_URL": dsn_for(reg_db),
         "MATCHING_DATABASE_URL": dsn_for(match_db),
         "PLATFORM_ADMIN_KEY": admin_key,
-        "OTEL_TRACES_EXPORTER": "none",
         "SERVICE_HOST": "127.0.0.1",
         "CONSUMER_GROUP_SUFFIX": suffix,  # ignored if shared.settings lacks it
         "BENCH_REGISTRATION_TOPIC": topic,
         "PYTHONUNBUFFERED": "1",
     }
+    spans = OUT_DIR / "logs" / f"{label}-spans.jsonl"
+    spans.parent.mkdir(parents=True, exist_ok=True)
+    spans.unlink(missing_ok=True)
+    env["TELEMETRY_JSONL_PATH"] = str(spans)
     env.pop("BENCH_PROFILE_FILE", None)
     env.update(extra_env)
     commits = OUT_DIR / "logs" / f"{label}-matching-commits.tsv"
-    commits.parent.mkdir(parents=True, exist_ok=True)
     commits.unlink(missing_ok=True)
     group = f"matching{suffix}"
     res.groups.append(group)
-    procs, profiles = {}, {}
+    procs, profiles, counts = {}, {}, {}
     for service, port in ports.items():
         module = service.split("-")[0]
         service_env = env
         if service.startswith("registration"):
-            service_env = {**env, "REGISTRATION_PORT": str(port)}
+            counts[service] = OUT_DIR / "logs" / f"{label}-{service}-statements.json"
+            counts[service].unlink(missing_ok=True)
+            service_env = {
+                **env,
+                "REGISTRATION_PORT": str(port),
+                "BENCH_STATEMENTS_FILE": str(counts[service]),
+            }
         if profile == service:
             profiles[service] = OUT_DIR / f"{service}.prof"
             profiles[service].unlink(missing_ok=True)
@@ -166,7 +188,7 @@ async def start_platform(
         # Always through bench._service: matching's commit stamps need it (with
         # --shared-topic it renames nothing).
         procs[service] = start_service(
-            res, module, service_env, True, OUT_DIR / "logs", f"{label}-{service}"
+            res, module, service_env, True, OUT_DIR / "logs", f"{label}-{service}", tree
         )
     urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     started = time.perf_counter()
@@ -243,7 +265,77 @@ async def start_platform(
         first_event_s,
         profiles,
         commits,
+        {procs[service].pid: path for service, path in counts.items()},
+        spans,
+        reg_db,
     )
+
+
+def _seq(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text())["seq"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+async def statement_counts(p: Platform) -> dict[str, list[int]]:
+    """The registration processes' SQL so far, summed: statement -> [round trips,
+    statements] (`launch.py` writes them on SIGUSR1)."""
+    total: dict[str, list[int]] = {}
+    for pid, path in p.statements.items():
+        before = _seq(path)
+        os.kill(pid, signal.SIGUSR1)
+
+        async def written(path: Path = path, before: int = before) -> bool:
+            return _seq(path) > before
+
+        await wait_for(written, limit=10, interval=0.02, what=f"statement counts of pid {pid}")
+        for query, (trips, statements) in json.loads(path.read_text())["counts"].items():
+            entry = total.setdefault(query, [0, 0])
+            entry[0] += trips
+            entry[1] += statements
+    return total
+
+
+def per_command(
+    before: dict[str, list[int]], after: dict[str, list[int]], commands: int
+) -> dict[str, Any]:
+    """Round trips and statements per command between two `statement_counts`."""
+    diff = {
+        q: [n[0] - before.get(q, [0, 0])[0], n[1] - before.get(q, [0, 0])[1]]
+        for q, n in after.items()
+    }
+    diff = {q: n for q, n in diff.items() if n[0] > 0}
+    return {
+        "round_trips": round(sum(n[0] for n in diff.values()) / commands, 2),
+        "statements": round(sum(n[1] for n in diff.values()) / commands, 2),
+        "by_statement": {
+            q: [round(n[0] / commands, 3), round(n[1] / commands, 3)]
+            for q, n in sorted(diff.items(), key=lambda kv: -kv[1][0])
+        },
+    }
+
+
+# PostgreSQL's own count of the registration database's transactions and rows. Backends
+# report their statistics at most once a second (an idle one within ten), so these are
+# read after the drain and are approximate.
+DATABASE_STATS = (
+    "SELECT xact_commit + xact_rollback AS transactions, tup_inserted + tup_updated"
+    " + tup_deleted AS rows_written FROM pg_stat_database WHERE datname = $1"
+)
+
+
+def spans_by_service(path: Path) -> dict[str, int]:
+    """How many spans each service has exported to the jsonl file so far."""
+    counts: dict[str, int] = {}
+    if not path.exists():
+        return counts
+    with open(path, "rb") as f:
+        for line in f:
+            found = re.search(rb'"service":"([^"]*)"', line)
+            name = found.group(1).decode() if found else "?"
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def read_commits(path: Path) -> dict[str, float]:
@@ -296,6 +388,9 @@ async def _phase(
             await asyncio.sleep(1.0)
 
         metrics_before = (await scrape.get(f"{p.urls['matching']}/metrics")).text
+        statements_before = await statement_counts(p)
+        spans_before = spans_by_service(p.spans)
+        database_before = await p.reg_conn.fetchrow(DATABASE_STATS, p.registration_db)
         cpu = CpuWindow(
             labels={proc.pid: f"{name.split('-')[0]} service" for name, proc in p.procs.items()}
         )
@@ -347,7 +442,11 @@ async def _phase(
             all_embedded, limit=180, interval=0.05, what="matching to store every vector"
         )
         cpu_used = cpu.stop()  # after the vectors: the embedding's CPU is counted either way
+        statements_after = await statement_counts(p)
         metrics_after = (await scrape.get(f"{p.urls['matching']}/metrics")).text
+        await asyncio.sleep(1.5)  # see DATABASE_STATS; the span exporters' delay is 0.5 s
+        spans_after = spans_by_service(p.spans)
+        database_after = await p.reg_conn.fetchrow(DATABASE_STATS, p.registration_db)
     # published_at is set once the relay's whole batch is acked: read it again now.
     by_reg = {r["registration_id"]: r for r in await p.reg_conn.fetch(REGISTRATION_ROWS, streams)}
     consumed = {
@@ -452,6 +551,15 @@ async def _phase(
         "participants_projected": participants,
         "drain_after_last_response_s": round(drain, 2),
         "cpu": cpu_used,
+        "registration_sql_per_command": per_command(statements_before, statements_after, count),
+        "spans_exported_per_command": {
+            service: round((n - spans_before.get(service, 0)) / count, 2)
+            for service, n in spans_after.items()
+        },
+        "registration_database_per_command": {
+            k: round((database_after[k] - database_before[k]) / count, 2)
+            for k in ("transactions", "rows_written")
+        },
         "cpu_ms_per_command": {
             k: round(1000 * v / count, 2)
             for k, v in cpu_used["cpu_s"].items()

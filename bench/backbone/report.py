@@ -62,6 +62,22 @@ WHATIFS: dict[str, tuple[str, dict[str, str]]] = {
         " (MATCHING_EMBEDDING=inline: the behaviour before the embedding worker)",
         {"MATCHING_EMBEDDING": "inline"},
     ),
+    "noexport": (
+        "OTEL_TRACES_EXPORTER=none: spans made, not exported",
+        {"OTEL_TRACES_EXPORTER": "none"},
+    ),
+    "sample_all": (
+        "OTEL_TRACES_SAMPLER=parentbased_always_on: every trace recorded",
+        {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+    ),
+    "sqlspans": (
+        "OTEL_INSTRUMENT_SQL=true: a span per SQL statement",
+        {"OTEL_INSTRUMENT_SQL": "true"},
+    ),
+    "old_tracing": (
+        "every trace recorded, with a span per SQL statement (the tracing before 2026-12-04)",
+        {"OTEL_TRACES_SAMPLER": "parentbased_always_on", "OTEL_INSTRUMENT_SQL": "true"},
+    ),
     "notrace_linger5": (
         "no spans and relay linger.ms 5",
         {"OTEL_SDK_DISABLED": "true", "BENCH_PRODUCER_LINGER_MS": "5"},
@@ -244,6 +260,18 @@ def render(results: dict[str, Any]) -> str:
             w(f"   cpu: {fmt_cpu(r['cpu'])}\n")
             per = ", ".join(f"{k} {v}" for k, v in r["cpu_ms_per_command"].items() if v >= 0.05)
             w(f"   cpu ms per command: {per}\n")
+            sql = r.get("registration_sql_per_command")
+            if sql:
+                db = r["registration_database_per_command"]
+                spans = ", ".join(f"{k} {v}" for k, v in r["spans_exported_per_command"].items())
+                w(
+                    f"   registration's SQL per command: {sql['round_trips']} round trips,"
+                    f" {sql['statements']} statements; its database (pg_stat_database):"
+                    f" {db['transactions']} transactions, {db['rows_written']} rows written;"
+                    f" spans exported per command: {spans or 'none'}\n"
+                )
+                for query, (trips, statements) in list(sql["by_statement"].items())[:14]:
+                    w(f"     {trips:6.2f} {statements:6.2f}  {query}\n")
             if r["target_rate"] == 500 and e["config"] == "main":
                 p99 = r["send_to_committed"]["p99_ms"]
                 met = p99 is not None and p99 <= 50 and r["ok"] == r["commands"]

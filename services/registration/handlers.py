@@ -8,6 +8,7 @@ the idempotency record commit together.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,12 +65,27 @@ async def _record(
     )
 
 
+# Brokerage events' definitions by id, least recently used dropped first: a read saved
+# per command, and exact, not a guess: the definition is the first event of its stream
+# and events never change (payloads are frozen too). Nothing loads an event in the
+# transaction that creates it, so nothing cached can be rolled back.
+_DEFINITIONS: OrderedDict[str, BrokerageEventCreated] = OrderedDict()
+DEFINITIONS_KEPT = 1024
+
+
 async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventCreated:
+    cached = _DEFINITIONS.get(event_id)
+    if cached is not None:
+        _DEFINITIONS.move_to_end(event_id)
+        return cached
     events = await eventstore.load_events(conn, _stream("brokerage-event", event_id), PAYLOADS)
     if not events:
         raise NotFound("brokerage event", event_id)
     created = events[0]
     assert isinstance(created, BrokerageEventCreated)
+    _DEFINITIONS[event_id] = created
+    if len(_DEFINITIONS) > DEFINITIONS_KEPT:
+        _DEFINITIONS.popitem(last=False)
     return created
 
 

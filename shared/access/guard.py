@@ -95,6 +95,10 @@ async def own_registration(
     return await from_path(conn, {"registration_id": principal.id}, principal)
 
 
+# The resolvers `authorise` does in the same statement as the key and the standing.
+_IN_ONE_STATEMENT: frozenset[Resolver] = frozenset({from_path, own_registration})
+
+
 # A signed link accepted instead of a key (e.g. the dashboard's): the grant it carries,
 # None when the request has no such link; raises a problem when the link is not valid.
 LinkOpener = Callable[[Request], Awaitable[Grant | None]]
@@ -124,48 +128,144 @@ def requires(
     return {"x-access": Requirement(action, target, link)}
 
 
-async def identify(request: Request) -> Principal | None:
-    """The caller, from `X-API-Key` or `Authorization: Bearer`; None when no key is sent."""
+def presented_key(request: Request) -> str | None:
+    """The key sent in `X-API-Key` or `Authorization: Bearer`, if any."""
     authorization = request.headers.get("authorization", "")
     key = request.headers.get("x-api-key") or (
         authorization[7:] if authorization.lower().startswith("bearer ") else None
     )
-    if not key:
-        return None
-    runtime = request.app.state.runtime
-    if same_secret(key, runtime.settings.platform_admin_key):
-        return ADMIN
-    row = await runtime.pool.fetchrow(
-        "SELECT role, subject_id FROM api_keys WHERE key_digest = $1 AND NOT revoked",
-        digest(key),
-    )
-    if row is None:
-        raise ProblemError(401, "Unknown API key", "the API key is not valid (or was revoked)")
-    return Principal(Role(row["role"]), row["subject_id"])
+    return key or None
+
+
+def unknown_key() -> ProblemError:
+    return ProblemError(401, "Unknown API key", "the API key is not valid (or was revoked)")
 
 
 async def authorise(request: Request, requirement: Requirement) -> Grant:
-    """Allow the request under the policy, or raise a 401/403/404 problem."""
+    """Allow the request under the policy, or raise a 401/403/404 problem.
+
+    Nothing is cached: a key revoked (or a registration decided) by a committed
+    transaction counts from the next request on. A keyed request costs one statement
+    for the routes whose target is in their path (`from_path`, `own_registration`),
+    three for those with a resolver of their own; an anonymous one costs none.
+    """
     if requirement.link is not None:
         by_link = await requirement.link(request)
         if by_link is not None:
             return by_link
-    principal = await identify(request)
+    key = presented_key(request)
     try:
-        if principal is None:
+        if key is None:
             return decide(requirement.action, None, standing_of(None, **_NOBODY))
-        async with request.app.state.runtime.pool.acquire() as conn:
-            target = await requirement.target(conn, request.path_params, principal)
-            if target is None:
-                raise ProblemError(404, "Not found", f"nothing at {request.url.path}")
-            standing, subjects = await _standing(conn, principal, target)
+        runtime = request.app.state.runtime
+        admin = same_secret(key, runtime.settings.platform_admin_key)
+        async with runtime.pool.acquire() as conn:
+            if requirement.target in _IN_ONE_STATEMENT:
+                principal, target, standing, subjects = await _all_at_once(
+                    conn,
+                    None if admin else digest(key),
+                    request.path_params,
+                    own=requirement.target is own_registration,
+                    where=request.url.path,
+                )
+            else:
+                principal = ADMIN if admin else await _principal(conn, digest(key))
+                found = await requirement.target(conn, request.path_params, principal)
+                if found is None:
+                    raise ProblemError(404, "Not found", f"nothing at {request.url.path}")
+                target = found
+                standing, subjects = await _standing(conn, principal, target)
         return decide(requirement.action, principal, standing, subjects)
     except Denied as denied:
         title = "API key required" if denied.status == 401 else "Forbidden"
         raise ProblemError(denied.status, title, denied.reason) from denied
 
 
+async def _principal(conn: asyncpg.Connection, key_digest: str) -> Principal:
+    row = await conn.fetchrow(
+        "SELECT role, subject_id FROM api_keys WHERE key_digest = $1 AND NOT revoked", key_digest
+    )
+    if row is None:
+        raise unknown_key()
+    return Principal(Role(row["role"]), row["subject_id"])
+
+
 _NOBODY: dict[str, Any] = {"lead_organiser": None, "co_organiser_office": None, "own_status": None}
+
+# The caller ($1: its key's digest, null for the admin), the target named by the path
+# ($2 event id, $3 registration id; with $4, the caller's own registration instead) and
+# the caller's standing in the target's event: `from_path`, `own_registration` and
+# `_standing` in one round trip.
+_AT_ONCE = (
+    "WITH caller AS ("
+    "  SELECT role, subject_id FROM api_keys WHERE key_digest = $1 AND NOT revoked),"
+    " asked AS ("
+    "  SELECT CASE WHEN $4 THEN (SELECT subject_id FROM caller WHERE role = 'organisation')"
+    "  ELSE $3::text END AS registration_id),"
+    " target AS ("
+    "  SELECT asked.registration_id, CASE WHEN asked.registration_id IS NOT NULL"
+    "   THEN (SELECT r.event_id FROM access_registrations r"
+    "     WHERE r.registration_id = asked.registration_id)"
+    "   ELSE (SELECT e.event_id FROM access_events e WHERE e.event_id = $2::text)"
+    "  END AS event_id FROM asked)"
+    " SELECT (SELECT role FROM caller) AS role, (SELECT subject_id FROM caller) AS subject_id,"
+    " target.registration_id, target.event_id,"
+    " (SELECT organiser_id FROM access_events WHERE event_id = target.event_id) AS lead,"
+    " (SELECT office_id FROM access_co_organisers WHERE event_id = target.event_id"
+    "   AND co_organiser_id = (SELECT subject_id FROM caller) AND NOT removed) AS office,"
+    " (SELECT status FROM access_registrations WHERE event_id = target.event_id"
+    "   AND registration_id = (SELECT subject_id FROM caller)) AS own_status,"
+    " (SELECT office_id FROM access_registrations"
+    "   WHERE registration_id = target.registration_id) AS subject_office"
+    " FROM target"
+)
+
+
+async def _all_at_once(
+    conn: asyncpg.Connection,
+    key_digest: str | None,
+    path: Mapping[str, str],
+    *,
+    own: bool,
+    where: str,
+) -> tuple[Principal, Target, Standing, tuple[Subject, ...]]:
+    """What `_principal`, `from_path` (or `own_registration`) and `_standing` find."""
+    event_id = None if own else path.get("event_id")
+    row = await conn.fetchrow(
+        _AT_ONCE, key_digest, event_id, None if own else path.get("registration_id"), own
+    )
+    assert row is not None
+    if key_digest is None:
+        principal = ADMIN
+    elif row["role"] is None:
+        raise unknown_key()
+    else:
+        principal = Principal(Role(row["role"]), row["subject_id"])
+    registration_id = row["registration_id"]
+    if registration_id is not None:
+        owner = row["event_id"]
+        if owner is None or (event_id is not None and owner != event_id):
+            raise ProblemError(404, "Not found", f"nothing at {where}")
+        target = Target(owner, (registration_id,))
+        subjects: tuple[Subject, ...] = (Subject(registration_id, row["subject_office"]),)
+    elif event_id is not None:
+        if row["event_id"] is None:
+            raise ProblemError(404, "Not found", f"nothing at {where}")
+        target, subjects = Target(event_id), ()
+    else:
+        return principal, Target(None), standing_of(principal, **_NOBODY), ()
+    return principal, target, _standing_from(principal, row), subjects
+
+
+def _standing_from(principal: Principal, row: asyncpg.Record) -> Standing:
+    office = row["office"] if principal.role is Role.CO_ORGANISER else None
+    found = row["own_status"] if principal.role is Role.ORGANISATION else None
+    return standing_of(
+        principal,
+        lead_organiser=row["lead"],
+        co_organiser_office=office,
+        own_status=RegistrationStatus(found) if found is not None else None,
+    )
 
 
 # The caller's standing in the event and the subjects' offices, in one round trip.
@@ -188,15 +288,7 @@ async def _standing(
     subjects = tuple(Subject(rid, office) for rid, office in json.loads(row["subjects"]))
     if target.event_id is None:
         return standing_of(principal, **_NOBODY), subjects
-    office = row["office"] if principal.role is Role.CO_ORGANISER else None
-    found = row["own_status"] if principal.role is Role.ORGANISATION else None
-    standing = standing_of(
-        principal,
-        lead_organiser=row["lead"],
-        co_organiser_office=office,
-        own_status=RegistrationStatus(found) if found is not None else None,
-    )
-    return standing, subjects
+    return _standing_from(principal, row), subjects
 
 
 def _check_parameters(request: Request) -> None:
@@ -255,20 +347,23 @@ class AccessRouter(APIRouter):
         super().__init__(route_class=GuardedRoute, **kwargs)
 
 
-def granted(request: Request) -> Grant:
+# Coroutines, though they do no I/O: FastAPI runs a plain function dependency in a
+# worker thread, a thread hand-off per request for reading an attribute.
+async def granted(request: Request) -> Grant:
     grant: Grant = request.state.grant
     return grant
 
 
-def caller(request: Request) -> Principal:
+async def caller(request: Request) -> Principal:
     """The authenticated caller of a route whose rule needs a key."""
-    grant = granted(request)
+    grant: Grant = request.state.grant
     assert grant.principal is not None
     return grant.principal
 
 
-def maybe_caller(request: Request) -> Principal | None:
-    return granted(request).principal
+async def maybe_caller(request: Request) -> Principal | None:
+    grant: Grant = request.state.grant
+    return grant.principal
 
 
 Granted = Annotated[Grant, Depends(granted)]

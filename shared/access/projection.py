@@ -29,16 +29,17 @@ from shared.dispatch import Projection
 from shared.envelope import Envelope
 from shared.inbox import Handler
 
+# Remembers a key issued by registration ($1 digest, $2 role, $3 subject); the handlers
+# that also record something else do it in the same statement, a CTE before this.
+_RECORD_KEY = (
+    "INSERT INTO api_keys (key_digest, role, subject_id) VALUES ($1, $2, $3)"
+    " ON CONFLICT (key_digest) DO NOTHING"
+)
+
 
 async def record_key(conn: asyncpg.Connection, key_digest: str, role: Role, subject: str) -> None:
     """Remember a key issued by registration."""
-    await conn.execute(
-        "INSERT INTO api_keys (key_digest, role, subject_id) VALUES ($1, $2, $3)"
-        " ON CONFLICT (key_digest) DO NOTHING",
-        key_digest,
-        role.value,
-        subject,
-    )
+    await conn.execute(_RECORD_KEY, key_digest, role.value, subject)
 
 
 async def _organiser_registered(conn: asyncpg.Connection, e: OrganiserRegistered) -> None:
@@ -56,14 +57,15 @@ async def _event_created(conn: asyncpg.Connection, e: BrokerageEventCreated) -> 
 
 async def _registered(conn: asyncpg.Connection, e: RegisteredBase) -> None:
     await conn.execute(
-        "INSERT INTO access_registrations (registration_id, event_id, organisation_name)"
-        " VALUES ($1, $2, $3)"
-        " ON CONFLICT (registration_id) DO NOTHING",
+        "WITH registration AS ("
+        " INSERT INTO access_registrations (registration_id, event_id, organisation_name)"
+        " VALUES ($3, $4, $5) ON CONFLICT (registration_id) DO NOTHING) " + _RECORD_KEY,
+        e.api_key_digest,
+        Role.ORGANISATION.value,
         e.registration_id,
         e.event_id,
         e.profile.name,
     )
-    await record_key(conn, e.api_key_digest, Role.ORGANISATION, e.registration_id)
 
 
 async def _profile_updated(conn: asyncpg.Connection, e: ProfileUpdated) -> None:
@@ -92,22 +94,22 @@ async def _assigned(conn: asyncpg.Connection, e: ParticipantAssignedToSupportOff
 
 async def _co_organiser_added(conn: asyncpg.Connection, e: CoOrganiserAdded) -> None:
     await conn.execute(
-        "INSERT INTO access_co_organisers (co_organiser_id, event_id, office_id)"
-        " VALUES ($1, $2, $3) ON CONFLICT (co_organiser_id) DO NOTHING",
+        "WITH co_organiser AS ("
+        " INSERT INTO access_co_organisers (co_organiser_id, event_id, office_id)"
+        " VALUES ($3, $4, $5) ON CONFLICT (co_organiser_id) DO NOTHING) " + _RECORD_KEY,
+        e.api_key_digest,
+        Role.CO_ORGANISER.value,
         e.co_organiser_id,
         e.event_id,
         e.office_id,
     )
-    await record_key(conn, e.api_key_digest, Role.CO_ORGANISER, e.co_organiser_id)
 
 
 async def _co_organiser_removed(conn: asyncpg.Connection, e: CoOrganiserRemoved) -> None:
     await conn.execute(
-        "UPDATE access_co_organisers SET removed = true WHERE co_organiser_id = $1",
-        e.co_organiser_id,
-    )
-    await conn.execute(
-        "UPDATE api_keys SET revoked = true WHERE role = $1 AND subject_id = $2",
+        "WITH co_organiser AS ("
+        " UPDATE access_co_organisers SET removed = true WHERE co_organiser_id = $2)"
+        " UPDATE api_keys SET revoked = true WHERE role = $1 AND subject_id = $2",
         Role.CO_ORGANISER.value,
         e.co_organiser_id,
     )

@@ -638,8 +638,8 @@ async def service_platform(
     canonical topics; by default `consumer_groups(services)`), start at the test
     topics' end, so the services read only what is written from now on. The
     services run under TEST_TOPIC_PREFIX (`running_services`) with the admin key
-    `admin_key`, their spans written to `<log_dir>/spans.jsonl` if `spans` (else
-    none), notification pointed at registration and at its own URL, and `env` on top.
+    `admin_key`, the spans of every trace written to `<log_dir>/spans.jsonl` if `spans`
+    (else none), notification pointed at registration and at its own URL, and `env` on top.
     The databases are dropped afterwards, also when anything fails.
     """
     run = uuid.uuid4().hex[:10]
@@ -659,7 +659,12 @@ async def service_platform(
             "CONSUMER_GROUP_SUFFIX": suffix,
             "OTEL_TRACES_EXPORTER": "none",
             **(
-                {"OTEL_TRACES_EXPORTER": "jsonl", "TELEMETRY_JSONL_PATH": str(spans_at)}
+                {
+                    "OTEL_TRACES_EXPORTER": "jsonl",
+                    "TELEMETRY_JSONL_PATH": str(spans_at),
+                    # Every trace, not the default share: the tests read whole traces.
+                    "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+                }
                 if spans
                 else {}
             ),
