@@ -102,6 +102,7 @@ NOTICES = {
     "saved": "Your preferences are saved.",
     "decided": "The decisions were recorded.",
     "event-created": "The event is created and open for registration.",
+    "event-changed": "The event's settings are changed.",
     "nothing-chosen": "Choose at least one application first.",
     "locked": "The meeting is locked in its place.",
     "unlocked": "The meeting is unlocked.",

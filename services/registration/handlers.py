@@ -65,12 +65,17 @@ async def _record(
 
 
 async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventCreated:
+    """The event with its current settings."""
+    return (await _load_event_stream(conn, event_id))[0]
+
+
+async def _load_event_stream(
+    conn: asyncpg.Connection, event_id: str
+) -> tuple[BrokerageEventCreated, int]:
     events = await eventstore.load_events(conn, _stream("brokerage-event", event_id), PAYLOADS)
     if not events:
         raise NotFound("brokerage event", event_id)
-    created = events[0]
-    assert isinstance(created, BrokerageEventCreated)
-    return created
+    return domain.current_settings(events), len(events)
 
 
 async def load_co_organiser(conn: asyncpg.Connection, co_organiser_id: str) -> domain.CoOrganiser:
@@ -130,6 +135,30 @@ async def create_event(
         correlation_id=correlation_id,
     )
     return created.model_dump(mode="json")
+
+
+async def change_event_settings(
+    conn: asyncpg.Connection,
+    event_id: str,
+    changes: dict[str, Any],
+    correlation_id: str | None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    event, version = await _load_event_stream(conn, event_id)
+    changed = domain.change_settings(event, changes, now=now or datetime.now(UTC))
+    try:
+        await _record(
+            conn,
+            _stream("brokerage-event", event_id),
+            version,
+            [changed],
+            key=event_id,
+            correlation_id=correlation_id,
+        )
+    except eventstore.ConcurrencyConflict as exc:
+        raise Conflict("event_id", "the event was changed meanwhile; reload and try again") from exc
+    current = domain.current_settings([event, changed])
+    return {**current.model_dump(mode="json"), "changed": changed.changed}
 
 
 async def register_organisation(

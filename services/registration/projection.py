@@ -10,11 +10,13 @@ from shared.access import projection as access
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     DECISIONS,
+    EDITABLE_SETTINGS,
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     CoOrganiserAdded,
     CoOrganiserRemoved,
     DecisionBase,
+    EventSettingsChanged,
     OrganiserRegistered,
     PersonalDataErased,
     ProfileUpdated,
@@ -50,6 +52,16 @@ async def _event_created(conn: asyncpg.Connection, event: BrokerageEventCreated)
         event.event_id,
         event.organiser_id,
         event.model_dump_json(),
+    )
+
+
+@PROJECTION.on(EventSettingsChanged)
+async def _settings_changed(conn: asyncpg.Connection, event: EventSettingsChanged) -> None:
+    settings = event.model_dump_json(include=set(EDITABLE_SETTINGS))
+    await conn.execute(
+        "UPDATE brokerage_events SET definition = definition || $2::jsonb WHERE event_id = $1",
+        event.event_id,
+        settings,
     )
 
 

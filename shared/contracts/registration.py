@@ -88,6 +88,42 @@ class BrokerageEventCreated(_RegistrationEvent):
     support_offices: list[SupportOffice] = Field(default_factory=list)
 
 
+# What an organiser may change after creating an event (`EventSettingsChanged`). The time
+# zone and the support offices stay as created: every wall-clock time, availability and
+# co-organiser of the event depends on them.
+EDITABLE_SETTINGS = (
+    "name",
+    "venue",
+    "days",
+    "sessions",
+    "slot_minutes",
+    "tables",
+    "meeting_types",
+    "registration_deadline",
+    "max_meetings_per_participant",
+    "request_expiry_hours",
+)
+
+
+class EventSettingsChanged(_RegistrationEvent):
+    """The organiser changed the event's settings: every editable setting as it now is
+    (not only the changed ones), so that a consumer replaces its copy without merging."""
+
+    event_name: ClassVar[str] = "EventSettingsChanged"
+    event_id: str
+    name: str
+    venue: str
+    days: list[date]
+    sessions: list[Session]
+    slot_minutes: int
+    tables: int
+    meeting_types: list[MeetingType]
+    registration_deadline: datetime
+    max_meetings_per_participant: int | None = None
+    request_expiry_hours: int = 48
+    changed: list[str] = Field(default_factory=list)  # which of them differ from before
+
+
 class DirectoryField(StrEnum):
     """Profile fields a participant may publish in the event's participant directory
     (shown to the event's approved participants and organisers, never to the world)."""
@@ -270,6 +306,7 @@ class ParticipantAssignedToSupportOffice(_RegistrationEvent):
 REGISTRATION_EVENTS: list[type[EventPayload]] = [
     OrganiserRegistered,
     BrokerageEventCreated,
+    EventSettingsChanged,
     ClusterRegistered,
     BusinessRegistered,
     ResearchOrganisationRegistered,
