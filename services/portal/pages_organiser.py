@@ -175,6 +175,9 @@ async def edit_event(request: Request, event_id: str) -> HTMLResponse | Redirect
     error: str | None = None
     try:
         body = settings_body(form, chosen, event["time_zone"])
+        if form.get("registration_deadline") == settings_form(event)["registration_deadline"]:
+            # Unchanged on the form (which shows minutes): keep the seconds it had.
+            body["registration_deadline"] = event["registration_deadline"]
         await api.call(
             "registration", "PATCH", f"/api/events/{event_id}", key=session.key, json=body
         )

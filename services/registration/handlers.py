@@ -44,7 +44,7 @@ def _stream(kind: str, ident: str) -> str:
     return f"{kind}-{ident}"
 
 
-async def _record(
+async def record(
     conn: asyncpg.Connection,
     stream: str,
     expected: int,
@@ -105,7 +105,7 @@ async def register_organiser(
     organiser_id = str(uuid.uuid4())
     api_key, digest = new_api_key("org")
     event = OrganiserRegistered(organiser_id=organiser_id, name=name.strip(), api_key_digest=digest)
-    await _record(
+    await record(
         conn,
         _stream("organiser", organiser_id),
         0,
@@ -126,7 +126,7 @@ async def create_event(
     created = domain.check_new_event(
         BrokerageEventCreated(event_id=event_id, organiser_id=principal.id, **definition)
     )
-    await _record(
+    await record(
         conn,
         _stream("brokerage-event", event_id),
         0,
@@ -147,7 +147,7 @@ async def change_event_settings(
     event, version = await _load_event_stream(conn, event_id)
     changed = domain.change_settings(event, changes, now=now or datetime.now(UTC))
     try:
-        await _record(
+        await record(
             conn,
             _stream("brokerage-event", event_id),
             version,
@@ -296,7 +296,7 @@ async def decide(
 ) -> dict[str, Any]:
     registration = await load_registration(conn, registration_id)
     event = domain.decide(registration, decision, reason)
-    await _record(
+    await record(
         conn,
         _stream("registration", registration_id),
         registration.version,
@@ -328,7 +328,7 @@ async def update_profile(
         ),
         event,
     )
-    await _record(
+    await record(
         conn,
         _stream("registration", registration_id),
         registration.version,
@@ -347,7 +347,7 @@ async def erase_personal_data(
     registration = await load_registration(conn, registration_id)
     erased = domain.erase(registration)
     await conn.execute("DELETE FROM subject_keys WHERE subject_id = $1", registration_id)
-    await _record(
+    await record(
         conn,
         _stream("registration", registration_id),
         registration.version,
@@ -389,7 +389,7 @@ async def add_side_programme_item(
     event = await load_event(conn, event_id)
     item_id = str(uuid.uuid4())
     added = domain.add_side_programme_item(event, item_id=item_id, **definition)
-    await _record(
+    await record(
         conn,
         _stream("side-programme", item_id),
         0,
@@ -417,7 +417,7 @@ async def join_side_programme(
         raise Forbidden("this key may not act for this registration")
     joined = domain.join_side_programme(item, registration)
     try:
-        await _record(
+        await record(
             conn,
             _stream("side-programme", item_id),
             item.version,
@@ -452,7 +452,7 @@ async def add_co_organiser(
         email=email,
         api_key_digest=digest,
     )
-    await _record(
+    await record(
         conn,
         _stream("co-organiser", co_organiser_id),
         0,
@@ -477,7 +477,7 @@ async def remove_co_organiser(
     if co_organiser.added.event_id != event_id:
         raise NotFound("co-organiser", co_organiser_id)
     removed = domain.remove_co_organiser(co_organiser)
-    await _record(
+    await record(
         conn,
         _stream("co-organiser", co_organiser_id),
         co_organiser.version,
@@ -494,7 +494,7 @@ async def reassign_office(
     registration = await load_registration(conn, registration_id)
     event = await load_event(conn, registration.event_id)
     assigned = domain.reassign_office(event, registration, office_id)
-    await _record(
+    await record(
         conn,
         _stream("registration", registration_id),
         registration.version,

@@ -23,6 +23,8 @@ from shared.contracts.registration import (
     RegisteredBase,
     SideProgrammeItemAdded,
     SideProgrammeJoined,
+    SignedInByLink,
+    SignInLinkRequested,
 )
 from shared.dispatch import Projection
 
@@ -63,6 +65,25 @@ async def _settings_changed(conn: asyncpg.Connection, event: EventSettingsChange
         event.event_id,
         settings,
     )
+
+
+@PROJECTION.on(SignInLinkRequested)
+async def _link_requested(conn: asyncpg.Connection, event: SignInLinkRequested) -> None:
+    await conn.execute(
+        "INSERT INTO sign_in_links (link_id, registration_id, event_id, address_encrypted,"
+        " issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        event.link_id,
+        event.registration_id,
+        event.event_id,
+        event.address_encrypted,
+        event.issued_at,
+        event.expires_at,
+    )
+
+
+@PROJECTION.on(SignedInByLink)
+async def _link_used(conn: asyncpg.Connection, event: SignedInByLink) -> None:
+    await conn.execute("UPDATE sign_in_links SET used_at = now() WHERE link_id = $1", event.link_id)
 
 
 @PROJECTION.on(*REGISTERED_BY_TYPE.values())

@@ -136,7 +136,8 @@ async def identify(request: Request) -> Principal | None:
     if same_secret(key, runtime.settings.platform_admin_key):
         return ADMIN
     row = await runtime.pool.fetchrow(
-        "SELECT role, subject_id FROM api_keys WHERE key_digest = $1 AND NOT revoked",
+        "SELECT role, subject_id FROM api_keys WHERE key_digest = $1 AND NOT revoked"
+        " AND (expires_at IS NULL OR expires_at > now())",
         digest(key),
     )
     if row is None:

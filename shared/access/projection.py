@@ -9,6 +9,8 @@ transaction; the other services combine `HANDLERS` into their subscription to
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from shared.access.policy import RegistrationStatus, Role
@@ -24,20 +26,28 @@ from shared.contracts.registration import (
     ParticipantAssignedToSupportOffice,
     ProfileUpdated,
     RegisteredBase,
+    SignedInByLink,
 )
 from shared.dispatch import Projection
 from shared.envelope import Envelope
 from shared.inbox import Handler
 
 
-async def record_key(conn: asyncpg.Connection, key_digest: str, role: Role, subject: str) -> None:
-    """Remember a key issued by registration."""
+async def record_key(
+    conn: asyncpg.Connection,
+    key_digest: str,
+    role: Role,
+    subject: str,
+    expires_at: datetime | None = None,
+) -> None:
+    """Remember a key issued by registration (one that stops working at `expires_at`)."""
     await conn.execute(
-        "INSERT INTO api_keys (key_digest, role, subject_id) VALUES ($1, $2, $3)"
+        "INSERT INTO api_keys (key_digest, role, subject_id, expires_at) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (key_digest) DO NOTHING",
         key_digest,
         role.value,
         subject,
+        expires_at,
     )
 
 
@@ -101,6 +111,10 @@ async def _co_organiser_added(conn: asyncpg.Connection, e: CoOrganiserAdded) -> 
     await record_key(conn, e.api_key_digest, Role.CO_ORGANISER, e.co_organiser_id)
 
 
+async def _signed_in(conn: asyncpg.Connection, e: SignedInByLink) -> None:
+    await record_key(conn, e.api_key_digest, Role.ORGANISATION, e.registration_id, e.key_expires_at)
+
+
 async def _co_organiser_removed(conn: asyncpg.Connection, e: CoOrganiserRemoved) -> None:
     await conn.execute(
         "UPDATE access_co_organisers SET removed = true WHERE co_organiser_id = $1",
@@ -122,6 +136,7 @@ PROJECTION.on(ParticipantAssignedToSupportOffice)(_assigned)
 PROJECTION.on(ProfileUpdated)(_profile_updated)
 PROJECTION.on(CoOrganiserAdded)(_co_organiser_added)
 PROJECTION.on(CoOrganiserRemoved)(_co_organiser_removed)
+PROJECTION.on(SignedInByLink)(_signed_in)
 apply = PROJECTION.apply  # one of registration's events (others are ignored)
 
 

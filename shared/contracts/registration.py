@@ -289,6 +289,33 @@ class CoOrganiserRemoved(_RegistrationEvent):
     event_id: str
 
 
+class SignInLinkRequested(_RegistrationEvent):
+    """Someone asked for a sign-in link at an address of this registration's
+    representatives: notification e-mails it there. The address travels sealed with the
+    registration's key (erasure makes it unreadable); the link itself is in no event:
+    registration signs it from these facts when notification asks for the message."""
+
+    event_name: ClassVar[str] = "SignInLinkRequested"
+    registration_id: str
+    event_id: str
+    link_id: str
+    address_encrypted: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+class SignedInByLink(_RegistrationEvent):
+    """A sign-in link was used (once: it opens nothing afterwards): the browser got a key
+    of the organisation's own that stops working at `key_expires_at`."""
+
+    event_name: ClassVar[str] = "SignedInByLink"
+    registration_id: str
+    event_id: str
+    link_id: str
+    api_key_digest: str
+    key_expires_at: datetime
+
+
 class AssignedBy(StrEnum):
     PARTICIPANT = "participant"  # chosen at registration
     COUNTRY_RULE = "country_rule"  # the event's rule for the participant's country
@@ -322,4 +349,6 @@ REGISTRATION_EVENTS: list[type[EventPayload]] = [
     CoOrganiserAdded,
     CoOrganiserRemoved,
     ParticipantAssignedToSupportOffice,
+    SignInLinkRequested,
+    SignedInByLink,
 ]

@@ -58,18 +58,29 @@ playwright_api = pytest.importorskip("playwright.async_api")
 
 
 @pytest.fixture
-async def urls(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[dict[str, str]]:
-    async with (
-        SmtpSink() as smtp,
-        service_platform(
-            infra,
-            PORTS,
-            tmp_path,
-            label="e2e-portal",
-            admin_key=ADMIN_KEY,
-            env={"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port)},
-        ) as platform,
-    ):
+async def smtp() -> AsyncIterator[SmtpSink]:
+    """The SMTP server notification sends to: the sign-in link is read from it."""
+    async with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+async def urls(
+    infra: Infra, tmp_path: Path, scheduler_lock: None, smtp: SmtpSink
+) -> AsyncIterator[dict[str, str]]:
+    async with service_platform(
+        infra,
+        PORTS,
+        tmp_path,
+        label="e2e-portal",
+        admin_key=ADMIN_KEY,
+        env={
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp.port),
+            "PORTAL_PUBLIC_URL": f"http://127.0.0.1:{PORTAL_PORT}",
+            "DELIVERY_POLL_SECONDS": "0.2",
+        },
+    ) as platform:
         env = {
             **os.environ,
             **{f"{svc.upper()}_URL": url for svc, url in platform.urls.items()},
@@ -252,8 +263,66 @@ async def _import_and_export(page: Any, portal: str, eid: str, found: dict[str, 
     assert "Nowhere Lasers Ltd" not in cells
 
 
+async def _edit_event(page: Any, portal: str, eid: str, found: dict[str, list[str]]) -> None:
+    """The organiser edits its event: a refused change shows its error beside the field at
+    fault (and changes nothing), a sound one is saved and shown on the event's page."""
+    expect = playwright_api.expect
+    await page.goto(f"{portal}/events/{eid}")
+    await page.get_by_role("link", name="Edit the event").click()
+    await expect(page.locator("#venue")).to_have_value("Messe, Hall 2")  # prefilled
+    await expect(page.locator("#slot_minutes")).to_have_value("30")
+    await page.fill("#slot_minutes", "45")  # the 09:00-11:00 session is no whole number of them
+    await page.get_by_role("button", name="Save the changes").click()
+    error = page.get_by_test_id("error-sessions")
+    await expect(error).to_contain_text("45-minute slots")
+    await expect(page.locator("#sessions")).to_have_attribute("aria-invalid", "true")
+    await _axe(page, "edit-event-error", found)
+    await _shot(page, "edit-event-error")
+    await page.fill("#slot_minutes", "30")
+    await page.fill("#venue", "Messe, Hall 4")
+    await page.fill("#tables", "4")
+    await _axe(page, "edit-event", found)
+    await page.get_by_role("button", name="Save the changes").click()
+    await expect(page.get_by_test_id("notice")).to_contain_text("settings are changed")
+    await expect(page.get_by_text("Messe, Hall 4")).to_be_visible()
+    await expect(page.get_by_text("30 minutes, 4 tables")).to_be_visible()
+    await _shot(page, "edited-event")
+
+
+async def _sign_in_by_email(
+    page: Any, portal: str, eid: str, smtp: SmtpSink, found: dict[str, list[str]]
+) -> None:
+    """The participant signs out, asks for a link at its representative's address, opens
+    the e-mail's link (notification sent it through the SMTP server) and is signed in."""
+    expect = playwright_api.expect
+    await page.goto(f"{portal}/events/{eid}/me")
+    await page.get_by_role("button", name="Sign out").click()
+    await page.goto(f"{portal}/signin")
+    await page.fill("#email", "Hanna@Harz.example")
+    await _axe(page, "signin", found)
+    await _shot(page, "signin")
+    await page.get_by_role("button", name="Send me a sign-in link").click()
+    await expect(page.get_by_test_id("link-sent")).to_be_visible()
+    await _shot(page, "signin-sent")
+
+    def link_mail() -> list[Any]:
+        return [m for m in smtp.to("hanna@harz.example") if m.kind == "sign_in.link"]
+
+    await wait_until(lambda: bool(link_mail()), limit=60, interval=0.2, what="the sign-in mail")
+    text = link_mail()[0].part("text/plain") or ""
+    link = next(word for word in text.split() if "/signin/link?token=" in word)
+    await page.goto(link)
+    await _axe(page, "signin-link", found)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_test_id("status")).to_have_text("approved")
+    await _shot(page, "signed-in-by-email")
+    await page.goto(link)  # once only
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_test_id("link-error")).to_contain_text("used already")
+
+
 async def test_participants_and_organisers_do_their_job_in_the_browser(
-    urls: dict[str, str],
+    urls: dict[str, str], smtp: SmtpSink
 ) -> None:
     expect = playwright_api.expect
     portal = urls["portal"]
@@ -385,6 +454,12 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             started = time.monotonic()
             await _import_and_export(organiser, portal, eid, violations)
             print(f"import and export in the browser: {time.monotonic() - started:.1f}s")
+
+            # The organiser changes its event's settings.
+            await _edit_event(organiser, portal, eid, violations)
+
+            # The participant signs in again by e-mail.
+            await _sign_in_by_email(me, portal, eid, smtp, violations)
 
             # The organiser creates its next event in a form.
             await organiser.goto(f"{portal}/")
