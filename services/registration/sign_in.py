@@ -112,15 +112,22 @@ async def request_links(
         requested = sign_in_rules.request_link(
             state, link_id=str(uuid.uuid4()), address_encrypted=sealed, now=now
         )
-        if requested is not None:
-            await handlers.record(
-                conn,
-                f"registration-{state.registration_id}",
-                state.version,
-                [requested],
-                key=state.event_id,
-                correlation_id=correlation_id,
-            )
+        if requested is None:
+            continue
+        try:
+            # A savepoint: a registration changed meanwhile gets no link this time, and the
+            # answer stays the same (a refusal would tell that the address is registered).
+            async with conn.transaction():
+                await handlers.record(
+                    conn,
+                    f"registration-{state.registration_id}",
+                    state.version,
+                    [requested],
+                    key=state.event_id,
+                    correlation_id=correlation_id,
+                )
+        except eventstore.ConcurrencyConflict:
+            continue
     return {"detail": ANSWER}
 
 
