@@ -21,6 +21,12 @@ class Conflict(RuleViolation):
     status = 409
 
 
+class TooManyRequests(RuleViolation):
+    """Too many requests of this kind lately (a rate limit): try again later."""
+
+    status = 429
+
+
 class NotAllowed(RuleViolation):
     """A rule of the domain refuses this party (e.g. only the recipient accepts)."""
 

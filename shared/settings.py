@@ -99,6 +99,11 @@ class PlatformSettings(BaseSettings):
 class RegistrationSettings(PlatformSettings):
     registration_database_url: str = LOCAL_DATABASE.format(name="registration")
     registration_port: int = SERVICE_PORTS["registration"]
+    registration_link_secret: str = Field(
+        default="local-sign-in-link-secret",
+        description="Signs the sign-in links sent by e-mail and keys the rate limit's address"
+        " digests (set a secret one in production).",
+    )
 
 
 class MatchingSettings(PlatformSettings):
@@ -131,6 +136,8 @@ class NotificationSettings(PlatformSettings):
     smtp_timeout_seconds: float = 30.0
     # Where links in messages point (unsubscribe, calendar feed): this service's public URL.
     public_base_url: str = "http://127.0.0.1:8004"
+    # The web portal's public URL: sign-in links sent by e-mail open its pages.
+    portal_public_url: str = "http://127.0.0.1:8005"
     notification_link_secret: str = Field(
         default="local-link-secret",
         description="Signs unsubscribe and calendar-feed links (set a secret one in production).",

@@ -24,6 +24,7 @@ from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
+    EventSettingsChanged,
     OrganisationProfile,
     PersonalDataErased,
     ProfileUpdated,
@@ -47,6 +48,20 @@ async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayloa
         e.max_meetings_per_participant,
         e.request_expiry_hours,
         e.time_zone,
+    )
+
+
+async def on_settings_changed(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    """The organiser's new caps and meeting types apply to requests made from now on."""
+    assert isinstance(e, EventSettingsChanged)
+    await conn.execute(
+        "UPDATE brokerage_events SET name = $2, meeting_types = $3,"
+        " max_meetings_per_participant = $4, request_expiry_hours = $5 WHERE event_id = $1",
+        e.event_id,
+        e.name,
+        [t.value for t in e.meeting_types],
+        e.max_meetings_per_participant,
+        e.request_expiry_hours,
     )
 
 
@@ -103,6 +118,7 @@ async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
 
 HANDLERS: dict[str, Handler] = {
     BrokerageEventCreated.ce_type(): on_event_created,
+    EventSettingsChanged.ce_type(): on_settings_changed,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
     **{t.ce_type(): on_decision for t in DECISIONS},

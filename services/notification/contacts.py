@@ -47,3 +47,19 @@ class RegistrationContacts:
             return Contacts((), "personal data erased: no contact details")
         emails = tuple(dict.fromkeys(r["email"] for r in representatives if r.get("email")))
         return Contacts(emails, "" if emails else "no representative has an email address")
+
+    async def sign_in_message(self, link_id: str) -> dict[str, str] | None:
+        """A sign-in link's address and token, or None once it no longer works (used,
+        expired, erased: nothing to send)."""
+        url = f"{self._base}/api/sign-in-links/{link_id}/message"
+        try:
+            headers = {"X-API-Key": self._key, **telemetry.current_context()}
+            response = await self._http.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ContactsUnavailable(f"registration unreachable: {exc!r}") from exc
+        if response.status_code in (404, 409):
+            return None
+        if response.status_code != 200:
+            raise ContactsUnavailable(f"registration answered {response.status_code}")
+        message: dict[str, str] = response.json()
+        return message

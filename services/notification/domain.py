@@ -42,6 +42,7 @@ from shared.contracts.registration import (
     RegistrationApproved,
     RegistrationRejected,
     RegistrationWaitlisted,
+    SignInLinkRequested,
 )
 from shared.contracts.reporting import FeedbackInvitationsRequested
 from shared.contracts.scheduling import (
@@ -74,6 +75,7 @@ class Kind(StrEnum):
     MEETING_REMINDER = "meeting.reminder"
     FEEDBACK_INVITATION = "feedback.invitation"
     OFFICE_REGISTRATION = "office.participant_registered"  # to a support office's co-organiser
+    SIGN_IN_LINK = "sign_in.link"  # asked for on the portal: to the address that asked
 
 
 # Kinds a webhook endpoint may subscribe to: everything that is a fact about the
@@ -85,6 +87,7 @@ WEBHOOK_KINDS = frozenset(Kind) - {
     Kind.MEETING_REMINDER,
     Kind.FEEDBACK_INVITATION,
     Kind.OFFICE_REGISTRATION,
+    Kind.SIGN_IN_LINK,
 }
 # Kinds never held back for the daily digest: a calendar entry or a reminder that
 # arrives the next morning is worse than useless.
@@ -95,6 +98,7 @@ IMMEDIATE_KINDS = frozenset(
         Kind.MEETING_RELEASED,
         Kind.MEETING_CANCELLED,
         Kind.MEETING_REMINDER,
+        Kind.SIGN_IN_LINK,
     }
 )
 
@@ -255,7 +259,16 @@ def _unschedulable(e: EventPayload) -> Notice:
     )
 
 
+def _sign_in_link(e: EventPayload) -> Notice:
+    """The link itself is not in the notice: the sender asks registration for it (and for
+    the address) when it sends, so no copy of it is stored here."""
+    assert isinstance(e, SignInLinkRequested)
+    facts = {"link_id": e.link_id, "expires_at": e.expires_at.isoformat()}
+    return Notice(Kind.SIGN_IN_LINK, e.event_id, (e.registration_id,), facts)
+
+
 STATELESS: dict[type[EventPayload], Callable[[EventPayload], Notice]] = {
+    SignInLinkRequested: _sign_in_link,
     **{t: _registered for t in REGISTERED_BY_TYPE.values()},
     RegistrationApproved: _decision(Kind.APPLICATION_APPROVED),
     RegistrationRejected: _decision(Kind.APPLICATION_REJECTED),
@@ -528,5 +541,8 @@ def next_digest_at(now: datetime, zone: str, hour: int, minute: int = 0) -> date
 
 
 def wants(kind: Kind, muted: frozenset[str], unsubscribed: bool) -> bool:
-    """Whether a recipient's preferences let this kind of message through."""
+    """Whether a recipient's preferences let this kind of message through (a sign-in link
+    was asked for just now: preferences do not hold it back)."""
+    if kind is Kind.SIGN_IN_LINK:
+        return True
     return not unsubscribed and kind.value not in muted

@@ -23,6 +23,7 @@ from shared.contracts.registration import (
     CoOrganiserAdded,
     CoOrganiserRemoved,
     DecisionBase,
+    EventSettingsChanged,
     OrganiserRegistered,
     PersonalDataErased,
     ProfileUpdated,
@@ -47,6 +48,17 @@ async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayloa
         e.name,
         e.venue,
         e.time_zone,
+    )
+
+
+async def on_settings_changed(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    """The name and venue the e-mails give from now on."""
+    assert isinstance(e, EventSettingsChanged)
+    await conn.execute(
+        "UPDATE brokerage_events SET name = $2, venue = $3 WHERE event_id = $1",
+        e.event_id,
+        e.name,
+        e.venue,
     )
 
 
@@ -130,6 +142,7 @@ HANDLERS: dict[str, Handler] = {
     CoOrganiserRemoved.ce_type(): on_co_organiser_removed,
     OrganiserRegistered.ce_type(): on_organiser,
     BrokerageEventCreated.ce_type(): on_event_created,
+    EventSettingsChanged.ce_type(): on_settings_changed,
     ProfileUpdated.ce_type(): on_profile_updated,
     PersonalDataErased.ce_type(): on_erased,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},

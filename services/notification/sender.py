@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import asyncpg
 import httpx
@@ -174,6 +175,8 @@ class Sender:
                 message_id = await self._webhook(conn, d)
             elif d.template == Kind.OFFICE_REGISTRATION:
                 message_id = await self._office_email(conn, d)
+            elif d.template == Kind.SIGN_IN_LINK:
+                message_id = await self._sign_in_email(conn, d)
             elif d.digest:
                 message_id = await self._digest(conn, batch)
             else:
@@ -322,6 +325,34 @@ class Sender:
             feed_url="",
         )
         await self._smtp(d.message_id, (row["email"],), render(data), d, None, unsubscribe=False)
+        return d.message_id
+
+    async def _sign_in_email(self, conn: asyncpg.Connection, d: Delivery) -> str:
+        """A sign-in link: to the one address that asked, with the link registration signs
+        (asked for now, never stored here); nothing if it no longer works."""
+        try:
+            message = await self._contacts.sign_in_message(d.context["facts"]["link_id"])
+        except ContactsUnavailable as exc:
+            raise Transient(str(exc)) from exc
+        if message is None:
+            raise Skip("the sign-in link was used, expired or erased")
+        portal = self._s.portal_public_url.rstrip("/")
+        url = f"{portal}/signin/link?{urlencode({'token': message['token']})}"
+        known = await views.names(conn, [d.recipient])
+        data = RenderInput(
+            kind=Kind.SIGN_IN_LINK,
+            recipient_id=d.recipient,
+            recipient_name=known.get(d.recipient, "participant"),
+            time_zone=None,
+            event=await views.event_info(conn, d.event_id),
+            facts={**d.context["facts"], "url": url},
+            names=known,
+            calendar=None,
+            unsubscribe_url="",
+            feed_url="",
+        )
+        to = (message["email"],)
+        await self._smtp(d.message_id, to, render(data), d, None, unsubscribe=False)
         return d.message_id
 
     async def _digest(self, conn: asyncpg.Connection, batch: Sequence[Delivery]) -> str:

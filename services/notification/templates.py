@@ -328,7 +328,18 @@ def _office_registration(r: RenderInput) -> tuple[str, list[Block]]:
     ]
 
 
+def _sign_in_link(r: RenderInput) -> tuple[str, list[Block]]:
+    expires = datetime.fromisoformat(r.facts["expires_at"]).astimezone(ZoneInfo("UTC"))
+    return f"Sign in to {r.event.name}", [
+        f"Someone, we hope you, asked to sign in to {r.event.name} as {r.recipient_name}.",
+        Link("Sign in", r.facts["url"]),
+        f"The link works once, until {expires:%H:%M} UTC on {expires:%d %b %Y}."
+        " If you did not ask for it, ignore this e-mail: nothing happens without the link.",
+    ]
+
+
 TEMPLATES: dict[Kind, Template] = {
+    Kind.SIGN_IN_LINK: _sign_in_link,
     Kind.APPLICATION_RECEIVED: _received,
     Kind.APPLICATION_APPROVED: _approved,
     Kind.APPLICATION_REJECTED: _rejected,

@@ -107,3 +107,97 @@ def event_body(form: Mapping[str, str], meeting_types: list[str]) -> dict[str, A
     if cap := form.get("max_meetings_per_participant", "").strip():
         body["max_meetings_per_participant"] = int(cap)
     return body
+
+
+# The edit form's fields: the settings an organiser may change (see EDITABLE_SETTINGS).
+SETTINGS_FIELDS = (
+    "name",
+    "venue",
+    "days",
+    "sessions",
+    "slot_minutes",
+    "tables",
+    "meeting_types",
+    "registration_deadline",
+    "max_meetings_per_participant",
+    "request_expiry_hours",
+)
+
+
+class FormErrors(ValueError):
+    """Fields of a form that could not be read, each with its reason."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def settings_form(event: Mapping[str, Any]) -> dict[str, str]:
+    """An event's settings as the edit form shows them (times in the event's zone)."""
+    deadline = datetime.fromisoformat(event["registration_deadline"])
+    local = deadline.astimezone(ZoneInfo(event["time_zone"]))
+    cap = event.get("max_meetings_per_participant")
+    return {
+        "name": event["name"],
+        "venue": event["venue"],
+        "days": ", ".join(event["days"]),
+        "sessions": "\n".join(f"{s['start'][:5]}-{s['end'][:5]}" for s in event["sessions"]),
+        "slot_minutes": str(event["slot_minutes"]),
+        "tables": str(event["tables"]),
+        "registration_deadline": local.strftime("%Y-%m-%dT%H:%M"),
+        "max_meetings_per_participant": "" if cap is None else str(cap),
+        "request_expiry_hours": str(event["request_expiry_hours"]),
+    }
+
+
+def settings_body(
+    form: Mapping[str, str], meeting_types: list[str], time_zone: str
+) -> dict[str, Any]:
+    """The edit form -> registration's PATCH body: every setting as the form now has it
+    (registration works out what changed). Raises FormErrors naming unreadable fields."""
+    errors: dict[str, str] = {}
+
+    def number(name: str) -> int | None:
+        text = form.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            errors[name] = "is not a whole number"
+            return None
+
+    sessions = []
+    for line in _list(form.get("sessions", ""), lines=True):
+        start, _, end = line.partition("-")
+        sessions.append({"start": start.strip(), "end": end.strip()})
+    deadline = form.get("registration_deadline", "").strip()
+    when = ""
+    try:
+        when = datetime.fromisoformat(deadline).replace(tzinfo=ZoneInfo(time_zone)).isoformat()
+    except ValueError:
+        errors["registration_deadline"] = "is not a date and time"
+    body: dict[str, Any] = {
+        "name": form.get("name", "").strip(),
+        "venue": form.get("venue", "").strip(),
+        "days": _list(form.get("days", "")),
+        "sessions": sessions,
+        "slot_minutes": number("slot_minutes"),
+        "tables": number("tables"),
+        "meeting_types": meeting_types,
+        "registration_deadline": when,
+        "max_meetings_per_participant": number("max_meetings_per_participant"),
+        "request_expiry_hours": number("request_expiry_hours"),
+    }
+    for required in ("slot_minutes", "tables", "request_expiry_hours"):
+        if body[required] is None and required not in errors:
+            errors[required] = "is needed"
+    if errors:
+        raise FormErrors(errors)
+    return body
+
+
+def field_of(api_field: str) -> str:
+    """The form field an API error names: `sessions[1]` -> `sessions`."""
+    head = api_field.split(".")[0].split("[")[0]
+    return head if head in SETTINGS_FIELDS else ""

@@ -10,7 +10,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from services.portal.client import ApiError
-from services.portal.forms import event_body
+from services.portal.forms import (
+    FormErrors,
+    event_body,
+    field_of,
+    settings_body,
+    settings_form,
+)
 from services.portal.session import Session
 from services.portal.web import back_to, portal_of, render, signed_in
 
@@ -133,6 +139,72 @@ async def report(request: Request, event_id: str) -> RedirectResponse:
 
 
 MEETING_TYPES = ["Cluster2Cluster", "Business2Cluster", "Business2Business"]
+
+
+def as_lead(request: Request) -> Session:
+    """An organiser (or the admin); registration checks that the event is theirs."""
+    return signed_in(request, "organiser", "admin")
+
+
+@router.get("/events/{event_id}/edit", response_class=HTMLResponse)
+async def edit_event_form(request: Request, event_id: str) -> HTMLResponse:
+    as_lead(request)
+    event = await portal_of(request).api.get("registration", f"/api/events/{event_id}")
+    return render(
+        request,
+        "edit_event.html",
+        event=event,
+        form=settings_form(event),
+        types=MEETING_TYPES,
+        chosen=event["meeting_types"],
+        errors={},
+        error=None,
+    )
+
+
+@router.post("/events/{event_id}/edit", response_model=None)
+async def edit_event(request: Request, event_id: str) -> HTMLResponse | RedirectResponse:
+    """Save the settings; a refusal shows the form again, each error beside its field."""
+    session = as_lead(request)
+    api = portal_of(request).api
+    event = await api.get("registration", f"/api/events/{event_id}")
+    data = await request.form()
+    form = {k: v for k, v in data.items() if isinstance(v, str)}
+    chosen = [str(t) for t in data.getlist("meeting_types") if t in MEETING_TYPES]
+    errors: dict[str, str] = {}
+    error: str | None = None
+    try:
+        body = settings_body(form, chosen, event["time_zone"])
+        if form.get("registration_deadline") == settings_form(event)["registration_deadline"]:
+            # Unchanged on the form (which shows minutes): keep the seconds it had.
+            body["registration_deadline"] = event["registration_deadline"]
+        await api.call(
+            "registration", "PATCH", f"/api/events/{event_id}", key=session.key, json=body
+        )
+    except FormErrors as exc:
+        errors = exc.errors
+    except ApiError as exc:
+        if exc.status in (401, 403, 404):
+            raise
+        for problem in exc.errors:
+            name = field_of(str(problem.get("field", "")))
+            if name:
+                errors.setdefault(name, str(problem.get("reason", "")))
+        if not errors:
+            error = exc.detail
+    else:
+        return back_to(f"/events/{event_id}", notice="event-changed")
+    return render(
+        request,
+        "edit_event.html",
+        422,
+        event=event,
+        form=form,
+        types=MEETING_TYPES,
+        chosen=chosen,
+        errors=errors,
+        error=error,
+    )
 
 
 @router.get("/organise/new-event", response_class=HTMLResponse)

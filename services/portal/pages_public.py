@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.portal.client import ApiError
 from services.portal.forms import profile_body
 from services.portal.session import Session
-from services.portal.web import back_to, portal_of, render, session_of
+from services.portal.web import back_to, portal_of, render, session_of, translator_of
 from shared.contracts.registration import DirectoryField
 
 router = APIRouter()
@@ -94,7 +94,56 @@ async def register(request: Request, event_id: str) -> Response:
 
 @router.get("/signin", response_class=HTMLResponse)
 async def signin_form(request: Request, back: str = "") -> HTMLResponse:
-    return render(request, "signin.html", back=back, error=None)
+    return render(request, "signin.html", back=back, error=None, email_error=None)
+
+
+@router.post("/signin/email", response_class=HTMLResponse)
+async def ask_for_link(request: Request, email: Annotated[str, Form()] = "") -> HTMLResponse:
+    """Registration sends the link if the address is registered; the page says the same
+    either way (so it tells nobody which addresses are)."""
+    try:
+        await portal_of(request).api.post(
+            "registration", "/api/sign-in-links", json={"email": email.strip()}
+        )
+    except ApiError as exc:
+        _ = translator_of(request)
+        if exc.status == 429:
+            reason = _("Too many links were asked for this address lately. Try again later.")
+        elif exc.status == 422:
+            reason = _("This is not an e-mail address.")
+        else:
+            raise
+        return render(request, "signin.html", exc.status, back="", error=None, email_error=reason)
+    return render(request, "signin_sent.html", 202)
+
+
+@router.get("/signin/link", response_class=HTMLResponse)
+async def link_form(request: Request, token: str = "") -> HTMLResponse:
+    return render(request, "signin_link.html", token=token, error=None)
+
+
+@router.post("/signin/link", response_class=HTMLResponse)
+async def use_link(request: Request, token: Annotated[str, Form()] = "") -> Response:
+    portal = portal_of(request)
+    try:
+        made = await portal.api.post(
+            "registration", "/api/sign-in-links/redeem", json={"token": token}
+        )
+    except ApiError as exc:
+        if exc.status >= 500:
+            raise
+        reason = exc.errors[0]["reason"] if exc.errors else exc.detail
+        return render(request, "signin_link.html", 400, token="", error=reason)
+    session = Session(
+        key=made["api_key"],
+        role="organisation",
+        id=made["registration_id"],
+        name=made.get("name") or "",
+        event_id=made["event_id"],
+    )
+    response = back_to(f"/events/{session.event_id}/me", notice="signed-in")
+    portal.sessions.keep(response, session)
+    return response
 
 
 @router.post("/signin", response_class=HTMLResponse)
@@ -105,7 +154,7 @@ async def signin(
     try:
         me = await portal.api.get("registration", "/api/me", key=key.strip())
     except ApiError:
-        return render(request, "signin.html", 401, back=back, error="unknown-key")
+        return render(request, "signin.html", 401, back=back, error="unknown-key", email_error=None)
     session = Session(
         key=key.strip(),
         role=me["role"],

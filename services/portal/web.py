@@ -82,6 +82,11 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     return response
 
 
+def translator_of(request: Request) -> i18n.Translate:
+    """The page's language's texts, for messages made in code."""
+    return i18n.translator(i18n.language_of(request))
+
+
 def back_to(path: str, **params: str) -> RedirectResponse:
     """After a form: 303 to a page, with a notice (a catalogue message id) to show."""
     query = urlencode({k: v for k, v in params.items() if v})
@@ -102,6 +107,7 @@ NOTICES = {
     "saved": "Your preferences are saved.",
     "decided": "The decisions were recorded.",
     "event-created": "The event is created and open for registration.",
+    "event-changed": "The event's settings are changed.",
     "nothing-chosen": "Choose at least one application first.",
     "locked": "The meeting is locked in its place.",
     "unlocked": "The meeting is unlocked.",

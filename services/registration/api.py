@@ -27,6 +27,7 @@ from shared.contracts.registration import (
     Session,
     SupportOffice,
 )
+from shared.errors import RuleViolation
 from shared.runtime import runtime_of
 
 router = AccessRouter(prefix="/api")
@@ -60,6 +61,24 @@ class NewBrokerageEvent(_Body):
         description="EEN support offices co-organising the event, each with the countries"
         " whose participants it looks after unless they choose another",
     )
+
+
+class EventSettings(_Body):
+    """Settings to change, each optional (those left out stay as they are); the time zone
+    and the support offices stay as created."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=300)
+    venue: str | None = Field(default=None, min_length=1, max_length=300)
+    days: list[date] | None = Field(default=None, min_length=1, max_length=14)
+    sessions: list[Session] | None = Field(default=None, min_length=1, max_length=8)
+    slot_minutes: int | None = Field(default=None, ge=5, le=240)
+    tables: int | None = Field(default=None, ge=0, le=10_000)
+    meeting_types: list[MeetingType] | None = Field(default=None, min_length=1)
+    registration_deadline: datetime | None = None
+    max_meetings_per_participant: int | None = Field(
+        default=None, ge=1, description="send null to lift the cap"
+    )
+    request_expiry_hours: int | None = Field(default=None, ge=1)
 
 
 class NewSideProgrammeItem(_Body):
@@ -146,6 +165,33 @@ async def get_event(request: Request, event_id: str) -> dict[str, Any]:
         event = await handlers.load_event(conn, event_id)
     slots = [{"start": s.start.isoformat(), "end": s.end.isoformat()} for s in slot_grid(event)]
     return {**event.model_dump(mode="json"), "slots": slots}
+
+
+@router.patch(
+    "/events/{event_id}",
+    summary="Change an event's settings (its organiser): days, sessions, slot length, tables,"
+    " meeting types, caps, deadlines; scheduling moves meetings whose slot or table is gone",
+    openapi_extra=requires(Action.MANAGE_EVENT),
+)
+async def change_event(
+    request: Request,
+    event_id: str,
+    body: EventSettings,
+    who: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    # Only the settings the caller sent (an explicit null lifts the meeting cap).
+    changes = body.model_dump(exclude_unset=True)
+    for name, value in changes.items():
+        if value is None and name != "max_meetings_per_participant":
+            raise RuleViolation(name, "must not be null")
+    return await run_command(
+        request,
+        who,
+        idempotency_key,
+        body.model_dump(mode="json", exclude_unset=True),
+        lambda conn, cid: handlers.change_event_settings(conn, event_id, changes, cid),
+    )
 
 
 # -- registrations ------------------------------------------------------------

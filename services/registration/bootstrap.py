@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.registration import contacts, sheets_api
+from services.registration import contacts, sheets_api, sign_in
 from services.registration.api import router
 from shared.contracts import registry
 from shared.inbox import Subscription
@@ -30,7 +30,7 @@ def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
         title="Registration service",
         description="Organisers create brokerage events; organisations register, "
         "are approved, update their profiles, withdraw, and can have their personal data erased.",
-        routers=[sheets_api.router, router],
+        routers=[sheets_api.router, sign_in.router, router],
     )
 
 

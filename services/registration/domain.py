@@ -17,12 +17,14 @@ from shared.access.policy import RegistrationStatus
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     DECISIONS,
+    EDITABLE_SETTINGS,
     REGISTERED_BY_TYPE,
     AssignedBy,
     BrokerageEventCreated,
     CoOrganiserAdded,
     CoOrganiserRemoved,
     DecisionBase,
+    EventSettingsChanged,
     OrganisationProfile,
     ParticipantAssignedToSupportOffice,
     PersonalDataErased,
@@ -95,6 +97,45 @@ def check_new_event(event: BrokerageEventCreated) -> BrokerageEventCreated:
         raise RuleViolation("request_expiry_hours", "must be at least 1")
     _check_support_offices(event)
     return event
+
+
+def current_settings(events: list[EventPayload]) -> BrokerageEventCreated:
+    """The event as it stands: its creation with every later settings change applied
+    (a change carries all editable settings, so the last one wins)."""
+    created = events[0]
+    assert isinstance(created, BrokerageEventCreated)
+    for event in events[1:]:
+        if isinstance(event, EventSettingsChanged):
+            settings = event.model_dump(include=set(EDITABLE_SETTINGS))
+            created = BrokerageEventCreated.model_validate({**created.model_dump(), **settings})
+    return created
+
+
+# Settings that shape the slot grid: fixed once the event has begun (meetings are held).
+GRID_SETTINGS = ("days", "sessions", "slot_minutes")
+
+
+def change_settings(
+    event: BrokerageEventCreated, changes: dict[str, object], *, now: datetime
+) -> EventSettingsChanged:
+    """The organiser's new settings, checked with the rules of a new event. Meetings placed
+    in slots or at tables that no longer exist are moved by scheduling (it knows them)."""
+    unknown = sorted(set(changes) - set(EDITABLE_SETTINGS))
+    if unknown:
+        raise RuleViolation(unknown[0], "cannot be changed after the event is created")
+    before = event.model_dump(include=set(EDITABLE_SETTINGS))
+    after = BrokerageEventCreated.model_validate({**event.model_dump(), **changes})
+    now_settings = after.model_dump(include=set(EDITABLE_SETTINGS))
+    changed = [name for name in EDITABLE_SETTINGS if before[name] != now_settings[name]]
+    if not changed:
+        raise Conflict("settings", "nothing would change")
+    zone = ZoneInfo(event.time_zone)
+    begun = now >= datetime.combine(min(event.days), time.min, zone)
+    for name in GRID_SETTINGS:
+        if begun and name in changed:
+            raise Conflict(name, "the event has begun: its days and slots can no longer change")
+    check_new_event(after)
+    return EventSettingsChanged(event_id=event.event_id, changed=changed, **now_settings)
 
 
 def _check_support_offices(event: BrokerageEventCreated) -> None:

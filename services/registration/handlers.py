@@ -8,7 +8,6 @@ the idempotency record commit together.
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +44,7 @@ def _stream(kind: str, ident: str) -> str:
     return f"{kind}-{ident}"
 
 
-async def _record(
+async def record(
     conn: asyncpg.Connection,
     stream: str,
     expected: int,
@@ -65,28 +64,18 @@ async def _record(
     )
 
 
-# Brokerage events' definitions by id, least recently used dropped first: a read saved
-# per command, and exact, not a guess: the definition is the first event of its stream
-# and events never change (payloads are frozen too). Nothing loads an event in the
-# transaction that creates it, so nothing cached can be rolled back.
-_DEFINITIONS: OrderedDict[str, BrokerageEventCreated] = OrderedDict()
-DEFINITIONS_KEPT = 1024
-
-
 async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventCreated:
-    cached = _DEFINITIONS.get(event_id)
-    if cached is not None:
-        _DEFINITIONS.move_to_end(event_id)
-        return cached
+    """The event with its current settings."""
+    return (await _load_event_stream(conn, event_id))[0]
+
+
+async def _load_event_stream(
+    conn: asyncpg.Connection, event_id: str
+) -> tuple[BrokerageEventCreated, int]:
     events = await eventstore.load_events(conn, _stream("brokerage-event", event_id), PAYLOADS)
     if not events:
         raise NotFound("brokerage event", event_id)
-    created = events[0]
-    assert isinstance(created, BrokerageEventCreated)
-    _DEFINITIONS[event_id] = created
-    if len(_DEFINITIONS) > DEFINITIONS_KEPT:
-        _DEFINITIONS.popitem(last=False)
-    return created
+    return domain.current_settings(events), len(events)
 
 
 async def load_co_organiser(conn: asyncpg.Connection, co_organiser_id: str) -> domain.CoOrganiser:
@@ -116,7 +105,7 @@ async def register_organiser(
     organiser_id = str(uuid.uuid4())
     api_key, digest = new_api_key("org")
     event = OrganiserRegistered(organiser_id=organiser_id, name=name.strip(), api_key_digest=digest)
-    await _record(
+    await record(
         conn,
         _stream("organiser", organiser_id),
         0,
@@ -137,7 +126,7 @@ async def create_event(
     created = domain.check_new_event(
         BrokerageEventCreated(event_id=event_id, organiser_id=principal.id, **definition)
     )
-    await _record(
+    await record(
         conn,
         _stream("brokerage-event", event_id),
         0,
@@ -146,6 +135,30 @@ async def create_event(
         correlation_id=correlation_id,
     )
     return created.model_dump(mode="json")
+
+
+async def change_event_settings(
+    conn: asyncpg.Connection,
+    event_id: str,
+    changes: dict[str, Any],
+    correlation_id: str | None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    event, version = await _load_event_stream(conn, event_id)
+    changed = domain.change_settings(event, changes, now=now or datetime.now(UTC))
+    try:
+        await record(
+            conn,
+            _stream("brokerage-event", event_id),
+            version,
+            [changed],
+            key=event_id,
+            correlation_id=correlation_id,
+        )
+    except eventstore.ConcurrencyConflict as exc:
+        raise Conflict("event_id", "the event was changed meanwhile; reload and try again") from exc
+    current = domain.current_settings([event, changed])
+    return {**current.model_dump(mode="json"), "changed": changed.changed}
 
 
 async def register_organisation(
@@ -283,7 +296,7 @@ async def decide(
 ) -> dict[str, Any]:
     registration = await load_registration(conn, registration_id)
     event = domain.decide(registration, decision, reason)
-    await _record(
+    await record(
         conn,
         _stream("registration", registration_id),
         registration.version,
@@ -315,7 +328,7 @@ async def update_profile(
         ),
         event,
     )
-    await _record(
+    await record(
         conn,
         _stream("registration", registration_id),
         registration.version,
@@ -334,7 +347,7 @@ async def erase_personal_data(
     registration = await load_registration(conn, registration_id)
     erased = domain.erase(registration)
     await conn.execute("DELETE FROM subject_keys WHERE subject_id = $1", registration_id)
-    await _record(
+    await record(
         conn,
         _stream("registration", registration_id),
         registration.version,
@@ -376,7 +389,7 @@ async def add_side_programme_item(
     event = await load_event(conn, event_id)
     item_id = str(uuid.uuid4())
     added = domain.add_side_programme_item(event, item_id=item_id, **definition)
-    await _record(
+    await record(
         conn,
         _stream("side-programme", item_id),
         0,
@@ -404,7 +417,7 @@ async def join_side_programme(
         raise Forbidden("this key may not act for this registration")
     joined = domain.join_side_programme(item, registration)
     try:
-        await _record(
+        await record(
             conn,
             _stream("side-programme", item_id),
             item.version,
@@ -439,7 +452,7 @@ async def add_co_organiser(
         email=email,
         api_key_digest=digest,
     )
-    await _record(
+    await record(
         conn,
         _stream("co-organiser", co_organiser_id),
         0,
@@ -464,7 +477,7 @@ async def remove_co_organiser(
     if co_organiser.added.event_id != event_id:
         raise NotFound("co-organiser", co_organiser_id)
     removed = domain.remove_co_organiser(co_organiser)
-    await _record(
+    await record(
         conn,
         _stream("co-organiser", co_organiser_id),
         co_organiser.version,
@@ -481,7 +494,7 @@ async def reassign_office(
     registration = await load_registration(conn, registration_id)
     event = await load_event(conn, registration.event_id)
     assigned = domain.reassign_office(event, registration, office_id)
-    await _record(
+    await record(
         conn,
         _stream("registration", registration_id),
         registration.version,

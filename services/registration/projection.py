@@ -10,17 +10,21 @@ from shared.access import projection as access
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
     DECISIONS,
+    EDITABLE_SETTINGS,
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     CoOrganiserAdded,
     CoOrganiserRemoved,
     DecisionBase,
+    EventSettingsChanged,
     OrganiserRegistered,
     PersonalDataErased,
     ProfileUpdated,
     RegisteredBase,
     SideProgrammeItemAdded,
     SideProgrammeJoined,
+    SignedInByLink,
+    SignInLinkRequested,
 )
 from shared.dispatch import Projection
 
@@ -51,6 +55,35 @@ async def _event_created(conn: asyncpg.Connection, event: BrokerageEventCreated)
         event.organiser_id,
         event.model_dump_json(),
     )
+
+
+@PROJECTION.on(EventSettingsChanged)
+async def _settings_changed(conn: asyncpg.Connection, event: EventSettingsChanged) -> None:
+    settings = event.model_dump_json(include=set(EDITABLE_SETTINGS))
+    await conn.execute(
+        "UPDATE brokerage_events SET definition = definition || $2::jsonb WHERE event_id = $1",
+        event.event_id,
+        settings,
+    )
+
+
+@PROJECTION.on(SignInLinkRequested)
+async def _link_requested(conn: asyncpg.Connection, event: SignInLinkRequested) -> None:
+    await conn.execute(
+        "INSERT INTO sign_in_links (link_id, registration_id, event_id, address_encrypted,"
+        " issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        event.link_id,
+        event.registration_id,
+        event.event_id,
+        event.address_encrypted,
+        event.issued_at,
+        event.expires_at,
+    )
+
+
+@PROJECTION.on(SignedInByLink)
+async def _link_used(conn: asyncpg.Connection, event: SignedInByLink) -> None:
+    await conn.execute("UPDATE sign_in_links SET used_at = now() WHERE link_id = $1", event.link_id)
 
 
 @PROJECTION.on(*REGISTERED_BY_TYPE.values())

@@ -31,13 +31,14 @@ PLAN = Plan(
         "side_programme",
         "co_organisers",
         "meeting_contacts",
+        "sign_in_links",
         *ACCESS_TABLES,
     ),
     own=_own,
     topics=("matching.events",),
     consumer="registration",
     consumed=contacts.HANDLERS,
-    volatile={"co_organisers": ("removed_at",)},
+    volatile={"co_organisers": ("removed_at",), "sign_in_links": ("used_at",)},
 )
 
 

@@ -16,6 +16,7 @@ from shared.contracts.base import EventPayload
 from shared.contracts.notification import NotificationFailed, NotificationSent
 from shared.contracts.registration import (
     BrokerageEventCreated,
+    EventSettingsChanged,
     ParticipantAssignedToSupportOffice,
 )
 from shared.envelope import Envelope
@@ -32,6 +33,19 @@ async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayloa
         e.slot_minutes,
         e.tables,
         json.dumps([o.model_dump(mode="json") for o in e.support_offices]),
+    )
+
+
+async def on_settings_changed(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    """The grid the dashboard measures occupancy against, as the organiser changed it."""
+    assert isinstance(e, EventSettingsChanged)
+    await conn.execute(
+        "UPDATE brokerage_events SET sessions = $2::jsonb, slot_minutes = $3, tables = $4"
+        " WHERE event_id = $1",
+        e.event_id,
+        json.dumps([{"start": s.start.isoformat(), "end": s.end.isoformat()} for s in e.sessions]),
+        e.slot_minutes,
+        e.tables,
     )
 
 
@@ -56,6 +70,7 @@ async def on_notification(conn: asyncpg.Connection, _: Envelope, e: EventPayload
 
 HANDLERS: dict[str, Handler] = {
     BrokerageEventCreated.ce_type(): on_event_created,
+    EventSettingsChanged.ce_type(): on_settings_changed,
     NotificationSent.ce_type(): on_notification,
     NotificationFailed.ce_type(): on_notification,
     ParticipantAssignedToSupportOffice.ce_type(): on_assigned,

@@ -19,6 +19,7 @@ from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
+    EventSettingsChanged,
     ProfileUpdated,
     RegisteredBase,
     SideProgrammeItemAdded,
@@ -39,6 +40,17 @@ async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayloa
         e.name,
         e.venue,
         e.time_zone,
+        json.dumps([d.isoformat() for d in e.days]),
+    )
+
+
+async def on_settings_changed(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    assert isinstance(e, EventSettingsChanged)
+    await conn.execute(
+        "UPDATE brokerage_events SET name = $2, venue = $3, days = $4::jsonb WHERE event_id = $1",
+        e.event_id,
+        e.name,
+        e.venue,
         json.dumps([d.isoformat() for d in e.days]),
     )
 
@@ -170,6 +182,7 @@ HANDLERS: dict[str, Handler] = {
     SideProgrammeItemAdded.ce_type(): on_item_added,
     SideProgrammeJoined.ce_type(): on_item_joined,
     BrokerageEventCreated.ce_type(): on_event_created,
+    EventSettingsChanged.ce_type(): on_settings_changed,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
     **{t.ce_type(): on_decision for t in DECISIONS},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -155,6 +156,15 @@ def auto_unlock(event_id: str, meeting: AgendaMeeting) -> list[EventPayload]:
             unlocked_by=None,
         )
     ]
+
+
+def still_fits(grid: EventGrid, slot_id: str, slot_start: datetime, table_no: int | None) -> bool:
+    """Whether a placed meeting's slot and table are still in the event's (changed) grid:
+    the slot id names the same time, and the table is within the tables there are."""
+    slot = grid.by_id.get(slot_id)
+    if slot is None or slot.start != slot_start:
+        return False
+    return table_no is None or table_no <= grid.tables
 
 
 def status_after_release(reason: ReleaseReason) -> MeetingStatus:

@@ -36,6 +36,7 @@ from shared.contracts.matching import MeetingAccepted, MeetingCancelled
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
+    EventSettingsChanged,
     MeetingType,
     RegistrationRejected,
     RegistrationWithdrawn,
@@ -208,16 +209,20 @@ async def open_agenda(
 
 
 async def place_one(
-    conn: asyncpg.Connection, grid: EventGrid, target: AgendaMeeting
+    conn: asyncpg.Connection,
+    grid: EventGrid,
+    target: AgendaMeeting,
+    ignore: frozenset[str] = frozenset(),
 ) -> EventPayload:
     """Where one meeting goes among the placed ones, moving none of them (lock held): a
     SlotAssigned, or a MeetingUnschedulable. A meeting placed for the first time gets its
-    mode from what scheduling knows of its participants (the online/on-site choice)."""
+    mode from what scheduling knows of its participants (the online/on-site choice).
+    Placed meetings in `ignore` (about to move themselves) do not hold their places."""
     attendees = await load_attendees(conn, grid.event_id)
     placed = [
         m
         for m in await load_meetings(conn, grid.event_id, (MeetingStatus.PLACED,))
-        if m.meeting_id != target.meeting_id
+        if m.meeting_id != target.meeting_id and m.meeting_id not in ignore
     ]
     if target.status == MeetingStatus.PENDING:
         known = [attendees[p].attendance for p in target.participants if p in attendees]
@@ -335,7 +340,41 @@ async def on_side_programme_joined(
         await agenda.record(conn, [*events, moved])
 
 
+async def on_settings_changed(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
+    """The organiser changed the grid (the projection has stored it): placed meetings whose
+    slot or table is gone move to another place, or become unschedulable; this also after
+    publication, since the organiser's change took the old place away."""
+    assert isinstance(e, EventSettingsChanged)
+    agenda = await open_agenda(conn, e.event_id, cause=env)
+    grid = await load_grid(conn, e.event_id)
+    if grid is None:
+        return
+    rows = await conn.fetch(
+        "SELECT * FROM meetings WHERE event_id = $1 AND status = $2 ORDER BY accepted_at,"
+        " meeting_id",
+        e.event_id,
+        MeetingStatus.PLACED.value,
+    )
+    gone = [
+        as_meeting(r)
+        for r in rows
+        if not domain.still_fits(grid, r["slot_id"], r["slot_start"], r["table_no"])
+    ]
+    waiting = frozenset(m.meeting_id for m in gone)
+    for meeting in gone:
+        events: list[EventPayload] = domain.auto_unlock(e.event_id, meeting)
+        moved = await place_one(conn, grid, meeting, ignore=waiting - {meeting.meeting_id})
+        if not isinstance(moved, SlotAssigned):
+            why = ReleaseReason.EVENT_CHANGED
+            events.append(domain.slot_released(e.event_id, meeting, why))
+        await agenda.record(conn, [*events, moved])
+        waiting -= {meeting.meeting_id}
+    # Meetings that waited for room (e.g. more tables now) get their chance.
+    await place_waiting(conn, env, e)
+
+
 ON_EVENTS: dict[str, Handler] = {
+    EventSettingsChanged.ce_type(): on_settings_changed,
     SideProgrammeJoined.ce_type(): on_side_programme_joined,
     BrokerageEventCreated.ce_type(): place_waiting,
     **{t.ce_type(): place_waiting for t in REGISTERED_BY_TYPE.values()},

@@ -32,6 +32,7 @@ from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
     DecisionBase,
+    EventSettingsChanged,
     OrganisationProfile,
     ProfileUpdated,
     RegisteredBase,
@@ -69,6 +70,22 @@ async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayloa
         e.slot_minutes,
         e.tables,
         e.organiser_id,
+        e.max_meetings_per_participant,
+    )
+
+
+async def on_settings_changed(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    """The new grid; the reaction (`handlers.on_settings_changed`) then moves the meetings
+    whose slot or table it no longer has."""
+    assert isinstance(e, EventSettingsChanged)
+    await conn.execute(
+        "UPDATE event_grids SET days = $2::jsonb, sessions = $3::jsonb, slot_minutes = $4,"
+        " tables = $5, max_meetings = $6 WHERE event_id = $1",
+        e.event_id,
+        json.dumps([d.isoformat() for d in e.days]),
+        json.dumps([s.model_dump(mode="json") for s in e.sessions]),
+        e.slot_minutes,
+        e.tables,
         e.max_meetings_per_participant,
     )
 
@@ -254,6 +271,7 @@ async def _published(conn: asyncpg.Connection, e: AgendaPublished) -> None:
 HANDLERS: dict[str, Handler] = {
     SideProgrammeJoined.ce_type(): on_side_programme_joined,
     BrokerageEventCreated.ce_type(): on_event_created,
+    EventSettingsChanged.ce_type(): on_settings_changed,
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
     **{

@@ -181,9 +181,13 @@ async def authorise(request: Request, requirement: Requirement) -> Grant:
         raise ProblemError(denied.status, title, denied.reason) from denied
 
 
+# A key counts until it is revoked or, for one that expires (sign-in by e-mail), until then.
+_LIVE = "NOT revoked AND (expires_at IS NULL OR expires_at > now())"
+
+
 async def _principal(conn: asyncpg.Connection, key_digest: str) -> Principal:
     row = await conn.fetchrow(
-        "SELECT role, subject_id FROM api_keys WHERE key_digest = $1 AND NOT revoked", key_digest
+        f"SELECT role, subject_id FROM api_keys WHERE key_digest = $1 AND {_LIVE}", key_digest
     )
     if row is None:
         raise unknown_key()
@@ -198,7 +202,7 @@ _NOBODY: dict[str, Any] = {"lead_organiser": None, "co_organiser_office": None, 
 # `_standing` in one round trip.
 _AT_ONCE = (
     "WITH caller AS ("
-    "  SELECT role, subject_id FROM api_keys WHERE key_digest = $1 AND NOT revoked),"
+    f"  SELECT role, subject_id FROM api_keys WHERE key_digest = $1 AND {_LIVE}),"
     " asked AS ("
     "  SELECT CASE WHEN $4 THEN (SELECT subject_id FROM caller WHERE role = 'organisation')"
     "  ELSE $3::text END AS registration_id),"

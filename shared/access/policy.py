@@ -86,6 +86,8 @@ class Action(StrEnum):
     VIEW_PUBLIC = "read public pages (events, programme)"
     FOLLOW_LINK = "open a signed link (the token in it is the credential)"
     REGISTER = "register an organisation (open until the deadline)"
+    REQUEST_SIGN_IN_LINK = "ask for a sign-in link by e-mail (same answer for any address)"
+    WRITE_SIGN_IN_MESSAGE = "read a sign-in link's message to send it (the notification service)"
     WHO_AM_I = "read whom the calling key belongs to"
     CREATE_ORGANISER = "register an organiser"
     CREATE_EVENT = "create an event"
@@ -126,6 +128,8 @@ RULES: Mapping[Action, Rule] = {
     Action.VIEW_PUBLIC: Rule(_EVERYONE, needs_key=False),
     Action.FOLLOW_LINK: Rule(_EVERYONE, needs_key=False),
     Action.REGISTER: Rule(_EVERYONE, needs_key=False),
+    Action.REQUEST_SIGN_IN_LINK: Rule(_EVERYONE, needs_key=False),
+    Action.WRITE_SIGN_IN_MESSAGE: Rule({Relation.ADMIN: Grants.ALWAYS}),
     Action.WHO_AM_I: Rule({r: Grants.ALWAYS for r in Relation if r is not Relation.ANONYMOUS}),
     Action.CREATE_ORGANISER: Rule({Relation.ADMIN: Grants.ALWAYS}),
     # Creating an event: any organiser's key (it becomes the event's lead organiser).

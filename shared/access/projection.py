@@ -9,6 +9,8 @@ transaction; the other services combine `HANDLERS` into their subscription to
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from shared.access.policy import RegistrationStatus, Role
@@ -24,6 +26,7 @@ from shared.contracts.registration import (
     ParticipantAssignedToSupportOffice,
     ProfileUpdated,
     RegisteredBase,
+    SignedInByLink,
 )
 from shared.dispatch import Projection
 from shared.envelope import Envelope
@@ -37,9 +40,25 @@ _RECORD_KEY = (
 )
 
 
-async def record_key(conn: asyncpg.Connection, key_digest: str, role: Role, subject: str) -> None:
-    """Remember a key issued by registration."""
-    await conn.execute(_RECORD_KEY, key_digest, role.value, subject)
+async def record_key(
+    conn: asyncpg.Connection,
+    key_digest: str,
+    role: Role,
+    subject: str,
+    expires_at: datetime | None = None,
+) -> None:
+    """Remember a key issued by registration (one that stops working at `expires_at`)."""
+    if expires_at is None:
+        await conn.execute(_RECORD_KEY, key_digest, role.value, subject)
+        return
+    await conn.execute(
+        "INSERT INTO api_keys (key_digest, role, subject_id, expires_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (key_digest) DO NOTHING",
+        key_digest,
+        role.value,
+        subject,
+        expires_at,
+    )
 
 
 async def _organiser_registered(conn: asyncpg.Connection, e: OrganiserRegistered) -> None:
@@ -105,6 +124,10 @@ async def _co_organiser_added(conn: asyncpg.Connection, e: CoOrganiserAdded) -> 
     )
 
 
+async def _signed_in(conn: asyncpg.Connection, e: SignedInByLink) -> None:
+    await record_key(conn, e.api_key_digest, Role.ORGANISATION, e.registration_id, e.key_expires_at)
+
+
 async def _co_organiser_removed(conn: asyncpg.Connection, e: CoOrganiserRemoved) -> None:
     await conn.execute(
         "WITH co_organiser AS ("
@@ -124,6 +147,7 @@ PROJECTION.on(ParticipantAssignedToSupportOffice)(_assigned)
 PROJECTION.on(ProfileUpdated)(_profile_updated)
 PROJECTION.on(CoOrganiserAdded)(_co_organiser_added)
 PROJECTION.on(CoOrganiserRemoved)(_co_organiser_removed)
+PROJECTION.on(SignedInByLink)(_signed_in)
 apply = PROJECTION.apply  # one of registration's events (others are ignored)
 
 

@@ -88,6 +88,42 @@ class BrokerageEventCreated(_RegistrationEvent):
     support_offices: list[SupportOffice] = Field(default_factory=list)
 
 
+# What an organiser may change after creating an event (`EventSettingsChanged`). The time
+# zone and the support offices stay as created: every wall-clock time, availability and
+# co-organiser of the event depends on them.
+EDITABLE_SETTINGS = (
+    "name",
+    "venue",
+    "days",
+    "sessions",
+    "slot_minutes",
+    "tables",
+    "meeting_types",
+    "registration_deadline",
+    "max_meetings_per_participant",
+    "request_expiry_hours",
+)
+
+
+class EventSettingsChanged(_RegistrationEvent):
+    """The organiser changed the event's settings: every editable setting as it now is
+    (not only the changed ones), so that a consumer replaces its copy without merging."""
+
+    event_name: ClassVar[str] = "EventSettingsChanged"
+    event_id: str
+    name: str
+    venue: str
+    days: list[date]
+    sessions: list[Session]
+    slot_minutes: int
+    tables: int
+    meeting_types: list[MeetingType]
+    registration_deadline: datetime
+    max_meetings_per_participant: int | None = None
+    request_expiry_hours: int = 48
+    changed: list[str] = Field(default_factory=list)  # which of them differ from before
+
+
 class DirectoryField(StrEnum):
     """Profile fields a participant may publish in the event's participant directory
     (shown to the event's approved participants and organisers, never to the world)."""
@@ -253,6 +289,33 @@ class CoOrganiserRemoved(_RegistrationEvent):
     event_id: str
 
 
+class SignInLinkRequested(_RegistrationEvent):
+    """Someone asked for a sign-in link at an address of this registration's
+    representatives: notification e-mails it there. The address travels sealed with the
+    registration's key (erasure makes it unreadable); the link itself is in no event:
+    registration signs it from these facts when notification asks for the message."""
+
+    event_name: ClassVar[str] = "SignInLinkRequested"
+    registration_id: str
+    event_id: str
+    link_id: str
+    address_encrypted: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+class SignedInByLink(_RegistrationEvent):
+    """A sign-in link was used (once: it opens nothing afterwards): the browser got a key
+    of the organisation's own that stops working at `key_expires_at`."""
+
+    event_name: ClassVar[str] = "SignedInByLink"
+    registration_id: str
+    event_id: str
+    link_id: str
+    api_key_digest: str
+    key_expires_at: datetime
+
+
 class AssignedBy(StrEnum):
     PARTICIPANT = "participant"  # chosen at registration
     COUNTRY_RULE = "country_rule"  # the event's rule for the participant's country
@@ -270,6 +333,7 @@ class ParticipantAssignedToSupportOffice(_RegistrationEvent):
 REGISTRATION_EVENTS: list[type[EventPayload]] = [
     OrganiserRegistered,
     BrokerageEventCreated,
+    EventSettingsChanged,
     ClusterRegistered,
     BusinessRegistered,
     ResearchOrganisationRegistered,
@@ -285,4 +349,6 @@ REGISTRATION_EVENTS: list[type[EventPayload]] = [
     CoOrganiserAdded,
     CoOrganiserRemoved,
     ParticipantAssignedToSupportOffice,
+    SignInLinkRequested,
+    SignedInByLink,
 ]

@@ -32,6 +32,7 @@ class ReleaseReason(StrEnum):
     PARTICIPANT_UNAVAILABLE = "participant_unavailable"  # withdrew, rejected, availability
     ORGANISER = "organiser"  # the organiser took it off the agenda
     REOPTIMISED = "reoptimised"  # a full re-optimisation found no slot for it any more
+    EVENT_CHANGED = "event_changed"  # the organiser changed the grid: its slot or table is gone
 
 
 class _SchedulingEvent(EventPayload):

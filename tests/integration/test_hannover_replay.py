@@ -1,6 +1,8 @@
 """The HANNOVER MESSE 2015 replay end to end: registration, matching, scheduling and
 reporting as subprocesses on fresh databases and the real broker, driven only through
 their HTTP APIs by `scripts/replay_hannover.py`; the report must give the seed's figures.
+The replayed event is then browsed on the web portal in Debian's Chromium (one replay for
+both tests: the module's platform).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from services.reporting import rebuild as reporting_rebuild
 from services.scheduling import rebuild as scheduling_rebuild
 from shared.contracts import registry
 from shared.rebuild import compare, rebuild
+from tests.integration.browser_support import CHROMIUM, CHROMIUM_ARGS, axe, running_portal, shot
 from tests.integration.hannover_sheets import check_exports, check_import
 from tests.integration.notification_support import free_port
 from tests.integration.support import TEST_TOPIC_PREFIX, Infra, RunningPlatform, service_platform
@@ -46,30 +49,35 @@ ADMIN_KEY = "e2e-hannover-admin-key"
 SERVICES = ("registration", "matching", "scheduling", "reporting")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def running(
-    infra: Infra, tmp_path: Path, scheduler_lock: None
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory, scheduler_lock: None
 ) -> AsyncIterator[RunningPlatform]:
     async with service_platform(
         infra,
         {svc: free_port() for svc in SERVICES},
-        tmp_path,
+        tmp_path_factory.mktemp("hannover"),
         label="e2e-hannover",
         admin_key=ADMIN_KEY,
     ) as running:
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def platform(running: RunningPlatform) -> Urls:
     urls = running.urls
     return Urls(urls["registration"], urls["matching"], urls["scheduling"], urls["reporting"])
 
 
+@pytest.fixture(scope="module")
+async def replayed(platform: Urls) -> Replay:
+    return await replay(platform, ADMIN_KEY, log=lambda _: None)
+
+
 async def test_the_replay_reports_the_seeds_figures(
-    platform: Urls, running: RunningPlatform
+    platform: Urls, running: RunningPlatform, replayed: Replay
 ) -> None:
-    done = await replay(platform, ADMIN_KEY, log=lambda _: None)
+    done = replayed
     report = done.report
 
     assert seed_figures(report) == SEED
@@ -358,3 +366,63 @@ async def _check_rebuilds(running: RunningPlatform, done: Replay) -> None:
         assert late.status_code == 201, late.text
         after = await names()
         assert sorted(after) == sorted([*before, "Switched Tables GmbH"])
+
+
+async def test_the_replayed_event_is_browsed_on_the_portal(
+    running: RunningPlatform, replayed: Replay, tmp_path: Path
+) -> None:
+    """Home -> the past HANNOVER event -> the organiser signs in with its key -> the
+    applications, the agenda grid with the placed meetings; axe-core finds no serious
+    violation there. Screenshots in var/artefacts/portal-hannover-*.png."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: `make browser` installs it")
+    playwright_api = pytest.importorskip("playwright.async_api")
+    expect = playwright_api.expect
+    found: dict[str, list[str]] = {}
+    name = replayed.report["event"]["name"]
+    _, first, _ = replayed.meetings[0]
+    async with httpx.AsyncClient(base_url=running.urls["registration"]) as http:
+        first_name = (
+            await http.get(
+                f"/api/registrations/{first}", headers={"X-API-Key": replayed.organiser_key}
+            )
+        ).json()["name"]
+    async with (
+        running_portal(running.urls, free_port(), tmp_path) as portal,
+        playwright_api.async_playwright() as pw,
+    ):
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            # CSP bypassed for axe-core's script only (the portal's own policy stays on).
+            context = await browser.new_context(
+                bypass_csp=True, viewport={"width": 1280, "height": 900}
+            )
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(portal)
+            await page.get_by_role("link", name=name).click()
+            await expect(page.get_by_role("heading", level=1)).to_have_text(name)
+            await expect(page.get_by_text("2015-04-13, 2015-04-14")).to_be_visible()
+            await axe(page, "hannover-event", found)
+            await shot(page, "hannover-event")
+
+            await page.get_by_role("link", name="Sign in").first.click()
+            await page.fill("#key", replayed.organiser_key)
+            await page.get_by_role("button", name="Sign in").click()
+            await page.goto(f"{portal}/events/{replayed.event_id}/applications")
+            rows = page.get_by_test_id("applications")
+            await expect(rows).to_contain_text("approved")
+            await shot(page, "hannover-applications")
+
+            await page.get_by_role("link", name="Agenda grid").first.click()
+            grid = page.get_by_test_id("grid")
+            await expect(grid).to_contain_text(first_name)
+            await axe(page, "hannover-grid", found)
+            await shot(page, "hannover-grid")
+            assert errors == []
+        finally:
+            await browser.close()
+    assert all(not v for v in found.values()), found

@@ -15,9 +15,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -28,15 +25,19 @@ import httpx
 import pytest
 from openpyxl import Workbook, load_workbook
 
+from tests.integration.browser_support import (
+    AXE,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    axe,
+    running_portal,
+    shot,
+)
 from tests.integration.notification_support import SmtpSink
-from tests.integration.support import REPO_ROOT, Infra, service_platform, wait_until
+from tests.integration.support import Infra, service_platform, wait_until
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-ARTEFACTS = REPO_ROOT / "var" / "artefacts"
-AXE = REPO_ROOT / "var" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 ADMIN_KEY = "portal-browser-admin-key"
 PORTS = {
     "registration": 19321,
@@ -58,48 +59,31 @@ playwright_api = pytest.importorskip("playwright.async_api")
 
 
 @pytest.fixture
-async def urls(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncIterator[dict[str, str]]:
-    async with (
-        SmtpSink() as smtp,
-        service_platform(
-            infra,
-            PORTS,
-            tmp_path,
-            label="e2e-portal",
-            admin_key=ADMIN_KEY,
-            env={"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port)},
-        ) as platform,
-    ):
-        env = {
-            **os.environ,
-            **{f"{svc.upper()}_URL": url for svc, url in platform.urls.items()},
-            "PORTAL_PORT": str(PORTAL_PORT),
-            "PORTAL_SESSION_SECRET": "portal-browser-test-secret",
-        }
-        log = (tmp_path / "portal.log").open("wb")
-        portal = subprocess.Popen(
-            [sys.executable, "-m", "services.portal"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{PORTAL_PORT}"
-        try:
-            async with httpx.AsyncClient() as http:
+async def smtp() -> AsyncIterator[SmtpSink]:
+    """The SMTP server notification sends to: the sign-in link is read from it."""
+    async with SmtpSink() as sink:
+        yield sink
 
-                async def ready() -> bool:
-                    assert portal.poll() is None, (tmp_path / "portal.log").read_text()
-                    try:
-                        return (await http.get(f"{url}/ready")).status_code == 200
-                    except httpx.TransportError:
-                        return False
 
-                await wait_until(ready, limit=30, interval=0.2, what="the portal")
-            yield {**platform.urls, "portal": url}
-        finally:
-            portal.terminate()
-            portal.wait(timeout=15)
+@pytest.fixture
+async def urls(
+    infra: Infra, tmp_path: Path, scheduler_lock: None, smtp: SmtpSink
+) -> AsyncIterator[dict[str, str]]:
+    async with service_platform(
+        infra,
+        PORTS,
+        tmp_path,
+        label="e2e-portal",
+        admin_key=ADMIN_KEY,
+        env={
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp.port),
+            "PORTAL_PUBLIC_URL": f"http://127.0.0.1:{PORTAL_PORT}",
+            "DELIVERY_POLL_SECONDS": "0.2",
+        },
+    ) as platform:
+        async with running_portal(platform.urls, PORTAL_PORT, tmp_path) as portal:
+            yield {**platform.urls, "portal": portal}
 
 
 def _ok(response: httpx.Response) -> Any:
@@ -176,24 +160,6 @@ async def _set_up(http: httpx.AsyncClient, urls: dict[str, str]) -> dict[str, An
     return {"key": key, "event_id": eid, "co_key": co["api_key"], "partners": partners}
 
 
-async def _axe(page: Any, name: str, found: dict[str, list[str]]) -> None:
-    """Run axe-core on the page; keep its serious and critical violations."""
-    if not AXE.exists():
-        return
-    await page.add_script_tag(path=str(AXE))
-    result = await page.evaluate(
-        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-        ".filter(v => ['serious', 'critical'].includes(v.impact))"
-        ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
-    )
-    found[name] = list(result)
-
-
-async def _shot(page: Any, name: str) -> None:
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTEFACTS / f"portal-{name}.png"), full_page=True)
-
-
 def _clients_book() -> bytes:
     """A support office's clients: line 2 fine, line 3 with a country that is none."""
     book = Workbook()
@@ -237,12 +203,12 @@ async def _import_and_export(page: Any, portal: str, eid: str, found: dict[str, 
     refused = page.get_by_test_id("refused-line-3")
     await expect(refused).to_contain_text("country")
     await expect(page.get_by_test_id("key-line-2")).not_to_be_empty()
-    await _axe(page, "import", found)
-    await _shot(page, "import")
+    await axe(page, "import", found)
+    await shot(page, "import")
 
     await page.get_by_role("link", name="Exports").first.click()
     await expect(page.get_by_test_id("exports")).to_be_visible()
-    await _axe(page, "exports", found)
+    await axe(page, "exports", found)
     async with page.expect_download() as waiting:
         await page.get_by_role("link", name="XLSX · Participants").click()
     download = await waiting.value
@@ -252,8 +218,66 @@ async def _import_and_export(page: Any, portal: str, eid: str, found: dict[str, 
     assert "Nowhere Lasers Ltd" not in cells
 
 
+async def _edit_event(page: Any, portal: str, eid: str, found: dict[str, list[str]]) -> None:
+    """The organiser edits its event: a refused change shows its error beside the field at
+    fault (and changes nothing), a sound one is saved and shown on the event's page."""
+    expect = playwright_api.expect
+    await page.goto(f"{portal}/events/{eid}")
+    await page.get_by_role("link", name="Edit the event").click()
+    await expect(page.locator("#venue")).to_have_value("Messe, Hall 2")  # prefilled
+    await expect(page.locator("#slot_minutes")).to_have_value("30")
+    await page.fill("#slot_minutes", "45")  # the 09:00-11:00 session is no whole number of them
+    await page.get_by_role("button", name="Save the changes").click()
+    error = page.get_by_test_id("error-sessions")
+    await expect(error).to_contain_text("45-minute slots")
+    await expect(page.locator("#sessions")).to_have_attribute("aria-invalid", "true")
+    await axe(page, "edit-event-error", found)
+    await shot(page, "edit-event-error")
+    await page.fill("#slot_minutes", "30")
+    await page.fill("#venue", "Messe, Hall 4")
+    await page.fill("#tables", "4")
+    await axe(page, "edit-event", found)
+    await page.get_by_role("button", name="Save the changes").click()
+    await expect(page.get_by_test_id("notice")).to_contain_text("settings are changed")
+    await expect(page.get_by_text("Messe, Hall 4")).to_be_visible()
+    await expect(page.get_by_text("30 minutes, 4 tables")).to_be_visible()
+    await shot(page, "edited-event")
+
+
+async def _sign_in_by_email(
+    page: Any, portal: str, eid: str, smtp: SmtpSink, found: dict[str, list[str]]
+) -> None:
+    """The participant signs out, asks for a link at its representative's address, opens
+    the e-mail's link (notification sent it through the SMTP server) and is signed in."""
+    expect = playwright_api.expect
+    await page.goto(f"{portal}/events/{eid}/me")
+    await page.get_by_role("button", name="Sign out").click()
+    await page.goto(f"{portal}/signin")
+    await page.fill("#email", "Hanna@Harz.example")
+    await axe(page, "signin", found)
+    await shot(page, "signin")
+    await page.get_by_role("button", name="Send me a sign-in link").click()
+    await expect(page.get_by_test_id("link-sent")).to_be_visible()
+    await shot(page, "signin-sent")
+
+    def link_mail() -> list[Any]:
+        return [m for m in smtp.to("hanna@harz.example") if m.kind == "sign_in.link"]
+
+    await wait_until(lambda: bool(link_mail()), limit=60, interval=0.2, what="the sign-in mail")
+    text = link_mail()[0].part("text/plain") or ""
+    link = next(word for word in text.split() if "/signin/link?token=" in word)
+    await page.goto(link)
+    await axe(page, "signin-link", found)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_test_id("status")).to_have_text("approved")
+    await shot(page, "signed-in-by-email")
+    await page.goto(link)  # once only
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_test_id("link-error")).to_contain_text("used already")
+
+
 async def test_participants_and_organisers_do_their_job_in_the_browser(
-    urls: dict[str, str],
+    urls: dict[str, str], smtp: SmtpSink
 ) -> None:
     expect = playwright_api.expect
     portal = urls["portal"]
@@ -280,7 +304,7 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             # Home -> event -> register with the full profile.
             await page_.goto(portal)
             await page_.get_by_role("link", name="Photonics matchmaking (portal test)").click()
-            await _axe(page_, "event", violations)
+            await axe(page_, "event", violations)
             await page_.get_by_role("link", name="Register your organisation").click()
             await page_.fill("#name", "Harz Photonics Hub")
             await page_.select_option("#organisation_type", "cluster")
@@ -293,11 +317,11 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             await page_.fill("#availability", f"{(date.today() + timedelta(days=30))} 09:00-11:00")
             await page_.fill("#rep_name_1", "Hanna Harz")
             await page_.fill("#rep_email_1", "hanna@harz.example")
-            await _axe(page_, "register", violations)
-            await _shot(page_, "register")
+            await axe(page_, "register", violations)
+            await shot(page_, "register")
             await page_.get_by_role("button", name="Register", exact=True).click()
             await expect(page_.get_by_test_id("api-key")).to_be_visible()
-            await _shot(page_, "registered")
+            await shot(page_, "registered")
             await page_.get_by_role("link", name="See your status").click()
             await expect(page_.get_by_test_id("status")).to_have_text("pending")
 
@@ -309,13 +333,13 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             rows = organiser.get_by_test_id("applications")
             await expect(rows).to_contain_text("Harz Photonics Hub")
             await expect(organiser.get_by_label("Choose all shown")).to_be_visible()  # portal.js
-            await _axe(organiser, "applications", violations)
+            await axe(organiser, "applications", violations)
             await organiser.get_by_label("Choose Harz Photonics Hub").check()
             await organiser.get_by_role("button", name="Approve").click()
             await expect(organiser.get_by_test_id("notice")).to_be_visible()
             await organiser.goto(f"{portal}/events/{eid}/applications")
             await expect(rows).to_contain_text("approved")
-            await _shot(organiser, "applications")
+            await shot(organiser, "applications")
 
             # The participant finds the recommended partner and asks for a meeting.
             recommended = me.get_by_test_id(f"recommended-{rhone['registration_id']}")
@@ -326,12 +350,12 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
 
             await wait_until(recommended_shown, limit=60, interval=1, what="the recommendation")
             await expect(recommended.locator(".reasons li").first).to_be_visible()
-            await _axe(me, "recommendations", violations)
-            await _shot(me, "recommendations")
+            await axe(me, "recommendations", violations)
+            await shot(me, "recommendations")
             await recommended.get_by_role("button", name="Request a meeting").click()
             await expect(me.get_by_test_id("notice")).to_be_visible()
             await expect(me.get_by_test_id("outgoing")).to_contain_text("Rhône Optics Cluster")
-            await _axe(me, "me", violations)
+            await axe(me, "me", violations)
 
             # The partner accepts in its own browser context.
             await partner.goto(f"{portal}/signin")
@@ -341,7 +365,7 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             await expect(incoming).to_contain_text("Harz Photonics Hub")
             await incoming.get_by_role("button", name="Accept").click()
             await expect(partner.get_by_test_id("notice")).to_be_visible()
-            await _shot(partner, "accepted")
+            await shot(partner, "accepted")
 
             # Scheduling places it: on the participant's agenda; rated from there.
             agenda = me.get_by_test_id("my-agenda")
@@ -353,8 +377,8 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             await wait_until(placed, limit=60, interval=1, what="the meeting on the agenda")
             await expect(agenda).to_contain_text("Rhône Optics Cluster")
             await expect(me.get_by_test_id("calendar-feed")).to_be_visible()
-            await _axe(me, "agenda", violations)
-            await _shot(me, "agenda")
+            await axe(me, "agenda", violations)
+            await shot(me, "agenda")
             await agenda.get_by_label("Rating").select_option("cooperation_possible")
             await agenda.get_by_role("button", name="Rate").click()
             await expect(me.get_by_test_id("notice")).to_contain_text("rating was recorded")
@@ -368,15 +392,15 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             await me.get_by_role("button", name="Save").click()
             await expect(me.get_by_test_id("notice")).to_be_visible()
             await expect(me.locator("#digest")).to_be_checked()
-            await _axe(me, "preferences", violations)
+            await axe(me, "preferences", violations)
 
             # The organiser's grid shows it, with lock and re-optimise.
             await organiser.goto(f"{portal}/events/{eid}/grid")
             await expect(organiser.get_by_test_id("grid")).to_contain_text("Harz Photonics Hub")
             await organiser.get_by_role("button", name="Lock").first.click()
             await expect(organiser.get_by_test_id("grid")).to_contain_text("locked")
-            await _axe(organiser, "grid", violations)
-            await _shot(organiser, "grid")
+            await axe(organiser, "grid", violations)
+            await shot(organiser, "grid")
             organiser.once("dialog", lambda dialog: dialog.accept())  # portal.js asks first
             await organiser.get_by_role("button", name="Publish the agenda").click()
             await expect(organiser.get_by_test_id("published")).to_be_visible()
@@ -385,6 +409,12 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             started = time.monotonic()
             await _import_and_export(organiser, portal, eid, violations)
             print(f"import and export in the browser: {time.monotonic() - started:.1f}s")
+
+            # The organiser changes its event's settings.
+            await _edit_event(organiser, portal, eid, violations)
+
+            # The participant signs in again by e-mail.
+            await _sign_in_by_email(me, portal, eid, smtp, violations)
 
             # The organiser creates its next event in a form.
             await organiser.goto(f"{portal}/")
@@ -395,7 +425,7 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             deadline = (date.today() + timedelta(days=80)).isoformat()
             await organiser.fill("#registration_deadline", f"{deadline}T18:00")
             await organiser.fill("#support_offices", "DE-NDS; EEN Lower Saxony; DE")
-            await _axe(organiser, "new-event", violations)
+            await axe(organiser, "new-event", violations)
             await organiser.get_by_role("button", name="Create the event").click()
             await expect(organiser.get_by_role("heading", level=1)).to_have_text(
                 "Photonics matchmaking, second edition"
@@ -410,20 +440,20 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
             await expect(listed).to_contain_text("Harz Photonics Hub")
             await expect(listed).to_contain_text("Calenberg Lasers GmbH")
             await expect(listed).not_to_contain_text("Rhône Optics Cluster")
-            await _shot(office, "co-organiser")
+            await shot(office, "co-organiser")
             # Its agenda grid: its participant's meeting, read only (no re-optimise).
             await office.get_by_role("link", name="Agenda grid").first.click()
             await expect(office.get_by_test_id("grid")).to_contain_text("Harz Photonics Hub")
             await expect(office.get_by_role("button", name="Re-optimise")).to_have_count(0)
-            await _shot(office, "co-organiser-grid")
+            await shot(office, "co-organiser-grid")
 
             # German, by the language switch.
             await page_.goto(f"{portal}/?lang=de")
             await expect(page_.get_by_role("heading", level=1)).to_have_text(
                 "Matchmaking-Veranstaltungen"
             )
-            await _axe(page_, "home", violations)
-            await _shot(page_, "home-de")
+            await axe(page_, "home", violations)
+            await shot(page_, "home-de")
             assert errors == []
         finally:
             await browser.close()

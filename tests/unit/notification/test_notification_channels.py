@@ -100,6 +100,7 @@ def test_every_kind_renders() -> None:
         "expires_at": START.isoformat(),
         "reason": "overbooked",
         "message": "Let us talk about lasers",
+        "url": "https://portal.example/signin/link?token=t.k",
     }
     agenda = [AgendaItem("m", "Beta & Co", START, START + timedelta(minutes=30), 3, "onsite")]
     for kind in Kind:
@@ -107,6 +108,9 @@ def test_every_kind_renders() -> None:
         assert out.subject and "Dear Alpha Cluster," in out.text, kind
     requested = render(placed_input(kind=Kind.REQUEST_RECEIVED, facts=facts))
     assert "Let us talk about lasers" in requested.text
+    sign_in = render(placed_input(kind=Kind.SIGN_IN_LINK, facts=facts))
+    assert "https://portal.example/signin/link?token=t.k" in sign_in.text
+    assert "works once, until" in sign_in.text
     assert "Please answer by Tue 14 Apr 2026, 10:00 (Europe/Berlin)" in requested.text
     published = render(placed_input(kind=Kind.AGENDA_PUBLISHED, facts=facts, agenda=agenda))
     assert "10:00-10:30 (Europe/Berlin): Beta & Co, table 3, Hall 2" in published.text
