@@ -416,6 +416,7 @@ def _add_participant_bounds(
     reach = [0] * p.n_parts
     for i, t in at:
         reach[i] |= 1 << t
+    total = 0
     for i in range(p.n_parts):
         if not idle_of[i]:
             continue
@@ -425,6 +426,7 @@ def _add_participant_bounds(
             n = sum(1 for m in p.by_part[i] if any((m, t) in placeable for t in bits(reach[i])))
             if n < len(least) and 0 < least[n] < INFINITE:
                 model.add(idle >= least[n])
+                total += least[n]
             continue
         count = sum(mine[i])
         for k in range(2, len(least)):
@@ -433,3 +435,5 @@ def _add_participant_bounds(
                 model.add(count >= k).only_enforce_if(at_least)
                 model.add(count <= k - 1).only_enforce_if(at_least.negated())
                 model.add(idle >= least[k]).only_enforce_if(at_least)
+    if total:  # summed, so that the objective's bound has it at once (not only the LP)
+        model.add(sum(g for gaps in idle_of for g in gaps) >= total)
