@@ -87,7 +87,9 @@ def solve(
     priority_bound = max(lp_bound, priority)
     # no schedule placing every meeting leaves less idle time than `floor`; worked out
     # where the exact model may run (on large events a bound does not pay for itself)
-    every = all_placed_idle_bound(problem, priority_bound, deadline) if run_exact else None
+    every = None  # (nothing to prove when the schedule has no idle time)
+    if run_exact and idle > 0:
+        every = all_placed_idle_bound(problem, priority_bound, deadline)
     floor = every or 0
     every_priority = priority_bound  # all there is, where `every` is known
     idle_bound = 0
