@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.matching import handlers, views
 from services.matching.domain import Status
@@ -22,6 +22,7 @@ from shared.access.guard import AccessRouter, Target, own_registration, requires
 from shared.access.policy import Action, Principal, RegistrationStatus
 from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
+from shared.contracts.matching import PartOfDay, TimePreference
 from shared.contracts.registration import MeetingType
 from shared.runtime import runtime_of
 
@@ -42,6 +43,36 @@ async def request_parties(
     return Target(row["event_id"], (row["requester_id"], row["recipient_id"]))
 
 
+class TimePreferenceBody(_Body):
+    """When the requester would like to meet; every criterion given must hold."""
+
+    part_of_day: PartOfDay | None = Field(
+        default=None, description="morning (slots starting before noon) or afternoon"
+    )
+    day: int | None = Field(default=None, ge=1, le=366, description="the event's day, 1 first")
+    slots: list[Annotated[str, Field(pattern=r"^d[0-9]{1,3}-s[0-9]{1,2}-[0-9]{2,3}$")]] | None = (
+        Field(
+            default=None,
+            min_length=1,
+            max_length=500,
+            description="slot ids of the event's grid (as in the agenda), e.g. d1-s1-03",
+        )
+    )
+
+    @model_validator(mode="after")
+    def _says_something(self) -> TimePreferenceBody:
+        if self.part_of_day is None and self.day is None and self.slots is None:
+            raise ValueError("give part_of_day, day or slots (or leave time_preference out)")
+        return self
+
+    def contract(self) -> TimePreference:
+        return TimePreference(
+            part_of_day=self.part_of_day,
+            day=self.day,
+            slots=None if self.slots is None else list(dict.fromkeys(self.slots)),
+        )
+
+
 class NewMeetingRequest(_Body):
     recipient_id: str = Field(min_length=1, max_length=100)
     message: str | None = Field(default=None, max_length=2000)
@@ -49,6 +80,12 @@ class NewMeetingRequest(_Body):
         default=None,
         pattern=r"^[a-z]{2}$",
         description="the language proposed for the meeting (ISO 639-1), sent with a message",
+    )
+    time_preference: TimePreferenceBody | None = Field(
+        default=None,
+        description="when the requester would like to meet; scheduling keeps to it within the"
+        " organiser's rule for the meeting type (a meeting left with no slot is reported"
+        " unschedulable, with the reason)",
     )
 
 
@@ -109,7 +146,16 @@ async def request_meeting(
         idempotency_key,
         body.model_dump(),
         lambda conn, cid: handlers.request_meeting(
-            conn, who, event_id, body.recipient_id, body.message, cid, language=body.language
+            conn,
+            who,
+            event_id,
+            body.recipient_id,
+            body.message,
+            cid,
+            language=body.language,
+            time_preference=None
+            if body.time_preference is None
+            else body.time_preference.contract(),
         ),
         201,
     )

@@ -36,6 +36,7 @@ from shared.contracts.matching import (
     MeetingRequested,
     MeetingRequestExpired,
     RequestMessage,
+    TimePreference,
 )
 from shared.contracts.registration import Attendance, MeetingType, OrganisationType
 from shared.dispatch import StateChanges
@@ -112,6 +113,7 @@ class MeetingRequest:
     meeting_type: MeetingType | None = None
     status: Status | None = None
     expires_at: datetime | None = None
+    time_preference: TimePreference | None = None  # the requester's, for scheduling
     version: int = 0
     history: list[str] = field(default_factory=list)
 
@@ -143,6 +145,7 @@ def _opened(request: MeetingRequest, event: MeetingRequested | MeetingAccepted) 
     request.status = STATUS_AFTER[type(event)]
     if isinstance(event, MeetingRequested):
         request.expires_at = event.expires_at
+        request.time_preference = event.time_preference
 
 
 @CHANGES.on(MeetingDeclined, MeetingCancelled, MeetingRequestExpired)
@@ -241,6 +244,7 @@ def _accepted(
     accepted_by: str,
     arranged_by_organiser: bool = False,
     mutual: bool = False,
+    time_preference: TimePreference | None = None,
 ) -> MeetingAccepted:
     assert request.meeting_type is not None
     return MeetingAccepted(
@@ -254,6 +258,7 @@ def _accepted(
         accepted_by=accepted_by,
         arranged_by_organiser=arranged_by_organiser,
         mutual=mutual,
+        time_preference=request.time_preference or time_preference,
     )
 
 
@@ -276,11 +281,15 @@ def request_meeting(
     message: str | None,
     open_request: MeetingRequest | None,
     language: str | None = None,
+    time_preference: TimePreference | None = None,
     accepted: Mapping[str, int],
     now: datetime,
 ) -> Decision:
     """A new pending request, or, when the recipient's request to the requester is
-    pending, that request accepted: two requests in opposite directions are one meeting."""
+    pending, that request accepted: two requests in opposite directions are one meeting
+    (with the standing request's time preference, else this one's)."""
+    if time_preference is not None and time_preference.is_empty():
+        time_preference = None
     meeting_type = _check_pair(event, requester, recipient, fields=("requester_id", "recipient_id"))
     if (
         open_request is not None
@@ -297,6 +306,7 @@ def request_meeting(
             requester,
             accepted_by=requester.registration_id,
             mutual=True,
+            time_preference=time_preference,
         )
         return Decision(open_request.request_id, open_request.version, [meeting])
     _check_no_open(open_request)
@@ -309,6 +319,7 @@ def request_meeting(
         meeting_type=meeting_type,
         message=None if message is None else RequestMessage(text=message, language=language),
         expires_at=expiry_of(event, now),
+        time_preference=time_preference,
     )
     return Decision(request_id, 0, [requested])
 

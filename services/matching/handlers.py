@@ -16,6 +16,7 @@ expiry sweeper only takes row locks, with SKIP LOCKED, and never waits.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from shared import eventstore
 from shared.auth import Principal
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
-from shared.contracts.matching import CancelledBy
+from shared.contracts.matching import CancelledBy, TimePreference
 from shared.contracts.registration import (
     Attendance,
     MeetingType,
@@ -217,6 +218,8 @@ async def view(conn: asyncpg.Connection, request_id: str) -> dict[str, Any]:
 
 def as_view(row: asyncpg.Record) -> dict[str, Any]:
     out = dict(row)
+    if out.get("time_preference") is not None:
+        out["time_preference"] = json.loads(out["time_preference"])
     for name in ("expires_at", "created_at", "updated_at"):
         if out.get(name) is not None:
             out[name] = out[name].isoformat()
@@ -239,6 +242,7 @@ async def request_meeting(
     correlation_id: str | None,
     now: datetime | None = None,
     language: str | None = None,
+    time_preference: TimePreference | None = None,
 ) -> dict[str, Any]:
     if principal.role != "organisation":
         raise Forbidden("only a participating organisation requests meetings, with its own key")
@@ -256,6 +260,7 @@ async def request_meeting(
         request_id=str(uuid.uuid4()),
         message=message,
         language=language,
+        time_preference=time_preference,
         open_request=open_request,
         accepted=await accepted_counts(conn, [requester.registration_id, recipient_id]),
         now=now,

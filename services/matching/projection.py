@@ -18,6 +18,7 @@ from shared.contracts.matching import (
     MeetingDeclined,
     MeetingRequested,
     MeetingRequestExpired,
+    TimePreference,
 )
 from shared.contracts.registration import (
     DECISIONS,
@@ -138,8 +139,8 @@ apply = PROJECTION.apply  # one of matching's events, in the transaction that re
 async def _requested(conn: asyncpg.Connection, event: MeetingRequested) -> None:
     await conn.execute(
         "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
-        " status, meeting_type, message, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " status, meeting_type, message, expires_at, time_preference)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         event.request_id,
         event.event_id,
         event.requester_id,
@@ -148,7 +149,12 @@ async def _requested(conn: asyncpg.Connection, event: MeetingRequested) -> None:
         event.meeting_type.value,
         event.message.text if event.message else None,
         event.expires_at,
+        _preference(event.time_preference),
     )
+
+
+def _preference(preference: TimePreference | None) -> str | None:
+    return None if preference is None else preference.model_dump_json(exclude_none=True)
 
 
 @PROJECTION.on(MeetingAccepted)
@@ -156,10 +162,11 @@ async def _accepted(conn: asyncpg.Connection, event: MeetingAccepted) -> None:
     # A request accepted, or a meeting an organiser arranged (its first event).
     await conn.execute(
         "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
-        " status, meeting_type, mode, arranged_by_organiser, mutual, decided_by)"
-        " VALUES ($1, $2, $3, $4, $10, $5, $6, $7, $8, $9)"
+        " status, meeting_type, mode, arranged_by_organiser, mutual, decided_by, time_preference)"
+        " VALUES ($1, $2, $3, $4, $10, $5, $6, $7, $8, $9, $11)"
         " ON CONFLICT (request_id) DO UPDATE SET status = EXCLUDED.status, mode = EXCLUDED.mode,"
         " arranged_by_organiser = EXCLUDED.arranged_by_organiser,"
+        " time_preference = EXCLUDED.time_preference,"
         " mutual = EXCLUDED.mutual, decided_by = EXCLUDED.decided_by, updated_at = now()",
         event.request_id,
         event.event_id,
@@ -171,6 +178,7 @@ async def _accepted(conn: asyncpg.Connection, event: MeetingAccepted) -> None:
         event.mutual,
         event.accepted_by,
         STATUS_AFTER[MeetingAccepted].value,
+        _preference(event.time_preference),
     )
 
 

@@ -107,13 +107,14 @@ async def request_meeting(
     event_id: str,
     recipient_id: Annotated[str, Form()],
     message: Annotated[str, Form()] = "",
+    part_of_day: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
     session = _participant(request, event_id)
+    body: dict[str, object] = {"recipient_id": recipient_id, "message": message.strip() or None}
+    if part_of_day:  # matching checks the value (a problem naming the field if wrong)
+        body["time_preference"] = {"part_of_day": part_of_day}
     await portal_of(request).api.post(
-        "matching",
-        f"/api/events/{event_id}/meeting-requests",
-        key=session.key,
-        json={"recipient_id": recipient_id, "message": message.strip() or None},
+        "matching", f"/api/events/{event_id}/meeting-requests", key=session.key, json=body
     )
     return back_to(f"/events/{event_id}/me", notice="requested")
 

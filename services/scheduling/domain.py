@@ -23,9 +23,10 @@ from services.scheduling.solver import (
     Schedule,
     Session,
     Slot,
+    Unscheduled,
 )
 from shared.contracts.base import EventPayload
-from shared.contracts.matching import MeetingMode
+from shared.contracts.matching import MeetingMode, PartOfDay, TimePreference
 from shared.contracts.scheduling import (
     AgendaPublished,
     MeetingDropped,
@@ -203,6 +204,7 @@ class AgendaMeeting:
     locked: bool = False
     meeting_type: str | None = None  # matching's (Cluster2Cluster, ...); None if unknown
     reason: str | None = None  # why unscheduled (or cancelled)
+    time_preference: TimePreference | None = None  # the requester's, None: any time
 
 
 # The organiser's time windows: meeting type -> the slot ids its meetings may take.
@@ -218,13 +220,86 @@ def window_slots(grid: EventGrid, slot_ids: Sequence[str]) -> tuple[str, ...]:
     return tuple(s.id for s in grid.slots if s.id in wanted)
 
 
-def allowed_for(meeting: AgendaMeeting, windows: Windows) -> frozenset[str] | None:
-    """The slots a meeting may take: its type's window; any slot for a locked meeting
-    (it stays where the organiser put it) or a type without a window."""
-    if meeting.locked or meeting.meeting_type is None:
+def preferred_slots(grid: EventGrid, preference: TimePreference) -> frozenset[str]:
+    """The slots of the grid a time preference accepts (every criterion given holds;
+    morning and afternoon by the slot's start in the event's zone)."""
+    days = sorted(grid.days)
+    day = days[preference.day - 1] if preference.day and preference.day <= len(days) else None
+    wanted = None if preference.slots is None else set(preference.slots)
+    out: set[str] = set()
+    for s in grid.slots:
+        if wanted is not None and s.id not in wanted:
+            continue
+        if preference.day is not None and s.start.date() != day:
+            continue
+        if preference.part_of_day == PartOfDay.MORNING and s.start.hour >= 12:
+            continue
+        if preference.part_of_day == PartOfDay.AFTERNOON and s.start.hour < 12:
+            continue
+        out.add(s.id)
+    return frozenset(out)
+
+
+def allowed_for(
+    meeting: AgendaMeeting, windows: Windows, grid: EventGrid | None = None
+) -> frozenset[str] | None:
+    """The slots a meeting may take: its type's window (the organiser's rule) and the
+    requester's time preference (with `grid`), both where both are set; any slot for a
+    locked meeting (it stays where the organiser put it) or one with neither."""
+    if meeting.locked:
         return None
-    window = windows.get(meeting.meeting_type)
-    return None if window is None else frozenset(window)
+    window = None if meeting.meeting_type is None else windows.get(meeting.meeting_type)
+    allowed = None if window is None else frozenset(window)
+    if meeting.time_preference is not None and grid is not None:
+        preferred = preferred_slots(grid, meeting.time_preference)
+        allowed = preferred if allowed is None else allowed & preferred
+    return allowed
+
+
+def describe(preference: TimePreference) -> str:
+    """A time preference in words, e.g. "morning of day 2"."""
+    when = "" if preference.part_of_day is None else preference.part_of_day.value
+    if preference.day is not None:
+        when = f"{when} of day {preference.day}" if when else f"day {preference.day}"
+    if preference.slots is not None:
+        listed = f"slots {', '.join(preference.slots)}"
+        when = f"{when}, {listed}" if when else listed
+    return when
+
+
+def no_slot_reason(grid: EventGrid, meeting: AgendaMeeting, windows: Windows) -> str | None:
+    """Why the requester's time preference leaves the meeting no slot at all (alone, or
+    with the organiser's rule for its type); None if it leaves some, or there is none."""
+    preference = meeting.time_preference
+    if meeting.locked or preference is None:
+        return None
+    preferred = preferred_slots(grid, preference)
+    said = f"the requester's time preference ({describe(preference)})"
+    if not preferred:
+        if preference.day is not None and preference.day > len(grid.days):
+            return f"{said} names a day the event does not have (it has {len(grid.days)})"
+        return f"{said} matches no slot of the event"
+    window = None if meeting.meeting_type is None else windows.get(meeting.meeting_type)
+    if window is not None and not preferred & set(window):
+        return (
+            f"{said} and the organiser's rule for {meeting.meeting_type} meetings"
+            " have no slot in common"
+        )
+    return None
+
+
+def explained(
+    schedule: Schedule, grid: EventGrid, meetings: Sequence[AgendaMeeting], windows: Windows
+) -> Schedule:
+    """The schedule with the solver's reason for an unscheduled meeting replaced by the
+    requester's preference where that alone leaves it no slot."""
+    by_id = {m.meeting_id: m for m in meetings}
+    unscheduled = []
+    for u in schedule.unscheduled:
+        meeting = by_id.get(u.meeting)
+        why = None if meeting is None else no_slot_reason(grid, meeting, windows)
+        unscheduled.append(u if why is None else Unscheduled(u.meeting, why))
+    return Schedule(list(schedule.assignments), unscheduled)
 
 
 def meeting_mode(mode: str, attendances: Sequence[str]) -> Mode:
@@ -277,7 +352,7 @@ def build_instance(
                 m.participants,
                 m.mode,
                 fixed=Fixed(m.place.slot_id, m.place.table) if m.locked and m.place else None,
-                allowed_slots=allowed_for(m, windows),
+                allowed_slots=allowed_for(m, windows, grid),
             )
             for m in meetings
         ),

@@ -32,7 +32,7 @@ from shared import eventstore
 from shared.auth import Principal
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
-from shared.contracts.matching import MeetingAccepted, MeetingCancelled
+from shared.contracts.matching import MeetingAccepted, MeetingCancelled, TimePreference
 from shared.contracts.registration import (
     REGISTERED_BY_TYPE,
     BrokerageEventCreated,
@@ -127,7 +127,12 @@ def as_meeting(row: asyncpg.Record) -> AgendaMeeting:
         locked=row["locked"],
         meeting_type=row.get("meeting_type"),
         reason=row["reason"],
+        time_preference=_preference(row.get("time_preference")),
     )
+
+
+def _preference(raw: str | None) -> TimePreference | None:
+    return None if raw is None else TimePreference.model_validate_json(raw)
 
 
 async def load_meetings(
@@ -228,9 +233,11 @@ async def place_one(
         known = [attendees[p].attendance for p in target.participants if p in attendees]
         target = replace(target, mode=domain.meeting_mode(target.mode, known))
     target = replace(target, place=None, locked=False)
-    instance = domain.build_instance(
-        grid, attendees, [*placed, target], await load_windows(conn, grid.event_id)
-    )
+    windows = await load_windows(conn, grid.event_id)
+    why = domain.no_slot_reason(grid, target, windows)
+    if why is not None:  # the requester's preference alone rules every slot out
+        return domain.unschedulable(grid, target, why)
+    instance = domain.build_instance(grid, attendees, [*placed, target], windows)
     result = place(instance, domain.current_schedule(placed), target.meeting_id)
     if isinstance(result, Assignment):
         return domain.slot_assigned(grid, target, Place(result.slot, result.table))
@@ -421,16 +428,13 @@ async def reoptimise(
     agenda, grid, history = await organised_event(conn, event_id, correlation_id)
     domain.ensure_unpublished(history.published, "re-optimisation")
     meetings = await load_meetings(conn, event_id)
+    windows = await load_windows(conn, event_id)
     instance = domain.build_instance(
-        grid,
-        await load_attendees(conn, event_id),
-        meetings,
-        await load_windows(conn, event_id),
-        max_idle_spread,
+        grid, await load_attendees(conn, event_id), meetings, windows, max_idle_spread
     )
     # CPU-bound: off the event loop, so the service keeps answering meanwhile.
     result = await asyncio.to_thread(solve, instance, time_limit)
-    schedule = result.schedule
+    schedule = domain.explained(result.schedule, grid, meetings, windows)
     report = check(instance, schedule)
     if not report.valid:  # never expected; refuse rather than publish a broken agenda
         kinds = {v.kind for v in report.violations}

@@ -148,8 +148,9 @@ async def on_meeting_accepted(conn: asyncpg.Connection, env: Envelope, e: EventP
     ids = [p.registration_id for p in e.participants] or [e.requester_id, e.recipient_id]
     await conn.execute(
         "INSERT INTO meetings (meeting_id, event_id, participants, mode, status, meeting_type,"
-        " accepted_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (meeting_id) DO UPDATE"
-        " SET meeting_type = EXCLUDED.meeting_type, accepted_at = EXCLUDED.accepted_at",
+        " accepted_at, time_preference) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (meeting_id) DO UPDATE SET meeting_type = EXCLUDED.meeting_type,"
+        " accepted_at = EXCLUDED.accepted_at, time_preference = EXCLUDED.time_preference",
         e.request_id,
         e.event_id,
         ids,
@@ -157,6 +158,7 @@ async def on_meeting_accepted(conn: asyncpg.Connection, env: Envelope, e: EventP
         MeetingStatus.PENDING.value,
         e.meeting_type.value,
         env.time,
+        None if e.time_preference is None else e.time_preference.model_dump_json(exclude_none=True),
     )
 
 

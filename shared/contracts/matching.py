@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import Attendance, MeetingType, OrganisationType
@@ -62,6 +62,27 @@ class RequestMessage(BaseModel):
     language: str | None = None  # ISO 639-1, e.g. "de"; None: no preference
 
 
+class PartOfDay(StrEnum):
+    MORNING = "morning"  # slots starting before noon, in the event's time zone
+    AFTERNOON = "afternoon"  # slots starting at noon or later
+
+
+class TimePreference(BaseModel):
+    """When the requester would like the meeting: every criterion given must hold (a
+    morning of day 2; or some slots of the event's grid). Scheduling intersects it with
+    the organiser's rule for the meeting type; a meeting left with no slot is reported
+    unschedulable, saying why. Matching does not know the grid: day numbers and slot ids
+    are checked by scheduling."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    part_of_day: PartOfDay | None = None
+    day: int | None = Field(default=None, ge=1, le=366)  # the event's first day is 1
+    slots: list[str] | None = None  # slot ids of scheduling's grid, e.g. "d1-s1-03"
+
+    def is_empty(self) -> bool:
+        return self.part_of_day is None and self.day is None and self.slots is None
+
+
 class MeetingRequestedV1(_MatchingEvent):
     """Version 1, superseded (read through `upcast_meeting_requested_v1`): the message was
     plain text, with no language."""
@@ -75,13 +96,18 @@ class MeetingRequestedV1(_MatchingEvent):
 class MeetingRequested(_MatchingEvent):
     """A participant asks another for a meeting; it expires unanswered at `expires_at`.
 
-    Version 2: the message carries the language the requester proposes for the meeting."""
+    Version 2: the message carries the language the requester proposes for the meeting.
+    `time_preference` (optional, None when absent) was added to version 2 without a new
+    version: events written before it read as having none, so no upcaster is needed; a
+    consumer older than the field would reject a record carrying one, but it would
+    reject a version 3 just the same, and the services are deployed together."""
 
     event_name: ClassVar[str] = "MeetingRequested"
     event_version: ClassVar[int] = 2
     meeting_type: MeetingType
     message: RequestMessage | None = None
     expires_at: datetime
+    time_preference: TimePreference | None = None
 
 
 def upcast_meeting_requested_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +131,8 @@ class MeetingAccepted(_MatchingEvent):
     accepted_by: str
     arranged_by_organiser: bool = False
     mutual: bool = False
+    # the request's preference, for scheduling (optional: older events have none)
+    time_preference: TimePreference | None = None
 
 
 class MeetingDeclined(_MatchingEvent):

@@ -63,6 +63,7 @@ AGENDA = {
     ],
 }
 DECIDED: list[str] = []
+REQUESTED: list[dict[str, Any]] = []  # the meeting requests' bodies sent to matching
 PARTICIPANT = {"registration_id": "r2", "name": "Loire SAS", "organisation_type": "business"}
 
 
@@ -156,6 +157,9 @@ def _services(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=AGENDA)
     if path == "/api/events/ev1/unscheduled":
         return httpx.Response(200, json=[])
+    if request.method == "POST" and path == "/api/events/ev1/meeting-requests":
+        REQUESTED.append(json.loads(request.content))
+        return httpx.Response(201, json={"request_id": "new"})
     if request.method == "POST" and path.endswith(("/approve", "/reject", "/waitlist")):
         DECIDED.append(path)
         return httpx.Response(200, json={})
@@ -207,6 +211,21 @@ def test_participant_pages_need_a_session_and_render(client: TestClient) -> None
     assert "09:00" in agenda.text and "http://n/calendar/t.ics" in agenda.text
     assert client.get("/events/ev1/directory?q=optics").status_code == 200
     assert client.get("/events/ev1/applications").status_code == 403  # not an organiser
+
+
+def test_the_request_form_sends_the_preferred_time(client: TestClient) -> None:
+    client.post("/signin", data={"key": "good"})
+    recs = client.get("/events/ev1/recommendations")
+    assert 'name="part_of_day"' in recs.text and '<option value="morning">' in recs.text
+    for when, sent in [("morning", {"part_of_day": "morning"}), ("", None)]:
+        r = client.post(
+            "/events/ev1/requests",
+            data={"recipient_id": "r2", "message": "", "part_of_day": when},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, r.text
+        assert REQUESTED[-1].get("time_preference") == sent
+        assert REQUESTED[-1]["recipient_id"] == "r2"
 
 
 def test_the_session_is_sealed() -> None:

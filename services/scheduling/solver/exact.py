@@ -10,9 +10,15 @@ Idle time: per participant, session and slot (between the first and the last slo
 of its meetings could take), booleans `before` (some meeting of the participant at or
 before the slot in the session), `after` (at or after) and `gap` (both, and no meeting
 in the slot), each defined exactly (both directions: much stronger propagation than
-the one direction the objective needs, e.g. forumt-14's bound of 10 in seconds); the
-summed gaps are the idle slots. With `max_idle_spread` the idle of each participant
-lies between a least and a most value at most `max_idle_spread` apart.
+the one direction the objective needs); the summed gaps are the idle slots. With
+`max_idle_spread` the idle of each participant lies between a least and a most value
+at most `max_idle_spread` apart.
+
+Redundant constraints, for the bound: each participant's idle time is at least what
+its own reachable slots force for the number of meetings it gets (`idle_bound`; this
+proves forumt-14's optimum of 10 at once, where the gap variables' relaxation alone
+stayed at 0-6 within 10 s); and when the fixed priority is all there is, every
+meeting that can be placed is placed (exactly one slot each).
 
 Objective: maximise priority * BIG - idle, BIG exceeding any possible idle total
 (lexicographic). When the summed priority of the hint already meets an upper bound
@@ -31,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from services.scheduling.solver.core import Problem, State, bits
+from services.scheduling.solver.idle_bound import INFINITE, least_idle
 
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model
@@ -130,8 +137,11 @@ class ExactRun:
     improving its own schedule; `stop` ends it early, `idle_lower_bound` is its proven
     bound on the idle time so far when the priority is fixed."""
 
-    def __init__(self, problem: Problem, seed: int = 0, workers: int = 4) -> None:
+    def __init__(
+        self, problem: Problem, seed: int = 0, workers: int = 4, participant_bounds: bool = True
+    ) -> None:
         self.problem = problem
+        self.participant_bounds = participant_bounds
         self.seed = seed
         self.workers = workers
         self.started = time.monotonic()
@@ -154,7 +164,7 @@ class ExactRun:
             return False
         try:
             self.model, self.x, self.big, self.fixed_priority = _build(
-                self.problem, deadline, hint, priority_ub
+                self.problem, deadline, hint, priority_ub, self.participant_bounds
             )
         except _OutOfTime:
             self.skipped = "skipped: out of time building the model"
@@ -225,18 +235,23 @@ def solve_exact(
     priority_ub: int | None = None,
     seed: int = 0,
     workers: int = 4,
+    participant_bounds: bool = True,
 ) -> ExactResult:
     """CP-SAT until `deadline` (time.monotonic()); `hint` seeds it and is never lost:
     the model asks for at least its summed priority. `priority_ub`, a known upper bound
     on the summed priority, lets the model fix the priority when the hint meets it."""
-    run = ExactRun(problem, seed, workers)
+    run = ExactRun(problem, seed, workers, participant_bounds)
     if not run.build(deadline, hint, priority_ub):
         return ExactResult(None, run.skipped or "skipped", None, None)
     return run.solve(deadline)
 
 
 def _build(
-    problem: Problem, deadline: float, hint: State | None, priority_ub: int | None
+    problem: Problem,
+    deadline: float,
+    hint: State | None,
+    priority_ub: int | None,
+    participant_bounds: bool = True,
 ) -> tuple[cp_model.CpModel, dict[tuple[int, int], Any], int, int | None]:
     from ortools.sat.python import cp_model
 
@@ -362,9 +377,63 @@ def _build(
             model.add(priority == have)
         else:
             model.add(priority >= have)
+    # every meeting that can be placed must be (the fixed priority is all there is):
+    # say so, presolve does not always see it
+    slots_of: list[list[Any]] = [[] for _ in range(p.n_meetings)]
+    for (m, _), v in x.items():
+        slots_of[m].append(v)
+    every = fixed_priority is not None and fixed_priority == sum(
+        p.prio[m] for m in range(p.n_meetings) if slots_of[m]
+    )
+    if every:
+        for vs in slots_of:
+            if vs:
+                model.add_exactly_one(vs)
+    if participant_bounds:
+        _add_participant_bounds(model, p, at, x, mine, idle_of, every)
     big = len(gaps) + 1
     if fixed_priority is not None:
         model.maximize(-sum(gaps))
     else:
         model.maximize(big * priority - sum(gaps))
     return model, x, big, fixed_priority
+
+
+def _add_participant_bounds(
+    model: cp_model.CpModel,
+    p: Problem,
+    at: dict[tuple[int, int], list[Any]],
+    placeable: dict[tuple[int, int], Any],
+    mine: list[list[Any]],
+    idle_of: list[list[Any]],
+    every: bool,
+) -> None:
+    """Each participant's idle time is at least what its own reachable slots force
+    (`idle_bound.least_idle`) for the number of meetings it gets: with every meeting
+    placed, that number is known; else a literal per step of the bound says "at least
+    k meetings". A redundant constraint: CP-SAT's relaxation of the gap variables does
+    not find it (forumt-14's bound of 10 took it more than the time limit)."""
+    reach = [0] * p.n_parts
+    for i, t in at:
+        reach[i] |= 1 << t
+    total = 0
+    for i in range(p.n_parts):
+        if not idle_of[i]:
+            continue
+        least = least_idle(p, reach[i])
+        idle = sum(idle_of[i])
+        if every:
+            n = sum(1 for m in p.by_part[i] if any((m, t) in placeable for t in bits(reach[i])))
+            if n < len(least) and 0 < least[n] < INFINITE:
+                model.add(idle >= least[n])
+                total += least[n]
+            continue
+        count = sum(mine[i])
+        for k in range(2, len(least)):
+            if least[k - 1] < least[k] < INFINITE:
+                at_least = model.new_bool_var("")
+                model.add(count >= k).only_enforce_if(at_least)
+                model.add(count <= k - 1).only_enforce_if(at_least.negated())
+                model.add(idle >= least[k]).only_enforce_if(at_least)
+    if total:  # summed, so that the objective's bound has it at once (not only the LP)
+        model.add(sum(g for gaps in idle_of for g in gaps) >= total)

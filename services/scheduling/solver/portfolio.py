@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from services.scheduling.solver import exact, fairness, kempe
 from services.scheduling.solver.construct import Stats
 from services.scheduling.solver.core import Problem, State
+from services.scheduling.solver.idle_bound import all_placed_idle_bound
 from services.scheduling.solver.model import Instance, Schedule
 from services.scheduling.solver.optimise import optimise_state
 
@@ -84,13 +85,20 @@ def solve(
         fair = True
     priority, idle = state.priority(), state.idle()
     priority_bound = max(lp_bound, priority)
+    # no schedule placing every meeting leaves less idle time than `floor`; worked out
+    # where the exact model may run (on large events a bound does not pay for itself)
+    every = None  # (nothing to prove when the schedule has no idle time)
+    if run_exact and idle > 0:
+        every = all_placed_idle_bound(problem, priority_bound, deadline)
+    floor = every or 0
+    every_priority = priority_bound  # all there is, where `every` is known
     idle_bound = 0
     method = "heuristic"
     status = why
-    if fair and priority >= priority_bound and idle == 0:
+    if fair and priority >= priority_bound and idle <= floor:
         run_exact, status = False, "skipped: the heuristic's schedule is optimal"
     if run_exact:
-        found, state, status = _improve(problem, state, deadline - reserve, lp_bound, seed)
+        found, state, status = _improve(problem, state, deadline - reserve, lp_bound, seed, floor)
         if found.slot_of is not None:
             other = State.of_slots(problem, found.slot_of)
             other_fair = spread is None or other.idle_spread() <= spread
@@ -103,8 +111,10 @@ def solve(
         if found.priority_bound is not None:
             priority_bound = min(priority_bound, found.priority_bound)
             if found.idle_bound is not None and priority_bound == found.priority_bound:
-                idle_bound = found.idle_bound
+                idle_bound = max(0, found.idle_bound)
     priority_bound = max(priority_bound, priority)  # a fair schedule may place less
+    if every is not None and priority_bound >= every_priority:
+        idle_bound = max(idle_bound, every)
     if priority < priority_bound:
         idle_bound = 0
     proven = fair and priority == priority_bound and idle <= idle_bound
@@ -126,7 +136,7 @@ def solve(
 
 
 def _improve(
-    problem: Problem, state: State, deadline: float, lp_bound: int, seed: int
+    problem: Problem, state: State, deadline: float, lp_bound: int, seed: int, floor: int
 ) -> tuple[exact.ExactResult, State, str]:
     """Improve `state` until `deadline`, in two halves. First alone: a second heuristic
     run (another seed) if `state` does not place all the priority it might, then, while
@@ -134,7 +144,8 @@ def _improve(
     fairness bound only: neither heeds it), on until OR-Tools is imported. Then CP-SAT,
     hinted with the best schedule so far, in a thread (CP-SAT releases the interpreter
     lock), while the annealing goes on until it meets the idle bound CP-SAT has proven.
-    No CP-SAT if the annealing reaches no idle time, or if the import takes more than
+    No CP-SAT if the annealing reaches `floor` (a proven lower bound on the idle time
+    with every meeting placed; 0 if there is none), or if the import takes more than
     half the time left. Returns CP-SAT's result, the better of this thread's states (the
     caller compares it with CP-SAT's) and CP-SAT's status."""
     none = exact.ExactResult(None, "skipped", None, None)
@@ -152,12 +163,12 @@ def _improve(
             def later(_: int) -> bool:
                 return time.monotonic() >= mid and exact.is_imported()
 
-            kempe.anneal(mine, deadline, seed, later, begun)
-            if mine.idle() == 0:
+            kempe.anneal(mine, deadline, seed, later, begun, floor=floor)
+            if mine.idle() <= floor:
                 return none, _better(mine, state), "skipped: the annealed schedule is optimal"
     if not exact.imported(0.5 * (deadline - time.monotonic())):
         if anneals and mine.priority() >= lp_bound:
-            kempe.anneal(mine, deadline, seed + 1, None, begun)
+            kempe.anneal(mine, deadline, seed + 1, None, begun, floor=floor)
         return none, _better(mine, state), "skipped: OR-Tools was still being imported"
     if mine.score() > state.score():
         state = mine
@@ -178,11 +189,11 @@ def _improve(
                 bound = run.idle_lower_bound()
                 return not thread.is_alive() or (bound is not None and idle <= bound)
 
-            kempe.anneal(mine, deadline, seed + 2, enough, begun)
+            kempe.anneal(mine, deadline, seed + 2, enough, begun, floor=floor)
             state = _better(mine, state)
         bound = run.idle_lower_bound()
         if state.priority() >= lp_bound and (
-            state.idle() == 0 or (bound is not None and state.idle() <= bound)
+            state.idle() <= floor or (bound is not None and state.idle() <= bound)
         ):
             run.stop()  # nothing left for CP-SAT to find
     thread.join(max(0.0, deadline - time.monotonic()))
