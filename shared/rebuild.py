@@ -34,6 +34,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from shared.batching import apply_run
+from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.db import migrate
 from shared.envelope import Envelope, MalformedEnvelope
@@ -41,7 +43,8 @@ from shared.inbox import Handler
 from shared.kafka import client_options
 from shared.topics import prefixed_all
 
-BATCH = 500
+# Events per transaction (and at most per `executemany`).
+BATCH = 2000
 # The access projection every service keeps (shared/access/projection.py).
 ACCESS_TABLES = ("api_keys", "access_events", "access_co_organisers", "access_registrations")
 
@@ -139,12 +142,15 @@ async def replay_own(
     )
     todo = [r for r in rows if r["id"] not in seen.done]
     for chunk in _whole_transactions(todo):
+        run = []
+        for row in chunk:
+            if registry.knows(row["event_type"]):
+                data = json.loads(row["data"])
+                envelope = Envelope.from_record({**json.loads(row["metadata"]), "data": data})
+                run.append((envelope, registry.parse(row["event_type"], data)))
         async with target.acquire() as conn, conn.transaction():
-            for row in chunk:
-                if registry.knows(row["event_type"]):
-                    data = json.loads(row["data"])
-                    envelope = Envelope.from_record({**json.loads(row["metadata"]), "data": data})
-                    await plan.own(conn, envelope, registry.parse(row["event_type"], data))
+            # Consecutive events that write the same statements go as one `executemany`.
+            await apply_run(conn, plan.own, run)
         seen.done.update(r["id"] for r in chunk)
     return len(todo)
 
@@ -228,21 +234,27 @@ async def apply_records(
 ) -> int:
     """The records the live consumer applied, in the order of their times."""
     ordered = sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
+
+    async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
+        await plan.consumed[registry.current_type(envelope.type)](conn, envelope, event)
+
     count = 0
     for start in range(0, len(ordered), BATCH):
+        run = []
+        for record in ordered[start : start + BATCH]:
+            try:
+                envelope = Envelope.from_kafka(record.key, record.value, record.headers)
+            except MalformedEnvelope:
+                continue
+            if f"{envelope.source}#{envelope.id}" not in applied:
+                continue  # the live consumer did not apply it (or never saw it)
+            if registry.current_type(envelope.type) not in plan.consumed:
+                continue
+            run.append((envelope, registry.parse(envelope.type, envelope.data)))
         async with target.acquire() as conn, conn.transaction():
-            for record in ordered[start : start + BATCH]:
-                try:
-                    envelope = Envelope.from_kafka(record.key, record.value, record.headers)
-                except MalformedEnvelope:
-                    continue
-                if f"{envelope.source}#{envelope.id}" not in applied:
-                    continue  # the live consumer did not apply it (or never saw it)
-                handler = plan.consumed.get(registry.current_type(envelope.type))
-                if handler is None:
-                    continue
-                await handler(conn, envelope, registry.parse(envelope.type, envelope.data))
-                count += 1
+            # Consecutive events that write the same statements go as one `executemany`.
+            await apply_run(conn, consumed, run)
+        count += len(run)
     return count
 
 
