@@ -146,3 +146,15 @@ def batch_handlers(
     one, but need not be recorded first)."""
     chosen = handlers.keys() if types is None else types
     return {ce_type: batched(handlers[ce_type]) for ce_type in chosen if ce_type in handlers}
+
+
+def in_turn(*steps: BatchHandler) -> BatchHandler:
+    """One batch handler that runs `steps` over the whole run, one after the other: the
+    same as running them event by event when they write different tables (e.g. the
+    access projection's, then a service's own)."""
+
+    async def apply(conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]) -> None:
+        for step in steps:
+            await step(conn, run)
+
+    return apply
