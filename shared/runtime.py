@@ -82,7 +82,6 @@ class ServiceRuntime:
         assert self._pool is not None, "runtime not started"
         return self._pool
 
-
     @property
     def subscriptions(self) -> list[Subscription]:
         """What the consumers apply (with the access projection), under canonical topics."""
