@@ -96,7 +96,7 @@ async def _store_own(dsn: str, events: list[tuple[datetime, Any]]) -> None:
         await conn.close()
 
 
-async def _publish(prefix: str, line: Timeline) -> dict[str, list[tuple[str, str, int, int]]]:
+async def publish(prefix: str, line: Timeline) -> dict[str, list[tuple[str, str, int, int]]]:
     """Every producer's events on its topic, stamped with their time; per canonical topic,
     (message id, topic, partition, offset) of each record."""
     producer = AIOKafkaProducer(
@@ -155,7 +155,7 @@ async def _prepare(res: Resources, size: Size, prefix: str) -> tuple[dict[str, s
         await res.create_topic(prefixed(prefix, topic), partitions=3)
     for producer in PRODUCERS:
         await _store_own(dsns[producer], line.events[producer])
-    published = await _publish(prefix, line)
+    published = await publish(prefix, line)
     for service, plan in PLANS.items():
         records = [r for topic in plan.topics for r in published.get(topic, [])]
         await _inbox(dsns[service], plan.consumer, records)

@@ -6,7 +6,7 @@
 3. The topics it consumes are read from the start and every record the live service
    applied (its inbox says which: dead-lettered ones and ones from before the service
    existed are left out, as they were live) goes through its projection handlers,
-   in the order of the records' times, window by window (`apply_records`).
+   in the order of the records' times.
 4. Under locks that hold commands and the consumer back for the moment it takes, what
    the live service recorded or applied meanwhile is replayed too, so both sides stand
    at the same point; each projection table is compared with the live one, row by row
@@ -236,16 +236,10 @@ async def apply_records(
     records: Sequence[ConsumerRecord[bytes, bytes]],
     applied: set[str],
 ) -> int:
-    """The records the live consumer applied, in an order it could have applied them in:
-    windows of `BATCH` records in the order of their times, each window partition by
-    partition in offset order (as the live consumer gets a fetch of many partitions, and
-    applies it partition by partition). Consecutive records of one partition are mostly
-    of one type, which is what lets a run of them go as one statement."""
-    by_time = sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
-    ordered = []
-    for start in range(0, len(by_time), BATCH):
-        window = by_time[start : start + BATCH]
-        ordered += sorted(window, key=lambda r: (r.topic, r.partition, r.offset))
+    """The records the live consumer applied, in the order of their times (not partition
+    by partition as a live fetch may: some projections, such as notification's meetings,
+    count on a placement coming before a later cancellation from another topic)."""
+    ordered = sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
 
     async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
         await plan.consumed[registry.current_type(envelope.type)](conn, envelope, event)

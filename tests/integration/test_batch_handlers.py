@@ -202,7 +202,8 @@ async def test_subscription_batch_handlers_equal_one_by_one(
 )
 async def test_rebuild_runs_equal_one_by_one(plan: Plan, schemas: str, timeline: Timeline) -> None:
     own = _events(timeline, [plan.service]) if plan.service in timeline.events else []
-    consumed = _as_fetched(timeline, plan.topics)
+    producers = [t.removesuffix(".events") for t in plan.topics]
+    consumed = _events(timeline, [p for p in producers if p in timeline.events])  # time order
 
     async def dispatch(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
         await plan.consumed[PAYLOADS.current_type(envelope.type)](conn, envelope, e)
