@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import time
 import uuid
@@ -206,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=float, default=60.0, help="seconds per inbox run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # A SIGTERM (e.g. from `timeout`) cleans up as Ctrl-C does: databases, topics, groups.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     size = Size(participants=args.participants, accepted=args.accepted, declined=args.declined)
     results = asyncio.run(run(size, args.services.split(","), args.limit))
     OUT_DIR.mkdir(parents=True, exist_ok=True)
