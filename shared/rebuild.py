@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +49,19 @@ from shared.topics import prefixed_all
 
 # Events per transaction (and at most per `executemany`).
 BATCH = 2000
+Applier = Callable[
+    [asyncpg.Connection, Handler, Sequence[tuple[Envelope, EventPayload]]], Awaitable[None]
+]
+
+
+async def one_by_one(
+    conn: asyncpg.Connection, handler: Handler, run: Sequence[tuple[Envelope, EventPayload]]
+) -> None:
+    """A statement per event, as before runs (the figure `apply_run` is compared with)."""
+    for envelope, event in run:
+        await handler(conn, envelope, event)
+
+
 # The access projection every service keeps (shared/access/projection.py).
 ACCESS_TABLES = ("api_keys", "access_events", "access_co_organisers", "access_registrations")
 
@@ -136,6 +149,7 @@ async def replay_own(
     plan: Plan,
     registry: PayloadRegistry,
     seen: _Own,
+    apply: Applier = apply_run,
 ) -> int:
     """The service's events not replayed yet, in recorded order, through its projection."""
     if plan.own is None:
@@ -154,7 +168,7 @@ async def replay_own(
                 run.append((envelope, registry.parse(row["event_type"], data)))
         async with target.acquire() as conn, conn.transaction():
             # Consecutive events that write the same statements go as one `executemany`.
-            await apply_run(conn, plan.own, run)
+            await apply(conn, plan.own, run)
         seen.done.update(r["id"] for r in chunk)
     return len(todo)
 
@@ -235,6 +249,7 @@ async def apply_records(
     registry: PayloadRegistry,
     records: Sequence[ConsumerRecord[bytes, bytes]],
     applied: set[str],
+    apply: Applier = apply_run,
 ) -> int:
     """The records the live consumer applied, in the order of their times (not partition
     by partition as a live fetch may: some projections, such as notification's meetings,
@@ -259,7 +274,7 @@ async def apply_records(
             run.append((envelope, registry.parse(envelope.type, envelope.data)))
         async with target.acquire() as conn, conn.transaction():
             # Consecutive events that write the same statements go as one `executemany`.
-            await apply_run(conn, consumed, run)
+            await apply(conn, consumed, run)
         count += len(run)
     return count
 
@@ -310,21 +325,25 @@ async def rebuild(
     schema: str = "rebuild",
     switch: bool = False,
     kafka_options: Mapping[str, Any] | None = None,
+    apply: Applier = apply_run,
 ) -> Report:
+    """`apply`: how a run of events goes through a handler (`one_by_one` to compare)."""
     report = Report(plan.service, schema)
     began = time.perf_counter()
     target = await _fresh_schema(dsn, schema, plan)
     source = await asyncpg.connect(dsn)
     try:
         own = _Own()
-        report.own_events = await replay_own(source, target, plan, registry, own)
+        report.own_events = await replay_own(source, target, plan, registry, own, apply)
         topics = prefixed_all(topic_prefix, plan.topics)
         applied: set[str] = set()
         if topics:
             applied = await _applied(source, plan.consumer + group_suffix)
             records, _ = await read_topics(bootstrap, topics, kafka_options=kafka_options)
             report.records_read = len(records)
-            report.consumed_events = await apply_records(target, plan, registry, records, applied)
+            report.consumed_events = await apply_records(
+                target, plan, registry, records, applied, apply
+            )
         report.seconds = time.perf_counter() - began
         report.switched_to, report.differences = await _settle(
             source,
