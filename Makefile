@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 # proxy's authority added there (update-ca-certificates) is trusted too.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: chaos axe k8s-tools test-cluster venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import lint asyncapi browse
+.PHONY: chaos axe k8s-tools test-cluster venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import bench-rebuild lint asyncapi browse
 
 # .venv from uv.lock, with the python3 found on PATH (uv never downloads a Python).
 # uv $(UV_VERSION) itself comes from PATH or from a private venv (deploy/local/uv.sh),
@@ -107,6 +107,13 @@ bench-scheduling: venv
 # Recommendations: 5,000 participants from scratch, one new registration, recall@10.
 bench-recommendations: venv infra-up
 	@.venv/bin/python -m bench.recommendations
+
+# Every service's rebuild over ~213,000 generated events of a BIO-Europe-sized event, then
+# each service's real subscription catching up a backlog against raw aiokafka
+# (figures in var/bench/rebuild.json and var/bench/catchup.json).
+bench-rebuild: venv infra-up
+	@.venv/bin/python -m bench.rebuild
+	@.venv/bin/python -m bench.catchup
 
 # Spreadsheet import: 5,000 rows through a registration service (figures in var/bench/import.json).
 bench-import: venv infra-up

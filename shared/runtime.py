@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import logs, problems, telemetry
 from shared.access import projection as access_projection
+from shared.batching import batched, in_turn
 from shared.db import create_pool, migrate
 from shared.faststream_inbox import FastStreamInboxConsumer
 from shared.http_telemetry import RequestTelemetry
@@ -82,6 +83,11 @@ class ServiceRuntime:
         assert self._pool is not None, "runtime not started"
         return self._pool
 
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """What the consumers apply (with the access projection), under canonical topics."""
+        return [with_access_projection(s) for s in self._subscriptions]
+
     async def start(self) -> None:
         telemetry.configure(self.name, self.settings)
         self._pool = await create_pool(self.dsn, max_size=20)
@@ -101,8 +107,7 @@ class ServiceRuntime:
         prefix = self.settings.topic_prefix
         self.relay = OutboxRelay(self.dsn, self._producer, self.name, topic_prefix=prefix)
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
-        for index, subscription in enumerate(self._subscriptions):
-            subscription = with_access_projection(subscription)
+        for index, subscription in enumerate(self.subscriptions):
             # Subscriptions name canonical topics; the consumers read them under the prefix.
             subscription = replace(subscription, topics=prefixed_all(prefix, subscription.topics))
             engine = consumer_class(self.settings)
@@ -176,8 +181,15 @@ def with_access_projection(subscription: Subscription) -> Subscription:
     (`shared.access`) from them, in the same transaction as its own projections."""
     if "registration.events" not in subscription.topics:
         return subscription
+    access = access_projection.HANDLERS
     return replace(
-        subscription, handlers=combine(access_projection.HANDLERS, subscription.handlers)
+        subscription,
+        handlers=combine(access, subscription.handlers),
+        # A batch handler covers its events entirely: the access projection's part first.
+        batch_handlers={
+            ce_type: in_turn(batched(access[ce_type]), handler) if ce_type in access else handler
+            for ce_type, handler in subscription.batch_handlers.items()
+        },
     )
 
 
@@ -238,6 +250,7 @@ def create_app(
         telemetry=NO_FASTAPI_TELEMETRY,
     )
     app.state.service_name = runtime.name
+    app.state.subscriptions = runtime.subscriptions  # what its consumers apply (for tests)
     problems.install(app)
     app.include_router(ops_router(runtime))
     for router in routers:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from services.notification import handlers, projection, sender
 from services.notification.api import router
 from services.notification.channels.email import mail_domain
+from shared.batching import batch_handlers
 from shared.contracts import registry
 from shared.inbox import Subscription, combine
 from shared.runtime import ServiceRuntime, create_app, serve
@@ -33,12 +34,21 @@ def build_app(settings: NotificationSettings | None = None) -> FastAPI:
         digest_minute=settings.digest_minute,
         stale_after=timedelta(hours=settings.notification_stale_after_hours),
     )
+    reactions = handlers.build(config)  # they decide deliveries: one event at a time
     runtime = ServiceRuntime(
         NAME,
         settings,
         migrations=Path(__file__).parent / "migrations",
         subscriptions=[
-            Subscription(TOPICS, combine(projection.HANDLERS, handlers.build(config)), registry())
+            Subscription(
+                TOPICS,
+                combine(projection.HANDLERS, reactions),
+                registry(),
+                # What only projects (recipients, approvals...) goes one statement per run.
+                batch_handlers=batch_handlers(
+                    projection.HANDLERS, set(projection.HANDLERS) - set(reactions)
+                ),
+            )
         ],
         background=[sender.run],
     )

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from services.registration import contacts, sheets_api, sign_in
 from services.registration.api import router
+from shared.batching import batch_handlers
 from shared.contracts import registry
 from shared.inbox import Subscription
 from shared.runtime import ServiceRuntime, create_app, serve
@@ -23,7 +24,15 @@ def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
         settings,
         migrations=Path(__file__).parent / "migrations",
         # Accepted meetings, which open an organisation's contact details to the other side.
-        subscriptions=[Subscription(("matching.events",), contacts.HANDLERS, registry())],
+        subscriptions=[
+            Subscription(
+                ("matching.events",),
+                contacts.HANDLERS,
+                registry(),
+                # Accepted and cancelled meetings come in bursts: one statement per run.
+                batch_handlers=batch_handlers(contacts.HANDLERS),
+            )
+        ],
     )
     return create_app(
         runtime,

@@ -21,6 +21,7 @@ from services.reporting.api import router
 from services.reporting.dashboard_api import STATIC_PATH
 from services.reporting.dashboard_api import router as dashboard_router
 from services.reporting.history_api import router as history_router
+from shared.batching import batch_handlers
 from shared.contracts import registry
 from shared.inbox import Subscription, combine
 from shared.runtime import ServiceRuntime, create_app
@@ -41,7 +42,12 @@ def build_app(settings: ReportingSettings | None = None) -> FastAPI:
         NAME,
         settings,
         migrations=HERE / "migrations",
-        subscriptions=[Subscription(projection.TOPICS, handlers, registry())],
+        # Every handler only projects: each run of one type goes as one statement per statement.
+        subscriptions=[
+            Subscription(
+                projection.TOPICS, handlers, registry(), batch_handlers=batch_handlers(handlers)
+            )
+        ],
         background=[hub.run, deadletters.consume],
     )
     app = create_app(

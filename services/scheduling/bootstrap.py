@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.scheduling import handlers, sheets_api
+from services.scheduling import bursts, handlers, sheets_api
 from services.scheduling.api import router as agenda_router
 from shared.contracts import registry
 from shared.inbox import Subscription
@@ -28,7 +28,12 @@ def build_app(settings: SchedulingSettings | None = None) -> FastAPI:
         settings,
         migrations=Path(__file__).parent / "migrations",
         subscriptions=[
-            Subscription(("registration.events", "matching.events"), handlers.HANDLERS, registry())
+            Subscription(
+                ("registration.events", "matching.events"),
+                handlers.HANDLERS,
+                registry(),
+                batch_handlers=bursts.BATCH_HANDLERS,
+            )
         ],
     )
     return create_app(

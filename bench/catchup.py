@@ -1,0 +1,221 @@
+"""`python -m bench.catchup` (second step of `make bench-rebuild`): each service's real
+subscription catching up a backlog, against raw aiokafka consumption in the same run.
+
+On the default local infrastructure, with topics and databases of its own (removed
+afterwards): the events of a BIO-Europe-sized brokerage event (`bench.rebuild_events`)
+are published on their topics; then, per service, three readers start from the
+beginning of the topics that service consumes:
+
+- raw: an aiokafka consumer that only counts the records (no parsing, no database);
+- batched: the service's subscription as its runtime builds it (handlers, batch handlers
+  and the access projection), on `shared.inbox.InboxConsumer` and a fresh database;
+- one by one: the same subscription without its batch handlers.
+
+Each inbox run is measured from its first applied record to the last (the group join is
+left out) and stops after `--limit` seconds if the backlog is not done by then: the
+rate is what it applied per second. Matching is left out: its subscription computes
+recommendation lists with the embedding model (being moved off the event path).
+Results in var/bench/catchup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.backbone.common import BOOTSTRAP, OUT_DIR, dsn_for, machine_info
+from bench.backbone.resources import Resources
+from bench.rebuild import PLANS, TOPICS, publish
+from bench.rebuild_events import Size, generate
+from services.notification import bootstrap as notification
+from services.registration import bootstrap as registration
+from services.reporting import bootstrap as reporting
+from services.scheduling import bootstrap as scheduling
+from shared.db import migrate
+from shared.inbox import InboxConsumer, Subscription
+from shared.topics import prefixed, prefixed_all
+
+log = logging.getLogger("bench.catchup")
+SERVICES = {
+    "registration": registration,
+    "scheduling": scheduling,
+    "notification": notification,
+    "reporting": reporting,
+}
+
+
+async def _raw(topics: Sequence[str]) -> dict[str, Any]:
+    """Every record of `topics` from the start, counted only."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=BOOTSTRAP, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in (await consumer._client.fetch_all_metadata()).partitions_for_topic(t) or ()
+        ]
+        consumer.assign(partitions)
+        end = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        total = sum(end.values())
+        count = 0
+        began = time.perf_counter()
+        while count < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            count += sum(len(records) for records in batch.values())
+        seconds = time.perf_counter() - began
+    finally:
+        await consumer.stop()
+    return {"records": count, "seconds": round(seconds, 2), "events_per_s": round(count / seconds)}
+
+
+async def _inbox(
+    res: Resources,
+    service: str,
+    mode: str,
+    subscription: Subscription,
+    prefix: str,
+    backlog: int,
+    limit: float,
+) -> dict[str, Any]:
+    name = await res.create_database(f"bench_catchup_{res.hex}_{service}_{mode}")
+    pool = await asyncpg.create_pool(dsn_for(name), min_size=2, max_size=4)
+    assert pool is not None
+    await migrate(pool, PLANS[service].migrations)
+    group = f"bench-catchup-{res.hex}-{service}-{mode}"
+    res.groups.append(group)
+    dlq = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+    await dlq.start()
+    consumer = InboxConsumer(
+        name=group,
+        dsn_pool=pool,
+        bootstrap_servers=BOOTSTRAP,
+        subscription=replace(subscription, topics=tuple(prefixed_all(prefix, subscription.topics))),
+        dlq_producer=dlq,
+        topic_prefix=prefix,
+    )
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+    first: float | None = None
+    last = time.perf_counter()
+    applied = 0
+    try:
+        deadline = time.perf_counter() + limit + 60  # the join comes first
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(0.5)
+            now = await pool.fetchval("SELECT count(*) FROM inbox")
+            if now and first is None:
+                first = time.perf_counter()
+                deadline = first + limit
+            if now != applied:
+                applied, last = now, time.perf_counter()
+            if applied >= backlog or task.done():
+                break
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await dlq.stop()
+        await pool.close()
+    seconds = (last - first) if first else 0.0
+    return {
+        "applied": applied,
+        "backlog": backlog,
+        "done": applied >= backlog,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(applied / seconds) if seconds else 0,
+    }
+
+
+async def run(size: Size, services: list[str], limit: float) -> dict[str, Any]:
+    res = Resources(uuid.uuid4().hex[:10])
+    res.group_wait = 5.0
+    prefix = f"bench.catchup.{res.hex}."
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "size": size.__dict__,
+        "limit_s": limit,
+        "load_before": os.getloadavg(),
+        "services": {},
+    }
+    try:
+        line = generate(size)
+        for topic in TOPICS:
+            await res.create_topic(prefixed(prefix, topic), partitions=3)
+        published = await publish(prefix, line)
+        for service in services:
+            subscription = SERVICES[service].build_app().state.subscriptions[0]
+            backlog = sum(len(published.get(t, [])) for t in subscription.topics)
+            raw = await _raw(prefixed_all(prefix, subscription.topics))
+            batched = await _inbox(res, service, "batched", subscription, prefix, backlog, limit)
+            plain = replace(subscription, batch_handlers={})
+            one = await _inbox(res, service, "one_by_one", plain, prefix, backlog, limit)
+            results["services"][service] = {
+                "raw": raw,
+                "batched": batched,
+                "one_by_one": one,
+                "batched_share_of_raw": round(batched["events_per_s"] / raw["events_per_s"], 3),
+            }
+            log.info("%s: %s", service, results["services"][service])
+    finally:
+        await res.close()
+    results["load_after"] = os.getloadavg()
+    results["cleanup_problems"] = res.problems
+    return results
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        f"catch-up from the start of the consumed topics (limit {results['limit_s']:.0f} s per"
+        f" run; load {results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after)",
+        f"{'service':<14}{'backlog':>9}{'raw/s':>9}{'batched/s':>11}{'done':>6}"
+        f"{'1-by-1/s':>10}{'batched/raw':>13}",
+    ]
+    for service, r in results["services"].items():
+        b, o = r["batched"], r["one_by_one"]
+        lines.append(
+            f"{service:<14}{b['backlog']:>9,}{r['raw']['events_per_s']:>9,}"
+            f"{b['events_per_s']:>11,}{'yes' if b['done'] else 'no':>6}{o['events_per_s']:>10,}"
+            f"{r['batched_share_of_raw']:>12.1%}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.catchup", description=__doc__)
+    parser.add_argument("--participants", type=int, default=Size.participants)
+    parser.add_argument("--accepted", type=int, default=Size.accepted)
+    parser.add_argument("--declined", type=int, default=Size.declined)
+    parser.add_argument("--services", default=",".join(SERVICES))
+    parser.add_argument("--limit", type=float, default=60.0, help="seconds per inbox run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # A SIGTERM (e.g. from `timeout`) cleans up as Ctrl-C does: databases, topics, groups.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    size = Size(participants=args.participants, accepted=args.accepted, declined=args.declined)
+    results = asyncio.run(run(size, args.services.split(","), args.limit))
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "catchup.json").write_text(json.dumps(results, indent=2, default=str))
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Every batch handler has the effect of its events applied one by one (real PostgreSQL).
+
+The events of a small brokerage event (`bench.rebuild_events`: registrations in bursts,
+approvals, meeting requests, accepts and declines, placements, e-mails) are applied to
+two schemas of one fresh database: one event at a time through the per-event handlers,
+and in runs through the batch handlers; then every projection table of the service is
+compared row by row (`shared.rebuild.compare`, as the rebuild does).
+
+- The live subscriptions (`Subscription.batch_handlers`, with the access projection the
+  runtime adds): the consumed events in the order an inbox applies them (fetches of many
+  partitions, partition by partition), each run of one type through its batch handler.
+- The rebuild's runs (`shared.batching.apply_run` over `Plan.own` and `Plan.consumed`)
+  for every service, matching included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+
+import asyncpg
+import pytest
+
+from bench.rebuild_events import Size, Timeline, generate
+from services.matching import rebuild as matching_rebuild
+from services.notification import bootstrap as notification_bootstrap
+from services.notification import rebuild as notification_rebuild
+from services.registration import bootstrap as registration_bootstrap
+from services.registration import rebuild as registration_rebuild
+from services.reporting import bootstrap as reporting_bootstrap
+from services.reporting import rebuild as reporting_rebuild
+from services.scheduling import bootstrap as scheduling_bootstrap
+from services.scheduling import rebuild as scheduling_rebuild
+from shared.batching import apply_run
+from shared.contracts import registry
+from shared.contracts.base import EventPayload
+from shared.db import migrate
+from shared.envelope import Envelope
+from shared.inbox import Handler, Subscription
+from shared.rebuild import Plan, compare
+from tests.integration.support import Infra, fresh_databases
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+PAYLOADS = registry()
+SIZE = Size(participants=60, accepted=90, declined=15, slots=8, tables=12, burst=25)
+FETCH = 200  # records per fetch of the simulated inbox
+Event = tuple[Envelope, EventPayload]
+
+
+@pytest.fixture(scope="module")
+def timeline() -> Timeline:
+    return generate(SIZE, seed=11)
+
+
+@pytest.fixture
+async def schemas(infra: Infra) -> AsyncIterator[str]:
+    """A fresh database; its DSN (each test makes its two schemas in it)."""
+    name = f"test_batch_{datetime.now():%H%M%S%f}"
+    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
+        yield dsns[name]
+
+
+async def _schema(dsn: str, schema: str, plan: Plan) -> asyncpg.Pool:
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await admin.close()
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=1, server_settings={"search_path": schema}
+    )
+    assert pool is not None
+    await migrate(pool, plan.migrations)
+    return pool
+
+
+def _events(line: Timeline, producers: Sequence[str]) -> list[Event]:
+    timed = sorted((item for p in producers for item in line.events[p]), key=lambda item: item[0])
+    return [(env, PAYLOADS.parse(env.type, env.data)) for _, env in timed]
+
+
+def _as_fetched(line: Timeline, topics: Sequence[str]) -> list[Event]:
+    """The consumed events in an order an inbox applies them: fetches of `FETCH` records
+    in time order, each applied topic by topic (one partition each here)."""
+    producers = [
+        t.removesuffix(".events") for t in topics if t.removesuffix(".events") in line.events
+    ]
+    timed = sorted((item for p in producers for item in line.events[p]), key=lambda i: i[0])
+    out: list[Event] = []
+    for start in range(0, len(timed), FETCH):
+        window = timed[start : start + FETCH]
+        for producer in producers:
+            out += [
+                (env, PAYLOADS.parse(env.type, env.data))
+                for _, env in window
+                if env.source == f"/services/{producer}"
+            ]
+    return out
+
+
+async def _one_by_one(pool: asyncpg.Pool, handlers: dict[str, Handler], events: list[Event]) -> int:
+    applied = 0
+    async with pool.acquire() as conn, conn.transaction():
+        for envelope, payload in events:
+            handler = handlers.get(PAYLOADS.current_type(envelope.type))
+            if handler is not None:
+                await handler(conn, envelope, payload)
+                applied += 1
+    return applied
+
+
+async def _in_runs(pool: asyncpg.Pool, subscription: Subscription, events: list[Event]) -> int:
+    """As `InboxCore._apply_runs`: each run of one type with a batch handler in one call."""
+    batched = 0
+    run: list[Event] = []
+    run_type = ""
+    async with pool.acquire() as conn, conn.transaction():
+
+        async def flush() -> None:
+            nonlocal batched
+            if run:
+                await subscription.batch_handlers[run_type](conn, run)
+                batched += len(run)
+                run.clear()
+
+        for envelope, payload in events:
+            current = PAYLOADS.current_type(envelope.type)
+            if current not in subscription.batch_handlers:
+                await flush()
+                if current in subscription.handlers:
+                    await subscription.handlers[current](conn, envelope, payload)
+                continue
+            if current != run_type:
+                await flush()
+                run_type = current
+            run.append((envelope, payload))
+        await flush()
+    return batched
+
+
+async def _differences(dsn: str, plan: Plan, tables: Sequence[str]) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        found = await compare(conn, _only(plan, tables), "one_by_one", "batched")
+    finally:
+        await conn.close()
+    return [
+        f"{d.table}: {d.only_live} only one by one, {d.only_rebuilt} only batched {d.samples}"
+        for d in found
+    ]
+
+
+def _only(plan: Plan, tables: Sequence[str]) -> Plan:
+    from dataclasses import replace
+
+    return replace(plan, tables=tuple(tables))
+
+
+LIVE = {
+    "registration": (registration_bootstrap, registration_rebuild.PLAN, ()),
+    # Deliveries are decided by reactions (one by one on both sides) with random ids.
+    "scheduling": (scheduling_bootstrap, scheduling_rebuild.PLAN, ()),
+    "notification": (notification_bootstrap, notification_rebuild.PLAN, ("deliveries",)),
+    "reporting": (reporting_bootstrap, reporting_rebuild.PLAN, ()),
+}
+
+
+@pytest.mark.parametrize("service", sorted(LIVE))
+async def test_subscription_batch_handlers_equal_one_by_one(
+    service: str, schemas: str, timeline: Timeline
+) -> None:
+    module, plan, skipped = LIVE[service]
+    subscription = module.build_app().state.subscriptions[0]
+    events = _as_fetched(timeline, subscription.topics)
+    one = await _schema(schemas, "one_by_one", plan)
+    batched = await _schema(schemas, "batched", plan)
+    try:
+        applied = await _one_by_one(one, dict(subscription.handlers), events)
+        in_runs = await _in_runs(batched, subscription, events)
+    finally:
+        await one.close()
+        await batched.close()
+    assert applied > 50
+    # Notification reacts to nearly every event it consumes (deliveries are decided one
+    # event at a time): only its projection-only types (e.g. an organiser) go in runs.
+    assert in_runs > (0 if service == "notification" else 50), "the batch handlers took part"
+    tables = [t for t in plan.tables if t not in skipped]
+    assert await _differences(schemas, plan, tables) == []
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        registration_rebuild.PLAN,
+        matching_rebuild.PLAN,
+        scheduling_rebuild.PLAN,
+        notification_rebuild.PLAN,
+        reporting_rebuild.PLAN,
+    ],
+    ids=lambda p: p.service,
+)
+async def test_rebuild_runs_equal_one_by_one(plan: Plan, schemas: str, timeline: Timeline) -> None:
+    own = _events(timeline, [plan.service]) if plan.service in timeline.events else []
+    producers = [t.removesuffix(".events") for t in plan.topics]
+    consumed = _events(timeline, [p for p in producers if p in timeline.events])  # time order
+
+    async def dispatch(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
+        await plan.consumed[PAYLOADS.current_type(envelope.type)](conn, envelope, e)
+
+    consumed = [e for e in consumed if PAYLOADS.current_type(e[0].type) in plan.consumed]
+    one = await _schema(schemas, "one_by_one", plan)
+    batched = await _schema(schemas, "batched", plan)
+    try:
+        async with one.acquire() as conn, conn.transaction():
+            for envelope, payload in own:
+                assert plan.own is not None
+                await plan.own(conn, envelope, payload)
+            for envelope, payload in consumed:
+                await dispatch(conn, envelope, payload)
+        async with batched.acquire() as conn, conn.transaction():
+            if plan.own is not None:
+                await apply_run(conn, plan.own, own)
+            await apply_run(conn, dispatch, consumed)
+    finally:
+        await one.close()
+        await batched.close()
+    assert len(own) + len(consumed) > 100
+    assert await _differences(schemas, plan, plan.tables) == []
