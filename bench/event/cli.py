@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -106,17 +107,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     window.start()
     t0 = time.perf_counter()
+    run = Run()
+    stopped = ""
     try:
-        run = await drive(
+        await drive(
             api, work, os.environ.get("PLATFORM_ADMIN_KEY", "local-admin-key"), probe,
-            args.concurrency, log,
+            args.concurrency, log, run,
         )  # fmt: skip
-    finally:
-        wall = time.perf_counter() - t0
-        cpu = window.stop()
-        await api.close()
+    except (Exception, asyncio.CancelledError) as exc:
+        # Interrupted (SIGTERM, SIGINT) or failed: keep and report what was done.
+        stopped = f"stopped in phase {run.current or '?'}: {exc!r}"
+        log(stopped)
+    wall = time.perf_counter() - t0
+    cpu = window.stop()
+    await api.close()
     log(f"platform: {wall:.1f}s; reading what the services recorded")
-    await probe.quiet()  # anything still under way (not timed) before counting
+    if not stopped:
+        await probe.quiet()  # anything still under way (not timed) before counting
     commands = [dataclasses.asdict(c) for c in api.commands]
     latency = await probe.consumer_latencies(since - 1)
     emails = await probe.emails(run.event_id, since - 1, run.accepted_at)
@@ -156,6 +163,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     result["not_converged"] = report.converged(
         counts, emails, {"approved": registered, "accepted": len(run.accepted_at), "failed": failed}
     )
+    if stopped:
+        result["not_converged"].insert(0, stopped)
     return result
 
 
@@ -166,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", type=int, default=32, help="commands in flight at once (default 32)"
     )
     args = parser.parse_args(argv)
+    # SIGTERM as Ctrl-C: the run stops, and what it did so far is still measured and kept.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     result = asyncio.run(main_async(args))
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     table = report.render(result)

@@ -46,6 +46,7 @@ class Run:
     requests: dict[tuple[int, int], str] = field(default_factory=dict)  # pair -> request id
     accepted_at: dict[str, float] = field(default_factory=dict)  # request id -> accept sent
     phases: list[PhaseTime] = field(default_factory=list)
+    current: str = ""  # the phase under way
     report: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
@@ -56,8 +57,10 @@ async def phase(
     send: Callable[[], Awaitable[list[BaseException]]],
     settle: Callable[[], Awaitable[None]] | None,
     commands: int,
+    log: Callable[[str], None] = lambda _: None,
 ) -> None:
     timing = PhaseTime(name, commands)
+    run.current = name
     started = time.perf_counter()
     failures = await send()
     timing.sending_s = time.perf_counter() - started
@@ -67,6 +70,11 @@ async def phase(
     timing.failed = len(failures)
     run.failures += [str(f) for f in failures[:20]]
     run.phases.append(timing)
+    run.current = ""
+    log(
+        f"phase {name}: {commands} commands ({timing.failed} failed) sent in"
+        f" {timing.sending_s:.1f}s, done in {timing.wall_s:.1f}s"
+    )
 
 
 async def drive(
@@ -76,8 +84,10 @@ async def drive(
     settle: Settle | None,
     concurrency: int,
     log: Callable[[str], None] = print,
+    run: Run | None = None,
 ) -> Run:
-    run = Run()
+    """Every phase in turn; `run` (if given) holds what was done so far should one fail."""
+    run = run or Run()
     n = len(work.participants)
     run.registrations, run.keys = [""] * n, [""] * n
 
@@ -94,7 +104,7 @@ async def drive(
         run.event_id = event["event_id"]
         return []
 
-    await phase(run, "create", create, settle.quiet if settle else None, 2)
+    await phase(run, "create", create, settle.quiet if settle else None, 2, log)
     log(f"event {run.event_id}: {n} participants, {len(work.accepted)} meetings to accept")
 
     async def register_one(i: int) -> None:
@@ -113,7 +123,7 @@ async def drive(
             failures += await each(burst, register_one, concurrency)
         return failures
 
-    await phase(run, "register", register, None, n)
+    await phase(run, "register", register, None, n, log)
 
     async def approve_one(i: int) -> None:
         if run.registrations[i]:
@@ -132,6 +142,7 @@ async def drive(
         lambda: each(range(n), approve_one, concurrency),
         approvals_known if settle else None,
         n,
+        log,
     )
     log(f"{sum(1 for r in run.registrations if r)} registered and approved")
 
@@ -149,7 +160,9 @@ async def drive(
         )  # fmt: skip
         run.requests[pair] = asked["request_id"]
 
-    await phase(run, "request", lambda: each(pairs, request_one, concurrency), None, len(pairs))
+    await phase(
+        run, "request", lambda: each(pairs, request_one, concurrency), None, len(pairs), log
+    )
 
     async def answer_one(pair: tuple[int, int]) -> None:
         request_id = run.requests.get(pair)
@@ -164,7 +177,7 @@ async def drive(
         if verb == "accept":
             run.accepted_at[request_id] = sent
 
-    await phase(run, "answer", lambda: each(pairs, answer_one, concurrency), None, len(pairs))
+    await phase(run, "answer", lambda: each(pairs, answer_one, concurrency), None, len(pairs), log)
     log(f"{len(run.accepted_at)} accepted, {len(run.requests) - len(run.accepted_at)} declined")
 
     answered_at = time.time()
@@ -173,8 +186,8 @@ async def drive(
         assert settle is not None
         await settle.meetings_settled(run.event_id, len(run.accepted_at), answered_at)
 
-    await phase(run, "schedule", _nothing, placed if settle else None, 0)
-    await phase(run, "notify", _nothing, settle.quiet if settle else None, 0)
+    await phase(run, "schedule", _nothing, placed if settle else None, 0, log)
+    await phase(run, "notify", _nothing, settle.quiet if settle else None, 0, log)
     log("every meeting placed or unscheduled, every e-mail out")
 
     async def reoptimise() -> list[BaseException]:
@@ -184,7 +197,7 @@ async def drive(
         )  # fmt: skip
         return []
 
-    await phase(run, "reoptimise", reoptimise, settle.quiet if settle else None, 1)
+    await phase(run, "reoptimise", reoptimise, settle.quiet if settle else None, 1, log)
 
     async def publish() -> list[BaseException]:
         await api.call(
@@ -193,7 +206,7 @@ async def drive(
         )  # fmt: skip
         return []
 
-    await phase(run, "publish", publish, settle.quiet if settle else None, 1)
+    await phase(run, "publish", publish, settle.quiet if settle else None, 1, log)
 
     async def read_report() -> list[BaseException]:
         run.report = await api.call(
@@ -202,7 +215,7 @@ async def drive(
         )  # fmt: skip
         return []
 
-    await phase(run, "report", read_report, None, 1)
+    await phase(run, "report", read_report, None, 1, log)
     return run
 
 

@@ -144,14 +144,16 @@ def generated_workload(size: str, tag: str) -> Workload:
     instance = generate(spec)
     ids = [p["id"] for p in instance["participants"]]
     index = {pid: i for i, pid in enumerate(ids)}
-    remote: set[int] = set()
     accepted: list[tuple[int, int]] = []
+    online: set[int] = set()
+    on_site: set[int] = set()
     for meeting in instance["meetings"]:
         a, b = (index[p] for p in meeting["participants"])
         accepted.append((a, b))
-        if meeting["mode"] == "online":
-            # the instance marks a meeting online when one side is remote; say the second
-            remote.add(b)
+        (online if meeting["mode"] == "online" else on_site).update((a, b))
+    # The instance makes a meeting online when a side is remote, so its remote
+    # participants are those with online meetings only (one without meetings stays on site).
+    remote = online - on_site
     sectors = hannover.SECTORS
     people = [
         Participant(
@@ -163,7 +165,6 @@ def generated_workload(size: str, tag: str) -> Workload:
         )
         for i in range(len(ids))
     ]
-    # On-site meetings need both sides on site: a meeting with a remote side is online.
     declined = declined_pairs(
         len(people), accepted, len(accepted) // DECLINE_EVERY, f"{size}/{tag}"
     )
