@@ -29,6 +29,7 @@ from bench.backbone.common import summary_ms
 from bench.event.api import SERVICES
 
 LOCAL = "postgresql://postgres:postgres@localhost:5432/{name}"
+LAST = "last consumer"  # per event, the latest of its consumers' commits
 SETTLE_LIMIT_S = float(os.environ.get("BENCH_EVENT_SETTLE_LIMIT", "3600"))
 
 
@@ -135,7 +136,7 @@ class Probe:
     # -- measurement --------------------------------------------------------------------
 
     async def consumer_latencies(self, since: float) -> dict[str, dict[str, dict[str, Any]]]:
-        """flow (event type) -> consumer ("service/name") -> latency summary (ms)."""
+        """flow (event type) -> consumer ("service/name", and `LAST`) -> latency summary (ms)."""
         recorded: dict[str, tuple[str, float]] = {}
         for conn in self.db.values():
             for row in await conn.fetch(
@@ -147,6 +148,7 @@ class Probe:
                 recorded[row["id"]] = (row["event_type"], row["at"])
         stamp = "pg_xact_commit_timestamp(xmin)" if self.commit_timestamps else "NULL::timestamptz"
         samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        last: dict[str, dict[str, float]] = defaultdict(dict)  # flow -> event id -> latest
         for service, conn in self.db.items():
             for row in await conn.fetch(
                 "SELECT consumer, split_part(message_id, '#', 2) AS id,"
@@ -158,8 +160,13 @@ class Probe:
                 if source:
                     flow, at = source
                     samples[flow][f"{service}/{row['consumer']}"].append(row["at"] - at)
+                    seen = last[flow].get(row["id"], 0.0)
+                    last[flow][row["id"]] = max(seen, row["at"] - at)
         return {
-            flow: {consumer: summary_ms(values) for consumer, values in sorted(by.items())}
+            flow: {
+                **{consumer: summary_ms(values) for consumer, values in sorted(by.items())},
+                LAST: summary_ms(list(last[flow].values())),
+            }
             for flow, by in sorted(samples.items())
         }
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from bench.backbone.common import summary_ms
 
+LAST = "last consumer"  # bench.event.probe.LAST (the probe needs asyncpg and aiokafka)
+
 TARGET_RATIO = 3.0  # whole run / baseline, BIO-Europe (issue 15)
 
 
@@ -58,7 +60,8 @@ def converged(
 
 def latency_table(latency: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     """One row per flow (event type), one column per consumer: p50 / p95 / p99 ms."""
-    consumers = sorted({c for by in latency.values() for c in by})
+    consumers = sorted({c for by in latency.values() for c in by} - {LAST})
+    consumers += [LAST] if any(LAST in by for by in latency.values()) else []
     lines = [
         "| flow | events | " + " | ".join(consumers) + " |",
         "|---|---:|" + "---:|" * len(consumers),

@@ -164,6 +164,7 @@ def result(**changes: object) -> dict[str, object]:
                     "p95_ms": 20.0,
                     "p99_ms": 30.0,
                 },
+                "last consumer": {"count": 700, "p50_ms": 13.0, "p95_ms": 41.0, "p99_ms": 91.0},
             }
         },
         "emails": {
@@ -193,7 +194,10 @@ def test_the_table_shows_phases_rate_ratio_latencies_cpu_and_convergence() -> No
     text = report.render(result())
     assert "| register | 700 | 0 | 10.0 | 12.0 | 70.0 | 50 / 50 | 10.0 |" in text
     assert "**3.0x**" in text  # 15 s / 5 s
-    assert "| registration.BusinessRegistered.v1 | 700 | 12 / 40 / 90 | 8 / 20 / 30 |" in text
+    assert (
+        "| registration.BusinessRegistered.v1 | 700 | 12 / 40 / 90 | 8 / 20 / 30 | 13 / 41 / 91 |"
+        in text
+    )
     assert "| matching | 7.0 | 10.00 |" in text  # 7 s over 700 commands
     assert "p50 / p95 / p99 400 / 800 / 900 ms" in text
     assert text.rstrip().endswith("Converged: **yes**")
