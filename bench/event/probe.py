@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -38,6 +39,12 @@ def database_url(service: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+def platform_group(group: str, suffix: str) -> bool:
+    """Whether a consumer group is one of the platform's services' (under `suffix`)."""
+    names = "|".join(SERVICES)
+    return re.fullmatch(rf"({names})(-\d+|-dead-letters)?{re.escape(suffix)}", group) is not None
+
+
 class Probe:
     """Connections to the five services' databases and to Kafka, for reading only."""
 
@@ -48,6 +55,9 @@ class Probe:
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: AIOKafkaConsumer | None = None
         self.commit_timestamps = False
+        prefix = os.environ.get("TOPIC_PREFIX", "")
+        self.topics = {f"{prefix}{service}.events" for service in SERVICES}
+        self.group_suffix = os.environ.get("CONSUMER_GROUP_SUFFIX", "")
 
     async def open(self) -> None:
         for service in SERVICES:
@@ -98,12 +108,20 @@ class Probe:
         await self._until("scheduling to place or report every meeting", settled)
 
     async def lag(self) -> int:
-        """Records not yet consumed, summed over every consumer group on the cluster."""
+        """Records of the platform's topics its consumer groups have not consumed yet.
+
+        Only this platform's groups (`<service>[-n|-dead-letters]<CONSUMER_GROUP_SUFFIX>`)
+        on its topics (`<TOPIC_PREFIX><service>.events`): a shared broker also holds
+        test suites' groups, some left behind with a lag that never drains."""
         assert self._admin and self._offsets
         total = 0
         for group, *_ in await self._admin.list_consumer_groups():
+            if not platform_group(group, self.group_suffix):
+                continue
             committed = await self._admin.list_consumer_group_offsets(group)
-            parts = [tp for tp in committed if committed[tp].offset >= 0]
+            parts = [
+                tp for tp in committed if committed[tp].offset >= 0 and tp.topic in self.topics
+            ]
             if not parts:
                 continue
             ends = await self._offsets.end_offsets(parts)

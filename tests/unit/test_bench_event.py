@@ -273,3 +273,15 @@ def test_a_workload_counts_its_commands() -> None:
         "create": 2, "register": 0, "approve": 0, "request": 3, "answer": 3,
         "reoptimise": 1, "publish": 1,
     }  # fmt: skip
+
+
+def test_only_the_platforms_consumer_groups_count_for_lag() -> None:
+    from bench.event.probe import platform_group
+
+    assert platform_group("matching", "")
+    assert platform_group("matching-1", "")
+    assert platform_group("reporting-dead-letters", "")
+    assert platform_group("notification-b2", "-b2")
+    assert not platform_group("notification", "-b2")
+    assert not platform_group("test.notification.abc", "")
+    assert not platform_group("matching-bench1234-x", "")
