@@ -109,6 +109,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     run = Run()
     stopped = ""
+    # SIGTERM (and Ctrl-C, asyncio.run's own handler) cancel the driving; what it did
+    # so far is still measured and kept.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         await drive(
             api, work, os.environ.get("PLATFORM_ADMIN_KEY", "local-admin-key"), probe,
@@ -118,6 +123,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         # Interrupted (SIGTERM, SIGINT) or failed: keep and report what was done.
         stopped = f"stopped in phase {run.current or '?'}: {exc!r}"
         log(stopped)
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
     wall = time.perf_counter() - t0
     cpu = window.stop()
     await api.close()
@@ -175,8 +181,6 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", type=int, default=32, help="commands in flight at once (default 32)"
     )
     args = parser.parse_args(argv)
-    # SIGTERM as Ctrl-C: the run stops, and what it did so far is still measured and kept.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     result = asyncio.run(main_async(args))
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     table = report.render(result)
