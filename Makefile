@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 # proxy's authority added there (update-ca-certificates) is trusted too.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: chaos axe k8s-tools test-cluster venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import bench-rebuild lint asyncapi browse
+.PHONY: chaos axe k8s-tools test-cluster venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-recommendations bench-import bench-rebuild bench-event lint asyncapi browse
 
 # .venv from uv.lock, with the python3 found on PATH (uv never downloads a Python).
 # uv $(UV_VERSION) itself comes from PATH or from a private venv (deploy/local/uv.sh),
@@ -114,6 +114,13 @@ bench-recommendations: venv infra-up
 bench-rebuild: venv infra-up
 	@.venv/bin/python -m bench.rebuild
 	@.venv/bin/python -m bench.catchup
+
+# A whole event through the running platform's public APIs (SIZE=hannover|bremen|bioeurope),
+# against a do-nothing stub first (the baseline); brings the platform up as `make demo`
+# does. Table and figures in var/bench/event-$(SIZE).{md,json}; see bench/README.md.
+SIZE ?= hannover
+bench-event: up
+	@.venv/bin/python -m bench.event $(SIZE)
 
 # Spreadsheet import: 5,000 rows through a registration service (figures in var/bench/import.json).
 bench-import: venv infra-up

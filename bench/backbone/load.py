@@ -40,7 +40,7 @@ class Sent:
 
 
 class RawHttpClient:
-    """A minimal HTTP/1.1 keep-alive client for POSTs of JSON, at a fraction of httpx's CPU.
+    """A minimal HTTP/1.1 keep-alive client for JSON requests, at a fraction of httpx's CPU.
 
     Only what the load generator needs: a pool of persistent connections to
     one host, `Content-Length` bodies both ways (what uvicorn sends for a
@@ -58,20 +58,33 @@ class RawHttpClient:
         )
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._idle.empty() and self._open < self._max:
-            self._open += 1
-            try:
-                return await asyncio.open_connection(self._host, self._port)
-            except BaseException:
-                self._open -= 1
-                raise
-        return await self._idle.get()
+        while True:
+            if self._idle.empty() and self._open < self._max:
+                self._open += 1
+                try:
+                    return await asyncio.open_connection(self._host, self._port)
+                except BaseException:
+                    self._open -= 1
+                    raise
+            reader, writer = await self._idle.get()
+            if not reader.at_eof():
+                return reader, writer
+            # The server closed it while idle (uvicorn's keep-alive timeout): a new one.
+            writer.close()
+            self._open -= 1
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        return await self.request("POST", path, body)
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """One request (`headers` beside host, content-type and content-length)."""
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         reader, writer = await self._connection()
         try:
             writer.write(
-                f"POST {path} HTTP/1.1\r\nhost: {self._host}:{self._port}\r\n"
+                f"{method} {path} HTTP/1.1\r\nhost: {self._host}:{self._port}\r\n{extra}"
                 f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
                 + body
             )

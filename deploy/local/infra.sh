@@ -274,6 +274,9 @@ port = $PG_PORT
 unix_socket_directories = '$sockets'
 max_connections = 300
 shared_buffers = 256MB
+# Commit times of rows (pg_xact_commit_timestamp): make bench-event reads when each
+# consumer's inbox row became visible, i.e. the consumer's commit.
+track_commit_timestamp = on
 EOF
 }
 

@@ -48,13 +48,18 @@ instances() {
 }
 
 # A local mail catcher so notification has an SMTP server to deliver to; the
-# messages it receives are printed to var/log/mail.log. Skipped when SMTP_HOST
+# messages it receives are printed to var/log/mail.log (and indexed, with the time
+# each arrived, in var/log/mail.jsonl). Skipped when SMTP_HOST
 # points at a real server.
 mail_up() {
   [[ -n "${SMTP_HOST:-}" && "${SMTP_HOST}" != "localhost" && "${SMTP_HOST}" != "127.0.0.1" ]] \
     && return 0
   if alive mail; then return 0; fi
-  nohup .venv/bin/python -m aiosmtpd -n -l "127.0.0.1:${SMTP_PORT:-1025}" >>"$LOG/mail.log" 2>&1 &
+  # scripts.mail_catcher: aiosmtpd's printing handler that also notes when each
+  # message arrived, in var/log/mail.jsonl (make bench-event reads it).
+  # -u: SMTPUTF8, as real servers offer, for addresses such as contact@gdańsk….example.
+  nohup .venv/bin/python -m aiosmtpd -n -u -l "127.0.0.1:${SMTP_PORT:-1025}" \
+    -c scripts.mail_catcher.StampingDebugging "$LOG/mail.jsonl" >>"$LOG/mail.log" 2>&1 &
   echo $! >"$RUN/mail.pid"
   echo "mail: catcher started on 127.0.0.1:${SMTP_PORT:-1025} (messages in $LOG/mail.log)"
 }

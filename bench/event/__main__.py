@@ -1,0 +1,5 @@
+import sys
+
+from bench.event.cli import main
+
+sys.exit(main())
