@@ -87,6 +87,10 @@ async def send(msg: EmailMessage, *, host: str, port: int, timeout_seconds: floa
         )
     except aiosmtplib.SMTPRecipientsRefused as exc:
         raise SendFailed(f"recipients refused: {exc}", permanent=True) from exc
+    except aiosmtplib.SMTPNotSupported as exc:
+        # The server lacks what the message needs (SMTPUTF8 for a non-ASCII address):
+        # asking it again will not help.
+        raise SendFailed(f"not supported by the SMTP server: {exc}", permanent=True) from exc
     except aiosmtplib.SMTPResponseException as exc:
         raise SendFailed(f"SMTP {exc.code}: {exc.message}", permanent=exc.code >= 500) from exc
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

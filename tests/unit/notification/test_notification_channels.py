@@ -9,6 +9,7 @@ from email.message import Message
 from typing import Any
 
 import icalendar
+import pytest
 
 from services.notification.channels import calendar, email, webhooks
 from services.notification.domain import CalendarEntry, Kind, Method, meeting_uid
@@ -204,3 +205,30 @@ def test_webhook_signature_matches_a_vector_computed_by_hand() -> None:
     assert headers["webhook-signature"] == expected
     assert webhooks.signature(secret, "msg_other", 1614265330, body) != expected
     assert webhooks.new_secret().startswith("whsec_")
+
+
+async def test_a_server_without_smtputf8_fails_a_non_ascii_address_for_good() -> None:
+    """A real SMTP server that does not offer SMTPUTF8: the address cannot go through it,
+    however often it is tried, so the failure is permanent (not retried)."""
+    import socket
+    from email.message import EmailMessage
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Sink
+
+    with socket.socket() as probe:  # a free port (aiosmtpd does not report one it chose)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
+    controller.start()
+    try:
+        msg = EmailMessage()
+        msg["From"] = "platform@example.org"
+        msg["To"] = "kontakt@gdańsk-energy.example"
+        msg["Subject"] = "Meeting placed"
+        msg.set_content("Table 4, 10:30")
+        with pytest.raises(email.SendFailed) as failed:
+            await email.send(msg, host="127.0.0.1", port=port, timeout_seconds=5)
+        assert failed.value.permanent, failed.value
+    finally:
+        controller.stop()
