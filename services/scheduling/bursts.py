@@ -8,6 +8,9 @@ same effect as one event after the other.
   pending, none can be placed by a registration, one by one or not: the run is
   projected in one go (after taking the event's lock, as each reaction would). With one
   pending, the run goes one by one, through the reaction.
+- A burst of accepts: projected, then placed per brokerage event in the run's order,
+  each among the ones placed before it, as one by one, but reading the event's agenda
+  once for the run (`handlers.Placer`) instead of once per meeting.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from services.scheduling import handlers, projection
 from services.scheduling.domain import MeetingStatus
 from shared.batching import apply_run, batch_handlers
 from shared.contracts.base import EventPayload
+from shared.contracts.matching import MeetingAccepted
 from shared.contracts.registration import REGISTERED_BY_TYPE
 from shared.envelope import Envelope
 from shared.inbox import BatchHandler
@@ -50,8 +54,29 @@ async def registrations(
     await apply_run(conn, _project, run)
 
 
+async def accepted(conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]) -> None:
+    await apply_run(conn, _project, run)
+    by_event: dict[str, list[tuple[Envelope, MeetingAccepted]]] = {}
+    for envelope, event in run:
+        assert isinstance(event, MeetingAccepted)
+        by_event.setdefault(event.event_id, []).append((envelope, event))
+    for event_id, accepts in by_event.items():
+        agenda = await handlers.open_agenda(conn, event_id)
+        grid = await handlers.load_grid(conn, event_id)
+        if grid is None:
+            continue  # placed once the grid arrives (`handlers.place_waiting`)
+        placer = await handlers.Placer.load(conn, grid)
+        for envelope, event in accepts:
+            meeting = await handlers.load_meeting(conn, event.request_id)
+            if meeting is None or not handlers.ready(grid, placer.attendees, meeting):
+                continue  # a repeat, or it waits for the grid or a registration
+            agenda.correlation_id, agenda.causation_id = envelope.correlation_id, envelope.id
+            await agenda.record(conn, [placer.decide(meeting)])
+
+
 PAYLOADS = handlers.PAYLOADS
 BATCH_HANDLERS: dict[str, BatchHandler] = {
     **batch_handlers(handlers.HANDLERS, PROJECTING),
     **{t.ce_type(): registrations for t in REGISTERED_BY_TYPE.values()},
+    MeetingAccepted.ce_type(): accepted,
 }

@@ -213,38 +213,68 @@ async def open_agenda(
     )
 
 
+@dataclass
+class Placer:
+    """One event's agenda as placing sees it, read once under the event's lock: its
+    attendees, time windows and placed meetings. It places meetings one after another,
+    each among those placed before it (moving none of them), so that a run of accepts
+    reads the agenda once instead of once per meeting (`bursts.accepted`)."""
+
+    grid: EventGrid
+    attendees: dict[str, Attendee]
+    windows: dict[str, tuple[str, ...]]
+    placed: dict[str, AgendaMeeting]
+
+    @classmethod
+    async def load(cls, conn: asyncpg.Connection, grid: EventGrid) -> Placer:
+        placed = await load_meetings(conn, grid.event_id, (MeetingStatus.PLACED,))
+        return cls(
+            grid,
+            await load_attendees(conn, grid.event_id),
+            await load_windows(conn, grid.event_id),
+            {m.meeting_id: m for m in placed},
+        )
+
+    def decide(self, target: AgendaMeeting, ignore: frozenset[str] = frozenset()) -> EventPayload:
+        """Where `target` goes (a SlotAssigned, or a MeetingUnschedulable), remembered for
+        the next decision. A meeting placed for the first time gets its mode from what
+        scheduling knows of its participants (the online/on-site choice). Placed meetings
+        in `ignore` (about to move themselves) do not hold their places."""
+        others = [
+            m
+            for m in self.placed.values()
+            if m.meeting_id != target.meeting_id and m.meeting_id not in ignore
+        ]
+        if target.status == MeetingStatus.PENDING:
+            known = [
+                self.attendees[p].attendance for p in target.participants if p in self.attendees
+            ]
+            target = replace(target, mode=domain.meeting_mode(target.mode, known))
+        target = replace(target, place=None, locked=False)
+        self.placed.pop(target.meeting_id, None)
+        why = domain.no_slot_reason(self.grid, target, self.windows)
+        if why is not None:  # the requester's preference alone rules every slot out
+            return domain.unschedulable(self.grid, target, why)
+        instance = domain.build_instance(self.grid, self.attendees, [*others, target], self.windows)
+        result = place(instance, domain.current_schedule(others), target.meeting_id)
+        if not isinstance(result, Assignment):
+            return domain.unschedulable(self.grid, target, result.reason)
+        where = Place(result.slot, result.table)
+        self.placed[target.meeting_id] = replace(target, status=MeetingStatus.PLACED, place=where)
+        return domain.slot_assigned(self.grid, target, where)
+
+
 async def place_one(
     conn: asyncpg.Connection,
     grid: EventGrid,
     target: AgendaMeeting,
     ignore: frozenset[str] = frozenset(),
 ) -> EventPayload:
-    """Where one meeting goes among the placed ones, moving none of them (lock held): a
-    SlotAssigned, or a MeetingUnschedulable. A meeting placed for the first time gets its
-    mode from what scheduling knows of its participants (the online/on-site choice).
-    Placed meetings in `ignore` (about to move themselves) do not hold their places."""
-    attendees = await load_attendees(conn, grid.event_id)
-    placed = [
-        m
-        for m in await load_meetings(conn, grid.event_id, (MeetingStatus.PLACED,))
-        if m.meeting_id != target.meeting_id and m.meeting_id not in ignore
-    ]
-    if target.status == MeetingStatus.PENDING:
-        known = [attendees[p].attendance for p in target.participants if p in attendees]
-        target = replace(target, mode=domain.meeting_mode(target.mode, known))
-    target = replace(target, place=None, locked=False)
-    windows = await load_windows(conn, grid.event_id)
-    why = domain.no_slot_reason(grid, target, windows)
-    if why is not None:  # the requester's preference alone rules every slot out
-        return domain.unschedulable(grid, target, why)
-    instance = domain.build_instance(grid, attendees, [*placed, target], windows)
-    result = place(instance, domain.current_schedule(placed), target.meeting_id)
-    if isinstance(result, Assignment):
-        return domain.slot_assigned(grid, target, Place(result.slot, result.table))
-    return domain.unschedulable(grid, target, result.reason)
+    """Where one meeting goes among the placed ones, moving none of them (lock held)."""
+    return (await Placer.load(conn, grid)).decide(target, ignore)
 
 
-def _ready(grid: EventGrid | None, known: dict[str, Attendee], meeting: AgendaMeeting) -> bool:
+def ready(grid: EventGrid | None, known: dict[str, Attendee], meeting: AgendaMeeting) -> bool:
     """A pending meeting is placed once the event's grid and every participant's
     registration (its availability) have reached us: topics are not ordered with each
     other."""
@@ -265,7 +295,7 @@ async def on_meeting_accepted(conn: asyncpg.Connection, env: Envelope, e: EventP
     agenda = await open_agenda(conn, e.event_id, cause=env)
     meeting = await load_meeting(conn, e.request_id)
     grid = await load_grid(conn, e.event_id)
-    if meeting is None or not _ready(grid, await load_attendees(conn, e.event_id), meeting):
+    if meeting is None or not ready(grid, await load_attendees(conn, e.event_id), meeting):
         return  # a repeat, or it waits for the grid or a registration
     assert grid is not None
     await agenda.record(conn, [await place_one(conn, grid, meeting)])
@@ -279,10 +309,10 @@ async def place_waiting(conn: asyncpg.Connection, env: Envelope, e: EventPayload
     grid = await load_grid(conn, event_id)
     if grid is None:
         return
-    known = await load_attendees(conn, event_id)
+    placer = await Placer.load(conn, grid)
     for meeting in await load_meetings(conn, event_id, (MeetingStatus.PENDING,)):
-        if _ready(grid, known, meeting):
-            await agenda.record(conn, [await place_one(conn, grid, meeting)])
+        if ready(grid, placer.attendees, meeting):
+            await agenda.record(conn, [placer.decide(meeting)])
 
 
 async def on_meeting_cancelled(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:
