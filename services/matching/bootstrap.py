@@ -58,7 +58,12 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
             Subscription(("registration.events",), on_registration, registry()),
             # Matching's own events: a pair's lists are recomputed when a request
             # between them is made or ends (consumer group `matching-1`).
-            Subscription(("matching.events",), recommendations.PAIR_HANDLERS, registry()),
+            Subscription(
+                ("matching.events",),
+                recommendations.PAIR_HANDLERS,
+                registry(),
+                batch_handlers=recommendations.PAIR_BATCH_HANDLERS,
+            ),
         ],
         background=[expiry.sweeper, embedding_worker],
         warm_up=[warm_recommendations],

@@ -342,6 +342,42 @@ async def test_partners_requested_or_met_are_left_out(matching_db: asyncpg.Pool)
     assert partners_of(lists, "r01")[0] == "r02"
 
 
+async def test_a_run_of_requests_updates_the_lists_in_one_go(matching_db: asyncpg.Pool) -> None:
+    """The batch handler for matching's own events: a burst of requests recomputes each
+    list once, and the stored lists equal lists from scratch, as one by one."""
+    pool = matching_db
+    await apply(pool, brokerage_event("e1", list(MeetingType)))
+    await register_all(pool, list(PROFILES))
+    for rid in PROFILES:
+        await apply(pool, RegistrationApproved(registration_id=rid, event_id="e1"))
+    ids = sorted(PROFILES)
+    pairs = [(ids[i], ids[i + 1]) for i in range(0, min(len(ids), 8) - 1, 2)]
+    run: list[tuple[Envelope, EventPayload]] = []
+    for n, (requester, recipient) in enumerate(pairs):
+        await pool.execute(
+            "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
+            " status, meeting_type) VALUES ($1, 'e1', $2, $3, 'pending', 'Business2Business')",
+            f"m{n}",
+            requester,
+            recipient,
+        )
+        event = MeetingRequested(
+            request_id=f"m{n}",
+            event_id="e1",
+            requester_id=requester,
+            recipient_id=recipient,
+            meeting_type=MeetingType.BUSINESS2BUSINESS,
+            expires_at=datetime(2030, 4, 2, tzinfo=UTC),
+        )
+        run.append((Envelope.wrap(event, key="e1"), event))
+    async with pool.acquire() as conn, conn.transaction():
+        await recommendations.PAIR_BATCH_HANDLERS[MeetingRequested.ce_type()](conn, run)
+    lists = await assert_current(pool)
+    for requester, recipient in pairs:
+        assert recipient not in partners_of(lists, requester)
+        assert requester not in partners_of(lists, recipient)
+
+
 async def apply_pair_event(pool: asyncpg.Pool, event: EventPayload) -> None:
     envelope = Envelope.wrap(event, key="e1")
     async with pool.acquire() as conn, conn.transaction():

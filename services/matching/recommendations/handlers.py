@@ -85,10 +85,21 @@ async def refresh(
 
 async def refresh_pair(conn: asyncpg.Connection, event_id: str, a: str, b: str) -> None:
     """A meeting request between `a` and `b` was made or ended: recompute both lists."""
+    await refresh_pairs(conn, event_id, [(a, b)])
+
+
+async def refresh_pairs(
+    conn: asyncpg.Connection, event_id: str, pairs: Sequence[tuple[str, str]]
+) -> None:
+    """Requests between each of `pairs` were made or ended: recompute their lists, each
+    once. A list is computed from the requests as the tables hold them (written by the
+    commands, before their events reach this consumer) and from no other list, so one
+    recomputation after a run of events equals one after each of them."""
     token = await lock(conn, event_id)
     participants = await participants_of(conn, event_id, token)
     ranker = await ranker_of(conn, event_id, participants)
-    await store_plan(conn, event_id, incremental.plan_pair(ranker, a, b, K))
+    owners = list(dict.fromkeys(r for pair in pairs for r in pair if r in ranker.index))
+    await store_plan(conn, event_id, Plan(replace=ranker.lists_for(owners, K)))
     await save(conn, event_id, participants)
 
 
@@ -220,3 +231,22 @@ PAIR_HANDLERS: dict[str, Handler] = {t.ce_type(): on_meeting_event for t in _MEE
 """For a subscription to matching's own topic (`matching.events`): keeps the two lists
 of a pair right as requests come and go. Without it reads still leave out pending
 and accepted pairs, but a pair freed again only returns when its lists are recomputed."""
+
+
+async def on_meeting_events(
+    conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]
+) -> None:
+    """`on_meeting_event` for a run: per brokerage event, the ranker is built once and each
+    participant's list recomputed once (a burst of requests otherwise rebuilds the ranker,
+    and reads every engaged pair of the event, once per request)."""
+    by_event: dict[str, list[tuple[str, str]]] = {}
+    for _, e in run:
+        assert isinstance(e, _MEETING_EVENTS)
+        by_event.setdefault(e.event_id, []).append((e.requester_id, e.recipient_id))
+    for event_id, pairs in by_event.items():
+        await refresh_pairs(conn, event_id, pairs)
+
+
+PAIR_BATCH_HANDLERS: dict[str, BatchHandler] = {
+    t.ce_type(): on_meeting_events for t in _MEETING_EVENTS
+}
