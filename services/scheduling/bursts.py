@@ -25,7 +25,7 @@ from shared.batching import apply_run, batch_handlers
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted
 from shared.contracts.registration import REGISTERED_BY_TYPE
-from shared.envelope import Envelope
+from shared.envelope import ACTOR, Envelope
 from shared.inbox import BatchHandler
 
 # Types whose handlers only project (no reaction of scheduling's).
@@ -71,7 +71,12 @@ async def accepted(conn: asyncpg.Connection, run: Sequence[tuple[Envelope, Event
             if meeting is None or not handlers.ready(grid, placer.attendees, meeting):
                 continue  # a repeat, or it waits for the grid or a registration
             agenda.correlation_id, agenda.causation_id = envelope.correlation_id, envelope.id
-            await agenda.record(conn, [placer.decide(meeting)])
+            # A placement carries the actor of the accept it reacts to, as one by one.
+            acting = ACTOR.set(envelope.actor)
+            try:
+                await agenda.record(conn, [placer.decide(meeting)])
+            finally:
+                ACTOR.reset(acting)
 
 
 PAYLOADS = handlers.PAYLOADS

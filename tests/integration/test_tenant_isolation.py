@@ -209,6 +209,7 @@ def path_values(world: World) -> dict[str, str]:
         "co_organiser_id": world.co_organiser_north_id,
         "meeting_type": "Business2Cluster",
         "token": uuid.uuid4().hex,  # a signed link nobody issued
+        "link_id": str(uuid.uuid4()),  # a sign-in link nobody asked for
         "fmt": "xlsx",  # exports: one of their formats
     }
 
