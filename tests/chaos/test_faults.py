@@ -56,6 +56,7 @@ class Run:
     relays: list[subprocess.Popen[bytes]]
     consumers: list[subprocess.Popen[bytes]]
     send_delay: float = 0.0
+    ack_delay: float = 0.0
 
     def relay(self, name: str) -> subprocess.Popen[bytes]:
         proc = self.processes.start(
@@ -67,6 +68,10 @@ class Run:
             # A little time per send: a batch takes long enough to be killed mid-way,
             # between "some of it is on Kafka" and "it is marked published".
             "--send-delay", str(self.send_delay),
+            # And, if asked, a pause after the acks before the batch is marked: a window
+            # in which all of it is on Kafka and none of it marked, however fast the
+            # machine (without it the kill can miss the window on a quiet one).
+            "--ack-delay", str(self.ack_delay),
             name=name,
         )  # fmt: skip
         self.relays.append(proc)
@@ -104,8 +109,9 @@ async def under_load(
     seconds: float = 40,
     fault_at: float = 8,
     send_delay: float = 0.0,
+    ack_delay: float = 0.0,
 ) -> Row:
-    run = Run(infra, database, topics, processes, [], [], send_delay)
+    run = Run(infra, database, topics, processes, [], [], send_delay, ack_delay)
     for i in range(relays):
         run.relay(f"relay-{i + 1}")
     for i in range(consumers):
@@ -287,7 +293,7 @@ async def test_replica_killed_mid_batch_relay_leader_taken_over(
         "replica killed mid-batch, relay leader taken over",
         fault,
         infra=infra, database=database, topics=topics, processes=processes,
-        relays=2, rate=100, seconds=20, fault_at=5, send_delay=0.005,
+        relays=2, rate=100, seconds=20, fault_at=5, send_delay=0.005, ack_delay=0.3,
     )  # fmt: skip
     assert "published twice" in row.notes, f"the kill did not land mid-batch: {row}"
 
