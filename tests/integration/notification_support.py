@@ -80,11 +80,21 @@ from tests.integration.support import drop_database as drop_database
 ADMIN_KEY = "notification-test-admin-key"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port nothing listens on now and never handed out before in this test run: the
+    kernel can give the same free port to two calls in a row (seen in CI: registration
+    and notification of one platform were both given one port, and requests meant for
+    registration reached notification)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 # -- SMTP ------------------------------------------------------------------------
