@@ -16,6 +16,7 @@ trickle, then most of them just before the deadline (`BURSTS`).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -93,15 +94,20 @@ def event_body(
 
 
 def declined_pairs(
-    n: int, accepted: list[tuple[int, int]], count: int, seed: str
+    n: int,
+    accepted: list[tuple[int, int]],
+    count: int,
+    seed: str,
+    offered: Callable[[int, int], bool] = lambda a, b: True,
 ) -> list[tuple[int, int]]:
-    """`count` pairs that are not accepted meetings (either way round), reproducibly."""
+    """`count` pairs that are not accepted meetings (either way round), reproducibly;
+    only pairs whose meeting the event `offered` (a request for any other is refused)."""
     rng = random.Random(seed)
     taken = {frozenset(p) for p in accepted}
     found: list[tuple[int, int]] = []
     while len(found) < count and n > 1:
         a, b = rng.randrange(n), rng.randrange(n)
-        if a != b and frozenset((a, b)) not in taken:
+        if a != b and frozenset((a, b)) not in taken and offered(a, b):
             taken.add(frozenset((a, b)))
             found.append((a, b))
     return found
@@ -124,8 +130,20 @@ def hannover_workload(tag: str) -> Workload:
         (first_business + b, c)
         for b, c in hannover.b2c_pairs(len(hannover.BUSINESSES), clusters, hannover.B2C_HELD + 1)
     ]
+
+    def with_a_cluster(a: int, b: int) -> bool:
+        # The seed's event offers Cluster2Cluster and Business2Cluster, not Business2Business.
+        return "cluster" in {people[a].organisation_type, people[b].organisation_type}
+
     declined = declined_pairs(
-        len(people), accepted, max(1, len(accepted) // DECLINE_EVERY), f"hannover/{tag}"
+        len(people),
+        accepted,
+        max(1, len(accepted) // DECLINE_EVERY),
+        f"hannover/{tag}",
+        # The seed's event offers Cluster2Cluster and Business2Cluster, not Business2Business.
+        offered=lambda a, b: (
+            "cluster" in {people[a].organisation_type, people[b].organisation_type}
+        ),
     )
     # The seed's event and support offices, moved into the future so that the
     # participants register themselves before the deadline.

@@ -285,3 +285,13 @@ def test_only_the_platforms_consumer_groups_count_for_lag() -> None:
     assert not platform_group("notification", "-b2")
     assert not platform_group("test.notification.abc", "")
     assert not platform_group("matching-bench1234-x", "")
+
+
+def test_hannover_declines_only_meetings_the_event_offers() -> None:
+    """The seed's event has no Business2Business meetings: a declined request between two
+    businesses would be refused (422) and the run would not converge, whatever the tag."""
+    for tag in (f"t{i}" for i in range(40)):
+        work = workload("hannover", tag)
+        for a, b in work.declined:
+            kinds = (work.participants[a].organisation_type, work.participants[b].organisation_type)
+            assert "cluster" in kinds, (tag, a, b)
