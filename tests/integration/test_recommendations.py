@@ -326,9 +326,11 @@ async def test_partners_requested_or_met_are_left_out(matching_db: asyncpg.Pool)
     async with pool.acquire() as conn:  # reads leave the pair out at once
         after = [e.partner for e in await recommendations.ranked_partners(conn, subject, 10)]
     assert after == [p for p in first if p != "r02"]
-    pair = dict(request_id="m1", event_id="e1", requester_id="r02", recipient_id="r01")
     requested = MeetingRequested(
-        **pair,
+        request_id="m1",
+        event_id="e1",
+        requester_id="r02",
+        recipient_id="r01",
         meeting_type=MeetingType.BUSINESS2BUSINESS,
         expires_at=datetime(2030, 4, 2, tzinfo=UTC),
     )
@@ -337,7 +339,10 @@ async def test_partners_requested_or_met_are_left_out(matching_db: asyncpg.Pool)
     assert "r02" not in partners_of(lists, "r01") and "r01" not in partners_of(lists, "r02")
 
     await pool.execute("UPDATE meeting_requests SET status = 'declined'")
-    await apply_pair_event(pool, MeetingDeclined(**pair))  # free again: back in the lists
+    await apply_pair_event(
+        pool,
+        MeetingDeclined(request_id="m1", event_id="e1", requester_id="r02", recipient_id="r01"),
+    )  # free again: back in the lists
     lists = await assert_current(pool)
     assert partners_of(lists, "r01")[0] == "r02"
 
