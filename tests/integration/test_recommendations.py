@@ -25,7 +25,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.matching import projection, recommendations
+from services.matching import bootstrap, projection, recommendations
 from services.matching.recommend.scoring import K
 from services.matching.recommend.topk import Entry, TopList
 from services.matching.recommendations_api import router
@@ -381,6 +381,35 @@ async def test_a_run_of_requests_updates_the_lists_in_one_go(matching_db: asyncp
     for requester, recipient in pairs:
         assert recipient not in partners_of(lists, requester)
         assert requester not in partners_of(lists, recipient)
+
+
+@pytest.mark.parametrize("scratch_every", [1, 10_000], ids=["from-scratch", "one-by-one"])
+async def test_a_run_of_approvals_updates_the_lists_in_one_go(
+    matching_db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, scratch_every: int
+) -> None:
+    """The service's batch handler for a burst of approvals (as its bootstrap wires it):
+    the stored lists equal lists from scratch, whether the run is long enough to
+    compute every list anew or is applied participant by participant."""
+    monkeypatch.setattr(recommendations.handlers, "SCRATCH_EVERY", scratch_every)
+    pool = matching_db
+    await apply(pool, brokerage_event("e1", list(MeetingType)))
+    await register_all(pool, list(PROFILES))
+    ids = sorted(PROFILES)
+    await apply(pool, RegistrationApproved(registration_id=ids[0], event_id="e1"))
+    await apply(pool, RegistrationApproved(registration_id=ids[1], event_id="e1"))
+    run: list[tuple[Envelope, EventPayload]] = []
+    for rid in [*ids[2:], ids[2]]:  # approved twice in one run: no harm
+        event = RegistrationApproved(registration_id=rid, event_id="e1")
+        run.append((Envelope.wrap(event, key="e1"), event))
+    on_run = bootstrap.registration_runs()[RegistrationApproved.ce_type()]
+    async with pool.acquire() as conn, conn.transaction():
+        await on_run(conn, run)
+    lists = await assert_current(pool)
+    assert set(lists) == set(ids)
+    # and the next decision, one by one, finds them as it expects
+    await apply(pool, RegistrationWithdrawn(registration_id=ids[3], event_id="e1"))
+    lists = await assert_current(pool)
+    assert ids[3] not in lists
 
 
 async def apply_pair_event(pool: asyncpg.Pool, event: EventPayload) -> None:
