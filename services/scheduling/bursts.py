@@ -38,9 +38,9 @@ PROJECTING = sorted(set(projection.HANDLERS) - set(handlers.ON_EVENTS))
 
 # Per process: the agenda of a few brokerage events as the last run of accepts left it
 # (`placer_for`), each with the stamp saying which state of the tables it is.
-_PLACERS: OrderedDict[str, tuple[tuple[str | None, str], Placer]] = OrderedDict()
+Stamp = tuple[str | None, str]  # the agenda stream's last event id; the rows' versions
+_PLACERS: OrderedDict[str, tuple[Stamp, Placer]] = OrderedDict()
 _PLACERS_KEPT = 8
-Stamp = tuple[str | None, str]
 
 
 async def agenda_stamp(conn: asyncpg.Connection, event_id: str) -> Stamp:
