@@ -10,26 +10,74 @@ same effect as one event after the other.
   pending, the run goes one by one, through the reaction.
 - A burst of accepts: projected, then placed per brokerage event in the run's order,
   each among the ones placed before it, as one by one, but reading the event's agenda
-  once for the run (`handlers.Placer`) instead of once per meeting.
+  once for the run (`placer.Placer`) instead of once per meeting, placed, stored and
+  projected together (`handlers.Agenda.record`).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import asyncpg
 
 from services.scheduling import handlers, projection
 from services.scheduling.domain import MeetingStatus
+from services.scheduling.grid import EventGrid
+from services.scheduling.placer import Placer
 from shared.batching import apply_run, batch_handlers
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted
 from shared.contracts.registration import REGISTERED_BY_TYPE
-from shared.envelope import ACTOR, Envelope
+from shared.envelope import Envelope
 from shared.inbox import BatchHandler
 
 # Types whose handlers only project (no reaction of scheduling's).
 PROJECTING = sorted(set(projection.HANDLERS) - set(handlers.ON_EVENTS))
+
+
+# Per process: the agenda of a few brokerage events as the last run of accepts left it
+# (`placer_for`), each with the stamp saying which state of the tables it is.
+Stamp = tuple[str | None, str]  # the agenda stream's last event id; the rows' versions
+_PLACERS: OrderedDict[str, tuple[Stamp, Placer]] = OrderedDict()
+_PLACERS_KEPT = 8
+
+
+async def agenda_stamp(conn: asyncpg.Connection, event_id: str) -> Stamp:
+    """What a placer's inputs are at: the agenda stream's last event (every placement,
+    move, release, lock, window and publication is one), and the grid's and attendees'
+    row versions (registration's events change them; the row versions change with every
+    write, also one rolled back)."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT event_id::text FROM events WHERE stream_id = $1"
+        " ORDER BY version DESC LIMIT 1) AS last,"
+        " (SELECT xmin::text FROM event_grids WHERE event_id = $2) || '/' ||"
+        " (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0) || ':'"
+        " || coalesce(max(xmin::text::bigint), 0) FROM attendees WHERE event_id = $2) AS rows",
+        handlers.stream_of(event_id),
+        event_id,
+    )
+    assert row is not None
+    return row["last"], row["rows"]
+
+
+async def placer_for(conn: asyncpg.Connection, grid: EventGrid) -> tuple[Placer, Stamp]:
+    """The event's placer (its lock held): the one a run of accepts of this process left
+    (`keep_placer`), if the tables are still as it left them, else loaded afresh. Taken
+    out of the cache until kept again: a run that fails leaves nothing behind."""
+    stamp = await agenda_stamp(conn, grid.event_id)
+    kept = _PLACERS.pop(grid.event_id, None)
+    if kept is not None and kept[0] == stamp and kept[1].grid == grid:
+        return kept[1], stamp
+    return await handlers.load_placer(conn, grid), stamp
+
+
+def keep_placer(placer: Placer, stamp: Stamp, agenda: handlers.Agenda) -> None:
+    """Keep `placer` for the event's next run, stamped with what `agenda` appended (if
+    the transaction rolls back, the stream's last event will not be that one)."""
+    _PLACERS[agenda.event_id] = ((agenda.last_event_id or stamp[0], stamp[1]), placer)
+    while len(_PLACERS) > _PLACERS_KEPT:
+        _PLACERS.popitem(last=False)
 
 
 async def _project(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
@@ -65,18 +113,21 @@ async def accepted(conn: asyncpg.Connection, run: Sequence[tuple[Envelope, Event
         grid = await handlers.load_grid(conn, event_id)
         if grid is None:
             continue  # placed once the grid arrives (`handlers.place_waiting`)
-        placer = await handlers.Placer.load(conn, grid)
+        placer, stamp = await placer_for(conn, grid)
+        meetings = await handlers.load_meetings_by_id(conn, [e.request_id for _, e in accepts])
+        targets, causes = [], []
         for envelope, event in accepts:
-            meeting = await handlers.load_meeting(conn, event.request_id)
+            # A repeat later in the run finds its meeting decided (popped), as one by one
+            # it would find it no longer pending.
+            meeting = meetings.pop(event.request_id, None)
             if meeting is None or not handlers.ready(grid, placer.attendees, meeting):
                 continue  # a repeat, or it waits for the grid or a registration
-            agenda.correlation_id, agenda.causation_id = envelope.correlation_id, envelope.id
-            # A placement carries the actor of the accept it reacts to, as one by one.
-            acting = ACTOR.set(envelope.actor)
-            try:
-                await agenda.record(conn, [placer.decide(meeting)])
-            finally:
-                ACTOR.reset(acting)
+            targets.append(meeting)
+            causes.append(envelope)
+        # Each placement carries the correlation, causation and actor of the accept it
+        # reacts to, as one by one; all are placed, stored and projected at once.
+        await agenda.record(conn, placer.decide_all(targets), causes)
+        keep_placer(placer, stamp, agenda)
 
 
 PAYLOADS = handlers.PAYLOADS

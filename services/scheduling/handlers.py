@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -26,10 +26,12 @@ import asyncpg
 from services.scheduling import domain, projection
 from services.scheduling.domain import LIVE, AgendaMeeting, Attendee, MeetingStatus, Place
 from services.scheduling.grid import EventGrid, parse_intervals
-from services.scheduling.solver import Assignment, check, place
+from services.scheduling.placer import Placer
+from services.scheduling.solver import check
 from services.scheduling.solver.portfolio import solve
 from shared import eventstore
 from shared.auth import Principal
+from shared.batching import apply_run
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted, MeetingCancelled, TimePreference
@@ -51,7 +53,7 @@ from shared.contracts.scheduling import (
     TimeWindowSet,
 )
 from shared.db import advisory_lock_id
-from shared.envelope import Envelope
+from shared.envelope import ACTOR, Envelope
 from shared.errors import Conflict, NotFound
 from shared.inbox import Handler, combine
 
@@ -166,6 +168,15 @@ async def load_meeting(conn: asyncpg.Connection, meeting_id: str) -> AgendaMeeti
     return None if row is None else as_meeting(row)
 
 
+async def load_meetings_by_id(
+    conn: asyncpg.Connection, meeting_ids: Sequence[str]
+) -> dict[str, AgendaMeeting]:
+    rows = await conn.fetch(
+        "SELECT * FROM meetings WHERE meeting_id = ANY($1::text[])", list(meeting_ids)
+    )
+    return {r["meeting_id"]: as_meeting(r) for r in rows}
+
+
 # -- recording -------------------------------------------------------------------------
 
 
@@ -179,21 +190,50 @@ class Agenda:
     version: int
     correlation_id: str | None = None
     causation_id: str | None = None
+    last_event_id: str | None = None  # of the last event `record` appended
 
-    async def record(self, conn: asyncpg.Connection, events: Sequence[EventPayload]) -> None:
+    async def record(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[EventPayload],
+        causes: Sequence[Envelope] | None = None,
+    ) -> None:
+        """Append `events` and project them, in one statement each for the events and
+        their outbox rows and one per kind of projection statement (`apply_run`), not
+        one per event. With `causes` (one per event), each event carries the correlation
+        id, the causation and the actor of its own cause (a run of accepts recorded at
+        once) instead of the agenda's."""
         if not events:
             return
-        await eventstore.record(
-            conn,
-            stream_of(self.event_id),
-            self.version,
-            events,
-            key=self.event_id,
-            correlation_id=self.correlation_id,
-            causation_id=self.causation_id,
-            project=projection.AGENDA.apply,
-        )
+        if causes is None:
+            envelopes = [self._wrap(e, self.correlation_id, self.causation_id) for e in events]
+        else:
+            envelopes = []
+            for event, cause in zip(events, causes, strict=True):
+                acting = ACTOR.set(cause.actor)  # as when reacting to that one cause alone
+                try:
+                    envelopes.append(self._wrap(event, cause.correlation_id, cause.id))
+                finally:
+                    ACTOR.reset(acting)
+        await eventstore.append(conn, stream_of(self.event_id), self.version, envelopes)
+        self.last_event_id = envelopes[-1].id
+        await apply_run(conn, _project_agenda, list(zip(envelopes, events, strict=True)))
         self.version += len(events)
+
+    def _wrap(
+        self, event: EventPayload, correlation_id: str | None, causation_id: str | None
+    ) -> Envelope:
+        return Envelope.wrap(
+            event,
+            key=self.event_id,
+            subject=stream_of(self.event_id),
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+
+
+async def _project_agenda(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
+    await projection.AGENDA.apply(conn, event)
 
 
 async def open_agenda(
@@ -213,55 +253,15 @@ async def open_agenda(
     )
 
 
-@dataclass
-class Placer:
-    """One event's agenda as placing sees it, read once under the event's lock: its
-    attendees, time windows and placed meetings. It places meetings one after another,
-    each among those placed before it (moving none of them), so that a run of accepts
-    reads the agenda once instead of once per meeting (`bursts.accepted`)."""
-
-    grid: EventGrid
-    attendees: dict[str, Attendee]
-    windows: dict[str, tuple[str, ...]]
-    placed: dict[str, AgendaMeeting]
-
-    @classmethod
-    async def load(cls, conn: asyncpg.Connection, grid: EventGrid) -> Placer:
-        placed = await load_meetings(conn, grid.event_id, (MeetingStatus.PLACED,))
-        return cls(
-            grid,
-            await load_attendees(conn, grid.event_id),
-            await load_windows(conn, grid.event_id),
-            {m.meeting_id: m for m in placed},
-        )
-
-    def decide(self, target: AgendaMeeting, ignore: frozenset[str] = frozenset()) -> EventPayload:
-        """Where `target` goes (a SlotAssigned, or a MeetingUnschedulable), remembered for
-        the next decision. A meeting placed for the first time gets its mode from what
-        scheduling knows of its participants (the online/on-site choice). Placed meetings
-        in `ignore` (about to move themselves) do not hold their places."""
-        others = [
-            m
-            for m in self.placed.values()
-            if m.meeting_id != target.meeting_id and m.meeting_id not in ignore
-        ]
-        if target.status == MeetingStatus.PENDING:
-            known = [
-                self.attendees[p].attendance for p in target.participants if p in self.attendees
-            ]
-            target = replace(target, mode=domain.meeting_mode(target.mode, known))
-        target = replace(target, place=None, locked=False)
-        self.placed.pop(target.meeting_id, None)
-        why = domain.no_slot_reason(self.grid, target, self.windows)
-        if why is not None:  # the requester's preference alone rules every slot out
-            return domain.unschedulable(self.grid, target, why)
-        instance = domain.build_instance(self.grid, self.attendees, [*others, target], self.windows)
-        result = place(instance, domain.current_schedule(others), target.meeting_id)
-        if not isinstance(result, Assignment):
-            return domain.unschedulable(self.grid, target, result.reason)
-        where = Place(result.slot, result.table)
-        self.placed[target.meeting_id] = replace(target, status=MeetingStatus.PLACED, place=where)
-        return domain.slot_assigned(self.grid, target, where)
+async def load_placer(conn: asyncpg.Connection, grid: EventGrid) -> Placer:
+    """The event's agenda as placing sees it (its lock held)."""
+    placed = await load_meetings(conn, grid.event_id, (MeetingStatus.PLACED,))
+    return Placer(
+        grid,
+        await load_attendees(conn, grid.event_id),
+        await load_windows(conn, grid.event_id),
+        {m.meeting_id: m for m in placed},
+    )
 
 
 async def place_one(
@@ -271,7 +271,7 @@ async def place_one(
     ignore: frozenset[str] = frozenset(),
 ) -> EventPayload:
     """Where one meeting goes among the placed ones, moving none of them (lock held)."""
-    return (await Placer.load(conn, grid)).decide(target, ignore)
+    return (await load_placer(conn, grid)).decide(target, ignore)
 
 
 def ready(grid: EventGrid | None, known: dict[str, Attendee], meeting: AgendaMeeting) -> bool:
@@ -309,10 +309,11 @@ async def place_waiting(conn: asyncpg.Connection, env: Envelope, e: EventPayload
     grid = await load_grid(conn, event_id)
     if grid is None:
         return
-    placer = await Placer.load(conn, grid)
-    for meeting in await load_meetings(conn, event_id, (MeetingStatus.PENDING,)):
-        if ready(grid, placer.attendees, meeting):
-            await agenda.record(conn, [placer.decide(meeting)])
+    placer = await load_placer(conn, grid)
+    pending = await load_meetings(conn, event_id, (MeetingStatus.PENDING,))
+    await agenda.record(
+        conn, placer.decide_all([m for m in pending if ready(grid, placer.attendees, m)])
+    )
 
 
 async def on_meeting_cancelled(conn: asyncpg.Connection, env: Envelope, e: EventPayload) -> None:

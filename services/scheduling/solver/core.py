@@ -132,6 +132,44 @@ class Problem:
         self.n_parts = len(self.part_ids)
         self.max_idle_spread = instance.max_idle_spread
 
+    def extend(self, more: Instance) -> list[int]:
+        """Add the meetings of `more` (an instance of the same grid and tables), and those
+        of its participants not known yet; their indices. `instance` stays the one
+        compiled first: incremental placement (`place.Growing`) reads only the lists."""
+        index = self.part_index
+        for p in more.participants:
+            if p.id in index:
+                continue
+            index[p.id] = len(self.part_ids)
+            self.part_ids.append(p.id)
+            self.avail.append(
+                self.all_slots if p.available is None else self.slot_mask(p.available)
+            )
+            self.cap.append(NO_CAP if p.max_meetings is None else p.max_meetings)
+            self.by_part.append([])
+        added = []
+        for m in more.meetings:
+            if m.id in self.meeting_index:
+                raise ValueError(f"meeting {m.id} is in the problem already")
+            k = len(self.meeting_ids)
+            self.meeting_ids.append(m.id)
+            self.meeting_index[m.id] = k
+            ps = tuple([index[pid] for pid in m.participants])
+            self.parts.append(ps)
+            for i in ps:
+                self.by_part[i].append(k)
+            self.onsite.append(m.onsite)
+            self.prio.append(m.priority)
+            self.allowed.append(
+                self.all_slots if m.allowed_slots is None else self.slot_mask(m.allowed_slots)
+            )
+            self.fixed_slot.append(-1 if m.fixed is None else self.slot_index[m.fixed.slot])
+            self.fixed_table.append(0 if m.fixed is None else m.fixed.table or 0)
+            added.append(k)
+        self.n_meetings = len(self.meeting_ids)
+        self.n_parts = len(self.part_ids)
+        return added
+
     def slot_mask(self, slot_ids: Iterable[str]) -> int:
         mask = 0
         for sid in slot_ids:
@@ -173,6 +211,16 @@ class State:
         self.table_full = problem.all_slots if problem.tables == 0 else 0
         # tables taken by number (only when placing into an existing, numbered schedule)
         self.table_of: dict[int, int] = {}
+
+    def grow(self) -> None:
+        """Make room for the meetings and participants added to the problem since
+        (`Problem.extend`): none of them placed, nobody new busy."""
+        p = self.p
+        self.slot_of += [-1] * (p.n_meetings - len(self.slot_of))
+        new = p.n_parts - len(self.busy)
+        self.busy += [0] * new
+        self.count += [0] * new
+        self.at += [-1] * (new * p.n_slots)
 
     @classmethod
     def of_slots(cls, problem: Problem, slot_of: list[int]) -> State:
