@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.registration import contacts, sheets_api, sign_in
+from services.registration import addresses, contacts, sheets_api, sign_in
 from services.registration.api import router
 from shared.batching import batch_handlers
 from shared.contracts import registry
@@ -19,6 +19,7 @@ NAME = "registration"
 
 def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
     settings = settings or RegistrationSettings()
+    addresses.configure(settings.registration_link_secret)
     runtime = ServiceRuntime(
         NAME,
         settings,
