@@ -69,23 +69,35 @@ async def live_key(conn: asyncpg.Connection, registration_id: str) -> bytes | No
 
 class StoredKeys:
     """The live keys for a rebuild into another schema (`subject_keys` is not a projection:
-    it stays in `public`), read once and then from memory, so that the rebuild's runs of
-    events need no read per event. A key never comes back once erased and exists before
-    its registration's first event is stored, so what was read stays true (a key erased
-    since only makes rows that the erasure's event deletes again)."""
+    it stays in `public`), read once per rebuild (`forget` at its start) and then from
+    memory, so that the rebuild's runs of events need no read per event.
+
+    A key is stored before its registration's first event, and never comes back once
+    erased: a key missing from the first read is read again on its own (a registration
+    recorded since, or an erased one: None, and the erasure's event deletes its rows).
+    No keys at all in `public` (a benchmark's generated events, a test's schemas side by
+    side): none this run, and no read per registration."""
 
     def __init__(self) -> None:
         self._keys: dict[str, bytes | None] | None = None
+        self._none = False
+
+    def forget(self) -> None:
+        self._keys, self._none = None, False
 
     async def __call__(self, conn: asyncpg.Connection, registration_id: str) -> bytes | None:
         if self._keys is None:
-            rows = await conn.fetch("SELECT subject_id, key FROM public.subject_keys")
+            found = await conn.fetchval("SELECT to_regclass('public.subject_keys')")
+            rows = (
+                await conn.fetch("SELECT subject_id, key FROM public.subject_keys") if found else []
+            )
             self._keys = {r["subject_id"]: r["key"] for r in rows}
-        if registration_id not in self._keys:  # registered after the first read
+            self._none = not rows
+        if registration_id not in self._keys and not self._none:
             self._keys[registration_id] = await conn.fetchval(
                 "SELECT key FROM public.subject_keys WHERE subject_id = $1", registration_id
             )
-        return self._keys[registration_id]
+        return self._keys.get(registration_id)
 
 
 async def _index(conn: asyncpg.Connection, registration_id: str, sealed: str, keys: Keys) -> None:

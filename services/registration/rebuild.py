@@ -43,6 +43,7 @@ PLAN = Plan(
     consumer="registration",
     consumed=contacts.HANDLERS,
     volatile={"co_organisers": ("removed_at",), "sign_in_links": ("used_at",)},
+    start=_KEYS.forget,
 )
 
 
