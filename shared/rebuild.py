@@ -263,8 +263,9 @@ async def apply_records(
     apply: Applier = apply_run,
 ) -> int:
     """The records the live consumer applied, in the order of their times (not partition
-    by partition as a live fetch may: some projections, such as notification's meetings,
-    count on a placement coming before a later cancellation from another topic)."""
+    by partition as a live fetch may). Notification's meetings, which once counted on a
+    placement coming before a later cancellation from another topic, no longer do
+    (`services.notification.domain.Meeting`)."""
     ordered = sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
 
     async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
