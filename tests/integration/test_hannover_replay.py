@@ -39,8 +39,15 @@ from shared.contracts import registry
 from shared.rebuild import compare, rebuild
 from tests.integration.browser_support import CHROMIUM, CHROMIUM_ARGS, axe, running_portal, shot
 from tests.integration.hannover_sheets import check_exports, check_import
+from tests.integration.matching_lists import lists_caught_up
 from tests.integration.notification_support import free_port
-from tests.integration.support import TEST_TOPIC_PREFIX, Infra, RunningPlatform, service_platform
+from tests.integration.support import (
+    TEST_TOPIC_PREFIX,
+    Infra,
+    RunningPlatform,
+    service_platform,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -302,6 +309,10 @@ async def _check_rebuilds(running: RunningPlatform, done: Replay) -> None:
         matching_rebuild.PLAN,
         reporting_rebuild.PLAN,
         scheduling_rebuild.PLAN,
+    )
+    # Matching's live lists catch up with requests and vectors a moment after the tables.
+    await wait_until(
+        lambda: lists_caught_up(running), limit=180, interval=0.5, what="matching's lists"
     )
     for plan in plans:
         report = await rebuild(

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +27,7 @@ from services.reporting import rebuild as reporting_rebuild
 from shared.contracts import registry
 from shared.rebuild import rebuild
 from tests.integration.access_world import _event_body, key, ok, registration_body
+from tests.integration.matching_lists import lists_caught_up
 from tests.integration.notification_support import free_port
 from tests.integration.support import (
     TEST_TOPIC_PREFIX,
@@ -152,30 +152,6 @@ async def run(event: Event, command: Command) -> None:
             )
 
 
-# Each of matching's request events the pair subscription (`matching-1`) has not applied,
-# each participant whose texts wait for vectors, each approved one with vectors but no list.
-_BEHIND = """
-SELECT (SELECT count(*) FROM events e
-        WHERE e.event_type ~ '[.]Meeting(Requested|Accepted|Declined|Cancelled|RequestExpired)[.]'
-        AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = $1
-                        AND i.message_id = '/services/matching#' || e.event_id::text))
-     + (SELECT count(*) FROM embedding_queue)
-     + (SELECT count(*) FROM participants p JOIN participant_vectors v USING (registration_id)
-        WHERE p.status = 'approved' AND v.requests = p.requests AND v.offers = p.offers
-        AND NOT EXISTS (SELECT 1 FROM recommendation_lists l
-                        WHERE l.registration_id = p.registration_id))
-"""
-
-
-async def _lists_caught_up(running: RunningPlatform) -> bool:
-    conn = await asyncpg.connect(running.dsns["matching"])
-    try:
-        behind = await conn.fetchval(_BEHIND, f"matching-1{running.group_suffix}")
-    finally:
-        await conn.close()
-    return int(behind) == 0
-
-
 async def _co_organiser(event: Event, a: int, b: int) -> None:
     if event.co_organisers and a % 2:
         gone = event.co_organisers.pop()
@@ -228,7 +204,7 @@ async def test_rebuilt_projections_equal_the_live_ones(
     # with requests (the pair subscription on matching.events) and landed vectors (the
     # embedding worker) a moment after the commands: compared once they have.
     await wait_until(
-        lambda: _lists_caught_up(running), limit=120, interval=0.3, what="matching's lists"
+        lambda: lists_caught_up(running), limit=120, interval=0.3, what="matching's lists"
     )
     for plan in (registration_rebuild.PLAN, matching_rebuild.PLAN, reporting_rebuild.PLAN):
         report = await rebuild(
