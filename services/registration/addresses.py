@@ -11,7 +11,8 @@ Why not an HMAC in the events: it would outlive erasure on the topic and in ever
 consumer, an identifier of the person that crypto-shredding could not reach.
 
 Changing the secret invalidates the index: `python -m services.registration.rebuild
---switch` computes it again (also for registrations from before this index existed).
+--switch` computes it again. Registrations from before the index get their rows when the
+service starts (`index_missing`).
 """
 
 from __future__ import annotations
@@ -142,3 +143,26 @@ async def registrations_at(conn: asyncpg.Connection, address: str) -> list[async
         digest(address),
     )
     return rows
+
+
+async def index_missing(conn: asyncpg.Connection) -> int:
+    """Index the live registrations that have no rows yet (those from before the index
+    existed), each under its row lock so that a profile update waits; how many. Run at
+    start-up; a registration without any address is opened again each time (cheap)."""
+    count = 0
+    ids = await conn.fetch(
+        "SELECT r.registration_id FROM registrations r"
+        " JOIN subject_keys k ON k.subject_id = r.registration_id"
+        " WHERE NOT r.erased AND NOT EXISTS (SELECT 1 FROM registration_addresses a"
+        " WHERE a.registration_id = r.registration_id)"
+    )
+    for row in ids:
+        async with conn.transaction():
+            sealed = await conn.fetchval(
+                "SELECT profile->>'representatives_encrypted' FROM registrations"
+                " WHERE registration_id = $1 FOR UPDATE",
+                row["registration_id"],
+            )
+            await _index(conn, row["registration_id"], sealed, live_key)
+            count += 1
+    return count

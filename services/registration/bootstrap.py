@@ -17,6 +17,12 @@ from shared.settings import RegistrationSettings
 NAME = "registration"
 
 
+async def index_addresses(runtime: ServiceRuntime) -> None:
+    """Registrations from before the index of addresses get their rows (`addresses`)."""
+    async with runtime.pool.acquire() as conn:
+        await addresses.index_missing(conn)
+
+
 def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
     settings = settings or RegistrationSettings()
     addresses.configure(settings.registration_link_secret)
@@ -34,6 +40,7 @@ def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
                 batch_handlers=batch_handlers(contacts.HANDLERS),
             )
         ],
+        warm_up=[index_addresses],
     )
     return create_app(
         runtime,
