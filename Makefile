@@ -129,7 +129,7 @@ bench-import: venv infra-up
 lint: venv
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
-	@.venv/bin/mypy shared services scripts
+	@.venv/bin/mypy shared services scripts bench tests
 
 # Regenerate the checked-in AsyncAPI documents from the payload models.
 asyncapi: venv

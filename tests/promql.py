@@ -1,6 +1,6 @@
 """Enough PromQL to check dashboard queries without a Prometheus: names, labels, brackets.
 
-Used by the static checks of the Grafana dashboards (tests/unit/test_deploy_configs.py)
+Used by the static checks of the Grafana dashboards (tests/unit/deploy_configs/)
 and by the integration test that compares them with the services' live /metrics.
 """
 

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from services.matching import expiry, handlers, projection, recommendations, sheets
 from services.matching.api import router
 from services.matching.recommendations_api import router as recommendations_router
+from shared.batching import batched, in_turn
 from shared.contracts import registry
-from shared.inbox import Subscription, combine
+from shared.inbox import BatchHandler, Subscription, combine
 from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import MatchingSettings
 
@@ -38,6 +39,16 @@ async def embedding_worker(runtime: ServiceRuntime) -> None:
     await worker.run()
 
 
+def registration_runs() -> dict[str, BatchHandler]:
+    """Bursts of registrations and approvals in runs: the projection's statements
+    batched, then the lists once per run (types with a reaction stay one by one)."""
+    assert not handlers.ON_REGISTRATION_EVENTS.keys() & recommendations.BATCH_HANDLERS.keys()
+    return {
+        ce_type: in_turn(batched(projection.HANDLERS[ce_type]), handler)
+        for ce_type, handler in recommendations.BATCH_HANDLERS.items()
+    }
+
+
 def build_app(settings: MatchingSettings | None = None) -> FastAPI:
     settings = settings or MatchingSettings()
     # On each registration event, in one transaction: the projection first, then
@@ -50,12 +61,15 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
         else recommendations.HANDLERS
     )
     on_registration = combine(projection.HANDLERS, handlers.ON_REGISTRATION_EVENTS, recommending)
+    in_runs = {} if settings.matching_embedding == "inline" else registration_runs()
     runtime = ServiceRuntime(
         NAME,
         settings,
         migrations=Path(__file__).parent / "migrations",
         subscriptions=[
-            Subscription(("registration.events",), on_registration, registry()),
+            Subscription(
+                ("registration.events",), on_registration, registry(), batch_handlers=in_runs
+            ),
             # Matching's own events: a pair's lists are recomputed when a request
             # between them is made or ends (consumer group `matching-1`).
             Subscription(

@@ -181,11 +181,14 @@ def _minutes(t: time) -> int:
 
 
 Status = RegistrationStatus
+Decision = type[
+    RegistrationApproved | RegistrationRejected | RegistrationWaitlisted | RegistrationWithdrawn
+]
 
 
 # Which decision may follow which status. Rejected organisations can be
 # reconsidered; withdrawn ones have left and must register again.
-ALLOWED = {
+ALLOWED: dict[Decision, set[Status]] = {
     RegistrationApproved: {Status.PENDING, Status.WAITLISTED, Status.REJECTED},
     RegistrationRejected: {Status.PENDING, Status.WAITLISTED, Status.APPROVED},
     RegistrationWaitlisted: {Status.PENDING, Status.REJECTED},
@@ -377,9 +380,7 @@ def remove_co_organiser(co_organiser: CoOrganiser) -> CoOrganiserRemoved:
 
 def decide(
     registration: Registration,
-    decision: type[
-        RegistrationApproved | RegistrationRejected | RegistrationWaitlisted | RegistrationWithdrawn
-    ],
+    decision: Decision,
     reason: str | None,
 ) -> EventPayload:
     if registration.status not in ALLOWED[decision]:

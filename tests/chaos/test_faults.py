@@ -185,7 +185,7 @@ async def sample_lag(
 async def leader_of(admin: AIOKafkaAdminClient, topic: str) -> int:
     """The broker (= local node number) leading most of `topic`'s partitions."""
     partitions = (await admin.describe_topics([topic]))[0]["partitions"]
-    leaders = [p["leader"] for p in partitions]
+    leaders: list[int] = [p["leader"] for p in partitions]
     return max(set(leaders), key=leaders.count)
 
 

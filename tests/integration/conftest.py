@@ -1,14 +1,14 @@
 """Fixtures of the integration tests: a fresh database and fresh topics per test.
 
 Where the broker and the server come from is decided once per session by
-`support.choose_infra`:
+`infra_source.choose_infra`:
   - KAFKA_BOOTSTRAP_SERVERS / TEST_DATABASE_ADMIN_URL (a superuser DSN used to create
     and drop the per-test databases) name existing servers: those are used;
   - otherwise the local ones, localhost:9092 and
     postgresql://postgres:postgres@localhost:5432/postgres, that `make test` starts
     with `bash deploy/local/infra.sh up`;
   - if those do not answer and a Docker engine does, Kafka and PostgreSQL are started
-    for the session with testcontainers (`support.containers`);
+    for the session with testcontainers (`infra_source.containers`);
   - TEST_INFRA=environment|local|testcontainers forces one of these.
 Unreachable servers fail the tests; ALLOW_SKIP_INTEGRATION=1 skips them instead.
 
@@ -34,17 +34,19 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared import topics as shared_topics
 from shared.db import create_pool, migrate
+from tests.integration.infra_source import (
+    InfraSource,
+    choose_infra,
+    containers,
+    docker_engine_answers,
+    named_infra,
+)
 from tests.integration.support import (
     FreshDatabase,
     FreshTopics,
     Infra,
-    InfraSource,
     Processes,
-    choose_infra,
-    containers,
-    docker_engine_answers,
     fresh_databases,
-    named_infra,
     platform_topics,
     sole_scheduler,
     topic_under_test,

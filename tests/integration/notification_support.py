@@ -182,6 +182,10 @@ class SmtpSink:
     def to(self, address: str) -> list[Mail]:
         return [m for m in self.mails if address in m.rcpt_tos]
 
+    def holds(self, address: str, count: int) -> Callable[[], bool]:
+        """A condition for `wait_until`: exactly `count` messages to `address` arrived."""
+        return lambda: len(self.to(address)) == count
+
 
 # -- HTTP ------------------------------------------------------------------------
 

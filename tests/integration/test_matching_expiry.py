@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from services.matching import expiry, handlers, projection
+from shared.access.policy import Role
 from shared.auth import Principal
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
@@ -120,7 +121,7 @@ async def new_event(pool: asyncpg.Pool, size: int, **changes: Any) -> tuple[str,
 
 
 def org(registration_id: str) -> Principal:
-    return Principal("organisation", registration_id)
+    return Principal(Role.ORGANISATION, registration_id)
 
 
 async def command(pool: asyncpg.Pool, run: Any) -> dict[str, Any]:

@@ -124,7 +124,7 @@ async def test_sigkill_during_sending_neither_loses_nor_doubles_a_message(
         await wait_until(lambda: len(smtp.to(alpha)) == 2, what="Alpha's message resent")
         await wait_until(lambda: len(smtp.to(beta)) == 1, what="Beta's message sent")
         for who in ("Delta", "Epsilon"):
-            await wait_until(lambda who=who: len(smtp.to(w.email_of(who))) == 3, what=f"{who}")
+            await wait_until(smtp.holds(w.email_of(who), 3), what=f"{who}")
         await asyncio.sleep(1.5)  # room for anything sent twice to show up
 
         first, again = smtp.to(alpha)

@@ -133,7 +133,7 @@ async def test_a_digest_holds_messages_then_sends_them_once_across_restarts(
         a, b = await w.register("Alpha"), await w.register("Beta")
         alpha, beta = w.email_of("Alpha"), w.email_of("Beta")
         for address in (alpha, beta):
-            await wait_until(lambda address=address: len(smtp.to(address)) == 1, what=address)
+            await wait_until(smtp.holds(address, 1), what=address)
         own = {"X-API-Key": f"reg-{a}"}
         async with httpx.AsyncClient(base_url=service.url, timeout=10) as http:
             r = await http.put(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -100,6 +100,10 @@ async def platform(infra: Infra, tmp_path: Path, scheduler_lock: None) -> AsyncI
 
 def _invitations(p: Platform, address: str) -> list[Mail]:
     return [m for m in p.smtp.to(address) if m.kind == INVITATION]
+
+
+def _invited(p: Platform, address: str, times: int) -> Callable[[], bool]:
+    return lambda: len(_invitations(p, address)) >= times
 
 
 def _text(mail: Mail) -> str:
@@ -192,7 +196,7 @@ async def test_one_invitation_per_participant_per_round_with_the_meetings_to_rat
         alpha, beta, gamma, delta = (w.email_of(n) for n in ("Alpha", "Beta", "Gamma", "Delta"))
         for address in (alpha, beta, gamma):
             await wait_until(
-                lambda address=address: len(_invitations(p, address)) >= 1,
+                _invited(p, address, 1),
                 limit=60,
                 what=f"an invitation to {address}",
             )
@@ -215,7 +219,7 @@ async def test_one_invitation_per_participant_per_round_with_the_meetings_to_rat
 
     for address in (alpha, gamma):
         await wait_until(
-            lambda address=address: len(_invitations(p, address)) >= 2,
+            _invited(p, address, 2),
             limit=60,
             what=f"the reminder to {address}",
         )

@@ -140,7 +140,12 @@ def _calendar(mail: Mail) -> tuple[str, str, int, datetime]:
     assert text is not None, f"{mail.kind} carries no calendar entry"
     cal = icalendar.Calendar.from_ical(text)
     (event,) = cal.walk("VEVENT")
-    return str(cal["METHOD"]), str(event["UID"]), int(event["SEQUENCE"]), event.decoded("DTSTART")
+    return (
+        str(cal["METHOD"]),
+        str(event["UID"]),
+        int(str(event["SEQUENCE"])),
+        event.decoded("DTSTART"),
+    )
 
 
 def _slot(days: int, hour: int) -> datetime:

@@ -346,7 +346,7 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
 
             async def recommended_shown() -> bool:
                 await me.goto(f"{portal}/events/{eid}/recommendations")
-                return await recommended.count() == 1
+                return bool(await recommended.count() == 1)
 
             await wait_until(recommended_shown, limit=60, interval=1, what="the recommendation")
             await expect(recommended.locator(".reasons li").first).to_be_visible()
@@ -372,7 +372,7 @@ async def test_participants_and_organisers_do_their_job_in_the_browser(
 
             async def placed() -> bool:
                 await me.goto(f"{portal}/events/{eid}/agenda?tz=America/New_York")
-                return await agenda.count() == 1
+                return bool(await agenda.count() == 1)
 
             await wait_until(placed, limit=60, interval=1, what="the meeting on the agenda")
             await expect(agenda).to_contain_text("Rhône Optics Cluster")

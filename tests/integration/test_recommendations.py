@@ -25,7 +25,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.matching import projection, recommendations
+from services.matching import bootstrap, projection, recommendations
 from services.matching.recommend.scoring import K
 from services.matching.recommend.topk import Entry, TopList
 from services.matching.recommendations_api import router
@@ -326,9 +326,11 @@ async def test_partners_requested_or_met_are_left_out(matching_db: asyncpg.Pool)
     async with pool.acquire() as conn:  # reads leave the pair out at once
         after = [e.partner for e in await recommendations.ranked_partners(conn, subject, 10)]
     assert after == [p for p in first if p != "r02"]
-    pair = dict(request_id="m1", event_id="e1", requester_id="r02", recipient_id="r01")
     requested = MeetingRequested(
-        **pair,
+        request_id="m1",
+        event_id="e1",
+        requester_id="r02",
+        recipient_id="r01",
         meeting_type=MeetingType.BUSINESS2BUSINESS,
         expires_at=datetime(2030, 4, 2, tzinfo=UTC),
     )
@@ -337,7 +339,10 @@ async def test_partners_requested_or_met_are_left_out(matching_db: asyncpg.Pool)
     assert "r02" not in partners_of(lists, "r01") and "r01" not in partners_of(lists, "r02")
 
     await pool.execute("UPDATE meeting_requests SET status = 'declined'")
-    await apply_pair_event(pool, MeetingDeclined(**pair))  # free again: back in the lists
+    await apply_pair_event(
+        pool,
+        MeetingDeclined(request_id="m1", event_id="e1", requester_id="r02", recipient_id="r01"),
+    )  # free again: back in the lists
     lists = await assert_current(pool)
     assert partners_of(lists, "r01")[0] == "r02"
 
@@ -376,6 +381,35 @@ async def test_a_run_of_requests_updates_the_lists_in_one_go(matching_db: asyncp
     for requester, recipient in pairs:
         assert recipient not in partners_of(lists, requester)
         assert requester not in partners_of(lists, recipient)
+
+
+@pytest.mark.parametrize("scratch_every", [1, 10_000], ids=["from-scratch", "one-by-one"])
+async def test_a_run_of_approvals_updates_the_lists_in_one_go(
+    matching_db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, scratch_every: int
+) -> None:
+    """The service's batch handler for a burst of approvals (as its bootstrap wires it):
+    the stored lists equal lists from scratch, whether the run is long enough to
+    compute every list anew or is applied participant by participant."""
+    monkeypatch.setattr(recommendations.handlers, "SCRATCH_EVERY", scratch_every)
+    pool = matching_db
+    await apply(pool, brokerage_event("e1", list(MeetingType)))
+    await register_all(pool, list(PROFILES))
+    ids = sorted(PROFILES)
+    await apply(pool, RegistrationApproved(registration_id=ids[0], event_id="e1"))
+    await apply(pool, RegistrationApproved(registration_id=ids[1], event_id="e1"))
+    run: list[tuple[Envelope, EventPayload]] = []
+    for rid in [*ids[2:], ids[2]]:  # approved twice in one run: no harm
+        event = RegistrationApproved(registration_id=rid, event_id="e1")
+        run.append((Envelope.wrap(event, key="e1"), event))
+    on_run = bootstrap.registration_runs()[RegistrationApproved.ce_type()]
+    async with pool.acquire() as conn, conn.transaction():
+        await on_run(conn, run)
+    lists = await assert_current(pool)
+    assert set(lists) == set(ids)
+    # and the next decision, one by one, finds them as it expects
+    await apply(pool, RegistrationWithdrawn(registration_id=ids[3], event_id="e1"))
+    lists = await assert_current(pool)
+    assert ids[3] not in lists
 
 
 async def apply_pair_event(pool: asyncpg.Pool, event: EventPayload) -> None:

@@ -29,6 +29,7 @@ from services.scheduling import domain, handlers, projection
 from services.scheduling.domain import Place
 from services.scheduling.solver import Schedule, Unscheduled, check
 from shared import eventstore
+from shared.access.policy import Role
 from shared.auth import Principal
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.integration
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services/scheduling/migrations"
 BERLIN = ZoneInfo("Europe/Berlin")
 PAYLOADS = registry()
-ADMIN = Principal("admin", "admin")
+ADMIN = Principal(Role.ADMIN, "admin")
 
 Op = tuple[Any, ...]
 KINDS = ["accept"] * 10 + ["cancel"] * 2 + ["lock"] * 3 + ["unlock"] + ["reoptimise"] * 2

@@ -190,7 +190,7 @@ async def test_a_link_by_e_mail_signs_in_once(
                 "SELECT expires_at FROM api_keys WHERE key_digest = $1",
                 digest(signed_in["api_key"]),
             )
-            return found == expires
+            return bool(found == expires)
 
         await wait_until(notification_knows, limit=30, interval=0.2, what="notification's key")
 

@@ -63,7 +63,9 @@ def test_settings_fixed_at_creation_are_refused(setting: str) -> None:
         ({"sessions": [Session(start=time(12), end=time(10))]}, "sessions[0]"),
     ],
 )
-def test_new_settings_follow_the_rules_of_a_new_event(changes: dict, field: str) -> None:
+def test_new_settings_follow_the_rules_of_a_new_event(
+    changes: dict[str, object], field: str
+) -> None:
     with pytest.raises(RuleViolation) as refused:
         domain.change_settings(hannover(), changes, now=BEFORE)
     assert refused.value.field == field

@@ -1,4 +1,4 @@
-"""Where the integration tests find Kafka and PostgreSQL (`support.choose_infra`)."""
+"""Where the integration tests find Kafka and PostgreSQL (`infra_source.choose_infra`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Mapping
 
 import pytest
 
-from tests.integration.support import (
+from tests.integration.infra_source import (
     DEFAULT_ADMIN_DSN,
     DEFAULT_BOOTSTRAP_SERVERS,
     InfraSource,

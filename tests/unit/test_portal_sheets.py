@@ -127,7 +127,7 @@ def services() -> Services:
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
     urls = {f"{svc}_url": f"http://{host}" for svc, host in HOSTS.items()}
-    app = build_app(PortalSettings(portal_session_secret="unit-test", **urls))
+    app = build_app(PortalSettings.model_validate({"portal_session_secret": "unit-test", **urls}))
     with TestClient(app) as c:
         app.state.portal.api.http = httpx.AsyncClient(transport=httpx.MockTransport(services))
         yield c

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from services.registration import domain
-from services.registration.domain import Registration, RuleViolation
+from services.registration.domain import Registration
 from shared.contracts.registration import (
     BrokerageEventCreated,
     ClusterRegistered,
@@ -17,6 +17,7 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
     Session,
 )
+from shared.errors import RuleViolation
 
 
 def hannover(**changes: Any) -> BrokerageEventCreated:

@@ -52,8 +52,8 @@ def _runtime(**env: Any) -> ServiceRuntime:
 
 async def _ready_with(consumer_task: Any) -> dict[str, bool]:
     runtime = _runtime()
-    runtime._pool = _Pool()  # type: ignore[assignment]
-    runtime._producer = _Producer()  # type: ignore[assignment]
+    runtime._pool = _Pool()
+    runtime._producer = _Producer()
     runtime.consumers = [_Consumer()]  # type: ignore[list-item]
     relay = asyncio.create_task(_forever())
     consumer = asyncio.create_task(consumer_task())

@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 from services.registration import domain, spreadsheet
 from services.registration.domain import ImportRow
 from shared.contracts.registration import SupportOffice
+from shared.errors import RuleViolation
 from shared.problems import ProblemError
 from shared.sheets import Sheet, read_table, to_csv, to_xlsx
 from tests.unit.test_registration_domain import hannover, profile
@@ -78,7 +79,7 @@ def test_the_plan_creates_new_rows_keeps_known_ones_and_refuses_the_rest() -> No
         _row(4, "ALPHA"),  # the same organisation as line 2
         _row(5, "Gamma", "XX"),
         _row(6, "Delta", office="nowhere"),
-        ImportRow(7, None, unreadable=domain.RuleViolation("organisation_type", "bad")),
+        ImportRow(7, None, unreadable=RuleViolation("organisation_type", "bad")),
     ]
     plan = domain.plan_import(event, rows, {("beta", "DE"): "reg-beta"})
     assert [r.line for r in plan.create] == [2]

@@ -9,16 +9,30 @@ import pytest
 from services.registration import domain
 from services.registration.domain import Registration, SideProgrammeItem
 from services.scheduling.grid import EventGrid, parse_intervals, usable_slots
-from shared.contracts.registration import BrokerageEventCreated, Session
+from shared.access.policy import RegistrationStatus
+from shared.contracts.registration import (
+    BrokerageEventCreated,
+    Session,
+    SideProgrammeItemAdded,
+)
 from shared.errors import RuleViolation
 
-TOUR = {
-    "item_id": "t1",
-    "title": "Guided tour",
-    "kind": "guided_tour",
-    "start": datetime.fromisoformat("2015-04-13T14:00:00+02:00"),
-    "end": datetime.fromisoformat("2015-04-13T15:30:00+02:00"),
-}
+TOUR_START = datetime.fromisoformat("2015-04-13T14:00:00+02:00")
+TOUR_END = datetime.fromisoformat("2015-04-13T15:30:00+02:00")
+
+
+def add_tour(
+    capacity: int | None = None, start: datetime = TOUR_START, end: datetime = TOUR_END
+) -> SideProgrammeItemAdded:
+    return domain.add_side_programme_item(
+        event(),
+        item_id="t1",
+        title="Guided tour",
+        kind="guided_tour",
+        start=start,
+        end=end,
+        capacity=capacity,
+    )
 
 
 def event() -> BrokerageEventCreated:
@@ -39,18 +53,18 @@ def event() -> BrokerageEventCreated:
 
 def item(capacity: int | None = None, joined: tuple[str, ...] = ()) -> SideProgrammeItem:
     tour = SideProgrammeItem()
-    tour.apply(domain.add_side_programme_item(event(), capacity=capacity, **TOUR))
+    tour.apply(add_tour(capacity))
     tour.participants.extend(joined)
     return tour
 
 
 def registration(rid: str = "r1", status: str = "approved") -> Registration:
-    return Registration(registration_id=rid, event_id="e1", status=status)
+    return Registration(registration_id=rid, event_id="e1", status=RegistrationStatus(status))
 
 
 def test_an_approved_participant_joins_and_is_busy_for_the_item() -> None:
     joined = domain.join_side_programme(item(), registration())
-    assert (joined.registration_id, joined.start, joined.end) == ("r1", TOUR["start"], TOUR["end"])
+    assert (joined.registration_id, joined.start, joined.end) == ("r1", TOUR_START, TOUR_END)
 
 
 @pytest.mark.parametrize(
@@ -69,14 +83,8 @@ def test_joining_is_refused(tour: SideProgrammeItem, who: Registration, field: s
 
 def test_an_item_must_lie_within_the_event() -> None:
     with pytest.raises(RuleViolation):
-        domain.add_side_programme_item(
-            event(),
-            capacity=None,
-            **{
-                **TOUR,
-                "start": datetime(2015, 4, 20, 10, tzinfo=UTC),
-                "end": datetime(2015, 4, 20, 11, tzinfo=UTC),
-            },
+        add_tour(
+            start=datetime(2015, 4, 20, 10, tzinfo=UTC), end=datetime(2015, 4, 20, 11, tzinfo=UTC)
         )
 
 

@@ -36,7 +36,7 @@ import asyncpg
 
 from services.matching.recommendations import embedding
 from services.matching.recommendations.cache import lock
-from services.matching.recommendations.handlers import refresh
+from services.matching.recommendations.handlers import refresh_many
 from services.matching.recommendations.store import (
     MODEL,
     PROFILE_COLUMNS,
@@ -73,8 +73,7 @@ async def bring_in(pool: asyncpg.Pool, event_ids: Iterable[str], ids: list[str] 
                 MODEL,
                 ids,
             )
-            for row in rows:
-                await refresh(conn, event_id, profile_from_row(row), approved=True)
+            await refresh_many(conn, event_id, [(profile_from_row(r), True) for r in rows])
             count += len(rows)
     return count
 

@@ -6,12 +6,12 @@ import random
 from dataclasses import replace
 
 import pytest
-from recommend_cases import hashed_encoder, profile
 
 from services.matching.recommend import incremental
 from services.matching.recommend.profiles import Participant, Profile, embed
 from services.matching.recommend.scoring import Ranker
 from services.matching.recommend.topk import TopList
+from tests.unit.matching_recommend.recommend_cases import hashed_encoder, profile
 
 TYPES = ["Business2Business", "Business2Cluster"]
 WORDS = ["laser", "battery", "software", "sensor", "recycling", "design", "testing", "food"]

@@ -70,7 +70,7 @@ def party(rid: str) -> MeetingParty:
     )
 
 
-def accepted(**changes: bool) -> MeetingAccepted:
+def accepted(*, arranged_by_organiser: bool = False) -> MeetingAccepted:
     return MeetingAccepted(
         request_id=M,
         event_id=EVENT,
@@ -80,7 +80,7 @@ def accepted(**changes: bool) -> MeetingAccepted:
         mode=MeetingMode.ONSITE,
         participants=[party(A), party(B)],
         accepted_by=B,
-        **changes,
+        arranged_by_organiser=arranged_by_organiser,
     )
 
 

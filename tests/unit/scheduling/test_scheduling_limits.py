@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from scheduling_cases import Doc, instances
 
-from bench.scheduling import SPECS, generate
+from bench.scheduling_instances import SPECS, generate
 from services.scheduling.solver.check import check
 from services.scheduling.solver.core import Problem, State
 from services.scheduling.solver.exact import solve_exact

@@ -16,6 +16,7 @@ from services.scheduling.solver.model import (
     Instance,
     InstanceError,
     Schedule,
+    Unscheduled,
     instance_to_dict,
     parse_instance,
 )
@@ -135,10 +136,11 @@ def test_a_window_decides_the_slot_and_explains_itself() -> None:
     assert place(instance, Schedule(), "m4") == Assignment("m4", "pm3", 1)
     taken = Schedule([Assignment("m5", "pm3", 1)])  # d is busy then
     result = place(instance, taken, "m4")
-    assert result.meeting == "m4" and not isinstance(result, Assignment)
+    assert result.meeting == "m4" and isinstance(result, Unscheduled)
     assert result.reason == "c has no free slot in common with d in its allowed_slots"
     doc["meetings"][3]["allowed_slots"] = []
-    assert place(parse_instance(doc), Schedule(), "m4").reason == "its allowed_slots are empty"
+    empty = place(parse_instance(doc), Schedule(), "m4")
+    assert isinstance(empty, Unscheduled) and empty.reason == "its allowed_slots are empty"
 
 
 def test_windows_and_the_bound_round_trip_and_are_checked_when_parsed() -> None:

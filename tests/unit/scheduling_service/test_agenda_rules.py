@@ -76,19 +76,41 @@ def test_a_cancelled_meeting_leaves_with_a_release_or_a_drop() -> None:
 
 
 def test_the_history_folds_placements_locks_and_publication() -> None:
-    ids = {"event_id": "ev1", "participants": ["a", "b"]}
     assigned = SlotAssigned(
-        meeting_id="m1", slot_start=AT, slot_end=AT, mode=MeetingMode.ONSITE, table=1, **ids
+        meeting_id="m1",
+        slot_start=AT,
+        slot_end=AT,
+        mode=MeetingMode.ONSITE,
+        table=1,
+        event_id="ev1",
+        participants=["a", "b"],
     )
     history = AgendaHistory()
     for event in (
         assigned,
-        MeetingLocked(meeting_id="m1", locked_by="org", **ids),
-        SlotAssigned(meeting_id="m2", slot_start=AT, slot_end=AT, mode=MeetingMode.ONLINE, **ids),
-        MeetingLocked(meeting_id="m2", locked_by="org", **ids),
-        MeetingUnlocked(meeting_id="m2", unlocked_by="org", **ids),
-        MeetingUnschedulable(meeting_id="m3", reason="no slot", **ids),
-        SlotReleased(meeting_id="m1", reason=ReleaseReason.REOPTIMISED, detail="caps", **ids),
+        MeetingLocked(meeting_id="m1", locked_by="org", event_id="ev1", participants=["a", "b"]),
+        SlotAssigned(
+            meeting_id="m2",
+            slot_start=AT,
+            slot_end=AT,
+            mode=MeetingMode.ONLINE,
+            event_id="ev1",
+            participants=["a", "b"],
+        ),
+        MeetingLocked(meeting_id="m2", locked_by="org", event_id="ev1", participants=["a", "b"]),
+        MeetingUnlocked(
+            meeting_id="m2", unlocked_by="org", event_id="ev1", participants=["a", "b"]
+        ),
+        MeetingUnschedulable(
+            meeting_id="m3", reason="no slot", event_id="ev1", participants=["a", "b"]
+        ),
+        SlotReleased(
+            meeting_id="m1",
+            reason=ReleaseReason.REOPTIMISED,
+            detail="caps",
+            event_id="ev1",
+            participants=["a", "b"],
+        ),
         AgendaPublished(event_id="ev1", published_at=AT),
     ):
         history.apply(event)

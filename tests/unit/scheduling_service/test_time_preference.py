@@ -22,7 +22,7 @@ GRID = EventGrid(
     tables=2,
 )
 MORNING = {"d1-s1-01", "d1-s1-02", "d1-s1-03", "d2-s1-01", "d2-s1-02", "d2-s1-03"}
-AFTERNOON = {"d1-s2-01", "d1-s2-02", "d2-s2-01", "d2-s2-02"}
+AFTERNOON = frozenset({"d1-s2-01", "d1-s2-02", "d2-s2-01", "d2-s2-02"})
 B2B = "Business2Business"
 
 
@@ -48,12 +48,11 @@ def test_the_slots_a_preference_accepts() -> None:
 def test_the_preference_and_the_types_rule_intersect() -> None:
     windows = {B2B: ("d1-s1-03", "d1-s2-01", "d1-s2-02")}
     pm = TimePreference(part_of_day=PartOfDay.AFTERNOON)
-    assert domain.allowed_for(meeting(time_preference=pm), windows, GRID) == {
-        "d1-s2-01",
-        "d1-s2-02",
-    }
+    assert domain.allowed_for(meeting(time_preference=pm), windows, GRID) == frozenset(
+        {"d1-s2-01", "d1-s2-02"}
+    )
     assert domain.allowed_for(meeting(time_preference=pm), {}, GRID) == AFTERNOON
-    assert domain.allowed_for(meeting(), windows, GRID) == set(windows[B2B])
+    assert domain.allowed_for(meeting(), windows, GRID) == frozenset(windows[B2B])
     assert domain.allowed_for(meeting(), {}, GRID) is None
     # a locked meeting stays where the organiser put it, preference or not
     locked = meeting(time_preference=pm, locked=True, place=Place("d1-s1-01", 1))

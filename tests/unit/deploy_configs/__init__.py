@@ -1,0 +1,1 @@
+"""Static checks of the container and observability configuration (no Docker engine needed)."""
