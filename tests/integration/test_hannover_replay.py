@@ -329,6 +329,8 @@ async def _check_rebuilds(running: RunningPlatform, done: Replay) -> None:
     # The comparison sees a difference: one request fewer in matching's rebuild.
     conn = await asyncpg.connect(running.dsns["matching"])
     try:
+        # The recommendation lists compared above were computed, not two empty tables.
+        assert await conn.fetchval("SELECT count(*) FROM rebuild.recommendation_lists") > 0
         await conn.execute(
             "DELETE FROM rebuild.meeting_requests WHERE request_id ="
             " (SELECT min(request_id) FROM rebuild.meeting_requests)"
