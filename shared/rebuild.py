@@ -9,7 +9,9 @@
    in the order of the records' times.
 4. Under locks that hold commands and the consumer back for the moment it takes, what
    the live service recorded or applied meanwhile is replayed too, so both sides stand
-   at the same point; each projection table is compared with the live one, row by row
+   at the same point; tables derived from the others rather than folded from events
+   (`Plan.finish`: matching's recommendation lists) are computed then, once; each
+   projection table is compared with the live one, row by row
    (columns the clock fills, such as `created_at`, are left out), and every difference
    is reported.
 5. With `switch`, before the comparison, the live tables move to a `retired_<time>`
@@ -62,6 +64,10 @@ async def one_by_one(
         await handler(conn, envelope, event)
 
 
+# Derives tables from the others once every event is replayed (on the rebuilt schema).
+Finisher = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
 # The access projection every service keeps (shared/access/projection.py).
 ACCESS_TABLES = ("api_keys", "access_events", "access_co_organisers", "access_registrations")
 
@@ -79,6 +85,11 @@ class Plan:
     consumed: Mapping[str, Handler] = field(default_factory=dict)  # projection handlers only
     # Columns filled by the clock without a default (set by `now()` in an UPDATE).
     volatile: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Tables that are a function of the replayed ones rather than a fold of events
+    # (matching's recommendation lists), computed once at the end, under the locks.
+    finish: Finisher | None = None
+    # Called as each rebuild starts (a handler's per-run memory: registration's keys).
+    start: Callable[[], None] | None = None
 
 
 @dataclass
@@ -252,8 +263,9 @@ async def apply_records(
     apply: Applier = apply_run,
 ) -> int:
     """The records the live consumer applied, in the order of their times (not partition
-    by partition as a live fetch may: some projections, such as notification's meetings,
-    count on a placement coming before a later cancellation from another topic)."""
+    by partition as a live fetch may). Notification's meetings, which once counted on a
+    placement coming before a later cancellation from another topic, no longer do
+    (`services.notification.domain.Meeting`)."""
     ordered = sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
 
     async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
@@ -329,6 +341,8 @@ async def rebuild(
 ) -> Report:
     """`apply`: how a run of events goes through a handler (`one_by_one` to compare)."""
     report = Report(plan.service, schema)
+    if plan.start is not None:
+        plan.start()
     began = time.perf_counter()
     target = await _fresh_schema(dsn, schema, plan)
     source = await asyncpg.connect(dsn)
@@ -389,6 +403,9 @@ async def _settle(
             if applied - applied_before:
                 records, _ = await read_topics(bootstrap, topics, kafka_options=kafka_options)
                 await apply_records(target, plan, registry, records, applied - applied_before)
+        if plan.finish is not None:
+            async with target.acquire() as conn, conn.transaction():
+                await plan.finish(conn)
         if not swap:
             return None, await compare(source, plan, "public", schema)
         retired = f"retired_{datetime.now(UTC):%Y%m%d%H%M%S}"

@@ -1,12 +1,18 @@
 """`python -m services.matching.rebuild [--switch]`: matching's projections (participants,
-meeting requests, access) rebuilt from its event store and registration's events.
+meeting requests, access) rebuilt from its event store and registration's events, and
+the recommendation lists computed again from them.
 
-Recommendation lists and sentence vectors are not rebuilt here: they are computed by
-the model from the participants, not a fold of events. The rebuilt participants reuse
-the stored vectors (`participant_vectors`, kept with the texts they were computed
-from): when the embedding worker starts it queues only participants whose current
-texts have none and brings approved participants without a list back into the lists
-(`recommendations.worker.recover`); nothing is embedded twice."""
+The lists are not a fold of events but a function of the approved participants, their
+stored sentence vectors (`participant_vectors`, kept with the texts they were computed
+from, not a projection: the model is not run again), the event's meeting types and the
+open meeting requests: every event's lists are computed from scratch on the rebuilt
+tables (`recommendations.handlers.rebuild_event`). The live lists are kept
+incrementally, and the scoring makes that exact (`recommend.scoring._exact`: the same
+scores and order, ties included), so the two compare row by row. They differ while live
+is catching up: vectors landed but not yet brought into the lists by the embedding worker
+(which the rebuild's locks do not hold back), or requests whose events the pair
+subscription on `matching.events` has not applied yet.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from pathlib import Path
 import asyncpg
 
 from services.matching import projection
+from services.matching.recommendations import handlers as recommendation_handlers
 from shared.access import projection as access_projection
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
@@ -25,6 +32,13 @@ from shared.rebuild import ACCESS_TABLES, Plan, run
 from shared.settings import MatchingSettings, database_url
 
 
+async def _lists(conn: asyncpg.Connection) -> None:
+    """Every event's recommendation lists from the rebuilt tables and the live vectors."""
+    await conn.execute("INSERT INTO participant_vectors SELECT * FROM public.participant_vectors")
+    for event_id in await conn.fetch("SELECT event_id FROM brokerage_events ORDER BY event_id"):
+        await recommendation_handlers.rebuild_event(conn, event_id["event_id"])
+
+
 async def _own(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
     await projection.apply(conn, event)
 
@@ -32,11 +46,18 @@ async def _own(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> No
 PLAN = Plan(
     service="matching",
     migrations=Path(__file__).parent / "migrations",
-    tables=("brokerage_events", "participants", "meeting_requests", *ACCESS_TABLES),
+    tables=(
+        "brokerage_events",
+        "participants",
+        "meeting_requests",
+        "recommendation_lists",
+        *ACCESS_TABLES,
+    ),
     own=_own,
     topics=("registration.events",),
     consumer="matching",
     consumed=combine(access_projection.HANDLERS, projection.HANDLERS),
+    finish=_lists,
 )
 
 

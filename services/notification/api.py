@@ -32,6 +32,7 @@ from shared.access.guard import AccessRouter, requires
 from shared.access.policy import Action, Scope
 from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
+from shared.errors import NotFound
 from shared.links import LinkState, check_link, revoke_links
 from shared.problems import ProblemError, invalid
 from shared.runtime import runtime_of
@@ -86,7 +87,7 @@ async def create_webhook(
 
     async def command(conn: asyncpg.Connection, _: str | None) -> dict[str, Any]:
         endpoint_id, secret = str(uuid.uuid4()), webhooks.new_secret()
-        created = await commands.create_webhook(
+        created = await commands.register_webhook(
             conn,
             endpoint_id,
             event_id,
@@ -119,25 +120,34 @@ async def list_webhooks(request: Request, event_id: str) -> list[dict[str, Any]]
         return await views.webhooks(conn, event_id)
 
 
-async def _endpoint(conn: asyncpg.Connection, event_id: str, endpoint_id: str) -> None:
+def _endpoint_id(endpoint_id: str) -> str:
     try:
-        uuid.UUID(endpoint_id)
+        return str(uuid.UUID(endpoint_id))
     except ValueError:
         raise ProblemError(404, "Not found", f"webhook {endpoint_id} not found") from None
-    if not await views.webhook_exists(conn, event_id, endpoint_id):
+
+
+async def _endpoint(conn: asyncpg.Connection, event_id: str, endpoint_id: str) -> None:
+    if not await views.webhook_exists(conn, event_id, _endpoint_id(endpoint_id)):
         raise ProblemError(404, "Not found", f"webhook {endpoint_id} not found")
 
 
 @router.delete(
     "/api/events/{event_id}/webhooks/{endpoint_id}",
-    summary="Stop a webhook endpoint (pending deliveries are skipped)",
+    summary="Remove a webhook endpoint (pending deliveries are skipped; its URL and secret"
+    " are destroyed)",
     openapi_extra=requires(Action.MANAGE_EVENT),
 )
-async def delete_webhook(request: Request, event_id: str, endpoint_id: str) -> dict[str, Any]:
+async def delete_webhook(
+    request: Request, event_id: str, endpoint_id: str, who: Caller
+) -> dict[str, Any]:
+    ident = _endpoint_id(endpoint_id)
     async with runtime_of(request).pool.acquire() as conn:
-        await _endpoint(conn, event_id, endpoint_id)
-        await commands.stop_webhook(conn, endpoint_id)
-    return {"id": endpoint_id, "active": False}
+        try:
+            await commands.remove_webhook(conn, event_id, ident, who.label)
+        except NotFound:
+            raise ProblemError(404, "Not found", f"webhook {endpoint_id} not found") from None
+    return {"id": ident, "active": False}
 
 
 @router.get(

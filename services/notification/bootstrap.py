@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.notification import handlers, projection, sender
+from services.notification import commands, handlers, projection, sender
 from services.notification.api import router
 from services.notification.channels.email import mail_domain
 from shared.batching import batch_handlers
@@ -22,6 +22,14 @@ from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import NotificationSettings
 
 NAME = "notification"
+
+
+async def upgrade_webhooks(runtime: ServiceRuntime) -> None:
+    """Endpoints from before they were events, recorded as events once (migration 004)."""
+    async with runtime.pool.acquire() as conn:
+        await commands.upgrade_legacy_webhooks(conn)
+
+
 TOPICS = ("registration.events", "matching.events", "scheduling.events", "reporting.events")
 
 
@@ -51,6 +59,7 @@ def build_app(settings: NotificationSettings | None = None) -> FastAPI:
             )
         ],
         background=[sender.run],
+        warm_up=[upgrade_webhooks],
     )
     return create_app(
         runtime,

@@ -368,6 +368,14 @@ class Meeting:
     the last calendar message (-1: none yet); `live` says whether calendars hold
     the entry (a REQUEST was sent and no CANCEL after it). `cancelled` is final:
     matching called the meeting off.
+
+    Matching's cancellation and scheduling's events about the meeting come on two
+    topics, in either order (scheduling's own come in order: one partition per
+    brokerage event). The row is the same whichever came first: `placement` and
+    `placed` follow scheduling's events only, cancelled or not (a reader wants `placed
+    and not cancelled`); `cancelled` follows matching's only; and once cancelled no
+    calendar message follows, so `sequence` and `live` are cleared (-1, false) rather
+    than left at whatever was sent before the cancellation arrived.
     """
 
     meeting_id: str
@@ -411,9 +419,14 @@ def slot_assigned(
 ) -> tuple[Meeting, Notice | None]:
     """Placed the first time, moved when the slot or table differs, nothing on a repeat."""
     current = meeting or Meeting(e.meeting_id, e.event_id, tuple(e.participants))
-    if current.cancelled:
-        return current, None  # scheduling placed it before it heard of the cancellation
     placement = Placement(e.slot_start, e.slot_end, e.table, e.mode.value)
+    if current.cancelled:
+        # Scheduling placed it before it heard of the cancellation: no message, and
+        # scheduling's facts kept as if they had come first (see `Meeting`).
+        placed = replace(
+            current, participants=tuple(e.participants), placement=placement, placed=True
+        )
+        return placed, None
     if current.placed and current.live and current.placement == placement:
         return current, None
     entry = _entry(current, Method.REQUEST, placement, at)
@@ -482,13 +495,8 @@ def meeting_cancelled(
     if current.live and current.placement is not None:
         entry = _entry(current, Method.CANCEL, current.placement, at)
         facts.update(_placement_facts(current.placement))
-    updated = replace(
-        current,
-        placed=False,
-        cancelled=True,
-        live=False,
-        sequence=entry.sequence if entry else current.sequence,
-    )
+    # Final: no calendar message follows, whatever scheduling still says (see `Meeting`).
+    updated = replace(current, cancelled=True, live=False, sequence=-1)
     return updated, Notice(kind, e.event_id, recipients, facts, e.request_id, entry)
 
 

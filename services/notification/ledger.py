@@ -1,4 +1,6 @@
-"""The projection of notification's own events: the delivery log and the preferences.
+"""The projection of notification's own events: the delivery log, the preferences and
+the webhook endpoints (each the fold of `webhook-<endpoint id>`; URL and secret stay
+sealed here, opened with `webhook_keys` when sending or listing).
 
 Each delivery row is the fold of its stream (`delivery-<id>`): queued → (attempt
 failed)* → sent | failed | skipped | cancelled. Each recipient's preferences row is the
@@ -25,6 +27,8 @@ from shared.contracts.notification import (
     NotificationSkipped,
     PreferencesSet,
     RecipientUnsubscribed,
+    WebhookEndpointRegistered,
+    WebhookEndpointRemoved,
 )
 from shared.dispatch import Projection
 
@@ -137,4 +141,25 @@ async def _unsubscribed(conn: asyncpg.Connection, e: RecipientUnsubscribed) -> N
         "INSERT INTO preferences (registration_id, unsubscribed) VALUES ($1, true)"
         " ON CONFLICT (registration_id) DO UPDATE SET unsubscribed = true, updated_at = now()",
         e.registration_id,
+    )
+
+
+@OWN.on(WebhookEndpointRegistered)
+async def _endpoint_registered(conn: asyncpg.Connection, e: WebhookEndpointRegistered) -> None:
+    await conn.execute(
+        "INSERT INTO webhook_endpoints (endpoint_id, event_id, kinds, sealed, created_by,"
+        " created_at) VALUES ($1::uuid, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        e.endpoint_id,
+        e.event_id,
+        e.kinds,
+        e.sealed,
+        e.registered_by,
+        e.registered_at,
+    )
+
+
+@OWN.on(WebhookEndpointRemoved)
+async def _endpoint_removed(conn: asyncpg.Connection, e: WebhookEndpointRemoved) -> None:
+    await conn.execute(
+        "UPDATE webhook_endpoints SET active = false WHERE endpoint_id = $1::uuid", e.endpoint_id
     )

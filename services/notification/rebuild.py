@@ -1,13 +1,14 @@
 """`python -m services.notification.rebuild [--switch]`: notification's projections rebuilt
-from its event store (deliveries and preferences) and from the four topics it consumes
-(recipients, brokerage events, co-organisers, meetings' calendar state, access).
+from its event store (deliveries, preferences, webhook endpoints) and from the four topics
+it consumes (recipients, brokerage events, co-organisers, meetings' calendar state, access).
 
 The live consumer's notice handlers are reactions: they decided the deliveries, and
 those decisions (`NotificationQueued`) are in the event store, so only the projection
 handlers of the consumed events are replayed. Compared row by row except the work
 state (see `ledger`): `deliveries.sent_at` and the columns the clock fills by default
-(`next_attempt_at`, `created_at`, `updated_at`). Not rebuilt: `webhook_endpoints`, a
-plain table written by the API (an endpoint's signing secret is not put in an event).
+(`next_attempt_at`, `created_at`, `updated_at`). The webhook endpoints' keys
+(`webhook_keys`) are not a projection: the rebuilt `webhook_endpoints` holds the same
+sealed URLs and secrets, opened with the live keys.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ PLAN = Plan(
     tables=(
         "deliveries",
         "preferences",
+        "webhook_endpoints",
         "recipients",
         "brokerage_events",
         "co_organisers",

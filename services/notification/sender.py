@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 from opentelemetry.trace import Span
 
-from services.notification import domain, queue, views
+from services.notification import domain, endpoints, queue, views
 from services.notification.channels import calendar, email, webhooks
 from services.notification.contacts import ContactsUnavailable, RegistrationContacts
 from services.notification.domain import CalendarEntry, Kind
@@ -408,17 +408,22 @@ class Sender:
 
     async def _webhook(self, conn: asyncpg.Connection, d: Delivery) -> str:
         endpoint = await conn.fetchrow(
-            "SELECT url, secret, active FROM webhook_endpoints WHERE endpoint_id = $1::uuid",
+            "SELECT w.sealed, w.active, k.key FROM webhook_endpoints w"
+            " LEFT JOIN webhook_keys k USING (endpoint_id) WHERE w.endpoint_id = $1::uuid",
             d.recipient,
         )
-        if endpoint is None or not endpoint["active"]:
+        opened = None
+        if endpoint is not None and endpoint["active"]:
+            opened = endpoints.opened(endpoint["key"], endpoint["sealed"], d.recipient)
+        if opened is None:
             raise Skip("the endpoint was removed")
+        url, secret = opened
         body = webhook_body(d)
         try:
             await webhooks.post(
                 self._http,
-                endpoint["url"],
-                secret=endpoint["secret"],
+                url,
+                secret=secret,
                 webhook_id=d.message_id,
                 timestamp=int(datetime.now(UTC).timestamp()),
                 body=body,

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from services.notification import endpoints
 from services.notification.templates import AgendaItem, EventInfo
 
 
@@ -144,22 +145,28 @@ async def deliveries(
 
 
 async def webhooks(conn: asyncpg.Connection, event_id: str) -> list[dict[str, Any]]:
-    """The event's webhook endpoints (never their secrets)."""
+    """The event's webhook endpoints (never their secrets; a removed one's URL is gone
+    with its key)."""
     rows = await conn.fetch(
-        "SELECT endpoint_id, url, kinds, active, created_at FROM webhook_endpoints"
-        " WHERE event_id = $1 ORDER BY created_at",
+        "SELECT w.endpoint_id, w.sealed, w.kinds, w.active, w.created_at, k.key"
+        " FROM webhook_endpoints w LEFT JOIN webhook_keys k USING (endpoint_id)"
+        " WHERE w.event_id = $1 ORDER BY w.created_at, w.endpoint_id",
         event_id,
     )
-    return [
-        {
-            "id": str(r["endpoint_id"]),
-            "url": r["url"],
-            "event_types": r["kinds"],
-            "active": r["active"],
-            "created_at": r["created_at"].isoformat(),
-        }
-        for r in rows
-    ]
+    out = []
+    for r in rows:
+        ident = str(r["endpoint_id"])
+        opened = endpoints.opened(r["key"], r["sealed"], ident)
+        out.append(
+            {
+                "id": ident,
+                "url": opened[0] if opened else None,
+                "event_types": r["kinds"],
+                "active": r["active"],
+                "created_at": r["created_at"].isoformat(),
+            }
+        )
+    return out
 
 
 async def webhook_exists(conn: asyncpg.Connection, event_id: str, endpoint_id: str) -> bool:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.registration import contacts, sheets_api, sign_in
+from services.registration import addresses, contacts, sheets_api, sign_in
 from services.registration.api import router
 from shared.batching import batch_handlers
 from shared.contracts import registry
@@ -17,8 +17,15 @@ from shared.settings import RegistrationSettings
 NAME = "registration"
 
 
+async def index_addresses(runtime: ServiceRuntime) -> None:
+    """Registrations from before the index of addresses get their rows (`addresses`)."""
+    async with runtime.pool.acquire() as conn:
+        await addresses.index_missing(conn)
+
+
 def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
     settings = settings or RegistrationSettings()
+    addresses.configure(settings.registration_link_secret)
     runtime = ServiceRuntime(
         NAME,
         settings,
@@ -33,6 +40,7 @@ def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
                 batch_handlers=batch_handlers(contacts.HANDLERS),
             )
         ],
+        warm_up=[index_addresses],
     )
     return create_app(
         runtime,

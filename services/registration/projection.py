@@ -6,6 +6,7 @@ import json
 
 import asyncpg
 
+from services.registration import addresses
 from shared.access import projection as access
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import (
@@ -31,10 +32,14 @@ from shared.dispatch import Projection
 PROJECTION = Projection()
 
 
-async def apply(conn: asyncpg.Connection, event: EventPayload) -> None:
-    """Project one of registration's events, in the transaction that records it."""
+async def apply(
+    conn: asyncpg.Connection, event: EventPayload, keys: addresses.Keys = addresses.live_key
+) -> None:
+    """Project one of registration's events, in the transaction that records it (`keys`:
+    where the index of addresses finds a registration's sealing key)."""
     await access.apply(conn, event)
     await PROJECTION.apply(conn, event)
+    await addresses.apply(conn, event, keys)
 
 
 @PROJECTION.on(OrganiserRegistered)

@@ -9,16 +9,19 @@ from pathlib import Path
 
 import asyncpg
 
-from services.registration import contacts, projection
+from services.registration import addresses, contacts, projection
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.rebuild import ACCESS_TABLES, Plan, run
 from shared.settings import RegistrationSettings, database_url
 
+# The live sealing keys, for the index of addresses (`addresses.StoredKeys`).
+_KEYS = addresses.StoredKeys()
+
 
 async def _own(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
-    await projection.apply(conn, event)
+    await projection.apply(conn, event, _KEYS)
 
 
 PLAN = Plan(
@@ -32,6 +35,7 @@ PLAN = Plan(
         "co_organisers",
         "meeting_contacts",
         "sign_in_links",
+        "registration_addresses",
         *ACCESS_TABLES,
     ),
     own=_own,
@@ -39,11 +43,13 @@ PLAN = Plan(
     consumer="registration",
     consumed=contacts.HANDLERS,
     volatile={"co_organisers": ("removed_at",), "sign_in_links": ("used_at",)},
+    start=_KEYS.forget,
 )
 
 
 def main() -> int:
     settings = RegistrationSettings()
+    addresses.configure(settings.registration_link_secret)
     return run(PLAN, registry(), sys.argv[1:], settings, database_url(settings, PLAN.service))
 
 

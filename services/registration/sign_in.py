@@ -24,7 +24,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import EmailStr, Field
 
-from services.registration import handlers, sign_in_rules
+from services.registration import addresses, handlers, sign_in_rules
 from services.registration.sign_in_rules import PURPOSE, SignInState
 from shared import crypto, eventstore, links
 from shared.access.guard import AccessRouter, requires
@@ -96,17 +96,9 @@ async def request_links(
     await conn.execute(
         "INSERT INTO sign_in_requests (address_digest, requested_at) VALUES ($1, $2)", digest, now
     )
-    # Every registration whose representatives include the address: their contact details
-    # are sealed, so each is opened (erased ones have no key and are left out).
-    rows = await conn.fetch(
-        "SELECT r.registration_id, r.profile->>'representatives_encrypted' AS sealed, k.key"
-        " FROM registrations r JOIN subject_keys k ON k.subject_id = r.registration_id"
-        " WHERE r.status <> 'withdrawn' ORDER BY r.registration_id"
-    )
-    for row in rows:
-        people = crypto.open_sealed(row["key"], row["sealed"], subject=row["registration_id"])
-        if not any(sign_in_rules.normalised(p.get("email") or "") == address for p in people):
-            continue
+    # Every registration whose representatives include the address, by the index of
+    # their addresses' HMACs (erased ones have no rows there and no key).
+    for row in await addresses.registrations_at(conn, address):
         state = await _load(conn, row["registration_id"])
         sealed = crypto.seal(row["key"], address, subject=row["registration_id"])
         requested = sign_in_rules.request_link(

@@ -10,6 +10,12 @@ too (`NotificationAttemptFailed`), so the delivery log is a fold of the stream.
 A recipient's preferences (`preferences-<registration id>`) are events as well.
 No payload carries contact details: the recipient is a registration id (email), a
 co-organiser id or a webhook endpoint id.
+
+An organiser's webhook endpoint (`webhook-<endpoint id>`) is registered and removed by
+events too. Its URL and signing secret travel sealed (`shared.crypto`) with a key of the
+endpoint's own that only notification holds and that removal destroys: other consumers
+see who registered which kinds for which event, when, never where or with what secret
+(an incoming-webhook URL is often a credential itself).
 """
 
 from __future__ import annotations
@@ -109,6 +115,30 @@ class RecipientUnsubscribed(EventPayload):
     registration_id: str
 
 
+class WebhookEndpointRegistered(EventPayload):
+    """An organiser registered an endpoint for an event's messages of `kinds`."""
+
+    producer: ClassVar[str] = "notification"
+    event_name: ClassVar[str] = "WebhookEndpointRegistered"
+    endpoint_id: str
+    event_id: str
+    kinds: list[str]
+    sealed: str  # {"url", "secret"}, sealed with the endpoint's key (subject: its id)
+    registered_by: str  # the caller's label
+    registered_at: datetime
+
+
+class WebhookEndpointRemoved(EventPayload):
+    """The endpoint gets nothing more (pending deliveries to it are skipped); its key is
+    destroyed with it, so its sealed URL and secret can no longer be read anywhere."""
+
+    producer: ClassVar[str] = "notification"
+    event_name: ClassVar[str] = "WebhookEndpointRemoved"
+    endpoint_id: str
+    event_id: str
+    removed_by: str
+
+
 DELIVERY_OUTCOMES: tuple[type[EventPayload], ...] = (
     NotificationSent,
     NotificationFailed,
@@ -124,4 +154,6 @@ NOTIFICATION_EVENTS: list[type[EventPayload]] = [
     NotificationCancelled,
     PreferencesSet,
     RecipientUnsubscribed,
+    WebhookEndpointRegistered,
+    WebhookEndpointRemoved,
 ]

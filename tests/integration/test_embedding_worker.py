@@ -202,9 +202,9 @@ async def test_a_rebuilt_projection_reuses_the_stored_vectors(
     await recommendations.drain(pool)
     before = await assert_current(pool)
     calls = list(encoder.calls)
-    # As `python -m services.matching.rebuild --switch` leaves it: the projection
-    # refolded from registration's events by the projection's handlers alone;
-    # vectors and lists are not among its tables. Here the lists are lost too.
+    # The projection refolded from registration's events by the projection's handlers
+    # alone, and the lists lost (the rebuild computes them from the stored vectors too,
+    # `Plan.finish`; here the worker's recovery must bring them back from those vectors).
     await pool.execute("TRUNCATE participants, brokerage_events, recommendation_lists")
     events = [
         brokerage_event("e1", list(MeetingType)),

@@ -351,6 +351,47 @@ async def test_a_failing_webhook_is_retried_with_backoff_then_marked_failed(stac
         [("NotificationFailed", failing["id"], MAX_ATTEMPTS), ("NotificationSent", flaky["id"], 2)]
     )
 
+    # The endpoints are events: URL and secret sealed (in no event in clear), the key
+    # beside them; removal is an event too, destroys the key, and lists no URL after.
+    for secret_or_url in (failing["secret"], flaky["secret"], f"/fail/{w.tag}"):
+        found = await deliveries(
+            stack.dsn,
+            "SELECT count(*) AS n FROM events WHERE data::text LIKE '%' || $1 || '%'",
+            secret_or_url,
+        )
+        assert found[0]["n"] == 0, secret_or_url
+    organiser = {"X-API-Key": w.organiser_key}
+    async with httpx.AsyncClient(base_url=stack.service.url, timeout=10) as http:
+        hooks = f"/api/events/{w.event_id}/webhooks"
+        for _ in range(2):  # removing twice changes nothing the second time
+            gone = await http.delete(f"{hooks}/{failing['id']}", headers=organiser)
+            assert gone.json() == {"id": failing["id"], "active": False}, gone.text
+        unknown = await http.delete(f"{hooks}/{uuid.uuid4()}", headers=organiser)
+        assert unknown.status_code == 404
+        listed = {e["id"]: e for e in (await http.get(hooks, headers=organiser)).json()}
+    assert (listed[failing["id"]]["url"], listed[failing["id"]]["active"]) == (None, False)
+    assert (listed[flaky["id"]]["url"], listed[flaky["id"]]["active"]) == (flaky["url"], True)
+    streams = await deliveries(
+        stack.dsn,
+        "SELECT stream_id, version, event_type FROM events WHERE stream_id = ANY($1::text[])"
+        " ORDER BY stream_id, version",
+        [f"webhook-{failing['id']}", f"webhook-{flaky['id']}"],
+    )
+    found = [(r["stream_id"], r["version"], r["event_type"].split(".")[3]) for r in streams]
+    assert sorted(found) == sorted(
+        [
+            (f"webhook-{failing['id']}", 1, "WebhookEndpointRegistered"),
+            (f"webhook-{failing['id']}", 2, "WebhookEndpointRemoved"),
+            (f"webhook-{flaky['id']}", 1, "WebhookEndpointRegistered"),
+        ]
+    )
+    keys = await deliveries(
+        stack.dsn,
+        "SELECT endpoint_id::text AS id FROM webhook_keys WHERE endpoint_id = ANY($1::uuid[])",
+        [failing["id"], flaky["id"]],
+    )
+    assert [r["id"] for r in keys] == [flaky["id"]]
+
 
 async def test_preferences_time_zone_feed_agenda_and_unsubscribe(stack: Stack) -> None:
     w = stack.world()
@@ -469,3 +510,7 @@ async def test_the_projection_rebuilt_from_the_events_equals_the_live_one(stack:
         stack.dsn, "SELECT count(*) AS n FROM rebuild.preferences WHERE unsubscribed"
     )
     assert muted[0]["n"] >= 1
+    hooks = await deliveries(
+        stack.dsn, "SELECT count(*) FILTER (WHERE NOT active) AS n FROM rebuild.webhook_endpoints"
+    )
+    assert hooks[0]["n"] >= 1  # the webhook test's removed endpoint, rebuilt

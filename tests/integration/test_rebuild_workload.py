@@ -27,12 +27,14 @@ from services.reporting import rebuild as reporting_rebuild
 from shared.contracts import registry
 from shared.rebuild import rebuild
 from tests.integration.access_world import _event_body, key, ok, registration_body
+from tests.integration.matching_lists import lists_caught_up
 from tests.integration.notification_support import free_port
 from tests.integration.support import (
     TEST_TOPIC_PREFIX,
     Infra,
     RunningPlatform,
     service_platform,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -198,6 +200,12 @@ async def test_rebuilt_projections_equal_the_live_ones(
         event = Event(http, running.urls, lead, created["event_id"])
         for command in commands:
             await run(event, command)
+    # Matching's lists are recomputed from scratch by the rebuild; the live ones catch up
+    # with requests (the pair subscription on matching.events) and landed vectors (the
+    # embedding worker) a moment after the commands: compared once they have.
+    await wait_until(
+        lambda: lists_caught_up(running), limit=120, interval=0.3, what="matching's lists"
+    )
     for plan in (registration_rebuild.PLAN, matching_rebuild.PLAN, reporting_rebuild.PLAN):
         report = await rebuild(
             plan,

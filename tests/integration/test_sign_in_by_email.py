@@ -23,9 +23,19 @@ import asyncpg
 import httpx
 import pytest
 
+from services.registration import addresses
+from services.registration import rebuild as registration_rebuild
 from shared.auth import digest
+from shared.contracts import registry
+from shared.rebuild import rebuild
 from tests.integration.notification_support import Mail, SmtpSink
-from tests.integration.support import Infra, RunningPlatform, service_platform, wait_until
+from tests.integration.support import (
+    TEST_TOPIC_PREFIX,
+    Infra,
+    RunningPlatform,
+    service_platform,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +203,44 @@ async def test_a_link_by_e_mail_signs_in_once(
             assert answers == [202, 202, 429], address
         limited = await http.post(f"{reg}/api/sign-in-links", json={"email": HANNA})
         assert limited.json()["errors"][0]["field"] == "email"
+
+        # The lookup's index: an HMAC per representative's address, no address; rebuilt
+        # from the events equal to the live one; erasure deletes the registration's rows.
+        dsn = running.dsns["registration"]
+        indexed = await _fetchval(
+            dsn,
+            "SELECT array_agg(address_digest ORDER BY address_digest)"
+            " FROM registration_addresses WHERE registration_id = $1",
+            rid,
+        )
+        assert indexed == sorted([addresses.digest(HANNA), addresses.digest(COLLEAGUE)])
+        # A registration from before the index gets its rows at start-up (the same ones).
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("DELETE FROM registration_addresses WHERE registration_id = $1", rid)
+            assert await addresses.index_missing(conn) == 1
+            assert await addresses.index_missing(conn) == 0
+        finally:
+            await conn.close()
+        report = await rebuild(
+            registration_rebuild.PLAN,
+            dsn,
+            running.bootstrap_servers,
+            registry(),
+            topic_prefix=TEST_TOPIC_PREFIX,
+            group_suffix=running.group_suffix,
+        )
+        assert report.equal, "\n".join(report.lines())
+        rebuilt = await _fetchval(dsn, "SELECT count(*) FROM rebuild.registration_addresses")
+        assert rebuilt == 2
+        _ok(
+            await http.delete(
+                f"{reg}/api/registrations/{rid}/personal-data", headers={"X-API-Key": ADMIN_KEY}
+            )
+        )
+        left = "SELECT count(*) FROM registration_addresses WHERE registration_id = $1"
+        assert await _fetchval(dsn, left, rid) == 0
+        requested = "SELECT count(*) FROM events WHERE event_type LIKE '%SignInLinkRequested%'"
+        before = await _fetchval(dsn, requested)
+        asked = await http.post(f"{reg}/api/sign-in-links", json={"email": COLLEAGUE})
+        assert asked.status_code == 202 and await _fetchval(dsn, requested) == before

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from services.notification import domain
 from services.notification.domain import Kind, Meeting, Method
 from shared.contracts.matching import (
@@ -239,3 +241,41 @@ def test_preferences_filter_kinds() -> None:
     assert domain.wants(Kind.MEETING_PLACED, frozenset(), False)
     assert not domain.wants(Kind.MEETING_PLACED, frozenset({"meeting.placed"}), False)
     assert not domain.wants(Kind.MEETING_PLACED, frozenset(), True)
+
+
+def _fold(events: list[object]) -> domain.Meeting | None:
+    meeting: domain.Meeting | None = None
+    for e in events:
+        if isinstance(e, SlotAssigned):
+            meeting, _ = domain.slot_assigned(meeting, e, AT)
+        elif isinstance(e, SlotReleased):
+            meeting, _ = domain.slot_released(meeting, e, AT)
+        else:
+            assert isinstance(e, MeetingCancelled)
+            meeting, _ = domain.meeting_cancelled(meeting, e, AT)
+    return meeting
+
+
+@pytest.mark.parametrize(
+    "scheduling",
+    [
+        [assigned()],
+        [assigned(), assigned(T0 + timedelta(hours=1))],
+        [assigned(), released(ReleaseReason.MEETING_CANCELLED)],
+        [assigned(), released(ReleaseReason.REOPTIMISED), assigned(table=7)],
+        [assigned(), assigned(table=2), released(ReleaseReason.MEETING_CANCELLED)],
+    ],
+)
+def test_the_cancellation_from_another_topic_leaves_the_same_row_wherever_it_falls(
+    scheduling: list[object],
+) -> None:
+    """Matching's cancellation and scheduling's events (in their own order) interleaved
+    every way the two topics allow: one row, cancelled, with scheduling's last facts."""
+    rows = {
+        position: _fold([*scheduling[:position], cancelled(), *scheduling[position:]])
+        for position in range(len(scheduling) + 1)
+    }
+    first = rows[0]
+    assert first is not None and first.cancelled and not first.live and first.sequence == -1
+    assert all(row == first for row in rows.values()), rows
+    assert first.placed == isinstance(scheduling[-1], SlotAssigned)

@@ -16,5 +16,5 @@ def test_the_rebuild_replays_the_consumed_projections_and_leaves_the_reactions_o
     assert PLAN.topics == bootstrap.TOPICS and PLAN.consumer == bootstrap.NAME
     expected = set(projection.HANDLERS) | set(projection.MEETING_HANDLERS)
     assert expected <= set(PLAN.consumed)
-    assert "webhook_endpoints" not in PLAN.tables  # a secret per endpoint: not an event
+    assert "webhook_endpoints" in PLAN.tables  # events since, with URL and secret sealed
     assert {"deliveries", "preferences", "meetings", "recipients"} <= set(PLAN.tables)

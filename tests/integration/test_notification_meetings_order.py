@@ -1,0 +1,112 @@
+"""Notification's `meetings` projection is the same whichever order the two topics'
+events about a meeting arrive in (real PostgreSQL): matching's cancellation applied
+before, between and after scheduling's placement, move and release, through the
+projection handlers the rebuild replays and through the live consumer's handlers (which
+also queue the messages), gives one row, compared as the rebuild compares tables."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from services.notification import handlers, projection
+from services.notification.rebuild import PLAN
+from shared.contracts.base import EventPayload
+from shared.contracts.matching import CancelledBy, MeetingCancelled, MeetingMode
+from shared.contracts.scheduling import ReleaseReason, SlotAssigned, SlotReleased
+from shared.db import migrate
+from shared.envelope import Envelope
+from shared.inbox import Handler
+from tests.integration.support import Infra, fresh_databases
+
+pytestmark = pytest.mark.integration
+
+EVENT, A, B, M = "ev-order", "reg-a", "reg-b", "meeting-order"
+T0 = datetime.now(UTC) + timedelta(days=10)
+LIVE = handlers.build(handlers.Config("order.test", reminder_lead_minutes=30, digest_hour=7))
+
+
+def _placed(start: datetime, table: int) -> SlotAssigned:
+    return SlotAssigned(
+        meeting_id=M,
+        event_id=EVENT,
+        participants=[A, B],
+        slot_start=start,
+        slot_end=start + timedelta(minutes=30),
+        table=table,
+        mode=MeetingMode.ONSITE,
+    )
+
+
+SCHEDULING: list[EventPayload] = [
+    _placed(T0, 3),
+    _placed(T0 + timedelta(hours=1), 5),
+    SlotReleased(
+        meeting_id=M, event_id=EVENT, participants=[A, B], reason=ReleaseReason.MEETING_CANCELLED
+    ),
+]
+CANCELLED = MeetingCancelled(
+    request_id=M,
+    event_id=EVENT,
+    requester_id=A,
+    recipient_id=B,
+    cancelled_by=A,
+    cancelled_by_role=CancelledBy.PARTICIPANT,
+    was_accepted=True,
+)
+
+
+@pytest.fixture
+async def database(infra: Infra) -> AsyncIterator[str]:
+    name = f"test_meetings_order_{datetime.now():%H%M%S%f}"
+    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
+        yield dsns[name]
+
+
+async def _apply(
+    dsn: str, schema: str, chosen: dict[str, Handler], order: list[EventPayload]
+) -> None:
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await admin.close()
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=1, server_settings={"search_path": schema}
+    )
+    assert pool is not None
+    try:
+        await migrate(pool, PLAN.migrations)
+        for event in order:
+            async with pool.acquire() as conn, conn.transaction():
+                await chosen[event.ce_type()](conn, Envelope.wrap(event, key=EVENT), event)
+    finally:
+        await pool.close()
+
+
+async def _row(dsn: str, schema: str) -> dict[str, object]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(f'SELECT * FROM "{schema}".meetings WHERE meeting_id = $1', M)
+    finally:
+        await conn.close()
+    assert row is not None
+    return {k: v for k, v in dict(row).items() if k != "updated_at"}
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["projection", "live-consumer"])
+async def test_the_cancellation_before_or_after_scheduling_leaves_the_same_row(
+    database: str, live: bool
+) -> None:
+    chosen = LIVE if live else projection.MEETING_HANDLERS
+    rows = []
+    for position in range(len(SCHEDULING) + 1):
+        order = [*SCHEDULING[:position], CANCELLED, *SCHEDULING[position:]]
+        schema = f"order_{position}"
+        await _apply(database, schema, chosen, order)
+        rows.append(await _row(database, schema))
+    assert all(row == rows[0] for row in rows), rows
+    assert rows[0]["cancelled"] and not rows[0]["placed"] and rows[0]["table_no"] == 5
