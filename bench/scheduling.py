@@ -214,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         "--forum-dir", type=Path, default=FORUM_DIR, help="the converted forum instances"
     )
     ap.add_argument("--forum-limit", type=float, default=10.0, help="time limit per forum instance")
+    ap.add_argument(
+        "--forum-only",
+        help="comma-separated forum instances to run (e.g. tic-14crafc,forumt-14crafe)",
+    )
+    ap.add_argument(
+        "--forum-repeat", type=int, default=1, help="run each forum instance this many times"
+    )
     args = ap.parse_args(argv)
     load_start = os.getloadavg()
     print(
@@ -224,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     forum: list[dict[str, Any]] = []
     forum_ok = True
     if args.suite in ("all", "forum"):
-        forum, forum_ok = run_forum(args.forum_dir, args.forum_limit)
+        only = args.forum_only.split(",") if args.forum_only else None
+        forum, forum_ok = run_forum(args.forum_dir, args.forum_limit, only, args.forum_repeat)
     if args.suite == "forum":
         _save(args.out, load_start, [], [], forum)
         return 0 if forum_ok else 1

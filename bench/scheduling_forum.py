@@ -8,6 +8,7 @@ the independent checker and compared with `best-known.txt`.
 from __future__ import annotations
 
 import gzip
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,12 @@ def idle_distribution(idle_by_participant: dict[str, int]) -> str:
 FORUM_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "b2b"
 
 
-def run_forum(directory: Path, limit: float) -> tuple[list[dict[str, Any]], bool]:
-    """The 20 published forum instances (Bofill et al.) at `limit` seconds each, against
-    the best values known (`best-known.txt`: meetings placed, meetings, idle)."""
+def run_forum(
+    directory: Path, limit: float, only: list[str] | None = None, repeat: int = 1
+) -> tuple[list[dict[str, Any]], bool]:
+    """The 20 published forum instances (Bofill et al.) at `limit` seconds each (those
+    named in `only`, if given; each `repeat` times, seeds 0, 1, ...), against the best
+    values known (`best-known.txt`: meetings placed, meetings, idle)."""
     best_file = directory / "best-known.txt"
     if not best_file.exists():
         print(f"# forum instances: {directory} not found, skipped", flush=True)
@@ -61,11 +65,18 @@ def run_forum(directory: Path, limit: float) -> tuple[list[dict[str, Any]], bool
     print("-" * len(header), flush=True)
     out: list[dict[str, Any]] = []
     ok = True
-    for name in sorted(best):
+    names = sorted(best)
+    if only is not None:
+        unknown = [n for n in only if f"{n}.original" not in best]
+        if unknown:
+            raise SystemExit(f"unknown forum instance(s): {', '.join(unknown)}")
+        names = [n for n in names if n.removesuffix(".original") in only]
+    runs = [(name, seed) for name in names for seed in range(repeat)]
+    for name, seed in runs:
         path = directory / f"{name}.json.gz"
         started = time.monotonic()
         instance = parse_instance_json(gzip.decompress(path.read_bytes()))
-        result = portfolio(instance, time_limit=limit, started=started)
+        result = portfolio(instance, time_limit=limit, seed=seed, started=started)
         seconds = time.monotonic() - started
         report = check(instance, result.schedule)
         b_placed, b_idle = best[name]
@@ -78,12 +89,19 @@ def run_forum(directory: Path, limit: float) -> tuple[list[dict[str, Any]], bool
             f" {f'{b_placed}/{b_idle} {mark}':>10} {'yes' if result.proven_optimal else 'no':>7}"
             f" {f'{result.priority_bound}/{result.idle_bound}':>9} {result.method:>9}"
             f" {seconds:>8.2f} {'yes' if report.valid else 'NO':>6}"
-            f"  {idle_distribution(report.idle_by_participant)}",
+            f"  {idle_distribution(report.idle_by_participant)}"
+            + (
+                f"  seed {seed}, load {os.getloadavg()[0]:.1f}, cp-sat: {result.exact_status}"
+                if repeat > 1 or only
+                else ""
+            ),
             flush=True,
         )
         out.append(
             {
                 "instance": name,
+                "seed": seed,
+                "load": round(os.getloadavg()[0], 2),
                 "meetings": len(instance.meetings),
                 "placed": report.scheduled,
                 "idle": report.idle,
