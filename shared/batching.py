@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
@@ -116,6 +117,7 @@ class _Catalog:
         self.primary: dict[str, tuple[str, ...]] = {}
         # Columns of the other unique indexes (`ALL`: some index's columns are not known).
         self.secondary: dict[str, frozenset[str]] = {}
+        self._statements: dict[str, _Statement] = {}
 
     @classmethod
     async def read(cls, conn: asyncpg.Connection) -> _Catalog:
@@ -137,28 +139,55 @@ class _Catalog:
             catalog.secondary[table] = ALL if ALL <= found else found | columns
         return catalog
 
-    def keys(self, query: str, args: tuple[Any, ...]) -> list[Hashable] | None:
-        """The keys of what one row of `query` may touch in its table, when it touches no
-        other table's rows and no row of its own table but the one its primary key names:
-        two statements of one table whose keys differ commute. None: keep its place.
+    def statement(self, query: str) -> _Statement:
+        """What `_Lanes` needs to know of `query` (worked out once per SQL text)."""
+        found = self._statements.get(query)
+        if found is None:
+            found = self._statements[query] = self._statement(query)
+        return found
 
-        An INSERT may meet another row on another unique index, whose outcome depends on
-        which came first: so every statement that inserts, or changes such a column,
-        also has the key `(table, None)`, shared by all those."""
+    def _statement(self, query: str) -> _Statement:
+        """The tables `query` touches, and how to key its rows (`_Statement`)."""
+        named = _named_tables(query)
+        grown = [self.related[t] for t in named if t in self.related]
+        tables = named.union(*grown) if grown else named
         shape = _shape(query)
-        if shape is None or shape.table in self.related:
-            return None  # not a row of its own; or foreign keys order it with other tables
+        if len(tables) != 1 or shape is None or shape.table in self.related:
+            return _Statement(tables)  # foreign keys order it with other tables
         primary = self.primary.get(shape.table)
         if not primary or not all(c in shape.given for c in primary):
-            return None
+            return _Statement(tables)  # may touch rows other than one of its own
         if shape.assigned & set(primary):
-            return None  # moves the row to another key
-        row = tuple(_hashable(args[shape.given[c]]) for c in primary)
-        keys: list[Hashable] = [(shape.table, row)]
+            return _Statement(tables)  # moves the row to another key
         secondary = self.secondary.get(shape.table, frozenset())
-        if secondary and (shape.inserts or ALL <= secondary or shape.assigned & secondary):
-            keys.append((shape.table, None))
-        return keys
+        meets = bool(secondary) and bool(
+            shape.inserts or ALL <= secondary or shape.assigned & secondary
+        )
+        return _Statement(tables, shape.table, tuple(shape.given[c] for c in primary), meets)
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """The tables a SQL text touches; for one that touches one row of one table, named by
+    its primary key, where that key's values are among its arguments (`positions`):
+
+    two statements of one table whose keys differ commute. An INSERT may meet another
+    row on another unique index, whose outcome depends on which came first: so every
+    statement that inserts, or changes such a column (`meets`), also has the key
+    `(table, None)`, shared by all those. Without `positions`, it keeps its place."""
+
+    tables: frozenset[str]
+    table: str = ""
+    positions: tuple[int, ...] | None = None
+    meets: bool = False
+
+    def keys(self, args: tuple[Any, ...]) -> list[Hashable] | None:
+        if self.positions is None:
+            return None
+        row = tuple(_hashable(args[i]) for i in self.positions)
+        if self.meets:
+            return [(self.table, row), (self.table, None)]
+        return [(self.table, row)]
 
 
 @lru_cache(maxsize=4096)
@@ -260,19 +289,21 @@ class _Lanes:
         self._by_table: dict[str, _Lane] = {}
         self._order: list[_Lane] = []  # creation order, for `send_all`
 
-    def _tables(self, query: str) -> frozenset[str]:
-        tables = _named_tables(query)
-        grown = [self._catalog.related[t] for t in tables if t in self._catalog.related]
-        return tables.union(*grown) if grown else tables
-
     async def add(self, conn: asyncpg.Connection, query: str, args: tuple[Any, ...]) -> None:
-        tables = self._tables(query)
+        statement = self._catalog.statement(query)
+        tables = statement.tables
         if not tables:  # touches who knows what: after everything, before anything else
             await self.send_all(conn)
             await conn.execute(query, *args)
             return
+        keys = statement.keys(args)
+        if len(tables) == 1:  # the usual case, quickly
+            (table,) = tables
+            lane = self._by_table.get(table)
+            if lane is not None and lane.tables == tables:
+                lane.add(query, args, keys)
+                return
         lanes = {id(lane): lane for t in tables if (lane := self._by_table.get(t)) is not None}
-        keys = self._catalog.keys(query, args) if len(tables) == 1 else None
         if len(lanes) == 1:
             (lane,) = lanes.values()
             if tables <= lane.tables:
@@ -319,12 +350,20 @@ async def apply_run(
 
 
 def batched(handler: Handler) -> BatchHandler:
-    """`handler` as a batch handler (see the module's docstring)."""
+    """`handler` as a batch handler (see the module's docstring). It carries `handler` as
+    its `projection`: the inbox applies consecutive runs of several such types as one
+    run (`shared.inbox`), since the lanes keep what order matters across types too."""
 
     async def apply(conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]) -> None:
         await apply_run(conn, handler, run)
 
+    apply.projection = handler  # type: ignore[attr-defined]
     return apply
+
+
+def projection_of(batch_handler: BatchHandler) -> Handler | None:
+    """The per-event handler a `batched` handler applies (None for any other)."""
+    return cast(Handler | None, getattr(batch_handler, "projection", None))
 
 
 def batch_handlers(
@@ -340,7 +379,18 @@ def batch_handlers(
 def in_turn(*steps: BatchHandler) -> BatchHandler:
     """One batch handler that runs `steps` over the whole run, one after the other: the
     same as running them event by event when they write different tables (e.g. the
-    access projection's, then a service's own)."""
+    access projection's, then a service's own). Steps that are all `batched` become one
+    `batched` handler of their per-event handlers in turn (the lanes then order their
+    statements as event by event would)."""
+    projections = [projection_of(step) for step in steps]
+    if all(p is not None for p in projections):
+        chain = [p for p in projections if p is not None]
+
+        async def each(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
+            for projection in chain:
+                await projection(conn, envelope, event)
+
+        return batched(each)
 
     async def apply(conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]) -> None:
         for step in steps:
