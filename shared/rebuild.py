@@ -16,9 +16,10 @@
    schema and the rebuilt ones take their place. The service keeps running: its
    statements are re-planned on the new tables.
 
-Events are applied in runs (`shared.batching`): consecutive events whose handlers write
-the same statements go to the server as one `executemany` per statement, not one round
-trip per event.
+Events are applied in windows of `BATCH` (`shared.batching`): each handler's statements
+are recorded, queued per table and reordered by row where that changes nothing, and each
+run of one SQL text goes to the server as one statement over arrays
+(`shared.set_statements`), not one round trip (nor one executor run) per event.
 
 Reactions (handlers that decide and record new events) are not replayed: their
 decisions are in the event store already. Plans per service: `services/<name>/rebuild.py`.
@@ -47,7 +48,8 @@ from shared.inbox import Handler
 from shared.kafka import client_options
 from shared.topics import prefixed_all
 
-# Events per transaction (and at most per `executemany`).
+# Events per transaction (and per window of `shared.batching.apply_run`): large, so that
+# a table's statements batch across the types that interleave with them.
 BATCH = 20000
 Applier = Callable[
     [asyncpg.Connection, Handler, Sequence[tuple[Envelope, EventPayload]]], Awaitable[None]
@@ -171,7 +173,7 @@ async def replay_own(
                 envelope = Envelope.from_record({**json.loads(row["metadata"]), "data": data})
                 run.append((envelope, registry.parse(row["event_type"], data)))
         async with target.acquire() as conn, conn.transaction():
-            # Consecutive events that write the same statements go as one `executemany`.
+            # Each table's statements, as runs of one SQL text over arrays.
             await apply(conn, plan.own, run)
         seen.done.update(r["id"] for r in chunk)
     return len(todo)
@@ -283,7 +285,7 @@ async def apply_records(
                 continue
             run.append((envelope, registry.parse(envelope.type, envelope.data)))
         async with target.acquire() as conn, conn.transaction():
-            # Consecutive events that write the same statements go as one `executemany`.
+            # Each table's statements, as runs of one SQL text over arrays.
             await apply(conn, consumed, run)
         count += len(run)
     return count
