@@ -34,6 +34,10 @@ CREATE TABLE {s}.items (
     UNIQUE (cause)
 );
 CREATE TABLE {s}.notes (note_id text PRIMARY KEY, body text);
+CREATE TABLE {s}.parents (parent_id text PRIMARY KEY);
+CREATE TABLE {s}.children (
+    child_id text PRIMARY KEY, parent_id text NOT NULL REFERENCES {s}.parents (parent_id)
+);
 """
 UPSERT = (
     "INSERT INTO items (item_id, label, tags, context, seen_at) VALUES ($1, $2, $3, $4::jsonb, $5)"
@@ -195,3 +199,22 @@ async def test_inserts_meeting_on_another_unique_index_keep_their_order(
     await _through_handler(one, statements, batched=False)
     await _through_handler(batched, statements, batched=True)
     assert await _rows(batched, "items") == await _rows(one, "items")
+
+
+async def test_a_child_row_waits_for_its_parent(two: tuple[asyncpg.Pool, asyncpg.Pool]) -> None:
+    """Tables joined by a foreign key share a lane: a child's lane created first must not
+    be sent before the parent it names was inserted."""
+    parent = "INSERT INTO parents (parent_id) VALUES ($1)"
+    child = "INSERT INTO children (child_id, parent_id) VALUES ($1, $2)"
+    # The window starts with a child whose parent is older, so the children's lane would
+    # come first: without the shared lane, c1 would be sent before p1.
+    statements: list[tuple[str, tuple[Any, ...]]] = [(child, ("c0", "p0"))]
+    for n in range(1, 6):
+        statements += [(parent, (f"p{n}",)), (child, (f"c{n}", f"p{n}"))]
+    one, batched = two
+    for pool in two:
+        await pool.execute(parent, "p0")
+    await _through_handler(one, statements, batched=False)
+    await _through_handler(batched, statements, batched=True)
+    for table in ("parents", "children"):
+        assert await _rows(batched, table) == await _rows(one, table)
