@@ -209,13 +209,14 @@ async def run(size: Size, services: list[str], compare_one_by_one: bool) -> dict
                         "bench_process_cpu_s": round(cpu, 2),
                         "seconds": round(report.seconds, 2),
                         "events_per_s": round(events / report.seconds) if report.seconds else 0,
+                        "phases_s": {k: round(v, 2) for k, v in report.phases.items()},
                         "switched": switch,
                         "runs": "one statement per event" if apply is one_by_one else "batched",
                         "equal": report.equal if not switch else None,
                         "differences": [d.table for d in report.differences] if not switch else [],
                     }
                 )
-                log.info("%s", "; ".join(report.lines()[:1]))
+                log.info("%s;%s", report.lines()[0], report.lines()[1] if report.phases else "")
             results["services"][service] = runs
     finally:
         await res.close()

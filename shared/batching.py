@@ -1,21 +1,28 @@
 """Batch handlers made from per-event projection handlers: a run of events applied with
-one statement per statement of the handler, instead of one round trip per event.
+one statement per statement shape of the handlers, instead of one round trip per event.
 
-A projection handler writes with `conn.execute(sql, *args)`. `batched(handler)` runs it,
-for each event of a run, against a *recorder* that keeps the statements instead of
-sending them. Consecutive events whose handlers wrote the same statements (the same SQL
-texts, in the same order) form a group, and each of the group's statements goes to the
-server once, as `executemany` over the group's events: one prepared statement, its rows
-pipelined in one round trip, each row executed exactly as `execute` would have.
+A projection handler writes with `conn.execute(sql, *args)`. `apply_run` runs it, for
+each event of a run, against a *recorder* that keeps the statements instead of sending
+them, and queues each statement in a *lane*: the statements that touch a set of tables
+(the tables its text names, grown by the foreign keys between them). A run of one SQL
+text in a lane goes to the server as one statement over arrays
+(`shared.set_statements`), or as `executemany` when it has no such form.
 
-Same effect as one by one: within a statement, the rows run in the events' order. A
-handler with several statements has them run statement by statement over the group
-(every event's first statement, then every event's second...), which is the same as
-event by event when no statement touches a table another of the handler's statements
-writes; when one does (`_reorderable`), the group runs event by event. A handler that
-does anything but `execute` (a read, a transaction, `executemany` itself) cannot be
-recorded: that event runs on the real connection, after the statements recorded before
-it. Recording sends nothing, so the fallback never applies anything twice.
+Same effect as one event after the other, because the order that matters is kept:
+- two statements that touch no common table commute: neither reads nor writes what the
+  other does (the projections' tables have no triggers but NOTIFY ones, `now()` is the
+  transaction's time, and tables joined by a foreign key count as one, since a child
+  row needs its parent first);
+- statements that touch a common table stay in their recorded order: they are in the
+  same lane, in order, or the earlier one's lane was sent before the later one was
+  queued (a statement whose tables span several lanes sends those lanes first);
+- within a run of one SQL text, `shared.set_statements` keeps the rows' order where it
+  matters (module docstring there);
+- a handler that does anything but `execute` (a read, a transaction, `executemany`
+  itself) cannot be recorded: everything queued is sent, then that event runs on the
+  real connection. Recording sends nothing, so the fallback never applies twice.
+Sequence-filled columns may be numbered in another order; the rebuild's comparison
+leaves them out, as it leaves out clock-filled ones.
 
 Used by the services' inbox subscriptions (`Subscription.batch_handlers`) and by the
 rebuild (`shared.rebuild`).
@@ -24,17 +31,19 @@ rebuild (`shared.rebuild`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
 import asyncpg
 
+from shared import set_statements
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import BatchHandler, Handler
-
-Shape = tuple[str, ...]  # the SQL texts one event's handler executed, in order
+from shared.set_statements import SetForm
 
 
 class NotRecordable(BaseException):
@@ -65,44 +74,259 @@ class _Recorder:
         raise NotRecordable(name)
 
 
-_WRITES = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", re.IGNORECASE)
+# Words after which a table is named (an over-approximation is only slower, never wrong);
+# `DO UPDATE SET`, `FROM unnest(` name none.
+_NAMES = re.compile(
+    r"\b(?:INTO|UPDATE|FROM|JOIN|USING|TABLE)\s+(?:ONLY\s+)?\"?(\w+)", re.IGNORECASE
+)
+_NOT_TABLES = frozenset({"set", "unnest", "select", "lateral", "only"})
 
 
-@lru_cache(maxsize=1024)
-def _reorderable(shape: Shape) -> bool:
-    """Whether running `shape`'s statements statement by statement over many events is the
-    same as event by event: no statement mentions a table another statement writes."""
-    if len(shape) < 2:
-        return True
-    written = []
-    for query in shape:
-        match = _WRITES.match(query)
-        written.append(match.group(1).lower() if match else None)
-    for i, query in enumerate(shape):
-        for j, table in enumerate(written):
-            if i != j and table and re.search(rf"\b{table}\b", query, re.IGNORECASE):
-                return False
-    return True
+@lru_cache(maxsize=4096)
+def _named_tables(query: str) -> frozenset[str]:
+    names = (m.group(1).lower() for m in _NAMES.finditer(query))
+    return frozenset(name for name in names if name not in _NOT_TABLES)
 
 
-class _Group:
-    __slots__ = ("rows", "shape")
+_FOREIGN_KEYS = (
+    "SELECT c.conrelid::regclass::text AS child, c.confrelid::regclass::text AS parent"
+    " FROM pg_constraint c WHERE c.contype = 'f'"
+    " AND pg_table_is_visible(c.conrelid) AND pg_table_is_visible(c.confrelid)"
+)
+# Unique indexes checked row by row (a deferred one is checked at commit: order inside
+# the transaction does not matter to it); `whole`: an expression or partial index, whose
+# columns are not all listed.
+_UNIQUE = (
+    "SELECT c.relname AS table_name, i.indisprimary AS is_primary,"
+    " array(SELECT a.attname::text FROM unnest(i.indkey) k"
+    " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k) AS columns,"
+    " (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL) AS whole"
+    " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+    " WHERE i.indisunique AND i.indimmediate AND pg_table_is_visible(c.oid)"
+    " UNION ALL SELECT c.relname, false, array[]::text[], true FROM pg_constraint x"
+    " JOIN pg_class c ON c.oid = x.conrelid WHERE x.contype = 'x' AND pg_table_is_visible(c.oid)"
+)
+ALL = frozenset({"*"})  # every column
 
-    def __init__(self, shape: Shape) -> None:
-        self.shape = shape
-        self.rows: list[list[tuple[Any, ...]]] = []  # per event, each statement's arguments
+
+class _Catalog:
+    """What `_Lanes` needs to know of the tables (read once per connection)."""
+
+    def __init__(self) -> None:
+        self.related: dict[str, frozenset[str]] = {}  # a table's foreign-key group
+        self.primary: dict[str, tuple[str, ...]] = {}
+        # Columns of the other unique indexes (`ALL`: some index's columns are not known).
+        self.secondary: dict[str, frozenset[str]] = {}
+        self._statements: dict[str, _Statement] = {}
+
+    @classmethod
+    async def read(cls, conn: asyncpg.Connection) -> _Catalog:
+        catalog = cls()
+        groups: dict[str, set[str]] = {}
+        for row in await conn.fetch(_FOREIGN_KEYS):
+            a, b = row["child"].strip('"').lower(), row["parent"].strip('"').lower()
+            merged = groups.get(a, {a}) | groups.get(b, {b})
+            for table in merged:
+                groups[table] = merged
+        catalog.related = {table: frozenset(group) for table, group in groups.items()}
+        for row in await conn.fetch(_UNIQUE):
+            table = row["table_name"].lower()
+            if row["is_primary"]:
+                catalog.primary[table] = tuple(c.lower() for c in row["columns"])
+                continue
+            columns = ALL if row["whole"] else frozenset(c.lower() for c in row["columns"])
+            found = catalog.secondary.get(table, frozenset())
+            catalog.secondary[table] = ALL if ALL <= found else found | columns
+        return catalog
+
+    def statement(self, query: str) -> _Statement:
+        """What `_Lanes` needs to know of `query` (worked out once per SQL text)."""
+        found = self._statements.get(query)
+        if found is None:
+            found = self._statements[query] = self._statement(query)
+        return found
+
+    def _statement(self, query: str) -> _Statement:
+        """The tables `query` touches, and how to key its rows (`_Statement`)."""
+        named = _named_tables(query)
+        grown = [self.related[t] for t in named if t in self.related]
+        tables = named.union(*grown) if grown else named
+        shape = _shape(query)
+        if len(tables) != 1 or shape is None or shape.table in self.related:
+            return _Statement(tables)  # foreign keys order it with other tables
+        primary = self.primary.get(shape.table)
+        if not primary or not all(c in shape.given for c in primary):
+            return _Statement(tables)  # may touch rows other than one of its own
+        if shape.assigned & set(primary):
+            return _Statement(tables)  # moves the row to another key
+        secondary = self.secondary.get(shape.table, frozenset())
+        meets = bool(secondary) and bool(
+            shape.inserts or ALL <= secondary or shape.assigned & secondary
+        )
+        return _Statement(tables, shape.table, tuple(shape.given[c] for c in primary), meets)
 
 
-async def _flush(conn: asyncpg.Connection, groups: list[_Group]) -> None:
-    for group in groups:
-        if len(group.rows) == 1 or not _reorderable(group.shape):
-            for event_args in group.rows:
-                for query, args in zip(group.shape, event_args, strict=True):
-                    await conn.execute(query, *args)
+@dataclass(frozen=True)
+class _Statement:
+    """The tables a SQL text touches; for one that touches one row of one table, named by
+    its primary key, where that key's values are among its arguments (`positions`):
+
+    two statements of one table whose keys differ commute. An INSERT may meet another
+    row on another unique index, whose outcome depends on which came first: so every
+    statement that inserts, or changes such a column (`meets`), also has the key
+    `(table, None)`, shared by all those. Without `positions`, it keeps its place."""
+
+    tables: frozenset[str]
+    table: str = ""
+    positions: tuple[int, ...] | None = None
+    meets: bool = False
+
+    def keys(self, args: tuple[Any, ...]) -> list[Hashable] | None:
+        if self.positions is None:
+            return None
+        row = tuple(_hashable(args[i]) for i in self.positions)
+        if self.meets:
+            return [(self.table, row), (self.table, None)]
+        return [(self.table, row)]
+
+
+@lru_cache(maxsize=4096)
+def _shape(query: str) -> set_statements.Shape | None:
+    rewritten = set_statements.rewrite(query)
+    return rewritten.shape if rewritten is not None else None
+
+
+def _hashable(value: Any) -> Hashable:
+    return tuple(value) if isinstance(value, list) else value
+
+
+# Per connection: its catalog, and the set form of each SQL text (None: it has none).
+_catalogs: weakref.WeakKeyDictionary[Any, _Catalog] = weakref.WeakKeyDictionary()
+_forms: weakref.WeakKeyDictionary[Any, dict[str, SetForm | None]] = weakref.WeakKeyDictionary()
+
+
+def _raw(conn: asyncpg.Connection) -> Any:
+    """The connection itself (a pool hands out a proxy)."""
+    return getattr(conn, "_con", None) or conn
+
+
+async def _catalog(conn: asyncpg.Connection) -> _Catalog:
+    raw = _raw(conn)
+    found = _catalogs.get(raw)
+    if found is None:
+        found = _catalogs[raw] = await _Catalog.read(conn)
+    return found
+
+
+async def send_many(conn: asyncpg.Connection, query: str, rows: list[tuple[Any, ...]]) -> None:
+    """`query` over `rows`, in order: as one statement over arrays where it has that form."""
+    if len(rows) == 1:
+        await conn.execute(query, *rows[0])
+        return
+    cache = _forms.setdefault(_raw(conn), {})
+    if query not in cache:
+        cache[query] = await set_statements.form(conn, query)
+    set_form = cache[query]
+    if set_form is None:
+        await conn.executemany(query, rows)
+        return
+    for chunk in set_form.chunks(rows):
+        try:
+            columns = set_form.columns(chunk)
+        except set_statements.Unsupported:
+            await conn.executemany(query, chunk)
             continue
-        for position, query in enumerate(group.shape):
-            await conn.executemany(query, [event_args[position] for event_args in group.rows])
-    groups.clear()
+        await conn.execute(set_form.sql, *columns)
+
+
+class _Lane:
+    """Statements that touch `tables`, as *levels*: a level's statements commute with
+    each other but for those of one SQL text, which keep their order in their run (a
+    level is a run per SQL text); levels run in order. A statement goes to the first
+    level after every earlier statement it does not commute with (`_Catalog.keys`):
+    after the level of the last one with a common key (to the same level when that one
+    has the same SQL text: their run keeps them in order), and after the last statement
+    without keys, which has a level of its own."""
+
+    __slots__ = ("floor", "last", "levels", "tables")
+
+    def __init__(self, tables: frozenset[str]) -> None:
+        self.tables = tables
+        self.levels: list[dict[str, list[tuple[Any, ...]]]] = []
+        self.floor = 0  # no statement goes below this level
+        self.last: dict[Hashable, tuple[int, str]] = {}  # key -> (level, SQL) of its last
+
+    def add(self, query: str, args: tuple[Any, ...], keys: list[Hashable] | None) -> None:
+        if keys is None:
+            level = max(len(self.levels), self.floor)
+            if self.levels and level > 0 and list(self.levels[level - 1]) == [query]:
+                level -= 1  # a run of one statement without keys continues
+            self.floor = level + 1
+            self.last = {}
+        else:
+            level = self.floor
+            for key in keys:
+                if (previous := self.last.get(key)) is not None:
+                    level = max(level, previous[0] + (previous[1] != query))
+            for key in keys:
+                self.last[key] = (level, query)
+        while len(self.levels) <= level:
+            self.levels.append({})
+        self.levels[level].setdefault(query, []).append(args)
+
+    async def send(self, conn: asyncpg.Connection) -> None:
+        for level in self.levels:
+            for query, rows in level.items():
+                await send_many(conn, query, rows)
+        self.levels = []
+        self.floor = 0
+        self.last = {}
+
+
+class _Lanes:
+    def __init__(self, catalog: _Catalog) -> None:
+        self._catalog = catalog
+        self._by_table: dict[str, _Lane] = {}
+        self._order: list[_Lane] = []  # creation order, for `send_all`
+
+    async def add(self, conn: asyncpg.Connection, query: str, args: tuple[Any, ...]) -> None:
+        statement = self._catalog.statement(query)
+        tables = statement.tables
+        if not tables:  # touches who knows what: after everything, before anything else
+            await self.send_all(conn)
+            await conn.execute(query, *args)
+            return
+        keys = statement.keys(args)
+        if len(tables) == 1:  # the usual case, quickly
+            (table,) = tables
+            lane = self._by_table.get(table)
+            if lane is not None and lane.tables == tables:
+                lane.add(query, args, keys)
+                return
+        lanes = {id(lane): lane for t in tables if (lane := self._by_table.get(t)) is not None}
+        if len(lanes) == 1:
+            (lane,) = lanes.values()
+            if tables <= lane.tables:
+                lane.add(query, args, keys)
+                return
+        # Spans several lanes, or more than one: those go first, then a lane of its own.
+        for lane in self._order:
+            if id(lane) in lanes:
+                await lane.send(conn)
+                for t in lane.tables:
+                    del self._by_table[t]
+        self._order = [lane for lane in self._order if id(lane) not in lanes]
+        lane = _Lane(tables)
+        lane.add(query, args, keys)
+        self._order.append(lane)
+        for t in tables:
+            self._by_table[t] = lane
+
+    async def send_all(self, conn: asyncpg.Connection) -> None:
+        for lane in self._order:
+            await lane.send(conn)
+        self._order = []
+        self._by_table = {}
 
 
 async def apply_run(
@@ -111,31 +335,35 @@ async def apply_run(
     run: Sequence[tuple[Envelope, EventPayload]],
 ) -> None:
     """Apply `run` through `handler`, with the same effect as one event after the other."""
-    groups: list[_Group] = []
+    lanes = _Lanes(await _catalog(conn))
     for envelope, payload in run:
         recorder = _Recorder()
         try:
             await handler(cast(asyncpg.Connection, recorder), envelope, payload)
         except NotRecordable:
-            await _flush(conn, groups)
+            await lanes.send_all(conn)
             await handler(conn, envelope, payload)
             continue
-        if not recorder.calls:
-            continue  # nothing to write for this event
-        shape = tuple(query for query, _ in recorder.calls)
-        if not groups or groups[-1].shape != shape:
-            groups.append(_Group(shape))
-        groups[-1].rows.append([args for _, args in recorder.calls])
-    await _flush(conn, groups)
+        for query, args in recorder.calls:
+            await lanes.add(conn, query, args)
+    await lanes.send_all(conn)
 
 
 def batched(handler: Handler) -> BatchHandler:
-    """`handler` as a batch handler (see the module's docstring)."""
+    """`handler` as a batch handler (see the module's docstring). It carries `handler` as
+    its `projection`: the inbox applies consecutive runs of several such types as one
+    run (`shared.inbox`), since the lanes keep what order matters across types too."""
 
     async def apply(conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]) -> None:
         await apply_run(conn, handler, run)
 
+    apply.projection = handler  # type: ignore[attr-defined]
     return apply
+
+
+def projection_of(batch_handler: BatchHandler) -> Handler | None:
+    """The per-event handler a `batched` handler applies (None for any other)."""
+    return cast(Handler | None, getattr(batch_handler, "projection", None))
 
 
 def batch_handlers(
@@ -151,7 +379,18 @@ def batch_handlers(
 def in_turn(*steps: BatchHandler) -> BatchHandler:
     """One batch handler that runs `steps` over the whole run, one after the other: the
     same as running them event by event when they write different tables (e.g. the
-    access projection's, then a service's own)."""
+    access projection's, then a service's own). Steps that are all `batched` become one
+    `batched` handler of their per-event handlers in turn (the lanes then order their
+    statements as event by event would)."""
+    projections = [projection_of(step) for step in steps]
+    if all(p is not None for p in projections):
+        chain = [p for p in projections if p is not None]
+
+        async def each(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
+            for projection in chain:
+                await projection(conn, envelope, event)
+
+        return batched(each)
 
     async def apply(conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]) -> None:
         for step in steps:

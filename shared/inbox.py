@@ -246,15 +246,33 @@ class InboxCore:
         return out
 
     async def _apply_runs(self, conn: asyncpg.Connection, messages: list[_Message]) -> None:
-        """The fast path with batch handlers: one call per run of same-type events."""
+        """The fast path with batch handlers: one call per run of same-type events; runs
+        of types whose batch handlers only project (`shared.batching.batched`) go as one
+        run of all their types, so that statements of interleaved types still batch."""
+        from shared.batching import apply_run, projection_of  # imports this module
+
         batch_handlers = self._subscription.batch_handlers
+        registry = self._subscription.registry
+        projections = {
+            ce_type: projection
+            for ce_type, handler in batch_handlers.items()
+            if (projection := projection_of(handler)) is not None
+        }
         run: list[tuple[Envelope, EventPayload]] = []
         run_type = ""
+
+        async def project(
+            conn: asyncpg.Connection, envelope: Envelope, event: EventPayload
+        ) -> None:
+            await projections[registry.current_type(envelope.type)](conn, envelope, event)
 
         async def flush() -> None:
             if run:
                 try:
-                    await batch_handlers[run_type](conn, run)
+                    if run_type in projections:
+                        await apply_run(conn, project, run)
+                    else:
+                        await batch_handlers[run_type](conn, run)
                 except Exception as exc:
                     # No single message is to blame: each gets all its attempts.
                     raise _BatchFailed("", exc) from exc
@@ -262,7 +280,6 @@ class InboxCore:
 
         for message in messages:
             envelope = message.envelope
-            registry = self._subscription.registry
             current = registry.current_type(envelope.type) if envelope is not None else ""
             if envelope is None or current not in batch_handlers:
                 await flush()
@@ -271,11 +288,11 @@ class InboxCore:
                 except Exception as exc:
                     raise _BatchFailed(message.message_id, exc) from exc
                 continue
-            if current != run_type:
+            if current != run_type and not (current in projections and run_type in projections):
                 await flush()
                 run_type = current
             with self._span(message, envelope):
-                payload = self._subscription.registry.parse(envelope.type, envelope.data)
+                payload = registry.parse(envelope.type, envelope.data)
             run.append((envelope, payload))
             metrics.EVENTS_PROCESSED.labels(self.name, message.record.topic, envelope.type).inc()
         await flush()

@@ -18,9 +18,10 @@
    schema and the rebuilt ones take their place. The service keeps running: its
    statements are re-planned on the new tables.
 
-Events are applied in runs (`shared.batching`): consecutive events whose handlers write
-the same statements go to the server as one `executemany` per statement, not one round
-trip per event.
+Events are applied in windows of `BATCH` (`shared.batching`): each handler's statements
+are recorded, queued per table and reordered by row where that changes nothing, and each
+run of one SQL text goes to the server as one statement over arrays
+(`shared.set_statements`), not one round trip (nor one executor run) per event.
 
 Reactions (handlers that decide and record new events) are not replayed: their
 decisions are in the event store already. Plans per service: `services/<name>/rebuild.py`.
@@ -49,8 +50,9 @@ from shared.inbox import Handler
 from shared.kafka import client_options
 from shared.topics import prefixed_all
 
-# Events per transaction (and at most per `executemany`).
-BATCH = 2000
+# Events per transaction (and per window of `shared.batching.apply_run`): large, so that
+# a table's statements batch across the types that interleave with them.
+BATCH = 20000
 Applier = Callable[
     [asyncpg.Connection, Handler, Sequence[tuple[Envelope, EventPayload]]], Awaitable[None]
 ]
@@ -110,6 +112,8 @@ class Report:
     seconds: float = 0.0
     differences: list[Difference] = field(default_factory=list)
     switched_to: str | None = None
+    # Seconds per step: fresh schema, own events replayed, topics read, records applied.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def equal(self) -> bool:
@@ -122,6 +126,8 @@ class Report:
             f" events into schema {self.schema} in {self.seconds:.2f}s ({rate:,.0f} events/s);"
             f" {self.records_read} records read from the consumed topics"
         ]
+        if self.phases:
+            out.append("  " + ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()))
         if self.equal:
             out.append("  every projection table equals the live one")
         for d in self.differences:
@@ -178,7 +184,7 @@ async def replay_own(
                 envelope = Envelope.from_record({**json.loads(row["metadata"]), "data": data})
                 run.append((envelope, registry.parse(row["event_type"], data)))
         async with target.acquire() as conn, conn.transaction():
-            # Consecutive events that write the same statements go as one `executemany`.
+            # Each table's statements, as runs of one SQL text over arrays.
             await apply(conn, plan.own, run)
         seen.done.update(r["id"] for r in chunk)
     return len(todo)
@@ -275,17 +281,23 @@ async def apply_records(
     for start in range(0, len(ordered), BATCH):
         run = []
         for record in ordered[start : start + BATCH]:
+            # From the headers alone first: most records of a topic are not for this
+            # service's projection, and their values need not be decoded.
+            headers = dict(record.headers)
+            source, ce_id, ce_type = (headers.get(h) for h in ("ce_source", "ce_id", "ce_type"))
+            if source is None or ce_id is None or ce_type is None:
+                continue  # malformed: the live consumer dead-lettered it
+            if f"{source.decode()}#{ce_id.decode()}" not in applied:
+                continue  # the live consumer did not apply it (or never saw it)
+            if registry.current_type(ce_type.decode()) not in plan.consumed:
+                continue
             try:
                 envelope = Envelope.from_kafka(record.key, record.value, record.headers)
             except MalformedEnvelope:
                 continue
-            if f"{envelope.source}#{envelope.id}" not in applied:
-                continue  # the live consumer did not apply it (or never saw it)
-            if registry.current_type(envelope.type) not in plan.consumed:
-                continue
             run.append((envelope, registry.parse(envelope.type, envelope.data)))
         async with target.acquire() as conn, conn.transaction():
-            # Consecutive events that write the same statements go as one `executemany`.
+            # Each table's statements, as runs of one SQL text over arrays.
             await apply(conn, consumed, run)
         count += len(run)
     return count
@@ -343,21 +355,32 @@ async def rebuild(
     report = Report(plan.service, schema)
     if plan.start is not None:
         plan.start()
-    began = time.perf_counter()
+    began = lap = time.perf_counter()
     target = await _fresh_schema(dsn, schema, plan)
     source = await asyncpg.connect(dsn)
+
+    def phase(name: str) -> None:
+        nonlocal lap
+        now = time.perf_counter()
+        report.phases[name] = now - lap
+        lap = now
+
+    phase("schema")
     try:
         own = _Own()
         report.own_events = await replay_own(source, target, plan, registry, own, apply)
+        phase("own")
         topics = prefixed_all(topic_prefix, plan.topics)
         applied: set[str] = set()
         if topics:
             applied = await _applied(source, plan.consumer + group_suffix)
             records, _ = await read_topics(bootstrap, topics, kafka_options=kafka_options)
             report.records_read = len(records)
+            phase("read")
             report.consumed_events = await apply_records(
                 target, plan, registry, records, applied, apply
             )
+            phase("consumed")
         report.seconds = time.perf_counter() - began
         report.switched_to, report.differences = await _settle(
             source,

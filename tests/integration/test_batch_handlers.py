@@ -8,7 +8,8 @@ compared row by row (`shared.rebuild.compare`, as the rebuild does).
 
 - The live subscriptions (`Subscription.batch_handlers`, with the access projection the
   runtime adds): the consumed events in the order an inbox applies them (fetches of many
-  partitions, partition by partition), each run of one type through its batch handler.
+  partitions, partition by partition), through the inbox's own `_apply_runs` (each run
+  of one type through its batch handler, consecutive projection-only types as one run).
 - The rebuild's runs (`shared.batching.apply_run` over `Plan.own` and `Plan.consumed`)
   for every service, matching included.
 """
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import cast
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from bench.rebuild_events import Size, Timeline, generate
 from services.matching import rebuild as matching_rebuild
@@ -36,7 +39,7 @@ from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.db import migrate
 from shared.envelope import Envelope
-from shared.inbox import Handler, Subscription
+from shared.inbox import Handler, InboxCore, Subscription, _Message
 from shared.rebuild import Plan, compare
 from tests.integration.support import Infra, fresh_databases
 
@@ -111,32 +114,42 @@ async def _one_by_one(pool: asyncpg.Pool, handlers: dict[str, Handler], events: 
 
 
 async def _in_runs(pool: asyncpg.Pool, subscription: Subscription, events: list[Event]) -> int:
-    """As `InboxCore._apply_runs`: each run of one type with a batch handler in one call."""
-    batched = 0
-    run: list[Event] = []
-    run_type = ""
+    """Through `InboxCore._apply_runs` itself (runs of a type with a batch handler in one
+    call; consecutive projection-only types as one run), in one transaction; returns how
+    many events went through batch handlers."""
+    core = InboxCore(
+        name="test-batch",
+        dsn_pool=pool,
+        subscription=subscription,
+        dlq_producer=cast(AIOKafkaProducer, None),  # nothing fails here: never sends
+    )
+    messages = [
+        _Message(
+            ConsumerRecord(
+                f"{envelope.source.rsplit('/', 1)[-1]}.events",
+                0,
+                n,
+                0,
+                0,
+                None,
+                None,
+                None,
+                0,
+                0,
+                [],
+            ),
+            envelope,
+            None,
+        )
+        for n, (envelope, _) in enumerate(events)
+    ]
     async with pool.acquire() as conn, conn.transaction():
-
-        async def flush() -> None:
-            nonlocal batched
-            if run:
-                await subscription.batch_handlers[run_type](conn, run)
-                batched += len(run)
-                run.clear()
-
-        for envelope, payload in events:
-            current = PAYLOADS.current_type(envelope.type)
-            if current not in subscription.batch_handlers:
-                await flush()
-                if current in subscription.handlers:
-                    await subscription.handlers[current](conn, envelope, payload)
-                continue
-            if current != run_type:
-                await flush()
-                run_type = current
-            run.append((envelope, payload))
-        await flush()
-    return batched
+        await core._apply_runs(conn, messages)
+    return sum(
+        1
+        for envelope, _ in events
+        if PAYLOADS.current_type(envelope.type) in subscription.batch_handlers
+    )
 
 
 async def _differences(dsn: str, plan: Plan, tables: Sequence[str]) -> list[str]:
