@@ -74,8 +74,8 @@ def count_statements(path: str) -> None:
     signal.signal(signal.SIGUSR1, dump)
 
 
-def isolate_matching_topic(name: str) -> None:
-    """Kafka clients of the process read and write `name` where the code says
+def isolate_matching_topic(isolated: str) -> None:
+    """Kafka clients of the process read and write `isolated` where the code says
     `matching.events` (the platform's topic carries every other run's events).
 
     Done in `shared.topics` before anything imports its functions, so every tree
@@ -86,8 +86,8 @@ def isolate_matching_topic(name: str) -> None:
         return
     canonical = topics.prefixed
 
-    def prefixed(prefix: str, topic: str) -> str:
-        return name if topic == "matching.events" else canonical(prefix, topic)
+    def prefixed(prefix: str, name: str) -> str:
+        return isolated if name == "matching.events" else canonical(prefix, name)
 
     topics.prefixed = prefixed
 
