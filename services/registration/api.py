@@ -218,7 +218,7 @@ async def register(
         request,
         grant.principal,
         idempotency_key,
-        body.model_dump(mode="json"),
+        lambda: body.model_dump(mode="json"),
         lambda conn, cid: handlers.register_organisation(
             conn,
             event_id,
