@@ -32,6 +32,7 @@ from shared.contracts.registration import (
 )
 from shared.envelope import Envelope
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
+from shared.statements import Together
 
 PAYLOADS = registry()
 
@@ -242,8 +243,14 @@ async def record_registrations(
     made: list[NewRegistration],
     correlation_id: str | None,
 ) -> None:
-    """Record new registrations: keys, events (one batch), outbox rows, projection."""
-    await conn.executemany(
+    """Record new registrations: keys, events (one batch), outbox rows, projection.
+
+    One registration (the API's command) is written in one statement where the
+    projection allows (`shared.statements`): its key, events, outbox rows and rows of
+    the projections are all new rows."""
+    together = Together(conn) if len(made) == 1 else None
+    writer = together.connection() if together is not None else conn
+    await writer.executemany(
         "INSERT INTO subject_keys (subject_id, key) VALUES ($1, $2)",
         [(m.registration_id, m.key) for m in made],
     )
@@ -264,10 +271,12 @@ async def record_registrations(
     ]
     try:
         # No savepoint needed: the refusal rolls the whole command back.
-        await eventstore.append_new_streams(conn, streams)
+        await eventstore.append_new_streams(writer, streams)
         for m in made:
             for event in m.events:
-                await projection.apply(conn, event)
+                await projection.apply(writer, event)
+        if together is not None:
+            await together.flush()
     except asyncpg.UniqueViolationError as exc:
         raise Conflict("name", "this organisation is already registered for the event") from exc
 

@@ -1,0 +1,143 @@
+"""Several data-modifying statements sent as one: one round trip instead of one each.
+
+    together = Together(conn)
+    await projection.apply(together.connection(), event)   # handlers call execute()
+    await together.flush()
+
+`Together` stands in for a connection whose statements only write (`execute`,
+`executemany` of one row). It keeps them and, on `flush` (or before a statement it may
+not join), sends them as one statement, each a data-modifying CTE of it:
+
+    WITH _part1 AS (INSERT ...), _part2 AS (UPDATE ...) INSERT ...
+
+Every part of one statement sees the same snapshot, none sees another's rows, and the
+order in which they run is not defined. So a statement joins only if it names no table
+an earlier part writes (a second write to a row, or a read of one, would not see the
+first); otherwise the parts so far are sent first. Unique and foreign-key violations
+are raised as if the parts had run one by one (foreign keys are checked at the end of
+the statement, when every part has run), and the caller's transaction still decides
+what commits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import asyncpg
+
+_PARAMETER = re.compile(r"\$(\d+)")
+_WRITTEN = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)", re.IGNORECASE)
+_CTE_NAME = re.compile(r"\s*(\w+)\s+AS\s*\(", re.IGNORECASE)
+
+
+def split_with(sql: str) -> tuple[list[tuple[str, str]], str]:
+    """A statement's top-level CTEs (name, body) and its main statement."""
+    text = sql.strip()
+    if not text[:5].upper() == "WITH ":
+        return [], text
+    ctes: list[tuple[str, str]] = []
+    position = 5
+    while True:
+        found = _CTE_NAME.match(text, position)
+        if found is None:
+            raise ValueError(f"cannot split the CTEs of: {sql[:80]}")
+        start = found.end()
+        end = _closing(text, start)
+        ctes.append((found.group(1), text[start:end]))
+        position = end + 1
+        rest = text[position:].lstrip()
+        if not rest.startswith(","):
+            return ctes, rest
+        position = text.index(",", position) + 1
+
+
+def _closing(text: str, start: int) -> int:
+    """The index of the parenthesis closing the one opened just before `start`."""
+    depth, quoted = 1, False
+    for index in range(start, len(text)):
+        char = text[index]
+        if char == "'":
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+    raise ValueError(f"unbalanced parentheses in: {text[:80]}")
+
+
+def _renumbered(sql: str, offset: int) -> str:
+    if not offset:
+        return sql
+    return _PARAMETER.sub(lambda m: f"${int(m.group(1)) + offset}", sql)
+
+
+def _arity(sql: str) -> int:
+    return max((int(n) for n in _PARAMETER.findall(sql)), default=0)
+
+
+class Together:
+    """Data-modifying statements collected for one round trip (see the module)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._parts: list[tuple[list[tuple[str, str]], str, Sequence[Any]]] = []
+        self._written: set[str] = set()
+        self._names: set[str] = set()
+
+    def connection(self) -> asyncpg.Connection:
+        """This collector where code expects a connection (it only writes through it)."""
+        return cast(asyncpg.Connection, self)
+
+    def is_in_transaction(self) -> bool:
+        return bool(self._conn.is_in_transaction())
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        ctes, main = split_with(sql)
+        names = {name.lower() for name, _ in ctes}
+        if self._parts and (
+            self._names & names
+            or any(re.search(rf"\b{table}\b", sql, re.IGNORECASE) for table in self._written)
+        ):
+            await self.flush()
+        if len(args) != _arity(sql):
+            raise ValueError(f"{len(args)} arguments for {_arity(sql)} parameters: {sql[:80]}")
+        self._parts.append((ctes, main, args))
+        self._written.update(t.lower() for t in _WRITTEN.findall(sql))
+        self._names |= names
+        return ""
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        for row in rows:
+            await self.execute(sql, *row)
+
+    def statement(self) -> tuple[str, list[Any]]:
+        """The collected parts as one statement and its arguments."""
+        clauses: list[str] = []
+        arguments: list[Any] = []
+        last = len(self._parts) - 1
+        main_sql = ""
+        for index, (ctes, main, args) in enumerate(self._parts):
+            offset = len(arguments)
+            clauses += [f"{name} AS ({_renumbered(body, offset)})" for name, body in ctes]
+            if index == last:
+                main_sql = _renumbered(main, offset)
+            else:
+                clauses.append(f"_part{index + 1} AS ({_renumbered(main, offset)})")
+            arguments += args
+        if not clauses:
+            return main_sql, arguments
+        return f"WITH {', '.join(clauses)} {main_sql}", arguments
+
+    async def flush(self) -> None:
+        """Send what was collected (nothing if nothing was)."""
+        if not self._parts:
+            return
+        sql, arguments = self.statement()
+        self._parts, self._written, self._names = [], set(), set()
+        await self._conn.execute(sql, *arguments)
