@@ -5,15 +5,17 @@
     await together.flush()
 
 `Together` stands in for a connection whose statements only write (`execute`,
-`executemany` of one row). It keeps them and, on `flush` (or before a statement it may
-not join), sends them as one statement, each a data-modifying CTE of it:
+`executemany`). It keeps them and, on `flush`, sends them as one statement, each a
+data-modifying CTE of it:
 
     WITH _part1 AS (INSERT ...), _part2 AS (UPDATE ...) INSERT ...
 
 Every part of one statement sees the same snapshot, none sees another's rows, and the
 order in which they run is not defined. So a statement joins only if it names no table
 an earlier part writes (a second write to a row, or a read of one, would not see the
-first); otherwise the parts so far are sent first. Unique and foreign-key violations
+first); otherwise it starts the next statement, sent after. Several statements run in
+a transaction (the connection's, or one `flush` opens); a single one needs none, so a
+command whose writes all join needs no BEGIN and COMMIT either. Unique and foreign-key violations
 are raised as if the parts had run one by one (foreign keys are checked at the end of
 the statement, when every part has run), and the caller's transaction still decides
 what commits.
@@ -81,48 +83,35 @@ def _arity(sql: str) -> int:
     return max((int(n) for n in _PARAMETER.findall(sql)), default=0)
 
 
-class Together:
-    """Data-modifying statements collected for one round trip (see the module)."""
+Part = tuple[list[tuple[str, str]], str, Sequence[Any]]  # CTEs, main statement, arguments
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-        self._parts: list[tuple[list[tuple[str, str]], str, Sequence[Any]]] = []
-        self._written: set[str] = set()
-        self._names: set[str] = set()
 
-    def connection(self) -> asyncpg.Connection:
-        """This collector where code expects a connection (it only writes through it)."""
-        return cast(asyncpg.Connection, self)
+class _Group:
+    """Parts that can be one statement: none names a table another writes."""
 
-    def is_in_transaction(self) -> bool:
-        return bool(self._conn.is_in_transaction())
+    def __init__(self) -> None:
+        self.parts: list[Part] = []
+        self.written: set[str] = set()
+        self.names: set[str] = set()
 
-    async def execute(self, sql: str, *args: Any) -> str:
-        ctes, main = split_with(sql)
-        names = {name.lower() for name, _ in ctes}
-        if self._parts and (
-            self._names & names
-            or any(re.search(rf"\b{table}\b", sql, re.IGNORECASE) for table in self._written)
-        ):
-            await self.flush()
-        if len(args) != _arity(sql):
-            raise ValueError(f"{len(args)} arguments for {_arity(sql)} parameters: {sql[:80]}")
-        self._parts.append((ctes, main, args))
-        self._written.update(t.lower() for t in _WRITTEN.findall(sql))
-        self._names |= names
-        return ""
+    def admits(self, sql: str, names: set[str]) -> bool:
+        return not (
+            self.names & names
+            or any(re.search(rf"\b{table}\b", sql, re.IGNORECASE) for table in self.written)
+        )
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        for row in rows:
-            await self.execute(sql, *row)
+    def add(self, part: Part, sql: str, names: set[str]) -> None:
+        self.parts.append(part)
+        self.written.update(t.lower() for t in _WRITTEN.findall(sql))
+        self.names |= names
 
     def statement(self) -> tuple[str, list[Any]]:
-        """The collected parts as one statement and its arguments."""
+        """The parts as one statement and its arguments."""
         clauses: list[str] = []
         arguments: list[Any] = []
-        last = len(self._parts) - 1
+        last = len(self.parts) - 1
         main_sql = ""
-        for index, (ctes, main, args) in enumerate(self._parts):
+        for index, (ctes, main, args) in enumerate(self.parts):
             offset = len(arguments)
             clauses += [f"{name} AS ({_renumbered(body, offset)})" for name, body in ctes]
             if index == last:
@@ -134,10 +123,50 @@ class Together:
             return main_sql, arguments
         return f"WITH {', '.join(clauses)} {main_sql}", arguments
 
+
+class Together:
+    """Data-modifying statements collected for as few round trips as they allow (see the
+    module). Nothing written through it is visible before `flush`."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._groups: list[_Group] = []
+
+    def connection(self) -> asyncpg.Connection:
+        """This collector where code expects a connection (it only writes through it)."""
+        return cast(asyncpg.Connection, self)
+
+    def is_in_transaction(self) -> bool:
+        """True: what it collects commits together (one statement, or `flush` opens a
+        transaction for several when the connection is in none)."""
+        return True
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        ctes, main = split_with(sql)
+        names = {name.lower() for name, _ in ctes}
+        if len(args) != _arity(sql):
+            raise ValueError(f"{len(args)} arguments for {_arity(sql)} parameters: {sql[:80]}")
+        if not self._groups or not self._groups[-1].admits(sql, names):
+            self._groups.append(_Group())
+        self._groups[-1].add((ctes, main, args), sql, names)
+        return ""
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        for row in rows:
+            await self.execute(sql, *row)
+
+    def statements(self) -> list[tuple[str, list[Any]]]:
+        """What `flush` sends: one statement per group, in order."""
+        return [group.statement() for group in self._groups]
+
     async def flush(self) -> None:
-        """Send what was collected (nothing if nothing was)."""
-        if not self._parts:
+        """Send what was collected: one statement per group, in a transaction of their own
+        when there are several and the connection is in none."""
+        statements, self._groups = self.statements(), []
+        if len(statements) > 1 and not self._conn.is_in_transaction():
+            async with self._conn.transaction():
+                for sql, arguments in statements:
+                    await self._conn.execute(sql, *arguments)
             return
-        sql, arguments = self.statement()
-        self._parts, self._written, self._names = [], set(), set()
-        await self._conn.execute(sql, *arguments)
+        for sql, arguments in statements:
+            await self._conn.execute(sql, *arguments)

@@ -4,6 +4,7 @@ wrote (the support office's assignment) follows in a statement of its own."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -50,7 +51,12 @@ async def _event(database: FreshDatabase) -> str:
 
 
 async def _register(
-    database: FreshDatabase, event_id: str, name: str, country: str, statements: list[str]
+    database: FreshDatabase,
+    event_id: str,
+    name: str,
+    country: str,
+    statements: list[str],
+    transaction: bool = True,
 ) -> str:
     body = Profile(**PROFILE, name=name, country=country, representatives=PEOPLE)
     profile, representatives = body.split()
@@ -61,7 +67,7 @@ async def _register(
     async with database.pool.acquire() as conn:
         conn.add_query_logger(note)
         try:
-            async with conn.transaction():
+            async with conn.transaction() if transaction else contextlib.nullcontext():
                 answer = await handlers.register_organisation(
                     conn, event_id, profile, representatives, None
                 )
@@ -143,3 +149,28 @@ async def test_a_second_registration_of_the_same_name_writes_nothing(
         )
     assert counts is not None
     assert dict(counts) == {"events": before, "keys": 1, "access": 1}
+
+
+async def test_outside_a_transaction_one_statement_needs_none_and_two_open_one(
+    database: FreshDatabase,
+) -> None:
+    """The API runs a registration outside a transaction (`run_command(atomic=True)`)."""
+    event_id = await _event(database)
+    alone: list[str] = []
+    await _register(database, event_id, "Acme", "FR", alone, transaction=False)
+    assert [s.split()[0] for s in alone] == ["SELECT", "WITH"]
+    assigned: list[str] = []
+    registration_id = await _register(database, event_id, "Bayer", "DE", assigned, False)
+    assert [s.split()[0].rstrip(";") for s in assigned] == [
+        "SELECT",
+        "BEGIN",
+        "WITH",
+        "UPDATE",
+        "COMMIT",
+    ]
+    async with database.pool.acquire() as conn:
+        office = await conn.fetchval(
+            "SELECT office_id FROM access_registrations WHERE registration_id = $1",
+            registration_id,
+        )
+    assert office == "office-de"

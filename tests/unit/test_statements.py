@@ -3,6 +3,9 @@ parameters renumbered (without a database; tests/integration/test_statements.py 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import pytest
 
 from shared.statements import Together, split_with
@@ -11,9 +14,20 @@ from shared.statements import Together, split_with
 class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[str, tuple[object, ...]]] = []
+        self.in_transaction = False
+        self.transactions = 0
 
     def is_in_transaction(self) -> bool:
-        return True
+        return self.in_transaction
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        self.transactions += 1
+        self.in_transaction = True
+        try:
+            yield
+        finally:
+            self.in_transaction = False
 
     async def execute(self, sql: str, *args: object) -> str:
         self.sent.append((sql, args))
@@ -63,9 +77,23 @@ async def test_a_statement_naming_a_table_written_before_goes_in_a_statement_of_
     await writer.execute("INSERT INTO access_registrations (r) VALUES ($1)", "r1")
     await writer.execute("INSERT INTO registrations (r) VALUES ($1)", "r1")  # another table
     await writer.execute("UPDATE access_registrations SET o = $2 WHERE r = $1", "r1", "o")
+    assert conn.sent == []  # nothing before the flush
     await together.flush()
     assert [args for _, args in conn.sent] == [("r1", "r1"), ("r1", "o")]
     assert conn.sent[1][0] == "UPDATE access_registrations SET o = $2 WHERE r = $1"
+    assert conn.transactions == 1  # two statements: in a transaction of their own
+
+
+async def test_one_statement_needs_no_transaction_and_one_in_a_transaction_opens_none() -> None:
+    conn = Recorder()
+    together = Together(conn)  # type: ignore[arg-type]
+    await together.execute("INSERT INTO a VALUES ($1)", 1)
+    await together.flush()
+    conn.in_transaction = True
+    await together.execute("INSERT INTO a VALUES ($1)", 2)
+    await together.execute("UPDATE a SET x = $1", 3)
+    await together.flush()
+    assert (len(conn.sent), conn.transactions) == (3, 0)
 
 
 async def test_a_cte_name_used_twice_is_not_joined() -> None:
