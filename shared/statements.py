@@ -15,16 +15,16 @@ order in which they run is not defined. So a statement joins only if it names no
 an earlier part writes (a second write to a row, or a read of one, would not see the
 first); otherwise it starts the next statement, sent after. Several statements run in
 a transaction (the connection's, or one `flush` opens); a single one needs none, so a
-command whose writes all join needs no BEGIN and COMMIT either. Unique and foreign-key violations
-are raised as if the parts had run one by one (foreign keys are checked at the end of
-the statement, when every part has run), and the caller's transaction still decides
-what commits.
+command whose writes all join needs no BEGIN and COMMIT either. Unique and foreign-key
+violations are raised as if the parts had run one by one (foreign keys are checked at
+the end of the statement, when every part has run).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any, cast
 
 import asyncpg
@@ -34,11 +34,12 @@ _WRITTEN = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)", re.IG
 _CTE_NAME = re.compile(r"\s*(\w+)\s+AS\s*\(", re.IGNORECASE)
 
 
-def split_with(sql: str) -> tuple[list[tuple[str, str]], str]:
+@lru_cache(maxsize=512)
+def split_with(sql: str) -> tuple[tuple[tuple[str, str], ...], str]:
     """A statement's top-level CTEs (name, body) and its main statement."""
     text = sql.strip()
     if not text[:5].upper() == "WITH ":
-        return [], text
+        return (), text
     ctes: list[tuple[str, str]] = []
     position = 5
     while True:
@@ -51,7 +52,7 @@ def split_with(sql: str) -> tuple[list[tuple[str, str]], str]:
         position = end + 1
         rest = text[position:].lstrip()
         if not rest.startswith(","):
-            return ctes, rest
+            return tuple(ctes), rest
         position = text.index(",", position) + 1
 
 
@@ -73,17 +74,25 @@ def _closing(text: str, start: int) -> int:
     raise ValueError(f"unbalanced parentheses in: {text[:80]}")
 
 
+@lru_cache(maxsize=1024)
 def _renumbered(sql: str, offset: int) -> str:
     if not offset:
         return sql
     return _PARAMETER.sub(lambda m: f"${int(m.group(1)) + offset}", sql)
 
 
-def _arity(sql: str) -> int:
-    return max((int(n) for n in _PARAMETER.findall(sql)), default=0)
+@lru_cache(maxsize=512)
+def _facts(sql: str) -> tuple[int, frozenset[str], frozenset[str], frozenset[str]]:
+    """A statement's parameter count, the tables it writes, the words it uses and the
+    names of its CTEs (the same statements come again and again: computed once)."""
+    arity = max((int(n) for n in _PARAMETER.findall(sql)), default=0)
+    written = frozenset(t.lower() for t in _WRITTEN.findall(sql))
+    words = frozenset(w.lower() for w in re.findall(r"\w+", sql))
+    names = frozenset(name.lower() for name, _ in split_with(sql)[0])
+    return arity, written, words, names
 
 
-Part = tuple[list[tuple[str, str]], str, Sequence[Any]]  # CTEs, main statement, arguments
+Part = tuple[tuple[tuple[str, str], ...], str, Sequence[Any]]  # CTEs, main, arguments
 
 
 class _Group:
@@ -94,15 +103,12 @@ class _Group:
         self.written: set[str] = set()
         self.names: set[str] = set()
 
-    def admits(self, sql: str, names: set[str]) -> bool:
-        return not (
-            self.names & names
-            or any(re.search(rf"\b{table}\b", sql, re.IGNORECASE) for table in self.written)
-        )
+    def admits(self, words: frozenset[str], names: frozenset[str]) -> bool:
+        return not (self.names & names or self.written & words)
 
-    def add(self, part: Part, sql: str, names: set[str]) -> None:
+    def add(self, part: Part, written: frozenset[str], names: frozenset[str]) -> None:
         self.parts.append(part)
-        self.written.update(t.lower() for t in _WRITTEN.findall(sql))
+        self.written |= written
         self.names |= names
 
     def statement(self) -> tuple[str, list[Any]]:
@@ -142,13 +148,12 @@ class Together:
         return True
 
     async def execute(self, sql: str, *args: Any) -> str:
-        ctes, main = split_with(sql)
-        names = {name.lower() for name, _ in ctes}
-        if len(args) != _arity(sql):
-            raise ValueError(f"{len(args)} arguments for {_arity(sql)} parameters: {sql[:80]}")
-        if not self._groups or not self._groups[-1].admits(sql, names):
+        arity, written, words, names = _facts(sql)
+        if len(args) != arity:
+            raise ValueError(f"{len(args)} arguments for {arity} parameters: {sql[:80]}")
+        if not self._groups or not self._groups[-1].admits(words, names):
             self._groups.append(_Group())
-        self._groups[-1].add((ctes, main, args), sql, names)
+        self._groups[-1].add((*split_with(sql), args), written, names)
         return ""
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:

@@ -39,12 +39,12 @@ def test_split_with_finds_top_level_ctes_and_the_main_statement() -> None:
         "WITH a AS (INSERT INTO t (x) SELECT f(y) FROM u WHERE z = ')'), b AS (DELETE FROM v)"
         " INSERT INTO w VALUES ($1)"
     )
-    assert ctes == [
+    assert ctes == (
         ("a", "INSERT INTO t (x) SELECT f(y) FROM u WHERE z = ')'"),
         ("b", "DELETE FROM v"),
-    ]
+    )
     assert main == "INSERT INTO w VALUES ($1)"
-    assert split_with(" INSERT INTO w VALUES ($1)") == ([], "INSERT INTO w VALUES ($1)")
+    assert split_with(" INSERT INTO w VALUES ($1)") == ((), "INSERT INTO w VALUES ($1)")
 
 
 async def test_independent_statements_become_one_with_renumbered_parameters() -> None:
