@@ -39,10 +39,7 @@ def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
         title="Registration service",
         description="Organisers create brokerage events; organisations register, "
         "are approved, update their profiles, withdraw, and can have their personal data erased.",
-        # The main router first: FastAPI tries routes in order, and no path of one
-        # router matches a route of another, so the order only decides how many routes
-        # a registration (the most frequent command) is tried against first.
-        routers=[router, sheets_api.router, sign_in.router],
+        routers=[sheets_api.router, sign_in.router, router],
     )
 
 
