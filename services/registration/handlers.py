@@ -8,6 +8,7 @@ the idempotency record commit together.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -70,13 +71,37 @@ async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventC
     return (await _load_event_stream(conn, event_id))[0]
 
 
+# Brokerage events' current settings and the stream version they stand at, least
+# recently used dropped first. A read still asks for the events after that version (an
+# organiser's change, made by any process, comes in with it), but the events before are
+# not parsed again. Kept only from reads outside a transaction: what they see is
+# committed, so nothing kept can be rolled back.
+_SETTINGS: OrderedDict[str, tuple[BrokerageEventCreated, int]] = OrderedDict()
+SETTINGS_KEPT = 1024
+
+
 async def _load_event_stream(
     conn: asyncpg.Connection, event_id: str
 ) -> tuple[BrokerageEventCreated, int]:
-    events = await eventstore.load_events(conn, _stream("brokerage-event", event_id), PAYLOADS)
+    kept = _SETTINGS.get(event_id)
+    known = kept[1] if kept is not None else 0
+    stream = _stream("brokerage-event", event_id)
+    events = await eventstore.load_events(conn, stream, PAYLOADS, after=known)
+    if kept is not None and not events:
+        _SETTINGS.move_to_end(event_id)
+        return kept
     if not events:
         raise NotFound("brokerage event", event_id)
-    return domain.current_settings(events), len(events)
+    current = (
+        domain.current_settings([kept[0], *events] if kept else events),
+        known + len(events),
+    )
+    if not conn.is_in_transaction():
+        _SETTINGS[event_id] = current
+        _SETTINGS.move_to_end(event_id)
+        if len(_SETTINGS) > SETTINGS_KEPT:
+            _SETTINGS.popitem(last=False)
+    return current
 
 
 async def load_co_organiser(conn: asyncpg.Connection, co_organiser_id: str) -> domain.CoOrganiser:
