@@ -40,8 +40,15 @@ async def run_command(
     body: Any,
     command: Command,
     status: int = 200,
+    *,
+    atomic: bool = False,
 ) -> JSONResponse:
-    """Run `command` in one transaction, at most once per Idempotency-Key."""
+    """Run `command` in one transaction, at most once per Idempotency-Key.
+
+    `body` identifies the request with its method and path (a key sent again with another
+    request is refused); it may be a function returning it, called only when the
+    request carries a key. `atomic`: the command's writes commit together without a
+    transaction around it (`shared.idempotency.run_once`)."""
     runtime = runtime_of(request)
     correlation_id = correlation_of(request)
 
@@ -57,8 +64,15 @@ async def run_command(
         runtime.pool,
         principal=who.label if who else "anonymous",
         key=idempotency_key,
-        fingerprint=request_fingerprint(request.method, request.url.path, body),
+        fingerprint=(
+            ""  # not compared without a key
+            if idempotency_key is None
+            else request_fingerprint(
+                request.method, request.url.path, body() if callable(body) else body
+            )
+        ),
         command=run,
+        atomic=atomic,
     )
     return JSONResponse(payload, status_code=code, headers={CORRELATION_HEADER: correlation_id})
 

@@ -146,11 +146,14 @@ async def append_new_streams(
         raise ConcurrencyConflict("(one of many new streams)", 0) from exc
 
 
-async def load(conn: asyncpg.Connection, stream_id: str) -> list[StoredEvent]:
+async def load(conn: asyncpg.Connection, stream_id: str, after: int = 0) -> list[StoredEvent]:
+    """The stream's events from version `after` + 1 on (a caller that keeps the first
+    ones reads only the rest: events never change)."""
     rows = await conn.fetch(
         "SELECT stream_id, version, data, metadata FROM events"
-        " WHERE stream_id = $1 ORDER BY version",
+        " WHERE stream_id = $1 AND version > $2 ORDER BY version",
         stream_id,
+        after,
     )
     return [
         StoredEvent(
@@ -215,10 +218,12 @@ A = TypeVar("A", bound=Aggregate)
 
 
 async def load_events(
-    conn: asyncpg.Connection, stream_id: str, registry: PayloadRegistry
+    conn: asyncpg.Connection, stream_id: str, registry: PayloadRegistry, after: int = 0
 ) -> list[EventPayload]:
-    """A stream's events as their newest payload versions (old ones upcast), in order."""
-    return [registry.parse(s.envelope.type, s.envelope.data) for s in await load(conn, stream_id)]
+    """A stream's events (after version `after`) as their newest payload versions (old
+    ones upcast), in order."""
+    stored = await load(conn, stream_id, after)
+    return [registry.parse(s.envelope.type, s.envelope.data) for s in stored]
 
 
 async def load_into(

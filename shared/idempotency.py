@@ -31,8 +31,16 @@ async def run_once(
     key: str | None,
     fingerprint: str,
     command: Command,
+    atomic: bool = False,
 ) -> tuple[int, Any]:
-    """Run `command` in a transaction, at most once per (principal, key)."""
+    """Run `command` in a transaction, at most once per (principal, key).
+
+    `atomic`: the command makes its writes commit together itself (they are one
+    statement, or it opens a transaction: `shared.statements.Together`), so without a
+    key to claim with them it runs outside a transaction, without BEGIN and COMMIT."""
+    if key is None and atomic:
+        async with pool.acquire() as conn:
+            return await command(conn)
     async with pool.acquire() as conn, conn.transaction():
         if key is None:
             return await command(conn)

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import logs, problems, telemetry
 from shared.access import projection as access_projection
+from shared.access.guard import SECURITY_SCHEMES
 from shared.batching import batched, in_turn
 from shared.db import create_pool, migrate
 from shared.faststream_inbox import FastStreamInboxConsumer
@@ -256,7 +257,23 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.add_middleware(RequestTelemetry, excluded=("/health", "/ready", "/metrics"))
+    with_security_schemes(app)
     return app
+
+
+def with_security_schemes(app: FastAPI) -> None:
+    """The OpenAPI document of `app` defines the schemes its guarded routes name
+    (`shared.access.guard.SECURITY_SCHEMES`; no route runs them as dependencies)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes.update(SECURITY_SCHEMES)
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def runtime_of(request: Request) -> ServiceRuntime:

@@ -136,9 +136,14 @@ async def start_platform(
     reg_db = await res.create_database(f"bench_{res.hex}_{label}_registration")
     match_db = await res.create_database(f"bench_{res.hex}_{label}_matching")
     topic = "registration.events"
+    matching_topic = ""
     if isolated:
         topic = await res.create_topic(f"bench{res.hex}.{label}.registration.events")
         await res.create_topic(f"{topic}.dlq", 1)
+        # Both services also read `matching.events`; the platform's topic holds every
+        # other run's events, which a fresh consumer group would replay during the phase.
+        matching_topic = await res.create_topic(f"bench{res.hex}.{label}.matching.events")
+        await res.create_topic(f"{matching_topic}.dlq", 1)
     admin_key = f"bench-admin-{uuid.uuid4().hex}"
     # Extra registration instances share its database; one relay holds the lock.
     ports = {"registration": free_port(), "matching": free_port()}
@@ -155,6 +160,7 @@ async def start_platform(
         "SERVICE_HOST": "127.0.0.1",
         "CONSUMER_GROUP_SUFFIX": suffix,  # ignored if shared.settings lacks it
         "BENCH_REGISTRATION_TOPIC": topic,
+        "BENCH_MATCHING_TOPIC": matching_topic,  # launch.py renames `matching.events`
         "PYTHONUNBUFFERED": "1",
     }
     spans = OUT_DIR / "logs" / f"{label}-spans.jsonl"

@@ -13,6 +13,9 @@ SIGUSR1 the counts so far are written to that file as JSON (`{"seq": n,
 phase and takes the difference. `executemany` of n rows is one round trip and n
 statements; a transaction's BEGIN and COMMIT and the pool's reset on release are
 round trips of their own.
+
+With `BENCH_MATCHING_TOPIC`, `matching.events` is that topic instead (see
+`isolate_matching_topic`).
 """
 
 from __future__ import annotations
@@ -71,11 +74,32 @@ def count_statements(path: str) -> None:
     signal.signal(signal.SIGUSR1, dump)
 
 
+def isolate_matching_topic(isolated: str) -> None:
+    """Kafka clients of the process read and write `isolated` where the code says
+    `matching.events` (the platform's topic carries every other run's events).
+
+    Done in `shared.topics` before anything imports its functions, so every tree
+    since `TOPIC_PREFIX` gets it; an older tree keeps the shared topic."""
+    try:
+        from shared import topics
+    except ImportError:
+        return
+    canonical = topics.prefixed
+
+    def prefixed(prefix: str, name: str) -> str:
+        return isolated if name == "matching.events" else canonical(prefix, name)
+
+    topics.prefixed = prefixed
+
+
 def main() -> None:
     sys.path[0] = os.getcwd()  # the tree to run, not this file's directory
     counts = os.environ.get("BENCH_STATEMENTS_FILE")
     if counts:
         count_statements(counts)
+    matching_topic = os.environ.get("BENCH_MATCHING_TOPIC")
+    if matching_topic:
+        isolate_matching_topic(matching_topic)
     sys.argv = ["bench._service", *sys.argv[1:]]
     runpy.run_module("bench._service", run_name="__main__", alter_sys=True)
 

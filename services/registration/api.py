@@ -218,7 +218,7 @@ async def register(
         request,
         grant.principal,
         idempotency_key,
-        body.model_dump(mode="json"),
+        lambda: body.model_dump(mode="json"),
         lambda conn, cid: handlers.register_organisation(
             conn,
             event_id,
@@ -229,6 +229,10 @@ async def register(
             support_office=body.support_office,
         ),
         201,
+        # Its writes are one statement (two with a support office, then in a transaction
+        # of their own: `handlers.record_registrations`); its one read, the event's
+        # settings, sees what is committed either way.
+        atomic=True,
     )
 
 

@@ -8,6 +8,7 @@ the idempotency record commit together.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from shared.contracts.registration import (
 )
 from shared.envelope import Envelope
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
+from shared.statements import Together
 
 PAYLOADS = registry()
 
@@ -69,13 +71,37 @@ async def load_event(conn: asyncpg.Connection, event_id: str) -> BrokerageEventC
     return (await _load_event_stream(conn, event_id))[0]
 
 
+# Brokerage events' current settings and the stream version they stand at, least
+# recently used dropped first. A read still asks for the events after that version (an
+# organiser's change, made by any process, comes in with it), but the events before are
+# not parsed again. Kept only from reads outside a transaction: what they see is
+# committed, so nothing kept can be rolled back.
+_SETTINGS: OrderedDict[str, tuple[BrokerageEventCreated, int]] = OrderedDict()
+SETTINGS_KEPT = 1024
+
+
 async def _load_event_stream(
     conn: asyncpg.Connection, event_id: str
 ) -> tuple[BrokerageEventCreated, int]:
-    events = await eventstore.load_events(conn, _stream("brokerage-event", event_id), PAYLOADS)
+    kept = _SETTINGS.get(event_id)
+    known = kept[1] if kept is not None else 0
+    stream = _stream("brokerage-event", event_id)
+    events = await eventstore.load_events(conn, stream, PAYLOADS, after=known)
+    if kept is not None and not events:
+        _SETTINGS.move_to_end(event_id)
+        return kept
     if not events:
         raise NotFound("brokerage event", event_id)
-    return domain.current_settings(events), len(events)
+    current = (
+        domain.current_settings([kept[0], *events] if kept else events),
+        known + len(events),
+    )
+    if not conn.is_in_transaction():
+        _SETTINGS[event_id] = current
+        _SETTINGS.move_to_end(event_id)
+        if len(_SETTINGS) > SETTINGS_KEPT:
+            _SETTINGS.popitem(last=False)
+    return current
 
 
 async def load_co_organiser(conn: asyncpg.Connection, co_organiser_id: str) -> domain.CoOrganiser:
@@ -242,8 +268,14 @@ async def record_registrations(
     made: list[NewRegistration],
     correlation_id: str | None,
 ) -> None:
-    """Record new registrations: keys, events (one batch), outbox rows, projection."""
-    await conn.executemany(
+    """Record new registrations: keys, events (one batch), outbox rows, projection.
+
+    One registration (the API's command) is written in one statement where the
+    projection allows (`shared.statements`): its key, events, outbox rows and rows of
+    the projections are all new rows."""
+    together = Together(conn) if len(made) == 1 else None
+    writer = together.connection() if together is not None else conn
+    await writer.executemany(
         "INSERT INTO subject_keys (subject_id, key) VALUES ($1, $2)",
         [(m.registration_id, m.key) for m in made],
     )
@@ -264,10 +296,12 @@ async def record_registrations(
     ]
     try:
         # No savepoint needed: the refusal rolls the whole command back.
-        await eventstore.append_new_streams(conn, streams)
+        await eventstore.append_new_streams(writer, streams)
         for m in made:
             for event in m.events:
-                await projection.apply(conn, event)
+                await projection.apply(writer, event)
+        if together is not None:
+            await together.flush()
     except asyncpg.UniqueViolationError as exc:
         raise Conflict("name", "this organisation is already registered for the event") from exc
 
