@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -85,11 +85,17 @@ def span_to_dict(span: ReadableSpan) -> dict[str, object]:
         "start_time": span.start_time,
         "end_time": span.end_time,
         "status": span.status.status_code.name,
-        "attributes": {
-            k: v if isinstance(v, str | int | float | bool) else list(v)  # type: ignore[arg-type]
-            for k, v in (span.attributes or {}).items()
-        },
+        "attributes": {k: _attribute_value(v) for k, v in (span.attributes or {}).items()},
     }
+
+
+def _attribute_value(value: object) -> object:
+    """A span attribute as JSON: scalars as they are, sequences as lists. None is kept:
+    the SDK does not check what instrumentation sets, and a None must not cost the
+    exporter its whole batch of spans."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return list(value) if isinstance(value, Iterable) else str(value)
 
 
 class NoOrphanQueries(Sampler):

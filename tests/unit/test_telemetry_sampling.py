@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from shared.settings import DEFAULT_TRACE_RATIO, PlatformSettings
-from shared.telemetry import sampler
+from shared.telemetry import sampler, span_to_dict
 
 SAMPLED_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 UNSAMPLED_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
@@ -135,3 +135,18 @@ def test_a_sampler_setting_the_platform_cannot_honour_is_refused_at_start(
 def test_an_unknown_sampler_name_is_refused_by_the_factory_too() -> None:
     with pytest.raises(ValueError, match="OTEL_TRACES_SAMPLER"):
         sampler("parentbased_jaeger_remote", 1.0)
+
+
+def test_a_span_attribute_the_sdk_did_not_check_does_not_cost_the_export() -> None:
+    """ReadableSpan takes attributes as given; a None (or an odd object) in them must
+    not raise in span_to_dict, which would drop the exporter's whole batch."""
+    context = trace.SpanContext(trace_id=1, span_id=2, is_remote=False)
+    span = ReadableSpan(
+        name="x",
+        context=context,
+        attributes={"none": None, "tuple": ("a", "b"), "number": 3, "odd": object()},  # type: ignore[dict-item]
+    )
+    attributes = span_to_dict(span)["attributes"]
+    assert isinstance(attributes, dict)
+    assert attributes["none"] is None and attributes["tuple"] == ["a", "b"]
+    assert attributes["number"] == 3 and isinstance(attributes["odd"], str)
