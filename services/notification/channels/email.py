@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime
 
 import aiosmtplib
@@ -33,6 +35,30 @@ class SendFailed(Exception):
         self.permanent = permanent
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, making each header's class once.
+
+    The stdlib's registry builds a new class (`type(...)`) every time a header is
+    set, some 30 times per message (each MIME part has its own headers): a third
+    of the time it took to build an e-mail. The classes are the same every time,
+    so the message is the same, byte for byte.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+_POLICY = default_policy.clone(header_factory=_HeaderClasses())
+
+
 def build(
     *,
     sender: str,
@@ -44,7 +70,7 @@ def build(
     kind: str,
     calendar: Calendar | None = None,
 ) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Subject"] = rendered.subject
