@@ -111,12 +111,12 @@ class Connection:
 
     Opening a session costs a TCP handshake, the greeting and EHLO (and aiosmtplib
     asks the resolver for the local host's name each time): more than the message
-    itself. A session the server has dropped meanwhile (its idle timeout, a restart)
-    is noticed when the next message is handed to it; that message goes again at
-    once on a new session. The server accepted nothing on the old one (it answers
-    only after the whole DATA), or the sender sees an error and the delivery's
-    retry sends the same Message-ID again: the at-least-once of the sender.
-    After a refused message aiosmtplib sends RSET itself, so the session stays usable.
+    itself. A session the server closed meanwhile (its idle timeout, a restart) is
+    noticed when the next message is handed to it, and that message goes at once on
+    a new session. When a session dies with a message on it, the server may or may
+    not have kept the message: the delivery is sent again either way, with the same
+    Message-ID (the sender's at-least-once). A message the server refuses leaves the
+    session usable (aiosmtplib sends RSET); any other failure closes it.
     """
 
     def __init__(self, *, host: str, port: int, timeout_seconds: float) -> None:
