@@ -352,3 +352,32 @@ async def test_a_kept_session_closed_by_the_server_is_retried_at_once() -> None:
     finally:
         await session.close()
         controller.stop()
+
+
+def test_the_kept_header_classes_make_the_same_bytes_as_the_stdlib(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`email.build`'s policy only makes each header class once: the message is the
+    same, byte for byte (boundaries aside, random in both), non-ASCII included."""
+    import re
+    from email.policy import default as stdlib_default
+
+    ics = calendar.entry_ics(entry(), summary="Café", location="T", organizer="n@x.org")
+
+    def built() -> bytes:
+        msg = email.build(
+            sender="Matchmaking <noreply@x.org>",
+            to=["a@example.org", "kontakt@gdańsk.example"],
+            rendered=render(placed_input()),
+            message_id="<abc@x.org>",
+            date=STAMP,
+            unsubscribe_url="https://u",
+            kind="meeting.placed",
+            calendar=email.Calendar(Method.REQUEST, ics),
+        )
+        raw = msg.as_bytes(policy=msg.policy.clone(utf8=True))
+        return re.sub(rb"={15}\d+==", b"BOUNDARY", raw)
+
+    kept = built()
+    monkeypatch.setattr(email, "_POLICY", stdlib_default)
+    assert kept == built()
