@@ -146,6 +146,38 @@ async def append_new_streams(
         raise ConcurrencyConflict("(one of many new streams)", 0) from exc
 
 
+async def append_to_streams(
+    conn: asyncpg.Connection, streams: Sequence[tuple[str, Sequence[Envelope]]]
+) -> None:
+    """Append each stream's envelopes after its current version, all in two statements
+    (the versions, then the events with their outbox rows): for a caller that holds a
+    lock on every one of these streams (e.g. a work-table row per stream), so that no
+    other writer appends meanwhile. Envelopes are published as they are (stamp them
+    with `outbox.stamp_trace` where their trace context is current)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("append must run inside a transaction")
+    if not streams:
+        return
+    ids = list(dict.fromkeys(stream_id for stream_id, _ in streams))
+    versions = {
+        r["stream_id"]: int(r["version"])
+        for r in await conn.fetch(
+            "SELECT stream_id, max(version) AS version FROM events"
+            " WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
+            ids,
+        )
+    }
+    batch: list[tuple[str, int, Sequence[Envelope]]] = []
+    for stream_id, envelopes in streams:
+        first = versions.get(stream_id, 0) + 1
+        batch.append((stream_id, first, envelopes))
+        versions[stream_id] = first + len(envelopes) - 1
+    try:
+        await _store(conn, batch, publish=True)
+    except asyncpg.UniqueViolationError as exc:
+        raise ConcurrencyConflict("(one of many streams)", 0) from exc
+
+
 async def load(conn: asyncpg.Connection, stream_id: str, after: int = 0) -> list[StoredEvent]:
     """The stream's events from version `after` + 1 on (a caller that keeps the first
     ones reads only the rest: events never change)."""

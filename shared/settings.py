@@ -153,6 +153,8 @@ class NotificationSettings(PlatformSettings):
     delivery_max_attempts: int = Field(default=8, ge=1)
     delivery_backoff_seconds: float = Field(default=30.0, gt=0)
     delivery_workers: int = Field(default=4, ge=1)
+    # Due deliveries a worker claims and sends in one transaction (a digest row alone).
+    delivery_batch_size: int = Field(default=16, ge=1)
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
     webhook_timeout_seconds: float = 10.0
 

@@ -3,12 +3,13 @@
 A decision to send (`enqueue`) is a `NotificationQueued` event in the delivery's own
 stream, recorded in the consumer's inbox transaction and projected into its
 `deliveries` row (`ledger`): a domain event's deliveries exist exactly when its inbox
-row does, and a dedupe key decided before is not decided again. The sender claims one
-due row at a time with `FOR UPDATE SKIP LOCKED` and keeps that row lock while it
-sends: a second sender skips the row, and if the process dies mid-send the lock goes
-with its connection and the row is due again at once. Each attempt's result (sent,
-attempt failed, failed, skipped) is an event in the delivery's stream, recorded and
-projected in that same transaction; the row lock is the work-table part.
+row does, and a dedupe key decided before is not decided again. The sender claims a
+few due rows at a time (`claim`) with `FOR UPDATE SKIP LOCKED` and keeps those row
+locks while it sends: a second sender skips the rows, and if the process dies mid-send
+the locks go with its connection and the rows are due again at once. Each attempt's
+result (sent, attempt failed, failed, skipped) is an event in the delivery's stream,
+recorded and projected in that same transaction, the batch's together (`Outcomes`);
+the row lock is the work-table part.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import asyncpg
 from prometheus_client import Counter
 
 from services.notification.ledger import OWN, delivery_stream
-from shared import eventstore, telemetry
+from shared import eventstore, outbox, telemetry
+from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.notification import (
     Channel,
@@ -144,9 +146,12 @@ async def _enqueue(
         )
     }
     trace = telemetry.current_context()
-    for r in unique:
-        if r.delivery_id in known:
-            continue
+    new = [r for r in unique if r.delivery_id not in known]
+    if not new:
+        return
+    streams = []
+    run = []
+    for r in new:
         event = NotificationQueued(
             delivery_id=r.delivery_id,
             event_id=r.event_id,
@@ -160,16 +165,23 @@ async def _enqueue(
             digest=r.digest,
             due=r.due,
         )
-        await eventstore.record(
-            conn,
-            delivery_stream(r.delivery_id),
-            0,
-            [event],
+        envelope = Envelope.wrap(
+            event,
             key=r.event_id,
+            subject=delivery_stream(r.delivery_id),
             correlation_id=(cause.correlation_id or cause.id) if cause else None,
             causation_id=cause.id if cause else None,
-            project=OWN.apply,
         )
+        streams.append((delivery_stream(r.delivery_id), [envelope]))
+        run.append((envelope, event))
+    # Every row of a notice in one statement (events and outbox), then one prepared
+    # INSERT for all their delivery rows.
+    await eventstore.append_new_streams(conn, streams)
+    await apply_run(conn, _project, run)
+
+
+async def _project(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
+    await OWN.apply(conn, event)
 
 
 async def cancel_pending(
@@ -183,18 +195,39 @@ async def cancel_pending(
         meeting_id,
         template,
     )
+    cancelled = Outcomes()
     for d in map(Delivery.of, rows):
-        await _record(conn, d, NotificationCancelled(**_about(d), reason=reason))
+        cancelled.cancelled(d, reason)
+    await cancelled.record(conn)
 
 
-async def claim(conn: asyncpg.Connection) -> Delivery | None:
-    """Lock one due row (inside the caller's transaction) that no other sender holds."""
+async def claim(conn: asyncpg.Connection, limit: int = 1) -> list[Delivery]:
+    """Lock due rows (inside the caller's transaction) that no other sender holds, oldest
+    first: up to `limit` of them, or a digest row alone.
+
+    A digest row comes alone because putting its digest together waits for the
+    recipient's other digest rows (`claim_digest`): two senders each holding one
+    recipient's rows and waiting for the other's would deadlock.
+    """
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM deliveries"
         " WHERE status = 'pending' AND next_attempt_at <= now()"
         " ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"
     )
-    return Delivery.of(row) if row else None
+    if row is None:
+        return []
+    first = Delivery.of(row)
+    if first.digest or limit <= 1:
+        return [first]
+    more = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM deliveries"
+        " WHERE status = 'pending' AND next_attempt_at <= now() AND NOT digest"
+        " AND delivery_id <> $1"
+        " ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        row["delivery_id"],
+        limit - 1,
+    )
+    return [first, *map(Delivery.of, more)]
 
 
 async def lock_digest(conn: asyncpg.Connection, first: Delivery) -> bool:
@@ -240,45 +273,70 @@ def _about(d: Delivery) -> dict[str, Any]:
     }
 
 
-async def sent(conn: asyncpg.Connection, d: Delivery, message_id: str) -> None:
-    OUTCOMES.labels(d.channel.value, d.template, "sent").inc()
-    event = NotificationSent(**_about(d), attempts=d.attempts + 1, message_id=message_id)
-    await _record(conn, d, event)
+class Outcomes:
+    """A batch's attempt results, recorded together when the batch is done (`record`):
+    one statement for their streams' versions, one for the events and their outbox
+    rows, one prepared statement per kind of delivery-row update. Each event is wrapped
+    (and takes its trace context) when decided, inside the attempt's span."""
+
+    def __init__(self) -> None:
+        self._decided: list[tuple[Delivery, Envelope, EventPayload]] = []
+
+    def __len__(self) -> int:
+        return len(self._decided)
+
+    def forget_from(self, position: int) -> None:
+        """Drop what was decided from `position` on (an attempt that then failed)."""
+        del self._decided[position:]
+
+    def sent(self, d: Delivery, message_id: str) -> None:
+        OUTCOMES.labels(d.channel.value, d.template, "sent").inc()
+        self._add(d, NotificationSent(**_about(d), attempts=d.attempts + 1, message_id=message_id))
+
+    def retry(self, d: Delivery, delay_seconds: float, error: str) -> None:
+        OUTCOMES.labels(d.channel.value, d.template, "retry").inc()
+        event = NotificationAttemptFailed(
+            **_about(d),
+            attempts=d.attempts + 1,
+            reason=error[:2000],
+            retry_at=datetime.now(UTC) + timedelta(seconds=delay_seconds),
+        )
+        self._add(d, event)
+
+    def failed(self, d: Delivery, reason: str) -> None:
+        OUTCOMES.labels(d.channel.value, d.template, "failed").inc()
+        self._add(d, NotificationFailed(**_about(d), attempts=d.attempts + 1, reason=reason[:2000]))
+
+    def skipped(self, d: Delivery, reason: str) -> None:
+        """Nothing was sent, on purpose (erased, unsubscribed, muted, stale reminder)."""
+        OUTCOMES.labels(d.channel.value, d.template, "skipped").inc()
+        self._add(d, NotificationSkipped(**_about(d), reason=reason))
+
+    def cancelled(self, d: Delivery, reason: str) -> None:
+        """Called off before it was due (a moved or cancelled meeting's reminder)."""
+        self._add(d, NotificationCancelled(**_about(d), reason=reason))
+
+    def _add(self, d: Delivery, event: EventPayload) -> None:
+        self._decided.append((d, _envelope(d, event), event))
+
+    async def record(self, conn: asyncpg.Connection) -> None:
+        """Append each to its delivery's stream and project it: the caller holds every
+        row's lock, so no other transaction appends to these streams meanwhile."""
+        if not self._decided:
+            return
+        await eventstore.append_to_streams(
+            conn, [(delivery_stream(d.delivery_id), [env]) for d, env, _ in self._decided]
+        )
+        await apply_run(conn, _project, [(env, event) for _, env, event in self._decided])
+        self._decided.clear()
 
 
-async def retry(conn: asyncpg.Connection, d: Delivery, delay_seconds: float, error: str) -> None:
-    OUTCOMES.labels(d.channel.value, d.template, "retry").inc()
-    event = NotificationAttemptFailed(
-        **_about(d),
-        attempts=d.attempts + 1,
-        reason=error[:2000],
-        retry_at=datetime.now(UTC) + timedelta(seconds=delay_seconds),
-    )
-    await _record(conn, d, event)
-
-
-async def failed(conn: asyncpg.Connection, d: Delivery, reason: str) -> None:
-    OUTCOMES.labels(d.channel.value, d.template, "failed").inc()
-    event = NotificationFailed(**_about(d), attempts=d.attempts + 1, reason=reason[:2000])
-    await _record(conn, d, event)
-
-
-async def skipped(conn: asyncpg.Connection, d: Delivery, reason: str) -> None:
-    """Nothing was sent, on purpose (erased, unsubscribed, muted, stale reminder)."""
-    OUTCOMES.labels(d.channel.value, d.template, "skipped").inc()
-    await _record(conn, d, NotificationSkipped(**_about(d), reason=reason))
-
-
-async def _record(conn: asyncpg.Connection, d: Delivery, event: EventPayload) -> None:
-    """Append to the delivery's stream after its current version: the caller holds the
-    row's lock, so no other transaction appends to it meanwhile."""
-    causation = d.cause_id.rsplit("#", 1)[-1]
-    await eventstore.record(
-        conn,
-        delivery_stream(d.delivery_id),
-        None,
-        [event],
-        key=d.event_id,
-        causation_id=causation,
-        project=OWN.apply,
+def _envelope(d: Delivery, event: EventPayload) -> Envelope:
+    return outbox.stamp_trace(
+        Envelope.wrap(
+            event,
+            key=d.event_id,
+            subject=delivery_stream(d.delivery_id),
+            causation_id=d.cause_id.rsplit("#", 1)[-1],
+        )
     )

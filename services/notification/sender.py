@@ -1,16 +1,21 @@
 """The background sender: claims due deliveries, sends them, records the outcome.
 
-Workers (`delivery_workers`) each loop: in one transaction, lock one due row
-(`FOR UPDATE SKIP LOCKED`), send it, record sent / retry later / failed /
-skipped, commit. They wake on NOTIFY from the deliveries trigger and poll as a
-fallback, so a timer (a reminder, a digest, a retry) fires within one poll
-interval of its time, whether or not the process was restarted meanwhile.
+Workers (`delivery_workers`) each loop: in one transaction, lock a few due rows
+(`delivery_batch_size`, `FOR UPDATE SKIP LOCKED`; a digest row alone), read what
+their messages need in one go (`views.Lookups`), send them one after the other on
+the worker's own SMTP session (kept open from batch to batch: `email.Connection`),
+record each one's sent / retry later / failed / skipped together (`queue.Outcomes`),
+commit. They wake on NOTIFY from the deliveries trigger and poll as a fallback, so a
+timer (a reminder, a digest, a retry) fires within one poll interval of its time,
+whether or not the process was restarted meanwhile.
 
 What this guarantees: a delivery row is sent until an attempt succeeds or its
 attempts run out, and never by two workers at once. If the process dies after
 the SMTP server (or webhook receiver) accepted a message but before the commit,
 the row is still pending and is sent again, with the same Message-ID (or
 webhook-id): at least once, at most once more per crash, recognisably the same.
+A batch widens "the row" to the batch's rows, not the guarantee: each of them is
+sent again at most once per crash, none by two workers.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -30,7 +36,7 @@ from opentelemetry.trace import Span
 
 from services.notification import domain, endpoints, queue, views
 from services.notification.channels import calendar, email, webhooks
-from services.notification.contacts import ContactsUnavailable, RegistrationContacts
+from services.notification.contacts import Contacts, ContactsUnavailable, RegistrationContacts
 from services.notification.domain import CalendarEntry, Kind
 from services.notification.queue import Delivery
 from services.notification.templates import (
@@ -82,6 +88,31 @@ class Links:
         return f"{self.base_url}/calendar/{token}.ics"
 
 
+# The SMTP session of the sender worker running in this context (each worker task
+# sets its own: one session per worker, kept from message to message).
+_SESSION: ContextVar[email.Connection | None] = ContextVar("notification_smtp", default=None)
+
+
+@dataclass
+class _Batch:
+    """One claimed batch's reads, decided outcomes and contact details (asked once per
+    recipient per batch, never kept beyond it: registration's answer of the moment)."""
+
+    look: views.Lookups
+    outcomes: queue.Outcomes
+    contacts: dict[str, Contacts] = field(default_factory=dict)
+
+
+def _people(d: Delivery) -> list[str]:
+    """Whose names a delivery's message shows."""
+    facts = d.context.get("facts", {})
+    return [
+        d.recipient,
+        *facts.get("participants", []),
+        *(facts[k] for k in ("requester_id", "recipient_id") if facts.get(k)),
+    ]
+
+
 class Sender:
     def __init__(
         self,
@@ -125,109 +156,152 @@ class Sender:
         self._wakeup = asyncio.Event()
 
     async def _work(self) -> None:
-        while True:
-            wakeup = self._wakeup
-            try:
-                busy = await self.send_one()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("notification sender: a delivery could not be processed")
-                busy = False
-            if not busy:
+        mail = self._mail_session()
+        _SESSION.set(mail)  # this worker's (a task's own context)
+        try:
+            while True:
+                wakeup = self._wakeup
                 try:
-                    await asyncio.wait_for(wakeup.wait(), self._s.delivery_poll_seconds)
-                except TimeoutError:
-                    pass
+                    busy = await self.send_batch()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "notification sender: a batch of deliveries could not be processed"
+                    )
+                    busy = False
+                if not busy:
+                    try:
+                        await asyncio.wait_for(wakeup.wait(), self._s.delivery_poll_seconds)
+                    except TimeoutError:
+                        pass
+        finally:
+            await mail.close()
+
+    def _mail_session(self) -> email.Connection:
+        return email.Connection(
+            host=self._s.smtp_host,
+            port=self._s.smtp_port,
+            timeout_seconds=self._s.smtp_timeout_seconds,
+        )
 
     async def send_one(self) -> bool:
         """Claim and process one due delivery; False when none is due."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            delivery = await queue.claim(conn)
-            if delivery is None:
-                return False
-            if delivery.digest and not await queue.lock_digest(conn, delivery):
-                # Another worker is putting this recipient's digest together: it waits
-                # for this row, which it gets when this transaction ends, now. Had both
-                # gone on, each would send part of the digest under one Message-ID,
-                # and mail clients would show only one of the two.
-                return False
+        return await self._send(1)
+
+    async def send_batch(self) -> bool:
+        """Claim and process up to `delivery_batch_size` due deliveries; False when none is due."""
+        return await self._send(self._s.delivery_batch_size)
+
+    async def _send(self, limit: int) -> bool:
+        own = _SESSION.get() is None  # called outside a worker (a test): a session for this call
+        token = _SESSION.set(self._mail_session()) if own else None
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await self._send_claimed(conn, limit)
+        finally:
+            if token is not None:
+                session = _SESSION.get()
+                _SESSION.reset(token)
+                if session is not None:
+                    await session.close()
+
+    async def _send_claimed(self, conn: asyncpg.Connection, limit: int) -> bool:
+        claimed = await queue.claim(conn, limit)
+        if not claimed:
+            return False
+        first = claimed[0]
+        if first.digest and not await queue.lock_digest(conn, first):
+            # Another worker is putting this recipient's digest together: it waits
+            # for this row, which it gets when this transaction ends, now. Had both
+            # gone on, each would send part of the digest under one Message-ID,
+            # and mail clients would show only one of the two.
+            return False
+        batch = _Batch(views.Lookups(conn), queue.Outcomes())
+        if not first.digest:
+            await batch.look.prefetch(
+                (d.recipient for d in claimed if d.channel is Channel.EMAIL),
+                (p for d in claimed for p in _people(d)),
+                (d.event_id for d in claimed),
+            )
+        for delivery in claimed:
+            decided = len(batch.outcomes)
             try:
                 async with conn.transaction():  # a savepoint
                     with _span(delivery):
-                        await self._process(conn, delivery)
+                        await self._process(batch, delivery)
             except (asyncpg.PostgresConnectionError, OSError):
-                raise  # the row stays locked until the connection goes, then is due again
+                raise  # the rows stay locked until the connection goes, then are due again
             except Exception as exc:
                 # A fault of ours (a bug, bad data): count it as a failed attempt, so
                 # the row backs off and ends as failed instead of blocking the queue.
                 log.exception("delivery %s could not be processed", delivery.delivery_id)
+                batch.outcomes.forget_from(decided)
                 reason = f"internal error: {type(exc).__name__}: {exc}"
-                await self._failed_attempt(conn, delivery, reason, permanent=False)
-            return True
+                self._failed_attempt(batch, delivery, reason, permanent=False)
+        await batch.outcomes.record(conn)
+        return True
 
-    async def _process(self, conn: asyncpg.Connection, d: Delivery) -> None:
-        batch = await self._digest_batch(conn, d) if d.digest else [d]
-        if not batch:
+    async def _process(self, b: _Batch, d: Delivery) -> None:
+        group = await self._digest_batch(b, d) if d.digest else [d]
+        if not group:
             return  # every message of the digest is muted (each logged as skipped)
         try:
             if d.channel is Channel.WEBHOOK:
-                message_id = await self._webhook(conn, d)
+                message_id = await self._webhook(b, d)
             elif d.template == Kind.OFFICE_REGISTRATION:
-                message_id = await self._office_email(conn, d)
+                message_id = await self._office_email(b, d)
             elif d.template == Kind.SIGN_IN_LINK:
-                message_id = await self._sign_in_email(conn, d)
+                message_id = await self._sign_in_email(b, d)
             elif d.digest:
-                message_id = await self._digest(conn, batch)
+                message_id = await self._digest(b, group)
             else:
-                message_id = await self._email(conn, d)
+                message_id = await self._email(b, d)
         except Skip as skip:
-            for one in batch:
-                await queue.skipped(conn, one, str(skip))
+            for one in group:
+                b.outcomes.skipped(one, str(skip))
             return
         except Transient as exc:
-            for one in batch:
-                await self._failed_attempt(conn, one, str(exc), permanent=exc.permanent)
+            for one in group:
+                self._failed_attempt(b, one, str(exc), permanent=exc.permanent)
             return
-        for one in batch:
-            await queue.sent(conn, one, message_id)
+        for one in group:
+            b.outcomes.sent(one, message_id)
 
-    async def _digest_batch(self, conn: asyncpg.Connection, first: Delivery) -> list[Delivery]:
+    async def _digest_batch(self, b: _Batch, first: Delivery) -> list[Delivery]:
         """The recipient's due digest rows, locked; muted kinds are logged as skipped here,
         so that a failed attempt later counts only against the messages it was to carry."""
-        batch = await queue.claim_digest(conn, first)
-        who = await views.recipient(conn, first.recipient)
-        prefs = await views.preferences(conn, first.recipient)
+        batch = await queue.claim_digest(b.look.conn, first)
+        who = await b.look.recipient(first.recipient)
+        prefs = await b.look.preferences(first.recipient)
         if who.erased or prefs.unsubscribed:
             return batch  # `_digest` skips them all, saying why
         wanted = [d for d in batch if domain.wants(Kind(d.template), prefs.muted, False)]
         for d in batch:
             if d not in wanted:
-                await queue.skipped(conn, d, f"{d.template} muted")
+                b.outcomes.skipped(d, f"{d.template} muted")
         return wanted
 
-    async def _failed_attempt(
-        self, conn: asyncpg.Connection, d: Delivery, reason: str, *, permanent: bool
-    ) -> None:
+    def _failed_attempt(self, b: _Batch, d: Delivery, reason: str, *, permanent: bool) -> None:
         attempts = d.attempts + 1
         if permanent or attempts >= self._s.delivery_max_attempts:
             log.warning("delivery %s failed after %d attempts: %s", d.delivery_id, attempts, reason)
-            await queue.failed(conn, d, reason)
+            b.outcomes.failed(d, reason)
         else:
             delay = domain.backoff(attempts, self._s.delivery_backoff_seconds)
-            await queue.retry(conn, d, delay, reason)
+            b.outcomes.retry(d, delay, reason)
 
     # -- email ----------------------------------------------------------------
 
-    async def _check(self, conn: asyncpg.Connection, d: Delivery) -> views.Preferences:
-        who = await views.recipient(conn, d.recipient)
+    async def _check(self, b: _Batch, d: Delivery) -> views.Preferences:
+        who = await b.look.recipient(d.recipient)
         if who.erased:
             raise Skip("personal data erased")
-        prefs = await views.preferences(conn, d.recipient)
+        prefs = await b.look.preferences(d.recipient)
         if not domain.wants(Kind(d.template), prefs.muted, prefs.unsubscribed):
             raise Skip("unsubscribed" if prefs.unsubscribed else f"{d.template} muted")
         if d.template == Kind.MEETING_REMINDER:
-            await self._check_reminder(conn, d)
+            await self._check_reminder(b.look.conn, d)
         return prefs
 
     async def _check_reminder(self, conn: asyncpg.Connection, d: Delivery) -> None:
@@ -241,36 +315,34 @@ class Sender:
         if datetime.now(UTC) >= start:
             raise Skip("the meeting has already started")
 
-    async def _addresses(self, d: Delivery) -> tuple[str, ...]:
-        try:
-            found = await self._contacts.of(d.recipient)
-        except ContactsUnavailable as exc:
-            raise Transient(str(exc)) from exc
+    async def _addresses(self, b: _Batch, d: Delivery) -> tuple[str, ...]:
+        found = b.contacts.get(d.recipient)
+        if found is None:
+            try:
+                found = await self._contacts.of(d.recipient)
+            except ContactsUnavailable as exc:
+                raise Transient(str(exc)) from exc
+            b.contacts[d.recipient] = found
         if not found.emails:
             raise Skip(found.why_none)
         return found.emails
 
     async def _render(
-        self, conn: asyncpg.Connection, d: Delivery, prefs: views.Preferences, *, standalone: bool
+        self, b: _Batch, d: Delivery, prefs: views.Preferences, *, standalone: bool
     ) -> tuple[Rendered, CalendarEntry | None, str]:
         ctx = d.context
         facts = ctx["facts"]
-        people = [
-            d.recipient,
-            *facts.get("participants", []),
-            *(facts[k] for k in ("requester_id", "recipient_id") if facts.get(k)),
-        ]
-        known = await views.names(conn, people)
+        known = await b.look.names(_people(d))
         entry = CalendarEntry.from_json(ctx["calendar"]) if ctx.get("calendar") else None
         agenda = []
         if d.template == Kind.AGENDA_PUBLISHED:
-            agenda = [a.item for a in await views.agenda(conn, d.recipient)]
+            agenda = [a.item for a in await views.agenda(b.look.conn, d.recipient)]
         data = RenderInput(
             kind=Kind(d.template),
             recipient_id=d.recipient,
             recipient_name=known.get(d.recipient, "participant"),
             time_zone=prefs.time_zone,
-            event=await views.event_info(conn, d.event_id),
+            event=await b.look.event_info(d.event_id),
             facts=facts,
             names=known,
             calendar=entry,
@@ -280,13 +352,13 @@ class Sender:
         )
         return render(data, standalone=standalone), entry, calendar_summary(data)
 
-    async def _email(self, conn: asyncpg.Connection, d: Delivery) -> str:
-        prefs = await self._check(conn, d)
-        to = await self._addresses(d)
-        rendered, entry, summary = await self._render(conn, d, prefs, standalone=True)
+    async def _email(self, b: _Batch, d: Delivery) -> str:
+        prefs = await self._check(b, d)
+        to = await self._addresses(b, d)
+        rendered, entry, summary = await self._render(b, d, prefs, standalone=True)
         attachment = None
         if entry is not None:
-            event = await views.event_info(conn, d.event_id)
+            event = await b.look.event_info(d.event_id)
             ics = calendar.entry_ics(
                 entry,
                 summary=summary,
@@ -298,9 +370,9 @@ class Sender:
         await self._smtp(d.message_id, to, rendered, d, attachment)
         return d.message_id
 
-    async def _office_email(self, conn: asyncpg.Connection, d: Delivery) -> str:
+    async def _office_email(self, b: _Batch, d: Delivery) -> str:
         """A support office's notice: to its co-organiser's own address, as of now."""
-        row = await conn.fetchrow(
+        row = await b.look.conn.fetchrow(
             "SELECT name, email, removed FROM co_organisers WHERE co_organiser_id = $1",
             d.recipient,
         )
@@ -309,7 +381,7 @@ class Sender:
         if not row["email"]:
             raise Skip("the co-organiser gave no email address")
         facts = d.context["facts"]
-        participant = await views.recipient(conn, facts["registration_id"])
+        participant = await b.look.recipient(facts["registration_id"])
         if participant.erased:
             raise Skip("the participant's personal data was erased")
         data = RenderInput(
@@ -317,7 +389,7 @@ class Sender:
             recipient_id=d.recipient,
             recipient_name=row["name"],
             time_zone=None,
-            event=await views.event_info(conn, d.event_id),
+            event=await b.look.event_info(d.event_id),
             facts=facts,
             names={participant.registration_id: participant.name},
             calendar=None,
@@ -327,7 +399,7 @@ class Sender:
         await self._smtp(d.message_id, (row["email"],), render(data), d, None, unsubscribe=False)
         return d.message_id
 
-    async def _sign_in_email(self, conn: asyncpg.Connection, d: Delivery) -> str:
+    async def _sign_in_email(self, b: _Batch, d: Delivery) -> str:
         """A sign-in link: to the one address that asked, with the link registration signs
         (asked for now, never stored here); nothing if it no longer works."""
         try:
@@ -338,13 +410,13 @@ class Sender:
             raise Skip("the sign-in link was used, expired or erased")
         portal = self._s.portal_public_url.rstrip("/")
         url = f"{portal}/signin/link?{urlencode({'token': message['token']})}"
-        known = await views.names(conn, [d.recipient])
+        known = await b.look.names([d.recipient])
         data = RenderInput(
             kind=Kind.SIGN_IN_LINK,
             recipient_id=d.recipient,
             recipient_name=known.get(d.recipient, "participant"),
             time_zone=None,
-            event=await views.event_info(conn, d.event_id),
+            event=await b.look.event_info(d.event_id),
             facts={**d.context["facts"], "url": url},
             names=known,
             calendar=None,
@@ -355,17 +427,17 @@ class Sender:
         await self._smtp(d.message_id, to, render(data), d, None, unsubscribe=False)
         return d.message_id
 
-    async def _digest(self, conn: asyncpg.Connection, batch: Sequence[Delivery]) -> str:
+    async def _digest(self, b: _Batch, batch: Sequence[Delivery]) -> str:
         first = batch[0]
-        who = await views.recipient(conn, first.recipient)
+        who = await b.look.recipient(first.recipient)
         if who.erased:
             raise Skip("personal data erased")
-        prefs = await views.preferences(conn, first.recipient)
+        prefs = await b.look.preferences(first.recipient)
         if prefs.unsubscribed:
             raise Skip("unsubscribed")
-        to = await self._addresses(first)
-        parts = [(await self._render(conn, d, prefs, standalone=False))[0] for d in batch]
-        event = await views.event_info(conn, first.event_id)
+        to = await self._addresses(b, first)
+        parts = [(await self._render(b, d, prefs, standalone=False))[0] for d in batch]
+        event = await b.look.event_info(first.event_id)
         rendered = render_digest(
             who.name, event.name, parts, self._links.unsubscribe(first.recipient)
         )
@@ -394,20 +466,17 @@ class Sender:
             kind=kind or d.template,
             calendar=attachment,
         )
+        session = _SESSION.get()
+        assert session is not None, "set by the worker, or by `_send` for one call"
         try:
-            await email.send(
-                msg,
-                host=self._s.smtp_host,
-                port=self._s.smtp_port,
-                timeout_seconds=self._s.smtp_timeout_seconds,
-            )
+            await session.send(msg)
         except email.SendFailed as exc:
             raise Transient(str(exc), permanent=exc.permanent) from exc
 
     # -- webhooks ---------------------------------------------------------------
 
-    async def _webhook(self, conn: asyncpg.Connection, d: Delivery) -> str:
-        endpoint = await conn.fetchrow(
+    async def _webhook(self, b: _Batch, d: Delivery) -> str:
+        endpoint = await b.look.conn.fetchrow(
             "SELECT w.sealed, w.active, k.key FROM webhook_endpoints w"
             " LEFT JOIN webhook_keys k USING (endpoint_id) WHERE w.endpoint_id = $1::uuid",
             d.recipient,

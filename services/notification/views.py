@@ -47,8 +47,8 @@ async def recipient(conn: asyncpg.Connection, registration_id: str) -> Recipient
         "SELECT event_id, name, status, erased FROM recipients WHERE registration_id = $1",
         registration_id,
     )
-    if row is None:  # registration's events may not have arrived yet
-        return Recipient(registration_id, None, "participant", "unknown", False)
+    if row is None:
+        return _unknown(registration_id)
     return Recipient(registration_id, row["event_id"], row["name"], row["status"], row["erased"])
 
 
@@ -70,6 +70,85 @@ async def names(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, str]:
         list(set(ids)),
     )
     return {r["registration_id"]: r["name"] for r in rows}
+
+
+class Lookups:
+    """The reads of one batch of deliveries, asked once for the whole batch.
+
+    `prefetch` reads every recipient, preference, name and event the batch's messages
+    need in four statements (instead of about five per message); what it did not read
+    is asked for as before. Lives for one transaction, so it never answers with
+    something older than the batch's claim.
+    """
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self._recipients: dict[str, Recipient] = {}
+        self._preferences: dict[str, Preferences] = {}
+        self._names: dict[str, str | None] = {}  # None: not known here
+        self._events: dict[str, EventInfo] = {}
+
+    async def prefetch(
+        self, recipients: Iterable[str], people: Iterable[str], events: Iterable[str]
+    ) -> None:
+        wanted = list(set(recipients))
+        for r in await self.conn.fetch(
+            "SELECT registration_id, event_id, name, status, erased FROM recipients"
+            " WHERE registration_id = ANY($1::text[])",
+            wanted,
+        ):
+            self._recipients[r["registration_id"]] = Recipient(
+                r["registration_id"], r["event_id"], r["name"], r["status"], r["erased"]
+            )
+        for rid in wanted:
+            self._recipients.setdefault(rid, _unknown(rid))
+        for r in await self.conn.fetch(
+            "SELECT registration_id, muted, digest, time_zone, unsubscribed FROM preferences"
+            " WHERE registration_id = ANY($1::text[])",
+            wanted,
+        ):
+            self._preferences[r["registration_id"]] = Preferences(
+                frozenset(r["muted"]), r["digest"], r["time_zone"], r["unsubscribed"]
+            )
+        for rid in wanted:
+            self._preferences.setdefault(rid, Preferences())
+        await self.names(set(people) | set(wanted))
+        for r in await self.conn.fetch(
+            "SELECT event_id, name, venue, time_zone FROM brokerage_events"
+            " WHERE event_id = ANY($1::text[])",
+            list(set(events)),
+        ):
+            self._events[r["event_id"]] = EventInfo(
+                r["event_id"], r["name"], r["venue"], r["time_zone"]
+            )
+
+    async def recipient(self, registration_id: str) -> Recipient:
+        if registration_id not in self._recipients:
+            self._recipients[registration_id] = await recipient(self.conn, registration_id)
+        return self._recipients[registration_id]
+
+    async def preferences(self, registration_id: str) -> Preferences:
+        if registration_id not in self._preferences:
+            self._preferences[registration_id] = await preferences(self.conn, registration_id)
+        return self._preferences[registration_id]
+
+    async def names(self, ids: Iterable[str]) -> dict[str, str]:
+        wanted = set(ids)
+        missing = wanted - self._names.keys()
+        if missing:
+            found = await names(self.conn, missing)
+            self._names.update({i: found.get(i) for i in missing})
+        return {i: n for i in wanted if (n := self._names[i]) is not None}
+
+    async def event_info(self, event_id: str) -> EventInfo:
+        if event_id not in self._events:
+            self._events[event_id] = await event_info(self.conn, event_id)
+        return self._events[event_id]
+
+
+def _unknown(registration_id: str) -> Recipient:
+    # registration's events may not have arrived yet
+    return Recipient(registration_id, None, "participant", "unknown", False)
 
 
 @dataclass(frozen=True)

@@ -101,15 +101,18 @@ class StoredKeys:
         return self._keys.get(registration_id)
 
 
-async def _index(conn: asyncpg.Connection, registration_id: str, sealed: str, keys: Keys) -> None:
+async def _index(
+    conn: asyncpg.Connection, registration_id: str, sealed: str, keys: Keys, *, replace: bool
+) -> None:
     key = await keys(conn, registration_id)
     digests: list[str] = []
     if key is not None:
         people: list[dict[str, Any]] = crypto.open_sealed(key, sealed, subject=registration_id)
         digests = sorted({digest(p["email"]) for p in people if p.get("email")})
-    await conn.execute(
-        "DELETE FROM registration_addresses WHERE registration_id = $1", registration_id
-    )
+    if replace:  # a new registration has no rows yet: its command stays one statement
+        await conn.execute(
+            "DELETE FROM registration_addresses WHERE registration_id = $1", registration_id
+        )
     if digests:
         await conn.execute(
             "INSERT INTO registration_addresses (registration_id, address_digest)"
@@ -123,7 +126,8 @@ async def apply(conn: asyncpg.Connection, event: EventPayload, keys: Keys = live
     """Keep the index with the registration's events (others change nothing here)."""
     if isinstance(event, RegisteredBase | ProfileUpdated):
         sealed = event.profile.representatives_encrypted
-        await _index(conn, event.registration_id, sealed, keys)
+        replace = isinstance(event, ProfileUpdated)
+        await _index(conn, event.registration_id, sealed, keys, replace=replace)
     elif isinstance(event, PersonalDataErased):
         await conn.execute(
             "DELETE FROM registration_addresses WHERE registration_id = $1",
@@ -163,6 +167,6 @@ async def index_missing(conn: asyncpg.Connection) -> int:
                 " WHERE registration_id = $1 FOR UPDATE",
                 row["registration_id"],
             )
-            await _index(conn, row["registration_id"], sealed, live_key)
+            await _index(conn, row["registration_id"], sealed, live_key, replace=True)
             count += 1
     return count

@@ -297,9 +297,14 @@ async def record_registrations(
     try:
         # No savepoint needed: the refusal rolls the whole command back.
         await eventstore.append_new_streams(writer, streams)
+        keys = {m.registration_id: m.key for m in made}
+
+        async def made_keys(_: asyncpg.Connection, registration_id: str) -> bytes | None:
+            return keys[registration_id]  # written above, maybe not sent yet
+
         for m in made:
             for event in m.events:
-                await projection.apply(writer, event)
+                await projection.apply(writer, event, made_keys)
         if together is not None:
             await together.flush()
     except asyncpg.UniqueViolationError as exc:

@@ -14,6 +14,7 @@ from asyncpg.connection import LoggedQuery
 from services.registration import handlers
 from services.registration.bodies import Profile, Representative
 from shared.access.policy import Principal, Role
+from shared.contracts.registration import OrganisationType
 from shared.db import migrate
 from shared.errors import Conflict
 from tests.integration.support import FreshDatabase
@@ -21,7 +22,6 @@ from tests.integration.support import FreshDatabase
 pytestmark = pytest.mark.integration
 
 MIGRATIONS = Path(handlers.__file__).parent / "migrations"
-PROFILE = {"organisation_type": "business", "sectors": ["biotech"]}
 PEOPLE = [Representative(name="Ada", email="ada@example.org")]
 
 
@@ -58,7 +58,13 @@ async def _register(
     statements: list[str],
     transaction: bool = True,
 ) -> str:
-    body = Profile(**PROFILE, name=name, country=country, representatives=PEOPLE)
+    body = Profile(
+        organisation_type=OrganisationType.BUSINESS,
+        sectors=["biotech"],
+        name=name,
+        country=country,
+        representatives=PEOPLE,
+    )
     profile, representatives = body.split()
 
     def note(logged: LoggedQuery) -> None:

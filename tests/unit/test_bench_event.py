@@ -15,7 +15,7 @@ from bench.event.api import Api, each
 from bench.event.cpu import part_of, roots
 from bench.event.driver import drive
 from bench.event.workload import Workload, split_bursts, workload
-from scripts.mail_catcher import index_line
+from scripts.mail_catcher import index_line, printed
 
 
 @pytest.mark.parametrize(
@@ -248,6 +248,23 @@ def test_the_catcher_indexes_arrival_message_id_and_kind() -> None:
         "kind": "meeting.placed",
         "to": ["b@example.org"],
     }
+
+
+def test_the_catcher_prints_a_message_as_aiosmtpds_debugging_does() -> None:
+    """One write per message, the same text as `Debugging`'s line-by-line printing."""
+    import asyncio
+    import io
+    from types import SimpleNamespace
+
+    from aiosmtpd.handlers import Debugging
+
+    message = b"Message-ID: <m@x>\r\nSubject: Caf\xc3\xa9\r\n\r\nline one\r\n\r\nline three\r\n"
+    for options in ([], ["SMTPUTF8"]):
+        stream = io.StringIO()
+        session = SimpleNamespace(peer=("127.0.0.1", 4242))
+        envelope = SimpleNamespace(content=message, mail_options=options, rcpt_options=[])
+        asyncio.run(Debugging(stream).handle_DATA(None, session, envelope))  # type: ignore[arg-type]
+        assert printed(session.peer, options, message) == stream.getvalue()
 
 
 def test_cpu_parts_follow_ancestry(tmp_path: Path) -> None:

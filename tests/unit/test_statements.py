@@ -49,7 +49,7 @@ def test_split_with_finds_top_level_ctes_and_the_main_statement() -> None:
 
 async def test_independent_statements_become_one_with_renumbered_parameters() -> None:
     conn = Recorder()
-    together = Together(conn)  # type: ignore[arg-type]
+    together = Together(conn)
     writer = together.connection()
     await writer.execute("INSERT INTO a (x, y) VALUES ($1, $2)", 1, 2)
     await writer.execute(
@@ -72,7 +72,7 @@ async def test_independent_statements_become_one_with_renumbered_parameters() ->
 
 async def test_a_statement_naming_a_table_written_before_goes_in_a_statement_of_its_own() -> None:
     conn = Recorder()
-    together = Together(conn)  # type: ignore[arg-type]
+    together = Together(conn)
     writer = together.connection()
     await writer.execute("INSERT INTO access_registrations (r) VALUES ($1)", "r1")
     await writer.execute("INSERT INTO registrations (r) VALUES ($1)", "r1")  # another table
@@ -86,7 +86,7 @@ async def test_a_statement_naming_a_table_written_before_goes_in_a_statement_of_
 
 async def test_one_statement_needs_no_transaction_and_one_in_a_transaction_opens_none() -> None:
     conn = Recorder()
-    together = Together(conn)  # type: ignore[arg-type]
+    together = Together(conn)
     await together.execute("INSERT INTO a VALUES ($1)", 1)
     await together.flush()
     conn.in_transaction = True
@@ -98,7 +98,7 @@ async def test_one_statement_needs_no_transaction_and_one_in_a_transaction_opens
 
 async def test_a_cte_name_used_twice_is_not_joined() -> None:
     conn = Recorder()
-    together = Together(conn)  # type: ignore[arg-type]
+    together = Together(conn)
     statement = "WITH s AS (INSERT INTO a VALUES ($1)) INSERT INTO b VALUES ($1)"
     await together.execute(statement, 1)
     await together.execute(statement.replace(" a ", " c ").replace(" b ", " d "), 2)
@@ -107,6 +107,6 @@ async def test_a_cte_name_used_twice_is_not_joined() -> None:
 
 
 async def test_arguments_must_match_the_parameters() -> None:
-    together = Together(Recorder())  # type: ignore[arg-type]
+    together = Together(Recorder())
     with pytest.raises(ValueError, match="1 arguments for 2 parameters"):
         await together.execute("INSERT INTO a VALUES ($1, $2)", 1)

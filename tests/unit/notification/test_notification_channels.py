@@ -232,3 +232,153 @@ async def test_a_server_without_smtputf8_fails_a_non_ascii_address_for_good() ->
         assert failed.value.permanent, failed.value
     finally:
         controller.stop()
+
+
+class _Inbox:
+    """An aiosmtpd handler that keeps what arrives and refuses `refused@...` addresses."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[Any, str]] = []  # (peer, Subject)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.startswith("refused@"):
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        subject = message_from_bytes(envelope.content)["Subject"]
+        self.messages.append((session.peer, subject))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # aiosmtpd does not report a port it chose
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _message(subject: str, to: str = "rep@example.org") -> Any:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"] = "platform@example.org"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{subject}@example.org>"
+    msg.set_content("Table 4, 10:30")
+    return msg
+
+
+async def test_one_session_carries_many_messages_and_survives_a_refused_one() -> None:
+    from aiosmtpd.controller import Controller
+
+    inbox = _Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    session = email.Connection(host="127.0.0.1", port=port, timeout_seconds=5)
+    try:
+        await session.send(_message("one"))
+        with pytest.raises(email.SendFailed) as refused:
+            await session.send(_message("lost", to="refused@example.org"))
+        assert refused.value.permanent
+        await session.send(_message("two"))
+        assert session.opened == 1 and session.is_open
+        assert [subject for _, subject in inbox.messages] == ["one", "two"]
+        assert len({peer for peer, _ in inbox.messages}) == 1  # one TCP connection
+    finally:
+        await session.close()
+        controller.stop()
+    assert not session.is_open
+
+
+async def test_a_session_the_server_dropped_is_replaced_and_the_message_goes() -> None:
+    """The server restarts between two messages: the kept session is dead, the next
+    message goes on a new one, once; while no server listens, sending fails (to be
+    retried), and the session after that works again."""
+    from aiosmtpd.controller import Controller
+
+    inbox = _Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    session = email.Connection(host="127.0.0.1", port=port, timeout_seconds=5)
+    try:
+        await session.send(_message("before"))
+        controller.stop()  # closes the session from the server's side
+        with pytest.raises(email.SendFailed) as down:
+            await session.send(_message("while down"))
+        assert not down.value.permanent
+        controller = Controller(inbox, hostname="127.0.0.1", port=port)
+        controller.start()
+        await session.send(_message("after"))
+        await session.send(_message("after, same session"))
+        assert [subject for _, subject in inbox.messages] == [
+            "before",
+            "after",
+            "after, same session",
+        ]
+        assert session.opened == 2
+        assert inbox.messages[1][0] == inbox.messages[2][0]
+    finally:
+        await session.close()
+        controller.stop()
+
+
+async def test_a_kept_session_closed_by_the_server_is_retried_at_once() -> None:
+    """The server closed the idle session (its timeout) but is up: the message goes on
+    a new session within the same `send`, not after a retry's backoff."""
+    from aiosmtpd.controller import Controller
+
+    inbox = _Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    session = email.Connection(host="127.0.0.1", port=port, timeout_seconds=5)
+    try:
+        await session.send(_message("first"))
+        controller.stop()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port)
+        controller.start()
+        await session.send(_message("second"))
+        assert [subject for _, subject in inbox.messages] == ["first", "second"]
+        assert session.opened == 2
+    finally:
+        await session.close()
+        controller.stop()
+
+
+def test_the_kept_header_classes_make_the_same_bytes_as_the_stdlib(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`email.build`'s policy only makes each header class once: the message is the
+    same, byte for byte (boundaries aside, random in both), non-ASCII included."""
+    import re
+    from email.policy import default as stdlib_default
+
+    ics = calendar.entry_ics(entry(), summary="Café", location="T", organizer="n@x.org")
+
+    def built() -> bytes:
+        msg = email.build(
+            sender="Matchmaking <noreply@x.org>",
+            to=["a@example.org", "kontakt@gdańsk.example"],
+            rendered=render(placed_input()),
+            message_id="<abc@x.org>",
+            date=STAMP,
+            unsubscribe_url="https://u",
+            kind="meeting.placed",
+            calendar=email.Calendar(Method.REQUEST, ics),
+        )
+        policy: Any = msg.policy  # typeshed's clone() does not know EmailPolicy's fields
+        raw = msg.as_bytes(policy=policy.clone(utf8=True))
+        return re.sub(rb"={15}\d+==", b"BOUNDARY", raw)
+
+    kept = built()
+    monkeypatch.setattr(email, "_POLICY", stdlib_default)
+    assert kept == built()

@@ -1,0 +1,157 @@
+"""The sender's batches: many workers in two senders claim due rows a batch at a time,
+and every delivery is sent exactly once, each worker on one SMTP session.
+
+A component test of the sender and its queue on a fresh database (rows made with the
+queue's own `enqueue`, as the digest race does), with a real SMTP server and a
+stand-in for registration's contacts endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.notification import domain
+from services.notification.domain import Kind, Notice
+from services.notification.queue import NewDelivery, enqueue
+from services.notification.sender import Sender
+from shared.contracts.notification import Channel
+from shared.db import create_pool, migrate
+from shared.settings import NotificationSettings
+from tests.integration.notification_support import (
+    ADMIN_KEY,
+    Contacts,
+    SmtpSink,
+    create_database,
+    drop_database,
+)
+from tests.integration.support import Infra
+
+pytestmark = pytest.mark.integration
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notification" / "migrations"
+SENDERS, WORKERS, BATCH = 2, 3, 7
+RECIPIENTS, DIGESTERS = 50, 6
+KINDS = (Kind.APPLICATION_APPROVED, Kind.REQUEST_DECLINED, Kind.REQUEST_EXPIRED)
+DUE = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)  # long due: every digest row at once
+
+
+class SessionCountingSink(SmtpSink):
+    """The SMTP sink, counting sessions (one EHLO each)."""
+
+    sessions = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+
+def _row(event_id: str, rid: str, kind: Kind, *, digest: bool) -> NewDelivery:
+    cause = f"/services/test#{uuid.uuid4()}"
+    key = domain.dedupe_key(cause, rid, Channel.EMAIL, kind)
+    notice = Notice(kind, event_id, (rid,), {"registration_id": rid, "reason": None})
+    return NewDelivery(
+        delivery_id=domain.delivery_id(key),
+        cause_id=cause,
+        recipient=rid,
+        channel=Channel.EMAIL,
+        template=kind.value,
+        event_id=event_id,
+        meeting_id=None,
+        context=notice.context(),
+        message_id=domain.message_id(key, "batch.test"),
+        digest=digest,
+        due=DUE if digest else None,
+    )
+
+
+async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra) -> None:
+    smtp, contacts = SessionCountingSink(), Contacts()
+    await smtp.start()
+    await contacts.http.start()
+    name, dsn = await create_database(infra.admin_dsn)
+    pool = await create_pool(dsn, max_size=SENDERS * WORKERS + 4)
+    try:
+        await migrate(pool, MIGRATIONS)
+        event_id = str(uuid.uuid4())
+        await pool.execute(
+            "INSERT INTO brokerage_events VALUES ($1, 'org', 'Batch Fair', 'Hall', 'UTC')",
+            event_id,
+        )
+        rows = []
+        for n in range(RECIPIENTS):
+            rid = str(uuid.uuid4())
+            contacts.by_id[rid] = [{"name": "Rep", "email": f"rep{n}@example.org"}]
+            await pool.execute(
+                "INSERT INTO recipients VALUES ($1, $2, $3, 'approved', 'sealed', false)",
+                rid,
+                event_id,
+                f"Org {n}",
+            )
+            digest = n < DIGESTERS  # a few recipients' rows wait for a digest, mixed in
+            rows += [_row(event_id, rid, kind, digest=digest) for kind in KINDS]
+        async with pool.acquire() as conn:
+            await enqueue(conn, rows)
+        settings = NotificationSettings(
+            notification_database_url=dsn,
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            registration_url=contacts.http.url,
+            platform_admin_key=ADMIN_KEY,
+            smtp_sender="Matchmaking <noreply@batch.test>",
+            delivery_workers=WORKERS,
+            delivery_batch_size=BATCH,
+            delivery_poll_seconds=0.2,
+        )
+        async with httpx.AsyncClient(timeout=10) as http:
+            senders = [
+                asyncio.create_task(Sender(pool, dsn, settings, http).run()) for _ in range(SENDERS)
+            ]
+            try:
+                for _ in range(600):
+                    pending = await pool.fetchval(
+                        "SELECT count(*) FROM deliveries WHERE status = 'pending'"
+                    )
+                    if not pending:
+                        break
+                    await asyncio.sleep(0.1)
+                assert not pending, f"{pending} deliveries still pending"
+            finally:
+                for task in senders:
+                    task.cancel()
+                await asyncio.gather(*senders, return_exceptions=True)
+
+        immediate = [r for r in rows if not r.digest]
+        arrived = Counter(m.message_id for m in smtp.mails)
+        assert {r.message_id for r in immediate} <= arrived.keys()
+        assert [mid for mid, n in arrived.items() if n > 1] == []  # nothing twice
+        digests = [m for m in smtp.mails if m.kind == "digest"]
+        assert len(digests) == DIGESTERS  # one per digest recipient, all its rows in it
+        assert len(smtp.mails) == len(immediate) + DIGESTERS
+        statuses = await pool.fetch(
+            "SELECT status, attempts, count(*) FROM deliveries GROUP BY 1, 2"
+        )
+        assert [tuple(r) for r in statuses] == [("sent", 1, len(rows))]
+        # Each delivery's stream: queued, then sent once.
+        versions = await pool.fetch(
+            "SELECT max(version) AS v, count(*) AS n FROM events"
+            " WHERE stream_id LIKE 'delivery-%' GROUP BY stream_id"
+        )
+        assert {(r["v"], r["n"]) for r in versions} == {(2, 2)} and len(versions) == len(rows)
+        # A session per worker, kept from batch to batch (not one per message).
+        assert smtp.sessions <= SENDERS * WORKERS, smtp.sessions
+    finally:
+        await pool.close()
+        await smtp.stop()
+        await contacts.http.stop()
+        await drop_database(infra.admin_dsn, name)
