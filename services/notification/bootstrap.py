@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from services.notification import commands, handlers, projection, sender
 from services.notification.api import router
 from services.notification.channels.email import mail_domain
-from shared.batching import batch_handlers
+from shared.batching import batch_handlers, batched, in_turn
 from shared.contracts import registry
 from shared.inbox import Subscription, combine
 from shared.runtime import ServiceRuntime, create_app, serve
@@ -52,10 +52,19 @@ def build_app(settings: NotificationSettings | None = None) -> FastAPI:
                 TOPICS,
                 combine(projection.HANDLERS, reactions),
                 registry(),
-                # What only projects (recipients, approvals...) goes one statement per run.
-                batch_handlers=batch_handlers(
-                    projection.HANDLERS, set(projection.HANDLERS) - set(reactions)
-                ),
+                # What only projects (recipients, approvals...) goes one statement per run;
+                # the reactions that come in bursts decide a run's deliveries together.
+                batch_handlers={
+                    **batch_handlers(
+                        projection.HANDLERS, set(projection.HANDLERS) - set(reactions)
+                    ),
+                    **{
+                        ce_type: in_turn(batched(projection.HANDLERS[ce_type]), run)
+                        if ce_type in projection.HANDLERS
+                        else run
+                        for ce_type, run in handlers.build_runs(config).items()
+                    },
+                },
             )
         ],
         background=[sender.run],

@@ -13,6 +13,7 @@ office's active co-organisers (one email each).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,12 @@ import asyncpg
 
 from services.notification import domain, projection, views
 from services.notification.domain import IMMEDIATE_KINDS, Kind, Notice
-from services.notification.queue import NewDelivery, cancel_pending, enqueue
+from services.notification.queue import (
+    NewDelivery,
+    cancel_pending,
+    cancel_pending_many,
+    enqueue_caused,
+)
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingCancelled
 from shared.contracts.notification import Channel
@@ -28,7 +34,7 @@ from shared.contracts.registration import ParticipantAssignedToSupportOffice
 from shared.contracts.reporting import FeedbackInvitationsRequested
 from shared.contracts.scheduling import AgendaPublished, SlotAssigned, SlotReleased
 from shared.envelope import Envelope
-from shared.inbox import Handler
+from shared.inbox import BatchHandler, Handler
 
 log = logging.getLogger(__name__)
 
@@ -46,32 +52,58 @@ def cause_of(envelope: Envelope) -> str:
     return f"{envelope.source}#{envelope.id}"
 
 
-async def _event_zone(conn: asyncpg.Connection, event_id: str) -> str:
-    zone: str | None = await conn.fetchval(
-        "SELECT time_zone FROM brokerage_events WHERE event_id = $1", event_id
-    )
-    return zone or "UTC"
+@dataclass(frozen=True)
+class Lookups:
+    """What a run of notices reads to become deliveries, asked once for the run: who
+    takes digests (and in which zone), the events' zones, the events' webhook endpoints."""
 
+    digesters: dict[str, str | None]
+    zones: dict[str, str]
+    endpoints: dict[str, list[tuple[str, list[str]]]]  # event -> (endpoint id, kinds)
 
-async def _emails(
-    conn: asyncpg.Connection, config: Config, cause: str, notice: Notice
-) -> list[NewDelivery]:
-    digesters = {
-        r["registration_id"]: r["time_zone"]
+    @classmethod
+    async def read(cls, conn: asyncpg.Connection, notices: Sequence[Notice]) -> Lookups:
+        recipients = list(dict.fromkeys(r for n in notices for r in n.recipients))
+        digesters: dict[str, str | None] = {
+            r["registration_id"]: r["time_zone"]
+            for r in await conn.fetch(
+                "SELECT registration_id, time_zone FROM preferences"
+                " WHERE registration_id = ANY($1::text[]) AND digest",
+                recipients,
+            )
+        }
+        event_ids = list(dict.fromkeys(n.event_id for n in notices))
+        zones: dict[str, str] = {}
+        if digesters:
+            zones = {
+                r["event_id"]: r["time_zone"]
+                for r in await conn.fetch(
+                    "SELECT event_id, time_zone FROM brokerage_events"
+                    " WHERE event_id = ANY($1::text[])",
+                    event_ids,
+                )
+                if r["time_zone"]
+            }
+        endpoints: dict[str, list[tuple[str, list[str]]]] = {}
         for r in await conn.fetch(
-            "SELECT registration_id, time_zone FROM preferences"
-            " WHERE registration_id = ANY($1::text[]) AND digest",
-            list(notice.recipients),
-        )
-    }
-    event_zone = await _event_zone(conn, notice.event_id) if digesters else "UTC"
+            "SELECT event_id, endpoint_id, kinds FROM webhook_endpoints"
+            " WHERE event_id = ANY($1::text[]) AND active ORDER BY endpoint_id",
+            event_ids,
+        ):
+            endpoints.setdefault(r["event_id"], []).append(
+                (str(r["endpoint_id"]), list(r["kinds"]))
+            )
+        return cls(digesters, zones, endpoints)
+
+
+def _emails(config: Config, cause: str, notice: Notice, look: Lookups) -> list[NewDelivery]:
     rows = []
     for recipient in dict.fromkeys(notice.recipients):
         key = domain.dedupe_key(cause, recipient, Channel.EMAIL, notice.kind)
-        digest = recipient in digesters and notice.kind not in IMMEDIATE_KINDS
+        digest = recipient in look.digesters and notice.kind not in IMMEDIATE_KINDS
         due = None
         if digest:
-            zone = digesters[recipient] or event_zone
+            zone = look.digesters[recipient] or look.zones.get(notice.event_id, "UTC")
             due = domain.next_digest_at(
                 datetime.now(UTC), zone, config.digest_hour, config.digest_minute
             )
@@ -93,18 +125,11 @@ async def _emails(
     return rows
 
 
-async def _webhooks(
-    conn: asyncpg.Connection, cause: str, notice: Notice, envelope: Envelope
-) -> list[NewDelivery]:
-    endpoints = await conn.fetch(
-        "SELECT endpoint_id FROM webhook_endpoints"
-        " WHERE event_id = $1 AND active AND $2 = ANY(kinds)",
-        notice.event_id,
-        notice.kind.value,
-    )
+def _webhooks(cause: str, notice: Notice, envelope: Envelope, look: Lookups) -> list[NewDelivery]:
     rows = []
-    for endpoint in endpoints:
-        recipient = str(endpoint["endpoint_id"])
+    for recipient, kinds in look.endpoints.get(notice.event_id, []):
+        if notice.kind.value not in kinds:
+            continue
         key = domain.dedupe_key(cause, recipient, Channel.WEBHOOK, notice.kind)
         ident = domain.delivery_id(key)
         rows.append(
@@ -158,22 +183,56 @@ async def deliver(
     conn: asyncpg.Connection, config: Config, envelope: Envelope, notice: Notice | None
 ) -> None:
     """Queue the notice's messages (and, for a placed or moved meeting, its reminders)."""
-    if notice is None:
+    await deliver_run(conn, config, [(envelope, notice)])
+
+
+async def deliver_run(
+    conn: asyncpg.Connection, config: Config, run: Sequence[tuple[Envelope, Notice | None]]
+) -> None:
+    """`deliver` for a run of consumed events: the reads, the cancelled reminders and the
+    queued deliveries once per stretch of the run, each delivery with its own cause.
+
+    One by one, a calendar notice cancels its meeting's pending reminders before it
+    queues new ones, so a second notice of the same meeting cancels the first one's. A
+    stretch therefore ends before a meeting's second calendar notice: within a stretch,
+    cancelling first and queueing after is the same as event by event."""
+    notices = [(envelope, notice) for envelope, notice in run if notice is not None]
+    if not notices:
         return
-    cause = cause_of(envelope)
-    rows: list[NewDelivery] = []
-    if datetime.now(UTC) - envelope.time <= config.stale_after:
-        rows += await _emails(conn, config, cause, notice)
-        rows += await _webhooks(conn, cause, notice, envelope)
-    else:
-        log.info("%s: %s is too old to announce", cause, notice.kind.value)
-    if notice.meeting_id is not None and notice.calendar is not None:
-        # Any calendar message changes the meeting's time: earlier reminders are void.
-        reason = f"superseded by {notice.kind.value}"
-        await cancel_pending(conn, notice.meeting_id, Kind.MEETING_REMINDER.value, reason)
-        if notice.kind in (Kind.MEETING_PLACED, Kind.MEETING_MOVED):
-            rows += await _reminders(config, cause, notice)
-    await enqueue(conn, rows, envelope)
+    now = datetime.now(UTC)
+    fresh = [(e, n) for e, n in notices if now - e.time <= config.stale_after]
+    look = await Lookups.read(conn, [n for _, n in fresh])
+    rows: list[tuple[NewDelivery, Envelope | None]] = []
+    superseded: dict[str, str] = {}
+    for envelope, notice in notices:
+        calendar = notice.meeting_id is not None and notice.calendar is not None
+        if calendar and notice.meeting_id in superseded:
+            await _queue(conn, superseded, rows)
+            rows, superseded = [], {}
+        cause = cause_of(envelope)
+        found: list[NewDelivery] = []
+        if now - envelope.time <= config.stale_after:
+            found += _emails(config, cause, notice, look)
+            found += _webhooks(cause, notice, envelope, look)
+        else:
+            log.info("%s: %s is too old to announce", cause, notice.kind.value)
+        if calendar:
+            assert notice.meeting_id is not None
+            # Any calendar message changes the meeting's time: earlier reminders are void.
+            superseded[notice.meeting_id] = f"superseded by {notice.kind.value}"
+            if notice.kind in (Kind.MEETING_PLACED, Kind.MEETING_MOVED):
+                found += await _reminders(config, cause, notice)
+        rows += [(r, envelope) for r in found]
+    await _queue(conn, superseded, rows)
+
+
+async def _queue(
+    conn: asyncpg.Connection,
+    superseded: dict[str, str],
+    rows: Sequence[tuple[NewDelivery, Envelope | None]],
+) -> None:
+    await cancel_pending_many(conn, superseded, Kind.MEETING_REMINDER.value)
+    await enqueue_caused(conn, rows)
 
 
 def build(config: Config) -> dict[str, Handler]:
@@ -238,3 +297,33 @@ def build(config: Config) -> dict[str, Handler]:
     handlers[FeedbackInvitationsRequested.ce_type()] = feedback
     handlers[ParticipantAssignedToSupportOffice.ce_type()] = office
     return handlers
+
+
+def build_runs(config: Config) -> dict[str, BatchHandler]:
+    """Batch handlers for the reactions that come in bursts (requests, answers, decisions,
+    placements): the same deliveries as `build`'s handlers event by event, with the
+    run's reads and writes asked once (`deliver_run`)."""
+
+    async def stateless(
+        conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]
+    ) -> None:
+        await deliver_run(conn, config, [(env, domain.notice_for(e)) for env, e in run])
+
+    async def slots_assigned(
+        conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]
+    ) -> None:
+        assigned = [(env, e) for env, e in run if isinstance(e, SlotAssigned)]
+        assert len(assigned) == len(run)
+        meetings = await projection.load_meetings(conn, [e.meeting_id for _, e in assigned])
+        notices: list[tuple[Envelope, Notice | None]] = []
+        for env, e in assigned:  # in order: a meeting placed, then moved, in one run
+            meeting, notice = domain.slot_assigned(meetings.get(e.meeting_id), e, env.time)
+            meetings[e.meeting_id] = meeting
+            notices.append((env, notice))
+        changed = dict.fromkeys(e.meeting_id for _, e in assigned)
+        await projection.save_meetings(conn, [meetings[m] for m in changed])
+        await deliver_run(conn, config, notices)
+
+    runs: dict[str, BatchHandler] = {t.ce_type(): stateless for t in domain.STATELESS}
+    runs[SlotAssigned.ce_type()] = slots_assigned
+    return runs

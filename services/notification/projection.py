@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from services.notification import domain
@@ -155,8 +157,19 @@ HANDLERS: dict[str, Handler] = {
 
 async def load_meeting(conn: asyncpg.Connection, meeting_id: str) -> Meeting | None:
     row = await conn.fetchrow("SELECT * FROM meetings WHERE meeting_id = $1 FOR UPDATE", meeting_id)
-    if row is None:
-        return None
+    return None if row is None else _meeting_of(row)
+
+
+async def load_meetings(conn: asyncpg.Connection, meeting_ids: list[str]) -> dict[str, Meeting]:
+    """`load_meeting` for several (those that exist), locked in one statement."""
+    rows = await conn.fetch(
+        "SELECT * FROM meetings WHERE meeting_id = ANY($1::text[]) ORDER BY meeting_id FOR UPDATE",
+        meeting_ids,
+    )
+    return {r["meeting_id"]: _meeting_of(r) for r in rows}
+
+
+def _meeting_of(row: asyncpg.Record) -> Meeting:
     placement = None
     if row["slot_start"] is not None:
         placement = Placement(row["slot_start"], row["slot_end"], row["table_no"], row["mode"])
@@ -173,8 +186,11 @@ async def load_meeting(conn: asyncpg.Connection, meeting_id: str) -> Meeting | N
 
 
 async def save_meeting(conn: asyncpg.Connection, m: Meeting) -> None:
-    p = m.placement
-    await conn.execute(
+    await save_meetings(conn, [m])
+
+
+async def save_meetings(conn: asyncpg.Connection, meetings: Sequence[Meeting]) -> None:
+    await conn.executemany(
         "INSERT INTO meetings (meeting_id, event_id, participants, slot_start, slot_end,"
         " table_no, mode, placed, sequence, live, cancelled)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -183,17 +199,22 @@ async def save_meeting(conn: asyncpg.Connection, m: Meeting) -> None:
         " table_no = EXCLUDED.table_no, mode = EXCLUDED.mode, placed = EXCLUDED.placed,"
         " sequence = EXCLUDED.sequence, live = EXCLUDED.live, cancelled = EXCLUDED.cancelled,"
         " updated_at = now()",
-        m.meeting_id,
-        m.event_id,
-        list(m.participants),
-        p.start if p else None,
-        p.end if p else None,
-        p.table if p else None,
-        p.mode if p else None,
-        m.placed,
-        m.sequence,
-        m.live,
-        m.cancelled,
+        [
+            (
+                m.meeting_id,
+                m.event_id,
+                list(m.participants),
+                m.placement.start if m.placement else None,
+                m.placement.end if m.placement else None,
+                m.placement.table if m.placement else None,
+                m.placement.mode if m.placement else None,
+                m.placed,
+                m.sequence,
+                m.live,
+                m.cancelled,
+            )
+            for m in meetings
+        ],
     )
 
 

@@ -15,7 +15,7 @@ the row lock is the work-table part.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -125,19 +125,28 @@ async def enqueue(
     """Record the decision to send each row's message (`NotificationQueued`, projected
     into its delivery row); a row whose dedupe key was decided before is dropped.
     `cause`: the consumed event that led to them (their causation and correlation)."""
+    await enqueue_caused(conn, [(r, cause) for r in rows])
+
+
+async def enqueue_caused(
+    conn: asyncpg.Connection, rows: Sequence[tuple[NewDelivery, Envelope | None]]
+) -> None:
+    """`enqueue` for rows of several causes (a run of consumed events), each row with
+    its own: one read of the known rows, one statement for all events and outbox rows."""
     if not rows:
         return
     if conn.is_in_transaction():  # the consumer's
-        await _enqueue(conn, rows, cause)
+        await _enqueue(conn, rows)
     else:
         async with conn.transaction():
-            await _enqueue(conn, rows, cause)
+            await _enqueue(conn, rows)
 
 
 async def _enqueue(
-    conn: asyncpg.Connection, rows: Sequence[NewDelivery], cause: Envelope | None
+    conn: asyncpg.Connection, rows: Sequence[tuple[NewDelivery, Envelope | None]]
 ) -> None:
-    unique = list({r.delivery_id: r for r in rows}.values())
+    causes = {r.delivery_id: cause for r, cause in rows}
+    unique = list({r.delivery_id: r for r, _ in rows}.values())
     known = {
         str(r["delivery_id"])
         for r in await conn.fetch(
@@ -152,6 +161,7 @@ async def _enqueue(
     streams = []
     run = []
     for r in new:
+        cause = causes[r.delivery_id]
         event = NotificationQueued(
             delivery_id=r.delivery_id,
             event_id=r.event_id,
@@ -188,16 +198,26 @@ async def cancel_pending(
     conn: asyncpg.Connection, meeting_id: str, template: str, reason: str
 ) -> None:
     """Call off a meeting's timers still waiting (a moved or cancelled meeting's reminders)."""
+    await cancel_pending_many(conn, {meeting_id: reason}, template)
+
+
+async def cancel_pending_many(
+    conn: asyncpg.Connection, reasons: Mapping[str, str], template: str
+) -> None:
+    """`cancel_pending` for several meetings (meeting id -> reason) in one read."""
+    if not reasons:
+        return
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM deliveries"
-        " WHERE meeting_id = $1 AND template = $2 AND status = 'pending'"
+        " WHERE meeting_id = ANY($1::text[]) AND template = $2 AND status = 'pending'"
         " ORDER BY delivery_id FOR UPDATE",
-        meeting_id,
+        list(reasons),
         template,
     )
     cancelled = Outcomes()
     for d in map(Delivery.of, rows):
-        cancelled.cancelled(d, reason)
+        assert d.meeting_id is not None
+        cancelled.cancelled(d, reasons[d.meeting_id])
     await cancelled.record(conn)
 
 

@@ -110,3 +110,59 @@ async def test_the_cancellation_before_or_after_scheduling_leaves_the_same_row(
         rows.append(await _row(database, schema))
     assert all(row == rows[0] for row in rows), rows
     assert rows[0]["cancelled"] and not rows[0]["placed"] and rows[0]["table_no"] == 5
+
+
+RUNS = handlers.build_runs(handlers.Config("order.test", reminder_lead_minutes=30, digest_hour=7))
+
+
+async def _deliveries(dsn: str, schema: str) -> list[tuple[object, ...]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT delivery_id, recipient, template, status, message_id"
+            f' FROM "{schema}".deliveries ORDER BY delivery_id'
+        )
+    finally:
+        await conn.close()
+    return [tuple(r) for r in rows]
+
+
+async def _in_schema(dsn: str, schema: str) -> asyncpg.Pool:
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await admin.close()
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=1, server_settings={"search_path": schema}
+    )
+    assert pool is not None
+    await migrate(pool, PLAN.migrations)
+    return pool
+
+
+async def test_a_meeting_placed_and_moved_in_one_run_queues_what_one_by_one_does(
+    database: str,
+) -> None:
+    """The run handler for SlotAssigned (`handlers.build_runs`): the move cancels the
+    placement's reminders, as it does event by event (the run is cut before it)."""
+    run = [(Envelope.wrap(e, key=EVENT), e) for e in SCHEDULING[:2]]  # placed, then moved
+    one_by_one = await _in_schema(database, "one_by_one")
+    try:
+        for envelope, event in run:
+            async with one_by_one.acquire() as conn, conn.transaction():
+                await LIVE[event.ce_type()](conn, envelope, event)
+    finally:
+        await one_by_one.close()
+    in_a_run = await _in_schema(database, "in_a_run")
+    try:
+        async with in_a_run.acquire() as conn, conn.transaction():
+            await RUNS[SlotAssigned.ce_type()](conn, run)
+    finally:
+        await in_a_run.close()
+    one = await _deliveries(database, "one_by_one")
+    statuses = [(template, status) for _, _, template, status, _ in one]
+    assert statuses.count(("meeting.reminder", "cancelled")) == 2  # the placement's
+    assert statuses.count(("meeting.reminder", "pending")) == 2  # the move's
+    assert await _deliveries(database, "in_a_run") == one
+    assert await _row(database, "in_a_run") == await _row(database, "one_by_one")
