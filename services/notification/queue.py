@@ -119,6 +119,20 @@ def _with_trace(
     return {**context, TRACE_KEY: cause, TIMER_KEY: due is not None}
 
 
+def _trace_of(cause: Envelope | None, current: dict[str, str]) -> dict[str, str]:
+    """The trace a delivery's send rejoins: the current span's when it belongs to the
+    cause's trace (an event handled on its own, inside its span), else the cause's own
+    (a run of events is handled outside their spans)."""
+    if cause is None or cause.traceparent is None:
+        return current
+    if current.get("traceparent", "").split("-")[1:2] == cause.traceparent.split("-")[1:2]:
+        return current
+    found = {"traceparent": cause.traceparent}
+    if cause.tracestate:
+        found["tracestate"] = cause.tracestate
+    return found
+
+
 async def enqueue(
     conn: asyncpg.Connection, rows: Sequence[NewDelivery], cause: Envelope | None = None
 ) -> None:
@@ -154,7 +168,7 @@ async def _enqueue(
             [r.delivery_id for r in unique],
         )
     }
-    trace = telemetry.current_context()
+    current = telemetry.current_context()
     new = [r for r in unique if r.delivery_id not in known]
     if not new:
         return
@@ -162,6 +176,7 @@ async def _enqueue(
     run = []
     for r in new:
         cause = causes[r.delivery_id]
+        trace = _trace_of(cause, current)
         event = NotificationQueued(
             delivery_id=r.delivery_id,
             event_id=r.event_id,
@@ -181,7 +196,7 @@ async def _enqueue(
             subject=delivery_stream(r.delivery_id),
             correlation_id=(cause.correlation_id or cause.id) if cause else None,
             causation_id=cause.id if cause else None,
-        )
+        ).with_trace(trace.get("traceparent"), trace.get("tracestate"))
         streams.append((delivery_stream(r.delivery_id), [envelope]))
         run.append((envelope, event))
     # Every row of a notice in one statement (events and outbox), then one prepared
