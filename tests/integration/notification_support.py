@@ -38,8 +38,16 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from services.notification.domain import reminder_cause
+from services.notification.domain import (
+    Kind,
+    Notice,
+    dedupe_key,
+    delivery_id,
+    message_id,
+    reminder_cause,
+)
 from services.notification.handlers import cause_of
+from services.notification.queue import NewDelivery
 from shared.auth import digest
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import (
@@ -50,6 +58,7 @@ from shared.contracts.matching import (
     MeetingParty,
     MeetingRequested,
 )
+from shared.contracts.notification import Channel
 from shared.contracts.registration import (
     Attendance,
     BrokerageEventCreated,
@@ -546,3 +555,26 @@ async def deliveries(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         return rows
     finally:
         await conn.close()
+
+
+def email_delivery(
+    event_id: str, rid: str, kind: Kind, *, due: datetime | None, mail_domain: str
+) -> NewDelivery:
+    """An e-mail of `kind` to `rid` from a cause of its own, queued as a consumer would
+    (a digest row when `due` is given)."""
+    cause = f"/services/test#{uuid.uuid4()}"
+    key = dedupe_key(cause, rid, Channel.EMAIL, kind)
+    notice = Notice(kind, event_id, (rid,), {"registration_id": rid, "reason": None})
+    return NewDelivery(
+        delivery_id=delivery_id(key),
+        cause_id=cause,
+        recipient=rid,
+        channel=Channel.EMAIL,
+        template=kind.value,
+        event_id=event_id,
+        meeting_id=None,
+        context=notice.context(),
+        message_id=message_id(key, mail_domain),
+        digest=due is not None,
+        due=due,
+    )

@@ -41,6 +41,7 @@ from aiokafka.structs import RecordMetadata
 from shared import topics as shared_topics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
+from shared.db import migrate
 from shared.envelope import Envelope
 from shared.settings import PlatformSettings
 
@@ -492,6 +493,26 @@ async def create_database(admin_dsn: str, name: str) -> str:
 async def drop_database(admin_dsn: str, name: str) -> None:
     # FORCE: a killed subprocess or a stuck test may leave sessions behind.
     await _admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def schema_pool(dsn: str, schema: str, migrations: Path) -> asyncpg.Pool:
+    """A one-connection pool on a new schema `schema` of `dsn`, migrated: projections
+    built side by side in one database (one by one and batched, two orders...)."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await admin.close()
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=1, server_settings={"search_path": schema}
+    )
+    assert pool is not None
+    try:
+        await migrate(pool, migrations)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
 
 
 @asynccontextmanager

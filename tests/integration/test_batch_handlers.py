@@ -37,11 +37,10 @@ from services.scheduling import rebuild as scheduling_rebuild
 from shared.batching import apply_run
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
-from shared.db import migrate
 from shared.envelope import Envelope
 from shared.inbox import Handler, InboxCore, Subscription, _Message
 from shared.rebuild import Plan, compare
-from tests.integration.support import Infra, fresh_databases
+from tests.integration.support import Infra, fresh_databases, schema_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -65,17 +64,7 @@ async def schemas(infra: Infra) -> AsyncIterator[str]:
 
 
 async def _schema(dsn: str, schema: str, plan: Plan) -> asyncpg.Pool:
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
-    pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=1, server_settings={"search_path": schema}
-    )
-    assert pool is not None
-    await migrate(pool, plan.migrations)
-    return pool
+    return await schema_pool(dsn, schema, plan.migrations)
 
 
 def _events(line: Timeline, producers: Sequence[str]) -> list[Event]:

@@ -18,11 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from services.notification import domain
-from services.notification.domain import Kind, Notice
-from services.notification.queue import NewDelivery, enqueue
+from services.notification.domain import Kind
+from services.notification.queue import enqueue
 from services.notification.sender import Sender
-from shared.contracts.notification import Channel
 from shared.db import create_pool, migrate
 from shared.settings import NotificationSettings
 from tests.integration.notification_support import (
@@ -31,6 +29,7 @@ from tests.integration.notification_support import (
     SmtpSink,
     create_database,
     drop_database,
+    email_delivery,
 )
 from tests.integration.support import Infra
 
@@ -54,25 +53,6 @@ class SessionCountingSink(SmtpSink):
         self.sessions += 1
         session.host_name = hostname
         return responses
-
-
-def _row(event_id: str, rid: str, kind: Kind, *, digest: bool) -> NewDelivery:
-    cause = f"/services/test#{uuid.uuid4()}"
-    key = domain.dedupe_key(cause, rid, Channel.EMAIL, kind)
-    notice = Notice(kind, event_id, (rid,), {"registration_id": rid, "reason": None})
-    return NewDelivery(
-        delivery_id=domain.delivery_id(key),
-        cause_id=cause,
-        recipient=rid,
-        channel=Channel.EMAIL,
-        template=kind.value,
-        event_id=event_id,
-        meeting_id=None,
-        context=notice.context(),
-        message_id=domain.message_id(key, "batch.test"),
-        digest=digest,
-        due=DUE if digest else None,
-    )
 
 
 async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra) -> None:
@@ -99,7 +79,12 @@ async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra) -
                 f"Org {n}",
             )
             digest = n < DIGESTERS  # a few recipients' rows wait for a digest, mixed in
-            rows += [_row(event_id, rid, kind, digest=digest) for kind in KINDS]
+            rows += [
+                email_delivery(
+                    event_id, rid, kind, due=DUE if digest else None, mail_domain="batch.test"
+                )
+                for kind in KINDS
+            ]
         async with pool.acquire() as conn:
             await enqueue(conn, rows)
         settings = NotificationSettings(

@@ -28,11 +28,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.notification import domain
-from services.notification.domain import Kind, Notice
-from services.notification.queue import NewDelivery, enqueue
+from services.notification.domain import Kind
+from services.notification.queue import enqueue
 from services.notification.sender import Sender
-from shared.contracts.notification import Channel
 from shared.contracts.reporting import (
     FeedbackInvitationsRequested,
     InvitedParticipant,
@@ -49,6 +47,7 @@ from tests.integration.notification_support import (
     World,
     create_database,
     drop_database,
+    email_delivery,
     service_env,
 )
 from tests.integration.support import Infra, wait_until
@@ -274,25 +273,10 @@ async def test_concurrent_senders_put_each_recipients_digest_in_one_email(
                 event_id,
                 f"Org {n}",
             )
-            for kind in kinds:
-                cause = f"/services/test#{uuid.uuid4()}"
-                key = domain.dedupe_key(cause, rid, Channel.EMAIL, kind)
-                notice = Notice(kind, event_id, (rid,), {"registration_id": rid, "reason": None})
-                rows.append(
-                    NewDelivery(
-                        delivery_id=domain.delivery_id(key),
-                        cause_id=cause,
-                        recipient=rid,
-                        channel=Channel.EMAIL,
-                        template=kind.value,
-                        event_id=event_id,
-                        meeting_id=None,
-                        context=notice.context(),
-                        message_id=domain.message_id(key, "race.test"),
-                        digest=True,
-                        due=DUE,
-                    )
-                )
+            rows += [
+                email_delivery(event_id, rid, kind, due=DUE, mail_domain="race.test")
+                for kind in kinds
+            ]
         async with pool.acquire() as conn:
             await enqueue(conn, rows)
         settings = NotificationSettings(

@@ -17,10 +17,9 @@ from services.notification.rebuild import PLAN
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import CancelledBy, MeetingCancelled, MeetingMode
 from shared.contracts.scheduling import ReleaseReason, SlotAssigned, SlotReleased
-from shared.db import migrate
 from shared.envelope import Envelope
 from shared.inbox import Handler
-from tests.integration.support import Infra, fresh_databases
+from tests.integration.support import Infra, fresh_databases, schema_pool
 
 pytestmark = pytest.mark.integration
 
@@ -69,17 +68,8 @@ async def database(infra: Infra) -> AsyncIterator[str]:
 async def _apply(
     dsn: str, schema: str, chosen: dict[str, Handler], order: list[EventPayload]
 ) -> None:
-    admin = await asyncpg.connect(dsn)
+    pool = await schema_pool(dsn, schema, PLAN.migrations)
     try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
-    pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=1, server_settings={"search_path": schema}
-    )
-    assert pool is not None
-    try:
-        await migrate(pool, PLAN.migrations)
         for event in order:
             async with pool.acquire() as conn, conn.transaction():
                 await chosen[event.ce_type()](conn, Envelope.wrap(event, key=EVENT), event)
@@ -127,34 +117,20 @@ async def _deliveries(dsn: str, schema: str) -> list[tuple[object, ...]]:
     return [tuple(r) for r in rows]
 
 
-async def _in_schema(dsn: str, schema: str) -> asyncpg.Pool:
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
-    pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=1, server_settings={"search_path": schema}
-    )
-    assert pool is not None
-    await migrate(pool, PLAN.migrations)
-    return pool
-
-
 async def test_a_meeting_placed_and_moved_in_one_run_queues_what_one_by_one_does(
     database: str,
 ) -> None:
     """The run handler for SlotAssigned (`handlers.build_runs`): the move cancels the
     placement's reminders, as it does event by event (the run is cut before it)."""
     run = [(Envelope.wrap(e, key=EVENT), e) for e in SCHEDULING[:2]]  # placed, then moved
-    one_by_one = await _in_schema(database, "one_by_one")
+    one_by_one = await schema_pool(database, "one_by_one", PLAN.migrations)
     try:
         for envelope, event in run:
             async with one_by_one.acquire() as conn, conn.transaction():
                 await LIVE[event.ce_type()](conn, envelope, event)
     finally:
         await one_by_one.close()
-    in_a_run = await _in_schema(database, "in_a_run")
+    in_a_run = await schema_pool(database, "in_a_run", PLAN.migrations)
     try:
         async with in_a_run.acquire() as conn, conn.transaction():
             await RUNS[SlotAssigned.ce_type()](conn, run)
