@@ -26,10 +26,6 @@ from shared.contracts.registration import (
     BrokerageEventCreated,
     OrganisationProfile,
     OrganiserRegistered,
-    RegistrationApproved,
-    RegistrationRejected,
-    RegistrationWaitlisted,
-    RegistrationWithdrawn,
 )
 from shared.envelope import Envelope
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
@@ -37,9 +33,7 @@ from shared.statements import Together
 
 PAYLOADS = registry()
 
-Decision = type[
-    RegistrationApproved | RegistrationRejected | RegistrationWaitlisted | RegistrationWithdrawn
-]
+Decision = domain.Decision
 
 
 def _stream(kind: str, ident: str) -> str:
