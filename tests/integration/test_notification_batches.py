@@ -55,8 +55,11 @@ class SessionCountingSink(SmtpSink):
         return responses
 
 
-async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra) -> None:
-    smtp, contacts = SessionCountingSink(), Contacts()
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk contacts", "contacts one by one"])
+async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra, bulk: bool) -> None:
+    """`bulk`: registration answers a batch's contacts in one request; without (a
+    registration from before that route), each recipient is asked for alone."""
+    smtp, contacts = SessionCountingSink(), Contacts(bulk=bulk)
     await smtp.start()
     await contacts.http.start()
     name, dsn = await create_database(infra.admin_dsn)
@@ -135,6 +138,15 @@ async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra) -
         assert {(r["v"], r["n"]) for r in versions} == {(2, 2)} and len(versions) == len(rows)
         # A session per worker, kept from batch to batch (not one per message).
         assert smtp.sessions <= SENDERS * WORKERS, smtp.sessions
+        # Contacts: one request per claimed batch of immediate rows (a digest asks for
+        # its one recipient); without the bulk route (404), each recipient alone.
+        paths = [r.path.partition("?")[0] for r in contacts.http.requests]
+        in_bulk, alone = paths.count("/api/contacts"), len(paths) - paths.count("/api/contacts")
+        assert 0 < in_bulk <= len(immediate) // 2, paths
+        if bulk:
+            assert alone == DIGESTERS, paths
+        else:
+            assert alone >= RECIPIENTS, paths
     finally:
         await pool.close()
         await smtp.stop()
