@@ -225,6 +225,13 @@ async def run(size: Size, workers: int, batch: int, profile: str | None) -> dict
                     due_at,
                 )
             )
+            skipped = dict(
+                (r["reason"], r["n"])
+                for r in await pool.fetch(
+                    "SELECT last_error AS reason, count(*) AS n FROM deliveries"
+                    " WHERE status = 'skipped' GROUP BY 1"
+                )
+            )
         finally:
             await pool.close()
         await asyncio.sleep(0.5)  # the catcher's last index lines
@@ -234,6 +241,7 @@ async def run(size: Size, workers: int, batch: int, profile: str | None) -> dict
             events=backlog,
             due=due,
             statuses=statuses,
+            skipped=skipped,
             arrived=len(arrived),
             distinct_message_ids=len({m["message_id"] for m in arrived}),
             seconds=round(seconds, 2),
@@ -257,7 +265,7 @@ def render(r: dict[str, Any]) -> str:
         f" {r['workers']} workers, batches of {r['batch']}"
         f" (load {r['load_before'][0]:.1f} before, {r['load_after'][0]:.1f} after)",
         f"  sent {r['statuses'].get('sent', 0):,} ({r['statuses']}), {r['arrived']:,} arrived"
-        f" ({r['distinct_message_ids']:,} distinct Message-IDs)"
+        f" ({r['distinct_message_ids']:,} distinct Message-IDs; skipped: {r['skipped']})"
         f" in {r['seconds']:.2f}s: {r['emails_per_s']:,} e-mails/s,"
         f" machine {r['cpu']['machine_busy_pct']}% busy",
     ]
