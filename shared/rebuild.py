@@ -460,7 +460,7 @@ async def _rehome_triggers(conn: asyncpg.Connection, schema: str, tables: Sequen
         list(tables),
     )
     for row in rows:
-        called = f'{row["proname"]}('
+        called = f"{row['proname']}("
         definition = row["definition"]
         for qualified in (f"{schema}.{called}", f'"{schema}".{called}'):
             definition = definition.replace(qualified, f"public.{called}")
