@@ -11,6 +11,8 @@ from typing import Any, cast
 
 import icalendar
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.notification.channels import calendar, email, webhooks
 from services.notification.domain import CalendarEntry, Kind, Method, meeting_uid
@@ -446,3 +448,75 @@ def test_a_line_break_in_a_subject_or_name_starts_no_header_of_its_own() -> None
     )
     parsed = _parse(mail.content)
     assert "Bcc" not in parsed and parsed["Subject"] == "Hi Bcc: victim@example.org"
+
+
+def _library_entry_ics(
+    entry: CalendarEntry, *, summary: str, location: str, organizer: str, attendees: list[str]
+) -> bytes:
+    """The calendar object as `icalendar` builds it (what `entry_ics` did before it wrote
+    the lines itself): the reference it is compared with."""
+    cal = icalendar.Calendar()
+    cal.add("prodid", calendar.PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", entry.method.value)
+    event = icalendar.Event()
+    event.add("uid", entry.uid)
+    event.add("sequence", entry.sequence)
+    event.add("dtstamp", entry.stamp.astimezone(UTC))
+    event.add("dtstart", entry.start.astimezone(UTC))
+    event.add("dtend", entry.end.astimezone(UTC))
+    event.add("summary", summary)
+    event.add("location", location)
+    event.add("organizer", f"mailto:{organizer}")
+    for address in attendees:
+        event.add("attendee", f"mailto:{address}")
+    event.add("status", "CANCELLED" if entry.method is Method.CANCEL else "CONFIRMED")
+    cal.add_component(event)
+    ics: bytes = cal.to_ical()
+    return ics
+
+
+# icalendar turns a literal backslash-N into a line break (its own quirk, not RFC 5545):
+# texts with one are left out of the comparison.
+_TEXTS = st.text(min_size=0, max_size=200).filter(lambda t: "\\N" not in t)
+_ADDRESSES = st.lists(st.emails().map(str), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    summary=_TEXTS,
+    location=_TEXTS,
+    attendees=_ADDRESSES,
+    method=st.sampled_from(Method),
+    sequence=st.integers(min_value=0, max_value=10_000),
+    offset_minutes=st.integers(min_value=-10_000_000, max_value=10_000_000),
+)
+def test_a_meeting_entry_is_the_library_s_bytes(
+    summary: str,
+    location: str,
+    attendees: list[str],
+    method: Method,
+    sequence: int,
+    offset_minutes: int,
+) -> None:
+    """`entry_ics` writes the lines itself: the same bytes as `icalendar` for any texts
+    (escapes, non-ASCII, long lines folded at 75 octets), addresses and times."""
+    start = START + timedelta(minutes=offset_minutes, microseconds=offset_minutes % 999)
+    one = CalendarEntry(
+        uid=meeting_uid(f"req-{sequence}"),
+        sequence=sequence,
+        method=method,
+        start=start,
+        end=start + timedelta(minutes=30),
+        table=None,
+        mode="online",
+        stamp=STAMP + timedelta(seconds=sequence),
+    )
+    options: dict[str, Any] = {
+        "summary": summary,
+        "location": location,
+        "organizer": "noreply@x.org",
+        "attendees": attendees,
+    }
+    assert calendar.entry_ics(one, **options) == _library_entry_ics(one, **options)
