@@ -111,14 +111,23 @@ def build(
 
 
 def _subject(subject: str) -> str:
-    """Folded at 78 columns, in RFC 2047 encoded words when not ASCII (the stdlib's
-    `Header`, which costs more than the rest of the message: a short ASCII subject,
-    the usual one, needs neither and goes as it is)."""
+    """Folded before a space so that lines stay within 78 columns where the words allow;
+    not ASCII: in RFC 2047 encoded words, by the stdlib's `Header` (which costs more than
+    the rest of the message, so an ASCII subject, the usual one, is folded here)."""
     subject = _one_line(subject)
-    if subject.isascii() and len(subject) <= 68:  # with "Subject: ", within 78
-        return subject
-    charset = None if subject.isascii() else "utf-8"
-    return Header(subject, charset, header_name="Subject").encode(linesep="\r\n")
+    if not subject.isascii():
+        return Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n")
+    first, *words = subject.split(" ")
+    lines = [first]
+    width = len("Subject: ")
+    for word in words:
+        # Folding puts a line break before the space: unfolded, the text is the same.
+        if lines[-1].strip() and width + len(lines[-1]) + 1 + len(word) > 78:
+            lines.append(word)
+            width = 1  # a folded line starts with the space
+        else:
+            lines[-1] = f"{lines[-1]} {word}"
+    return "\r\n ".join(lines)
 
 
 def _one_line(value: str) -> str:

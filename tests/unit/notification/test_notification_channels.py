@@ -406,9 +406,16 @@ def _outline(msg: EmailMessage) -> list[Any]:
     return [headers, parts]
 
 
-@pytest.mark.parametrize("with_calendar", [True, False])
+@pytest.mark.parametrize(
+    ("with_calendar", "subject"),
+    [
+        (True, "Meeting placed: Größe " + "long subject " * 8),
+        (False, "Meeting placed: Alpha Cluster and Beta & Co, " + "an ASCII subject " * 6),
+        (False, "Short: " + "x" * 90 + " y"),
+    ],
+)
 def test_the_written_message_reads_as_the_stdlib_would_have_built_it(
-    with_calendar: bool,
+    with_calendar: bool, subject: str
 ) -> None:
     """`email.build` writes the bytes itself: a mail client (the stdlib's parser) reads
     the same headers, parts and contents as from the stdlib's own `EmailMessage`,
@@ -418,7 +425,7 @@ def test_the_written_message_reads_as_the_stdlib_would_have_built_it(
     to = ["a@example.org", "kontakt@gdańsk.example"]
     placed = render(placed_input())
     long_text = placed.text + "\n" + "Größe = " * 40 + "\n.\nend"
-    rendered = Rendered("Meeting placed: Größe " + "long subject " * 8, long_text, placed.html)
+    rendered = Rendered(subject, long_text, placed.html)
     mail = email.build(
         sender="Plattform Größe <noreply@x.org>",
         to=to,
