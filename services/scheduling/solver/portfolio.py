@@ -7,13 +7,24 @@ fairness, rendering):
 1. If the exact model fits (`exact.fits`: its variables few enough for the memory and
    for the time left), the heuristic gets the first 10 % of the time (it mostly stops
    by itself earlier on such instances); else it gets all of it, and that is all.
+   Where it fits (and without `max_idle_spread`), a second run starts at once in a
+   child process (`second_run`, the second core): its own heuristic run, another seed.
 2. With `max_idle_spread`, the heuristic's schedule is made fair (`fairness.enforce`).
 3. Unless that schedule is already provably optimal (the summed priority at the upper
-   bound, no idle time): for half the time left, a second heuristic run if the first
-   did not place all the priority it might, then simulated annealing over Kempe-chain
-   swaps (`kempe`); for the other half CP-SAT in a thread, hinted with the best
-   schedule so far, while the annealing goes on until the idle time meets the bound
-   CP-SAT has proven (then CP-SAT is stopped too). The best schedule wins.
+   bound, idle time at the floor of `idle_bound`):
+   - every meeting placed and the idle floor known: all that is left is a schedule at
+     the floor, which the annealing finds and CP-SAT did not (on the forum instances
+     its bound never rose above the floor within 10 s, nor did it find a better
+     schedule). So no CP-SAT: simulated annealing over Kempe-chain swaps (`kempe`),
+     in attempts each from a new heuristic schedule (`second_run.restarts`), here and
+     in the second run (other seeds), to the deadline or until either reaches the
+     floor (then the other is stopped); the better schedule wins.
+   - else (the priority below its bound, or no floor): the second run's schedule is
+     taken if better, the child ends, and as before: for half the time left, a second
+     heuristic run if the first did not place all the priority it might, then the
+     annealing; for the other half CP-SAT in a thread, hinted with the best schedule
+     so far, while the annealing goes on until the idle time meets the bound CP-SAT
+     has proven (then CP-SAT is stopped too). The best schedule wins.
 
 The result says which schedule won, whether it is proven optimal, and the bound: no
 schedule places more summed priority than `priority_bound`, and none placing that much
@@ -33,7 +44,7 @@ from services.scheduling.solver.core import Problem, State
 from services.scheduling.solver.idle_bound import all_placed_idle_bound
 from services.scheduling.solver.model import Instance, Schedule
 from services.scheduling.solver.optimise import optimise_state
-from services.scheduling.solver.second_run import SecondRun
+from services.scheduling.solver.second_run import SecondRun, restarts
 
 # Share of the time limit for the heuristic when the exact model may run after it.
 HEURISTIC_SHARE = 0.1
@@ -256,17 +267,15 @@ def _start_second(
 def _two_annealers(
     problem: Problem, state: State, deadline: float, seed: int, floor: int, second: SecondRun
 ) -> tuple[State, str]:
-    """Every meeting placed and the idle floor known: anneal here (one cooling) while
-    the second run anneals in its process (restarts), until the deadline or until
-    either reaches the floor; the better schedule wins."""
-    begun = time.monotonic()
-    mine = State.of_slots(problem, state.slot_of)
+    """Every meeting placed and the idle floor known: annealing attempts here while
+    the second run makes its own in its process (`second_run.restarts`, other seeds),
+    until the deadline or until either reaches the floor; the better schedule wins."""
 
     def enough(_: int) -> bool:
         answer = second.poll()
         return answer is not None and answer.idle <= floor
 
-    kempe.anneal(mine, deadline, seed, enough, begun, floor=floor)
+    mine = restarts(problem, State.of_slots(problem, state.slot_of), deadline, seed, floor, enough)
     state = _better(mine, state)
     answer = second.poll() if mine.idle() <= floor else second.collect(deadline)
     second.close()

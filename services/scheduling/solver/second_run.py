@@ -4,16 +4,17 @@ Where the exact model has nothing to add (every meeting placed and the idle floo
 `idle_bound` known: what is left is finding a schedule at the floor, and the
 annealing finds those, CP-SAT did not within the limits here), the portfolio spends
 the second core on a second run with another seed instead: its own heuristic run,
-then simulated annealing with restarts (`kempe.anneal(restart=...)`, a different
-strategy from the first run's single cooling, for diversity). It starts as soon as
+then annealing attempts from new heuristic schedules (`restarts`, as the first
+run does in that case, with other seeds). It starts as soon as
 the portfolio knows the exact model would fit, so that it gets nearly the whole
 budget, and it is told to stop (and to send its best schedule) as soon as the first
 run is done; it stops by itself at its deadline or at the floor.
 
 Only `portfolio.solve` starts it (with `second_process=True`, and only where the exact
 model fits: small events); the incremental placement (`place`) never does. It is a
-plain child process (`subprocess`, `python -c` calling `main`): no fork of the caller (the
-scheduling service has threads), no multiprocessing helper processes. The request and
+plain child process (`subprocess`: a fresh interpreter running `main`, not a copy of the
+caller, whose threads (the scheduling service has some) could hold locks; no
+multiprocessing helper processes). The request and
 the answer are length-prefixed pickles over its standard input and output (between
 two processes of this code, nothing else); any byte or the end of its input after the
 request means "stop now". The caller kills it if it has not answered by the deadline.
@@ -33,12 +34,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.scheduling.solver import kempe
+from services.scheduling.solver.core import Problem, State
+from services.scheduling.solver.idle_bound import all_placed_idle_bound
 from services.scheduling.solver.model import Instance
+from services.scheduling.solver.optimise import Stats, optimise_state
 
-# The second run's annealing restarts from its best schedule every so many seconds.
-RESTART_SECONDS = 3.0
+# Each annealing attempt cools over this many tried swaps (2-4 s on the forum
+# instances, by load), then the next starts from a new heuristic schedule made in
+# FRESH_SECONDS (see `kempe.anneal_restarts`).
+COOLING_TRIES = 300_000
+FRESH_SECONDS = 0.3
 # Kept back from the caller's deadline for the answer to be sent and read.
-ANSWER_MARGIN = 0.05
+ANSWER_MARGIN = 0.1
 
 _HEADER = struct.Struct(">Q")
 _ROOT = Path(__file__).resolve().parents[3]  # the directory holding `services`
@@ -187,11 +195,6 @@ def run(request: Request, stop_asked: Callable[[], bool] | None = None) -> Answe
     """The second run itself: a heuristic run, then annealing with restarts down to the
     idle floor if it places all the priority it might. `stop_asked()`, if given, is
     checked now and then."""
-    from services.scheduling.solver import kempe
-    from services.scheduling.solver.core import Problem, State
-    from services.scheduling.solver.idle_bound import all_placed_idle_bound
-    from services.scheduling.solver.optimise import Stats, optimise_state
-
     problem = Problem(request.instance)
     stats = Stats()
     limit = max(0.0, request.heuristic_deadline - time.monotonic())
@@ -206,15 +209,29 @@ def run(request: Request, stop_asked: Callable[[], bool] | None = None) -> Answe
             def enough(_: int) -> bool:
                 return stop_asked is not None and stop_asked()
 
-            kempe.anneal(
-                state,
-                request.deadline,
-                request.seed,
-                enough,
-                floor=floor,
-                restart=RESTART_SECONDS,
-            )
+            state = restarts(problem, state, request.deadline, request.seed, floor, enough)
     return Answer(state.slot_of[:], state.idle(), state.priority(), floor)
+
+
+def restarts(
+    problem: Problem,
+    state: State,
+    deadline: float,
+    seed: int,
+    floor: int,
+    enough: Callable[[int], bool] | None,
+) -> State:
+    """Annealing attempts from `state`, then from new heuristic schedules (other seeds),
+    until `deadline`, `enough` or `floor` (`kempe.anneal_restarts`); the best state."""
+
+    def fresh(other_seed: int) -> State | None:
+        if time.monotonic() + 2 * FRESH_SECONDS >= deadline:
+            return None
+        return optimise_state(problem, FRESH_SECONDS, other_seed)
+
+    return kempe.anneal_restarts(
+        state, deadline, seed, fresh, enough, floor=floor, cooling_tries=COOLING_TRIES
+    )
 
 
 def main() -> int:
@@ -239,4 +256,3 @@ def main() -> int:
     except BrokenPipeError:
         pass  # nobody is waiting any more
     return 0
-
