@@ -52,6 +52,9 @@ HEURISTIC_SHARE = 0.1
 SECOND_SEED = 7
 # Seconds the portfolio waits for the second run's heuristic where it does not anneal.
 SECOND_WAIT = 0.25
+# Kept back for reading the second run's answer and ending its process (a loaded
+# machine delays both).
+ENDING_SECONDS = 0.05
 
 
 @dataclass(slots=True)
@@ -141,7 +144,8 @@ def _solve(
     elif second is not None and every is not None and priority >= priority_bound:
         # all that is left is a schedule at the floor: two annealing runs look for it
         run_exact = False
-        state, status = _two_annealers(problem, state, deadline - reserve, seed, floor, second)
+        end = deadline - reserve - ENDING_SECONDS
+        state, status = _two_annealers(problem, state, end, seed, floor, second)
         priority, idle = state.priority(), state.idle()
     elif second is not None:  # the exact model as before; the second run's heuristic
         answer = second.collect(min(deadline - reserve, time.monotonic() + SECOND_WAIT))

@@ -46,7 +46,7 @@ from services.scheduling.solver.optimise import Stats, optimise_state
 COOLING_TRIES = 300_000
 FRESH_SECONDS = 0.3
 # Kept back from the caller's deadline for the answer to be sent and read.
-ANSWER_MARGIN = 0.1
+ANSWER_MARGIN = 0.15
 
 _HEADER = struct.Struct(">Q")
 _ROOT = Path(__file__).resolve().parents[3]  # the directory holding `services`
