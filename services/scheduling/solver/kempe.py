@@ -132,7 +132,7 @@ def anneal_restarts(
     heuristic run; None: no more), until `deadline`, `enough(best idle)`, or `floor`.
     Returns the best state seen. On tic-14crafc (optimum 0) a run stuck at 1 idle slot
     mostly stays there however long it cools; new starts get out more often: of 10 s
-    single-process runs under a load of 3-7, 23 of 52 reached 0 in attempts (1.7-4 s
+    single-process runs under a load of 1-7, 23 of 52 reached 0 in attempts (1.7-4 s
     each) from new schedules, 6 of 30 with one cooling."""
     best = state
     current = State.of_slots(state.p, state.slot_of)
