@@ -103,8 +103,8 @@ class SecondRun:
             assert self.process.stdin is not None
             self.process.stdin.write(data)
             self.process.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass  # it is gone; `poll` or `collect` will say so
+        except (OSError, ValueError):  # it is gone, or `stop` closed the pipe
+            pass  # `poll` or `collect` will say so
 
     def poll(self) -> Answer | None:
         """Its answer, if it has sent one (without waiting)."""
@@ -132,7 +132,7 @@ class SecondRun:
             if not self._writer.is_alive():
                 self.process.stdin.write(b"s")
             self.process.stdin.close()  # the end of its input says the same
-        except (BrokenPipeError, OSError):
+        except OSError:
             pass
 
     def close(self) -> None:
