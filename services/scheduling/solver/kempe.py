@@ -81,8 +81,8 @@ def anneal(
     `enough` can be resumed by another call with the same `start`; the best schedule
     seen is kept; it stops at `floor` idle slots (a proven lower bound). With
     `cooling_tries` the temperature falls from t0 to t1 over that many tried swaps
-    instead, and the run ends there (one attempt of `anneal_restarts`). Returns the
-    idle time gained."""
+    instead (or by the deadline, if that comes first), and the run ends there (one
+    attempt of `anneal_restarts`). Returns the idle time gained."""
     p = state.p
     rng = random.Random(seed)
     movable = [m for m in range(p.n_meetings) if state.slot_of[m] >= 0 and p.fixed_slot[m] < 0]
@@ -102,12 +102,13 @@ def anneal(
             now = time.monotonic()
             if now > deadline or (enough is not None and enough(best)):
                 break
+            elapsed = max(0.0, now - start) / span
             if cooling_tries is None:
-                temp = t0 * (t1 / t0) ** (max(0.0, now - start) / span)
+                temp = t0 * (t1 / t0) ** elapsed
             elif tries >= cooling_tries:
                 break
-            else:
-                temp = t0 * (t1 / t0) ** (tries / cooling_tries)
+            else:  # cooled by the deadline at the latest
+                temp = t0 * (t1 / t0) ** max(elapsed, tries / cooling_tries)
         delta = _move(state, rng, movable, may, temp)
         idle += delta
         if idle < best:

@@ -126,11 +126,12 @@ class SecondRun:
         if self._sent_stop:
             return
         self._sent_stop = True
-        self._writer.join(0.05)
+        if self._writer.is_alive():  # it has not even read its request: nothing to wait for
+            self.close()
+            return
         try:
             assert self.process.stdin is not None
-            if not self._writer.is_alive():
-                self.process.stdin.write(b"s")
+            self.process.stdin.write(b"s")
             self.process.stdin.close()  # the end of its input says the same
         except OSError:
             pass
@@ -149,7 +150,8 @@ class SecondRun:
 
     def _read(self, timeout: float) -> None:
         out = self.process.stdout
-        assert out is not None
+        if out is None or out.closed:  # ended by `close`
+            return
         fd = out.fileno()
         until = time.monotonic() + timeout
         if not select.select([fd], [], [], timeout)[0]:
