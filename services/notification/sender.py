@@ -101,6 +101,9 @@ class _Batch:
     look: views.Lookups
     outcomes: queue.Outcomes
     contacts: dict[str, Contacts] = field(default_factory=dict)
+    # The batch's e-mail recipients, asked for in one request when the first of them is
+    # needed (inside that delivery's span: the request joins its trace); emptied then.
+    unasked: list[str] = field(default_factory=list)
 
 
 def _people(d: Delivery) -> list[str]:
@@ -224,7 +227,12 @@ class Sender:
                 (p for d in claimed for p in _people(d)),
                 (d.event_id for d in claimed),
             )
-            batch.contacts = await self._contacts_of(claimed)
+            batch.unasked = [
+                d.recipient
+                for d in claimed
+                if d.channel is Channel.EMAIL
+                and d.template not in (Kind.OFFICE_REGISTRATION, Kind.SIGN_IN_LINK)
+            ]
         for delivery in claimed:
             decided = len(batch.outcomes)
             try:
@@ -316,23 +324,12 @@ class Sender:
         if datetime.now(UTC) >= start:
             raise Skip("the meeting has already started")
 
-    async def _contacts_of(self, claimed: Sequence[Delivery]) -> dict[str, Contacts]:
-        """The batch's e-mail recipients' contacts in one request; none if registration
-        cannot answer it (each is then asked for alone, and fails alone)."""
-        wanted = [
-            d.recipient
-            for d in claimed
-            if d.channel is Channel.EMAIL
-            and d.template not in (Kind.OFFICE_REGISTRATION, Kind.SIGN_IN_LINK)
-        ]
-        try:
-            return await self._contacts.of_many(wanted)
-        except ContactsUnavailable as exc:
-            log.warning("contacts in bulk unavailable, asking one by one: %s", exc)
-            return {}
-
     async def _addresses(self, b: _Batch, d: Delivery) -> tuple[str, ...]:
         found = b.contacts.get(d.recipient)
+        if found is None and d.recipient in b.unasked:
+            b.contacts.update(await self._contacts_in_bulk(b.unasked))
+            b.unasked = []
+            found = b.contacts.get(d.recipient)
         if found is None:
             try:
                 found = await self._contacts.of(d.recipient)
@@ -342,6 +339,15 @@ class Sender:
         if not found.emails:
             raise Skip(found.why_none)
         return found.emails
+
+    async def _contacts_in_bulk(self, recipients: Sequence[str]) -> dict[str, Contacts]:
+        """The recipients' contacts in one request; none if registration cannot answer it
+        (each is then asked for alone, and fails alone)."""
+        try:
+            return await self._contacts.of_many(recipients)
+        except ContactsUnavailable as exc:
+            log.warning("contacts in bulk unavailable, asking one by one: %s", exc)
+            return {}
 
     async def _render(
         self, b: _Batch, d: Delivery, prefs: views.Preferences, *, standalone: bool
