@@ -30,17 +30,18 @@ decisions are in the event store already. Plans per service: `services/<name>/re
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from shared import batching, json_codec
 from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
@@ -176,18 +177,90 @@ async def replay_own(
         " ORDER BY recorded_at, stream_id, version"
     )
     todo = [r for r in rows if r["id"] not in seen.done]
-    for chunk in _whole_transactions(todo):
-        run = []
-        for row in chunk:
-            if registry.knows(row["event_type"]):
-                data = json.loads(row["data"])
-                envelope = Envelope.from_record({**json.loads(row["metadata"]), "data": data})
-                run.append((envelope, registry.parse(row["event_type"], data)))
-        async with target.acquire() as conn, conn.transaction():
-            # Each table's statements, as runs of one SQL text over arrays.
-            await apply(conn, plan.own, run)
+
+    def decode(row: asyncpg.Record) -> tuple[Envelope, EventPayload] | None:
+        if not registry.knows(row["event_type"]):
+            return None
+        data = json_codec.loads(row["data"])
+        envelope = Envelope.from_record({**json_codec.loads(row["metadata"]), "data": data})
+        return envelope, registry.parse(row["event_type"], data)
+
+    def done(chunk: Sequence[asyncpg.Record]) -> None:
         seen.done.update(r["id"] for r in chunk)
+
+    await apply_windows(target, plan.own, _whole_transactions(todo), decode, apply, done)
     return len(todo)
+
+
+# Records decoded (or events recorded) between two yields to the event loop.
+PAUSE_EVERY = 200
+T = TypeVar("T")
+
+
+async def apply_windows(
+    target: asyncpg.Pool,
+    handler: Handler,
+    windows: Sequence[Sequence[T]],
+    decode: Callable[[T], tuple[Envelope, EventPayload] | None],
+    apply: Applier = apply_run,
+    done: Callable[[Sequence[T]], None] | None = None,
+) -> int:
+    """Each window's items decoded (None: left out) and applied through `handler`, one
+    transaction per window; `done(window)` after its commit. Returns the events applied.
+
+    With `apply_run`, pipelined: window N+1 is decoded and its statements recorded
+    (`shared.batching.record_run`) while the server executes window N, so the Python
+    side and PostgreSQL work at the same time; same statements, same order."""
+    if apply is not apply_run:
+        count = 0
+        for window in windows:
+            run = [d for item in window if (d := decode(item)) is not None]
+            async with target.acquire() as conn, conn.transaction():
+                await apply(conn, handler, run)
+            count += len(run)
+            if done is not None:
+                done(window)
+        return count
+    async with target.acquire() as conn:
+        catalog = await batching.catalog_of(conn)
+        ready: asyncio.Queue[tuple[Sequence[T], batching.Recorded] | BaseException | None] = (
+            asyncio.Queue(maxsize=1)
+        )
+
+        async def record() -> None:
+            try:
+                for window in windows:
+                    run = []
+                    for i, item in enumerate(window):
+                        if i % PAUSE_EVERY == PAUSE_EVERY - 1:
+                            await asyncio.sleep(0)
+                        if (decoded := decode(item)) is not None:
+                            run.append(decoded)
+                    recorded = await batching.record_run(catalog, handler, run, PAUSE_EVERY)
+                    await ready.put((window, recorded))
+            except Exception as exc:  # handed to the sender, which raises it
+                await ready.put(exc)
+                return
+            await ready.put(None)
+
+        recorder = asyncio.create_task(record())
+        count = 0
+        try:
+            while (item := await ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                window, recorded = item
+                async with conn.transaction():
+                    # Each table's statements, as runs of one SQL text over arrays.
+                    await batching.send_recorded(conn, handler, recorded)
+                count += recorded.events
+                if done is not None:
+                    done(window)
+        finally:
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+        return count
 
 
 def _whole_transactions(rows: Sequence[asyncpg.Record]) -> list[Sequence[asyncpg.Record]]:
@@ -226,6 +299,14 @@ async def read_topics(
         **{"bootstrap_servers": bootstrap, **(kafka_options or {})},
         enable_auto_commit=False,
         group_id=None,
+        # Where an assigned partition starts without a committed offset: set, not sought
+        # after the assignment (a seek raced with the default reset to the end).
+        auto_offset_reset="earliest",
+        # The broker answers a fetch at once when it has data; the default wait (500 ms)
+        # held each offset lookup below for that long, on an idle topic.
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
     )
     await consumer.start()
     try:
@@ -243,13 +324,14 @@ async def read_topics(
             if all(consumer._client.cluster.partitions_for_topic(t) for t in topics):
                 break
             await consumer._client.force_metadata_update()
+            if all(consumer._client.cluster.partitions_for_topic(t) for t in topics):
+                break
             await asyncio.sleep(0.1)
         end = await consumer.end_offsets(partitions)
         for tp in partitions:
+            await consumer.position(tp)  # the reset to the beginning done
             if start and tp in start:
                 consumer.seek(tp, start[tp])
-            else:
-                await consumer.seek_to_beginning(tp)
         records: list[ConsumerRecord[bytes, bytes]] = []
         while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
@@ -273,34 +355,32 @@ async def apply_records(
     placement coming before a later cancellation from another topic, no longer do
     (`services.notification.domain.Meeting`)."""
     ordered = sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
+    handlers, current_type = plan.consumed, registry.current_type
 
     async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
-        await plan.consumed[registry.current_type(envelope.type)](conn, envelope, event)
+        await handlers[current_type(envelope.type)](conn, envelope, event)
 
-    count = 0
-    for start in range(0, len(ordered), BATCH):
-        run = []
-        for record in ordered[start : start + BATCH]:
-            # From the headers alone first: most records of a topic are not for this
-            # service's projection, and their values need not be decoded.
-            headers = dict(record.headers)
-            source, ce_id, ce_type = (headers.get(h) for h in ("ce_source", "ce_id", "ce_type"))
-            if source is None or ce_id is None or ce_type is None:
-                continue  # malformed: the live consumer dead-lettered it
-            if f"{source.decode()}#{ce_id.decode()}" not in applied:
-                continue  # the live consumer did not apply it (or never saw it)
-            if registry.current_type(ce_type.decode()) not in plan.consumed:
-                continue
-            try:
-                envelope = Envelope.from_kafka(record.key, record.value, record.headers)
-            except MalformedEnvelope:
-                continue
-            run.append((envelope, registry.parse(envelope.type, envelope.data)))
-        async with target.acquire() as conn, conn.transaction():
-            # Each table's statements, as runs of one SQL text over arrays.
-            await apply(conn, consumed, run)
-        count += len(run)
-    return count
+    def decode(record: ConsumerRecord[bytes, bytes]) -> tuple[Envelope, EventPayload] | None:
+        # From the headers alone first: most records of a topic are not for this
+        # service's projection, and their values need not be decoded.
+        headers = dict(record.headers)
+        source, ce_id = headers.get("ce_source"), headers.get("ce_id")
+        ce_type = headers.get("ce_type")
+        if source is None or ce_id is None or ce_type is None:
+            return None  # malformed: the live consumer dead-lettered it
+        # Decoded as `Envelope.from_kafka` does, which the live inbox's message id uses.
+        if f"{source.decode('utf-8', 'replace')}#{ce_id.decode('utf-8', 'replace')}" not in applied:
+            return None  # the live consumer did not apply it (or never saw it)
+        if current_type(ce_type.decode()) not in handlers:
+            return None
+        try:
+            envelope = Envelope.from_kafka_headers(record.key, record.value, headers)
+        except MalformedEnvelope:
+            return None
+        return envelope, registry.parse(envelope.type, envelope.data)
+
+    windows = [ordered[start : start + BATCH] for start in range(0, len(ordered), BATCH)]
+    return await apply_windows(target, consumed, windows, decode, apply)
 
 
 async def compare(
