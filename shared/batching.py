@@ -394,9 +394,10 @@ async def record_run(
     records window N+1 while the server executes window N). Every `pause_every` events
     it yields to the event loop, so that whoever waits on the server goes on promptly.
 
-    A handler may keep memory between events only of what the live database holds
-    unchanged (registration's sealing keys): a run can be recorded before the `rest` of
-    the run before it is applied."""
+    A handler that keeps memory between events sees them in order as long as the caller
+    sends a run with a `rest` before recording the next (`shared.rebuild.apply_windows`
+    does); an event whose handler could not be recorded is handled twice (recorded, then
+    on the connection), as in `apply_run`."""
     kept: list[Levels] = []
 
     async def keep(levels: Levels) -> None:

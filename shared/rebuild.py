@@ -210,7 +210,9 @@ async def apply_windows(
 
     With `apply_run`, pipelined: window N+1 is decoded and its statements recorded
     (`shared.batching.record_run`) while the server executes window N, so the Python
-    side and PostgreSQL work at the same time; same statements, same order."""
+    side and PostgreSQL work at the same time; same statements, same order. A window
+    with events that could not be recorded (its `rest`, applied on the connection) is
+    applied in full before the next is recorded: handlers see the events in order."""
     if apply is not apply_run:
         count = 0
         for window in windows:
@@ -223,9 +225,9 @@ async def apply_windows(
         return count
     async with target.acquire() as conn:
         catalog = await batching.catalog_of(conn)
-        ready: asyncio.Queue[tuple[Sequence[T], batching.Recorded] | BaseException | None] = (
-            asyncio.Queue(maxsize=1)
-        )
+        ready: asyncio.Queue[
+            tuple[Sequence[T], batching.Recorded, asyncio.Event] | BaseException | None
+        ] = asyncio.Queue(maxsize=1)
 
         async def record() -> None:
             try:
@@ -237,7 +239,10 @@ async def apply_windows(
                         if (decoded := decode(item)) is not None:
                             run.append(decoded)
                     recorded = await batching.record_run(catalog, handler, run, PAUSE_EVERY)
-                    await ready.put((window, recorded))
+                    sent = asyncio.Event()
+                    await ready.put((window, recorded, sent))
+                    if recorded.rest:
+                        await sent.wait()
             except Exception as exc:  # handed to the sender, which raises it
                 await ready.put(exc)
                 return
@@ -249,10 +254,11 @@ async def apply_windows(
             while (item := await ready.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
-                window, recorded = item
+                window, recorded, sent = item
                 async with conn.transaction():
                     # Each table's statements, as runs of one SQL text over arrays.
                     await batching.send_recorded(conn, handler, recorded)
+                sent.set()
                 count += recorded.events
                 if done is not None:
                     done(window)

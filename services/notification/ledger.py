@@ -14,10 +14,9 @@ released early from a digest (the clock), `sent_at` and `updated_at` (the clock)
 
 from __future__ import annotations
 
-import json
-
 import asyncpg
 
+from shared import json_codec
 from shared.contracts.notification import (
     NotificationAttemptFailed,
     NotificationCancelled,
@@ -57,7 +56,7 @@ async def _queued(conn: asyncpg.Connection, e: NotificationQueued) -> None:
         e.kind,
         e.event_id,
         e.meeting_id,
-        json.dumps(e.context),
+        json_codec.dumps(e.context),
         e.message_id,
         e.digest,
         e.due,
