@@ -35,6 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -360,7 +361,7 @@ async def apply_records(
     by partition as a live fetch may). Notification's meetings, which once counted on a
     placement coming before a later cancellation from another topic, no longer do
     (`services.notification.domain.Meeting`)."""
-    ordered = sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
+    ordered = sorted(records, key=attrgetter("timestamp", "topic", "partition", "offset"))
     handlers, current_type = plan.consumed, registry.current_type
 
     async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
