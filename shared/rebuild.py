@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import attrgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -298,8 +298,10 @@ async def read_topics(
     topics: Sequence[str],
     start: Mapping[TopicPartition, int] | None = None,
     kafka_options: Mapping[str, Any] | None = None,
+    each_batch: Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None] | None = None,
 ) -> tuple[list[ConsumerRecord[bytes, bytes]], dict[TopicPartition, int]]:
-    """Every record of `topics` from `start` (default: the beginning) to their current end.
+    """Every record of `topics` from `start` (default: the beginning) to their current end;
+    `each_batch` is called with each fetched batch as it comes.
 
     `kafka_options`: `shared.kafka.client_options` (bootstrap servers, security)."""
     consumer = AIOKafkaConsumer(
@@ -343,10 +345,72 @@ async def read_topics(
         while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for tp, got in batch.items():
-                records += [r for r in got if r.offset < end[tp]]
+                kept = [r for r in got if r.offset < end[tp]]
+                records += kept
+                if each_batch is not None:
+                    each_batch(kept)
         return records, dict(end)
     finally:
         await consumer.stop()
+
+
+Event = tuple[Envelope, EventPayload]
+# A consumed record's place in time order (its time, then where it is) and its event.
+Placed = tuple[tuple[int, str, int, int], Event]
+
+
+def consumed_events(
+    plan: Plan, registry: PayloadRegistry, applied: set[str]
+) -> tuple[list[Placed], Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None]]:
+    """A list, and what adds to it the events of records the live consumer applied (for
+    `read_topics`' `each_batch`: decoded while the next fetch is on its way)."""
+    handlers, current_type, parse = plan.consumed, registry.current_type, registry.parse
+    found: list[Placed] = []
+
+    def add(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            # From the headers alone first: most records of a topic are not for this
+            # service's projection, and their values need not be decoded.
+            headers = dict(record.headers)
+            source, ce_id = headers.get("ce_source"), headers.get("ce_id")
+            ce_type = headers.get("ce_type")
+            if source is None or ce_id is None or ce_type is None:
+                continue  # malformed: the live consumer dead-lettered it
+            # Decoded as `Envelope.from_kafka` does, which the live inbox's message id uses.
+            message_id = f"{source.decode('utf-8', 'replace')}#{ce_id.decode('utf-8', 'replace')}"
+            if message_id not in applied:
+                continue  # the live consumer did not apply it (or never saw it)
+            if current_type(ce_type.decode()) not in handlers:
+                continue
+            try:
+                envelope = Envelope.from_kafka_headers(record.key, record.value, headers)
+            except MalformedEnvelope:
+                continue
+            place = (record.timestamp, record.topic, record.partition, record.offset)
+            found.append((place, (envelope, parse(envelope.type, envelope.data))))
+
+    return found, add
+
+
+async def apply_consumed(
+    target: asyncpg.Pool,
+    plan: Plan,
+    registry: PayloadRegistry,
+    events: list[Placed],
+    apply: Applier = apply_run,
+) -> int:
+    """The consumed events, in the order of their records' times (not partition by
+    partition as a live fetch may). Notification's meetings, which once counted on a
+    placement coming before a later cancellation from another topic, no longer do
+    (`services.notification.domain.Meeting`)."""
+    events.sort(key=itemgetter(0))
+    handlers, current_type = plan.consumed, registry.current_type
+
+    async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
+        await handlers[current_type(envelope.type)](conn, envelope, event)
+
+    windows = [events[start : start + BATCH] for start in range(0, len(events), BATCH)]
+    return await apply_windows(target, consumed, windows, itemgetter(1), apply)
 
 
 async def apply_records(
@@ -357,37 +421,10 @@ async def apply_records(
     applied: set[str],
     apply: Applier = apply_run,
 ) -> int:
-    """The records the live consumer applied, in the order of their times (not partition
-    by partition as a live fetch may). Notification's meetings, which once counted on a
-    placement coming before a later cancellation from another topic, no longer do
-    (`services.notification.domain.Meeting`)."""
-    ordered = sorted(records, key=attrgetter("timestamp", "topic", "partition", "offset"))
-    handlers, current_type = plan.consumed, registry.current_type
-
-    async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
-        await handlers[current_type(envelope.type)](conn, envelope, event)
-
-    def decode(record: ConsumerRecord[bytes, bytes]) -> tuple[Envelope, EventPayload] | None:
-        # From the headers alone first: most records of a topic are not for this
-        # service's projection, and their values need not be decoded.
-        headers = dict(record.headers)
-        source, ce_id = headers.get("ce_source"), headers.get("ce_id")
-        ce_type = headers.get("ce_type")
-        if source is None or ce_id is None or ce_type is None:
-            return None  # malformed: the live consumer dead-lettered it
-        # Decoded as `Envelope.from_kafka` does, which the live inbox's message id uses.
-        if f"{source.decode('utf-8', 'replace')}#{ce_id.decode('utf-8', 'replace')}" not in applied:
-            return None  # the live consumer did not apply it (or never saw it)
-        if current_type(ce_type.decode()) not in handlers:
-            return None
-        try:
-            envelope = Envelope.from_kafka_headers(record.key, record.value, headers)
-        except MalformedEnvelope:
-            return None
-        return envelope, registry.parse(envelope.type, envelope.data)
-
-    windows = [ordered[start : start + BATCH] for start in range(0, len(ordered), BATCH)]
-    return await apply_windows(target, consumed, windows, decode, apply)
+    """The records the live consumer applied (`apply_consumed`)."""
+    events, add = consumed_events(plan, registry, applied)
+    add(records)
+    return await apply_consumed(target, plan, registry, events, apply)
 
 
 async def compare(
@@ -461,12 +498,15 @@ async def rebuild(
         applied: set[str] = set()
         if topics:
             applied = await _applied(source, plan.consumer + group_suffix)
-            records, _ = await read_topics(bootstrap, topics, kafka_options=kafka_options)
-            report.records_read = len(records)
-            phase("read")
-            report.consumed_events = await apply_records(
-                target, plan, registry, records, applied, apply
+            # Decoded as the records come (the Python side would idle waiting for them).
+            events, add = consumed_events(plan, registry, applied)
+            records, _ = await read_topics(
+                bootstrap, topics, kafka_options=kafka_options, each_batch=add
             )
+            report.records_read = len(records)
+            del records
+            phase("read")
+            report.consumed_events = await apply_consumed(target, plan, registry, events, apply)
             phase("consumed")
         report.seconds = time.perf_counter() - began
         report.switched_to, report.differences = await _settle(
