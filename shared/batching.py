@@ -108,6 +108,13 @@ _UNIQUE = (
     " JOIN pg_class c ON c.oid = x.conrelid WHERE x.contype = 'x' AND pg_table_is_visible(c.oid)"
 )
 ALL = frozenset({"*"})  # every column
+# `SELECT pg_notify(...)` touches no table: PostgreSQL delivers notifications when the
+# transaction commits, in the order they were sent, so they commute with every table's
+# statements and keep their order among themselves in a lane of their own (not a name a
+# table can have). Without this, reporting's dashboard notice after each event sent
+# every lane before it: no run was longer than one event.
+NOTIFICATIONS = frozenset({"(notifications)"})
+_NOTIFY = re.compile(r"\s*SELECT\s+pg_notify\s*\(\s*\$1\s*,\s*\$2\s*\)\s*;?\s*$", re.IGNORECASE)
 
 
 class Catalog:
@@ -149,6 +156,8 @@ class Catalog:
 
     def _statement(self, query: str) -> _Statement:
         """The tables `query` touches, and how to key its rows (`_Statement`)."""
+        if _NOTIFY.match(query):
+            return _Statement(NOTIFICATIONS)
         named = _named_tables(query)
         grown = [self.related[t] for t in named if t in self.related]
         tables = named.union(*grown) if grown else named

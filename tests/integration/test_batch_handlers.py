@@ -33,9 +33,11 @@ from services.notification import rebuild as notification_rebuild
 from services.registration import bootstrap as registration_bootstrap
 from services.registration import rebuild as registration_rebuild
 from services.reporting import bootstrap as reporting_bootstrap
+from services.reporting import live
 from services.reporting import rebuild as reporting_rebuild
 from services.scheduling import bootstrap as scheduling_bootstrap
 from services.scheduling import rebuild as scheduling_rebuild
+from shared.batching import apply_run
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
@@ -269,3 +271,34 @@ async def test_a_window_that_fails_to_decode_stops_the_replay_with_its_error(
     finally:
         await pool.close()
     assert kept == 2 * 97  # the two windows before the failing one's
+
+
+async def test_notifications_of_a_run_are_delivered_at_commit_in_order(
+    schemas: str, timeline: Timeline
+) -> None:
+    """Reporting's live subscription notifies the dashboards after each event
+    (`services.reporting.live.notifying`): in a run they go as one lane of their own."""
+    plan = reporting_rebuild.PLAN
+    events = _events(timeline, list(timeline.events))[:200]
+    handlers = live.notifying(plan.consumed)
+
+    async def dispatch(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
+        await handlers[PAYLOADS.current_type(envelope.type)](conn, envelope, e)
+
+    heard: list[str] = []
+    pool = await _schema(schemas, "notified", plan)
+    listener = await asyncpg.connect(schemas)
+    try:
+        await listener.add_listener(live.CHANNEL, lambda *args: heard.append(args[3]))
+        async with pool.acquire() as conn, conn.transaction():
+            await apply_run(conn, dispatch, events)
+        expected = list(dict.fromkeys(str(e.event_id) for _, e in events if hasattr(e, "event_id")))
+        for _ in range(100):
+            if len(heard) >= len(expected):
+                break
+            await asyncio.sleep(0.05)
+        assert await pool.fetchval("SELECT count(*) FROM history") == len(events)
+    finally:
+        await listener.close()
+        await pool.close()
+    assert expected and heard == expected  # identical ones folded, in the order sent
