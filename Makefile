@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 # proxy's authority added there (update-ca-certificates) is trusted too.
 export UV_SYSTEM_CERTS := 1
 
-.PHONY: chaos axe k8s-tools test-cluster venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-placement bench-recommendations bench-import bench-rebuild bench-event lint asyncapi browse
+.PHONY: chaos axe k8s-tools test-cluster venv infra-up infra-down infra-status up down status demo test test-unit bench bench-scheduling bench-placement bench-sender bench-recommendations bench-import bench-rebuild bench-event lint asyncapi browse
 
 # .venv from uv.lock, with the python3 found on PATH (uv never downloads a Python).
 # uv $(UV_VERSION) itself comes from PATH or from a private venv (deploy/local/uv.sh),
@@ -107,6 +107,11 @@ bench-scheduling: venv
 # Scheduling's placement of 2,500 accepts and a re-optimisation, without Kafka or HTTP.
 bench-placement: venv infra-up
 	@.venv/bin/python -m bench.placement
+
+# Notification's sender alone: the due e-mails of 2,000 accepts into the local mail catcher,
+# CPU per e-mail of the sender, the catcher and PostgreSQL (figures in var/bench/sender.json).
+bench-sender: venv infra-up
+	@.venv/bin/python -m bench.sender
 
 # Recommendations: 5,000 participants from scratch, one new registration, recall@10.
 bench-recommendations: venv infra-up

@@ -128,6 +128,10 @@ def configure(service: str, level: int = logging.INFO, stream: IO[str] | None = 
         root.removeHandler(old)
     root.addHandler(handler(service, stream))
     root.setLevel(level)
+    # httpx logs every request it makes at INFO: a line per contacts lookup and per
+    # webhook attempt, each already a span of its trace.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)  # uvicorn's own handlers, if it installed any
         logger.handlers.clear()

@@ -563,7 +563,36 @@ async def _settle(
         for table in plan.tables:
             await source.execute(f'ALTER TABLE public."{table}" SET SCHEMA "{retired}"')
             await source.execute(f'ALTER TABLE "{schema}"."{table}" SET SCHEMA public')
+        await _rehome_triggers(source, schema, plan.tables)
         return retired, await compare(source, plan, retired, "public")
+
+
+async def _rehome_triggers(conn: asyncpg.Connection, schema: str, tables: Sequence[str]) -> None:
+    """Point the switched-in tables' triggers at the live schema's functions.
+
+    The fresh schema's migrations made its own copies of the trigger functions (a
+    NOTIFY that wakes notification's sender or matching's embedding worker), and its
+    tables' triggers call those. The next rebuild drops that schema, CASCADE, and with
+    the functions the triggers on the live tables would go: the sender would fall back
+    to polling, unnoticed. The live schema has the same functions (the same migrations
+    made them), so each such trigger is made again calling the live one."""
+    rows = await conn.fetch(
+        "SELECT t.tgname, c.relname, p.proname, pg_get_triggerdef(t.oid) AS definition"
+        " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " JOIN pg_namespace tn ON tn.oid = c.relnamespace"
+        " JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace"
+        " WHERE NOT t.tgisinternal AND tn.nspname = 'public' AND pn.nspname = $1"
+        " AND c.relname = ANY($2::text[])",
+        schema,
+        list(tables),
+    )
+    for row in rows:
+        called = f"{row['proname']}("
+        definition = row["definition"]
+        for qualified in (f"{schema}.{called}", f'"{schema}".{called}'):
+            definition = definition.replace(qualified, f"public.{called}")
+        await conn.execute(f'DROP TRIGGER "{row["tgname"]}" ON public."{row["relname"]}"')
+        await conn.execute(definition)
 
 
 def run(plan: Plan, registry: PayloadRegistry, argv: Sequence[str], settings: Any, dsn: str) -> int:

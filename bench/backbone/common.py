@@ -124,58 +124,66 @@ def _system_cpu() -> tuple[int, int]:
 
 
 @dataclass
-class CpuWindow:
-    """CPU seconds used per component between `start()` and `stop()`."""
+class CpuSampler:
+    """CPU seconds per process between `start()` and `measure()`, summed under the names
+    `name_of(pid, comm)` gives them (a pid reused meanwhile counts from zero)."""
 
-    labels: dict[int, str] = field(default_factory=dict)  # pid -> name, for our children
-    database_tag: str = ""  # postgres backends whose title has it are ours
-    _procs: dict[int, tuple[str, int]] = field(default_factory=dict)
-    _sys: tuple[int, int] = (0, 0)
-    _t: float = 0.0
+    _procs: dict[int, tuple[str, int]] = field(default_factory=dict, init=False)
+    _sys: tuple[int, int] = field(default=(0, 0), init=False)
+    _t: float = field(default=0.0, init=False)
 
     def start(self) -> None:
         self._procs = _proc_cpu()
         self._sys = _system_cpu()
         self._t = time.perf_counter()
 
-    def stop(self) -> dict[str, Any]:
+    def measure(self, name_of: Callable[[int, str], str]) -> dict[str, Any]:
         wall = time.perf_counter() - self._t
         after = _proc_cpu()
         busy1, total1 = _system_cpu()
-        own = os.getpid()
         used: dict[str, float] = {}
         for pid, (comm, ticks) in after.items():
             before = self._procs.get(pid)
             delta = ticks - (before[1] if before and before[0] == comm else 0)
-            if delta <= 0:
-                continue
-            if pid == own:
-                name = "bench process"
-            elif pid in self.labels:
-                name = self.labels[pid]
-            elif comm == "java":
-                name = "kafka (java)"
-            elif comm == "postgres":
-                title = _cmdline(pid)
-                tag = self.database_tag or RUN_DB_TAG
-                if tag and tag in title:
-                    name = "postgres (bench dbs)"
-                elif re.match(r"postgres: postgres \S+ ", title):
-                    name = "postgres (other dbs)"
-                else:
-                    name = "postgres (shared procs)"
-            else:
-                name = f"other: {comm}"
-            used[name] = used.get(name, 0.0) + delta / CLOCK_TICKS
+            if delta > 0:
+                name = name_of(pid, comm)
+                used[name] = used.get(name, 0.0) + delta / CLOCK_TICKS
         busy0, total0 = self._sys
-        cores = os.cpu_count() or 1
-        busy = (busy1 - busy0) / max(total1 - total0, 1)
         return {
             "wall_s": round(wall, 3),
-            "machine_busy_pct": round(100 * busy, 1),  # of all cores
-            "cores": cores,
+            "machine_busy_pct": round(
+                100 * (busy1 - busy0) / max(total1 - total0, 1), 1
+            ),  # of all cores
             "cpu_s": {k: round(v, 2) for k, v in sorted(used.items(), key=lambda kv: -kv[1])},
         }
+
+
+@dataclass
+class CpuWindow(CpuSampler):
+    """CPU seconds used per component between `start()` and `stop()`."""
+
+    labels: dict[int, str] = field(default_factory=dict)  # pid -> name, for our children
+    database_tag: str = ""  # postgres backends whose title has it are ours
+
+    def stop(self) -> dict[str, Any]:
+        return {**self.measure(self._name), "cores": os.cpu_count() or 1}
+
+    def _name(self, pid: int, comm: str) -> str:
+        if pid == os.getpid():
+            return "bench process"
+        if pid in self.labels:
+            return self.labels[pid]
+        if comm == "java":
+            return "kafka (java)"
+        if comm == "postgres":
+            title = _cmdline(pid)
+            tag = self.database_tag or RUN_DB_TAG
+            if tag and tag in title:
+                return "postgres (bench dbs)"
+            if re.match(r"postgres: postgres \S+ ", title):
+                return "postgres (other dbs)"
+            return "postgres (shared procs)"
+        return f"other: {comm}"
 
 
 def machine_info() -> dict[str, Any]:

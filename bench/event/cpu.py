@@ -11,12 +11,11 @@ can be recognised).
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.backbone.common import CLOCK_TICKS, REPO, _proc_cpu, _system_cpu
+from bench.backbone.common import REPO, CpuSampler
 
 RUN_DIR = REPO / "var" / "run"
 
@@ -72,37 +71,13 @@ def part_of(pid: int, tops: dict[int, str], ppid: dict[int, int]) -> str | None:
 
 
 @dataclass
-class Window:
+class Window(CpuSampler):
     """CPU seconds per part between `start()` and `stop()`."""
 
     state_dir: Path
     extra: dict[int, str] = field(default_factory=dict)  # e.g. the stub's pid
-    _before: dict[int, tuple[str, int]] = field(default_factory=dict)
-    _sys: tuple[int, int] = (0, 0)
-    _t: float = 0.0
-
-    def start(self) -> None:
-        self._before = _proc_cpu()
-        self._sys = _system_cpu()
-        self._t = time.perf_counter()
 
     def stop(self) -> dict[str, Any]:
-        wall = time.perf_counter() - self._t
-        after = _proc_cpu()
-        busy1, total1 = _system_cpu()
         tops = {**roots(self.state_dir), **self.extra, os.getpid(): "bench client"}
         ppid = parents()
-        used: dict[str, float] = {}
-        for pid, (comm, ticks) in after.items():
-            before = self._before.get(pid)
-            delta = ticks - (before[1] if before and before[0] == comm else 0)
-            if delta <= 0:
-                continue
-            name = part_of(pid, tops, ppid) or "other processes"
-            used[name] = used.get(name, 0.0) + delta / CLOCK_TICKS
-        busy0, total0 = self._sys
-        return {
-            "wall_s": round(wall, 2),
-            "machine_busy_pct": round(100 * (busy1 - busy0) / max(total1 - total0, 1), 1),
-            "cpu_s": {k: round(v, 2) for k, v in sorted(used.items(), key=lambda kv: -kv[1])},
-        }
+        return self.measure(lambda pid, _: part_of(pid, tops, ppid) or "other processes")

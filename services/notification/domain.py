@@ -90,7 +90,9 @@ WEBHOOK_KINDS = frozenset(Kind) - {
     Kind.SIGN_IN_LINK,
 }
 # Kinds never held back for the daily digest: a calendar entry or a reminder that
-# arrives the next morning is worse than useless.
+# arrives the next morning is worse than useless. For the same reason (and because
+# someone is waiting for a sign-in link) they go ahead of a backlog of the others:
+# the sender claims them first (`urgent`).
 IMMEDIATE_KINDS = frozenset(
     {
         Kind.MEETING_PLACED,
@@ -101,6 +103,13 @@ IMMEDIATE_KINDS = frozenset(
         Kind.SIGN_IN_LINK,
     }
 )
+
+
+def urgent(kind: str) -> bool:
+    """Sent before the other due messages: a burst of requests and answers at a deadline
+    must not hold up a calendar update, a reminder or a sign-in link."""
+    return kind in IMMEDIATE_KINDS
+
 
 UID_DOMAIN = "meetings.matchmaking"
 

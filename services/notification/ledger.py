@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from services.notification import domain
 from shared import json_codec
 from shared.contracts.notification import (
     NotificationAttemptFailed,
@@ -46,8 +47,8 @@ def preferences_stream(registration_id: str) -> str:
 async def _queued(conn: asyncpg.Connection, e: NotificationQueued) -> None:
     await conn.execute(
         "INSERT INTO deliveries (delivery_id, cause_id, recipient, channel, template, event_id,"
-        " meeting_id, context, message_id, digest, next_attempt_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, coalesce($11, now()))"
+        " meeting_id, context, message_id, digest, next_attempt_at, urgent)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, coalesce($11, now()), $12)"
         " ON CONFLICT DO NOTHING",
         e.delivery_id,
         e.cause_id,
@@ -60,6 +61,7 @@ async def _queued(conn: asyncpg.Connection, e: NotificationQueued) -> None:
         e.message_id,
         e.digest,
         e.due,
+        domain.urgent(e.kind),
     )
 
 

@@ -237,8 +237,9 @@ async def cancel_pending_many(
 
 
 async def claim(conn: asyncpg.Connection, limit: int = 1) -> list[Delivery]:
-    """Lock due rows (inside the caller's transaction) that no other sender holds, oldest
-    first: up to `limit` of them, or a digest row alone.
+    """Lock due rows (inside the caller's transaction) that no other sender holds, urgent
+    ones first (`domain.urgent`), then oldest first: up to `limit` of them, or a digest
+    row alone.
 
     A digest row comes alone because putting its digest together waits for the
     recipient's other digest rows (`claim_digest`): two senders each holding one
@@ -247,7 +248,7 @@ async def claim(conn: asyncpg.Connection, limit: int = 1) -> list[Delivery]:
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM deliveries"
         " WHERE status = 'pending' AND next_attempt_at <= now()"
-        " ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+        " ORDER BY urgent DESC, next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"
     )
     if row is None:
         return []
@@ -258,7 +259,7 @@ async def claim(conn: asyncpg.Connection, limit: int = 1) -> list[Delivery]:
         f"SELECT {_COLUMNS} FROM deliveries"
         " WHERE status = 'pending' AND next_attempt_at <= now() AND NOT digest"
         " AND delivery_id <> $1"
-        " ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        " ORDER BY urgent DESC, next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         row["delivery_id"],
         limit - 1,
     )

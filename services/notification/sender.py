@@ -224,6 +224,7 @@ class Sender:
                 (p for d in claimed for p in _people(d)),
                 (d.event_id for d in claimed),
             )
+            batch.contacts = await self._contacts_of(claimed)
         for delivery in claimed:
             decided = len(batch.outcomes)
             try:
@@ -314,6 +315,21 @@ class Sender:
             raise Skip("the meeting is no longer at this time")
         if datetime.now(UTC) >= start:
             raise Skip("the meeting has already started")
+
+    async def _contacts_of(self, claimed: Sequence[Delivery]) -> dict[str, Contacts]:
+        """The batch's e-mail recipients' contacts in one request; none if registration
+        cannot answer it (each is then asked for alone, and fails alone)."""
+        wanted = [
+            d.recipient
+            for d in claimed
+            if d.channel is Channel.EMAIL
+            and d.template not in (Kind.OFFICE_REGISTRATION, Kind.SIGN_IN_LINK)
+        ]
+        try:
+            return await self._contacts.of_many(wanted)
+        except ContactsUnavailable as exc:
+            log.warning("contacts in bulk unavailable, asking one by one: %s", exc)
+            return {}
 
     async def _addresses(self, b: _Batch, d: Delivery) -> tuple[str, ...]:
         found = b.contacts.get(d.recipient)

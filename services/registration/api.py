@@ -283,6 +283,24 @@ async def get_contacts(request: Request, registration_id: str) -> dict[str, Any]
         return await views.contacts(conn, registration_id)
 
 
+# Ids per bulk contacts request: a sender's batch (16 by default) and then some.
+MAX_CONTACTS = 200
+
+
+@router.get(
+    "/contacts",
+    summary="Many organisations' contact details at once, to e-mail them (the notification"
+    " service's batches)",
+    openapi_extra=requires(Action.READ_CONTACTS_TO_SEND),
+)
+async def get_many_contacts(
+    request: Request,
+    registration_id: Annotated[list[str], Query(min_length=1, max_length=MAX_CONTACTS)],
+) -> dict[str, Any]:
+    async with runtime_of(request).pool.acquire() as conn:
+        return await views.contacts_of(conn, registration_id)
+
+
 @router.patch(
     "/registrations/{registration_id}",
     summary="Update the profile (the organisation, or its organisers)",

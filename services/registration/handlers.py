@@ -402,7 +402,15 @@ async def representatives_of(
     conn: asyncpg.Connection, registration_id: str, sealed: str
 ) -> list[dict[str, Any]] | None:
     """The decrypted contact details, or None once erased."""
-    key = await _subject_key(conn, registration_id)
+    return opened_representatives(
+        await _subject_key(conn, registration_id), registration_id, sealed
+    )
+
+
+def opened_representatives(
+    key: bytes | None, registration_id: str, sealed: str
+) -> list[dict[str, Any]] | None:
+    """The contact details sealed with the registration's `key`, or None once erased."""
     try:
         value: list[dict[str, Any]] = crypto.open_sealed(key, sealed, subject=registration_id)
     except crypto.KeyErased:

@@ -463,8 +463,10 @@ async def reoptimise(
     instance = domain.build_instance(
         grid, await load_attendees(conn, event_id), meetings, windows, max_idle_spread
     )
-    # CPU-bound: off the event loop, so the service keeps answering meanwhile.
-    result = await asyncio.to_thread(solve, instance, time_limit)
+    # CPU-bound: off the event loop, so the service keeps answering meanwhile. On small
+    # events a second annealing run uses the second core, in a child process the solver
+    # starts and ends within the time limit (`solver.second_run`).
+    result = await asyncio.to_thread(solve, instance, time_limit, second_process=True)
     schedule = domain.explained(result.schedule, grid, meetings, windows)
     report = check(instance, schedule)
     if not report.valid:  # never expected; refuse rather than publish a broken agenda

@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-exact", action="store_true", help="the heuristic only, no CP-SAT model")
     ap.add_argument(
+        "--one-process",
+        action="store_true",
+        help="no second annealing run in a child process (small events only start one)",
+    )
+    ap.add_argument(
         "--stats",
         action="store_true",
         help="timings and each participant's idle time on standard error",
@@ -108,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 use_exact=not args.no_exact,
                 started=started,
+                second_process=not args.one_process,
             )
             doc = schedule_to_dict(result.schedule)
             doc["summary"] = {

@@ -88,6 +88,7 @@ class Action(StrEnum):
     REGISTER = "register an organisation (open until the deadline)"
     REQUEST_SIGN_IN_LINK = "ask for a sign-in link by e-mail (same answer for any address)"
     WRITE_SIGN_IN_MESSAGE = "read a sign-in link's message to send it (the notification service)"
+    READ_CONTACTS_TO_SEND = "read many organisations' contacts to e-mail them (notification)"
     WHO_AM_I = "read whom the calling key belongs to"
     CREATE_ORGANISER = "register an organiser"
     CREATE_EVENT = "create an event"
@@ -130,6 +131,7 @@ RULES: Mapping[Action, Rule] = {
     Action.REGISTER: Rule(_EVERYONE, needs_key=False),
     Action.REQUEST_SIGN_IN_LINK: Rule(_EVERYONE, needs_key=False),
     Action.WRITE_SIGN_IN_MESSAGE: Rule({Relation.ADMIN: Grants.ALWAYS}),
+    Action.READ_CONTACTS_TO_SEND: Rule({Relation.ADMIN: Grants.ALWAYS}),
     Action.WHO_AM_I: Rule({r: Grants.ALWAYS for r in Relation if r is not Relation.ANONYMOUS}),
     Action.CREATE_ORGANISER: Rule({Relation.ADMIN: Grants.ALWAYS}),
     # Creating an event: any organiser's key (it becomes the event's lead organiser).

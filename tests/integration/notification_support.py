@@ -31,6 +31,7 @@ from datetime import time as dtime
 from email.message import Message
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import asyncpg
 import httpx
@@ -259,16 +260,30 @@ class MiniHttp:
 
 
 class Contacts:
-    """Registration's contacts endpoint: representatives by registration id (None: erased)."""
+    """Registration's contacts endpoints: representatives by registration id (None:
+    erased), one at a time and in bulk (`bulk=False`: a registration from before the
+    bulk route, which answers it 404)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bulk: bool = True) -> None:
         self.by_id: dict[str, list[dict[str, str]] | None] = {}
+        self.bulk = bulk
         self.http = MiniHttp(self._respond)
 
     async def _respond(self, request: HttpRequest) -> tuple[int, bytes]:
         if request.headers.get("x-api-key") != ADMIN_KEY:
             return 401, b"{}"
-        parts = request.path.strip("/").split("/")  # api/registrations/<id>/contacts
+        path, _, query = request.path.partition("?")
+        if path == "/api/contacts" and self.bulk:
+            asked = [v for k, v in parse_qsl(query) if k == "registration_id"]
+            known = [rid for rid in dict.fromkeys(asked) if rid in self.by_id]
+            answer: dict[str, Any] = {
+                "contacts": [
+                    {"registration_id": rid, "representatives": self.by_id[rid]} for rid in known
+                ],
+                "unknown": [rid for rid in asked if rid not in self.by_id],
+            }
+            return 200, json.dumps(answer).encode()
+        parts = path.strip("/").split("/")  # api/registrations/<id>/contacts
         if len(parts) != 4 or parts[3] != "contacts" or parts[2] not in self.by_id:
             return 404, b'{"title": "Not found"}'
         answer = {"registration_id": parts[2], "representatives": self.by_id[parts[2]]}

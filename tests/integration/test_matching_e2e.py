@@ -346,6 +346,28 @@ async def test_an_accepted_request_reaches_kafka_with_its_trace_and_opens_contac
         assert (await w.contacts(b, b.key)).status_code == 200
         assert (await w.contacts(b, {"X-API-Key": ADMIN_KEY})).status_code == 200
 
+        # In bulk (the notification service's batches): the admin's key only.
+        bulk = f"{platform.urls['registration']}/api/contacts"
+        ids = {"registration_id": [a.registration_id, b.registration_id]}
+        asked = {"registration_id": [*ids["registration_id"], "no-such-registration"]}
+        r = await http.get(bulk, params=asked, headers={"X-API-Key": ADMIN_KEY})
+        assert r.status_code == 200, r.text
+        found = {x["registration_id"]: x["representatives"] for x in r.json()["contacts"]}
+        assert {k: v[0]["email"] for k, v in found.items()} == {
+            a.registration_id: a.email,
+            b.registration_id: b.email,
+        }
+        assert r.json()["unknown"] == ["no-such-registration"]
+        for key in (a.key, w.organiser, c.key):  # even its own and its partner's: admin only
+            assert_problem(await http.get(bulk, params=ids, headers=key), 403)
+        assert_problem(await http.get(bulk, params=ids), 401)
+        too_many = {"registration_id": [str(n) for n in range(201)]}
+        admin = {"X-API-Key": ADMIN_KEY}
+        assert_problem(
+            await http.get(bulk, params=too_many, headers=admin), 422, "query.registration_id"
+        )
+        assert_problem(await http.get(bulk, headers=admin), 422, "query.registration_id")
+
         # A cancellation closes them again.
         r = await w.post(f"/meeting-requests/{request_id}/cancel", a.key, {"reason": "ill"})
         assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text

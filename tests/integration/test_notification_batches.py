@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from services.notification.domain import Kind
-from services.notification.queue import enqueue
+from services.notification.queue import NewDelivery, claim, enqueue
 from services.notification.sender import Sender
 from shared.db import create_pool, migrate
 from shared.settings import NotificationSettings
@@ -55,8 +55,11 @@ class SessionCountingSink(SmtpSink):
         return responses
 
 
-async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra) -> None:
-    smtp, contacts = SessionCountingSink(), Contacts()
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk contacts", "contacts one by one"])
+async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra, bulk: bool) -> None:
+    """`bulk`: registration answers a batch's contacts in one request; without (a
+    registration from before that route), each recipient is asked for alone."""
+    smtp, contacts = SessionCountingSink(), Contacts(bulk=bulk)
     await smtp.start()
     await contacts.http.start()
     name, dsn = await create_database(infra.admin_dsn)
@@ -135,8 +138,44 @@ async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra) -
         assert {(r["v"], r["n"]) for r in versions} == {(2, 2)} and len(versions) == len(rows)
         # A session per worker, kept from batch to batch (not one per message).
         assert smtp.sessions <= SENDERS * WORKERS, smtp.sessions
+        # Contacts: one request per claimed batch of immediate rows (a digest asks for
+        # its one recipient); without the bulk route (404), each recipient alone.
+        paths = [r.path.partition("?")[0] for r in contacts.http.requests]
+        in_bulk, alone = paths.count("/api/contacts"), len(paths) - paths.count("/api/contacts")
+        assert 0 < in_bulk <= len(immediate) // 2, paths
+        if bulk:
+            assert alone == DIGESTERS, paths
+        else:
+            assert alone >= RECIPIENTS, paths
     finally:
         await pool.close()
         await smtp.stop()
         await contacts.http.stop()
+        await drop_database(infra.admin_dsn, name)
+
+
+async def test_urgent_deliveries_are_claimed_before_older_ones(infra: Infra) -> None:
+    """A calendar update or a sign-in link queued behind a backlog of older messages is
+    claimed first (`domain.urgent`); among equals, the oldest first."""
+    name, dsn = await create_database(infra.admin_dsn)
+    pool = await create_pool(dsn, max_size=2)
+    try:
+        await migrate(pool, MIGRATIONS)
+        event_id, rid = str(uuid.uuid4()), str(uuid.uuid4())
+
+        def queued(kind: Kind) -> NewDelivery:
+            return email_delivery(event_id, rid, kind, due=None, mail_domain="urgent.test")
+
+        backlog = [queued(Kind.REQUEST_RECEIVED) for _ in range(4)]
+        placed, sign_in = queued(Kind.MEETING_PLACED), queued(Kind.SIGN_IN_LINK)
+        async with pool.acquire() as conn:
+            for rows in (backlog[:2], [placed], backlog[2:], [sign_in]):
+                await enqueue(conn, rows)  # one after the other: each later than the last
+        async with pool.acquire() as conn, conn.transaction():
+            claimed = await claim(conn, 4)
+        ids = [d.delivery_id for d in claimed]
+        assert ids[:2] == [placed.delivery_id, sign_in.delivery_id]
+        assert set(ids[2:]) == {r.delivery_id for r in backlog[:2]}  # queued together
+    finally:
+        await pool.close()
         await drop_database(infra.admin_dsn, name)

@@ -26,8 +26,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import httpx
 import icalendar
 import pytest
@@ -514,3 +516,34 @@ async def test_the_projection_rebuilt_from_the_events_equals_the_live_one(stack:
         stack.dsn, "SELECT count(*) FILTER (WHERE NOT active) AS n FROM rebuild.webhook_endpoints"
     )
     assert hooks[0]["n"] >= 1  # the webhook test's removed endpoint, rebuilt
+
+    # Blue/green: the rebuilt tables switched in; a later rebuild (which drops its fresh
+    # schema) must leave the live deliveries' trigger, the sender's wake-up, in place.
+    options: dict[str, Any] = {
+        "topic_prefix": TEST_TOPIC_PREFIX,
+        "group_suffix": env["CONSUMER_GROUP_SUFFIX"],
+    }
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    switched = await rebuild(PLAN, stack.dsn, bootstrap, registry(), switch=True, **options)
+    assert switched.switched_to and switched.equal, "\n".join(switched.lines())
+    again = await rebuild(PLAN, stack.dsn, bootstrap, registry(), **options)
+    assert again.equal, "\n".join(again.lines())
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        called = await conn.fetch(
+            "SELECT p.pronamespace::regnamespace::text AS schema FROM pg_trigger t"
+            " JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE t.tgrelid = 'public.deliveries'::regclass AND NOT t.tgisinternal"
+        )
+        assert [r["schema"] for r in called] == ["public"]
+        heard = asyncio.Event()
+        await conn.add_listener("deliveries", lambda *_: heard.set())
+        row = await conn.fetchrow("SELECT * FROM deliveries LIMIT 1")
+        copy = {**dict(row), "delivery_id": uuid.uuid4(), "cause_id": "switch-test"}
+        columns = ", ".join(copy)
+        values = ", ".join(f"${n}" for n in range(1, len(copy) + 1))
+        await conn.execute(f"INSERT INTO deliveries ({columns}) VALUES ({values})", *copy.values())
+        await asyncio.wait_for(heard.wait(), 5)  # the trigger's NOTIFY
+        await conn.execute("DELETE FROM deliveries WHERE cause_id = 'switch-test'")
+    finally:
+        await conn.close()

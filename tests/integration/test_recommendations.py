@@ -26,8 +26,9 @@ import pytest
 from fastapi import FastAPI
 
 from services.matching import bootstrap, projection, recommendations
-from services.matching.recommend.scoring import K
+from services.matching.recommend.scoring import K, Ranker
 from services.matching.recommend.topk import Entry, TopList
+from services.matching.recommendations import store
 from services.matching.recommendations_api import router
 from shared import problems
 from shared.access import projection as access_projection
@@ -345,6 +346,52 @@ async def test_partners_requested_or_met_are_left_out(matching_db: asyncpg.Pool)
     )  # free again: back in the lists
     lists = await assert_current(pool)
     assert partners_of(lists, "r01")[0] == "r02"
+
+
+async def test_a_pair_event_reuses_the_last_change_s_ranker(
+    matching_db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request made or ended changes only who is engaged with whom: the next pair event
+    reuses the ranker's arrays from the change before (kept with its state token), reads
+    the engaged pairs again, and its lists still equal lists from scratch."""
+    pool = matching_db
+    await apply(pool, brokerage_event("e1", list(MeetingType)))
+    await register_all(pool, list(PROFILES))
+    for rid in PROFILES:
+        await apply(pool, RegistrationApproved(registration_id=rid, event_id="e1"))
+    await pool.execute(
+        "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id, status,"
+        " meeting_type) VALUES ('m1', 'e1', 'r02', 'r01', 'pending', 'Business2Business')"
+    )
+    requested = MeetingRequested(
+        request_id="m1",
+        event_id="e1",
+        requester_id="r02",
+        recipient_id="r01",
+        meeting_type=MeetingType.BUSINESS2BUSINESS,
+        expires_at=datetime(2030, 4, 2, tzinfo=UTC),
+    )
+    await apply_pair_event(pool, requested)
+    built: list[int] = []
+    made = Ranker
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(store, "Ranker", counted)  # what `store.ranker_of` makes
+    await pool.execute("UPDATE meeting_requests SET status = 'declined'")
+    await apply_pair_event(
+        pool,
+        MeetingDeclined(request_id="m1", event_id="e1", requester_id="r02", recipient_id="r01"),
+    )
+    assert built == []  # the arrays were reused
+    lists = await assert_current(pool)  # ... with the pairs read again: free, back in the lists
+    assert partners_of(lists, "r01")[0] == "r02"
+    built.clear()  # (the lists from scratch above made one)
+    recommendations.states.clear()  # as after another process's change: built afresh
+    await apply_pair_event(pool, requested)
+    assert built == [1]
 
 
 async def test_a_run_of_requests_updates_the_lists_in_one_go(matching_db: asyncpg.Pool) -> None:

@@ -10,6 +10,7 @@ from collections import OrderedDict
 import asyncpg
 
 from services.matching.recommend.profiles import Participant
+from services.matching.recommend.scoring import Ranker
 from services.matching.recommendations import store
 
 
@@ -25,7 +26,9 @@ class States:
 
     def __init__(self, size: int = 4) -> None:
         self.size = size
-        self._by_event: OrderedDict[str, tuple[str, dict[str, Participant]]] = OrderedDict()
+        self._by_event: OrderedDict[str, tuple[str, dict[str, Participant], Ranker | None]] = (
+            OrderedDict()
+        )
 
     def get(self, event_id: str, token: str | None) -> dict[str, Participant] | None:
         found = self._by_event.get(event_id)
@@ -34,8 +37,21 @@ class States:
         self._by_event.move_to_end(event_id)
         return dict(found[1])
 
-    def put(self, event_id: str, token: str, participants: dict[str, Participant]) -> None:
-        self._by_event[event_id] = (token, participants)
+    def ranker(self, event_id: str, token: str | None) -> Ranker | None:
+        """The ranker the change that wrote `token` used, if it kept one."""
+        found = self._by_event.get(event_id)
+        if found is None or token is None or found[0] != token:
+            return None
+        return found[2]
+
+    def put(
+        self,
+        event_id: str,
+        token: str,
+        participants: dict[str, Participant],
+        ranker: Ranker | None = None,
+    ) -> None:
+        self._by_event[event_id] = (token, participants, ranker)
         self._by_event.move_to_end(event_id)
         while len(self._by_event) > self.size:
             self._by_event.popitem(last=False)
@@ -69,8 +85,20 @@ async def participants_of(
     return await store.load_participants(conn, event_id, in_lists_only=True)
 
 
+async def ranker_for(
+    conn: asyncpg.Connection, event_id: str, token: str | None, participants: dict[str, Participant]
+) -> Ranker:
+    """The event's ranker over `participants`, reusing the arrays of the one the last
+    change kept under `token` when it was made from the same participants (a run of
+    meeting requests changes only who is engaged with whom)."""
+    return await store.ranker_of(conn, event_id, participants, states.ranker(event_id, token))
+
+
 async def save(
-    conn: asyncpg.Connection, event_id: str, participants: dict[str, Participant]
+    conn: asyncpg.Connection,
+    event_id: str,
+    participants: dict[str, Participant],
+    ranker: Ranker | None = None,
 ) -> None:
     token = uuid.uuid4().hex
     await conn.execute(
@@ -78,7 +106,7 @@ async def save(
         event_id,
         token,
     )
-    states.put(event_id, token, participants)
+    states.put(event_id, token, participants, ranker)
 
 
 async def warm_up(pool: asyncpg.Pool) -> list[str]:

@@ -12,7 +12,7 @@ from services.matching.recommend.incremental import Plan
 from services.matching.recommend.profiles import Profile
 from services.matching.recommend.scoring import K
 from services.matching.recommendations import embedding
-from services.matching.recommendations.cache import lock, participants_of, save
+from services.matching.recommendations.cache import lock, participants_of, ranker_for, save
 from services.matching.recommendations.store import (
     PROFILE_COLUMNS,
     list_floors,
@@ -135,10 +135,10 @@ async def refresh_pairs(
     recomputation after a run of events equals one after each of them."""
     token = await lock(conn, event_id)
     participants = await participants_of(conn, event_id, token)
-    ranker = await ranker_of(conn, event_id, participants)
+    ranker = await ranker_for(conn, event_id, token, participants)
     owners = list(dict.fromkeys(r for pair in pairs for r in pair if r in ranker.index))
     await store_plan(conn, event_id, Plan(replace=ranker.lists_for(owners, K)))
-    await save(conn, event_id, participants)
+    await save(conn, event_id, participants, ranker)
 
 
 async def rebuild_event(conn: asyncpg.Connection, event_id: str) -> int:

@@ -197,12 +197,19 @@ async def _meeting_types(conn: asyncpg.Connection, event_id: str) -> list[str]:
 
 
 async def ranker_of(
-    conn: asyncpg.Connection, event_id: str, participants: dict[str, Participant]
+    conn: asyncpg.Connection,
+    event_id: str,
+    participants: dict[str, Participant],
+    reuse: Ranker | None = None,
 ) -> Ranker:
+    """The event's ranker over `participants`; `reuse`'s arrays when it was made from
+    these very participants (only the engaged pairs are read again)."""
     ordered = [participants[k] for k in sorted(participants)]
-    return Ranker(
-        ordered, await _meeting_types(conn, event_id), await engaged_pairs(conn, event_id)
-    )
+    types = await _meeting_types(conn, event_id)
+    engaged = await engaged_pairs(conn, event_id)
+    if reuse is not None and reuse.built_from(ordered, types):
+        return reuse.with_engaged(engaged)
+    return Ranker(ordered, types, engaged)
 
 
 async def load_ranker(conn: asyncpg.Connection, event_id: str) -> Ranker:

@@ -1,4 +1,4 @@
-"""Meeting scheduling for matchmaking events: a pure library, no I/O.
+"""Meeting scheduling for matchmaking events: a pure library.
 
 - `model`: the instance and schedule formats (parse, render).
 - `check`: an independent checker of the hard rules and the objective.
@@ -10,6 +10,10 @@
   `fairness`: bringing a schedule within `max_idle_spread`.
 - `portfolio`: `solve`, all of them under one deadline; the best schedule, whether it
   is proven optimal, and the bound.
+
+No I/O, with one exception: `solve` (only it; `place` never) may start one child
+process for a second annealing run (`second_run`), on instances small enough for the
+exact model, and ends it before it returns.
 """
 
 from services.scheduling.solver.check import Report, Violation, check

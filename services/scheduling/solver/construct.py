@@ -58,6 +58,13 @@ class Undoable(State):
         self.in_slot[t].discard(m)
         super().remove(m)
 
+    def swap_slots(self, meetings: list[int], a: int, b: int) -> None:
+        targets = [(m, b if self.slot_of[m] == a else a) for m in meetings]
+        for m, _ in targets:  # logged, to be undone
+            self.remove(m)
+        for m, t in targets:
+            self.add(m, t)
+
     def undo(self, mark: int) -> None:
         log = self.log
         while len(log) > mark:

@@ -266,6 +266,37 @@ class State:
                 self.table_full |= bit
         self.slot_of[m] = t
 
+    def swap_slots(self, meetings: list[int], a: int, b: int) -> None:
+        """Move each of `meetings` from slot a to b or from b to a: a closed Kempe chain
+        (every meeting its participants have in a or b is among them), so each of them
+        keeps one meeting per slot. In one pass over the chain, without `remove`/`add`."""
+        p = self.p
+        s = p.n_slots
+        at, busy, slot_of, onsite_used = self.at, self.busy, self.slot_of, self.onsite_used
+        for m in meetings:  # out of the old slot first: a participant may have both
+            t = slot_of[m]
+            bit = 1 << t
+            for i in p.parts[m]:
+                busy[i] &= ~bit
+                at[i * s + t] = -1
+            if p.onsite[m]:
+                onsite_used[t] -= 1
+            self.table_of.pop(m, None)
+        for m in meetings:
+            u = b if slot_of[m] == a else a
+            slot_of[m] = u
+            bit = 1 << u
+            for i in p.parts[m]:
+                busy[i] |= bit
+                at[i * s + u] = m
+            if p.onsite[m]:
+                onsite_used[u] += 1
+        for t in (a, b):
+            if onsite_used[t] >= p.tables:
+                self.table_full |= 1 << t
+            else:
+                self.table_full &= ~(1 << t)
+
     def remove(self, m: int) -> None:
         p = self.p
         t = self.slot_of[m]

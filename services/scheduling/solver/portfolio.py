@@ -7,13 +7,24 @@ fairness, rendering):
 1. If the exact model fits (`exact.fits`: its variables few enough for the memory and
    for the time left), the heuristic gets the first 10 % of the time (it mostly stops
    by itself earlier on such instances); else it gets all of it, and that is all.
+   Where it fits (and without `max_idle_spread`), a second run starts at once in a
+   child process (`second_run`, the second core): its own heuristic run, another seed.
 2. With `max_idle_spread`, the heuristic's schedule is made fair (`fairness.enforce`).
 3. Unless that schedule is already provably optimal (the summed priority at the upper
-   bound, no idle time): for half the time left, a second heuristic run if the first
-   did not place all the priority it might, then simulated annealing over Kempe-chain
-   swaps (`kempe`); for the other half CP-SAT in a thread, hinted with the best
-   schedule so far, while the annealing goes on until the idle time meets the bound
-   CP-SAT has proven (then CP-SAT is stopped too). The best schedule wins.
+   bound, idle time at the floor of `idle_bound`):
+   - every meeting placed and the idle floor known: all that is left is a schedule at
+     the floor, which the annealing finds and CP-SAT did not (on the forum instances
+     its bound never rose above the floor within 10 s, nor did it find a better
+     schedule). So no CP-SAT: simulated annealing over Kempe-chain swaps (`kempe`),
+     in attempts each from a new heuristic schedule (`second_run.restarts`), here and
+     in the second run (other seeds), to the deadline or until either reaches the
+     floor (then the other is stopped); the better schedule wins.
+   - else (the priority below its bound, or no floor): the second run's schedule is
+     taken if better, the child ends, and as before: for half the time left, a second
+     heuristic run if the first did not place all the priority it might, then the
+     annealing; for the other half CP-SAT in a thread, hinted with the best schedule
+     so far, while the annealing goes on until the idle time meets the bound CP-SAT
+     has proven (then CP-SAT is stopped too). The best schedule wins.
 
 The result says which schedule won, whether it is proven optimal, and the bound: no
 schedule places more summed priority than `priority_bound`, and none placing that much
@@ -27,14 +38,23 @@ import time
 from dataclasses import dataclass, field
 
 from services.scheduling.solver import exact, fairness, kempe
+from services.scheduling.solver.check import check
 from services.scheduling.solver.construct import Stats
 from services.scheduling.solver.core import Problem, State
 from services.scheduling.solver.idle_bound import all_placed_idle_bound
 from services.scheduling.solver.model import Instance, Schedule
 from services.scheduling.solver.optimise import optimise_state
+from services.scheduling.solver.second_run import SecondRun, restarts
 
 # Share of the time limit for the heuristic when the exact model may run after it.
 HEURISTIC_SHARE = 0.1
+# The second run's seed is the first's plus this (the first run uses seed .. seed + 3).
+SECOND_SEED = 7
+# Seconds the portfolio waits for the second run's heuristic where it does not anneal.
+SECOND_WAIT = 0.25
+# Kept back for reading the second run's answer and ending its process (a loaded
+# machine delays both).
+ENDING_SECONDS = 0.05
 
 
 @dataclass(slots=True)
@@ -59,8 +79,11 @@ def solve(
     seed: int = 0,
     use_exact: bool = True,
     started: float | None = None,
+    second_process: bool = True,
 ) -> Result:
-    """The best schedule found within `time_limit` seconds of `started` (default now)."""
+    """The best schedule found within `time_limit` seconds of `started` (default now).
+    With `second_process`, where the exact model fits, a second run in a child process
+    (`second_run`) may use the second core."""
     started = time.monotonic() if started is None else started
     deadline = started + time_limit
     problem = Problem(instance)
@@ -74,6 +97,27 @@ def solve(
             why = f"skipped: {why}"
     left = deadline - started
     heuristic_limit = left * HEURISTIC_SHARE if run_exact else left
+    second = None
+    if run_exact and second_process and spread is None:
+        second = _start_second(instance, seed, started + heuristic_limit, deadline)
+    try:
+        return _solve(problem, started, deadline, seed, run_exact, why, heuristic_limit, second)
+    finally:
+        if second is not None:
+            second.close()
+
+
+def _solve(
+    problem: Problem,
+    started: float,
+    deadline: float,
+    seed: int,
+    run_exact: bool,
+    why: str,
+    heuristic_limit: float,
+    second: SecondRun | None,
+) -> Result:
+    spread = problem.max_idle_spread
     stats = Stats()
     state = optimise_state(problem, heuristic_limit, seed, stats=stats, started=started)
     # the rendering costs about what the greedy baseline took; keep that back
@@ -97,6 +141,18 @@ def solve(
     status = why
     if fair and priority >= priority_bound and idle <= floor:
         run_exact, status = False, "skipped: the heuristic's schedule is optimal"
+    elif second is not None and every is not None and priority >= priority_bound:
+        # all that is left is a schedule at the floor: two annealing runs look for it
+        run_exact = False
+        end = deadline - reserve - ENDING_SECONDS
+        state, status = _two_annealers(problem, state, end, seed, floor, second)
+        priority, idle = state.priority(), state.idle()
+    elif second is not None:  # the exact model as before; the second run's heuristic
+        answer = second.collect(min(deadline - reserve, time.monotonic() + SECOND_WAIT))
+        if answer is not None:
+            state = _better(_checked(problem, answer.slot_of) or state, state)
+            priority, idle = state.priority(), state.idle()
+            priority_bound = max(priority_bound, priority)
     if run_exact:
         found, state, status = _improve(problem, state, deadline - reserve, lp_bound, seed, floor)
         if found.slot_of is not None:
@@ -201,6 +257,50 @@ def _improve(
         run.stop()
         thread.join()
     return box[0], state, box[0].status
+
+
+def _start_second(
+    instance: Instance, seed: int, heuristic_deadline: float, deadline: float
+) -> SecondRun | None:
+    try:
+        return SecondRun(instance, seed + SECOND_SEED, heuristic_deadline, deadline)
+    except OSError:  # no process to be had: the first run goes on alone
+        return None
+
+
+def _two_annealers(
+    problem: Problem, state: State, deadline: float, seed: int, floor: int, second: SecondRun
+) -> tuple[State, str]:
+    """Every meeting placed and the idle floor known: annealing attempts here while
+    the second run makes its own in its process (`second_run.restarts`, other seeds),
+    until the deadline or until either reaches the floor; the better schedule wins."""
+
+    def enough(_: int) -> bool:
+        answer = second.poll()
+        return answer is not None and answer.idle <= floor
+
+    mine = restarts(problem, State.of_slots(problem, state.slot_of), deadline, seed, floor, enough)
+    state = _better(mine, state)
+    answer = second.poll() if mine.idle() <= floor else second.collect(deadline)
+    second.close()
+    won = ""
+    if answer is not None:
+        other = _checked(problem, answer.slot_of)
+        if other is not None and other.score() > state.score():
+            state, won = other, " (its schedule won)"
+    elif second.failed:
+        won = f" ({second.failed})"
+    return state, (
+        f"skipped: every meeting placed, idle floor {floor}: a second annealing run instead{won}"
+    )
+
+
+def _checked(problem: Problem, slot_of: list[int]) -> State | None:
+    """The second run's schedule as a state, if the checker accepts it."""
+    if len(slot_of) != problem.n_meetings or any(not -1 <= t < problem.n_slots for t in slot_of):
+        return None
+    other = State.of_slots(problem, slot_of)
+    return other if check(problem.instance, other.schedule()).valid else None
 
 
 def _better(a: State, b: State) -> State:
