@@ -61,7 +61,12 @@ SERVICES = {
 async def _raw(topics: Sequence[str]) -> dict[str, Any]:
     """Every record of `topics` from the start, counted only."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=BOOTSTRAP, group_id=None, enable_auto_commit=False
+        bootstrap_servers=BOOTSTRAP,
+        group_id=None,
+        enable_auto_commit=False,
+        # From the start by the reset itself: a seek after `assign` could lose to the
+        # default reset to the end, and this loop then waited for records forever.
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
@@ -72,7 +77,8 @@ async def _raw(topics: Sequence[str]) -> dict[str, Any]:
         ]
         consumer.assign(partitions)
         end = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        for tp in partitions:
+            await consumer.position(tp)  # the reset to the beginning done
         total = sum(end.values())
         count = 0
         began = time.perf_counter()

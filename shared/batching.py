@@ -30,9 +30,10 @@ rebuild (`shared.rebuild`).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import weakref
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
@@ -107,9 +108,16 @@ _UNIQUE = (
     " JOIN pg_class c ON c.oid = x.conrelid WHERE x.contype = 'x' AND pg_table_is_visible(c.oid)"
 )
 ALL = frozenset({"*"})  # every column
+# `SELECT pg_notify(...)` touches no table: PostgreSQL delivers notifications when the
+# transaction commits, in the order they were sent, so they commute with every table's
+# statements and keep their order among themselves in a lane of their own (not a name a
+# table can have). Without this, reporting's dashboard notice after each event sent
+# every lane before it: no run was longer than one event.
+NOTIFICATIONS = frozenset({"(notifications)"})
+_NOTIFY = re.compile(r"\s*SELECT\s+pg_notify\s*\(\s*\$1\s*,\s*\$2\s*\)\s*;?\s*$", re.IGNORECASE)
 
 
-class _Catalog:
+class Catalog:
     """What `_Lanes` needs to know of the tables (read once per connection)."""
 
     def __init__(self) -> None:
@@ -120,7 +128,7 @@ class _Catalog:
         self._statements: dict[str, _Statement] = {}
 
     @classmethod
-    async def read(cls, conn: asyncpg.Connection) -> _Catalog:
+    async def read(cls, conn: asyncpg.Connection) -> Catalog:
         catalog = cls()
         groups: dict[str, set[str]] = {}
         for row in await conn.fetch(_FOREIGN_KEYS):
@@ -148,6 +156,8 @@ class _Catalog:
 
     def _statement(self, query: str) -> _Statement:
         """The tables `query` touches, and how to key its rows (`_Statement`)."""
+        if _NOTIFY.match(query):
+            return _Statement(NOTIFICATIONS)
         named = _named_tables(query)
         grown = [self.related[t] for t in named if t in self.related]
         tables = named.union(*grown) if grown else named
@@ -201,7 +211,7 @@ def _hashable(value: Any) -> Hashable:
 
 
 # Per connection: its catalog, and the set form of each SQL text (None: it has none).
-_catalogs: weakref.WeakKeyDictionary[Any, _Catalog] = weakref.WeakKeyDictionary()
+_catalogs: weakref.WeakKeyDictionary[Any, Catalog] = weakref.WeakKeyDictionary()
 _forms: weakref.WeakKeyDictionary[Any, dict[str, SetForm | None]] = weakref.WeakKeyDictionary()
 
 
@@ -210,12 +220,23 @@ def _raw(conn: asyncpg.Connection) -> Any:
     return getattr(conn, "_con", None) or conn
 
 
-async def _catalog(conn: asyncpg.Connection) -> _Catalog:
+async def _catalog(conn: asyncpg.Connection) -> Catalog:
     raw = _raw(conn)
     found = _catalogs.get(raw)
     if found is None:
-        found = _catalogs[raw] = await _Catalog.read(conn)
+        found = _catalogs[raw] = await Catalog.read(conn)
     return found
+
+
+# A lane's statements as sent: levels in order, each a run of rows per SQL text.
+Levels = list[dict[str, list[tuple[Any, ...]]]]
+Flush = Callable[[Levels], Awaitable[None]]
+
+
+async def send_levels(conn: asyncpg.Connection, levels: Levels) -> None:
+    for level in levels:
+        for query, rows in level.items():
+            await send_many(conn, query, rows)
 
 
 async def send_many(conn: asyncpg.Connection, query: str, rows: list[tuple[Any, ...]]) -> None:
@@ -243,7 +264,7 @@ class _Lane:
     """Statements that touch `tables`, as *levels*: a level's statements commute with
     each other but for those of one SQL text, which keep their order in their run (a
     level is a run per SQL text); levels run in order. A statement goes to the first
-    level after every earlier statement it does not commute with (`_Catalog.keys`):
+    level after every earlier statement it does not commute with (`Catalog.keys`):
     after the level of the last one with a common key (to the same level when that one
     has the same SQL text: their run keeps them in order), and after the last statement
     without keys, which has a level of its own."""
@@ -274,27 +295,30 @@ class _Lane:
             self.levels.append({})
         self.levels[level].setdefault(query, []).append(args)
 
-    async def send(self, conn: asyncpg.Connection) -> None:
-        for level in self.levels:
-            for query, rows in level.items():
-                await send_many(conn, query, rows)
+    def take(self) -> Levels:
+        """The levels to send, the lane emptied."""
+        levels = self.levels
         self.levels = []
         self.floor = 0
         self.last = {}
+        return levels
 
 
 class _Lanes:
-    def __init__(self, catalog: _Catalog) -> None:
+    """`flush` sends a lane's levels (or keeps them, to send later in the same order)."""
+
+    def __init__(self, catalog: Catalog, flush: Flush) -> None:
         self._catalog = catalog
+        self._flush = flush
         self._by_table: dict[str, _Lane] = {}
         self._order: list[_Lane] = []  # creation order, for `send_all`
 
-    async def add(self, conn: asyncpg.Connection, query: str, args: tuple[Any, ...]) -> None:
+    async def add(self, query: str, args: tuple[Any, ...]) -> None:
         statement = self._catalog.statement(query)
         tables = statement.tables
         if not tables:  # touches who knows what: after everything, before anything else
-            await self.send_all(conn)
-            await conn.execute(query, *args)
+            await self.send_all()
+            await self._flush([{query: [args]}])
             return
         keys = statement.keys(args)
         if len(tables) == 1:  # the usual case, quickly
@@ -312,7 +336,7 @@ class _Lanes:
         # Spans several lanes, or more than one: those go first, then a lane of its own.
         for lane in self._order:
             if id(lane) in lanes:
-                await lane.send(conn)
+                await self._flush(lane.take())
                 for t in lane.tables:
                     del self._by_table[t]
         self._order = [lane for lane in self._order if id(lane) not in lanes]
@@ -322,9 +346,9 @@ class _Lanes:
         for t in tables:
             self._by_table[t] = lane
 
-    async def send_all(self, conn: asyncpg.Connection) -> None:
+    async def send_all(self) -> None:
         for lane in self._order:
-            await lane.send(conn)
+            await self._flush(lane.take())
         self._order = []
         self._by_table = {}
 
@@ -335,18 +359,82 @@ async def apply_run(
     run: Sequence[tuple[Envelope, EventPayload]],
 ) -> None:
     """Apply `run` through `handler`, with the same effect as one event after the other."""
-    lanes = _Lanes(await _catalog(conn))
+
+    async def send(levels: Levels) -> None:
+        await send_levels(conn, levels)
+
+    lanes = _Lanes(await _catalog(conn), send)
     for envelope, payload in run:
         recorder = _Recorder()
         try:
             await handler(cast(asyncpg.Connection, recorder), envelope, payload)
         except NotRecordable:
-            await lanes.send_all(conn)
+            await lanes.send_all()
             await handler(conn, envelope, payload)
             continue
         for query, args in recorder.calls:
-            await lanes.add(conn, query, args)
-    await lanes.send_all(conn)
+            await lanes.add(query, args)
+    await lanes.send_all()
+
+
+@dataclass
+class Recorded:
+    """A run recorded without a connection (`record_run`), to send later (`send_recorded`):
+    the lanes' levels in the order `apply_run` would have sent them, up to the first event
+    that could not be recorded; `rest`, from that event on, is applied by `apply_run`."""
+
+    levels: list[Levels]
+    rest: Sequence[tuple[Envelope, EventPayload]]
+    events: int  # in the run
+
+
+async def catalog_of(conn: asyncpg.Connection) -> Catalog:
+    """What `record_run` needs to know of the tables on `conn` (read once per connection)."""
+    return await _catalog(conn)
+
+
+async def record_run(
+    catalog: Catalog,
+    handler: Handler,
+    run: Sequence[tuple[Envelope, EventPayload]],
+    pause_every: int = 0,
+) -> Recorded:
+    """`run`'s statements, recorded while the connection does other work (the rebuild
+    records window N+1 while the server executes window N). Every `pause_every` events
+    it yields to the event loop, so that whoever waits on the server goes on promptly.
+
+    A handler that keeps memory between events sees them in order as long as the caller
+    sends a run with a `rest` before recording the next (`shared.rebuild.apply_windows`
+    does); an event whose handler could not be recorded is handled twice (recorded, then
+    on the connection), as in `apply_run`."""
+    kept: list[Levels] = []
+
+    async def keep(levels: Levels) -> None:
+        if levels:
+            kept.append(levels)
+
+    lanes = _Lanes(catalog, keep)
+    for i, (envelope, payload) in enumerate(run):
+        if pause_every and i % pause_every == pause_every - 1:
+            await asyncio.sleep(0)
+        recorder = _Recorder()
+        try:
+            await handler(cast(asyncpg.Connection, recorder), envelope, payload)
+        except NotRecordable:
+            await lanes.send_all()
+            return Recorded(kept, run[i:], len(run))
+        for query, args in recorder.calls:
+            await lanes.add(query, args)
+    await lanes.send_all()
+    return Recorded(kept, (), len(run))
+
+
+async def send_recorded(conn: asyncpg.Connection, handler: Handler, recorded: Recorded) -> None:
+    """What `record_run` recorded, then the rest of the run: the same as `apply_run`."""
+    for levels in recorded.levels:
+        await send_levels(conn, levels)
+    if recorded.rest:
+        await apply_run(conn, handler, recorded.rest)
 
 
 def batched(handler: Handler) -> BatchHandler:

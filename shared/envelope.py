@@ -8,14 +8,14 @@ that everything about one matchmaking event stays in order within a topic.
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from shared import json_codec
 from shared.contracts.base import EventPayload
 
 SPEC_VERSION = "1.0"
@@ -101,41 +101,55 @@ class Envelope:
         return headers
 
     def kafka_value(self) -> bytes:
-        return json.dumps(self.data, separators=(",", ":")).encode()
+        return json_codec.dumps_bytes(self.data)
 
     @classmethod
     def from_kafka(
         cls, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
     ) -> Envelope:
-        found = {name: raw.decode("utf-8", "replace") for name, raw in headers}
-        missing = [n for n in ("ce_id", "ce_source", "ce_type") if not found.get(n)]
-        if missing:
+        return cls.from_kafka_headers(key, value, dict(headers))
+
+    @classmethod
+    def from_kafka_headers(
+        cls, key: bytes | None, value: bytes | None, headers: Mapping[str, bytes]
+    ) -> Envelope:
+        """`from_kafka` with the headers as a mapping (the last of a repeated name), for a
+        caller that looked at them already. Only the headers read are decoded."""
+
+        def text(name: str) -> str | None:
+            raw = headers.get(name)
+            return None if raw is None else raw.decode("utf-8", "replace")
+
+        ce_id, source, ce_type = text("ce_id"), text("ce_source"), text("ce_type")
+        if not ce_id or not source or not ce_type:
+            missing = [n for n in ("ce_id", "ce_source", "ce_type") if not text(n)]
             raise MalformedEnvelope(f"missing CloudEvents headers: {', '.join(missing)}")
-        if found.get("ce_specversion") != SPEC_VERSION:
-            raise MalformedEnvelope(f"unsupported specversion {found.get('ce_specversion')!r}")
+        if (spec := text("ce_specversion")) != SPEC_VERSION:
+            raise MalformedEnvelope(f"unsupported specversion {spec!r}")
         try:
-            data = json.loads(value or b"null")
+            data = json_codec.loads(value or b"null")
         except ValueError as exc:
             raise MalformedEnvelope(f"value is not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise MalformedEnvelope("value is not a JSON object")
+        stamp = text("ce_time")
         try:
-            time = datetime.fromisoformat(found["ce_time"]) if "ce_time" in found else None
+            time = datetime.fromisoformat(stamp) if stamp is not None else None
         except ValueError as exc:
             raise MalformedEnvelope(f"bad ce_time: {exc}") from exc
         return cls(
-            id=found["ce_id"],
-            source=found["ce_source"],
-            type=found["ce_type"],
+            id=ce_id,
+            source=source,
+            type=ce_type,
             key=(key or b"").decode(),
             data=data,
             time=time or datetime.now(UTC),
-            subject=found.get("ce_subject"),
-            correlation_id=found.get("ce_correlationid"),
-            causation_id=found.get("ce_causationid"),
-            actor=found.get("ce_actor"),
-            traceparent=found.get("traceparent"),
-            tracestate=found.get("tracestate"),
+            subject=text("ce_subject"),
+            correlation_id=text("ce_correlationid"),
+            causation_id=text("ce_causationid"),
+            actor=text("ce_actor"),
+            traceparent=text("traceparent"),
+            tracestate=text("tracestate"),
         )
 
     # -- storage (outbox rows, event metadata) -----------------------------

@@ -6,14 +6,13 @@ and projection updates, so the three commit or vanish together.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import asyncpg
 
-from shared import outbox
+from shared import json_codec, outbox
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope
@@ -118,8 +117,8 @@ async def _store(
                     version,
                     e.id,
                     e.type,
-                    json.dumps(e.data),
-                    json.dumps({k: v for k, v in e.to_record().items() if k != "data"}),
+                    json_codec.dumps(e.data),
+                    json_codec.dumps({k: v for k, v in e.to_record().items() if k != "data"}),
                 ),
                 strict=True,
             ):
@@ -192,7 +191,7 @@ async def load(conn: asyncpg.Connection, stream_id: str, after: int = 0) -> list
             stream_id=r["stream_id"],
             version=r["version"],
             envelope=Envelope.from_record(
-                {**json.loads(r["metadata"]), "data": json.loads(r["data"])}
+                {**json_codec.loads(r["metadata"]), "data": json_codec.loads(r["data"])}
             ),
         )
         for r in rows

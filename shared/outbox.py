@@ -9,7 +9,6 @@ PostgreSQL advisory lock, which keeps per-key order; others wait as standbys.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -20,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from shared import metrics
+from shared import json_codec, metrics
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
 from shared.kafka import REQUEST_TIMEOUT_MS
@@ -81,7 +80,7 @@ def columns(envelopes: Sequence[Envelope]) -> list[list[str]]:
         [e.id for e in envelopes],
         [topic_of(e) for e in envelopes],
         [e.key for e in envelopes],
-        [json.dumps(e.to_record()) for e in envelopes],
+        [json_codec.dumps(e.to_record()) for e in envelopes],
     ]
 
 
@@ -193,7 +192,7 @@ class OutboxRelay:
         metrics.OUTBOX_BACKLOG.labels(self._service).set(backlog)
         deliveries = []
         for row in rows:
-            envelope = Envelope.from_record(json.loads(row["envelope"]))
+            envelope = Envelope.from_record(json_codec.loads(row["envelope"]))
             topic = prefixed(self._topic_prefix, row["topic"])
             deliveries.append(await self._send(topic, envelope))
         # Wait for every acknowledgement before marking anything: a crash here

@@ -30,17 +30,19 @@ decisions are in the event store already. Plans per service: `services/<name>/re
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from shared import batching, json_codec
 from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
@@ -176,18 +178,96 @@ async def replay_own(
         " ORDER BY recorded_at, stream_id, version"
     )
     todo = [r for r in rows if r["id"] not in seen.done]
-    for chunk in _whole_transactions(todo):
-        run = []
-        for row in chunk:
-            if registry.knows(row["event_type"]):
-                data = json.loads(row["data"])
-                envelope = Envelope.from_record({**json.loads(row["metadata"]), "data": data})
-                run.append((envelope, registry.parse(row["event_type"], data)))
-        async with target.acquire() as conn, conn.transaction():
-            # Each table's statements, as runs of one SQL text over arrays.
-            await apply(conn, plan.own, run)
+
+    def decode(row: asyncpg.Record) -> tuple[Envelope, EventPayload] | None:
+        if not registry.knows(row["event_type"]):
+            return None
+        data = json_codec.loads(row["data"])
+        envelope = Envelope.from_record({**json_codec.loads(row["metadata"]), "data": data})
+        return envelope, registry.parse(row["event_type"], data)
+
+    def done(chunk: Sequence[asyncpg.Record]) -> None:
         seen.done.update(r["id"] for r in chunk)
+
+    await apply_windows(target, plan.own, _whole_transactions(todo), decode, apply, done)
     return len(todo)
+
+
+# Records decoded (or events recorded) between two yields to the event loop.
+PAUSE_EVERY = 200
+T = TypeVar("T")
+
+
+async def apply_windows(
+    target: asyncpg.Pool,
+    handler: Handler,
+    windows: Sequence[Sequence[T]],
+    decode: Callable[[T], tuple[Envelope, EventPayload] | None],
+    apply: Applier = apply_run,
+    done: Callable[[Sequence[T]], None] | None = None,
+) -> int:
+    """Each window's items decoded (None: left out) and applied through `handler`, one
+    transaction per window; `done(window)` after its commit. Returns the events applied.
+
+    With `apply_run`, pipelined: window N+1 is decoded and its statements recorded
+    (`shared.batching.record_run`) while the server executes window N, so the Python
+    side and PostgreSQL work at the same time; same statements, same order. A window
+    with events that could not be recorded (its `rest`, applied on the connection) is
+    applied in full before the next is recorded: handlers see the events in order."""
+    if apply is not apply_run:
+        count = 0
+        for window in windows:
+            run = [d for item in window if (d := decode(item)) is not None]
+            async with target.acquire() as conn, conn.transaction():
+                await apply(conn, handler, run)
+            count += len(run)
+            if done is not None:
+                done(window)
+        return count
+    async with target.acquire() as conn:
+        catalog = await batching.catalog_of(conn)
+        ready: asyncio.Queue[
+            tuple[Sequence[T], batching.Recorded, asyncio.Event] | BaseException | None
+        ] = asyncio.Queue(maxsize=1)
+
+        async def record() -> None:
+            try:
+                for window in windows:
+                    run = []
+                    for i, item in enumerate(window):
+                        if i % PAUSE_EVERY == PAUSE_EVERY - 1:
+                            await asyncio.sleep(0)
+                        if (decoded := decode(item)) is not None:
+                            run.append(decoded)
+                    recorded = await batching.record_run(catalog, handler, run, PAUSE_EVERY)
+                    sent = asyncio.Event()
+                    await ready.put((window, recorded, sent))
+                    if recorded.rest:
+                        await sent.wait()
+            except Exception as exc:  # handed to the sender, which raises it
+                await ready.put(exc)
+                return
+            await ready.put(None)
+
+        recorder = asyncio.create_task(record())
+        count = 0
+        try:
+            while (item := await ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                window, recorded, sent = item
+                async with conn.transaction():
+                    # Each table's statements, as runs of one SQL text over arrays.
+                    await batching.send_recorded(conn, handler, recorded)
+                sent.set()
+                count += recorded.events
+                if done is not None:
+                    done(window)
+        finally:
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+        return count
 
 
 def _whole_transactions(rows: Sequence[asyncpg.Record]) -> list[Sequence[asyncpg.Record]]:
@@ -218,14 +298,24 @@ async def read_topics(
     topics: Sequence[str],
     start: Mapping[TopicPartition, int] | None = None,
     kafka_options: Mapping[str, Any] | None = None,
+    each_batch: Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None] | None = None,
 ) -> tuple[list[ConsumerRecord[bytes, bytes]], dict[TopicPartition, int]]:
-    """Every record of `topics` from `start` (default: the beginning) to their current end.
+    """Every record of `topics` from `start` (default: the beginning) to their current end;
+    `each_batch` is called with each fetched batch as it comes.
 
     `kafka_options`: `shared.kafka.client_options` (bootstrap servers, security)."""
     consumer = AIOKafkaConsumer(
         **{"bootstrap_servers": bootstrap, **(kafka_options or {})},
         enable_auto_commit=False,
         group_id=None,
+        # Where an assigned partition starts without a committed offset: set, not sought
+        # after the assignment (a seek raced with the default reset to the end).
+        auto_offset_reset="earliest",
+        # The broker answers a fetch at once when it has data; the default wait (500 ms)
+        # held each offset lookup below for that long, on an idle topic.
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
     )
     await consumer.start()
     try:
@@ -243,21 +333,84 @@ async def read_topics(
             if all(consumer._client.cluster.partitions_for_topic(t) for t in topics):
                 break
             await consumer._client.force_metadata_update()
+            if all(consumer._client.cluster.partitions_for_topic(t) for t in topics):
+                break
             await asyncio.sleep(0.1)
         end = await consumer.end_offsets(partitions)
         for tp in partitions:
+            await consumer.position(tp)  # the reset to the beginning done
             if start and tp in start:
                 consumer.seek(tp, start[tp])
-            else:
-                await consumer.seek_to_beginning(tp)
         records: list[ConsumerRecord[bytes, bytes]] = []
         while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for tp, got in batch.items():
-                records += [r for r in got if r.offset < end[tp]]
+                kept = [r for r in got if r.offset < end[tp]]
+                records += kept
+                if each_batch is not None:
+                    each_batch(kept)
         return records, dict(end)
     finally:
         await consumer.stop()
+
+
+Event = tuple[Envelope, EventPayload]
+# A consumed record's place in time order (its time, then where it is) and its event.
+Placed = tuple[tuple[int, str, int, int], Event]
+
+
+def consumed_events(
+    plan: Plan, registry: PayloadRegistry, applied: set[str]
+) -> tuple[list[Placed], Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None]]:
+    """A list, and what adds to it the events of records the live consumer applied (for
+    `read_topics`' `each_batch`: decoded while the next fetch is on its way)."""
+    handlers, current_type, parse = plan.consumed, registry.current_type, registry.parse
+    found: list[Placed] = []
+
+    def add(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            # From the headers alone first: most records of a topic are not for this
+            # service's projection, and their values need not be decoded.
+            headers = dict(record.headers)
+            source, ce_id = headers.get("ce_source"), headers.get("ce_id")
+            ce_type = headers.get("ce_type")
+            if source is None or ce_id is None or ce_type is None:
+                continue  # malformed: the live consumer dead-lettered it
+            # Decoded as `Envelope.from_kafka` does, which the live inbox's message id uses.
+            message_id = f"{source.decode('utf-8', 'replace')}#{ce_id.decode('utf-8', 'replace')}"
+            if message_id not in applied:
+                continue  # the live consumer did not apply it (or never saw it)
+            if current_type(ce_type.decode()) not in handlers:
+                continue
+            try:
+                envelope = Envelope.from_kafka_headers(record.key, record.value, headers)
+            except MalformedEnvelope:
+                continue
+            place = (record.timestamp, record.topic, record.partition, record.offset)
+            found.append((place, (envelope, parse(envelope.type, envelope.data))))
+
+    return found, add
+
+
+async def apply_consumed(
+    target: asyncpg.Pool,
+    plan: Plan,
+    registry: PayloadRegistry,
+    events: list[Placed],
+    apply: Applier = apply_run,
+) -> int:
+    """The consumed events, in the order of their records' times (not partition by
+    partition as a live fetch may). Notification's meetings, which once counted on a
+    placement coming before a later cancellation from another topic, no longer do
+    (`services.notification.domain.Meeting`)."""
+    events.sort(key=itemgetter(0))
+    handlers, current_type = plan.consumed, registry.current_type
+
+    async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
+        await handlers[current_type(envelope.type)](conn, envelope, event)
+
+    windows = [events[start : start + BATCH] for start in range(0, len(events), BATCH)]
+    return await apply_windows(target, consumed, windows, itemgetter(1), apply)
 
 
 async def apply_records(
@@ -268,39 +421,10 @@ async def apply_records(
     applied: set[str],
     apply: Applier = apply_run,
 ) -> int:
-    """The records the live consumer applied, in the order of their times (not partition
-    by partition as a live fetch may). Notification's meetings, which once counted on a
-    placement coming before a later cancellation from another topic, no longer do
-    (`services.notification.domain.Meeting`)."""
-    ordered = sorted(records, key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
-
-    async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
-        await plan.consumed[registry.current_type(envelope.type)](conn, envelope, event)
-
-    count = 0
-    for start in range(0, len(ordered), BATCH):
-        run = []
-        for record in ordered[start : start + BATCH]:
-            # From the headers alone first: most records of a topic are not for this
-            # service's projection, and their values need not be decoded.
-            headers = dict(record.headers)
-            source, ce_id, ce_type = (headers.get(h) for h in ("ce_source", "ce_id", "ce_type"))
-            if source is None or ce_id is None or ce_type is None:
-                continue  # malformed: the live consumer dead-lettered it
-            if f"{source.decode()}#{ce_id.decode()}" not in applied:
-                continue  # the live consumer did not apply it (or never saw it)
-            if registry.current_type(ce_type.decode()) not in plan.consumed:
-                continue
-            try:
-                envelope = Envelope.from_kafka(record.key, record.value, record.headers)
-            except MalformedEnvelope:
-                continue
-            run.append((envelope, registry.parse(envelope.type, envelope.data)))
-        async with target.acquire() as conn, conn.transaction():
-            # Each table's statements, as runs of one SQL text over arrays.
-            await apply(conn, consumed, run)
-        count += len(run)
-    return count
+    """The records the live consumer applied (`apply_consumed`)."""
+    events, add = consumed_events(plan, registry, applied)
+    add(records)
+    return await apply_consumed(target, plan, registry, events, apply)
 
 
 async def compare(
@@ -374,12 +498,15 @@ async def rebuild(
         applied: set[str] = set()
         if topics:
             applied = await _applied(source, plan.consumer + group_suffix)
-            records, _ = await read_topics(bootstrap, topics, kafka_options=kafka_options)
-            report.records_read = len(records)
-            phase("read")
-            report.consumed_events = await apply_records(
-                target, plan, registry, records, applied, apply
+            # Decoded as the records come (the Python side would idle waiting for them).
+            events, add = consumed_events(plan, registry, applied)
+            records, _ = await read_topics(
+                bootstrap, topics, kafka_options=kafka_options, each_batch=add
             )
+            report.records_read = len(records)
+            del records
+            phase("read")
+            report.consumed_events = await apply_consumed(target, plan, registry, events, apply)
             phase("consumed")
         report.seconds = time.perf_counter() - began
         report.switched_to, report.differences = await _settle(

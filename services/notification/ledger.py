@@ -14,11 +14,10 @@ released early from a digest (the clock), `sent_at` and `updated_at` (the clock)
 
 from __future__ import annotations
 
-import json
-
 import asyncpg
 
 from services.notification import domain
+from shared import json_codec
 from shared.contracts.notification import (
     NotificationAttemptFailed,
     NotificationCancelled,
@@ -58,7 +57,7 @@ async def _queued(conn: asyncpg.Connection, e: NotificationQueued) -> None:
         e.kind,
         e.event_id,
         e.meeting_id,
-        json.dumps(e.context),
+        json_codec.dumps(e.context),
         e.message_id,
         e.digest,
         e.due,

@@ -189,33 +189,37 @@ async def save_meeting(conn: asyncpg.Connection, m: Meeting) -> None:
     await save_meetings(conn, [m])
 
 
-async def save_meetings(conn: asyncpg.Connection, meetings: Sequence[Meeting]) -> None:
-    await conn.executemany(
-        "INSERT INTO meetings (meeting_id, event_id, participants, slot_start, slot_end,"
-        " table_no, mode, placed, sequence, live, cancelled)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        " ON CONFLICT (meeting_id) DO UPDATE SET participants = EXCLUDED.participants,"
-        " slot_start = EXCLUDED.slot_start, slot_end = EXCLUDED.slot_end,"
-        " table_no = EXCLUDED.table_no, mode = EXCLUDED.mode, placed = EXCLUDED.placed,"
-        " sequence = EXCLUDED.sequence, live = EXCLUDED.live, cancelled = EXCLUDED.cancelled,"
-        " updated_at = now()",
-        [
-            (
-                m.meeting_id,
-                m.event_id,
-                list(m.participants),
-                m.placement.start if m.placement else None,
-                m.placement.end if m.placement else None,
-                m.placement.table if m.placement else None,
-                m.placement.mode if m.placement else None,
-                m.placed,
-                m.sequence,
-                m.live,
-                m.cancelled,
-            )
-            for m in meetings
-        ],
+SAVE_MEETING = (
+    "INSERT INTO meetings (meeting_id, event_id, participants, slot_start, slot_end,"
+    " table_no, mode, placed, sequence, live, cancelled)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    " ON CONFLICT (meeting_id) DO UPDATE SET participants = EXCLUDED.participants,"
+    " slot_start = EXCLUDED.slot_start, slot_end = EXCLUDED.slot_end,"
+    " table_no = EXCLUDED.table_no, mode = EXCLUDED.mode, placed = EXCLUDED.placed,"
+    " sequence = EXCLUDED.sequence, live = EXCLUDED.live, cancelled = EXCLUDED.cancelled,"
+    " updated_at = now()"
+)
+
+
+def meeting_row(m: Meeting) -> tuple[object, ...]:
+    """`SAVE_MEETING`'s arguments for `m`."""
+    return (
+        m.meeting_id,
+        m.event_id,
+        list(m.participants),
+        m.placement.start if m.placement else None,
+        m.placement.end if m.placement else None,
+        m.placement.table if m.placement else None,
+        m.placement.mode if m.placement else None,
+        m.placed,
+        m.sequence,
+        m.live,
+        m.cancelled,
     )
+
+
+async def save_meetings(conn: asyncpg.Connection, meetings: Sequence[Meeting]) -> None:
+    await conn.executemany(SAVE_MEETING, [meeting_row(m) for m in meetings])
 
 
 # The meetings table alone, as the rebuild replays it: the live consumer's handlers
@@ -245,3 +249,62 @@ MEETING_HANDLERS: dict[str, Handler] = {
     SlotReleased.ce_type(): on_slot_released,
     MeetingCancelled.ce_type(): on_cancelled,
 }
+
+
+class MeetingFold:
+    """`MEETING_HANDLERS` for a rebuild into a fresh schema: each meeting's state kept in
+    memory as the handlers save it, so that they write without reading first (a read
+    cannot be recorded: each event would go to the server on its own,
+    `shared.batching`). Right while these handlers are the only writers of `meetings`
+    and it starts empty (`forget` as the rebuild starts), and they see the events in
+    order. An event handled twice in a row (recorded, then on the connection when the
+    recording stopped at it) folds from the state before it both times."""
+
+    def __init__(self) -> None:
+        # meeting id -> (last event folded, the state before it, the state after it)
+        self._kept: dict[str, tuple[str, Meeting | None, Meeting]] = {}
+        self.handlers: dict[str, Handler] = {
+            SlotAssigned.ce_type(): self._slot_assigned,
+            SlotReleased.ce_type(): self._slot_released,
+            MeetingCancelled.ce_type(): self._cancelled,
+        }
+
+    def forget(self) -> None:
+        self._kept = {}
+
+    def _before(self, meeting_id: str, envelope: Envelope) -> Meeting | None:
+        kept = self._kept.get(meeting_id)
+        if kept is None:
+            return None
+        event, before, after = kept
+        return before if event == envelope.id else after
+
+    async def _save(
+        self, conn: asyncpg.Connection, envelope: Envelope, before: Meeting | None, m: Meeting
+    ) -> None:
+        self._kept[m.meeting_id] = (envelope.id, before, m)
+        await conn.execute(SAVE_MEETING, *meeting_row(m))
+
+    async def _slot_assigned(
+        self, conn: asyncpg.Connection, envelope: Envelope, e: EventPayload
+    ) -> None:
+        assert isinstance(e, SlotAssigned)
+        before = self._before(e.meeting_id, envelope)
+        after = domain.slot_assigned(before, e, envelope.time)[0]
+        await self._save(conn, envelope, before, after)
+
+    async def _slot_released(
+        self, conn: asyncpg.Connection, envelope: Envelope, e: EventPayload
+    ) -> None:
+        assert isinstance(e, SlotReleased)
+        before = self._before(e.meeting_id, envelope)
+        after = domain.slot_released(before, e, envelope.time)[0]
+        await self._save(conn, envelope, before, after)
+
+    async def _cancelled(
+        self, conn: asyncpg.Connection, envelope: Envelope, e: EventPayload
+    ) -> None:
+        assert isinstance(e, MeetingCancelled)
+        before = self._before(e.request_id, envelope)
+        after = domain.meeting_cancelled(before, e, envelope.time)[0]
+        await self._save(conn, envelope, before, after)

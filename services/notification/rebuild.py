@@ -28,6 +28,9 @@ from shared.inbox import combine
 from shared.rebuild import ACCESS_TABLES, Plan, run
 from shared.settings import NotificationSettings, database_url
 
+# The meetings' calendar state, folded in memory as the rebuild replays it.
+_MEETINGS = projection.MeetingFold()
+
 
 async def _own(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
     await OWN.apply(conn, event)
@@ -49,8 +52,9 @@ PLAN = Plan(
     own=_own,
     topics=bootstrap.TOPICS,
     consumer=bootstrap.NAME,
-    consumed=combine(access_projection.HANDLERS, projection.HANDLERS, projection.MEETING_HANDLERS),
+    consumed=combine(access_projection.HANDLERS, projection.HANDLERS, _MEETINGS.handlers),
     volatile={"deliveries": ("sent_at",)},
+    start=_MEETINGS.forget,
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from shared import json_codec
 from shared.access.policy import Grant, Scope
 from shared.contracts import ALL_EVENTS
 from shared.contracts.base import EventPayload
@@ -53,7 +54,7 @@ async def remember(conn: asyncpg.Connection, envelope: Envelope) -> None:
         envelope.correlation_id,
         envelope.causation_id,
         envelope.subject,
-        json.dumps(envelope.data),
+        json_codec.dumps(envelope.data),
     )
 
 

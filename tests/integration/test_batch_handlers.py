@@ -10,12 +10,14 @@ compared row by row (`shared.rebuild.compare`, as the rebuild does).
   runtime adds): the consumed events in the order an inbox applies them (fetches of many
   partitions, partition by partition), through the inbox's own `_apply_runs` (each run
   of one type through its batch handler, consecutive projection-only types as one run).
-- The rebuild's runs (`shared.batching.apply_run` over `Plan.own` and `Plan.consumed`)
-  for every service, matching included.
+- The rebuild's runs (`shared.rebuild.apply_windows` over `Plan.own` and
+  `Plan.consumed`, several windows, each recorded while the one before is sent) for
+  every service, matching included.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import cast
@@ -31,6 +33,7 @@ from services.notification import rebuild as notification_rebuild
 from services.registration import bootstrap as registration_bootstrap
 from services.registration import rebuild as registration_rebuild
 from services.reporting import bootstrap as reporting_bootstrap
+from services.reporting import live
 from services.reporting import rebuild as reporting_rebuild
 from services.scheduling import bootstrap as scheduling_bootstrap
 from services.scheduling import rebuild as scheduling_rebuild
@@ -39,7 +42,7 @@ from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import Handler, InboxCore, Subscription, _Message
-from shared.rebuild import Plan, compare
+from shared.rebuild import Plan, apply_windows, compare
 from tests.integration.support import Infra, fresh_databases, schema_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -190,6 +193,14 @@ async def test_subscription_batch_handlers_equal_one_by_one(
     assert await _differences(schemas, plan, tables) == []
 
 
+def _windows(events: list[Event], size: int = 97) -> list[list[Event]]:
+    return [events[i : i + size] for i in range(0, len(events), size)]
+
+
+def _same(event: Event) -> Event:
+    return event
+
+
 @pytest.mark.parametrize(
     "plan",
     [
@@ -212,21 +223,82 @@ async def test_rebuild_runs_equal_one_by_one(plan: Plan, schemas: str, timeline:
     consumed = [e for e in consumed if PAYLOADS.current_type(e[0].type) in plan.consumed]
     one = await _schema(schemas, "one_by_one", plan)
     batched = await _schema(schemas, "batched", plan)
-    if plan.start is not None:
-        plan.start()  # as each rebuild does (registration's keys are read afresh)
     try:
+        if plan.start is not None:
+            plan.start()  # as each rebuild does (registration's keys, notification's meetings)
         async with one.acquire() as conn, conn.transaction():
             for envelope, payload in own:
                 assert plan.own is not None
                 await plan.own(conn, envelope, payload)
             for envelope, payload in consumed:
                 await dispatch(conn, envelope, payload)
-        async with batched.acquire() as conn, conn.transaction():
-            if plan.own is not None:
-                await apply_run(conn, plan.own, own)
-            await apply_run(conn, dispatch, consumed)
+        if plan.start is not None:
+            plan.start()
+        # As the rebuild applies them: in windows (small here, so that there are several),
+        # each recorded while the one before goes to the server.
+        if plan.own is not None:
+            await apply_windows(batched, plan.own, _windows(own), _same)
+        await apply_windows(batched, dispatch, _windows(consumed), _same)
     finally:
         await one.close()
         await batched.close()
     assert len(own) + len(consumed) > 100
     assert await _differences(schemas, plan, plan.tables) == []
+
+
+async def test_a_window_that_fails_to_decode_stops_the_replay_with_its_error(
+    schemas: str, timeline: Timeline
+) -> None:
+    """The recording task's error reaches the caller (no wait for a window that never
+    comes), after the windows before it were committed."""
+    plan = reporting_rebuild.PLAN
+    events = _events(timeline, list(timeline.events))[:300]
+    poison = events[250][0].id
+
+    def decode(event: Event) -> Event:
+        if event[0].id == poison:
+            raise ValueError("undecodable")
+        return event
+
+    async def dispatch(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
+        await plan.consumed[PAYLOADS.current_type(envelope.type)](conn, envelope, e)
+
+    pool = await _schema(schemas, "failing", plan)
+    try:
+        with pytest.raises(ValueError, match="undecodable"):
+            await asyncio.wait_for(apply_windows(pool, dispatch, _windows(events), decode), 60)
+        kept = await pool.fetchval("SELECT count(*) FROM history")
+    finally:
+        await pool.close()
+    assert kept == 2 * 97  # the two windows before the failing one's
+
+
+async def test_notifications_of_a_run_are_delivered_at_commit_in_order(
+    schemas: str, timeline: Timeline
+) -> None:
+    """Reporting's live subscription notifies the dashboards after each event
+    (`services.reporting.live.notifying`): in a run they go as one lane of their own."""
+    plan = reporting_rebuild.PLAN
+    events = _events(timeline, list(timeline.events))[:200]
+    handlers = live.notifying(plan.consumed)
+
+    async def dispatch(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
+        await handlers[PAYLOADS.current_type(envelope.type)](conn, envelope, e)
+
+    heard: list[str] = []
+    pool = await _schema(schemas, "notified", plan)
+    listener = await asyncpg.connect(schemas)
+    try:
+        await listener.add_listener(live.CHANNEL, lambda *args: heard.append(args[3]))
+        async with pool.acquire() as conn, conn.transaction():
+            await apply_run(conn, dispatch, events)
+        expected = list(dict.fromkeys(str(e.event_id) for _, e in events if hasattr(e, "event_id")))
+        for _ in range(100):
+            if len(heard) >= len(expected):
+                break
+            await asyncio.sleep(0.05)
+        assert await pool.fetchval("SELECT count(*) FROM history") == len(events)
+    finally:
+        await listener.close()
+        await pool.close()
+    assert expected and heard == expected  # identical ones folded, in the order sent

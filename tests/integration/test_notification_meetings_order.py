@@ -87,13 +87,19 @@ async def _row(dsn: str, schema: str) -> dict[str, object]:
     return {k: v for k, v in dict(row).items() if k != "updated_at"}
 
 
-@pytest.mark.parametrize("live", [False, True], ids=["projection", "live-consumer"])
+@pytest.mark.parametrize("kind", ["projection", "fold", "live-consumer"])
 async def test_the_cancellation_before_or_after_scheduling_leaves_the_same_row(
-    database: str, live: bool
+    database: str, kind: str
 ) -> None:
-    chosen = LIVE if live else projection.MEETING_HANDLERS
+    """`fold`: the rebuild's handlers, which keep the state in memory (a fresh one per
+    schema, as each rebuild starts)."""
     rows = []
     for position in range(len(SCHEDULING) + 1):
+        chosen = {
+            "projection": projection.MEETING_HANDLERS,
+            "fold": projection.MeetingFold().handlers,
+            "live-consumer": LIVE,
+        }[kind]
         order = [*SCHEDULING[:position], CANCELLED, *SCHEDULING[position:]]
         schema = f"order_{position}"
         await _apply(database, schema, chosen, order)
