@@ -160,10 +160,12 @@ class AgendaEntry:
 
 async def agenda(conn: asyncpg.Connection, registration_id: str) -> list[AgendaEntry]:
     """The participant's placed meetings, in time order."""
+    # `participants @> ARRAY[...]` is answered from the GIN index on participants;
+    # `$1 = ANY(participants)` read every meeting (9 ms at 50,000, per agenda e-mail).
     rows = await conn.fetch(
         "SELECT meeting_id, participants, slot_start, slot_end, table_no, mode, sequence,"
         " updated_at"
-        " FROM meetings WHERE $1 = ANY(participants) AND placed AND NOT cancelled"
+        " FROM meetings WHERE participants @> ARRAY[$1]::text[] AND placed AND NOT cancelled"
         " ORDER BY slot_start, meeting_id",
         registration_id,
     )

@@ -337,7 +337,8 @@ async def on_participant_left(conn: asyncpg.Connection, env: Envelope, e: EventP
     assert isinstance(e, RegistrationWithdrawn | RegistrationRejected)
     agenda = await open_agenda(conn, e.event_id, cause=env)
     rows = await conn.fetch(
-        "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants) ORDER BY meeting_id",
+        "SELECT * FROM meetings WHERE event_id = $1 AND participants @> ARRAY[$2]::text[]"
+        " ORDER BY meeting_id",
         e.event_id,
         e.registration_id,
     )
@@ -359,7 +360,7 @@ async def on_side_programme_joined(
         # any more. Either way the blocked time applies to every later placement.
         return
     rows = await conn.fetch(
-        "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants)"
+        "SELECT * FROM meetings WHERE event_id = $1 AND participants @> ARRAY[$2]::text[]"
         " AND status = $5 AND slot_start < $4 AND $3 < slot_end ORDER BY meeting_id",
         e.event_id,
         e.registration_id,

@@ -151,7 +151,7 @@ async def participant_agenda(
     grid = await _grid(conn, event_id)
     own = _zone(tz) if tz else grid.zone
     rows = await conn.fetch(
-        "SELECT * FROM meetings WHERE event_id = $1 AND $2 = ANY(participants)"
+        "SELECT * FROM meetings WHERE event_id = $1 AND participants @> ARRAY[$2]::text[]"
         " AND status = $3 ORDER BY slot_start",
         event_id,
         registration_id,
