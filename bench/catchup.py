@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -91,20 +92,12 @@ async def _raw(topics: Sequence[str]) -> dict[str, Any]:
     return {"records": count, "seconds": round(seconds, 2), "events_per_s": round(count / seconds)}
 
 
-async def _inbox(
-    res: Resources,
-    service: str,
-    mode: str,
-    subscription: Subscription,
-    prefix: str,
-    backlog: int,
-    limit: float,
-) -> dict[str, Any]:
-    name = await res.create_database(f"bench_catchup_{res.hex}_{service}_{mode}")
-    pool = await asyncpg.create_pool(dsn_for(name), min_size=2, max_size=4)
-    assert pool is not None
-    await migrate(pool, PLANS[service].migrations)
-    group = f"bench-catchup-{res.hex}-{service}-{mode}"
+@contextlib.asynccontextmanager
+async def running(
+    res: Resources, pool: asyncpg.Pool, subscription: Subscription, prefix: str, group: str
+) -> AsyncIterator[asyncio.Task[None]]:
+    """`subscription` on `InboxConsumer` over the `prefix`ed copies of its topics, as
+    consumer group `group` (removed with `res`): the consumer's task while it runs."""
     res.groups.append(group)
     dlq = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
     await dlq.start()
@@ -118,26 +111,46 @@ async def _inbox(
     )
     await consumer.start()
     task = asyncio.create_task(consumer.run())
-    first: float | None = None
-    last = time.perf_counter()
-    applied = 0
     try:
-        deadline = time.perf_counter() + limit + 60  # the join comes first
-        while time.perf_counter() < deadline:
-            await asyncio.sleep(0.5)
-            now = await pool.fetchval("SELECT count(*) FROM inbox")
-            if now and first is None:
-                first = time.perf_counter()
-                deadline = first + limit
-            if now != applied:
-                applied, last = now, time.perf_counter()
-            if applied >= backlog or task.done():
-                break
+        yield task
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await consumer.stop()
         await dlq.stop()
+
+
+async def _inbox(
+    res: Resources,
+    service: str,
+    mode: str,
+    subscription: Subscription,
+    prefix: str,
+    backlog: int,
+    limit: float,
+) -> dict[str, Any]:
+    name = await res.create_database(f"bench_catchup_{res.hex}_{service}_{mode}")
+    pool = await asyncpg.create_pool(dsn_for(name), min_size=2, max_size=4)
+    assert pool is not None
+    await migrate(pool, PLANS[service].migrations)
+    first: float | None = None
+    last = time.perf_counter()
+    applied = 0
+    group = f"bench-catchup-{res.hex}-{service}-{mode}"
+    try:
+        async with running(res, pool, subscription, prefix, group) as task:
+            deadline = time.perf_counter() + limit + 60  # the join comes first
+            while time.perf_counter() < deadline:
+                await asyncio.sleep(0.5)
+                now = await pool.fetchval("SELECT count(*) FROM inbox")
+                if now and first is None:
+                    first = time.perf_counter()
+                    deadline = first + limit
+                if now != applied:
+                    applied, last = now, time.perf_counter()
+                if applied >= backlog or task.done():
+                    break
+    finally:
         await pool.close()
     seconds = (last - first) if first else 0.0
     return {

@@ -34,16 +34,13 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaProducer
 
 from bench.backbone.common import (
-    BOOTSTRAP,
     OUT_DIR,
     REPO,
     VENV_PYTHON,
@@ -54,14 +51,14 @@ from bench.backbone.common import (
     wait_for,
 )
 from bench.backbone.resources import Resources
+from bench.catchup import running
 from bench.rebuild import PLANS, TOPICS, publish
 from bench.rebuild_events import Size, generate
 from services.notification import bootstrap as notification
 from services.notification.sender import Sender
 from shared.db import migrate
-from shared.inbox import InboxConsumer
 from shared.settings import NotificationSettings
-from shared.topics import prefixed, prefixed_all
+from shared.topics import prefixed
 
 log = logging.getLogger("bench.sender")
 ADMIN_KEY = "bench-sender-admin-key"
@@ -85,21 +82,7 @@ def _settings(dsn: str, smtp_port: int, contacts_url: str, workers: int, batch: 
 async def _fill(res: Resources, pool: asyncpg.Pool, prefix: str, backlog: int) -> None:
     """Notification's subscription applies the published events (no sender running)."""
     subscription = notification.build_app().state.subscriptions[0]
-    group = f"bench-sender-{res.hex}"
-    res.groups.append(group)
-    dlq = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
-    await dlq.start()
-    consumer = InboxConsumer(
-        name=group,
-        dsn_pool=pool,
-        bootstrap_servers=BOOTSTRAP,
-        subscription=replace(subscription, topics=tuple(prefixed_all(prefix, subscription.topics))),
-        dlq_producer=dlq,
-        topic_prefix=prefix,
-    )
-    await consumer.start()
-    task = asyncio.create_task(consumer.run())
-    try:
+    async with running(res, pool, subscription, prefix, f"bench-sender-{res.hex}") as task:
 
         async def applied() -> bool:
             if task.done():
@@ -107,11 +90,6 @@ async def _fill(res: Resources, pool: asyncpg.Pool, prefix: str, backlog: int) -
             return bool(await pool.fetchval("SELECT count(*) FROM inbox") >= backlog)
 
         await wait_for(applied, limit=900, interval=0.5, what="notification's backlog")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await consumer.stop()
-        await dlq.stop()
 
 
 def _start(res: Resources, name: str, argv: list[str]) -> subprocess.Popen[bytes]:

@@ -18,6 +18,9 @@
    schema and the rebuilt ones take their place. The service keeps running: its
    statements are re-planned on the new tables.
 
+The schema side (the fresh schema, the row-by-row comparison, the switched tables'
+triggers) is `shared.rebuild_schema`.
+
 Events are applied in windows of `BATCH` (`shared.batching`): each handler's statements
 are recorded, queued per table and reordered by row where that changes nothing, and each
 run of one SQL text goes to the server as one statement over arrays
@@ -46,10 +49,10 @@ from shared import batching, json_codec
 from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
-from shared.db import migrate
 from shared.envelope import Envelope, MalformedEnvelope
 from shared.inbox import Handler
 from shared.kafka import client_options
+from shared.rebuild_schema import Difference, compare, fresh_schema, rehome_triggers
 from shared.topics import prefixed_all
 
 # Events per transaction (and per window of `shared.batching.apply_run`): large, so that
@@ -97,14 +100,6 @@ class Plan:
 
 
 @dataclass
-class Difference:
-    table: str
-    only_live: int
-    only_rebuilt: int
-    samples: list[str]
-
-
-@dataclass
 class Report:
     service: str
     schema: str
@@ -138,21 +133,6 @@ class Report:
         if self.switched_to:
             out.append(f"  switched: the live tables now hold the rebuild ({self.switched_to})")
         return out
-
-
-async def _fresh_schema(dsn: str, schema: str, plan: Plan) -> asyncpg.Pool:
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
-    pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=2, server_settings={"search_path": schema}
-    )
-    assert pool is not None
-    await migrate(pool, plan.migrations)
-    return pool
 
 
 @dataclass
@@ -427,41 +407,6 @@ async def apply_records(
     return await apply_consumed(target, plan, registry, events, apply)
 
 
-async def compare(
-    conn: asyncpg.Connection, plan: Plan, live: str, rebuilt: str
-) -> list[Difference]:
-    """Row-by-row differences between each live table and its rebuilt twin."""
-    differences = []
-    for table in plan.tables:
-        columns = await conn.fetch(
-            "SELECT column_name, column_default FROM information_schema.columns"
-            " WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
-            live,
-            table,
-        )
-        skip = set(plan.volatile.get(table, ()))
-        compared = [
-            c["column_name"]
-            for c in columns
-            if c["column_name"] not in skip
-            and not (c["column_default"] or "").startswith(("now()", "nextval("))
-        ]
-        cols = ", ".join(f'"{c}"' for c in compared)
-        counts = []
-        samples: list[str] = []
-        for a, b in ((live, rebuilt), (rebuilt, live)):
-            query = (
-                f'SELECT {cols} FROM "{a}"."{table}" EXCEPT ALL SELECT {cols} FROM "{b}"."{table}"'
-            )
-            rows = await conn.fetch(f"SELECT * FROM ({query}) d LIMIT 3")
-            n = await conn.fetchval(f"SELECT count(*) FROM ({query}) d")
-            counts.append(int(n))
-            samples += [f"only in {a}: {dict(r)}" for r in rows]
-        if any(counts):
-            differences.append(Difference(table, counts[0], counts[1], samples))
-    return differences
-
-
 async def rebuild(
     plan: Plan,
     dsn: str,
@@ -480,7 +425,7 @@ async def rebuild(
     if plan.start is not None:
         plan.start()
     began = lap = time.perf_counter()
-    target = await _fresh_schema(dsn, schema, plan)
+    target = await fresh_schema(dsn, schema, plan)
     source = await asyncpg.connect(dsn)
 
     def phase(name: str) -> None:
@@ -563,36 +508,8 @@ async def _settle(
         for table in plan.tables:
             await source.execute(f'ALTER TABLE public."{table}" SET SCHEMA "{retired}"')
             await source.execute(f'ALTER TABLE "{schema}"."{table}" SET SCHEMA public')
-        await _rehome_triggers(source, schema, plan.tables)
+        await rehome_triggers(source, schema, plan.tables)
         return retired, await compare(source, plan, retired, "public")
-
-
-async def _rehome_triggers(conn: asyncpg.Connection, schema: str, tables: Sequence[str]) -> None:
-    """Point the switched-in tables' triggers at the live schema's functions.
-
-    The fresh schema's migrations made its own copies of the trigger functions (a
-    NOTIFY that wakes notification's sender or matching's embedding worker), and its
-    tables' triggers call those. The next rebuild drops that schema, CASCADE, and with
-    the functions the triggers on the live tables would go: the sender would fall back
-    to polling, unnoticed. The live schema has the same functions (the same migrations
-    made them), so each such trigger is made again calling the live one."""
-    rows = await conn.fetch(
-        "SELECT t.tgname, c.relname, p.proname, pg_get_triggerdef(t.oid) AS definition"
-        " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-        " JOIN pg_namespace tn ON tn.oid = c.relnamespace"
-        " JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace"
-        " WHERE NOT t.tgisinternal AND tn.nspname = 'public' AND pn.nspname = $1"
-        " AND c.relname = ANY($2::text[])",
-        schema,
-        list(tables),
-    )
-    for row in rows:
-        called = f"{row['proname']}("
-        definition = row["definition"]
-        for qualified in (f"{schema}.{called}", f'"{schema}".{called}'):
-            definition = definition.replace(qualified, f"public.{called}")
-        await conn.execute(f'DROP TRIGGER "{row["tgname"]}" ON public."{row["relname"]}"')
-        await conn.execute(definition)
 
 
 def run(plan: Plan, registry: PayloadRegistry, argv: Sequence[str], settings: Any, dsn: str) -> int:

@@ -42,7 +42,8 @@ from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import Handler, InboxCore, Subscription, _Message
-from shared.rebuild import Plan, apply_windows, compare
+from shared.rebuild import Plan, apply_windows
+from shared.rebuild_schema import compare
 from tests.integration.support import Infra, fresh_databases, schema_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]

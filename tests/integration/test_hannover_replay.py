@@ -36,7 +36,8 @@ from services.registration import rebuild as registration_rebuild
 from services.reporting import rebuild as reporting_rebuild
 from services.scheduling import rebuild as scheduling_rebuild
 from shared.contracts import registry
-from shared.rebuild import compare, rebuild
+from shared.rebuild import rebuild
+from shared.rebuild_schema import compare
 from tests.integration.browser_support import CHROMIUM, CHROMIUM_ARGS, axe, running_portal, shot
 from tests.integration.hannover_sheets import check_exports, check_import
 from tests.integration.matching_lists import lists_caught_up
