@@ -129,7 +129,7 @@ bench-rebuild: venv infra-up
 # does. Table and figures in var/bench/event-$(SIZE).{md,json}; see bench/README.md.
 SIZE ?= hannover
 bench-event: up
-	@.venv/bin/python -m bench.event $(SIZE)
+	@.venv/bin/python -m bench.event $(SIZE) $(if $(RATE),--rate $(RATE),)
 
 # Spreadsheet import: 5,000 rows through a registration service (figures in var/bench/import.json).
 bench-import: venv infra-up

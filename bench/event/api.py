@@ -74,18 +74,31 @@ class Api:
 
 
 async def each(
-    items: Iterable[Any], work: Callable[[Any], Awaitable[None]], concurrency: int
+    items: Iterable[Any],
+    work: Callable[[Any], Awaitable[None]],
+    concurrency: int,
+    rate: float | None = None,
 ) -> list[BaseException]:
-    """`work(item)` for every item, at most `concurrency` at a time; the failures."""
+    """`work(item)` for every item, at most `concurrency` at a time; the failures.
+
+    With `rate` (commands per second) the i-th item starts no sooner than i / rate
+    seconds after the first: an open loop, as users arrive, whatever the platform's
+    pace; without it, a closed loop that sends as fast as the answers come.
+    """
     gate = asyncio.Semaphore(concurrency)
     failures: list[BaseException] = []
+    start = time.perf_counter()
 
-    async def one(item: Any) -> None:
+    async def one(i: int, item: Any) -> None:
+        if rate:
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
         async with gate:
             try:
                 await work(item)
             except CommandFailed as exc:
                 failures.append(exc)
 
-    await asyncio.gather(*(one(item) for item in items))
+    await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
     return failures

@@ -44,7 +44,9 @@ def log(message: str) -> None:
     print(f"{datetime.now():%H:%M:%S} {message}", flush=True)
 
 
-async def baseline(work: Workload, concurrency: int) -> tuple[Run, list[dict[str, Any]], float]:
+async def baseline(
+    work: Workload, concurrency: int, rate: float | None
+) -> tuple[Run, list[dict[str, Any]], float]:
     """The same driver and commands against `bench.event.stub`, nothing waited for."""
     port = free_port()
     stub = subprocess.Popen([str(VENV_PYTHON), "-m", "bench.event.stub", str(port)], cwd=REPO)
@@ -61,7 +63,7 @@ async def baseline(work: Workload, concurrency: int) -> tuple[Run, list[dict[str
                 await asyncio.sleep(0.05)
         api = Api(dict.fromkeys(SERVICES, f"http://127.0.0.1:{port}"), concurrency)
         started = time.perf_counter()
-        run = await drive(api, work, "stub-admin", None, concurrency, lambda _: None)
+        run = await drive(api, work, "stub-admin", None, concurrency, lambda _: None, rate=rate)
         wall = time.perf_counter() - started
         await api.close()
     finally:
@@ -93,7 +95,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         f"bench-event {args.size}: {len(work.participants)} participants,"
         f" {len(work.accepted)} accepted and {len(work.declined)} declined requests"
     )
-    base_run, base_commands, base_wall = await baseline(work, args.concurrency)
+    base_run, base_commands, base_wall = await baseline(work, args.concurrency, args.rate)
     log(f"baseline (stub): {base_wall:.1f}s for {len(base_commands)} commands")
 
     state_dir = Path(os.environ.get("MATCHMAKING_STATE_DIR", "/var/tmp/matchmaking"))
@@ -117,7 +119,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await drive(
             api, work, os.environ.get("PLATFORM_ADMIN_KEY", "local-admin-key"), probe,
-            args.concurrency, log, run,
+            args.concurrency, log, run, args.rate,
         )  # fmt: skip
     except (Exception, asyncio.CancelledError) as exc:
         # Interrupted (SIGTERM, SIGINT) or failed: keep and report what was done.
@@ -145,6 +147,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "declined": len(work.declined),
             "bursts": [len(b) for b in work.bursts],
             "concurrency": args.concurrency,
+            "rate": args.rate,
         },
         "event_id": run.event_id,
         "machine": machine,
@@ -179,6 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("size", choices=SIZES)
     parser.add_argument(
         "--concurrency", type=int, default=32, help="commands in flight at once (default 32)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="pace register, approve, request and answer at this many commands per second"
+        " (an open loop: latency at a load the platform is meant to carry); default: as fast"
+        " as --concurrency connections are answered (capacity)",
     )
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))

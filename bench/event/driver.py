@@ -85,8 +85,14 @@ async def drive(
     concurrency: int,
     log: Callable[[str], None] = print,
     run: Run | None = None,
+    rate: float | None = None,
 ) -> Run:
-    """Every phase in turn; `run` (if given) holds what was done so far should one fail."""
+    """Every phase in turn; `run` (if given) holds what was done so far should one fail.
+
+    `rate` paces the participants' and the organiser's commands (register, approve,
+    request, answer) at that many per second (`api.each`); None sends them as fast as
+    `concurrency` connections are answered.
+    """
     run = run or Run()
     n = len(work.participants)
     run.registrations, run.keys = [""] * n, [""] * n
@@ -120,7 +126,7 @@ async def drive(
         for k, burst in enumerate(work.bursts):
             if k:
                 await asyncio.sleep(BURST_PAUSE_S)
-            failures += await each(burst, register_one, concurrency)
+            failures += await each(burst, register_one, concurrency, rate)
         return failures
 
     await phase(run, "register", register, None, n, log)
@@ -139,7 +145,7 @@ async def drive(
     await phase(
         run,
         "approve",
-        lambda: each(range(n), approve_one, concurrency),
+        lambda: each(range(n), approve_one, concurrency, rate),
         approvals_known if settle else None,
         n,
         log,
@@ -161,7 +167,7 @@ async def drive(
         run.requests[pair] = asked["request_id"]
 
     await phase(
-        run, "request", lambda: each(pairs, request_one, concurrency), None, len(pairs), log
+        run, "request", lambda: each(pairs, request_one, concurrency, rate), None, len(pairs), log
     )
 
     async def answer_one(pair: tuple[int, int]) -> None:
@@ -177,7 +183,9 @@ async def drive(
         if verb == "accept":
             run.accepted_at[request_id] = sent
 
-    await phase(run, "answer", lambda: each(pairs, answer_one, concurrency), None, len(pairs), log)
+    await phase(
+        run, "answer", lambda: each(pairs, answer_one, concurrency, rate), None, len(pairs), log
+    )
     log(f"{len(run.accepted_at)} accepted, {len(run.requests) - len(run.accepted_at)} declined")
 
     answered_at = time.time()

@@ -94,6 +94,16 @@ def render(result: dict[str, Any]) -> str:
         f" {w['accepted']:,} accepted and {w['declined']:,} declined meetings"
         f" ({result['started']})",
         "",
+        *(
+            [
+                f"Participants' and organiser's commands paced at {w['rate']:g} per second"
+                " (open loop), in both runs: the ratio to the stub below says only whether"
+                " the platform kept pace.",
+                "",
+            ]
+            if w.get("rate")
+            else []
+        ),
         "| event phase | commands | failed | sending s | wall s | commands/s | HTTP p50 / p99 ms"
         " | baseline sending s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

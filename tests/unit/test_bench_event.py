@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,20 @@ async def test_each_collects_failures_without_stopping() -> None:
     failures = await each(range(6), work, 2)
     assert sorted(seen) == list(range(6))
     assert sorted(str(f) for f in failures) == ["1", "3", "5"]
+
+
+async def test_each_at_a_rate_starts_the_ith_item_no_sooner_than_i_over_rate() -> None:
+    started: list[float] = []
+    t0 = time.perf_counter()
+
+    async def work(i: int) -> None:
+        started.append(time.perf_counter() - t0)
+
+    await each(range(5), work, 32, rate=50.0)
+    assert len(started) == 5
+    # An open loop: the item i waits for i / 50 s, whatever the concurrency allows.
+    assert all(at >= i / 50.0 - 0.002 for i, at in enumerate(started))
+    assert started[-1] >= 0.078
 
 
 def result(**changes: object) -> dict[str, object]:
