@@ -241,6 +241,10 @@ async def send_levels(conn: asyncpg.Connection, levels: Levels) -> None:
 
 async def send_many(conn: asyncpg.Connection, query: str, rows: list[tuple[Any, ...]]) -> None:
     """`query` over `rows`, in order: as one statement over arrays where it has that form."""
+    if len(rows) > 1 and _NOTIFY.match(query):
+        # PostgreSQL folds identical notifications of one transaction into one, so the
+        # repeats change nothing; reporting sends one per event, a batch's all alike.
+        rows = list(dict.fromkeys(rows))
     if len(rows) == 1:
         await conn.execute(query, *rows[0])
         return

@@ -277,6 +277,10 @@ shared_buffers = 256MB
 # Commit times of rows (pg_xact_commit_timestamp): make bench-event reads when each
 # consumer's inbox row became visible, i.e. the consumer's commit.
 track_commit_timestamp = on
+# Which statements cost what (bench/README.md, "What PostgreSQL spends its time on"):
+# the view pg_stat_statements, once CREATE EXTENSION pg_stat_statements has run in a
+# database. Loaded at start only, so a running server takes it at its next start.
+shared_preload_libraries = 'pg_stat_statements'
 EOF
 }
 

@@ -54,6 +54,12 @@ class Status(StrEnum):
 # A pair has at most one open request or meeting at a time.
 OPEN = frozenset({Status.PENDING, Status.ACCEPTED})
 OPEN_STATUSES = sorted(OPEN)  # for queries: `status = ANY($n::text[])`
+# The same as SQL text, for queries that must use the partial index on open pairs
+# (`meeting_requests_one_open_per_pair`): PostgreSQL uses a partial index only when
+# it can prove the query implies its predicate, which it cannot from a parameter
+# once the statement runs on a generic plan (a scan of the event's requests:
+# 12 ms at 20,000 requests, against 0.02 ms through the index).
+OPEN_STATUSES_SQL = "(" + ", ".join(f"'{status.value}'" for status in OPEN_STATUSES) + ")"
 
 # The status each event leaves a request in: the aggregate and the projection both use it.
 STATUS_AFTER: dict[type[EventPayload], Status] = {

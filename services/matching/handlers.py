@@ -164,11 +164,10 @@ async def _open_between(
         "SELECT request_id FROM meeting_requests WHERE event_id = $1"
         " AND least(requester_id, recipient_id) = least($2::text, $3::text)"
         " AND greatest(requester_id, recipient_id) = greatest($2::text, $3::text)"
-        " AND status = ANY($4::text[]) FOR UPDATE",
+        f" AND status IN {domain.OPEN_STATUSES_SQL} FOR UPDATE",
         event_id,
         a,
         b,
-        domain.OPEN_STATUSES,
     )
     return None if request_id is None else await load_request(conn, request_id)
 

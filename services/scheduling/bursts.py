@@ -88,11 +88,17 @@ async def registrations(
     conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]
 ) -> None:
     event_ids = sorted({event.event_id for _, event in run})  # type: ignore[attr-defined]
-    waiting = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM meetings WHERE event_id = ANY($1::text[]) AND status = $2)",
-        event_ids,
-        MeetingStatus.PENDING.value,
-    )
+    waiting = False
+    for event_id in event_ids:
+        # One event at a time: with `event_id = ANY($1)` the generic plan that a
+        # prepared statement settles on scanned every meeting (20 ms at 21,000).
+        if await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM meetings WHERE event_id = $1 AND status = $2)",
+            event_id,
+            MeetingStatus.PENDING.value,
+        ):
+            waiting = True
+            break
     if waiting:
         for envelope, event in run:
             await handlers.HANDLERS[PAYLOADS.current_type(envelope.type)](conn, envelope, event)

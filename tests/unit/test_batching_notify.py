@@ -56,3 +56,24 @@ async def test_notifications_between_inserts_leave_the_inserts_one_run() -> None
             ],
         ),
     ]
+
+
+class _Sent:
+    """Stands in for a connection: what `send_many` executes."""
+
+    def __init__(self) -> None:
+        self.executed: list[tuple[str, tuple[object, ...]]] = []
+
+    async def execute(self, query: str, *args: object) -> str:
+        self.executed.append((query, args))
+        return "SELECT 1"
+
+
+async def test_a_run_of_identical_notifications_goes_as_one() -> None:
+    # PostgreSQL would fold them into one at commit anyway: a batch of one brokerage
+    # event's events (reporting notifies after each) costs one statement, not one each.
+    from shared.batching import send_many
+
+    conn = _Sent()
+    await send_many(cast(asyncpg.Connection, conn), NOTIFY, [("dashboard", "ev0")] * 50)
+    assert conn.executed == [(NOTIFY, ("dashboard", "ev0"))]
