@@ -141,7 +141,7 @@ def _webhooks(cause: str, notice: Notice, envelope: Envelope, look: Lookups) -> 
                 template=notice.kind.value,
                 event_id=notice.event_id,
                 meeting_id=notice.meeting_id,
-                context={**notice.context(), "occurred_at": envelope.time.isoformat()},
+                context={**notice.webhook_context(), "occurred_at": envelope.time.isoformat()},
                 message_id=f"msg_{ident}",
             )
         )

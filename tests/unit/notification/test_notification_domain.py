@@ -140,6 +140,14 @@ def test_agenda_published_goes_to_every_approved_participant() -> None:
 # -- calendar entries: one UID, rising SEQUENCE, REQUEST then CANCEL -----------------
 
 
+def test_a_delivery_context_names_no_recipients_but_a_webhooks_does() -> None:
+    # Each e-mail delivery has its own recipient; a list in every delivery's context
+    # grew with the square of the audience (an agenda published to everyone).
+    notice = domain.Notice(Kind.AGENDA_PUBLISHED, "ev", (A, B), {"published_at": "t"})
+    assert "recipients" not in notice.context()
+    assert notice.webhook_context() == {**notice.context(), "recipients": [A, B]}
+
+
 def test_placed_moved_cancelled_update_one_entry() -> None:
     meeting, placed = domain.slot_assigned(None, assigned(), AT)
     assert placed is not None and placed.calendar is not None
@@ -279,3 +287,19 @@ def test_the_cancellation_from_another_topic_leaves_the_same_row_wherever_it_fal
     assert first is not None and first.cancelled and not first.live and first.sequence == -1
     assert all(row == first for row in rows.values()), rows
     assert first.placed == isinstance(scheduling[-1], SlotAssigned)
+
+
+def test_an_agenda_to_many_gives_each_email_its_recipient_and_each_webhook_the_list() -> None:
+    from services.notification import handlers
+    from shared.envelope import Envelope
+
+    everyone = tuple(str(uuid.uuid4()) for _ in range(50))
+    notice = domain.Notice(Kind.AGENDA_PUBLISHED, "ev", everyone, {"published_at": "t"})
+    look = handlers.Lookups({}, {}, {"ev": [("hook-1", [Kind.AGENDA_PUBLISHED.value])]})
+    config = handlers.Config("x.org", 15, 8)
+    emails = handlers._emails(config, "cause", notice, look)
+    assert [e.recipient for e in emails] == list(everyone)
+    assert all("recipients" not in e.context for e in emails)
+    envelope = Envelope(id="e1", source="/s", type="t", key="ev", data={})
+    (hook,) = handlers._webhooks("cause", notice, envelope, look)
+    assert hook.context["recipients"] == list(everyone)
