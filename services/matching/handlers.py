@@ -102,14 +102,7 @@ async def load_event(conn: asyncpg.Connection, event_id: str) -> EventRules:
     )
 
 
-async def load_participant(conn: asyncpg.Connection, registration_id: str) -> Participant | None:
-    row = await conn.fetchrow(
-        "SELECT registration_id, event_id, name, organisation_type, attendance, status"
-        " FROM participants WHERE registration_id = $1",
-        registration_id,
-    )
-    if row is None:
-        return None
+def _participant_of(row: asyncpg.Record) -> Participant:
     return Participant(
         registration_id=row["registration_id"],
         event_id=row["event_id"],
@@ -120,11 +113,21 @@ async def load_participant(conn: asyncpg.Connection, registration_id: str) -> Pa
     )
 
 
-async def _participant(conn: asyncpg.Connection, registration_id: str, field: str) -> Participant:
-    found = await load_participant(conn, registration_id)
-    if found is None:
-        raise RuleViolation(field, f"no participant {registration_id} is known")
-    return found
+async def _pair(
+    conn: asyncpg.Connection, first: tuple[str, str], second: tuple[str, str]
+) -> tuple[Participant, Participant]:
+    """Both sides of a meeting, each (registration id, the field that named it), in one
+    statement; a side nobody knows is a `RuleViolation` of its field."""
+    rows = await conn.fetch(
+        "SELECT registration_id, event_id, name, organisation_type, attendance, status"
+        " FROM participants WHERE registration_id = ANY($1::text[])",
+        [first[0], second[0]],
+    )
+    found = {row["registration_id"]: _participant_of(row) for row in rows}
+    for registration_id, field in (first, second):
+        if registration_id not in found:
+            raise RuleViolation(field, f"no participant {registration_id} is known")
+    return found[first[0]], found[second[0]]
 
 
 async def lock_participants(conn: asyncpg.Connection, ids: Sequence[str]) -> None:
@@ -136,11 +139,12 @@ async def lock_participants(conn: asyncpg.Connection, ids: Sequence[str]) -> Non
     is retried by the inbox.
     """
     try:
-        for ident in sorted(set(ids)):
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1)",
-                advisory_lock_id(f"matching-participant:{ident}"),
-            )
+        # One statement; a function scan yields the array's elements in order, so
+        # the locks are taken in the sorted order as before.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k",
+            [advisory_lock_id(f"matching-participant:{ident}") for ident in sorted(set(ids))],
+        )
     except asyncpg.DeadlockDetectedError as exc:
         raise Conflict("participants", "a concurrent change got in the way; try again") from exc
 
@@ -248,8 +252,9 @@ async def request_meeting(
     now = _now(now)
     event = await load_event(conn, event_id)
     await lock_participants(conn, [principal.id, recipient_id])
-    requester = await _participant(conn, principal.id, "requester_id")
-    recipient = await _participant(conn, recipient_id, "recipient_id")
+    requester, recipient = await _pair(
+        conn, (principal.id, "requester_id"), (recipient_id, "recipient_id")
+    )
     open_between = await _open_between(conn, event_id, requester.registration_id, recipient_id)
     open_request = await _expire_if_due(conn, open_between, now, correlation_id)
     decision = domain.request_meeting(
@@ -277,8 +282,9 @@ async def accept(
 ) -> dict[str, Any]:
     request = await _lock_request(conn, request_id)
     event = await load_event(conn, request.event_id)
-    requester = await _participant(conn, request.requester_id, "requester_id")
-    recipient = await _participant(conn, request.recipient_id, "recipient_id")
+    requester, recipient = await _pair(
+        conn, (request.requester_id, "requester_id"), (request.recipient_id, "recipient_id")
+    )
     accepted = domain.accept(
         request,
         event,
@@ -358,8 +364,7 @@ async def arrange(
     event = await load_event(conn, event_id)
     first_id, second_id = participant_ids
     await lock_participants(conn, [first_id, second_id])
-    first = await _participant(conn, first_id, "participants[0]")
-    second = await _participant(conn, second_id, "participants[1]")
+    first, second = await _pair(conn, (first_id, "participants[0]"), (second_id, "participants[1]"))
     open_between = await _open_between(conn, event_id, first_id, second_id)
     open_request = await _expire_if_due(conn, open_between, _now(now), correlation_id)
     decision = domain.arrange(
