@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.backbone.common import OUT_DIR, REPO, VENV_PYTHON, free_port, machine_info
-from bench.event import report
+from bench.backbone.common import ADMIN_DSN, OUT_DIR, REPO, VENV_PYTHON, free_port, machine_info
+from bench.event import report, statements
 from bench.event.api import SERVICES, Api
 from bench.event.cpu import Window
 from bench.event.driver import Run, drive
@@ -107,6 +107,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     window = Window(state_dir)
     since = time.time()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    before = await statements.snapshot(ADMIN_DSN)
     window.start()
     t0 = time.perf_counter()
     run = Run()
@@ -133,6 +134,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if not stopped:
         await probe.quiet()  # anything still under way (not timed) before counting
     commands = [dataclasses.asdict(c) for c in api.commands]
+    after = await statements.snapshot(ADMIN_DSN)
     latency = await probe.consumer_latencies(since - 1)
     emails = await probe.emails(run.event_id, since - 1, run.accepted_at)
     counts = await probe.counts(run.event_id)
@@ -165,6 +167,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "latency": latency,
         "emails": emails,
         "cpu": cpu,
+        "statements": statements.difference(before, after, sum(p.commands for p in run.phases))
+        if before is not None and after is not None
+        else None,
         "counts": counts,
         "failures": run.failures,
     }

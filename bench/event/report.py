@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.backbone.common import summary_ms
+from bench.event import statements
 
 LAST = "last consumer"  # bench.event.probe.LAST (the probe needs asyncpg and aiokafka)
 
@@ -149,6 +150,9 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"Machine busy {result['cpu']['machine_busy_pct']}% of {result['machine']['cores']} cores"
         f" over the run; load average at the start {result['machine']['loadavg_at_start']}.",
+        "",
+        *statements.render(result.get("statements")),
+        "",
         f"E-mails: {e['caught']:,} at the catcher for {sum(e['deliveries'].values()):,}"
         f" deliveries {e['deliveries']}; lost {e['lost']}, doubled {e['doubled']},"
         f" unsent {e['unsent']}; {e['later']} wait for their time (reminders, digests).",
