@@ -26,8 +26,9 @@ async def warm_recommendations(runtime: ServiceRuntime) -> None:
     log.info("matching: model warm, participants preloaded for %d events", len(events))
 
 
-async def embedding_worker(runtime: ServiceRuntime) -> None:
-    """Sentence vectors in batches, off the consumer's path (`recommendations.worker`)."""
+async def recommendations_worker(runtime: ServiceRuntime) -> None:
+    """Sentence vectors in batches, and the lists meeting requests changed, off the
+    consumers' path (`recommendations.worker`)."""
     settings = runtime.settings
     assert isinstance(settings, MatchingSettings)
     worker = recommendations.Worker(
@@ -70,8 +71,8 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
             Subscription(
                 ("registration.events",), on_registration, registry(), batch_handlers=in_runs
             ),
-            # Matching's own events: a pair's lists are recomputed when a request
-            # between them is made or ends (consumer group `matching-1`).
+            # Matching's own events: a pair's lists are queued for the worker when
+            # a request between them is made or ends (consumer group `matching-1`).
             Subscription(
                 ("matching.events",),
                 recommendations.PAIR_HANDLERS,
@@ -79,7 +80,7 @@ def build_app(settings: MatchingSettings | None = None) -> FastAPI:
                 batch_handlers=recommendations.PAIR_BATCH_HANDLERS,
             ),
         ],
-        background=[expiry.sweeper, embedding_worker],
+        background=[expiry.sweeper, recommendations_worker],
         warm_up=[warm_recommendations],
     )
     return create_app(

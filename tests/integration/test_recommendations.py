@@ -2,11 +2,10 @@
 
 Each test gets a fresh database with matching's migrations; registration's
 events go through the projection's handlers and then the recommendation
-handlers, one transaction per event as the inbox consumer runs them. Texts are
-only queued there: `recommendations.drain` runs the embedding worker's rounds
-until nothing is due (the worker itself, with its NOTIFY, in
-test_embedding_worker.py). After every step the stored lists must equal the
-lists computed from scratch.
+handlers, one transaction per event as the inbox consumer runs them. Texts (and
+lists a request changed) are only queued there: `recommendations.drain` runs the
+worker's rounds until nothing is due (the worker itself in test_embedding_worker.py).
+After every step the stored lists must equal the lists computed from scratch.
 """
 
 from __future__ import annotations
@@ -424,6 +423,9 @@ async def test_a_run_of_requests_updates_the_lists_in_one_go(matching_db: asyncp
         run.append((Envelope.wrap(event, key="e1"), event))
     async with pool.acquire() as conn, conn.transaction():
         await recommendations.PAIR_BATCH_HANDLERS[MeetingRequested.ce_type()](conn, run)
+    queued = await pool.fetchval("SELECT count(*) FROM list_refresh_queue")  # each list once
+    assert queued == len({r for pair in pairs for r in pair})
+    assert await recommendations.refresh_due(pool) == queued  # the worker's round takes them
     lists = await assert_current(pool)
     for requester, recipient in pairs:
         assert recipient not in partners_of(lists, requester)
@@ -460,9 +462,11 @@ async def test_a_run_of_approvals_updates_the_lists_in_one_go(
 
 
 async def apply_pair_event(pool: asyncpg.Pool, event: EventPayload) -> None:
+    """The pair subscription's handler, then the worker's round of the lists it queued."""
     envelope = Envelope.wrap(event, key="e1")
     async with pool.acquire() as conn, conn.transaction():
         await recommendations.PAIR_HANDLERS[event.ce_type()](conn, envelope, event)
+    await recommendations.refresh_due(pool)
 
 
 def client(pool: asyncpg.Pool) -> httpx.AsyncClient:

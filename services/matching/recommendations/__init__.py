@@ -17,8 +17,9 @@ status are taken from the event), only for the others.
   it, and the lists it now enters. Nothing else of the event is recomputed.
 * `PAIR_HANDLERS` (matching's own events, on `matching.events`): after a
   request between two participants is made or ends, their two lists are
-  computed anew (`refresh_pair`). Reads also leave out pending and accepted
-  pairs, so lists never show them even before that.
+  queued (`list_refresh_queue`) and the worker computes them anew in its next
+  round (`refresh_due`), each once however many requests queued it. Reads also
+  leave out pending and accepted pairs, so lists never show them even before that.
 
 A row per brokerage event (`recommendation_state`), locked for the
 transaction, serialises changes to that event's lists; its token lets the
@@ -58,7 +59,13 @@ from services.matching.recommendations.views import (
     recommendations,
     subject_of,
 )
-from services.matching.recommendations.worker import Worker, drain, embed_due, recover
+from services.matching.recommendations.worker import (
+    Worker,
+    drain,
+    embed_due,
+    recover,
+    refresh_due,
+)
 
 __all__ = [
     "BATCH_HANDLERS",
@@ -82,6 +89,7 @@ __all__ = [
     "recommendations",
     "recover",
     "refresh",
+    "refresh_due",
     "refresh_pair",
     "states",
     "store_vectors",

@@ -281,30 +281,69 @@ _MEETING_EVENTS = (
 )
 
 
-async def on_meeting_event(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
-    """A pair became engaged (requested, accepted) or free again (declined, cancelled, expired)."""
-    assert isinstance(e, _MEETING_EVENTS)
-    await refresh_pair(conn, e.event_id, e.requester_id, e.recipient_id)
+LIST_REFRESH_CHANNEL = "list_refresh_queue"  # NOTIFY'd by the queue's trigger (migration 016)
+
+
+async def queue_lists(conn: asyncpg.Connection, owners: Sequence[tuple[str, str]]) -> None:
+    """Queue these (brokerage event, participant) lists to be computed anew by the
+    recommendations worker (`refresh_queued`), in one statement."""
+    unique = list(dict.fromkeys(owners))
+    await conn.execute(
+        "INSERT INTO list_refresh_queue (event_id, registration_id)"
+        " SELECT * FROM unnest($1::text[], $2::text[])"
+        " ON CONFLICT (registration_id) DO NOTHING",
+        [event_id for event_id, _ in unique],
+        [registration_id for _, registration_id in unique],
+    )
+
+
+async def refresh_queued(conn: asyncpg.Connection, event_id: str) -> int:
+    """The queued lists of `event_id` computed anew, each once, and their rows taken; how
+    many rows. In the caller's transaction, under the event's lock, taken first: a pair
+    event queued meanwhile waits for this transaction's delete and then queues its rows
+    again, for the next round (its request was committed before its event was sent, so
+    this round may have seen it already: one computation too many, never one too few)."""
+    token = await lock(conn, event_id)
+    taken = await conn.fetch(
+        "DELETE FROM list_refresh_queue WHERE event_id = $1 RETURNING registration_id",
+        event_id,
+    )
+    if not taken:
+        return 0
+    participants = await participants_of(conn, event_id, token)
+    ranker = await ranker_for(conn, event_id, token, participants)
+    owners = sorted(r["registration_id"] for r in taken if r["registration_id"] in ranker.index)
+    await store_plan(conn, event_id, Plan(replace=ranker.lists_for(owners, K)))
+    await save(conn, event_id, participants, ranker)
+    return len(taken)
+
+
+def _pair_lists(run: Sequence[tuple[Envelope, EventPayload]]) -> list[tuple[str, str]]:
+    owners = []
+    for _, e in run:
+        assert isinstance(e, _MEETING_EVENTS)
+        owners += [(e.event_id, e.requester_id), (e.event_id, e.recipient_id)]
+    return owners
+
+
+async def on_meeting_event(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
+    """A pair became engaged (requested, accepted) or free again (declined, cancelled,
+    expired): both lists are queued for the recommendations worker."""
+    await queue_lists(conn, _pair_lists([(envelope, e)]))
 
 
 PAIR_HANDLERS: dict[str, Handler] = {t.ce_type(): on_meeting_event for t in _MEETING_EVENTS}
 """For a subscription to matching's own topic (`matching.events`): keeps the two lists
-of a pair right as requests come and go. Without it reads still leave out pending
-and accepted pairs, but a pair freed again only returns when its lists are recomputed."""
+of a pair right as requests come and go, through the queue the worker drains
+(`refresh_queued`). Without it reads still leave out pending and accepted pairs, but a
+pair freed again only returns when its lists are recomputed."""
 
 
 async def on_meeting_events(
     conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]
 ) -> None:
-    """`on_meeting_event` for a run: per brokerage event, the ranker is built once and each
-    participant's list recomputed once (a burst of requests otherwise rebuilds the ranker,
-    and reads every engaged pair of the event, once per request)."""
-    by_event: dict[str, list[tuple[str, str]]] = {}
-    for _, e in run:
-        assert isinstance(e, _MEETING_EVENTS)
-        by_event.setdefault(e.event_id, []).append((e.requester_id, e.recipient_id))
-    for event_id, pairs in by_event.items():
-        await refresh_pairs(conn, event_id, pairs)
+    """`on_meeting_event` for a run: every list concerned queued in one statement."""
+    await queue_lists(conn, _pair_lists(run))
 
 
 PAIR_BATCH_HANDLERS: dict[str, BatchHandler] = {

@@ -1,5 +1,7 @@
-"""The embedding worker: matching's background task that computes sentence vectors
-in batches and brings the participants they belong to into the lists.
+"""The recommendations worker: matching's background task that computes sentence
+vectors in batches and brings the participants they belong to into the lists, and
+recomputes the lists that meeting requests changed (`refresh_due`: the pair
+subscription only queues them, `handlers.queue_lists`).
 
 One worker per database is active: it holds a session advisory lock on a
 connection of its own (other processes wait on standby; a killed process's lock
@@ -20,6 +22,10 @@ participants without current vectors (e.g. after a rebuild, or data from before
 this worker existed: stored vectors are reused, not recomputed) and brings in
 every approved participant with vectors but no list.
 
+Each round also takes the queued lists (`list_refresh_queue`), per brokerage event in
+one transaction under its lock (`handlers.refresh_queued`): what a burst of requests
+queued while a round ran is computed once in the next.
+
 Errors: a batch the model fails on is postponed with a back-off; a database
 error restarts the worker's loop; anything else ends the task, and `/ready`
 reports the background task down.
@@ -36,7 +42,11 @@ import asyncpg
 
 from services.matching.recommendations import embedding
 from services.matching.recommendations.cache import lock
-from services.matching.recommendations.handlers import refresh_many
+from services.matching.recommendations.handlers import (
+    LIST_REFRESH_CHANNEL,
+    refresh_many,
+    refresh_queued,
+)
 from services.matching.recommendations.store import (
     MODEL,
     PROFILE_COLUMNS,
@@ -111,10 +121,22 @@ async def embed_due(pool: asyncpg.Pool, batch_size: int = 64, max_backoff: float
     return len(batch) + len(gone)
 
 
+async def refresh_due(pool: asyncpg.Pool) -> int:
+    """One round of the queued lists: per brokerage event, one transaction; how many."""
+    async with pool.acquire() as conn:
+        events = await conn.fetch("SELECT DISTINCT event_id FROM list_refresh_queue")
+    taken = 0
+    for event_id in sorted(r["event_id"] for r in events):
+        async with pool.acquire() as conn, conn.transaction():
+            taken += await refresh_queued(conn, event_id)
+    return taken
+
+
 async def drain(pool: asyncpg.Pool, batch_size: int = 64) -> int:
-    """Embed until nothing is due (tests, tools); how many rows were taken."""
+    """Embed, and refresh queued lists, until nothing is due (tests, tools); how many
+    rows were taken."""
     total = 0
-    while taken := await embed_due(pool, batch_size):
+    while taken := await embed_due(pool, batch_size) + await refresh_due(pool):
         total += taken
     return total
 
@@ -171,6 +193,7 @@ class Worker:
                 await asyncio.sleep(self._standby_interval)
             self.is_leader = True
             await conn.add_listener(embedding.CHANNEL, self._on_notify)
+            await conn.add_listener(LIST_REFRESH_CHANNEL, self._on_notify)
             queued, brought = await recover(self._pool)
             if queued or brought:
                 log.info(
@@ -180,8 +203,11 @@ class Worker:
                 )
             while True:
                 self._wakeup.clear()
-                while await embed_due(self._pool, self._batch_size) >= self._batch_size:
-                    pass
+                while True:
+                    embedded = await embed_due(self._pool, self._batch_size)
+                    refreshed = await refresh_due(self._pool)
+                    if embedded < self._batch_size and not refreshed:
+                        break
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
                 except TimeoutError:
