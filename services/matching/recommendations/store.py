@@ -21,6 +21,7 @@ from services.matching.recommend.profiles import (
 )
 from services.matching.recommend.scoring import K, Ranker
 from services.matching.recommend.topk import Entry, TopList, insert
+from shared.batching import send_many
 from shared.contracts.registration import OrganisationProfile
 
 MODEL = minilm.MODEL_NAME
@@ -248,7 +249,12 @@ def _columns(entries: TopList) -> tuple[list[str], list[float]]:
 
 
 async def write_lists(conn: asyncpg.Connection, event_id: str, lists: dict[str, TopList]) -> None:
-    await conn.executemany(
+    """Upsert `lists`: one statement over arrays (`batching.send_many`), not one
+    execution per list (179,000 of them in a BIO-Europe-sized run)."""
+    if not lists:
+        return
+    await send_many(
+        conn,
         "INSERT INTO recommendation_lists (registration_id, event_id, partner_ids, scores)"
         " VALUES ($1, $2, $3, $4) ON CONFLICT (registration_id) DO UPDATE"
         " SET partner_ids = EXCLUDED.partner_ids, scores = EXCLUDED.scores, updated_at = now()",
