@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import asyncpg
 
@@ -86,12 +87,19 @@ async def participants_of(
 
 
 async def ranker_for(
-    conn: asyncpg.Connection, event_id: str, token: str | None, participants: dict[str, Participant]
+    conn: asyncpg.Connection,
+    event_id: str,
+    token: str | None,
+    participants: dict[str, Participant],
+    among: Sequence[str] | None = None,
 ) -> Ranker:
     """The event's ranker over `participants`, reusing the arrays of the one the last
     change kept under `token` when it was made from the same participants (a run of
-    meeting requests changes only who is engaged with whom)."""
-    return await store.ranker_of(conn, event_id, participants, states.ranker(event_id, token))
+    meeting requests changes only who is engaged with whom). `among`: only these
+    participants' lists will be asked of it (`store.ranker_of`)."""
+    return await store.ranker_of(
+        conn, event_id, participants, states.ranker(event_id, token), among
+    )
 
 
 async def save(

@@ -311,8 +311,9 @@ async def refresh_queued(conn: asyncpg.Connection, event_id: str) -> int:
     if not taken:
         return 0
     participants = await participants_of(conn, event_id, token)
-    ranker = await ranker_for(conn, event_id, token, participants)
-    owners = sorted(r["registration_id"] for r in taken if r["registration_id"] in ranker.index)
+    queued = [r["registration_id"] for r in taken]
+    ranker = await ranker_for(conn, event_id, token, participants, among=queued)
+    owners = sorted(r for r in queued if r in ranker.index)
     await store_plan(conn, event_id, Plan(replace=ranker.lists_for(owners, K)))
     await save(conn, event_id, participants, ranker)
     return len(taken)

@@ -145,15 +145,30 @@ async def has_meeting_requests(conn: asyncpg.Connection) -> bool:
     return found
 
 
-async def engaged_pairs(conn: asyncpg.Connection, event_id: str) -> list[tuple[str, str]]:
+async def engaged_pairs(
+    conn: asyncpg.Connection, event_id: str, among: Sequence[str] | None = None
+) -> list[tuple[str, str]]:
+    """The event's open requests as pairs; with `among`, only those with one of these
+    participants on a side: all that their lists need (a list leaves out its owner's
+    engaged partners, nobody else's), 15,000 rows fewer a round at BIO-Europe's size."""
     if not await has_meeting_requests(conn):
         return []
-    rows = await conn.fetch(
-        "SELECT requester_id, recipient_id FROM meeting_requests"
-        " WHERE event_id = $1 AND status = ANY($2::text[])",
-        event_id,
-        list(ENGAGED_STATUSES),
-    )
+    if among is None:
+        rows = await conn.fetch(
+            "SELECT requester_id, recipient_id FROM meeting_requests"
+            " WHERE event_id = $1 AND status = ANY($2::text[])",
+            event_id,
+            list(ENGAGED_STATUSES),
+        )
+    else:
+        rows = await conn.fetch(
+            "SELECT requester_id, recipient_id FROM meeting_requests"
+            " WHERE event_id = $1 AND status = ANY($2::text[])"
+            " AND (requester_id = ANY($3::text[]) OR recipient_id = ANY($3::text[]))",
+            event_id,
+            list(ENGAGED_STATUSES),
+            list(among),
+        )
     return [(r["requester_id"], r["recipient_id"]) for r in rows]
 
 
@@ -202,12 +217,14 @@ async def ranker_of(
     event_id: str,
     participants: dict[str, Participant],
     reuse: Ranker | None = None,
+    among: Sequence[str] | None = None,
 ) -> Ranker:
     """The event's ranker over `participants`; `reuse`'s arrays when it was made from
-    these very participants (only the engaged pairs are read again)."""
+    these very participants (only the engaged pairs are read again). With `among`, it
+    knows only those participants' engaged pairs: good for their lists alone."""
     ordered = [participants[k] for k in sorted(participants)]
     types = await _meeting_types(conn, event_id)
-    engaged = await engaged_pairs(conn, event_id)
+    engaged = await engaged_pairs(conn, event_id, among)
     if reuse is not None and reuse.built_from(ordered, types):
         return reuse.with_engaged(engaged)
     return Ranker(ordered, types, engaged)

@@ -158,8 +158,13 @@ class Worker:
         batch_size: int = 64,
         poll_interval: float = 1.0,
         standby_interval: float = 1.0,
+        coalesce: float = 0.1,
     ) -> None:
         self._pool = pool
+        # After a wake-up, how long to let the rest of a burst queue before a round:
+        # one round then takes many requests' lists (each round reads the event's
+        # participants and their open requests again), at this cost in freshness.
+        self._coalesce = coalesce
         self._dsn = dsn
         self._batch_size = batch_size
         self._poll_interval = poll_interval
@@ -210,6 +215,7 @@ class Worker:
                         break
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+                    await asyncio.sleep(self._coalesce)
                 except TimeoutError:
                     pass  # polling fallback: a lost NOTIFY costs one interval at most
         finally:
