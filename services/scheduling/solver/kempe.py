@@ -94,6 +94,7 @@ def anneal(
     if not movable or p.n_slots < 2:
         return 0
     pairs = all_pairs(p.parts)
+    free = unrestricted(state, may)
     start = time.monotonic() if start is None else start
     span = max(1e-3, deadline - start)
     idle = best = state.idle()
@@ -114,7 +115,7 @@ def anneal(
                 break
             else:  # cooled by the deadline at the latest
                 temp = t0 * (t1 / t0) ** max(elapsed, tries / cooling_tries)
-        delta = _move(state, rng, movable, may, temp, pairs)
+        delta = _move(state, rng, movable, may, temp, pairs, free)
         idle += delta
         if idle < best:
             best = idle
@@ -167,6 +168,7 @@ def _move(
     may: list[int],
     temp: float,
     pairs: bool | None = None,
+    free: bool = False,
 ) -> int:
     """One random Kempe-chain swap; the idle time it adds (0 if none was made).
 
@@ -176,7 +178,9 @@ def _move(
     meetings in both keeps its busy mask), met once, from its meeting in the chain.
     Where every meeting has two participants (`pairs`; worked out if None) the chain is
     a path or a cycle, walked from m both ways without a set of meetings seen; only
-    its two ends change their idle time. The same swaps in the same order, from the
+    its two ends change their idle time. `free` (every placed meeting may take every
+    slot: no windows, no one unavailable, none fixed) spares the walk looking each
+    meeting's slots up (a tenth of its time). The same swaps in the same order, from the
     same seed, as building the chain and then going over it for the idle change, at
     1.5-2 times the swaps per second."""
     p = state.p
@@ -224,7 +228,7 @@ def _move(
                     break
                 if d == m:  # a cycle: nobody's slots change, the other way is the same
                     break
-                if not may[d] >> here & 1:
+                if not free and not may[d] >> here & 1:
                     return 0
                 if onsite[d]:
                     shift += 1 if there == b else -1
@@ -269,6 +273,13 @@ def _move(
         return 0
     state.swap_slots(out, a, b)
     return after - before
+
+
+def unrestricted(state: State, may: list[int]) -> bool:
+    """Whether every placed meeting may take every slot (`may`: `movable_slots`), so
+    that a chain never meets one that cannot move."""
+    every = state.p.all_slots
+    return all(may[m] == every for m, t in enumerate(state.slot_of) if t >= 0)
 
 
 def all_pairs(parts: list[tuple[int, ...]]) -> bool:
