@@ -5,9 +5,10 @@ Workers (`delivery_workers`) each loop: in one transaction, lock a few due rows
 their messages need in one go (`views.Lookups`), send them one after the other on
 the worker's own SMTP session (kept open from batch to batch: `email.Connection`),
 record each one's sent / retry later / failed / skipped together (`queue.Outcomes`),
-commit. They wake on NOTIFY from the deliveries trigger and poll as a fallback, so a
-timer (a reminder, a digest, a retry) fires within one poll interval of its time,
-whether or not the process was restarted meanwhile.
+commit. A NOTIFY from the deliveries trigger wakes one idle worker, one whose claim
+came back full wakes one more: a burst fans out, a new row costs one claim (waking all
+cost an empty claim per worker per NOTIFY). They poll as a fallback, so a timer (a
+reminder, a digest, a retry) fires within one poll interval of its time.
 
 What this guarantees: a delivery row is sent until an attempt succeeds or its
 attempts run out, and never by two workers at once. If the process dies after
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
@@ -133,7 +135,8 @@ class Sender:
         )
         self._links = Links(settings.public_base_url.rstrip("/"), settings.notification_link_secret)
         self._domain = email.mail_domain(settings.smtp_sender)
-        self._wakeup = asyncio.Event()
+        self._idle: deque[asyncio.Event] = deque()  # the waiting workers' alarms
+        self._missed = False  # a wake-up came while no worker was waiting
 
     # -- loop -----------------------------------------------------------------
 
@@ -154,30 +157,53 @@ class Sender:
             await listener.close()
 
     def _notified(self, *_: object) -> None:
-        # Wake every waiting worker: they all wait on the current event.
-        self._wakeup.set()
-        self._wakeup = asyncio.Event()
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        """Wake one waiting worker; with none waiting, the next to finish claims again."""
+        while self._idle:
+            alarm = self._idle.popleft()
+            if not alarm.is_set():
+                alarm.set()
+                return
+        self._missed = True
+
+    async def _idle_until_woken(self) -> None:
+        if self._missed:
+            self._missed = False
+            return
+        alarm = asyncio.Event()
+        self._idle.append(alarm)
+        try:
+            await asyncio.wait_for(alarm.wait(), self._s.delivery_poll_seconds)
+        except TimeoutError:
+            pass
+        finally:
+            if alarm in self._idle:
+                self._idle.remove(alarm)
 
     async def _work(self) -> None:
         mail = self._mail_session()
         _SESSION.set(mail)  # this worker's (a task's own context)
+        limit = self._s.delivery_batch_size
         try:
             while True:
-                wakeup = self._wakeup
                 try:
-                    busy = await self.send_batch()
+                    claimed = await self._send(limit)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception(
                         "notification sender: a batch of deliveries could not be processed"
                     )
-                    busy = False
-                if not busy:
-                    try:
-                        await asyncio.wait_for(wakeup.wait(), self._s.delivery_poll_seconds)
-                    except TimeoutError:
-                        pass
+                    claimed = 0
+                if claimed >= limit:
+                    # Maybe more due: go on, and bring another worker in.
+                    self._wake_one()
+                else:
+                    # Nothing more was due when this claim ran (rows other workers held
+                    # are theirs); new rows NOTIFY, timers are caught by the poll.
+                    await self._idle_until_woken()
         finally:
             await mail.close()
 
@@ -190,13 +216,14 @@ class Sender:
 
     async def send_one(self) -> bool:
         """Claim and process one due delivery; False when none is due."""
-        return await self._send(1)
+        return await self._send(1) > 0
 
     async def send_batch(self) -> bool:
         """Claim and process up to `delivery_batch_size` due deliveries; False when none is due."""
-        return await self._send(self._s.delivery_batch_size)
+        return await self._send(self._s.delivery_batch_size) > 0
 
-    async def _send(self, limit: int) -> bool:
+    async def _send(self, limit: int) -> int:
+        """Claim up to `limit` due deliveries and process them; how many were claimed."""
         own = _SESSION.get() is None  # called outside a worker (a test): a session for this call
         token = _SESSION.set(self._mail_session()) if own else None
         try:
@@ -209,17 +236,17 @@ class Sender:
                 if session is not None:
                     await session.close()
 
-    async def _send_claimed(self, conn: asyncpg.Connection, limit: int) -> bool:
+    async def _send_claimed(self, conn: asyncpg.Connection, limit: int) -> int:
         claimed = await queue.claim(conn, limit)
         if not claimed:
-            return False
+            return 0
         first = claimed[0]
         if first.digest and not await queue.lock_digest(conn, first):
             # Another worker is putting this recipient's digest together: it waits
             # for this row, which it gets when this transaction ends, now. Had both
             # gone on, each would send part of the digest under one Message-ID,
             # and mail clients would show only one of the two.
-            return False
+            return 0
         batch = _Batch(views.Lookups(conn), queue.Outcomes())
         if not first.digest:
             await batch.look.prefetch(
@@ -249,7 +276,7 @@ class Sender:
                 reason = f"internal error: {type(exc).__name__}: {exc}"
                 self._failed_attempt(batch, delivery, reason, permanent=False)
         await batch.outcomes.record(conn)
-        return True
+        return len(claimed)
 
     async def _process(self, b: _Batch, d: Delivery) -> None:
         group = await self._digest_batch(b, d) if d.digest else [d]
