@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -50,8 +50,9 @@ from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope, MalformedEnvelope
-from shared.inbox import Handler
+from shared.inbox import Handler, reads_payload
 from shared.kafka import client_options
+from shared.rebuild_fold import Fold
 from shared.rebuild_schema import Difference, compare, fresh_schema, rehome_triggers
 from shared.topics import prefixed_all
 
@@ -149,6 +150,7 @@ async def replay_own(
     registry: PayloadRegistry,
     seen: _Own,
     apply: Applier = apply_run,
+    fold: Fold | None = None,
 ) -> int:
     """The service's events not replayed yet, in recorded order, through its projection."""
     if plan.own is None:
@@ -169,7 +171,7 @@ async def replay_own(
     def done(chunk: Sequence[asyncpg.Record]) -> None:
         seen.done.update(r["id"] for r in chunk)
 
-    await apply_windows(target, plan.own, _whole_transactions(todo), decode, apply, done)
+    await apply_windows(target, plan.own, _whole_transactions(todo), decode, apply, done, fold)
     return len(todo)
 
 
@@ -185,6 +187,7 @@ async def apply_windows(
     decode: Callable[[T], tuple[Envelope, EventPayload] | None],
     apply: Applier = apply_run,
     done: Callable[[Sequence[T]], None] | None = None,
+    fold: Fold | None = None,
 ) -> int:
     """Each window's items decoded (None: left out) and applied through `handler`, one
     transaction per window; `done(window)` after its commit. Returns the events applied.
@@ -193,7 +196,8 @@ async def apply_windows(
     (`shared.batching.record_run`) while the server executes window N, so the Python
     side and PostgreSQL work at the same time; same statements, same order. A window
     with events that could not be recorded (its `rest`, applied on the connection) is
-    applied in full before the next is recorded: handlers see the events in order."""
+    applied in full before the next is recorded: handlers see the events in order.
+    With a `fold` (`shared.rebuild_fold`), the statements it folds stay in memory."""
     if apply is not apply_run:
         count = 0
         for window in windows:
@@ -219,7 +223,7 @@ async def apply_windows(
                             await asyncio.sleep(0)
                         if (decoded := decode(item)) is not None:
                             run.append(decoded)
-                    recorded = await batching.record_run(catalog, handler, run, PAUSE_EVERY)
+                    recorded = await batching.record_run(catalog, handler, run, PAUSE_EVERY, fold)
                     sent = asyncio.Event()
                     await ready.put((window, recorded, sent))
                     if recorded.rest:
@@ -367,7 +371,10 @@ def consumed_events(
             except MalformedEnvelope:
                 continue
             place = (record.timestamp, record.topic, record.partition, record.offset)
-            found.append((place, (envelope, parse(envelope.type, envelope.data))))
+            if reads_payload(handlers[current_type(envelope.type)]):
+                found.append((place, (envelope, parse(envelope.type, envelope.data))))
+            else:  # validated when its producer recorded it; no handler here reads it
+                found.append((place, (envelope, cast(EventPayload, None))))
 
     return found, add
 
@@ -378,6 +385,7 @@ async def apply_consumed(
     registry: PayloadRegistry,
     events: list[Placed],
     apply: Applier = apply_run,
+    fold: Fold | None = None,
 ) -> int:
     """The consumed events, in the order of their records' times (not partition by
     partition as a live fetch may). Notification's meetings, which once counted on a
@@ -390,7 +398,7 @@ async def apply_consumed(
         await handlers[current_type(envelope.type)](conn, envelope, event)
 
     windows = [events[start : start + BATCH] for start in range(0, len(events), BATCH)]
-    return await apply_windows(target, consumed, windows, itemgetter(1), apply)
+    return await apply_windows(target, consumed, windows, itemgetter(1), apply, None, fold)
 
 
 async def apply_records(
@@ -436,8 +444,12 @@ async def rebuild(
 
     phase("schema")
     try:
+        fold = None
+        if apply is apply_run:  # the fresh schema's tables folded in memory, then COPY
+            async with target.acquire() as conn:
+                fold = await Fold.read(conn)
         own = _Own()
-        report.own_events = await replay_own(source, target, plan, registry, own, apply)
+        report.own_events = await replay_own(source, target, plan, registry, own, apply, fold)
         phase("own")
         topics = prefixed_all(topic_prefix, plan.topics)
         applied: set[str] = set()
@@ -451,8 +463,14 @@ async def rebuild(
             report.records_read = len(records)
             del records
             phase("read")
-            report.consumed_events = await apply_consumed(target, plan, registry, events, apply)
+            report.consumed_events = await apply_consumed(
+                target, plan, registry, events, apply, fold
+            )
             phase("consumed")
+        if fold is not None:
+            async with target.acquire() as conn, conn.transaction():
+                await batching.send_levels(conn, [{c: rows} for c, rows in fold.release_all()])
+            phase("written")
         report.seconds = time.perf_counter() - began
         report.switched_to, report.differences = await _settle(
             source,
