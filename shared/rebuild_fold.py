@@ -46,6 +46,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -66,7 +67,6 @@ class Copy:
 
 
 _SERIAL = object()  # a column the server fills at the COPY (sequence, identity)
-_NOW = object()  # a column whose default is now()
 
 _COLUMNS = (
     "SELECT c.relname AS table_name, a.attname AS column_name,"
@@ -130,52 +130,55 @@ class Unfoldable(Exception):
 class _Table:
     """One table's rows in memory, in the order they were first inserted."""
 
-    def __init__(self, name: str, columns: list[tuple[str, str]], defaults: list[Any]) -> None:
+    def __init__(
+        self, name: str, columns: list[tuple[str, str]], defaults: list[Any], now: datetime
+    ) -> None:
         self.name = name
         self.names = [c for c, _ in columns]
         self.types = {c: _base_type(t) for c, t in columns}
         self.position = {c: i for i, c in enumerate(self.names)}
         self.defaults = defaults
+        self.now = now  # what now() is in the fold (a column it fills is the clock's)
         self.indexes: list[tuple[int, ...]] = []  # unique indexes' column positions
-        self.uuid = [self.types[c] == "uuid" for c in self.names]
-        self.rows: list[list[Any] | None] = []  # None: a row the fold never had
+        # Per column, how its values are compared (None: as they are).
+        self.normal: list[Callable[[Any], Any] | None] = [
+            _uuid if self.types[c] == "uuid" else tuple if self.types[c].endswith("[]") else None
+            for c in self.names
+        ]
+        self.rows: list[list[Any]] = []
         self.found: list[dict[tuple[Any, ...], list[Any]]] = []  # per index: key -> row
         self.released = False
 
+    def add_index(self, positions: tuple[int, ...]) -> None:
+        self.indexes.append(positions)
+        self.found.append({})
+
     def key(self, index: int, row: Sequence[Any]) -> tuple[Any, ...] | None:
+        """The row's values of a unique index, as compared (None: a NULL, meets nothing)."""
         values = []
         for i in self.indexes[index]:
             value = row[i]
             if value is None:
-                return None  # NULLs never meet
-            values.append(_normal(value, self.uuid[i]))
+                return None
+            normal = self.normal[i]
+            values.append(value if normal is None else normal(value))
         return tuple(values)
 
-    def insert(self, row: list[Any]) -> None:
-        self.rows.append(row)
-        for n in range(len(self.indexes)):
-            key = self.key(n, row)
-            if key is not None:
-                self.found[n][key] = row
-
     def copy(self) -> tuple[Copy, list[tuple[Any, ...]]]:
-        now = datetime.now(UTC)
         kept = [i for i, d in enumerate(self.defaults) if d is not _SERIAL]
-        rows = [
-            tuple(now if row[i] is _NOW else row[i] for i in kept)
-            for row in self.rows
-            if row is not None
-        ]
+        if len(kept) == 1:
+            rows = [(row[kept[0]],) for row in self.rows]
+        else:
+            take = itemgetter(*kept)
+            rows = [take(row) for row in self.rows]
         return Copy(self.name, tuple(self.names[i] for i in kept)), rows
 
 
-def _normal(value: Any, is_uuid: bool) -> Any:
-    """A key's value as the server compares it (a uuid's spellings are one value)."""
-    if is_uuid:
-        if type(value) is str and _CANONICAL_UUID.fullmatch(value):
-            return value  # already as `str(UUID(value))` spells it
-        return str(value if isinstance(value, UUID) else UUID(str(value)))
-    return tuple(value) if isinstance(value, list) else value
+def _uuid(value: Any) -> str:
+    """A uuid as the server compares it (its spellings are one value)."""
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value  # already as `str(UUID(value))` spells it
+    return str(value if isinstance(value, UUID) else UUID(str(value)))
 
 
 @dataclass(frozen=True)
@@ -229,20 +232,20 @@ class Fold:
         for row in await conn.fetch(_UNIQUES):
             uniques.setdefault(row["table_name"], []).append(row)
         tables: dict[str, _Table] = {}
+        now = datetime.now(UTC)
         for name, cols in columns.items():
             found = uniques.get(name, [])
             if name in excluded or any(u["partial"] or not u["immediate"] for u in found):
                 continue
-            defaults = await _defaults(conn, cols)
+            defaults = await _defaults(conn, cols, now)
             if defaults is None:
                 continue
-            table = _Table(name, [(c["column_name"], c["type"]) for c in cols], defaults)
+            table = _Table(name, [(c["column_name"], c["type"]) for c in cols], defaults, now)
             for unique in found:
                 positions = tuple(table.position[c] for c in unique["columns"])
                 if any(defaults[i] is _SERIAL for i in positions):
                     continue  # a sequence's values never meet (no statement gives them)
-                table.indexes.append(positions)
-                table.found.append({})
+                table.add_index(positions)
             tables[name.lower()] = table
         return cls(tables)
 
@@ -288,10 +291,10 @@ _UNKNOWN: Any = object()
 
 
 async def _defaults(
-    conn: asyncpg.Connection, columns: Sequence[asyncpg.Record]
+    conn: asyncpg.Connection, columns: Sequence[asyncpg.Record], now: datetime
 ) -> list[Any] | None:
-    """Each column's default as a value, `_NOW` or `_SERIAL`; None if some default is
-    anything else (a function of the moment but now(), a generated column)."""
+    """Each column's default as a value (now() as `now`) or `_SERIAL`; None if some
+    default is anything else (a function of the moment but now(), a generated column)."""
     defaults: list[Any] = []
     constants: dict[int, str] = {}
     for i, column in enumerate(columns):
@@ -303,7 +306,7 @@ async def _defaults(
         elif text is None:
             defaults.append(None)
         elif _NOW_TEXT.match(text.strip()):
-            defaults.append(_NOW)
+            defaults.append(now)
         elif "(" in text:
             return None  # a function's value: not known to be constant
         else:
@@ -423,7 +426,8 @@ def _value(table: _Table, text: str, column_type: str, excluded: bool, row: bool
             raise Unfoldable("a parameter cast to another type")
         return lambda args, old, new: args[n]
     if _NOW_TEXT.match(text):
-        return lambda args, old, new: _NOW
+        moment = table.now
+        return lambda args, old, new: moment
     upper = text.upper()
     if upper == "NULL":
         return lambda args, old, new: None
@@ -476,16 +480,16 @@ def _insert(operation: _Operation, args: tuple[Any, ...]) -> None:
     row = list(table.defaults)
     for position, value in operation.values:
         row[position] = value(args, None, None)
+    keys = [table.key(n, row) for n in range(len(table.indexes))]
     target = operation.target
-    if target is not None and (key := table.key(target, row)) is not None:
+    if target is not None and (key := keys[target]) is not None:
         met = table.found[target].get(key)
         if met is not None:  # the arbiter index decides, whatever the others hold
             if operation.on_conflict == "update":
                 _assign(operation, args, met, row)
             return
-    for n in range(len(table.indexes)):
-        key = table.key(n, row)
-        if key is None or key not in table.found[n]:
+    for key, found in zip(keys, table.found, strict=True):
+        if key is None or key not in found:
             continue
         if operation.on_conflict == "nothing" and target is None:
             return  # any conflict: nothing
@@ -493,7 +497,10 @@ def _insert(operation: _Operation, args: tuple[Any, ...]) -> None:
             f"folded INSERT into {table.name} meets a row on a unique index it does not"
             " name as its conflict target"
         )
-    table.insert(row)
+    table.rows.append(row)
+    for key, found in zip(keys, table.found, strict=True):
+        if key is not None:
+            found[key] = row
 
 
 def _update(operation: _Operation, args: tuple[Any, ...]) -> None:
@@ -504,8 +511,8 @@ def _update(operation: _Operation, args: tuple[Any, ...]) -> None:
         value = args[param]
         if value is None:
             return
-        position = table.indexes[operation.target][n]
-        values.append(_normal(value, table.uuid[position]))
+        normal = table.normal[table.indexes[operation.target][n]]
+        values.append(value if normal is None else normal(value))
     found = table.found[operation.target].get(tuple(values))
     if found is not None:
         _assign(operation, args, found, None)
