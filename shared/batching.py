@@ -324,11 +324,11 @@ class _Lanes:
         self._order: list[_Lane] = []  # creation order, for `send_all`
 
     async def add(self, query: str, args: tuple[Any, ...]) -> None:
+        if self._fold is not None and self._fold.take(query, args):
+            return
         statement = self._catalog.statement(query)
         tables = statement.tables
         if self._fold is not None:
-            if self._fold.take(query, args):
-                return
             released = self._fold.release(tables) if tables else self._fold.release_all()
             for copy, rows in released:
                 await self._flush([{copy: rows}])

@@ -24,7 +24,10 @@ triggers) is `shared.rebuild_schema`.
 Events are applied in windows of `BATCH` (`shared.batching`): each handler's statements
 are recorded, queued per table and reordered by row where that changes nothing, and each
 run of one SQL text goes to the server as one statement over arrays
-(`shared.set_statements`), not one round trip (nor one executor run) per event.
+(`shared.set_statements`), not one round trip (nor one executor run) per event. Most
+never go as such: the fresh schema has one writer, so a statement that touches one row by
+a unique key is folded into that table's rows in memory (`shared.rebuild_fold`), and the
+rows are written once at the end with COPY, the plain indexes built after the load.
 
 Reactions (handlers that decide and record new events) are not replayed: their
 decisions are in the event store already. Plans per service: `services/<name>/rebuild.py`.
