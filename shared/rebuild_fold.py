@@ -201,16 +201,33 @@ _PLAIN_INDEXES = (
     " WHERE c.relname = $1 AND pg_table_is_visible(c.oid)"
     " AND NOT EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = i.indexrelid)"
 )
+# Its primary key and UNIQUE constraints (a folded table has no other kind but CHECK).
+_KEYS = (
+    "SELECT x.conname AS name, pg_get_constraintdef(x.oid) AS definition"
+    " FROM pg_constraint x JOIN pg_class c ON c.oid = x.conrelid"
+    " WHERE c.relname = $1 AND pg_table_is_visible(c.oid) AND x.contype IN ('p', 'u')"
+    " ORDER BY x.contype"
+)
 
 
 async def write(conn: asyncpg.Connection, copy: Copy, rows: Sequence[tuple[Any, ...]]) -> None:
     """The rows a fold released, into their table (empty: a folded table never had a row on
-    the server) with one COPY; its plain indexes built after the load, not row by row
-    (same names and definitions, in the same transaction: nobody sees it without them)."""
+    the server) with one COPY, in one transaction. Its indexes are built after the load,
+    not row by row: the plain ones made again from their definitions, the primary key
+    and UNIQUE constraints added again under their names (which checks them: the fold
+    kept them, but for a sequence's, which the server fills). Nobody sees the table
+    without them: it is the fresh schema's, and the transaction holds it."""
     indexes = await conn.fetch(_PLAIN_INDEXES, copy.table)
+    keys = await conn.fetch(_KEYS, copy.table)
+    table = f'"{copy.table}"'
     for index in indexes:
         await conn.execute(f"DROP INDEX {index['name']}")
+    for key in keys:
+        await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{key["name"]}"')
     await conn.copy_records_to_table(copy.table, records=rows, columns=list(copy.columns))
+    for key in keys:
+        name, definition = key["name"], key["definition"]
+        await conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
     for index in indexes:
         await conn.execute(index["definition"])
 

@@ -110,7 +110,12 @@ async def test_folded_rows_equal_the_statements_one_by_one(
             indexes = await conn.fetchval(
                 "SELECT count(*) FROM pg_indexes WHERE schemaname = 'folded'"
             )
-            assert indexes == 5  # the primary key, two unique ones and both plain ones
+            assert indexes == 5  # the primary key, two unique ones and both plain ones, made again
+            keys = await conn.fetchval(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = 'folded.items'::regclass"
+                " AND contype IN ('p', 'u')"
+            )
+            assert keys == 3
         finally:
             await conn.close()
 
