@@ -40,10 +40,11 @@ from typing import Any, cast
 
 import asyncpg
 
-from shared import set_statements
+from shared import rebuild_fold, set_statements
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import BatchHandler, Handler
+from shared.rebuild_fold import Copy, Fold
 from shared.set_statements import SetForm
 
 
@@ -228,15 +229,19 @@ async def _catalog(conn: asyncpg.Connection) -> Catalog:
     return found
 
 
-# A lane's statements as sent: levels in order, each a run of rows per SQL text.
-Levels = list[dict[str, list[tuple[Any, ...]]]]
+# A lane's statements as sent: levels in order, each a run of rows per SQL text (or the
+# rows a `Fold` released, to COPY).
+Levels = list[dict[str | Copy, list[tuple[Any, ...]]]]
 Flush = Callable[[Levels], Awaitable[None]]
 
 
 async def send_levels(conn: asyncpg.Connection, levels: Levels) -> None:
     for level in levels:
         for query, rows in level.items():
-            await send_many(conn, query, rows)
+            if isinstance(query, Copy):
+                await rebuild_fold.write(conn, query, rows)
+            else:
+                await send_many(conn, query, rows)
 
 
 async def send_many(conn: asyncpg.Connection, query: str, rows: list[tuple[Any, ...]]) -> None:
@@ -277,7 +282,7 @@ class _Lane:
 
     def __init__(self, tables: frozenset[str]) -> None:
         self.tables = tables
-        self.levels: list[dict[str, list[tuple[Any, ...]]]] = []
+        self.levels: Levels = []
         self.floor = 0  # no statement goes below this level
         self.last: dict[Hashable, tuple[int, str]] = {}  # key -> (level, SQL) of its last
 
@@ -309,17 +314,28 @@ class _Lane:
 
 
 class _Lanes:
-    """`flush` sends a lane's levels (or keeps them, to send later in the same order)."""
+    """`flush` sends a lane's levels (or keeps them, to send later in the same order).
 
-    def __init__(self, catalog: Catalog, flush: Flush) -> None:
+    With a `fold` (the rebuild's), a statement it folds goes no further; one it does not
+    fold first has the folded rows of the tables it names released (COPY), which touch
+    no other table and so go before the lanes still queued."""
+
+    def __init__(self, catalog: Catalog, flush: Flush, fold: Fold | None = None) -> None:
         self._catalog = catalog
         self._flush = flush
+        self._fold = fold
         self._by_table: dict[str, _Lane] = {}
         self._order: list[_Lane] = []  # creation order, for `send_all`
 
     async def add(self, query: str, args: tuple[Any, ...]) -> None:
+        if self._fold is not None and self._fold.take(query, args):
+            return
         statement = self._catalog.statement(query)
         tables = statement.tables
+        if self._fold is not None:
+            released = self._fold.release(tables) if tables else self._fold.release_all()
+            for copy, rows in released:
+                await self._flush([{copy: rows}])
         if not tables:  # touches who knows what: after everything, before anything else
             await self.send_all()
             await self._flush([{query: [args]}])
@@ -402,6 +418,7 @@ async def record_run(
     handler: Handler,
     run: Sequence[tuple[Envelope, EventPayload]],
     pause_every: int = 0,
+    fold: Fold | None = None,
 ) -> Recorded:
     """`run`'s statements, recorded while the connection does other work (the rebuild
     records window N+1 while the server executes window N). Every `pause_every` events
@@ -410,14 +427,16 @@ async def record_run(
     A handler that keeps memory between events sees them in order as long as the caller
     sends a run with a `rest` before recording the next (`shared.rebuild.apply_windows`
     does); an event whose handler could not be recorded is handled twice (recorded, then
-    on the connection), as in `apply_run`."""
+    on the connection), as in `apply_run`. With a `fold`, its tables' statements are
+    folded in memory (`shared.rebuild_fold`) and all its rows released before such an
+    event, which may read them."""
     kept: list[Levels] = []
 
     async def keep(levels: Levels) -> None:
         if levels:
             kept.append(levels)
 
-    lanes = _Lanes(catalog, keep)
+    lanes = _Lanes(catalog, keep, fold)
     for i, (envelope, payload) in enumerate(run):
         if pause_every and i % pause_every == pause_every - 1:
             await asyncio.sleep(0)
@@ -426,6 +445,8 @@ async def record_run(
             await handler(cast(asyncpg.Connection, recorder), envelope, payload)
         except NotRecordable:
             await lanes.send_all()
+            for copy, rows in fold.release_all() if fold is not None else ():
+                await keep([{copy: rows}])
             return Recorded(kept, run[i:], len(run))
         for query, args in recorder.calls:
             await lanes.add(query, args)

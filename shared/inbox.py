@@ -68,6 +68,18 @@ class Subscription:
     batch_handlers: Mapping[str, BatchHandler] = field(default_factory=dict)
 
 
+def envelope_only(handler: Handler) -> Handler:
+    """Marks `handler` as one that reads the envelope only, never the payload: a rebuild
+    need not validate the payload of an event that only such handlers see (it passes
+    None), which is most of what reporting's history reads."""
+    handler.envelope_only = True  # type: ignore[attr-defined]
+    return handler
+
+
+def reads_payload(handler: Handler) -> bool:
+    return not getattr(handler, "envelope_only", False)
+
+
 def combine(*handler_maps: Mapping[str, Handler]) -> dict[str, Handler]:
     """One handler per event type that runs each map's handler in turn, in one transaction."""
     chains: dict[str, list[Handler]] = {}
@@ -85,6 +97,8 @@ def combine(*handler_maps: Mapping[str, Handler]) -> dict[str, Handler]:
             for step in steps:
                 await step(conn, envelope, payload)
 
+        if not any(reads_payload(step) for step in steps):
+            envelope_only(run_all)
         return run_all
 
     return {ce_type: chain(steps) for ce_type, steps in chains.items()}

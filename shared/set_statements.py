@@ -321,3 +321,8 @@ async def form(conn: asyncpg.Connection, query: str) -> SetForm | None:
         tail = tail.replace(f"\x00{n}\x00", f"({cast})" if literal[n - 1] else cast)
     sql = f"{head} FROM unnest({', '.join(arrays)}) AS _batch({names}) {tail}".rstrip()
     return SetForm(sql, tuple(literal), text.key, text.shape)
+
+
+# The statement grammar `shared.rebuild_fold` reads the same statements with.
+TOKENS, FORBIDDEN, INSERT, CONFLICT, UPDATE = _TOKENS, _FORBIDDEN, _INSERT, _CONFLICT, _UPDATE
+FROM, AND, closing, split_top = _FROM, _AND, _closing, _split_top

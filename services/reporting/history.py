@@ -21,7 +21,7 @@ from shared.contracts import ALL_EVENTS
 from shared.contracts.base import EventPayload
 from shared.contracts.scheduling import SlotAssigned, SlotReleased
 from shared.envelope import Envelope
-from shared.inbox import Handler
+from shared.inbox import Handler, envelope_only
 
 # Payload fields that name a registration the event concerns.
 _ONE = ("registration_id", "requester_id", "recipient_id")
@@ -63,6 +63,7 @@ async def remember_all(conn: asyncpg.Connection, envelopes: Iterable[Envelope]) 
         await remember(conn, envelope)
 
 
+@envelope_only
 async def _on_event(conn: asyncpg.Connection, envelope: Envelope, _: EventPayload) -> None:
     await remember(conn, envelope)
 

@@ -11,7 +11,8 @@ compared row by row (`shared.rebuild.compare`, as the rebuild does).
   partitions, partition by partition), through the inbox's own `_apply_runs` (each run
   of one type through its batch handler, consecutive projection-only types as one run).
 - The rebuild's runs (`shared.rebuild.apply_windows` over `Plan.own` and
-  `Plan.consumed`, several windows, each recorded while the one before is sent) for
+  `Plan.consumed`, several windows, each recorded while the one before is sent, the
+  tables `shared.rebuild_fold` can fold kept in memory and written at the end) for
   every service, matching included.
 """
 
@@ -37,12 +38,13 @@ from services.reporting import live
 from services.reporting import rebuild as reporting_rebuild
 from services.scheduling import bootstrap as scheduling_bootstrap
 from services.scheduling import rebuild as scheduling_rebuild
-from shared.batching import apply_run
+from shared.batching import apply_run, send_levels
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import Handler, InboxCore, Subscription, _Message
 from shared.rebuild import Plan, apply_windows
+from shared.rebuild_fold import Fold
 from shared.rebuild_schema import compare
 from tests.integration.support import Infra, fresh_databases, schema_pool
 
@@ -236,10 +238,15 @@ async def test_rebuild_runs_equal_one_by_one(plan: Plan, schemas: str, timeline:
         if plan.start is not None:
             plan.start()
         # As the rebuild applies them: in windows (small here, so that there are several),
-        # each recorded while the one before goes to the server.
+        # each recorded while the one before goes to the server, the tables it can fold
+        # folded in memory (`shared.rebuild_fold`) and written at the end.
+        async with batched.acquire() as conn:
+            fold = await Fold.read(conn)
         if plan.own is not None:
-            await apply_windows(batched, plan.own, _windows(own), _same)
-        await apply_windows(batched, dispatch, _windows(consumed), _same)
+            await apply_windows(batched, plan.own, _windows(own), _same, fold=fold)
+        await apply_windows(batched, dispatch, _windows(consumed), _same, fold=fold)
+        async with batched.acquire() as conn, conn.transaction():
+            await send_levels(conn, [{copy: rows} for copy, rows in fold.release_all()])
     finally:
         await one.close()
         await batched.close()

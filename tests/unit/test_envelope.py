@@ -46,6 +46,24 @@ def test_round_trip_through_kafka_headers() -> None:
     assert Envelope.from_record(json.loads(json.dumps(envelope.to_record()))) == envelope
 
 
+def test_an_envelope_made_without_init_is_the_same_as_one_made_with_it() -> None:
+    """`Envelope._of` (decoding's fast path) against the dataclass's own constructor:
+    equal, frozen, and a record the constructor refuses is refused as before."""
+    envelope = Envelope.wrap(ThingHappened(thing_id="t1"), key="event-1", subject="thing-t1")
+    record = json.loads(json.dumps(envelope.to_record()))
+    made = Envelope.from_record(record)
+    assert made == envelope and repr(made) == repr(envelope)
+    assert vars(made) == vars(envelope)
+    with pytest.raises(AttributeError):
+        made.key = "other"  # type: ignore[misc]
+    sparse = {k: v for k, v in record.items() if v is not None}  # optional fields left out
+    assert Envelope.from_record(sparse) == envelope
+    with pytest.raises(TypeError):
+        Envelope.from_record({**record, "colour": "red"})  # a field it does not have
+    with pytest.raises(TypeError):
+        Envelope.from_record({k: v for k, v in record.items() if k != "source"})
+
+
 @pytest.mark.parametrize("headers", [[], [("ce_id", b"1"), ("ce_source", b"/s")]])
 def test_records_without_cloudevents_headers_are_malformed(
     headers: list[tuple[str, bytes]],

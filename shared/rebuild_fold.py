@@ -1,0 +1,543 @@
+"""The rebuild's tables folded in memory, written once with COPY.
+
+During a rebuild the fresh schema has one writer, the rebuild, and starts empty. So a
+projection handler's statements need not go to the server one run at a time: where a
+statement touches one row of one table, found by a unique key among its arguments, its
+effect can be worked out here, on the table's rows kept in memory, and the final rows
+written with one COPY (`asyncpg.Connection.copy_records_to_table`). The handlers are
+the live ones, unchanged: what is folded is their SQL, so there is no second
+implementation of any projection to keep in step.
+
+What is folded (anything else is not, `Fold.take` answers False):
+- `INSERT INTO t (columns) VALUES (values) [ON CONFLICT [(unique columns)] DO NOTHING |
+  DO UPDATE SET column = value, ...]`, and `UPDATE t SET column = value, ... WHERE
+  a = $i [AND b = $j ...]` where the equalities are exactly the columns of one of the
+  table's unique indexes;
+- values that are a parameter (`$n`, cast to the column's own type or not), a constant
+  (`NULL`, `true`, `false`, an integer, a string literal into a text column), `now()`,
+  `coalesce(...)` of those, a column of the row (an UPDATE's, DO UPDATE's old row) or
+  `EXCLUDED.column`;
+- on a table without foreign keys (in or out), exclusion constraints, partial or
+  expression unique indexes or deferrable unique constraints, whose column defaults are
+  constants, `now()` or a sequence (a sequence-filled column, left to the server at the
+  COPY, in the order the rows were first inserted, must not be given by a statement).
+
+Same rows as the statements one after the other, because: every unique index (but
+those over a sequence-filled column, which a statement cannot meet) is kept as a
+dictionary, so an INSERT meets the row its conflict target (or, without one, any unique
+index) names, as the server would; an UPDATE changes the one row its key names (none if
+there is none); values are worked out from the old row, all before any is assigned, as
+in SQL; a NULL in a key meets nothing. A statement that would fail on the server (a
+key met on another index than the conflict target, an INSERT without ON CONFLICT
+meeting a row) raises here. Constraints (NOT NULL, CHECK) are checked by the COPY.
+`now()` is the fold's own time: the columns it fills are the clock's, left out of the
+comparison (`shared.rebuild_schema.compare`) as they are in the live-vs-rebuilt check.
+
+When a statement that is not folded names a folded table (reads it, or writes it in a
+way not folded), or a handler cannot be recorded at all (it reads on the connection),
+the table's rows are written first (`release`) and the table is no longer folded for
+the rest of the rebuild: from then on its statements go to the server as before.
+Triggers fire on COPY as on INSERT (the projections' tables have NOTIFY ones only).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from shared import set_statements as sets
+
+# A value worked out from (arguments, old row, proposed row).
+Value = Callable[[tuple[Any, ...], list[Any] | None, list[Any] | None], Any]
+
+
+@dataclass(frozen=True)
+class Copy:
+    """The rows of `table` to write with COPY (a statement of `shared.batching`'s levels)."""
+
+    table: str
+    columns: tuple[str, ...]
+
+
+_SERIAL = object()  # a column the server fills at the COPY (sequence, identity)
+
+_COLUMNS = (
+    "SELECT c.relname AS table_name, a.attname AS column_name,"
+    " format_type(a.atttypid, a.atttypmod) AS type, pg_get_expr(d.adbin, d.adrelid) AS fallback,"
+    " a.attidentity <> '' AS identity, a.attgenerated <> '' AS generated"
+    " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+    " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+    " WHERE c.relkind = 'r' AND pg_table_is_visible(c.oid) AND a.attnum > 0"
+    " AND NOT a.attisdropped ORDER BY c.relname, a.attnum"
+)
+_UNIQUES = (
+    "SELECT c.relname AS table_name, i.indimmediate AS immediate,"
+    " (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL) AS partial,"
+    " array(SELECT a.attname::text FROM unnest(i.indkey) k"
+    " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k) AS columns"
+    " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+    " WHERE i.indisunique AND pg_table_is_visible(c.oid)"
+)
+_CONSTRAINED = (
+    "SELECT c.relname AS table_name FROM pg_constraint x JOIN pg_class c"
+    " ON c.oid IN (x.conrelid, x.confrelid) WHERE x.contype IN ('f', 'x')"
+    " AND pg_table_is_visible(c.oid)"
+)
+
+# A type's other names, as a cast may spell it.
+_ALIASES = {
+    "int": "integer",
+    "int4": "integer",
+    "int8": "bigint",
+    "int2": "smallint",
+    "bool": "boolean",
+    "varchar": "character varying",
+    "timestamptz": "timestamp with time zone",
+    "timestamp": "timestamp without time zone",
+    "float8": "double precision",
+    "float4": "real",
+    "decimal": "numeric",
+}
+_TEXT_TYPES = ("text", "character varying")
+_INT_TYPES = ("integer", "bigint", "smallint")
+_PARAM = re.compile(r"^\$(\d+)(?:\s*::\s*([\w ]+?(?:\[\])?))?$")
+_STRING = re.compile(r"^'((?:[^']|'')*)'(?:\s*::\s*(\w[\w ]*))?$")
+_INTEGER = re.compile(r"^-?\d+$")
+_COALESCE = re.compile(r"^coalesce\s*\((.*)\)$", re.IGNORECASE | re.DOTALL)
+_EXCLUDED = re.compile(r"^excluded\.\"?(\w+)\"?$", re.IGNORECASE)
+_COLUMN = re.compile(r"^(?:\"?(\w+)\"?\.)?\"?(\w+)\"?$")
+_NOW_TEXT = re.compile(r"^(?:now\(\)|current_timestamp)$", re.IGNORECASE)
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_EQUAL = re.compile(r"^\s*(?:\"?\w+\"?\.)?\"?(\w+)\"?\s*=\s*\$(\d+)(?:\s*::\s*[\w ]+)?\s*$")
+
+
+def _base_type(name: str) -> str:
+    name = re.sub(r"\(.*?\)", "", name.strip().lower()).strip()
+    return _ALIASES.get(name, name)
+
+
+class Unfoldable(Exception):
+    """This statement (or value) has no folded form."""
+
+
+class _Table:
+    """One table's rows in memory, in the order they were first inserted."""
+
+    def __init__(
+        self, name: str, columns: list[tuple[str, str]], defaults: list[Any], now: datetime
+    ) -> None:
+        self.name = name
+        self.names = [c for c, _ in columns]
+        self.types = {c: _base_type(t) for c, t in columns}
+        self.position = {c: i for i, c in enumerate(self.names)}
+        self.defaults = defaults
+        self.now = now  # what now() is in the fold (a column it fills is the clock's)
+        self.indexes: list[tuple[int, ...]] = []  # unique indexes' column positions
+        # Per column, how its values are compared (None: as they are).
+        self.normal: list[Callable[[Any], Any] | None] = [
+            _uuid if self.types[c] == "uuid" else tuple if self.types[c].endswith("[]") else None
+            for c in self.names
+        ]
+        self.rows: list[list[Any]] = []
+        self.found: list[dict[tuple[Any, ...], list[Any]]] = []  # per index: key -> row
+        self.released = False
+
+    def add_index(self, positions: tuple[int, ...]) -> None:
+        self.indexes.append(positions)
+        self.found.append({})
+
+    def key(self, index: int, row: Sequence[Any]) -> tuple[Any, ...] | None:
+        """The row's values of a unique index, as compared (None: a NULL, meets nothing)."""
+        values = []
+        for i in self.indexes[index]:
+            value = row[i]
+            if value is None:
+                return None
+            normal = self.normal[i]
+            values.append(value if normal is None else normal(value))
+        return tuple(values)
+
+    def copy(self) -> tuple[Copy, list[tuple[Any, ...]]]:
+        kept = [i for i, d in enumerate(self.defaults) if d is not _SERIAL]
+        if len(kept) == 1:
+            rows = [(row[kept[0]],) for row in self.rows]
+        else:
+            take = itemgetter(*kept)
+            rows = [take(row) for row in self.rows]
+        return Copy(self.name, tuple(self.names[i] for i in kept)), rows
+
+
+def _uuid(value: Any) -> str:
+    """A uuid as the server compares it (its spellings are one value)."""
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value  # already as `str(UUID(value))` spells it
+    return str(value if isinstance(value, UUID) else UUID(str(value)))
+
+
+@dataclass(frozen=True)
+class _Operation:
+    """A statement's folded form (per SQL text)."""
+
+    table: _Table
+    inserts: bool
+    values: tuple[tuple[int, Value], ...]  # column position, value
+    target: int | None = None  # an INSERT's conflict index (None: any)
+    on_conflict: str = ""  # "", "nothing" or "update"
+    updates: tuple[tuple[int, Value], ...] = ()  # DO UPDATE's or UPDATE's assignments
+    where: tuple[tuple[int, int], ...] = ()  # an UPDATE's key: index position, parameter
+
+
+# The indexes of a table that no constraint owns (not its primary key, not a UNIQUE).
+_PLAIN_INDEXES = (
+    "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition"
+    " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+    " WHERE c.relname = $1 AND pg_table_is_visible(c.oid)"
+    " AND NOT EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = i.indexrelid)"
+)
+# Its primary key and UNIQUE constraints (a folded table has no other kind but CHECK).
+_KEYS = (
+    "SELECT x.conname AS name, pg_get_constraintdef(x.oid) AS definition"
+    " FROM pg_constraint x JOIN pg_class c ON c.oid = x.conrelid"
+    " WHERE c.relname = $1 AND pg_table_is_visible(c.oid) AND x.contype IN ('p', 'u')"
+    " ORDER BY x.contype"
+)
+
+
+async def write(conn: asyncpg.Connection, copy: Copy, rows: Sequence[tuple[Any, ...]]) -> None:
+    """The rows a fold released, into their table (empty: a folded table never had a row on
+    the server) with one COPY, in one transaction. Its indexes are built after the load,
+    not row by row: the plain ones made again from their definitions, the primary key
+    and UNIQUE constraints added again under their names (which checks them: the fold
+    kept them, but for a sequence's, which the server fills). Nobody sees the table
+    without them: it is the fresh schema's, and the transaction holds it."""
+    indexes = await conn.fetch(_PLAIN_INDEXES, copy.table)
+    keys = await conn.fetch(_KEYS, copy.table)
+    table = f'"{copy.table}"'
+    for index in indexes:
+        await conn.execute(f"DROP INDEX {index['name']}")
+    for key in keys:
+        await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{key["name"]}"')
+    await conn.copy_records_to_table(copy.table, records=rows, columns=list(copy.columns))
+    for key in keys:
+        name, definition = key["name"], key["definition"]
+        await conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+    for index in indexes:
+        await conn.execute(index["definition"])
+
+
+class Fold:
+    """The folded tables of one rebuild (`read` on its fresh schema's connection)."""
+
+    def __init__(self, tables: dict[str, _Table]) -> None:
+        self._tables = tables
+        self._operations: dict[str, _Operation | None] = {}
+
+    @classmethod
+    async def read(cls, conn: asyncpg.Connection) -> Fold:
+        columns: dict[str, list[asyncpg.Record]] = {}
+        for row in await conn.fetch(_COLUMNS):
+            columns.setdefault(row["table_name"], []).append(row)
+        excluded = {row["table_name"] for row in await conn.fetch(_CONSTRAINED)}
+        uniques: dict[str, list[asyncpg.Record]] = {}
+        for row in await conn.fetch(_UNIQUES):
+            uniques.setdefault(row["table_name"], []).append(row)
+        tables: dict[str, _Table] = {}
+        now = datetime.now(UTC)
+        for name, cols in columns.items():
+            found = uniques.get(name, [])
+            if name in excluded or any(u["partial"] or not u["immediate"] for u in found):
+                continue
+            defaults = await _defaults(conn, cols, now)
+            if defaults is None:
+                continue
+            table = _Table(name, [(c["column_name"], c["type"]) for c in cols], defaults, now)
+            for unique in found:
+                positions = tuple(table.position[c] for c in unique["columns"])
+                if any(defaults[i] is _SERIAL for i in positions):
+                    continue  # a sequence's values never meet (no statement gives them)
+                table.add_index(positions)
+            tables[name.lower()] = table
+        return cls(tables)
+
+    def take(self, query: str, args: tuple[Any, ...]) -> bool:
+        """Apply `query` to the rows in memory if it has a folded form on a folded table."""
+        operation = self._operations.get(query, _UNKNOWN)
+        if operation is _UNKNOWN:
+            operation = self._operations[query] = self._compile(query)
+        if operation is None or operation.table.released:
+            return False
+        if operation.inserts:
+            _insert(operation, args)
+        else:
+            _update(operation, args)
+        return True
+
+    def release(self, tables: Iterable[str]) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
+        """The rows of those of `tables` still folded, to write now; they are folded no
+        more (their next statements go to the server, after these rows)."""
+        out = []
+        for name in tables:
+            table = self._tables.get(name.lower())
+            if table is None or table.released:
+                continue
+            table.released = True
+            copy, rows = table.copy()
+            table.rows, table.found = [], []
+            if rows:
+                out.append((copy, rows))
+        return out
+
+    def release_all(self) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
+        return self.release(list(self._tables))
+
+    def _compile(self, query: str) -> _Operation | None:
+        try:
+            return _compile(self._tables, query)
+        except Unfoldable:
+            return None
+
+
+_UNKNOWN: Any = object()
+
+
+async def _defaults(
+    conn: asyncpg.Connection, columns: Sequence[asyncpg.Record], now: datetime
+) -> list[Any] | None:
+    """Each column's default as a value (now() as `now`) or `_SERIAL`; None if some
+    default is anything else (a function of the moment but now(), a generated column)."""
+    defaults: list[Any] = []
+    constants: dict[int, str] = {}
+    for i, column in enumerate(columns):
+        text = column["fallback"]
+        if column["generated"]:
+            return None
+        if column["identity"] or (text or "").startswith("nextval("):
+            defaults.append(_SERIAL)
+        elif text is None:
+            defaults.append(None)
+        elif _NOW_TEXT.match(text.strip()):
+            defaults.append(now)
+        elif "(" in text:
+            return None  # a function's value: not known to be constant
+        else:
+            defaults.append(None)
+            constants[i] = text
+    if constants:
+        values = await conn.fetchrow(
+            "SELECT " + ", ".join(f"({text}) AS c{i}" for i, text in constants.items())
+        )
+        assert values is not None
+        for i in constants:
+            defaults[i] = values[f"c{i}"]
+    return defaults
+
+
+def _compile(tables: dict[str, _Table], query: str) -> _Operation:
+    if sets.FORBIDDEN.search(sets.TOKENS.sub("''", query)):
+        raise Unfoldable("subquery, CTE, RETURNING, OR")
+    if (insert := sets.INSERT.match(query)) is not None:
+        return _compile_insert(tables, query, insert)
+    if (update := sets.UPDATE.match(query)) is not None:
+        return _compile_update(tables, update)
+    raise Unfoldable("neither INSERT nor UPDATE")
+
+
+def _table(tables: dict[str, _Table], name: str) -> _Table:
+    table = tables.get(name.strip('"').lower())
+    if table is None:
+        raise Unfoldable("not a folded table")
+    return table
+
+
+def _assignments(table: _Table, text: str, excluded: bool) -> tuple[tuple[int, Value], ...]:
+    out = []
+    for part in sets.split_top(text):
+        column, _, value = part.partition("=")
+        name = column.strip().strip('"').lower()
+        position = table.position.get(name)
+        if position is None or table.defaults[position] is _SERIAL:
+            raise Unfoldable(f"assigns {name}")
+        if any(position in index for index in table.indexes):
+            raise Unfoldable("changes a unique key")
+        out.append((position, _value(table, value, table.types[name], excluded)))
+    return tuple(out)
+
+
+def _compile_insert(tables: dict[str, _Table], query: str, match: re.Match[str]) -> _Operation:
+    table = _table(tables, match.group(1))
+    end = sets.closing(query, match.end())
+    if end < 0:
+        raise Unfoldable("unbalanced")
+    columns = [c.strip().strip('"').lower() for c in match.group(2).split(",")]
+    values = sets.split_top(query[match.end() : end])
+    if len(columns) != len(values) or len(set(columns)) != len(columns):
+        raise Unfoldable("columns and values")
+    given = []
+    for column, value in zip(columns, values, strict=True):
+        position = table.position.get(column)
+        if position is None or table.defaults[position] is _SERIAL:
+            raise Unfoldable(f"gives {column}")
+        given.append((position, _value(table, value, table.types[column], False, row=False)))
+    rest = query[end + 1 :].strip()
+    if not rest:
+        return _Operation(table, True, tuple(given))
+    conflict = sets.CONFLICT.match(rest)
+    if conflict is None:
+        raise Unfoldable("after VALUES")
+    target = None
+    if conflict.group(1):
+        names = {c.strip().strip('"').lower() for c in conflict.group(1).split(",")}
+        positions = {table.position.get(c) for c in names}
+        matching = [n for n, index in enumerate(table.indexes) if set(index) == positions]
+        if not matching:
+            raise Unfoldable("conflict target")
+        target = matching[0]
+    action = conflict.group(2)
+    if not action.upper().startswith("UPDATE"):
+        return _Operation(table, True, tuple(given), target, "nothing")
+    if target is None:
+        raise Unfoldable("DO UPDATE without a target")
+    assignments = re.sub(r"^UPDATE\s+SET\s+", "", action, flags=re.IGNORECASE)
+    if re.search(r"\bWHERE\b", sets.TOKENS.sub("''", assignments), re.IGNORECASE):
+        raise Unfoldable("DO UPDATE ... WHERE")
+    updates = _assignments(table, assignments, excluded=True)
+    return _Operation(table, True, tuple(given), target, "update", updates)
+
+
+def _compile_update(tables: dict[str, _Table], match: re.Match[str]) -> _Operation:
+    name, assignments, where = match.groups()
+    table = _table(tables, name)
+    if sets.FROM.search(assignments) or sets.FROM.search(where):
+        raise Unfoldable("UPDATE ... FROM")
+    key: dict[int, int] = {}
+    for conjunct in sets.AND.split(where):
+        equal = _EQUAL.match(conjunct)
+        if equal is None:
+            raise Unfoldable("WHERE other than a key's equalities")
+        position = table.position.get(equal.group(1).lower())
+        if position is None or position in key:
+            raise Unfoldable("WHERE column")
+        key[position] = int(equal.group(2)) - 1
+    matching = [n for n, index in enumerate(table.indexes) if set(index) == set(key)]
+    if not matching:
+        raise Unfoldable("WHERE is not a unique key")
+    index = matching[0]
+    where_params = tuple((n, key[p]) for n, p in enumerate(table.indexes[index]))
+    updates = _assignments(table, assignments, excluded=False)
+    return _Operation(table, False, (), index, "", updates, where_params)
+
+
+def _value(table: _Table, text: str, column_type: str, excluded: bool, row: bool = True) -> Value:
+    """`text` (a value in a statement) as a function of the arguments and rows."""
+    text = text.strip()
+    if (param := _PARAM.match(text)) is not None:
+        n = int(param.group(1)) - 1
+        if param.group(2) and _base_type(param.group(2)) != column_type:
+            raise Unfoldable("a parameter cast to another type")
+        return lambda args, old, new: args[n]
+    if _NOW_TEXT.match(text):
+        moment = table.now
+        return lambda args, old, new: moment
+    upper = text.upper()
+    if upper == "NULL":
+        return lambda args, old, new: None
+    if upper in ("TRUE", "FALSE") and column_type == "boolean":
+        flag = upper == "TRUE"
+        return lambda args, old, new: flag
+    if _INTEGER.match(text) and column_type in _INT_TYPES:
+        number = int(text)
+        return lambda args, old, new: number
+    if (string := _STRING.match(text)) is not None and column_type in _TEXT_TYPES:
+        if string.group(2) and _base_type(string.group(2)) not in _TEXT_TYPES:
+            raise Unfoldable("a string cast")
+        literal = string.group(1).replace("''", "'")
+        return lambda args, old, new: literal
+    if (coalesce := _COALESCE.match(text)) is not None:
+        options = [
+            _value(table, part, column_type, excluded, row)
+            for part in sets.split_top(coalesce.group(1))
+        ]
+
+        def first(args: tuple[Any, ...], old: list[Any] | None, new: list[Any] | None) -> Any:
+            for option in options:
+                if (value := option(args, old, new)) is not None:
+                    return value
+            return None
+
+        return first
+    if excluded and (other := _EXCLUDED.match(text)) is not None:
+        position = _column(table, other.group(1), column_type)
+        return lambda args, old, new: new[position] if new is not None else None
+    if row and (other := _COLUMN.match(text)) is not None:
+        if other.group(1) and other.group(1).lower() != table.name.lower():
+            raise Unfoldable("another table's column")
+        position = _column(table, other.group(2), column_type)
+        return lambda args, old, new: old[position] if old is not None else None
+    raise Unfoldable(f"value {text!r}")
+
+
+def _column(table: _Table, name: str, column_type: str) -> int:
+    position = table.position.get(name.lower())
+    if position is None or table.types[table.names[position]] != column_type:
+        raise Unfoldable(f"column {name}")
+    if table.defaults[position] is _SERIAL:
+        raise Unfoldable("a sequence-filled column's value is the server's")
+    return position
+
+
+def _insert(operation: _Operation, args: tuple[Any, ...]) -> None:
+    table = operation.table
+    row = list(table.defaults)
+    for position, value in operation.values:
+        row[position] = value(args, None, None)
+    keys = [table.key(n, row) for n in range(len(table.indexes))]
+    target = operation.target
+    if target is not None and (key := keys[target]) is not None:
+        met = table.found[target].get(key)
+        if met is not None:  # the arbiter index decides, whatever the others hold
+            if operation.on_conflict == "update":
+                _assign(operation, args, met, row)
+            return
+    for key, found in zip(keys, table.found, strict=True):
+        if key is None or key not in found:
+            continue
+        if operation.on_conflict == "nothing" and target is None:
+            return  # any conflict: nothing
+        raise asyncpg.UniqueViolationError(
+            f"folded INSERT into {table.name} meets a row on a unique index it does not"
+            " name as its conflict target"
+        )
+    table.rows.append(row)
+    for key, found in zip(keys, table.found, strict=True):
+        if key is not None:
+            found[key] = row
+
+
+def _update(operation: _Operation, args: tuple[Any, ...]) -> None:
+    table = operation.table
+    assert operation.target is not None
+    values = []
+    for n, param in operation.where:
+        value = args[param]
+        if value is None:
+            return
+        normal = table.normal[table.indexes[operation.target][n]]
+        values.append(value if normal is None else normal(value))
+    found = table.found[operation.target].get(tuple(values))
+    if found is not None:
+        _assign(operation, args, found, None)
+
+
+def _assign(
+    operation: _Operation, args: tuple[Any, ...], row: list[Any], proposed: list[Any] | None
+) -> None:
+    values = [(position, value(args, row, proposed)) for position, value in operation.updates]
+    for position, value in values:
+        row[position] = value

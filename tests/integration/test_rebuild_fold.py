@@ -1,0 +1,144 @@
+"""The rebuild's fold (`shared.rebuild_fold`) leaves the rows the statements would have.
+
+A table with a sequence-filled primary key, a second unique key, a unique pair that may
+hold NULLs, and defaults of every kind the fold reads; a random sequence (hypothesis) of
+the statement shapes it folds (inserts that meet rows on either key, upserts, updates
+by either key, `coalesce`, `now()`, constants) and one it does not fold (which releases
+the table to the server midway, as a handler's read would). Applied one by one on one
+schema, folded then written with COPY (and the rest on the server) on another; the rows,
+and the order the sequence numbered them in, must be the same.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.rebuild_fold import Fold, write
+from tests.integration.support import Infra, fresh_databases
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+TABLE = """
+CREATE TABLE items (
+    seq   bigserial PRIMARY KEY,
+    k     text NOT NULL UNIQUE,
+    a     text,
+    b     integer NOT NULL DEFAULT 0,
+    d     integer NOT NULL DEFAULT -1,
+    c     boolean NOT NULL DEFAULT false,
+    tags  text[] NOT NULL DEFAULT '{}',
+    doc   jsonb,
+    note  text DEFAULT 'none',
+    id    uuid,
+    at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (a, b)
+);
+CREATE INDEX items_by_tag ON items USING gin (tags);
+CREATE INDEX items_by_note ON items (note) WHERE c;
+"""
+
+STATEMENTS = [
+    "INSERT INTO items (k, a, b) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    "INSERT INTO items (k, doc, tags, id) VALUES ($1, $2::jsonb, $3, $4::uuid)"
+    " ON CONFLICT (k) DO UPDATE SET doc = EXCLUDED.doc, tags = EXCLUDED.tags, c = true,"
+    " note = coalesce(items.note, 'was null')",
+    "UPDATE items SET d = $2, note = coalesce($3, note), at = now() WHERE k = $1",
+    "UPDATE items SET note = 'by pair', c = false WHERE a = $1 AND b = $2",
+    "INSERT INTO items (k, note) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING",
+    "UPDATE items SET d = d + 1 WHERE k = $1",  # not folded: releases the table
+]
+KEYS = st.sampled_from(["k0", "k1", "k2", "k3", "k4"])
+PAIRS = st.tuples(st.sampled_from([None, "a0", "a1"]), st.integers(0, 1))
+NOTES = st.sampled_from([None, "n0", "it's"])
+IDS = st.sampled_from([None, "6a0e38e8-5677-49ba-8e7f-6baaab9823e3", uuid.UUID(int=7)])
+CALLS = st.one_of(
+    st.tuples(st.just(0), st.tuples(KEYS, st.sampled_from([None, "a0", "a1"]), st.integers(0, 1))),
+    st.tuples(
+        st.just(1),
+        st.tuples(KEYS, st.sampled_from(['{"x": 1}', "[]"]), st.lists(KEYS, max_size=2), IDS),
+    ),
+    st.tuples(st.just(2), st.tuples(KEYS, st.integers(0, 9), NOTES)),
+    st.tuples(st.just(3), PAIRS),
+    st.tuples(st.just(4), st.tuples(KEYS, NOTES)),
+    st.tuples(st.just(5), st.tuples(KEYS)),
+)
+COLUMNS = "k, a, b, d, c, tags, doc, note, id"
+
+
+async def _rows(conn: asyncpg.Connection, schema: str) -> list[tuple[Any, ...]]:
+    rows = await conn.fetch(f"SELECT {COLUMNS} FROM {schema}.items ORDER BY seq")
+    return [tuple(r) for r in rows]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(calls=st.lists(CALLS, max_size=30))
+async def test_folded_rows_equal_the_statements_one_by_one(
+    infra: Infra, calls: list[tuple[int, tuple[Any, ...]]]
+) -> None:
+    name = f"test_fold_{uuid.uuid4().hex[:12]}"
+    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
+        conn = await asyncpg.connect(dsns[name])
+        try:
+            for schema in ("direct", "folded"):
+                await conn.execute(f"CREATE SCHEMA {schema}; SET search_path = {schema}")
+                await conn.execute(TABLE)
+            await conn.execute("SET search_path = direct")
+            for n, args in calls:
+                await conn.execute(STATEMENTS[n], *args)
+            await conn.execute("SET search_path = folded")
+            fold = await Fold.read(conn)
+            async with conn.transaction():
+                for n, args in calls:
+                    if not fold.take(STATEMENTS[n], args):
+                        for copy, rows in fold.release(["items"]):
+                            await write(conn, copy, rows)
+                        await conn.execute(STATEMENTS[n], *args)
+                for copy, rows in fold.release_all():
+                    await write(conn, copy, rows)
+            assert await _rows(conn, "folded") == await _rows(conn, "direct")
+            indexes = await conn.fetchval(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = 'folded'"
+            )
+            assert indexes == 5  # the primary key, two unique ones and both plain ones, made again
+            keys = await conn.fetchval(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = 'folded.items'::regclass"
+                " AND contype IN ('p', 'u')"
+            )
+            assert keys == 3
+        finally:
+            await conn.close()
+
+
+async def test_a_statement_it_cannot_fold_is_left_to_the_server(infra: Infra) -> None:
+    name = f"test_fold_{uuid.uuid4().hex[:12]}"
+    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
+        conn = await asyncpg.connect(dsns[name])
+        try:
+            await conn.execute(TABLE)
+            fold = await Fold.read(conn)
+            assert fold.take(STATEMENTS[0], ("k0", "a0", 1))
+            for query in (
+                STATEMENTS[5],
+                "UPDATE items SET note = $2 WHERE k = $1 AND note IS NULL",  # not just a key
+                "UPDATE items SET k = $2 WHERE k = $1",  # moves a row to another key
+                "UPDATE items SET note = $2 WHERE d = $1",  # not a unique key
+                "INSERT INTO items (seq, k) VALUES ($1, $2)",  # the sequence's column
+                "WITH x AS (SELECT 1) INSERT INTO items (k) VALUES ($1)",
+                "INSERT INTO items (k, d) VALUES ($1, $2::bigint)",  # a cast to another type
+            ):
+                assert not fold.take(query, ("k0", "x")), query
+            with pytest.raises(asyncpg.UniqueViolationError):
+                fold.take("INSERT INTO items (k) VALUES ($1)", ("k0",))
+        finally:
+            await conn.close()

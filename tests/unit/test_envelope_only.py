@@ -1,0 +1,37 @@
+"""Handlers that read the envelope only (`shared.inbox.envelope_only`): the rebuild skips
+validating the payload of an event that only such handlers see."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.reporting import history, projection
+from shared.contracts.base import EventPayload
+from shared.contracts.notification import NotificationQueued, NotificationSent
+from shared.envelope import Envelope
+from shared.inbox import combine, envelope_only, reads_payload
+
+
+async def _reads(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
+    del conn, envelope, event
+
+
+@envelope_only
+async def _keeps(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
+    del conn, envelope, event
+
+
+def test_combine_keeps_the_mark_only_when_every_handler_has_it() -> None:
+    assert reads_payload(_reads) and not reads_payload(_keeps)
+    both = combine({"a": _keeps, "b": _keeps}, {"a": _keeps, "b": _reads})
+    assert not reads_payload(both["a"])
+    assert reads_payload(both["b"])
+
+
+def test_reporting_validates_what_its_projections_read() -> None:
+    from services.reporting.rebuild import PLAN
+
+    assert all(not reads_payload(h) for h in history.HANDLERS.values())
+    assert not reads_payload(PLAN.consumed[NotificationQueued.ce_type()])  # history only
+    assert reads_payload(PLAN.consumed[NotificationSent.ce_type()])  # the dashboard's outcomes
+    assert all(reads_payload(PLAN.consumed[t]) for t in projection.HANDLERS)
