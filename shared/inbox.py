@@ -20,27 +20,22 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind
 
-from shared import logs, metrics
+from shared import metrics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import ACTOR, Envelope, MalformedEnvelope
+from shared.inbox_telemetry import Processed, Sampling, export_zeros, process_span
 from shared.kafka import REQUEST_TIMEOUT_MS
-from shared.outbox import conversation
-from shared.topics import prefixed
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer(__name__)
 
 # Seconds between two reports of the consumer lag (each asks for every partition's position).
 LAG_INTERVAL = 2.0
@@ -56,8 +51,9 @@ class Subscription:
     """What a consumer listens to: handlers by CloudEvents type, across `topics`.
 
     `batch_handlers` (optional) apply, in the batch's transaction, each run of
-    consecutive new events of their type in one call, in order. A batch handler
-    must have the same effect as its events applied one by one. If it raises,
+    consecutive new events of their type in one call, in order; types that map to the
+    same batch handler object share their runs (the handler takes any mix of them). A
+    batch handler must have the same effect as its events applied one by one. If it raises,
     the batch is redone message by message, each through `handlers` (or the
     batch handler with a one-event run when a type has no per-event handler).
     """
@@ -142,17 +138,14 @@ class InboxCore:
         self._lag_partitions: set[TopicPartition] = set()
 
     def _export_zeros(self) -> None:
-        """Export zeros from the start, so dashboards show "none" rather than "no data"
-        and rate() sees the first failure."""
-        for topic in self._subscription.topics:
-            metrics.EVENT_PROCESSING_SECONDS.labels(self.name, topic)
-            metrics.EVENT_PROCESSING_ERRORS.labels(self.name, topic)
-            metrics.DEAD_LETTERS.labels(self.name, topic)
         handled = {*self._subscription.handlers, *self._subscription.batch_handlers}
-        for model in self._subscription.registry.models():
-            topic = prefixed(self._topic_prefix, model.topic())
-            if model.ce_type() in handled and topic in self._subscription.topics:
-                metrics.EVENTS_PROCESSED.labels(self.name, topic, model.ce_type())
+        export_zeros(
+            self.name,
+            self._subscription.topics,
+            handled,
+            self._subscription.registry,
+            self._topic_prefix,
+        )
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Set `consumer_lag` per assigned partition: its end minus our position.
@@ -246,9 +239,11 @@ class InboxCore:
         return out
 
     async def _apply_runs(self, conn: asyncpg.Connection, messages: list[_Message]) -> None:
-        """The fast path with batch handlers: one call per run of same-type events; runs
-        of types whose batch handlers only project (`shared.batching.batched`) go as one
-        run of all their types, so that statements of interleaved types still batch."""
+        """The fast path with batch handlers: one call per run of consecutive events whose
+        types share a batch handler (the same object: such a handler takes runs of all its
+        types); runs of types whose batch handlers only project (`shared.batching.batched`)
+        go as one run of all their types, so that statements of interleaved types still
+        batch."""
         from shared.batching import apply_run, projection_of  # imports this module
 
         batch_handlers = self._subscription.batch_handlers
@@ -258,8 +253,10 @@ class InboxCore:
             for ce_type, handler in batch_handlers.items()
             if (projection := projection_of(handler)) is not None
         }
+        sampling = Sampling.current()
+        processed = Processed(self.name)
         run: list[tuple[Envelope, EventPayload]] = []
-        run_type = ""
+        run_handler: object = None  # what `run` goes to: a batch handler or `projections`
 
         async def project(
             conn: asyncpg.Connection, envelope: Envelope, event: EventPayload
@@ -269,10 +266,10 @@ class InboxCore:
         async def flush() -> None:
             if run:
                 try:
-                    if run_type in projections:
+                    if run_handler is projections:
                         await apply_run(conn, project, run)
                     else:
-                        await batch_handlers[run_type](conn, run)
+                        await cast(BatchHandler, run_handler)(conn, run)
                 except Exception as exc:
                     # No single message is to blame: each gets all its attempts.
                     raise _BatchFailed("", exc) from exc
@@ -288,43 +285,19 @@ class InboxCore:
                 except Exception as exc:
                     raise _BatchFailed(message.message_id, exc) from exc
                 continue
-            if current != run_type and not (current in projections and run_type in projections):
+            handler = projections if current in projections else batch_handlers[current]
+            if handler is not run_handler:
                 await flush()
-                run_type = current
-            with self._span(message, envelope):
+                run_handler = handler
+            if sampling.records(envelope):
+                with process_span(message.record, envelope, self.name):
+                    payload = registry.parse(envelope.type, envelope.data)
+            else:
                 payload = registry.parse(envelope.type, envelope.data)
             run.append((envelope, payload))
-            metrics.EVENTS_PROCESSED.labels(self.name, message.record.topic, envelope.type).inc()
+            processed.add(message.record.topic, envelope.type)
         await flush()
-
-    @contextmanager
-    def _span(self, message: _Message, envelope: Envelope) -> Iterator[Span]:
-        """The event's `process <topic>` span, continuing the trace the event carries;
-        log lines inside carry the event's correlation id (`shared.logs`)."""
-        parent = propagate.extract(
-            {"traceparent": envelope.traceparent or "", "tracestate": envelope.tracestate or ""}
-        )
-        r = message.record
-        with (
-            tracer.start_as_current_span(
-                f"process {r.topic}",
-                context=parent,
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": r.topic,
-                    "messaging.destination.partition.id": str(r.partition),
-                    "messaging.kafka.offset": r.offset,
-                    "messaging.consumer.group.name": self.name,
-                    "messaging.message.id": envelope.id,
-                    "cloudevents.event_type": envelope.type,
-                    **conversation(envelope),
-                },
-            ) as span,
-            logs.correlation(envelope.correlation_id),
-        ):
-            yield span
+        processed.report()
 
     async def _apply(self, conn: asyncpg.Connection, message: _Message) -> None:
         if message.envelope is None:
@@ -337,7 +310,7 @@ class InboxCore:
         if handler is None and batch_handler is None:
             if not self._subscription.registry.knows(envelope.type):
                 return  # an event type this service does not care about
-        with self._span(message, envelope):
+        with process_span(message.record, envelope, self.name):
             if handler is None and batch_handler is None:
                 return
             payload = self._subscription.registry.parse(envelope.type, envelope.data)
