@@ -56,7 +56,7 @@ def test_other_samplers_decide_on_the_event_s_trace_id() -> None:
 
 def test_processed_events_are_counted_per_topic_and_type_once_reported() -> None:
     def count() -> float:
-        return metrics.EVENTS_PROCESSED.labels("g-test", "t.events", "x.v1")._value.get()
+        return float(metrics.EVENTS_PROCESSED.labels("g-test", "t.events", "x.v1")._value.get())
 
     before = count()
     processed = Processed("g-test")
