@@ -402,6 +402,19 @@ class InboxCore:
             metrics.EVENT_PROCESSING_SECONDS.labels(self.name, tp.topic).observe(elapsed)
 
 
+Batch = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+async def _settled(ahead: asyncio.Future[Batch]) -> Batch:
+    """What a fetch started ahead got (nothing, if it was still waiting: it is called off)."""
+    if not ahead.done():
+        ahead.cancel()
+        await asyncio.wait([ahead])  # a cancellation of the caller still goes through
+    if ahead.cancelled():
+        return {}
+    return ahead.result()
+
+
 class InboxConsumer(InboxCore):
     def __init__(
         self,
@@ -456,16 +469,44 @@ class InboxConsumer(InboxCore):
         await self._consumer.stop()
 
     async def run(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=500, max_records=self._batch_size)
-            if any(batch.values()):
-                await self._consume(batch)
-            # Also while idle or stuck on a failing batch, when lag matters most.
-            await self._report_lag(self._consumer)
+        """Fetch, apply, commit; while a batch is applied the next one is fetched already
+        (records parsed as they arrive), so that catching up a backlog the broker's round
+        trips overlap the database's. Nothing waits for a batch to fill: a fetch returns
+        what has arrived."""
+        ahead: asyncio.Future[Batch] | None = None
+        try:
+            while True:
+                batch = await (ahead or self._fetch())
+                ahead = None
+                if any(batch.values()):
+                    ahead = asyncio.ensure_future(self._fetch())
+                    if not await self._consume(batch):
+                        # Read again from the failed batch on: the batch fetched ahead too.
+                        unread = await _settled(ahead)
+                        ahead = None
+                        self._seek_back(batch, unread)
+                        await asyncio.sleep(self._retry_backoff * 5)
+                # Also while idle or stuck on a failing batch, when lag matters most.
+                await self._report_lag(self._consumer)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
 
-    async def _consume(
-        self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
+    async def _fetch(self) -> Batch:
+        batch: Batch = await self._consumer.getmany(timeout_ms=500, max_records=self._batch_size)
+        return batch
+
+    def _seek_back(self, *batches: Batch) -> None:
+        """Each partition back to the first record of `batches` (in order) it had."""
+        for batch in reversed(batches):
+            for tp, rs in batch.items():
+                if rs:
+                    # A partition a rebalance took meanwhile: its new owner reads it.
+                    with contextlib.suppress(IllegalStateError):
+                        self._consumer.seek(tp, rs[0].offset)
+
+    async def _consume(self, batch: Batch) -> bool:
+        """Apply and commit `batch`; False if it failed (nothing of it was committed)."""
         fetched = time.perf_counter()
         try:
             await self.process([r for rs in batch.values() for r in rs])
@@ -475,16 +516,12 @@ class InboxConsumer(InboxCore):
             # The database is unreachable or the transaction failed as a
             # whole: nothing was committed, so read the batch again later.
             log.exception("%s: batch failed; will retry", self.name)
-            for tp, rs in batch.items():
-                self._consumer.seek(tp, rs[0].offset)
-            await asyncio.sleep(self._retry_backoff * 5)
-            return
+            return False
         await self._commit(batch)
         self._observe(batch, fetched)
+        return True
 
-    async def _commit(
-        self, batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
+    async def _commit(self, batch: Batch) -> None:
         offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items()}
         try:
             await self._consumer.commit(offsets)
