@@ -242,7 +242,7 @@ class FastStreamInboxConsumer(InboxCore):
         await self._apply_fresh(conn, fresh)
 
     def read_all(self, records: Records) -> list[_Message]:
-        return [self._read(r) for r in records]
+        return self.read(records)
 
     async def claim(self, conn: asyncpg.Connection, messages: list[_Message]) -> list[_Message]:
         return await self._claim(conn, messages)

@@ -100,13 +100,16 @@ class _Message:
     record: ConsumerRecord[bytes, bytes]
     envelope: Envelope | None
     error: str | None  # why it could not be read, if it could not
+    # Parsed as the batch was read, for a batch handler's run (`InboxCore.read`).
+    payload: EventPayload | None = None
+    message_id: str = field(init=False)
 
-    @property
-    def message_id(self) -> str:
+    def __post_init__(self) -> None:
         if self.envelope is None:
             r = self.record
-            return f"kafka:{r.topic}/{r.partition}/{r.offset}"
-        return f"{self.envelope.source}#{self.envelope.id}"
+            self.message_id = f"kafka:{r.topic}/{r.partition}/{r.offset}"
+        else:
+            self.message_id = f"{self.envelope.source}#{self.envelope.id}"
 
 
 class InboxCore:
@@ -182,9 +185,37 @@ class InboxCore:
             )
             self._lag_partitions.add(tp)
 
-    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Apply a batch in one transaction; fall back to one savepoint per message."""
-        messages = [self._read(r) for r in records]
+    def read(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[_Message]:
+        """The batch's messages, each decoded, and parsed where a batch handler's run will
+        take it without a recorded span (done as the next batch is fetched, while the
+        database works on this one: `InboxConsumer.run`). A payload that fails to parse
+        is left for the apply, which parses it again and fails in its place."""
+        batch_handlers = self._subscription.batch_handlers
+        registry = self._subscription.registry
+        sampling = Sampling.current()
+        messages = []
+        for record in records:
+            message = self._read(record)
+            envelope = message.envelope
+            if (
+                envelope is not None
+                and registry.current_type(envelope.type) in batch_handlers
+                and not sampling.records(envelope)
+            ):
+                with contextlib.suppress(Exception):
+                    message.payload = registry.parse(envelope.type, envelope.data)
+            messages.append(message)
+        return messages
+
+    async def process(
+        self,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        messages: list[_Message] | None = None,
+    ) -> None:
+        """Apply a batch (`messages`: as `read` gave them) in one transaction; fall back
+        to one savepoint per message."""
+        if messages is None:
+            messages = self.read(records)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await self._apply_fresh(conn, await self._claim(conn, messages))
@@ -289,10 +320,11 @@ class InboxCore:
             if handler is not run_handler:
                 await flush()
                 run_handler = handler
-            if sampling.records(envelope):
+            payload = message.payload
+            if payload is None and sampling.records(envelope):
                 with process_span(message.record, envelope, self.name):
                     payload = registry.parse(envelope.type, envelope.data)
-            else:
+            elif payload is None:
                 payload = registry.parse(envelope.type, envelope.data)
             run.append((envelope, payload))
             processed.add(message.record.topic, envelope.type)
@@ -405,13 +437,16 @@ class InboxCore:
 Batch = Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
-async def _settled(ahead: asyncio.Future[Batch]) -> Batch:
+Fetched = tuple[Batch, list[_Message]]
+
+
+async def _settled(ahead: asyncio.Future[Fetched]) -> Fetched:
     """What a fetch started ahead got (nothing, if it was still waiting: it is called off)."""
     if not ahead.done():
         ahead.cancel()
         await asyncio.wait([ahead])  # a cancellation of the caller still goes through
     if ahead.cancelled():
-        return {}
+        return {}, []
     return ahead.result()
 
 
@@ -473,16 +508,16 @@ class InboxConsumer(InboxCore):
         (records parsed as they arrive), so that catching up a backlog the broker's round
         trips overlap the database's. Nothing waits for a batch to fill: a fetch returns
         what has arrived."""
-        ahead: asyncio.Future[Batch] | None = None
+        ahead: asyncio.Future[Fetched] | None = None
         try:
             while True:
-                batch = await (ahead or self._fetch())
+                batch, messages = await (ahead or self._fetch())
                 ahead = None
-                if any(batch.values()):
+                if messages:
                     ahead = asyncio.ensure_future(self._fetch())
-                    if not await self._consume(batch):
+                    if not await self._consume(batch, messages):
                         # Read again from the failed batch on: the batch fetched ahead too.
-                        unread = await _settled(ahead)
+                        unread, _ = await _settled(ahead)
                         ahead = None
                         self._seek_back(batch, unread)
                         await asyncio.sleep(self._retry_backoff * 5)
@@ -492,9 +527,9 @@ class InboxConsumer(InboxCore):
             if ahead is not None:
                 ahead.cancel()
 
-    async def _fetch(self) -> Batch:
+    async def _fetch(self) -> Fetched:
         batch: Batch = await self._consumer.getmany(timeout_ms=500, max_records=self._batch_size)
-        return batch
+        return batch, self.read([r for rs in batch.values() for r in rs])
 
     def _seek_back(self, *batches: Batch) -> None:
         """Each partition back to the first record of `batches` (in order) it had."""
@@ -505,11 +540,11 @@ class InboxConsumer(InboxCore):
                     with contextlib.suppress(IllegalStateError):
                         self._consumer.seek(tp, rs[0].offset)
 
-    async def _consume(self, batch: Batch) -> bool:
+    async def _consume(self, batch: Batch, messages: list[_Message]) -> bool:
         """Apply and commit `batch`; False if it failed (nothing of it was committed)."""
         fetched = time.perf_counter()
         try:
-            await self.process([r for rs in batch.values() for r in rs])
+            await self.process([m.record for m in messages], messages)
         except asyncio.CancelledError:
             raise
         except Exception:
