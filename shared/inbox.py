@@ -139,6 +139,10 @@ class InboxCore:
         self._retry_backoff = retry_backoff
         self._lag_reported_at = 0.0
         self._lag_partitions: set[TopicPartition] = set()
+        # Records and their messages as `read` gave them ahead (`InboxConsumer.run`).
+        self._read_ahead: tuple[Sequence[ConsumerRecord[bytes, bytes]], list[_Message]] | None = (
+            None
+        )
 
     def _export_zeros(self) -> None:
         handled = {*self._subscription.handlers, *self._subscription.batch_handlers}
@@ -207,15 +211,11 @@ class InboxCore:
             messages.append(message)
         return messages
 
-    async def process(
-        self,
-        records: Sequence[ConsumerRecord[bytes, bytes]],
-        messages: list[_Message] | None = None,
-    ) -> None:
-        """Apply a batch (`messages`: as `read` gave them) in one transaction; fall back
-        to one savepoint per message."""
-        if messages is None:
-            messages = self.read(records)
+    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply a batch in one transaction; fall back to one savepoint per message."""
+        ahead, self._read_ahead = self._read_ahead, None
+        # The messages `read` gave for these very records as they were fetched, if it did.
+        messages = ahead[1] if ahead is not None and ahead[0] is records else self.read(records)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await self._apply_fresh(conn, await self._claim(conn, messages))
@@ -544,7 +544,9 @@ class InboxConsumer(InboxCore):
         """Apply and commit `batch`; False if it failed (nothing of it was committed)."""
         fetched = time.perf_counter()
         try:
-            await self.process([m.record for m in messages], messages)
+            records = [m.record for m in messages]
+            self._read_ahead = (records, messages)
+            await self.process(records)
         except asyncio.CancelledError:
             raise
         except Exception:
