@@ -37,6 +37,10 @@ from shared.kafka import REQUEST_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 
+# Most records applied in one batch (one transaction). A batch is what has arrived, so this
+# only counts when catching up a backlog: 2,000 rather than 500 made reporting's catch-up
+# about 1.35 times and scheduling's 1.6-2 times as fast (bench.catchup, bench/README).
+BATCH_SIZE = 2000
 # Seconds between two reports of the consumer lag (each asks for every partition's position).
 LAG_INTERVAL = 2.0
 
@@ -460,7 +464,7 @@ class InboxConsumer(InboxCore):
         subscription: Subscription,
         dlq_producer: AIOKafkaProducer,
         max_attempts: int = 3,
-        batch_size: int = 500,
+        batch_size: int = BATCH_SIZE,
         instance_id: str | None = None,
         retry_backoff: float = 0.2,
         topic_prefix: str = "",
