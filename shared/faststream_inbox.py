@@ -38,7 +38,14 @@ from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 
-from shared.inbox import LAG_INTERVAL, InboxCore, Subscription, _BatchFailed, _Message
+from shared.inbox import (
+    BATCH_SIZE,
+    LAG_INTERVAL,
+    InboxCore,
+    Subscription,
+    _BatchFailed,
+    _Message,
+)
 from shared.kafka import REQUEST_TIMEOUT_MS, faststream_security
 
 log = logging.getLogger(__name__)
@@ -140,7 +147,7 @@ class FastStreamInboxConsumer(InboxCore):
         subscription: Subscription,
         dlq_producer: AIOKafkaProducer,
         max_attempts: int = 3,
-        batch_size: int = 500,
+        batch_size: int = BATCH_SIZE,
         instance_id: str | None = None,
         retry_backoff: float = 0.2,
         topic_prefix: str = "",
@@ -242,7 +249,7 @@ class FastStreamInboxConsumer(InboxCore):
         await self._apply_fresh(conn, fresh)
 
     def read_all(self, records: Records) -> list[_Message]:
-        return [self._read(r) for r in records]
+        return self.read(records)
 
     async def claim(self, conn: asyncpg.Connection, messages: list[_Message]) -> list[_Message]:
         return await self._claim(conn, messages)

@@ -32,7 +32,7 @@ from shared.batching import batched, in_turn
 from shared.db import create_pool, migrate
 from shared.faststream_inbox import FastStreamInboxConsumer
 from shared.http_telemetry import RequestTelemetry
-from shared.inbox import InboxConsumer, Subscription, combine
+from shared.inbox import BatchHandler, InboxConsumer, Subscription, combine
 from shared.kafka import client_options
 from shared.outbox import OutboxRelay, create_producer
 from shared.settings import PlatformSettings, database_url
@@ -183,14 +183,23 @@ def with_access_projection(subscription: Subscription) -> Subscription:
     if "registration.events" not in subscription.topics:
         return subscription
     access = access_projection.HANDLERS
+    # A batch handler covers its events entirely: the access projection's part first. Types
+    # that shared a batch handler share its wrapped one (the inbox applies a stretch of
+    # them as one run: `Subscription`).
+    made: dict[tuple[int, int], BatchHandler] = {}
+    batch_handlers: dict[str, BatchHandler] = {}
+    for ce_type, handler in subscription.batch_handlers.items():
+        if ce_type not in access:
+            batch_handlers[ce_type] = handler
+            continue
+        key = (id(access[ce_type]), id(handler))
+        if key not in made:
+            made[key] = in_turn(batched(access[ce_type]), handler)
+        batch_handlers[ce_type] = made[key]
     return replace(
         subscription,
         handlers=combine(access, subscription.handlers),
-        # A batch handler covers its events entirely: the access projection's part first.
-        batch_handlers={
-            ce_type: in_turn(batched(access[ce_type]), handler) if ce_type in access else handler
-            for ce_type, handler in subscription.batch_handlers.items()
-        },
+        batch_handlers=batch_handlers,
     )
 
 

@@ -17,7 +17,7 @@ from services.notification.api import router
 from services.notification.channels.email import mail_domain
 from shared.batching import batch_handlers, batched, in_turn
 from shared.contracts import registry
-from shared.inbox import Subscription, combine
+from shared.inbox import BatchHandler, Subscription, combine
 from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import NotificationSettings
 
@@ -31,6 +31,25 @@ async def upgrade_webhooks(runtime: ServiceRuntime) -> None:
 
 
 TOPICS = ("registration.events", "matching.events", "scheduling.events", "reporting.events")
+
+
+def reaction_runs(config: handlers.Config) -> dict[str, BatchHandler]:
+    """The reactions' batch handlers, each after its type's projection. Types with the same
+    projection handler and reaction get the same object, so that the inbox applies a
+    stretch of them as one run (a burst of registrations of several kinds, approvals
+    and rejections) rather than one run per change of type."""
+    made: dict[tuple[int, int], BatchHandler] = {}
+    runs: dict[str, BatchHandler] = {}
+    for ce_type, run in handlers.build_runs(config).items():
+        project = projection.HANDLERS.get(ce_type)
+        if project is None:
+            runs[ce_type] = run
+            continue
+        key = (id(project), id(run))
+        if key not in made:
+            made[key] = in_turn(batched(project), run)
+        runs[ce_type] = made[key]
+    return runs
 
 
 def build_app(settings: NotificationSettings | None = None) -> FastAPI:
@@ -58,12 +77,7 @@ def build_app(settings: NotificationSettings | None = None) -> FastAPI:
                     **batch_handlers(
                         projection.HANDLERS, set(projection.HANDLERS) - set(reactions)
                     ),
-                    **{
-                        ce_type: in_turn(batched(projection.HANDLERS[ce_type]), run)
-                        if ce_type in projection.HANDLERS
-                        else run
-                        for ce_type, run in handlers.build_runs(config).items()
-                    },
+                    **reaction_runs(config),
                 },
             )
         ],

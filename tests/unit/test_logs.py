@@ -19,7 +19,7 @@ from shared import logs
 from shared.api import correlation_of
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
-from shared.inbox import InboxConsumer, _Message
+from shared.inbox_telemetry import process_span
 from shared.traces import log_lines
 
 
@@ -109,9 +109,7 @@ def test_a_consumed_event_logs_under_its_trace_and_correlation_id(
     record = ConsumerRecord(
         "things.events", 0, 5, 0, 0, b"t1", b"{}", None, 2, 2, envelope.kafka_headers()
     )
-    consumer = InboxConsumer.__new__(InboxConsumer)  # only `_span` is used: no Kafka, no pool
-    consumer.name = "matching"
-    with consumer._span(_Message(record, envelope, None), envelope):
+    with process_span(record, envelope, "matching"):
         logging.getLogger("services.matching.handlers").info("applied")
     logging.getLogger("shared.inbox").info("between batches")
     applied, between = lines(captured)
