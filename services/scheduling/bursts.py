@@ -84,19 +84,22 @@ async def _project(conn: asyncpg.Connection, envelope: Envelope, event: EventPay
     await projection.HANDLERS[PAYLOADS.current_type(envelope.type)](conn, envelope, event)
 
 
+_ANY_PENDING = (
+    "SELECT EXISTS (SELECT 1 FROM meetings WHERE event_id = $1"
+    f" AND status = '{MeetingStatus.PENDING.value}')"
+)
+
+
 async def registrations(
     conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]
 ) -> None:
     event_ids = sorted({event.event_id for _, event in run})  # type: ignore[attr-defined]
     waiting = False
     for event_id in event_ids:
-        # One event at a time: with `event_id = ANY($1)` the generic plan that a
-        # prepared statement settles on scanned every meeting (20 ms at 21,000).
-        if await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM meetings WHERE event_id = $1 AND status = $2)",
-            event_id,
-            MeetingStatus.PENDING.value,
-        ):
+        # One event at a time, the status in the SQL: answered from the small partial
+        # index `meetings_pending` (migration 007), whatever plan the prepared statement
+        # settles on (with `event_id = ANY($1)` it scanned every meeting: 20 ms at 21,000).
+        if await conn.fetchval(_ANY_PENDING, event_id):
             waiting = True
             break
     if waiting:
