@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -19,7 +18,6 @@ import pytest
 from services.matching import projection, recommendations
 from services.matching.recommend.profiles import TextEncoder, Vectors
 from services.matching.recommendations import embedding, store
-from shared.contracts.matching import MeetingRequested
 from shared.contracts.registration import MeetingType, ProfileUpdated, RegistrationApproved
 from shared.db import migrate
 from shared.envelope import Envelope
@@ -31,6 +29,7 @@ from tests.integration.test_recommendations import (
     brokerage_event,
     partners_of,
     registered,
+    request_pending,
     stored_lists,
 )
 
@@ -136,19 +135,7 @@ async def test_the_consumer_only_queues_and_the_worker_lands_vectors_and_lists(
 
         # A request between r01 and r05: the pair subscription's handler only queues
         # both lists, and the running worker computes them anew.
-        await pool.execute(
-            "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
-            " status, meeting_type) VALUES ('m1', 'e1', 'r05', 'r01', 'pending',"
-            " 'Business2Business')"
-        )
-        requested = MeetingRequested(
-            request_id="m1",
-            event_id="e1",
-            requester_id="r05",
-            recipient_id="r01",
-            meeting_type=MeetingType.BUSINESS2BUSINESS,
-            expires_at=datetime(2030, 4, 2, tzinfo=UTC),
-        )
+        requested = await request_pending(pool, "m1", "r05", "r01")
         async with pool.acquire() as conn, conn.transaction():
             handler = recommendations.PAIR_HANDLERS[requested.ce_type()]
             await handler(conn, Envelope.wrap(requested, key="e1"), requested)

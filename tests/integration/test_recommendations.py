@@ -319,21 +319,10 @@ async def test_partners_requested_or_met_are_left_out(matching_db: asyncpg.Pool)
     async with pool.acquire() as conn:
         first = [e.partner for e in await recommendations.ranked_partners(conn, subject, 10)]
     assert first[0] == "r02"
-    await pool.execute(
-        "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id, status,"
-        " meeting_type) VALUES ('m1', 'e1', 'r02', 'r01', 'pending', 'Business2Business')"
-    )
+    requested = await request_pending(pool, "m1", "r02", "r01")
     async with pool.acquire() as conn:  # reads leave the pair out at once
         after = [e.partner for e in await recommendations.ranked_partners(conn, subject, 10)]
     assert after == [p for p in first if p != "r02"]
-    requested = MeetingRequested(
-        request_id="m1",
-        event_id="e1",
-        requester_id="r02",
-        recipient_id="r01",
-        meeting_type=MeetingType.BUSINESS2BUSINESS,
-        expires_at=datetime(2030, 4, 2, tzinfo=UTC),
-    )
     await apply_pair_event(pool, requested)  # and the lists once matching's event arrives
     lists = await assert_current(pool)
     assert "r02" not in partners_of(lists, "r01") and "r01" not in partners_of(lists, "r02")
@@ -358,18 +347,7 @@ async def test_a_pair_event_reuses_the_last_change_s_ranker(
     await register_all(pool, list(PROFILES))
     for rid in PROFILES:
         await apply(pool, RegistrationApproved(registration_id=rid, event_id="e1"))
-    await pool.execute(
-        "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id, status,"
-        " meeting_type) VALUES ('m1', 'e1', 'r02', 'r01', 'pending', 'Business2Business')"
-    )
-    requested = MeetingRequested(
-        request_id="m1",
-        event_id="e1",
-        requester_id="r02",
-        recipient_id="r01",
-        meeting_type=MeetingType.BUSINESS2BUSINESS,
-        expires_at=datetime(2030, 4, 2, tzinfo=UTC),
-    )
+    requested = await request_pending(pool, "m1", "r02", "r01")
     await apply_pair_event(pool, requested)
     built: list[int] = []
     made = Ranker
@@ -405,21 +383,7 @@ async def test_a_run_of_requests_updates_the_lists_in_one_go(matching_db: asyncp
     pairs = [(ids[i], ids[i + 1]) for i in range(0, min(len(ids), 8) - 1, 2)]
     run: list[tuple[Envelope, EventPayload]] = []
     for n, (requester, recipient) in enumerate(pairs):
-        await pool.execute(
-            "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
-            " status, meeting_type) VALUES ($1, 'e1', $2, $3, 'pending', 'Business2Business')",
-            f"m{n}",
-            requester,
-            recipient,
-        )
-        event = MeetingRequested(
-            request_id=f"m{n}",
-            event_id="e1",
-            requester_id=requester,
-            recipient_id=recipient,
-            meeting_type=MeetingType.BUSINESS2BUSINESS,
-            expires_at=datetime(2030, 4, 2, tzinfo=UTC),
-        )
+        event = await request_pending(pool, f"m{n}", requester, recipient)
         run.append((Envelope.wrap(event, key="e1"), event))
     async with pool.acquire() as conn, conn.transaction():
         await recommendations.PAIR_BATCH_HANDLERS[MeetingRequested.ce_type()](conn, run)
@@ -459,6 +423,27 @@ async def test_a_run_of_approvals_updates_the_lists_in_one_go(
     await apply(pool, RegistrationWithdrawn(registration_id=ids[3], event_id="e1"))
     lists = await assert_current(pool)
     assert ids[3] not in lists
+
+
+async def request_pending(
+    pool: asyncpg.Pool, request_id: str, requester: str, recipient: str
+) -> MeetingRequested:
+    """A pending request as matching's command leaves it (its row), and its event."""
+    await pool.execute(
+        "INSERT INTO meeting_requests (request_id, event_id, requester_id, recipient_id,"
+        " status, meeting_type) VALUES ($1, 'e1', $2, $3, 'pending', 'Business2Business')",
+        request_id,
+        requester,
+        recipient,
+    )
+    return MeetingRequested(
+        request_id=request_id,
+        event_id="e1",
+        requester_id=requester,
+        recipient_id=recipient,
+        meeting_type=MeetingType.BUSINESS2BUSINESS,
+        expires_at=datetime(2030, 4, 2, tzinfo=UTC),
+    )
 
 
 async def apply_pair_event(pool: asyncpg.Pool, event: EventPayload) -> None:

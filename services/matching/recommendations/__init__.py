@@ -41,7 +41,6 @@ from services.matching.recommendations.handlers import (
     PAIR_HANDLERS,
     rebuild_event,
     refresh,
-    refresh_pair,
 )
 from services.matching.recommendations.store import (
     ENGAGED_STATUSES,
@@ -90,7 +89,6 @@ __all__ = [
     "recover",
     "refresh",
     "refresh_due",
-    "refresh_pair",
     "states",
     "store_vectors",
     "stored_vectors",

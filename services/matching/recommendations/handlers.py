@@ -1,5 +1,5 @@
 """Recommendations kept current from registration's and matching's events: the
-incremental updates (`refresh`, `refresh_pair`, `rebuild_event`) and the handlers."""
+incremental updates (`refresh`, `refresh_queued`, `rebuild_event`) and the handlers."""
 
 from __future__ import annotations
 
@@ -119,26 +119,6 @@ async def refresh_many(
     )
     await write_lists(conn, event_id, lists)
     await save(conn, event_id, participants)
-
-
-async def refresh_pair(conn: asyncpg.Connection, event_id: str, a: str, b: str) -> None:
-    """A meeting request between `a` and `b` was made or ended: recompute both lists."""
-    await refresh_pairs(conn, event_id, [(a, b)])
-
-
-async def refresh_pairs(
-    conn: asyncpg.Connection, event_id: str, pairs: Sequence[tuple[str, str]]
-) -> None:
-    """Requests between each of `pairs` were made or ended: recompute their lists, each
-    once. A list is computed from the requests as the tables hold them (written by the
-    commands, before their events reach this consumer) and from no other list, so one
-    recomputation after a run of events equals one after each of them."""
-    token = await lock(conn, event_id)
-    participants = await participants_of(conn, event_id, token)
-    ranker = await ranker_for(conn, event_id, token, participants)
-    owners = list(dict.fromkeys(r for pair in pairs for r in pair if r in ranker.index))
-    await store_plan(conn, event_id, Plan(replace=ranker.lists_for(owners, K)))
-    await save(conn, event_id, participants, ranker)
 
 
 async def rebuild_event(conn: asyncpg.Connection, event_id: str) -> int:
@@ -299,10 +279,12 @@ async def queue_lists(conn: asyncpg.Connection, owners: Sequence[tuple[str, str]
 
 async def refresh_queued(conn: asyncpg.Connection, event_id: str) -> int:
     """The queued lists of `event_id` computed anew, each once, and their rows taken; how
-    many rows. In the caller's transaction, under the event's lock, taken first: a pair
-    event queued meanwhile waits for this transaction's delete and then queues its rows
-    again, for the next round (its request was committed before its event was sent, so
-    this round may have seen it already: one computation too many, never one too few)."""
+    many rows. A list is computed from the requests as the tables hold them (written by
+    the commands before their events were sent) and from no other list, so one
+    computation after many requests equals one after each. In the caller's transaction,
+    under the event's lock, taken first: a pair event queued meanwhile waits for this
+    transaction's delete and then queues its rows again, for the next round (this round
+    may have seen its request already: one computation too many, never one too few)."""
     token = await lock(conn, event_id)
     taken = await conn.fetch(
         "DELETE FROM list_refresh_queue WHERE event_id = $1 RETURNING registration_id",
