@@ -169,7 +169,9 @@ async def replay_own(
         if not registry.knows(row["event_type"]):
             return None
         data = json_codec.loads(row["data"])
-        envelope = Envelope.from_record({**json_codec.loads(row["metadata"]), "data": data})
+        record = json_codec.loads(row["metadata"])
+        record["data"] = data  # a fresh dict: no copy needed to add it
+        envelope = Envelope.from_record(record)
         return envelope, registry.parse(row["event_type"], data)
 
     def done(chunk: Sequence[asyncpg.Record]) -> None:
