@@ -241,8 +241,9 @@ class State:
         self.at[:] = other.at
         self.onsite_used[:] = other.onsite_used
         self.table_full = other.table_full
+        if self.table_of or other.table_of:  # a solver's states have none: copy nothing
+            self.tables_at = [dict(tables) for tables in other.tables_at]
         self.table_of = dict(other.table_of)
-        self.tables_at = [dict(tables) for tables in other.tables_at]
 
     def give_table(self, m: int, table: int) -> None:
         """Meeting m (placed) sits at table number `table` of its slot."""
