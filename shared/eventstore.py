@@ -62,27 +62,26 @@ async def append(
         raise RuntimeError("append must run inside a transaction")
     if not envelopes:
         return expected_version
-    ids = [e.id for e in envelopes]
-    # One round trip for both checks: are these events stored already, and
-    # where does the stream stand?
-    row = await conn.fetchrow(
-        "SELECT (SELECT count(*) FROM events WHERE event_id = ANY($2::uuid[])) AS stored,"
-        " (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) AS actual",
-        stream_id,
-        ids,
-    )
-    assert row is not None
-    if row["stored"] == len(ids):
-        return int(row["actual"])
-    if row["actual"] != expected_version:
-        raise ConcurrencyConflict(stream_id, expected_version, row["actual"])
     envelopes = [outbox.stamp_trace(e) for e in envelopes]
     try:
         # The primary key (stream_id, version) makes a concurrent writer wait for
         # us and then fail here: exactly one append wins each version.
-        await _store(conn, [(stream_id, expected_version + 1, envelopes)], publish=publish)
+        stored = await _store_at(conn, stream_id, expected_version, envelopes, publish=publish)
     except asyncpg.UniqueViolationError as exc:
         raise ConcurrencyConflict(stream_id, expected_version) from exc
+    if stored != len(envelopes):
+        # Nothing stored (or, never seen, part of them): the events were stored already
+        # (a retried command: a no-op) or the stream has moved on. Only then a second look.
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM events WHERE event_id = ANY($2::uuid[])) AS stored,"
+            " (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) AS actual",
+            stream_id,
+            [e.id for e in envelopes],
+        )
+        assert row is not None
+        if stored == 0 and row["stored"] == len(envelopes):
+            return int(row["actual"])
+        raise ConcurrencyConflict(stream_id, expected_version, row["actual"])
     return expected_version + len(envelopes)
 
 
@@ -99,14 +98,48 @@ _STORE_AND_PUBLISH = f"WITH stored AS ({_STORE_EVENTS}) " + outbox.ROWS_FROM_ARR
 )
 
 
-async def _store(
+# One stream's events after version $7, only if the stream stands there, each unless
+# stored already (a retried command), with the outbox rows of those stored: the check
+# and the write in one round trip. Returns how many it stored.
+_APPEND_AT = (
+    "WITH stored AS ("
+    + _STORE_EVENTS
+    + " WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1[1]) = $7"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id){publish}"
+    " SELECT count(*) FROM stored"
+)
+_APPEND_AT_PUBLISHING = _APPEND_AT.format(
+    publish=", published AS (INSERT INTO outbox (event_id, topic, key, envelope)"
+    " SELECT event_id, topic, key, envelope"
+    " FROM unnest($8::text[], $9::text[], $10::text[], $11::jsonb[])"
+    " WITH ORDINALITY AS row (event_id, topic, key, envelope, n)"
+    " WHERE row.event_id::uuid IN (SELECT event_id FROM stored) ORDER BY n)"
+)
+_APPEND_AT_ONLY = _APPEND_AT.format(publish="")
+
+
+async def _store_at(
     conn: asyncpg.Connection,
-    streams: Sequence[tuple[str, int, Sequence[Envelope]]],
+    stream_id: str,
+    expected_version: int,
+    envelopes: Sequence[Envelope],
     *,
     publish: bool,
-) -> None:
-    """Insert each stream's envelopes from the version given, with their outbox rows
-    (`publish`), in one statement."""
+) -> int:
+    columns = _event_columns([(stream_id, expected_version + 1, envelopes)])
+    if not publish:
+        stored: int = await conn.fetchval(_APPEND_AT_ONLY, *columns, expected_version)
+        return stored
+    stored = await conn.fetchval(
+        _APPEND_AT_PUBLISHING, *columns, expected_version, *outbox.columns(envelopes)
+    )
+    return stored
+
+
+def _event_columns(
+    streams: Sequence[tuple[str, int, Sequence[Envelope]]],
+) -> list[list[object]]:
+    """The six arrays `_STORE_EVENTS` reads, one element per event."""
     columns: list[list[object]] = [[], [], [], [], [], []]
     for stream_id, first_version, envelopes in streams:
         for version, e in enumerate(envelopes, start=first_version):
@@ -123,6 +156,18 @@ async def _store(
                 strict=True,
             ):
                 column.append(value)
+    return columns
+
+
+async def _store(
+    conn: asyncpg.Connection,
+    streams: Sequence[tuple[str, int, Sequence[Envelope]]],
+    *,
+    publish: bool,
+) -> None:
+    """Insert each stream's envelopes from the version given, with their outbox rows
+    (`publish`), in one statement."""
+    columns = _event_columns(streams)
     if not publish:
         await conn.execute(_STORE_EVENTS, *columns)
         return

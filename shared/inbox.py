@@ -4,13 +4,14 @@ Per fetched batch, one transaction records every new event id in `inbox` and
 runs its handler; a subscription may also give *batch handlers*, which apply a
 run of consecutive events of one type in a single call (one SQL statement
 instead of one per event). Kafka offsets are committed only after that transaction
-commits (auto-commit is off). A redelivered event finds its id recorded and is
-skipped. A handler that keeps failing sends its message, after a bounded number
-of attempts, to `<topic>.dlq` with the error in the headers, and the partition
-moves on (`<topic>` as read, so with any TOPIC_PREFIX it carries).
+commits (auto-commit is off), and at most every COMMIT_INTERVAL: a crash or a
+rebalance replays what was applied since, which the inbox drops. A redelivered event
+finds its id recorded and is skipped. A handler that keeps failing sends its message,
+after a bounded number of attempts, to `<topic>.dlq` with the error in the headers, and
+the partition moves on (`<topic>` as read, so with any TOPIC_PREFIX it carries).
 
 `InboxCore` is that processing; `InboxConsumer` runs it on aiokafka, and
-`shared.faststream_inbox` on FastStream (CONSUMER_ENGINE chooses, FastStream by default).
+`shared.faststream_inbox` on FastStream (CONSUMER_ENGINE chooses, aiokafka by default).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ log = logging.getLogger(__name__)
 # only counts when catching up a backlog: 2,000 rather than 500 made reporting's catch-up
 # about 1.35 times and scheduling's 1.6-2 times as fast (bench.catchup, bench/README).
 BATCH_SIZE = 2000
+# Seconds the aiokafka engine waits before committing the offsets of applied batches, so
+# that events arriving one at a time (a steady rate) share an offset commit: each is a
+# broker round trip and a write to __consumer_offsets. Applied events are in the inbox
+# already: what a crash leaves uncommitted is replayed and dropped there.
+COMMIT_INTERVAL = 0.25
 # Seconds between two reports of the consumer lag (each asks for every partition's position).
 LAG_INTERVAL = 2.0
 
@@ -534,6 +540,9 @@ class InboxConsumer(InboxCore):
             isolation_level="read_committed",
         )
         self.started = False
+        # Offsets of applied batches not committed yet, and the task that commits them.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committing: asyncio.Task[None] | None = None
 
     @property
     def assignment(self) -> set[TopicPartition]:
@@ -546,6 +555,9 @@ class InboxConsumer(InboxCore):
 
     async def stop(self) -> None:
         self.started = False
+        if self._committing is not None:
+            self._committing.cancel()
+        await self._commit_uncommitted()
         await self._consumer.stop()
 
     async def run(self) -> None:
@@ -604,10 +616,25 @@ class InboxConsumer(InboxCore):
         return True
 
     async def _commit(self, batch: Batch) -> None:
-        offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items()}
+        """Have the offsets `batch` reached committed within COMMIT_INTERVAL, with those of
+        the batches applied meanwhile."""
+        for tp, rs in batch.items():
+            self._uncommitted[tp] = rs[-1].offset + 1
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.create_task(self._commit_soon())
+
+    async def _commit_soon(self) -> None:
+        while self._uncommitted:
+            await asyncio.sleep(COMMIT_INTERVAL)
+            await self._commit_uncommitted()
+
+    async def _commit_uncommitted(self) -> None:
+        offsets, self._uncommitted = self._uncommitted, {}
+        if not offsets:
+            return
         try:
             await self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             # A rebalance took the partitions away: whoever gets them re-reads
             # from the last commit, and the inbox drops what we applied.
             log.warning(

@@ -4,11 +4,17 @@ The relay reads *unpublished* rows in id order rather than tailing `id > last`:
 a bigserial becomes visible in commit order, not id order, so a high-water mark
 would skip a row whose transaction commits late. One relay per service holds a
 PostgreSQL advisory lock, which keeps per-key order; others wait as standbys.
+
+A round marks what the round before it sent (acknowledged) in the statement that reads
+the next rows: one statement per round, not two, when events come one at a time. So
+rows stay unmarked until the next round, at most MARK_DELAY after the last: a crash
+republishes them, and consumers drop the repeats through their inbox.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -33,6 +39,17 @@ LEASE_KEEPALIVES = {
     "tcp_keepalives_count": "3",
 }
 tracer = trace.get_tracer(__name__)
+
+# Seconds a sent batch may wait for the next round to mark it (then a round runs for it).
+MARK_DELAY = 0.1
+
+# $1: the ids the last round sent, marked published; $2: how many rows to read. The read
+# sees the table as it was before the mark, hence the `<> ALL`.
+MARK_AND_READ = (
+    "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[]))"
+    " SELECT id, topic, envelope FROM outbox"
+    " WHERE published_at IS NULL AND id <> ALL($1::bigint[]) ORDER BY id LIMIT $2"
+)
 
 
 def stamp_trace(envelope: Envelope) -> Envelope:
@@ -128,6 +145,8 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._standby_interval = standby_interval
         self._wakeup = asyncio.Event()
+        # What the last round sent, to be marked published by the next.
+        self._sent: list[int] = []
         self.is_leader = False
         # Exported from the start (zero), so a dashboard shows the service before it publishes.
         metrics.OUTBOX_PUBLISHED.labels(service)
@@ -148,9 +167,7 @@ class OutboxRelay:
         # The lock lives as long as this session. A process that dies closes its socket
         # and PostgreSQL frees the lock at once; a host that vanishes is noticed by
         # these keepalives (5 s idle, then 3 probes 2 s apart: about 11 s).
-        conn: asyncpg.Connection = await asyncpg.connect(
-            self._dsn, server_settings=LEASE_KEEPALIVES
-        )
+        conn = await self._connect()
         try:
             lock = advisory_lock_id(f"outbox-relay:{self._service}")
             # Standby until the active relay's session ends (polling is the only
@@ -163,24 +180,30 @@ class OutboxRelay:
                 self._wakeup.clear()
                 while await self.publish_pending(conn) == self._batch_size:
                     pass
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
-                except TimeoutError:
-                    pass  # polling fallback: a lost NOTIFY costs one interval at most
+                # Polling fallback: a lost NOTIFY costs one interval at most.
+                wait = MARK_DELAY if self._sent else self._poll_interval
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), wait)
         finally:
             self.is_leader = False
+            # Unmarked rows are published again by whoever relays next.
+            self._sent = []
             await conn.close()
+
+    async def _connect(self) -> asyncpg.Connection:
+        connection: asyncpg.Connection = await asyncpg.connect(
+            self._dsn, server_settings=LEASE_KEEPALIVES
+        )
+        return connection
 
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
-        """Publish one batch of unpublished rows; return how many were published."""
-        rows = await conn.fetch(
-            "SELECT id, topic, envelope FROM outbox WHERE published_at IS NULL"
-            " ORDER BY id LIMIT $1",
-            self._batch_size,
-        )
+        """Mark what the last round sent, publish one batch of unpublished rows; return how
+        many were published."""
+        sent, self._sent = self._sent, []
+        rows = await conn.fetch(MARK_AND_READ, sent, self._batch_size)
         if not rows:
             metrics.OUTBOX_BACKLOG.labels(self._service).set(0)
             return 0
@@ -195,13 +218,10 @@ class OutboxRelay:
             envelope = Envelope.from_record(json_codec.loads(row["envelope"]))
             topic = prefixed(self._topic_prefix, row["topic"])
             deliveries.append(await self._send(topic, envelope))
-        # Wait for every acknowledgement before marking anything: a crash here
-        # republishes the batch, and consumers drop the repeats through their inbox.
+        # Every acknowledgement before marking anything (the next round marks them): a
+        # crash here republishes the batch, and consumers drop the repeats through their inbox.
         await asyncio.gather(*deliveries)
-        await conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-            [r["id"] for r in rows],
-        )
+        self._sent = [r["id"] for r in rows]
         metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
         # Rows committed meanwhile are counted by the next round, within a poll interval.
         metrics.OUTBOX_BACKLOG.labels(self._service).set(max(backlog - len(rows), 0))

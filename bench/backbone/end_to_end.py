@@ -453,7 +453,7 @@ async def _phase(
         await asyncio.sleep(1.5)  # see DATABASE_STATS; the span exporters' delay is 0.5 s
         spans_after = spans_by_service(p.spans)
         database_after = await p.reg_conn.fetchrow(DATABASE_STATS, p.registration_db)
-    # published_at is set once the relay's whole batch is acked: read it again now.
+    # published_at is set by the relay round after the one that sent the row: read it again now.
     by_reg = {r["registration_id"]: r for r in await p.reg_conn.fetch(REGISTRATION_ROWS, streams)}
     consumed = {
         r["message_id"]: r["processed"]

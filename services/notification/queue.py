@@ -97,6 +97,20 @@ class Delivery:
             created_at=row["created_at"],
         )
 
+    def webhook_body(self) -> bytes:
+        """The JSON posted for a webhook delivery: the same bytes on every attempt."""
+        ctx = self.context
+        data = {
+            "event_id": ctx["event_id"],
+            "meeting_id": ctx.get("meeting_id"),
+            "recipients": ctx.get("recipients", []),
+            **ctx.get("facts", {}),
+        }
+        if ctx.get("calendar"):
+            data["calendar"] = ctx["calendar"]
+        payload = {"type": self.template, "timestamp": ctx.get("occurred_at"), "data": data}
+        return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
 
 _COLUMNS = (
     "delivery_id, cause_id, recipient, channel, template, event_id, meeting_id, context,"

@@ -22,7 +22,6 @@ sent again at most once per crash, none by two workers.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -52,6 +51,7 @@ from shared import telemetry
 from shared.contracts.notification import Channel
 from shared.links import sign_link
 from shared.runtime import ServiceRuntime
+from shared.savepoints import LazySavepoint
 from shared.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
@@ -262,19 +262,25 @@ class Sender:
             ]
         for delivery in claimed:
             decided = len(batch.outcomes)
+            # Each delivery's statements in a savepoint, taken only if it runs one.
+            scope = LazySavepoint(conn)
+            batch.look.conn = scope.connection()
             try:
-                async with conn.transaction():  # a savepoint
-                    with _span(delivery):
-                        await self._process(batch, delivery)
+                with _span(delivery):
+                    await self._process(batch, delivery)
+                await scope.release()
             except (asyncpg.PostgresConnectionError, OSError):
                 raise  # the rows stay locked until the connection goes, then are due again
             except Exception as exc:
                 # A fault of ours (a bug, bad data): count it as a failed attempt, so
                 # the row backs off and ends as failed instead of blocking the queue.
                 log.exception("delivery %s could not be processed", delivery.delivery_id)
+                await scope.roll_back()
                 batch.outcomes.forget_from(decided)
                 reason = f"internal error: {type(exc).__name__}: {exc}"
                 self._failed_attempt(batch, delivery, reason, permanent=False)
+            finally:
+                batch.look.conn = conn
         await batch.outcomes.record(conn)
         return len(claimed)
 
@@ -536,7 +542,7 @@ class Sender:
         if opened is None:
             raise Skip("the endpoint was removed")
         url, secret = opened
-        body = webhook_body(d)
+        body = d.webhook_body()
         try:
             await webhooks.post(
                 self._http,
@@ -568,21 +574,6 @@ def _span(d: Delivery) -> AbstractContextManager[Span]:
             "notification.attempt": d.attempts + 1,
         },
     )
-
-
-def webhook_body(d: Delivery) -> bytes:
-    """The JSON posted for a webhook delivery: the same bytes on every attempt."""
-    ctx = d.context
-    data = {
-        "event_id": ctx["event_id"],
-        "meeting_id": ctx.get("meeting_id"),
-        "recipients": ctx.get("recipients", []),
-        **ctx.get("facts", {}),
-    }
-    if ctx.get("calendar"):
-        data["calendar"] = ctx["calendar"]
-    payload = {"type": d.template, "timestamp": ctx.get("occurred_at"), "data": data}
-    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _location(entry: CalendarEntry, venue: str) -> str:

@@ -8,8 +8,8 @@ import asyncpg
 from tests.integration.support import RunningPlatform
 
 # Each of matching's request events the pair subscription (`matching-1`) has not applied,
-# each participant whose texts wait for vectors, each list queued for the worker, each
-# approved one with vectors but no list.
+# each participant whose texts wait for vectors, each decision and list queued for the
+# worker, each approved one with vectors but no list.
 _BEHIND = """
 SELECT (SELECT count(*) FROM events e
         WHERE e.event_type ~ '[.]Meeting(Requested|Accepted|Declined|Cancelled|RequestExpired)[.]'
@@ -17,6 +17,7 @@ SELECT (SELECT count(*) FROM events e
                         AND i.message_id = '/services/matching#' || e.event_id::text))
      + (SELECT count(*) FROM embedding_queue)
      + (SELECT count(*) FROM list_refresh_queue)
+     + (SELECT count(*) FROM list_entry_queue)
      + (SELECT count(*) FROM participants p JOIN participant_vectors v USING (registration_id)
         WHERE p.status = 'approved' AND v.requests = p.requests AND v.offers = p.offers
         AND NOT EXISTS (SELECT 1 FROM recommendation_lists l

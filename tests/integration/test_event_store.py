@@ -140,6 +140,21 @@ async def test_reappending_the_same_event_ids_is_a_no_op(
             await eventstore.append(conn, stream, 3, _envelopes(PRODUCER, stream, 4, 1, "d"))
 
 
+async def test_an_append_is_one_statement(database: FreshDatabase) -> None:
+    """The version check, the events and their outbox rows: one round trip (a second
+    only when nothing was stored, to tell a retried command from a conflict)."""
+    statements: list[str] = []
+    async with database.pool.acquire() as conn:
+        conn.add_query_logger(lambda query: statements.append(query.query))
+        for version in range(3):
+            async with conn.transaction():
+                batch = _envelopes(PRODUCER, "one-trip", version + 1, 1, "a")
+                assert await eventstore.append(conn, "one-trip", version, batch) == version + 1
+    # (asyncpg's own type introspection on a fresh connection aside)
+    work = [q for q in statements if "events" in q]
+    assert len(work) == 3, work
+
+
 async def test_events_are_immutable(database: FreshDatabase) -> None:
     stream = "immutable"
     async with database.pool.acquire() as conn:

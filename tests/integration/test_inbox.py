@@ -306,7 +306,8 @@ async def test_a_committed_offset_always_has_its_transaction_behind_it(
     """
 
     async def slowish(conn: asyncpg.Connection, env: Envelope, payload: EventPayload) -> None:
-        await asyncio.sleep(0.001)
+        # About 3 s in all: the aiokafka engine commits at most every COMMIT_INTERVAL (0.25 s).
+        await asyncio.sleep(0.01)
         await apply_counter(conn, env, payload)
 
     total = 300
@@ -490,3 +491,35 @@ async def test_events_nobody_here_handles_do_not_cut_a_batch_handlers_run(
             await asyncio.gather(task, return_exceptions=True)
         await consumer.stop()
         await producer.stop()
+
+
+async def test_events_one_at_a_time_share_offset_commits(harness: Harness) -> None:
+    """The aiokafka engine commits the offsets of applied batches at most every
+    COMMIT_INTERVAL, so events arriving one at a time (a batch each) share commits; what
+    is applied when it stops is committed as it stops."""
+    if harness.engine != "aiokafka":
+        pytest.skip("FastStream's engine acknowledges (commits) each batch as FastStream does")
+    await harness.start()
+    consumer = harness._consumer
+    assert isinstance(consumer, InboxConsumer)
+    kafka = consumer._consumer
+    commits: list[dict[object, int]] = []
+    commit = kafka.commit
+
+    async def counted(offsets: dict[object, int]) -> None:
+        commits.append(dict(offsets))
+        await commit(offsets)
+
+    kafka.commit = counted
+    events = [harness.event("c1", 1) for _ in range(20)]
+    for event in events:
+        await harness.send(event)
+        await wait_until(lambda: harness.calls[event.id] == 1, limit=30, what="applied")  # noqa: B023
+    await harness.wait_committed(len(events))
+    # One batch per event (each waited for), far fewer commits: 20 events over ~1 s.
+    assert len(commits) <= len(events) // 2, commits
+    last = harness.event("c1", 1)
+    await harness.send(last)
+    await wait_until(lambda: harness.calls[last.id] == 1, limit=30, what="the last applied")
+    await harness.stop()  # within COMMIT_INTERVAL of the apply: stop commits it
+    assert sum((await harness.committed()).values()) == len(events) + 1

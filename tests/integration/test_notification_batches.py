@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -63,7 +64,12 @@ async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra, b
     await smtp.start()
     await contacts.http.start()
     name, dsn = await create_database(infra.admin_dsn)
-    pool = await create_pool(dsn, max_size=SENDERS * WORKERS + 4)
+    statements: list[str] = []
+
+    async def logged(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(lambda query: statements.append(query.query))
+
+    pool = await create_pool(dsn, max_size=SENDERS * WORKERS + 4, init=logged)
     try:
         await migrate(pool, MIGRATIONS)
         event_id = str(uuid.uuid4())
@@ -136,6 +142,10 @@ async def test_senders_claiming_batches_send_every_delivery_once(infra: Infra, b
             " WHERE stream_id LIKE 'delivery-%' GROUP BY stream_id"
         )
         assert {(r["v"], r["n"]) for r in versions} == {(2, 2)} and len(versions) == len(rows)
+        # A savepoint per delivery only where its processing runs a statement: a digest
+        # locks its recipient's rows; an immediate e-mail's reads are its batch's.
+        savepoints = [q for q in statements if q.startswith("SAVEPOINT")]
+        assert len(savepoints) <= DIGESTERS * len(KINDS), len(savepoints)
         # A session per worker, kept from batch to batch (not one per message).
         assert smtp.sessions <= SENDERS * WORKERS, smtp.sessions
         # Contacts: one request per claimed batch of immediate rows (a digest asks for

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from shared import eventstore
 from shared.envelope import CONTENT_TYPE, SPEC_VERSION, Envelope
 from shared.eventstore import ConcurrencyConflict
-from shared.outbox import OutboxRelay, create_producer
+from shared.outbox import MARK_AND_READ, OutboxRelay, create_producer
 from tests.integration.support import (
     CounterIncremented,
     FreshDatabase,
@@ -56,10 +56,12 @@ class Relays:
         self._service = service
         self._running: dict[int, tuple[asyncio.Task[None], AIOKafkaProducer]] = {}
 
-    async def start(self, client_id: str, *, batch_size: int = 100) -> OutboxRelay:
+    async def start(
+        self, client_id: str, *, batch_size: int = 100, kind: type[OutboxRelay] = OutboxRelay
+    ) -> OutboxRelay:
         producer = create_producer(self._infra.bootstrap_servers, client_id=client_id)
         await producer.start()
-        relay = OutboxRelay(
+        relay = kind(
             self._database.dsn,
             producer,
             self._service,
@@ -294,3 +296,33 @@ async def test_two_relays_only_one_leads_and_nothing_is_duplicated(
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicates on Kafka"
     assert set(ids) == set(written)
     check_stream_order(records)
+
+
+async def test_events_one_at_a_time_cost_the_relay_one_statement_each(
+    relays: Relays, infra: Infra, database: FreshDatabase, topics: FreshTopics
+) -> None:
+    """Each round marks the rows the round before it sent in the statement that reads the
+    next ones, so events written one at a time cost one statement each (two before: a read,
+    then a mark); the last round's rows are marked once the relay has been idle briefly."""
+    statements: list[str] = []
+
+    class Counted(OutboxRelay):
+        async def _connect(self) -> asyncpg.Connection:
+            conn = await super()._connect()
+            conn.add_query_logger(lambda query: statements.append(query.query))
+            return conn
+
+    model = counter_model(topics.producer)
+    relay = await relays.start("relay-counted", kind=Counted)
+    await wait_until(lambda: relay.is_leader, limit=10, what="the relay leads")
+    events = 20
+    async with database.pool.acquire() as conn:
+        for _ in range(events):
+            await append_with_retry(conn, model, "stream-0", 1, max_sleep=0)
+            await asyncio.sleep(0.03)
+    await wait_until(lambda: drained(database.pool), limit=10, what="every row marked")
+    assert len(await read_topic(infra.bootstrap_servers, topics.events)) == events
+    rounds = [q for q in statements if q == MARK_AND_READ]
+    assert not [q for q in statements if q.startswith("UPDATE")]
+    # One per event, one for the last mark, and the polls of the wait (0.2 s each).
+    assert events <= len(rounds) <= events + 8, len(rounds)

@@ -88,11 +88,13 @@ async def matching_db(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def apply(pool: asyncpg.Pool, event: EventPayload, key: str = "e1") -> None:
-    """One event through the handlers, in one transaction (as the inbox consumer does)."""
+    """One event through the handlers, in one transaction (as the inbox consumer does),
+    then the worker's round of the decisions they queued."""
     envelope = Envelope.wrap(event, key=key)
     async with pool.acquire() as conn, conn.transaction():
         await access_projection.apply(conn, event)  # what the runtime adds to a subscription
         await HANDLERS[event.ce_type()](conn, envelope, event)
+    await recommendations.refresh_due(pool)
 
 
 def brokerage_event(event_id: str, types: list[MeetingType]) -> BrokerageEventCreated:
@@ -400,9 +402,10 @@ async def test_a_run_of_requests_updates_the_lists_in_one_go(matching_db: asyncp
 async def test_a_run_of_approvals_updates_the_lists_in_one_go(
     matching_db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, scratch_every: int
 ) -> None:
-    """The service's batch handler for a burst of approvals (as its bootstrap wires it):
-    the stored lists equal lists from scratch, whether the run is long enough to
-    compute every list anew or is applied participant by participant."""
+    """The service's batch handler for a burst of approvals (as its bootstrap wires it),
+    then the worker's round of what it queued: the stored lists equal lists from
+    scratch, whether the run is long enough to compute every list anew or is applied
+    participant by participant."""
     monkeypatch.setattr(recommendations.handlers, "SCRATCH_EVERY", scratch_every)
     pool = matching_db
     await apply(pool, brokerage_event("e1", list(MeetingType)))
@@ -417,6 +420,7 @@ async def test_a_run_of_approvals_updates_the_lists_in_one_go(
     on_run = bootstrap.registration_runs()[RegistrationApproved.ce_type()]
     async with pool.acquire() as conn, conn.transaction():
         await on_run(conn, run)
+    assert await recommendations.refresh_due(pool) == len(ids) - 2  # each queued once
     lists = await assert_current(pool)
     assert set(lists) == set(ids)
     # and the next decision, one by one, finds them as it expects

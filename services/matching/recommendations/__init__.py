@@ -11,10 +11,12 @@ status are taken from the event), only for the others.
   transaction, stores their sentence vectors (`participant_vectors`) and brings
   the approved ones into the lists. Until its vectors land a participant is in
   no list and has none: its recommendations read as empty with `pending`.
-* Approval, a profile update of an approved participant, or its rejection,
-  waitlisting or withdrawal updates the stored top-K lists incrementally
-  (`recommend.incremental`): the participant's own list, the lists that held
-  it, and the lists it now enters. Nothing else of the event is recomputed.
+* A profile update of an approved participant updates the stored top-K lists
+  incrementally (`recommend.incremental`): the participant's own list, the lists
+  that held it, and the lists it now enters. Nothing else of the event is
+  recomputed. Approval, rejection, waitlisting or withdrawal only queues the
+  participant (`list_entry_queue`); the worker makes the same update in its next
+  round (`refresh_due`, a burst at once), by the status the projection then holds.
 * `PAIR_HANDLERS` (matching's own events, on `matching.events`): after a
   request between two participants is made or ends, their two lists are
   queued (`list_refresh_queue`) and the worker computes them anew in its next

@@ -187,37 +187,58 @@ async def on_profile_updated_inline(
     await on_profile_updated(conn, env, e)  # the vectors are there: queues nothing
 
 
-async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
-    assert isinstance(e, DecisionBase)
-    row = await conn.fetchrow(
-        f"SELECT {PROFILE_COLUMNS} FROM participants p WHERE p.registration_id = $1",
-        e.registration_id,
+async def queue_entries(conn: asyncpg.Connection, decided: Sequence[tuple[str, str]]) -> None:
+    """Queue these (brokerage event, participant) decisions for the recommendations
+    worker to bring the event's lists in line with (`enter_queued`), in one statement."""
+    unique = list(dict.fromkeys(decided))
+    await conn.execute(
+        "INSERT INTO list_entry_queue (event_id, registration_id)"
+        " SELECT * FROM unnest($1::text[], $2::text[])"
+        " ON CONFLICT (registration_id) DO NOTHING",
+        [event_id for event_id, _ in unique],
+        [registration_id for _, registration_id in unique],
     )
-    if row is None:
-        return
-    approved = isinstance(e, RegistrationApproved)
-    await refresh(conn, e.event_id, profile_from_row(row), approved=approved)
+
+
+async def enter_queued(conn: asyncpg.Connection, event_id: str) -> int:
+    """The queued decisions of `event_id` followed by its lists, and their rows taken; how
+    many rows. Each participant in or out by its status in the projection now (approved:
+    in, once its vectors have landed; anything else: out), so a decision taken twice, or
+    undone meanwhile, ends the same. In the caller's transaction, under the event's lock,
+    taken first (as `refresh_queued`)."""
+    await lock(conn, event_id)
+    taken = await conn.fetch(
+        "DELETE FROM list_entry_queue WHERE event_id = $1 RETURNING registration_id",
+        event_id,
+    )
+    if not taken:
+        return 0
+    rows = await conn.fetch(
+        f"SELECT {PROFILE_COLUMNS}, p.status FROM participants p"
+        " WHERE p.registration_id = ANY($1::text[]) ORDER BY p.registration_id",
+        [r["registration_id"] for r in taken],
+    )
+    subjects = [(profile_from_row(r), r["status"] == "approved") for r in rows]
+    await refresh_many(conn, event_id, subjects)
+    return len(taken)
+
+
+async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
+    """A participant was approved, rejected, waitlisted or withdrew: queued for the
+    worker, which brings the lists in line (`enter_queued`)."""
+    assert isinstance(e, DecisionBase)
+    await queue_entries(conn, [(e.event_id, e.registration_id)])
 
 
 async def on_decisions(
     conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]
 ) -> None:
-    """`on_decision` for a run (a burst of approvals): per brokerage event, one
-    `refresh_many` over the decided participants' profiles, read in one statement."""
-    rows = await conn.fetch(
-        f"SELECT {PROFILE_COLUMNS} FROM participants p WHERE p.registration_id = ANY($1::text[])",
-        [e.registration_id for _, e in run if isinstance(e, DecisionBase)],
-    )
-    profiles = {r["registration_id"]: profile_from_row(r) for r in rows}
-    by_event: dict[str, list[tuple[Profile, bool]]] = {}
+    """`on_decision` for a run (a burst of approvals), in one statement."""
+    decided = []
     for _, e in run:
         assert isinstance(e, DecisionBase)
-        if e.registration_id in profiles:
-            by_event.setdefault(e.event_id, []).append(
-                (profiles[e.registration_id], isinstance(e, RegistrationApproved))
-            )
-    for event_id, subjects in by_event.items():
-        await refresh_many(conn, event_id, subjects)
+        decided.append((e.event_id, e.registration_id))
+    await queue_entries(conn, decided)
 
 
 _DECISION_HANDLERS: dict[str, Handler] = {

@@ -161,10 +161,14 @@ async def engaged_pairs(
             list(ENGAGED_STATUSES),
         )
     else:
+        # Planned without the event (a fence): with it, PostgreSQL ANDs in the event's
+        # index, every request of the event (20,000 at BIO-Europe), for the few rows that
+        # the participants' own indexes find (generic plan: 0.8 -> 0.4 ms warm, more cold).
         rows = await conn.fetch(
-            "SELECT requester_id, recipient_id FROM meeting_requests"
-            " WHERE event_id = $1 AND status = ANY($2::text[])"
-            " AND (requester_id = ANY($3::text[]) OR recipient_id = ANY($3::text[]))",
+            "WITH theirs AS MATERIALIZED (SELECT event_id, requester_id, recipient_id"
+            " FROM meeting_requests WHERE status = ANY($2::text[])"
+            " AND (requester_id = ANY($3::text[]) OR recipient_id = ANY($3::text[])))"
+            " SELECT requester_id, recipient_id FROM theirs WHERE event_id = $1",
             event_id,
             list(ENGAGED_STATUSES),
             list(among),

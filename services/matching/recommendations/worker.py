@@ -22,9 +22,10 @@ participants without current vectors (e.g. after a rebuild, or data from before
 this worker existed: stored vectors are reused, not recomputed) and brings in
 every approved participant with vectors but no list.
 
-Each round also takes the queued lists (`list_refresh_queue`), per brokerage event in
-one transaction under its lock (`handlers.refresh_queued`): what a burst of requests
-queued while a round ran is computed once in the next.
+Each round also takes the queued decisions (`list_entry_queue`: approvals, rejections,
+withdrawals, `handlers.enter_queued`) and the queued lists (`list_refresh_queue`: meeting
+requests, `handlers.refresh_queued`), per brokerage event in one transaction under its
+lock: what a burst queued while a round ran is computed once in the next.
 
 Errors: a batch the model fails on is postponed with a back-off; a database
 error restarts the worker's loop; anything else ends the task, and `/ready`
@@ -44,6 +45,7 @@ from services.matching.recommendations import embedding
 from services.matching.recommendations.cache import lock
 from services.matching.recommendations.handlers import (
     LIST_REFRESH_CHANNEL,
+    enter_queued,
     refresh_many,
     refresh_queued,
 )
@@ -122,12 +124,16 @@ async def embed_due(pool: asyncpg.Pool, batch_size: int = 64, max_backoff: float
 
 
 async def refresh_due(pool: asyncpg.Pool) -> int:
-    """One round of the queued lists: per brokerage event, one transaction; how many."""
+    """One round of the queued decisions and lists: per brokerage event, one transaction
+    (the decisions first: the lists are then computed among who is in); how many rows."""
     async with pool.acquire() as conn:
-        events = await conn.fetch("SELECT DISTINCT event_id FROM list_refresh_queue")
+        events = await conn.fetch(
+            "SELECT event_id FROM list_entry_queue UNION SELECT event_id FROM list_refresh_queue"
+        )
     taken = 0
     for event_id in sorted(r["event_id"] for r in events):
         async with pool.acquire() as conn, conn.transaction():
+            taken += await enter_queued(conn, event_id)
             taken += await refresh_queued(conn, event_id)
     return taken
 
