@@ -23,6 +23,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import asyncpg
@@ -178,12 +179,18 @@ class InboxCore:
             self._topic_prefix,
         )
 
-    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Set `consumer_lag` per assigned partition: its end minus our position.
+    async def _report_lag(
+        self,
+        consumer: AIOKafkaConsumer,
+        unapplied: Callable[[], Batch] = dict,
+    ) -> None:
+        """Set `consumer_lag` per assigned partition: its end minus what has been applied.
 
-        After a batch commits the position is what has been applied; after a
-        failed batch it was sought back to the batch's start. At most once per
-        LAG_INTERVAL; partitions a rebalance took away stop being reported.
+        That is the consumer's position less the records it has handed out and we have
+        not applied yet (`unapplied`: the batch `InboxConsumer.run` fetched ahead, once
+        its fetch has returned; without it the lag read up to a batch short while
+        catching up). After a failed batch the position was sought back to its start. At
+        most once per LAG_INTERVAL; partitions a rebalance took away stop being reported.
         """
         now = time.monotonic()
         if now - self._lag_reported_at < LAG_INTERVAL:
@@ -208,6 +215,9 @@ class InboxCore:
                 position = await asyncio.wait_for(consumer.position(tp), 1)
             except (KafkaError, IllegalStateError, TimeoutError):
                 continue  # being reassigned: the next report has it
+            # Read right after the position, with no await between: the fetch ahead
+            # hands its records out (moving the position) exactly when it returns.
+            position -= len(unapplied().get(tp, ()))
             metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
                 max(end - position, 0)
             )
@@ -302,6 +312,7 @@ class InboxCore:
         from shared.batching import apply_run, projection_of  # imports this module
 
         batch_handlers = self._subscription.batch_handlers
+        handlers = self._subscription.handlers
         registry = self._subscription.registry
         projections = {
             ce_type: projection
@@ -333,6 +344,15 @@ class InboxCore:
         for message in messages:
             envelope = message.envelope
             current = registry.current_type(envelope.type) if envelope is not None else ""
+            if envelope is not None and current not in batch_handlers and current not in handlers:
+                # A type this service does not act on changes nothing (`_apply` returns
+                # without parsing it), so the run goes on past it: in scheduling, the
+                # requests and declines between accepts cut every run of accepts short.
+                # Its span is only started where it would be recorded.
+                if sampling.records(envelope):
+                    with process_span(message.record, envelope, self.name):
+                        pass
+                continue
             if envelope is None or current not in batch_handlers:
                 await flush()
                 try:
@@ -474,6 +494,13 @@ async def _settled(ahead: asyncio.Future[Fetched]) -> Fetched:
     return ahead.result()
 
 
+def _fetched_ahead(ahead: asyncio.Future[Fetched] | None) -> Batch:
+    """The records a fetch started ahead has handed out (none while it still waits)."""
+    if ahead is None or not ahead.done() or ahead.cancelled() or ahead.exception():
+        return {}
+    return ahead.result()[0]
+
+
 class InboxConsumer(InboxCore):
     def __init__(
         self,
@@ -552,7 +579,7 @@ class InboxConsumer(InboxCore):
                         self._seek_back(batch, unread)
                         await asyncio.sleep(self._retry_backoff * 5)
                 # Also while idle or stuck on a failing batch, when lag matters most.
-                await self._report_lag(self._consumer)
+                await self._report_lag(self._consumer, partial(_fetched_ahead, ahead))
         finally:
             if ahead is not None:
                 ahead.cancel()

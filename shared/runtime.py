@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -47,6 +48,30 @@ BackgroundTask = Callable[["ServiceRuntime"], Coroutine[Any, Any, None]]
 # events consumed are handled as fast as later ones. A failure is logged, not fatal:
 # warming up only saves time.
 WarmUp = Callable[["ServiceRuntime"], Coroutine[Any, Any, None]]
+
+# Allocations (net of deallocations) between two young collections of the cyclic garbage
+# collector; Python's default is 700. A consumer's batch of 2,000 records makes hundreds
+# of thousands of short-lived objects (records, envelopes, payloads, recorded statements),
+# and with the default each batch ran hundreds of collections: in `bench.catchup`,
+# reporting used 4.0-4.3 s of CPU for 59,003 events with the defaults, 3.0 s with this
+# threshold alone, 3.1 s with the startup heap frozen alone, 2.5-2.7 s with both.
+GC_YOUNG_THRESHOLD = 50_000
+_collector_tuned = False
+
+
+def tune_collector() -> None:
+    """Once per process, when it has started: what is alive then (modules, schemas,
+    caches: most of the heap) is moved out of the collector's sight (`gc.freeze`), so a
+    full collection no longer walks it, and young collections come every
+    `GC_YOUNG_THRESHOLD` allocations. Garbage is collected first, so none is pinned."""
+    global _collector_tuned
+    if _collector_tuned:
+        return
+    _collector_tuned = True
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 class ServiceRuntime:
@@ -100,6 +125,7 @@ class ServiceRuntime:
                 await step(self)
             except Exception:
                 log.exception("%s: warm-up %s failed", self.name, getattr(step, "__name__", step))
+        tune_collector()  # started: what is alive now mostly lives as long as the process
         self.kafka_options = client_options(self.settings)
         self._producer = create_producer(
             self.settings.kafka_bootstrap_servers, self.name, self.kafka_options

@@ -379,6 +379,120 @@ async def test_batch_handlers_apply_runs_once_and_fall_back_per_message_on_poiso
     assert [headers_of(r)["ce_id"] for r in dead] == [poison.id]
 
 
+async def test_the_reported_lag_counts_the_batch_fetched_ahead_as_not_applied(
+    infra: Infra,
+    database: FreshDatabase,
+    topics: FreshTopics,
+    kafka_admin: AIOKafkaAdminClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The aiokafka engine fetches the next batch while one is applied, which moves the
+    consumer's position past records not applied yet: the lag is measured from what was
+    applied, not from that position (it read one batch short)."""
+    from prometheus_client import REGISTRY
+
+    from shared import inbox
+
+    monkeypatch.setattr(inbox, "LAG_INTERVAL", 0.0)  # a report after every batch
+    producer = create_producer(infra.bootstrap_servers, client_id="inbox-lag-test")
+    await producer.start()
+    harness = Harness(infra, database, topics, kafka_admin, producer)
+    second_batch = asyncio.Event()
+    release = asyncio.Event()
+    batches = 0
+
+    async def slow_then_stuck(
+        conn: asyncpg.Connection, items: Sequence[tuple[Envelope, EventPayload]]
+    ) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 1:
+            await asyncio.sleep(1.0)  # the next batch's fetch returns meanwhile
+        else:
+            second_batch.set()
+            await release.wait()
+        for envelope, payload in items:
+            await apply_counter(conn, envelope, payload)
+
+    try:
+        # One key: every record on one partition; all there before the consumer starts.
+        partitions = {(await harness.send(harness.event("lag")))[0] for _ in range(30)}
+        assert len(partitions) == 1
+        await harness.start(batch_size=10, batch_handler=slow_then_stuck)
+        await asyncio.wait_for(second_batch.wait(), 60)
+        # The first batch is applied and committed; the second is being applied, and
+        # the third has been fetched ahead meanwhile.
+        lag = REGISTRY.get_sample_value(
+            "consumer_lag",
+            {"service": harness.group, "topic": topics.events, "partition": str(*partitions)},
+        )
+        assert lag == 20
+        release.set()
+        await harness.wait_committed(30)
+    finally:
+        release.set()
+        await harness.stop()
+        await producer.stop()
+
+
+async def test_events_nobody_here_handles_do_not_cut_a_batch_handlers_run(
+    infra: Infra,
+    database: FreshDatabase,
+    topics: FreshTopics,
+    kafka_admin: AIOKafkaAdminClient,
+) -> None:
+    """A type the registry knows but no handler takes (scheduling's requests and
+    declines between its accepts) is passed over: the run goes on past it."""
+    from shared.contracts.registry import PayloadRegistry
+
+    producer = create_producer(infra.bootstrap_servers, client_id="inbox-skip-test")
+    await producer.start()
+    harness = Harness(infra, database, topics, kafka_admin, producer)
+    ignored = type(
+        "CounterNoted",
+        (CounterIncremented,),
+        {"producer": topics.producer, "__module__": __name__, "event_name": "CounterNoted"},
+    )
+    runs: list[int] = []
+
+    async def add_all(
+        conn: asyncpg.Connection, items: Sequence[tuple[Envelope, EventPayload]]
+    ) -> None:
+        runs.append(len(items))
+        for envelope, payload in items:
+            await apply_counter(conn, envelope, payload)
+
+    consumer = InboxConsumer(
+        name=harness.group,
+        dsn_pool=database.pool,
+        bootstrap_servers=infra.bootstrap_servers,
+        subscription=Subscription(
+            topics=(topics.events,),
+            handlers={harness.model.ce_type(): apply_counter},
+            registry=PayloadRegistry([harness.model, ignored]),
+            batch_handlers={harness.model.ce_type(): add_all},
+        ),
+        dlq_producer=producer,
+    )
+    task: asyncio.Task[None] | None = None
+    try:
+        for _ in range(40):  # one partition, alternating: counted, ignored, counted...
+            await harness.send(harness.event("k"))
+            await harness.send(Envelope.wrap(ignored(counter="k", amount=100), key="k"))
+        await consumer.start()
+        task = asyncio.create_task(consumer.run())
+        await harness.wait_committed(80)
+        assert await projection(database.pool) == {"k": 40}
+        assert sum(runs) == 40
+        assert max(runs) > 1, f"runs cut at every ignored event: {runs}"
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+
+
 async def test_events_one_at_a_time_share_offset_commits(harness: Harness) -> None:
     """The aiokafka engine commits the offsets of applied batches at most every
     COMMIT_INTERVAL, so events arriving one at a time (a batch each) share commits; what

@@ -209,8 +209,11 @@ class State:
         self.at = [-1] * (problem.n_parts * s)  # participant*S + slot -> meeting
         self.onsite_used = [0] * s
         self.table_full = problem.all_slots if problem.tables == 0 else 0
-        # tables taken by number (only when placing into an existing, numbered schedule)
+        # tables taken by number (only when placing into an existing, numbered schedule),
+        # set with `give_table`; `tables_at` has them by slot (slot -> meeting -> table), so
+        # that finding a free table costs the slot's meetings, not the whole agenda's
         self.table_of: dict[int, int] = {}
+        self.tables_at: list[dict[int, int]] = [{} for _ in range(s)]
 
     def grow(self) -> None:
         """Make room for the meetings and participants added to the problem since
@@ -238,7 +241,19 @@ class State:
         self.at[:] = other.at
         self.onsite_used[:] = other.onsite_used
         self.table_full = other.table_full
+        if self.table_of or other.table_of:  # a solver's states have none: copy nothing
+            self.tables_at = [dict(tables) for tables in other.tables_at]
         self.table_of = dict(other.table_of)
+
+    def give_table(self, m: int, table: int) -> None:
+        """Meeting m (placed) sits at table number `table` of its slot."""
+        self.table_of[m] = table
+        self.tables_at[self.slot_of[m]][m] = table
+
+    def _drop_table(self, m: int) -> None:
+        """Meeting m no longer holds a table number (before it leaves its slot)."""
+        if self.table_of.pop(m, None) is not None:
+            self.tables_at[self.slot_of[m]].pop(m, None)
 
     def free_slots(self, m: int) -> int:
         """Slots where meeting m could go now without moving anything."""
@@ -281,7 +296,7 @@ class State:
                 at[i * s + t] = -1
             if p.onsite[m]:
                 onsite_used[t] -= 1
-            self.table_of.pop(m, None)
+            self._drop_table(m)
         for m in meetings:
             u = b if slot_of[m] == a else a
             slot_of[m] = u
@@ -298,6 +313,7 @@ class State:
                 self.table_full &= ~(1 << t)
 
     def remove(self, m: int) -> None:
+        self._drop_table(m)
         p = self.p
         t = self.slot_of[m]
         bit = 1 << t
@@ -311,7 +327,6 @@ class State:
             if self.onsite_used[t] < p.tables:
                 self.table_full &= ~bit
         self.slot_of[m] = -1
-        self.table_of.pop(m, None)
 
     def added_idle(self, m: int, t: int) -> int:
         """How much idle time placing meeting m in slot t would add (may be negative)."""
@@ -456,8 +471,7 @@ class State:
         return "not placed by the optimiser"  # a placement exists; callers avoid this
 
     def _table_taken(self, t: int, table: int) -> bool:
-        s = self.slot_of
-        return any(s[k] == t and n == table for k, n in self.table_of.items())
+        return table in self.tables_at[t].values()
 
     # ------------------------------------------------------------------ rendering
 

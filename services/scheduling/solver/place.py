@@ -38,14 +38,14 @@ def load(problem: Problem, schedule: Schedule, skip: str | None = None) -> State
             raise InstanceError(f"the schedule assigns {a.meeting} twice")
         state.add(m, t)
         if a.table is not None and problem.onsite[m]:
-            state.table_of[m] = a.table
+            state.give_table(m, a.table)
     return state
 
 
 def free_table(state: State, t: int) -> int:
     """The lowest table number not in use in slot t (0 if none is)."""
     p = state.p
-    taken = {n for k, n in state.table_of.items() if state.slot_of[k] == t}
+    taken = set(state.tables_at[t].values())
     for n in range(1, p.tables + 1):
         if n not in taken:
             return n
@@ -72,7 +72,7 @@ def place_in_state(state: State, m: int) -> Assignment | Unscheduled:
             return Unscheduled(mid, f"no table number is free in {p.slot_ids[t]}")
     state.add(m, t)
     if table is not None:
-        state.table_of[m] = table
+        state.give_table(m, table)
     return Assignment(mid, p.slot_ids[t], table)
 
 
@@ -121,7 +121,7 @@ def reserve_fixed(state: State, but: int | frozenset[int]) -> None:
             continue
         state.add(k, t)
         if p.fixed_table[k]:
-            state.table_of[k] = p.fixed_table[k]
+            state.give_table(k, p.fixed_table[k])
 
 
 class Growing:
