@@ -40,12 +40,12 @@ from faststream.middlewares import AckPolicy
 
 from shared.inbox import (
     BATCH_SIZE,
-    LAG_INTERVAL,
     InboxCore,
     Subscription,
     _BatchFailed,
     _Message,
 )
+from shared.inbox_telemetry import LAG_INTERVAL
 from shared.kafka import REQUEST_TIMEOUT_MS, faststream_security
 
 log = logging.getLogger(__name__)
@@ -234,9 +234,9 @@ class FastStreamInboxConsumer(InboxCore):
             while True:
                 consumer = self.subscriber.consumer
                 if consumer is not None:
-                    await self._report_lag(consumer)  # at most once per LAG_INTERVAL
+                    await self._lag.report(consumer)  # at most once per LAG_INTERVAL
                 # Soon again until the group has assigned partitions, then at the interval.
-                await asyncio.sleep(LAG_INTERVAL if self._lag_partitions else 0.2)
+                await asyncio.sleep(LAG_INTERVAL if self._lag.partitions else 0.2)
         finally:
             self.applying.clear()
 

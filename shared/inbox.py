@@ -34,7 +34,13 @@ from shared import metrics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import ACTOR, Envelope, MalformedEnvelope
-from shared.inbox_telemetry import Processed, Sampling, export_zeros, process_span
+from shared.inbox_telemetry import (
+    LagReports,
+    Processed,
+    Sampling,
+    export_zeros,
+    process_span,
+)
 from shared.kafka import REQUEST_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
@@ -48,8 +54,6 @@ BATCH_SIZE = 2000
 # broker round trip and a write to __consumer_offsets. Applied events are in the inbox
 # already: what a crash leaves uncommitted is replayed and dropped there.
 COMMIT_INTERVAL = 0.25
-# Seconds between two reports of the consumer lag (each asks for every partition's position).
-LAG_INTERVAL = 2.0
 
 Handler = Callable[[asyncpg.Connection, Envelope, EventPayload], Awaitable[None]]
 BatchHandler = Callable[
@@ -162,8 +166,7 @@ class InboxCore:
         self._dlq = dlq_producer
         self._max_attempts = max_attempts
         self._retry_backoff = retry_backoff
-        self._lag_reported_at = 0.0
-        self._lag_partitions: set[TopicPartition] = set()
+        self._lag = LagReports(name)
         # Records and their messages as `read` gave them ahead (`InboxConsumer.run`).
         self._read_ahead: tuple[Sequence[ConsumerRecord[bytes, bytes]], list[_Message]] | None = (
             None
@@ -178,50 +181,6 @@ class InboxCore:
             self._subscription.registry,
             self._topic_prefix,
         )
-
-    async def _report_lag(
-        self,
-        consumer: AIOKafkaConsumer,
-        unapplied: Callable[[], Batch] = dict,
-    ) -> None:
-        """Set `consumer_lag` per assigned partition: its end minus what has been applied.
-
-        That is the consumer's position less the records it has handed out and we have
-        not applied yet (`unapplied`: the batch `InboxConsumer.run` fetched ahead, once
-        its fetch has returned; without it the lag read up to a batch short while
-        catching up). After a failed batch the position was sought back to its start. At
-        most once per LAG_INTERVAL; partitions a rebalance took away stop being reported.
-        """
-        now = time.monotonic()
-        if now - self._lag_reported_at < LAG_INTERVAL:
-            return
-        assigned = consumer.assignment()
-        if not assigned and not self._lag_partitions:
-            return  # not in the group yet: ask again soon, not in LAG_INTERVAL
-        self._lag_reported_at = now
-        for tp in self._lag_partitions - assigned:
-            with contextlib.suppress(KeyError):
-                metrics.CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
-        self._lag_partitions = set()
-        ends = {tp: consumer.highwater(tp) for tp in assigned}
-        unknown = [tp for tp, end in ends.items() if end is None]
-        if unknown:  # no fetch has answered for them yet (e.g. empty partitions): ask
-            with contextlib.suppress(KafkaError, IllegalStateError, TimeoutError):
-                ends.update(await asyncio.wait_for(consumer.end_offsets(unknown), 1))
-        for tp, end in ends.items():
-            if end is None:
-                continue  # the next report has it
-            try:
-                position = await asyncio.wait_for(consumer.position(tp), 1)
-            except (KafkaError, IllegalStateError, TimeoutError):
-                continue  # being reassigned: the next report has it
-            # Read right after the position, with no await between: the fetch ahead
-            # hands its records out (moving the position) exactly when it returns.
-            position -= len(unapplied().get(tp, ()))
-            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
-                max(end - position, 0)
-            )
-            self._lag_partitions.add(tp)
 
     def read(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[_Message]:
         """The batch's messages, each decoded, and parsed where a batch handler's run will
@@ -579,7 +538,7 @@ class InboxConsumer(InboxCore):
                         self._seek_back(batch, unread)
                         await asyncio.sleep(self._retry_backoff * 5)
                 # Also while idle or stuck on a failing batch, when lag matters most.
-                await self._report_lag(self._consumer, partial(_fetched_ahead, ahead))
+                await self._lag.report(self._consumer, partial(_fetched_ahead, ahead))
         finally:
             if ahead is not None:
                 ahead.cancel()

@@ -1,5 +1,6 @@
 """What the inbox consumer (`shared.inbox`) tells about its work: each event's `process
-<topic>` span, the counts of processed events, the dead letters and errors.
+<topic>` span, the counts of processed events, the dead letters and errors, and its lag
+(`LagReports`).
 
 Catching up a backlog, the inbox applies thousands of events a second, and whatever it
 does per event counts: so an event's span is only started where it would be recorded
@@ -10,11 +11,15 @@ once per batch (`Processed`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, get_current_span
 
@@ -130,3 +135,60 @@ def export_zeros(
         topic = prefixed(topic_prefix, model.topic())
         if model.ce_type() in handled and topic in topics:
             metrics.EVENTS_PROCESSED.labels(group, topic, model.ce_type())
+
+
+# Seconds between two reports of the consumer lag (each asks for every partition's position).
+LAG_INTERVAL = 2.0
+
+
+class LagReports:
+    """One consumer's `consumer_lag` gauges, set per assigned partition (`report`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._reported_at = 0.0
+        self.partitions: set[TopicPartition] = set()  # those reported last time
+
+    async def report(
+        self,
+        consumer: AIOKafkaConsumer,
+        unapplied: Callable[[], Mapping[TopicPartition, Sequence[object]]] = dict,
+    ) -> None:
+        """Set `consumer_lag` per assigned partition: its end minus what has been applied.
+
+        That is the consumer's position less the records it has handed out and we have
+        not applied yet (`unapplied`: the batch `InboxConsumer.run` fetched ahead, once
+        its fetch has returned; without it the lag read up to a batch short while
+        catching up). After a failed batch the position was sought back to its start. At
+        most once per LAG_INTERVAL; partitions a rebalance took away stop being reported.
+        """
+        now = time.monotonic()
+        if now - self._reported_at < LAG_INTERVAL:
+            return
+        assigned = consumer.assignment()
+        if not assigned and not self.partitions:
+            return  # not in the group yet: ask again soon, not in LAG_INTERVAL
+        self._reported_at = now
+        for tp in self.partitions - assigned:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
+        self.partitions = set()
+        ends = {tp: consumer.highwater(tp) for tp in assigned}
+        unknown = [tp for tp, end in ends.items() if end is None]
+        if unknown:  # no fetch has answered for them yet (e.g. empty partitions): ask
+            with contextlib.suppress(KafkaError, IllegalStateError, TimeoutError):
+                ends.update(await asyncio.wait_for(consumer.end_offsets(unknown), 1))
+        for tp, end in ends.items():
+            if end is None:
+                continue  # the next report has it
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 1)
+            except (KafkaError, IllegalStateError, TimeoutError):
+                continue  # being reassigned: the next report has it
+            # Read right after the position, with no await between: the fetch ahead
+            # hands its records out (moving the position) exactly when it returns.
+            position -= len(unapplied().get(tp, ()))
+            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                max(end - position, 0)
+            )
+            self.partitions.add(tp)

@@ -391,9 +391,9 @@ async def test_the_reported_lag_counts_the_batch_fetched_ahead_as_not_applied(
     applied, not from that position (it read one batch short)."""
     from prometheus_client import REGISTRY
 
-    from shared import inbox
+    from shared import inbox_telemetry
 
-    monkeypatch.setattr(inbox, "LAG_INTERVAL", 0.0)  # a report after every batch
+    monkeypatch.setattr(inbox_telemetry, "LAG_INTERVAL", 0.0)  # a report after every batch
     producer = create_producer(infra.bootstrap_servers, client_id="inbox-lag-test")
     await producer.start()
     harness = Harness(infra, database, topics, kafka_admin, producer)
