@@ -95,11 +95,12 @@ def solve(
             exact.start_import()
         else:
             why = f"skipped: {why}"
+    compiled = run_exact and _load_compiled(problem, deadline - time.monotonic())
     left = deadline - started
     heuristic_limit = left * HEURISTIC_SHARE if run_exact else left
     second = None
     if run_exact and second_process and spread is None:
-        second = _start_second(instance, seed, started + heuristic_limit, deadline)
+        second = _start_second(instance, seed, started + heuristic_limit, deadline, compiled)
     try:
         return _solve(problem, started, deadline, seed, run_exact, why, heuristic_limit, second)
     finally:
@@ -259,11 +260,22 @@ def _improve(
     return box[0], state, box[0].status
 
 
+def _load_compiled(problem: Problem, seconds: float) -> bool:
+    """Start loading the compiled annealing loop if this run is long enough for it to
+    pay (`kempe_compiled`; only then is that module, numpy and numba imported)."""
+    if not kempe.wants_compiled(problem, seconds):
+        return False
+    from services.scheduling.solver import kempe_compiled
+
+    kempe_compiled.start_loading()
+    return True
+
+
 def _start_second(
-    instance: Instance, seed: int, heuristic_deadline: float, deadline: float
+    instance: Instance, seed: int, heuristic_deadline: float, deadline: float, compiled: bool
 ) -> SecondRun | None:
     try:
-        return SecondRun(instance, seed + SECOND_SEED, heuristic_deadline, deadline)
+        return SecondRun(instance, seed + SECOND_SEED, heuristic_deadline, deadline, compiled)
     except OSError:  # no process to be had: the first run goes on alone
         return None
 
