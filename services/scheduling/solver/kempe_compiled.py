@@ -5,14 +5,16 @@ million tried swaps (`kempe.anneal_restarts`), and interpreted it tries some 250
 CPU second. `kempe_kernel.anneal_tries` is the same loop over typed arrays; compiled
 (`numba.njit(cache=True)`) it tries many times more. Importing numba and loading the
 compiled code from its cache costs about a second of CPU, so it is done only where the
-portfolio anneals for long (`start_loading`, called by `portfolio.solve` and the second
-run where `kempe.wants_compiled`: the exact model fits, the time limit is at least
-`kempe.COMPILED_MIN_SECONDS`), in a
-thread, while the interpreted annealing goes on: `kempe.anneal` uses the compiled loop
-from the first attempt after it is ready. The incremental placement, short limits and
-large events never import numba. A missing or failing numba only means the
-interpreted loop throughout. `python -m services.scheduling.solver.kempe_compiled`
-(run by `make venv`) compiles it into numba's cache beforehand.
+portfolio anneals for long (`kempe.wants_compiled`: the exact model fits, the time
+limit is at least `kempe.COMPILED_MIN_SECONDS`), and only in the second run's process
+(`second_run.run`), after its heuristic and before its annealing: loaded in a thread
+beside other Python work it took four times as long (5 s at a load of 5) and held the
+interpreter for up to 0.13 s at a time, which the heuristic and the first run's
+deadline cannot afford. Once it is loaded, `kempe.anneal` uses it. The first run, the
+incremental placement, short limits and large events never import numba. A missing
+or failing numba only means the interpreted loop throughout.
+`python -m services.scheduling.solver.kempe_compiled` (run by `make venv`) compiles
+it into numba's cache beforehand.
 
 The compiled loop covers meetings of two participants (chains are paths or cycles),
 at most 63 slots (a busy mask in an int64) and sessions of at most 16 slots (one idle
@@ -66,8 +68,12 @@ def _load() -> None:
     try:
         import numba
 
-        kernel = numba.njit(cache=True, nogil=True)(kempe_kernel.anneal_tries)
-        _warm(kernel)
+        try:
+            kernel = numba.njit(cache=True, nogil=True)(kempe_kernel.anneal_tries)
+            _warm(kernel)
+        except RuntimeError:  # no cache directory to be written here: compiled afresh
+            kernel = numba.njit(nogil=True)(kempe_kernel.anneal_tries)
+            _warm(kernel)
     except Exception as e:  # no numba, or it cannot compile here: interpreted it is
         failed.append(f"{type(e).__name__}: {e}")
         return

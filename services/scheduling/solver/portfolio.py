@@ -17,8 +17,9 @@ fairness, rendering):
      its bound never rose above the floor within 10 s, nor did it find a better
      schedule). So no CP-SAT: simulated annealing over Kempe-chain swaps (`kempe`),
      in attempts each from a new heuristic schedule (`second_run.restarts`), here and
-     in the second run (other seeds), to the deadline or until either reaches the
-     floor (then the other is stopped); the better schedule wins.
+     in the second run (other seeds; there with the annealing's loop compiled by
+     numba where the limit is long enough, `kempe_compiled`), to the deadline or until
+     either reaches the floor (then the other is stopped); the better schedule wins.
    - else (the priority below its bound, or no floor): the second run's schedule is
      taken if better, the child ends, and as before: for half the time left, a second
      heuristic run if the first did not place all the priority it might, then the
@@ -55,6 +56,9 @@ SECOND_WAIT = 0.25
 # Kept back for reading the second run's answer and ending its process (a loaded
 # machine delays both).
 ENDING_SECONDS = 0.05
+# ... where the second run has loaded numba (`kempe_compiled`): ending a process of
+# 180 MB took 90 ms at a load of 5 (`nice -n 10`), against 4 ms without numba.
+ENDING_SECONDS_COMPILED = 0.3
 
 
 @dataclass(slots=True)
@@ -95,7 +99,8 @@ def solve(
             exact.start_import()
         else:
             why = f"skipped: {why}"
-    compiled = run_exact and _load_compiled(problem, deadline - time.monotonic())
+    # the second run anneals compiled if it is long enough (this process never loads it)
+    compiled = run_exact and kempe.wants_compiled(problem, deadline - time.monotonic())
     left = deadline - started
     heuristic_limit = left * HEURISTIC_SHARE if run_exact else left
     second = None
@@ -145,7 +150,7 @@ def _solve(
     elif second is not None and every is not None and priority >= priority_bound:
         # all that is left is a schedule at the floor: two annealing runs look for it
         run_exact = False
-        end = deadline - reserve - ENDING_SECONDS
+        end = deadline - reserve - (ENDING_SECONDS_COMPILED if second.compiled else ENDING_SECONDS)
         state, status = _two_annealers(problem, state, end, seed, floor, second)
         priority, idle = state.priority(), state.idle()
     elif second is not None:  # the exact model as before; the second run's heuristic
@@ -258,17 +263,6 @@ def _improve(
         run.stop()
         thread.join()
     return box[0], state, box[0].status
-
-
-def _load_compiled(problem: Problem, seconds: float) -> bool:
-    """Start loading the compiled annealing loop if this run is long enough for it to
-    pay (`kempe_compiled`; only then is that module, numpy and numba imported)."""
-    if not kempe.wants_compiled(problem, seconds):
-        return False
-    from services.scheduling.solver import kempe_compiled
-
-    kempe_compiled.start_loading()
-    return True
 
 
 def _start_second(

@@ -24,6 +24,7 @@ from services.scheduling.solver.check import check
 from services.scheduling.solver.core import Problem, State
 from services.scheduling.solver.greedy import greedy_state
 from services.scheduling.solver.model import parse_instance, parse_instance_json
+from services.scheduling.solver.second_run import Request, run
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[3]
@@ -167,3 +168,20 @@ def test_a_short_run_never_imports_numba() -> None:
         [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_the_second_run_anneals_compiled_when_asked() -> None:
+    """forumt-14 (floor 10, which the heuristic alone does not reach in 1 s): the second
+    run loads the compiled loop after its heuristic and anneals with it; the checker
+    accepts its schedule."""
+    instance = parse_instance_json(
+        gzip.decompress((DATA / "forumt-14.original.json.gz").read_bytes())
+    )
+    now = time.monotonic()
+    answer = run(Request(instance, 3, now + 1.0, now + 8.0, compiled=True))
+    assert answer.compiled and answer.swaps > 0
+    assert answer.floor == 10 and answer.idle >= 10
+    problem = Problem(instance)
+    state = State.of_slots(problem, answer.slot_of)
+    assert state.idle() == answer.idle
+    assert check(instance, state.schedule()).valid
