@@ -20,8 +20,8 @@ chain is a path or a cycle, walked from the meeting both ways: only its two ends
 change their idle time. The same swaps, in the same order from the same seed, as
 building the chain first: twice the swaps per CPU second on the forum instances.
 
-Where the portfolio anneals for long on a small event (`wants_compiled`), the second
-run's process runs the same loop compiled (`kempe_kernel`, loaded by `kempe_compiled`;
+Where the portfolio anneals for long on a small event (`wants_compiled`), both runs
+load the same loop compiled (`kempe_kernel`, loaded by `kempe_compiled`;
 a test replays one stream of random draws through both and gets the same swaps): about
 23 times the swaps per CPU second on tic-14crafc (6.8 million against 0.29 million).
 """
@@ -170,8 +170,8 @@ def wants_compiled(problem: Problem, seconds: float) -> bool:
 
 def compiled_loop(problem: Problem) -> ModuleType | None:
     """`kempe_compiled` if its loop is loaded and fits this problem. Only a caller that
-    means to use it imports that module (`second_run.run`): others never import numpy
-    or numba through here."""
+    means to use it imports that module (`second_run.run`, `portfolio._two_annealers`):
+    others never import numpy or numba through here."""
     module = sys.modules.get("services.scheduling.solver.kempe_compiled")
     if module is None or not module.ready() or not compiled_applies(problem):
         return None

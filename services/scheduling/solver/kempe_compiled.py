@@ -6,12 +6,15 @@ CPU second. `kempe_kernel.anneal_tries` is the same loop over typed arrays; comp
 (`numba.njit(cache=True)`) it tries many times more. Importing numba and loading the
 compiled code from its cache costs about a second of CPU, so it is done only where the
 portfolio anneals for long (`kempe.wants_compiled`: the exact model fits, the time
-limit is at least `kempe.COMPILED_MIN_SECONDS`), and only in the second run's process
-(`second_run.run`), after its heuristic and before its annealing: loaded in a thread
-beside other Python work it took four times as long (5 s at a load of 5) and held the
-interpreter for up to 0.13 s at a time, which the heuristic and the first run's
-deadline cannot afford. Once it is loaded, `kempe.anneal` uses it. The first run, the
-incremental placement, short limits and large events never import numba. A missing
+limit is at least `kempe.COMPILED_MIN_SECONDS`), and after the heuristic runs: loaded
+in a thread beside other Python work it took four times as long (5 s at a load of 5)
+and held the interpreter for up to 0.13 s at a time, which the heuristic cannot afford
+(at a load of 13 it then left meetings out). The second run (`second_run.run`) waits
+for it before its annealing (at most half its time left); the first run
+(`portfolio._two_annealers`) loads it in a thread while its interpreted annealing goes
+on, its deadline kept with a margin for those pauses. Once it is loaded, `kempe.anneal`
+uses it from the next attempt. The incremental placement, short limits, runs where
+CP-SAT runs and large events never import numba. A missing
 or failing numba only means the interpreted loop throughout.
 `python -m services.scheduling.solver.kempe_compiled` (run by `make venv`) compiles
 it into numba's cache beforehand.

@@ -56,8 +56,9 @@ SECOND_WAIT = 0.25
 # Kept back for reading the second run's answer and ending its process (a loaded
 # machine delays both).
 ENDING_SECONDS = 0.05
-# ... where the second run has loaded numba (`kempe_compiled`): ending a process of
-# 180 MB took 90 ms at a load of 5 (`nice -n 10`), against 4 ms without numba.
+# ... where both runs load numba (`kempe_compiled`): ending a process of 180 MB took
+# 90 ms at a load of 5 (`nice -n 10`), against 4 ms without numba, and loading it here
+# holds the interpreter for up to 0.13 s at a time.
 ENDING_SECONDS_COMPILED = 0.3
 
 
@@ -99,7 +100,7 @@ def solve(
             exact.start_import()
         else:
             why = f"skipped: {why}"
-    # the second run anneals compiled if it is long enough (this process never loads it)
+    # long enough for both runs to anneal compiled (`kempe_compiled`)
     compiled = run_exact and kempe.wants_compiled(problem, deadline - time.monotonic())
     left = deadline - started
     heuristic_limit = left * HEURISTIC_SHARE if run_exact else left
@@ -285,6 +286,10 @@ def _two_annealers(
         answer = second.poll()
         return answer is not None and answer.idle <= floor
 
+    if second.compiled:  # (after the heuristic: beside it, it would starve it)
+        from services.scheduling.solver import kempe_compiled
+
+        kempe_compiled.start_loading()  # used from the first attempt after it is there
     mine = restarts(problem, State.of_slots(problem, state.slot_of), deadline, seed, floor, enough)
     state = _better(mine, state)
     answer = second.poll() if mine.idle() <= floor else second.collect(deadline)

@@ -51,6 +51,8 @@ from services.scheduling.solver.optimise import Stats, optimise_state
 COOLING_TRIES = 300_000
 FRESH_SECONDS = 0.3
 FRESH_SECONDS_COMPILED = 0.03
+# The least time its heuristic gets (past the first run's share, if it started late).
+MIN_HEURISTIC_SECONDS = 0.4
 # Kept back from the caller's deadline for the answer to be sent and read.
 ANSWER_MARGIN = 0.15
 
@@ -76,7 +78,7 @@ class Answer:
     priority: int
     floor: int | None  # the idle floor it stopped at, if it knew one
     swaps: int = 0  # annealing swaps tried
-    compiled: bool = False  # by the compiled loop (`kempe_compiled`)
+    compiled: bool = False  # it loaded the compiled loop (`kempe_compiled`) to anneal
 
 
 class SecondRun:
@@ -216,7 +218,13 @@ def run(request: Request, stop_asked: Callable[[], bool] | None = None) -> Answe
     checked now and then."""
     problem = Problem(request.instance)
     stats = Stats()
-    limit = max(0.0, request.heuristic_deadline - time.monotonic())
+    # its own start can take the heuristic's whole share on a busy machine (1 s at a
+    # load of 4, the first run working beside it); with no time at all the heuristic
+    # does not place every meeting, and then this run does not anneal
+    now = time.monotonic()
+    limit = max(
+        request.heuristic_deadline - now, min(MIN_HEURISTIC_SECONDS, request.deadline - now)
+    )
     first = optimise_state(problem, limit, request.seed, stats=stats)
     state = State.of_slots(problem, first.slot_of)  # (annealing needs a plain state)
     priority_bound = max(stats.priority_bound or sum(problem.prio), state.priority())
@@ -233,8 +241,14 @@ def run(request: Request, stop_asked: Callable[[], bool] | None = None) -> Answe
                 from services.scheduling.solver import kempe_compiled
 
                 # here, not during the heuristic: loading it beside other work takes
-                # four times as long and holds the interpreter for up to 0.13 s at a time
-                compiled = kempe_compiled.wait(max(0.0, request.deadline - time.monotonic()))
+                # four times as long and holds the interpreter for up to 0.13 s at a
+                # time. Not waiting for more than half the time left (a busy machine):
+                # then the attempts start interpreted, and use it once it is there.
+                until = time.monotonic() + 0.5 * (request.deadline - time.monotonic())
+                while not kempe_compiled.wait(0.02) and time.monotonic() < until:
+                    if enough(0):  # asked to stop: answer now
+                        break
+                compiled = True
             tried = kempe.swaps_tried[0]
             state = restarts(problem, state, request.deadline, request.seed, floor, enough)
             return Answer(
@@ -261,9 +275,11 @@ def restarts(
 
     def fresh(other_seed: int) -> State | None:
         seconds = FRESH_SECONDS if kempe.compiled_loop(problem) is None else FRESH_SECONDS_COMPILED
-        if time.monotonic() + 2 * seconds >= deadline:
+        left = deadline - time.monotonic()
+        if left < 2 * FRESH_SECONDS_COMPILED:
             return None
-        return optimise_state(problem, seconds, other_seed)
+        # near the deadline a quicker start, so that the last attempt runs to it
+        return optimise_state(problem, min(seconds, left / 3), other_seed)
 
     return kempe.anneal_restarts(
         state, deadline, seed, fresh, enough, floor=floor, cooling_tries=COOLING_TRIES
