@@ -18,6 +18,8 @@ venv:
 	@UV="$$(bash deploy/local/uv.sh $(UV_VERSION))" && \
 	  PYTHON="$$(python3 -c 'import sys; print(sys.executable)')" && \
 	  "$$UV" sync --frozen --python "$$PYTHON"
+	@# the scheduler's compiled annealing loop into numba's cache (else its first long run compiles it)
+	@.venv/bin/python -m services.scheduling.solver.kempe_compiled || true
 
 # Start Kafka and PostgreSQL, create the databases and topics (idempotent).
 infra-up: venv

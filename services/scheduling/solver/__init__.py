@@ -6,8 +6,9 @@
 - `place`: put one newly accepted meeting into an existing schedule.
 - `optimise`: the heuristic re-optimisation (most priority placed, then least idle),
   in steps: `construct`, `chains` (repair), `localsearch`, `ruin` (ruin and recreate).
-- `exact`: the CP-SAT model; `kempe`: Kempe-chain swaps (simulated annealing);
-  `fairness`: bringing a schedule within `max_idle_spread`.
+- `exact`: the CP-SAT model; `kempe`: Kempe-chain swaps (simulated annealing), its
+  inner loop compiled by numba for long runs on small events (`kempe_kernel`,
+  `kempe_compiled`); `fairness`: bringing a schedule within `max_idle_spread`.
 - `portfolio`: `solve`, all of them under one deadline; the best schedule, whether it
   is proven optimal, and the bound.
 

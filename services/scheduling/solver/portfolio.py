@@ -17,8 +17,9 @@ fairness, rendering):
      its bound never rose above the floor within 10 s, nor did it find a better
      schedule). So no CP-SAT: simulated annealing over Kempe-chain swaps (`kempe`),
      in attempts each from a new heuristic schedule (`second_run.restarts`), here and
-     in the second run (other seeds), to the deadline or until either reaches the
-     floor (then the other is stopped); the better schedule wins.
+     in the second run (other seeds; there with the annealing's loop compiled by
+     numba where the limit is long enough, `kempe_compiled`), to the deadline or until
+     either reaches the floor (then the other is stopped); the better schedule wins.
    - else (the priority below its bound, or no floor): the second run's schedule is
      taken if better, the child ends, and as before: for half the time left, a second
      heuristic run if the first did not place all the priority it might, then the
@@ -55,6 +56,10 @@ SECOND_WAIT = 0.25
 # Kept back for reading the second run's answer and ending its process (a loaded
 # machine delays both).
 ENDING_SECONDS = 0.05
+# ... where both runs load numba (`kempe_compiled`): ending a process of 180 MB took
+# 90 ms at a load of 5 (`nice -n 10`), against 4 ms without numba, and loading it here
+# holds the interpreter for up to 0.13 s at a time.
+ENDING_SECONDS_COMPILED = 0.3
 
 
 @dataclass(slots=True)
@@ -95,11 +100,13 @@ def solve(
             exact.start_import()
         else:
             why = f"skipped: {why}"
+    # long enough for both runs to anneal compiled (`kempe_compiled`)
+    compiled = run_exact and kempe.wants_compiled(problem, deadline - time.monotonic())
     left = deadline - started
     heuristic_limit = left * HEURISTIC_SHARE if run_exact else left
     second = None
     if run_exact and second_process and spread is None:
-        second = _start_second(instance, seed, started + heuristic_limit, deadline)
+        second = _start_second(instance, seed, started + heuristic_limit, deadline, compiled)
     try:
         return _solve(problem, started, deadline, seed, run_exact, why, heuristic_limit, second)
     finally:
@@ -144,7 +151,7 @@ def _solve(
     elif second is not None and every is not None and priority >= priority_bound:
         # all that is left is a schedule at the floor: two annealing runs look for it
         run_exact = False
-        end = deadline - reserve - ENDING_SECONDS
+        end = deadline - reserve - (ENDING_SECONDS_COMPILED if second.compiled else ENDING_SECONDS)
         state, status = _two_annealers(problem, state, end, seed, floor, second)
         priority, idle = state.priority(), state.idle()
     elif second is not None:  # the exact model as before; the second run's heuristic
@@ -260,10 +267,10 @@ def _improve(
 
 
 def _start_second(
-    instance: Instance, seed: int, heuristic_deadline: float, deadline: float
+    instance: Instance, seed: int, heuristic_deadline: float, deadline: float, compiled: bool
 ) -> SecondRun | None:
     try:
-        return SecondRun(instance, seed + SECOND_SEED, heuristic_deadline, deadline)
+        return SecondRun(instance, seed + SECOND_SEED, heuristic_deadline, deadline, compiled)
     except OSError:  # no process to be had: the first run goes on alone
         return None
 
@@ -279,6 +286,10 @@ def _two_annealers(
         answer = second.poll()
         return answer is not None and answer.idle <= floor
 
+    if second.compiled:  # (after the heuristic: beside it, it would starve it)
+        from services.scheduling.solver import kempe_compiled
+
+        kempe_compiled.start_loading()  # used from the first attempt after it is there
     mine = restarts(problem, State.of_slots(problem, state.slot_of), deadline, seed, floor, enough)
     state = _better(mine, state)
     answer = second.poll() if mine.idle() <= floor else second.collect(deadline)

@@ -41,11 +41,18 @@ from services.scheduling.solver.model import Instance
 from services.scheduling.solver.optimise import Stats, optimise_state
 
 # Each annealing attempt cools over this many tried swaps (1.2 CPU s on the forum
-# instances; 100,000 reached tic-14crafc's 0 in none of 25 attempts, 300,000 in 7 of
-# 25, 1,000,000 in 7 of 16: fewer per swap), then the next starts from a new
-# heuristic schedule made in FRESH_SECONDS (see `kempe.anneal_restarts`).
+# instances interpreted, 0.05 s compiled; 100,000 reached tic-14crafc's 0 in none of
+# 25 attempts, 300,000 in 7 of 25, 1,000,000 in 7 of 16: fewer per swap), then the
+# next starts from a new heuristic schedule made in FRESH_SECONDS (see
+# `kempe.anneal_restarts`), or in FRESH_SECONDS_COMPILED where the compiled loop runs
+# (`kempe_compiled`): the attempts are then short, and on tic-14crafc (one process, 20
+# attempts each) 0.03 s starts reached 0 about 4 times a CPU second at 300,000 swaps
+# an attempt, 0.1 s starts 1.8 times, 0.3 s 1.4 times (3 times at 1,000,000).
 COOLING_TRIES = 300_000
 FRESH_SECONDS = 0.3
+FRESH_SECONDS_COMPILED = 0.03
+# The least time its heuristic gets (past the first run's share, if it started late).
+MIN_HEURISTIC_SECONDS = 0.4
 # Kept back from the caller's deadline for the answer to be sent and read.
 ANSWER_MARGIN = 0.15
 
@@ -61,6 +68,7 @@ class Request:
     seed: int
     heuristic_deadline: float  # time.monotonic(): the heuristic's share ends here
     deadline: float  # ... and the whole run here (the clock is the machine's)
+    compiled: bool = False  # anneal with the compiled loop (`kempe_compiled`)
 
 
 @dataclass(slots=True)
@@ -69,17 +77,27 @@ class Answer:
     idle: int
     priority: int
     floor: int | None  # the idle floor it stopped at, if it knew one
+    swaps: int = 0  # annealing swaps tried
+    compiled: bool = False  # it loaded the compiled loop (`kempe_compiled`) to anneal
 
 
 class SecondRun:
     """The caller's side: start it, look for its answer, stop it."""
 
-    def __init__(self, instance: Instance, seed: int, heuristic_deadline: float, deadline: float):
+    def __init__(
+        self,
+        instance: Instance,
+        seed: int,
+        heuristic_deadline: float,
+        deadline: float,
+        compiled: bool = False,
+    ):
         self.answer: Answer | None = None
         self.failed: str | None = None
+        self.compiled = compiled  # it loads numba: a larger process to end
         self._sent_stop = False
         request = pickle.dumps(
-            Request(instance, seed, heuristic_deadline, deadline - ANSWER_MARGIN),
+            Request(instance, seed, heuristic_deadline, deadline - ANSWER_MARGIN, compiled),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
         env = dict(os.environ)
@@ -200,7 +218,13 @@ def run(request: Request, stop_asked: Callable[[], bool] | None = None) -> Answe
     checked now and then."""
     problem = Problem(request.instance)
     stats = Stats()
-    limit = max(0.0, request.heuristic_deadline - time.monotonic())
+    # its own start can take the heuristic's whole share on a busy machine (1 s at a
+    # load of 4, the first run working beside it); with no time at all the heuristic
+    # does not place every meeting, and then this run does not anneal
+    now = time.monotonic()
+    limit = max(
+        request.heuristic_deadline - now, min(MIN_HEURISTIC_SECONDS, request.deadline - now)
+    )
     first = optimise_state(problem, limit, request.seed, stats=stats)
     state = State.of_slots(problem, first.slot_of)  # (annealing needs a plain state)
     priority_bound = max(stats.priority_bound or sum(problem.prio), state.priority())
@@ -212,7 +236,29 @@ def run(request: Request, stop_asked: Callable[[], bool] | None = None) -> Answe
             def enough(_: int) -> bool:
                 return stop_asked is not None and stop_asked()
 
+            compiled = False
+            if request.compiled:  # (the caller checked `kempe.wants_compiled`)
+                from services.scheduling.solver import kempe_compiled
+
+                # here, not during the heuristic: loading it beside other work takes
+                # four times as long and holds the interpreter for up to 0.13 s at a
+                # time. Not waiting for more than half the time left (a busy machine):
+                # then the attempts start interpreted, and use it once it is there.
+                until = time.monotonic() + 0.5 * (request.deadline - time.monotonic())
+                while not kempe_compiled.wait(0.02) and time.monotonic() < until:
+                    if enough(0):  # asked to stop: answer now
+                        break
+                compiled = True
+            tried = kempe.swaps_tried[0]
             state = restarts(problem, state, request.deadline, request.seed, floor, enough)
+            return Answer(
+                state.slot_of[:],
+                state.idle(),
+                state.priority(),
+                floor,
+                kempe.swaps_tried[0] - tried,
+                compiled,
+            )
     return Answer(state.slot_of[:], state.idle(), state.priority(), floor)
 
 
@@ -228,9 +274,12 @@ def restarts(
     until `deadline`, `enough` or `floor` (`kempe.anneal_restarts`); the best state."""
 
     def fresh(other_seed: int) -> State | None:
-        if time.monotonic() + 2 * FRESH_SECONDS >= deadline:
+        seconds = FRESH_SECONDS if kempe.compiled_loop(problem) is None else FRESH_SECONDS_COMPILED
+        left = deadline - time.monotonic()
+        if left < 2 * FRESH_SECONDS_COMPILED:
             return None
-        return optimise_state(problem, FRESH_SECONDS, other_seed)
+        # near the deadline a quicker start, so that the last attempt runs to it
+        return optimise_state(problem, min(seconds, left / 3), other_seed)
 
     return kempe.anneal_restarts(
         state, deadline, seed, fresh, enough, floor=floor, cooling_tries=COOLING_TRIES

@@ -167,6 +167,7 @@ class _AtTheFloor:
         self.answer = Answer(slot_of, floor, 0, floor)
         self.failed: str | None = None
         self.closed = False
+        self.compiled = False  # (no numba loaded for it)
 
     def poll(self) -> Answer:
         return self.answer

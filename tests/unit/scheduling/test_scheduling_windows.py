@@ -86,8 +86,8 @@ def test_the_portfolio_keeps_windows_and_the_fairness_bound(doc: Doc, seed: int)
     if _fixed_alone_fair(instance):
         assert report.violations == [], report.violations
         assert result.fair
-    else:
-        assert {v.kind for v in report.violations} == {"idle-spread-exceeded"}
+    else:  # (the other meetings may even the idle time out: then no violation at all)
+        assert {v.kind for v in report.violations} <= {"idle-spread-exceeded"}
     assert (report.priority, report.idle) == (result.priority, result.idle)
     assert report.idle_by_participant == result.idle_by_participant
     assert result.priority <= result.priority_bound
