@@ -49,10 +49,9 @@ log = logging.getLogger(__name__)
 # only counts when catching up a backlog: 2,000 rather than 500 made reporting's catch-up
 # about 1.35 times and scheduling's 1.6-2 times as fast (bench.catchup, bench/README).
 BATCH_SIZE = 2000
-# Seconds the aiokafka engine waits before committing the offsets of applied batches, so
-# that events arriving one at a time (a steady rate) share an offset commit: each is a
-# broker round trip and a write to __consumer_offsets. Applied events are in the inbox
-# already: what a crash leaves uncommitted is replayed and dropped there.
+# Seconds the aiokafka engine waits to commit applied batches' offsets, so that events
+# arriving one at a time share a commit (a broker round trip, a write to __consumer_offsets);
+# what a crash leaves uncommitted is replayed and dropped by the inbox.
 COMMIT_INTERVAL = 0.25
 
 Handler = Callable[[asyncpg.Connection, Envelope, EventPayload], Awaitable[None]]

@@ -187,17 +187,23 @@ async def on_profile_updated_inline(
     await on_profile_updated(conn, env, e)  # the vectors are there: queues nothing
 
 
-async def queue_entries(conn: asyncpg.Connection, decided: Sequence[tuple[str, str]]) -> None:
-    """Queue these (brokerage event, participant) decisions for the recommendations
-    worker to bring the event's lists in line with (`enter_queued`), in one statement."""
-    unique = list(dict.fromkeys(decided))
+async def _queue(conn: asyncpg.Connection, queue: str, rows: Sequence[tuple[str, str]]) -> None:
+    """(brokerage event, participant) rows into one of the worker's queues
+    (`list_entry_queue`, `list_refresh_queue`), each once, in one statement."""
+    unique = list(dict.fromkeys(rows))
     await conn.execute(
-        "INSERT INTO list_entry_queue (event_id, registration_id)"
+        f"INSERT INTO {queue} (event_id, registration_id)"
         " SELECT * FROM unnest($1::text[], $2::text[])"
         " ON CONFLICT (registration_id) DO NOTHING",
         [event_id for event_id, _ in unique],
         [registration_id for _, registration_id in unique],
     )
+
+
+async def queue_entries(conn: asyncpg.Connection, decided: Sequence[tuple[str, str]]) -> None:
+    """Queue these (brokerage event, participant) decisions for the recommendations
+    worker to bring the event's lists in line with (`enter_queued`), in one statement."""
+    await _queue(conn, "list_entry_queue", decided)
 
 
 async def enter_queued(conn: asyncpg.Connection, event_id: str) -> int:
@@ -288,14 +294,7 @@ LIST_REFRESH_CHANNEL = "list_refresh_queue"  # NOTIFY'd by the queue's trigger (
 async def queue_lists(conn: asyncpg.Connection, owners: Sequence[tuple[str, str]]) -> None:
     """Queue these (brokerage event, participant) lists to be computed anew by the
     recommendations worker (`refresh_queued`), in one statement."""
-    unique = list(dict.fromkeys(owners))
-    await conn.execute(
-        "INSERT INTO list_refresh_queue (event_id, registration_id)"
-        " SELECT * FROM unnest($1::text[], $2::text[])"
-        " ON CONFLICT (registration_id) DO NOTHING",
-        [event_id for event_id, _ in unique],
-        [registration_id for _, registration_id in unique],
-    )
+    await _queue(conn, "list_refresh_queue", owners)
 
 
 async def refresh_queued(conn: asyncpg.Connection, event_id: str) -> int:

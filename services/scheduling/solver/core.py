@@ -328,6 +328,16 @@ class State:
                 self.table_full &= ~bit
         self.slot_of[m] = -1
 
+    def move_to(self, slots: list[int]) -> None:
+        """The schedule `slots` (a slot per meeting, -1 for none), moving only the meetings
+        whose slot differs."""
+        for m, t in enumerate(self.slot_of):
+            if t >= 0 and slots[m] != t:
+                self.remove(m)
+        for m, t in enumerate(slots):
+            if t >= 0 and self.slot_of[m] != t:
+                self.add(m, t)
+
     def added_idle(self, m: int, t: int) -> int:
         """How much idle time placing meeting m in slot t would add (may be negative)."""
         p = self.p

@@ -144,7 +144,7 @@ def anneal(
             best_slots = state.slot_of[:]
     swaps_tried[0] += tries
     if idle > best:
-        _restore(state, best_slots)
+        state.move_to(best_slots)
     return first - best
 
 
@@ -339,12 +339,3 @@ def all_pairs(parts: list[tuple[int, ...]]) -> bool:
     """Whether every meeting has exactly two participants (then chains are paths or
     cycles)."""
     return all(len(ps) == 2 for ps in parts)
-
-
-def _restore(state: State, slots: list[int]) -> None:
-    for m, t in enumerate(state.slot_of):
-        if t >= 0 and slots[m] != t:
-            state.remove(m)
-    for m, t in enumerate(slots):
-        if t >= 0 and state.slot_of[m] != t:
-            state.add(m, t)

@@ -235,18 +235,8 @@ def anneal(
     best = int(counters[BEST])
     # as `kempe.anneal`: the schedule it ended at, if no worse than the best seen
     end = arrays.slot_of if int(counters[IDLE]) == best else arrays.best_slots
-    restore(state, end.tolist())
+    state.move_to(end.tolist())
     return idle - best, int(counters[TRIES])
-
-
-def restore(state: State, slots: list[int]) -> None:
-    """`state` moved to the schedule `slots` (only the meetings that moved)."""
-    for m, t in enumerate(state.slot_of):
-        if t >= 0 and slots[m] != t:
-            state.remove(m)
-    for m, t in enumerate(slots):
-        if t >= 0 and state.slot_of[m] != t:
-            state.add(m, t)
 
 
 def main() -> int:
