@@ -39,7 +39,17 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -49,7 +59,7 @@ from typing import Any, TypeVar, cast
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from shared import batching, json_codec
+from shared import batching
 from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
@@ -57,6 +67,7 @@ from shared.envelope import Envelope, MalformedEnvelope
 from shared.inbox import Handler, reads_payload
 from shared.kafka import client_options
 from shared.rebuild_fold import Fold
+from shared.rebuild_own import decoder, own_windows, reads_envelope
 from shared.rebuild_schema import Difference, compare, fresh_schema, rehome_triggers
 from shared.topics import prefixed_all
 
@@ -116,6 +127,8 @@ class Report:
     switched_to: str | None = None
     # Seconds per step: fresh schema, own events replayed, topics read, records applied.
     phases: dict[str, float] = field(default_factory=dict)
+    # This process's CPU seconds per step (the Python side; the server's is not in it).
+    phases_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def equal(self) -> bool:
@@ -129,7 +142,13 @@ class Report:
             f" {self.records_read} records read from the consumed topics"
         ]
         if self.phases:
-            out.append("  " + ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()))
+            out.append(
+                "  "
+                + ", ".join(
+                    f"{k} {v:.2f}s (CPU {self.phases_cpu.get(k, 0.0):.2f}s)"
+                    for k, v in self.phases.items()
+                )
+            )
         if self.equal:
             out.append("  every projection table equals the live one")
         for d in self.differences:
@@ -156,29 +175,21 @@ async def replay_own(
     apply: Applier = apply_run,
     fold: Fold | None = None,
 ) -> int:
-    """The service's events not replayed yet, in recorded order, through its projection."""
+    """The service's events not replayed yet, in recorded order, through its projection
+    (read and decoded as `shared.rebuild_own` says)."""
     if plan.own is None:
         return 0
-    rows = await source.fetch(
-        "SELECT event_id::text AS id, event_type, data, metadata, recorded_at FROM public.events"
-        " ORDER BY recorded_at, stream_id, version"
-    )
-    todo = [r for r in rows if r["id"] not in seen.done]
+    envelope = reads_envelope(plan.own)
+    windows = own_windows(source, envelope, seen.done, BATCH)
+    count = 0
 
-    def decode(row: asyncpg.Record) -> tuple[Envelope, EventPayload] | None:
-        if not registry.knows(row["event_type"]):
-            return None
-        data = json_codec.loads(row["data"])
-        record = json_codec.loads(row["metadata"])
-        record["data"] = data  # a fresh dict: no copy needed to add it
-        envelope = Envelope.from_record(record)
-        return envelope, registry.parse(row["event_type"], data)
+    def done(window: Sequence[asyncpg.Record]) -> None:
+        nonlocal count
+        count += len(window)
+        seen.done.update([r["id"] for r in window])
 
-    def done(chunk: Sequence[asyncpg.Record]) -> None:
-        seen.done.update(r["id"] for r in chunk)
-
-    await apply_windows(target, plan.own, _whole_transactions(todo), decode, apply, done, fold)
-    return len(todo)
+    await apply_windows(target, plan.own, windows, decoder(registry, envelope), apply, done, fold)
+    return count
 
 
 # Records decoded (or events recorded) between two yields to the event loop.
@@ -189,7 +200,7 @@ T = TypeVar("T")
 async def apply_windows(
     target: asyncpg.Pool,
     handler: Handler,
-    windows: Sequence[Sequence[T]],
+    windows: Iterable[Sequence[T]] | AsyncIterable[Sequence[T]],
     decode: Callable[[T], tuple[Envelope, EventPayload] | None],
     apply: Applier = apply_run,
     done: Callable[[Sequence[T]], None] | None = None,
@@ -203,10 +214,35 @@ async def apply_windows(
     side and PostgreSQL work at the same time; same statements, same order. A window
     with events that could not be recorded (its `rest`, applied on the connection) is
     applied in full before the next is recorded: handlers see the events in order.
-    With a `fold` (`shared.rebuild_fold`), the statements it folds stay in memory."""
+    With a `fold` (`shared.rebuild_fold`), the statements it folds stay in memory.
+    `windows` may come as they are read (an async iterator: closed when this returns)."""
+    async with contextlib.aclosing(_windows_of(windows)) as each:
+        return await _apply_windows(target, handler, each, decode, apply, done, fold)
+
+
+async def _windows_of(
+    windows: Iterable[Sequence[T]] | AsyncIterable[Sequence[T]],
+) -> AsyncGenerator[Sequence[T], None]:
+    if isinstance(windows, AsyncIterable):
+        async for window in windows:
+            yield window
+    else:
+        for window in windows:
+            yield window
+
+
+async def _apply_windows(
+    target: asyncpg.Pool,
+    handler: Handler,
+    windows: AsyncIterator[Sequence[T]],
+    decode: Callable[[T], tuple[Envelope, EventPayload] | None],
+    apply: Applier,
+    done: Callable[[Sequence[T]], None] | None,
+    fold: Fold | None,
+) -> int:
     if apply is not apply_run:
         count = 0
-        for window in windows:
+        async for window in windows:
             run = [d for item in window if (d := decode(item)) is not None]
             async with target.acquire() as conn, conn.transaction():
                 await apply(conn, handler, run)
@@ -222,7 +258,7 @@ async def apply_windows(
 
         async def record() -> None:
             try:
-                for window in windows:
+                async for window in windows:
                     run = []
                     for i, item in enumerate(window):
                         if i % PAUSE_EVERY == PAUSE_EVERY - 1:
@@ -258,21 +294,6 @@ async def apply_windows(
             with contextlib.suppress(asyncio.CancelledError):
                 await recorder
         return count
-
-
-def _whole_transactions(rows: Sequence[asyncpg.Record]) -> list[Sequence[asyncpg.Record]]:
-    """Chunks of about `BATCH` events that never split what one live transaction recorded
-    (same `recorded_at`): a projection's deferred constraints hold at the end of each
-    live transaction only (scheduling's one meeting per table, across a re-optimisation)."""
-    chunks: list[Sequence[asyncpg.Record]] = []
-    start = 0
-    while start < len(rows):
-        end = min(start + BATCH, len(rows))
-        while end < len(rows) and rows[end]["recorded_at"] == rows[end - 1]["recorded_at"]:
-            end += 1
-        chunks.append(rows[start:end])
-        start = end
-    return chunks
 
 
 async def _applied(source: asyncpg.Connection, consumer: str) -> set[str]:
@@ -451,23 +472,41 @@ async def rebuild(
     kafka_options: Mapping[str, Any] | None = None,
     apply: Applier = apply_run,
 ) -> Report:
-    """`apply`: how a run of events goes through a handler (`one_by_one` to compare)."""
+    """`apply`: how a run of events goes through a handler (`one_by_one` to compare).
+
+    The consumed topics are read (and their records decoded) from the start, while the
+    fresh schema is made and the own events are replayed: the Python side has that
+    reading to do whenever it would wait on the server. Their events are applied after
+    the own ones, in the same order as before."""
     report = Report(plan.service, schema)
     if plan.start is not None:
         plan.start()
     began = lap = time.perf_counter()
-    target = await fresh_schema(dsn, schema, plan)
+    lap_cpu = time.process_time()
     source = await asyncpg.connect(dsn)
+    topics = prefixed_all(topic_prefix, plan.topics)
+    applied: set[str] = set()
+    reading: asyncio.Task[tuple[list[ConsumerRecord[bytes, bytes]], Any]] | None = None
+    events: list[Placed] = []
+    target: asyncpg.Pool | None = None
 
     def phase(name: str) -> None:
-        nonlocal lap
-        now = time.perf_counter()
-        report.phases[name] = now - lap
-        lap = now
+        nonlocal lap, lap_cpu
+        now, now_cpu = time.perf_counter(), time.process_time()
+        report.phases[name], report.phases_cpu[name] = now - lap, now_cpu - lap_cpu
+        lap, lap_cpu = now, now_cpu
 
-    phase("schema")
     try:
         with paused_cyclic_gc():
+            if topics:
+                applied = await _applied(source, plan.consumer + group_suffix)
+                # Decoded as the records come (the Python side would idle waiting for them).
+                events, add = consumed_events(plan, registry, applied)
+                reading = asyncio.create_task(
+                    read_topics(bootstrap, topics, kafka_options=kafka_options, each_batch=add)
+                )
+            target = await fresh_schema(dsn, schema, plan)
+            phase("schema")
             fold = None
             if apply is apply_run:  # the fresh schema's tables folded in memory, then COPY
                 async with target.acquire() as conn:
@@ -475,15 +514,8 @@ async def rebuild(
             own = _Own()
             report.own_events = await replay_own(source, target, plan, registry, own, apply, fold)
             phase("own")
-            topics = prefixed_all(topic_prefix, plan.topics)
-            applied: set[str] = set()
-            if topics:
-                applied = await _applied(source, plan.consumer + group_suffix)
-                # Decoded as the records come (the Python side would idle waiting for them).
-                events, add = consumed_events(plan, registry, applied)
-                records, _ = await read_topics(
-                    bootstrap, topics, kafka_options=kafka_options, each_batch=add
-                )
+            if reading is not None:
+                records, _ = await reading
                 report.records_read = len(records)
                 del records
                 phase("read")
@@ -508,8 +540,13 @@ async def rebuild(
             switch,
         )
     finally:
+        if reading is not None and not reading.done():
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
         await source.close()
-        await target.close()
+        if target is not None:
+            await target.close()
     return report
 
 

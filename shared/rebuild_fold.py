@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
@@ -115,6 +115,7 @@ _EXCLUDED = re.compile(r"^excluded\.\"?(\w+)\"?$", re.IGNORECASE)
 _COLUMN = re.compile(r"^(?:\"?(\w+)\"?\.)?\"?(\w+)\"?$")
 _NOW_TEXT = re.compile(r"^(?:now\(\)|current_timestamp)$", re.IGNORECASE)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_IS_CANONICAL_UUID = _CANONICAL_UUID.fullmatch
 _EQUAL = re.compile(r"^\s*(?:\"?\w+\"?\.)?\"?(\w+)\"?\s*=\s*\$(\d+)(?:\s*::\s*[\w ]+)?\s*$")
 
 
@@ -147,20 +148,29 @@ class _Table:
         ]
         self.rows: list[list[Any]] = []
         self.found: list[dict[tuple[Any, ...], list[Any]]] = []  # per index: key -> row
+        # Per index, its columns' positions and how each is compared.
+        self._parts: list[tuple[tuple[int, Callable[[Any], Any] | None], ...]] = []
         self.released = False
 
     def add_index(self, positions: tuple[int, ...]) -> None:
         self.indexes.append(positions)
         self.found.append({})
+        self._parts.append(tuple((i, self.normal[i]) for i in positions))
 
     def key(self, index: int, row: Sequence[Any]) -> tuple[Any, ...] | None:
         """The row's values of a unique index, as compared (None: a NULL, meets nothing)."""
-        values = []
-        for i in self.indexes[index]:
+        parts = self._parts[index]
+        if len(parts) == 1:  # the usual case, quickly
+            ((i, normal),) = parts
             value = row[i]
             if value is None:
                 return None
-            normal = self.normal[i]
+            return (value if normal is None else normal(value),)
+        values = []
+        for i, normal in parts:
+            value = row[i]
+            if value is None:
+                return None
             values.append(value if normal is None else normal(value))
         return tuple(values)
 
@@ -176,7 +186,7 @@ class _Table:
 
 def _uuid(value: Any) -> str:
     """A uuid as the server compares it (its spellings are one value)."""
-    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+    if type(value) is str and _IS_CANONICAL_UUID(value):
         return value  # already as `str(UUID(value))` spells it
     return str(value if isinstance(value, UUID) else UUID(str(value)))
 
@@ -192,6 +202,31 @@ class _Operation:
     on_conflict: str = ""  # "", "nothing" or "update"
     updates: tuple[tuple[int, Value], ...] = ()  # DO UPDATE's or UPDATE's assignments
     where: tuple[tuple[int, int], ...] = ()  # an UPDATE's key: index position, parameter
+    # `values` and `updates` split: (column position, parameter) where the value is a
+    # plain parameter, the rest as they are (what `_insert` and `_assign` go through).
+    value_params: tuple[tuple[int, int], ...] = field(init=False)
+    value_others: tuple[tuple[int, Value], ...] = field(init=False)
+    update_params: tuple[tuple[int, int], ...] = field(init=False)
+    update_others: tuple[tuple[int, Value], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name, pairs in (("value", self.values), ("update", self.updates)):
+            params = tuple((p, v.n) for p, v in pairs if isinstance(v, _Parameter))
+            others = tuple((p, v) for p, v in pairs if not isinstance(v, _Parameter))
+            object.__setattr__(self, f"{name}_params", params)
+            object.__setattr__(self, f"{name}_others", others)
+
+
+class _Parameter:
+    """The value of a statement's parameter `n` (0-based), as it is."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, args: tuple[Any, ...], old: list[Any] | None, new: list[Any] | None) -> Any:
+        return args[self.n]
 
 
 # The indexes of a table that no constraint owns (not its primary key, not a UNIQUE).
@@ -441,7 +476,7 @@ def _value(table: _Table, text: str, column_type: str, excluded: bool, row: bool
         n = int(param.group(1)) - 1
         if param.group(2) and _base_type(param.group(2)) != column_type:
             raise Unfoldable("a parameter cast to another type")
-        return lambda args, old, new: args[n]
+        return _Parameter(n)
     if _NOW_TEXT.match(text):
         moment = table.now
         return lambda args, old, new: moment
@@ -494,8 +529,10 @@ def _column(table: _Table, name: str, column_type: str) -> int:
 
 def _insert(operation: _Operation, args: tuple[Any, ...]) -> None:
     table = operation.table
-    row = list(table.defaults)
-    for position, value in operation.values:
+    row = table.defaults.copy()
+    for position, n in operation.value_params:
+        row[position] = args[n]
+    for position, value in operation.value_others:
         row[position] = value(args, None, None)
     keys = [table.key(n, row) for n in range(len(table.indexes))]
     target = operation.target
@@ -538,6 +575,11 @@ def _update(operation: _Operation, args: tuple[Any, ...]) -> None:
 def _assign(
     operation: _Operation, args: tuple[Any, ...], row: list[Any], proposed: list[Any] | None
 ) -> None:
-    values = [(position, value(args, row, proposed)) for position, value in operation.updates]
-    for position, value in values:
+    # Every value worked out from the old row before any is assigned, as in SQL.
+    computed = [
+        (position, value(args, row, proposed)) for position, value in operation.update_others
+    ]
+    for position, n in operation.update_params:
+        row[position] = args[n]
+    for position, value in computed:
         row[position] = value

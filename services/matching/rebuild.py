@@ -29,6 +29,7 @@ from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import combine
 from shared.rebuild import ACCESS_TABLES, Plan, run
+from shared.rebuild_own import payload_only
 from shared.settings import MatchingSettings, database_url
 
 
@@ -39,6 +40,7 @@ async def _lists(conn: asyncpg.Connection) -> None:
         await recommendation_handlers.rebuild_event(conn, event_id["event_id"])
 
 
+@payload_only
 async def _own(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
     await projection.apply(conn, event)
 

@@ -26,12 +26,14 @@ from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import combine
 from shared.rebuild import ACCESS_TABLES, Plan, run
+from shared.rebuild_own import payload_only
 from shared.settings import NotificationSettings, database_url
 
 # The meetings' calendar state, folded in memory as the rebuild replays it.
 _MEETINGS = projection.MeetingFold()
 
 
+@payload_only
 async def _own(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
     await OWN.apply(conn, event)
 

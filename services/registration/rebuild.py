@@ -14,12 +14,14 @@ from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.rebuild import ACCESS_TABLES, Plan, run
+from shared.rebuild_own import payload_only
 from shared.settings import RegistrationSettings, database_url
 
 # The live sealing keys, for the index of addresses (`addresses.StoredKeys`).
 _KEYS = addresses.StoredKeys()
 
 
+@payload_only
 async def _own(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
     await projection.apply(conn, event, _KEYS)
 

@@ -21,9 +21,11 @@ from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import combine
 from shared.rebuild import ACCESS_TABLES, Plan, run
+from shared.rebuild_own import payload_only
 from shared.settings import SchedulingSettings, database_url
 
 
+@payload_only
 async def _own(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
     await projection.AGENDA.apply(conn, event)
 

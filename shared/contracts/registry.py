@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from shared import json_codec
 from shared.contracts.base import EventPayload
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -49,3 +50,14 @@ class PayloadRegistry:
         if model is None:
             raise UnknownEventType(ce_type)
         return model.model_validate(data)
+
+    def parse_json(self, ce_type: str, raw: bytes | str) -> EventPayload:
+        """`parse` of the JSON text `raw`: validated by pydantic as it is read (one pass in
+        its Rust core, no dictionary built first) where no upcaster applies; an old
+        version is decoded, upcast and validated as `parse` does."""
+        if ce_type in self._upcasters:
+            return self.parse(ce_type, json_codec.loads(raw))
+        model = self._models.get(ce_type)
+        if model is None:
+            raise UnknownEventType(ce_type)
+        return model.model_validate_json(raw)
