@@ -210,6 +210,13 @@ async def run(size: Size, services: list[str], compare_one_by_one: bool) -> dict
                         "seconds": round(report.seconds, 2),
                         "events_per_s": round(events / report.seconds) if report.seconds else 0,
                         "phases_s": {k: round(v, 2) for k, v in report.phases.items()},
+                        # This process's CPU per step, and per event over the replay.
+                        "phases_cpu_s": {k: round(v, 2) for k, v in report.phases_cpu.items()},
+                        "replay_cpu_us_per_event": (
+                            round(sum(report.phases_cpu.values()) / events * 1e6, 1)
+                            if events
+                            else 0
+                        ),
                         "switched": switch,
                         "runs": "one statement per event" if apply is one_by_one else "batched",
                         "equal": report.equal if not switch else None,
@@ -230,14 +237,14 @@ def render(results: dict[str, Any]) -> str:
         f"rebuild of {results.get('events_generated', 0):,} generated events"
         f" (load {results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after)",
         f"{'service':<14}{'own':>9}{'consumed':>10}{'seconds':>9}{'events/s':>10}"
-        f"{'2nd run/s':>11}{'1-by-1/s':>10}  equal",
+        f"{'2nd run/s':>11}{'1-by-1/s':>10}{'CPU us/ev':>10}  equal",
     ]
     for service, (first, second, *rest) in results["services"].items():
         plain = f"{rest[0]['events_per_s']:,}" if rest else "-"
         lines.append(
             f"{service:<14}{first['own_events']:>9,}{first['consumed_events']:>10,}"
             f"{first['seconds']:>9.2f}{first['events_per_s']:>10,}{second['events_per_s']:>11,}"
-            f"{plain:>10}"
+            f"{plain:>10}{second['replay_cpu_us_per_event']:>10}"
             f"  {'yes' if second['equal'] else 'NO: ' + ', '.join(second['differences'])}"
         )
     return "\n".join(lines)

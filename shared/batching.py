@@ -40,7 +40,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from shared import rebuild_fold, set_statements
+from shared import rebuild_copy, set_statements
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import BatchHandler, Handler
@@ -239,7 +239,7 @@ async def send_levels(conn: asyncpg.Connection, levels: Levels) -> None:
     for level in levels:
         for query, rows in level.items():
             if isinstance(query, Copy):
-                await rebuild_fold.write(conn, query, rows)
+                await rebuild_copy.write(conn, query, rows)
             else:
                 await send_many(conn, query, rows)
 

@@ -54,21 +54,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from shared import batching
 from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
-from shared.envelope import Envelope, MalformedEnvelope
-from shared.inbox import Handler, reads_payload
+from shared.envelope import Envelope
+from shared.inbox import Handler
 from shared.kafka import client_options
 from shared.rebuild_fold import Fold
 from shared.rebuild_own import decoder, own_windows, reads_envelope
 from shared.rebuild_schema import Difference, compare, fresh_schema, rehome_triggers
+from shared.rebuild_topics import Placed, consumed_events, read_topics
+from shared.rebuild_write import PendingWrite, Stream, write
 from shared.topics import prefixed_all
 
 # Events per transaction (and per window of `shared.batching.apply_run`): large, so that
@@ -205,9 +207,14 @@ async def apply_windows(
     apply: Applier = apply_run,
     done: Callable[[Sequence[T]], None] | None = None,
     fold: Fold | None = None,
+    after: list[PendingWrite] | None = None,
+    recorded: Callable[[], None] | None = None,
 ) -> int:
     """Each window's items decoded (None: left out) and applied through `handler`, one
     transaction per window; `done(window)` after its commit. Returns the events applied.
+    `after` (writes under way on other connections; it may grow meanwhile) is awaited
+    before a statement that names one of their tables is sent to the server;
+    `recorded()` is called as each window is recorded.
 
     With `apply_run`, pipelined: window N+1 is decoded and its statements recorded
     (`shared.batching.record_run`) while the server executes window N, so the Python
@@ -217,7 +224,9 @@ async def apply_windows(
     With a `fold` (`shared.rebuild_fold`), the statements it folds stay in memory.
     `windows` may come as they are read (an async iterator: closed when this returns)."""
     async with contextlib.aclosing(_windows_of(windows)) as each:
-        return await _apply_windows(target, handler, each, decode, apply, done, fold)
+        return await _apply_windows(
+            target, handler, each, decode, apply, done, fold, after or [], recorded
+        )
 
 
 async def _windows_of(
@@ -239,8 +248,12 @@ async def _apply_windows(
     apply: Applier,
     done: Callable[[Sequence[T]], None] | None,
     fold: Fold | None,
+    after: list[PendingWrite],
+    recorded_hook: Callable[[], None] | None,
 ) -> int:
     if apply is not apply_run:
+        for pending in after:
+            await pending.write
         count = 0
         async for window in windows:
             run = [d for item in window if (d := decode(item)) is not None]
@@ -266,6 +279,8 @@ async def _apply_windows(
                         if (decoded := decode(item)) is not None:
                             run.append(decoded)
                     recorded = await batching.record_run(catalog, handler, run, PAUSE_EVERY, fold)
+                    if recorded_hook is not None:
+                        recorded_hook()
                     sent = asyncio.Event()
                     await ready.put((window, recorded, sent))
                     if recorded.rest:
@@ -282,6 +297,9 @@ async def _apply_windows(
                 if isinstance(item, BaseException):
                     raise item
                 window, recorded, sent = item
+                for pending in [p for p in after if p.needed_by(catalog, recorded)]:
+                    await pending.write
+                    after.remove(pending)
                 async with conn.transaction():
                     # Each table's statements, as runs of one SQL text over arrays.
                     await batching.send_recorded(conn, handler, recorded)
@@ -304,108 +322,6 @@ async def _applied(source: asyncpg.Connection, consumer: str) -> set[str]:
     return {r["message_id"] for r in rows}
 
 
-async def read_topics(
-    bootstrap: str,
-    topics: Sequence[str],
-    start: Mapping[TopicPartition, int] | None = None,
-    kafka_options: Mapping[str, Any] | None = None,
-    each_batch: Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None] | None = None,
-) -> tuple[list[ConsumerRecord[bytes, bytes]], dict[TopicPartition, int]]:
-    """Every record of `topics` from `start` (default: the beginning) to their current end;
-    `each_batch` is called with each fetched batch as it comes.
-
-    `kafka_options`: `shared.kafka.client_options` (bootstrap servers, security)."""
-    consumer = AIOKafkaConsumer(
-        **{"bootstrap_servers": bootstrap, **(kafka_options or {})},
-        enable_auto_commit=False,
-        group_id=None,
-        # Where an assigned partition starts without a committed offset: set, not sought
-        # after the assignment (a seek raced with the default reset to the end).
-        auto_offset_reset="earliest",
-        # The broker answers a fetch at once when it has data; the default wait (500 ms)
-        # held each offset lookup below for that long, on an idle topic.
-        fetch_max_wait_ms=10,
-        max_partition_fetch_bytes=8 << 20,
-        fetch_max_bytes=64 << 20,
-    )
-    await consumer.start()
-    try:
-        cluster = await consumer._client.fetch_all_metadata()  # every topic's partitions
-        partitions = []
-        for topic in topics:
-            numbers = cluster.partitions_for_topic(topic)
-            if not numbers:
-                raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
-            partitions += [TopicPartition(topic, p) for p in sorted(numbers)]
-        consumer.assign(partitions)
-        # The consumer's own metadata must know the topics before it asks for offsets
-        # (an unknown partition would answer an end of 0, and nothing would be read).
-        for _ in range(100):
-            if all(consumer._client.cluster.partitions_for_topic(t) for t in topics):
-                break
-            await consumer._client.force_metadata_update()
-            if all(consumer._client.cluster.partitions_for_topic(t) for t in topics):
-                break
-            await asyncio.sleep(0.1)
-        end = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            await consumer.position(tp)  # the reset to the beginning done
-            if start and tp in start:
-                consumer.seek(tp, start[tp])
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for tp, got in batch.items():
-                kept = [r for r in got if r.offset < end[tp]]
-                records += kept
-                if each_batch is not None:
-                    each_batch(kept)
-        return records, dict(end)
-    finally:
-        await consumer.stop()
-
-
-Event = tuple[Envelope, EventPayload]
-# A consumed record's place in time order (its time, then where it is) and its event.
-Placed = tuple[tuple[int, str, int, int], Event]
-
-
-def consumed_events(
-    plan: Plan, registry: PayloadRegistry, applied: set[str]
-) -> tuple[list[Placed], Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None]]:
-    """A list, and what adds to it the events of records the live consumer applied (for
-    `read_topics`' `each_batch`: decoded while the next fetch is on its way)."""
-    handlers, current_type, parse = plan.consumed, registry.current_type, registry.parse
-    found: list[Placed] = []
-
-    def add(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        for record in records:
-            # From the headers alone first: most records of a topic are not for this
-            # service's projection, and their values need not be decoded.
-            headers = dict(record.headers)
-            source, ce_id = headers.get("ce_source"), headers.get("ce_id")
-            ce_type = headers.get("ce_type")
-            if source is None or ce_id is None or ce_type is None:
-                continue  # malformed: the live consumer dead-lettered it
-            # Decoded as `Envelope.from_kafka` does, which the live inbox's message id uses.
-            message_id = f"{source.decode('utf-8', 'replace')}#{ce_id.decode('utf-8', 'replace')}"
-            if message_id not in applied:
-                continue  # the live consumer did not apply it (or never saw it)
-            if current_type(ce_type.decode()) not in handlers:
-                continue
-            try:
-                envelope = Envelope.from_kafka_headers(record.key, record.value, headers)
-            except MalformedEnvelope:
-                continue
-            place = (record.timestamp, record.topic, record.partition, record.offset)
-            if reads_payload(handlers[current_type(envelope.type)]):
-                found.append((place, (envelope, parse(envelope.type, envelope.data))))
-            else:  # validated when its producer recorded it; no handler here reads it
-                found.append((place, (envelope, cast(EventPayload, None))))
-
-    return found, add
-
-
 async def apply_consumed(
     target: asyncpg.Pool,
     plan: Plan,
@@ -413,11 +329,13 @@ async def apply_consumed(
     events: list[Placed],
     apply: Applier = apply_run,
     fold: Fold | None = None,
+    after: list[PendingWrite] | None = None,
+    recorded: Callable[[], None] | None = None,
 ) -> int:
     """The consumed events, in the order of their records' times (not partition by
     partition as a live fetch may). Notification's meetings, which once counted on a
     placement coming before a later cancellation from another topic, no longer do
-    (`services.notification.domain.Meeting`)."""
+    (`services.notification.domain.Meeting`). `after`, `recorded`: `apply_windows`."""
     events.sort(key=itemgetter(0))
     handlers, current_type = plan.consumed, registry.current_type
 
@@ -425,7 +343,9 @@ async def apply_consumed(
         await handlers[current_type(envelope.type)](conn, envelope, event)
 
     windows = [events[start : start + BATCH] for start in range(0, len(events), BATCH)]
-    return await apply_windows(target, consumed, windows, itemgetter(1), apply, None, fold)
+    return await apply_windows(
+        target, consumed, windows, itemgetter(1), apply, None, fold, after, recorded
+    )
 
 
 async def apply_records(
@@ -449,7 +369,10 @@ def paused_cyclic_gc() -> Iterator[None]:
     objects at the bench's size), and each full collection walks them all: with it on,
     the collector took 40 % of the Python side's time (notification, 213,003 events:
     53 -> 31 us per event without it). What a replay frees is freed by reference counts
-    (the cycles it makes are few: asyncio's); the collector runs again after it."""
+    (the cycles it makes are few: asyncio's). It is paused for the whole rebuild, the
+    comparison included, and runs again once what the replay held is gone: turned on
+    with those objects still alive, its next collection walked every one of them, as
+    they were all young (about 1 s for reporting's 213,003 events)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -478,6 +401,35 @@ async def rebuild(
     fresh schema is made and the own events are replayed: the Python side has that
     reading to do whenever it would wait on the server. Their events are applied after
     the own ones, in the same order as before."""
+    with paused_cyclic_gc():
+        return await _rebuild(
+            plan,
+            dsn,
+            bootstrap,
+            registry,
+            topic_prefix=topic_prefix,
+            group_suffix=group_suffix,
+            schema=schema,
+            switch=switch,
+            kafka_options=kafka_options,
+            apply=apply,
+        )
+
+
+async def _rebuild(
+    plan: Plan,
+    dsn: str,
+    bootstrap: str,
+    registry: PayloadRegistry,
+    *,
+    topic_prefix: str = "",
+    group_suffix: str = "",
+    schema: str = "rebuild",
+    switch: bool = False,
+    kafka_options: Mapping[str, Any] | None = None,
+    apply: Applier = apply_run,
+) -> Report:
+    """`rebuild`, with the cyclic collector paused by the caller."""
     report = Report(plan.service, schema)
     if plan.start is not None:
         plan.start()
@@ -489,6 +441,8 @@ async def rebuild(
     reading: asyncio.Task[tuple[list[ConsumerRecord[bytes, bytes]], Any]] | None = None
     events: list[Placed] = []
     target: asyncpg.Pool | None = None
+    early: PendingWrite | None = None
+    stream: Stream | None = None
 
     def phase(name: str) -> None:
         nonlocal lap, lap_cpu
@@ -497,36 +451,64 @@ async def rebuild(
         lap, lap_cpu = now, now_cpu
 
     try:
-        with paused_cyclic_gc():
-            if topics:
-                applied = await _applied(source, plan.consumer + group_suffix)
-                # Decoded as the records come (the Python side would idle waiting for them).
-                events, add = consumed_events(plan, registry, applied)
-                reading = asyncio.create_task(
-                    read_topics(bootstrap, topics, kafka_options=kafka_options, each_batch=add)
-                )
-            target = await fresh_schema(dsn, schema, plan)
-            phase("schema")
-            fold = None
-            if apply is apply_run:  # the fresh schema's tables folded in memory, then COPY
-                async with target.acquire() as conn:
-                    fold = await Fold.read(conn)
-            own = _Own()
-            report.own_events = await replay_own(source, target, plan, registry, own, apply, fold)
-            phase("own")
-            if reading is not None:
-                records, _ = await reading
-                report.records_read = len(records)
-                del records
-                phase("read")
-                report.consumed_events = await apply_consumed(
-                    target, plan, registry, events, apply, fold
-                )
-                phase("consumed")
-            if fold is not None:
-                async with target.acquire() as conn, conn.transaction():
-                    await batching.send_levels(conn, [{c: rows} for c, rows in fold.release_all()])
-                phase("written")
+        if topics:
+            applied = await _applied(source, plan.consumer + group_suffix)
+            # Decoded as the records come (the Python side would idle waiting for them).
+            events, add = consumed_events(plan, registry, applied)
+            reading = asyncio.create_task(
+                read_topics(bootstrap, topics, kafka_options=kafka_options, each_batch=add)
+            )
+        target = await fresh_schema(dsn, schema, plan)
+        phase("schema")
+        fold = None
+        if apply is apply_run:  # the fresh schema's tables folded in memory, then COPY
+            async with target.acquire() as conn:
+                fold = await Fold.read(conn)
+        own = _Own()
+        report.own_events = await replay_own(source, target, plan, registry, own, apply, fold)
+        phase("own")
+        if fold is not None and reading is not None:
+            # The tables the own events filled, written on another connection while the
+            # consumed events are applied (a statement that names one of them now goes
+            # to the server, after this write).
+            filled = fold.release_filled()
+            early = PendingWrite(
+                asyncio.create_task(write(target, filled)),
+                frozenset(copy.table.lower() for copy, _ in filled),
+            )
+        pending = [early] if early is not None else []
+
+        def drain() -> None:
+            """After each window: the largest table the consumed events only insert
+            into (reporting's history) streamed to the server (`shared.rebuild_write`)."""
+            nonlocal stream
+            if stream is None and fold is not None:
+                stream = Stream.start(target, fold, BATCH // 2)
+                if stream is not None:
+                    pending.append(stream.pending)
+            if stream is not None:
+                stream.drain()
+
+        if reading is not None:
+            records, _ = await reading
+            report.records_read = len(records)
+            del records
+            phase("read")
+            report.consumed_events = await apply_consumed(
+                target, plan, registry, events, apply, fold, pending, drain
+            )
+            phase("consumed")
+        if fold is not None:
+            # The largest table on one connection, the others on the second at once: the
+            # server builds one's indexes while the next one's rows are sent. (A streamed
+            # table's last rows go to its stream.)
+            released = sorted(fold.release_all(), key=lambda copy: len(copy[1]), reverse=True)
+            await asyncio.gather(write(target, released[:1]), write(target, released[1:]))
+        for writing in (early, stream.pending if stream is not None else None):
+            if writing is not None:
+                await writing.write
+        if fold is not None:
+            phase("written")
         report.seconds = time.perf_counter() - began
         report.switched_to, report.differences = await _settle(
             source,
@@ -540,10 +522,12 @@ async def rebuild(
             switch,
         )
     finally:
-        if reading is not None and not reading.done():
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
+        writes = [w.write for w in (early, stream.pending if stream else None) if w is not None]
+        for task in (reading, *writes):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await source.close()
         if target is not None:
             await target.close()

@@ -151,6 +151,8 @@ class _Table:
         # Per index, its columns' positions and how each is compared.
         self._parts: list[tuple[tuple[int, Callable[[Any], Any] | None], ...]] = []
         self.released = False
+        self.modified = False  # a folded statement may change its rows (UPDATE, DO UPDATE)
+        self.streamed = False  # some of its rows may be on the server (`Fold.stream`)
 
     def add_index(self, positions: tuple[int, ...]) -> None:
         self.indexes.append(positions)
@@ -209,6 +211,11 @@ class _Operation:
     update_params: tuple[tuple[int, int], ...] = field(init=False)
     update_others: tuple[tuple[int, Value], ...] = field(init=False)
 
+    @property
+    def modifies(self) -> bool:
+        """May change a row already there (an UPDATE, an INSERT ... DO UPDATE)."""
+        return not self.inserts or self.on_conflict == "update"
+
     def __post_init__(self) -> None:
         for name, pairs in (("value", self.values), ("update", self.updates)):
             params = tuple((p, v.n) for p, v in pairs if isinstance(v, _Parameter))
@@ -229,50 +236,14 @@ class _Parameter:
         return args[self.n]
 
 
-# The indexes of a table that no constraint owns (not its primary key, not a UNIQUE).
-_PLAIN_INDEXES = (
-    "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition"
-    " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
-    " WHERE c.relname = $1 AND pg_table_is_visible(c.oid)"
-    " AND NOT EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = i.indexrelid)"
-)
-# Its primary key and UNIQUE constraints (a folded table has no other kind but CHECK).
-_KEYS = (
-    "SELECT x.conname AS name, pg_get_constraintdef(x.oid) AS definition"
-    " FROM pg_constraint x JOIN pg_class c ON c.oid = x.conrelid"
-    " WHERE c.relname = $1 AND pg_table_is_visible(c.oid) AND x.contype IN ('p', 'u')"
-    " ORDER BY x.contype"
-)
-
-
-async def write(conn: asyncpg.Connection, copy: Copy, rows: Sequence[tuple[Any, ...]]) -> None:
-    """The rows a fold released, into their table (empty: a folded table never had a row on
-    the server) with one COPY, in one transaction. Its indexes are built after the load,
-    not row by row: the plain ones made again from their definitions, the primary key
-    and UNIQUE constraints added again under their names (which checks them: the fold
-    kept them, but for a sequence's, which the server fills). Nobody sees the table
-    without them: it is the fresh schema's, and the transaction holds it."""
-    indexes = await conn.fetch(_PLAIN_INDEXES, copy.table)
-    keys = await conn.fetch(_KEYS, copy.table)
-    table = f'"{copy.table}"'
-    for index in indexes:
-        await conn.execute(f"DROP INDEX {index['name']}")
-    for key in keys:
-        await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{key["name"]}"')
-    await conn.copy_records_to_table(copy.table, records=rows, columns=list(copy.columns))
-    for key in keys:
-        name, definition = key["name"], key["definition"]
-        await conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-    for index in indexes:
-        await conn.execute(index["definition"])
-
-
 class Fold:
     """The folded tables of one rebuild (`read` on its fresh schema's connection)."""
 
     def __init__(self, tables: dict[str, _Table]) -> None:
         self._tables = tables
         self._operations: dict[str, _Operation | None] = {}
+        # Where a streamed table's last rows go when it is released (`stream`).
+        self._streamed: dict[str, Callable[[Copy, list[tuple[Any, ...]]], None]] = {}
 
     @classmethod
     async def read(cls, conn: asyncpg.Connection) -> Fold:
@@ -308,6 +279,8 @@ class Fold:
             operation = self._operations[query] = self._compile(query)
         if operation is None or operation.table.released:
             return False
+        if operation.table.streamed and operation.modifies:
+            return False  # its rows are (partly) on the server: released by the caller
         if operation.inserts:
             _insert(operation, args)
         else:
@@ -325,18 +298,56 @@ class Fold:
             table.released = True
             copy, rows = table.copy()
             table.rows, table.found = [], []
-            if rows:
+            last = self._streamed.pop(table.name.lower(), None)
+            if last is not None:
+                last(copy, rows)  # goes after the rows streamed before it
+            elif rows:
                 out.append((copy, rows))
         return out
 
     def release_all(self) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
         return self.release(list(self._tables))
 
+    def release_filled(self) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
+        """`release` of the tables that hold rows (the others stay folded)."""
+        return self.release([n for n, t in self._tables.items() if t.rows and not t.released])
+
+    def appended_only(self) -> list[tuple[str, int]]:
+        """The folded tables no statement so far changed a row of (inserts only, met rows
+        left as they are), with their rows held: what `stream` may take."""
+        return [
+            (name, len(t.rows))
+            for name, t in self._tables.items()
+            if not (t.released or t.modified or t.streamed) and t.rows
+        ]
+
+    def stream(
+        self, name: str, last: Callable[[Copy, list[tuple[Any, ...]]], None]
+    ) -> Callable[[], tuple[Copy, list[tuple[Any, ...]]]]:
+        """`name` (one of `appended_only`) streamed: the rows folded so far can be taken
+        (the function returned) and written while the fold goes on; its unique keys stay
+        here, so later inserts meet them as before. When the table is released, its
+        remaining rows go to `last` instead of the caller; a statement that would change
+        one of its rows is not folded (the caller releases the table first)."""
+        table = self._tables[name]
+        table.streamed = True
+        self._streamed[name] = last
+
+        def take() -> tuple[Copy, list[tuple[Any, ...]]]:
+            copy, rows = table.copy()
+            table.rows = []
+            return copy, rows
+
+        return take
+
     def _compile(self, query: str) -> _Operation | None:
         try:
-            return _compile(self._tables, query)
+            operation = _compile(self._tables, query)
         except Unfoldable:
             return None
+        if operation.modifies:
+            operation.table.modified = True
+        return operation
 
 
 _UNKNOWN: Any = object()

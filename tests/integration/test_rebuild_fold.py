@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.rebuild_fold import Fold, write
+from shared.rebuild_copy import write
+from shared.rebuild_fold import Fold
 from tests.integration.support import Infra, fresh_databases
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

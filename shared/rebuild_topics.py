@@ -1,0 +1,130 @@
+"""The rebuild's read of the topics a service consumes (`shared.rebuild`): every record
+from the start to the current end, and the events of those the live consumer applied,
+decoded as they come."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from shared.contracts.base import EventPayload
+from shared.contracts.registry import PayloadRegistry
+from shared.envelope import Envelope, MalformedEnvelope
+from shared.inbox import reads_payload
+
+if TYPE_CHECKING:
+    from shared.rebuild import Plan
+
+
+async def read_topics(
+    bootstrap: str,
+    topics: Sequence[str],
+    start: Mapping[TopicPartition, int] | None = None,
+    kafka_options: Mapping[str, Any] | None = None,
+    each_batch: Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None] | None = None,
+) -> tuple[list[ConsumerRecord[bytes, bytes]], dict[TopicPartition, int]]:
+    """Every record of `topics` from `start` (default: the beginning) to their current end;
+    `each_batch` is called with each fetched batch as it comes.
+
+    `kafka_options`: `shared.kafka.client_options` (bootstrap servers, security)."""
+    consumer = AIOKafkaConsumer(
+        **{"bootstrap_servers": bootstrap, **(kafka_options or {})},
+        enable_auto_commit=False,
+        group_id=None,
+        # Where an assigned partition starts without a committed offset: set, not sought
+        # after the assignment (a seek raced with the default reset to the end).
+        auto_offset_reset="earliest",
+        # The broker answers a fetch at once when it has data; the default wait (500 ms)
+        # held each offset lookup below for that long, on an idle topic.
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+    )
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()  # every topic's partitions
+        partitions = []
+        for topic in topics:
+            numbers = cluster.partitions_for_topic(topic)
+            if not numbers:
+                raise RuntimeError(f"topic {topic} does not exist on {bootstrap}")
+            partitions += [TopicPartition(topic, p) for p in sorted(numbers)]
+        consumer.assign(partitions)
+        # The consumer's own metadata must know the topics before it asks for offsets
+        # (an unknown partition would answer an end of 0, and nothing would be read).
+        for _ in range(100):
+            if all(consumer._client.cluster.partitions_for_topic(t) for t in topics):
+                break
+            await consumer._client.force_metadata_update()
+            if all(consumer._client.cluster.partitions_for_topic(t) for t in topics):
+                break
+            await asyncio.sleep(0.1)
+        end = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            await consumer.position(tp)  # the reset to the beginning done
+            if start and tp in start:
+                consumer.seek(tp, start[tp])
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for tp, got in batch.items():
+                kept = [r for r in got if r.offset < end[tp]]
+                records += kept
+                if each_batch is not None:
+                    each_batch(kept)
+        return records, dict(end)
+    finally:
+        await consumer.stop()
+
+
+Event = tuple[Envelope, EventPayload]
+# A consumed record's place in time order (its time, then where it is) and its event.
+Placed = tuple[tuple[int, str, int, int], Event]
+
+
+def consumed_events(
+    plan: Plan, registry: PayloadRegistry, applied: set[str]
+) -> tuple[list[Placed], Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None]]:
+    """A list, and what adds to it the events of records the live consumer applied (for
+    `read_topics`' `each_batch`: decoded while the next fetch is on its way)."""
+    handlers, current_type, parse = plan.consumed, registry.current_type, registry.parse
+    found: list[Placed] = []
+    # Per `ce_type` header as it comes (bytes): whether a handler here reads its payload,
+    # None when no handler here takes the type.
+    payload_read: dict[bytes, bool | None] = {}
+    from_headers = Envelope.from_kafka_headers
+    no_payload = cast(EventPayload, None)
+
+    def add(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            # From the headers alone first: most records of a topic are not for this
+            # service's projection, and their values need not be decoded.
+            headers = dict(record.headers)
+            source, ce_id = headers.get("ce_source"), headers.get("ce_id")
+            ce_type = headers.get("ce_type")
+            if source is None or ce_id is None or ce_type is None:
+                continue  # malformed: the live consumer dead-lettered it
+            reads = payload_read.get(ce_type, False)
+            if reads is False:
+                handler = handlers.get(current_type(ce_type.decode("utf-8", "replace")))
+                reads = payload_read[ce_type] = None if handler is None else reads_payload(handler)
+            if reads is None:
+                continue  # no handler here
+            # Decoded as `Envelope.from_kafka` does, which the live inbox's message id uses.
+            message_id = f"{source.decode('utf-8', 'replace')}#{ce_id.decode('utf-8', 'replace')}"
+            if message_id not in applied:
+                continue  # the live consumer did not apply it (or never saw it)
+            try:
+                envelope = from_headers(record.key, record.value, headers)
+            except MalformedEnvelope:
+                continue
+            place = (record.timestamp, record.topic, record.partition, record.offset)
+            if reads:
+                found.append((place, (envelope, parse(envelope.type, envelope.data))))
+            else:  # validated when its producer recorded it; no handler here reads it
+                found.append((place, (envelope, no_payload)))
+
+    return found, add
