@@ -40,7 +40,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from shared import rebuild_fold, set_statements
+from shared import rebuild_fold, set_statements, statements
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import BatchHandler, Handler
@@ -69,7 +69,14 @@ class _Recorder:
             # Without arguments `execute` may carry several statements, which
             # `executemany` refuses: send it as it is.
             raise NotRecordable("execute without arguments")
-        self.calls.append((query, args))
+        parts = statements.parts_of(query)
+        if parts is None:
+            self.calls.append((query, args))
+            return ""
+        # A handler's writes merged for one round trip (`statements.Together`'s shape):
+        # recorded as the statements they are, so that each joins its table's set form.
+        for sql, positions in parts:
+            self.calls.append((sql, tuple(args[i] for i in positions)))
         return ""
 
     def __getattr__(self, name: str) -> Any:
