@@ -496,6 +496,28 @@ def batch_handlers(
     return {ce_type: batched(handlers[ce_type]) for ce_type in chosen if ce_type in handlers}
 
 
+def projected_first(
+    projections: Mapping[str, Handler], runs: Mapping[str, BatchHandler]
+) -> dict[str, BatchHandler]:
+    """`runs`, each after its type's handler in `projections` (`in_turn(batched(...), run)`;
+    a type `projections` lacks keeps its run as it is). Types with the same projection
+    handler and run get the same object, so that the inbox applies a stretch of them as
+    one run (a burst of registrations of several kinds, approvals and rejections) rather
+    than one run per change of type."""
+    made: dict[tuple[int, int], BatchHandler] = {}
+    wrapped: dict[str, BatchHandler] = {}
+    for ce_type, run in runs.items():
+        project = projections.get(ce_type)
+        if project is None:
+            wrapped[ce_type] = run
+            continue
+        key = (id(project), id(run))
+        if key not in made:
+            made[key] = in_turn(batched(project), run)
+        wrapped[ce_type] = made[key]
+    return wrapped
+
+
 def in_turn(*steps: BatchHandler) -> BatchHandler:
     """One batch handler that runs `steps` over the whole run, one after the other: the
     same as running them event by event when they write different tables (e.g. the
