@@ -14,8 +14,10 @@ beginning of the topics that service consumes:
 Each inbox run is measured from the last count of its inbox that found nothing applied to
 the first that found its last record applied (counted every `POLL` seconds; the group
 join is left out) and stops after `--limit` seconds if the backlog is not done by then: the
-rate is what it applied per second. Matching is left out: its subscription computes
-recommendation lists with the embedding model (being moved off the event path).
+rate is what it applied per second. Matching has two subscriptions, measured apart:
+`matching` (registration's events: profiles projected, texts queued for the embedding
+worker) and `matching-pairs` (its own events: lists queued for the worker); the worker,
+which embeds and ranks off the event path, does not run here.
 Results in var/bench/catchup.json.
 """
 
@@ -43,6 +45,7 @@ from bench.backbone.common import BOOTSTRAP, OUT_DIR, dsn_for, machine_info
 from bench.backbone.resources import Resources
 from bench.rebuild import PLANS, TOPICS, publish
 from bench.rebuild_events import Size, generate
+from services.matching import bootstrap as matching
 from services.notification import bootstrap as notification
 from services.registration import bootstrap as registration
 from services.reporting import bootstrap as reporting
@@ -55,11 +58,14 @@ from shared.topics import prefixed, prefixed_all
 log = logging.getLogger("bench.catchup")
 # Seconds between two counts of the applied events (a count of the inbox table).
 POLL = 0.2
-SERVICES = {
-    "registration": registration,
-    "scheduling": scheduling,
-    "notification": notification,
-    "reporting": reporting,
+# Each consumer measured: its service's bootstrap and which of its subscriptions.
+SERVICES: dict[str, tuple[Any, int]] = {
+    "registration": (registration, 0),
+    "matching": (matching, 0),  # registration's events (texts queued for the worker)
+    "matching-pairs": (matching, 1),  # its own events (lists queued for the worker)
+    "scheduling": (scheduling, 0),
+    "notification": (notification, 0),
+    "reporting": (reporting, 0),
 }
 
 
@@ -133,10 +139,10 @@ async def _inbox(
     backlog: int,
     limit: float,
 ) -> dict[str, Any]:
-    name = await res.create_database(f"bench_catchup_{res.hex}_{service}_{mode}")
+    name = await res.create_database(f"bench_catchup_{res.hex}_{service.replace('-', '_')}_{mode}")
     pool = await asyncpg.create_pool(dsn_for(name), min_size=2, max_size=4)
     assert pool is not None
-    await migrate(pool, PLANS[service].migrations)
+    await migrate(pool, PLANS[service.partition("-")[0]].migrations)
     first: float | None = None
     last = nothing_yet = time.perf_counter()
     cpu = time.process_time()
@@ -200,7 +206,8 @@ async def run(size: Size, services: list[str], limit: float) -> dict[str, Any]:
         # generated, is then out of the collector's sight too, as a service has none).
         tune_collector()
         for service in services:
-            subscription = SERVICES[service].build_app().state.subscriptions[0]
+            module, index = SERVICES[service]
+            subscription = module.build_app().state.subscriptions[index]
             backlog = sum(len(published.get(t, [])) for t in subscription.topics)
             raw = await _raw(prefixed_all(prefix, subscription.topics))
             batched = await _inbox(res, service, "batched", subscription, prefix, backlog, limit)

@@ -40,7 +40,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from shared import rebuild_copy, set_statements
+from shared import rebuild_copy, set_statements, statements
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
 from shared.inbox import BatchHandler, Handler
@@ -69,7 +69,14 @@ class _Recorder:
             # Without arguments `execute` may carry several statements, which
             # `executemany` refuses: send it as it is.
             raise NotRecordable("execute without arguments")
-        self.calls.append((query, args))
+        parts = statements.parts_of(query)
+        if parts is None:
+            self.calls.append((query, args))
+            return ""
+        # A handler's writes merged for one round trip (`statements.Together`'s shape):
+        # recorded as the statements they are, so that each joins its table's set form.
+        for sql, positions in parts:
+            self.calls.append((sql, tuple(args[i] for i in positions)))
         return ""
 
     def __getattr__(self, name: str) -> Any:
@@ -487,6 +494,28 @@ def batch_handlers(
     one, but need not be recorded first)."""
     chosen = handlers.keys() if types is None else types
     return {ce_type: batched(handlers[ce_type]) for ce_type in chosen if ce_type in handlers}
+
+
+def projected_first(
+    projections: Mapping[str, Handler], runs: Mapping[str, BatchHandler]
+) -> dict[str, BatchHandler]:
+    """`runs`, each after its type's handler in `projections` (`in_turn(batched(...), run)`;
+    a type `projections` lacks keeps its run as it is). Types with the same projection
+    handler and run get the same object, so that the inbox applies a stretch of them as
+    one run (a burst of registrations of several kinds, approvals and rejections) rather
+    than one run per change of type."""
+    made: dict[tuple[int, int], BatchHandler] = {}
+    wrapped: dict[str, BatchHandler] = {}
+    for ce_type, run in runs.items():
+        project = projections.get(ce_type)
+        if project is None:
+            wrapped[ce_type] = run
+            continue
+        key = (id(project), id(run))
+        if key not in made:
+            made[key] = in_turn(batched(project), run)
+        wrapped[ce_type] = made[key]
+    return wrapped
 
 
 def in_turn(*steps: BatchHandler) -> BatchHandler:

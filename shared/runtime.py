@@ -29,11 +29,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shared import logs, problems, telemetry
 from shared.access import projection as access_projection
 from shared.access.guard import SECURITY_SCHEMES
-from shared.batching import batched, in_turn
+from shared.batching import projected_first
 from shared.db import create_pool, migrate
 from shared.faststream_inbox import FastStreamInboxConsumer
 from shared.http_telemetry import RequestTelemetry
-from shared.inbox import BatchHandler, InboxConsumer, Subscription, combine
+from shared.inbox import InboxConsumer, Subscription, combine
 from shared.kafka import client_options
 from shared.outbox import OutboxRelay, create_producer
 from shared.settings import PlatformSettings, database_url
@@ -209,19 +209,8 @@ def with_access_projection(subscription: Subscription) -> Subscription:
     if "registration.events" not in subscription.topics:
         return subscription
     access = access_projection.HANDLERS
-    # A batch handler covers its events entirely: the access projection's part first. Types
-    # that shared a batch handler share its wrapped one (the inbox applies a stretch of
-    # them as one run: `Subscription`).
-    made: dict[tuple[int, int], BatchHandler] = {}
-    batch_handlers: dict[str, BatchHandler] = {}
-    for ce_type, handler in subscription.batch_handlers.items():
-        if ce_type not in access:
-            batch_handlers[ce_type] = handler
-            continue
-        key = (id(access[ce_type]), id(handler))
-        if key not in made:
-            made[key] = in_turn(batched(access[ce_type]), handler)
-        batch_handlers[ce_type] = made[key]
+    # A batch handler covers its events entirely: the access projection's part first.
+    batch_handlers = projected_first(access, subscription.batch_handlers)
     return replace(
         subscription,
         handlers=combine(access, subscription.handlers),

@@ -92,6 +92,35 @@ def _facts(sql: str) -> tuple[int, frozenset[str], frozenset[str], frozenset[str
     return arity, written, words, names
 
 
+_WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
+
+@lru_cache(maxsize=512)
+def parts_of(sql: str) -> tuple[tuple[str, tuple[int, ...]], ...] | None:
+    """The writes of a statement `Together` could have made, one by one: each part's SQL
+    (its parameters renumbered from $1) and which of the statement's arguments (0-based)
+    it takes, in the order written. None when the statement is not such a merge: no CTE,
+    a part that reads (SELECT, RETURNING, another part's name) or that names a table
+    another part writes, where one after the other would differ from one snapshot."""
+    ctes, main = split_with(sql)
+    if not ctes:
+        return None
+    bodies = [body for _, body in ctes] + [main]
+    names = {name.lower() for name, _ in ctes}
+    facts = [_facts(body) for body in bodies]
+    for index, body in enumerate(bodies):
+        others = set().union(*(f[1] for i, f in enumerate(facts) if i != index))
+        if not _WRITE.match(body) or facts[index][2] & ({"select", "returning"} | names | others):
+            return None
+    parts = []
+    for body in bodies:
+        used = sorted({int(n) for n in _PARAMETER.findall(body)})
+        renumber = {str(n): f"${i + 1}" for i, n in enumerate(used)}
+        text = _PARAMETER.sub(lambda m, to=renumber: to[m.group(1)], body)  # type: ignore[misc]
+        parts.append((text.strip(), tuple(n - 1 for n in used)))
+    return tuple(parts)
+
+
 Part = tuple[tuple[tuple[str, str], ...], str, Sequence[Any]]  # CTEs, main, arguments
 
 

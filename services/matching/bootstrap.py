@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.matching import expiry, handlers, projection, recommendations, sheets
 from services.matching.api import router
 from services.matching.recommendations_api import router as recommendations_router
-from shared.batching import batched, in_turn
+from shared.batching import projected_first
 from shared.contracts import registry
 from shared.inbox import BatchHandler, Subscription, combine
 from shared.runtime import ServiceRuntime, create_app, serve
@@ -44,10 +44,8 @@ def registration_runs() -> dict[str, BatchHandler]:
     """Bursts of registrations and approvals in runs: the projection's statements
     batched, then the lists once per run (types with a reaction stay one by one)."""
     assert not handlers.ON_REGISTRATION_EVENTS.keys() & recommendations.BATCH_HANDLERS.keys()
-    return {
-        ce_type: in_turn(batched(projection.HANDLERS[ce_type]), handler)
-        for ce_type, handler in recommendations.BATCH_HANDLERS.items()
-    }
+    assert recommendations.BATCH_HANDLERS.keys() <= projection.HANDLERS.keys()
+    return projected_first(projection.HANDLERS, recommendations.BATCH_HANDLERS)
 
 
 def build_app(settings: MatchingSettings | None = None) -> FastAPI:

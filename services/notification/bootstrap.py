@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from services.notification import commands, handlers, projection, sender
 from services.notification.api import router
 from services.notification.channels.email import mail_domain
-from shared.batching import batch_handlers, batched, in_turn
+from shared.batching import batch_handlers, projected_first
 from shared.contracts import registry
 from shared.inbox import BatchHandler, Subscription, combine
 from shared.runtime import ServiceRuntime, create_app, serve
@@ -34,22 +34,8 @@ TOPICS = ("registration.events", "matching.events", "scheduling.events", "report
 
 
 def reaction_runs(config: handlers.Config) -> dict[str, BatchHandler]:
-    """The reactions' batch handlers, each after its type's projection. Types with the same
-    projection handler and reaction get the same object, so that the inbox applies a
-    stretch of them as one run (a burst of registrations of several kinds, approvals
-    and rejections) rather than one run per change of type."""
-    made: dict[tuple[int, int], BatchHandler] = {}
-    runs: dict[str, BatchHandler] = {}
-    for ce_type, run in handlers.build_runs(config).items():
-        project = projection.HANDLERS.get(ce_type)
-        if project is None:
-            runs[ce_type] = run
-            continue
-        key = (id(project), id(run))
-        if key not in made:
-            made[key] = in_turn(batched(project), run)
-        runs[ce_type] = made[key]
-    return runs
+    """The reactions' batch handlers, each after its type's projection."""
+    return projected_first(projection.HANDLERS, handlers.build_runs(config))
 
 
 def build_app(settings: NotificationSettings | None = None) -> FastAPI:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shared.statements import Together, split_with
+from shared.statements import Together, parts_of, split_with
 
 
 class Recorder:
@@ -110,3 +110,33 @@ async def test_arguments_must_match_the_parameters() -> None:
     together = Together(Recorder())
     with pytest.raises(ValueError, match="1 arguments for 2 parameters"):
         await together.execute("INSERT INTO a VALUES ($1, $2)", 1)
+
+
+async def test_parts_of_gives_back_the_writes_together_merged() -> None:
+    conn = Recorder()
+    together = Together(conn)
+    writes: list[tuple[str, tuple[object, ...]]] = [
+        ("INSERT INTO a (x, y) VALUES ($1, $2) ON CONFLICT (x) DO NOTHING", ("a1", 2)),
+        ("UPDATE b SET y = $2 WHERE x = $1", ("b1", 3)),
+        ("INSERT INTO c (x) VALUES ($1)", ("c1",)),
+    ]
+    for sql, args in writes:
+        await together.execute(sql, *args)
+    ((merged, arguments),) = together.statements()
+    parts = parts_of(merged)
+    assert parts is not None
+    assert [(sql, tuple(arguments[i] for i in taken)) for sql, taken in parts] == writes
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO a (x) VALUES ($1)",  # no CTE: nothing to split
+        "WITH s AS (INSERT INTO a (x) VALUES ($1) RETURNING x) INSERT INTO b SELECT x FROM s",
+        "WITH s AS (INSERT INTO a (x) VALUES ($1)) INSERT INTO a (x) VALUES ($2)",  # same table
+        "WITH s AS (UPDATE a SET x = 1 WHERE y = $1) INSERT INTO b (x) SELECT x FROM a",
+        "WITH s AS (SELECT x FROM a WHERE y = $1) DELETE FROM b WHERE x = $2",
+    ],
+)
+def test_parts_of_refuses_what_one_after_the_other_would_change(sql: str) -> None:
+    assert parts_of(sql) is None

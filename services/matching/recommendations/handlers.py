@@ -192,9 +192,9 @@ async def _queue(conn: asyncpg.Connection, queue: str, rows: Sequence[tuple[str,
     (`list_entry_queue`, `list_refresh_queue`), each once, in one statement."""
     unique = list(dict.fromkeys(rows))
     await conn.execute(
-        f"INSERT INTO {queue} (event_id, registration_id)"
+        f"INSERT INTO {queue} AS q (event_id, registration_id)"
         " SELECT * FROM unnest($1::text[], $2::text[])"
-        " ON CONFLICT (registration_id) DO NOTHING",
+        " ON CONFLICT (registration_id) DO UPDATE SET generation = q.generation + 1",
         [event_id for event_id, _ in unique],
         [registration_id for _, registration_id in unique],
     )
@@ -206,27 +206,53 @@ async def queue_entries(conn: asyncpg.Connection, decided: Sequence[tuple[str, s
     await _queue(conn, "list_entry_queue", decided)
 
 
-async def enter_queued(conn: asyncpg.Connection, event_id: str) -> int:
-    """The queued decisions of `event_id` followed by its lists, and their rows taken; how
-    many rows. Each participant in or out by its status in the projection now (approved:
-    in, once its vectors have landed; anything else: out), so a decision taken twice, or
-    undone meanwhile, ends the same. In the caller's transaction, under the event's lock,
-    taken first (as `refresh_queued`)."""
-    await lock(conn, event_id)
-    taken = await conn.fetch(
-        "DELETE FROM list_entry_queue WHERE event_id = $1 RETURNING registration_id",
-        event_id,
+Queued = dict[str, int]  # a queue's rows of one brokerage event: participant -> generation
+
+
+async def read_queued(conn: asyncpg.Connection) -> dict[str, tuple[Queued, Queued]]:
+    """What both queues hold, by brokerage event: (decisions, lists). Read, not taken:
+    `enter_queued` and `refresh_queued` delete the rows they followed at the end."""
+    by_event: dict[str, tuple[Queued, Queued]] = {}
+    for r in await conn.fetch(
+        "SELECT false AS list, event_id, registration_id, generation FROM list_entry_queue"
+        " UNION ALL"
+        " SELECT true, event_id, registration_id, generation FROM list_refresh_queue"
+    ):
+        queued = by_event.setdefault(r["event_id"], ({}, {}))[r["list"]]
+        queued[r["registration_id"]] = r["generation"]
+    return by_event
+
+
+async def _done(conn: asyncpg.Connection, queue: str, followed: Queued) -> None:
+    """Delete the rows followed, but those queued again since they were read (a newer
+    generation: their change may have come after what this round read)."""
+    await conn.execute(
+        f"DELETE FROM {queue} q USING unnest($1::text[], $2::bigint[]) AS t(id, generation)"
+        " WHERE q.registration_id = t.id AND q.generation = t.generation",
+        list(followed),
+        list(followed.values()),
     )
-    if not taken:
+
+
+async def enter_queued(conn: asyncpg.Connection, event_id: str, queued: Queued) -> int:
+    """Bring `event_id`'s lists in line with its `queued` decisions (`read_queued`), then
+    delete their rows; how many. Each participant in or out by its status in the
+    projection now (approved: in, once its vectors have landed; anything else: out), so a
+    decision taken twice, or undone meanwhile, ends the same. In the caller's
+    transaction, under the event's lock (a decision committed before it is seen; one
+    after it queued its row again, for the next round)."""
+    if not queued:
         return 0
+    await lock(conn, event_id)
     rows = await conn.fetch(
         f"SELECT {PROFILE_COLUMNS}, p.status FROM participants p"
         " WHERE p.registration_id = ANY($1::text[]) ORDER BY p.registration_id",
-        [r["registration_id"] for r in taken],
+        list(queued),
     )
     subjects = [(profile_from_row(r), r["status"] == "approved") for r in rows]
     await refresh_many(conn, event_id, subjects)
-    return len(taken)
+    await _done(conn, "list_entry_queue", queued)
+    return len(queued)
 
 
 async def on_decision(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -297,28 +323,24 @@ async def queue_lists(conn: asyncpg.Connection, owners: Sequence[tuple[str, str]
     await _queue(conn, "list_refresh_queue", owners)
 
 
-async def refresh_queued(conn: asyncpg.Connection, event_id: str) -> int:
-    """The queued lists of `event_id` computed anew, each once, and their rows taken; how
-    many rows. A list is computed from the requests as the tables hold them (written by
-    the commands before their events were sent) and from no other list, so one
-    computation after many requests equals one after each. In the caller's transaction,
-    under the event's lock, taken first: a pair event queued meanwhile waits for this
-    transaction's delete and then queues its rows again, for the next round (this round
+async def refresh_queued(conn: asyncpg.Connection, event_id: str, queued: Queued) -> int:
+    """The `queued` lists of `event_id` (`read_queued`) computed anew, each once, then
+    their rows deleted; how many. A list is computed from the requests as the tables hold
+    them (written by the commands before their events were sent) and from no other list,
+    so one computation after many requests equals one after each. In the caller's
+    transaction, under the event's lock: a pair event queued after the rows were read
+    raised its row's generation, which the delete leaves for the next round (this round
     may have seen its request already: one computation too many, never one too few)."""
-    token = await lock(conn, event_id)
-    taken = await conn.fetch(
-        "DELETE FROM list_refresh_queue WHERE event_id = $1 RETURNING registration_id",
-        event_id,
-    )
-    if not taken:
+    if not queued:
         return 0
+    token = await lock(conn, event_id)
     participants = await participants_of(conn, event_id, token)
-    queued = [r["registration_id"] for r in taken]
-    ranker = await ranker_for(conn, event_id, token, participants, among=queued)
+    ranker = await ranker_for(conn, event_id, token, participants, among=list(queued))
     owners = sorted(r for r in queued if r in ranker.index)
     await store_plan(conn, event_id, Plan(replace=ranker.lists_for(owners, K)))
     await save(conn, event_id, participants, ranker)
-    return len(taken)
+    await _done(conn, "list_refresh_queue", queued)
+    return len(queued)
 
 
 def _pair_lists(run: Sequence[tuple[Envelope, EventPayload]]) -> list[tuple[str, str]]:

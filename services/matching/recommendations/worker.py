@@ -25,7 +25,9 @@ every approved participant with vectors but no list.
 Each round also takes the queued decisions (`list_entry_queue`: approvals, rejections,
 withdrawals, `handlers.enter_queued`) and the queued lists (`list_refresh_queue`: meeting
 requests, `handlers.refresh_queued`), per brokerage event in one transaction under its
-lock: what a burst queued while a round ran is computed once in the next.
+lock: what a burst queued while a round ran is computed once in the next. The rows are
+read before that transaction and deleted at its end, unless queued again meanwhile
+(migration 018), so a consumer queueing a row waits at most for a round's commit.
 
 Errors: a batch the model fails on is postponed with a back-off; a database
 error restarts the worker's loop; anything else ends the task, and `/ready`
@@ -46,6 +48,7 @@ from services.matching.recommendations.cache import lock
 from services.matching.recommendations.handlers import (
     LIST_REFRESH_CHANNEL,
     enter_queued,
+    read_queued,
     refresh_many,
     refresh_queued,
 )
@@ -124,17 +127,17 @@ async def embed_due(pool: asyncpg.Pool, batch_size: int = 64, max_backoff: float
 
 
 async def refresh_due(pool: asyncpg.Pool) -> int:
-    """One round of the queued decisions and lists: per brokerage event, one transaction
-    (the decisions first: the lists are then computed among who is in); how many rows."""
+    """One round of the queued decisions and lists: what the queues hold, read first
+    (no transaction held), then per brokerage event one transaction (the decisions first:
+    the lists are then computed among who is in); how many rows."""
     async with pool.acquire() as conn:
-        events = await conn.fetch(
-            "SELECT event_id FROM list_entry_queue UNION SELECT event_id FROM list_refresh_queue"
-        )
+        queued = await read_queued(conn)
     taken = 0
-    for event_id in sorted(r["event_id"] for r in events):
+    for event_id in sorted(queued):
+        decisions, lists = queued[event_id]
         async with pool.acquire() as conn, conn.transaction():
-            taken += await enter_queued(conn, event_id)
-            taken += await refresh_queued(conn, event_id)
+            taken += await enter_queued(conn, event_id, decisions)
+            taken += await refresh_queued(conn, event_id, lists)
     return taken
 
 

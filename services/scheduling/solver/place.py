@@ -42,16 +42,6 @@ def load(problem: Problem, schedule: Schedule, skip: str | None = None) -> State
     return state
 
 
-def free_table(state: State, t: int) -> int:
-    """The lowest table number not in use in slot t (0 if none is)."""
-    p = state.p
-    taken = set(state.tables_at[t].values())
-    for n in range(1, p.tables + 1):
-        if n not in taken:
-            return n
-    return 0
-
-
 def place_in_state(state: State, m: int) -> Assignment | Unscheduled:
     """Place meeting m in `state` (which is updated) or say why it cannot go anywhere."""
     p = state.p
@@ -59,7 +49,7 @@ def place_in_state(state: State, m: int) -> Assignment | Unscheduled:
     fixed = p.fixed_slot[m]
     if fixed >= 0:
         t = fixed if state.free_slots(m) >> fixed & 1 else -1
-        if t >= 0 and p.fixed_table[m] and state._table_taken(t, p.fixed_table[m]):
+        if t >= 0 and p.fixed_table[m] and state.table_taken(t, p.fixed_table[m]):
             t = -1
     else:
         t = state.best_slot(m, state.free_slots(m))
@@ -67,7 +57,7 @@ def place_in_state(state: State, m: int) -> Assignment | Unscheduled:
         return Unscheduled(mid, state.reason(m))
     table: int | None = None
     if p.onsite[m]:
-        table = p.fixed_table[m] or free_table(state, t)
+        table = p.fixed_table[m] or state.free_table(t)
         if not table:
             return Unscheduled(mid, f"no table number is free in {p.slot_ids[t]}")
     state.add(m, t)
@@ -117,7 +107,7 @@ def reserve_fixed(state: State, but: int | frozenset[int]) -> None:
         t = p.fixed_slot[k]
         if t < 0 or k in skip or state.slot_of[k] >= 0 or not state.free_slots(k) >> t & 1:
             continue
-        if p.fixed_table[k] and state._table_taken(t, p.fixed_table[k]):
+        if p.fixed_table[k] and state.table_taken(t, p.fixed_table[k]):
             continue
         state.add(k, t)
         if p.fixed_table[k]:

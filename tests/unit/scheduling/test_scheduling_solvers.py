@@ -233,3 +233,48 @@ def test_clashing_fixed_meetings_of_an_instance_built_in_code_stay_out() -> None
         assert out["m3"] == "fixed in am2, where b already has m1"
         assert {"m1": "am2"}.items() <= {a.meeting: a.slot for a in schedule.assignments}.items()
         assert "m3" not in {a.meeting for a in schedule.assignments}
+
+
+def _one_slot_doc(meetings: int, tables: int) -> Doc:
+    """`meetings` onsite meetings of distinct pairs, one slot, `tables` tables."""
+    return {
+        "name": "one slot",
+        "tables": tables,
+        "sessions": [{"id": "s", "slots": [{"id": "t1"}]}],
+        "participants": [
+            {"id": f"p{i}", "available": None, "max_meetings": None} for i in range(2 * meetings)
+        ],
+        "meetings": [
+            {
+                "id": f"m{k}",
+                "participants": [f"p{2 * k}", f"p{2 * k + 1}"],
+                "mode": "onsite",
+                "priority": 1,
+                "fixed": None,
+            }
+            for k in range(meetings)
+        ],
+    }
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 9)), max_size=40))
+def test_free_table_is_the_lowest_number_nobody_holds(steps: list[tuple[int, int]]) -> None:
+    """`State.free_table` keeps a mark below which every number is taken: through any
+    order of tables given (also a number given twice, or a meeting given another) and
+    meetings leaving, it answers what going through the slot's numbers would."""
+    tables = 6
+    state = State(Problem(parse_instance(_one_slot_doc(8, tables))))
+    for m, number in steps:
+        if state.slot_of[m] >= 0 and number == 0:
+            state.remove(m)
+        elif number:
+            if state.slot_of[m] < 0:
+                state.add(m, 0)
+            state.give_table(m, min(number, tables))
+        held = set(state.table_of.values())
+        lowest = next((n for n in range(1, tables + 1) if n not in held), 0)
+        assert state.free_table(0) == lowest
+        copy = State(state.p)
+        copy.copy_from(state)
+        assert copy.free_table(0) == lowest
