@@ -147,7 +147,7 @@ class _Table:
             for c in self.names
         ]
         self.rows: list[list[Any]] = []
-        self.found: list[dict[tuple[Any, ...], list[Any]]] = []  # per index: key -> row
+        self.found: list[dict[Any, list[Any]]] = []  # per index: key (`key`) -> row
         # Per index, its columns' positions and how each is compared.
         self._parts: list[tuple[tuple[int, Callable[[Any], Any] | None], ...]] = []
         self.released = False
@@ -159,15 +159,17 @@ class _Table:
         self.found.append({})
         self._parts.append(tuple((i, self.normal[i]) for i in positions))
 
-    def key(self, index: int, row: Sequence[Any]) -> tuple[Any, ...] | None:
-        """The row's values of a unique index, as compared (None: a NULL, meets nothing)."""
+    def key(self, index: int, row: Sequence[Any]) -> Any:
+        """The row's values of a unique index, as compared (None: a NULL, meets nothing):
+        the value itself for an index of one column (no tuple to make and hash for every
+        lookup: a table of hundreds of thousands of rows is looked up at every insert)."""
         parts = self._parts[index]
         if len(parts) == 1:  # the usual case, quickly
             ((i, normal),) = parts
             value = row[i]
             if value is None:
                 return None
-            return (value if normal is None else normal(value),)
+            return value if normal is None else normal(value)
         values = []
         for i, normal in parts:
             value = row[i]
@@ -553,9 +555,9 @@ def _insert(operation: _Operation, args: tuple[Any, ...]) -> None:
             if operation.on_conflict == "update":
                 _assign(operation, args, met, row)
             return
-    for key, found in zip(keys, table.found, strict=True):
-        if key is None or key not in found:
-            continue
+    for n, (key, found) in enumerate(zip(keys, table.found, strict=True)):
+        if key is None or n == target or key not in found:
+            continue  # (the target's was looked up above)
         if operation.on_conflict == "nothing" and target is None:
             return  # any conflict: nothing
         raise asyncpg.UniqueViolationError(
@@ -578,7 +580,8 @@ def _update(operation: _Operation, args: tuple[Any, ...]) -> None:
             return
         normal = table.normal[table.indexes[operation.target][n]]
         values.append(value if normal is None else normal(value))
-    found = table.found[operation.target].get(tuple(values))
+    key = values[0] if len(values) == 1 else tuple(values)  # as `_Table.key` makes it
+    found = table.found[operation.target].get(key)
     if found is not None:
         _assign(operation, args, found, None)
 
