@@ -11,7 +11,9 @@ Then each service's rebuild (`services/<name>/rebuild.py`, `shared.rebuild`) run
 twice: once switching its rebuilt tables in as the live ones (the bench has no live
 service to fill them), once more beside them, which must then find every table equal.
 Printed per service: own and consumed events replayed, seconds and events per second
-(replay only, without the row-by-row comparison); results in var/bench/rebuild.json.
+(replay only, without the row-by-row comparison) and this process's CPU per event over
+the 2nd run's replay (steadier than the wall time on a shared machine); results, with
+each step's seconds and CPU, in var/bench/rebuild.json.
 """
 
 from __future__ import annotations
