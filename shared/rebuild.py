@@ -67,7 +67,7 @@ from shared.envelope import Envelope
 from shared.inbox import Handler
 from shared.kafka import client_options
 from shared.rebuild_fold import Fold
-from shared.rebuild_own import decoder, own_windows, reads_envelope
+from shared.rebuild_own import Reading, decoder, own_windows, reads_envelope
 from shared.rebuild_schema import Difference, compare, fresh_schema, rehome_triggers
 from shared.rebuild_topics import Placed, consumed_events, read_topics
 from shared.rebuild_write import PendingWrite, Stream, write
@@ -176,13 +176,14 @@ async def replay_own(
     seen: _Own,
     apply: Applier = apply_run,
     fold: Fold | None = None,
+    reading: Reading | None = None,
 ) -> int:
     """The service's events not replayed yet, in recorded order, through its projection
-    (read and decoded as `shared.rebuild_own` says)."""
+    (read and decoded as `shared.rebuild_own` says; from `reading`, if started before)."""
     if plan.own is None:
         return 0
     envelope = reads_envelope(plan.own)
-    windows = own_windows(source, envelope, seen.done, BATCH)
+    windows = own_windows(source, envelope, seen.done, BATCH, reading)
     count = 0
 
     def done(window: Sequence[asyncpg.Record]) -> None:
@@ -443,6 +444,7 @@ async def _rebuild(
     target: asyncpg.Pool | None = None
     early: PendingWrite | None = None
     stream: Stream | None = None
+    own_rows: Reading | None = None
 
     def phase(name: str) -> None:
         nonlocal lap, lap_cpu
@@ -458,6 +460,8 @@ async def _rebuild(
             reading = asyncio.create_task(
                 read_topics(bootstrap, topics, kafka_options=kafka_options, each_batch=add)
             )
+        if plan.own is not None:  # the server sorts and sends them meanwhile
+            own_rows = Reading(source, reads_envelope(plan.own))
         target = await fresh_schema(dsn, schema, plan)
         phase("schema")
         fold = None
@@ -465,7 +469,9 @@ async def _rebuild(
             async with target.acquire() as conn:
                 fold = await Fold.read(conn)
         own = _Own()
-        report.own_events = await replay_own(source, target, plan, registry, own, apply, fold)
+        report.own_events = await replay_own(
+            source, target, plan, registry, own, apply, fold, own_rows
+        )
         phase("own")
         if fold is not None and reading is not None:
             # The tables the own events filled, written on another connection while the
@@ -522,6 +528,8 @@ async def _rebuild(
             switch,
         )
     finally:
+        if own_rows is not None:
+            await own_rows.stop()  # (done if the replay read them all)
         writes = [w.write for w in (early, stream.pending if stream else None) if w is not None]
         for task in (reading, *writes):
             if task is not None and not task.done():

@@ -51,35 +51,57 @@ def reads_envelope(handler: Handler) -> bool:
     return not getattr(handler, "payload_only", False)
 
 
+class Reading:
+    """The event store's rows being fetched by a cursor on `source` (started at once, so
+    that the server sorts and sends them while the caller does other work), in fetches
+    as they come; `own_windows` cuts them into windows. `source` is busy until all are
+    read (or `stop`)."""
+
+    def __init__(self, source: asyncpg.Connection, envelope: bool) -> None:
+        self.envelope = envelope
+        query = _ROWS.format(metadata="metadata, " if envelope else "")
+        # Not bounded: the cursor is read as fast as the server sends (the rows are all
+        # kept until the end anyway), so the reading of window N+1 never waits for N.
+        self.fetched: asyncio.Queue[list[asyncpg.Record] | BaseException | None] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async with source.transaction():
+                    cursor = await source.cursor(query)
+                    while rows := await cursor.fetch(FETCH):
+                        await self.fetched.put(rows)
+            except Exception as exc:  # handed to the reader, which raises it
+                await self.fetched.put(exc)
+                return
+            await self.fetched.put(None)
+
+        self._pumping = asyncio.create_task(pump())
+
+    async def stop(self) -> None:
+        self._pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pumping
+
+
 async def own_windows(
-    source: asyncpg.Connection, envelope: bool, skip: Collection[str], size: int
+    source: asyncpg.Connection,
+    envelope: bool,
+    skip: Collection[str],
+    size: int,
+    reading: Reading | None = None,
 ) -> AsyncIterator[list[asyncpg.Record]]:
     """The event store's rows (without those whose id is in `skip`), in recorded order, in
     windows of about `size` that never split what one live transaction recorded (same
     `recorded_at`): a projection's deferred constraints hold at the end of each live
     transaction only (scheduling's one meeting per table, across a re-optimisation).
-    With `envelope`, the rows have the metadata too."""
-    query = _ROWS.format(metadata="metadata, " if envelope else "")
-    # Not bounded: the cursor is read as fast as the server sends (the rows are all kept
-    # until the end anyway), so the reading of window N+1 never waits for window N.
-    fetched: asyncio.Queue[list[asyncpg.Record] | BaseException | None] = asyncio.Queue()
-
-    async def pump() -> None:
-        try:
-            async with source.transaction():
-                cursor = await source.cursor(query)
-                while rows := await cursor.fetch(FETCH):
-                    await fetched.put(rows)
-        except Exception as exc:  # handed to the reader, which raises it
-            await fetched.put(exc)
-            return
-        await fetched.put(None)
-
-    pumping = asyncio.create_task(pump())
+    With `envelope`, the rows have the metadata too. From `reading` if it was started
+    already (with the same `envelope`), else from one started now."""
+    if reading is None or reading.envelope != envelope:
+        reading = Reading(source, envelope)
     filtering = bool(skip)  # (`skip` grows as the windows are committed: not these rows)
     try:
         pending: list[asyncpg.Record] = []
-        while (rows := await fetched.get()) is not None:
+        while (rows := await reading.fetched.get()) is not None:
             if isinstance(rows, BaseException):
                 raise rows
             pending += [r for r in rows if r["id"] not in skip] if filtering else rows
@@ -97,9 +119,7 @@ async def own_windows(
         if pending:
             yield pending
     finally:
-        pumping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pumping
+        await reading.stop()
 
 
 Decoded = tuple[Envelope, EventPayload] | None
