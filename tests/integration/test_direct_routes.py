@@ -95,7 +95,7 @@ def organisation(**changes: Any) -> dict[str, Any]:
     }
 
 
-def shape(response: httpx.Response) -> tuple[int, list[str], str, list[str]]:
+def shape(response: httpx.Response) -> tuple[int, list[bytes], str, list[str]]:
     """What a caller sees, ids aside: status, header names in order, content type, keys."""
     body = response.json()
     return (
