@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from shared import json_codec, metrics
+from shared import json_codec, metrics, telemetry
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
 from shared.kafka import REQUEST_TIMEOUT_MS
@@ -228,6 +228,16 @@ class OutboxRelay:
         return len(rows)
 
     async def _send(self, topic: str, envelope: Envelope) -> asyncio.Future[object]:
+        if telemetry.drops_child_of(envelope.traceparent):
+            # An unsampled trace: the publish span would not be recorded, and the
+            # consumers' spans follow the same decision from the envelope's context.
+            unrecorded: asyncio.Future[object] = await self._producer.send(
+                topic,
+                value=envelope.kafka_value(),
+                key=envelope.key.encode(),
+                headers=envelope.kafka_headers(),
+            )
+            return unrecorded
         # Restore the originating request's trace so the publish span, and every
         # consumer span after it, joins that trace.
         parent = propagate.extract(
