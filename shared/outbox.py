@@ -56,11 +56,8 @@ def stamp_trace(envelope: Envelope) -> Envelope:
     """Record the current trace context on the envelope, unless it has one."""
     if envelope.traceparent:
         return envelope
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    if "traceparent" not in carrier:
-        return envelope
-    return envelope.with_trace(carrier["traceparent"], carrier.get("tracestate"))
+    headers = telemetry.current_trace_headers()
+    return envelope if headers is None else envelope.with_trace(*headers)
 
 
 def conversation(envelope: Envelope) -> dict[str, str]:

@@ -224,6 +224,19 @@ def drops_child_of(traceparent: str | None) -> bool:
     return trace_id != 0 and span_id != 0 and not flags & 1
 
 
+def current_trace_headers() -> tuple[str, str | None] | None:
+    """The current span's `traceparent` and `tracestate` (None: no span, or the global
+    propagator writes no W3C trace context), as `propagate.inject` writes them, without
+    its propagators' round (the outbox stamps every event with them)."""
+    if "traceparent" not in propagate.get_global_textmap().fields:
+        return None
+    context = get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    return traceparent, context.trace_state.to_header() if context.trace_state else None
+
+
 def current_context() -> dict[str, str]:
     """The current trace context as W3C headers (empty outside any span).
 

@@ -197,3 +197,21 @@ def test_drops_child_of_refuses_what_is_not_a_trace_context(
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g",
     ):
         assert not drops_child_of(value), value
+
+
+@pytest.mark.parametrize("name", ["parentbased_traceidratio", "always_on", "always_off"])
+def test_current_trace_headers_are_what_the_propagator_injects(name: str) -> None:
+    tracer, _ = recording(name, 0.5)
+    assert telemetry.current_trace_headers() is None  # no span
+    for parent in (SAMPLED_PARENT, UNSAMPLED_PARENT, None):
+        context = propagate.extract({"traceparent": parent} if parent else {})
+        if parent:
+            context = propagate.extract(
+                {"traceparent": parent, "tracestate": "vendor=value,other=2"}
+            )
+        for _ in range(20):
+            with tracer.start_as_current_span("POST", context=context, kind=SpanKind.SERVER):
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)
+                expected = (carrier["traceparent"], carrier.get("tracestate"))
+                assert telemetry.current_trace_headers() == expected
