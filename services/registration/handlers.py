@@ -205,6 +205,7 @@ class NewRegistration:
     key: bytes
     events: list[EventPayload]
     answer: dict[str, Any]
+    representatives: list[dict[str, Any]]  # as sealed in the events
 
 
 def prepare_registration(
@@ -253,6 +254,7 @@ def prepare_registration(
             "support_office": assigned.office_id if assigned else None,
             "api_key": api_key,
         },
+        representatives,
     )
 
 
@@ -296,9 +298,10 @@ async def record_registrations(
         async def made_keys(_: asyncpg.Connection, registration_id: str) -> bytes | None:
             return keys[registration_id]  # written above, maybe not sent yet
 
+        opened = {m.registration_id: m.representatives for m in made}
         for m in made:
             for event in m.events:
-                await projection.apply(writer, event, made_keys)
+                await projection.apply(writer, event, made_keys, opened)
         if together is not None:
             await together.flush()
     except asyncpg.UniqueViolationError as exc:
