@@ -182,7 +182,8 @@ class OutboxRelay:
                 # Polling fallback: a lost NOTIFY costs one interval at most.
                 wait = MARK_DELAY if self._sent else self._poll_interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
+                    async with asyncio.timeout(wait):  # no task per round, as wait_for makes
+                        await self._wakeup.wait()
         finally:
             self.is_leader = False
             # Unmarked rows are published again by whoever relays next.
