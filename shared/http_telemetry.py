@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -42,19 +41,7 @@ class RequestTelemetry:
     ) -> None:
         self.app = app
         self._excluded = frozenset(excluded)
-        self._provider = tracer_provider
         self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        # The duration histogram's children by (method, status, route): `labels` takes a
-        # lock and builds a key per call.
-        self._durations: dict[tuple[str, int, str], Any] = {}
-
-    def _real_tracer(self) -> trace.Tracer:
-        """The tracer, as the provider installed since gives it: the app is built before
-        the service configures telemetry, and a proxy tracer adds two context managers
-        to every span."""
-        if isinstance(self._tracer, trace.ProxyTracer):
-            self._tracer = trace.get_tracer(__name__, tracer_provider=self._provider)
-        return self._tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._excluded:
@@ -76,7 +63,7 @@ class RequestTelemetry:
                 status = message["status"]
             await send(message)
 
-        with self._real_tracer().start_as_current_span(
+        with self._tracer.start_as_current_span(
             method,
             context=parent,
             kind=SpanKind.SERVER,
@@ -93,11 +80,9 @@ class RequestTelemetry:
                 route = route_of(scope)
                 if span.is_recording():
                     describe(span, scope, route, status)
-                series = self._durations.get((method, status, route))
-                if series is None:
-                    series = HTTP_SERVER_DURATION.labels(method, str(status), route)
-                    self._durations[(method, status, route)] = series
-                series.observe(1000 * (time.perf_counter() - started))
+                HTTP_SERVER_DURATION.labels(method, str(status), route).observe(
+                    1000 * (time.perf_counter() - started)
+                )
 
 
 def route_of(scope: Scope) -> str:

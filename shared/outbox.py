@@ -182,8 +182,7 @@ class OutboxRelay:
                 # Polling fallback: a lost NOTIFY costs one interval at most.
                 wait = MARK_DELAY if self._sent else self._poll_interval
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):  # no task per round, as wait_for makes
-                        await self._wakeup.wait()
+                    await asyncio.wait_for(self._wakeup.wait(), wait)
         finally:
             self.is_leader = False
             # Unmarked rows are published again by whoever relays next.
