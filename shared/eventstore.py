@@ -18,6 +18,17 @@ from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope
 from shared.errors import Conflict
 
+# The statement part that fails (SQLSTATE STREAM_MOVED) unless stream $1 still stands at
+# version $2 (`shared/sql/008_stream_still_at.sql`): a command that decided on a state it
+# kept adds it to the statement that records the decision, instead of reading first.
+STILL_AT = "SELECT stream_still_at($1, $2)"
+STREAM_MOVED = "EV001"
+
+
+def stream_moved(exc: BaseException) -> bool:
+    """Whether `exc` is `STILL_AT` failing: the stream has events the command did not see."""
+    return getattr(exc, "sqlstate", None) == STREAM_MOVED
+
 
 class ConcurrencyConflict(Conflict):
     """The stream moved on since the caller read it; nothing was written (a 409 if
