@@ -15,6 +15,7 @@ the row lock is the work-table part.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,8 +24,10 @@ from typing import Any
 import asyncpg
 from prometheus_client import Counter
 
+from services.notification import ledger
+from services.notification.domain import IMMEDIATE_KINDS
 from services.notification.ledger import OWN, delivery_stream
-from shared import eventstore, outbox, telemetry
+from shared import eventstore, json_codec, outbox, telemetry
 from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.notification import (
@@ -37,7 +40,7 @@ from shared.contracts.notification import (
     NotificationSkipped,
 )
 from shared.db import advisory_lock_id
-from shared.envelope import Envelope
+from shared.envelope import ACTOR, Envelope
 
 # Outcomes of delivery attempts, for the dashboards (counted as recorded; a
 # transaction that then fails to commit is counted all the same).
@@ -170,26 +173,41 @@ async def enqueue_caused(
             await _enqueue(conn, rows)
 
 
+# Every new delivery's three rows in one statement, from two arrays of JSON (each
+# `NotificationQueued` payload and its envelope's metadata) and the events' ids: the
+# delivery row first (`ledger.QUEUED_ROWS`: a dedupe key decided before, or by a
+# transaction that commits first, stores nothing), then, for the rows stored, the event
+# (version 1 of the delivery's stream) and its outbox row (the envelope is the metadata
+# with the payload, put together by the server rather than sent a second time).
+_QUEUE = (
+    "WITH queued AS (SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[])"
+    " WITH ORDINALITY AS q (id, data, metadata, n)),"
+    " new AS ("
+    + ledger.QUEUED_ROWS.format(source="queued", urgent="$5")
+    + " ORDER BY n ON CONFLICT DO NOTHING RETURNING delivery_id),"
+    " stored AS (SELECT * FROM queued WHERE (data->>'delivery_id')::uuid IN"
+    " (SELECT delivery_id FROM new)),"
+    " events AS (INSERT INTO events (stream_id, version, event_id, event_type, data, metadata)"
+    " SELECT 'delivery-' || (data->>'delivery_id'), 1, id, $4, data, metadata FROM stored)"
+    " INSERT INTO outbox (event_id, topic, key, envelope)"
+    " SELECT id::text, $6, data->>'event_id', metadata || jsonb_build_object('data', data)"
+    " FROM stored ORDER BY n"
+)
+_URGENT = sorted(k.value for k in IMMEDIATE_KINDS)
+
+
 async def _enqueue(
     conn: asyncpg.Connection, rows: Sequence[tuple[NewDelivery, Envelope | None]]
 ) -> None:
-    causes = {r.delivery_id: cause for r, cause in rows}
-    unique = list({r.delivery_id: r for r, _ in rows}.values())
-    known = {
-        str(r["delivery_id"])
-        for r in await conn.fetch(
-            "SELECT delivery_id FROM deliveries WHERE delivery_id = ANY($1::uuid[])",
-            [r.delivery_id for r in unique],
-        )
-    }
+    # The last of a repeated delivery id wins, as its row and cause.
+    unique = {r.delivery_id: (r, cause) for r, cause in rows}
     current = telemetry.current_context()
-    new = [r for r in unique if r.delivery_id not in known]
-    if not new:
-        return
-    streams = []
-    run = []
-    for r in new:
-        cause = causes[r.delivery_id]
+    actor = ACTOR.get()
+    time = datetime.now(UTC).isoformat()
+    ids: list[str] = []
+    payloads: list[str] = []
+    metadata: list[str] = []
+    for r, cause in unique.values():
         trace = _trace_of(cause, current)
         event = NotificationQueued(
             delivery_id=r.delivery_id,
@@ -204,19 +222,39 @@ async def _enqueue(
             digest=r.digest,
             due=r.due,
         )
-        envelope = Envelope.wrap(
-            event,
-            key=r.event_id,
-            subject=delivery_stream(r.delivery_id),
-            correlation_id=(cause.correlation_id or cause.id) if cause else None,
-            causation_id=cause.id if cause else None,
-        ).with_trace(trace.get("traceparent"), trace.get("tracestate"))
-        streams.append((delivery_stream(r.delivery_id), [envelope]))
-        run.append((envelope, event))
-    # Every row of a notice in one statement (events and outbox), then one prepared
-    # INSERT for all their delivery rows.
-    await eventstore.append_new_streams(conn, streams)
-    await apply_run(conn, _project, run)
+        event_id = str(uuid.uuid4())
+        ids.append(event_id)
+        payloads.append(event.model_dump_json())
+        # What `Envelope.wrap(...).with_trace(...)` would store beside the payload
+        # (`Envelope.to_record` without `data`).
+        metadata.append(
+            json_codec.dumps(
+                {
+                    "id": event_id,
+                    "source": _SOURCE,
+                    "type": _QUEUED_TYPE,
+                    "key": r.event_id,
+                    "time": time,
+                    "subject": delivery_stream(r.delivery_id),
+                    "correlation_id": (cause.correlation_id or cause.id) if cause else None,
+                    "causation_id": cause.id if cause else None,
+                    "traceparent": trace.get("traceparent"),
+                    "tracestate": trace.get("tracestate"),
+                    "actor": actor,
+                }
+            )
+        )
+    try:
+        await conn.execute(
+            _QUEUE, ids, payloads, metadata, _QUEUED_TYPE, _URGENT, NotificationQueued.topic()
+        )
+    except asyncpg.UniqueViolationError as exc:
+        # A delivery's stream without its row (never written so): as `append_new_streams`.
+        raise eventstore.ConcurrencyConflict("(one of many new streams)", 0) from exc
+
+
+_SOURCE = f"/services/{NotificationQueued.producer}"
+_QUEUED_TYPE = NotificationQueued.ce_type()
 
 
 async def _project(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:
