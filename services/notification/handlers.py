@@ -98,6 +98,7 @@ class Lookups:
 
 def _emails(config: Config, cause: str, notice: Notice, look: Lookups) -> list[NewDelivery]:
     rows = []
+    context = notice.context()  # the same for every recipient (none is named in it)
     for recipient in dict.fromkeys(notice.recipients):
         key = domain.dedupe_key(cause, recipient, Channel.EMAIL, notice.kind)
         digest = recipient in look.digesters and notice.kind not in IMMEDIATE_KINDS
@@ -116,7 +117,7 @@ def _emails(config: Config, cause: str, notice: Notice, look: Lookups) -> list[N
                 template=notice.kind.value,
                 event_id=notice.event_id,
                 meeting_id=notice.meeting_id,
-                context=notice.context(),
+                context=context,
                 message_id=domain.message_id(key, config.mail_domain),
                 digest=digest,
                 due=due,
@@ -158,6 +159,7 @@ async def _reminders(config: Config, cause: str, notice: Notice) -> list[NewDeli
         notice.meeting_id,
     )
     due = domain.reminder_due(notice.calendar.start, config.reminder_lead_minutes)
+    context = reminder.context()
     rows = []
     for recipient in dict.fromkeys(notice.recipients):
         timer = domain.reminder_cause(cause)
@@ -171,7 +173,7 @@ async def _reminders(config: Config, cause: str, notice: Notice) -> list[NewDeli
                 template=Kind.MEETING_REMINDER.value,
                 event_id=notice.event_id,
                 meeting_id=notice.meeting_id,
-                context=reminder.context(),
+                context=context,
                 message_id=domain.message_id(key, config.mail_domain),
                 due=due,
             )

@@ -1,5 +1,6 @@
 """The delivery queue's write (`queue.enqueue`): a run's deliveries in one statement, each
-still a `NotificationQueued` event in its own stream with its outbox row, and the rows
+still a `NotificationQueued` event in its own stream with its outbox row (which the relay
+reads the envelope for from the event store), and the rows
 the live queue writes equal to those the rebuild folds from the same events (real
 PostgreSQL, two schemas of one fresh database).
 """
@@ -23,6 +24,7 @@ from shared.contracts import registry
 from shared.contracts.notification import Channel, NotificationQueued
 from shared.contracts.registration import RegistrationApproved
 from shared.envelope import Envelope
+from shared.outbox import MARK_AND_READ
 from tests.integration.support import Infra, fresh_databases, schema_pool
 
 pytestmark = pytest.mark.integration
@@ -124,13 +126,17 @@ async def test_a_run_is_queued_in_one_statement_and_replays_to_the_same_rows(
             outbox = await conn.fetch(
                 "SELECT event_id, topic, key, envelope FROM outbox ORDER BY id"
             )
+            # What the relay reads: each row's envelope from the event store.
+            relayed = await conn.fetch(MARK_AND_READ, [], 100)
+        assert all(row["envelope"] is None for row in outbox)  # written once: in `events`
         assert len(events) == len(run) == len(outbox)
         payloads = registry()
         by_id = {str(e["event_id"]): e for e in events}
         # The outbox in the run's order, each row the stored event's envelope.
-        for (delivery, cause), row in zip(run, outbox, strict=True):
+        for (delivery, cause), row, read in zip(run, outbox, relayed, strict=True):
             stored = by_id[row["event_id"]]
-            envelope = Envelope.from_record(json_codec.loads(row["envelope"]))
+            assert read["topic"] == row["topic"]
+            envelope = Envelope.from_record(json_codec.loads(read["envelope"]))
             assert envelope.data == json_codec.loads(stored["data"])
             assert {**envelope.to_record(), "data": None} == {
                 **json_codec.loads(stored["metadata"]),
