@@ -14,6 +14,7 @@ the row lock is the work-table part.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -196,19 +197,16 @@ _QUEUE = (
 _URGENT = sorted(k.value for k in IMMEDIATE_KINDS)
 
 
-async def _enqueue(
-    conn: asyncpg.Connection, rows: Sequence[tuple[NewDelivery, Envelope | None]]
-) -> None:
-    # The last of a repeated delivery id wins, as its row and cause.
-    unique = {r.delivery_id: (r, cause) for r, cause in rows}
+def _arguments(rows: Sequence[tuple[NewDelivery, Envelope | None]]) -> tuple[object, ...]:
+    """`_QUEUE`'s arguments for `rows` (without repeats of a delivery id)."""
     current = telemetry.current_context()
     actor = ACTOR.get()
     time = datetime.now(UTC).isoformat()
-    fresh = _random_ids(len(unique))
+    fresh = _random_ids(len(rows))
     ids: list[str] = []
     payloads: list[str] = []
     metadata: list[str] = []
-    for r, cause in unique.values():
+    for r, cause in rows:
         trace = _trace_of(cause, current)
         event = NotificationQueued(
             delivery_id=r.delivery_id,
@@ -245,13 +243,79 @@ async def _enqueue(
                 }
             )
         )
+    return (ids, payloads, metadata, _QUEUED_TYPE, _URGENT, NotificationQueued.topic())
+
+
+async def _enqueue(
+    conn: asyncpg.Connection, rows: Sequence[tuple[NewDelivery, Envelope | None]]
+) -> None:
+    async with Writer(conn) as writer:
+        await writer.enqueue(rows)
+
+
+async def _queue(conn: asyncpg.Connection, arguments: tuple[object, ...]) -> None:
     try:
-        await conn.execute(
-            _QUEUE, ids, payloads, metadata, _QUEUED_TYPE, _URGENT, NotificationQueued.topic()
-        )
+        await conn.execute(_QUEUE, *arguments)
     except asyncpg.UniqueViolationError as exc:
         # A delivery's stream without its row (never written so): as `append_new_streams`.
         raise eventstore.ConcurrencyConflict("(one of many new streams)", 0) from exc
+
+
+# Deliveries per `_QUEUE` statement of a `Writer`: the next chunk is made while the server
+# writes this one.
+CHUNK = 500
+
+
+class Writer:
+    """Queues a run's deliveries a chunk at a time, each chunk's statement in flight while
+    the caller makes the next one (its notices, rows, payloads: Python's work overlaps the
+    server's). Statements still go one after the other, in order, on the caller's
+    connection: before any other statement the caller awaits `settled`. Use as an async
+    context manager, which settles (and on an error, waits for the statement in flight
+    before the connection is used or released)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self.chunk = CHUNK
+        self._in_flight: asyncio.Task[None] | None = None
+        self._seen: set[str] = set()
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        """The caller's connection: await `settled` before using it."""
+        return self._conn
+
+    async def __aenter__(self) -> Writer:
+        return self
+
+    async def __aexit__(self, kind: object, error: object, trace: object) -> None:
+        if error is None:
+            await self.settled()
+        elif self._in_flight is not None:
+            await asyncio.gather(self._in_flight, return_exceptions=True)
+            self._in_flight = None
+
+    async def settled(self) -> None:
+        """The statement in flight done (its error raised here)."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
+    async def enqueue(self, rows: Sequence[tuple[NewDelivery, Envelope | None]]) -> None:
+        """Queue `rows` (the first of a repeated delivery id in this writer counts: its key
+        is decided by it), a statement per `CHUNK`, the last one left in flight."""
+        fresh: dict[str, tuple[NewDelivery, Envelope | None]] = {}
+        for r, cause in rows:
+            if r.delivery_id not in self._seen:
+                self._seen.add(r.delivery_id)
+                fresh[r.delivery_id] = (r, cause)
+        unique = list(fresh.values())
+        for start in range(0, len(unique), self.chunk):
+            arguments = _arguments(unique[start : start + self.chunk])
+            await self.settled()
+            self._in_flight = asyncio.ensure_future(_queue(self._conn, arguments))
+            # Let it send its statement now: the caller's next work overlaps the server's.
+            await asyncio.sleep(0)
 
 
 def _random_ids(count: int) -> Iterator[str]:
