@@ -3,7 +3,9 @@
 A decision to send (`enqueue`) is a `NotificationQueued` event in the delivery's own
 stream, recorded in the consumer's inbox transaction and projected into its
 `deliveries` row (`ledger`): a domain event's deliveries exist exactly when its inbox
-row does, and a dedupe key decided before is not decided again. The sender claims a
+row does, and a dedupe key decided before is not decided again. A run's decisions go in
+a statement per `CHUNK` (rows, events, outbox rows referring to the events), the next
+chunk made while the server writes one (`Writer`). The sender claims a
 few due rows at a time (`claim`) with `FOR UPDATE SKIP LOCKED` and keeps those row
 locks while it sends: a second sender skips the rows, and if the process dies mid-send
 the locks go with its connection and the rows are due again at once. Each attempt's
