@@ -18,12 +18,13 @@ import pytest
 from services.notification import domain
 from services.notification.domain import Kind, Notice
 from services.notification.ledger import OWN
-from services.notification.queue import NewDelivery, enqueue_caused
+from services.notification.queue import NewDelivery, Writer, enqueue_caused
 from shared import json_codec
 from shared.contracts import registry
 from shared.contracts.notification import Channel, NotificationQueued
 from shared.contracts.registration import RegistrationApproved
 from shared.envelope import Envelope
+from shared.eventstore import ConcurrencyConflict
 from shared.outbox import MARK_AND_READ
 from tests.integration.support import Infra, fresh_databases, schema_pool
 
@@ -199,5 +200,31 @@ async def test_a_decided_dedupe_key_is_not_queued_again(database: str) -> None:
                 " (SELECT count(DISTINCT stream_id) FROM events) AS streams"
             )
         assert dict(counts) == {"deliveries": 7, "events": 7, "outbox": 7, "streams": 7}
+    finally:
+        await pool.close()
+
+
+async def test_a_stream_without_its_row_fails_the_chunk_as_a_conflict(database: str) -> None:
+    """A chunk's statement fails while the next chunk is being made: the error comes out of
+    the writer (as `append_new_streams`' conflict), nothing of the chunk is stored, and the
+    connection is free again."""
+    pool = await schema_pool(database, "live", MIGRATIONS)
+    run = _run()
+    taken = run[2][0]
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO events (stream_id, version, event_id, event_type, data, metadata)"
+                " VALUES ($1, 1, $2, 'x', '{}', '{}')",
+                f"delivery-{taken.delivery_id}",
+                str(uuid.uuid4()),
+            )
+            with pytest.raises(ConcurrencyConflict):
+                async with conn.transaction(), Writer(conn) as writer:
+                    writer.chunk = 2
+                    await writer.enqueue(run)
+            assert await conn.fetchval("SELECT count(*) FROM deliveries") == 0
+            await enqueue_caused(conn, [run[0]])  # the connection works on
+            assert await conn.fetchval("SELECT count(*) FROM deliveries") == 1
     finally:
         await pool.close()
