@@ -44,12 +44,19 @@ tracer = trace.get_tracer(__name__)
 MARK_DELAY = 0.1
 
 # $1: the ids the last round sent, marked published; $2: how many rows to read. The read
-# sees the table as it was before the mark, hence the `<> ALL`.
+# sees the table as it was before the mark, hence the `<> ALL`. A row without an envelope
+# publishes an event of the event store (`ENVELOPE_OF_EVENT`), looked up only for it.
 MARK_AND_READ = (
     "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[]))"
-    " SELECT id, topic, envelope FROM outbox"
-    " WHERE published_at IS NULL AND id <> ALL($1::bigint[]) ORDER BY id LIMIT $2"
+    " SELECT o.id, o.topic, coalesce(o.envelope, (SELECT {envelope} FROM events e"
+    " WHERE e.event_id = o.event_id::uuid)) AS envelope FROM outbox o"
+    " WHERE o.published_at IS NULL AND o.id <> ALL($1::bigint[]) ORDER BY o.id LIMIT $2"
 )
+# A stored event's envelope (`Envelope.to_record`), from its row `e` of `events`: what
+# its outbox row would have carried. A writer may leave the outbox row's envelope NULL
+# for an event it stores in the same transaction (`sql/008_outbox_by_reference.sql`).
+ENVELOPE_OF_EVENT = "e.metadata || jsonb_build_object('data', e.data)"
+MARK_AND_READ = MARK_AND_READ.format(envelope=ENVELOPE_OF_EVENT)
 
 
 def stamp_trace(envelope: Envelope) -> Envelope:
