@@ -54,7 +54,7 @@ MARK_AND_READ = (
 )
 # A stored event's envelope (`Envelope.to_record`), from its row `e` of `events`: what
 # its outbox row would have carried. A writer may leave the outbox row's envelope NULL
-# for an event it stores in the same transaction (`sql/008_outbox_by_reference.sql`).
+# for an event it stores in the same transaction (`sql/009_outbox_by_reference.sql`).
 ENVELOPE_OF_EVENT = "e.metadata || jsonb_build_object('data', e.data)"
 MARK_AND_READ = MARK_AND_READ.format(envelope=ENVELOPE_OF_EVENT)
 
