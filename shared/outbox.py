@@ -84,29 +84,38 @@ def topic_of(envelope: Envelope) -> str:
 
 
 # The outbox rows of some envelopes, as four arrays (event ids, topics, keys, envelopes)
-# bound to $n.. $n+3 of a statement: `shared.eventstore` writes them in the statement
-# that stores the events.
+# bound to $n.. $n+3 of a statement.
 ROWS_FROM_ARRAYS = (
     "INSERT INTO outbox (event_id, topic, key, envelope)"
     " SELECT event_id, topic, key, envelope"
     " FROM unnest(${0}::text[], ${1}::text[], ${2}::text[], ${3}::jsonb[])"
     " WITH ORDINALITY AS row (event_id, topic, key, envelope, n) ORDER BY n"
 )
+# ... and of events stored in the same transaction, referring to them (no envelope: the
+# relay reads it from the event, `ENVELOPE_OF_EVENT`), as three arrays bound to $n..
+# $n+2: `shared.eventstore` writes them in the statement that stores the events, so
+# each event's JSON is built, sent and written once, not twice.
+REFERRING_ROWS_FROM_ARRAYS = (
+    "INSERT INTO outbox (event_id, topic, key)"
+    " SELECT event_id, topic, key FROM unnest(${0}::text[], ${1}::text[], ${2}::text[])"
+    " WITH ORDINALITY AS row (event_id, topic, key, n) ORDER BY n"
+)
+
+
+def references(envelopes: Sequence[Envelope]) -> list[list[str]]:
+    """The arrays `REFERRING_ROWS_FROM_ARRAYS` reads: ids, topics, keys (in order: the
+    relay publishes by id)."""
+    return [[e.id for e in envelopes], [topic_of(e) for e in envelopes], [e.key for e in envelopes]]
 
 
 def columns(envelopes: Sequence[Envelope]) -> list[list[str]]:
-    """The arrays `ROWS_FROM_ARRAYS` reads: ids, topics, keys, envelopes (in order: the
-    relay publishes by id)."""
-    return [
-        [e.id for e in envelopes],
-        [topic_of(e) for e in envelopes],
-        [e.key for e in envelopes],
-        [json_codec.dumps(e.to_record()) for e in envelopes],
-    ]
+    """The arrays `ROWS_FROM_ARRAYS` reads: `references` and the envelopes."""
+    return [*references(envelopes), [json_codec.dumps(e.to_record()) for e in envelopes]]
 
 
 async def add(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
-    """Write outbox rows in the caller's transaction."""
+    """Write outbox rows, envelopes included, in the caller's transaction (for events
+    that are not in this database's event store)."""
     await conn.execute(ROWS_FROM_ARRAYS.format(1, 2, 3, 4), *columns(envelopes))
 
 
