@@ -359,7 +359,10 @@ async def test_a_row_that_refers_to_its_stored_event_is_published_with_that_enve
     records = await read_topic(infra.bootstrap_servers, topics.events)
     assert [headers_of(r)["ce_id"] for r in records] == [e.id for e in envelopes]
     assert [value_of(r) for r in records] == [e.data for e in envelopes]
-    assert [headers_of(r).get("traceparent") for r in records][::2] == [
-        e.traceparent for e in envelopes
+    # The trace goes on (the relay's publish span, where a sampler records one, is a child
+    # in the same trace: its own span id, so only the trace ids are compared).
+    sent = [headers_of(r).get("traceparent") for r in records][::2]
+    assert [t.split("-")[1] if t else None for t in sent] == [
+        e.traceparent.split("-")[1] if e.traceparent else None for e in envelopes
     ][::2]
     check_cloudevents_headers(records, model)
