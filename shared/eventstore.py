@@ -18,6 +18,17 @@ from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope
 from shared.errors import Conflict
 
+# The statement part that fails (SQLSTATE STREAM_MOVED) unless stream $1 still stands at
+# version $2 (`shared/sql/008_stream_still_at.sql`): a command that decided on a state it
+# kept adds it to the statement that records the decision, instead of reading first.
+STILL_AT = "SELECT stream_still_at($1, $2)"
+STREAM_MOVED = "EV001"
+
+
+def stream_moved(exc: BaseException) -> bool:
+    """Whether `exc` is `STILL_AT` failing: the stream has events the command did not see."""
+    return getattr(exc, "sqlstate", None) == STREAM_MOVED
+
 
 class ConcurrencyConflict(Conflict):
     """The stream moved on since the caller read it; nothing was written (a 409 if
@@ -93,8 +104,8 @@ _STORE_EVENTS = (
 )
 # ... and their outbox rows in the same statement (one round trip; the CTE runs to
 # completion although nothing reads it, and a conflict undoes both).
-_STORE_AND_PUBLISH = f"WITH stored AS ({_STORE_EVENTS}) " + outbox.ROWS_FROM_ARRAYS.format(
-    7, 8, 9, 10
+_STORE_AND_PUBLISH = (
+    f"WITH stored AS ({_STORE_EVENTS}) " + outbox.REFERRING_ROWS_FROM_ARRAYS.format(7, 8, 9)
 )
 
 
@@ -109,10 +120,9 @@ _APPEND_AT = (
     " SELECT count(*) FROM stored"
 )
 _APPEND_AT_PUBLISHING = _APPEND_AT.format(
-    publish=", published AS (INSERT INTO outbox (event_id, topic, key, envelope)"
-    " SELECT event_id, topic, key, envelope"
-    " FROM unnest($8::text[], $9::text[], $10::text[], $11::jsonb[])"
-    " WITH ORDINALITY AS row (event_id, topic, key, envelope, n)"
+    publish=", published AS (INSERT INTO outbox (event_id, topic, key)"
+    " SELECT event_id, topic, key FROM unnest($8::text[], $9::text[], $10::text[])"
+    " WITH ORDINALITY AS row (event_id, topic, key, n)"
     " WHERE row.event_id::uuid IN (SELECT event_id FROM stored) ORDER BY n)"
 )
 _APPEND_AT_ONLY = _APPEND_AT.format(publish="")
@@ -131,7 +141,7 @@ async def _store_at(
         stored: int = await conn.fetchval(_APPEND_AT_ONLY, *columns, expected_version)
         return stored
     stored = await conn.fetchval(
-        _APPEND_AT_PUBLISHING, *columns, expected_version, *outbox.columns(envelopes)
+        _APPEND_AT_PUBLISHING, *columns, expected_version, *outbox.references(envelopes)
     )
     return stored
 
@@ -172,7 +182,7 @@ async def _store(
         await conn.execute(_STORE_EVENTS, *columns)
         return
     published = [e for _, _, envelopes in streams for e in envelopes]
-    await conn.execute(_STORE_AND_PUBLISH, *columns, *outbox.columns(published))
+    await conn.execute(_STORE_AND_PUBLISH, *columns, *outbox.references(published))
 
 
 async def append_new_streams(

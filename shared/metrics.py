@@ -30,3 +30,8 @@ HTTP_SERVER_DURATION = Histogram(
     ["http_method", "http_status_code", "http_target"],
     buckets=(0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000),
 )
+# Requests of a direct route (`shared.direct_routes`): answered past FastAPI's request
+# handling ("direct"), or passed to the app ("app": a key, an invalid body...).
+DIRECT_ROUTE_REQUESTS = Counter(
+    "direct_route_requests", "Requests of a direct route, by who answered", ["route", "by"]
+)

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from shared import json_codec, metrics
+from shared import json_codec, metrics, telemetry
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
 from shared.kafka import REQUEST_TIMEOUT_MS
@@ -44,23 +44,27 @@ tracer = trace.get_tracer(__name__)
 MARK_DELAY = 0.1
 
 # $1: the ids the last round sent, marked published; $2: how many rows to read. The read
-# sees the table as it was before the mark, hence the `<> ALL`.
+# sees the table as it was before the mark, hence the `<> ALL`. A row without an envelope
+# publishes an event of the event store (`ENVELOPE_OF_EVENT`), looked up only for it.
 MARK_AND_READ = (
     "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[]))"
-    " SELECT id, topic, envelope FROM outbox"
-    " WHERE published_at IS NULL AND id <> ALL($1::bigint[]) ORDER BY id LIMIT $2"
+    " SELECT o.id, o.topic, coalesce(o.envelope, (SELECT {envelope} FROM events e"
+    " WHERE e.event_id = o.event_id::uuid)) AS envelope FROM outbox o"
+    " WHERE o.published_at IS NULL AND o.id <> ALL($1::bigint[]) ORDER BY o.id LIMIT $2"
 )
+# A stored event's envelope (`Envelope.to_record`), from its row `e` of `events`: what
+# its outbox row would have carried. A writer may leave the outbox row's envelope NULL
+# for an event it stores in the same transaction (`sql/009_outbox_by_reference.sql`).
+ENVELOPE_OF_EVENT = "e.metadata || jsonb_build_object('data', e.data)"
+MARK_AND_READ = MARK_AND_READ.format(envelope=ENVELOPE_OF_EVENT)
 
 
 def stamp_trace(envelope: Envelope) -> Envelope:
     """Record the current trace context on the envelope, unless it has one."""
     if envelope.traceparent:
         return envelope
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    if "traceparent" not in carrier:
-        return envelope
-    return envelope.with_trace(carrier["traceparent"], carrier.get("tracestate"))
+    headers = telemetry.current_trace_headers()
+    return envelope if headers is None else envelope.with_trace(*headers)
 
 
 def conversation(envelope: Envelope) -> dict[str, str]:
@@ -80,29 +84,38 @@ def topic_of(envelope: Envelope) -> str:
 
 
 # The outbox rows of some envelopes, as four arrays (event ids, topics, keys, envelopes)
-# bound to $n.. $n+3 of a statement: `shared.eventstore` writes them in the statement
-# that stores the events.
+# bound to $n.. $n+3 of a statement.
 ROWS_FROM_ARRAYS = (
     "INSERT INTO outbox (event_id, topic, key, envelope)"
     " SELECT event_id, topic, key, envelope"
     " FROM unnest(${0}::text[], ${1}::text[], ${2}::text[], ${3}::jsonb[])"
     " WITH ORDINALITY AS row (event_id, topic, key, envelope, n) ORDER BY n"
 )
+# ... and of events stored in the same transaction, referring to them (no envelope: the
+# relay reads it from the event, `ENVELOPE_OF_EVENT`), as three arrays bound to $n..
+# $n+2: `shared.eventstore` writes them in the statement that stores the events, so
+# each event's JSON is built, sent and written once, not twice.
+REFERRING_ROWS_FROM_ARRAYS = (
+    "INSERT INTO outbox (event_id, topic, key)"
+    " SELECT event_id, topic, key FROM unnest(${0}::text[], ${1}::text[], ${2}::text[])"
+    " WITH ORDINALITY AS row (event_id, topic, key, n) ORDER BY n"
+)
+
+
+def references(envelopes: Sequence[Envelope]) -> list[list[str]]:
+    """The arrays `REFERRING_ROWS_FROM_ARRAYS` reads: ids, topics, keys (in order: the
+    relay publishes by id)."""
+    return [[e.id for e in envelopes], [topic_of(e) for e in envelopes], [e.key for e in envelopes]]
 
 
 def columns(envelopes: Sequence[Envelope]) -> list[list[str]]:
-    """The arrays `ROWS_FROM_ARRAYS` reads: ids, topics, keys, envelopes (in order: the
-    relay publishes by id)."""
-    return [
-        [e.id for e in envelopes],
-        [topic_of(e) for e in envelopes],
-        [e.key for e in envelopes],
-        [json_codec.dumps(e.to_record()) for e in envelopes],
-    ]
+    """The arrays `ROWS_FROM_ARRAYS` reads: `references` and the envelopes."""
+    return [*references(envelopes), [json_codec.dumps(e.to_record()) for e in envelopes]]
 
 
 async def add(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
-    """Write outbox rows in the caller's transaction."""
+    """Write outbox rows, envelopes included, in the caller's transaction (for events
+    that are not in this database's event store)."""
     await conn.execute(ROWS_FROM_ARRAYS.format(1, 2, 3, 4), *columns(envelopes))
 
 
@@ -148,8 +161,10 @@ class OutboxRelay:
         # What the last round sent, to be marked published by the next.
         self._sent: list[int] = []
         self.is_leader = False
-        # Exported from the start (zero), so a dashboard shows the service before it publishes.
-        metrics.OUTBOX_PUBLISHED.labels(service)
+        # Exported from the start (zero), so a dashboard shows the service before it
+        # publishes; looked up once (`labels` costs a lock and a dict per call).
+        self._published = metrics.OUTBOX_PUBLISHED.labels(service)
+        self._backlog = metrics.OUTBOX_BACKLOG.labels(service)
 
     async def run(self) -> None:
         """Publish forever; survives lost connections by starting over."""
@@ -205,14 +220,14 @@ class OutboxRelay:
         sent, self._sent = self._sent, []
         rows = await conn.fetch(MARK_AND_READ, sent, self._batch_size)
         if not rows:
-            metrics.OUTBOX_BACKLOG.labels(self._service).set(0)
+            self._backlog.set(0)
             return 0
         # Counted before sending: while Kafka is unreachable the backlog shows how
         # much is waiting, instead of the last figure before the outage.
         backlog = len(rows)
         if backlog == self._batch_size:
             backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        metrics.OUTBOX_BACKLOG.labels(self._service).set(backlog)
+        self._backlog.set(backlog)
         deliveries = []
         for row in rows:
             envelope = Envelope.from_record(json_codec.loads(row["envelope"]))
@@ -222,12 +237,22 @@ class OutboxRelay:
         # crash here republishes the batch, and consumers drop the repeats through their inbox.
         await asyncio.gather(*deliveries)
         self._sent = [r["id"] for r in rows]
-        metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
+        self._published.inc(len(rows))
         # Rows committed meanwhile are counted by the next round, within a poll interval.
-        metrics.OUTBOX_BACKLOG.labels(self._service).set(max(backlog - len(rows), 0))
+        self._backlog.set(max(backlog - len(rows), 0))
         return len(rows)
 
     async def _send(self, topic: str, envelope: Envelope) -> asyncio.Future[object]:
+        if telemetry.drops_child_of(envelope.traceparent):
+            # An unsampled trace: the publish span would not be recorded, and the
+            # consumers' spans follow the same decision from the envelope's context.
+            unrecorded: asyncio.Future[object] = await self._producer.send(
+                topic,
+                value=envelope.kafka_value(),
+                key=envelope.key.encode(),
+                headers=envelope.kafka_headers(),
+            )
+            return unrecorded
         # Restore the originating request's trace so the publish span, and every
         # consumer span after it, joins that trace.
         parent = propagate.extract(

@@ -31,6 +31,7 @@ from shared.access import projection as access_projection
 from shared.access.guard import SECURITY_SCHEMES
 from shared.batching import projected_first
 from shared.db import create_pool, migrate
+from shared.direct_routes import DirectRoute, DirectRoutes
 from shared.faststream_inbox import FastStreamInboxConsumer
 from shared.http_telemetry import RequestTelemetry
 from shared.inbox import InboxConsumer, Subscription, combine
@@ -255,7 +256,11 @@ def create_app(
     title: str,
     description: str,
     routers: Sequence[APIRouter],
+    direct: Sequence[DirectRoute] = (),
 ) -> FastAPI:
+    """The service's app. `direct`: routes whose plain requests are served past FastAPI's
+    request handling (`shared.direct_routes`), inside the request's telemetry."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -280,6 +285,8 @@ def create_app(
     app.include_router(ops_router(runtime))
     for router in routers:
         app.include_router(router)
+    if direct:
+        app.add_middleware(DirectRoutes, routes=direct)  # added first: inside the telemetry
     app.add_middleware(RequestTelemetry, excluded=("/health", "/ready", "/metrics"))
     with_security_schemes(app)
     return app

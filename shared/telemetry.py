@@ -44,6 +44,9 @@ from opentelemetry.util.types import Attributes
 from shared.settings import PlatformSettings
 
 _configured: str | None = None
+# Whether the installed sampler follows a remote parent's decision (`parentbased_*`):
+# then a span continuing an unsampled trace context is never recorded (`drops_child_of`).
+_follows_remote_parent = False
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -186,6 +189,8 @@ def configure(service: str, settings: PlatformSettings) -> None:
         endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
+    global _follows_remote_parent
+    _follows_remote_parent = follows_remote_parent(settings.otel_traces_sampler)
     metrics.set_meter_provider(
         MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()])
     )
@@ -194,6 +199,42 @@ def configure(service: str, settings: PlatformSettings) -> None:
 
         AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     _configured = service
+
+
+def follows_remote_parent(name: str) -> bool:
+    """Whether `sampler(name, ...)` leaves a span with a remote parent to the parent's
+    decision (it records none of an unsampled parent's children)."""
+    return name.startswith("parentbased_")
+
+
+def drops_child_of(traceparent: str | None) -> bool:
+    """Whether a span continuing the W3C `traceparent` (as a remote parent) would not be
+    recorded: the sampler `configure` installed follows the parent's decision, and the
+    parent was not sampled. Work that only makes such a span, to pass its context on,
+    can pass the parent's instead (nothing of either is recorded) and skip the SDK."""
+    if not _follows_remote_parent or not traceparent or len(traceparent) != 55:
+        return False
+    parts = traceparent.split("-")
+    if len(parts) != 4 or parts[0] != "00":
+        return False
+    try:
+        trace_id, span_id, flags = (int(part, 16) for part in parts[1:])
+    except ValueError:
+        return False
+    return trace_id != 0 and span_id != 0 and not flags & 1
+
+
+def current_trace_headers() -> tuple[str, str | None] | None:
+    """The current span's `traceparent` and `tracestate` (None: no span, or the global
+    propagator writes no W3C trace context), as `propagate.inject` writes them, without
+    its propagators' round (the outbox stamps every event with them)."""
+    if "traceparent" not in propagate.get_global_textmap().fields:
+        return None
+    context = get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    return traceparent, context.trace_state.to_header() if context.trace_state else None
 
 
 def current_context() -> dict[str, str]:

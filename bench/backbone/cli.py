@@ -126,7 +126,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 configs.append((name, WHATIFS[name][1], low, REPO))
             for rev in filter(None, args.compare.split(",")):
                 label, tree = await checkout(res, rev)
-                configs.append((label, shipped_env, low, tree))
+                # A revision named twice (main,HEAD,main: alternating pairs) gets a
+                # label of its own each time: the label names its databases and topics.
+                taken = sum(1 for c in configs if c[0] == label or c[0].startswith(f"{label}_"))
+                configs.append((f"{label}_{taken + 1}" if taken else label, shipped_env, low, tree))
             out["end_to_end"] = []
             offset = 0
             for old_log in (OUT_DIR / "logs").glob("*.log"):  # the previous run's

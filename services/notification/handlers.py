@@ -23,9 +23,9 @@ from services.notification import domain, projection, views
 from services.notification.domain import IMMEDIATE_KINDS, Kind, Notice
 from services.notification.queue import (
     NewDelivery,
+    Writer,
     cancel_pending,
     cancel_pending_many,
-    enqueue_caused,
 )
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingCancelled
@@ -98,6 +98,7 @@ class Lookups:
 
 def _emails(config: Config, cause: str, notice: Notice, look: Lookups) -> list[NewDelivery]:
     rows = []
+    context = notice.context()  # the same for every recipient (none is named in it)
     for recipient in dict.fromkeys(notice.recipients):
         key = domain.dedupe_key(cause, recipient, Channel.EMAIL, notice.kind)
         digest = recipient in look.digesters and notice.kind not in IMMEDIATE_KINDS
@@ -116,7 +117,7 @@ def _emails(config: Config, cause: str, notice: Notice, look: Lookups) -> list[N
                 template=notice.kind.value,
                 event_id=notice.event_id,
                 meeting_id=notice.meeting_id,
-                context=notice.context(),
+                context=context,
                 message_id=domain.message_id(key, config.mail_domain),
                 digest=digest,
                 due=due,
@@ -158,6 +159,7 @@ async def _reminders(config: Config, cause: str, notice: Notice) -> list[NewDeli
         notice.meeting_id,
     )
     due = domain.reminder_due(notice.calendar.start, config.reminder_lead_minutes)
+    context = reminder.context()
     rows = []
     for recipient in dict.fromkeys(notice.recipients):
         timer = domain.reminder_cause(cause)
@@ -171,7 +173,7 @@ async def _reminders(config: Config, cause: str, notice: Notice) -> list[NewDeli
                 template=Kind.MEETING_REMINDER.value,
                 event_id=notice.event_id,
                 meeting_id=notice.meeting_id,
-                context=reminder.context(),
+                context=context,
                 message_id=domain.message_id(key, config.mail_domain),
                 due=due,
             )
@@ -202,37 +204,45 @@ async def deliver_run(
     now = datetime.now(UTC)
     fresh = [(e, n) for e, n in notices if now - e.time <= config.stale_after]
     look = await Lookups.read(conn, [n for _, n in fresh])
-    rows: list[tuple[NewDelivery, Envelope | None]] = []
-    superseded: dict[str, str] = {}
-    for envelope, notice in notices:
-        calendar = notice.meeting_id is not None and notice.calendar is not None
-        if calendar and notice.meeting_id in superseded:
-            await _queue(conn, superseded, rows)
-            rows, superseded = [], {}
-        cause = cause_of(envelope)
-        found: list[NewDelivery] = []
-        if now - envelope.time <= config.stale_after:
-            found += _emails(config, cause, notice, look)
-            found += _webhooks(cause, notice, envelope, look)
-        else:
-            log.info("%s: %s is too old to announce", cause, notice.kind.value)
-        if calendar:
-            assert notice.meeting_id is not None
-            # Any calendar message changes the meeting's time: earlier reminders are void.
-            superseded[notice.meeting_id] = f"superseded by {notice.kind.value}"
-            if notice.kind in (Kind.MEETING_PLACED, Kind.MEETING_MOVED):
-                found += await _reminders(config, cause, notice)
-        rows += [(r, envelope) for r in found]
-    await _queue(conn, superseded, rows)
+    async with Writer(conn) as writer:
+        rows: list[tuple[NewDelivery, Envelope | None]] = []
+        superseded: dict[str, str] = {}
+        for envelope, notice in notices:
+            calendar = notice.meeting_id is not None and notice.calendar is not None
+            if calendar and notice.meeting_id in superseded:
+                await _queue(writer, superseded, rows)
+                rows, superseded = [], {}
+            cause = cause_of(envelope)
+            found: list[NewDelivery] = []
+            if now - envelope.time <= config.stale_after:
+                found += _emails(config, cause, notice, look)
+                found += _webhooks(cause, notice, envelope, look)
+            else:
+                log.info("%s: %s is too old to announce", cause, notice.kind.value)
+            if calendar:
+                assert notice.meeting_id is not None
+                # Any calendar message changes the meeting's time: earlier reminders are void.
+                superseded[notice.meeting_id] = f"superseded by {notice.kind.value}"
+                if notice.kind in (Kind.MEETING_PLACED, Kind.MEETING_MOVED):
+                    found += await _reminders(config, cause, notice)
+            rows += [(r, envelope) for r in found]
+            if len(rows) >= writer.chunk:
+                # Queued now, while the next rows are made. The meetings superseded so far
+                # are called off first; one seen again after this is called off again, at
+                # its next chunk: after these rows, as event by event.
+                await _queue(writer, superseded, rows)
+                rows, superseded = [], {}
+        await _queue(writer, superseded, rows)
 
 
 async def _queue(
-    conn: asyncpg.Connection,
-    superseded: dict[str, str],
-    rows: Sequence[tuple[NewDelivery, Envelope | None]],
+    writer: Writer, superseded: dict[str, str], rows: Sequence[tuple[NewDelivery, Envelope | None]]
 ) -> None:
-    await cancel_pending_many(conn, superseded, Kind.MEETING_REMINDER.value)
-    await enqueue_caused(conn, rows)
+    """Call off the superseded meetings' reminders, then queue `rows` (left in flight)."""
+    if superseded:
+        await writer.settled()
+        await cancel_pending_many(writer.connection, superseded, Kind.MEETING_REMINDER.value)
+    await writer.enqueue(rows)
 
 
 def build(config: Config) -> dict[str, Handler]:

@@ -65,6 +65,22 @@ async def _queued(conn: asyncpg.Connection, e: NotificationQueued) -> None:
     )
 
 
+# `_queued` for many events at once, in SQL: the delivery rows of the `NotificationQueued`
+# payloads in column `data` (jsonb) of `{source}` (a CTE of the caller's statement), with
+# `{urgent}` the kinds `domain.urgent` names (a text[] parameter). The live queue writes
+# with it (`queue._enqueue`), the rebuild replays `_queued`: the same row from the same
+# event, column by column (`test_notification_queue.py` compares the two).
+QUEUED_ROWS = (
+    "INSERT INTO deliveries (delivery_id, cause_id, recipient, channel, template, event_id,"
+    " meeting_id, context, message_id, digest, next_attempt_at, urgent)"
+    " SELECT (data->>'delivery_id')::uuid, data->>'cause_id', data->>'recipient_id',"
+    " data->>'channel', data->>'kind', data->>'event_id', data->>'meeting_id',"
+    " data->'context', data->>'message_id', (data->>'digest')::boolean,"
+    " coalesce((data->>'due')::timestamptz, now()), data->>'kind' = ANY({urgent}::text[])"
+    " FROM {source}"
+)
+
+
 @OWN.on(NotificationSent)
 async def _sent(conn: asyncpg.Connection, e: NotificationSent) -> None:
     await conn.execute(

@@ -3,7 +3,9 @@
 A decision to send (`enqueue`) is a `NotificationQueued` event in the delivery's own
 stream, recorded in the consumer's inbox transaction and projected into its
 `deliveries` row (`ledger`): a domain event's deliveries exist exactly when its inbox
-row does, and a dedupe key decided before is not decided again. The sender claims a
+row does, and a dedupe key decided before is not decided again. A run's decisions go in
+a statement per `CHUNK` (rows, events, outbox rows referring to the events), the next
+chunk made while the server writes one (`Writer`). The sender claims a
 few due rows at a time (`claim`) with `FOR UPDATE SKIP LOCKED` and keeps those row
 locks while it sends: a second sender skips the rows, and if the process dies mid-send
 the locks go with its connection and the rows are due again at once. Each attempt's
@@ -14,8 +16,10 @@ the row lock is the work-table part.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +27,10 @@ from typing import Any
 import asyncpg
 from prometheus_client import Counter
 
+from services.notification import ledger
+from services.notification.domain import IMMEDIATE_KINDS
 from services.notification.ledger import OWN, delivery_stream
-from shared import eventstore, outbox, telemetry
+from shared import eventstore, json_codec, outbox, telemetry
 from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.notification import (
@@ -37,7 +43,7 @@ from shared.contracts.notification import (
     NotificationSkipped,
 )
 from shared.db import advisory_lock_id
-from shared.envelope import Envelope
+from shared.envelope import ACTOR, Envelope
 
 # Outcomes of delivery attempts, for the dashboards (counted as recorded; a
 # transaction that then fails to commit is counted all the same).
@@ -170,26 +176,39 @@ async def enqueue_caused(
             await _enqueue(conn, rows)
 
 
-async def _enqueue(
-    conn: asyncpg.Connection, rows: Sequence[tuple[NewDelivery, Envelope | None]]
-) -> None:
-    causes = {r.delivery_id: cause for r, cause in rows}
-    unique = list({r.delivery_id: r for r, _ in rows}.values())
-    known = {
-        str(r["delivery_id"])
-        for r in await conn.fetch(
-            "SELECT delivery_id FROM deliveries WHERE delivery_id = ANY($1::uuid[])",
-            [r.delivery_id for r in unique],
-        )
-    }
+# Every new delivery's three rows in one statement, from two arrays of JSON (each
+# `NotificationQueued` payload and its envelope's metadata) and the events' ids: the
+# delivery row first (`ledger.QUEUED_ROWS`: a dedupe key decided before, or by a
+# transaction that commits first, stores nothing), then, for the rows stored, the event
+# (version 1 of the delivery's stream) and its outbox row, which refers to the event
+# rather than copying it (the relay reads the envelope from the event store:
+# `outbox.MARK_AND_READ`): each payload is written once, not twice.
+_QUEUE = (
+    "WITH queued AS (SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[])"
+    " WITH ORDINALITY AS q (id, data, metadata, n)),"
+    " new AS ("
+    + ledger.QUEUED_ROWS.format(source="queued", urgent="$5")
+    + " ORDER BY n ON CONFLICT DO NOTHING RETURNING delivery_id),"
+    " stored AS (SELECT * FROM queued WHERE (data->>'delivery_id')::uuid IN"
+    " (SELECT delivery_id FROM new)),"
+    " events AS (INSERT INTO events (stream_id, version, event_id, event_type, data, metadata)"
+    " SELECT 'delivery-' || (data->>'delivery_id'), 1, id, $4, data, metadata FROM stored)"
+    " INSERT INTO outbox (event_id, topic, key, envelope)"
+    " SELECT id::text, $6, data->>'event_id', NULL FROM stored ORDER BY n"
+)
+_URGENT = sorted(k.value for k in IMMEDIATE_KINDS)
+
+
+def _arguments(rows: Sequence[tuple[NewDelivery, Envelope | None]]) -> tuple[object, ...]:
+    """`_QUEUE`'s arguments for `rows` (without repeats of a delivery id)."""
     current = telemetry.current_context()
-    new = [r for r in unique if r.delivery_id not in known]
-    if not new:
-        return
-    streams = []
-    run = []
-    for r in new:
-        cause = causes[r.delivery_id]
+    actor = ACTOR.get()
+    time = datetime.now(UTC).isoformat()
+    fresh = _random_ids(len(rows))
+    ids: list[str] = []
+    payloads: list[str] = []
+    metadata: list[str] = []
+    for r, cause in rows:
         trace = _trace_of(cause, current)
         event = NotificationQueued(
             delivery_id=r.delivery_id,
@@ -204,19 +223,117 @@ async def _enqueue(
             digest=r.digest,
             due=r.due,
         )
-        envelope = Envelope.wrap(
-            event,
-            key=r.event_id,
-            subject=delivery_stream(r.delivery_id),
-            correlation_id=(cause.correlation_id or cause.id) if cause else None,
-            causation_id=cause.id if cause else None,
-        ).with_trace(trace.get("traceparent"), trace.get("tracestate"))
-        streams.append((delivery_stream(r.delivery_id), [envelope]))
-        run.append((envelope, event))
-    # Every row of a notice in one statement (events and outbox), then one prepared
-    # INSERT for all their delivery rows.
-    await eventstore.append_new_streams(conn, streams)
-    await apply_run(conn, _project, run)
+        event_id = next(fresh)
+        ids.append(event_id)
+        payloads.append(event.model_dump_json())
+        # What `Envelope.wrap(...).with_trace(...)` would store beside the payload
+        # (`Envelope.to_record` without `data`).
+        metadata.append(
+            json_codec.dumps(
+                {
+                    "id": event_id,
+                    "source": _SOURCE,
+                    "type": _QUEUED_TYPE,
+                    "key": r.event_id,
+                    "time": time,
+                    "subject": delivery_stream(r.delivery_id),
+                    "correlation_id": (cause.correlation_id or cause.id) if cause else None,
+                    "causation_id": cause.id if cause else None,
+                    "traceparent": trace.get("traceparent"),
+                    "tracestate": trace.get("tracestate"),
+                    "actor": actor,
+                }
+            )
+        )
+    return (ids, payloads, metadata, _QUEUED_TYPE, _URGENT, NotificationQueued.topic())
+
+
+async def _enqueue(
+    conn: asyncpg.Connection, rows: Sequence[tuple[NewDelivery, Envelope | None]]
+) -> None:
+    async with Writer(conn) as writer:
+        await writer.enqueue(rows)
+
+
+async def _queue(conn: asyncpg.Connection, arguments: tuple[object, ...]) -> None:
+    try:
+        await conn.execute(_QUEUE, *arguments)
+    except asyncpg.UniqueViolationError as exc:
+        # A delivery's stream without its row (never written so): as `append_new_streams`.
+        raise eventstore.ConcurrencyConflict("(one of many new streams)", 0) from exc
+
+
+# Deliveries per `_QUEUE` statement of a `Writer`: the next chunk is made while the server
+# writes this one.
+CHUNK = 500
+
+
+class Writer:
+    """Queues a run's deliveries a chunk at a time, each chunk's statement in flight while
+    the caller makes the next one (its notices, rows, payloads: Python's work overlaps the
+    server's). Statements still go one after the other, in order, on the caller's
+    connection: before any other statement the caller awaits `settled`. Use as an async
+    context manager, which settles (and on an error, waits for the statement in flight
+    before the connection is used or released)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self.chunk = CHUNK
+        self._in_flight: asyncio.Task[None] | None = None
+        self._seen: set[str] = set()
+
+    @property
+    def connection(self) -> asyncpg.Connection:
+        """The caller's connection: await `settled` before using it."""
+        return self._conn
+
+    async def __aenter__(self) -> Writer:
+        return self
+
+    async def __aexit__(self, kind: object, error: object, trace: object) -> None:
+        if error is None:
+            await self.settled()
+        elif self._in_flight is not None:
+            await asyncio.gather(self._in_flight, return_exceptions=True)
+            self._in_flight = None
+
+    async def settled(self) -> None:
+        """The statement in flight done (its error raised here)."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
+    async def enqueue(self, rows: Sequence[tuple[NewDelivery, Envelope | None]]) -> None:
+        """Queue `rows` (the first of a repeated delivery id in this writer counts: its key
+        is decided by it), a statement per `CHUNK`, the last one left in flight."""
+        fresh: dict[str, tuple[NewDelivery, Envelope | None]] = {}
+        for r, cause in rows:
+            if r.delivery_id not in self._seen:
+                self._seen.add(r.delivery_id)
+                fresh[r.delivery_id] = (r, cause)
+        unique = list(fresh.values())
+        for start in range(0, len(unique), self.chunk):
+            arguments = _arguments(unique[start : start + self.chunk])
+            await self.settled()
+            self._in_flight = asyncio.ensure_future(_queue(self._conn, arguments))
+            # Let it send its statement now: the caller's next work overlaps the server's.
+            await asyncio.sleep(0)
+
+
+def _random_ids(count: int) -> Iterator[str]:
+    """`count` random (version 4) UUIDs as text, from one read of the system's random
+    source: `uuid.uuid4()` reads it once per id, a system call each."""
+    random = bytearray(os.urandom(16 * count))
+    for start in range(0, 16 * count, 16):
+        # RFC 9562: version 4 in the high nibble of byte 6, the variant (10) in byte 8.
+        random[start + 6] = (random[start + 6] & 0x0F) | 0x40
+        random[start + 8] = (random[start + 8] & 0x3F) | 0x80
+        text = random[start : start + 16].hex()
+        yield f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_SOURCE = f"/services/{NotificationQueued.producer}"
+_QUEUED_TYPE = NotificationQueued.ce_type()
 
 
 async def _project(conn: asyncpg.Connection, _: Envelope, event: EventPayload) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -101,13 +101,27 @@ class StoredKeys:
         return self._keys.get(registration_id)
 
 
+# Representatives a command has just sealed, by registration id: what opening them
+# with the key would give (the command need not decrypt what it encrypted).
+Opened = Mapping[str, list[dict[str, Any]]]
+
+
 async def _index(
-    conn: asyncpg.Connection, registration_id: str, sealed: str, keys: Keys, *, replace: bool
+    conn: asyncpg.Connection,
+    registration_id: str,
+    sealed: str,
+    keys: Keys,
+    *,
+    replace: bool,
+    opened: Opened | None = None,
 ) -> None:
-    key = await keys(conn, registration_id)
     digests: list[str] = []
-    if key is not None:
-        people: list[dict[str, Any]] = crypto.open_sealed(key, sealed, subject=registration_id)
+    people: list[dict[str, Any]] | None = (opened or {}).get(registration_id)
+    if people is None:
+        key = await keys(conn, registration_id)
+        if key is not None:
+            people = crypto.open_sealed(key, sealed, subject=registration_id)
+    if people is not None:
         digests = sorted({digest(p["email"]) for p in people if p.get("email")})
     if replace:  # a new registration has no rows yet: its command stays one statement
         await conn.execute(
@@ -122,12 +136,17 @@ async def _index(
         )
 
 
-async def apply(conn: asyncpg.Connection, event: EventPayload, keys: Keys = live_key) -> None:
+async def apply(
+    conn: asyncpg.Connection,
+    event: EventPayload,
+    keys: Keys = live_key,
+    opened: Opened | None = None,
+) -> None:
     """Keep the index with the registration's events (others change nothing here)."""
     if isinstance(event, RegisteredBase | ProfileUpdated):
         sealed = event.profile.representatives_encrypted
         replace = isinstance(event, ProfileUpdated)
-        await _index(conn, event.registration_id, sealed, keys, replace=replace)
+        await _index(conn, event.registration_id, sealed, keys, replace=replace, opened=opened)
     elif isinstance(event, PersonalDataErased):
         await conn.execute(
             "DELETE FROM registration_addresses WHERE registration_id = $1",

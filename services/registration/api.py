@@ -12,9 +12,18 @@ from pydantic import EmailStr, Field
 from services.registration import contacts, handlers, views
 from services.registration.bodies import NewRegistration, Profile
 from services.registration.domain import slot_grid
-from shared.access.guard import AccessRouter, requires
+from shared import json_codec
+from shared.access.guard import CONTROL, AccessRouter, anonymous_grant, requires
 from shared.access.policy import Action, RegistrationStatus
-from shared.api import Caller, Granted, IdempotencyKey, run_command
+from shared.api import (
+    CORRELATION_HEADER,
+    Caller,
+    Granted,
+    IdempotencyKey,
+    correlation_id_for,
+    execute_command,
+    run_command,
+)
 from shared.bodies import RequestBody
 from shared.contracts.registration import (
     Attendance,
@@ -27,6 +36,7 @@ from shared.contracts.registration import (
     Session,
     SupportOffice,
 )
+from shared.direct_routes import Answer, DirectRequest, DirectRoute
 from shared.errors import RuleViolation
 from shared.runtime import runtime_of
 
@@ -234,6 +244,56 @@ async def register(
         # settings, sees what is committed either way.
         atomic=True,
     )
+
+
+# Headers whose requests the direct path leaves to the route: a key (the guard's lookup),
+# an Idempotency-Key (claimed in a transaction with the command).
+_NOT_PLAIN = (b"x-api-key", b"authorization", b"idempotency-key")
+
+
+async def register_plainly(request: DirectRequest) -> Answer | None:
+    """`register` for an anonymous request without an Idempotency-Key whose JSON body
+    validates, without FastAPI in between (`shared.direct_routes`); None for any other,
+    which `register` answers. The same checks, command and answer."""
+    headers = request.headers
+    if request.scope.get("query_string") or any(name in headers for name in _NOT_PLAIN):
+        return None
+    content_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    event_id = request.path_params["event_id"]
+    if content_type != b"application/json" or not request.body or CONTROL.search(event_id):
+        return None
+    grant = anonymous_grant(request.scope["route"].requirement)
+    if grant is None:
+        return None
+    try:
+        body = NewRegistration.model_validate(json_codec.loads(request.body))
+    except ValueError:  # not JSON, or not a valid registration (ValidationError)
+        return None
+    given = headers.get(CORRELATION_HEADER.lower().encode("latin-1"))
+    correlation_id = correlation_id_for(given.decode("latin-1") if given is not None else None)
+    profile, representatives = body.split()
+    status, payload = await execute_command(
+        request.app.state.runtime,
+        None,
+        None,
+        lambda: "",  # no key: not compared
+        lambda conn, cid: handlers.register_organisation(
+            conn,
+            event_id,
+            profile,
+            representatives,
+            cid,
+            grant=grant,
+            support_office=body.support_office,
+        ),
+        201,
+        correlation_id,
+        atomic=True,
+    )
+    return status, payload, {CORRELATION_HEADER: correlation_id}
+
+
+DIRECT_ROUTES = (DirectRoute(register, "POST", register_plainly),)
 
 
 @router.get(

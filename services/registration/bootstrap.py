@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.registration import addresses, contacts, sheets_api, sign_in
-from services.registration.api import router
+from services.registration.api import DIRECT_ROUTES, router
 from shared.batching import batch_handlers
 from shared.contracts import registry
 from shared.inbox import Subscription
@@ -48,6 +48,8 @@ def build_app(settings: RegistrationSettings | None = None) -> FastAPI:
         description="Organisers create brokerage events; organisations register, "
         "are approved, update their profiles, withdraw, and can have their personal data erased.",
         routers=[sheets_api.router, sign_in.router, router],
+        # Most registrations are anonymous and plain: served past FastAPI's request handling.
+        direct=DIRECT_ROUTES,
     )
 
 

@@ -74,6 +74,14 @@ _SETTINGS: OrderedDict[str, tuple[BrokerageEventCreated, int]] = OrderedDict()
 SETTINGS_KEPT = 1024
 
 
+def _kept_settings(event_id: str) -> tuple[BrokerageEventCreated, int] | None:
+    """An event's settings kept from an earlier read, and their version (None: not kept)."""
+    kept = _SETTINGS.get(event_id)
+    if kept is not None:
+        _SETTINGS.move_to_end(event_id)
+    return kept
+
+
 async def _load_event_stream(
     conn: asyncpg.Connection, event_id: str
 ) -> tuple[BrokerageEventCreated, int]:
@@ -191,6 +199,27 @@ async def register_organisation(
     grant: Grant | None = None,
     support_office: str | None = None,
 ) -> dict[str, Any]:
+    kept = None if conn.is_in_transaction() else _kept_settings(event_id)
+    if kept is not None:
+        # Decided on the settings kept, recorded only if the event still stands at their
+        # version (`eventstore.STILL_AT`, in the same statement): no read first.
+        event, version = kept
+        try:
+            return await register_prepared(
+                conn,
+                event,
+                profile,
+                representatives,
+                correlation_id,
+                grant,
+                support_office,
+                now,
+                still_at=(_stream("brokerage-event", event_id), version),
+            )
+        except asyncpg.PostgresError as exc:
+            if not eventstore.stream_moved(exc):
+                raise
+            _SETTINGS.pop(event_id, None)  # an organiser changed it: read it and decide again
     event = await load_event(conn, event_id)
     return await register_prepared(
         conn, event, profile, representatives, correlation_id, grant, support_office, now
@@ -205,6 +234,7 @@ class NewRegistration:
     key: bytes
     events: list[EventPayload]
     answer: dict[str, Any]
+    representatives: list[dict[str, Any]]  # as sealed in the events
 
 
 def prepare_registration(
@@ -253,6 +283,7 @@ def prepare_registration(
             "support_office": assigned.office_id if assigned else None,
             "api_key": api_key,
         },
+        representatives,
     )
 
 
@@ -261,13 +292,18 @@ async def record_registrations(
     event_id: str,
     made: list[NewRegistration],
     correlation_id: str | None,
+    still_at: tuple[str, int] | None = None,
 ) -> None:
     """Record new registrations: keys, events (one batch), outbox rows, projection.
 
     One registration (the API's command) is written in one statement where the
     projection allows (`shared.statements`): its key, events, outbox rows and rows of
-    the projections are all new rows."""
+    the projections are all new rows. `still_at` (stream, version), for one
+    registration: written only if that stream still stands at that version (else
+    `eventstore.stream_moved` is true of what is raised)."""
     together = Together(conn) if len(made) == 1 else None
+    if still_at is not None and together is None:
+        raise ValueError("still_at is checked in the statement of a single registration")
     writer = together.connection() if together is not None else conn
     await writer.executemany(
         "INSERT INTO subject_keys (subject_id, key) VALUES ($1, $2)",
@@ -296,10 +332,15 @@ async def record_registrations(
         async def made_keys(_: asyncpg.Connection, registration_id: str) -> bytes | None:
             return keys[registration_id]  # written above, maybe not sent yet
 
+        opened = {m.registration_id: m.representatives for m in made}
         for m in made:
             for event in m.events:
-                await projection.apply(writer, event, made_keys)
+                await projection.apply(writer, event, made_keys, opened)
         if together is not None:
+            if still_at is not None:
+                # Last: the statement's main query, which runs (a CTE that only reads
+                # would not); it reads no table the parts write.
+                await writer.execute(eventstore.STILL_AT, *still_at)
             await together.flush()
     except asyncpg.UniqueViolationError as exc:
         raise Conflict("name", "this organisation is already registered for the event") from exc
@@ -314,9 +355,11 @@ async def register_prepared(
     grant: Grant | None,
     support_office: str | None,
     now: datetime | None = None,
+    *,
+    still_at: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     made = prepare_registration(event, profile, representatives, grant, support_office, now)
-    await record_registrations(conn, event.event_id, [made], correlation_id)
+    await record_registrations(conn, event.event_id, [made], correlation_id, still_at)
     return made.answer
 
 

@@ -33,13 +33,17 @@ PROJECTION = Projection()
 
 
 async def apply(
-    conn: asyncpg.Connection, event: EventPayload, keys: addresses.Keys = addresses.live_key
+    conn: asyncpg.Connection,
+    event: EventPayload,
+    keys: addresses.Keys = addresses.live_key,
+    opened: addresses.Opened | None = None,
 ) -> None:
     """Project one of registration's events, in the transaction that records it (`keys`:
-    where the index of addresses finds a registration's sealing key)."""
+    where the index of addresses finds a registration's sealing key; `opened`: the
+    representatives the command sealed, which it need not open again)."""
     await access.apply(conn, event)
     await PROJECTION.apply(conn, event)
-    await addresses.apply(conn, event, keys)
+    await addresses.apply(conn, event, keys, opened)
 
 
 @PROJECTION.on(OrganiserRegistered)

@@ -182,6 +182,18 @@ async def authorise(request: Request, requirement: Requirement) -> Grant:
         raise ProblemError(denied.status, title, denied.reason) from denied
 
 
+def anonymous_grant(requirement: Requirement) -> Grant | None:
+    """What `authorise` grants a request that presents no key and no signed link, for a
+    requirement without a link; None where it would refuse (or needs the link's
+    opener). No I/O: for `shared.direct_routes`."""
+    if requirement.link is not None:
+        return None
+    try:
+        return decide(requirement.action, None, standing_of(None, **_NOBODY))
+    except Denied:
+        return None
+
+
 # A key counts until it is revoked or, for one that expires (sign-in by e-mail), until then.
 _LIVE = "NOT revoked AND (expires_at IS NULL OR expires_at > now())"
 

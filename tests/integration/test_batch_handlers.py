@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from bench.rebuild_events import Size, Timeline, generate
 from services.matching import rebuild as matching_rebuild
 from services.notification import bootstrap as notification_bootstrap
+from services.notification import queue as notification_queue
 from services.notification import rebuild as notification_rebuild
 from services.registration import bootstrap as registration_bootstrap
 from services.registration import rebuild as registration_rebuild
@@ -194,6 +195,31 @@ async def test_subscription_batch_handlers_equal_one_by_one(
     assert in_runs > 50, "the batch handlers took part"
     tables = [t for t in plan.tables if t not in skipped]
     assert await _differences(schemas, plan, tables) == []
+
+
+async def test_notification_runs_queued_a_few_at_a_time_equal_one_by_one(
+    schemas: str, timeline: Timeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Notification's runs queue their deliveries a chunk at a time (`queue.Writer`, each
+    chunk's statement in flight while the next is made): with chunks of a few rows, the
+    placements' reminders cancelled and queued across chunk boundaries, the same rows."""
+    monkeypatch.setattr(notification_queue, "CHUNK", 7)
+    subscription = notification_bootstrap.build_app().state.subscriptions[0]
+    events = _as_fetched(timeline, subscription.topics)
+    plan = notification_rebuild.PLAN
+    one = await _schema(schemas, "one_by_one", plan)
+    batched = await _schema(schemas, "batched", plan)
+    try:
+        await _one_by_one(one, dict(subscription.handlers), events)
+        await _in_runs(batched, subscription, events)
+        async with batched.acquire() as conn:
+            queued = await conn.fetchval("SELECT count(*) FROM deliveries")
+            events_stored = await conn.fetchval("SELECT count(*) FROM events")
+    finally:
+        await one.close()
+        await batched.close()
+    assert queued == events_stored > 50 * 7
+    assert await _differences(schemas, plan, plan.tables) == []
 
 
 def _windows(events: list[Event], size: int = 97) -> list[list[Event]]:

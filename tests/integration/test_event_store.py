@@ -10,7 +10,7 @@ import uuid
 import asyncpg
 import pytest
 
-from shared import eventstore
+from shared import eventstore, json_codec, outbox
 from shared.envelope import Envelope
 from shared.eventstore import ConcurrencyConflict
 from tests.integration.support import FreshDatabase, counter_model
@@ -207,4 +207,10 @@ async def test_load_returns_the_appended_events_in_order(
         rows = await conn.fetch("SELECT event_id, topic, key, envelope FROM outbox ORDER BY id")
         assert [r["event_id"] for r in rows if r["key"] == stream] == [e.id for e in appended]
         assert {r["topic"] for r in rows} == {f"{PRODUCER}.events"}
-        assert json.loads(rows[0]["envelope"])["id"] == rows[0]["event_id"]
+        # Each row refers to its stored event, whose envelope the relay reads: the same.
+        assert {r["envelope"] for r in rows} == {None}
+        sent = await conn.fetch(outbox.MARK_AND_READ, [], 1000)
+        assert [r["id"] for r in sent] == sorted(r["id"] for r in sent)
+        relayed = {json.loads(r["envelope"])["id"]: json.loads(r["envelope"]) for r in sent}
+        for e in appended:
+            assert relayed[e.id] == json.loads(json_codec.dumps(e.to_record()))

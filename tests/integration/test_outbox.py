@@ -326,3 +326,43 @@ async def test_events_one_at_a_time_cost_the_relay_one_statement_each(
     assert not [q for q in statements if q.startswith("UPDATE")]
     # One per event, one for the last mark, and the polls of the wait (0.2 s each).
     assert events <= len(rounds) <= events + 8, len(rounds)
+
+
+async def test_a_row_that_refers_to_its_stored_event_is_published_with_that_envelope(
+    infra: Infra, database: FreshDatabase, topics: FreshTopics, relays: Relays
+) -> None:
+    """An outbox row without an envelope (a writer that stores the event once, as
+    notification's delivery queue does) publishes the event-store row's envelope, among
+    rows that carry their own, in outbox order."""
+    model = counter_model(topics.producer)
+    envelopes = [
+        Envelope.wrap(model(counter="c", stream="by-ref", n=n), key="key-0").with_trace(
+            f"00-{n:032x}-{n:016x}-01" if n % 2 else None
+        )
+        for n in range(1, 7)
+    ]
+    async with database.pool.acquire() as conn, conn.transaction():
+        for n, envelope in enumerate(envelopes, start=1):
+            if n % 3:  # stored, its outbox row referring to it
+                await eventstore.append(conn, "by-ref", n - 1, [envelope], publish=False)
+                await conn.execute(
+                    "INSERT INTO outbox (event_id, topic, key, envelope) VALUES ($1, $2, $3, NULL)",
+                    envelope.id,
+                    f"{topics.producer}.events",
+                    envelope.key,
+                )
+            else:  # stored and published as every other writer does
+                await eventstore.append(conn, "by-ref", n - 1, [envelope])
+    relay = await relays.start("relay-by-reference")
+    await wait_until(lambda: drained(database.pool), what="the outbox to drain")
+    await relays.stop(relay)
+    records = await read_topic(infra.bootstrap_servers, topics.events)
+    assert [headers_of(r)["ce_id"] for r in records] == [e.id for e in envelopes]
+    assert [value_of(r) for r in records] == [e.data for e in envelopes]
+    # The trace goes on (the relay's publish span, where a sampler records one, is a child
+    # in the same trace: its own span id, so only the trace ids are compared).
+    sent = [headers_of(r).get("traceparent") for r in records][::2]
+    assert [t.split("-")[1] if t else None for t in sent] == [
+        e.traceparent.split("-")[1] if e.traceparent else None for e in envelopes
+    ][::2]
+    check_cloudevents_headers(records, model)

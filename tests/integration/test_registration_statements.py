@@ -16,7 +16,7 @@ from services.registration.bodies import Profile, Representative
 from shared.access.policy import Principal, Role
 from shared.contracts.registration import OrganisationType
 from shared.db import migrate
-from shared.errors import Conflict
+from shared.errors import Conflict, RuleViolation
 from tests.integration.support import FreshDatabase
 
 pytestmark = pytest.mark.integration
@@ -167,16 +167,65 @@ async def test_outside_a_transaction_one_statement_needs_none_and_two_open_one(
     assert [s.split()[0] for s in alone] == ["SELECT", "WITH"]
     assigned: list[str] = []
     registration_id = await _register(database, event_id, "Bayer", "DE", assigned, False)
-    assert [s.split()[0].rstrip(";") for s in assigned] == [
-        "SELECT",
-        "BEGIN",
-        "WITH",
-        "UPDATE",
-        "COMMIT",
-    ]
+    # The event's settings are kept since the first read: no read, and the check that
+    # the event is unchanged joins the office's update.
+    assert [s.split()[0].rstrip(";") for s in assigned] == ["BEGIN", "WITH", "WITH", "COMMIT"]
+    assert "UPDATE" in assigned[2] and "stream_still_at" in assigned[2]
     async with database.pool.acquire() as conn:
         office = await conn.fetchval(
             "SELECT office_id FROM access_registrations WHERE registration_id = $1",
             registration_id,
         )
     assert office == "office-de"
+
+
+async def test_settings_kept_save_the_read_and_a_change_since_is_seen(
+    database: FreshDatabase,
+) -> None:
+    """Outside a transaction a registration decides on the event's settings kept from an
+    earlier read, and its statement checks that the event has had no event since
+    (`eventstore.STILL_AT`); when it has, nothing is written and the command reads the
+    event and decides again."""
+    event_id = await _event(database)
+    first: list[str] = []
+    await _register(database, event_id, "Acme", "FR", first, transaction=False)
+    assert [s.split()[0] for s in first] == ["SELECT", "WITH"]  # read, then kept
+    kept: list[str] = []
+    await _register(database, event_id, "Bolt", "FR", kept, transaction=False)
+    assert [s.split()[0] for s in kept] == ["WITH"], kept
+    assert "stream_still_at" in kept[0]
+
+    # An organiser closes registration, in a transaction (as another process would: this
+    # process's kept settings do not learn of it).
+    async with database.pool.acquire() as conn, conn.transaction():
+        await handlers.change_event_settings(
+            conn,
+            event_id,
+            {"registration_deadline": datetime.now(UTC) - timedelta(hours=1)},
+            None,
+        )
+    async with database.pool.acquire() as conn:
+        before = await conn.fetchval("SELECT count(*) FROM events")
+    after_change: list[str] = []
+    with pytest.raises(RuleViolation) as refused:
+        await _register(database, event_id, "Crux", "FR", after_change, transaction=False)
+    assert refused.value.field == "registration_deadline"
+    # The statement on the kept settings failed (nothing written), then the read.
+    assert [s.split()[0] for s in after_change] == ["WITH", "SELECT"], after_change
+    async with database.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM events") == before
+        assert await conn.fetchval("SELECT count(*) FROM registrations") == 2
+
+
+async def test_in_a_transaction_the_event_is_read_as_before(database: FreshDatabase) -> None:
+    """With an Idempotency-Key the command runs in a transaction: a failed statement would
+    abort it, so the settings are read first, as they always were."""
+    event_id = await _event(database)
+    await _register(database, event_id, "Acme", "FR", [], transaction=False)  # kept now
+    inside: list[str] = []
+    await _register(database, event_id, "Bolt", "FR", inside, transaction=True)
+    assert [s.split()[0] for s in inside if s.split()[0] in ("SELECT", "WITH")] == [
+        "SELECT",
+        "WITH",
+    ]
+    assert not any("stream_still_at" in s for s in inside)

@@ -10,8 +10,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
+from shared import telemetry
 from shared.settings import DEFAULT_TRACE_RATIO, PlatformSettings
-from shared.telemetry import sampler, span_to_dict
+from shared.telemetry import drops_child_of, follows_remote_parent, sampler, span_to_dict
 
 SAMPLED_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 UNSAMPLED_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
@@ -150,3 +151,67 @@ def test_a_span_attribute_the_sdk_did_not_check_does_not_cost_the_export() -> No
     assert isinstance(attributes, dict)
     assert attributes["none"] is None and attributes["tuple"] == ["a", "b"]
     assert attributes["number"] == 3 and isinstance(attributes["odd"], str)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "parentbased_traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "traceidratio",
+        "always_on",
+        "always_off",
+    ],
+)
+def test_drops_child_of_says_what_the_sampler_decides_for_a_remote_parent(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay skips its publish span where this says the span would not be recorded:
+    it must never say so for a span the sampler would record."""
+    monkeypatch.setattr(telemetry, "_follows_remote_parent", follows_remote_parent(name))
+    for parent in (SAMPLED_PARENT, UNSAMPLED_PARENT):
+        tracer, exported = recording(name, 1.0)
+        context = propagate.extract({"traceparent": parent})
+        with tracer.start_as_current_span("publish", context=context, kind=SpanKind.PRODUCER):
+            pass
+        recorded = bool(exported.get_finished_spans())
+        if drops_child_of(parent):
+            assert not recorded, (name, parent)
+    # An unsampled parent is dropped exactly by the parent-based samplers.
+    assert drops_child_of(UNSAMPLED_PARENT) is name.startswith("parentbased_")
+    assert not drops_child_of(SAMPLED_PARENT)
+
+
+def test_drops_child_of_refuses_what_is_not_a_trace_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(telemetry, "_follows_remote_parent", True)
+    for value in (
+        None,
+        "",
+        "garbage",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-00",  # invalid trace id
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-00",  # invalid span id
+        "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",  # unknown version
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g",
+    ):
+        assert not drops_child_of(value), value
+
+
+@pytest.mark.parametrize("name", ["parentbased_traceidratio", "always_on", "always_off"])
+def test_current_trace_headers_are_what_the_propagator_injects(name: str) -> None:
+    tracer, _ = recording(name, 0.5)
+    assert telemetry.current_trace_headers() is None  # no span
+    for parent in (SAMPLED_PARENT, UNSAMPLED_PARENT, None):
+        context = propagate.extract({"traceparent": parent} if parent else {})
+        if parent:
+            context = propagate.extract(
+                {"traceparent": parent, "tracestate": "vendor=value,other=2"}
+            )
+        for _ in range(20):
+            with tracer.start_as_current_span("POST", context=context, kind=SpanKind.SERVER):
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)
+                expected = (carrier["traceparent"], carrier.get("tracestate"))
+                assert telemetry.current_trace_headers() == expected

@@ -227,6 +227,19 @@ def test_delivery_identities_are_derived_from_the_dedupe_key() -> None:
     assert mid != domain.message_id(other, "example.org")
 
 
+def test_a_delivery_id_is_the_uuid5_of_its_dedupe_key_in_the_namespace() -> None:
+    """Ids of deliveries queued before stay the ids of their keys (the dedupe)."""
+    keys = [
+        domain.dedupe_key(f"/services/matching#{n}", f"r{n}", "email", "meeting.placed")
+        for n in range(2000)
+    ]
+    keys += ["", "ä|ß|€|🙂", "x" * 5000]
+    for key in keys:
+        assert domain.delivery_id(key) == str(uuid.uuid5(domain._NAMESPACE, key))
+    # A fixed vector, so that the namespace itself cannot change unnoticed.
+    assert domain.delivery_id("a|b|email|c") == "573dfddd-4a8f-53dc-ae48-7c57fcb7d783"
+
+
 def test_backoff_doubles_up_to_a_cap() -> None:
     assert [domain.backoff(n, 0.5) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
     assert domain.backoff(40, 30) == 3600
