@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
 
+from shared.access import projection as access_projection
+from shared.batching import _Recorder
 from shared.statements import Together, parts_of, split_with
 
 
@@ -140,3 +143,24 @@ async def test_parts_of_gives_back_the_writes_together_merged() -> None:
 )
 def test_parts_of_refuses_what_one_after_the_other_would_change(sql: str) -> None:
     assert parts_of(sql) is None
+
+
+async def test_a_batched_run_records_the_access_projections_merged_write_as_its_parts() -> None:
+    """The access projection writes a registration and its key in one statement (one round
+    trip live); a batched run records the two writes, each of which has a set form."""
+    recorder = _Recorder()
+    registered = SimpleNamespace(
+        api_key_digest="digest",
+        registration_id="r1",
+        event_id="e1",
+        profile=SimpleNamespace(name="Org"),
+    )
+    await access_projection._registered(recorder, registered)  # type: ignore[arg-type]
+    assert [sql.split(" (")[0] for sql, _ in recorder.calls] == [
+        "INSERT INTO access_registrations",
+        "INSERT INTO api_keys",
+    ]
+    assert [args for _, args in recorder.calls] == [
+        ("r1", "e1", "Org"),
+        ("digest", "organisation", "r1"),
+    ]
