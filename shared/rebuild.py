@@ -46,7 +46,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
@@ -363,8 +362,8 @@ async def apply_records(
     return await apply_consumed(target, plan, registry, events, apply)
 
 
-@contextlib.contextmanager
-def paused_cyclic_gc() -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def paused_cyclic_gc() -> AsyncIterator[None]:
     """The cyclic garbage collector off while the events are replayed. A replay holds
     every event it read (records, envelopes, payloads, the fold's rows: millions of
     objects at the bench's size), and each full collection walks them all: with it on,
@@ -383,6 +382,7 @@ def paused_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
+@paused_cyclic_gc()
 async def rebuild(
     plan: Plan,
     dsn: str,
@@ -402,35 +402,6 @@ async def rebuild(
     fresh schema is made and the own events are replayed: the Python side has that
     reading to do whenever it would wait on the server. Their events are applied after
     the own ones, in the same order as before."""
-    with paused_cyclic_gc():
-        return await _rebuild(
-            plan,
-            dsn,
-            bootstrap,
-            registry,
-            topic_prefix=topic_prefix,
-            group_suffix=group_suffix,
-            schema=schema,
-            switch=switch,
-            kafka_options=kafka_options,
-            apply=apply,
-        )
-
-
-async def _rebuild(
-    plan: Plan,
-    dsn: str,
-    bootstrap: str,
-    registry: PayloadRegistry,
-    *,
-    topic_prefix: str = "",
-    group_suffix: str = "",
-    schema: str = "rebuild",
-    switch: bool = False,
-    kafka_options: Mapping[str, Any] | None = None,
-    apply: Applier = apply_run,
-) -> Report:
-    """`rebuild`, with the cyclic collector paused by the caller."""
     report = Report(plan.service, schema)
     if plan.start is not None:
         plan.start()
