@@ -14,10 +14,11 @@ from services.registration.bodies import NewRegistration, Profile
 from services.registration.domain import slot_grid
 from shared import json_codec
 from shared.access.guard import CONTROL, AccessRouter, anonymous_grant, requires
-from shared.access.policy import Action, RegistrationStatus
+from shared.access.policy import Action, Grant, RegistrationStatus
 from shared.api import (
     CORRELATION_HEADER,
     Caller,
+    Command,
     Granted,
     IdempotencyKey,
     correlation_id_for,
@@ -207,6 +208,20 @@ async def change_event(
 # -- registrations ------------------------------------------------------------
 
 
+def _registering(event_id: str, body: NewRegistration, grant: Grant) -> Command:
+    """The command both `register` and `register_plainly` run."""
+    profile, representatives = body.split()
+    return lambda conn, cid: handlers.register_organisation(
+        conn,
+        event_id,
+        profile,
+        representatives,
+        cid,
+        grant=grant,
+        support_office=body.support_office,
+    )
+
+
 @router.post(
     "/events/{event_id}/registrations",
     status_code=201,
@@ -223,21 +238,12 @@ async def register(
     grant: Granted,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    profile, representatives = body.split()
     return await run_command(
         request,
         grant.principal,
         idempotency_key,
         lambda: body.model_dump(mode="json"),
-        lambda conn, cid: handlers.register_organisation(
-            conn,
-            event_id,
-            profile,
-            representatives,
-            cid,
-            grant=grant,
-            support_office=body.support_office,
-        ),
+        _registering(event_id, body, grant),
         201,
         # Its writes are one statement (two with a support office, then in a transaction
         # of their own: `handlers.record_registrations`); its one read, the event's
@@ -271,21 +277,12 @@ async def register_plainly(request: DirectRequest) -> Answer | None:
         return None
     given = headers.get(CORRELATION_HEADER.lower().encode("latin-1"))
     correlation_id = correlation_id_for(given.decode("latin-1") if given is not None else None)
-    profile, representatives = body.split()
     status, payload = await execute_command(
         request.app.state.runtime,
         None,
         None,
         lambda: "",  # no key: not compared
-        lambda conn, cid: handlers.register_organisation(
-            conn,
-            event_id,
-            profile,
-            representatives,
-            cid,
-            grant=grant,
-            support_office=body.support_office,
-        ),
+        _registering(event_id, body, grant),
         201,
         correlation_id,
         atomic=True,
