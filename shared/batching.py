@@ -444,6 +444,7 @@ async def record_run(
             kept.append(levels)
 
     lanes = _Lanes(catalog, keep, fold)
+    take = fold.take if fold is not None else None
     for i, (envelope, payload) in enumerate(run):
         if pause_every and i % pause_every == pause_every - 1:
             await asyncio.sleep(0)
@@ -456,7 +457,8 @@ async def record_run(
                 await keep([{copy: rows}])
             return Recorded(kept, run[i:], len(run))
         for query, args in recorder.calls:
-            await lanes.add(query, args)
+            if take is None or not take(query, args):  # (folded: nothing to queue)
+                await lanes.add(query, args)
     await lanes.send_all()
     return Recorded(kept, (), len(run))
 

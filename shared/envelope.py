@@ -9,7 +9,7 @@ that everything about one matchmaking event stays in order within a topic.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -105,26 +105,32 @@ class Envelope:
 
     @classmethod
     def from_kafka(
-        cls, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+        cls,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Iterable[tuple[str, bytes | None]],
     ) -> Envelope:
-        return cls.from_kafka_headers(key, value, dict(headers))
+        return cls.from_header_texts(key, value, header_texts(headers))
 
     @classmethod
     def from_kafka_headers(
-        cls, key: bytes | None, value: bytes | None, headers: Mapping[str, bytes]
+        cls, key: bytes | None, value: bytes | None, headers: Mapping[str, bytes | None]
     ) -> Envelope:
-        """`from_kafka` with the headers as a mapping (the last of a repeated name), for a
-        caller that looked at them already. Only the headers read are decoded."""
+        """`from_kafka` with the headers as a mapping (the last of a repeated name)."""
+        return cls.from_header_texts(key, value, header_texts(headers.items()))
 
-        def text(name: str) -> str | None:
-            raw = headers.get(name)
-            return None if raw is None else raw.decode("utf-8", "replace")
-
-        ce_id, source, ce_type = text("ce_id"), text("ce_source"), text("ce_type")
+    @classmethod
+    def from_header_texts(
+        cls, key: bytes | None, value: bytes | None, texts: Mapping[str, str | None]
+    ) -> Envelope:
+        """`from_kafka` from the headers `header_texts` decoded (a caller that looked at
+        them first, as the rebuild does, to skip records before decoding their value)."""
+        get = texts.get
+        ce_id, source, ce_type = get("ce_id"), get("ce_source"), get("ce_type")
         if not ce_id or not source or not ce_type:
-            missing = [n for n in ("ce_id", "ce_source", "ce_type") if not text(n)]
+            missing = [n for n in ("ce_id", "ce_source", "ce_type") if not get(n)]
             raise MalformedEnvelope(f"missing CloudEvents headers: {', '.join(missing)}")
-        if (spec := text("ce_specversion")) != SPEC_VERSION:
+        if (spec := get("ce_specversion")) != SPEC_VERSION:
             raise MalformedEnvelope(f"unsupported specversion {spec!r}")
         try:
             data = json_codec.loads(value or b"null")
@@ -132,7 +138,7 @@ class Envelope:
             raise MalformedEnvelope(f"value is not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise MalformedEnvelope("value is not a JSON object")
-        stamp = text("ce_time")
+        stamp = get("ce_time")
         try:
             time = datetime.fromisoformat(stamp) if stamp is not None else None
         except ValueError as exc:
@@ -145,12 +151,12 @@ class Envelope:
                 "key": (key or b"").decode(),
                 "data": data,
                 "time": time or datetime.now(UTC),
-                "subject": text("ce_subject"),
-                "correlation_id": text("ce_correlationid"),
-                "causation_id": text("ce_causationid"),
-                "traceparent": text("traceparent"),
-                "tracestate": text("tracestate"),
-                "actor": text("ce_actor"),
+                "subject": get("ce_subject"),
+                "correlation_id": get("ce_correlationid"),
+                "causation_id": get("ce_causationid"),
+                "traceparent": get("traceparent"),
+                "tracestate": get("tracestate"),
+                "actor": get("ce_actor"),
             }
         )
 
@@ -192,6 +198,35 @@ class Envelope:
         fields.update(record)
         fields["time"] = datetime.fromisoformat(record["time"])
         return cls._of(fields)
+
+
+# The headers an envelope is read from (`header_texts`).
+_READ_HEADERS = frozenset(
+    {
+        "ce_specversion",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_time",
+        "ce_subject",
+        "ce_correlationid",
+        "ce_causationid",
+        "ce_actor",
+        "traceparent",
+        "tracestate",
+    }
+)
+
+
+def header_texts(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str | None]:
+    """The headers an envelope is read from, decoded (invalid UTF-8 replaced), in one pass
+    over a record's list: the last of a repeated name, None for a header without a
+    value (as if it were absent). Others (`content-type`, ...) are left out."""
+    texts: dict[str, str | None] = {}
+    for name, raw in headers:
+        if name in _READ_HEADERS:
+            texts[name] = None if raw is None else raw.decode("utf-8", "replace")
+    return texts
 
 
 _FIELDS = tuple(f.name for f in fields(Envelope))

@@ -49,7 +49,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
@@ -114,6 +114,14 @@ class Plan:
     finish: Finisher | None = None
     # Called as each rebuild starts (a handler's per-run memory: registration's keys).
     start: Callable[[], None] | None = None
+    # `consumed` split into passes over the consumed events, one after the other (none:
+    # one pass). No table a pass touches is touched by another, so the tables a pass
+    # filled are written, their indexes built, while the next runs (reporting's history).
+    passes: tuple[Mapping[str, Handler], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.passes and set().union(*self.passes) != set(self.consumed):
+            raise ValueError("the passes' types are not the consumed handlers' types")
 
 
 @dataclass
@@ -298,6 +306,11 @@ async def _apply_windows(
                     raise item
                 window, recorded, sent = item
                 for pending in [p for p in after if p.needed_by(catalog, recorded)]:
+                    if pending.refused:
+                        raise RuntimeError(
+                            f"a later pass names {sorted(pending.tables)}, which an earlier"
+                            " pass wrote (`Plan.passes`)"
+                        )
                     await pending.write
                     after.remove(pending)
                 async with conn.transaction():
@@ -331,21 +344,42 @@ async def apply_consumed(
     fold: Fold | None = None,
     after: list[PendingWrite] | None = None,
     recorded: Callable[[], None] | None = None,
+    between: Callable[[], None] | None = None,
 ) -> int:
     """The consumed events, in the order of their records' times (not partition by
     partition as a live fetch may). Notification's meetings, which once counted on a
     placement coming before a later cancellation from another topic, no longer do
-    (`services.notification.domain.Meeting`). `after`, `recorded`: `apply_windows`."""
+    (`services.notification.domain.Meeting`). `after`, `recorded`: `apply_windows`.
+
+    With `Plan.passes`, each pass goes over the events it has handlers for, in the same
+    order; `between()` is called after each pass but the last. The same rows as one
+    pass: the handlers of different passes touch different tables, and statements on
+    different tables commute (`shared.batching`)."""
     events.sort(key=itemgetter(0))
-    handlers, current_type = plan.consumed, registry.current_type
+    current_type = registry.current_type
+    passes = plan.passes or (plan.consumed,)
+    for n, handlers in enumerate(passes):
 
-    async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
-        await handlers[current_type(envelope.type)](conn, envelope, event)
+        async def consumed(
+            conn: asyncpg.Connection,
+            envelope: Envelope,
+            event: EventPayload,
+            handlers: Mapping[str, Handler] = handlers,
+        ) -> None:
+            await handlers[current_type(envelope.type)](conn, envelope, event)
 
-    windows = [events[start : start + BATCH] for start in range(0, len(events), BATCH)]
-    return await apply_windows(
-        target, consumed, windows, itemgetter(1), apply, None, fold, after, recorded
-    )
+        mine = (
+            events
+            if len(passes) == 1
+            else [e for e in events if current_type(e[1][0].type) in handlers]
+        )
+        windows = [mine[start : start + BATCH] for start in range(0, len(mine), BATCH)]
+        await apply_windows(
+            target, consumed, windows, itemgetter(1), apply, None, fold, after, recorded
+        )
+        if between is not None and n < len(passes) - 1:
+            between()
+    return len(events)
 
 
 async def apply_records(
@@ -416,6 +450,7 @@ async def rebuild(
     early: PendingWrite | None = None
     stream: Stream | None = None
     own_rows: Reading | None = None
+    writes: list[PendingWrite] = []  # every write started on another connection
 
     def phase(name: str) -> None:
         nonlocal lap, lap_cpu
@@ -454,6 +489,7 @@ async def rebuild(
                 frozenset(copy.table.lower() for copy, _ in filled),
             )
         pending = [early] if early is not None else []
+        writes.extend(pending)
 
         def drain() -> None:
             """After each window: the largest table the consumed events only insert
@@ -463,8 +499,22 @@ async def rebuild(
                 stream = Stream.start(target, fold, BATCH // 2)
                 if stream is not None:
                     pending.append(stream.pending)
+                    writes.append(stream.pending)
             if stream is not None:
                 stream.drain()
+
+        def between() -> None:
+            """After a pass (`Plan.passes`): the tables it filled written (a streamed
+            one's last rows to its stream) while the next pass runs, which must not
+            name them."""
+            if fold is None:
+                return
+            filled = fold.release_filled()
+            if filled:
+                tables = frozenset(copy.table.lower() for copy, _ in filled)
+                writes.append(PendingWrite(asyncio.create_task(write(target, filled)), tables))
+                pending.append(writes[-1])
+            pending[:] = [replace(p, refused=p is not early) for p in pending]
 
         if reading is not None:
             records, _ = await reading
@@ -472,7 +522,7 @@ async def rebuild(
             del records
             phase("read")
             report.consumed_events = await apply_consumed(
-                target, plan, registry, events, apply, fold, pending, drain
+                target, plan, registry, events, apply, fold, pending, drain, between
             )
             phase("consumed")
         if fold is not None:
@@ -481,9 +531,8 @@ async def rebuild(
             # table's last rows go to its stream.)
             released = sorted(fold.release_all(), key=lambda copy: len(copy[1]), reverse=True)
             await asyncio.gather(write(target, released[:1]), write(target, released[1:]))
-        for writing in (early, stream.pending if stream is not None else None):
-            if writing is not None:
-                await writing.write
+        for writing in writes:
+            await writing.write
         if fold is not None:
             phase("written")
         report.seconds = time.perf_counter() - began
@@ -501,8 +550,7 @@ async def rebuild(
     finally:
         if own_rows is not None:
             await own_rows.stop()  # (done if the replay read them all)
-        writes = [w.write for w in (early, stream.pending if stream else None) if w is not None]
-        for task in (reading, *writes):
+        for task in (reading, *(w.write for w in writes)):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

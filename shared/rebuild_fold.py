@@ -149,7 +149,9 @@ class _Table:
         self.rows: list[list[Any]] = []
         self.found: list[dict[Any, list[Any]]] = []  # per index: key (`key`) -> row
         # Per index, its columns' positions and how each is compared.
-        self._parts: list[tuple[tuple[int, Callable[[Any], Any] | None], ...]] = []
+        self.parts: list[tuple[tuple[int, Callable[[Any], Any] | None], ...]] = []
+        # The defaults after a statement's arguments (`_Operation.row_of`).
+        self.fallbacks = tuple(defaults)
         self.released = False
         self.modified = False  # a folded statement may change its rows (UPDATE, DO UPDATE)
         self.streamed = False  # some of its rows may be on the server (`Fold.stream`)
@@ -157,13 +159,13 @@ class _Table:
     def add_index(self, positions: tuple[int, ...]) -> None:
         self.indexes.append(positions)
         self.found.append({})
-        self._parts.append(tuple((i, self.normal[i]) for i in positions))
+        self.parts.append(tuple((i, self.normal[i]) for i in positions))
 
     def key(self, index: int, row: Sequence[Any]) -> Any:
         """The row's values of a unique index, as compared (None: a NULL, meets nothing):
         the value itself for an index of one column (no tuple to make and hash for every
         lookup: a table of hundreds of thousands of rows is looked up at every insert)."""
-        parts = self._parts[index]
+        parts = self.parts[index]
         if len(parts) == 1:  # the usual case, quickly
             ((i, normal),) = parts
             value = row[i]
@@ -212,6 +214,9 @@ class _Operation:
     value_others: tuple[tuple[int, Value], ...] = field(init=False)
     update_params: tuple[tuple[int, int], ...] = field(init=False)
     update_others: tuple[tuple[int, Value], ...] = field(init=False)
+    # The new row from (arguments + the table's defaults) at once, when every value is a
+    # parameter: each column's parameter, or its default (counted from the end).
+    row_of: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = field(init=False)
 
     @property
     def modifies(self) -> bool:
@@ -224,6 +229,12 @@ class _Operation:
             others = tuple((p, v) for p, v in pairs if not isinstance(v, _Parameter))
             object.__setattr__(self, f"{name}_params", params)
             object.__setattr__(self, f"{name}_others", others)
+        row_of: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
+        width = len(self.table.names)
+        if self.inserts and not self.value_others and width > 1:
+            given = dict(self.value_params)
+            row_of = itemgetter(*(given.get(p, p - width) for p in range(width)))
+        object.__setattr__(self, "row_of", row_of)
 
 
 class _Parameter:
@@ -542,11 +553,33 @@ def _column(table: _Table, name: str, column_type: str) -> int:
 
 def _insert(operation: _Operation, args: tuple[Any, ...]) -> None:
     table = operation.table
-    row = table.defaults.copy()
-    for position, n in operation.value_params:
-        row[position] = args[n]
-    for position, value in operation.value_others:
-        row[position] = value(args, None, None)
+    if operation.row_of is not None:  # every value a parameter or the column's default
+        row = list(operation.row_of(args + table.fallbacks))
+    else:
+        row = table.defaults.copy()
+        for position, n in operation.value_params:
+            row[position] = args[n]
+        for position, value in operation.value_others:
+            row[position] = value(args, None, None)
+    if len(table.indexes) == 1:  # the usual case, quickly: what the loops below do
+        ((i, normal),) = table.parts[0]
+        if (key := row[i]) is not None:
+            if normal is not None:
+                key = normal(key)
+            found = table.found[0]
+            if (met := found.get(key)) is not None:
+                if operation.target is not None:
+                    if operation.on_conflict == "update":
+                        _assign(operation, args, met, row)
+                    return
+                if operation.on_conflict == "nothing":
+                    return
+                raise asyncpg.UniqueViolationError(
+                    f"folded INSERT into {table.name} meets a row on a unique index"
+                )
+            found[key] = row
+        table.rows.append(row)
+        return
     keys = [table.key(n, row) for n in range(len(table.indexes))]
     target = operation.target
     if target is not None and (key := keys[target]) is not None:

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
-from shared.envelope import Envelope, MalformedEnvelope
+from shared.envelope import Envelope, MalformedEnvelope, header_texts
 from shared.inbox import reads_payload
 
 if TYPE_CHECKING:
@@ -92,33 +92,35 @@ def consumed_events(
     `read_topics`' `each_batch`: decoded while the next fetch is on its way)."""
     handlers, current_type, parse = plan.consumed, registry.current_type, registry.parse
     found: list[Placed] = []
-    # Per `ce_type` header as it comes (bytes): whether a handler here reads its payload,
-    # None when no handler here takes the type.
-    payload_read: dict[bytes, bool | None] = {}
-    from_headers = Envelope.from_kafka_headers
+    # Per `ce_type` header: whether a handler here reads its payload, None when no
+    # handler here takes the type.
+    payload_read: dict[str, bool | None] = {}
+    from_texts = Envelope.from_header_texts
     no_payload = cast(EventPayload, None)
 
     def add(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         for record in records:
             # From the headers alone first: most records of a topic are not for this
             # service's projection, and their values need not be decoded.
-            headers = dict(record.headers)
-            source, ce_id = headers.get("ce_source"), headers.get("ce_id")
-            ce_type = headers.get("ce_type")
+            texts = header_texts(record.headers)
+            source, ce_id, ce_type = (
+                texts.get("ce_source"),
+                texts.get("ce_id"),
+                texts.get("ce_type"),
+            )
             if source is None or ce_id is None or ce_type is None:
                 continue  # malformed: the live consumer dead-lettered it
             reads = payload_read.get(ce_type, False)
             if reads is False:
-                handler = handlers.get(current_type(ce_type.decode("utf-8", "replace")))
+                handler = handlers.get(current_type(ce_type))
                 reads = payload_read[ce_type] = None if handler is None else reads_payload(handler)
             if reads is None:
                 continue  # no handler here
-            # Decoded as `Envelope.from_kafka` does, which the live inbox's message id uses.
-            message_id = f"{source.decode('utf-8', 'replace')}#{ce_id.decode('utf-8', 'replace')}"
-            if message_id not in applied:
+            # As `Envelope.from_kafka` decodes them, which the live inbox's message id uses.
+            if f"{source}#{ce_id}" not in applied:
                 continue  # the live consumer did not apply it (or never saw it)
             try:
-                envelope = from_headers(record.key, record.value, headers)
+                envelope = from_texts(record.key, record.value, texts)
             except MalformedEnvelope:
                 continue
             place = (record.timestamp, record.topic, record.partition, record.offset)

@@ -41,6 +41,9 @@ class PendingWrite:
 
     write: asyncio.Task[None]
     tables: frozenset[str]
+    # Written by an earlier pass (`shared.rebuild.Plan.passes`): a statement that names
+    # one of its tables is an error, not a wait.
+    refused: bool = False
 
     def needed_by(self, catalog: batching.Catalog, recorded: batching.Recorded) -> bool:
         if recorded.rest:

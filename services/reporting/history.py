@@ -29,13 +29,14 @@ _ONE = ("registration_id", "requester_id", "recipient_id")
 
 def concerned(data: Mapping[str, Any]) -> list[str]:
     """The registration ids a payload concerns, in first-seen order."""
-    found: list[str] = [data[k] for k in _ONE if isinstance(data.get(k), str)]
-    for party in data.get("participants") or []:
+    get = data.get
+    found: list[str] = [value for k in _ONE if isinstance(value := get(k), str)]
+    for party in get("participants") or []:
         if isinstance(party, str):
             found.append(party)
         elif isinstance(party, Mapping) and isinstance(party.get("registration_id"), str):
             found.append(party["registration_id"])
-    return list(dict.fromkeys(found))
+    return found if len(found) < 2 else list(dict.fromkeys(found))
 
 
 async def remember(conn: asyncpg.Connection, envelope: Envelope) -> None:
