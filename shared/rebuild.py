@@ -49,7 +49,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
@@ -67,9 +67,10 @@ from shared.inbox import Handler
 from shared.kafka import client_options
 from shared.rebuild_fold import Fold
 from shared.rebuild_own import Reading, decoder, own_windows, reads_envelope
+from shared.rebuild_report import Report
 from shared.rebuild_schema import Difference, compare, fresh_schema, rehome_triggers
 from shared.rebuild_topics import Placed, consumed_events, read_topics
-from shared.rebuild_write import PendingWrite, Stream, write
+from shared.rebuild_write import PendingWrite, Stream, passed, write
 from shared.topics import prefixed_all
 
 # Events per transaction (and per window of `shared.batching.apply_run`): large, so that
@@ -122,50 +123,6 @@ class Plan:
     def __post_init__(self) -> None:
         if self.passes and set().union(*self.passes) != set(self.consumed):
             raise ValueError("the passes' types are not the consumed handlers' types")
-
-
-@dataclass
-class Report:
-    service: str
-    schema: str
-    own_events: int = 0
-    consumed_events: int = 0
-    records_read: int = 0  # from the consumed topics, applied by the live consumer or not
-    seconds: float = 0.0
-    differences: list[Difference] = field(default_factory=list)
-    switched_to: str | None = None
-    # Seconds per step: fresh schema, own events replayed, topics read, records applied.
-    phases: dict[str, float] = field(default_factory=dict)
-    # This process's CPU seconds per step (the Python side; the server's is not in it).
-    phases_cpu: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def equal(self) -> bool:
-        return not self.differences
-
-    def lines(self) -> list[str]:
-        rate = (self.own_events + self.consumed_events) / self.seconds if self.seconds else 0.0
-        out = [
-            f"{self.service}: rebuilt {self.own_events} own and {self.consumed_events} consumed"
-            f" events into schema {self.schema} in {self.seconds:.2f}s ({rate:,.0f} events/s);"
-            f" {self.records_read} records read from the consumed topics"
-        ]
-        if self.phases:
-            out.append(
-                "  "
-                + ", ".join(
-                    f"{k} {v:.2f}s (CPU {self.phases_cpu.get(k, 0.0):.2f}s)"
-                    for k, v in self.phases.items()
-                )
-            )
-        if self.equal:
-            out.append("  every projection table equals the live one")
-        for d in self.differences:
-            out.append(f"  {d.table}: {d.only_live} rows only live, {d.only_rebuilt} only rebuilt")
-            out += [f"    {sample}" for sample in d.samples]
-        if self.switched_to:
-            out.append(f"  switched: the live tables now hold the rebuild ({self.switched_to})")
-        return out
 
 
 @dataclass
@@ -504,17 +461,9 @@ async def rebuild(
                 stream.drain()
 
         def between() -> None:
-            """After a pass (`Plan.passes`): the tables it filled written (a streamed
-            one's last rows to its stream) while the next pass runs, which must not
-            name them."""
-            if fold is None:
-                return
-            filled = fold.release_filled()
-            if filled:
-                tables = frozenset(copy.table.lower() for copy, _ in filled)
-                writes.append(PendingWrite(asyncio.create_task(write(target, filled)), tables))
-                pending.append(writes[-1])
-            pending[:] = [replace(p, refused=p is not early) for p in pending]
+            """After a pass (`Plan.passes`): what it filled written while the next runs."""
+            if fold is not None and (started := passed(fold, target, pending, early)):
+                writes.append(started)
 
         if reading is not None:
             records, _ = await reading

@@ -53,6 +53,7 @@ from uuid import UUID
 import asyncpg
 
 from shared import set_statements as sets
+from shared.rebuild_fold_rows import insert_row, update_row
 
 # A value worked out from (arguments, old row, proposed row).
 Value = Callable[[tuple[Any, ...], list[Any] | None, list[Any] | None], Any]
@@ -150,6 +151,9 @@ class _Table:
         self.found: list[dict[Any, list[Any]]] = []  # per index: key (`key`) -> row
         # Per index, its columns' positions and how each is compared.
         self.parts: list[tuple[tuple[int, Callable[[Any], Any] | None], ...]] = []
+        # The column and comparison of the table's only unique key, if it has one key of
+        # one column (the quick path of `shared.rebuild_fold_rows.insert_row`).
+        self.one_key: tuple[int, Callable[[Any], Any] | None] | None = None
         # The defaults after a statement's arguments (`_Operation.row_of`).
         self.fallbacks = tuple(defaults)
         self.released = False
@@ -160,6 +164,8 @@ class _Table:
         self.indexes.append(positions)
         self.found.append({})
         self.parts.append(tuple((i, self.normal[i]) for i in positions))
+        one = len(self.parts) == 1 and len(positions) == 1
+        self.one_key = self.parts[0][0] if one else None
 
     def key(self, index: int, row: Sequence[Any]) -> Any:
         """The row's values of a unique index, as compared (None: a NULL, meets nothing):
@@ -209,7 +215,7 @@ class _Operation:
     updates: tuple[tuple[int, Value], ...] = ()  # DO UPDATE's or UPDATE's assignments
     where: tuple[tuple[int, int], ...] = ()  # an UPDATE's key: index position, parameter
     # `values` and `updates` split: (column position, parameter) where the value is a
-    # plain parameter, the rest as they are (what `_insert` and `_assign` go through).
+    # plain parameter, the rest as they are (what `shared.rebuild_fold_rows` goes through).
     value_params: tuple[tuple[int, int], ...] = field(init=False)
     value_others: tuple[tuple[int, Value], ...] = field(init=False)
     update_params: tuple[tuple[int, int], ...] = field(init=False)
@@ -295,9 +301,9 @@ class Fold:
         if operation.table.streamed and operation.modifies:
             return False  # its rows are (partly) on the server: released by the caller
         if operation.inserts:
-            _insert(operation, args)
+            insert_row(operation, args)
         else:
-            _update(operation, args)
+            update_row(operation, args)
         return True
 
     def release(self, tables: Iterable[str]) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
@@ -549,84 +555,3 @@ def _column(table: _Table, name: str, column_type: str) -> int:
     if table.defaults[position] is _SERIAL:
         raise Unfoldable("a sequence-filled column's value is the server's")
     return position
-
-
-def _insert(operation: _Operation, args: tuple[Any, ...]) -> None:
-    table = operation.table
-    if operation.row_of is not None:  # every value a parameter or the column's default
-        row = list(operation.row_of(args + table.fallbacks))
-    else:
-        row = table.defaults.copy()
-        for position, n in operation.value_params:
-            row[position] = args[n]
-        for position, value in operation.value_others:
-            row[position] = value(args, None, None)
-    if len(table.indexes) == 1:  # the usual case, quickly: what the loops below do
-        ((i, normal),) = table.parts[0]
-        if (key := row[i]) is not None:
-            if normal is not None:
-                key = normal(key)
-            found = table.found[0]
-            if (met := found.get(key)) is not None:
-                if operation.target is not None:
-                    if operation.on_conflict == "update":
-                        _assign(operation, args, met, row)
-                    return
-                if operation.on_conflict == "nothing":
-                    return
-                raise asyncpg.UniqueViolationError(
-                    f"folded INSERT into {table.name} meets a row on a unique index"
-                )
-            found[key] = row
-        table.rows.append(row)
-        return
-    keys = [table.key(n, row) for n in range(len(table.indexes))]
-    target = operation.target
-    if target is not None and (key := keys[target]) is not None:
-        met = table.found[target].get(key)
-        if met is not None:  # the arbiter index decides, whatever the others hold
-            if operation.on_conflict == "update":
-                _assign(operation, args, met, row)
-            return
-    for n, (key, found) in enumerate(zip(keys, table.found, strict=True)):
-        if key is None or n == target or key not in found:
-            continue  # (the target's was looked up above)
-        if operation.on_conflict == "nothing" and target is None:
-            return  # any conflict: nothing
-        raise asyncpg.UniqueViolationError(
-            f"folded INSERT into {table.name} meets a row on a unique index it does not"
-            " name as its conflict target"
-        )
-    table.rows.append(row)
-    for key, found in zip(keys, table.found, strict=True):
-        if key is not None:
-            found[key] = row
-
-
-def _update(operation: _Operation, args: tuple[Any, ...]) -> None:
-    table = operation.table
-    assert operation.target is not None
-    values = []
-    for n, param in operation.where:
-        value = args[param]
-        if value is None:
-            return
-        normal = table.normal[table.indexes[operation.target][n]]
-        values.append(value if normal is None else normal(value))
-    key = values[0] if len(values) == 1 else tuple(values)  # as `_Table.key` makes it
-    found = table.found[operation.target].get(key)
-    if found is not None:
-        _assign(operation, args, found, None)
-
-
-def _assign(
-    operation: _Operation, args: tuple[Any, ...], row: list[Any], proposed: list[Any] | None
-) -> None:
-    # Every value worked out from the old row before any is assigned, as in SQL.
-    computed = [
-        (position, value(args, row, proposed)) for position, value in operation.update_others
-    ]
-    for position, n in operation.update_params:
-        row[position] = args[n]
-    for position, value in computed:
-        row[position] = value
