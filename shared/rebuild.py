@@ -67,10 +67,9 @@ from shared.inbox import Handler
 from shared.kafka import client_options
 from shared.rebuild_fold import Fold
 from shared.rebuild_own import Reading, decoder, own_windows, reads_envelope
-from shared.rebuild_report import Report
 from shared.rebuild_schema import Difference, compare, fresh_schema, rehome_triggers
 from shared.rebuild_topics import Placed, consumed_events, read_topics
-from shared.rebuild_write import PendingWrite, Stream, passed, write
+from shared.rebuild_write import PendingWrite, Stream, write
 from shared.topics import prefixed_all
 
 # Events per transaction (and per window of `shared.batching.apply_run`): large, so that
@@ -115,14 +114,50 @@ class Plan:
     finish: Finisher | None = None
     # Called as each rebuild starts (a handler's per-run memory: registration's keys).
     start: Callable[[], None] | None = None
-    # `consumed` split into passes over the consumed events, one after the other (none:
-    # one pass). No table a pass touches is touched by another, so the tables a pass
-    # filled are written, their indexes built, while the next runs (reporting's history).
-    passes: tuple[Mapping[str, Handler], ...] = ()
 
-    def __post_init__(self) -> None:
-        if self.passes and set().union(*self.passes) != set(self.consumed):
-            raise ValueError("the passes' types are not the consumed handlers' types")
+
+@dataclass
+class Report:
+    service: str
+    schema: str
+    own_events: int = 0
+    consumed_events: int = 0
+    records_read: int = 0  # from the consumed topics, applied by the live consumer or not
+    seconds: float = 0.0
+    differences: list[Difference] = field(default_factory=list)
+    switched_to: str | None = None
+    # Seconds per step: fresh schema, own events replayed, topics read, records applied.
+    phases: dict[str, float] = field(default_factory=dict)
+    # This process's CPU seconds per step (the Python side; the server's is not in it).
+    phases_cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def equal(self) -> bool:
+        return not self.differences
+
+    def lines(self) -> list[str]:
+        rate = (self.own_events + self.consumed_events) / self.seconds if self.seconds else 0.0
+        out = [
+            f"{self.service}: rebuilt {self.own_events} own and {self.consumed_events} consumed"
+            f" events into schema {self.schema} in {self.seconds:.2f}s ({rate:,.0f} events/s);"
+            f" {self.records_read} records read from the consumed topics"
+        ]
+        if self.phases:
+            out.append(
+                "  "
+                + ", ".join(
+                    f"{k} {v:.2f}s (CPU {self.phases_cpu.get(k, 0.0):.2f}s)"
+                    for k, v in self.phases.items()
+                )
+            )
+        if self.equal:
+            out.append("  every projection table equals the live one")
+        for d in self.differences:
+            out.append(f"  {d.table}: {d.only_live} rows only live, {d.only_rebuilt} only rebuilt")
+            out += [f"    {sample}" for sample in d.samples]
+        if self.switched_to:
+            out.append(f"  switched: the live tables now hold the rebuild ({self.switched_to})")
+        return out
 
 
 @dataclass
@@ -263,11 +298,6 @@ async def _apply_windows(
                     raise item
                 window, recorded, sent = item
                 for pending in [p for p in after if p.needed_by(catalog, recorded)]:
-                    if pending.refused:
-                        raise RuntimeError(
-                            f"a later pass names {sorted(pending.tables)}, which an earlier"
-                            " pass wrote (`Plan.passes`)"
-                        )
                     await pending.write
                     after.remove(pending)
                 async with conn.transaction():
@@ -301,42 +331,21 @@ async def apply_consumed(
     fold: Fold | None = None,
     after: list[PendingWrite] | None = None,
     recorded: Callable[[], None] | None = None,
-    between: Callable[[], None] | None = None,
 ) -> int:
     """The consumed events, in the order of their records' times (not partition by
     partition as a live fetch may). Notification's meetings, which once counted on a
     placement coming before a later cancellation from another topic, no longer do
-    (`services.notification.domain.Meeting`). `after`, `recorded`: `apply_windows`.
-
-    With `Plan.passes`, each pass goes over the events it has handlers for, in the same
-    order; `between()` is called after each pass but the last. The same rows as one
-    pass: the handlers of different passes touch different tables, and statements on
-    different tables commute (`shared.batching`)."""
+    (`services.notification.domain.Meeting`). `after`, `recorded`: `apply_windows`."""
     events.sort(key=itemgetter(0))
-    current_type = registry.current_type
-    passes = plan.passes or (plan.consumed,)
-    for n, handlers in enumerate(passes):
+    handlers, current_type = plan.consumed, registry.current_type
 
-        async def consumed(
-            conn: asyncpg.Connection,
-            envelope: Envelope,
-            event: EventPayload,
-            handlers: Mapping[str, Handler] = handlers,
-        ) -> None:
-            await handlers[current_type(envelope.type)](conn, envelope, event)
+    async def consumed(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
+        await handlers[current_type(envelope.type)](conn, envelope, event)
 
-        mine = (
-            events
-            if len(passes) == 1
-            else [e for e in events if current_type(e[1][0].type) in handlers]
-        )
-        windows = [mine[start : start + BATCH] for start in range(0, len(mine), BATCH)]
-        await apply_windows(
-            target, consumed, windows, itemgetter(1), apply, None, fold, after, recorded
-        )
-        if between is not None and n < len(passes) - 1:
-            between()
-    return len(events)
+    windows = [events[start : start + BATCH] for start in range(0, len(events), BATCH)]
+    return await apply_windows(
+        target, consumed, windows, itemgetter(1), apply, None, fold, after, recorded
+    )
 
 
 async def apply_records(
@@ -407,7 +416,6 @@ async def rebuild(
     early: PendingWrite | None = None
     stream: Stream | None = None
     own_rows: Reading | None = None
-    writes: list[PendingWrite] = []  # every write started on another connection
 
     def phase(name: str) -> None:
         nonlocal lap, lap_cpu
@@ -446,7 +454,6 @@ async def rebuild(
                 frozenset(copy.table.lower() for copy, _ in filled),
             )
         pending = [early] if early is not None else []
-        writes.extend(pending)
 
         def drain() -> None:
             """After each window: the largest table the consumed events only insert
@@ -456,14 +463,8 @@ async def rebuild(
                 stream = Stream.start(target, fold, BATCH // 2)
                 if stream is not None:
                     pending.append(stream.pending)
-                    writes.append(stream.pending)
             if stream is not None:
                 stream.drain()
-
-        def between() -> None:
-            """After a pass (`Plan.passes`): what it filled written while the next runs."""
-            if fold is not None and (started := passed(fold, target, pending, early)):
-                writes.append(started)
 
         if reading is not None:
             records, _ = await reading
@@ -471,7 +472,7 @@ async def rebuild(
             del records
             phase("read")
             report.consumed_events = await apply_consumed(
-                target, plan, registry, events, apply, fold, pending, drain, between
+                target, plan, registry, events, apply, fold, pending, drain
             )
             phase("consumed")
         if fold is not None:
@@ -480,8 +481,9 @@ async def rebuild(
             # table's last rows go to its stream.)
             released = sorted(fold.release_all(), key=lambda copy: len(copy[1]), reverse=True)
             await asyncio.gather(write(target, released[:1]), write(target, released[1:]))
-        for writing in writes:
-            await writing.write
+        for writing in (early, stream.pending if stream is not None else None):
+            if writing is not None:
+                await writing.write
         if fold is not None:
             phase("written")
         report.seconds = time.perf_counter() - began
@@ -499,7 +501,8 @@ async def rebuild(
     finally:
         if own_rows is not None:
             await own_rows.stop()  # (done if the replay read them all)
-        for task in (reading, *(w.write for w in writes)):
+        writes = [w.write for w in (early, stream.pending if stream else None) if w is not None]
+        for task in (reading, *writes):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -15,7 +15,7 @@ where that is safe, so that the server's COPY and index builds overlap the Pytho
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -41,9 +41,6 @@ class PendingWrite:
 
     write: asyncio.Task[None]
     tables: frozenset[str]
-    # Written by an earlier pass (`shared.rebuild.Plan.passes`): a statement that names
-    # one of its tables is an error, not a wait.
-    refused: bool = False
 
     def needed_by(self, catalog: batching.Catalog, recorded: batching.Recorded) -> bool:
         if recorded.rest:
@@ -58,23 +55,6 @@ class PendingWrite:
                     if not names or names & self.tables:
                         return True  # (no names: it touches who knows what)
         return False
-
-
-def passed(
-    fold: Fold, target: asyncpg.Pool, pending: list[PendingWrite], keep: PendingWrite | None
-) -> PendingWrite | None:
-    """After a pass of `shared.rebuild.Plan.passes`: the tables it filled written on
-    another connection (a streamed one's last rows go to its stream), and every write
-    under way in `pending` but `keep` refused to the later passes, which must not name
-    their tables. Returns the write it started (also added to `pending`), if any."""
-    filled = fold.release_filled()
-    started = None
-    if filled:
-        tables = frozenset(copy.table.lower() for copy, _ in filled)
-        started = PendingWrite(asyncio.create_task(write(target, filled)), tables)
-        pending.append(started)
-    pending[:] = [replace(p, refused=p is not keep) for p in pending]
-    return started
 
 
 class Stream:

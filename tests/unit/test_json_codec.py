@@ -133,6 +133,6 @@ def test_hostile_values_are_malformed_or_read_as_before(value: bytes) -> None:
 
 def test_headers_with_no_value_or_bad_utf8_do_not_crash() -> None:
     headers = [*HEADERS, ("ce_subject", b"\xff"), ("content-type", None)]
-    envelope = Envelope.from_kafka(None, b"{}", headers)  # type: ignore[arg-type]
+    envelope = Envelope.from_kafka(None, b"{}", headers)
     assert envelope.subject == "\ufffd"
     assert envelope.key == ""
