@@ -273,17 +273,13 @@ async def on_decisions(
     await queue_entries(conn, decided)
 
 
-_DECISION_HANDLERS: dict[str, Handler] = {
-    **{
-        t.ce_type(): on_decision
-        for t in (
-            RegistrationApproved,
-            RegistrationRejected,
-            RegistrationWaitlisted,
-            RegistrationWithdrawn,
-        )
-    },
-}
+_DECISIONS = (
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationWaitlisted,
+    RegistrationWithdrawn,
+)
+_DECISION_HANDLERS: dict[str, Handler] = {t.ce_type(): on_decision for t in _DECISIONS}
 HANDLERS: dict[str, Handler] = {
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
@@ -292,9 +288,9 @@ HANDLERS: dict[str, Handler] = {
 """Registration's events: texts are queued for the embedding worker (`worker.Worker`)."""
 BATCH_HANDLERS: dict[str, BatchHandler] = {
     **{t.ce_type(): on_registered_batch for t in REGISTERED_BY_TYPE.values()},
-    RegistrationApproved.ce_type(): on_decisions,
+    **{t.ce_type(): on_decisions for t in _DECISIONS},
 }
-"""Runs of registrations and of approvals, the bursts before a deadline
+"""Runs of registrations and of decisions, the bursts before a deadline
 (`Subscription.batch_handlers`): the same as `HANDLERS` one by one."""
 INLINE_HANDLERS: dict[str, Handler] = {
     ProfileUpdated.ce_type(): on_profile_updated_inline,
