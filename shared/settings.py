@@ -79,6 +79,9 @@ class PlatformSettings(BaseSettings):
     # A span per SQL statement (asyncpg's instrumentation) inside the recorded traces:
     # off by default, it cost more than the statements' own client work.
     otel_instrument_sql: bool = False
+    # Published outbox rows are deleted by the relay after this many hours (0: kept for
+    # good); the events stay in the event store (`shared.outbox`, "purge").
+    outbox_retention_hours: float = Field(default=24.0, ge=0)
     # Consumer behaviour: attempts before a message goes to `<topic>.dlq`.
     consumer_max_attempts: int = 3
     # Appended to each consumer group's name, so that a second copy of the
