@@ -62,6 +62,8 @@ class PlatformSettings(BaseSettings):
     otel_traces_exporter: str = "jsonl"
     otel_exporter_otlp_endpoint: str = "http://localhost:4318"
     telemetry_jsonl_path: str = "var/telemetry/spans.jsonl"
+    # Size at which the span file is moved to `<name>.1` and a new one started.
+    telemetry_jsonl_max_mb: int = Field(default=100, ge=1)
     # Which traces are recorded (`shared.telemetry.sampler`), by OpenTelemetry's standard
     # variables: by default a request or message that arrives without a sampled trace
     # context starts a recorded trace with probability OTEL_TRACES_SAMPLER_ARG, and
