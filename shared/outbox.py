@@ -9,6 +9,11 @@ A round marks what the round before it sent (acknowledged) in the statement that
 the next rows: one statement per round, not two, when events come one at a time. So
 rows stay unmarked until the next round, at most MARK_DELAY after the last: a crash
 republishes them, and consumers drop the repeats through their inbox.
+
+Published rows are kept for a while (`OUTBOX_RETENTION_HOURS`: to see when an event
+went out), then the leader deletes them, a chunk at a time between its rounds
+(`purge`), so that the table holds about a retention's worth of rows, not every event
+ever sent. The events themselves stay in the event store.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -42,6 +48,18 @@ tracer = trace.get_tracer(__name__)
 
 # Seconds a sent batch may wait for the next round to mark it (then a round runs for it).
 MARK_DELAY = 0.1
+
+# Published rows deleted per purge statement, and how long the leader waits for the next
+# purge once the old rows are gone (a purge that filled its chunk goes on next round).
+PURGE_CHUNK = 5000
+PURGE_INTERVAL = 60.0
+# The first PURGE_CHUNK published rows in id order (the order they were sent in, but for
+# a row that committed late), those older than $1 seconds deleted: the primary key's
+# first entries are read, never the whole table.
+PURGE = (
+    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at IS NOT NULL"
+    " ORDER BY id LIMIT $2) AND published_at < now() - make_interval(secs => $1)"
+)
 
 # $1: the ids the last round sent, marked published; $2: how many rows to read. The read
 # sees the table as it was before the mark, hence the `<> ALL`. A row without an envelope
@@ -148,8 +166,12 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         standby_interval: float = 1.0,
         topic_prefix: str = "",
+        retention_seconds: float = 0.0,
     ) -> None:
         self._dsn = dsn
+        # Published rows older than this are deleted (`purge`); 0 keeps them.
+        self._retention = retention_seconds
+        self._next_purge = 0.0  # time.monotonic() from which the next purge is due
         # Prepended to each row's topic when sending (`shared.topics`, TOPIC_PREFIX).
         self._topic_prefix = topic_prefix
         self._producer = producer
@@ -195,6 +217,9 @@ class OutboxRelay:
                 self._wakeup.clear()
                 while await self.publish_pending(conn) == self._batch_size:
                     pass
+                if time.monotonic() >= self._next_purge:
+                    full = await self.purge(conn) == PURGE_CHUNK
+                    self._next_purge = 0.0 if full else time.monotonic() + PURGE_INTERVAL
                 # Polling fallback: a lost NOTIFY costs one interval at most.
                 wait = MARK_DELAY if self._sent else self._poll_interval
                 with contextlib.suppress(TimeoutError):
@@ -210,6 +235,13 @@ class OutboxRelay:
             self._dsn, server_settings=LEASE_KEEPALIVES
         )
         return connection
+
+    async def purge(self, conn: asyncpg.Connection) -> int:
+        """Delete up to PURGE_CHUNK published rows older than the retention; how many."""
+        if not self._retention:
+            return 0  # kept for good
+        status = await conn.execute(PURGE, self._retention, PURGE_CHUNK)
+        return int(status.rsplit(" ", 1)[1])
 
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()

@@ -133,7 +133,13 @@ class ServiceRuntime:
         )
         await self._producer.start()
         prefix = self.settings.topic_prefix
-        self.relay = OutboxRelay(self.dsn, self._producer, self.name, topic_prefix=prefix)
+        self.relay = OutboxRelay(
+            self.dsn,
+            self._producer,
+            self.name,
+            topic_prefix=prefix,
+            retention_seconds=self.settings.outbox_retention_hours * 3600,
+        )
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         for index, subscription in enumerate(self.subscriptions):
             # Subscriptions name canonical topics; the consumers read them under the prefix.

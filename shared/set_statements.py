@@ -92,6 +92,10 @@ def array_literal(value: Any) -> str | None:
         return None
     if not isinstance(value, list | tuple):
         raise Unsupported(f"array parameter given {type(value).__name__}")
+    if value and all(type(item) is str for item in value):
+        # The common case (a profile's sectors, markets...), joined in one pass.
+        quoted = [item.replace("\\", "\\\\").replace('"', '\\"') for item in value]
+        return '{"' + '","'.join(quoted) + '"}'
     items = []
     for item in value:
         if item is None:

@@ -62,6 +62,8 @@ class PlatformSettings(BaseSettings):
     otel_traces_exporter: str = "jsonl"
     otel_exporter_otlp_endpoint: str = "http://localhost:4318"
     telemetry_jsonl_path: str = "var/telemetry/spans.jsonl"
+    # Size at which the span file is moved to `<name>.1` and a new one started.
+    telemetry_jsonl_max_mb: int = Field(default=100, ge=1)
     # Which traces are recorded (`shared.telemetry.sampler`), by OpenTelemetry's standard
     # variables: by default a request or message that arrives without a sampled trace
     # context starts a recorded trace with probability OTEL_TRACES_SAMPLER_ARG, and
@@ -79,6 +81,9 @@ class PlatformSettings(BaseSettings):
     # A span per SQL statement (asyncpg's instrumentation) inside the recorded traces:
     # off by default, it cost more than the statements' own client work.
     otel_instrument_sql: bool = False
+    # Published outbox rows are deleted by the relay after this many hours (0: kept for
+    # good); the events stay in the event store (`shared.outbox`, "purge").
+    outbox_retention_hours: float = Field(default=24.0, ge=0)
     # Consumer behaviour: attempts before a message goes to `<topic>.dlq`.
     consumer_max_attempts: int = 3
     # Appended to each consumer group's name, so that a second copy of the

@@ -15,6 +15,7 @@ OTEL_INSTRUMENT_SQL asks for them. Metrics go to Prometheus' registry, served at
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -53,26 +54,46 @@ class JsonLinesSpanExporter(SpanExporter):
     """Appends finished spans to a file, one JSON object per line.
 
     Several service processes share one file: each line goes out in a single
-    `write` on a file opened with O_APPEND, so lines never interleave.
+    `write` on a file opened with O_APPEND, so lines never interleave. A file that has
+    reached `max_bytes` is renamed to `<name>.1` (replacing the one before) and a new
+    one started, so a platform left running keeps about two files' worth of spans.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_bytes: int = 100 * 1024 * 1024) -> None:
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._max_bytes = max_bytes
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         lines = "".join(json.dumps(span_to_dict(s), separators=(",", ":")) + "\n" for s in spans)
         with self._lock:
-            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 os.write(fd, lines.encode())
             finally:
                 os.close(fd)
         return SpanExportResult.SUCCESS
 
+    def _open(self) -> int:
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        full = os.fstat(fd)
+        if full.st_size < self._max_bytes:
+            return fd
+        os.close(fd)
+        # Another process may have rotated it meanwhile: only the file measured is moved.
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self._path).st_ino == full.st_ino:
+                os.replace(self._path, rotated(self._path))
+        return os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
     def shutdown(self) -> None:
         return None
+
+
+def rotated(path: Path) -> Path:
+    """Where `JsonLinesSpanExporter` moves a full span file (the older spans)."""
+    return path.with_name(path.name + ".1")
 
 
 def span_to_dict(span: ReadableSpan) -> dict[str, object]:
@@ -180,7 +201,10 @@ def configure(service: str, settings: PlatformSettings) -> None:
     if settings.otel_traces_exporter == "jsonl":
         provider.add_span_processor(
             BatchSpanProcessor(
-                JsonLinesSpanExporter(settings.telemetry_jsonl_path), schedule_delay_millis=500
+                JsonLinesSpanExporter(
+                    settings.telemetry_jsonl_path, settings.telemetry_jsonl_max_mb * 1024 * 1024
+                ),
+                schedule_delay_millis=500,
             )
         )
     elif settings.otel_traces_exporter == "otlp":

@@ -21,10 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from shared.settings import PlatformSettings
+from shared.telemetry import rotated
 
 
 def load(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The spans of `path` and of the file rotated out before it (older first)."""
+    spans = []
+    for part in (rotated(path), path):
+        if part.exists():
+            with part.open() as lines:
+                spans += [json.loads(line) for line in lines if line.strip()]
+    return spans
 
 
 # Span attributes that name what a trace is about: an event's id, a correlation id.
@@ -92,7 +99,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     path = Path(args.file)
-    spans = find_trace(load(path), args.key) if path.exists() else []
+    spans = find_trace(load(path), args.key)
     if spans:
         print(render(spans))
     else:

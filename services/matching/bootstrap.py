@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.matching import expiry, handlers, projection, recommendations, sheets
 from services.matching.api import router
 from services.matching.recommendations_api import router as recommendations_router
-from shared.batching import projected_first
+from shared.batching import in_turn, projected_first
 from shared.contracts import registry
 from shared.inbox import BatchHandler, Subscription, combine
 from shared.runtime import ServiceRuntime, create_app, serve
@@ -41,11 +41,19 @@ async def recommendations_worker(runtime: ServiceRuntime) -> None:
 
 
 def registration_runs() -> dict[str, BatchHandler]:
-    """Bursts of registrations and approvals in runs: the projection's statements
-    batched, then the lists once per run (types with a reaction stay one by one)."""
-    assert not handlers.ON_REGISTRATION_EVENTS.keys() & recommendations.BATCH_HANDLERS.keys()
-    assert recommendations.BATCH_HANDLERS.keys() <= projection.HANDLERS.keys()
-    return projected_first(projection.HANDLERS, recommendations.BATCH_HANDLERS)
+    """Bursts of registrations and of decisions in runs: the projection's statements
+    batched, then the reactions to rejections and withdrawals one by one in event order
+    (`handlers.on_departures`), then the lists once per run. Every decision shares one
+    run, so a rejection among a burst of approvals does not cut it."""
+    decided = in_turn(handlers.on_departures, recommendations.on_decisions)
+    runs = {
+        ce_type: decided if run is recommendations.on_decisions else run
+        for ce_type, run in recommendations.BATCH_HANDLERS.items()
+    }
+    # A type with a reaction is batched only in the run that reacts to it.
+    assert all(runs[t] is decided for t in handlers.ON_REGISTRATION_EVENTS)
+    assert runs.keys() <= projection.HANDLERS.keys()
+    return projected_first(projection.HANDLERS, runs)
 
 
 def build_app(settings: MatchingSettings | None = None) -> FastAPI:

@@ -39,7 +39,7 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
 )
 from shared.db import advisory_lock_id
-from shared.envelope import Envelope
+from shared.envelope import ACTOR, Envelope
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 from shared.inbox import Handler
 
@@ -413,6 +413,21 @@ async def on_participant_left(
             correlation_id=envelope.correlation_id,
             causation_id=envelope.id,
         )
+
+
+async def on_departures(
+    conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]
+) -> None:
+    """`on_participant_left` for each rejection or withdrawal in a run of decisions, in
+    event order (approvals and waitlistings need no reaction), so that a burst of
+    approvals with a few rejections among them stays one run."""
+    for envelope, payload in run:
+        if isinstance(payload, RegistrationWithdrawn | RegistrationRejected):
+            acting = ACTOR.set(envelope.actor)  # as the inbox sets it for one event
+            try:
+                await on_participant_left(conn, envelope, payload)
+            finally:
+                ACTOR.reset(acting)
 
 
 ON_REGISTRATION_EVENTS: dict[str, Handler] = {

@@ -28,6 +28,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from bench.rebuild_events import Size, Timeline, generate
+from services.matching import bootstrap as matching_bootstrap
 from services.matching import rebuild as matching_rebuild
 from services.notification import bootstrap as notification_bootstrap
 from services.notification import queue as notification_queue
@@ -167,6 +168,7 @@ def _only(plan: Plan, tables: Sequence[str]) -> Plan:
 
 
 LIVE = {
+    "matching": (matching_bootstrap, matching_rebuild.PLAN, ()),
     "registration": (registration_bootstrap, registration_rebuild.PLAN, ()),
     "scheduling": (scheduling_bootstrap, scheduling_rebuild.PLAN, ()),
     "notification": (notification_bootstrap, notification_rebuild.PLAN, ()),

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.matching import expiry, handlers, projection
+from services.matching import bootstrap, expiry, handlers, projection
 from shared.access.policy import Role
 from shared.auth import Principal
 from shared.contracts.base import EventPayload
@@ -281,6 +281,59 @@ async def test_a_participant_who_leaves_has_open_requests_and_meetings_cancelled
     cancelled = {e["data"]["request_id"]: e["data"] for e in await stored(pool, "MeetingCancelled")}
     assert cancelled[met["request_id"]]["was_accepted"] is True
     assert cancelled[pending["request_id"]]["cancelled_by_role"] == "system"
+
+
+async def test_a_departure_amid_a_run_of_decisions_is_reacted_to_in_the_run(
+    matching_db: FreshDatabase,
+) -> None:
+    """The consumer's batch handler for decisions (`bootstrap.registration_runs`): a
+    withdrawal among approvals no longer goes one by one; its reaction still runs, in
+    the run, under the actor of the event it reacts to."""
+    pool = matching_db.pool
+    event_id, (a, b, c) = await new_event(pool, 3)
+    pending = await ask(pool, event_id, a, b)
+    unrelated = await ask(pool, event_id, b, c)
+    late = [str(uuid.uuid4()) for _ in range(2)]
+    for n, rid in enumerate(late):
+        async with pool.acquire() as conn:
+            await feed(
+                conn,
+                ClusterRegistered(
+                    registration_id=rid,
+                    event_id=event_id,
+                    profile=profile(f"Late {n}"),
+                    api_key_digest=uuid.uuid4().hex,
+                ),
+            )
+    decisions: list[EventPayload] = [
+        RegistrationApproved(registration_id=late[0], event_id=event_id),
+        RegistrationWithdrawn(registration_id=a, event_id=event_id),
+        RegistrationApproved(registration_id=late[1], event_id=event_id),
+    ]
+    runs = bootstrap.registration_runs()
+    handler = runs[decisions[0].ce_type()]
+    assert all(runs[d.ce_type()] is handler for d in decisions), "one run"
+    run = [(Envelope.wrap(d, key="k", actor="organiser:org-1"), d) for d in decisions]
+    async with pool.acquire() as conn, conn.transaction():
+        await handler(conn, run)
+    assert await statuses(pool, event_id) == {
+        pending["request_id"]: "cancelled",
+        unrelated["request_id"]: "pending",
+    }
+    rows = await pool.fetch(
+        "SELECT registration_id, status FROM participants WHERE registration_id = ANY($1)",
+        [a, *late],
+    )
+    assert {r["registration_id"]: r["status"] for r in rows} == {
+        a: "withdrawn",
+        late[0]: "approved",
+        late[1]: "approved",
+    }
+    actors = await pool.fetch(
+        "SELECT metadata->>'actor' AS actor FROM events"
+        " WHERE event_type = 'eu.matchmaking.matching.MeetingCancelled.v1'"
+    )
+    assert [r["actor"] for r in actors] == ["organiser:org-1"]
 
 
 async def test_the_meeting_type_comes_from_the_projection_and_the_event_decides(

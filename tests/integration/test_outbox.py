@@ -13,6 +13,7 @@ import random
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import cast
 
 import asyncpg
 import pytest
@@ -57,7 +58,12 @@ class Relays:
         self._running: dict[int, tuple[asyncio.Task[None], AIOKafkaProducer]] = {}
 
     async def start(
-        self, client_id: str, *, batch_size: int = 100, kind: type[OutboxRelay] = OutboxRelay
+        self,
+        client_id: str,
+        *,
+        batch_size: int = 100,
+        kind: type[OutboxRelay] = OutboxRelay,
+        retention_seconds: float = 0.0,
     ) -> OutboxRelay:
         producer = create_producer(self._infra.bootstrap_servers, client_id=client_id)
         await producer.start()
@@ -68,6 +74,7 @@ class Relays:
             batch_size=batch_size,
             poll_interval=0.2,
             standby_interval=0.2,
+            retention_seconds=retention_seconds,
         )
         self._running[id(relay)] = (asyncio.create_task(relay.run(), name=client_id), producer)
         return relay
@@ -366,3 +373,46 @@ async def test_a_row_that_refers_to_its_stored_event_is_published_with_that_enve
         e.traceparent.split("-")[1] if e.traceparent else None for e in envelopes
     ][::2]
     check_cloudevents_headers(records, model)
+
+
+async def test_the_leader_deletes_published_rows_past_the_retention_and_nothing_else(
+    infra: Infra, database: FreshDatabase, topics: FreshTopics, relays: Relays
+) -> None:
+    """Rows published longer ago than the retention go (from before this relay led too);
+    rows published since, and rows not yet published however old, stay; the events stay
+    in the event store."""
+    model = counter_model(topics.producer)
+    async with database.pool.acquire() as conn:
+        for n in range(12):
+            await append_with_retry(conn, model, f"stream-{n}", 1, max_sleep=0)
+    relay = await relays.start("relay-purge-off")
+    await wait_until(lambda: drained(database.pool), what="the outbox to drain")
+    await relays.stop(relay)
+    pool = database.pool
+    ids = [r["id"] for r in await pool.fetch("SELECT id FROM outbox ORDER BY id")]
+    assert len(ids) == 12
+    old, recent, unsent = ids[:6], ids[6:9], ids[9:]
+    await pool.execute(
+        "UPDATE outbox SET published_at = now() - interval '2 hours' WHERE id = ANY($1)", old
+    )
+    # Not published (as if its transaction had just committed), written two hours ago.
+    await pool.execute("UPDATE outbox SET published_at = NULL WHERE id = ANY($1)", unsent)
+    relay = await relays.start("relay-purge", retention_seconds=3600)
+    await wait_until(
+        lambda: _count(pool, "SELECT count(*) FROM outbox WHERE id = ANY($1)", old, equal=0),
+        what="the old rows deleted",
+    )
+    await wait_until(lambda: drained(pool), what="the unsent rows published")
+    await relays.stop(relay)
+    left = [r["id"] for r in await pool.fetch("SELECT id FROM outbox ORDER BY id")]
+    assert left == recent + unsent
+    assert await pool.fetchval("SELECT count(*) FROM events") == 12
+    await pool.execute("UPDATE outbox SET published_at = now() - interval '2 hours'")
+    keeping = OutboxRelay(database.dsn, cast(AIOKafkaProducer, None), "keeps", retention_seconds=0)
+    async with pool.acquire() as conn:
+        assert await keeping.purge(conn) == 0  # retention 0: kept for good
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 6
+
+
+async def _count(pool: asyncpg.Pool, query: str, *args: object, equal: int) -> bool:
+    return bool(await pool.fetchval(query, *args) == equal)

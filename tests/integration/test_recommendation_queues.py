@@ -5,11 +5,15 @@ meanwhile is computed again in the next round (migration 018)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 
 import asyncpg
 import pytest
 
 from services.matching import recommendations
+from services.matching.recommend.scoring import K, Ranker
+from services.matching.recommend.topk import TopList
 from services.matching.recommendations import handlers, store
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import MeetingType, RegistrationApproved
@@ -75,4 +79,38 @@ async def test_queueing_waits_for_no_round_and_a_list_queued_again_stays(
     assert {r["registration_id"] for r in left} == {ids[0], ids[2]}
     assert await recommendations.refresh_due(pool) == 2
     assert await pool.fetchval("SELECT count(*) FROM list_refresh_queue") == 0
+    await assert_current(pool)
+
+
+async def test_the_round_computes_its_lists_off_the_event_loop(
+    matching_db: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scores are computed in a thread: the consumers and the API sharing the worker's
+    event loop go on meanwhile (every list of 700 participants took 100-300 ms on it)."""
+    pool = matching_db
+    ids = sorted(PROFILES)
+    await apply(pool, brokerage_event("e1", list(MeetingType)))
+    await register_all(pool, ids)
+    async with pool.acquire() as conn, conn.transaction():  # a burst of approvals, queued
+        for rid in ids:
+            event = RegistrationApproved(registration_id=rid, event_id="e1")
+            await recommendations.HANDLERS[event.ce_type()](
+                conn, Envelope.wrap(event, key="e1"), event
+            )
+    every_list = Ranker.all_lists
+
+    def slow(self: Ranker, k: int = K) -> dict[str, TopList]:
+        time.sleep(0.6)  # about as long as a large event's lists take
+        return every_list(self, k)
+
+    monkeypatch.setattr(Ranker, "all_lists", slow)
+    ticks: list[float] = []
+    round_ = asyncio.create_task(recommendations.refresh_due(pool))
+    while not round_.done():
+        ticks.append(time.perf_counter())
+        await asyncio.sleep(0.01)
+    assert await round_ == len(ids)
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert len(ticks) > 20 and max(gaps) < 0.4, f"the loop stood still {max(gaps):.2f} s"
+    monkeypatch.undo()
     await assert_current(pool)

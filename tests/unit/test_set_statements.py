@@ -70,6 +70,10 @@ def test_array_literals_quote_what_the_array_syntax_would_read() -> None:
         '{"a",NULL,"q\\"uo\\\\te","x,y","{}","NULL"}'
     )
     assert array_literal([True, 3]) == '{t,"3"}'
+    # Strings only (the joined fast path) quote the same way.
+    assert array_literal(['q"uo\\te', "x,y", "{}", "NULL", ""]) == (
+        '{"q\\"uo\\\\te","x,y","{}","NULL",""}'
+    )
     identifier = uuid.UUID(int=5)
     assert array_literal([identifier]) == f'{{"{identifier}"}}'
     with pytest.raises(Unsupported):

@@ -41,6 +41,7 @@ from services.matching.recommendations.handlers import (
     INLINE_HANDLERS,
     PAIR_BATCH_HANDLERS,
     PAIR_HANDLERS,
+    on_decisions,
     rebuild_event,
     refresh,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "embed_due",
     "load_participants",
     "load_ranker",
+    "on_decisions",
     "pending",
     "ranked_partners",
     "rebuild_event",

@@ -3,6 +3,7 @@ incremental updates (`refresh`, `refresh_queued`, `rebuild_event`) and the handl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import asyncpg
@@ -10,7 +11,8 @@ import asyncpg
 from services.matching.recommend import incremental
 from services.matching.recommend.incremental import Plan
 from services.matching.recommend.profiles import Profile
-from services.matching.recommend.scoring import K
+from services.matching.recommend.scoring import K, Ranker
+from services.matching.recommend.topk import TopList
 from services.matching.recommendations import embedding
 from services.matching.recommendations.cache import lock, participants_of, ranker_for, save
 from services.matching.recommendations.store import (
@@ -77,10 +79,18 @@ async def refresh(
         participants.pop(rid, None)
     ranker = await ranker_of(conn, event_id, participants)
     floors = await list_floors(conn, event_id) if found is not None else {}
-    change = incremental.plan(ranker, rid, holders, floors, K)
+    change = await asyncio.to_thread(incremental.plan, ranker, rid, holders, floors, K)
     await store_plan(conn, event_id, change)
     await save(conn, event_id, participants)
     return change
+
+
+# The scores are computed in a thread (numpy releases the GIL for most of it), while
+# the event loop goes on with the consumers and the API: every list of 700 participants
+# held the loop for some 100 ms, which was then the p99 of matching's consumers. A ranker
+# is never changed once made, so the thread shares it safely.
+async def every_list(ranker: Ranker) -> dict[str, TopList]:
+    return await asyncio.to_thread(ranker.all_lists, K)
 
 
 # A run of changes to n participants of an event of N is applied one by one (a ranker and
@@ -110,7 +120,7 @@ async def refresh_many(
             participants[rid] = found[rid]
         else:
             participants.pop(rid, None)
-    lists = (await ranker_of(conn, event_id, participants)).all_lists(K)
+    lists = await every_list(await ranker_of(conn, event_id, participants))
     await conn.execute(
         "DELETE FROM recommendation_lists WHERE event_id = $1"
         " AND NOT registration_id = ANY($2::text[])",
@@ -125,7 +135,7 @@ async def rebuild_event(conn: asyncpg.Connection, event_id: str) -> int:
     """Every list of the event from scratch (repair or backfill); returns how many."""
     await lock(conn, event_id)
     participants = await load_participants(conn, event_id)
-    lists = (await ranker_of(conn, event_id, participants)).all_lists(K)
+    lists = await every_list(await ranker_of(conn, event_id, participants))
     await conn.execute("DELETE FROM recommendation_lists WHERE event_id = $1", event_id)
     await write_lists(conn, event_id, lists)
     await save(conn, event_id, participants)
@@ -273,17 +283,13 @@ async def on_decisions(
     await queue_entries(conn, decided)
 
 
-_DECISION_HANDLERS: dict[str, Handler] = {
-    **{
-        t.ce_type(): on_decision
-        for t in (
-            RegistrationApproved,
-            RegistrationRejected,
-            RegistrationWaitlisted,
-            RegistrationWithdrawn,
-        )
-    },
-}
+_DECISIONS = (
+    RegistrationApproved,
+    RegistrationRejected,
+    RegistrationWaitlisted,
+    RegistrationWithdrawn,
+)
+_DECISION_HANDLERS: dict[str, Handler] = {t.ce_type(): on_decision for t in _DECISIONS}
 HANDLERS: dict[str, Handler] = {
     ProfileUpdated.ce_type(): on_profile_updated,
     **{t.ce_type(): on_registered for t in REGISTERED_BY_TYPE.values()},
@@ -292,9 +298,9 @@ HANDLERS: dict[str, Handler] = {
 """Registration's events: texts are queued for the embedding worker (`worker.Worker`)."""
 BATCH_HANDLERS: dict[str, BatchHandler] = {
     **{t.ce_type(): on_registered_batch for t in REGISTERED_BY_TYPE.values()},
-    RegistrationApproved.ce_type(): on_decisions,
+    **{t.ce_type(): on_decisions for t in _DECISIONS},
 }
-"""Runs of registrations and of approvals, the bursts before a deadline
+"""Runs of registrations and of decisions, the bursts before a deadline
 (`Subscription.batch_handlers`): the same as `HANDLERS` one by one."""
 INLINE_HANDLERS: dict[str, Handler] = {
     ProfileUpdated.ce_type(): on_profile_updated_inline,
@@ -337,7 +343,8 @@ async def refresh_queued(conn: asyncpg.Connection, event_id: str, queued: Queued
     participants = await participants_of(conn, event_id, token)
     ranker = await ranker_for(conn, event_id, token, participants, among=list(queued))
     owners = sorted(r for r in queued if r in ranker.index)
-    await store_plan(conn, event_id, Plan(replace=ranker.lists_for(owners, K)))
+    lists = await asyncio.to_thread(ranker.lists_for, owners, K)
+    await store_plan(conn, event_id, Plan(replace=lists))
     await save(conn, event_id, participants, ranker)
     await _done(conn, "list_refresh_queue", queued)
     return len(queued)
