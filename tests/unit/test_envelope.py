@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import ClassVar
 
 import pytest
@@ -62,6 +63,22 @@ def test_an_envelope_made_without_init_is_the_same_as_one_made_with_it() -> None
         Envelope.from_record({**record, "colour": "red"})  # a field it does not have
     with pytest.raises(TypeError):
         Envelope.from_record({k: v for k, v in record.items() if k != "source"})
+
+
+def test_the_last_of_a_repeated_header_counts_as_in_a_mapping() -> None:
+    """`from_kafka` reads the record's header list in one pass (`header_texts`): as the
+    mapping `from_kafka_headers` takes, the last of a name counts, a value-less one too."""
+    envelope = Envelope.wrap(ThingHappened(thing_id="t1"), key="event-1", subject="first")
+    headers: list[tuple[str, bytes | None]] = [
+        *envelope.kafka_headers(),
+        ("ce_subject", b"second"),
+        ("ce_correlationid", b"c1"),
+        ("ce_correlationid", None),
+    ]
+    back = Envelope.from_kafka(b"event-1", envelope.kafka_value(), headers)
+    assert back.subject == "second" and back.correlation_id is None
+    assert back == Envelope.from_kafka_headers(b"event-1", envelope.kafka_value(), dict(headers))
+    assert back == replace(envelope, subject="second")
 
 
 @pytest.mark.parametrize("headers", [[], [("ce_id", b"1"), ("ce_source", b"/s")]])
