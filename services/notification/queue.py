@@ -4,7 +4,7 @@ A decision to send (`enqueue`) is a `NotificationQueued` event in the delivery's
 stream, recorded in the consumer's inbox transaction and projected into its
 `deliveries` row (`ledger`): a domain event's deliveries exist exactly when its inbox
 row does, and a dedupe key decided before is not decided again. A run's decisions go in
-a statement per `CHUNK` (rows, events, outbox rows referring to the events), the next
+a statement per chunk (rows, events, an outbox row referring to the events), the next
 chunk made while the server writes one (`Writer`). The sender claims a
 few due rows at a time (`claim`) with `FOR UPDATE SKIP LOCKED` and keeps those row
 locks while it sends: a second sender skips the rows, and if the process dies mid-send
@@ -178,13 +178,14 @@ async def enqueue_caused(
             await _enqueue(conn, rows)
 
 
-# Every new delivery's three rows in one statement, from two arrays of JSON (each
+# Every new delivery's rows in one statement, from two arrays of JSON (each
 # `NotificationQueued` payload and its envelope's metadata) and the events' ids: the
 # delivery row first (`ledger.QUEUED_ROWS`: a dedupe key decided before, or by a
 # transaction that commits first, stores nothing), then, for the rows stored, the event
-# (version 1 of the delivery's stream) and its outbox row, which refers to the event
-# rather than copying it (the relay reads the envelope from the event store:
-# `outbox.MARK_AND_READ`): each payload is written once, not twice.
+# (version 1 of the delivery's stream), and one outbox row for the chunk's events, which
+# refers to them rather than copying them (the relay reads each envelope from the event
+# store, in order: `outbox.MARK_AND_READ`): each payload is written once, not twice, and
+# the outbox takes (and the relay marks) a row per chunk, not one per delivery.
 _QUEUE = (
     "WITH queued AS (SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[])"
     " WITH ORDINALITY AS q (id, data, metadata, n)),"
@@ -195,8 +196,10 @@ _QUEUE = (
     " (SELECT delivery_id FROM new)),"
     " events AS (INSERT INTO events (stream_id, version, event_id, event_type, data, metadata)"
     " SELECT 'delivery-' || (data->>'delivery_id'), 1, id, $4, data, metadata FROM stored)"
-    " INSERT INTO outbox (event_id, topic, key, envelope)"
-    " SELECT id::text, $6, data->>'event_id', NULL FROM stored ORDER BY n"
+    " INSERT INTO outbox (event_id, topic, key, envelope, events)"
+    " SELECT ids[1]::text, $6, key, NULL, ids FROM (SELECT array_agg(id ORDER BY n) AS ids,"
+    " (array_agg(data->>'event_id' ORDER BY n))[1] AS key FROM stored) AS chunk"
+    " WHERE ids IS NOT NULL"
 )
 _URGENT = sorted(k.value for k in IMMEDIATE_KINDS)
 
