@@ -305,13 +305,6 @@ async def _queue(conn: asyncpg.Connection, arguments: tuple[object, ...]) -> Non
 # Deliveries per `_QUEUE` statement of a `Writer`: the next chunk is made while the server
 # writes this one.
 CHUNK = 500
-# ... but a writer's first statement carries at most this many, and each next one twice
-# as many as the one before, up to `CHUNK`: until its first statement is sent the server
-# has nothing to do, and a run queues 1-3 full chunks, so a full first chunk left the
-# server idle while Python made all of it (about 15 ms a run). Python makes rows about
-# twice as fast as the server stores them, so a chunk twice the size of the one in flight
-# keeps the server busy.
-FIRST_CHUNK = 50
 
 
 class Writer:
@@ -324,8 +317,7 @@ class Writer:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
-        # Rows for the next statement (`FIRST_CHUNK`, doubling up to `CHUNK`).
-        self.chunk = min(FIRST_CHUNK, CHUNK)
+        self.chunk = CHUNK
         self._in_flight: asyncio.Task[None] | None = None
         self._seen: set[str] = set()
 
@@ -352,18 +344,15 @@ class Writer:
 
     async def enqueue(self, rows: Sequence[tuple[NewDelivery, Envelope | None]]) -> None:
         """Queue `rows` (the first of a repeated delivery id in this writer counts: its key
-        is decided by it), a statement per `chunk` rows, the last one left in flight."""
+        is decided by it), a statement per `CHUNK`, the last one left in flight."""
         fresh: dict[str, tuple[NewDelivery, Envelope | None]] = {}
         for r, cause in rows:
             if r.delivery_id not in self._seen:
                 self._seen.add(r.delivery_id)
                 fresh[r.delivery_id] = (r, cause)
         unique = list(fresh.values())
-        start = 0
-        while start < len(unique):
+        for start in range(0, len(unique), self.chunk):
             arguments = _arguments(unique[start : start + self.chunk])
-            start += self.chunk
-            self.chunk = min(2 * self.chunk, max(CHUNK, self.chunk))
             await self.settled()
             self._in_flight = asyncio.ensure_future(_queue(self._conn, arguments))
             # Let it send its statement now: the caller's next work overlaps the server's.

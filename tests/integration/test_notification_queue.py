@@ -12,12 +12,10 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
 
-import asyncpg
 import pytest
 
-from services.notification import domain, queue
+from services.notification import domain
 from services.notification.domain import Kind, Notice
 from services.notification.ledger import OWN
 from services.notification.queue import NewDelivery, Writer, enqueue_caused
@@ -237,39 +235,3 @@ async def test_a_stream_without_its_row_fails_the_chunk_as_a_conflict(database: 
     finally:
         await pool.close()
 
-
-async def test_a_writer_starts_with_a_small_chunk_and_doubles_it(
-    database: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The server starts on a run's first rows while the rest are made: the first statement
-    carries `FIRST_CHUNK` rows, each next one up to twice as many, up to `CHUNK`; every row
-    is stored once, in the run's order."""
-    pool = await schema_pool(database, "live", MIGRATIONS)
-    sizes: list[int] = []
-    real = queue._queue
-
-    async def counted(conn: asyncpg.Connection, arguments: tuple[object, ...]) -> None:
-        sizes.append(len(cast(list[str], arguments[0])))
-        await real(conn, arguments)
-
-    monkeypatch.setattr(queue, "_queue", counted)
-    monkeypatch.setattr(queue, "FIRST_CHUNK", 3)
-    monkeypatch.setattr(queue, "CHUNK", 20)
-    cause = _cause(False)
-    run = [(_delivery(cause, f"r{n}", Kind.APPLICATION_APPROVED), cause) for n in range(60)]
-    try:
-        async with pool.acquire() as conn, conn.transaction(), Writer(conn) as writer:
-            await writer.enqueue(run[:10])
-            await writer.enqueue(run[10:])
-        async with pool.acquire() as conn:
-            stored = await conn.fetch(
-                "SELECT d.recipient FROM outbox o, unnest(o.events) WITH ORDINALITY AS x (id, n)"
-                " JOIN events e ON e.event_id = x.id"
-                " JOIN deliveries d ON 'delivery-' || d.delivery_id = e.stream_id"
-                " ORDER BY o.id, x.n"
-            )
-    finally:
-        await pool.close()
-    # The first call's 10 rows: 3 + 6 + the 1 left (the limit doubles on: 12, then 20).
-    assert sizes == [3, 6, 1, 20, 20, 10]
-    assert [r["recipient"] for r in stored] == [f"r{n}" for n in range(60)]
