@@ -234,4 +234,3 @@ async def test_a_stream_without_its_row_fails_the_chunk_as_a_conflict(database: 
             assert await conn.fetchval("SELECT count(*) FROM deliveries") == 1
     finally:
         await pool.close()
-
