@@ -61,14 +61,28 @@ PURGE = (
     " ORDER BY id LIMIT $2) AND published_at < now() - make_interval(secs => $1)"
 )
 
-# $1: the ids the last round sent, marked published; $2: how many rows to read. The read
+# $1: the ids the last round sent, marked published; $2: how many events to read. The read
 # sees the table as it was before the mark, hence the `<> ALL`. A row without an envelope
-# publishes an event of the event store (`ENVELOPE_OF_EVENT`), looked up only for it.
+# publishes an event of the event store (`ENVELOPE_OF_EVENT`), looked up only for it; a
+# row with `events` publishes each of those, in order (`sql/010_outbox_rows_of_many.sql`).
+# Rows are read whole, in id order, while fewer than $2 events come before them: a round
+# may publish more than $2 events (a row of many crosses the limit), and only a round
+# that publishes fewer than $2 has left nothing behind.
 MARK_AND_READ = (
-    "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[]))"
-    " SELECT o.id, o.topic, coalesce(o.envelope, (SELECT {envelope} FROM events e"
-    " WHERE e.event_id = o.event_id::uuid)) AS envelope FROM outbox o"
-    " WHERE o.published_at IS NULL AND o.id <> ALL($1::bigint[]) ORDER BY o.id LIMIT $2"
+    "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])),"
+    " pending AS (SELECT o.*, sum(coalesce(cardinality(o.events), 1)) OVER (ORDER BY o.id)"
+    " - coalesce(cardinality(o.events), 1) AS before FROM (SELECT id, topic, event_id,"
+    " envelope, events FROM outbox WHERE published_at IS NULL AND id <> ALL($1::bigint[])"
+    " ORDER BY id LIMIT $2) AS o)"
+    " SELECT p.id, p.topic, coalesce(p.envelope, (SELECT {envelope} FROM events e"
+    " WHERE e.event_id = coalesce(x.event, p.event_id::uuid))) AS envelope FROM pending p"
+    " LEFT JOIN LATERAL unnest(p.events) WITH ORDINALITY AS x (event, n) ON true"
+    " WHERE p.before < $2 ORDER BY p.id, x.n"
+)
+# Events not yet published (a row of many counts each of its events).
+BACKLOG = (
+    "SELECT coalesce(sum(coalesce(cardinality(events), 1)), 0) FROM outbox"
+    " WHERE published_at IS NULL"
 )
 # A stored event's envelope (`Envelope.to_record`), from its row `e` of `events`: what
 # its outbox row would have carried. A writer may leave the outbox row's envelope NULL
@@ -215,7 +229,7 @@ class OutboxRelay:
             await conn.add_listener("outbox", self._on_notify)
             while True:
                 self._wakeup.clear()
-                while await self.publish_pending(conn) == self._batch_size:
+                while await self.publish_pending(conn) >= self._batch_size:
                     pass
                 if time.monotonic() >= self._next_purge:
                     full = await self.purge(conn) == PURGE_CHUNK
@@ -248,7 +262,7 @@ class OutboxRelay:
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
         """Mark what the last round sent, publish one batch of unpublished rows; return how
-        many were published."""
+        many events were published (`batch_size` or more: there may be more waiting)."""
         sent, self._sent = self._sent, []
         rows = await conn.fetch(MARK_AND_READ, sent, self._batch_size)
         if not rows:
@@ -257,8 +271,8 @@ class OutboxRelay:
         # Counted before sending: while Kafka is unreachable the backlog shows how
         # much is waiting, instead of the last figure before the outage.
         backlog = len(rows)
-        if backlog == self._batch_size:
-            backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        if backlog >= self._batch_size:
+            backlog = await conn.fetchval(BACKLOG)
         self._backlog.set(backlog)
         deliveries = []
         for row in rows:
@@ -268,7 +282,7 @@ class OutboxRelay:
         # Every acknowledgement before marking anything (the next round marks them): a
         # crash here republishes the batch, and consumers drop the repeats through their inbox.
         await asyncio.gather(*deliveries)
-        self._sent = [r["id"] for r in rows]
+        self._sent = list(dict.fromkeys(r["id"] for r in rows))  # a row of many: once
         self._published.inc(len(rows))
         # Rows committed meanwhile are counted by the next round, within a poll interval.
         self._backlog.set(max(backlog - len(rows), 0))

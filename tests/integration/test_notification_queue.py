@@ -115,7 +115,7 @@ async def test_a_run_is_queued_in_one_statement_and_replays_to_the_same_rows(
             conn.add_query_logger(lambda q: statements.append(q.query))
             async with conn.transaction():
                 await enqueue_caused(conn, run)
-        # One round trip for the deliveries, their events and their outbox rows (it was
+        # One round trip for the deliveries, their events and their outbox row (it was
         # three: the known ids, the events with their outbox rows, the deliveries).
         written = [s for s in statements if re.search(r"\b(deliveries|events|outbox)\b", s)]
         assert len(written) == 1, written
@@ -125,25 +125,31 @@ async def test_a_run_is_queued_in_one_statement_and_replays_to_the_same_rows(
                 "SELECT stream_id, version, event_id, event_type, data, metadata FROM events"
             )
             outbox = await conn.fetch(
-                "SELECT event_id, topic, key, envelope FROM outbox ORDER BY id"
+                "SELECT event_id, topic, key, envelope, events FROM outbox ORDER BY id"
             )
-            # What the relay reads: each row's envelope from the event store.
+            # What the relay reads: each event's envelope from the event store.
             relayed = await conn.fetch(MARK_AND_READ, [], 100)
-        assert all(row["envelope"] is None for row in outbox)  # written once: in `events`
-        assert len(events) == len(run) == len(outbox)
+        # One outbox row for the chunk, referring to its events in the run's order (each
+        # payload written once: in `events`).
+        assert [(r["event_id"], r["topic"], r["key"], r["envelope"]) for r in outbox] == [
+            (str(outbox[0]["events"][0]), "notification.events", "ev", None)
+        ]
+        assert len(events) == len(run) == len(outbox[0]["events"]) == len(relayed)
         payloads = registry()
-        by_id = {str(e["event_id"]): e for e in events}
-        # The outbox in the run's order, each row the stored event's envelope.
-        for (delivery, cause), row, read in zip(run, outbox, relayed, strict=True):
-            stored = by_id[row["event_id"]]
-            assert read["topic"] == row["topic"]
+        by_id = {e["event_id"]: e for e in events}
+        # The relay reads them in the run's order, each the stored event's envelope.
+        for (delivery, cause), event_id, read in zip(
+            run, outbox[0]["events"], relayed, strict=True
+        ):
+            stored = by_id[event_id]
+            assert read["topic"] == "notification.events"
             envelope = Envelope.from_record(json_codec.loads(read["envelope"]))
             assert envelope.data == json_codec.loads(stored["data"])
             assert {**envelope.to_record(), "data": None} == {
                 **json_codec.loads(stored["metadata"]),
                 "data": None,
             }
-            assert (row["topic"], row["key"]) == ("notification.events", "ev")
+            assert envelope.id == str(event_id)
             assert (stored["stream_id"], stored["version"]) == (
                 f"delivery-{delivery.delivery_id}",
                 1,
@@ -196,7 +202,7 @@ async def test_a_decided_dedupe_key_is_not_queued_again(database: str) -> None:
             counts = await conn.fetchrow(
                 "SELECT (SELECT count(*) FROM deliveries) AS deliveries,"
                 " (SELECT count(*) FROM events) AS events,"
-                " (SELECT count(*) FROM outbox) AS outbox,"
+                " (SELECT sum(cardinality(events)) FROM outbox) AS outbox,"
                 " (SELECT count(DISTINCT stream_id) FROM events) AS streams"
             )
         assert dict(counts) == {"deliveries": 7, "events": 7, "outbox": 7, "streams": 7}

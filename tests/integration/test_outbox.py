@@ -19,10 +19,10 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared import eventstore
+from shared import eventstore, json_codec
 from shared.envelope import CONTENT_TYPE, SPEC_VERSION, Envelope
 from shared.eventstore import ConcurrencyConflict
-from shared.outbox import MARK_AND_READ, OutboxRelay, create_producer
+from shared.outbox import BACKLOG, MARK_AND_READ, OutboxRelay, create_producer
 from tests.integration.support import (
     CounterIncremented,
     FreshDatabase,
@@ -416,3 +416,47 @@ async def test_the_leader_deletes_published_rows_past_the_retention_and_nothing_
 
 async def _count(pool: asyncpg.Pool, query: str, *args: object, equal: int) -> bool:
     return bool(await pool.fetchval(query, *args) == equal)
+
+
+async def test_a_row_of_many_stored_events_publishes_each_in_order(
+    infra: Infra, database: FreshDatabase, topics: FreshTopics, relays: Relays
+) -> None:
+    """An outbox row may refer to several stored events (`events`: notification's queue
+    writes one row per chunk of deliveries): each is published, in the row's order, among
+    rows of one event, also where a row holds more events than the relay reads in a round;
+    every row ends marked, and the backlog counts events."""
+    model = counter_model(topics.producer)
+    envelopes = [
+        Envelope.wrap(model(counter="c", stream=f"many-{n}", n=1), key=f"key-{n % 2}")
+        for n in range(12)
+    ]
+    # Rows: one event, five, one (with its envelope), four, one.
+    rows = [envelopes[0:1], envelopes[1:6], envelopes[6:7], envelopes[7:11], envelopes[11:12]]
+    async with database.pool.acquire() as conn, conn.transaction():
+        for n, envelope in enumerate(envelopes):
+            await eventstore.append(conn, f"many-{n}", 0, [envelope], publish=False)
+        for n, row in enumerate(rows):
+            await conn.execute(
+                "INSERT INTO outbox (event_id, topic, key, envelope, events)"
+                " VALUES ($1, $2, $3, $4::jsonb, $5::uuid[])",
+                row[0].id,
+                f"{topics.producer}.events",
+                row[0].key,
+                json_codec.dumps(row[0].to_record()) if n == 2 else None,
+                [e.id for e in row] if len(row) > 1 else None,
+            )
+        assert await conn.fetchval(BACKLOG) == 12
+    relay = await relays.start("relay-rows-of-many", batch_size=3)
+    await wait_until(lambda: drained(database.pool), what="the outbox to drain")
+    await relays.stop(relay)
+    records = await read_topic(infra.bootstrap_servers, topics.events)
+    by_key: dict[bytes | None, list[str]] = defaultdict(list)
+    for record in records:  # ordered by (partition, offset): each key's order
+        by_key[record.key].append(headers_of(record)["ce_id"])
+    assert sorted(headers_of(r)["ce_id"] for r in records) == sorted(e.id for e in envelopes)
+    for key in (b"key-0", b"key-1"):
+        assert by_key[key] == [e.id for e in envelopes if e.key.encode() == key]
+    assert [value_of(r) for r in records if headers_of(r)["ce_id"] == envelopes[3].id] == [
+        envelopes[3].data
+    ]
+    assert await database.pool.fetchval(BACKLOG) == 0
