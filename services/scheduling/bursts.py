@@ -115,7 +115,7 @@ async def registrations(
 # Accepts placed, stored and projected together (`accepted`): while the server writes one
 # chunk's placements, the next chunk is placed (the placer is Python on this process's
 # core, PostgreSQL on the other). Measured in bench/README, "Catch-up, fifth round".
-CHUNK = 128
+CHUNK = 256
 
 
 async def accepted(conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]) -> None:
