@@ -95,21 +95,61 @@ async def registrations(
     conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]
 ) -> None:
     event_ids = sorted({event.event_id for _, event in run})  # type: ignore[attr-defined]
-    waiting = False
+    waiting = []
     for event_id in event_ids:
+        await handlers.lock_event(conn, event_id)  # as each registration's reaction would
         # One event at a time, the status in the SQL: answered from the small partial
         # index `meetings_pending` (migration 007), whatever plan the prepared statement
         # settles on (with `event_id = ANY($1)` it scanned every meeting: 20 ms at 21,000).
         if await conn.fetchval(_ANY_PENDING, event_id):
-            waiting = True
-            break
-    if waiting:
-        for envelope, event in run:
-            await handlers.HANDLERS[PAYLOADS.current_type(envelope.type)](conn, envelope, event)
-        return
-    for event_id in event_ids:
-        await handlers.lock_event(conn, event_id)
+            waiting.append(event_id)
+    newcomers: set[str] = set()
+    if waiting:  # the run's registrations not known before it
+        newcomers = {event.registration_id for _, event in run}  # type: ignore[attr-defined]
+        rows = await conn.fetch(
+            "SELECT registration_id FROM attendees WHERE registration_id = ANY($1::text[])",
+            list(newcomers),
+        )
+        newcomers -= {r["registration_id"] for r in rows}
     await apply_run(conn, _project, run)
+    for event_id in waiting:
+        mine = [(env, e) for env, e in run if e.event_id == event_id]  # type: ignore[attr-defined]
+        await _place_waiting(conn, event_id, mine, newcomers)
+
+
+async def _place_waiting(
+    conn: asyncpg.Connection,
+    event_id: str,
+    run: Sequence[tuple[Envelope, EventPayload]],
+    newcomers: set[str],
+) -> None:
+    """`handlers.place_waiting` after each registration of `run` (projected already;
+    `newcomers` were not registered before it), with one placer and one record for the run:
+    after each registration, the pending meetings it makes ready are decided, in the
+    order one by one would decide them, each caused by that registration. (One by one,
+    each registration read the whole agenda again: a burst arriving after accepts that
+    wait for it cost seconds.)"""
+    agenda = await handlers.open_agenda(conn, event_id)
+    grid = await handlers.load_grid(conn, event_id)
+    if grid is None:
+        return
+    placer, stamp = await placer_for(conn, grid)
+    pending = await handlers.load_meetings(conn, event_id, (MeetingStatus.PENDING,))
+    known = set(placer.attendees) - newcomers  # as each registration's reaction finds them
+    decided: list[EventPayload] = []
+    causes: list[Envelope] = []
+    for envelope, event in run:
+        known.add(event.registration_id)  # type: ignore[attr-defined]
+        now = [m for m in pending if handlers.ready(grid, known, m)]
+        if not now:
+            continue
+        taken = {m.meeting_id for m in now}
+        pending = [m for m in pending if m.meeting_id not in taken]
+        events = placer.decide_all(now)
+        decided += events
+        causes += [envelope] * len(events)
+    await agenda.record(conn, decided, causes)
+    keep_placer(placer, stamp, agenda)
 
 
 # Accepts placed, stored and projected together (`accepted`): while the server writes one

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -300,7 +300,7 @@ async def place_one(
     return (await load_placer(conn, grid)).decide(target, ignore)
 
 
-def ready(grid: EventGrid | None, known: dict[str, Attendee], meeting: AgendaMeeting) -> bool:
+def ready(grid: EventGrid | None, known: Container[str], meeting: AgendaMeeting) -> bool:
     """A pending meeting is placed once the event's grid and every participant's
     registration (its availability) have reached us: topics are not ordered with each
     other."""
