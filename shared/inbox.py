@@ -57,9 +57,6 @@ COMMIT_INTERVAL = 0.25
 # Catching up, a fetch of only the drained partitions (others' records still buffered)
 # stalled the consumer that long (bench/README, "Catch-up, fifth round").
 FETCH_MAX_WAIT_MS = 100
-# Bytes one fetch takes of a partition (aiokafka: 1 MiB, about 1,000 of our records): a
-# backlog's batches then filled BATCH_SIZE only where several partitions had records.
-MAX_PARTITION_FETCH_BYTES = 4 << 20
 
 Handler = Callable[[asyncpg.Connection, Envelope, EventPayload], Awaitable[None]]
 BatchHandler = Callable[
@@ -504,7 +501,6 @@ class InboxConsumer(InboxCore):
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         )
         self.started = False
         # Offsets of applied batches not committed yet, and the task that commits them.
