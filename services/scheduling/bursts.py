@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from services.scheduling import handlers, projection
-from services.scheduling.domain import AgendaMeeting, MeetingStatus
+from services.scheduling.domain import AgendaMeeting, Attendee, MeetingStatus
 from services.scheduling.grid import EventGrid
 from services.scheduling.placer import Placer
 from shared.batching import apply_run, batch_handlers, catalog_of
@@ -39,7 +39,9 @@ PROJECTING = sorted(set(projection.HANDLERS) - set(handlers.ON_EVENTS))
 
 # Per process: the agenda of a few brokerage events as the last run of accepts left it
 # (`placer_for`), each with the stamp saying which state of the tables it is.
-Stamp = tuple[str | None, str]  # the agenda stream's last event id; the rows' versions
+# The agenda stream's last event id; the grid's row version; the attendees' rows (count,
+# sum and greatest of their versions).
+Stamp = tuple[str | None, str, str]
 _PLACERS: OrderedDict[str, tuple[Stamp, Placer]] = OrderedDict()
 _PLACERS_KEPT = 8
 
@@ -52,31 +54,53 @@ async def agenda_stamp(conn: asyncpg.Connection, event_id: str) -> Stamp:
     row = await conn.fetchrow(
         "SELECT (SELECT event_id::text FROM events WHERE stream_id = $1"
         " ORDER BY version DESC LIMIT 1) AS last,"
-        " (SELECT xmin::text FROM event_grids WHERE event_id = $2) || '/' ||"
+        " (SELECT xmin::text FROM event_grids WHERE event_id = $2) AS grid,"
         " (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0) || ':'"
         " || coalesce(max(xmin::text::bigint), 0) FROM attendees WHERE event_id = $2) AS rows",
         handlers.stream_of(event_id),
         event_id,
     )
     assert row is not None
-    return row["last"], row["rows"]
+    return row["last"], row["grid"] or "", row["rows"]
 
 
 async def placer_for(conn: asyncpg.Connection, grid: EventGrid) -> tuple[Placer, Stamp]:
     """The event's placer (its lock held): the one a run of accepts of this process left
     (`keep_placer`), if the tables are still as it left them, else loaded afresh. Taken
-    out of the cache until kept again: a run that fails leaves nothing behind."""
+    out of the cache until kept again: a run that fails leaves nothing behind.
+
+    Where only the attendees' rows changed (a run of registrations or approvals between
+    two runs of accepts, as when both topics have a backlog), the kept placer serves
+    with the attendees read again, if every attendee it knew can still meet when it
+    could: the compiled agenda holds their constraints. (Reading the whole agenda again
+    after every run of registrations made a BIO-Europe-sized catch-up quadratic.)"""
     stamp = await agenda_stamp(conn, grid.event_id)
     kept = _PLACERS.pop(grid.event_id, None)
-    if kept is not None and kept[0] == stamp and kept[1].grid == grid:
-        return kept[1], stamp
-    return await handlers.load_placer(conn, grid), stamp
+    if kept is None or kept[1].grid != grid or kept[0][:2] != stamp[:2]:
+        return await handlers.load_placer(conn, grid), stamp
+    placer = kept[1]
+    if kept[0][2] != stamp[2]:
+        attendees = await handlers.load_attendees(conn, grid.event_id)
+        if not all(_same_times(a, attendees.get(k)) for k, a in placer.attendees.items()):
+            return await handlers.load_placer(conn, grid), stamp
+        placer.attendees = attendees
+    return placer, stamp
+
+
+def _same_times(before: Attendee, now: Attendee | None) -> bool:
+    """Whether an attendee can meet when and how it could (approval changes nothing
+    for placing)."""
+    return now is not None and (now.attendance, now.availability, now.blocked) == (
+        before.attendance,
+        before.availability,
+        before.blocked,
+    )
 
 
 def keep_placer(placer: Placer, stamp: Stamp, agenda: handlers.Agenda) -> None:
     """Keep `placer` for the event's next run, stamped with what `agenda` appended (if
     the transaction rolls back, the stream's last event will not be that one)."""
-    _PLACERS[agenda.event_id] = ((agenda.last_event_id or stamp[0], stamp[1]), placer)
+    _PLACERS[agenda.event_id] = ((agenda.last_event_id or stamp[0], *stamp[1:]), placer)
     while len(_PLACERS) > _PLACERS_KEPT:
         _PLACERS.popitem(last=False)
 
