@@ -179,7 +179,7 @@ async def _place_waiting(
 # Accepts placed, stored and projected together (`accepted`): while the server writes one
 # chunk's placements, the next chunk is placed (the placer is Python on this process's
 # core, PostgreSQL on the other). Measured in bench/README, "Catch-up, fifth round".
-CHUNK = 256
+CHUNK = 512
 
 
 async def accepted(conn: asyncpg.Connection, run: Sequence[tuple[Envelope, EventPayload]]) -> None:
