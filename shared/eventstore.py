@@ -73,11 +73,57 @@ async def append(
         raise RuntimeError("append must run inside a transaction")
     if not envelopes:
         return expected_version
+    return await send_append(
+        conn, prepare_append(stream_id, expected_version, envelopes, publish=publish)
+    )
+
+
+@dataclass(frozen=True)
+class Append:
+    """An `append` worked out before its round trip (`prepare_append`): a caller can build
+    the next one while the server stores this one (`send_append`)."""
+
+    stream_id: str
+    expected_version: int
+    envelopes: Sequence[Envelope]
+    publish: bool
+    arguments: list[object]
+
+    @property
+    def new_version(self) -> int:
+        return self.expected_version + len(self.envelopes)
+
+
+def prepare_append(
+    stream_id: str, expected_version: int, envelopes: Sequence[Envelope], *, publish: bool = True
+) -> Append:
+    """`append`'s statement arguments, stamped with the current trace context (no I/O)."""
     envelopes = [outbox.stamp_trace(e) for e in envelopes]
+    arguments: list[object] = [
+        *_event_columns([(stream_id, expected_version + 1, envelopes)]),
+        expected_version,
+    ]
+    if publish:
+        arguments += outbox.references(envelopes)
+    return Append(stream_id, expected_version, envelopes, publish, arguments)
+
+
+async def send_append(conn: asyncpg.Connection, prepared: Append) -> int:
+    """Store `prepared` (in the caller's transaction); the stream's new version."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("append must run inside a transaction")
+    stream_id, expected_version, envelopes = (
+        prepared.stream_id,
+        prepared.expected_version,
+        prepared.envelopes,
+    )
+    if not envelopes:
+        return expected_version
     try:
         # The primary key (stream_id, version) makes a concurrent writer wait for
         # us and then fail here: exactly one append wins each version.
-        stored = await _store_at(conn, stream_id, expected_version, envelopes, publish=publish)
+        query = _APPEND_AT_PUBLISHING if prepared.publish else _APPEND_AT_ONLY
+        stored: int = await conn.fetchval(query, *prepared.arguments)
     except asyncpg.UniqueViolationError as exc:
         raise ConcurrencyConflict(stream_id, expected_version) from exc
     if stored != len(envelopes):
@@ -93,7 +139,7 @@ async def append(
         if stored == 0 and row["stored"] == len(envelopes):
             return int(row["actual"])
         raise ConcurrencyConflict(stream_id, expected_version, row["actual"])
-    return expected_version + len(envelopes)
+    return prepared.new_version
 
 
 # The events as six arrays (one element per event), unnested into rows.
@@ -126,24 +172,6 @@ _APPEND_AT_PUBLISHING = _APPEND_AT.format(
     " WHERE row.event_id::uuid IN (SELECT event_id FROM stored) ORDER BY n)"
 )
 _APPEND_AT_ONLY = _APPEND_AT.format(publish="")
-
-
-async def _store_at(
-    conn: asyncpg.Connection,
-    stream_id: str,
-    expected_version: int,
-    envelopes: Sequence[Envelope],
-    *,
-    publish: bool,
-) -> int:
-    columns = _event_columns([(stream_id, expected_version + 1, envelopes)])
-    if not publish:
-        stored: int = await conn.fetchval(_APPEND_AT_ONLY, *columns, expected_version)
-        return stored
-    stored = await conn.fetchval(
-        _APPEND_AT_PUBLISHING, *columns, expected_version, *outbox.references(envelopes)
-    )
-    return stored
 
 
 def _event_columns(

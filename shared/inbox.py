@@ -53,6 +53,10 @@ BATCH_SIZE = 2000
 # arriving one at a time share a commit (a broker round trip, a write to __consumer_offsets);
 # what a crash leaves uncommitted is replayed and dropped by the inbox.
 COMMIT_INTERVAL = 0.25
+# How long the broker may hold a fetch of partitions with nothing new (aiokafka: 500 ms).
+# Catching up, a fetch of only the drained partitions (others' records still buffered)
+# stalled the consumer that long (bench/README, "Catch-up, fifth round").
+FETCH_MAX_WAIT_MS = 100
 
 Handler = Callable[[asyncpg.Connection, Envelope, EventPayload], Awaitable[None]]
 BatchHandler = Callable[
@@ -496,6 +500,7 @@ class InboxConsumer(InboxCore):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         self.started = False
         # Offsets of applied batches not committed yet, and the task that commits them.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -31,7 +31,7 @@ from services.scheduling.solver import check
 from services.scheduling.solver.portfolio import solve
 from shared import eventstore
 from shared.auth import Principal
-from shared.batching import apply_run
+from shared.batching import Catalog, Recorded, catalog_of, record_run, send_recorded
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted, MeetingCancelled, TimePreference
@@ -180,6 +180,19 @@ async def load_meetings_by_id(
 # -- recording -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AgendaWrite:
+    """Decided events made ready to store and project (`Agenda.prepare`), without a round
+    trip yet: a run of accepts places its next meetings while the server writes these."""
+
+    append: eventstore.Append
+    projection: Recorded
+
+    async def send(self, conn: asyncpg.Connection) -> None:
+        await eventstore.send_append(conn, self.append)
+        await send_recorded(conn, _project_agenda, self.projection)
+
+
 @dataclass
 class Agenda:
     """One event's agenda stream, opened under the event's lock at the version read then:
@@ -199,12 +212,22 @@ class Agenda:
         causes: Sequence[Envelope] | None = None,
     ) -> None:
         """Append `events` and project them, in one statement each for the events and
-        their outbox rows and one per kind of projection statement (`apply_run`), not
-        one per event. With `causes` (one per event), each event carries the correlation
-        id, the causation and the actor of its own cause (a run of accepts recorded at
-        once) instead of the agenda's."""
-        if not events:
-            return
+        their outbox rows and one per kind of projection statement (`shared.batching`),
+        not one per event. With `causes` (one per event), each event carries the
+        correlation id, the causation and the actor of its own cause (a run of accepts
+        recorded at once) instead of the agenda's."""
+        if events:
+            await (await self.prepare(await catalog_of(conn), events, causes)).send(conn)
+
+    async def prepare(
+        self,
+        catalog: Catalog,
+        events: Sequence[EventPayload],
+        causes: Sequence[Envelope] | None = None,
+    ) -> AgendaWrite:
+        """`record` up to its round trips: the events wrapped, their append's arguments
+        and their projection's statements worked out; the agenda stands after them (send
+        the writes in the order they were prepared)."""
         if causes is None:
             envelopes = [self._wrap(e, self.correlation_id, self.causation_id) for e in events]
         else:
@@ -215,10 +238,13 @@ class Agenda:
                     envelopes.append(self._wrap(event, cause.correlation_id, cause.id))
                 finally:
                     ACTOR.reset(acting)
-        await eventstore.append(conn, stream_of(self.event_id), self.version, envelopes)
+        write = AgendaWrite(
+            eventstore.prepare_append(stream_of(self.event_id), self.version, envelopes),
+            await record_run(catalog, _project_agenda, list(zip(envelopes, events, strict=True))),
+        )
         self.last_event_id = envelopes[-1].id
-        await apply_run(conn, _project_agenda, list(zip(envelopes, events, strict=True)))
         self.version += len(events)
+        return write
 
     def _wrap(
         self, event: EventPayload, correlation_id: str | None, causation_id: str | None
@@ -274,7 +300,7 @@ async def place_one(
     return (await load_placer(conn, grid)).decide(target, ignore)
 
 
-def ready(grid: EventGrid | None, known: dict[str, Attendee], meeting: AgendaMeeting) -> bool:
+def ready(grid: EventGrid | None, known: Container[str], meeting: AgendaMeeting) -> bool:
     """A pending meeting is placed once the event's grid and every participant's
     registration (its availability) have reached us: topics are not ordered with each
     other."""

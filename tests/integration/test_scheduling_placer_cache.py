@@ -1,7 +1,8 @@
 """The placer a run of accepts leaves behind (`bursts.placer_for`) is used by the next run
 only while the tables are as it left them: a rolled-back run, another writer of the
-agenda and a change to the attendees each make the next run read the agenda afresh
-(real PostgreSQL). Each meeting is placed once, with no clashes, throughout."""
+agenda and a change to an attendee's times each make the next run read the agenda afresh;
+a newcomer's registration only makes it read the attendees again (real PostgreSQL).
+Each meeting is placed once, with no clashes, throughout."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from services.scheduling import bursts, handlers, rebuild
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted
+from shared.contracts.registration import ProfileUpdated
 from shared.db import migrate
 from shared.envelope import Envelope
 from tests.integration.support import Infra, fresh_databases
@@ -122,7 +124,8 @@ async def test_the_kept_placer_serves_while_the_tables_are_as_it_left_them(
     placed = await _check(conn, event_id)
     assert "m00" not in placed and "m08" in placed
 
-    # A change to the attendees (a newcomer registers): read afresh too.
+    # A newcomer registers (the attendees' rows change, no one's times): the kept placer
+    # serves, with the attendees read again (it knows the newcomer).
     before = _kept(event_id)
     newcomer = str(uuid.uuid4())
     await _one_by_one(
@@ -135,5 +138,17 @@ async def test_the_kept_placer_serves_while_the_tables_are_as_it_left_them(
         meetings[8],  # a repeat: placed already, nothing happens
         meetings[9],
     )
-    assert _kept(event_id) is not before
+    assert _kept(event_id) is before
+    assert newcomer in bursts._PLACERS[event_id][1].attendees
     assert {"m-new", "m09"} <= await _check(conn, event_id)
+
+    # A known attendee's times change (now remote: online meetings only, no table):
+    # the compiled agenda holds the old ones, so the agenda is read afresh.
+    remote = f.registered(event_id, people[1], "k" * 64, remote=True).profile
+    await _one_by_one(
+        conn, event_id, ProfileUpdated(registration_id=people[1], event_id=event_id, profile=remote)
+    )
+    await _accept_run(conn, event_id, meetings[10])
+    assert _kept(event_id) is not before
+    assert bursts._PLACERS[event_id][1].attendees[people[1]].attendance == "remote"
+    assert "m10" in await _check(conn, event_id)

@@ -419,23 +419,25 @@ class State:
         random one of the tied). -1 if there is none."""
         p = self.p
         best = -1
-        best_key = (1 << 30, 0)
+        busy = [self.busy[i] for i in p.parts[m]]
+        # (delta, lonely) compared as one int: 0 <= lonely <= len(busy) < scale.
+        scale = len(busy) + 1
+        best_key = (1 << 30) * scale
         ties = 1
-        parts = p.parts[m]
-        for t in bits(candidates):
-            sh = p.shift[t]
-            w = p.window[t]
-            table = p.idle_at[t]
-            bit = 1 << t
-            delta = 0
-            lonely = 0  # participants with no meeting next to t
-            near = (bit << 1) | (bit >> 1)
-            for i in parts:
-                b = self.busy[i]
-                delta += table[((b | bit) >> sh) & w] - table[(b >> sh) & w]
-                if not (b & near & (w << sh)):
-                    lonely += 1
-            key = (delta, lonely)
+        shift, window, idle_at = p.shift, p.window, p.idle_at
+        while candidates:  # each set bit, lowest first (`bits`, inlined: a hot loop)
+            low = candidates & -candidates
+            candidates ^= low
+            t = low.bit_length() - 1
+            sh = shift[t]
+            w = window[t]
+            table = idle_at[t]
+            near = ((low << 1) | (low >> 1)) & (w << sh)
+            key = 0
+            for b in busy:
+                key += (table[((b | low) >> sh) & w] - table[(b >> sh) & w]) * scale
+                if not b & near:
+                    key += 1  # a participant with no meeting next to t
             if key < best_key:
                 best_key = key
                 best = t
