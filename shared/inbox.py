@@ -34,13 +34,7 @@ from shared import metrics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import ACTOR, Envelope, MalformedEnvelope
-from shared.inbox_telemetry import (
-    LagReports,
-    Processed,
-    Sampling,
-    export_zeros,
-    process_span,
-)
+from shared.inbox_telemetry import LagReports, Processed, Sampling, export_zeros, process_span
 from shared.kafka import REQUEST_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
