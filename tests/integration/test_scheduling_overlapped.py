@@ -6,43 +6,24 @@ free for the rollback."""
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
 
-from services.scheduling import bursts, handlers, rebuild
+from services.scheduling import bursts, handlers
 from services.scheduling.domain import AgendaMeeting
 from services.scheduling.placer import Placer
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted
-from shared.db import migrate
 from shared.envelope import Envelope
-from tests.integration.support import Infra, fresh_databases
+from tests.integration.scheduling_support import agenda_rows, conn, envelope_of
 from tests.unit.scheduling_service import factories as f
 
 pytestmark = pytest.mark.integration
+__all__ = ["conn"]  # the fixture, used by name
 ACCEPTED = MeetingAccepted.ce_type()
-
-
-@pytest.fixture
-async def conn(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
-    name = f"test_overlap_{datetime.now():%H%M%S%f}"
-    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
-        pool = await asyncpg.create_pool(dsns[name], min_size=1, max_size=1)
-        assert pool is not None
-        await migrate(pool, rebuild.PLAN.migrations)
-        async with pool.acquire() as connection:
-            yield connection
-        await pool.close()
-
-
-def _env(event_id: str, payload: EventPayload) -> tuple[Envelope, EventPayload]:
-    return Envelope.wrap(payload, key=event_id, subject=f"test-{event_id}"), payload
 
 
 async def _event_with_accepts(
@@ -59,39 +40,15 @@ async def _event_with_accepts(
     ]
     async with conn.transaction():
         for payload in setup:
-            envelope, _ = _env(event_id, payload)
+            envelope, _ = envelope_of(event_id, payload)
             await handlers.HANDLERS[payload.ce_type()](conn, envelope, payload)
     pairs = [(people[n % 10], people[(n * 3 + 1) % 10]) for n in range(15)]
     accepts = [
-        _env(event_id, f.accepted(event_id, f"{tag}-m{n:02d}", a, b))
+        envelope_of(event_id, f.accepted(event_id, f"{tag}-m{n:02d}", a, b))
         for n, (a, b) in enumerate(pairs)
         if a != b
     ]
     return event_id, accepts
-
-
-async def _agenda(conn: asyncpg.Connection, event_id: str, tag: str) -> list[tuple[Any, ...]]:
-    """The agenda stream's events in order: version, type, meeting (tag left out), place,
-    and which accept caused it."""
-    rows = await conn.fetch(
-        "SELECT version, event_type, data, metadata FROM events WHERE stream_id = $1"
-        " ORDER BY version",
-        handlers.stream_of(event_id),
-    )
-    out = []
-    for r in rows:
-        data, meta = json.loads(r["data"]), json.loads(r["metadata"])
-        out.append(
-            (
-                r["version"],
-                r["event_type"],
-                data["meeting_id"].removeprefix(tag),
-                data.get("slot_id"),
-                data.get("table"),
-                meta["causation_id"],
-            )
-        )
-    return out
 
 
 async def test_a_run_placed_in_chunks_records_what_the_accepts_one_by_one_do(
@@ -109,8 +66,8 @@ async def test_a_run_placed_in_chunks_records_what_the_accepts_one_by_one_do(
 
     causes = {e.id: n for n, (e, _) in enumerate(chunked_accepts)}
     causes.update({e.id: n for n, (e, _) in enumerate(alone_accepts)})
-    mine = [(*r[:5], causes[r[5]]) for r in await _agenda(conn, chunked, "c")]
-    theirs = [(*r[:5], causes[r[5]]) for r in await _agenda(conn, alone, "a")]
+    mine = [(*r[:5], causes[r[5]]) for r in await agenda_rows(conn, chunked, "c")]
+    theirs = [(*r[:5], causes[r[5]]) for r in await agenda_rows(conn, alone, "a")]
     assert len(mine) == len(chunked_accepts) > 3 * bursts.CHUNK
     assert mine == theirs
     tables = await conn.fetch(

@@ -7,51 +7,32 @@ Each meeting is placed once, with no clashes, throughout."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from datetime import datetime
 
 import asyncpg
 import pytest
 
-from services.scheduling import bursts, handlers, rebuild
+from services.scheduling import bursts, handlers
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted
 from shared.contracts.registration import ProfileUpdated
-from shared.db import migrate
-from shared.envelope import Envelope
-from tests.integration.support import Infra, fresh_databases
+from tests.integration.scheduling_support import conn, envelope_of
 from tests.unit.scheduling_service import factories as f
 
 pytestmark = pytest.mark.integration
+__all__ = ["conn"]  # the fixture, used by name
 ACCEPTED = MeetingAccepted.ce_type()
-
-
-@pytest.fixture
-async def conn(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
-    name = f"test_placer_{datetime.now():%H%M%S%f}"
-    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
-        pool = await asyncpg.create_pool(dsns[name], min_size=1, max_size=1)
-        assert pool is not None
-        await migrate(pool, rebuild.PLAN.migrations)
-        async with pool.acquire() as connection:
-            yield connection
-        await pool.close()
-
-
-def _env(event_id: str, payload: EventPayload) -> tuple[Envelope, EventPayload]:
-    return Envelope.wrap(payload, key=event_id, subject=f"test-{event_id}"), payload
 
 
 async def _one_by_one(conn: asyncpg.Connection, event_id: str, *events: EventPayload) -> None:
     async with conn.transaction():
         for payload in events:
-            envelope, _ = _env(event_id, payload)
+            envelope, _ = envelope_of(event_id, payload)
             await handlers.HANDLERS[payload.ce_type()](conn, envelope, payload)
 
 
 async def _accept_run(conn: asyncpg.Connection, event_id: str, *accepts: MeetingAccepted) -> None:
     async with conn.transaction():
-        await bursts.BATCH_HANDLERS[ACCEPTED](conn, [_env(event_id, a) for a in accepts])
+        await bursts.BATCH_HANDLERS[ACCEPTED](conn, [envelope_of(event_id, a) for a in accepts])
 
 
 def _kept(event_id: str) -> object:
@@ -109,7 +90,9 @@ async def test_the_kept_placer_serves_while_the_tables_are_as_it_left_them(
     # A run that rolls back: its placements are not in the tables, so not in the next run.
     with pytest.raises(RuntimeError):
         async with conn.transaction():
-            await bursts.BATCH_HANDLERS[ACCEPTED](conn, [_env(event_id, m) for m in meetings[5:8]])
+            await bursts.BATCH_HANDLERS[ACCEPTED](
+                conn, [envelope_of(event_id, m) for m in meetings[5:8]]
+            )
             raise RuntimeError("the batch fails after placing")
     await _accept_run(conn, event_id, *meetings[5:8])
     after_rollback = _kept(event_id)

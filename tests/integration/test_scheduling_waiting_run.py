@@ -6,40 +6,21 @@ registrations one by one, with the agenda read once instead of once per registra
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 import pytest
 
-from services.scheduling import bursts, handlers, rebuild
+from services.scheduling import bursts, handlers
 from shared.contracts.base import EventPayload
 from shared.contracts.registration import BusinessRegistered
-from shared.db import migrate
 from shared.envelope import Envelope
-from tests.integration.support import Infra, fresh_databases
+from tests.integration.scheduling_support import agenda_rows, conn, envelope_of
 from tests.unit.scheduling_service import factories as f
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def conn(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
-    name = f"test_waiting_{datetime.now():%H%M%S%f}"
-    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
-        pool = await asyncpg.create_pool(dsns[name], min_size=1, max_size=1)
-        assert pool is not None
-        await migrate(pool, rebuild.PLAN.migrations)
-        async with pool.acquire() as connection:
-            yield connection
-        await pool.close()
-
-
-def _env(event_id: str, payload: EventPayload) -> tuple[Envelope, EventPayload]:
-    return Envelope.wrap(payload, key=event_id, subject=f"test-{event_id}"), payload
+__all__ = ["conn"]  # the fixture, used by name
 
 
 async def _one_by_one(conn: asyncpg.Connection, run: list[tuple[Envelope, EventPayload]]) -> None:
@@ -60,7 +41,7 @@ async def _waiting_event(
     await _one_by_one(
         conn,
         [
-            _env(event_id, p)
+            envelope_of(event_id, p)
             for p in (
                 f.event(event_id, str(uuid.uuid4()), tables=3),
                 *(f.registered(event_id, p, "k" * 64) for p in known),
@@ -74,37 +55,14 @@ async def _waiting_event(
     await _one_by_one(
         conn,
         [
-            _env(event_id, f.accepted(event_id, f"{tag}-m{n:02d}", a, b))
+            envelope_of(event_id, f.accepted(event_id, f"{tag}-m{n:02d}", a, b))
             for n, (a, b) in enumerate(pairs)
         ],
     )
     burst = [f.registered(event_id, n, "k" * 64) for n in (newcomers[1], newcomers[0])]
     burst += [f.registered(event_id, known[2], "k" * 64)]  # known already
     burst += [f.registered(event_id, n, "k" * 64) for n in newcomers[2:]]
-    return event_id, [_env(event_id, p) for p in burst]
-
-
-async def _agenda(conn: asyncpg.Connection, event_id: str, tag: str) -> list[tuple[Any, ...]]:
-    rows = await conn.fetch(
-        "SELECT version, event_type, data, metadata FROM events WHERE stream_id = $1"
-        " ORDER BY version",
-        handlers.stream_of(event_id),
-    )
-    out = []
-    for r in rows:
-        data, meta = json.loads(r["data"]), json.loads(r["metadata"])
-        out.append(
-            (
-                r["version"],
-                r["event_type"],
-                data["meeting_id"].removeprefix(tag),
-                data.get("slot_id"),
-                data.get("table"),
-                meta["causation_id"],
-                meta["correlation_id"],
-            )
-        )
-    return out
+    return event_id, [envelope_of(event_id, p) for p in burst]
 
 
 async def test_a_burst_that_meetings_wait_for_places_them_as_the_registrations_one_by_one(
@@ -112,7 +70,7 @@ async def test_a_burst_that_meetings_wait_for_places_them_as_the_registrations_o
 ) -> None:
     batched, batched_burst = await _waiting_event(conn, "b")
     alone, alone_burst = await _waiting_event(conn, "a")
-    placed_before = len(await _agenda(conn, batched, "b"))
+    placed_before = len(await agenda_rows(conn, batched, "b"))
 
     loads = 0
     load_placer = handlers.load_placer
@@ -136,8 +94,8 @@ async def test_a_burst_that_meetings_wait_for_places_them_as_the_registrations_o
     def placements(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return [(*r[:5], causes.get(r[5]), correlations.get(r[6])) for r in rows[placed_before:]]
 
-    mine = placements(await _agenda(conn, batched, "b"))
-    theirs = placements(await _agenda(conn, alone, "a"))
+    mine = placements(await agenda_rows(conn, batched, "b"))
+    theirs = placements(await agenda_rows(conn, alone, "a"))
     assert len(mine) == 10  # every waiting meeting decided
     assert {r[5] for r in mine} == {0, 1, 3, 4}  # not by the known participant's repeat
     assert mine == theirs
