@@ -8,18 +8,16 @@ their own events only; co-organisers read what concerns their support office.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-import asyncpg
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
 from services.matching import handlers, views
 from services.matching.domain import Status
-from shared.access.guard import AccessRouter, Target, own_registration, requires
-from shared.access.policy import Action, Principal, RegistrationStatus
+from shared.access.guard import AccessRouter, RowTarget, own_registration, requires
+from shared.access.policy import Action, RegistrationStatus
 from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
 from shared.contracts.matching import PartOfDay, TimePreference
@@ -30,17 +28,14 @@ router = AccessRouter(prefix="/api")
 _Body = RequestBody
 
 
-async def request_parties(
-    conn: asyncpg.Connection, path: Mapping[str, str], principal: Principal | None
-) -> Target | None:
-    """A meeting request concerns its event and its two participants."""
-    row = await conn.fetchrow(
-        "SELECT event_id, requester_id, recipient_id FROM meeting_requests WHERE request_id = $1",
-        path["request_id"],
-    )
-    if row is None:
-        return None
-    return Target(row["event_id"], (row["requester_id"], row["recipient_id"]))
+# A meeting request concerns its event and its two participants; read in the guard's
+# one statement with the key and the caller's standing.
+request_parties = RowTarget(
+    table="meeting_requests",
+    key="request_id",
+    event_column="event_id",
+    registration_columns=("requester_id", "recipient_id"),
+)
 
 
 class TimePreferenceBody(_Body):

@@ -4,15 +4,20 @@ the expiry sweeper, and the routes (meeting requests, recommendations)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
+from asyncpg import Connection
 from fastapi import FastAPI
 
 from services.matching import expiry, handlers, projection, recommendations, sheets
 from services.matching.api import router
 from services.matching.recommendations_api import router as recommendations_router
-from shared.batching import in_turn, projected_first
+from shared.batching import batched, in_turn
 from shared.contracts import registry
+from shared.contracts.base import EventPayload
+from shared.contracts.registration import DecisionBase, RegisteredBase
+from shared.envelope import Envelope
 from shared.inbox import BatchHandler, Subscription, combine
 from shared.runtime import ServiceRuntime, create_app, serve
 from shared.settings import MatchingSettings
@@ -41,19 +46,39 @@ async def recommendations_worker(runtime: ServiceRuntime) -> None:
 
 
 def registration_runs() -> dict[str, BatchHandler]:
-    """Bursts of registrations and of decisions in runs: the projection's statements
-    batched, then the reactions to rejections and withdrawals one by one in event order
-    (`handlers.on_departures`), then the lists once per run. Every decision shares one
-    run, so a rejection among a burst of approvals does not cut it."""
-    decided = in_turn(handlers.on_departures, recommendations.on_decisions)
-    runs = {
-        ce_type: decided if run is recommendations.on_decisions else run
-        for ce_type, run in recommendations.BATCH_HANDLERS.items()
-    }
+    """Bursts of registrations and of decisions in runs, all of registration's batched
+    types in one: the projection's statements batched over the whole run, then the
+    reactions (`react_in_runs`). Every registration and decision shares one run, so that
+    a rejection among approvals, or registrations between rounds of approvals (as a
+    deadline's bursts interleave them), do not cut it: a batch of 1,400 such events was
+    eight runs, each with its projection statements, queue inserts and flush."""
+    types = recommendations.BATCH_HANDLERS.keys()
+    assert types <= projection.HANDLERS.keys()
     # A type with a reaction is batched only in the run that reacts to it.
-    assert all(runs[t] is decided for t in handlers.ON_REGISTRATION_EVENTS)
-    assert runs.keys() <= projection.HANDLERS.keys()
-    return projected_first(projection.HANDLERS, runs)
+    assert handlers.ON_REGISTRATION_EVENTS.keys() <= types
+    project = {ce_type: projection.HANDLERS[ce_type] for ce_type in types}
+
+    async def project_one(conn: Connection, envelope: Envelope, event: EventPayload) -> None:
+        await project[type(event).ce_type()](conn, envelope, event)
+
+    run = in_turn(batched(project_one), react_in_runs)
+    return dict.fromkeys(types, run)
+
+
+async def react_in_runs(conn: Connection, run: Sequence[tuple[Envelope, EventPayload]]) -> None:
+    """What follows the projection for a run of registrations and decisions: new texts
+    queued for the embedding worker, departures' requests and meetings cancelled (in
+    event order), decisions queued for the lists. The same as event by event: each of
+    the three writes tables the others neither read nor write, and none reads what the
+    projection writes of the run's participants."""
+    registered = [(e, p) for e, p in run if isinstance(p, RegisteredBase)]
+    decided = [(e, p) for e, p in run if isinstance(p, DecisionBase)]
+    assert len(registered) + len(decided) == len(run), "registrations and decisions only"
+    if registered:
+        await recommendations.on_registered_batch(conn, registered)
+    if decided:
+        await handlers.on_departures(conn, decided)
+        await recommendations.on_decisions(conn, decided)
 
 
 def build_app(settings: MatchingSettings | None = None) -> FastAPI:

@@ -93,8 +93,12 @@ async def load_event(conn: asyncpg.Connection, event_id: str) -> EventRules:
     row = await conn.fetchrow("SELECT * FROM brokerage_events WHERE event_id = $1", event_id)
     if row is None:
         raise NotFound("brokerage event", event_id)
+    return _rules_of(row, row["event_id"])
+
+
+def _rules_of(row: asyncpg.Record, event_id: str) -> EventRules:
     return EventRules(
-        event_id=row["event_id"],
+        event_id=event_id,
         organiser_id=row["organiser_id"],
         meeting_types=frozenset(MeetingType(t) for t in row["meeting_types"]),
         max_meetings_per_participant=row["max_meetings_per_participant"],
@@ -113,21 +117,37 @@ def _participant_of(row: asyncpg.Record) -> Participant:
     )
 
 
-async def _pair(
-    conn: asyncpg.Connection, first: tuple[str, str], second: tuple[str, str]
-) -> tuple[Participant, Participant]:
-    """Both sides of a meeting, each (registration id, the field that named it), in one
-    statement; a side nobody knows is a `RuleViolation` of its field."""
+async def _inputs(
+    conn: asyncpg.Connection, event_id: str, first: tuple[str, str], second: tuple[str, str]
+) -> tuple[EventRules, Participant, Participant, dict[str, int]]:
+    """`load_event`, `_pair` and `accepted_counts` in one statement (read under the
+    participants' locks), with their refusals in that order: an unknown event is a
+    `NotFound`, an unknown side a `RuleViolation` of its field."""
     rows = await conn.fetch(
-        "SELECT registration_id, event_id, name, organisation_type, attendance, status"
-        " FROM participants WHERE registration_id = ANY($1::text[])",
+        "SELECT p.id, e.event_id AS rules_event_id, e.organiser_id, e.meeting_types,"
+        " e.max_meetings_per_participant, e.request_expiry_hours,"
+        " q.registration_id, q.event_id, q.name, q.organisation_type, q.attendance, q.status,"
+        " (SELECT count(*) FROM meeting_requests m"
+        f" WHERE m.status = '{domain.Status.ACCEPTED.value}'"
+        " AND (m.requester_id = p.id OR m.recipient_id = p.id)) AS accepted"
+        " FROM unnest($2::text[]) AS p(id)"
+        " LEFT JOIN brokerage_events e ON e.event_id = $1"
+        " LEFT JOIN participants q ON q.registration_id = p.id",
+        event_id,
         [first[0], second[0]],
     )
-    found = {row["registration_id"]: _participant_of(row) for row in rows}
+    if rows[0]["rules_event_id"] is None:
+        raise NotFound("brokerage event", event_id)
+    events = {row["id"]: row for row in rows}
     for registration_id, field in (first, second):
-        if registration_id not in found:
+        if events[registration_id]["registration_id"] is None:
             raise RuleViolation(field, f"no participant {registration_id} is known")
-    return found[first[0]], found[second[0]]
+    return (
+        _rules_of(rows[0], rows[0]["rules_event_id"]),
+        _participant_of(events[first[0]]),
+        _participant_of(events[second[0]]),
+        {row["id"]: int(row["accepted"]) for row in rows},
+    )
 
 
 async def lock_participants(conn: asyncpg.Connection, ids: Sequence[str]) -> None:
@@ -147,18 +167,6 @@ async def lock_participants(conn: asyncpg.Connection, ids: Sequence[str]) -> Non
         )
     except asyncpg.DeadlockDetectedError as exc:
         raise Conflict("participants", "a concurrent change got in the way; try again") from exc
-
-
-async def accepted_counts(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, int]:
-    """Accepted meetings per participant (read under the participants' locks)."""
-    rows = await conn.fetch(
-        "SELECT p.id, count(m.request_id) AS n FROM unnest($1::text[]) AS p(id)"
-        " LEFT JOIN meeting_requests m ON m.status = $2"
-        " AND (m.requester_id = p.id OR m.recipient_id = p.id) GROUP BY p.id",
-        list(ids),
-        domain.Status.ACCEPTED.value,
-    )
-    return {r["id"]: int(r["n"]) for r in rows}
 
 
 async def _open_between(
@@ -250,10 +258,11 @@ async def request_meeting(
     if principal.role != "organisation":
         raise Forbidden("only a participating organisation requests meetings, with its own key")
     now = _now(now)
-    event = await load_event(conn, event_id)
     await lock_participants(conn, [principal.id, recipient_id])
-    requester, recipient = await _pair(
-        conn, (principal.id, "requester_id"), (recipient_id, "recipient_id")
+    # Accepted meetings counted before a due request between them expires: only a
+    # pending request expires, which never counted.
+    event, requester, recipient, counts = await _inputs(
+        conn, event_id, (principal.id, "requester_id"), (recipient_id, "recipient_id")
     )
     open_between = await _open_between(conn, event_id, requester.registration_id, recipient_id)
     open_request = await _expire_if_due(conn, open_between, now, correlation_id)
@@ -266,7 +275,7 @@ async def request_meeting(
         language=language,
         time_preference=time_preference,
         open_request=open_request,
-        accepted=await accepted_counts(conn, [requester.registration_id, recipient_id]),
+        accepted=counts,
         now=now,
     )
     await record(conn, decision, event_id=event_id, correlation_id=correlation_id)
@@ -281,9 +290,11 @@ async def accept(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     request = await _lock_request(conn, request_id)
-    event = await load_event(conn, request.event_id)
-    requester, recipient = await _pair(
-        conn, (request.requester_id, "requester_id"), (request.recipient_id, "recipient_id")
+    event, requester, recipient, counts = await _inputs(
+        conn,
+        request.event_id,
+        (request.requester_id, "requester_id"),
+        (request.recipient_id, "recipient_id"),
     )
     accepted = domain.accept(
         request,
@@ -291,7 +302,7 @@ async def accept(
         requester,
         recipient,
         by=_as_participant(principal),
-        accepted=await accepted_counts(conn, request.parties),
+        accepted=counts,
         now=_now(now),
     )
     await record(
@@ -361,10 +372,11 @@ async def arrange(
     correlation_id: str | None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    event = await load_event(conn, event_id)
     first_id, second_id = participant_ids
     await lock_participants(conn, [first_id, second_id])
-    first, second = await _pair(conn, (first_id, "participants[0]"), (second_id, "participants[1]"))
+    event, first, second, counts = await _inputs(
+        conn, event_id, (first_id, "participants[0]"), (second_id, "participants[1]")
+    )
     open_between = await _open_between(conn, event_id, first_id, second_id)
     open_request = await _expire_if_due(conn, open_between, _now(now), correlation_id)
     decision = domain.arrange(
@@ -374,7 +386,7 @@ async def arrange(
         organiser_id=principal.id,
         request_id=str(uuid.uuid4()),
         open_request=open_request,
-        accepted=await accepted_counts(conn, [first_id, second_id]),
+        accepted=counts,
     )
     await record(conn, decision, event_id=event_id, correlation_id=correlation_id)
     return await view(conn, decision.request_id)
@@ -383,36 +395,15 @@ async def arrange(
 # -- reactions to registration's events ------------------------------------------------
 
 
+Departure = tuple[Envelope, RegistrationWithdrawn | RegistrationRejected]
+
+
 async def on_participant_left(
     conn: asyncpg.Connection, envelope: Envelope, payload: EventPayload
 ) -> None:
     """A withdrawn or rejected participant's pending requests and meetings are cancelled."""
     assert isinstance(payload, RegistrationWithdrawn | RegistrationRejected)
-    # Wait for any command on this participant (e.g. a request being made) to finish,
-    # so that none of its open requests is missed.
-    await lock_participants(conn, [payload.registration_id])
-    request_ids = await conn.fetch(
-        "SELECT request_id FROM meeting_requests WHERE status = ANY($2::text[])"
-        " AND (requester_id = $1 OR recipient_id = $1) ORDER BY request_id FOR UPDATE",
-        payload.registration_id,
-        domain.OPEN_STATUSES,
-    )
-    left = "withdrew" if isinstance(payload, RegistrationWithdrawn) else "was rejected"
-    for row in request_ids:
-        request = await load_request(conn, row["request_id"])
-        cancelled = domain.cancel(
-            request,
-            by=Actor(CancelledBy.SYSTEM, SYSTEM_ID),
-            organiser_id=None,
-            reason=f"{payload.registration_id} {left} from the event",
-        )
-        await record(
-            conn,
-            Decision(request.request_id, request.version, [cancelled]),
-            event_id=request.event_id,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.id,
-        )
+    await _cancel_for(conn, [(envelope, payload)])
 
 
 async def on_departures(
@@ -421,13 +412,70 @@ async def on_departures(
     """`on_participant_left` for each rejection or withdrawal in a run of decisions, in
     event order (approvals and waitlistings need no reaction), so that a burst of
     approvals with a few rejections among them stays one run."""
-    for envelope, payload in run:
-        if isinstance(payload, RegistrationWithdrawn | RegistrationRejected):
-            acting = ACTOR.set(envelope.actor)  # as the inbox sets it for one event
-            try:
-                await on_participant_left(conn, envelope, payload)
-            finally:
-                ACTOR.reset(acting)
+    await _cancel_for(
+        conn,
+        [
+            (envelope, payload)
+            for envelope, payload in run
+            if isinstance(payload, RegistrationWithdrawn | RegistrationRejected)
+        ],
+    )
+
+
+async def _cancel_for(conn: asyncpg.Connection, departures: Sequence[Departure]) -> None:
+    """The open requests and meetings of the departing participants cancelled, in event
+    order (each request by the first departure of one of its sides), each under the actor
+    of the event it reacts to: the same as one departure after the other, in two
+    statements for the whole run when none has anything open (the usual case).
+
+    First every departing participant's lock, in sorted order as the commands take
+    theirs, so that any command on one of them has finished (none of its open requests
+    is missed) and none starts; then, in a statement of its own (READ COMMITTED: a
+    snapshot taken after the locks), their open requests, row-locked."""
+    if not departures:
+        return
+    leaving = [payload.registration_id for _, payload in departures]
+    await lock_participants(conn, leaving)
+    rows = await conn.fetch(
+        "SELECT request_id, requester_id, recipient_id FROM meeting_requests"
+        " WHERE status = ANY($2::text[])"
+        " AND (requester_id = ANY($1::text[]) OR recipient_id = ANY($1::text[]))"
+        " ORDER BY request_id FOR UPDATE",
+        list(set(leaving)),
+        domain.OPEN_STATUSES,
+    )
+    open_requests = [(r["request_id"], {r["requester_id"], r["recipient_id"]}) for r in rows]
+    cancelled: set[str] = set()
+    for envelope, payload in departures:
+        left = "withdrew" if isinstance(payload, RegistrationWithdrawn) else "was rejected"
+        acting = ACTOR.set(envelope.actor)  # as the inbox sets it for one event
+        try:
+            for request_id, parties in open_requests:
+                if request_id in cancelled or payload.registration_id not in parties:
+                    continue
+                cancelled.add(request_id)
+                await _cancel_request(conn, envelope, request_id, left, payload.registration_id)
+        finally:
+            ACTOR.reset(acting)
+
+
+async def _cancel_request(
+    conn: asyncpg.Connection, envelope: Envelope, request_id: str, left: str, who: str
+) -> None:
+    request = await load_request(conn, request_id)
+    cancelled = domain.cancel(
+        request,
+        by=Actor(CancelledBy.SYSTEM, SYSTEM_ID),
+        organiser_id=None,
+        reason=f"{who} {left} from the event",
+    )
+    await record(
+        conn,
+        Decision(request.request_id, request.version, [cancelled]),
+        event_id=request.event_id,
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.id,
+    )
 
 
 ON_REGISTRATION_EVENTS: dict[str, Handler] = {

@@ -42,6 +42,7 @@ from services.matching.recommendations.handlers import (
     PAIR_BATCH_HANDLERS,
     PAIR_HANDLERS,
     on_decisions,
+    on_registered_batch,
     rebuild_event,
     refresh,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "load_participants",
     "load_ranker",
     "on_decisions",
+    "on_registered_batch",
     "pending",
     "ranked_partners",
     "rebuild_event",
