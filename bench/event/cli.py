@@ -95,8 +95,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         f"bench-event {args.size}: {len(work.participants)} participants,"
         f" {len(work.accepted)} accepted and {len(work.declined)} declined requests"
     )
-    base_run, base_commands, base_wall = await baseline(work, args.concurrency, args.rate)
-    log(f"baseline (stub): {base_wall:.1f}s for {len(base_commands)} commands")
+    base_phases: list[dict[str, Any]] = []
+    base_wall = 0.0
+    if args.baseline:
+        base_run, base_commands, base_wall = await baseline(work, args.concurrency, args.rate)
+        log(f"baseline (stub): {base_wall:.1f}s for {len(base_commands)} commands")
+        base_phases = report.phase_rows(
+            [dataclasses.asdict(p) for p in base_run.phases], base_commands
+        )
 
     state_dir = Path(os.environ.get("MATCHMAKING_STATE_DIR", "/var/tmp/matchmaking"))
     probe = Probe(
@@ -157,9 +163,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "phases": report.phase_rows([dataclasses.asdict(p) for p in run.phases], commands),
         "baseline": {
             "wall_s": round(base_wall, 2),
-            "phases": report.phase_rows(
-                [dataclasses.asdict(p) for p in base_run.phases], base_commands
-            ),
+            "phases": base_phases,
         },
         "latency_end": "commit (pg_xact_commit_timestamp of its inbox row)"
         if probe.commit_timestamps
@@ -195,6 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         help="pace register, approve, request and answer at this many commands per second"
         " (an open loop: latency at a load the platform is meant to carry); default: as fast"
         " as --concurrency connections are answered (capacity)",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="leave out the run against the stub (latencies only: at a --rate it takes as"
+        " long as the event)",
     )
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))

@@ -74,7 +74,18 @@ def test_array_literals_quote_what_the_array_syntax_would_read() -> None:
     assert array_literal(['q"uo\\te', "x,y", "{}", "NULL", ""]) == (
         '{"q\\"uo\\\\te","x,y","{}","NULL",""}'
     )
+    assert array_literal(("plain", "texts")) == '{"plain","texts"}'
     identifier = uuid.UUID(int=5)
     assert array_literal([identifier]) == f'{{"{identifier}"}}'
+
+
+def test_only_plain_strings_take_the_fast_path() -> None:
+    """A str subclass is written as `str()` gives it, as before the fast path."""
+
+    class Named(str):
+        def __str__(self) -> str:
+            return "shown"
+
+    assert array_literal([Named("stored"), "x"]) == '{"shown","x"}'
     with pytest.raises(Unsupported):
         array_literal([["nested"]])

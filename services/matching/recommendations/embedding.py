@@ -15,7 +15,6 @@ read with, so texts changed meanwhile are embedded again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from services.matching.recommendations.store import (
     profile_from_row,
     store_vectors,
 )
+from shared.set_statements import array_literal
 
 CHANNEL = "embedding_queue"  # NOTIFY'd by the queue's trigger (migration 014)
 
@@ -60,7 +60,18 @@ async def enqueue_many(conn: asyncpg.Connection, items: Sequence[tuple[str, Prof
     The same as one by one in order: for a participant given twice, its last
     profile decides (one statement cannot change a row twice).
     """
-    last = {profile.registration_id: (event_id, profile) for event_id, profile in items}
+    return await enqueue_texts(
+        conn, [(event_id, p.registration_id, p.requests, p.offers) for event_id, p in items]
+    )
+
+
+# A participant's texts to queue: (event id, registration id, requests, offers).
+Texts = tuple[str, str, Sequence[str], Sequence[str]]
+
+
+async def enqueue_texts(conn: asyncpg.Connection, items: Sequence[Texts]) -> int:
+    """`enqueue_many` from the texts alone (a run of registrations makes no `Profile`)."""
+    last = {item[1]: item for item in items}
     if not last:
         return 0
     rows = list(last.values())
@@ -69,15 +80,14 @@ async def enqueue_many(conn: asyncpg.Connection, items: Sequence[tuple[str, Prof
         " SELECT d.id, d.event_id FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
         " AS d(id, event_id, requests, offers)"
         " WHERE NOT EXISTS (SELECT 1 FROM participant_vectors v WHERE v.registration_id = d.id"
-        " AND v.model = $5"
-        " AND v.requests = ARRAY(SELECT jsonb_array_elements_text(d.requests::jsonb))"
-        " AND v.offers = ARRAY(SELECT jsonb_array_elements_text(d.offers::jsonb)))"
+        " AND v.model = $5 AND v.requests = d.requests::text[] AND v.offers = d.offers::text[])"
         " ON CONFLICT (registration_id) DO UPDATE SET generation = embedding_queue.generation + 1,"
         " queued_at = now(), attempts = 0, not_before = now()",
-        [p.registration_id for _, p in rows],
-        [event_id for event_id, _ in rows],
-        [json.dumps(p.requests) for _, p in rows],  # a list of texts per row, as JSON
-        [json.dumps(p.offers) for _, p in rows],
+        [registration_id for _, registration_id, _, _ in rows],
+        [event_id for event_id, _, _, _ in rows],
+        # a list of texts per row, as the text form of an array (cast back above)
+        [array_literal(list(requests)) for _, _, requests, _ in rows],
+        [array_literal(list(offers)) for _, _, _, offers in rows],
         MODEL,
     )
     return int(status.rsplit(" ", 1)[-1])

@@ -164,8 +164,8 @@ async def on_registered_batch(
     items = []
     for _, e in run:
         assert isinstance(e, RegisteredBase)
-        items.append((e.event_id, profile_from_payload(e.registration_id, e.profile)))
-    await embedding.enqueue_many(conn, items)
+        items.append((e.event_id, e.registration_id, e.profile.requests, e.profile.offers))
+    await embedding.enqueue_texts(conn, items)
 
 
 async def on_profile_updated(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
