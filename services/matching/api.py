@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from services.matching import handlers, views
 from services.matching.domain import Status
-from shared.access.guard import AccessRouter, RowTarget, own_registration, requires
+from shared.access.guard import AccessRouter, RowTarget, own_registration, requires, target_of
 from shared.access.policy import Action, RegistrationStatus
 from shared.api import Caller, Granted, IdempotencyKey, run_command
 from shared.bodies import RequestBody
@@ -36,6 +36,12 @@ request_parties = RowTarget(
     event_column="event_id",
     registration_columns=("requester_id", "recipient_id"),
 )
+
+
+def _parties(request: Request) -> tuple[str, ...]:
+    """The request's two participants as the guard read them (`request_parties`)."""
+    target = target_of(request)
+    return target.registrations if target is not None else ()
 
 
 class TimePreferenceBody(_Body):
@@ -169,7 +175,7 @@ async def accept(
         who,
         idempotency_key,
         None,
-        lambda conn, cid: handlers.accept(conn, who, request_id, cid),
+        lambda conn, cid: handlers.accept(conn, who, request_id, cid, parties=_parties(request)),
     )
 
 
@@ -191,7 +197,9 @@ async def decline(
         who,
         idempotency_key,
         {"reason": reason},
-        lambda conn, cid: handlers.decline(conn, who, request_id, reason, cid),
+        lambda conn, cid: handlers.decline(
+            conn, who, request_id, reason, cid, parties=_parties(request)
+        ),
     )
 
 
@@ -213,7 +221,9 @@ async def cancel(
         who,
         idempotency_key,
         {"reason": reason},
-        lambda conn, cid: handlers.cancel(conn, who, request_id, reason, cid),
+        lambda conn, cid: handlers.cancel(
+            conn, who, request_id, reason, cid, parties=_parties(request)
+        ),
     )
 
 

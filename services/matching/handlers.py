@@ -205,15 +205,23 @@ async def _expire_if_due(
     return None
 
 
-async def _lock_request(conn: asyncpg.Connection, request_id: str) -> MeetingRequest:
-    """Take the request's participants' locks, then its row lock; return it fresh."""
-    parties = await conn.fetchrow(
-        "SELECT requester_id, recipient_id FROM meeting_requests WHERE request_id = $1",
-        request_id,
-    )
-    if parties is None:
-        raise NotFound("meeting request", request_id)
-    await lock_participants(conn, [parties["requester_id"], parties["recipient_id"]])
+async def _lock_request(
+    conn: asyncpg.Connection, request_id: str, parties: Sequence[str] = ()
+) -> MeetingRequest:
+    """Take the request's participants' locks, then its row lock; return it fresh.
+
+    `parties`: its requester and recipient if the caller knows them (the API's guard read
+    them): a request's parties never change once it exists, so a read before this
+    transaction is as good as one in it."""
+    if len(parties) != 2:
+        row = await conn.fetchrow(
+            "SELECT requester_id, recipient_id FROM meeting_requests WHERE request_id = $1",
+            request_id,
+        )
+        if row is None:
+            raise NotFound("meeting request", request_id)
+        parties = (row["requester_id"], row["recipient_id"])
+    await lock_participants(conn, parties)
     await conn.execute(
         "SELECT 1 FROM meeting_requests WHERE request_id = $1 FOR UPDATE", request_id
     )
@@ -288,8 +296,9 @@ async def accept(
     request_id: str,
     correlation_id: str | None,
     now: datetime | None = None,
+    parties: Sequence[str] = (),
 ) -> dict[str, Any]:
-    request = await _lock_request(conn, request_id)
+    request = await _lock_request(conn, request_id, parties)
     event, requester, recipient, counts = await _inputs(
         conn,
         request.event_id,
@@ -321,8 +330,9 @@ async def decline(
     reason: str | None,
     correlation_id: str | None,
     now: datetime | None = None,
+    parties: Sequence[str] = (),
 ) -> dict[str, Any]:
-    request = await _lock_request(conn, request_id)
+    request = await _lock_request(conn, request_id, parties)
     declined = domain.decline(request, by=_as_participant(principal), reason=reason, now=_now(now))
     await record(
         conn,
@@ -346,8 +356,9 @@ async def cancel(
     request_id: str,
     reason: str | None,
     correlation_id: str | None,
+    parties: Sequence[str] = (),
 ) -> dict[str, Any]:
-    request = await _lock_request(conn, request_id)
+    request = await _lock_request(conn, request_id, parties)
     event = await load_event(conn, request.event_id)
     cancelled = domain.cancel(
         request,

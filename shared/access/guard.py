@@ -217,10 +217,20 @@ async def authorise(request: Request, requirement: Requirement) -> Grant:
                     raise ProblemError(404, "Not found", f"nothing at {request.url.path}")
                 target = found
                 standing, subjects = await _standing(conn, principal, target)
+        request.state.target = target  # for the route (`target_of`)
         return decide(requirement.action, principal, standing, subjects)
     except Denied as denied:
         title = "API key required" if denied.status == 401 else "Forbidden"
         raise ProblemError(denied.status, title, denied.reason) from denied
+
+
+def target_of(request: Request) -> Target | None:
+    """What the guard found the request concerns, for a keyed request it allowed (None
+    for one allowed by a signed link or without a key): read before the route's
+    transaction, so only what never changes (e.g. a meeting request's two parties) may
+    be taken from it."""
+    target: Target | None = getattr(request.state, "target", None)
+    return target
 
 
 def anonymous_grant(requirement: Requirement) -> Grant | None:

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from shared.access import projection
 from shared.access.guard import (
@@ -23,6 +23,7 @@ from shared.access.guard import (
     Target,
     own_registration,
     requires,
+    target_of,
 )
 from shared.access.policy import Action, Principal, Role
 from shared.auth import digest
@@ -93,8 +94,17 @@ def guarded_app(pool: asyncpg.Pool) -> FastAPI:
         return answer(grant)
 
     @router.get("/things/{thing_id}", openapi_extra=requires(Action.VIEW_ACTIVITY, target=THING))
-    async def thing(thing_id: str, grant: Granted) -> dict[str, Any]:
+    async def thing(request: Request, thing_id: str, grant: Granted) -> dict[str, Any]:
+        target = target_of(request)
+        assert target is not None and len(target.registrations) == 2
         return answer(grant)
+
+    @router.get(
+        "/things/{thing_id}/parties", openapi_extra=requires(Action.VIEW_ACTIVITY, target=THING)
+    )
+    async def parties(request: Request, thing_id: str) -> list[str]:
+        target = target_of(request)
+        return [] if target is None else list(target.registrations)
 
     @router.get(
         "/apart/{thing_id}", openapi_extra=requires(Action.VIEW_ACTIVITY, target=thing_apart)
@@ -303,3 +313,6 @@ async def test_a_row_target_is_read_with_the_key_and_the_standing_in_one_stateme
     assert seen.json() == {"relation": "approved participant", "scope": "its own registration"}
     assert (await world.get("/api/things/missing", {"X-API-Key": "forged"})).status_code == 401
     assert (await world.get("/api/things/missing", world.organiser)).status_code == 404
+    # The route is told what the guard read (a meeting request's parties, which never change).
+    parties = await world.get("/api/things/mine/parties", world.organiser)
+    assert parties.json() == [world.registration_id, "someone"]

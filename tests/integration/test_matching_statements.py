@@ -155,3 +155,19 @@ async def test_an_accept_reads_the_event_the_pair_and_their_meetings_in_one_stat
     # the request's parties, their locks, its row lock, its stream, those inputs, the
     # event with its outbox row and projection, the answer's row
     assert len(sent) <= 8, sent
+
+
+async def test_an_accept_told_the_parties_does_not_read_them_again(
+    matching_db: FreshDatabase,
+) -> None:
+    """The API passes the parties its guard read (`RowTarget`, `target_of`)."""
+    pool = matching_db.pool
+    event_id, (a, b) = await new_event(pool, 2)
+    made = await ask(pool, event_id, a, b)
+    sent = await counted(
+        pool,
+        lambda conn: handlers.accept(conn, org(b), made["request_id"], None, parties=(a, b)),
+    )
+    assert not [q for q in sent if q.startswith("SELECT requester_id, recipient_id")], sent
+    assert len(sent) <= 7, sent
+    assert (await statuses(pool, event_id))[made["request_id"]] == "accepted"
