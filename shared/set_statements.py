@@ -87,6 +87,8 @@ def _hashable(value: Any) -> Any:
 
 
 _TEXTS = {str}
+_NUMBERS_FLOAT = {float}
+_NUMBERS_INT = {int}
 
 
 def array_literal(value: Any) -> str | None:
@@ -95,7 +97,12 @@ def array_literal(value: Any) -> str | None:
         return None
     if not isinstance(value, list | tuple):
         raise Unsupported(f"array parameter given {type(value).__name__}")
-    if value and set(map(type, value)) == _TEXTS:
+    kinds = set(map(type, value))
+    if kinds == _NUMBERS_FLOAT or kinds == _NUMBERS_INT:
+        # Scores, counts: `str` of each, quoted as below (a recommendation list's 700
+        # scores went item by item, on the event loop, in every list written).
+        return '{"' + '","'.join(map(str, value)) + '"}'
+    if value and kinds == _TEXTS:
         # The common case (a profile's sectors, markets...), in C-speed passes: most
         # texts have nothing to escape.
         if '"' not in (joined := "".join(value)) and "\\" not in joined:

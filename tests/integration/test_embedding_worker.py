@@ -9,6 +9,7 @@ Registration's events go through the same handlers as in test_recommendations.py
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from services.matching import projection, recommendations
 from services.matching.recommend.profiles import TextEncoder, Vectors
 from services.matching.recommendations import embedding, store
+from services.matching.recommendations import worker as worker_module
 from shared.contracts.registration import MeetingType, ProfileUpdated, RegistrationApproved
 from shared.db import migrate
 from shared.envelope import Envelope
@@ -326,3 +328,30 @@ async def test_a_run_of_registrations_is_queued_as_one_by_one(
     async with pool.acquire() as conn, conn.transaction():
         await recommendations.BATCH_HANDLERS[events[0].ce_type()](conn, run[1:3])
     assert await queued(pool) == 0
+
+
+async def test_rounds_of_lists_only_are_spaced_by_the_coalescing_wait(
+    pool: asyncpg.Pool, database: FreshDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While decisions keep arriving (a round always finds some), consecutive rounds of
+    lists only wait `coalesce` between them, so that each takes what a burst queued
+    meanwhile rather than computing the event's lists again back to back."""
+    rounds: list[float] = []
+    done = asyncio.Event()
+
+    async def busy_refresh(pool: asyncpg.Pool) -> int:
+        rounds.append(asyncio.get_running_loop().time())
+        if len(rounds) == 4:
+            done.set()
+        return 1 if len(rounds) < 4 else 0
+
+    monkeypatch.setattr(worker_module, "refresh_due", busy_refresh)
+    worker = recommendations.Worker(pool, database.dsn, poll_interval=5, coalesce=0.3)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    gaps = [b - a for a, b in itertools.pairwise(rounds)]
+    assert len(gaps) == 3 and min(gaps) >= 0.29, gaps

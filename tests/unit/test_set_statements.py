@@ -79,6 +79,13 @@ def test_array_literals_quote_what_the_array_syntax_would_read() -> None:
     assert array_literal([identifier]) == f'{{"{identifier}"}}'
 
 
+def test_numbers_are_quoted_as_str_gives_them() -> None:
+    assert array_literal([0.5, 1e-05, -0.0, float("inf")]) == '{"0.5","1e-05","-0.0","inf"}'
+    assert array_literal([3, -2]) == '{"3","-2"}'
+    assert array_literal([1, 0.5]) == '{"1","0.5"}'  # mixed: item by item, the same
+    assert array_literal([True, 2]) == '{t,"2"}'
+
+
 def test_only_plain_strings_take_the_fast_path() -> None:
     """A str subclass is written as `str()` gives it, as before the fast path."""
 

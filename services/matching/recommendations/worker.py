@@ -222,6 +222,12 @@ class Worker:
                     refreshed = await refresh_due(self._pool)
                     if embedded < self._batch_size and not refreshed:
                         break
+                    if embedded < self._batch_size:
+                        # Only lists left: let the burst queue more first. Back to back,
+                        # a burst of approvals at 40/s had every round compute the
+                        # event's lists anew (`refresh_many`), keeping a core and the
+                        # event loop the consumers share busy throughout.
+                        await asyncio.sleep(self._coalesce)
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
                     await asyncio.sleep(self._coalesce)
