@@ -13,10 +13,13 @@ beginning of the topics that service consumes:
 
 Each inbox run is measured from the last count of its inbox that found nothing applied to
 the first that found its last record applied (counted every `--poll` seconds, POLL by
-default: a run is measured as at least one such interval, so 2,002 events read as at
-most about 10,000 a second at the default; the group
-join is left out) and stops after `--limit` seconds if the backlog is not done by then: the
-rate is what it applied per second. Matching has two subscriptions, measured apart:
+default; the group join is left out) and stops after `--limit` seconds if the backlog is
+not done by then: the rate is what it applied per second. A count sees a batch only once
+it commits, and a run lasts at least one interval, so a backlog of a few batches reads
+too fast with a short interval and too slow with a long one (2,002 events: at most about
+10,000 a second at 0.2 s). "server clock/s" is the same backlog over the server's own
+times: from its first batch's start (its inbox rows' `processed_at`) to its last commit
+(`track_commit_timestamp`). Matching has two subscriptions, measured apart:
 `matching` (registration's events: profiles projected, texts queued for the embedding
 worker) and `matching-pairs` (its own events: lists queued for the worker); the worker,
 which embeds and ranks off the event path, does not run here.
@@ -144,6 +147,7 @@ async def _inbox(
     limit: float,
     poll: float = POLL,
 ) -> dict[str, Any]:
+    stamps: Any = None
     name = await res.create_database(f"bench_catchup_{res.hex}_{service.replace('-', '_')}_{mode}")
     pool = await asyncpg.create_pool(dsn_for(name), min_size=2, max_size=4)
     assert pool is not None
@@ -173,11 +177,21 @@ async def _inbox(
                     applied, last = now, polled
                 if applied >= backlog or task.done():
                     break
+        # The server's own clock: the first batch's transaction began at its rows'
+        # `processed_at` and the last commit is stamped (track_commit_timestamp): no
+        # poll interval in it, and the first batch's work, invisible to the counts
+        # until it commits, counted (a few batches read as far faster than they were
+        # with a short poll interval, and slower with a long one).
+        stamps = await pool.fetchrow(
+            "SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin))"
+            " - min(processed_at))::float8 AS seconds FROM inbox"
+        )
     finally:
         # The whole process's (the group join and these counts included): wall time
         # swings with the machine's load, CPU time much less.
         cpu = time.process_time() - cpu
         await pool.close()
+    exact = stamps["seconds"] if stamps is not None else None
     seconds = (last - first) if first else 0.0
     return {
         "applied": applied,
@@ -185,6 +199,9 @@ async def _inbox(
         "done": applied >= backlog,
         "seconds": round(seconds, 2),
         "events_per_s": round(applied / seconds) if seconds else 0,
+        # From the first batch's start to the last commit (None: no commit timestamps)
+        "server_seconds": round(exact, 3) if exact else None,
+        "events_per_s_server": round(applied / exact) if exact else None,
         "cpu_s": round(cpu, 2),
         "cpu_us_per_event": round(cpu / applied * 1e6) if applied else None,
     }
@@ -241,7 +258,7 @@ def render(results: dict[str, Any]) -> str:
         f" run, counted every {results.get('poll_s', POLL)} s; load"
         f" {results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after)",
         f"{'service':<14}{'backlog':>9}{'raw/s':>9}{'batched/s':>11}{'done':>6}"
-        f"{'CPU us/ev':>10}{'1-by-1/s':>10}{'batched/raw':>13}",
+        f"{'CPU us/ev':>10}{'1-by-1/s':>10}{'batched/raw':>13}{'server clock/s':>16}",
     ]
     for service, r in results["services"].items():
         b, o = r["batched"], r["one_by_one"]
@@ -250,6 +267,7 @@ def render(results: dict[str, Any]) -> str:
             f"{b['events_per_s']:>11,}{'yes' if b['done'] else 'no':>6}"
             f"{b['cpu_us_per_event'] or 0:>10,}{o['events_per_s']:>10,}"
             f"{r['batched_share_of_raw']:>12.1%}"
+            f"{b.get('events_per_s_server') or 0:>16,}"
         )
     return "\n".join(lines)
 
