@@ -61,7 +61,8 @@ def row_of(envelope: Envelope) -> tuple[Any, ...]:
         envelope.correlation_id,
         envelope.causation_id,
         envelope.subject,
-        json_codec.dumps(envelope.data),
+        # As it came, when it came as strict JSON (the same text in a rebuild).
+        envelope.data_text if envelope.data_text is not None else json_codec.dumps(envelope.data),
     )
 
 
