@@ -63,37 +63,37 @@ class Lookups:
 
     @classmethod
     async def read(cls, conn: asyncpg.Connection, notices: Sequence[Notice]) -> Lookups:
+        """In one statement (`_LOOKUPS`): each round trip of the consumer's transaction
+        waits for the server and then for the event loop."""
         recipients = list(dict.fromkeys(r for n in notices for r in n.recipients))
-        digesters: dict[str, str | None] = {
-            r["registration_id"]: r["time_zone"]
-            for r in await conn.fetch(
-                "SELECT registration_id, time_zone FROM preferences"
-                " WHERE registration_id = ANY($1::text[]) AND digest",
-                recipients,
-            )
-        }
         event_ids = list(dict.fromkeys(n.event_id for n in notices))
+        digesters: dict[str, str | None] = {}
         zones: dict[str, str] = {}
-        if digesters:
-            zones = {
-                r["event_id"]: r["time_zone"]
-                for r in await conn.fetch(
-                    "SELECT event_id, time_zone FROM brokerage_events"
-                    " WHERE event_id = ANY($1::text[])",
-                    event_ids,
-                )
-                if r["time_zone"]
-            }
         endpoints: dict[str, list[tuple[str, list[str]]]] = {}
-        for r in await conn.fetch(
-            "SELECT event_id, endpoint_id, kinds FROM webhook_endpoints"
-            " WHERE event_id = ANY($1::text[]) AND active ORDER BY endpoint_id",
-            event_ids,
-        ):
-            endpoints.setdefault(r["event_id"], []).append(
-                (str(r["endpoint_id"]), list(r["kinds"]))
-            )
+        for r in await conn.fetch(_LOOKUPS, recipients, event_ids):
+            if r["part"] == 1:
+                digesters[r["id"]] = r["zone"]
+            elif r["part"] == 2:
+                if r["zone"]:
+                    zones[r["id"]] = r["zone"]
+            else:
+                endpoints.setdefault(r["id"], []).append((r["endpoint"], list(r["kinds"])))
         return cls(digesters, zones, endpoints)
+
+
+# `Lookups`' reads: 1, the recipients who take digests (and their time zone); 2, the
+# events' time zones (read only when a recipient takes digests); 3, the events' active
+# webhook endpoints, in the order of their ids (a uuid's text sorts as its bytes).
+_LOOKUPS = (
+    "SELECT 1 AS part, registration_id AS id, time_zone AS zone, NULL AS endpoint,"
+    " NULL::text[] AS kinds FROM preferences WHERE registration_id = ANY($1::text[]) AND digest"
+    " UNION ALL SELECT 2, event_id, time_zone, NULL, NULL FROM brokerage_events"
+    " WHERE event_id = ANY($2::text[]) AND EXISTS (SELECT FROM preferences"
+    " WHERE registration_id = ANY($1::text[]) AND digest)"
+    " UNION ALL SELECT 3, event_id, NULL, endpoint_id::text, kinds FROM webhook_endpoints"
+    " WHERE event_id = ANY($2::text[]) AND active"
+    " ORDER BY part, endpoint COLLATE \"C\""
+)
 
 
 def _emails(config: Config, cause: str, notice: Notice, look: Lookups) -> list[NewDelivery]:

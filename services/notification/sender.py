@@ -49,12 +49,17 @@ from services.notification.templates import (
 )
 from shared import telemetry
 from shared.contracts.notification import Channel
+from shared.foreground import FOREGROUND
 from shared.links import sign_link
 from shared.runtime import ServiceRuntime
 from shared.savepoints import LazySavepoint
 from shared.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
+
+
+# Longest a delivery waits for a consumer's batch to end before it is sent all the same.
+GIVE_WAY_SECONDS = 0.05
 
 
 class Skip(Exception):
@@ -261,6 +266,9 @@ class Sender:
                 and d.template not in (Kind.OFFICE_REGISTRATION, Kind.SIGN_IN_LINK)
             ]
         for delivery in claimed:
+            # The consumer's batch first: its transaction's statements wait for the loop
+            # behind each SMTP exchange (`shared.foreground`).
+            await FOREGROUND.give_way(GIVE_WAY_SECONDS)
             decided = len(batch.outcomes)
             # Each delivery's statements in a savepoint, taken only if it runs one.
             scope = LazySavepoint(conn)
