@@ -90,9 +90,10 @@ _LOOKUPS = (
     " UNION ALL SELECT 2, event_id, time_zone, NULL, NULL FROM brokerage_events"
     " WHERE event_id = ANY($2::text[]) AND EXISTS (SELECT FROM preferences"
     " WHERE registration_id = ANY($1::text[]) AND digest)"
-    " UNION ALL SELECT 3, event_id, NULL, endpoint_id::text, kinds FROM webhook_endpoints"
+    ' UNION ALL SELECT 3, event_id, NULL, endpoint_id::text COLLATE "C", kinds'
+    " FROM webhook_endpoints"
     " WHERE event_id = ANY($2::text[]) AND active"
-    " ORDER BY part, endpoint COLLATE \"C\""
+    " ORDER BY part, endpoint"
 )
 
 
