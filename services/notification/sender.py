@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import asyncpg
@@ -58,8 +58,10 @@ from shared.settings import NotificationSettings
 log = logging.getLogger(__name__)
 
 
-# Longest a delivery waits for a consumer's batch to end before it is sent all the same.
+# Longest a delivery waits for a consumer's batch to end; one due over `BEHIND` ago does
+# not wait (the consumer always busy, a backlog's e-mails would fall further behind).
 GIVE_WAY_SECONDS = 0.05
+BEHIND = timedelta(milliseconds=250)
 
 
 class Skip(Exception):
@@ -266,9 +268,9 @@ class Sender:
                 and d.template not in (Kind.OFFICE_REGISTRATION, Kind.SIGN_IN_LINK)
             ]
         for delivery in claimed:
-            # The consumer's batch first: its transaction's statements wait for the loop
-            # behind each SMTP exchange (`shared.foreground`).
-            await FOREGROUND.give_way(GIVE_WAY_SECONDS)
+            # The consumer's batch first (`shared.foreground`), unless the sender is behind.
+            if datetime.now(UTC) - delivery.next_attempt_at < BEHIND:
+                await FOREGROUND.give_way(GIVE_WAY_SECONDS)
             decided = len(batch.outcomes)
             # Each delivery's statements in a savepoint, taken only if it runs one.
             scope = LazySavepoint(conn)
