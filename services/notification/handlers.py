@@ -13,7 +13,7 @@ office's active co-organisers (one email each).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -190,7 +190,10 @@ async def deliver(
 
 
 async def deliver_run(
-    conn: asyncpg.Connection, config: Config, run: Sequence[tuple[Envelope, Notice | None]]
+    conn: asyncpg.Connection,
+    config: Config,
+    run: Sequence[tuple[Envelope, Notice | None]],
+    unannounced: Collection[str] = (),
 ) -> None:
     """`deliver` for a run of consumed events: the reads, the cancelled reminders and the
     queued deliveries once per stretch of the run, each delivery with its own cause.
@@ -198,7 +201,12 @@ async def deliver_run(
     One by one, a calendar notice cancels its meeting's pending reminders before it
     queues new ones, so a second notice of the same meeting cancels the first one's. A
     stretch therefore ends before a meeting's second calendar notice: within a stretch,
-    cancelling first and queueing after is the same as event by event."""
+    cancelling first and queueing after is the same as event by event.
+
+    `unannounced`: meetings of which no calendar notice was handled before this run (no
+    row in `meetings`), so none of their reminders can be pending: their first calendar
+    notice in the run calls nothing off, without reading the queue for it (a round trip
+    of the consumer's transaction, and a wait for the chunk in flight, per placement run)."""
     notices = [(envelope, notice) for envelope, notice in run if notice is not None]
     if not notices:
         return
@@ -207,7 +215,8 @@ async def deliver_run(
     look = await Lookups.read(conn, [n for _, n in fresh])
     async with Writer(conn) as writer:
         rows: list[tuple[NewDelivery, Envelope | None]] = []
-        superseded: dict[str, str] = {}
+        superseded: dict[str, str | None] = {}  # None: nothing of it can be pending
+        announced: set[str] = set()
         for envelope, notice in notices:
             calendar = notice.meeting_id is not None and notice.calendar is not None
             if calendar and notice.meeting_id in superseded:
@@ -223,7 +232,10 @@ async def deliver_run(
             if calendar:
                 assert notice.meeting_id is not None
                 # Any calendar message changes the meeting's time: earlier reminders are void.
-                superseded[notice.meeting_id] = f"superseded by {notice.kind.value}"
+                meeting = notice.meeting_id
+                first = meeting in unannounced and meeting not in announced
+                superseded[meeting] = None if first else f"superseded by {notice.kind.value}"
+                announced.add(meeting)
                 if notice.kind in (Kind.MEETING_PLACED, Kind.MEETING_MOVED):
                     found += await _reminders(config, cause, notice)
             rows += [(r, envelope) for r in found]
@@ -237,12 +249,15 @@ async def deliver_run(
 
 
 async def _queue(
-    writer: Writer, superseded: dict[str, str], rows: Sequence[tuple[NewDelivery, Envelope | None]]
+    writer: Writer,
+    superseded: dict[str, str | None],
+    rows: Sequence[tuple[NewDelivery, Envelope | None]],
 ) -> None:
     """Call off the superseded meetings' reminders, then queue `rows` (left in flight)."""
-    if superseded:
+    reasons = {meeting: reason for meeting, reason in superseded.items() if reason is not None}
+    if reasons:
         await writer.settled()
-        await cancel_pending_many(writer.connection, superseded, Kind.MEETING_REMINDER.value)
+        await cancel_pending_many(writer.connection, reasons, Kind.MEETING_REMINDER.value)
     await writer.enqueue(rows)
 
 
@@ -326,6 +341,7 @@ def build_runs(config: Config) -> dict[str, BatchHandler]:
         assigned = [(env, e) for env, e in run if isinstance(e, SlotAssigned)]
         assert len(assigned) == len(run)
         meetings = await projection.load_meetings(conn, [e.meeting_id for _, e in assigned])
+        unannounced = {e.meeting_id for _, e in assigned} - set(meetings)
         notices: list[tuple[Envelope, Notice | None]] = []
         for env, e in assigned:  # in order: a meeting placed, then moved, in one run
             meeting, notice = domain.slot_assigned(meetings.get(e.meeting_id), e, env.time)
@@ -333,7 +349,7 @@ def build_runs(config: Config) -> dict[str, BatchHandler]:
             notices.append((env, notice))
         changed = dict.fromkeys(e.meeting_id for _, e in assigned)
         await projection.save_meetings(conn, [meetings[m] for m in changed])
-        await deliver_run(conn, config, notices)
+        await deliver_run(conn, config, notices, unannounced)
 
     runs: dict[str, BatchHandler] = {t.ce_type(): stateless for t in domain.STATELESS}
     runs[SlotAssigned.ce_type()] = slots_assigned
