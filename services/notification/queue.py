@@ -179,20 +179,16 @@ async def enqueue_caused(
 
 
 # Every new delivery's rows in one statement, from two arrays of JSON (each
-# `NotificationQueued` payload without its context, and its envelope's metadata), the
-# events' ids, and the chunk's contexts, each once (a notice's recipients share theirs:
-# the server parses each context once, not once per delivery, and adds it to each
-# payload): the delivery row first (`ledger.QUEUED_ROWS`: a dedupe key decided before, or
-# by a transaction that commits first, stores nothing), then, for the rows stored, the
-# event (version 1 of the delivery's stream), and one outbox row for the chunk's events,
-# which refers to them rather than copying them (the relay reads each envelope from the
-# event store, in order: `outbox.MARK_AND_READ`): each payload is written once, not
-# twice, and the outbox takes (and the relay marks) a row per chunk, not one per delivery.
+# `NotificationQueued` payload and its envelope's metadata) and the events' ids: the
+# delivery row first (`ledger.QUEUED_ROWS`: a dedupe key decided before, or by a
+# transaction that commits first, stores nothing), then, for the rows stored, the event
+# (version 1 of the delivery's stream), and one outbox row for the chunk's events, which
+# refers to them rather than copying them (the relay reads each envelope from the event
+# store, in order: `outbox.MARK_AND_READ`): each payload is written once, not twice, and
+# the outbox takes (and the relay marks) a row per chunk, not one per delivery.
 _QUEUE = (
-    "WITH queued AS (SELECT q.id, q.fields || jsonb_build_object('context', c.context) AS data,"
-    " q.metadata, q.n FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[], $7::int[])"
-    " WITH ORDINALITY AS q (id, fields, metadata, context_n, n)"
-    " JOIN unnest($8::jsonb[]) WITH ORDINALITY AS c (context, k) ON c.k = q.context_n),"
+    "WITH queued AS (SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[])"
+    " WITH ORDINALITY AS q (id, data, metadata, n)),"
     " new AS ("
     + ledger.QUEUED_ROWS.format(source="queued", urgent="$5")
     + " ORDER BY n ON CONFLICT DO NOTHING RETURNING delivery_id),"
@@ -217,22 +213,11 @@ def _arguments(rows: Sequence[tuple[NewDelivery, Envelope | None]]) -> tuple[obj
     ids: list[str] = []
     payloads: list[str] = []
     metadata: list[str] = []
-    context_of: list[int] = []  # each row's context, by its number in `contexts` (from 1)
-    contexts: list[str] = []
-    # A notice's rows share its context object (`handlers`); with the same trace, the
-    # same context JSON. Keyed by identity: the rows hold every context while this runs.
-    numbered: dict[tuple[int, str | None, str | None, bool], int] = {}
     for r, cause in rows:
         trace = _trace_of(cause, current)
         event_id = next(fresh)
         ids.append(event_id)
-        key = (id(r.context), trace.get("traceparent"), trace.get("tracestate"), r.due is None)
-        number = numbered.get(key)
-        if number is None:
-            contexts.append(context_json(_with_trace(r.context, trace, r.due)))
-            number = numbered[key] = len(contexts)
-        context_of.append(number)
-        payloads.append(queued_fields(r))
+        payloads.append(queued_payload(r, _with_trace(r.context, trace, r.due)))
         # What `Envelope.wrap(...).with_trace(...)` would store beside the payload
         # (`Envelope.to_record` without `data`).
         metadata.append(
@@ -252,28 +237,14 @@ def _arguments(rows: Sequence[tuple[NewDelivery, Envelope | None]]) -> tuple[obj
                 }
             )
         )
-    return (
-        ids,
-        payloads,
-        metadata,
-        _QUEUED_TYPE,
-        _URGENT,
-        NotificationQueued.topic(),
-        context_of,
-        contexts,
-    )
+    return (ids, payloads, metadata, _QUEUED_TYPE, _URGENT, NotificationQueued.topic())
 
 
 def queued_payload(r: NewDelivery, context: dict[str, Any]) -> str:
-    """`r`'s `NotificationQueued` payload (with `context`) as JSON, as `_QUEUE` stores it
-    (`queued_fields` with `context_json` added)."""
-    return f'{queued_fields(r)[:-1]},"context":{context_json(context)}}}'
-
-
-def queued_fields(r: NewDelivery) -> str:
-    """`r`'s `NotificationQueued` payload without its context, as JSON: the value
+    """`r`'s `NotificationQueued` payload (with `context`) as JSON: the value
     `model_dump_json` writes, without making and validating the model for every delivery
-    (a third of the queue's Python)."""
+    (a third of the queue's Python). What orjson would write otherwise than pydantic (a
+    datetime or a dataclass in a context, a number beyond 64 bits) goes through the model."""
     fields: dict[str, Any] = {
         "delivery_id": r.delivery_id,
         "event_id": r.event_id,
@@ -282,29 +253,23 @@ def queued_fields(r: NewDelivery) -> str:
         "kind": r.template,
         "cause_id": r.cause_id,
         "meeting_id": r.meeting_id,
+        "context": context,
         "message_id": r.message_id,
         "digest": r.digest,
-        "due": None if r.due is None else _DUE.dump_python(r.due, mode="json"),
+        "due": r.due,
     }
-    return orjson.dumps(fields).decode()
-
-
-def context_json(context: dict[str, Any]) -> str:
-    """A payload's context as JSON: what pydantic writes. What orjson would write otherwise
-    (a datetime or a dataclass in it, an integer beyond 64 bits) goes through the model."""
     try:
         return orjson.dumps(
-            context,
+            {**fields, "due": None if r.due is None else _DUE.dump_python(r.due, mode="json")},
             option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS,
             default=_refuse,
         ).decode()
     except orjson.JSONEncodeError:
-        return json.dumps(_CONTEXT.dump_python(context, mode="json"))
+        return NotificationQueued.model_validate(fields).model_dump_json()
 
 
 # A datetime as pydantic writes it (`Z` for UTC, where `isoformat` and orjson write +00:00).
 _DUE: TypeAdapter[datetime] = TypeAdapter(datetime)
-_CONTEXT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 
 
 def _refuse(value: object) -> NoReturn:

@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.notification.queue import NewDelivery, _arguments, _random_ids, queued_payload
+from services.notification.queue import NewDelivery, _random_ids, queued_payload
 from shared.contracts.notification import Channel, NotificationQueued
 
 
@@ -88,41 +88,3 @@ def test_a_queued_payload_is_what_the_model_writes(r: NewDelivery, context: dict
     writes it, `Z` for UTC), whatever the context holds: what orjson would write otherwise
     goes through the model."""
     assert json.loads(queued_payload(r, context)) == _modelled(r, context)
-
-
-def _delivery(recipient: str, context: dict[str, Any], due: datetime | None = None) -> NewDelivery:
-    return NewDelivery(
-        delivery_id=str(uuid.uuid4()),
-        cause_id="/services/matching#1",
-        recipient=recipient,
-        channel=Channel.EMAIL,
-        template="meeting.accepted",
-        event_id="event-1",
-        meeting_id="meeting-1",
-        context=context,
-        message_id=f"<{recipient}@example.org>",
-        due=due,
-    )
-
-
-def test_a_notices_recipients_send_their_shared_context_once() -> None:
-    """The server parses each context once (`_QUEUE` adds it to each payload): rows that
-    share a context object (a notice's recipients) name one; a context equal but not the
-    same object, or the same one due later (a timer's trace), is another."""
-    shared = {"kind": "meeting.accepted", "facts": {"table": 3}}
-    later = datetime(2027, 2, 3, 9, 30, tzinfo=UTC)
-    rows = [
-        (_delivery("a", shared), None),
-        (_delivery("b", shared), None),
-        (_delivery("c", dict(shared)), None),
-        (_delivery("d", shared, due=later), None),
-        (_delivery("e", shared), None),
-    ]
-    arguments = _arguments(rows)
-    payloads, context_of, contexts = arguments[1], arguments[6], arguments[7]
-    assert context_of == [1, 1, 2, 3, 1]
-    assert len(contexts) == max(context_of)
-    for (r, _), payload, number in zip(rows, payloads, context_of, strict=True):
-        whole = {**json.loads(payload), "context": json.loads(contexts[number - 1])}
-        assert whole == _modelled(r, r.context)
-    assert json.loads(contexts[0]) == shared
