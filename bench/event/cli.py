@@ -95,8 +95,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         f"bench-event {args.size}: {len(work.participants)} participants,"
         f" {len(work.accepted)} accepted and {len(work.declined)} declined requests"
     )
-    base_run, base_commands, base_wall = await baseline(work, args.concurrency, args.rate)
-    log(f"baseline (stub): {base_wall:.1f}s for {len(base_commands)} commands")
+    base_phases: list[dict[str, Any]] = []
+    base_wall = 0.0
+    if args.baseline:
+        base_run, base_commands, base_wall = await baseline(work, args.concurrency, args.rate)
+        log(f"baseline (stub): {base_wall:.1f}s for {len(base_commands)} commands")
+        base_phases = report.phase_rows(
+            [dataclasses.asdict(p) for p in base_run.phases], base_commands
+        )
 
     state_dir = Path(os.environ.get("MATCHMAKING_STATE_DIR", "/var/tmp/matchmaking"))
     probe = Probe(
@@ -155,12 +161,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "wall_s": round(wall, 2),
         "phases": report.phase_rows([dataclasses.asdict(p) for p in run.phases], commands),
-        "baseline": {
-            "wall_s": round(base_wall, 2),
-            "phases": report.phase_rows(
-                [dataclasses.asdict(p) for p in base_run.phases], base_commands
-            ),
-        },
+        "baseline": {"wall_s": round(base_wall, 2), "phases": base_phases},
         "latency_end": "commit (pg_xact_commit_timestamp of its inbox row)"
         if probe.commit_timestamps
         else "inbox claim (inbox.processed_at; track_commit_timestamp is off)",
@@ -195,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         help="pace register, approve, request and answer at this many commands per second"
         " (an open loop: latency at a load the platform is meant to carry); default: as fast"
         " as --concurrency connections are answered (capacity)",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the run against the stub (its time is not needed to compare latencies:"
+        " at a paced rate it takes as long as the platform's run)",
     )
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))

@@ -124,8 +124,12 @@ def render(result: dict[str, Any]) -> str:
         f" | {sum(p['failed'] for p in result['phases'])} | | **{_s(total)}** | | |"
         f" **{_s(base_total)}** |",
         "",
-        f"Whole run / baseline (the same client and commands against a stub that does nothing):"
-        f" **{ratio:.1f}x**" + (f" (target ≤ {TARGET_RATIO:.0f}x for bioeurope)" if ratio else ""),
+        (
+            "Whole run / baseline (the same client and commands against a stub that does"
+            f" nothing): **{ratio:.1f}x** (target ≤ {TARGET_RATIO:.0f}x for bioeurope)"
+            if ratio
+            else "No baseline run (`--no-baseline`)."
+        ),
         "",
         f"Latency from a command's transaction (`events.recorded_at`) to each consumer's"
         f" {result['latency_end']}, p50 / p95 / p99 ms:",

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import asyncpg
@@ -39,6 +39,7 @@ from services.notification import domain, endpoints, queue, views
 from services.notification.channels import calendar, email, webhooks
 from services.notification.contacts import Contacts, ContactsUnavailable, RegistrationContacts
 from services.notification.domain import CalendarEntry, Kind
+from services.notification.links import Links
 from services.notification.queue import Delivery
 from services.notification.templates import (
     Rendered,
@@ -49,12 +50,26 @@ from services.notification.templates import (
 )
 from shared import telemetry
 from shared.contracts.notification import Channel
-from shared.links import sign_link
+from shared.foreground import FOREGROUND
 from shared.runtime import ServiceRuntime
 from shared.savepoints import LazySavepoint
 from shared.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
+
+
+# Longest a delivery waits for a consumer's batch to end; one due over `BEHIND` ago does
+# not wait (the consumer always busy, a backlog's e-mails would fall further behind).
+GIVE_WAY_SECONDS = 0.05
+BEHIND = timedelta(milliseconds=250)
+
+
+async def give_way(d: Delivery) -> None:
+    """Before `d` is sent: the process's consumer batch first (`shared.foreground`: its
+    statements wait for the event loop behind each SMTP exchange), unless the sender is
+    behind."""
+    if datetime.now(UTC) - d.next_attempt_at < BEHIND:
+        await FOREGROUND.give_way(GIVE_WAY_SECONDS)
 
 
 class Skip(Exception):
@@ -67,27 +82,6 @@ class Transient(Exception):
     def __init__(self, reason: str, *, permanent: bool = False) -> None:
         super().__init__(reason)
         self.permanent = permanent
-
-
-@dataclass(frozen=True)
-class Links:
-    """A participant's signed links; `issued_at`: when (default now), e.g. a revocation's time."""
-
-    base_url: str
-    secret: str
-    issued_at: datetime | None = None
-
-    PURPOSES = ("unsubscribe", "feed")
-
-    def unsubscribe(self, registration_id: str) -> str:
-        token = sign_link(
-            self.secret, "unsubscribe", registration_id, "*", issued_at=self.issued_at
-        )
-        return f"{self.base_url}/unsubscribe/{token}"
-
-    def feed(self, registration_id: str) -> str:
-        token = sign_link(self.secret, "feed", registration_id, issued_at=self.issued_at)
-        return f"{self.base_url}/calendar/{token}.ics"
 
 
 # The SMTP session of the sender worker running in this context (each worker task
@@ -261,6 +255,7 @@ class Sender:
                 and d.template not in (Kind.OFFICE_REGISTRATION, Kind.SIGN_IN_LINK)
             ]
         for delivery in claimed:
+            await give_way(delivery)
             decided = len(batch.outcomes)
             # Each delivery's statements in a savepoint, taken only if it runs one.
             scope = LazySavepoint(conn)
