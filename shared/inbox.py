@@ -34,7 +34,6 @@ from shared import metrics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import ACTOR, Envelope, MalformedEnvelope
-from shared.foreground import FOREGROUND
 from shared.inbox_telemetry import LagReports, Processed, Sampling, export_zeros, process_span
 from shared.kafka import REQUEST_TIMEOUT_MS
 
@@ -207,9 +206,8 @@ class InboxCore:
         # The messages `read` gave for these very records as they were fetched, if it did.
         messages = ahead[1] if ahead is not None and ahead[0] is records else self.read(records)
         try:
-            with FOREGROUND.running():  # the background gives way (`shared.foreground`)
-                async with self._pool.acquire() as conn, conn.transaction():
-                    await self._apply_fresh(conn, await self._claim(conn, messages))
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._apply_fresh(conn, await self._claim(conn, messages))
         except _BatchFailed as failed:
             await self._redo_carefully(messages, failed)
 

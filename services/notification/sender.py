@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import asyncpg
@@ -50,26 +50,11 @@ from services.notification.templates import (
 )
 from shared import telemetry
 from shared.contracts.notification import Channel
-from shared.foreground import FOREGROUND
 from shared.runtime import ServiceRuntime
 from shared.savepoints import LazySavepoint
 from shared.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
-
-
-# Longest a delivery waits for a consumer's batch to end; one due over `BEHIND` ago does
-# not wait (the consumer always busy, a backlog's e-mails would fall further behind).
-GIVE_WAY_SECONDS = 0.05
-BEHIND = timedelta(milliseconds=250)
-
-
-async def give_way(d: Delivery) -> None:
-    """Before `d` is sent: the process's consumer batch first (`shared.foreground`: its
-    statements wait for the event loop behind each SMTP exchange), unless the sender is
-    behind."""
-    if datetime.now(UTC) - d.next_attempt_at < BEHIND:
-        await FOREGROUND.give_way(GIVE_WAY_SECONDS)
 
 
 class Skip(Exception):
@@ -255,7 +240,6 @@ class Sender:
                 and d.template not in (Kind.OFFICE_REGISTRATION, Kind.SIGN_IN_LINK)
             ]
         for delivery in claimed:
-            await give_way(delivery)
             decided = len(batch.outcomes)
             # Each delivery's statements in a savepoint, taken only if it runs one.
             scope = LazySavepoint(conn)
