@@ -39,9 +39,8 @@ from shared.kafka import REQUEST_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 
-# Most records applied in one batch (one transaction). A batch is what has arrived, so this
-# only counts when catching up a backlog: 2,000 rather than 500 made reporting's catch-up
-# about 1.35 times and scheduling's 1.6-2 times as fast (bench.catchup, bench/README).
+# Most records applied in one batch (one transaction), which counts only when catching up:
+# 2,000 rather than 500 made reporting's catch-up 1.35x, scheduling's 1.6-2x as fast.
 BATCH_SIZE = 2000
 # Seconds the aiokafka engine waits to commit applied batches' offsets, so that events
 # arriving one at a time share a commit (a broker round trip, a write to __consumer_offsets);

@@ -68,7 +68,13 @@ from shared.kafka import client_options
 from shared.rebuild_fold import Fold
 from shared.rebuild_own import Reading, decoder, own_windows, reads_envelope
 from shared.rebuild_schema import Difference, compare, fresh_schema, rehome_triggers
-from shared.rebuild_topics import Placed, consumed_events, read_topics
+from shared.rebuild_topics import (
+    EveryRecord,
+    Placed,
+    apply_every_record,
+    consumed_events,
+    read_topics,
+)
 from shared.rebuild_write import PendingWrite, Stream, write
 from shared.topics import prefixed_all
 
@@ -114,6 +120,8 @@ class Plan:
     finish: Finisher | None = None
     # Called as each rebuild starts (a handler's per-run memory: registration's keys).
     start: Callable[[], None] | None = None
+    # A statement every consumed event gets (reporting's history), not in `consumed`.
+    every_record: EveryRecord | None = None
 
 
 @dataclass
@@ -357,8 +365,10 @@ async def apply_records(
     apply: Applier = apply_run,
 ) -> int:
     """The records the live consumer applied (`apply_consumed`)."""
-    events, add = consumed_events(plan, registry, applied)
+    events, every, add = consumed_events(plan, registry, applied)
     add(records)
+    if plan.every_record is not None:
+        await apply_every_record(target, plan.every_record, every, None)
     return await apply_consumed(target, plan, registry, events, apply)
 
 
@@ -412,8 +422,10 @@ async def rebuild(
     applied: set[str] = set()
     reading: asyncio.Task[tuple[list[ConsumerRecord[bytes, bytes]], Any]] | None = None
     events: list[Placed] = []
+    every: list[Envelope] = []
     target: asyncpg.Pool | None = None
-    early: PendingWrite | None = None
+    # Writes on other connections (`shared.rebuild_write`): awaited before the report.
+    writes: list[PendingWrite] = []
     stream: Stream | None = None
     own_rows: Reading | None = None
 
@@ -427,7 +439,7 @@ async def rebuild(
         if topics:
             applied = await _applied(source, plan.consumer + group_suffix)
             # Decoded as the records come (the Python side would idle waiting for them).
-            events, add = consumed_events(plan, registry, applied)
+            events, every, add = consumed_events(plan, registry, applied)
             reading = asyncio.create_task(
                 read_topics(bootstrap, topics, kafka_options=kafka_options, each_batch=add)
             )
@@ -448,12 +460,10 @@ async def rebuild(
             # The tables the own events filled, written on another connection while the
             # consumed events are applied (a statement that names one of them now goes
             # to the server, after this write).
-            filled = fold.release_filled()
-            early = PendingWrite(
-                asyncio.create_task(write(target, filled)),
-                frozenset(copy.table.lower() for copy, _ in filled),
-            )
-        pending = [early] if early is not None else []
+            # (Not the table of the plan's `every_record`: its rows are folded next.)
+            kept = plan.every_record.table if plan.every_record is not None else ""
+            writes.append(PendingWrite.start(target, fold.release_filled(keep=kept)))
+        pending = list(writes)
 
         def drain() -> None:
             """After each window: the largest table the consumed events only insert
@@ -463,6 +473,7 @@ async def rebuild(
                 stream = Stream.start(target, fold, BATCH // 2)
                 if stream is not None:
                     pending.append(stream.pending)
+                    writes.append(stream.pending)
             if stream is not None:
                 stream.drain()
 
@@ -471,9 +482,16 @@ async def rebuild(
             report.records_read = len(records)
             del records
             phase("read")
-            report.consumed_events = await apply_consumed(
+            if plan.every_record is not None:
+                await apply_every_record(target, plan.every_record, every, fold)
+                if fold is not None:  # no consumed handler names its table: written now
+                    released = fold.release([plan.every_record.table])
+                    writes.append(PendingWrite.start(target, released))
+                    pending.append(writes[-1])
+            applied_events = await apply_consumed(
                 target, plan, registry, events, apply, fold, pending, drain
             )
+            report.consumed_events = len(every) if plan.every_record else applied_events
             phase("consumed")
         if fold is not None:
             # The largest table on one connection, the others on the second at once: the
@@ -481,9 +499,8 @@ async def rebuild(
             # table's last rows go to its stream.)
             released = sorted(fold.release_all(), key=lambda copy: len(copy[1]), reverse=True)
             await asyncio.gather(write(target, released[:1]), write(target, released[1:]))
-        for writing in (early, stream.pending if stream is not None else None):
-            if writing is not None:
-                await writing.write
+        for writing in writes:
+            await writing.write
         if fold is not None:
             phase("written")
         report.seconds = time.perf_counter() - began
@@ -501,8 +518,7 @@ async def rebuild(
     finally:
         if own_rows is not None:
             await own_rows.stop()  # (done if the replay read them all)
-        writes = [w.write for w in (early, stream.pending if stream else None) if w is not None]
-        for task in (reading, *writes):
+        for task in (reading, *(w.write for w in writes)):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -327,9 +327,11 @@ class Fold:
     def release_all(self) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
         return self.release(list(self._tables))
 
-    def release_filled(self) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
-        """`release` of the tables that hold rows (the others stay folded)."""
-        return self.release([n for n, t in self._tables.items() if t.rows and not t.released])
+    def release_filled(self, keep: str = "") -> list[tuple[Copy, list[tuple[Any, ...]]]]:
+        """`release` of the tables that hold rows but `keep` (the others stay folded)."""
+        return self.release(
+            [n for n, t in self._tables.items() if t.rows and not t.released and n != keep]
+        )
 
     def appended_only(self) -> list[tuple[str, int]]:
         """The folded tables no statement so far changed a row of (inserts only, met rows

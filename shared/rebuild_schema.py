@@ -32,9 +32,9 @@ async def fresh_schema(dsn: str, schema: str, plan: Plan) -> asyncpg.Pool:
         await admin.execute(f'CREATE SCHEMA "{schema}"')
     finally:
         await admin.close()
-    # Three: the replay's sender, a streamed table's writer and an earlier write at once.
+    # Four: the replay's sender, a streamed table's writer and two earlier writes at once.
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=3, server_settings={"search_path": schema}
+        dsn, min_size=1, max_size=4, server_settings={"search_path": schema}
     )
     assert pool is not None
     await migrate(pool, plan.migrations)

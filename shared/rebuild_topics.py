@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from shared.contracts.base import EventPayload
@@ -17,6 +19,7 @@ from shared.inbox import reads_payload
 
 if TYPE_CHECKING:
     from shared.rebuild import Plan
+    from shared.rebuild_fold import Fold
 
 
 async def read_topics(
@@ -85,13 +88,30 @@ Event = tuple[Envelope, EventPayload]
 Placed = tuple[tuple[int, str, int, int], Event]
 
 
+@dataclass(frozen=True)
+class EveryRecord:
+    """A statement that every consumed event the live consumer applied got, whatever its
+    type (reporting's history: one row per event), with its arguments from the envelope.
+
+    In a rebuild it does not go through the handlers' runs (their recording, the sort
+    by time, the windows): most of those events have no other handler, and its rows do
+    not depend on their order. `apply_every_record` folds it, or sends it."""
+
+    table: str
+    query: str
+    args: Callable[[Envelope], tuple[Any, ...]]
+
+
 def consumed_events(
     plan: Plan, registry: PayloadRegistry, applied: set[str]
-) -> tuple[list[Placed], Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None]]:
-    """A list, and what adds to it the events of records the live consumer applied (for
-    `read_topics`' `each_batch`: decoded while the next fetch is on its way)."""
+) -> tuple[list[Placed], list[Envelope], Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None]]:
+    """Two lists, and what adds to them the events of records the live consumer applied
+    (for `read_topics`' `each_batch`: decoded while the next fetch is on its way): the
+    events a handler here takes, and every envelope if the plan has an `every_record`."""
     handlers, current_type, parse = plan.consumed, registry.current_type, registry.parse
     found: list[Placed] = []
+    every: list[Envelope] = []
+    keep_every = plan.every_record is not None
     # Per `ce_type` header: whether a handler here reads its payload, None when no
     # handler here takes the type.
     payload_read: dict[str, bool | None] = {}
@@ -114,7 +134,7 @@ def consumed_events(
             if reads is False:
                 handler = handlers.get(current_type(ce_type))
                 reads = payload_read[ce_type] = None if handler is None else reads_payload(handler)
-            if reads is None:
+            if reads is None and not keep_every:
                 continue  # no handler here
             # As `Envelope.from_kafka` decodes them, which the live inbox's message id uses.
             if f"{source}#{ce_id}" not in applied:
@@ -123,10 +143,34 @@ def consumed_events(
                 envelope = from_texts(record.key, record.value, texts)
             except MalformedEnvelope:
                 continue
+            if keep_every:
+                every.append(envelope)
+                if reads is None:
+                    continue  # no handler here but the plan's `every_record`
             place = (record.timestamp, record.topic, record.partition, record.offset)
             if reads:
                 found.append((place, (envelope, parse(envelope.type, envelope.data))))
             else:  # validated when its producer recorded it; no handler here reads it
                 found.append((place, (envelope, no_payload)))
 
-    return found, add
+    return found, every, add
+
+
+async def apply_every_record(
+    target: asyncpg.Pool, every: EveryRecord, envelopes: Sequence[Envelope], fold: Fold | None
+) -> None:
+    """`every`'s statement for each envelope: folded while its table is (the fold's rows
+    are the server's, `shared.rebuild_fold`), else sent, in one transaction."""
+    query, args = every.query, every.args
+    rest = envelopes
+    if fold is not None:
+        take = fold.take
+        for n, envelope in enumerate(envelopes):
+            if not take(query, args(envelope)):
+                rest = envelopes[n:]
+                break
+        else:
+            return
+    if rest:
+        async with target.acquire() as conn, conn.transaction():
+            await conn.executemany(query, [args(envelope) for envelope in rest])

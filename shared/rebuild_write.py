@@ -42,6 +42,12 @@ class PendingWrite:
     write: asyncio.Task[None]
     tables: frozenset[str]
 
+    @classmethod
+    def start(cls, target: asyncpg.Pool, released: list[tuple[Copy, Rows]]) -> PendingWrite:
+        """Released tables' rows written (`write`) on another connection, meanwhile."""
+        tables = frozenset(copy.table.lower() for copy, _ in released)
+        return cls(asyncio.create_task(write(target, released)), tables)
+
     def needed_by(self, catalog: batching.Catalog, recorded: batching.Recorded) -> bool:
         if recorded.rest:
             return True  # handlers that read: anything

@@ -161,10 +161,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "wall_s": round(wall, 2),
         "phases": report.phase_rows([dataclasses.asdict(p) for p in run.phases], commands),
-        "baseline": {
-            "wall_s": round(base_wall, 2),
-            "phases": base_phases,
-        },
+        "baseline": {"wall_s": round(base_wall, 2), "phases": base_phases},
         "latency_end": "commit (pg_xact_commit_timestamp of its inbox row)"
         if probe.commit_timestamps
         else "inbox claim (inbox.processed_at; track_commit_timestamp is off)",
@@ -204,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         "--no-baseline",
         dest="baseline",
         action="store_false",
-        help="leave out the run against the stub (latencies only: at a --rate it takes as"
-        " long as the event)",
+        help="skip the run against the stub (its time is not needed to compare latencies:"
+        " at a paced rate it takes as long as the platform's run)",
     )
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))

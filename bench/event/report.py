@@ -125,7 +125,7 @@ def render(result: dict[str, Any]) -> str:
         f" **{_s(base_total)}** |",
         "",
         (
-            f"Whole run / baseline (the same client and commands against a stub that does"
+            "Whole run / baseline (the same client and commands against a stub that does"
             f" nothing): **{ratio:.1f}x** (target ≤ {TARGET_RATIO:.0f}x for bioeurope)"
             if ratio
             else "No baseline run (`--no-baseline`)."

@@ -27,7 +27,7 @@ from pydantic import AnyHttpUrl, Field
 from services.notification import commands, views
 from services.notification.channels import calendar, webhooks
 from services.notification.domain import WEBHOOK_KINDS, Kind
-from services.notification.sender import Links
+from services.notification.links import Links
 from shared.access.guard import AccessRouter, requires
 from shared.access.policy import Action, Scope
 from shared.api import Caller, Granted, IdempotencyKey, run_command

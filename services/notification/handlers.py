@@ -13,7 +13,7 @@ office's active co-organisers (one email each).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -63,37 +63,38 @@ class Lookups:
 
     @classmethod
     async def read(cls, conn: asyncpg.Connection, notices: Sequence[Notice]) -> Lookups:
+        """In one statement (`_LOOKUPS`): each round trip of the consumer's transaction
+        waits for the server and then for the event loop."""
         recipients = list(dict.fromkeys(r for n in notices for r in n.recipients))
-        digesters: dict[str, str | None] = {
-            r["registration_id"]: r["time_zone"]
-            for r in await conn.fetch(
-                "SELECT registration_id, time_zone FROM preferences"
-                " WHERE registration_id = ANY($1::text[]) AND digest",
-                recipients,
-            )
-        }
         event_ids = list(dict.fromkeys(n.event_id for n in notices))
+        digesters: dict[str, str | None] = {}
         zones: dict[str, str] = {}
-        if digesters:
-            zones = {
-                r["event_id"]: r["time_zone"]
-                for r in await conn.fetch(
-                    "SELECT event_id, time_zone FROM brokerage_events"
-                    " WHERE event_id = ANY($1::text[])",
-                    event_ids,
-                )
-                if r["time_zone"]
-            }
         endpoints: dict[str, list[tuple[str, list[str]]]] = {}
-        for r in await conn.fetch(
-            "SELECT event_id, endpoint_id, kinds FROM webhook_endpoints"
-            " WHERE event_id = ANY($1::text[]) AND active ORDER BY endpoint_id",
-            event_ids,
-        ):
-            endpoints.setdefault(r["event_id"], []).append(
-                (str(r["endpoint_id"]), list(r["kinds"]))
-            )
+        for r in await conn.fetch(_LOOKUPS, recipients, event_ids):
+            if r["part"] == 1:
+                digesters[r["id"]] = r["zone"]
+            elif r["part"] == 2:
+                if r["zone"]:
+                    zones[r["id"]] = r["zone"]
+            else:
+                endpoints.setdefault(r["id"], []).append((r["endpoint"], list(r["kinds"])))
         return cls(digesters, zones, endpoints)
+
+
+# `Lookups`' reads: 1, the recipients who take digests (and their time zone); 2, the
+# events' time zones (read only when a recipient takes digests); 3, the events' active
+# webhook endpoints, in the order of their ids (a uuid's text sorts as its bytes).
+_LOOKUPS = (
+    "SELECT 1 AS part, registration_id AS id, time_zone AS zone, NULL AS endpoint,"
+    " NULL::text[] AS kinds FROM preferences WHERE registration_id = ANY($1::text[]) AND digest"
+    " UNION ALL SELECT 2, event_id, time_zone, NULL, NULL FROM brokerage_events"
+    " WHERE event_id = ANY($2::text[]) AND EXISTS (SELECT FROM preferences"
+    " WHERE registration_id = ANY($1::text[]) AND digest)"
+    ' UNION ALL SELECT 3, event_id, NULL, endpoint_id::text COLLATE "C", kinds'
+    " FROM webhook_endpoints"
+    " WHERE event_id = ANY($2::text[]) AND active"
+    " ORDER BY part, endpoint"
+)
 
 
 def _emails(config: Config, cause: str, notice: Notice, look: Lookups) -> list[NewDelivery]:
@@ -189,7 +190,10 @@ async def deliver(
 
 
 async def deliver_run(
-    conn: asyncpg.Connection, config: Config, run: Sequence[tuple[Envelope, Notice | None]]
+    conn: asyncpg.Connection,
+    config: Config,
+    run: Sequence[tuple[Envelope, Notice | None]],
+    unannounced: Collection[str] = (),
 ) -> None:
     """`deliver` for a run of consumed events: the reads, the cancelled reminders and the
     queued deliveries once per stretch of the run, each delivery with its own cause.
@@ -197,7 +201,12 @@ async def deliver_run(
     One by one, a calendar notice cancels its meeting's pending reminders before it
     queues new ones, so a second notice of the same meeting cancels the first one's. A
     stretch therefore ends before a meeting's second calendar notice: within a stretch,
-    cancelling first and queueing after is the same as event by event."""
+    cancelling first and queueing after is the same as event by event.
+
+    `unannounced`: meetings of which no calendar notice was handled before this run (no
+    row in `meetings`), so none of their reminders can be pending: their first calendar
+    notice in the run calls nothing off, without reading the queue for it (a round trip
+    of the consumer's transaction, and a wait for the chunk in flight, per placement run)."""
     notices = [(envelope, notice) for envelope, notice in run if notice is not None]
     if not notices:
         return
@@ -206,7 +215,8 @@ async def deliver_run(
     look = await Lookups.read(conn, [n for _, n in fresh])
     async with Writer(conn) as writer:
         rows: list[tuple[NewDelivery, Envelope | None]] = []
-        superseded: dict[str, str] = {}
+        superseded: dict[str, str | None] = {}  # None: nothing of it can be pending
+        announced: set[str] = set()
         for envelope, notice in notices:
             calendar = notice.meeting_id is not None and notice.calendar is not None
             if calendar and notice.meeting_id in superseded:
@@ -222,7 +232,10 @@ async def deliver_run(
             if calendar:
                 assert notice.meeting_id is not None
                 # Any calendar message changes the meeting's time: earlier reminders are void.
-                superseded[notice.meeting_id] = f"superseded by {notice.kind.value}"
+                meeting = notice.meeting_id
+                first = meeting in unannounced and meeting not in announced
+                superseded[meeting] = None if first else f"superseded by {notice.kind.value}"
+                announced.add(meeting)
                 if notice.kind in (Kind.MEETING_PLACED, Kind.MEETING_MOVED):
                     found += await _reminders(config, cause, notice)
             rows += [(r, envelope) for r in found]
@@ -236,12 +249,15 @@ async def deliver_run(
 
 
 async def _queue(
-    writer: Writer, superseded: dict[str, str], rows: Sequence[tuple[NewDelivery, Envelope | None]]
+    writer: Writer,
+    superseded: dict[str, str | None],
+    rows: Sequence[tuple[NewDelivery, Envelope | None]],
 ) -> None:
     """Call off the superseded meetings' reminders, then queue `rows` (left in flight)."""
-    if superseded:
+    reasons = {meeting: reason for meeting, reason in superseded.items() if reason is not None}
+    if reasons:
         await writer.settled()
-        await cancel_pending_many(writer.connection, superseded, Kind.MEETING_REMINDER.value)
+        await cancel_pending_many(writer.connection, reasons, Kind.MEETING_REMINDER.value)
     await writer.enqueue(rows)
 
 
@@ -325,6 +341,7 @@ def build_runs(config: Config) -> dict[str, BatchHandler]:
         assigned = [(env, e) for env, e in run if isinstance(e, SlotAssigned)]
         assert len(assigned) == len(run)
         meetings = await projection.load_meetings(conn, [e.meeting_id for _, e in assigned])
+        unannounced = {e.meeting_id for _, e in assigned} - set(meetings)
         notices: list[tuple[Envelope, Notice | None]] = []
         for env, e in assigned:  # in order: a meeting placed, then moved, in one run
             meeting, notice = domain.slot_assigned(meetings.get(e.meeting_id), e, env.time)
@@ -332,7 +349,7 @@ def build_runs(config: Config) -> dict[str, BatchHandler]:
             notices.append((env, notice))
         changed = dict.fromkeys(e.meeting_id for _, e in assigned)
         await projection.save_meetings(conn, [meetings[m] for m in changed])
-        await deliver_run(conn, config, notices)
+        await deliver_run(conn, config, notices, unannounced)
 
     runs: dict[str, BatchHandler] = {t.ce_type(): stateless for t in domain.STATELESS}
     runs[SlotAssigned.ce_type()] = slots_assigned

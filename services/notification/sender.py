@@ -39,6 +39,7 @@ from services.notification import domain, endpoints, queue, views
 from services.notification.channels import calendar, email, webhooks
 from services.notification.contacts import Contacts, ContactsUnavailable, RegistrationContacts
 from services.notification.domain import CalendarEntry, Kind
+from services.notification.links import Links
 from services.notification.queue import Delivery
 from services.notification.templates import (
     Rendered,
@@ -49,7 +50,6 @@ from services.notification.templates import (
 )
 from shared import telemetry
 from shared.contracts.notification import Channel
-from shared.links import sign_link
 from shared.runtime import ServiceRuntime
 from shared.savepoints import LazySavepoint
 from shared.settings import NotificationSettings
@@ -67,27 +67,6 @@ class Transient(Exception):
     def __init__(self, reason: str, *, permanent: bool = False) -> None:
         super().__init__(reason)
         self.permanent = permanent
-
-
-@dataclass(frozen=True)
-class Links:
-    """A participant's signed links; `issued_at`: when (default now), e.g. a revocation's time."""
-
-    base_url: str
-    secret: str
-    issued_at: datetime | None = None
-
-    PURPOSES = ("unsubscribe", "feed")
-
-    def unsubscribe(self, registration_id: str) -> str:
-        token = sign_link(
-            self.secret, "unsubscribe", registration_id, "*", issued_at=self.issued_at
-        )
-        return f"{self.base_url}/unsubscribe/{token}"
-
-    def feed(self, registration_id: str) -> str:
-        token = sign_link(self.secret, "feed", registration_id, issued_at=self.issued_at)
-        return f"{self.base_url}/calendar/{token}.ics"
 
 
 # The SMTP session of the sender worker running in this context (each worker task

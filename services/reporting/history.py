@@ -39,13 +39,19 @@ def concerned(data: Mapping[str, Any]) -> list[str]:
     return found if len(found) < 2 else list(dict.fromkeys(found))
 
 
-async def remember(conn: asyncpg.Connection, envelope: Envelope) -> None:
-    """Keep one envelope in the history (idempotent: a redelivery changes nothing)."""
-    await conn.execute(
-        "INSERT INTO history (envelope_id, event_id, registration_ids, type, occurred_at,"
-        " actor, correlation_id, causation_id, subject, data)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)"
-        " ON CONFLICT (envelope_id) DO NOTHING",
+# One row per envelope, idempotent: a redelivery changes nothing. The live handler and
+# the rebuild (`services.reporting.rebuild`) run this statement with `row_of`'s arguments.
+REMEMBER = (
+    "INSERT INTO history (envelope_id, event_id, registration_ids, type, occurred_at,"
+    " actor, correlation_id, causation_id, subject, data)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)"
+    " ON CONFLICT (envelope_id) DO NOTHING"
+)
+
+
+def row_of(envelope: Envelope) -> tuple[Any, ...]:
+    """`REMEMBER`'s arguments for one envelope."""
+    return (
         envelope.id,
         envelope.key,
         concerned(envelope.data),
@@ -55,8 +61,14 @@ async def remember(conn: asyncpg.Connection, envelope: Envelope) -> None:
         envelope.correlation_id,
         envelope.causation_id,
         envelope.subject,
-        json_codec.dumps(envelope.data),
+        # As it came, when it came as strict JSON (the same text in a rebuild).
+        envelope.data_text if envelope.data_text is not None else json_codec.dumps(envelope.data),
     )
+
+
+async def remember(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    """Keep one envelope in the history."""
+    await conn.execute(REMEMBER, *row_of(envelope))
 
 
 async def remember_all(conn: asyncpg.Connection, envelopes: Iterable[Envelope]) -> None:

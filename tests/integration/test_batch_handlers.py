@@ -36,7 +36,7 @@ from services.notification import rebuild as notification_rebuild
 from services.registration import bootstrap as registration_bootstrap
 from services.registration import rebuild as registration_rebuild
 from services.reporting import bootstrap as reporting_bootstrap
-from services.reporting import live
+from services.reporting import history, live
 from services.reporting import rebuild as reporting_rebuild
 from services.scheduling import bootstrap as scheduling_bootstrap
 from services.scheduling import rebuild as scheduling_rebuild
@@ -44,10 +44,11 @@ from shared.batching import apply_run, send_levels
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
-from shared.inbox import Handler, InboxCore, Subscription, _Message
+from shared.inbox import Handler, InboxCore, Subscription, _Message, combine
 from shared.rebuild import Plan, apply_windows
 from shared.rebuild_fold import Fold
 from shared.rebuild_schema import compare
+from shared.rebuild_topics import apply_every_record
 from tests.integration.support import Infra, fresh_databases, schema_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -224,6 +225,11 @@ async def test_notification_runs_queued_a_few_at_a_time_equal_one_by_one(
     assert await _differences(schemas, plan, plan.tables) == []
 
 
+def _reporting_live() -> dict[str, Handler]:
+    """Reporting's rebuilt projections' handlers and history's, as its live consumer has."""
+    return combine(reporting_rebuild.PLAN.consumed, history.HANDLERS)
+
+
 def _windows(events: list[Event], size: int = 97) -> list[list[Event]]:
     return [events[i : i + size] for i in range(0, len(events), size)]
 
@@ -251,6 +257,7 @@ async def test_rebuild_runs_equal_one_by_one(plan: Plan, schemas: str, timeline:
     async def dispatch(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
         await plan.consumed[PAYLOADS.current_type(envelope.type)](conn, envelope, e)
 
+    every = [envelope for envelope, _ in consumed]  # the plan's `every_record`, if it has one
     consumed = [e for e in consumed if PAYLOADS.current_type(e[0].type) in plan.consumed]
     one = await _schema(schemas, "one_by_one", plan)
     batched = await _schema(schemas, "batched", plan)
@@ -263,6 +270,9 @@ async def test_rebuild_runs_equal_one_by_one(plan: Plan, schemas: str, timeline:
                 await plan.own(conn, envelope, payload)
             for envelope, payload in consumed:
                 await dispatch(conn, envelope, payload)
+            if plan.every_record is not None:  # (its table takes nothing else)
+                for envelope in every:
+                    await conn.execute(plan.every_record.query, *plan.every_record.args(envelope))
         if plan.start is not None:
             plan.start()
         # As the rebuild applies them: in windows (small here, so that there are several),
@@ -272,6 +282,8 @@ async def test_rebuild_runs_equal_one_by_one(plan: Plan, schemas: str, timeline:
             fold = await Fold.read(conn)
         if plan.own is not None:
             await apply_windows(batched, plan.own, _windows(own), _same, fold=fold)
+        if plan.every_record is not None:
+            await apply_every_record(batched, plan.every_record, every, fold)
         await apply_windows(batched, dispatch, _windows(consumed), _same, fold=fold)
         async with batched.acquire() as conn, conn.transaction():
             await send_levels(conn, [{copy: rows} for copy, rows in fold.release_all()])
@@ -288,6 +300,7 @@ async def test_a_window_that_fails_to_decode_stops_the_replay_with_its_error(
     """The recording task's error reaches the caller (no wait for a window that never
     comes), after the windows before it were committed."""
     plan = reporting_rebuild.PLAN
+    handlers = _reporting_live()
     events = _events(timeline, list(timeline.events))[:300]
     poison = events[250][0].id
 
@@ -297,7 +310,7 @@ async def test_a_window_that_fails_to_decode_stops_the_replay_with_its_error(
         return event
 
     async def dispatch(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
-        await plan.consumed[PAYLOADS.current_type(envelope.type)](conn, envelope, e)
+        await handlers[PAYLOADS.current_type(envelope.type)](conn, envelope, e)
 
     pool = await _schema(schemas, "failing", plan)
     try:
@@ -316,7 +329,7 @@ async def test_notifications_of_a_run_are_delivered_at_commit_in_order(
     (`services.reporting.live.notifying`): in a run they go as one lane of their own."""
     plan = reporting_rebuild.PLAN
     events = _events(timeline, list(timeline.events))[:200]
-    handlers = live.notifying(plan.consumed)
+    handlers = live.notifying(_reporting_live())
 
     async def dispatch(conn: asyncpg.Connection, envelope: Envelope, e: EventPayload) -> None:
         await handlers[PAYLOADS.current_type(envelope.type)](conn, envelope, e)

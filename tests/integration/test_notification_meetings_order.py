@@ -148,3 +148,44 @@ async def test_a_meeting_placed_and_moved_in_one_run_queues_what_one_by_one_does
     assert statuses.count(("meeting.reminder", "pending")) == 2  # the move's
     assert await _deliveries(database, "in_a_run") == one
     assert await _row(database, "in_a_run") == await _row(database, "one_by_one")
+
+
+async def test_first_placements_call_nothing_off_and_a_later_move_does(database: str) -> None:
+    """A meeting without a row (`handlers.deliver_run`'s `unannounced`) has no reminder
+    that could be pending: a run of first placements does not read the queue for them; a
+    later run that moves one of them calls off that one's reminders."""
+    meetings = [f"meeting-first-{n}" for n in range(3)]
+
+    def placed(meeting: str, start: datetime, table: int) -> SlotAssigned:
+        return _placed(start, table).model_copy(update={"meeting_id": meeting})
+
+    first = [placed(m, T0 + timedelta(hours=n), n + 1) for n, m in enumerate(meetings)]
+    moved = placed(meetings[1], T0 + timedelta(hours=5), 9)
+    reads: list[str] = []
+    pool = await schema_pool(database, "first_placements", PLAN.migrations)
+    try:
+        async with pool.acquire() as conn:
+            conn.add_query_logger(
+                lambda q: reads.append(q.query) if "template = $2 AND status" in q.query else None
+            )
+            async with conn.transaction():
+                await RUNS[SlotAssigned.ce_type()](
+                    conn, [(Envelope.wrap(e, key=EVENT), e) for e in first]
+                )
+            assert reads == []
+            async with conn.transaction():
+                await RUNS[SlotAssigned.ce_type()](conn, [(Envelope.wrap(moved, key=EVENT), moved)])
+            assert len(reads) == 1
+            rows = await conn.fetch(
+                "SELECT meeting_id, status, count(*) AS n FROM deliveries"
+                " WHERE template = 'meeting.reminder' GROUP BY meeting_id, status"
+            )
+    finally:
+        await pool.close()
+    counts = {(r["meeting_id"], r["status"]): r["n"] for r in rows}
+    assert counts == {
+        (meetings[0], "pending"): 2,
+        (meetings[1], "cancelled"): 2,
+        (meetings[1], "pending"): 2,
+        (meetings[2], "pending"): 2,
+    }

@@ -221,6 +221,12 @@ def test_the_table_shows_phases_rate_ratio_latencies_cpu_and_convergence() -> No
     )
 
 
+def test_a_run_without_the_baseline_says_so_instead_of_a_ratio() -> None:
+    text = report.render(result(baseline={"wall_s": 0.0, "phases": []}))
+    assert "No baseline run (`--no-baseline`)." in text
+    assert "x**" not in text
+
+
 def test_the_table_is_not_mistaken_for_the_backbone_benchs() -> None:
     """tests/unit/test_bench_readme.py checks tables headed `step` and `phase`."""
     from tests.unit.test_bench_readme import tables

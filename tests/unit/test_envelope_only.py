@@ -32,6 +32,8 @@ def test_reporting_validates_what_its_projections_read() -> None:
     from services.reporting.rebuild import PLAN
 
     assert all(not reads_payload(h) for h in history.HANDLERS.values())
-    assert not reads_payload(PLAN.consumed[NotificationQueued.ce_type()])  # history only
+    # History's rows come from every consumed envelope, with its live handler's statement.
+    assert PLAN.every_record is not None and PLAN.every_record.query == history.REMEMBER
+    assert NotificationQueued.ce_type() not in PLAN.consumed  # history only
     assert reads_payload(PLAN.consumed[NotificationSent.ce_type()])  # the dashboard's outcomes
     assert all(reads_payload(PLAN.consumed[t]) for t in projection.HANDLERS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -41,6 +42,31 @@ def test_decodes_as_the_standard_library(raw: bytes) -> None:
     assert repr(got) == repr(expected)  # NaN != NaN, but their reprs are equal
     if isinstance(raw, bytes) and raw.isascii():
         assert repr(json_codec.loads(raw.decode())) == repr(expected)  # str input
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"n": 123456789012345678901234567890}',
+        b'{"x": NaN, "y": Infinity}',
+        b'{"s": "\\ud800"}',
+        '{"s": "caf\u00e9"}'.encode("utf-16"),
+    ],
+)
+def test_the_text_is_kept_only_when_orjson_read_it(raw: bytes) -> None:
+    value, text = json_codec.loads_keeping_text(raw)
+    assert repr(value) == repr(json.loads(raw)) and text is None  # `dumps` writes it again
+
+
+def test_strict_json_keeps_its_own_text() -> None:
+    raw = '{"p": 0.10000000000000001, "s": "caf\u00e9", "e": "\\u00e9"}'.encode()
+    value, text = json_codec.loads_keeping_text(raw)
+    assert value == json.loads(raw) and text == raw.decode()
+    envelope = Envelope.from_kafka(b"k", raw, HEADERS)
+    assert envelope.data == value and envelope.data_text == raw.decode()
+    # The text is of the data it came with: a changed envelope does not keep it.
+    assert replace(envelope, data={"p": 1}).data_text is None
+    assert replace(envelope) == envelope  # and it is not compared
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,87 @@
+"""A plan's `every_record` (`shared.rebuild_topics.apply_every_record`: reporting's
+history) leaves the rows its statement leaves one envelope at a time: folded while its
+table is, sent to the server once the table is released (or without a fold), a
+repeated envelope id changing nothing either way."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from shared.envelope import Envelope
+from shared.rebuild_copy import write
+from shared.rebuild_fold import Fold
+from shared.rebuild_topics import EveryRecord, apply_every_record
+from tests.integration.support import Infra, fresh_databases
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+TABLE = """
+CREATE TABLE seen (
+    seq  bigserial PRIMARY KEY,
+    id   text NOT NULL UNIQUE,
+    type text NOT NULL,
+    key  text NOT NULL
+);
+"""
+EVERY = EveryRecord(
+    "seen",
+    "INSERT INTO seen (id, type, key) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+    lambda envelope: (envelope.id, envelope.type, envelope.key),
+)
+# Six envelopes, two of them a redelivery of an earlier one under another type.
+ENVELOPES = [
+    Envelope(id=f"e{n % 4}", source="/s", type=f"t{n}", key=f"k{n}", data={}) for n in range(6)
+]
+
+
+async def _rows(conn: asyncpg.Connection, schema: str) -> list[tuple[Any, ...]]:
+    return [
+        tuple(r) for r in await conn.fetch(f"SELECT id, type, key FROM {schema}.seen ORDER BY seq")
+    ]
+
+
+@pytest.mark.parametrize("release_after", [None, 0, 3, 6], ids=["no fold", "0", "3", "6"])
+async def test_every_record_rows_equal_the_statement_one_by_one(
+    infra: Infra, release_after: int | None
+) -> None:
+    name = f"test_every_{uuid.uuid4().hex[:12]}"
+    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
+        pool = await asyncpg.create_pool(dsns[name], min_size=1, max_size=2)
+        assert pool is not None
+        try:
+            async with pool.acquire() as conn:
+                for schema in ("direct", "rebuilt"):
+                    await conn.execute(f"CREATE SCHEMA {schema}; SET search_path = {schema}")
+                    await conn.execute(TABLE)
+                await conn.execute("SET search_path = direct")
+                for envelope in ENVELOPES:
+                    await conn.execute(EVERY.query, *EVERY.args(envelope))
+            target = await asyncpg.create_pool(
+                dsns[name], min_size=1, max_size=2, server_settings={"search_path": "rebuilt"}
+            )
+            assert target is not None
+            try:
+                fold = None
+                if release_after is not None:
+                    async with target.acquire() as conn:
+                        fold = await Fold.read(conn)
+                    await apply_every_record(target, EVERY, ENVELOPES[:release_after], fold)
+                    async with target.acquire() as conn:
+                        assert await _rows(conn, "rebuilt") == []  # all in the fold so far
+                        for copy, rows in fold.release(["seen"]):
+                            await write(conn, copy, rows)
+                await apply_every_record(
+                    target, EVERY, ENVELOPES[release_after or 0 :], fold
+                )  # the table released: sent to the server
+            finally:
+                await target.close()
+            async with pool.acquire() as conn:
+                direct, rebuilt = await _rows(conn, "direct"), await _rows(conn, "rebuilt")
+            assert rebuilt == direct
+            assert [row[1] for row in direct] == ["t0", "t1", "t2", "t3"]  # 4 and 5 met e0, e1
+        finally:
+            await pool.close()
