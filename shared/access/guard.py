@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any
 
 import asyncpg
@@ -113,6 +114,11 @@ class RowTarget:
     key: str  # the path parameter, and the column it names the row by
     event_column: str
     registration_columns: tuple[str, ...]
+
+    @cached_property
+    def at_once_sql(self) -> str:
+        """`_ROW_AT_ONCE` with this row's read (made once, not per request)."""
+        return _ROW_AT_ONCE.replace("{row}", self.row_sql.replace("$1", "$2"))
 
     @property
     def row_sql(self) -> str:
@@ -303,12 +309,7 @@ async def _all_at_once(
         _AT_ONCE, key_digest, event_id, None if own else path.get("registration_id"), own
     )
     assert row is not None
-    if key_digest is None:
-        principal = ADMIN
-    elif row["role"] is None:
-        raise unknown_key()
-    else:
-        principal = Principal(Role(row["role"]), row["subject_id"])
+    principal = _caller(key_digest, row)
     registration_id = row["registration_id"]
     if registration_id is not None:
         owner = row["event_id"]
@@ -359,15 +360,9 @@ async def _row_at_once(
 ) -> tuple[Principal, Target, Standing, tuple[Subject, ...]]:
     """What `_principal`, `resolver` and `_standing` find, in their order: an unknown key
     is a 401 before a missing row is a 404."""
-    sql = _ROW_AT_ONCE.replace("{row}", resolver.row_sql.replace("$1", "$2"))
-    row = await conn.fetchrow(sql, key_digest, path[resolver.key])
+    row = await conn.fetchrow(resolver.at_once_sql, key_digest, path[resolver.key])
     assert row is not None
-    if key_digest is None:
-        principal = ADMIN
-    elif row["role"] is None:
-        raise unknown_key()
-    else:
-        principal = Principal(Role(row["role"]), row["subject_id"])
+    principal = _caller(key_digest, row)
     if row["found"] != 1:  # a key column names one row at most
         raise ProblemError(404, "Not found", f"nothing at {where}")
     target = Target(row["event_id"], tuple(row["registrations"]))
@@ -375,6 +370,15 @@ async def _row_at_once(
     if target.event_id is None:
         return principal, target, standing_of(principal, **_NOBODY), subjects
     return principal, target, _standing_from(principal, row), subjects
+
+
+def _caller(key_digest: str | None, row: asyncpg.Record) -> Principal:
+    """The principal of a combined read's `role` and `subject_id` (none: the admin)."""
+    if key_digest is None:
+        return ADMIN
+    if row["role"] is None:
+        raise unknown_key()
+    return Principal(Role(row["role"]), row["subject_id"])
 
 
 def _standing_from(principal: Principal, row: asyncpg.Record) -> Standing:
