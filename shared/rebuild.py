@@ -70,6 +70,7 @@ from shared.rebuild_own import Reading, decoder, own_windows, reads_envelope
 from shared.rebuild_schema import Difference, compare, fresh_schema, rehome_triggers
 from shared.rebuild_topics import (
     EveryRecord,
+    EveryRecordAsRead,
     Placed,
     apply_every_record,
     consumed_events,
@@ -427,6 +428,7 @@ async def rebuild(
     # Writes on other connections (`shared.rebuild_write`): awaited before the report.
     writes: list[PendingWrite] = []
     stream: Stream | None = None
+    as_read: EveryRecordAsRead | None = None  # the plan's `every_record` folded as read
     own_rows: Reading | None = None
 
     def phase(name: str) -> None:
@@ -440,6 +442,9 @@ async def rebuild(
             applied = await _applied(source, plan.consumer + group_suffix)
             # Decoded as the records come (the Python side would idle waiting for them).
             events, every, add = consumed_events(plan, registry, applied)
+            if plan.every_record is not None:
+                as_read = EveryRecordAsRead(plan.every_record, every)
+                add = as_read.each_batch(add)
             reading = asyncio.create_task(
                 read_topics(bootstrap, topics, kafka_options=kafka_options, each_batch=add)
             )
@@ -463,6 +468,8 @@ async def rebuild(
             # (Not the table of the plan's `every_record`: its rows are folded next.)
             kept = plan.every_record.table if plan.every_record is not None else ""
             writes.append(PendingWrite.start(target, fold.release_filled(keep=kept)))
+            if as_read is not None and (streamed := as_read.start(target, fold)) is not None:
+                writes.append(streamed)
         pending = list(writes)
 
         def drain() -> None:
@@ -483,7 +490,8 @@ async def rebuild(
             del records
             phase("read")
             if plan.every_record is not None:
-                await apply_every_record(target, plan.every_record, every, fold)
+                rest = as_read.rest if as_read is not None else every
+                await apply_every_record(target, plan.every_record, rest, fold)
                 if fold is not None:  # no consumed handler names its table: written now
                     released = fold.release([plan.every_record.table])
                     writes.append(PendingWrite.start(target, released))

@@ -306,6 +306,17 @@ class Fold:
             update_row(operation, args)
         return True
 
+    def appends(self, query: str) -> bool:
+        """Whether `query` folds as an insert that changes no row already there, into a
+        table that is neither released nor changed so far (one `stream` may take)."""
+        operation = self._operations.get(query, _UNKNOWN)
+        if operation is _UNKNOWN:
+            operation = self._operations[query] = self._compile(query)
+        if operation is None or operation.modifies:
+            return False
+        table = operation.table
+        return not (table.released or table.modified or table.streamed)
+
     def release(self, tables: Iterable[str]) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
         """The rows of those of `tables` still folded, to write now; they are folded no
         more (their next statements go to the server, after these rows)."""

@@ -20,6 +20,7 @@ from shared.inbox import reads_payload
 if TYPE_CHECKING:
     from shared.rebuild import Plan
     from shared.rebuild_fold import Fold
+    from shared.rebuild_write import PendingWrite, Stream
 
 
 async def read_topics(
@@ -174,3 +175,65 @@ async def apply_every_record(
     if rest:
         async with target.acquire() as conn, conn.transaction():
             await conn.executemany(query, [args(envelope) for envelope in rest])
+
+
+class EveryRecordAsRead:
+    """`every`'s statement folded for the envelopes as the topics are read, not after the
+    read, and its table's rows streamed to the server meanwhile (`shared.rebuild_write`'s
+    `Stream`): the server's COPY of reporting's history (one row per record, most of its
+    work in a rebuild) then overlaps the read instead of following it.
+
+    `each_batch` wraps `consumed_events`' `add` for `read_topics`; `start`, once the fold
+    exists, folds what was read so far and from then on each batch as it comes.
+    `apply_every_record` takes the `rest` after the read (all of them without a start,
+    or if the statement does not fold)."""
+
+    # Rows per chunk sent (each chunk is one COPY on the stream's connection).
+    CHUNK = 10000
+
+    def __init__(self, every: EveryRecord, envelopes: list[Envelope]) -> None:
+        self._every, self._envelopes = every, envelopes
+        self._folded = 0
+        self._since_drain = 0
+        self._fold: Fold | None = None
+        self._stream: Stream | None = None
+
+    @property
+    def rest(self) -> list[Envelope]:
+        """The envelopes not folded yet."""
+        return self._envelopes[self._folded :]
+
+    def each_batch(
+        self, add: Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None]
+    ) -> Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None]:
+        def add_and_fold(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+            add(records)
+            if self._stream is not None:
+                self._fold_new()
+
+        return add_and_fold
+
+    def start(self, target: asyncpg.Pool, fold: Fold) -> PendingWrite | None:
+        """Fold and stream from now on, if the statement folds as an insert; the stream's
+        write (what a statement naming the table waits for), or None."""
+        from shared.rebuild_write import Stream
+
+        if not fold.appends(self._every.query):
+            return None
+        self._fold, self._stream = fold, Stream(target, fold, self._every.table)
+        self._fold_new()
+        return self._stream.pending
+
+    def _fold_new(self) -> None:
+        assert self._fold is not None and self._stream is not None
+        query, args, take = self._every.query, self._every.args, self._fold.take
+        new = self.rest
+        for envelope in new:
+            # (An insert into a streamed table folds until the table is released.)
+            if not take(query, args(envelope)):
+                raise RuntimeError(f"{self._every.table}: a streamed insert did not fold")
+        self._folded += len(new)
+        self._since_drain += len(new)
+        if self._since_drain >= self.CHUNK:
+            self._since_drain = 0
+            self._stream.drain()

@@ -5,8 +5,9 @@ repeated envelope id changing nothing either way."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from shared.envelope import Envelope
 from shared.rebuild_copy import write
 from shared.rebuild_fold import Fold
-from shared.rebuild_topics import EveryRecord, apply_every_record
+from shared.rebuild_topics import EveryRecord, EveryRecordAsRead, apply_every_record
 from tests.integration.support import Infra, fresh_databases
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -85,3 +86,83 @@ async def test_every_record_rows_equal_the_statement_one_by_one(
             assert [row[1] for row in direct] == ["t0", "t1", "t2", "t3"]  # 4 and 5 met e0, e1
         finally:
             await pool.close()
+
+
+@pytest.mark.parametrize("folds", [True, False], ids=["streamed", "statement does not fold"])
+async def test_every_record_folded_as_read_streams_its_rows(
+    infra: Infra, folds: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`EveryRecordAsRead`: the envelopes read before the fold exists are folded when it
+    starts, later ones batch by batch, their rows on the server before the table is
+    released (a chunk per batch here); the rows equal the statement's one by one. A
+    statement that does not fold as an insert is left to `apply_every_record`."""
+    monkeypatch.setattr(EveryRecordAsRead, "CHUNK", 1)
+    every = EVERY if folds else _updating(EVERY)
+    name = f"test_every_{uuid.uuid4().hex[:12]}"
+    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
+        pool = await asyncpg.create_pool(dsns[name], min_size=1, max_size=2)
+        assert pool is not None
+        target = await asyncpg.create_pool(
+            dsns[name], min_size=1, max_size=3, server_settings={"search_path": "rebuilt"}
+        )
+        assert target is not None
+        try:
+            async with pool.acquire() as conn:
+                for schema in ("direct", "rebuilt"):
+                    await conn.execute(f"CREATE SCHEMA {schema}; SET search_path = {schema}")
+                    await conn.execute(TABLE)
+                await conn.execute("SET search_path = direct")
+                for envelope in ENVELOPES:
+                    await conn.execute(every.query, *every.args(envelope))
+            read: list[Envelope] = []
+            as_read = EveryRecordAsRead(every, read)
+            each_batch = as_read.each_batch(lambda batch: read.extend(cast(Any, batch)))
+            each_batch(cast(Any, ENVELOPES[:2]))  # before the fold exists
+            async with target.acquire() as conn:
+                fold = await Fold.read(conn)
+            streamed = as_read.start(target, fold)
+            each_batch(cast(Any, ENVELOPES[2:5]))
+            if folds:
+                assert streamed is not None and as_read.rest == []
+                async with pool.acquire() as conn:
+                    for _ in range(100):
+                        if await _copied_before_release(conn):
+                            break
+                        await asyncio.sleep(0.05)
+                    else:
+                        pytest.fail("no chunk reached the server before the release")
+            else:
+                assert streamed is None and as_read.rest == ENVELOPES[:5]
+            each_batch(cast(Any, ENVELOPES[5:]))
+            await apply_every_record(target, every, as_read.rest, fold)
+            released = fold.release(["seen"])
+            assert (released == []) is folds  # a streamed table's last rows go to its stream
+            async with target.acquire() as conn:
+                for copy, rows in released:
+                    await write(conn, copy, rows)
+            if streamed is not None:
+                await streamed.write
+            async with pool.acquire() as conn:
+                direct, rebuilt = await _rows(conn, "direct"), await _rows(conn, "rebuilt")
+            assert rebuilt == direct
+            assert len(direct) == 4
+        finally:
+            await target.close()
+            await pool.close()
+
+
+def _updating(every: EveryRecord) -> EveryRecord:
+    """`every` as an upsert: folded, but it changes rows already there (not streamed)."""
+    query = every.query.replace("DO NOTHING", "DO UPDATE SET type = excluded.type")
+    return EveryRecord(every.table, query, every.args)
+
+
+async def _copied_before_release(conn: asyncpg.Connection) -> bool:
+    """Whether a session sent a COPY into `seen` and holds its transaction open (the
+    stream's, which commits when the table is released)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'"
+            " AND query ILIKE 'COPY %seen%'"
+        )
+    )
