@@ -49,10 +49,11 @@ class Envelope:
     # Who caused it: the principal of the command (e.g. "organiser:<id>"), or the service
     # whose reaction to another event it is (a CloudEvents extension, `ce_actor`).
     actor: str | None = None
-    # `data` as the record's own JSON text, when it was read from one as strict JSON
-    # (`json_codec.loads_keeping_text`): what reporting's history stores, not encoded
-    # again. Not a constructor argument, so `replace(envelope, data=...)` drops it.
-    data_text: str | None = field(default=None, init=False, compare=False, repr=False)
+    # `data` as the record's own JSON (UTF-8), when it was read from one as strict JSON
+    # (`json_codec.loads_keeping_strict`): what reporting's history stores, not encoded
+    # again (kept as bytes: only the history decodes it). Not a constructor argument, so
+    # `replace(envelope, data=...)` drops it.
+    data_json: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     @classmethod
     def wrap(
@@ -143,7 +144,7 @@ class Envelope:
         if (spec := get("ce_specversion")) != SPEC_VERSION:
             raise MalformedEnvelope(f"unsupported specversion {spec!r}")
         try:
-            data, text = json_codec.loads_keeping_text(value or b"null")
+            data, strict = json_codec.loads_keeping_strict(value or b"null")
         except ValueError as exc:
             raise MalformedEnvelope(f"value is not JSON: {exc}") from exc
         if not isinstance(data, dict):
@@ -167,7 +168,7 @@ class Envelope:
                 "traceparent": get("traceparent"),
                 "tracestate": get("tracestate"),
                 "actor": get("ce_actor"),
-                "data_text": text,
+                "data_json": strict,
             }
         )
 
@@ -240,7 +241,7 @@ def header_texts(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str |
     return texts
 
 
-_FIELDS = tuple(f.name for f in fields(Envelope) if f.init)  # (not `data_text`)
+_FIELDS = tuple(f.name for f in fields(Envelope) if f.init)  # (not `data_json`)
 _FIELD_SET = frozenset(_FIELDS)
 _REQUIRED = frozenset({"id", "source", "type", "key", "data"})
 _ABSENT: dict[str, Any] = dict.fromkeys(_FIELDS)

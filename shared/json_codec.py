@@ -41,15 +41,15 @@ def loads(raw: bytes | str) -> Any:
         raise ValueError("JSON nested too deeply") from exc
 
 
-def loads_keeping_text(raw: bytes) -> tuple[Any, str | None]:
-    """`loads`, and `raw` as text when orjson read it: strict JSON (RFC 8259), which
-    PostgreSQL's jsonb reads too, so it can be stored as it came. None when the standard
-    library read it (NaN, a long integer, a lone surrogate: `dumps` writes those as
-    jsonb takes them)."""
+def loads_keeping_strict(raw: bytes) -> tuple[Any, bytes | None]:
+    """`loads`, and `raw` itself when orjson read it: strict JSON (RFC 8259) in valid
+    UTF-8 (orjson refuses anything else), which PostgreSQL's jsonb reads too, so it can be
+    stored as it came. None when the standard library read it (NaN, a long integer, a
+    lone surrogate: `dumps` writes those as jsonb takes them)."""
     if _LONG_NUMBER not in raw.translate(_DIGITS):
         try:
-            return orjson.loads(raw), raw.decode()
-        except (orjson.JSONDecodeError, UnicodeDecodeError):
+            return orjson.loads(raw), raw
+        except orjson.JSONDecodeError:
             pass
     return loads(raw), None
 

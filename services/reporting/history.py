@@ -62,7 +62,7 @@ def row_of(envelope: Envelope) -> tuple[Any, ...]:
         envelope.causation_id,
         envelope.subject,
         # As it came, when it came as strict JSON (the same text in a rebuild).
-        envelope.data_text if envelope.data_text is not None else json_codec.dumps(envelope.data),
+        envelope.data_json.decode() if envelope.data_json else json_codec.dumps(envelope.data),
     )
 
 

@@ -54,18 +54,18 @@ def test_decodes_as_the_standard_library(raw: bytes) -> None:
     ],
 )
 def test_the_text_is_kept_only_when_orjson_read_it(raw: bytes) -> None:
-    value, text = json_codec.loads_keeping_text(raw)
+    value, text = json_codec.loads_keeping_strict(raw)
     assert repr(value) == repr(json.loads(raw)) and text is None  # `dumps` writes it again
 
 
 def test_strict_json_keeps_its_own_text() -> None:
     raw = '{"p": 0.10000000000000001, "s": "caf\u00e9", "e": "\\u00e9"}'.encode()
-    value, text = json_codec.loads_keeping_text(raw)
-    assert value == json.loads(raw) and text == raw.decode()
+    value, text = json_codec.loads_keeping_strict(raw)
+    assert value == json.loads(raw) and text == raw
     envelope = Envelope.from_kafka(b"k", raw, HEADERS)
-    assert envelope.data == value and envelope.data_text == raw.decode()
+    assert envelope.data == value and envelope.data_json == raw
     # The text is of the data it came with: a changed envelope does not keep it.
-    assert replace(envelope, data={"p": 1}).data_text is None
+    assert replace(envelope, data={"p": 1}).data_json is None
     assert replace(envelope) == envelope  # and it is not compared
 
 
