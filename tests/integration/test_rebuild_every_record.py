@@ -39,6 +39,17 @@ ENVELOPES = [
 ]
 
 
+async def _direct_and_rebuilt(pool: asyncpg.Pool, every: EveryRecord) -> None:
+    """Schemas `direct` (the statement one envelope at a time) and `rebuilt` (empty)."""
+    async with pool.acquire() as conn:
+        for schema in ("direct", "rebuilt"):
+            await conn.execute(f"CREATE SCHEMA {schema}; SET search_path = {schema}")
+            await conn.execute(TABLE)
+        await conn.execute("SET search_path = direct")
+        for envelope in ENVELOPES:
+            await conn.execute(every.query, *every.args(envelope))
+
+
 async def _rows(conn: asyncpg.Connection, schema: str) -> list[tuple[Any, ...]]:
     return [
         tuple(r) for r in await conn.fetch(f"SELECT id, type, key FROM {schema}.seen ORDER BY seq")
@@ -54,13 +65,7 @@ async def test_every_record_rows_equal_the_statement_one_by_one(
         pool = await asyncpg.create_pool(dsns[name], min_size=1, max_size=2)
         assert pool is not None
         try:
-            async with pool.acquire() as conn:
-                for schema in ("direct", "rebuilt"):
-                    await conn.execute(f"CREATE SCHEMA {schema}; SET search_path = {schema}")
-                    await conn.execute(TABLE)
-                await conn.execute("SET search_path = direct")
-                for envelope in ENVELOPES:
-                    await conn.execute(EVERY.query, *EVERY.args(envelope))
+            await _direct_and_rebuilt(pool, EVERY)
             target = await asyncpg.create_pool(
                 dsns[name], min_size=1, max_size=2, server_settings={"search_path": "rebuilt"}
             )
@@ -107,13 +112,7 @@ async def test_every_record_folded_as_read_streams_its_rows(
         )
         assert target is not None
         try:
-            async with pool.acquire() as conn:
-                for schema in ("direct", "rebuilt"):
-                    await conn.execute(f"CREATE SCHEMA {schema}; SET search_path = {schema}")
-                    await conn.execute(TABLE)
-                await conn.execute("SET search_path = direct")
-                for envelope in ENVELOPES:
-                    await conn.execute(every.query, *every.args(envelope))
+            await _direct_and_rebuilt(pool, every)
             read: list[Envelope] = []
             as_read = EveryRecordAsRead(every, read)
             each_batch = as_read.each_batch(lambda batch: read.extend(cast(Any, batch)))
