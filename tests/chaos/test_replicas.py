@@ -37,7 +37,8 @@ from services.reporting.rebuild import PLAN as REPORTING_PLAN
 from services.scheduling.rebuild import PLAN as SCHEDULING_PLAN
 from shared.contracts import registry
 from shared.contracts.scheduling import SlotAssigned
-from shared.rebuild import Plan, Report, rebuild
+from shared.rebuild import Plan, rebuild
+from shared.rebuild_report import Report
 from tests.chaos.harness import Cluster, Row, process_of_port, record, relay_leader_port
 from tests.integration.notification_support import (
     Contacts,
