@@ -366,8 +366,8 @@ async def rebuild(
 ) -> Report:
     """`apply`: how a run of events goes through a handler (`one_by_one` to compare).
 
-    The consumed topics are read (and their records decoded) from the start, while the
-    fresh schema is made and the own events are replayed: the Python side has that
+    The consumed topics are read (and their records decoded) from the start once the
+    fresh schema is made, while the own events are replayed: the Python side has that
     reading to do whenever it would wait on the server. Their events are applied after
     the own ones, in the same order as before."""
     report = Report(plan.service, schema)
