@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -72,6 +73,26 @@ async def baseline(
     return run, [dataclasses.asdict(c) for c in api.commands], wall
 
 
+def state_size(state_dir: Path, digits: int = 2) -> dict[str, float]:
+    """GB on disk of the platform's PostgreSQL data and Kafka logs before the run: runs on
+    platforms that hold very different state are not comparable (a database of 27 GB of
+    earlier runs cost PostgreSQL a third more CPU than a fresh one at the same load)."""
+
+    def gigabytes(paths: list[Path]) -> float:
+        total = 0
+        for root in paths:
+            for path in root.rglob("*"):
+                with contextlib.suppress(OSError):  # (a file gone meanwhile, or unreadable)
+                    if path.is_file():
+                        total += path.stat().st_blocks * 512  # (sparse index files)
+        return round(total / 1e9, digits)
+
+    return {
+        "postgres_gb": gigabytes([state_dir / "postgres"]),
+        "kafka_gb": gigabytes([d / "data" for d in state_dir.glob("kafka*") if d.is_dir()]),
+    }
+
+
 def check_catcher() -> None:
     """The mail catcher must be the one that indexes arrivals (scripts.mail_catcher)."""
     try:
@@ -110,6 +131,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     )
     await probe.open()
     api = Api(platform_urls(), args.concurrency)
+    held = state_size(state_dir)
+    log(f"state before the run: PostgreSQL {held['postgres_gb']} GB, Kafka {held['kafka_gb']} GB")
     window = Window(state_dir)
     since = time.time()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -159,6 +182,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         },
         "event_id": run.event_id,
         "machine": machine,
+        "state_before": held,
         "wall_s": round(wall, 2),
         "phases": report.phase_rows([dataclasses.asdict(p) for p in run.phases], commands),
         "baseline": {"wall_s": round(base_wall, 2), "phases": base_phases},

@@ -153,7 +153,13 @@ def render(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"Machine busy {result['cpu']['machine_busy_pct']}% of {result['machine']['cores']} cores"
-        f" over the run; load average at the start {result['machine']['loadavg_at_start']}.",
+        f" over the run; load average at the start {result['machine']['loadavg_at_start']}."
+        + (
+            f" State before the run: PostgreSQL {held['postgres_gb']} GB, Kafka"
+            f" {held['kafka_gb']} GB."
+            if (held := result.get("state_before"))
+            else ""
+        ),
         "",
         *statements.render(result.get("statements")),
         "",

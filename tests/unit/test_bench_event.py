@@ -13,6 +13,7 @@ import pytest
 from bench.backbone.load import RawHttpClient
 from bench.event import report, stub
 from bench.event.api import Api, each
+from bench.event.cli import state_size
 from bench.event.cpu import part_of, roots
 from bench.event.driver import drive
 from bench.event.workload import Workload, split_bursts, workload
@@ -333,3 +334,21 @@ def test_hannover_declines_only_meetings_the_event_offers() -> None:
         for a, b in work.declined:
             kinds = (work.participants[a].organisation_type, work.participants[b].organisation_type)
             assert "cluster" in kinds, (tag, a, b)
+
+
+def test_the_state_before_a_run_counts_postgres_and_every_kafka_nodes_logs(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "postgres" / "data" / "base").mkdir(parents=True)
+    (tmp_path / "postgres" / "data" / "base" / "1").write_bytes(b"x" * 3_000_000)
+    for node in ("kafka", "kafka-2"):
+        (tmp_path / node / "data").mkdir(parents=True)
+        (tmp_path / node / "data" / "log").write_bytes(b"x" * 1_000_000)
+        (tmp_path / node / "jars").mkdir()
+        (tmp_path / node / "jars" / "kafka.jar").write_bytes(b"x" * 5_000_000)  # not state
+    with (tmp_path / "kafka" / "data" / "sparse.index").open("wb") as sparse:
+        sparse.truncate(10_000_000)  # preallocated, no blocks: not counted
+    held = state_size(tmp_path)
+    assert held == {"postgres_gb": 0.0, "kafka_gb": 0.0}  # rounded to 10 MB
+    held_mb = {k: v * 1000 for k, v in state_size(tmp_path, digits=4).items()}
+    assert round(held_mb["postgres_gb"]) == 3 and round(held_mb["kafka_gb"]) == 2
