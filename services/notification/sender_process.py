@@ -1,0 +1,69 @@
+"""The sender (`sender.Sender`) in a process of its own, started and supervised by the
+service (`shared.worker_process`).
+
+In the service's process the sender shared the event loop with the consumer: at a
+steady rate of accepts the loop was busy about 90 % of the time, the sender (contacts,
+rendering, SMTP exchanges) 43 % of it, and each round trip of the consumer's transaction
+waited for the sender's step that held the loop. Apart, each has a loop of its own and
+the OS shares the cores between them.
+
+Nothing about the delivery guarantees changes: the rows, their claims and their
+outcomes are the same transactions on the same database. The child dies with the
+service (SIGKILL included): a transaction it had open rolls back and its rows are due
+again, as when the sender died with the process before. Its outcomes counter
+(`queue.OUTCOMES`) is exported on the service's /metrics; its end makes the service
+unready.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from services.notification import queue
+from services.notification.sender import Sender
+from shared import logs, telemetry
+from shared.db import create_pool
+from shared.runtime import ServiceRuntime
+from shared.settings import NotificationSettings
+from shared.worker_process import WorkerProcess, child_main, exported_by
+
+NAME = "notification"
+# The sender's own metrics: counted in the child, exported by the service.
+METRICS = (queue.OUTCOMES,)
+
+
+async def run(runtime: ServiceRuntime) -> None:
+    """The service's background task: the sender's process, until it ends (then the
+    task raises, and /ready says so) or the service stops (then it is stopped)."""
+    settings = runtime.settings
+    assert isinstance(settings, NotificationSettings)
+    worker = WorkerProcess(
+        __name__, (settings, runtime.dsn), {f.name for m in METRICS for f in m.describe()}
+    )
+    runtime.metric_sources.append(worker.refresh)
+    try:
+        with exported_by(worker, METRICS):
+            await worker.run()
+    finally:
+        runtime.metric_sources.remove(worker.refresh)
+
+
+async def _send(payload: tuple[NotificationSettings, str]) -> None:
+    settings, dsn = payload
+    telemetry.configure(NAME, settings)
+    # The workers' connections, the digest lookups' and one to spare.
+    pool = await create_pool(dsn, max_size=settings.delivery_workers + 2)
+    try:
+        async with httpx.AsyncClient(timeout=settings.webhook_timeout_seconds) as http:
+            await Sender(pool, dsn, settings, http).run()
+    finally:
+        await pool.close()
+        telemetry.shutdown()
+
+
+def _configure(_: tuple[NotificationSettings, str]) -> None:
+    logs.configure(NAME)
+
+
+if __name__ == "__main__":
+    child_main(_send, _configure)
