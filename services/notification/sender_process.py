@@ -17,6 +17,8 @@ unready.
 
 from __future__ import annotations
 
+import os
+
 import httpx
 
 from services.notification import queue
@@ -61,8 +63,9 @@ async def _send(payload: tuple[NotificationSettings, str]) -> None:
         telemetry.shutdown()
 
 
-def _configure(_: tuple[NotificationSettings, str]) -> None:
+def _configure(payload: tuple[NotificationSettings, str]) -> None:
     logs.configure(NAME)
+    os.nice(payload[0].sender_nice)
 
 
 if __name__ == "__main__":
