@@ -558,4 +558,3 @@ def _location(entry: CalendarEntry, venue: str) -> str:
     if entry.mode == "online":
         return "Online"
     return f"Table {entry.table}, {venue}" if entry.table is not None else venue
-
