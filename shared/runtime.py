@@ -107,6 +107,9 @@ class ServiceRuntime:
         # Awaited before /metrics renders: a background task whose metrics are counted
         # elsewhere (`shared.worker_process`) brings them up to date here.
         self.metric_sources: list[Callable[[], Awaitable[None]]] = []
+        # Named checks of work started elsewhere (a worker process that says when it has
+        # started), each a part of /ready.
+        self.readiness_checks: dict[str, Callable[[], bool]] = {}
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -201,6 +204,7 @@ class ServiceRuntime:
         )
         if self._background_tasks:
             checks["background"] = not any(t.done() for t in self._background_tasks)
+        checks.update({name: check() for name, check in self.readiness_checks.items()})
         return checks
 
 

@@ -10,7 +10,9 @@ between the two), and keeps it part of the service:
   service reaches its end (any other way the service goes), so a killed service never
   leaves a sender behind that a restarted one would race;
 - its failure is the service's: the parent's background task ends when the child does,
-  which `/ready` reports (`ServiceRuntime.readiness`);
+  which `/ready` reports (`ServiceRuntime.readiness`); until the child says its work has
+  started (`ready`, called by the work), the service is not ready either, so nothing
+  piles up for a sender that is still importing;
 - its metrics are the service's: before `/metrics` renders, the parent asks the child
   for its families (`refresh`) and exports them as its own (`collect`).
 
@@ -18,7 +20,8 @@ The pipe carries the child's payload and the names of the metrics it exports onc
 (pickled: what the parent's own code made), then metric requests one byte each,
 answered on the child's own copy of its standard output (fd 1 itself goes to stderr in
 the child, so nothing printed mixes with the answers) as a 4-byte length and the pickled
-families. An answer that does not come within `ANSWER_SECONDS` leaves the pipe out of
+families; the first thing on that copy is one byte, `_STARTED`, when the work has
+started. An answer that does not come within `ANSWER_SECONDS` leaves the pipe out of
 step: the child's metrics are not exported from then on (logged), the rest goes on.
 """
 
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct(">I")
 _METRICS_REQUEST = b"m"
+_STARTED = b"s"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 STOP_GRACE_SECONDS = 10.0
 ANSWER_SECONDS = 5.0
@@ -60,6 +64,7 @@ class WorkerProcess:
         self._families: list[Metric] = []
         self._asking = asyncio.Lock()
         self._out_of_step = False
+        self.started = False  # the child's work has started (it said so)
 
     async def run(self) -> None:
         """Start the child and wait for it; raise when it ends (its work is not done any
@@ -75,8 +80,11 @@ class WorkerProcess:
         assert self._proc.stdin is not None
         handed = pickle.dumps((self._payload, self._metric_names))
         self._proc.stdin.write(_LENGTH.pack(len(handed)) + handed)
-        log.info("%s: started as process %d", self._module, self._proc.pid)
+        assert self._proc.stdout is not None
         try:
+            if await self._proc.stdout.read(1) == _STARTED:  # b"": it ended first
+                self.started = True
+                log.info("%s: started as process %d", self._module, self._proc.pid)
             code = await self._proc.wait()
         except asyncio.CancelledError:
             await self._stop()
@@ -97,7 +105,7 @@ class WorkerProcess:
     async def refresh(self) -> None:
         """Ask the child for its metrics' current values (kept for `collect`)."""
         proc = self._proc
-        if proc is None or proc.returncode is not None or self._out_of_step:
+        if proc is None or proc.returncode is not None or self._out_of_step or not self.started:
             return
         assert proc.stdin is not None and proc.stdout is not None
         stdout = proc.stdout
@@ -151,10 +159,12 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def child_main(
-    work: Callable[[Any], Awaitable[None]], configure: Callable[[Any], None] | None = None
-) -> None:
-    """Run `work(payload)` with `payload` as the parent handed it, answering metric
+# The child's work: `work(payload, ready)`, which calls `ready()` once it has started.
+Work = Callable[[Any, Callable[[], None]], Awaitable[None]]
+
+
+def child_main(work: Work, configure: Callable[[Any], None] | None = None) -> None:
+    """Run `work(payload, ready)` with `payload` as the parent handed it, answering metric
     requests, until the work ends, SIGTERM, or the parent's end of the pipe closes."""
     die_with_parent(int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the parent's to act on
@@ -179,13 +189,17 @@ def _read_exactly(fd: int, size: int) -> bytes:
 
 
 async def _serve(
-    work: Callable[[Any], Awaitable[None]],
+    work: Work,
     payload: Any,
     answers: BinaryIO,
     names: frozenset[str],
 ) -> None:
     loop = asyncio.get_running_loop()
-    working = asyncio.ensure_future(work(payload))
+
+    def started() -> None:
+        answers.write(_STARTED)
+
+    working = asyncio.ensure_future(work(payload, started))
     loop.add_signal_handler(signal.SIGTERM, working.cancel)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)

@@ -21,6 +21,7 @@ unready.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import httpx
 
@@ -46,18 +47,23 @@ async def run(runtime: ServiceRuntime) -> None:
         __name__, (settings, runtime.dsn), {f.name for m in METRICS for f in m.describe()}
     )
     runtime.metric_sources.append(worker.refresh)
+    runtime.readiness_checks["sender"] = lambda: worker.started
     try:
         with exported_by(worker, METRICS):
             await worker.run()
     finally:
         runtime.metric_sources.remove(worker.refresh)
+        runtime.readiness_checks.pop("sender", None)
 
 
-async def _send(payload: tuple[NotificationSettings, str]) -> None:
+async def _send(payload: tuple[NotificationSettings, str], ready: Callable[[], None]) -> None:
     settings, dsn = payload
     telemetry.configure(NAME, settings)
     # The workers' connections, the digest lookups' and one to spare.
     pool = await create_pool(dsn, max_size=settings.delivery_workers + 2)
+    # Its workers claim what is due as they start: nothing queued from now on waits for
+    # a NOTIFY that came before the listener.
+    ready()
     try:
         async with httpx.AsyncClient(timeout=settings.webhook_timeout_seconds) as http:
             await Sender(pool, dsn, settings, http).run()

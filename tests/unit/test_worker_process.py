@@ -44,7 +44,7 @@ def _gone_within(pid: int, seconds: float) -> bool:
     return False
 
 
-async def test_the_childs_metrics_are_exported_as_the_services_and_a_stop_stops_it(
+async def test_the_childs_metrics_are_exported_once_started_and_a_stop_stops_it(
     tmp_path: Path,
 ) -> None:
     mark = tmp_path / "mark"
@@ -59,6 +59,7 @@ async def test_the_childs_metrics_are_exported_as_the_services_and_a_stop_stops_
             if "test_worker_things_total 3.0" in page:
                 break
         assert "test_worker_things_total 3.0" in page
+        assert worker.started
         assert page.count("# TYPE test_worker_things_total counter") == 1  # not this process's too
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -72,6 +73,7 @@ async def test_a_child_that_ends_ends_the_services_task(tmp_path: Path) -> None:
     worker = WorkerProcess(CHILD, {"count": 0, "fail": True, "mark": str(tmp_path / "m")}, NAMES)
     with pytest.raises(RuntimeError, match="ended with code 1"):
         await asyncio.wait_for(worker.run(), 30)
+    assert not worker.started  # it never said so: the service was never ready
 
 
 def _service_with_child(tmp_path: Path, child: str) -> tuple[subprocess.Popen[str], int]:
