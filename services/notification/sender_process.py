@@ -8,7 +8,8 @@ waited for the sender's step that held the loop. Apart, each has a loop of its o
 the OS shares the cores between them; niced (`SENDER_NICE`), the sender gets what the
 consumer, the API and the servers leave. Measured (bench-event bremen at 40/s, a busy
 machine): apart at the same priority, the consumer's latency did not change; niced, its
-latency for accepts fell to about half, the e-mails a little later (bench/README).
+latency for accepts fell to about half, the e-mails later (within 1 s at load 4-6, over
+it on a much busier machine: bench/README, notify8).
 
 Nothing about the delivery guarantees changes: the rows, their claims and their
 outcomes are the same transactions on the same database. The child dies with the
