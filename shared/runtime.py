@@ -12,7 +12,7 @@ import gc
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -104,6 +104,12 @@ class ServiceRuntime:
         self.consumers: list[InboxConsumer | FastStreamInboxConsumer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._background_tasks: list[asyncio.Task[None]] = []
+        # Awaited before /metrics renders: a background task whose metrics are counted
+        # elsewhere (`shared.worker_process`) brings them up to date here.
+        self.metric_sources: list[Callable[[], Awaitable[None]]] = []
+        # Named checks of work started elsewhere (a worker process that says when it has
+        # started), each a part of /ready.
+        self.readiness_checks: dict[str, Callable[[], bool]] = {}
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -198,6 +204,7 @@ class ServiceRuntime:
         )
         if self._background_tasks:
             checks["background"] = not any(t.done() for t in self._background_tasks)
+        checks.update({name: check() for name, check in self.readiness_checks.items()})
         return checks
 
 
@@ -243,6 +250,9 @@ def ops_router(runtime: ServiceRuntime) -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics_text() -> Response:
+        for refresh in runtime.metric_sources:
+            with contextlib.suppress(Exception):  # its own metrics left out, the rest shown
+                await refresh()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -161,6 +161,9 @@ class NotificationSettings(PlatformSettings):
     # Due deliveries a worker claims and sends in one transaction (a digest row alone).
     delivery_batch_size: int = Field(default=16, ge=1)
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    # The sender's process's niceness (`sender_process`): on a busy machine the OS gives
+    # the consumer and the API their CPU first, the sender what is left.
+    sender_nice: int = Field(default=10, ge=0, le=19)
     webhook_timeout_seconds: float = 10.0
 
 

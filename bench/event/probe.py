@@ -8,6 +8,9 @@ consumer transaction that inserted the event's inbox row
 which deploy/local/infra.sh turns on). Where that is off, the inbox claim
 (`inbox.processed_at`, `now()` of the consumer's transaction, before its handlers
 ran) stands in, and the result says so. Both clocks are the one PostgreSQL server's.
+With commit timestamps, each consumer's latency is also split at its transaction's
+start (`processed_at`): the wait before it (the consumer busy with earlier batches, the
+fetch) and the transaction itself (`split`).
 """
 
 from __future__ import annotations
@@ -154,7 +157,8 @@ class Probe:
     # -- measurement --------------------------------------------------------------------
 
     async def consumer_latencies(self, since: float) -> dict[str, dict[str, dict[str, Any]]]:
-        """flow (event type) -> consumer ("service/name", and `LAST`) -> latency summary (ms)."""
+        """flow (event type) -> consumer ("service/name", and `LAST`) -> latency summary (ms),
+        each consumer's with its `split` (see the module's docstring) where it is known."""
         recorded: dict[str, tuple[str, float]] = {}
         for conn in self.db.values():
             for row in await conn.fetch(
@@ -166,23 +170,37 @@ class Probe:
                 recorded[row["id"]] = (row["event_type"], row["at"])
         stamp = "pg_xact_commit_timestamp(xmin)" if self.commit_timestamps else "NULL::timestamptz"
         samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        waits: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         last: dict[str, dict[str, float]] = defaultdict(dict)  # flow -> event id -> latest
         for service, conn in self.db.items():
             for row in await conn.fetch(
                 "SELECT consumer, split_part(message_id, '#', 2) AS id,"
-                f" extract(epoch FROM coalesce({stamp}, processed_at))::float8 AS at"
+                f" extract(epoch FROM coalesce({stamp}, processed_at))::float8 AS at,"
+                " extract(epoch FROM processed_at)::float8 AS began"
                 " FROM inbox WHERE processed_at >= to_timestamp($1)",
                 since,
             ):
                 source = recorded.get(row["id"])
                 if source:
                     flow, at = source
-                    samples[flow][f"{service}/{row['consumer']}"].append(row["at"] - at)
+                    consumer = f"{service}/{row['consumer']}"
+                    samples[flow][consumer].append(row["at"] - at)
+                    waits[flow][consumer].append(row["began"] - at)
                     seen = last[flow].get(row["id"], 0.0)
                     last[flow][row["id"]] = max(seen, row["at"] - at)
         return {
             flow: {
-                **{consumer: summary_ms(values) for consumer, values in sorted(by.items())},
+                **{
+                    consumer: {
+                        **summary_ms(values),
+                        **(
+                            {"split": _split(values, waits[flow][consumer])}
+                            if self.commit_timestamps
+                            else {}
+                        ),
+                    }
+                    for consumer, values in sorted(by.items())
+                },
                 LAST: summary_ms(list(last[flow].values())),
             }
             for flow, by in sorted(samples.items())
@@ -278,3 +296,11 @@ class Probe:
             },
             "scheduling status": {r["status"]: r["n"] for r in sched},
         }
+
+
+def _split(totals: list[float], waits: list[float]) -> dict[str, dict[str, float | None]]:
+    """Each event's wait before its consumer's transaction began, and that transaction."""
+    return {
+        "wait": summary_ms(waits),
+        "transaction": summary_ms([t - w for t, w in zip(totals, waits, strict=True)]),
+    }

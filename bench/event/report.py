@@ -80,6 +80,32 @@ def latency_table(latency: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def split_table(latency: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Each flow's slowest consumer (by p99): its wait before its transaction began and
+    the transaction itself, p50 / p95 / p99 ms (none without commit timestamps)."""
+    lines = []
+    for flow, by in latency.items():
+        split = {c: s for c, s in by.items() if "split" in s and s["p99_ms"] is not None}
+        if not split:
+            continue
+        slowest = max(split, key=lambda c: split[c]["p99_ms"])
+        parts = [split[slowest]["split"][part] for part in ("wait", "transaction")]
+        cells = [f"{_ms(p['p50_ms'])} / {_ms(p['p95_ms'])} / {_ms(p['p99_ms'])}" for p in parts]
+        name = flow.removeprefix("eu.matchmaking.")
+        lines.append(f"| {name} | {slowest} | " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    return [
+        "",
+        "Each flow's slowest consumer: the wait before its transaction began (the batches"
+        " before it, the fetch) and the transaction, p50 / p95 / p99 ms:",
+        "",
+        "| flow | slowest consumer | wait | transaction |",
+        "|---|---|---:|---:|",
+        *lines,
+    ]
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
@@ -136,6 +162,7 @@ def render(result: dict[str, Any]) -> str:
         "",
     ]
     lines += latency_table(result["latency"])
+    lines += split_table(result["latency"])
     e = result["emails"]
     s = e["accept_to_placed_email"]
     lines += [

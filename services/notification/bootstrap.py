@@ -1,8 +1,9 @@
 """Wires the notification service: one subscription to the other services' topics, the sender.
 
 The consumer applies each event's projection handlers and then its notice
-handlers, in one transaction with the inbox row; the sender runs beside it as
-the runtime's background task.
+handlers, in one transaction with the inbox row; the sender runs beside it in a
+process of its own, which the runtime's background task starts and supervises
+(`sender_process`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.notification import commands, handlers, projection, sender
+from services.notification import commands, handlers, projection, sender_process
 from services.notification.api import router
 from services.notification.channels.email import mail_domain
 from shared.batching import batch_handlers, projected_first
@@ -67,7 +68,7 @@ def build_app(settings: NotificationSettings | None = None) -> FastAPI:
                 },
             )
         ],
-        background=[sender.run],
+        background=[sender_process.run],
         warm_up=[upgrade_webhooks],
     )
     return create_app(

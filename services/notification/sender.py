@@ -50,7 +50,6 @@ from services.notification.templates import (
 )
 from shared import telemetry
 from shared.contracts.notification import Channel
-from shared.runtime import ServiceRuntime
 from shared.savepoints import LazySavepoint
 from shared.settings import NotificationSettings
 
@@ -559,11 +558,3 @@ def _location(entry: CalendarEntry, venue: str) -> str:
     if entry.mode == "online":
         return "Online"
     return f"Table {entry.table}, {venue}" if entry.table is not None else venue
-
-
-async def run(runtime: ServiceRuntime) -> None:
-    """The service's background task (see `ServiceRuntime(background=...)`)."""
-    settings = runtime.settings
-    assert isinstance(settings, NotificationSettings)
-    async with httpx.AsyncClient(timeout=settings.webhook_timeout_seconds) as http:
-        await Sender(runtime.pool, runtime.dsn, settings, http).run()

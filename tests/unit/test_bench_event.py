@@ -179,6 +179,10 @@ def result(**changes: object) -> dict[str, object]:
                     "p50_ms": 8.0,
                     "p95_ms": 20.0,
                     "p99_ms": 30.0,
+                    "split": {
+                        "wait": {"p50_ms": 6.0, "p95_ms": 15.0, "p99_ms": 22.0},
+                        "transaction": {"p50_ms": 2.0, "p95_ms": 5.0, "p99_ms": 8.0},
+                    },
                 },
                 "last consumer": {"count": 700, "p50_ms": 13.0, "p95_ms": 41.0, "p99_ms": 91.0},
             }
@@ -219,6 +223,27 @@ def test_the_table_shows_phases_rate_ratio_latencies_cpu_and_convergence() -> No
     assert text.rstrip().endswith("Converged: **yes**")
     assert "Converged: **no**: e-mails doubled: 1" in report.render(
         result(not_converged=["e-mails doubled: 1"])
+    )
+
+
+def test_each_flows_slowest_consumer_is_split_into_wait_and_transaction() -> None:
+    latency = result()["latency"]
+    assert isinstance(latency, dict)
+    flow = latency["eu.matchmaking.registration.BusinessRegistered.v1"]
+    flow["matching/matching"]["split"] = {
+        "wait": {"p50_ms": 10.0, "p95_ms": 30.0, "p99_ms": 70.0},
+        "transaction": {"p50_ms": 2.0, "p95_ms": 10.0, "p99_ms": 20.0},
+    }
+    text = report.render(result(latency=latency))
+    # matching's p99 (90) is the slowest: reporting's split is not the one shown.
+    assert (
+        "| registration.BusinessRegistered.v1 | matching/matching | 10 / 30 / 70 | 2 / 10 / 20 |"
+        in text
+    )
+    assert "| reporting/reporting | 6 / 15 / 22" not in text
+    # Without commit timestamps there is no split, and no table.
+    assert "slowest consumer" not in report.render(
+        result(latency={"x": {"a/a": {"count": 1, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0}}})
     )
 
 
