@@ -454,8 +454,8 @@ async def rebuild(
             del records
             phase("read")
             if plan.every_record is not None:
-                rest = as_read.rest if as_read is not None else every
-                await apply_every_record(target, plan.every_record, rest, fold)
+                assert as_read is not None  # (made with the read)
+                await apply_every_record(target, plan.every_record, as_read.rest, fold)
                 if fold is not None:  # no consumed handler names its table: written now
                     released = fold.release([plan.every_record.table])
                     writes.append(PendingWrite.start(target, released))

@@ -293,9 +293,9 @@ class Fold:
 
     def take(self, query: str, args: tuple[Any, ...]) -> bool:
         """Apply `query` to the rows in memory if it has a folded form on a folded table."""
-        operation = self._operations.get(query, _UNKNOWN)
+        operation = self._operations.get(query, _UNKNOWN)  # (inline: once per statement)
         if operation is _UNKNOWN:
-            operation = self._operations[query] = self._compile(query)
+            operation = self._operation(query)
         if operation is None or operation.table.released:
             return False
         if operation.table.streamed and operation.modifies:
@@ -309,9 +309,7 @@ class Fold:
     def appends(self, query: str) -> bool:
         """Whether `query` folds as an insert that changes no row already there, into a
         table that is neither released nor changed so far (one `stream` may take)."""
-        operation = self._operations.get(query, _UNKNOWN)
-        if operation is _UNKNOWN:
-            operation = self._operations[query] = self._compile(query)
+        operation = self._operation(query)
         if operation is None or operation.modifies:
             return False
         table = operation.table
@@ -371,6 +369,12 @@ class Fold:
             return copy, rows
 
         return take
+
+    def _operation(self, query: str) -> _Operation | None:
+        """`query`'s folded form (None: it has none), compiled once per SQL text."""
+        if query not in self._operations:
+            self._operations[query] = self._compile(query)
+        return self._operations[query]
 
     def _compile(self, query: str) -> _Operation | None:
         try:

@@ -16,11 +16,11 @@ from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope, MalformedEnvelope, header_texts
 from shared.inbox import reads_payload
+from shared.rebuild_write import PendingWrite, Stream
 
 if TYPE_CHECKING:
     from shared.rebuild import Plan
     from shared.rebuild_fold import Fold
-    from shared.rebuild_write import PendingWrite, Stream
 
 
 async def read_topics(
@@ -216,8 +216,6 @@ class EveryRecordAsRead:
     def start(self, target: asyncpg.Pool, fold: Fold) -> PendingWrite | None:
         """Fold and stream from now on, if the statement folds as an insert; the stream's
         write (what a statement naming the table waits for), or None."""
-        from shared.rebuild_write import Stream
-
         if not fold.appends(self._every.query):
             return None
         self._fold, self._stream = fold, Stream(target, fold, self._every.table)

@@ -69,12 +69,7 @@ def latency_table(latency: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     ]
     for flow, by in latency.items():
         events = max((s["count"] or 0) for s in by.values())
-        cells = [
-            f"{_ms(by[c]['p50_ms'])} / {_ms(by[c]['p95_ms'])} / {_ms(by[c]['p99_ms'])}"
-            if c in by
-            else ""
-            for c in consumers
-        ]
+        cells = [_percentiles(by[c]) if c in by else "" for c in consumers]
         name = flow.removeprefix("eu.matchmaking.")
         lines.append(f"| {name} | {events:,} | " + " | ".join(cells) + " |")
     return lines
@@ -90,7 +85,7 @@ def split_table(latency: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             continue
         slowest = max(split, key=lambda c: split[c]["p99_ms"])
         parts = [split[slowest]["split"][part] for part in ("wait", "transaction")]
-        cells = [f"{_ms(p['p50_ms'])} / {_ms(p['p95_ms'])} / {_ms(p['p99_ms'])}" for p in parts]
+        cells = [_percentiles(part) for part in parts]
         name = flow.removeprefix("eu.matchmaking.")
         lines.append(f"| {name} | {slowest} | " + " | ".join(cells) + " |")
     if not lines:
@@ -104,6 +99,11 @@ def split_table(latency: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
         "|---|---|---:|---:|",
         *lines,
     ]
+
+
+def _percentiles(summary: dict[str, Any]) -> str:
+    """A latency summary's "p50 / p95 / p99" in ms."""
+    return f"{_ms(summary['p50_ms'])} / {_ms(summary['p95_ms'])} / {_ms(summary['p99_ms'])}"
 
 
 def _ms(value: float | None) -> str:
@@ -168,8 +168,7 @@ def render(result: dict[str, Any]) -> str:
     lines += [
         "",
         'From an accept (sent) to the participant\'s "meeting placed" e-mail at the catcher:'
-        f" {s['count'] or 0:,} e-mails, p50 / p95 / p99 {_ms(s['p50_ms'])} / {_ms(s['p95_ms'])}"
-        f" / {_ms(s['p99_ms'])} ms.",
+        f" {s['count'] or 0:,} e-mails, p50 / p95 / p99 {_percentiles(s)} ms.",
         "",
         "| part | CPU s | CPU ms per command |",
         "|---|---:|---:|",
