@@ -43,7 +43,7 @@ from services.registration import rebuild as registration_rebuild
 from services.reporting import rebuild as reporting_rebuild
 from services.scheduling import rebuild as scheduling_rebuild
 from shared.batching import apply_run
-from shared.contracts import registry
+from shared.contracts import UNPUBLISHED, registry
 from shared.db import migrate
 from shared.rebuild import Plan, one_by_one, rebuild
 from shared.topics import prefixed
@@ -101,7 +101,8 @@ async def _store_own(dsn: str, events: list[tuple[datetime, Any]]) -> None:
 
 
 async def publish(prefix: str, line: Timeline) -> dict[str, list[tuple[str, str, int, int]]]:
-    """Every producer's events on its topic, stamped with their time; per canonical topic,
+    """Every producer's published events on its topic (not those kept in its event store
+    only, `EventPayload.published`), stamped with their time; per canonical topic,
     (message id, topic, partition, offset) of each record."""
     producer = AIOKafkaProducer(
         bootstrap_servers=BOOTSTRAP, linger_ms=20, max_batch_size=1 << 20, acks="all"
@@ -113,6 +114,8 @@ async def publish(prefix: str, line: Timeline) -> dict[str, list[tuple[str, str,
             topic = prefixed(prefix, f"{name}.events")
             pending = []
             for at, envelope in line.events[name]:
+                if envelope.type in UNPUBLISHED:
+                    continue
                 future = await producer.send(
                     topic,
                     value=envelope.kafka_value(),

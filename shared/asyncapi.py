@@ -29,7 +29,13 @@ def document(producer: str, models: list[type[EventPayload]]) -> dict[str, Any]:
             # Versions after the first are named apart: both may be on the topic at once.
             title=f"{model.topic()}:{model.event_name}"
             + (f".v{model.event_version}" if model.event_version > 1 else ""),
-            description=f"CloudEvents type `{model.ce_type()}`, record key: brokerage event id. "
+            description=(
+                ""
+                if model.published
+                else "Not published any more (kept in its producer's event store); records"
+                " of it from before are still on the topic. "
+            )
+            + f"CloudEvents type `{model.ce_type()}`, record key: brokerage event id. "
             + (model.__doc__ or "").strip(),
             schema=model,
         )
@@ -46,7 +52,8 @@ def document(producer: str, models: list[type[EventPayload]]) -> dict[str, Any]:
 
 def documents() -> dict[str, dict[str, Any]]:
     by_producer: dict[str, list[type[EventPayload]]] = defaultdict(list)
-    # Superseded versions stay documented: consumers still meet them on the topics.
+    # Superseded versions stay documented, as do types no longer published: consumers
+    # still meet them on the topics.
     for model in [*ALL_EVENTS, *SUPERSEDED]:
         by_producer[model.producer].append(model)
     return {producer: document(producer, models) for producer, models in by_producer.items()}

@@ -32,6 +32,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from shared import json_codec, metrics, telemetry
+from shared.contracts import UNPUBLISHED
 from shared.db import advisory_lock_id
 from shared.envelope import Envelope
 from shared.kafka import REQUEST_TIMEOUT_MS
@@ -134,14 +135,24 @@ REFERRING_ROWS_FROM_ARRAYS = (
 )
 
 
+def published(envelopes: Sequence[Envelope]) -> Sequence[Envelope]:
+    """Those of `envelopes` that go on a topic: not the types kept in their producer's
+    event store only (`EventPayload.published`)."""
+    if not any(e.type in UNPUBLISHED for e in envelopes):
+        return envelopes
+    return [e for e in envelopes if e.type not in UNPUBLISHED]
+
+
 def references(envelopes: Sequence[Envelope]) -> list[list[str]]:
     """The arrays `REFERRING_ROWS_FROM_ARRAYS` reads: ids, topics, keys (in order: the
-    relay publishes by id)."""
+    relay publishes by id), of the `published` envelopes."""
+    envelopes = published(envelopes)
     return [[e.id for e in envelopes], [topic_of(e) for e in envelopes], [e.key for e in envelopes]]
 
 
 def columns(envelopes: Sequence[Envelope]) -> list[list[str]]:
     """The arrays `ROWS_FROM_ARRAYS` reads: `references` and the envelopes."""
+    envelopes = published(envelopes)
     return [*references(envelopes), [json_codec.dumps(e.to_record()) for e in envelopes]]
 
 

@@ -3,9 +3,10 @@
 A decision to send (`enqueue`) is a `NotificationQueued` event in the delivery's own
 stream, recorded in the consumer's inbox transaction and projected into its
 `deliveries` row (`ledger`): a domain event's deliveries exist exactly when its inbox
-row does, and a dedupe key decided before is not decided again. A run's decisions go in
-a statement per chunk (rows, events, an outbox row referring to the events), the next
-chunk made while the server writes one (`Writer`). The sender claims a
+row does, and a dedupe key decided before is not decided again; the event stays in this
+service's store (no other service acts on it: `NotificationQueued.published`). A run's
+decisions go in a statement per chunk (rows and events), the next chunk made while the
+server writes one (`Writer`). The sender claims a
 few due rows at a time (`claim`) with `FOR UPDATE SKIP LOCKED` and keeps those row
 locks while it sends: a second sender skips the rows, and if the process dies mid-send
 the locks go with its connection and the rows are due again at once. Each attempt's
@@ -168,7 +169,7 @@ async def enqueue_caused(
     conn: asyncpg.Connection, rows: Sequence[tuple[NewDelivery, Envelope | None]]
 ) -> None:
     """`enqueue` for rows of several causes (a run of consumed events), each row with
-    its own: one read of the known rows, one statement for all events and outbox rows."""
+    its own: a statement per chunk for their rows and events (`Writer`)."""
     if not rows:
         return
     if conn.is_in_transaction():  # the consumer's
@@ -182,10 +183,8 @@ async def enqueue_caused(
 # `NotificationQueued` payload and its envelope's metadata) and the events' ids: the
 # delivery row first (`ledger.QUEUED_ROWS`: a dedupe key decided before, or by a
 # transaction that commits first, stores nothing), then, for the rows stored, the event
-# (version 1 of the delivery's stream), and one outbox row for the chunk's events, which
-# refers to them rather than copying them (the relay reads each envelope from the event
-# store, in order: `outbox.MARK_AND_READ`): each payload is written once, not twice, and
-# the outbox takes (and the relay marks) a row per chunk, not one per delivery.
+# (version 1 of the delivery's stream). No outbox row: the event is not published
+# (`NotificationQueued.published`).
 _QUEUE = (
     "WITH queued AS (SELECT * FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[])"
     " WITH ORDINALITY AS q (id, data, metadata, n)),"
@@ -193,13 +192,9 @@ _QUEUE = (
     + ledger.QUEUED_ROWS.format(source="queued", urgent="$5")
     + " ORDER BY n ON CONFLICT DO NOTHING RETURNING delivery_id),"
     " stored AS (SELECT * FROM queued WHERE (data->>'delivery_id')::uuid IN"
-    " (SELECT delivery_id FROM new)),"
-    " events AS (INSERT INTO events (stream_id, version, event_id, event_type, data, metadata)"
-    " SELECT 'delivery-' || (data->>'delivery_id'), 1, id, $4, data, metadata FROM stored)"
-    " INSERT INTO outbox (event_id, topic, key, envelope, events)"
-    " SELECT ids[1]::text, $6, key, NULL, ids FROM (SELECT array_agg(id ORDER BY n) AS ids,"
-    " (array_agg(data->>'event_id' ORDER BY n))[1] AS key FROM stored) AS chunk"
-    " WHERE ids IS NOT NULL"
+    " (SELECT delivery_id FROM new))"
+    " INSERT INTO events (stream_id, version, event_id, event_type, data, metadata)"
+    " SELECT 'delivery-' || (data->>'delivery_id'), 1, id, $4, data, metadata FROM stored"
 )
 _URGENT = sorted(k.value for k in IMMEDIATE_KINDS)
 
@@ -237,7 +232,7 @@ def _arguments(rows: Sequence[tuple[NewDelivery, Envelope | None]]) -> tuple[obj
                 }
             )
         )
-    return (ids, payloads, metadata, _QUEUED_TYPE, _URGENT, NotificationQueued.topic())
+    return (ids, payloads, metadata, _QUEUED_TYPE, _URGENT)
 
 
 def queued_payload(r: NewDelivery, context: dict[str, Any]) -> str:

@@ -17,6 +17,10 @@ ALL_EVENTS: list[type[EventPayload]] = [
     *REPORTING_EVENTS,
 ]
 
+# The types kept in their producer's event store only (`EventPayload.published`); records
+# of them from before may still be on the topics.
+UNPUBLISHED: frozenset[str] = frozenset(m.ce_type() for m in ALL_EVENTS if not m.published)
+
 # Superseded versions, still in streams and topics: read as the current one.
 UPCASTERS: list[tuple[type[EventPayload], type[EventPayload], Upcaster]] = [
     *MATCHING_UPCASTERS,
@@ -31,4 +35,12 @@ def registry() -> PayloadRegistry:
     return payloads
 
 
-__all__ = ["ALL_EVENTS", "SUPERSEDED", "UPCASTERS", "EventPayload", "PayloadRegistry", "registry"]
+__all__ = [
+    "ALL_EVENTS",
+    "SUPERSEDED",
+    "UNPUBLISHED",
+    "UPCASTERS",
+    "EventPayload",
+    "PayloadRegistry",
+    "registry",
+]

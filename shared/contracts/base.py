@@ -22,6 +22,10 @@ class EventPayload(BaseModel):
     producer: ClassVar[str]
     event_name: ClassVar[str]
     event_version: ClassVar[int] = 1
+    # False: kept in its producer's event store, never put on its topic (no outbox row,
+    # `shared.outbox`): a decision inside one service that no other acts on, whose
+    # publication cost more than the rest of its work (`NotificationQueued`).
+    published: ClassVar[bool] = True
 
     @classmethod
     def ce_type(cls) -> str:

@@ -1,4 +1,5 @@
-"""Events of the notification service, in its event store and on `notification.events`.
+"""Events of the notification service, in its event store and (all but the decisions to
+send, `NotificationQueued`) on `notification.events`.
 
 A delivery's stream (`delivery-<id>`) starts with the decision to write to someone
 (`NotificationQueued`: the notice's frozen facts, its recipient, channel and dedupe
@@ -45,9 +46,17 @@ class _DeliveryEvent(EventPayload):
 
 class NotificationQueued(_DeliveryEvent):
     """The decision to send a message: made once per dedupe key (cause, recipient,
-    channel, kind), in the transaction that consumed its cause."""
+    channel, kind), in the transaction that consumed its cause.
+
+    Kept in notification's event store only, not published (`published`): no other
+    service acts on it, a participant's pending messages are notification's delivery
+    log (`GET /api/registrations/{id}/notifications`), and what became of each is an
+    outcome event on the topic. Published, it was over half of notification's records
+    (some two fifths of the platform's in a bremen-sized event), each one relayed, stored by
+    Kafka and consumed by reporting into its history."""
 
     event_name: ClassVar[str] = "NotificationQueued"
+    published: ClassVar[bool] = False
     meeting_id: str | None = None
     context: dict[str, Any]  # the notice's facts, frozen (and the causing trace)
     message_id: str  # the email's Message-ID, or the webhook-id
