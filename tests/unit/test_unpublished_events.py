@@ -4,13 +4,15 @@ documents still describe them, as no longer published."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared import json_codec, outbox
 from shared.asyncapi import documents
 from shared.contracts import ALL_EVENTS, UNPUBLISHED
 from shared.contracts.notification import Channel, NotificationQueued, NotificationSent
 from shared.envelope import Envelope
 
-_COMMON = {
+_COMMON: dict[str, Any] = {
     "delivery_id": "d1",
     "event_id": "ev",
     "recipient_id": "r1",
