@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import IO, Any, ClassVar, Literal
 
 import httpx
 
@@ -33,6 +35,13 @@ class Api:
     settings: PortalSettings
     http: httpx.AsyncClient
 
+    # A key registration issues at sign-in (a sign-in link's) reaches the other services
+    # through its events: for a moment after, they do not know it yet. A 401 from one of
+    # them is asked again for up to this long before the page says "sign in again"
+    # (registration itself knows its keys at once: its 401 is final).
+    KEY_PROPAGATION_SECONDS: ClassVar[float] = 5.0
+    KEY_RETRY_INTERVAL: ClassVar[float] = 0.1
+
     def base(self, service: Service) -> str:
         url: str = getattr(self.settings, f"{service}_url")
         return url.rstrip("/")
@@ -52,19 +61,24 @@ class Api:
     ) -> Any:
         headers = {"X-API-Key": key} if key else {}
         clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}
-        try:
-            response = await self.http.request(
-                method,
-                f"{self.base(service)}{path}",
-                headers=headers,
-                params=clean,
-                json=json,
-            )
-        except httpx.TransportError as exc:
-            raise ApiError(503, "Service unavailable", f"{service}: {exc}") from exc
-        if response.is_success:
-            return response.json() if response.content else None
-        raise _problem(response)
+        deadline = time.monotonic() + self.KEY_PROPAGATION_SECONDS
+        while True:
+            try:
+                response = await self.http.request(
+                    method,
+                    f"{self.base(service)}{path}",
+                    headers=headers,
+                    params=clean,
+                    json=json,
+                )
+            except httpx.TransportError as exc:
+                raise ApiError(503, "Service unavailable", f"{service}: {exc}") from exc
+            if response.is_success:
+                return response.json() if response.content else None
+            unknown_yet = response.status_code == 401 and key and service != "registration"
+            if not unknown_yet or time.monotonic() >= deadline:
+                raise _problem(response)
+            await asyncio.sleep(self.KEY_RETRY_INTERVAL)
 
     async def upload(
         self,
