@@ -146,14 +146,17 @@ def published(envelopes: Sequence[Envelope]) -> Sequence[Envelope]:
 def references(envelopes: Sequence[Envelope]) -> list[list[str]]:
     """The arrays `REFERRING_ROWS_FROM_ARRAYS` reads: ids, topics, keys (in order: the
     relay publishes by id), of the `published` envelopes."""
-    envelopes = published(envelopes)
-    return [[e.id for e in envelopes], [topic_of(e) for e in envelopes], [e.key for e in envelopes]]
+    return _references(published(envelopes))
 
 
 def columns(envelopes: Sequence[Envelope]) -> list[list[str]]:
     """The arrays `ROWS_FROM_ARRAYS` reads: `references` and the envelopes."""
     envelopes = published(envelopes)
-    return [*references(envelopes), [json_codec.dumps(e.to_record()) for e in envelopes]]
+    return [*_references(envelopes), [json_codec.dumps(e.to_record()) for e in envelopes]]
+
+
+def _references(envelopes: Sequence[Envelope]) -> list[list[str]]:
+    return [[e.id for e in envelopes], [topic_of(e) for e in envelopes], [e.key for e in envelopes]]
 
 
 async def add(conn: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:

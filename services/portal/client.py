@@ -75,7 +75,7 @@ class Api:
                 raise ApiError(503, "Service unavailable", f"{service}: {exc}") from exc
             if response.is_success:
                 return response.json() if response.content else None
-            unknown_yet = response.status_code == 401 and key and service != "registration"
+            unknown_yet = response.status_code == 401 and bool(key) and service != "registration"
             if not unknown_yet or time.monotonic() >= deadline:
                 raise _problem(response)
             await asyncio.sleep(self.KEY_RETRY_INTERVAL)
