@@ -63,17 +63,16 @@ from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope
-from shared.inbox import Handler
+from shared.inbox import Handler, Insert
 from shared.kafka import client_options
 from shared.rebuild_fold import Fold
 from shared.rebuild_own import Reading, decoder, own_windows, reads_envelope
 from shared.rebuild_report import Report
 from shared.rebuild_schema import Difference, compare, fresh_schema, rehome_triggers
 from shared.rebuild_topics import (
-    EveryRecord,
     EveryRecordAsRead,
     Placed,
-    apply_every_record,
+    apply_insert,
     consumed_events,
     read_topics,
 )
@@ -123,7 +122,17 @@ class Plan:
     # Called as each rebuild starts (a handler's per-run memory: registration's keys).
     start: Callable[[], None] | None = None
     # A statement every consumed event gets (reporting's history), not in `consumed`.
-    every_record: EveryRecord | None = None
+    every_record: Insert | None = None
+    # Consumed types (their current versions) whose one handler here is an `Insert`'s
+    # (reporting's notification outcomes): folded from the envelope as the topics are
+    # read (`shared.rebuild_topics.consumed_events`), not validated nor run through the
+    # handlers' runs.
+    inserts: Mapping[str, Insert] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for ce_type, insert in self.inserts.items():
+            if self.consumed.get(ce_type) is not insert.handler:
+                raise ValueError(f"{self.service}: {ce_type} has handlers beside its insert")
 
 
 @dataclass
@@ -323,10 +332,12 @@ async def apply_records(
     apply: Applier = apply_run,
 ) -> int:
     """The records the live consumer applied (`apply_consumed`)."""
-    events, every, add = consumed_events(plan, registry, applied)
+    events, every, add, inserted = consumed_events(plan, registry, applied)
     add(records)
     if plan.every_record is not None:
-        await apply_every_record(target, plan.every_record, every, None)
+        await apply_insert(target, plan.every_record, every, None)
+    for insert, envelopes in inserted.items():
+        await apply_insert(target, insert, envelopes, None)
     return await apply_consumed(target, plan, registry, events, apply)
 
 
@@ -407,7 +418,7 @@ async def rebuild(
         phase("schema")
         if topics:
             # Decoded as the records come (the Python side would idle waiting for them).
-            events, every, add = consumed_events(plan, registry, applied)
+            events, every, add, inserted = consumed_events(plan, registry, applied)
             if plan.every_record is not None:
                 as_read = EveryRecordAsRead(plan.every_record, every)
                 add = as_read.each_batch(add)
@@ -455,10 +466,15 @@ async def rebuild(
             phase("read")
             if plan.every_record is not None:
                 assert as_read is not None  # (made with the read)
-                await apply_every_record(target, plan.every_record, as_read.rest, fold)
+                await apply_insert(target, plan.every_record, as_read.rest, fold)
                 if fold is not None:  # no consumed handler names its table: written now
                     released = fold.release([plan.every_record.table])
                     writes.append(PendingWrite.start(target, released))
+                    pending.append(writes[-1])
+            for insert, envelopes in inserted.items():
+                await apply_insert(target, insert, envelopes, fold)
+                if fold is not None:
+                    writes.append(PendingWrite.start(target, fold.release([insert.table])))
                     pending.append(writes[-1])
             applied_events = await apply_consumed(
                 target, plan, registry, events, apply, fold, pending, drain

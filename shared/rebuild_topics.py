@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
@@ -15,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope, MalformedEnvelope, header_texts
-from shared.inbox import reads_payload
+from shared.inbox import Insert, reads_payload
 from shared.rebuild_write import PendingWrite, Stream
 
 if TYPE_CHECKING:
@@ -89,30 +88,26 @@ Event = tuple[Envelope, EventPayload]
 Placed = tuple[tuple[int, str, int, int], Event]
 
 
-@dataclass(frozen=True)
-class EveryRecord:
-    """A statement that every consumed event the live consumer applied got, whatever its
-    type (reporting's history: one row per event), with its arguments from the envelope.
-
-    In a rebuild it does not go through the handlers' runs (their recording, the sort
-    by time, the windows): most of those events have no other handler, and its rows do
-    not depend on their order. `apply_every_record` folds it, or sends it."""
-
-    table: str
-    query: str
-    args: Callable[[Envelope], tuple[Any, ...]]
-
-
 def consumed_events(
     plan: Plan, registry: PayloadRegistry, applied: set[str]
-) -> tuple[list[Placed], list[Envelope], Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None]]:
-    """Two lists, and what adds to them the events of records the live consumer applied
-    (for `read_topics`' `each_batch`: decoded while the next fetch is on its way): the
-    events a handler here takes, and every envelope if the plan has an `every_record`."""
+) -> tuple[
+    list[Placed],
+    list[Envelope],
+    Callable[[Sequence[ConsumerRecord[bytes, bytes]]], None],
+    dict[Insert, list[Envelope]],
+]:
+    """Two lists, what adds to them the events of records the live consumer applied
+    (for `read_topics`' `each_batch`: decoded while the next fetch is on its way), and
+    the envelopes per `Plan.inserts`: the events a handler here takes (but those of
+    `inserts`), every envelope if the plan has an `every_record`, and those of the
+    types of each of its `inserts` (their current versions: older ones are upcast
+    through the handlers, as live)."""
     handlers, current_type, parse = plan.consumed, registry.current_type, registry.parse
     found: list[Placed] = []
     every: list[Envelope] = []
     keep_every = plan.every_record is not None
+    inserts = plan.inserts
+    inserted: dict[Insert, list[Envelope]] = {each: [] for each in inserts.values()}
     # Per `ce_type` header: whether a handler here reads its payload, None when no
     # handler here takes the type.
     payload_read: dict[str, bool | None] = {}
@@ -146,23 +141,26 @@ def consumed_events(
                 continue
             if keep_every:
                 every.append(envelope)
-                if reads is None:
-                    continue  # no handler here but the plan's `every_record`
+            if (insert := inserts.get(ce_type)) is not None:
+                inserted[insert].append(envelope)
+                continue  # (its one handler is the insert's)
+            if reads is None:
+                continue  # no handler here but the plan's `every_record`
             place = (record.timestamp, record.topic, record.partition, record.offset)
             if reads:
                 found.append((place, (envelope, parse(envelope.type, envelope.data))))
             else:  # validated when its producer recorded it; no handler here reads it
                 found.append((place, (envelope, no_payload)))
 
-    return found, every, add
+    return found, every, add, inserted
 
 
-async def apply_every_record(
-    target: asyncpg.Pool, every: EveryRecord, envelopes: Sequence[Envelope], fold: Fold | None
+async def apply_insert(
+    target: asyncpg.Pool, insert: Insert, envelopes: Sequence[Envelope], fold: Fold | None
 ) -> None:
-    """`every`'s statement for each envelope: folded while its table is (the fold's rows
+    """`insert`'s statement for each envelope: folded while its table is (the fold's rows
     are the server's, `shared.rebuild_fold`), else sent, in one transaction."""
-    query, args = every.query, every.args
+    query, args = insert.query, insert.args
     rest = envelopes
     if fold is not None:
         take = fold.take
@@ -185,13 +183,13 @@ class EveryRecordAsRead:
 
     `each_batch` wraps `consumed_events`' `add` for `read_topics`; `start`, once the fold
     exists, folds what was read so far and from then on each batch as it comes.
-    `apply_every_record` takes the `rest` after the read (all of them without a start,
+    `apply_insert` takes the `rest` after the read (all of them without a start,
     or if the statement does not fold)."""
 
     # Rows per chunk sent (each chunk is one COPY on the stream's connection).
     CHUNK = 10000
 
-    def __init__(self, every: EveryRecord, envelopes: list[Envelope]) -> None:
+    def __init__(self, every: Insert, envelopes: list[Envelope]) -> None:
         self._every, self._envelopes = every, envelopes
         self._folded = 0
         self._since_drain = 0

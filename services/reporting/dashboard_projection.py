@@ -9,6 +9,7 @@ are keyed by delivery, so a repeated event changes nothing.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import asyncpg
 
@@ -20,7 +21,7 @@ from shared.contracts.registration import (
     ParticipantAssignedToSupportOffice,
 )
 from shared.envelope import Envelope
-from shared.inbox import Handler
+from shared.inbox import Handler, Insert
 
 
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -55,23 +56,34 @@ async def on_assigned(conn: asyncpg.Connection, _: Envelope, e: EventPayload) ->
     assert isinstance(e, ParticipantAssignedToSupportOffice)
 
 
-async def on_notification(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
-    assert isinstance(e, NotificationSent | NotificationFailed)
-    await conn.execute(
-        "INSERT INTO notification_outcomes (delivery_id, event_id, channel, kind, outcome)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (delivery_id) DO NOTHING",
-        e.delivery_id,
-        e.event_id,
-        e.channel.value,
-        e.kind,
-        "sent" if isinstance(e, NotificationSent) else "failed",
+_SENT = NotificationSent.ce_type()
+
+
+def _outcome_row(envelope: Envelope) -> tuple[Any, ...]:
+    delivery = envelope.data
+    return (
+        delivery["delivery_id"],
+        delivery["event_id"],
+        delivery["channel"],
+        delivery["kind"],
+        "sent" if envelope.type == _SENT else "failed",
     )
+
+
+# One row per delivery that ended (sent or failed), from the envelope alone: the live
+# handler and the rebuild's fold run this one statement (`shared.inbox.Insert`).
+OUTCOMES = Insert(
+    "notification_outcomes",
+    "INSERT INTO notification_outcomes (delivery_id, event_id, channel, kind, outcome)"
+    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (delivery_id) DO NOTHING",
+    _outcome_row,
+)
+OUTCOME_INSERTS = {_SENT: OUTCOMES, NotificationFailed.ce_type(): OUTCOMES}
 
 
 HANDLERS: dict[str, Handler] = {
     BrokerageEventCreated.ce_type(): on_event_created,
     EventSettingsChanged.ce_type(): on_settings_changed,
-    NotificationSent.ce_type(): on_notification,
-    NotificationFailed.ce_type(): on_notification,
+    **{ce_type: insert.handler for ce_type, insert in OUTCOME_INSERTS.items()},
     ParticipantAssignedToSupportOffice.ce_type(): on_assigned,
 }

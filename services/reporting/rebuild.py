@@ -16,9 +16,8 @@ from shared.access import projection as access_projection
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
-from shared.inbox import combine
+from shared.inbox import Insert, combine
 from shared.rebuild import ACCESS_TABLES, Plan, run
-from shared.rebuild_topics import EveryRecord
 from shared.settings import ReportingSettings, database_url
 
 
@@ -56,7 +55,9 @@ PLAN = Plan(
     ),
     # History's row of each consumed event, straight into the fold (its live handler runs
     # the same statement): most of those events have no other handler here.
-    every_record=EveryRecord("history", history.REMEMBER, history.row_of),
+    every_record=Insert("history", history.REMEMBER, history.row_of),
+    # Notification outcomes, one row per delivery, likewise (72,000 of the bench's 141,003).
+    inserts=dashboard_projection.OUTCOME_INSERTS,
 )
 
 

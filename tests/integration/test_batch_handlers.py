@@ -48,7 +48,7 @@ from shared.inbox import Handler, InboxCore, Subscription, _Message, combine
 from shared.rebuild import Plan, apply_windows
 from shared.rebuild_fold import Fold
 from shared.rebuild_schema import compare
-from shared.rebuild_topics import apply_every_record
+from shared.rebuild_topics import apply_insert
 from tests.integration.support import Infra, fresh_databases, schema_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -283,8 +283,14 @@ async def test_rebuild_runs_equal_one_by_one(plan: Plan, schemas: str, timeline:
         if plan.own is not None:
             await apply_windows(batched, plan.own, _windows(own), _same, fold=fold)
         if plan.every_record is not None:
-            await apply_every_record(batched, plan.every_record, every, fold)
-        await apply_windows(batched, dispatch, _windows(consumed), _same, fold=fold)
+            await apply_insert(batched, plan.every_record, every, fold)
+        # The plan's inserts (reporting's notification outcomes) folded from the envelopes
+        # as the rebuild does, not through the handlers the one-by-one side ran.
+        for insert in set(plan.inserts.values()):
+            envelopes = [e for e, _ in consumed if plan.inserts.get(e.type) is insert]
+            await apply_insert(batched, insert, envelopes, fold)
+        handled = [e for e in consumed if e[0].type not in plan.inserts]
+        await apply_windows(batched, dispatch, _windows(handled), _same, fold=fold)
         async with batched.acquire() as conn, conn.transaction():
             await send_levels(conn, [{copy: rows} for copy, rows in fold.release_all()])
     finally:

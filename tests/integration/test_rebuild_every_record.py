@@ -1,4 +1,4 @@
-"""A plan's `every_record` (`shared.rebuild_topics.apply_every_record`: reporting's
+"""A plan's `every_record` (`shared.rebuild_topics.apply_insert`: reporting's
 history) leaves the rows its statement leaves one envelope at a time: folded while its
 table is, sent to the server once the table is released (or without a fold), a
 repeated envelope id changing nothing either way."""
@@ -13,9 +13,10 @@ import asyncpg
 import pytest
 
 from shared.envelope import Envelope
+from shared.inbox import Insert
 from shared.rebuild_copy import write
 from shared.rebuild_fold import Fold
-from shared.rebuild_topics import EveryRecord, EveryRecordAsRead, apply_every_record
+from shared.rebuild_topics import EveryRecordAsRead, apply_insert
 from tests.integration.support import Infra, fresh_databases
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -28,7 +29,7 @@ CREATE TABLE seen (
     key  text NOT NULL
 );
 """
-EVERY = EveryRecord(
+EVERY = Insert(
     "seen",
     "INSERT INTO seen (id, type, key) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
     lambda envelope: (envelope.id, envelope.type, envelope.key),
@@ -39,7 +40,7 @@ ENVELOPES = [
 ]
 
 
-async def _direct_and_rebuilt(pool: asyncpg.Pool, every: EveryRecord) -> None:
+async def _direct_and_rebuilt(pool: asyncpg.Pool, every: Insert) -> None:
     """Schemas `direct` (the statement one envelope at a time) and `rebuilt` (empty)."""
     async with pool.acquire() as conn:
         for schema in ("direct", "rebuilt"):
@@ -75,12 +76,12 @@ async def test_every_record_rows_equal_the_statement_one_by_one(
                 if release_after is not None:
                     async with target.acquire() as conn:
                         fold = await Fold.read(conn)
-                    await apply_every_record(target, EVERY, ENVELOPES[:release_after], fold)
+                    await apply_insert(target, EVERY, ENVELOPES[:release_after], fold)
                     async with target.acquire() as conn:
                         assert await _rows(conn, "rebuilt") == []  # all in the fold so far
                         for copy, rows in fold.release(["seen"]):
                             await write(conn, copy, rows)
-                await apply_every_record(
+                await apply_insert(
                     target, EVERY, ENVELOPES[release_after or 0 :], fold
                 )  # the table released: sent to the server
             finally:
@@ -100,7 +101,7 @@ async def test_every_record_folded_as_read_streams_its_rows(
     """`EveryRecordAsRead`: the envelopes read before the fold exists are folded when it
     starts, later ones batch by batch, their rows on the server before the table is
     released (a chunk per batch here); the rows equal the statement's one by one. A
-    statement that does not fold as an insert is left to `apply_every_record`."""
+    statement that does not fold as an insert is left to `apply_insert`."""
     monkeypatch.setattr(EveryRecordAsRead, "CHUNK", 1)
     every = EVERY if folds else _updating(EVERY)
     name = f"test_every_{uuid.uuid4().hex[:12]}"
@@ -133,7 +134,7 @@ async def test_every_record_folded_as_read_streams_its_rows(
             else:
                 assert streamed is None and as_read.rest == ENVELOPES[:5]
             each_batch(cast(Any, ENVELOPES[5:]))
-            await apply_every_record(target, every, as_read.rest, fold)
+            await apply_insert(target, every, as_read.rest, fold)
             released = fold.release(["seen"])
             assert (released == []) is folds  # a streamed table's last rows go to its stream
             async with target.acquire() as conn:
@@ -150,10 +151,10 @@ async def test_every_record_folded_as_read_streams_its_rows(
             await pool.close()
 
 
-def _updating(every: EveryRecord) -> EveryRecord:
+def _updating(every: Insert) -> Insert:
     """`every` as an upsert: folded, but it changes rows already there (not streamed)."""
     query = every.query.replace("DO NOTHING", "DO UPDATE SET type = excluded.type")
-    return EveryRecord(every.table, query, every.args)
+    return Insert(every.table, query, every.args)
 
 
 async def _copied_before_release(conn: asyncpg.Connection) -> bool:
