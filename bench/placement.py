@@ -37,7 +37,7 @@ from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted
 from shared.contracts.registration import BrokerageEventCreated
-from shared.db import migrate
+from shared.db import create_database, migrate
 from shared.envelope import Envelope
 
 PAYLOADS = registry()
@@ -128,7 +128,7 @@ async def run(accepted: int, fetch: int, limit: float) -> dict[str, Any]:
     event_id = next(p.event_id for _, p in events if isinstance(p, BrokerageEventCreated))
     name = f"bench_placement_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.execute(create_database(name))
     try:
         pool = await asyncpg.create_pool(dsn_for(name), min_size=1, max_size=1)
         assert pool is not None

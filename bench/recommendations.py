@@ -74,7 +74,7 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
     Session,
 )
-from shared.db import create_pool, migrate
+from shared.db import create_database, create_pool, migrate
 from shared.envelope import Envelope
 from shared.inbox import combine
 
@@ -364,7 +364,7 @@ async def _seed(pool: asyncpg.Pool, participants: list[Participant]) -> None:
 async def step_database(f: Figures, participants: list[Participant], newcomer: Profile) -> None:
     name = f"bench_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(ADMIN_DSN, timeout=10)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.execute(create_database(name))
     await admin.close()
     pool = await create_pool(urlsplit(ADMIN_DSN)._replace(path=f"/{name}").geturl())
     try:

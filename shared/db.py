@@ -11,6 +11,18 @@ import asyncpg
 PLUMBING_MIGRATIONS = Path(__file__).parent / "sql"
 
 
+def create_database(name: str) -> str:
+    """The statement that creates a database of the platform's: text compared and sorted
+    by the C collation, the character classes (`LC_CTYPE`: upper, lower, ILIKE) the
+    cluster's. For UTF-8 text C orders as C.UTF-8 does (by code point), but PostgreSQL
+    15 takes its fast paths (memcmp, abbreviated sort keys) only for C: C.UTF-8 goes
+    through strcoll. Reporting's history, 141,003 rows: its unique index on
+    `envelope_id` built in 82 ms instead of 142, its GIN index of registrations in 123
+    instead of 160. `deploy/local/infra.sh` and `deploy/postgres/init-databases.sql`
+    create the services' databases the same way."""
+    return f"CREATE DATABASE \"{name}\" TEMPLATE template0 LC_COLLATE 'C'"
+
+
 async def create_pool(
     dsn: str,
     *,

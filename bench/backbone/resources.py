@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.backbone.common import ADMIN_DSN, BOOTSTRAP, PARTITIONS, log, wait_for
+from shared.db import create_database
 
 
 class Resources:
@@ -65,7 +66,7 @@ class Resources:
         conn = await asyncpg.connect(ADMIN_DSN)
         try:
             self.databases.append(name)
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(create_database(name))
         finally:
             await conn.close()
         return name

@@ -246,7 +246,9 @@ pg_clear_stale_locks() {
 
 pg_initdb() {
     local t0=$EPOCHREALTIME locale_opt=(--no-locale)
-    locale -a 2>/dev/null | grep -qiE '^c\.utf-?8$' && locale_opt=(--locale=C.UTF-8)
+    # Text sorted by C (code point order, as C.UTF-8's, through PostgreSQL's fast paths:
+    # shared/db.py create_database); character classes C.UTF-8's where it exists.
+    locale -a 2>/dev/null | grep -qiE '^c\.utf-?8$' && locale_opt=(--locale=C.UTF-8 --lc-collate=C)
     log "postgres: initdb $PGDATA"
     install -d -m 700 -o postgres -g postgres "$PGDATA" 2>/dev/null || mkdir -p -m 700 "$PGDATA"
     local pwfile="$PG_DIR/.initdb-password"
@@ -329,7 +331,8 @@ pg_create_databases() {
                               WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = d)")" \
         || die "cannot reach PostgreSQL at $(url_hostport "$PG_ADMIN_URL") as an admin"
     for db in $missing; do
-        admin_psql -c "CREATE DATABASE \"$db\"" >/dev/null
+        # As shared/db.py create_database (a cluster made before --lc-collate=C too).
+        admin_psql -c "CREATE DATABASE \"$db\" TEMPLATE template0 LC_COLLATE 'C'" >/dev/null
     done
     missing="$(echo $missing)"
     log "postgres: databases present: ${DATABASES[*]} (created: ${missing:-none})"

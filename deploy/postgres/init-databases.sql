@@ -1,8 +1,9 @@
 -- Runs once, when the postgres container starts with an empty data volume.
 -- One database per service (see <NAME>_DATABASE_URL in docker-compose.yml).
 -- After changing this file, recreate the volume: `docker compose down -v`.
-CREATE DATABASE registration;
-CREATE DATABASE matching;
-CREATE DATABASE scheduling;
-CREATE DATABASE notification;
-CREATE DATABASE reporting;
+-- Text sorted by the C collation, as shared/db.py create_database says why.
+CREATE DATABASE registration TEMPLATE template0 LC_COLLATE 'C';
+CREATE DATABASE matching TEMPLATE template0 LC_COLLATE 'C';
+CREATE DATABASE scheduling TEMPLATE template0 LC_COLLATE 'C';
+CREATE DATABASE notification TEMPLATE template0 LC_COLLATE 'C';
+CREATE DATABASE reporting TEMPLATE template0 LC_COLLATE 'C';

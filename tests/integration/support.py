@@ -41,6 +41,7 @@ from aiokafka.structs import RecordMetadata
 from shared import topics as shared_topics
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
+from shared.db import create_database as create_database_statement
 from shared.db import migrate
 from shared.envelope import Envelope
 from shared.settings import PlatformSettings
@@ -486,7 +487,7 @@ async def _admin(admin_dsn: str, sql: str) -> None:
 
 async def create_database(admin_dsn: str, name: str) -> str:
     """Create the (empty) database `name`; its DSN."""
-    await _admin(admin_dsn, f'CREATE DATABASE "{name}"')
+    await _admin(admin_dsn, create_database_statement(name))
     return database_dsn(admin_dsn, name)
 
 

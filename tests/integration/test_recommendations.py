@@ -47,7 +47,7 @@ from shared.contracts.registration import (
     RegistrationWithdrawn,
     Session,
 )
-from shared.db import create_pool, migrate
+from shared.db import create_database, create_pool, migrate
 from shared.envelope import Envelope
 from shared.inbox import combine
 from tests.integration.support import Infra
@@ -65,7 +65,7 @@ async def matching_db(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
     name = f"test_{uuid.uuid4().hex}"
     admin = await asyncpg.connect(infra.admin_dsn, timeout=10)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(create_database(name))
     finally:
         await admin.close()
     dsn = urlsplit(infra.admin_dsn)._replace(path=f"/{name}").geturl()
