@@ -121,6 +121,14 @@ class Plan:
     finish: Finisher | None = None
     # Called as each rebuild starts (a handler's per-run memory: registration's keys).
     start: Callable[[], None] | None = None
+    # Then awaited with a connection to the live database, before the replay: what the
+    # handlers would otherwise read on theirs (registration's keys), which a recorded
+    # run cannot do (`shared.batching.NotRecordable`: every folded table is released).
+    preload: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+    # Tables the consumed events write as well as the own ones (scheduling's meetings:
+    # accepted, then placed): kept folded after the own events instead of written while
+    # the consumed ones are applied, whose statements would then go to the server.
+    shared_tables: tuple[str, ...] = ()
     # A statement every consumed event gets (reporting's history), not in `consumed`.
     every_record: Insert | None = None
     # Consumed types (their current versions) whose one handler here is an `Insert`'s
@@ -412,6 +420,8 @@ async def rebuild(
         # waits for it (213,003 records: 0.1 s alone, 1.3-2.2 s beside the read), and
         # until the schema is there nothing can be folded or written.
         making = asyncio.create_task(fresh_schema(dsn, schema, plan))
+        if plan.preload is not None:
+            await plan.preload(source)
         if topics:
             applied = await _applied(source, plan.consumer + group_suffix)
         target = await making
@@ -441,8 +451,9 @@ async def rebuild(
             # consumed events are applied (a statement that names one of them now goes
             # to the server, after this write).
             # (Not the table of the plan's `every_record`: its rows are folded next.)
-            kept = plan.every_record.table if plan.every_record is not None else ""
-            writes.append(PendingWrite.start(target, fold.release_filled(keep=kept)))
+            kept = [plan.every_record.table] if plan.every_record is not None else []
+            released = fold.release_filled(keep=[*kept, *plan.shared_tables])
+            writes.append(PendingWrite.start(target, released))
             if as_read is not None and (streamed := as_read.start(target, fold)) is not None:
                 writes.append(streamed)
         pending = list(writes)

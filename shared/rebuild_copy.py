@@ -17,11 +17,12 @@ _PLAIN_INDEXES = (
     " WHERE c.relname = $1 AND pg_table_is_visible(c.oid)"
     " AND NOT EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = i.indexrelid)"
 )
-# Its primary key and UNIQUE constraints (a folded table has no other kind but CHECK).
+# Its primary key, UNIQUE and exclusion constraints (a folded table has no other kind
+# but CHECK): made again after the load, each checks the final rows then.
 _KEYS = (
     "SELECT x.conname AS name, pg_get_constraintdef(x.oid) AS definition"
     " FROM pg_constraint x JOIN pg_class c ON c.oid = x.conrelid"
-    " WHERE c.relname = $1 AND pg_table_is_visible(c.oid) AND x.contype IN ('p', 'u')"
+    " WHERE c.relname = $1 AND pg_table_is_visible(c.oid) AND x.contype IN ('p', 'u', 'x')"
     " ORDER BY x.contype"
 )
 
@@ -29,9 +30,11 @@ _KEYS = (
 async def write(conn: asyncpg.Connection, copy: Copy, rows: Sequence[tuple[Any, ...]]) -> None:
     """The rows a fold released, into their table (empty: a folded table never had a row on
     the server) with one COPY, in one transaction. Its indexes are built after the load,
-    not row by row: the plain ones made again from their definitions, the primary key
-    and UNIQUE constraints added again under their names (which checks them: the fold
-    kept them, but for a sequence's, which the server fills). Nobody sees the table
+    not row by row: the plain ones made again from their definitions (a partial or
+    expression unique one checks the final rows then), the primary key, UNIQUE and
+    exclusion constraints added again under their names (which checks them: the fold
+    kept the keys, but for a sequence's, which the server fills; the rest it leaves to
+    this, `shared.rebuild_fold`). Nobody sees the table
     without them: it is the fresh schema's, and the transaction holds it."""
     dropped = await drop_indexes(conn, copy.table)
     await conn.copy_records_to_table(copy.table, records=rows, columns=list(copy.columns))

@@ -17,10 +17,20 @@ What is folded (anything else is not, `Fold.take` answers False):
   (`NULL`, `true`, `false`, an integer, a string literal into a text column), `now()`,
   `coalesce(...)` of those, a column of the row (an UPDATE's, DO UPDATE's old row) or
   `EXCLUDED.column`;
-- on a table without foreign keys (in or out), exclusion constraints, partial or
-  expression unique indexes or deferrable unique constraints, whose column defaults are
-  constants, `now()` or a sequence (a sequence-filled column, left to the server at the
-  COPY, in the order the rows were first inserted, must not be given by a statement).
+- on a table without foreign keys (in or out), whose column defaults are constants,
+  `now()` or a sequence (a sequence-filled column, left to the server at the COPY, in
+  the order the rows were first inserted, must not be given by a statement).
+
+A table's checks the fold cannot work out (a partial or expression unique index, an
+exclusion constraint, a deferrable unique constraint: matching's one open request per
+pair, scheduling's one meeting per table and slot) are not made per statement but once,
+on the final rows, when the COPY makes them again (`shared.rebuild_copy`): a rebuild
+whose rows break one fails there. The events it replays broke none live (a statement
+that did failed, and its event was never recorded or applied), so only an order the
+live service never saw could, and a rebuild that sent the statements would have failed
+on it too. What such a check decides rather than refuses is not folded: an INSERT's
+`ON CONFLICT DO NOTHING` without a target, which any unique index or exclusion
+constraint of the table arbitrates.
 
 Same rows as the statements one after the other, because: every unique index (but
 those over a sequence-filled column, which a statement cannot meet) is kept as a
@@ -88,8 +98,13 @@ _UNIQUES = (
 )
 _CONSTRAINED = (
     "SELECT c.relname AS table_name FROM pg_constraint x JOIN pg_class c"
-    " ON c.oid IN (x.conrelid, x.confrelid) WHERE x.contype IN ('f', 'x')"
+    " ON c.oid IN (x.conrelid, x.confrelid) WHERE x.contype = 'f'"
     " AND pg_table_is_visible(c.oid)"
+)
+# Tables with an exclusion constraint (checked on the final rows: the module's docstring).
+_EXCLUDING = (
+    "SELECT c.relname AS table_name FROM pg_constraint x JOIN pg_class c"
+    " ON c.oid = x.conrelid WHERE x.contype = 'x' AND pg_table_is_visible(c.oid)"
 )
 
 # A type's other names, as a cast may spell it.
@@ -159,6 +174,8 @@ class _Table:
         self.released = False
         self.modified = False  # a folded statement may change its rows (UPDATE, DO UPDATE)
         self.streamed = False  # some of its rows may be on the server (`Fold.stream`)
+        # It has checks made on the final rows only (the module's docstring).
+        self.checked_at_copy = False
 
     def add_index(self, positions: tuple[int, ...]) -> None:
         self.indexes.append(positions)
@@ -270,19 +287,26 @@ class Fold:
         for row in await conn.fetch(_COLUMNS):
             columns.setdefault(row["table_name"], []).append(row)
         excluded = {row["table_name"] for row in await conn.fetch(_CONSTRAINED)}
+        excluding = {row["table_name"] for row in await conn.fetch(_EXCLUDING)}
         uniques: dict[str, list[asyncpg.Record]] = {}
         for row in await conn.fetch(_UNIQUES):
             uniques.setdefault(row["table_name"], []).append(row)
         tables: dict[str, _Table] = {}
         now = datetime.now(UTC)
         for name, cols in columns.items():
-            found = uniques.get(name, [])
-            if name in excluded or any(u["partial"] or not u["immediate"] for u in found):
+            if name in excluded:
                 continue
             defaults = await _defaults(conn, cols, now)
             if defaults is None:
                 continue
             table = _Table(name, [(c["column_name"], c["type"]) for c in cols], defaults, now)
+            found = []
+            for unique in uniques.get(name, []):
+                if unique["partial"] or not unique["immediate"]:
+                    table.checked_at_copy = True  # (not a key of the fold's)
+                else:
+                    found.append(unique)
+            table.checked_at_copy |= name in excluding
             for unique in found:
                 positions = tuple(table.position[c] for c in unique["columns"])
                 if any(defaults[i] is _SERIAL for i in positions):
@@ -336,10 +360,11 @@ class Fold:
     def release_all(self) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
         return self.release(list(self._tables))
 
-    def release_filled(self, keep: str = "") -> list[tuple[Copy, list[tuple[Any, ...]]]]:
-        """`release` of the tables that hold rows but `keep` (the others stay folded)."""
+    def release_filled(self, keep: Iterable[str] = ()) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
+        """`release` of the tables that hold rows but those of `keep` (which stay folded)."""
+        kept = {name.lower() for name in keep}
         return self.release(
-            [n for n, t in self._tables.items() if t.rows and not t.released and n != keep]
+            [n for n, t in self._tables.items() if t.rows and not t.released and n not in kept]
         )
 
     def appended_only(self) -> list[tuple[str, int]]:
@@ -483,6 +508,8 @@ def _compile_insert(tables: dict[str, _Table], query: str, match: re.Match[str])
         target = matching[0]
     action = conflict.group(2)
     if not action.upper().startswith("UPDATE"):
+        if target is None and table.checked_at_copy:
+            raise Unfoldable("DO NOTHING that a check the fold does not make arbitrates")
         return _Operation(table, True, tuple(given), target, "nothing")
     if target is None:
         raise Unfoldable("DO UPDATE without a target")

@@ -77,7 +77,11 @@ class StoredKeys:
     erased: a key missing from the first read is read again on its own (a registration
     recorded since, or an erased one: None, and the erasure's event deletes its rows).
     No keys at all in `public` (a benchmark's generated events, a test's schemas side by
-    side): none this run, and no read per registration."""
+    side): none this run, and no read per registration.
+
+    The rebuild reads them first (`load`, its plan's `preload`): a handler that reads on
+    its connection cannot be recorded, and the first one to do so sends every folded
+    table to the server for the rest of the replay (`shared.batching.NotRecordable`)."""
 
     def __init__(self) -> None:
         self._keys: dict[str, bytes | None] | None = None
@@ -86,14 +90,17 @@ class StoredKeys:
     def forget(self) -> None:
         self._keys, self._none = None, False
 
+    async def load(self, conn: asyncpg.Connection) -> None:
+        """Every live key, read now (on any connection to the service's database)."""
+        found = await conn.fetchval("SELECT to_regclass('public.subject_keys')")
+        rows = await conn.fetch("SELECT subject_id, key FROM public.subject_keys") if found else []
+        self._keys = {r["subject_id"]: r["key"] for r in rows}
+        self._none = not rows
+
     async def __call__(self, conn: asyncpg.Connection, registration_id: str) -> bytes | None:
         if self._keys is None:
-            found = await conn.fetchval("SELECT to_regclass('public.subject_keys')")
-            rows = (
-                await conn.fetch("SELECT subject_id, key FROM public.subject_keys") if found else []
-            )
-            self._keys = {r["subject_id"]: r["key"] for r in rows}
-            self._none = not rows
+            await self.load(conn)
+            assert self._keys is not None
         if registration_id not in self._keys and not self._none:
             self._keys[registration_id] = await conn.fetchval(
                 "SELECT key FROM public.subject_keys WHERE subject_id = $1", registration_id

@@ -46,6 +46,7 @@ PLAN = Plan(
     consumed=contacts.HANDLERS,
     volatile={"co_organisers": ("removed_at",), "sign_in_links": ("used_at",)},
     start=_KEYS.forget,
+    preload=_KEYS.load,
 )
 
 

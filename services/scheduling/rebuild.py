@@ -45,6 +45,8 @@ PLAN = Plan(
     topics=("registration.events", "matching.events"),
     consumer="scheduling",
     consumed=combine(access_projection.HANDLERS, projection.HANDLERS),
+    # Placed by the own events, made (accepted) and cancelled by matching's.
+    shared_tables=("meetings",),
 )
 
 

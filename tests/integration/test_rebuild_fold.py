@@ -152,3 +152,72 @@ async def test_a_statement_it_cannot_fold_is_left_to_the_server(infra: Infra) ->
                 fold.take("INSERT INTO items (k) VALUES ($1)", ("k0",))
         finally:
             await conn.close()
+
+
+# Checks the fold does not make per statement: made on the final rows by the COPY's write.
+CHECKED = """
+CREATE TABLE pairs (
+    id     text PRIMARY KEY,
+    a      text NOT NULL,
+    b      text NOT NULL,
+    status text NOT NULL,
+    slot   integer,
+    EXCLUDE USING btree (slot WITH =) WHERE (status = 'placed') DEFERRABLE INITIALLY DEFERRED
+);
+CREATE UNIQUE INDEX pairs_one_open ON pairs (least(a, b), greatest(a, b))
+    WHERE status IN ('open', 'placed');
+"""
+PAIR_INSERT = "INSERT INTO pairs (id, a, b, status) VALUES ($1, $2, $3, 'open')"
+PAIR_UPDATE = "UPDATE pairs SET status = $2, slot = $3 WHERE id = $1"
+
+
+async def test_checks_it_does_not_make_are_made_on_the_final_rows(infra: Infra) -> None:
+    """A table with a partial expression unique index and a deferred exclusion
+    constraint is folded (keyed by its primary key only) and both are made again after
+    the COPY: final rows that keep them are written; rows that break one are refused
+    there, as the server would have refused a statement. What such a check arbitrates
+    (DO NOTHING without a target) is left to the server."""
+    name = f"test_fold_{uuid.uuid4().hex[:12]}"
+    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
+        conn = await asyncpg.connect(dsns[name])
+        try:
+            await conn.execute(CHECKED)
+            fold = await Fold.read(conn)
+            assert not fold.take(PAIR_INSERT + " ON CONFLICT DO NOTHING", ("p0", "x", "y"))
+            # Two open requests of one pair at once, in between: made, as the live order
+            # would not have, but the final rows keep every check.
+            for args in (("p1", "x", "y"), ("p2", "y", "x")):
+                assert fold.take(PAIR_INSERT, args)
+            assert fold.take(PAIR_UPDATE, ("p1", "declined", None))
+            assert fold.take(PAIR_UPDATE, ("p2", "placed", 3))
+            async with conn.transaction():
+                for copy, rows in fold.release_all():
+                    await write(conn, copy, rows)
+            found = await conn.fetch("SELECT id, status, slot FROM pairs ORDER BY id")
+            assert [tuple(r) for r in found] == [("p1", "declined", None), ("p2", "placed", 3)]
+            made = await conn.fetchval(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = 'pairs'::regclass"
+                " AND contype = 'x' AND condeferred"
+            )
+            assert made == 1
+            assert await conn.fetchval("SELECT to_regclass('pairs_one_open') IS NOT NULL")
+
+            await conn.execute("TRUNCATE pairs")
+            fold = await Fold.read(conn)
+            for args in (("p1", "x", "y"), ("p2", "y", "x")):
+                assert fold.take(PAIR_INSERT, args)  # both open at the end
+            with pytest.raises(asyncpg.UniqueViolationError):
+                async with conn.transaction():
+                    for copy, rows in fold.release_all():
+                        await write(conn, copy, rows)
+            fold = await Fold.read(conn)
+            for args in (("p1", "x", "y"), ("p2", "v", "w")):
+                assert fold.take(PAIR_INSERT, args)
+                assert fold.take(PAIR_UPDATE, (args[0], "placed", 5))  # one slot, twice
+            with pytest.raises(asyncpg.ExclusionViolationError):
+                async with conn.transaction():
+                    for copy, rows in fold.release_all():
+                        await write(conn, copy, rows)
+            assert await conn.fetchval("SELECT count(*) FROM pairs") == 0
+        finally:
+            await conn.close()
