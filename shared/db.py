@@ -59,6 +59,16 @@ def advisory_lock_id(name: str) -> int:
     return _lock_id(name)
 
 
+def migration_files(*directories: Path) -> list[tuple[str, Path]]:
+    """The plumbing migrations, then each directory's `*.sql` files in name order: each
+    with the name `schema_migrations` keeps it under."""
+    return [
+        (f"{directory.parent.name}/{directory.name}/{path.name}", path)
+        for directory in (PLUMBING_MIGRATIONS, *directories)
+        for path in sorted(directory.glob("*.sql"))
+    ]
+
+
 async def migrate(pool: asyncpg.Pool, *directories: Path) -> list[str]:
     """Apply the plumbing migrations, then each directory's `*.sql` files in name order.
 
@@ -74,15 +84,13 @@ async def migrate(pool: asyncpg.Pool, *directories: Path) -> list[str]:
                 " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
-            for directory in (PLUMBING_MIGRATIONS, *directories):
-                for path in sorted(directory.glob("*.sql")):
-                    name = f"{directory.parent.name}/{directory.name}/{path.name}"
-                    if name in done:
-                        continue
-                    async with conn.transaction():
-                        await conn.execute(path.read_text())
-                        await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
-                    applied.append(name)
+            for name, path in migration_files(*directories):
+                if name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                applied.append(name)
         finally:
             try:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _lock_id("schema-migrations"))

@@ -415,18 +415,17 @@ async def rebuild(
         lap, lap_cpu = now, now_cpu
 
     try:
-        # The fresh schema made while the applied ids are read, before the topics: once
-        # the read's decoding holds the event loop, each of the migrations' round trips
-        # waits for it (213,003 records: 0.1 s alone, 1.3-2.2 s beside the read), and
-        # until the schema is there nothing can be folded or written.
+        # The fresh schema made (one round trip once connected, `fresh_schema`) while the
+        # applied ids are read; the topics read and the own events sorted meanwhile,
+        # not after it: nothing is folded or written before the schema is there, but the
+        # records are decoded as they come. (When it took a round trip per statement, it
+        # had to come first: once the read's decoding held the event loop, each waited
+        # for it, 1.3-2.2 s in all beside the read of 213,003 records.)
         making = asyncio.create_task(fresh_schema(dsn, schema, plan))
         if plan.preload is not None:
             await plan.preload(source)
         if topics:
             applied = await _applied(source, plan.consumer + group_suffix)
-        target = await making
-        phase("schema")
-        if topics:
             # Decoded as the records come (the Python side would idle waiting for them).
             events, every, add, inserted = consumed_events(plan, registry, applied)
             if plan.every_record is not None:
@@ -437,6 +436,8 @@ async def rebuild(
             )
         if plan.own is not None:  # the server sorts and sends them meanwhile
             own_rows = Reading(source, reads_envelope(plan.own))
+        target = await making
+        phase("schema")
         fold = None
         if apply is apply_run:  # the fresh schema's tables folded in memory, then COPY
             async with target.acquire() as conn:
