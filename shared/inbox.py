@@ -22,8 +22,8 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from functools import cached_property, partial
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import asyncpg
@@ -85,34 +85,6 @@ def envelope_only(handler: Handler) -> Handler:
 
 def reads_payload(handler: Handler) -> bool:
     return not getattr(handler, "envelope_only", False)
-
-
-@dataclass(frozen=True)
-class Insert:
-    """A projection that is one INSERT per event, its arguments from the envelope alone
-    (`args`, over `envelope.data` as its producer wrote it) and idempotent (ON CONFLICT DO
-    NOTHING on a key of the event's own: a repeat changes nothing), into a table no other
-    handler's statement reads or changes: reporting's history (every event) and its
-    notification outcomes. Its rows do not depend on the order of the events, so a
-    rebuild folds them as the topics are read (`shared.rebuild_topics`), without the
-    payload model or the handlers' runs; the live consumer runs `handler`."""
-
-    table: str
-    query: str
-    args: Callable[[Envelope], tuple[Any, ...]]
-
-    @cached_property
-    def handler(self) -> Handler:
-        """The live handler: the statement with `args`; an event of an older version is
-        read as its upcast payload (`args` reads the current version's fields)."""
-        query, args = self.query, self.args
-
-        async def insert(conn: asyncpg.Connection, envelope: Envelope, event: EventPayload) -> None:
-            if event is not None and envelope.type != (current := event.ce_type()):
-                envelope = replace(envelope, type=current, data=event.model_dump(mode="json"))
-            await conn.execute(query, *args(envelope))
-
-        return insert
 
 
 def combine(*handler_maps: Mapping[str, Handler]) -> dict[str, Handler]:

@@ -63,7 +63,8 @@ from shared.batching import apply_run
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope
-from shared.inbox import Handler, Insert
+from shared.inbox import Handler
+from shared.inserts import Insert
 from shared.kafka import client_options
 from shared.rebuild_fold import Fold
 from shared.rebuild_own import Reading, decoder, own_windows, reads_envelope
@@ -132,9 +133,9 @@ class Plan:
     # A statement every consumed event gets (reporting's history), not in `consumed`.
     every_record: Insert | None = None
     # Consumed types (their current versions) whose one handler here is an `Insert`'s
-    # (reporting's notification outcomes): folded from the envelope as the topics are
-    # read (`shared.rebuild_topics.consumed_events`), not validated nor run through the
-    # handlers' runs.
+    # (reporting's notification outcomes): their envelopes kept as the topics are read
+    # (`shared.rebuild_topics.consumed_events`) and folded after the read, not validated
+    # nor run through the handlers' time-ordered runs.
     inserts: Mapping[str, Insert] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -385,8 +386,8 @@ async def rebuild(
 ) -> Report:
     """`apply`: how a run of events goes through a handler (`one_by_one` to compare).
 
-    The consumed topics are read (and their records decoded) from the start once the
-    fresh schema is made, while the own events are replayed: the Python side has that
+    The consumed topics are read (and their records decoded) from the start while the
+    fresh schema is made and the own events are replayed: the Python side has that
     reading to do whenever it would wait on the server. Their events are applied after
     the own ones, in the same order as before."""
     report = Report(plan.service, schema)

@@ -14,7 +14,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from shared.contracts.base import EventPayload
 from shared.contracts.registry import PayloadRegistry
 from shared.envelope import Envelope, MalformedEnvelope, header_texts
-from shared.inbox import Insert, reads_payload
+from shared.inbox import reads_payload
+from shared.inserts import Insert
 from shared.rebuild_write import PendingWrite, Stream
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ from shared.contracts.registration import (
     ParticipantAssignedToSupportOffice,
 )
 from shared.envelope import Envelope
-from shared.inbox import Handler, Insert
+from shared.inbox import Handler
+from shared.inserts import Insert
 
 
 async def on_event_created(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -71,7 +72,7 @@ def _outcome_row(envelope: Envelope) -> tuple[Any, ...]:
 
 
 # One row per delivery that ended (sent or failed), from the envelope alone: the live
-# handler and the rebuild's fold run this one statement (`shared.inbox.Insert`).
+# handler and the rebuild's fold run this one statement (`shared.inserts.Insert`).
 OUTCOMES = Insert(
     "notification_outcomes",
     "INSERT INTO notification_outcomes (delivery_id, event_id, channel, kind, outcome)"

@@ -16,7 +16,8 @@ from shared.access import projection as access_projection
 from shared.contracts import registry
 from shared.contracts.base import EventPayload
 from shared.envelope import Envelope
-from shared.inbox import Insert, combine
+from shared.inbox import combine
+from shared.inserts import Insert
 from shared.rebuild import ACCESS_TABLES, Plan, run
 from shared.settings import ReportingSettings, database_url
 

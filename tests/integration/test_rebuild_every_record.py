@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from shared.envelope import Envelope
-from shared.inbox import Insert
+from shared.inserts import Insert
 from shared.rebuild_copy import write
 from shared.rebuild_fold import Fold
 from shared.rebuild_topics import EveryRecordAsRead, apply_insert

@@ -18,7 +18,7 @@ from shared.contracts import registry
 from shared.contracts.matching import MeetingRequested, MeetingRequestedV1
 from shared.contracts.notification import NotificationFailed, NotificationSent
 from shared.envelope import Envelope
-from shared.inbox import Insert
+from shared.inserts import Insert
 from shared.rebuild import Plan
 
 
