@@ -224,6 +224,8 @@ async def run(size: Size, services: list[str], compare_one_by_one: bool) -> dict
                         ),
                         "switched": switch,
                         "runs": "one statement per event" if apply is one_by_one else "batched",
+                        # Handlers that read on their connection (the fold's end).
+                        "released_by_reads": report.released_by_reads,
                         "equal": report.equal if not switch else None,
                         "differences": [d.table for d in report.differences] if not switch else [],
                     }
@@ -252,6 +254,13 @@ def render(results: dict[str, Any]) -> str:
             f"{plain:>10}{second['replay_cpu_us_per_event']:>10}"
             f"  {'yes' if second['equal'] else 'NO: ' + ', '.join(second['differences'])}"
         )
+    for service, runs in results["services"].items():
+        read = sorted({t for run in runs for t in run.get("released_by_reads", [])})
+        if read:
+            lines.append(
+                f"{service}: folded no more after a handler of {', '.join(read)} read on its"
+                " connection (every statement went to the server from then on)"
+            )
     return "\n".join(lines)
 
 

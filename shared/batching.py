@@ -453,7 +453,8 @@ async def record_run(
             await handler(cast(asyncpg.Connection, recorder), envelope, payload)
         except NotRecordable:
             await lanes.send_all()
-            for copy, rows in fold.release_all() if fold is not None else ():
+            released = fold.release_for_read(envelope.type) if fold is not None else []
+            for copy, rows in released:
                 await keep([{copy: rows}])
             return Recorded(kept, run[i:], len(run))
         for query, args in recorder.calls:

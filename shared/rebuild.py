@@ -504,6 +504,7 @@ async def rebuild(
             await writing.write
         if fold is not None:
             phase("written")
+            report.released_by_reads = list(fold.released_by_reads)
         report.seconds = time.perf_counter() - began
         report.switched_to, report.differences = await _settle(
             source,

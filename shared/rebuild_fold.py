@@ -280,6 +280,9 @@ class Fold:
         self._operations: dict[str, _Operation | None] = {}
         # Where a streamed table's last rows go when it is released (`stream`).
         self._streamed: dict[str, Callable[[Copy, list[tuple[Any, ...]]], None]] = {}
+        # The event types whose handler read on its connection while tables were still
+        # folded (`release_for_read`): from then on, every statement went to the server.
+        self.released_by_reads: list[str] = []
 
     @classmethod
     async def read(cls, conn: asyncpg.Connection) -> Fold:
@@ -359,6 +362,13 @@ class Fold:
 
     def release_all(self) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
         return self.release(list(self._tables))
+
+    def release_for_read(self, ce_type: str) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
+        """`release_all` before a handler of `ce_type` reads on its connection (it may read
+        any table), noted in `released_by_reads` if some table was still folded."""
+        if any(not table.released for table in self._tables.values()):
+            self.released_by_reads.append(ce_type)
+        return self.release_all()
 
     def release_filled(self, keep: Iterable[str] = ()) -> list[tuple[Copy, list[tuple[Any, ...]]]]:
         """`release` of the tables that hold rows but those of `keep` (which stay folded)."""

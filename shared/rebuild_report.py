@@ -22,6 +22,9 @@ class Report:
     phases: dict[str, float] = field(default_factory=dict)
     # This process's CPU seconds per step (the Python side; the server's is not in it).
     phases_cpu: dict[str, float] = field(default_factory=dict)
+    # Event types whose handler read on its connection, which sent every folded table
+    # to the server for the rest of the replay (`shared.rebuild_fold.Fold.release_for_read`).
+    released_by_reads: list[str] = field(default_factory=list)
 
     @property
     def equal(self) -> bool:
@@ -41,6 +44,12 @@ class Report:
                     f"{k} {v:.2f}s (CPU {self.phases_cpu.get(k, 0.0):.2f}s)"
                     for k, v in self.phases.items()
                 )
+            )
+        if self.released_by_reads:
+            out.append(
+                "  folded no more after a handler of "
+                + ", ".join(self.released_by_reads)
+                + " read on its connection: every statement went to the server from then on"
             )
         if self.equal:
             out.append("  every projection table equals the live one")
