@@ -63,6 +63,15 @@ from uuid import UUID
 import asyncpg
 
 from shared import set_statements as sets
+from shared.rebuild_fold_catalog import (
+    COLUMNS,
+    CONSTRAINED,
+    EXCLUDING,
+    NOW_TEXT,
+    SERIAL,
+    UNIQUES,
+    defaults_of,
+)
 from shared.rebuild_fold_rows import insert_row, update_row
 
 # A value worked out from (arguments, old row, proposed row).
@@ -76,36 +85,6 @@ class Copy:
     table: str
     columns: tuple[str, ...]
 
-
-_SERIAL = object()  # a column the server fills at the COPY (sequence, identity)
-
-_COLUMNS = (
-    "SELECT c.relname AS table_name, a.attname AS column_name,"
-    " format_type(a.atttypid, a.atttypmod) AS type, pg_get_expr(d.adbin, d.adrelid) AS fallback,"
-    " a.attidentity <> '' AS identity, a.attgenerated <> '' AS generated"
-    " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
-    " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
-    " WHERE c.relkind = 'r' AND pg_table_is_visible(c.oid) AND a.attnum > 0"
-    " AND NOT a.attisdropped ORDER BY c.relname, a.attnum"
-)
-_UNIQUES = (
-    "SELECT c.relname AS table_name, i.indimmediate AS immediate,"
-    " (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL) AS partial,"
-    " array(SELECT a.attname::text FROM unnest(i.indkey) k"
-    " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k) AS columns"
-    " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
-    " WHERE i.indisunique AND pg_table_is_visible(c.oid)"
-)
-_CONSTRAINED = (
-    "SELECT c.relname AS table_name FROM pg_constraint x JOIN pg_class c"
-    " ON c.oid IN (x.conrelid, x.confrelid) WHERE x.contype = 'f'"
-    " AND pg_table_is_visible(c.oid)"
-)
-# Tables with an exclusion constraint (checked on the final rows: the module's docstring).
-_EXCLUDING = (
-    "SELECT c.relname AS table_name FROM pg_constraint x JOIN pg_class c"
-    " ON c.oid = x.conrelid WHERE x.contype = 'x' AND pg_table_is_visible(c.oid)"
-)
 
 # A type's other names, as a cast may spell it.
 _ALIASES = {
@@ -129,7 +108,6 @@ _INTEGER = re.compile(r"^-?\d+$")
 _COALESCE = re.compile(r"^coalesce\s*\((.*)\)$", re.IGNORECASE | re.DOTALL)
 _EXCLUDED = re.compile(r"^excluded\.\"?(\w+)\"?$", re.IGNORECASE)
 _COLUMN = re.compile(r"^(?:\"?(\w+)\"?\.)?\"?(\w+)\"?$")
-_NOW_TEXT = re.compile(r"^(?:now\(\)|current_timestamp)$", re.IGNORECASE)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _IS_CANONICAL_UUID = _CANONICAL_UUID.fullmatch
 _EQUAL = re.compile(r"^\s*(?:\"?\w+\"?\.)?\"?(\w+)\"?\s*=\s*\$(\d+)(?:\s*::\s*[\w ]+)?\s*$")
@@ -204,7 +182,7 @@ class _Table:
         return tuple(values)
 
     def copy(self) -> tuple[Copy, list[tuple[Any, ...]]]:
-        kept = [i for i, d in enumerate(self.defaults) if d is not _SERIAL]
+        kept = [i for i, d in enumerate(self.defaults) if d is not SERIAL]
         if len(kept) == 1:
             rows = [(row[kept[0]],) for row in self.rows]
         else:
@@ -287,19 +265,19 @@ class Fold:
     @classmethod
     async def read(cls, conn: asyncpg.Connection) -> Fold:
         columns: dict[str, list[asyncpg.Record]] = {}
-        for row in await conn.fetch(_COLUMNS):
+        for row in await conn.fetch(COLUMNS):
             columns.setdefault(row["table_name"], []).append(row)
-        excluded = {row["table_name"] for row in await conn.fetch(_CONSTRAINED)}
-        excluding = {row["table_name"] for row in await conn.fetch(_EXCLUDING)}
+        excluded = {row["table_name"] for row in await conn.fetch(CONSTRAINED)}
+        excluding = {row["table_name"] for row in await conn.fetch(EXCLUDING)}
         uniques: dict[str, list[asyncpg.Record]] = {}
-        for row in await conn.fetch(_UNIQUES):
+        for row in await conn.fetch(UNIQUES):
             uniques.setdefault(row["table_name"], []).append(row)
         tables: dict[str, _Table] = {}
         now = datetime.now(UTC)
         for name, cols in columns.items():
             if name in excluded:
                 continue
-            defaults = await _defaults(conn, cols, now)
+            defaults = await defaults_of(conn, cols, now)
             if defaults is None:
                 continue
             table = _Table(name, [(c["column_name"], c["type"]) for c in cols], defaults, now)
@@ -312,7 +290,7 @@ class Fold:
             table.checked_at_copy |= name in excluding
             for unique in found:
                 positions = tuple(table.position[c] for c in unique["columns"])
-                if any(defaults[i] is _SERIAL for i in positions):
+                if any(defaults[i] is SERIAL for i in positions):
                     continue  # a sequence's values never meet (no statement gives them)
                 table.add_index(positions)
             tables[name.lower()] = table
@@ -424,38 +402,6 @@ class Fold:
 _UNKNOWN: Any = object()
 
 
-async def _defaults(
-    conn: asyncpg.Connection, columns: Sequence[asyncpg.Record], now: datetime
-) -> list[Any] | None:
-    """Each column's default as a value (now() as `now`) or `_SERIAL`; None if some
-    default is anything else (a function of the moment but now(), a generated column)."""
-    defaults: list[Any] = []
-    constants: dict[int, str] = {}
-    for i, column in enumerate(columns):
-        text = column["fallback"]
-        if column["generated"]:
-            return None
-        if column["identity"] or (text or "").startswith("nextval("):
-            defaults.append(_SERIAL)
-        elif text is None:
-            defaults.append(None)
-        elif _NOW_TEXT.match(text.strip()):
-            defaults.append(now)
-        elif "(" in text:
-            return None  # a function's value: not known to be constant
-        else:
-            defaults.append(None)
-            constants[i] = text
-    if constants:
-        values = await conn.fetchrow(
-            "SELECT " + ", ".join(f"({text}) AS c{i}" for i, text in constants.items())
-        )
-        assert values is not None
-        for i in constants:
-            defaults[i] = values[f"c{i}"]
-    return defaults
-
-
 def _compile(tables: dict[str, _Table], query: str) -> _Operation:
     if sets.FORBIDDEN.search(sets.TOKENS.sub("''", query)):
         raise Unfoldable("subquery, CTE, RETURNING, OR")
@@ -479,7 +425,7 @@ def _assignments(table: _Table, text: str, excluded: bool) -> tuple[tuple[int, V
         column, _, value = part.partition("=")
         name = column.strip().strip('"').lower()
         position = table.position.get(name)
-        if position is None or table.defaults[position] is _SERIAL:
+        if position is None or table.defaults[position] is SERIAL:
             raise Unfoldable(f"assigns {name}")
         if any(position in index for index in table.indexes):
             raise Unfoldable("changes a unique key")
@@ -499,7 +445,7 @@ def _compile_insert(tables: dict[str, _Table], query: str, match: re.Match[str])
     given = []
     for column, value in zip(columns, values, strict=True):
         position = table.position.get(column)
-        if position is None or table.defaults[position] is _SERIAL:
+        if position is None or table.defaults[position] is SERIAL:
             raise Unfoldable(f"gives {column}")
         given.append((position, _value(table, value, table.types[column], False, row=False)))
     rest = query[end + 1 :].strip()
@@ -561,7 +507,7 @@ def _value(table: _Table, text: str, column_type: str, excluded: bool, row: bool
         if param.group(2) and _base_type(param.group(2)) != column_type:
             raise Unfoldable("a parameter cast to another type")
         return _Parameter(n)
-    if _NOW_TEXT.match(text):
+    if NOW_TEXT.match(text):
         moment = table.now
         return lambda args, old, new: moment
     upper = text.upper()
@@ -606,6 +552,6 @@ def _column(table: _Table, name: str, column_type: str) -> int:
     position = table.position.get(name.lower())
     if position is None or table.types[table.names[position]] != column_type:
         raise Unfoldable(f"column {name}")
-    if table.defaults[position] is _SERIAL:
+    if table.defaults[position] is SERIAL:
         raise Unfoldable("a sequence-filled column's value is the server's")
     return position

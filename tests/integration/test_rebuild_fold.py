@@ -11,7 +11,9 @@ and the order the sequence numbered them in, must be the same.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -78,6 +80,18 @@ CALLS = st.one_of(
 COLUMNS = "k, a, b, d, c, tags, doc, note, id"
 
 
+@contextlib.asynccontextmanager
+async def _database(infra: Infra) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to a database of its own, dropped afterwards."""
+    name = f"test_fold_{uuid.uuid4().hex[:12]}"
+    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
+        conn = await asyncpg.connect(dsns[name])
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+
 async def _rows(conn: asyncpg.Connection, schema: str) -> list[tuple[Any, ...]]:
     rows = await conn.fetch(f"SELECT {COLUMNS} FROM {schema}.items ORDER BY seq")
     return [tuple(r) for r in rows]
@@ -94,64 +108,52 @@ async def _rows(conn: asyncpg.Connection, schema: str) -> list[tuple[Any, ...]]:
 async def test_folded_rows_equal_the_statements_one_by_one(
     infra: Infra, table: str, calls: list[tuple[int, tuple[Any, ...]]]
 ) -> None:
-    name = f"test_fold_{uuid.uuid4().hex[:12]}"
-    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
-        conn = await asyncpg.connect(dsns[name])
-        try:
-            for schema in ("direct", "folded"):
-                await conn.execute(f"CREATE SCHEMA {schema}; SET search_path = {schema}")
-                await conn.execute(table)
-            await conn.execute("SET search_path = direct")
+    async with _database(infra) as conn:
+        for schema in ("direct", "folded"):
+            await conn.execute(f"CREATE SCHEMA {schema}; SET search_path = {schema}")
+            await conn.execute(table)
+        await conn.execute("SET search_path = direct")
+        for n, args in calls:
+            await conn.execute(STATEMENTS[n], *args)
+        await conn.execute("SET search_path = folded")
+        fold = await Fold.read(conn)
+        async with conn.transaction():
             for n, args in calls:
-                await conn.execute(STATEMENTS[n], *args)
-            await conn.execute("SET search_path = folded")
-            fold = await Fold.read(conn)
-            async with conn.transaction():
-                for n, args in calls:
-                    if not fold.take(STATEMENTS[n], args):
-                        for copy, rows in fold.release(["items"]):
-                            await write(conn, copy, rows)
-                        await conn.execute(STATEMENTS[n], *args)
-                for copy, rows in fold.release_all():
-                    await write(conn, copy, rows)
-            assert await _rows(conn, "folded") == await _rows(conn, "direct")
-            indexes = await conn.fetchval(
-                "SELECT count(*) FROM pg_indexes WHERE schemaname = 'folded'"
-            )
-            # The primary key, the unique ones and both plain ones, made again.
-            uniques = 2 if table is TABLE else 1
-            assert indexes == 3 + uniques
-            keys = await conn.fetchval(
-                "SELECT count(*) FROM pg_constraint WHERE conrelid = 'folded.items'::regclass"
-                " AND contype IN ('p', 'u')"
-            )
-            assert keys == 1 + uniques
-        finally:
-            await conn.close()
+                if not fold.take(STATEMENTS[n], args):
+                    for copy, rows in fold.release(["items"]):
+                        await write(conn, copy, rows)
+                    await conn.execute(STATEMENTS[n], *args)
+            for copy, rows in fold.release_all():
+                await write(conn, copy, rows)
+        assert await _rows(conn, "folded") == await _rows(conn, "direct")
+        indexes = await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE schemaname = 'folded'")
+        # The primary key, the unique ones and both plain ones, made again.
+        uniques = 2 if table is TABLE else 1
+        assert indexes == 3 + uniques
+        keys = await conn.fetchval(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'folded.items'::regclass"
+            " AND contype IN ('p', 'u')"
+        )
+        assert keys == 1 + uniques
 
 
 async def test_a_statement_it_cannot_fold_is_left_to_the_server(infra: Infra) -> None:
-    name = f"test_fold_{uuid.uuid4().hex[:12]}"
-    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
-        conn = await asyncpg.connect(dsns[name])
-        try:
-            await conn.execute(TABLE)
-            fold = await Fold.read(conn)
-            assert fold.take(STATEMENTS[0], ("k0", "a0", 1))
-            for query in (
-                STATEMENTS[5],
-                "UPDATE items SET note = $2 WHERE k = $1 AND note IS NULL",  # not just a key
-                "UPDATE items SET k = $2 WHERE k = $1",  # moves a row to another key
-                "UPDATE items SET note = $2 WHERE d = $1",  # not a unique key
-                "INSERT INTO items (seq, k) VALUES ($1, $2)",  # the sequence's column
-                "WITH x AS (SELECT 1) INSERT INTO items (k) VALUES ($1)",
-                "INSERT INTO items (k, d) VALUES ($1, $2::bigint)",  # a cast to another type
-            ):
-                assert not fold.take(query, ("k0", "x")), query
-            with pytest.raises(asyncpg.UniqueViolationError):
-                fold.take("INSERT INTO items (k) VALUES ($1)", ("k0",))
-        finally:
-            await conn.close()
+    async with _database(infra) as conn:
+        await conn.execute(TABLE)
+        fold = await Fold.read(conn)
+        assert fold.take(STATEMENTS[0], ("k0", "a0", 1))
+        for query in (
+            STATEMENTS[5],
+            "UPDATE items SET note = $2 WHERE k = $1 AND note IS NULL",  # not just a key
+            "UPDATE items SET k = $2 WHERE k = $1",  # moves a row to another key
+            "UPDATE items SET note = $2 WHERE d = $1",  # not a unique key
+            "INSERT INTO items (seq, k) VALUES ($1, $2)",  # the sequence's column
+            "WITH x AS (SELECT 1) INSERT INTO items (k) VALUES ($1)",
+            "INSERT INTO items (k, d) VALUES ($1, $2::bigint)",  # a cast to another type
+        ):
+            assert not fold.take(query, ("k0", "x")), query
+        with pytest.raises(asyncpg.UniqueViolationError):
+            fold.take("INSERT INTO items (k) VALUES ($1)", ("k0",))
 
 
 # Checks the fold does not make per statement: made on the final rows by the COPY's write.
@@ -177,47 +179,42 @@ async def test_checks_it_does_not_make_are_made_on_the_final_rows(infra: Infra) 
     the COPY: final rows that keep them are written; rows that break one are refused
     there, as the server would have refused a statement. What such a check arbitrates
     (DO NOTHING without a target) is left to the server."""
-    name = f"test_fold_{uuid.uuid4().hex[:12]}"
-    async with fresh_databases(infra.admin_dsn, {name: name}) as dsns:
-        conn = await asyncpg.connect(dsns[name])
-        try:
-            await conn.execute(CHECKED)
-            fold = await Fold.read(conn)
-            assert not fold.take(PAIR_INSERT + " ON CONFLICT DO NOTHING", ("p0", "x", "y"))
-            # Two open requests of one pair at once, in between: made, as the live order
-            # would not have, but the final rows keep every check.
-            for args in (("p1", "x", "y"), ("p2", "y", "x")):
-                assert fold.take(PAIR_INSERT, args)
-            assert fold.take(PAIR_UPDATE, ("p1", "declined", None))
-            assert fold.take(PAIR_UPDATE, ("p2", "placed", 3))
+    async with _database(infra) as conn:
+        await conn.execute(CHECKED)
+        fold = await Fold.read(conn)
+        assert not fold.take(PAIR_INSERT + " ON CONFLICT DO NOTHING", ("p0", "x", "y"))
+        # Two open requests of one pair at once, in between: made, as the live order
+        # would not have, but the final rows keep every check.
+        for args in (("p1", "x", "y"), ("p2", "y", "x")):
+            assert fold.take(PAIR_INSERT, args)
+        assert fold.take(PAIR_UPDATE, ("p1", "declined", None))
+        assert fold.take(PAIR_UPDATE, ("p2", "placed", 3))
+        async with conn.transaction():
+            for copy, rows in fold.release_all():
+                await write(conn, copy, rows)
+        found = await conn.fetch("SELECT id, status, slot FROM pairs ORDER BY id")
+        assert [tuple(r) for r in found] == [("p1", "declined", None), ("p2", "placed", 3)]
+        made = await conn.fetchval(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'pairs'::regclass"
+            " AND contype = 'x' AND condeferred"
+        )
+        assert made == 1
+        assert await conn.fetchval("SELECT to_regclass('pairs_one_open') IS NOT NULL")
+
+        await conn.execute("TRUNCATE pairs")
+        fold = await Fold.read(conn)
+        for args in (("p1", "x", "y"), ("p2", "y", "x")):
+            assert fold.take(PAIR_INSERT, args)  # both open at the end
+        with pytest.raises(asyncpg.UniqueViolationError):
             async with conn.transaction():
                 for copy, rows in fold.release_all():
                     await write(conn, copy, rows)
-            found = await conn.fetch("SELECT id, status, slot FROM pairs ORDER BY id")
-            assert [tuple(r) for r in found] == [("p1", "declined", None), ("p2", "placed", 3)]
-            made = await conn.fetchval(
-                "SELECT count(*) FROM pg_constraint WHERE conrelid = 'pairs'::regclass"
-                " AND contype = 'x' AND condeferred"
-            )
-            assert made == 1
-            assert await conn.fetchval("SELECT to_regclass('pairs_one_open') IS NOT NULL")
-
-            await conn.execute("TRUNCATE pairs")
-            fold = await Fold.read(conn)
-            for args in (("p1", "x", "y"), ("p2", "y", "x")):
-                assert fold.take(PAIR_INSERT, args)  # both open at the end
-            with pytest.raises(asyncpg.UniqueViolationError):
-                async with conn.transaction():
-                    for copy, rows in fold.release_all():
-                        await write(conn, copy, rows)
-            fold = await Fold.read(conn)
-            for args in (("p1", "x", "y"), ("p2", "v", "w")):
-                assert fold.take(PAIR_INSERT, args)
-                assert fold.take(PAIR_UPDATE, (args[0], "placed", 5))  # one slot, twice
-            with pytest.raises(asyncpg.ExclusionViolationError):
-                async with conn.transaction():
-                    for copy, rows in fold.release_all():
-                        await write(conn, copy, rows)
-            assert await conn.fetchval("SELECT count(*) FROM pairs") == 0
-        finally:
-            await conn.close()
+        fold = await Fold.read(conn)
+        for args in (("p1", "x", "y"), ("p2", "v", "w")):
+            assert fold.take(PAIR_INSERT, args)
+            assert fold.take(PAIR_UPDATE, (args[0], "placed", 5))  # one slot, twice
+        with pytest.raises(asyncpg.ExclusionViolationError):
+            async with conn.transaction():
+                for copy, rows in fold.release_all():
+                    await write(conn, copy, rows)
+        assert await conn.fetchval("SELECT count(*) FROM pairs") == 0
