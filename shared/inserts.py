@@ -20,11 +20,13 @@ class Insert:
     """A projection that is one INSERT per event, its arguments from the envelope alone
     (`args`, over `envelope.data` as its producer wrote it) and idempotent (ON CONFLICT DO
     NOTHING on a key of the event's own: a repeat changes nothing), into a table no other
-    handler's statement reads or changes: reporting's history (every event) and its
-    notification outcomes. Its rows do not depend on the order of the events, so a
-    rebuild folds them straight from the envelopes it reads (`shared.rebuild`'s
+    handler's statement reads, nor changes but to delete the row of a later event of the
+    same key, after which no insert of that key comes: reporting's history (every event)
+    and its notification outcomes; registration's accepted pairs, which a cancellation of
+    the meeting deletes. Its rows do not depend on the order of the events, so a rebuild
+    folds them straight from the envelopes it reads (`shared.rebuild`'s
     `Plan.every_record` and `Plan.inserts`), without the payload model or the handlers'
-    runs; the live consumer runs `handler`."""
+    runs, before the other events are applied; the live consumer runs `handler`."""
 
     table: str
     query: str

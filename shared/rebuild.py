@@ -492,7 +492,8 @@ async def rebuild(
             applied_events = await apply_consumed(
                 target, plan, registry, events, apply, fold, pending, drain
             )
-            report.consumed_events = len(every) if plan.every_record else applied_events
+            folded = sum(len(envelopes) for envelopes in inserted.values())
+            report.consumed_events = len(every) if plan.every_record else applied_events + folded
             phase("consumed")
         if fold is not None:
             # The largest table on one connection, the others on the second at once: the

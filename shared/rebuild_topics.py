@@ -112,6 +112,10 @@ def consumed_events(
     # Per `ce_type` header: whether a handler here reads its payload, None when no
     # handler here takes the type.
     payload_read: dict[str, bool | None] = {}
+    # Per raw `ce_type` header (bytes, as the record holds it): whether a handler here
+    # takes the type, so that a record for none is passed over before its headers are
+    # decoded (half or more of the records of scheduling's and registration's topics).
+    taken: dict[bytes | None, bool] = {}
     from_texts = Envelope.from_header_texts
     no_payload = cast(EventPayload, None)
 
@@ -119,7 +123,21 @@ def consumed_events(
         for record in records:
             # From the headers alone first: most records of a topic are not for this
             # service's projection, and their values need not be decoded.
-            texts = header_texts(record.headers)
+            headers = record.headers
+            if not keep_every:
+                raw_type = None
+                for name, raw in headers:
+                    if name == "ce_type":
+                        raw_type = raw  # (the last of a repeated name, as `header_texts`)
+                wanted = taken.get(raw_type)
+                if wanted is None:
+                    decoded = None if raw_type is None else raw_type.decode("utf-8", "replace")
+                    wanted = taken[raw_type] = decoded is not None and (
+                        current_type(decoded) in handlers
+                    )
+                if not wanted:
+                    continue  # no handler here (or no type: dead-lettered live)
+            texts = header_texts(headers)
             source, ce_id, ce_type = (
                 texts.get("ce_source"),
                 texts.get("ce_id"),

@@ -10,6 +10,7 @@ registration's contact details besides the organisation itself and its organiser
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 
@@ -19,18 +20,29 @@ from shared.contracts.base import EventPayload
 from shared.contracts.matching import MeetingAccepted, MeetingCancelled
 from shared.envelope import Envelope
 from shared.inbox import Handler
+from shared.inserts import Insert
 
 
-async def on_meeting_accepted(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
-    assert isinstance(e, MeetingAccepted)
-    await conn.execute(
-        "INSERT INTO meeting_contacts (request_id, event_id, first_id, second_id)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT (request_id) DO NOTHING",
-        e.request_id,
-        e.event_id,
-        e.requester_id,
-        e.recipient_id,
+def _pair(envelope: Envelope) -> tuple[Any, ...]:
+    accepted = envelope.data
+    return (
+        accepted["request_id"],
+        accepted["event_id"],
+        accepted["requester_id"],
+        accepted["recipient_id"],
     )
+
+
+# An accepted meeting's pair, from the envelope alone (`shared.inserts.Insert`: a rebuild
+# folds it without the payload model). Only a cancellation of the same request deletes
+# the row, and a request is accepted once and cancelled after (`services.matching.domain`):
+# the pairs do not depend on the order of the acceptances.
+ACCEPTED_PAIRS = Insert(
+    "meeting_contacts",
+    "INSERT INTO meeting_contacts (request_id, event_id, first_id, second_id)"
+    " VALUES ($1, $2, $3, $4) ON CONFLICT (request_id) DO NOTHING",
+    _pair,
+)
 
 
 async def on_meeting_cancelled(conn: asyncpg.Connection, _: Envelope, e: EventPayload) -> None:
@@ -38,8 +50,10 @@ async def on_meeting_cancelled(conn: asyncpg.Connection, _: Envelope, e: EventPa
     await conn.execute("DELETE FROM meeting_contacts WHERE request_id = $1", e.request_id)
 
 
+INSERTS = {MeetingAccepted.ce_type(): ACCEPTED_PAIRS}
+
 HANDLERS: dict[str, Handler] = {
-    MeetingAccepted.ce_type(): on_meeting_accepted,
+    MeetingAccepted.ce_type(): ACCEPTED_PAIRS.handler,
     MeetingCancelled.ce_type(): on_meeting_cancelled,
 }
 

@@ -44,6 +44,7 @@ PLAN = Plan(
     topics=("matching.events",),
     consumer="registration",
     consumed=contacts.HANDLERS,
+    inserts=contacts.INSERTS,
     volatile={"co_organisers": ("removed_at",), "sign_in_links": ("used_at",)},
     start=_KEYS.forget,
     preload=_KEYS.load,
