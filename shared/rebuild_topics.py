@@ -109,34 +109,36 @@ def consumed_events(
     keep_every = plan.every_record is not None
     inserts = plan.inserts
     inserted: dict[Insert, list[Envelope]] = {each: [] for each in inserts.values()}
-    # Per `ce_type` header: whether a handler here reads its payload, None when no
-    # handler here takes the type.
-    payload_read: dict[str, bool | None] = {}
-    # Per raw `ce_type` header (bytes, as the record holds it): whether a handler here
-    # takes the type, so that a record for none is passed over before its headers are
-    # decoded (half or more of the records of scheduling's and registration's topics).
-    taken: dict[bytes | None, bool] = {}
+    # Per raw `ce_type` header (bytes, as the record holds it; the last of a repeated
+    # name, as `header_texts` takes it): whether a handler here reads its payload, None
+    # when no handler here takes the type (or there is none). A record for no handler is
+    # passed over before its headers are decoded: half or more of the records of
+    # scheduling's and registration's topics.
+    payload_read: dict[bytes | None, bool | None] = {}
     from_texts = Envelope.from_header_texts
     no_payload = cast(EventPayload, None)
+
+    def reads_of(raw_type: bytes | None) -> bool | None:
+        if raw_type is None:
+            return None
+        handler = handlers.get(current_type(raw_type.decode("utf-8", "replace")))
+        return None if handler is None else reads_payload(handler)
 
     def add(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         for record in records:
             # From the headers alone first: most records of a topic are not for this
             # service's projection, and their values need not be decoded.
             headers = record.headers
-            if not keep_every:
-                raw_type = None
-                for name, raw in headers:
-                    if name == "ce_type":
-                        raw_type = raw  # (the last of a repeated name, as `header_texts`)
-                wanted = taken.get(raw_type)
-                if wanted is None:
-                    decoded = None if raw_type is None else raw_type.decode("utf-8", "replace")
-                    wanted = taken[raw_type] = decoded is not None and (
-                        current_type(decoded) in handlers
-                    )
-                if not wanted:
-                    continue  # no handler here (or no type: dead-lettered live)
+            raw_type = None
+            for name, raw in headers:
+                if name == "ce_type":
+                    raw_type = raw
+            if raw_type in payload_read:
+                reads = payload_read[raw_type]
+            else:
+                reads = payload_read[raw_type] = reads_of(raw_type)
+            if reads is None and not keep_every:
+                continue  # no handler here
             texts = header_texts(headers)
             source, ce_id, ce_type = (
                 texts.get("ce_source"),
@@ -145,12 +147,6 @@ def consumed_events(
             )
             if source is None or ce_id is None or ce_type is None:
                 continue  # malformed: the live consumer dead-lettered it
-            reads = payload_read.get(ce_type, False)
-            if reads is False:
-                handler = handlers.get(current_type(ce_type))
-                reads = payload_read[ce_type] = None if handler is None else reads_payload(handler)
-            if reads is None and not keep_every:
-                continue  # no handler here
             # As `Envelope.from_kafka` decodes them, which the live inbox's message id uses.
             if f"{source}#{ce_id}" not in applied:
                 continue  # the live consumer did not apply it (or never saw it)
